@@ -1,0 +1,215 @@
+//! The API's errors: one type with a code, an HTTP status and a message. Every rejection the
+//! service makes is one of the constructors below; docs/api.md lists them.
+
+use std::fmt;
+
+/// An error answered to a client in the envelope `{RequestId, HostId, Code, Message, Recommend}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// The `Code` field.
+    pub code: String,
+    /// The `Message` field.
+    pub message: String,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.status, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+fn e(status: u16, code: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// The v1 and v3 signature mismatch message; it must keep the colon (aliyunsdkcore splits on it).
+pub const SIGNATURE_MISMATCH_PREFIX: &str =
+    "Specified signature is not matched with our calculation. server string to sign is:";
+
+#[allow(missing_docs)]
+impl ApiError {
+    // --- gateway (rpc-protocol.md §6) ---
+    pub fn missing_parameter(name: &str) -> Self {
+        e(400, "MissingParameter", format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."))
+    }
+    pub fn invalid_parameter(name: &str) -> Self {
+        e(
+            400,
+            "InvalidParameter",
+            format!("The specified parameter \"{name}\" is not valid."),
+        )
+    }
+    pub fn incomplete_signature(string_to_sign: &str) -> Self {
+        e(400, "IncompleteSignature", format!("The request signature does not conform to Aliyun standards. server string to sign is:{string_to_sign}"))
+    }
+    pub fn access_key_not_found() -> Self {
+        e(
+            404,
+            "InvalidAccessKeyId.NotFound",
+            "Specified access key is not found.",
+        )
+    }
+    pub fn access_key_inactive() -> Self {
+        e(
+            400,
+            "InvalidAccessKeyId.Inactive",
+            "Specified access key is disabled.",
+        )
+    }
+    pub fn timestamp_expired() -> Self {
+        e(
+            400,
+            "InvalidTimeStamp.Expired",
+            "Specified time stamp or date value is expired.",
+        )
+    }
+    pub fn nonce_used() -> Self {
+        e(
+            400,
+            "SignatureNonceUsed",
+            "Specified signature nonce was used already.",
+        )
+    }
+    pub fn signature_mismatch(string_to_sign: &str) -> Self {
+        e(
+            400,
+            "SignatureDoesNotMatch",
+            format!("{SIGNATURE_MISMATCH_PREFIX}{string_to_sign}"),
+        )
+    }
+    pub fn content_sha256_mismatch() -> Self {
+        e(400, "InvalidParameter", "The specified parameter \"x-acs-content-sha256\" is not valid: it does not match the body.")
+    }
+    pub fn action_not_found() -> Self {
+        e(
+            404,
+            "InvalidAction.NotFound",
+            "Specified api is not found, please check your url and method.",
+        )
+    }
+    pub fn unsupported_method() -> Self {
+        e(
+            403,
+            "UnsupportedHTTPMethod",
+            "This HTTP method is not supported.",
+        )
+    }
+    pub fn body_too_large(limit: usize) -> Self {
+        e(
+            413,
+            "RequestEntityTooLarge",
+            format!("The request body is larger than {limit} bytes."),
+        )
+    }
+    pub fn no_permission() -> Self {
+        e(403, "NoPermission", "caller has no permission")
+    }
+    pub fn server_error() -> Self {
+        e(500, "ServerError", "ServerError")
+    }
+
+    // --- operations ---
+    pub fn illegal_param(detail: &str) -> Self {
+        e(400, "IllegalParam", format!("Illegal param: {detail}"))
+    }
+    pub fn cspm_param_illegal(detail: &str) -> Self {
+        e(400, "CspmParamIllegal", detail.to_string())
+    }
+    pub fn instance_ids_required() -> Self {
+        e(400, "-101", "InstanceIds is mandatory for this action.")
+    }
+    pub fn check_not_found(check_id: i64) -> Self {
+        e(
+            404,
+            "InvalidCheckId.NotFound",
+            format!("The check item {check_id} does not exist."),
+        )
+    }
+    pub fn repair_not_supported(check_id: i64) -> Self {
+        e(
+            400,
+            "RepairNotSupported",
+            format!("The check item {check_id} cannot be repaired automatically."),
+        )
+    }
+    pub fn rollback_not_supported(check_id: i64) -> Self {
+        e(
+            400,
+            "RollbackNotSupported",
+            format!("Repairs of the check item {check_id} cannot be rolled back."),
+        )
+    }
+    pub fn instance_not_found(instance_id: &str) -> Self {
+        e(
+            404,
+            "InvalidInstance.NotFound",
+            format!("The instance {instance_id} does not exist."),
+        )
+    }
+    pub fn instance_ambiguous(instance_id: &str) -> Self {
+        e(400, "InvalidInstance.Ambiguous", format!("The instance id {instance_id} matches several instances; give its Vendor and RegionId."))
+    }
+    pub fn no_instance_to_operate() -> Self {
+        e(400, "NoInstanceToOperate", "No instance to operate on: no listed instance, and no instance of the check item fails it.")
+    }
+    pub fn param_not_customized(name: &str) -> Self {
+        e(
+            400,
+            format!("RepairedParamNotCustomized.{name}"),
+            format!("The repair parameter {name} is required and was not given."),
+        )
+    }
+    pub fn param_format(name: &str) -> Self {
+        e(
+            400,
+            format!("ErrorParamFormat.{name}"),
+            format!("The repair parameter {name} is unknown or its value has the wrong format."),
+        )
+    }
+    pub fn repair_task_conflict() -> Self {
+        e(400, "RepairTaskConflict", "Fix task conflicts.")
+    }
+    pub fn task_not_found(task_id: &str) -> Self {
+        e(
+            404,
+            "InvalidTaskId.NotFound",
+            format!("The task {task_id} does not exist."),
+        )
+    }
+    pub fn rollback_task_required() -> Self {
+        e(400, "MissingParameter", "The input parameter \"OperationTaskInstances.N.TaskId\" that is mandatory for processing this request is not supplied.")
+    }
+    pub fn rollback_task_mismatch(task_id: &str) -> Self {
+        e(
+            400,
+            "RollbackTaskMismatch",
+            format!("The task {task_id} is not a repair of this check item on this instance."),
+        )
+    }
+    pub fn rollback_not_allowed(task_id: &str, status: &str) -> Self {
+        e(400, "RollbackNotAllowed", format!("The repair task {task_id} is {status}: only an applied repair (REPAIR_SUCCESS_VERIFIED or REPAIR_SUCCESS_UNVERIFIED) can be rolled back."))
+    }
+    pub fn rollback_not_latest(task_id: &str) -> Self {
+        e(400, "RollbackNotLatest", format!("The repair task {task_id} is not the latest repair of this check item on this instance; roll back the later one first."))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_mismatch_keeps_the_colon_sdk_core_splits_on() {
+        let m = ApiError::signature_mismatch("POST&%2F&x").message;
+        let after_first_colon = m.split(':').nth(1).unwrap();
+        assert_eq!(after_first_colon, "POST&%2F&x");
+    }
+}

@@ -1,0 +1,18 @@
+//! Domain types shared by every posture crate.
+//!
+//! Everything here is pure: no I/O, no clocks, no async. Wire formats (PascalCase JSON, the
+//! flat query) live in the `api` crate; this crate only knows the domain.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod lang;
+mod params;
+mod status;
+mod vendor;
+
+pub use error::ApiError;
+pub use lang::{Lang, Text};
+pub use params::{resolve as resolve_params, ParamError, ParamSpec, ParamType, UsageType};
+pub use status::{CheckStatus, DimensionType, TaskStatus, TaskType};
+pub use vendor::Vendor;

@@ -1,0 +1,363 @@
+//! Repair parameters: their types (`TypeDefine`), how they are supplied (`UsageType`) and how a
+//! supplied value is validated. Values end up inside configuration files, so validation is
+//! strict: no control characters ever, and every type has a closed format.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::Deserialize;
+
+use crate::Text;
+
+/// The type of a repair parameter, rendered as the `TypeDefine` JSON of GetCheckDetail.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "type")]
+pub enum ParamType {
+    /// An IPv4 or IPv6 address.
+    #[serde(rename = "IP")]
+    Ip,
+    /// A TCP/UDP port, 1–65535.
+    #[serde(rename = "PORT")]
+    Port,
+    /// `ip:port`; IPv6 in brackets (`[::1]:6379`).
+    #[serde(rename = "IP:PORT")]
+    IpPort,
+    /// `address/prefix`.
+    #[serde(rename = "CIDR")]
+    Cidr,
+    /// A decimal integer within `range` (inclusive).
+    #[serde(rename = "NUMBER")]
+    Number {
+        /// `[min, max]`
+        range: [i64; 2],
+    },
+    /// One of `values`.
+    #[serde(rename = "ENUM")]
+    Enum {
+        /// The allowed values.
+        values: Vec<String>,
+    },
+    /// A string matching `pattern` as a whole (regular expression).
+    #[serde(rename = "STRING")]
+    String {
+        /// The pattern, implicitly anchored at both ends.
+        pattern: String,
+    },
+}
+
+/// How a parameter's value is obtained (`RepairConfigs[].UsageType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u8")]
+pub enum UsageType {
+    /// 1 — derived from the asset; never supplied by the caller.
+    Asset = 1,
+    /// 2 — configured by the user; has a default, may be overridden per submission.
+    User = 2,
+    /// 3 — supplied at submit time in `RepairTempParam`.
+    Temp = 3,
+}
+
+impl TryFrom<u8> for UsageType {
+    type Error = String;
+    fn try_from(v: u8) -> Result<Self, String> {
+        match v {
+            1 => Ok(UsageType::Asset),
+            2 => Ok(UsageType::User),
+            3 => Ok(UsageType::Temp),
+            _ => Err(format!("usage type {v} is not 1, 2 or 3")),
+        }
+    }
+}
+
+/// One repair parameter of a check item.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ParamSpec {
+    /// Unique within the check item; the `RepairTempParam.N.Name` that sets it.
+    pub name: String,
+    /// Display name.
+    pub show_name: Text,
+    /// How the value is obtained.
+    pub usage: UsageType,
+    /// The value's type.
+    #[serde(rename = "type_define")]
+    pub kind: ParamType,
+    /// Used when the caller gives no value.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// The caller must give a value (`EmptyParamSwitch` 1).
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// Why a parameter value was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParamError {
+    /// A required parameter has no value.
+    Missing(String),
+    /// The value does not match the type, or the name is not a parameter the caller may set.
+    Format(String),
+}
+
+impl ParamType {
+    /// The `TypeDefine` JSON string.
+    pub fn type_define(&self) -> String {
+        let v = match self {
+            ParamType::Ip => serde_json::json!({"type": "IP"}),
+            ParamType::Port => serde_json::json!({"type": "PORT"}),
+            ParamType::IpPort => serde_json::json!({"type": "IP:PORT"}),
+            ParamType::Cidr => serde_json::json!({"type": "CIDR"}),
+            ParamType::Number { range } => serde_json::json!({"type": "NUMBER", "range": range}),
+            ParamType::Enum { values } => serde_json::json!({"type": "ENUM", "values": values}),
+            ParamType::String { pattern } => {
+                serde_json::json!({"type": "STRING", "pattern": pattern})
+            }
+        };
+        v.to_string()
+    }
+
+    /// Whether `value` is a valid value of this type. Returns the canonical spelling
+    /// (e.g. a number without leading zeros).
+    pub fn check(&self, value: &str) -> Option<String> {
+        if value.is_empty() || value.len() > 1024 || value.chars().any(char::is_control) {
+            return None;
+        }
+        match self {
+            ParamType::Ip => value.parse::<IpAddr>().ok().map(|ip| ip.to_string()),
+            ParamType::Port => parse_port(value).map(|p| p.to_string()),
+            ParamType::IpPort => value
+                .parse::<SocketAddr>()
+                .ok()
+                .filter(|a| a.port() != 0)
+                .map(|a| a.to_string()),
+            ParamType::Cidr => {
+                let (ip, prefix) = value.split_once('/')?;
+                let ip: IpAddr = ip.parse().ok()?;
+                let prefix: u8 = prefix.parse().ok()?;
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                (prefix <= max).then(|| format!("{ip}/{prefix}"))
+            }
+            ParamType::Number { range } => {
+                if !value
+                    .bytes()
+                    .enumerate()
+                    .all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'-'))
+                {
+                    return None;
+                }
+                let n: i64 = value.parse().ok()?;
+                (range[0] <= n && n <= range[1]).then(|| n.to_string())
+            }
+            ParamType::Enum { values } => values.iter().find(|v| *v == value).cloned(),
+            ParamType::String { pattern } => {
+                let re = regex_lite::Regex::new(&format!("^(?:{pattern})$")).ok()?;
+                re.is_match(value).then(|| value.to_string())
+            }
+        }
+    }
+}
+
+fn parse_port(s: &str) -> Option<u16> {
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+impl ParamSpec {
+    /// `EmptyParamSwitch`: "1" required, "0" a default is used, "2" may be empty.
+    pub fn empty_param_switch(&self) -> &'static str {
+        if self.required {
+            "1"
+        } else if self.default.is_some() {
+            "0"
+        } else {
+            "2"
+        }
+    }
+
+    /// Whether a caller may give this parameter in `RepairTempParam`.
+    pub fn caller_may_set(&self) -> bool {
+        self.usage != UsageType::Asset
+    }
+}
+
+/// Resolves the values a repair runs with: every parameter of `specs`, from `given`
+/// (`RepairTempParam` name/value pairs) or its default. Errors name the parameter.
+pub fn resolve(
+    specs: &[ParamSpec],
+    given: &[(String, String)],
+) -> Result<Vec<(String, String)>, ParamError> {
+    for (name, _) in given {
+        match specs.iter().find(|s| &s.name == name) {
+            Some(s) if s.caller_may_set() => {}
+            _ => return Err(ParamError::Format(name.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    for spec in specs {
+        let value = given
+            .iter()
+            .rev()
+            .find(|(n, _)| n == &spec.name)
+            .map(|(_, v)| v);
+        match value {
+            Some(v) if !v.is_empty() => {
+                let canon = spec
+                    .kind
+                    .check(v)
+                    .ok_or_else(|| ParamError::Format(spec.name.clone()))?;
+                out.push((spec.name.clone(), canon));
+            }
+            _ if spec.required => return Err(ParamError::Missing(spec.name.clone())),
+            _ => {
+                if let Some(d) = &spec.default {
+                    out.push((spec.name.clone(), d.clone()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(
+        name: &str,
+        usage: UsageType,
+        kind: ParamType,
+        default: Option<&str>,
+        required: bool,
+    ) -> ParamSpec {
+        ParamSpec {
+            name: name.into(),
+            show_name: Text::default(),
+            usage,
+            kind,
+            default: default.map(String::from),
+            required,
+        }
+    }
+
+    #[test]
+    fn each_type_accepts_its_format_and_nothing_else() {
+        let cases: Vec<(ParamType, &[&str], &[&str])> = vec![
+            (
+                ParamType::Ip,
+                &["10.0.0.1", "::1"],
+                &["10.0.0.256", "host", "1.2.3.4:5", " 1.2.3.4"],
+            ),
+            (
+                ParamType::Port,
+                &["1", "6379", "65535"],
+                &["0", "65536", "-1", "+22", "22a"],
+            ),
+            (
+                ParamType::IpPort,
+                &["127.0.0.1:6379", "[::1]:22"],
+                &["127.0.0.1", "1.2.3.4:0", "1.2.3.4:70000", "::1:22"],
+            ),
+            (
+                ParamType::Cidr,
+                &["10.0.0.0/8", "::/0"],
+                &["10.0.0.0/33", "10.0.0.0", "x/8"],
+            ),
+            (
+                ParamType::Number { range: [1, 10] },
+                &["1", "10"],
+                &["0", "11", "1.5", "", "1e1"],
+            ),
+            (
+                ParamType::Enum {
+                    values: vec!["no".into(), "yes".into()],
+                },
+                &["no"],
+                &["No", "maybe"],
+            ),
+            (
+                ParamType::String {
+                    pattern: "[a-z]{2,4}".into(),
+                },
+                &["ab", "abcd"],
+                &["a", "abcde", "ab\nPermitRootLogin yes"],
+            ),
+        ];
+        for (kind, good, bad) in cases {
+            for v in good {
+                assert!(kind.check(v).is_some(), "{kind:?} should accept {v:?}");
+            }
+            for v in bad {
+                assert!(kind.check(v).is_none(), "{kind:?} should refuse {v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn control_characters_are_refused_by_every_type() {
+        let s = ParamType::String {
+            pattern: ".*".into(),
+        };
+        assert!(s.check("a\nb").is_none());
+        assert!(s.check("a\rb").is_none());
+        assert!(s.check("a\0b").is_none());
+    }
+
+    #[test]
+    fn type_define_is_the_documented_json() {
+        assert_eq!(
+            ParamType::Number { range: [1, 24] }.type_define(),
+            r#"{"range":[1,24],"type":"NUMBER"}"#
+        );
+        assert_eq!(ParamType::IpPort.type_define(), r#"{"type":"IP:PORT"}"#);
+    }
+
+    #[test]
+    fn resolve_reports_missing_malformed_and_unknown_by_name() {
+        let specs = vec![
+            spec("IPPort", UsageType::Temp, ParamType::IpPort, None, true),
+            spec(
+                "Max",
+                UsageType::User,
+                ParamType::Number { range: [1, 10] },
+                Some("4"),
+                false,
+            ),
+            spec("Derived", UsageType::Asset, ParamType::Port, None, false),
+        ];
+        assert_eq!(
+            resolve(&specs, &[]),
+            Err(ParamError::Missing("IPPort".into()))
+        );
+        assert_eq!(
+            resolve(&specs, &[("IPPort".into(), "".into())]),
+            Err(ParamError::Missing("IPPort".into()))
+        );
+        assert_eq!(
+            resolve(&specs, &[("IPPort".into(), "1.2.3.4".into())]),
+            Err(ParamError::Format("IPPort".into()))
+        );
+        assert_eq!(
+            resolve(&specs, &[("Nope".into(), "1".into())]),
+            Err(ParamError::Format("Nope".into()))
+        );
+        assert_eq!(
+            resolve(&specs, &[("Derived".into(), "22".into())]),
+            Err(ParamError::Format("Derived".into()))
+        );
+        assert_eq!(
+            resolve(&specs, &[("IPPort".into(), "10.0.0.5:6380".into())]).unwrap(),
+            vec![
+                ("IPPort".into(), "10.0.0.5:6380".into()),
+                ("Max".into(), "4".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn type_define_deserializes_from_catalog_data() {
+        let t: ParamType = serde_json::from_str(r#"{"type":"NUMBER","range":[1,365]}"#).unwrap();
+        assert_eq!(t, ParamType::Number { range: [1, 365] });
+        let t: ParamType = serde_json::from_str(r#"{"type":"IP:PORT"}"#).unwrap();
+        assert_eq!(t, ParamType::IpPort);
+    }
+}

@@ -1,0 +1,303 @@
+use crate::Lang;
+
+macro_rules! wire_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vm])* $v),+ }
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$v),+];
+            /// The wire spelling.
+            pub fn as_str(self) -> &'static str { match self { $($name::$v => $s),+ } }
+            /// Parses the wire spelling (exact, upper case as the SDKs send it).
+            pub fn parse(s: &str) -> Option<$name> {
+                match s { $($s => Some($name::$v),)+ _ => None }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+wire_enum! {
+    /// The result of one check item on one instance.
+    CheckStatus {
+        /// The configuration meets the rule.
+        Pass = "PASS",
+        /// The configuration fails the rule.
+        NotPass = "NOT_PASS",
+        /// A check is running.
+        Checking = "CHECKING",
+        /// Never checked.
+        NotCheck = "NOT_CHECK",
+        /// Exempted by a whitelist rule.
+        Whitelist = "WHITELIST",
+        /// The check itself failed (e.g. the configuration could not be read).
+        Failed = "FAILED",
+    }
+}
+
+wire_enum! {
+    /// What an operation task does.
+    TaskType {
+        /// Back up, change the configuration, verify.
+        Repair = "REPAIR",
+        /// Restore the backup of an earlier repair, verify.
+        Rollback = "ROLLBACK",
+    }
+}
+
+wire_enum! {
+    /// How SubmitOperationTask picks its instances.
+    DimensionType {
+        /// The instances listed (or selected through RelationKey).
+        Instance = "INSTANCE",
+        /// The check item as a whole: every instance whose result is NOT_PASS.
+        CheckId = "CHECK_ID",
+    }
+}
+
+wire_enum! {
+    /// The status of one per-instance operation task (sas-api.md §3).
+    TaskStatus {
+        /// Created, waiting for a worker.
+        Init = "INIT",
+        /// Processing failed before anything was changed.
+        Fail = "FAIL",
+        /// Waiting: concurrency-limited (reserved; posture queues instead).
+        Throttling = "THROTTLING",
+        /// Taking the snapshot.
+        InBackup = "IN_BACKUP",
+        /// Snapshot stored.
+        BackedUp = "BACKED_UP",
+        /// Snapshot could not be taken; nothing was changed.
+        BackupFail = "BACKUP_FAIL",
+        /// Changing the configuration.
+        Repairing = "REPAIRING",
+        /// The change is applied.
+        RepairSuccess = "REPAIR_SUCCESS",
+        /// The change failed; the snapshot was restored.
+        RepairFail = "REPAIR_FAIL",
+        /// Re-evaluating the check after the change.
+        RepairSuccessVerifying = "REPAIR_SUCCESS_VERIFYING",
+        /// Applied, but the check still fails.
+        RepairSuccessUnverified = "REPAIR_SUCCESS_UNVERIFIED",
+        /// Applied and the check passes.
+        RepairSuccessVerified = "REPAIR_SUCCESS_VERIFIED",
+        /// Being re-executed (reserved).
+        RepairReExecute = "REPAIR_RE_EXECUTE",
+        /// Rollback submitted, waiting for a worker.
+        RollBackInit = "ROLL_BACK_INIT",
+        /// Restoring the snapshot.
+        RollBacking = "ROLL_BACKING",
+        /// Snapshot restored.
+        RollBacked = "ROLL_BACKED",
+        /// Rollback failed; nothing was changed.
+        RollBackFail = "ROLL_BACK_FAIL",
+        /// Re-evaluating the check after the restore.
+        RollBackVerifying = "ROLL_BACK_VERIFYING",
+        /// Restored, but the files no longer match the snapshot.
+        RollBackUnverified = "ROLL_BACK_UNVERIFIED",
+        /// Restored and re-evaluated.
+        RollBackVerified = "ROLL_BACK_VERIFIED",
+    }
+}
+
+impl TaskStatus {
+    /// The one transition table. A task moves only along these edges; the store refuses any
+    /// other write. Re-running a step after a lost lease keeps the status (no edge needed).
+    pub fn next(self) -> &'static [TaskStatus] {
+        use TaskStatus::*;
+        match self {
+            Init => &[InBackup, Fail],
+            InBackup => &[BackedUp, BackupFail],
+            BackedUp => &[Repairing, RepairFail],
+            Repairing => &[RepairSuccess, RepairFail],
+            RepairSuccess => &[RepairSuccessVerifying],
+            RepairSuccessVerifying => &[RepairSuccessVerified, RepairSuccessUnverified],
+            RollBackInit => &[RollBacking, RollBackFail],
+            RollBacking => &[RollBacked, RollBackFail],
+            RollBacked => &[RollBackVerifying],
+            RollBackVerifying => &[RollBackVerified, RollBackUnverified],
+            // Terminal, or reserved statuses posture never enters.
+            Fail
+            | BackupFail
+            | RepairFail
+            | RepairSuccessUnverified
+            | RepairSuccessVerified
+            | RollBackFail
+            | RollBackUnverified
+            | RollBackVerified
+            | Throttling
+            | RepairReExecute => &[],
+        }
+    }
+
+    /// Whether `self → to` is an allowed transition.
+    pub fn can_move_to(self, to: TaskStatus) -> bool {
+        self.next().contains(&to)
+    }
+
+    /// A terminal status never changes again.
+    pub fn is_terminal(self) -> bool {
+        use TaskStatus::*;
+        matches!(
+            self,
+            Fail | BackupFail
+                | RepairFail
+                | RepairSuccessUnverified
+                | RepairSuccessVerified
+                | RollBackFail
+                | RollBackUnverified
+                | RollBackVerified
+        )
+    }
+
+    /// The terminal statuses, for SQL (`status NOT IN (...)`).
+    pub fn terminal() -> impl Iterator<Item = TaskStatus> {
+        TaskStatus::ALL.iter().copied().filter(|s| s.is_terminal())
+    }
+
+    /// The status a new task of this type starts in.
+    pub fn initial(kind: TaskType) -> TaskStatus {
+        match kind {
+            TaskType::Repair => TaskStatus::Init,
+            TaskType::Rollback => TaskStatus::RollBackInit,
+        }
+    }
+
+    /// Whether a repair task in this status changed the configuration and so can be rolled back.
+    pub fn repair_applied(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::RepairSuccessVerified | TaskStatus::RepairSuccessUnverified
+        )
+    }
+
+    /// The localised display name (`StatusShowName`).
+    pub fn show_name(self, lang: Lang) -> &'static str {
+        use TaskStatus::*;
+        let (zh, en) = match self {
+            Init => ("初始化", "Initializing"),
+            Fail => ("处理失败", "Failed"),
+            Throttling => ("排队中", "Throttling"),
+            InBackup => ("备份中", "Backing up"),
+            BackedUp => ("已备份", "Backed up"),
+            BackupFail => ("备份失败", "Backup failed"),
+            Repairing => ("修复中", "Repairing"),
+            RepairSuccess => ("修复成功", "Repaired"),
+            RepairFail => ("修复失败", "Repair failed"),
+            RepairSuccessVerifying => ("修复验证中", "Verifying repair"),
+            RepairSuccessUnverified => ("修复验证未通过", "Repair not verified"),
+            RepairSuccessVerified => ("修复已验证", "Repair verified"),
+            RepairReExecute => ("重新执行中", "Re-executing"),
+            RollBackInit => ("回滚初始化", "Rollback initializing"),
+            RollBacking => ("回滚中", "Rolling back"),
+            RollBacked => ("已回滚", "Rolled back"),
+            RollBackFail => ("回滚失败", "Rollback failed"),
+            RollBackVerifying => ("回滚验证中", "Verifying rollback"),
+            RollBackUnverified => ("回滚验证未通过", "Rollback not verified"),
+            RollBackVerified => ("回滚已验证", "Rollback verified"),
+        };
+        lang.pick(zh, en)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TaskStatus::*;
+
+    /// The whole table, written out once more by hand: every pair of statuses is checked, so a
+    /// change to `next` that is not mirrored here fails.
+    const ALLOWED: &[(TaskStatus, TaskStatus)] = &[
+        (Init, InBackup),
+        (Init, Fail),
+        (InBackup, BackedUp),
+        (InBackup, BackupFail),
+        (BackedUp, Repairing),
+        (BackedUp, RepairFail),
+        (Repairing, RepairSuccess),
+        (Repairing, RepairFail),
+        (RepairSuccess, RepairSuccessVerifying),
+        (RepairSuccessVerifying, RepairSuccessVerified),
+        (RepairSuccessVerifying, RepairSuccessUnverified),
+        (RollBackInit, RollBacking),
+        (RollBackInit, RollBackFail),
+        (RollBacking, RollBacked),
+        (RollBacking, RollBackFail),
+        (RollBacked, RollBackVerifying),
+        (RollBackVerifying, RollBackVerified),
+        (RollBackVerifying, RollBackUnverified),
+    ];
+
+    #[test]
+    fn transition_table_is_exactly_the_documented_one() {
+        for &from in TaskStatus::ALL {
+            for &to in TaskStatus::ALL {
+                assert_eq!(
+                    from.can_move_to(to),
+                    ALLOWED.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn terminal_statuses_have_no_way_out_and_others_reach_one() {
+        for &s in TaskStatus::ALL {
+            if s.is_terminal() {
+                assert!(s.next().is_empty(), "{s} is terminal but has edges");
+            }
+        }
+        // Every non-terminal status that a task can enter reaches a terminal status.
+        for start in [Init, RollBackInit] {
+            let mut seen = vec![start];
+            let mut i = 0;
+            while i < seen.len() {
+                for &n in seen[i].next() {
+                    if !seen.contains(&n) {
+                        seen.push(n);
+                    }
+                }
+                i += 1;
+            }
+            for s in &seen {
+                if !s.is_terminal() {
+                    assert!(!s.next().is_empty(), "{s} is a dead end");
+                }
+            }
+            assert!(seen.iter().any(|s| s.is_terminal()));
+        }
+    }
+
+    #[test]
+    fn repair_and_rollback_graphs_never_meet() {
+        let repair = [
+            Init,
+            InBackup,
+            BackedUp,
+            Repairing,
+            RepairSuccess,
+            RepairSuccessVerifying,
+        ];
+        for s in repair {
+            for n in s.next() {
+                assert!(!n.as_str().starts_with("ROLL_BACK"), "{s} -> {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn wire_names_round_trip() {
+        for &s in TaskStatus::ALL {
+            assert_eq!(TaskStatus::parse(s.as_str()), Some(s));
+            assert!(!s.show_name(Lang::Zh).is_empty());
+            assert!(!s.show_name(Lang::En).is_empty());
+        }
+        assert_eq!(TaskStatus::parse("init"), None);
+    }
+}
