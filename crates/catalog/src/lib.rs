@@ -1,1 +1,13 @@
+//! The check items, as data, and the evaluator of their rules.
+//!
+//! Check items are TOML (`checks/*.toml` compiled in, plus any `*.toml` in a user directory).
+//! A rule is a list of conditions on the normalised document a connector reads; a repair is a
+//! list of [`model::Step`]s whose values may name a repair parameter.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+mod def;
+mod eval;
+
+pub use def::{Catalog, CheckDef, Condition, ConfigField, LoadError, Op, Policy, RepairDef, Risk};
+pub use eval::{evaluate, Outcome};

@@ -5,12 +5,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod action;
 mod error;
 mod lang;
 mod params;
 mod status;
 mod vendor;
 
+pub use action::{Dialect, Document, Snapshot, SnapshotItem, Step};
 pub use error::ApiError;
 pub use lang::{Lang, Text};
 pub use params::{resolve as resolve_params, ParamError, ParamSpec, ParamType, UsageType};

@@ -114,6 +114,18 @@ impl ParamType {
         v.to_string()
     }
 
+    /// Whether the type itself is well formed (a valid range, values, pattern).
+    pub fn validate_definition(&self) -> Result<(), String> {
+        match self {
+            ParamType::Number { range } if range[0] > range[1] => Err("range is empty".into()),
+            ParamType::Enum { values } if values.is_empty() => Err("no enum values".into()),
+            ParamType::String { pattern } => regex_lite::Regex::new(pattern)
+                .map(|_| ())
+                .map_err(|e| format!("pattern: {e}")),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether `value` is a valid value of this type. Returns the canonical spelling
     /// (e.g. a number without leading zeros).
     pub fn check(&self, value: &str) -> Option<String> {

@@ -1,0 +1,430 @@
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use model::{ParamSpec, ParamType, Step, Text};
+use serde::Deserialize;
+
+/// Risk level of a check item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+pub enum Risk {
+    /// `HIGH`
+    #[serde(rename = "HIGH")]
+    High,
+    /// `MEDIUM`
+    #[serde(rename = "MEDIUM")]
+    Medium,
+    /// `LOW`
+    #[serde(rename = "LOW")]
+    Low,
+}
+
+impl Risk {
+    /// Upper case, as ListCheckResult spells it.
+    pub fn upper(self) -> &'static str {
+        match self {
+            Risk::High => "HIGH",
+            Risk::Medium => "MEDIUM",
+            Risk::Low => "LOW",
+        }
+    }
+    /// Lower case, as ListOperationTask spells it.
+    pub fn lower(self) -> &'static str {
+        match self {
+            Risk::High => "high",
+            Risk::Medium => "medium",
+            Risk::Low => "low",
+        }
+    }
+}
+
+/// Where a check item sits in a standard (`CheckPolicies`).
+#[derive(Clone, Debug, Deserialize)]
+#[allow(missing_docs)]
+pub struct Policy {
+    pub standard_id: i64,
+    pub standard: Text,
+    pub requirement_id: i64,
+    pub requirement: Text,
+    pub section_id: i64,
+    pub section: Text,
+}
+
+/// A comparison a rule makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// The value equals `value`.
+    Eq,
+    /// The value is one of `values` (case-insensitive: config keywords are).
+    In,
+    /// The value, an integer, is ≤ `value`.
+    Le,
+    /// The value, an integer, is ≥ `value`.
+    Ge,
+    /// The value, a duration in sshd's format (`90`, `2m`, `1h30m`), is ≤ `value` seconds.
+    LeDuration,
+    /// The value, an octal mode, grants nothing beyond the octal `value`.
+    ModeAtMost,
+    /// The value lists listen addresses, and none of them is a wildcard (absent fails).
+    NoWildcardAddr,
+    /// The key is present with a non-empty value.
+    Present,
+}
+
+/// One condition of a rule.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Condition {
+    /// The document key.
+    pub key: String,
+    /// The value assumed when the key is absent (the software's own default).
+    #[serde(default)]
+    pub default: Option<String>,
+    /// The comparison.
+    pub op: Op,
+    /// The operand of single-value comparisons.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// The operand of `in`.
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+/// A current value shown in `InstanceInfo.Config`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ConfigField {
+    /// `Name`.
+    pub name: String,
+    /// The document key it comes from.
+    pub key: String,
+    /// Shown when the key is absent.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// `ShowName`.
+    pub show_name: Text,
+}
+
+/// How a check item is repaired.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RepairDef {
+    /// 1 repair + rollback, 2 repair only.
+    pub support_type: i64,
+    /// A service restart is needed for the change to take effect.
+    pub reset: bool,
+    /// The steps as shown to users (`FlowStep`).
+    pub flow: Vec<Text>,
+    /// Repair parameters.
+    #[serde(default)]
+    pub params: Vec<ParamSpec>,
+    /// What is changed; values may contain `{Param}`, `{Param.ip}`, `{Param.port}`.
+    pub steps: Vec<Step>,
+}
+
+/// One check item.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CheckDef {
+    /// `CheckId`.
+    pub id: i64,
+    /// A stable slug.
+    pub key: String,
+    /// `CheckShowName`.
+    pub name: Text,
+    /// Risk level.
+    pub risk: Risk,
+    /// The connector kind that reads the instances it applies to.
+    #[serde(default = "host")]
+    pub asset: String,
+    /// `InstanceType`.
+    #[serde(default = "ecs")]
+    pub instance_type: String,
+    /// `InstanceSubType`.
+    #[serde(default = "instance")]
+    pub instance_sub_type: String,
+    /// The item applies only to instances whose document has this key.
+    #[serde(default)]
+    pub applies_if: Option<String>,
+    /// What the risk is.
+    pub description: Text,
+    /// How to fix it by hand.
+    pub solution: Text,
+    /// Further help.
+    pub assist: Text,
+    /// Its place in a standard.
+    pub policy: Policy,
+    /// All conditions must hold for PASS.
+    pub rule: Vec<Condition>,
+    /// Current values shown per instance.
+    #[serde(default)]
+    pub config: Vec<ConfigField>,
+    /// How it is repaired, if it is.
+    #[serde(default)]
+    pub repair: Option<RepairDef>,
+}
+
+fn host() -> String {
+    "host".into()
+}
+fn ecs() -> String {
+    "ECS".into()
+}
+fn instance() -> String {
+    "INSTANCE".into()
+}
+
+impl CheckDef {
+    /// `RepairSupportType`: 1, 2, or 0 when the item cannot be repaired.
+    pub fn repair_support_type(&self) -> i64 {
+        self.repair.as_ref().map_or(0, |r| r.support_type)
+    }
+
+    /// Whether a repair of this item can be rolled back.
+    pub fn supports_rollback(&self) -> bool {
+        self.repair_support_type() == 1
+    }
+
+    /// The steps with the resolved parameter values substituted.
+    pub fn render_steps(&self, params: &[(String, String)]) -> Vec<Step> {
+        let Some(repair) = &self.repair else {
+            return Vec::new();
+        };
+        repair
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::SetDirective {
+                    dialect,
+                    file,
+                    key,
+                    value,
+                } => Step::SetDirective {
+                    dialect: *dialect,
+                    file: file.clone(),
+                    key: key.clone(),
+                    value: substitute(value, params),
+                },
+                Step::SetMode { file, mode } => Step::SetMode {
+                    file: file.clone(),
+                    mode: substitute(mode, params),
+                },
+            })
+            .collect()
+    }
+}
+
+/// Replaces `{Name}`, `{Name.ip}` and `{Name.port}` with the parameter's value.
+fn substitute(template: &str, params: &[(String, String)]) -> String {
+    let mut out = template.to_string();
+    for (name, value) in params {
+        out = out.replace(&format!("{{{name}}}"), value);
+        if let Ok(addr) = value.parse::<SocketAddr>() {
+            out = out.replace(&format!("{{{name}.ip}}"), &addr.ip().to_string());
+            out = out.replace(&format!("{{{name}.port}}"), &addr.port().to_string());
+        }
+    }
+    out
+}
+
+/// Why the catalog could not be loaded.
+#[derive(Debug)]
+pub struct LoadError(pub String);
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+#[derive(Deserialize)]
+struct File {
+    checks: Vec<CheckDef>,
+}
+
+/// All check items, by id.
+#[derive(Debug)]
+pub struct Catalog {
+    checks: BTreeMap<i64, CheckDef>,
+}
+
+const BUILTIN: &[(&str, &str)] = &[("checks/linux.toml", include_str!("../checks/linux.toml"))];
+
+impl Catalog {
+    /// The compiled-in check items.
+    pub fn builtin() -> Result<Catalog, LoadError> {
+        let mut c = Catalog {
+            checks: BTreeMap::new(),
+        };
+        for (name, text) in BUILTIN {
+            c.add_file(name, text)?;
+        }
+        Ok(c)
+    }
+
+    /// The compiled-in items plus every `*.toml` in `dir` (sorted by name).
+    pub fn with_user_dir(dir: &Path) -> Result<Catalog, LoadError> {
+        let mut c = Catalog::builtin()?;
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| LoadError(format!("{}: {e}", dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f)
+                .map_err(|e| LoadError(format!("{}: {e}", f.display())))?;
+            c.add_file(&f.display().to_string(), &text)?;
+        }
+        Ok(c)
+    }
+
+    fn add_file(&mut self, name: &str, text: &str) -> Result<(), LoadError> {
+        let file: File = toml::from_str(text).map_err(|e| LoadError(format!("{name}: {e}")))?;
+        for check in file.checks {
+            validate(&check).map_err(|e| LoadError(format!("{name}: check {}: {e}", check.id)))?;
+            if self.checks.contains_key(&check.id) {
+                return Err(LoadError(format!(
+                    "{name}: check id {} is defined twice",
+                    check.id
+                )));
+            }
+            self.checks.insert(check.id, check);
+        }
+        Ok(())
+    }
+
+    /// One check item.
+    pub fn get(&self, id: i64) -> Option<&CheckDef> {
+        self.checks.get(&id)
+    }
+
+    /// Every check item, by id.
+    pub fn all(&self) -> impl Iterator<Item = &CheckDef> {
+        self.checks.values()
+    }
+
+    /// The items a connector kind evaluates.
+    pub fn for_asset<'a>(&'a self, asset: &'a str) -> impl Iterator<Item = &'a CheckDef> {
+        self.checks.values().filter(move |c| c.asset == asset)
+    }
+}
+
+fn validate(c: &CheckDef) -> Result<(), String> {
+    if c.rule.is_empty() {
+        return Err("the rule has no condition".into());
+    }
+    for cond in &c.rule {
+        let needs_value = matches!(
+            cond.op,
+            Op::Eq | Op::Le | Op::Ge | Op::LeDuration | Op::ModeAtMost
+        );
+        if needs_value && cond.value.is_none() {
+            return Err(format!("condition on {} needs a value", cond.key));
+        }
+        if cond.op == Op::In && cond.values.is_empty() {
+            return Err(format!("condition on {} needs values", cond.key));
+        }
+    }
+    if let Some(r) = &c.repair {
+        if !(r.support_type == 1 || r.support_type == 2) {
+            return Err(format!(
+                "repair support_type {} is not 1 or 2",
+                r.support_type
+            ));
+        }
+        if r.steps.is_empty() {
+            return Err("the repair has no step".into());
+        }
+        let mut names: Vec<&str> = r.params.iter().map(|p| p.name.as_str()).collect();
+        names.sort();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err("two repair parameters share a name".into());
+        }
+        for p in &r.params {
+            if let Some(d) = &p.default {
+                if p.kind.check(d).is_none() {
+                    return Err(format!(
+                        "default {d:?} of {} does not match its type",
+                        p.name
+                    ));
+                }
+            }
+            p.kind
+                .validate_definition()
+                .map_err(|e| format!("parameter {}: {e}", p.name))?;
+        }
+        // Every placeholder must be filled once parameters are resolved.
+        let sample: Vec<(String, String)> = r
+            .params
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    if p.kind == ParamType::IpPort {
+                        "127.0.0.1:1".into()
+                    } else {
+                        "x".into()
+                    },
+                )
+            })
+            .collect();
+        for step in c.render_steps(&sample) {
+            let (Step::SetDirective { value, .. } | Step::SetMode { mode: value, .. }) = &step;
+            if value.contains('{') {
+                return Err(format!("a step names an unknown parameter: {value}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_loads_and_meets_the_minimums() {
+        let c = Catalog::builtin().unwrap();
+        let all: Vec<_> = c.all().collect();
+        assert!(all.len() >= 14);
+        assert!(all.iter().filter(|c| c.repair.is_some()).count() >= 10);
+        assert!(all.iter().filter(|c| c.supports_rollback()).count() >= 8);
+        // One repair takes an IP:PORT parameter supplied at submit time.
+        assert!(all.iter().any(
+            |c| c.repair.as_ref().is_some_and(|r| r
+                .params
+                .iter()
+                .any(|p| p.kind == ParamType::IpPort
+                    && p.usage == model::UsageType::Temp
+                    && p.required))
+        ));
+        for c in all {
+            assert!(!c.name.zh.is_empty() && !c.name.en.is_empty(), "{}", c.id);
+        }
+    }
+
+    #[test]
+    fn placeholders_are_substituted() {
+        let c = Catalog::builtin().unwrap();
+        let redis = c.get(1016).unwrap();
+        let steps = redis.render_steps(&[("IPPort".into(), "10.1.2.3:6380".into())]);
+        assert!(
+            matches!(&steps[0], Step::SetDirective { key, value, .. } if key == "bind" && value == "10.1.2.3")
+        );
+        assert!(
+            matches!(&steps[1], Step::SetDirective { key, value, .. } if key == "port" && value == "6380")
+        );
+        let ipv6 = redis.render_steps(&[("IPPort".into(), "[::1]:6379".into())]);
+        assert!(matches!(&ipv6[0], Step::SetDirective { value, .. } if value == "::1"));
+    }
+
+    #[test]
+    fn a_bad_user_file_is_refused_with_its_name() {
+        let dir = std::env::temp_dir().join(format!("posture-catalog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("bad.toml"), "[[checks]]\nid = 1001\n").unwrap();
+        let err = Catalog::with_user_dir(&dir).unwrap_err();
+        assert!(err.0.contains("bad.toml"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,237 @@
+use model::{CheckStatus, Document};
+
+use crate::{CheckDef, Condition, Op};
+
+/// The evaluation of one check item on one document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The item does not apply to this instance (its `applies_if` key is absent).
+    NotApplicable,
+    /// Every condition holds.
+    Pass,
+    /// These keys fail their condition.
+    NotPass(Vec<String>),
+}
+
+impl Outcome {
+    /// The check result status this outcome is stored as (None: no result row).
+    pub fn status(&self) -> Option<CheckStatus> {
+        match self {
+            Outcome::NotApplicable => None,
+            Outcome::Pass => Some(CheckStatus::Pass),
+            Outcome::NotPass(_) => Some(CheckStatus::NotPass),
+        }
+    }
+}
+
+/// Evaluates a check item's rule on a document.
+pub fn evaluate(check: &CheckDef, doc: &Document) -> Outcome {
+    if let Some(k) = &check.applies_if {
+        if !doc.contains_key(k) {
+            return Outcome::NotApplicable;
+        }
+    }
+    let failed: Vec<String> = check
+        .rule
+        .iter()
+        .filter(|c| !holds(c, doc))
+        .map(|c| c.key.clone())
+        .collect();
+    if failed.is_empty() {
+        Outcome::Pass
+    } else {
+        Outcome::NotPass(failed)
+    }
+}
+
+fn holds(c: &Condition, doc: &Document) -> bool {
+    let Some(v) = doc.get(&c.key).or(c.default.as_ref()) else {
+        return false;
+    };
+    let v = v.trim();
+    let operand = c.value.as_deref().unwrap_or("");
+    match c.op {
+        Op::Eq => v == operand,
+        Op::In => c.values.iter().any(|x| x.eq_ignore_ascii_case(v)),
+        Op::Le => matches!((int(v), int(operand)), (Some(a), Some(b)) if a <= b),
+        Op::Ge => matches!((int(v), int(operand)), (Some(a), Some(b)) if a >= b),
+        Op::LeDuration => matches!((duration_secs(v), int(operand)), (Some(a), Some(b)) if a <= b),
+        Op::ModeAtMost => matches!(
+            (u32::from_str_radix(v, 8), u32::from_str_radix(operand, 8)),
+            (Ok(mode), Ok(max)) if mode & 0o7777 & !max == 0
+        ),
+        Op::NoWildcardAddr => {
+            let addrs: Vec<&str> = v.split_whitespace().collect();
+            !addrs.is_empty() && addrs.iter().all(|a| !is_wildcard(a))
+        }
+        Op::Present => !v.is_empty(),
+    }
+}
+
+fn int(s: &str) -> Option<i64> {
+    s.trim().parse().ok()
+}
+
+/// Redis marks optional addresses with a leading `-`; `*`, `0.0.0.0` and `::` listen everywhere.
+fn is_wildcard(addr: &str) -> bool {
+    let a = addr.trim_start_matches('-');
+    matches!(
+        a,
+        "*" | "0.0.0.0" | "::" | "[::]" | "::0" | "0:0:0:0:0:0:0:0"
+    )
+}
+
+/// sshd's time format: `90`, `90s`, `2m`, `1h30m`, `1w` (case-insensitive units).
+fn duration_secs(s: &str) -> Option<i64> {
+    let mut total = 0i64;
+    let mut num = String::new();
+    for ch in s.chars() {
+        if ch.is_ascii_digit() {
+            num.push(ch);
+            continue;
+        }
+        let unit = match ch.to_ascii_lowercase() {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return None,
+        };
+        total = total.checked_add(num.parse::<i64>().ok()?.checked_mul(unit)?)?;
+        num.clear();
+    }
+    if !num.is_empty() {
+        total = total.checked_add(num.parse().ok()?)?;
+    }
+    (!s.is_empty()).then_some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Catalog;
+
+    fn doc(pairs: &[(&str, &str)]) -> Document {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn absent_keys_take_the_software_default() {
+        let c = Catalog::builtin().unwrap();
+        let root_login = c.get(1001).unwrap();
+        // OpenSSH's default is prohibit-password: not "no", so it fails.
+        assert_eq!(
+            evaluate(root_login, &doc(&[("sshd.present", "true")])),
+            Outcome::NotPass(vec!["sshd.permitrootlogin".into()])
+        );
+        assert_eq!(
+            evaluate(
+                root_login,
+                &doc(&[("sshd.present", "true"), ("sshd.permitrootlogin", "No")])
+            ),
+            Outcome::Pass
+        );
+        assert_eq!(evaluate(root_login, &doc(&[])), Outcome::NotApplicable);
+    }
+
+    #[test]
+    fn numbers_modes_durations_and_addresses() {
+        let c = Catalog::builtin().unwrap();
+        let d = |pairs: &[(&str, &str)]| {
+            let mut d = doc(pairs);
+            d.insert("sshd.present".into(), "true".into());
+            d.insert("redis.present".into(), "true".into());
+            d.insert("login_defs.present".into(), "true".into());
+            d
+        };
+        assert_eq!(
+            evaluate(c.get(1003).unwrap(), &d(&[("sshd.maxauthtries", "4")])),
+            Outcome::Pass
+        );
+        assert!(matches!(
+            evaluate(c.get(1003).unwrap(), &d(&[])),
+            Outcome::NotPass(_)
+        ));
+        assert_eq!(
+            evaluate(c.get(1005).unwrap(), &d(&[("sshd.logingracetime", "1m")])),
+            Outcome::Pass
+        );
+        assert!(matches!(
+            evaluate(c.get(1005).unwrap(), &d(&[("sshd.logingracetime", "2m")])),
+            Outcome::NotPass(_)
+        ));
+        assert!(matches!(
+            evaluate(c.get(1005).unwrap(), &d(&[("sshd.logingracetime", "soon")])),
+            Outcome::NotPass(_)
+        ));
+        assert_eq!(
+            evaluate(
+                c.get(1006).unwrap(),
+                &d(&[("file:/etc/ssh/sshd_config.mode", "0600")])
+            ),
+            Outcome::Pass
+        );
+        assert_eq!(
+            evaluate(
+                c.get(1006).unwrap(),
+                &d(&[("file:/etc/ssh/sshd_config.mode", "0400")])
+            ),
+            Outcome::Pass
+        );
+        assert!(matches!(
+            evaluate(
+                c.get(1006).unwrap(),
+                &d(&[("file:/etc/ssh/sshd_config.mode", "0644")])
+            ),
+            Outcome::NotPass(_)
+        ));
+        assert!(matches!(
+            evaluate(
+                c.get(1006).unwrap(),
+                &d(&[("file:/etc/ssh/sshd_config.mode", "4600")])
+            ),
+            Outcome::NotPass(_)
+        ));
+        let redis = c.get(1016).unwrap();
+        assert_eq!(
+            evaluate(redis, &d(&[("redis.bind", "127.0.0.1 -::1")])),
+            Outcome::Pass
+        );
+        assert!(matches!(
+            evaluate(redis, &d(&[("redis.bind", "127.0.0.1 0.0.0.0")])),
+            Outcome::NotPass(_)
+        ));
+        assert!(matches!(
+            evaluate(redis, &d(&[("redis.bind", "* -::*")])),
+            Outcome::NotPass(_)
+        ));
+        assert!(matches!(evaluate(redis, &d(&[])), Outcome::NotPass(_)));
+        assert_eq!(
+            evaluate(
+                c.get(1009).unwrap(),
+                &d(&[("login_defs.PASS_MAX_DAYS", "365")])
+            ),
+            Outcome::Pass
+        );
+        assert!(matches!(
+            evaluate(
+                c.get(1009).unwrap(),
+                &d(&[("login_defs.PASS_MAX_DAYS", "99999")])
+            ),
+            Outcome::NotPass(_)
+        ));
+    }
+
+    #[test]
+    fn durations_parse_like_sshd() {
+        assert_eq!(duration_secs("90"), Some(90));
+        assert_eq!(duration_secs("1h30m"), Some(5400));
+        assert_eq!(duration_secs("2M"), Some(120));
+        assert_eq!(duration_secs("x"), None);
+        assert_eq!(duration_secs(""), None);
+    }
+}

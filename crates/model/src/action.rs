@@ -1,0 +1,75 @@
+//! What a repair does and what a snapshot holds, as data shared by the catalog (which writes
+//! steps), the engine (which stores snapshots) and the connectors (which carry steps out).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A normalised configuration document: setting name → current value. A key that is absent
+/// means "not set". Connectors produce it; catalog rules read it.
+pub type Document = BTreeMap<String, String>;
+
+/// How a configuration file spells its directives, and which occurrence wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dialect {
+    /// OpenSSH `sshd_config`: `Keyword value`, keywords case-insensitive, the **first**
+    /// occurrence outside `Match` wins, `Include` is followed.
+    Sshd,
+    /// Whitespace `KEY value` (login.defs), keys case-sensitive, the last occurrence wins.
+    SpaceKv,
+    /// `redis.conf`: `keyword args…`, keywords case-insensitive, the last occurrence wins.
+    Redis,
+    /// sysctl: `key = value` across sysctl.d and sysctl.conf, the last assignment wins.
+    Sysctl,
+}
+
+/// One concrete change (parameters already substituted).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Step {
+    /// Set a directive to a value, editing the occurrence that is in effect (or adding one),
+    /// keeping comments, order and every other line.
+    SetDirective {
+        /// The dialect of the file.
+        dialect: Dialect,
+        /// Path inside the instance root (for `sysctl`, ignored: the effective file is found).
+        #[serde(default)]
+        file: String,
+        /// The directive.
+        key: String,
+        /// The new value.
+        value: String,
+    },
+    /// Set a file's permission bits (octal string such as `0600`).
+    SetMode {
+        /// Path inside the instance root.
+        file: String,
+        /// Octal mode.
+        mode: String,
+    },
+}
+
+/// One thing a snapshot restores: a file (or a cloud resource's configuration).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotItem {
+    /// What it is: a path inside the instance root, or a resource key.
+    pub key: String,
+    /// Whether it existed before the change ("there was none" is restored by deleting it).
+    pub existed: bool,
+    /// Whether `data` holds the content (false for metadata-only snapshots such as a mode).
+    pub has_content: bool,
+    /// The exact prior content.
+    pub data: Vec<u8>,
+    /// Prior metadata (host files: `mode`, `uid`, `gid`).
+    pub meta: BTreeMap<String, i64>,
+    /// Digest of the item right after the change; a rollback refuses to overwrite a later change.
+    pub post_digest: Option<String>,
+}
+
+/// The backup a rollback restores.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Everything the repair may touch, as it was before.
+    pub items: Vec<SnapshotItem>,
+}
