@@ -1,1 +1,84 @@
+//! Connectors talk to the real thing: a server's files (here), a cloud's API (later). One trait;
+//! the engine never knows which kind it drives.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+pub mod host;
+
+use model::{Document, Snapshot, Step};
+
+/// The instance a connector works on, as the store knows it.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The instance id (for messages).
+    pub instance_id: String,
+    /// Where it is: for the host connector, the filesystem root.
+    pub locator: String,
+}
+
+/// Why a connector call failed. `code` becomes the task's `ErrorCode`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectorError {
+    /// A stable code (`InstanceFreed`, `BackUpError`, `RepairError`, `ConfigChangedSinceRepair`, …).
+    pub code: &'static str,
+    /// What happened, for a person.
+    pub message: String,
+    /// The instance no longer exists.
+    pub freed: bool,
+}
+
+impl ConnectorError {
+    /// A new error.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        ConnectorError {
+            code,
+            message: message.into(),
+            freed: false,
+        }
+    }
+    /// The instance is gone.
+    pub fn freed(message: impl Into<String>) -> Self {
+        ConnectorError {
+            code: "InstanceFreed",
+            message: message.into(),
+            freed: true,
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ConnectorError {}
+
+/// One kind of asset. Every method is idempotent for the same inputs, so a step interrupted by a
+/// crash can simply be run again.
+pub trait Connector: Send + Sync {
+    /// The asset kind (`host`), matched against check items' `asset`.
+    fn kind(&self) -> &'static str;
+
+    /// Reads the configuration into a normalised document.
+    fn fetch(&self, target: &Target) -> Result<Document, ConnectorError>;
+
+    /// Captures everything `steps` will change, exactly as it is now.
+    fn backup(&self, target: &Target, steps: &[Step]) -> Result<Snapshot, ConnectorError>;
+
+    /// Carries out `steps`, then records in `snapshot` the digest of each item after the change.
+    /// On failure nothing is left half-changed: items already changed are restored.
+    fn apply(
+        &self,
+        target: &Target,
+        steps: &[Step],
+        snapshot: &mut Snapshot,
+    ) -> Result<(), ConnectorError>;
+
+    /// Puts the snapshot back. Refuses (`ConfigChangedSinceRepair`) and changes nothing if any
+    /// item changed since the repair recorded its digest.
+    fn restore(&self, target: &Target, snapshot: &Snapshot) -> Result<(), ConnectorError>;
+
+    /// Whether every item is exactly as the snapshot holds it (verifies a rollback).
+    fn matches(&self, target: &Target, snapshot: &Snapshot) -> Result<bool, ConnectorError>;
+}

@@ -1,0 +1,458 @@
+//! Configuration files as ordered directives: reading the effective value of each key the way
+//! the software does (sshd: first match outside `Match`, following `Include`; login.defs,
+//! redis.conf, sysctl: last assignment wins), and planning an edit that changes exactly the line
+//! in effect — comments, order and every other line are kept byte for byte.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use model::Dialect;
+
+use super::paths::{glob_in_root, resolve_in_root};
+
+/// One file of a configuration set.
+#[derive(Debug)]
+pub struct Source {
+    /// The path inside the root, as configuration names it (snapshot key).
+    pub logical: String,
+    /// The real path on disk.
+    pub real: PathBuf,
+    /// Its text, or None if it does not exist.
+    pub text: Option<String>,
+}
+
+/// One directive line.
+#[derive(Debug)]
+pub struct Entry {
+    src: usize,
+    line: usize,
+    /// The key, normalised (lower case for case-insensitive dialects).
+    pub key: String,
+    /// The value as written (trimmed).
+    pub value: String,
+    in_match: bool,
+}
+
+/// The files a dialect reads for one configuration, in reading order, and their directives.
+#[derive(Debug)]
+pub struct ConfigSet {
+    dialect: Dialect,
+    /// Files in reading order; the first is the main file.
+    pub sources: Vec<Source>,
+    entries: Vec<Entry>,
+}
+
+/// A planned change to one file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Edit {
+    /// The path inside the root.
+    pub logical: String,
+    /// The real path.
+    pub real: PathBuf,
+    /// The whole new content.
+    pub text: String,
+}
+
+const SYSCTL_DIRS: [&str; 5] = [
+    "/etc/sysctl.d",
+    "/run/sysctl.d",
+    "/usr/local/lib/sysctl.d",
+    "/usr/lib/sysctl.d",
+    "/lib/sysctl.d",
+];
+const MAX_INCLUDE_DEPTH: usize = 8;
+
+fn read(root: &Path, logical: &str) -> io::Result<Source> {
+    let real = resolve_in_root(root, logical)?;
+    let text = match std::fs::read(&real) {
+        Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    Ok(Source {
+        logical: logical.to_string(),
+        real,
+        text,
+    })
+}
+
+impl ConfigSet {
+    /// Loads the configuration of `dialect` whose main file is `file` (sysctl ignores `file`).
+    pub fn load(root: &Path, dialect: Dialect, file: &str) -> io::Result<ConfigSet> {
+        let mut set = ConfigSet {
+            dialect,
+            sources: Vec::new(),
+            entries: Vec::new(),
+        };
+        match dialect {
+            Dialect::Sysctl => {
+                let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+                for dir in SYSCTL_DIRS {
+                    for p in glob_in_root(root, &format!("{dir}/*.conf")) {
+                        let name = p
+                            .file_name()
+                            .unwrap_or_default()
+                            .to_string_lossy()
+                            .into_owned();
+                        by_name
+                            .entry(name.clone())
+                            .or_insert_with(|| format!("{dir}/{name}"));
+                    }
+                }
+                for logical in by_name
+                    .into_values()
+                    .chain(["/etc/sysctl.conf".to_string()])
+                {
+                    set.add(read(root, &logical)?, false);
+                }
+            }
+            Dialect::Sshd => set.add_sshd(root, file, false, 0)?,
+            Dialect::SpaceKv | Dialect::Redis => set.add(read(root, file)?, false),
+        }
+        Ok(set)
+    }
+
+    fn add(&mut self, src: Source, inherited_match: bool) {
+        let idx = self.sources.len();
+        let mut in_match = inherited_match;
+        if let Some(text) = &src.text {
+            for (line, l) in text.split('\n').enumerate() {
+                if let Some((key, value)) = parse_line(self.dialect, l) {
+                    if self.dialect == Dialect::Sshd && key == "match" {
+                        in_match = true;
+                    }
+                    self.entries.push(Entry {
+                        src: idx,
+                        line,
+                        key,
+                        value,
+                        in_match,
+                    });
+                }
+            }
+        }
+        self.sources.push(src);
+    }
+
+    fn add_sshd(
+        &mut self,
+        root: &Path,
+        file: &str,
+        inherited_match: bool,
+        depth: usize,
+    ) -> io::Result<()> {
+        let src = read(root, file)?;
+        let idx = self.sources.len();
+        let lines: Vec<String> = src
+            .text
+            .as_deref()
+            .unwrap_or("")
+            .split('\n')
+            .map(String::from)
+            .collect();
+        self.sources.push(src);
+        let mut in_match = inherited_match;
+        for (line, l) in lines.iter().enumerate() {
+            let Some((key, value)) = parse_line(Dialect::Sshd, l) else {
+                continue;
+            };
+            if key == "match" {
+                in_match = true;
+            }
+            let include = key == "include";
+            self.entries.push(Entry {
+                src: idx,
+                line,
+                key,
+                value: value.clone(),
+                in_match,
+            });
+            if include && depth < MAX_INCLUDE_DEPTH {
+                for pattern in value.split_whitespace() {
+                    // Relative includes are relative to /etc/ssh (sshd_config(5)).
+                    let pattern = if pattern.starts_with('/') {
+                        pattern.to_string()
+                    } else {
+                        format!("/etc/ssh/{pattern}")
+                    };
+                    for real in glob_in_root(root, &pattern) {
+                        let logical = logical_of(root, &real);
+                        self.add_sshd(root, &logical, in_match, depth + 1)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the main file exists.
+    pub fn exists(&self) -> bool {
+        self.sources.iter().any(|s| s.text.is_some())
+    }
+
+    fn norm(&self, key: &str) -> String {
+        match self.dialect {
+            Dialect::Sshd | Dialect::Redis => key.to_ascii_lowercase(),
+            Dialect::Sysctl => key.replace('/', "."),
+            Dialect::SpaceKv => key.to_string(),
+        }
+    }
+
+    /// The entry in effect for `key`.
+    pub fn effective(&self, key: &str) -> Option<&Entry> {
+        let key = self.norm(key);
+        let mut candidates = self.entries.iter().filter(|e| e.key == key && !e.in_match);
+        match self.dialect {
+            Dialect::Sshd => candidates.next(),
+            _ => candidates.last(),
+        }
+    }
+
+    /// The effective value of every key.
+    pub fn values(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| !e.in_match && e.key != "include" && e.key != "match")
+        {
+            match self.dialect {
+                Dialect::Sshd => {
+                    out.entry(e.key.clone()).or_insert_with(|| e.value.clone());
+                }
+                _ => {
+                    out.insert(e.key.clone(), e.value.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Plans setting `key` to `value`: rewrite the line in effect, or add one where it takes
+    /// effect. For sysctl, an effective line outside /etc (a vendor file) is left alone and a
+    /// drop-in that sorts last is written instead.
+    pub fn plan_set(&self, root: &Path, key: &str, value: &str) -> io::Result<Edit> {
+        let directive = match self.dialect {
+            Dialect::Sysctl => format!("{key} = {value}"),
+            _ => format!("{key} {value}"),
+        };
+        if let Some(e) = self.effective(key) {
+            let src = &self.sources[e.src];
+            if self.dialect != Dialect::Sysctl || src.logical.starts_with("/etc/") {
+                let text = src.text.as_deref().unwrap_or("");
+                let mut lines: Vec<&str> = text.split('\n').collect();
+                let old = lines[e.line];
+                let indent = &old[..old.len() - old.trim_start().len()];
+                let new_line = format!("{indent}{directive}");
+                lines[e.line] = &new_line;
+                return Ok(Edit {
+                    logical: src.logical.clone(),
+                    real: src.real.clone(),
+                    text: lines.join("\n"),
+                });
+            }
+        }
+        if self.dialect == Dialect::Sysctl {
+            let logical = format!("/etc/sysctl.d/99-zz-posture-{}.conf", key.replace('/', "."));
+            let real = resolve_in_root(root, &logical)?;
+            let text = format!("# Written by posture: a repair set this key. Its rollback removes the file.\n{directive}\n");
+            return Ok(Edit {
+                logical,
+                real,
+                text,
+            });
+        }
+        let main = &self.sources[0];
+        let text = main.text.clone().unwrap_or_default();
+        let mut lines: Vec<&str> = if text.is_empty() {
+            Vec::new()
+        } else {
+            text.split('\n').collect()
+        };
+        // sshd: a line added after the first Include or Match could be shadowed or scoped; put it
+        // before them. Elsewhere the last line wins, so append.
+        let at = if self.dialect == Dialect::Sshd {
+            self.entries
+                .iter()
+                .find(|e| e.src == 0 && (e.key == "include" || e.key == "match"))
+                .map(|e| e.line)
+        } else {
+            None
+        };
+        match at {
+            Some(i) => lines.insert(i, &directive),
+            None => {
+                if lines.last() == Some(&"") {
+                    lines.pop();
+                }
+                lines.push(&directive);
+                lines.push("");
+            }
+        }
+        Ok(Edit {
+            logical: main.logical.clone(),
+            real: main.real.clone(),
+            text: lines.join("\n"),
+        })
+    }
+}
+
+fn logical_of(root: &Path, real: &Path) -> String {
+    format!("/{}", real.strip_prefix(root).unwrap_or(real).display())
+}
+
+/// Splits one line into (normalised key, value), or None for blanks and comments.
+pub fn parse_line(dialect: Dialect, line: &str) -> Option<(String, String)> {
+    let l = line.trim();
+    if l.is_empty() || l.starts_with('#') || (dialect == Dialect::Sysctl && l.starts_with(';')) {
+        return None;
+    }
+    match dialect {
+        Dialect::Sysctl => {
+            let (k, v) = l.split_once('=')?;
+            let k = k.trim().trim_start_matches('-').trim().replace('/', ".");
+            (!k.is_empty()).then(|| (k, v.trim().to_string()))
+        }
+        Dialect::Sshd | Dialect::Redis | Dialect::SpaceKv => {
+            let split = l
+                .find(|c: char| c.is_whitespace() || (dialect == Dialect::Sshd && c == '='))
+                .unwrap_or(l.len());
+            let (k, rest) = l.split_at(split);
+            let mut v = rest.trim_start();
+            if dialect == Dialect::Sshd {
+                v = v.strip_prefix('=').unwrap_or(v).trim();
+                if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
+                    v = &v[1..v.len() - 1];
+                }
+            }
+            let k = if dialect == Dialect::SpaceKv {
+                k.to_string()
+            } else {
+                k.to_ascii_lowercase()
+            };
+            Some((k, v.trim_end().to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for (p, text) in files {
+            let full = t.path().join(p.trim_start_matches('/'));
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, text).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn sshd_first_match_wins_across_includes_and_ignores_match_blocks() {
+        let t = root_with(&[
+            ("/etc/ssh/sshd_config", "# header\nInclude /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin yes\nMatch User bob\n  X11Forwarding no\n"),
+            ("/etc/ssh/sshd_config.d/10-a.conf", "MaxAuthTries 3\n"),
+            ("/etc/ssh/sshd_config.d/20-b.conf", "maxauthtries=5\nPermitRootLogin no\n"),
+        ]);
+        let set = ConfigSet::load(t.path(), Dialect::Sshd, "/etc/ssh/sshd_config").unwrap();
+        let v = set.values();
+        assert_eq!(v.get("maxauthtries").map(String::as_str), Some("3"));
+        assert_eq!(
+            v.get("permitrootlogin").map(String::as_str),
+            Some("no"),
+            "the include comes first"
+        );
+        assert_eq!(v.get("x11forwarding"), None, "Match blocks do not count");
+        // Setting the key edits the file whose line is in effect.
+        let edit = set.plan_set(t.path(), "PermitRootLogin", "no").unwrap();
+        assert_eq!(edit.logical, "/etc/ssh/sshd_config.d/20-b.conf");
+    }
+
+    #[test]
+    fn sshd_edit_rewrites_in_place_or_inserts_before_match() {
+        let text = "# keep me\n  PermitRootLogin yes # old\nPort 22\nMatch User x\n  PasswordAuthentication yes\n";
+        let t = root_with(&[("/etc/ssh/sshd_config", text)]);
+        let set = ConfigSet::load(t.path(), Dialect::Sshd, "/etc/ssh/sshd_config").unwrap();
+        let e = set.plan_set(t.path(), "PermitRootLogin", "no").unwrap();
+        assert_eq!(e.text, "# keep me\n  PermitRootLogin no\nPort 22\nMatch User x\n  PasswordAuthentication yes\n");
+        let e = set.plan_set(t.path(), "MaxAuthTries", "4").unwrap();
+        assert_eq!(e.text, "# keep me\n  PermitRootLogin yes # old\nPort 22\nMaxAuthTries 4\nMatch User x\n  PasswordAuthentication yes\n");
+    }
+
+    #[test]
+    fn last_wins_dialects_edit_the_last_occurrence_or_append() {
+        let t = root_with(&[(
+            "/etc/login.defs",
+            "PASS_MAX_DAYS 10\n#PASS_MAX_DAYS 5\nPASS_MAX_DAYS\t99999\nUMASK 022",
+        )]);
+        let set = ConfigSet::load(t.path(), Dialect::SpaceKv, "/etc/login.defs").unwrap();
+        assert_eq!(set.values()["PASS_MAX_DAYS"], "99999");
+        let e = set.plan_set(t.path(), "PASS_MAX_DAYS", "365").unwrap();
+        assert_eq!(
+            e.text,
+            "PASS_MAX_DAYS 10\n#PASS_MAX_DAYS 5\nPASS_MAX_DAYS 365\nUMASK 022"
+        );
+        let e = set.plan_set(t.path(), "PASS_MIN_DAYS", "1").unwrap();
+        assert_eq!(e.text, "PASS_MAX_DAYS 10\n#PASS_MAX_DAYS 5\nPASS_MAX_DAYS\t99999\nUMASK 022\nPASS_MIN_DAYS 1\n");
+    }
+
+    #[test]
+    fn sysctl_reads_every_directory_in_order_and_sysctl_conf_last() {
+        let t = root_with(&[
+            (
+                "/usr/lib/sysctl.d/50-default.conf",
+                "net.ipv4.ip_forward = 1\nkernel.randomize_va_space=1\n",
+            ),
+            (
+                "/etc/sysctl.d/50-default.conf",
+                "; overrides the vendor file of the same name\nkernel.randomize_va_space = 2\n",
+            ),
+            (
+                "/etc/sysctl.d/60-net.conf",
+                "net/ipv4/conf/all/accept_redirects = 1\n",
+            ),
+            ("/etc/sysctl.conf", "#net.ipv4.ip_forward=1\n"),
+        ]);
+        let set = ConfigSet::load(t.path(), Dialect::Sysctl, "").unwrap();
+        let v = set.values();
+        assert_eq!(
+            v.get("kernel.randomize_va_space").map(String::as_str),
+            Some("2")
+        );
+        assert_eq!(
+            v.get("net.ipv4.ip_forward"),
+            None,
+            "the /etc file of the same name masks the vendor file"
+        );
+        assert_eq!(
+            v.get("net.ipv4.conf.all.accept_redirects")
+                .map(String::as_str),
+            Some("1")
+        );
+        let e = set
+            .plan_set(t.path(), "net.ipv4.conf.all.accept_redirects", "0")
+            .unwrap();
+        assert_eq!(e.logical, "/etc/sysctl.d/60-net.conf");
+        assert_eq!(e.text, "net.ipv4.conf.all.accept_redirects = 0\n");
+        let e = set.plan_set(t.path(), "net.ipv4.ip_forward", "0").unwrap();
+        assert_eq!(
+            e.logical,
+            "/etc/sysctl.d/99-zz-posture-net.ipv4.ip_forward.conf"
+        );
+    }
+
+    #[test]
+    fn redis_bind_keeps_all_addresses() {
+        let t = root_with(&[(
+            "/etc/redis/redis.conf",
+            "bind 127.0.0.1 -::1\nport 6379\nbind 0.0.0.0\n",
+        )]);
+        let set = ConfigSet::load(t.path(), Dialect::Redis, "/etc/redis/redis.conf").unwrap();
+        assert_eq!(set.values()["bind"], "0.0.0.0");
+        let e = set.plan_set(t.path(), "bind", "10.0.0.5").unwrap();
+        assert_eq!(e.text, "bind 127.0.0.1 -::1\nport 6379\nbind 10.0.0.5\n");
+    }
+}

@@ -1,0 +1,457 @@
+//! The host connector: an instance is a filesystem root (`/` in production, a directory per
+//! server in the demo). It reads sshd, login.defs, sysctl, redis and file modes into one
+//! document, and changes them with snapshots taken first.
+
+mod directives;
+mod files;
+mod paths;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use model::{Dialect, Document, Snapshot, SnapshotItem, Step};
+
+pub use paths::resolve_in_root;
+
+use crate::{Connector, ConnectorError, Target};
+use directives::ConfigSet;
+
+/// Files whose mode, uid and gid are part of the document (`file:<path>.mode` …).
+const MODE_FILES: [&str; 5] = [
+    "/etc/ssh/sshd_config",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/passwd",
+    "/etc/group",
+];
+
+/// The configurations the document is made of: (dialect, main file, document prefix, marker).
+const SOURCES: [(Dialect, &str, &str); 4] = [
+    (Dialect::Sshd, "/etc/ssh/sshd_config", "sshd"),
+    (Dialect::SpaceKv, "/etc/login.defs", "login_defs"),
+    (Dialect::Redis, "/etc/redis/redis.conf", "redis"),
+    (Dialect::Sysctl, "", "sysctl"),
+];
+
+/// Reads and changes configuration files under an instance's root.
+#[derive(Default)]
+pub struct HostConnector;
+
+fn root_of(t: &Target) -> Result<PathBuf, ConnectorError> {
+    let root = PathBuf::from(&t.locator);
+    if root.is_dir() {
+        Ok(root)
+    } else {
+        Err(ConnectorError::freed(format!(
+            "the root {} of instance {} does not exist",
+            t.locator, t.instance_id
+        )))
+    }
+}
+
+fn io_err<'a>(code: &'static str, what: &'a str) -> impl Fn(std::io::Error) -> ConnectorError + 'a {
+    move |e| ConnectorError::new(code, format!("{what}: {e}"))
+}
+
+/// The files one step writes (logical path, real path, whether content matters).
+fn targets_of(root: &Path, step: &Step) -> std::io::Result<(String, PathBuf, bool)> {
+    match step {
+        Step::SetDirective {
+            dialect,
+            file,
+            key,
+            value,
+        } => {
+            let edit = ConfigSet::load(root, *dialect, file)?.plan_set(root, key, value)?;
+            Ok((edit.logical, edit.real, true))
+        }
+        Step::SetMode { file, .. } => Ok((file.clone(), resolve_in_root(root, file)?, false)),
+    }
+}
+
+fn check_value(step: &Step) -> Result<(), ConnectorError> {
+    let (Step::SetDirective { value, .. } | Step::SetMode { mode: value, .. }) = step;
+    if value.chars().any(char::is_control) {
+        return Err(ConnectorError::new(
+            "RepairError",
+            "a repair value holds a control character",
+        ));
+    }
+    Ok(())
+}
+
+fn apply_step(root: &Path, step: &Step) -> Result<String, ConnectorError> {
+    check_value(step)?;
+    match step {
+        Step::SetDirective {
+            dialect,
+            file,
+            key,
+            value,
+        } => {
+            let set = ConfigSet::load(root, *dialect, file).map_err(io_err("RepairError", file))?;
+            let edit = set
+                .plan_set(root, key, value)
+                .map_err(io_err("RepairError", file))?;
+            let current = files::state(&edit.real).map_err(io_err("RepairError", &edit.logical))?;
+            let (mode, owner) = match &current {
+                Some(s) => (s.mode, Some((s.uid, s.gid))),
+                None => (0o644, None),
+            };
+            if current.as_ref().map(|s| s.content.as_slice()) != Some(edit.text.as_bytes()) {
+                files::write_atomic(&edit.real, edit.text.as_bytes(), mode, owner)
+                    .map_err(io_err("RepairError", &edit.logical))?;
+            }
+            Ok(edit.logical)
+        }
+        Step::SetMode { file, mode } => {
+            let mode = u32::from_str_radix(mode, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| {
+                    ConnectorError::new("RepairError", format!("{mode} is not an octal mode"))
+                })?;
+            let real = resolve_in_root(root, file).map_err(io_err("RepairError", file))?;
+            let s = files::state(&real)
+                .map_err(io_err("RepairError", file))?
+                .ok_or_else(|| {
+                    ConnectorError::new("RepairError", format!("{file} does not exist"))
+                })?;
+            files::set_meta(&real, mode, s.uid, s.gid).map_err(io_err("RepairError", file))?;
+            Ok(file.clone())
+        }
+    }
+}
+
+fn restore_item(root: &Path, item: &SnapshotItem) -> std::io::Result<()> {
+    let real = resolve_in_root(root, &item.key)?;
+    let (mode, uid, gid) = (
+        files::meta(item, "mode"),
+        files::meta(item, "uid"),
+        files::meta(item, "gid"),
+    );
+    if !item.existed {
+        return match std::fs::remove_file(&real) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    if item.has_content {
+        files::write_atomic(&real, &item.data, mode, Some((uid, gid)))
+    } else {
+        files::set_meta(&real, mode, uid, gid)
+    }
+}
+
+fn current_digest(root: &Path, item: &SnapshotItem) -> std::io::Result<String> {
+    let real = resolve_in_root(root, &item.key)?;
+    Ok(files::digest(
+        files::state(&real)?.as_ref(),
+        item.has_content,
+    ))
+}
+
+impl Connector for HostConnector {
+    fn kind(&self) -> &'static str {
+        "host"
+    }
+
+    fn fetch(&self, t: &Target) -> Result<Document, ConnectorError> {
+        let root = root_of(t)?;
+        let mut doc = Document::new();
+        for (dialect, file, prefix) in SOURCES {
+            let set =
+                ConfigSet::load(&root, dialect, file).map_err(io_err("CheckError", prefix))?;
+            if dialect != Dialect::Sysctl && set.exists() {
+                doc.insert(format!("{prefix}.present"), "true".into());
+            }
+            for (k, v) in set.values() {
+                doc.insert(format!("{prefix}.{k}"), v);
+            }
+        }
+        for f in MODE_FILES {
+            let real = resolve_in_root(&root, f).map_err(io_err("CheckError", f))?;
+            if let Ok(m) = std::fs::metadata(&real) {
+                use std::os::unix::fs::MetadataExt;
+                doc.insert(
+                    format!("file:{f}.mode"),
+                    format!("{:04o}", m.mode() & 0o7777),
+                );
+                doc.insert(format!("file:{f}.uid"), m.uid().to_string());
+                doc.insert(format!("file:{f}.gid"), m.gid().to_string());
+            }
+        }
+        let shadow =
+            resolve_in_root(&root, "/etc/shadow").map_err(io_err("CheckError", "/etc/shadow"))?;
+        if let Ok(text) = std::fs::read_to_string(shadow) {
+            doc.insert("shadow.present".into(), "true".into());
+            let empty: Vec<&str> = text
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split(':');
+                    let (user, pw) = (f.next()?, f.next()?);
+                    pw.is_empty().then_some(user)
+                })
+                .collect();
+            doc.insert("shadow.empty_password_accounts".into(), empty.join(","));
+        }
+        Ok(doc)
+    }
+
+    fn backup(&self, t: &Target, steps: &[Step]) -> Result<Snapshot, ConnectorError> {
+        let root = root_of(t)?;
+        let mut seen = BTreeSet::new();
+        let mut snapshot = Snapshot::default();
+        for step in steps {
+            check_value(step)?;
+            let (logical, real, content) =
+                targets_of(&root, step).map_err(io_err("BackUpError", "plan"))?;
+            if seen.insert(logical.clone()) {
+                snapshot.items.push(
+                    files::capture(&logical, &real, content)
+                        .map_err(io_err("BackUpError", &logical))?,
+                );
+            }
+        }
+        Ok(snapshot)
+    }
+
+    fn apply(
+        &self,
+        t: &Target,
+        steps: &[Step],
+        snapshot: &mut Snapshot,
+    ) -> Result<(), ConnectorError> {
+        let root = root_of(t)?;
+        let mut result = Ok(());
+        for step in steps {
+            match apply_step(&root, step) {
+                Ok(logical) if !snapshot.items.iter().any(|i| i.key == logical) => {
+                    result = Err(ConnectorError::new(
+                        "ConfigChangedSinceBackup",
+                        format!("{logical} was not in the snapshot: the configuration changed after the backup"),
+                    ));
+                }
+                Ok(_) => continue,
+                Err(e) => result = Err(e),
+            }
+            break;
+        }
+        if let Err(e) = result {
+            // Leave nothing half-changed: put back every item that differs from the snapshot.
+            for item in &snapshot.items {
+                if current_digest(&root, item).ok().as_deref()
+                    != Some(files::digest_of_item(item).as_str())
+                {
+                    let _ = restore_item(&root, item);
+                }
+            }
+            return Err(e);
+        }
+        for item in &mut snapshot.items {
+            item.post_digest =
+                Some(current_digest(&root, item).map_err(io_err("RepairError", &item.key))?);
+        }
+        Ok(())
+    }
+
+    fn restore(&self, t: &Target, snapshot: &Snapshot) -> Result<(), ConnectorError> {
+        let root = root_of(t)?;
+        // Check every item first: a rollback is all or nothing.
+        for item in &snapshot.items {
+            let now = current_digest(&root, item).map_err(io_err("RollbackError", &item.key))?;
+            let pre = files::digest_of_item(item);
+            if Some(&now) != item.post_digest.as_ref() && now != pre {
+                return Err(ConnectorError::new(
+                    "ConfigChangedSinceRepair",
+                    format!("{} changed after the repair; restoring the snapshot would undo that change", item.key),
+                ));
+            }
+        }
+        for item in &snapshot.items {
+            if current_digest(&root, item).ok() != Some(files::digest_of_item(item)) {
+                restore_item(&root, item).map_err(io_err("RollbackError", &item.key))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn matches(&self, t: &Target, snapshot: &Snapshot) -> Result<bool, ConnectorError> {
+        let root = root_of(t)?;
+        for item in &snapshot.items {
+            if current_digest(&root, item).map_err(io_err("RollbackError", &item.key))?
+                != files::digest_of_item(item)
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const SSHD: &str = "# Debian-like\nInclude /etc/ssh/sshd_config.d/*.conf\nPort 22\nPermitRootLogin yes\nX11Forwarding yes\n";
+
+    fn host(files: &[(&str, &str, u32)]) -> (tempfile::TempDir, Target) {
+        let t = tempfile::tempdir().unwrap();
+        for (p, text, mode) in files {
+            let full = t.path().join(p.trim_start_matches('/'));
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(&full, text).unwrap();
+            std::fs::set_permissions(&full, std::fs::Permissions::from_mode(*mode)).unwrap();
+        }
+        let target = Target {
+            instance_id: "i-test".into(),
+            locator: t.path().display().to_string(),
+        };
+        (t, target)
+    }
+
+    fn set(dialect: Dialect, file: &str, key: &str, value: &str) -> Step {
+        Step::SetDirective {
+            dialect,
+            file: file.into(),
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn repair_then_restore_is_byte_for_byte() {
+        let (t, target) = host(&[
+            ("/etc/ssh/sshd_config", SSHD, 0o644),
+            ("/etc/ssh/sshd_config.d/x.conf", "", 0o644),
+        ]);
+        let c = HostConnector;
+        let before = c.fetch(&target).unwrap();
+        assert_eq!(before["sshd.permitrootlogin"], "yes");
+        assert_eq!(before["file:/etc/ssh/sshd_config.mode"], "0644");
+        let steps = vec![
+            set(
+                Dialect::Sshd,
+                "/etc/ssh/sshd_config",
+                "PermitRootLogin",
+                "no",
+            ),
+            Step::SetMode {
+                file: "/etc/ssh/sshd_config".into(),
+                mode: "0600".into(),
+            },
+        ];
+        let mut snap = c.backup(&target, &steps).unwrap();
+        assert_eq!(snap.items.len(), 1, "one file, snapshotted once");
+        c.apply(&target, &steps, &mut snap).unwrap();
+        let after = c.fetch(&target).unwrap();
+        assert_eq!(after["sshd.permitrootlogin"], "no");
+        assert_eq!(after["file:/etc/ssh/sshd_config.mode"], "0600");
+        let text = std::fs::read_to_string(t.path().join("etc/ssh/sshd_config")).unwrap();
+        assert_eq!(
+            text,
+            SSHD.replace("PermitRootLogin yes", "PermitRootLogin no"),
+            "only the line in effect changed"
+        );
+        assert!(!c.matches(&target, &snap).unwrap());
+        c.restore(&target, &snap).unwrap();
+        assert!(c.matches(&target, &snap).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("etc/ssh/sshd_config")).unwrap(),
+            SSHD
+        );
+        let mode = std::fs::metadata(t.path().join("etc/ssh/sshd_config"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode, 0o644);
+        // Restoring twice (a retried rollback) is harmless.
+        c.restore(&target, &snap).unwrap();
+        assert!(c.matches(&target, &snap).unwrap());
+    }
+
+    #[test]
+    fn a_created_file_is_removed_by_the_rollback() {
+        let (t, target) = host(&[("/etc/sysctl.conf", "# nothing\n", 0o644)]);
+        let c = HostConnector;
+        let steps = vec![set(Dialect::Sysctl, "", "net.ipv4.ip_forward", "0")];
+        let mut snap = c.backup(&target, &steps).unwrap();
+        assert!(!snap.items[0].existed);
+        c.apply(&target, &steps, &mut snap).unwrap();
+        let dropin = t
+            .path()
+            .join("etc/sysctl.d/99-zz-posture-net.ipv4.ip_forward.conf");
+        assert!(dropin.exists());
+        assert_eq!(c.fetch(&target).unwrap()["sysctl.net.ipv4.ip_forward"], "0");
+        c.restore(&target, &snap).unwrap();
+        assert!(!dropin.exists());
+    }
+
+    #[test]
+    fn rollback_refuses_to_undo_a_later_change() {
+        let (t, target) = host(&[("/etc/login.defs", "PASS_MAX_DAYS 99999\n", 0o644)]);
+        let c = HostConnector;
+        let steps = vec![set(
+            Dialect::SpaceKv,
+            "/etc/login.defs",
+            "PASS_MAX_DAYS",
+            "90",
+        )];
+        let mut snap = c.backup(&target, &steps).unwrap();
+        c.apply(&target, &steps, &mut snap).unwrap();
+        let path = t.path().join("etc/login.defs");
+        std::fs::write(&path, "PASS_MAX_DAYS 90\nPASS_MIN_DAYS 1\n").unwrap();
+        let err = c.restore(&target, &snap).unwrap_err();
+        assert_eq!(err.code, "ConfigChangedSinceRepair");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "PASS_MAX_DAYS 90\nPASS_MIN_DAYS 1\n",
+            "nothing touched"
+        );
+    }
+
+    #[test]
+    fn a_failing_step_leaves_nothing_half_changed() {
+        let (t, target) = host(&[("/etc/redis/redis.conf", "bind 0.0.0.0\nport 6379\n", 0o640)]);
+        let c = HostConnector;
+        let steps = vec![
+            set(Dialect::Redis, "/etc/redis/redis.conf", "bind", "10.0.0.1"),
+            Step::SetMode {
+                file: "/etc/redis/redis.conf".into(),
+                mode: "not-octal".into(),
+            },
+        ];
+        let mut snap = c.backup(&target, &steps).unwrap();
+        let err = c.apply(&target, &steps, &mut snap).unwrap_err();
+        assert_eq!(err.code, "RepairError");
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("etc/redis/redis.conf")).unwrap(),
+            "bind 0.0.0.0\nport 6379\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_root_is_a_freed_instance() {
+        let target = Target {
+            instance_id: "i-gone".into(),
+            locator: "/nonexistent/posture/root".into(),
+        };
+        let err = HostConnector.fetch(&target).unwrap_err();
+        assert!(err.freed);
+        assert_eq!(err.code, "InstanceFreed");
+    }
+
+    #[test]
+    fn shadow_accounts_with_empty_passwords_are_listed() {
+        let (_t, target) = host(&[(
+            "/etc/shadow",
+            "root:$y$j9T$abc:19000:0:99999:7:::\nguest::19000:0:99999:7:::\nnobody:*:19000::::::\n",
+            0o640,
+        )]);
+        let doc = HostConnector.fetch(&target).unwrap();
+        assert_eq!(doc["shadow.empty_password_accounts"], "guest");
+        assert_eq!(doc["file:/etc/shadow.mode"], "0640");
+    }
+}

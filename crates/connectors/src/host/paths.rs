@@ -1,0 +1,140 @@
+//! Paths inside an instance root. A configuration path such as `/etc/ssh/sshd_config` is
+//! resolved component by component; symlinks are followed **inside** the root (an absolute
+//! link target is re-rooted), so nothing is ever read or written outside it.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+const MAX_LINKS: usize = 40;
+
+/// Resolves `path` (absolute or relative, always taken inside `root`) to a real path under `root`.
+pub fn resolve_in_root(root: &Path, path: &str) -> io::Result<PathBuf> {
+    let mut pending: VecDeque<String> = parts(Path::new(path)).into();
+    let mut resolved: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop_front() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = root.join(resolved.iter().collect::<PathBuf>()).join(&part);
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(io::Error::other(format!(
+                        "too many symbolic links resolving {path}"
+                    )));
+                }
+                let target = std::fs::read_link(&candidate)?;
+                if target.is_absolute() {
+                    resolved.clear();
+                }
+                for (i, p) in parts(&target).into_iter().enumerate() {
+                    pending.insert(i, p);
+                }
+            }
+            _ => resolved.push(part),
+        }
+    }
+    Ok(root.join(resolved.iter().collect::<PathBuf>()))
+}
+
+fn parts(p: &Path) -> Vec<String> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Expands a glob whose last component may hold `*` and `?` (as sshd's `Include` uses), inside
+/// the root, sorted by name like glob(3).
+pub fn glob_in_root(root: &Path, pattern: &str) -> Vec<PathBuf> {
+    let (dir, name) = match pattern.rfind('/') {
+        Some(i) => (&pattern[..i], &pattern[i + 1..]),
+        None => ("", pattern),
+    };
+    if !name.contains(['*', '?']) {
+        return resolve_in_root(root, pattern)
+            .into_iter()
+            .filter(|p| p.exists())
+            .collect();
+    }
+    let Ok(dir) = resolve_in_root(root, if dir.is_empty() { "/" } else { dir }) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && wildcard(name.as_bytes(), n.as_bytes()))
+        .collect();
+    names.sort();
+    let rel = pattern[..pattern.len() - name.len()].to_string();
+    names
+        .into_iter()
+        .filter_map(|n| resolve_in_root(root, &format!("{rel}{n}")).ok())
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+fn wildcard(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => wildcard(&p[1..], s) || (!s.is_empty() && wildcard(p, &s[1..])),
+        (Some(b'?'), Some(_)) => wildcard(&p[1..], &s[1..]),
+        (Some(a), Some(b)) if a == b => wildcard(&p[1..], &s[1..]),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinks_never_leave_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("etc/mysql")).unwrap();
+        std::fs::create_dir_all(root.join("etc/alternatives")).unwrap();
+        // An absolute link (as Debian has) is re-rooted.
+        symlink("/etc/alternatives/my.cnf", root.join("etc/mysql/my.cnf")).unwrap();
+        assert_eq!(
+            resolve_in_root(&root, "/etc/mysql/my.cnf").unwrap(),
+            root.join("etc/alternatives/my.cnf")
+        );
+        // A link pointing up and out is clamped at the root.
+        symlink("../../../../../../etc/passwd", root.join("etc/evil")).unwrap();
+        assert_eq!(
+            resolve_in_root(&root, "/etc/evil").unwrap(),
+            root.join("etc/passwd")
+        );
+        assert_eq!(
+            resolve_in_root(&root, "/../../etc/x").unwrap(),
+            root.join("etc/x")
+        );
+        // A loop is an error, not a hang.
+        symlink("/etc/loop", root.join("etc/loop")).unwrap();
+        assert!(resolve_in_root(&root, "/etc/loop").is_err());
+    }
+
+    #[test]
+    fn include_globs_expand_sorted() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("etc/ssh/sshd_config.d");
+        std::fs::create_dir_all(&d).unwrap();
+        for n in ["b.conf", "a.conf", "c.txt"] {
+            std::fs::write(d.join(n), "").unwrap();
+        }
+        let got = glob_in_root(t.path(), "/etc/ssh/sshd_config.d/*.conf");
+        assert_eq!(got, vec![d.join("a.conf"), d.join("b.conf")]);
+    }
+}
