@@ -205,7 +205,7 @@ impl ConfigSet {
         let mut candidates = self.entries.iter().filter(|e| e.key == key && !e.in_match);
         match self.dialect {
             Dialect::Sshd => candidates.next(),
-            _ => candidates.last(),
+            _ => candidates.next_back(),
         }
     }
 
