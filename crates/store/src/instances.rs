@@ -1,0 +1,126 @@
+use model::Vendor;
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::{now_ms, Result, Store};
+
+/// An instance to register.
+#[derive(Clone, Debug)]
+pub struct NewInstance {
+    /// Provider.
+    pub vendor: Vendor,
+    /// Region.
+    pub region_id: String,
+    /// The provider's instance id.
+    pub instance_id: String,
+    /// Display name.
+    pub instance_name: String,
+    /// Connector kind (`host`).
+    pub connector: String,
+    /// Where the connector finds it (host: the filesystem root).
+    pub locator: String,
+}
+
+/// A registered instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// Internal key.
+    pub pk: i64,
+    /// Owner.
+    pub account_id: String,
+    /// Provider.
+    pub vendor: Vendor,
+    /// Region.
+    pub region_id: String,
+    /// The provider's instance id.
+    pub instance_id: String,
+    /// Display name.
+    pub instance_name: String,
+    /// Connector kind.
+    pub connector: String,
+    /// Where the connector finds it.
+    pub locator: String,
+    /// It has been released.
+    pub freed: bool,
+}
+
+pub(crate) const INSTANCE_COLS: &str =
+    "i.pk, i.account_id, i.vendor, i.region_id, i.instance_id, i.instance_name, i.connector, i.locator, i.freed";
+
+pub(crate) fn instance_from(r: &Row, at: usize) -> rusqlite::Result<Instance> {
+    Ok(Instance {
+        pk: r.get(at)?,
+        account_id: r.get(at + 1)?,
+        vendor: Vendor::from_code(r.get(at + 2)?).unwrap_or(Vendor::Outside),
+        region_id: r.get(at + 3)?,
+        instance_id: r.get(at + 4)?,
+        instance_name: r.get(at + 5)?,
+        connector: r.get(at + 6)?,
+        locator: r.get(at + 7)?,
+        freed: r.get(at + 8)?,
+    })
+}
+
+impl Store {
+    /// Registers an instance (idempotent on vendor, region and instance id) and returns it.
+    pub fn upsert_instance(&self, account_id: &str, n: &NewInstance) -> Result<Instance> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO instances (account_id, vendor, region_id, instance_id, instance_name, connector, locator, created_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (account_id, vendor, region_id, instance_id)
+                 DO UPDATE SET instance_name = excluded.instance_name, connector = excluded.connector, locator = excluded.locator, freed = 0",
+                params![account_id, n.vendor.code(), n.region_id, n.instance_id, n.instance_name, n.connector, n.locator, now_ms()],
+            )?;
+            Ok(tx.query_row(
+                &format!("SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? AND vendor = ? AND region_id = ? AND instance_id = ?"),
+                params![account_id, n.vendor.code(), n.region_id, n.instance_id],
+                |r| instance_from(r, 0),
+            )?)
+        })
+    }
+
+    /// Every instance of the account with this instance id (several only across vendors/regions).
+    pub fn find_instances(&self, account_id: &str, instance_id: &str) -> Result<Vec<Instance>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? AND instance_id = ? ORDER BY pk"
+            ))?;
+            let rows = st.query_map(params![account_id, instance_id], |r| instance_from(r, 0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// One instance by its internal key, within the account.
+    pub fn get_instance(&self, account_id: &str, pk: i64) -> Result<Option<Instance>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                &format!("SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? AND pk = ?"),
+                params![account_id, pk],
+                |r| instance_from(r, 0),
+            )
+            .optional()?)
+        })
+    }
+
+    /// Every instance of the account.
+    pub fn list_instances(&self, account_id: &str) -> Result<Vec<Instance>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? ORDER BY pk"
+            ))?;
+            let rows = st.query_map([account_id], |r| instance_from(r, 0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Marks an instance released (its connector found it gone).
+    pub fn mark_freed(&self, account_id: &str, pk: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE instances SET freed = 1 WHERE account_id = ? AND pk = ?",
+                params![account_id, pk],
+            )?;
+            Ok(())
+        })
+    }
+}

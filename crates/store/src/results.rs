@@ -1,0 +1,261 @@
+use std::collections::BTreeMap;
+
+use model::CheckStatus;
+use rusqlite::{params, params_from_iter, types::Value, Transaction};
+
+use crate::instances::{instance_from, INSTANCE_COLS};
+use crate::{now_ms, placeholders, Instance, Result, Store};
+
+/// A new result of one check item on one instance.
+#[derive(Clone, Debug)]
+pub struct ResultUpdate {
+    /// The check item.
+    pub check_id: i64,
+    /// The instance.
+    pub instance_pk: i64,
+    /// The status.
+    pub status: CheckStatus,
+    /// Why, when not plain.
+    pub status_message: String,
+    /// Current values of the settings the item shows (JSON object name → value).
+    pub config: String,
+    /// The check run (or task) that produced it.
+    pub run_id: String,
+}
+
+/// A stored result with its instance.
+#[derive(Clone, Debug)]
+pub struct ResultRow {
+    /// Result id.
+    pub id: i64,
+    /// The instance.
+    pub instance: Instance,
+    /// Status.
+    pub status: CheckStatus,
+    /// Status message.
+    pub status_message: String,
+    /// Config JSON.
+    pub config: String,
+    /// First evaluated.
+    pub first_ms: i64,
+    /// Last evaluated.
+    pub last_ms: i64,
+}
+
+/// The results of one check item, counted by status.
+#[derive(Clone, Debug, Default)]
+pub struct ResultAggregate {
+    /// Instances per status.
+    pub counts: BTreeMap<&'static str, i64>,
+    /// Vendor codes of the instances counted.
+    pub vendors: Vec<i64>,
+    /// Latest evaluation.
+    pub last_ms: i64,
+    /// Latest run id.
+    pub run_id: String,
+}
+
+/// Filters of ListCheckInstanceResult.
+#[derive(Clone, Debug, Default)]
+pub struct ResultFilter {
+    /// Substring of the instance id.
+    pub instance_id_key: Option<String>,
+    /// Substring of the instance name.
+    pub instance_name_key: Option<String>,
+    /// Substring of the region.
+    pub region_id_key: Option<String>,
+    /// Exact instance ids.
+    pub instance_ids: Vec<String>,
+    /// Statuses.
+    pub statuses: Vec<String>,
+    /// Failing first.
+    pub sort_by_status: bool,
+    /// Offset.
+    pub offset: i64,
+    /// Limit.
+    pub limit: i64,
+}
+
+pub(crate) fn upsert_result(tx: &Transaction, account_id: &str, u: &ResultUpdate) -> Result<()> {
+    let now = now_ms();
+    tx.prepare_cached(
+        "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (account_id, check_id, instance_pk) DO UPDATE SET
+           status = excluded.status, status_message = excluded.status_message, config = excluded.config,
+           last_ms = excluded.last_ms, check_run_id = excluded.check_run_id",
+    )?
+    .execute(params![account_id, u.check_id, u.instance_pk, u.status.as_str(), u.status_message, u.config, now, now, u.run_id])?;
+    Ok(())
+}
+
+fn like(s: &str) -> String {
+    format!(
+        "%{}%",
+        s.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
+impl Store {
+    /// Stores results (one transaction).
+    pub fn put_results(&self, account_id: &str, updates: &[ResultUpdate]) -> Result<()> {
+        self.write(|tx| {
+            for u in updates {
+                upsert_result(tx, account_id, u)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes the result of a check item on an instance (the item no longer applies).
+    pub fn delete_result(&self, account_id: &str, check_id: i64, instance_pk: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
+                params![account_id, check_id, instance_pk],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Results per check item, optionally only on these instances / vendors.
+    pub fn aggregate_results(
+        &self,
+        account_id: &str,
+        instance_ids: &[String],
+        vendors: &[i64],
+    ) -> Result<BTreeMap<i64, ResultAggregate>> {
+        let mut sql = String::from(
+            "SELECT r.check_id, r.status, i.vendor, COUNT(*), MAX(r.last_ms), MAX(r.check_run_id)
+             FROM check_results r JOIN instances i ON i.pk = r.instance_pk WHERE r.account_id = ?",
+        );
+        let mut args: Vec<Value> = vec![account_id.to_string().into()];
+        if !instance_ids.is_empty() {
+            sql += &format!(
+                " AND i.instance_id IN ({})",
+                placeholders(instance_ids.len())
+            );
+            args.extend(instance_ids.iter().map(|s| Value::from(s.clone())));
+        }
+        if !vendors.is_empty() {
+            sql += &format!(" AND i.vendor IN ({})", placeholders(vendors.len()));
+            args.extend(vendors.iter().map(|v| Value::from(*v)));
+        }
+        sql += " GROUP BY r.check_id, r.status, i.vendor";
+        self.read(|c| {
+            let mut out: BTreeMap<i64, ResultAggregate> = BTreeMap::new();
+            let mut st = c.prepare_cached(&sql)?;
+            let mut rows = st.query(params_from_iter(args))?;
+            while let Some(r) = rows.next()? {
+                let status: String = r.get(1)?;
+                let Some(status) = CheckStatus::parse(&status) else {
+                    continue;
+                };
+                let agg = out.entry(r.get(0)?).or_default();
+                *agg.counts.entry(status.as_str()).or_default() += r.get::<_, i64>(3)?;
+                let vendor: i64 = r.get(2)?;
+                if !agg.vendors.contains(&vendor) {
+                    agg.vendors.push(vendor);
+                }
+                let last: i64 = r.get(4)?;
+                if last >= agg.last_ms {
+                    agg.last_ms = last;
+                    agg.run_id = r.get(5)?;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// One page of a check item's results, and the total.
+    pub fn list_results(
+        &self,
+        account_id: &str,
+        check_id: i64,
+        f: &ResultFilter,
+    ) -> Result<(Vec<ResultRow>, i64)> {
+        let mut wh = String::from(" WHERE r.account_id = ? AND r.check_id = ?");
+        let mut args: Vec<Value> = vec![account_id.to_string().into(), check_id.into()];
+        for (col, key) in [
+            ("i.instance_id", &f.instance_id_key),
+            ("i.instance_name", &f.instance_name_key),
+            ("i.region_id", &f.region_id_key),
+        ] {
+            if let Some(k) = key.as_ref().filter(|k| !k.is_empty()) {
+                wh += &format!(" AND {col} LIKE ? ESCAPE '\\'");
+                args.push(like(k).into());
+            }
+        }
+        if !f.instance_ids.is_empty() {
+            wh += &format!(
+                " AND i.instance_id IN ({})",
+                placeholders(f.instance_ids.len())
+            );
+            args.extend(f.instance_ids.iter().map(|s| Value::from(s.clone())));
+        }
+        if !f.statuses.is_empty() {
+            wh += &format!(" AND r.status IN ({})", placeholders(f.statuses.len()));
+            args.extend(f.statuses.iter().map(|s| Value::from(s.clone())));
+        }
+        let order = if f.sort_by_status {
+            " ORDER BY CASE r.status WHEN 'NOT_PASS' THEN 0 WHEN 'FAILED' THEN 1 WHEN 'CHECKING' THEN 2 WHEN 'NOT_CHECK' THEN 3 WHEN 'WHITELIST' THEN 4 ELSE 5 END, r.id"
+        } else {
+            " ORDER BY r.id"
+        };
+        let from = " FROM check_results r JOIN instances i ON i.pk = r.instance_pk";
+        self.read(|c| {
+            let total: i64 = c.query_row(&format!("SELECT COUNT(*){from}{wh}"), params_from_iter(args.iter()), |r| r.get(0))?;
+            let sql = format!(
+                "SELECT r.id, r.status, r.status_message, r.config, r.first_ms, r.last_ms, {INSTANCE_COLS}{from}{wh}{order} LIMIT ? OFFSET ?"
+            );
+            let mut page_args = args.clone();
+            page_args.push(f.limit.into());
+            page_args.push(f.offset.into());
+            let mut st = c.prepare_cached(&sql)?;
+            let rows = st.query_map(params_from_iter(page_args), |r| {
+                let status: String = r.get(1)?;
+                Ok(ResultRow {
+                    id: r.get(0)?,
+                    status: CheckStatus::parse(&status).unwrap_or(CheckStatus::Failed),
+                    status_message: r.get(2)?,
+                    config: r.get(3)?,
+                    first_ms: r.get(4)?,
+                    last_ms: r.get(5)?,
+                    instance: instance_from(r, 6)?,
+                })
+            })?;
+            Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+        })
+    }
+
+    /// The instances whose result for a check item is NOT_PASS.
+    pub fn failing_instances(&self, account_id: &str, check_id: i64) -> Result<Vec<Instance>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {INSTANCE_COLS} FROM check_results r JOIN instances i ON i.pk = r.instance_pk
+                 WHERE r.account_id = ? AND r.check_id = ? AND r.status = 'NOT_PASS' ORDER BY i.pk"
+            ))?;
+            let rows = st.query_map(params![account_id, check_id], |r| instance_from(r, 0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// The status of one result, if any.
+    pub fn result_status(
+        &self,
+        account_id: &str,
+        check_id: i64,
+        instance_pk: i64,
+    ) -> Result<Option<CheckStatus>> {
+        self.read(|c| {
+            let s: Option<String> = rusqlite::OptionalExtension::optional(c.query_row(
+                "SELECT status FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
+                params![account_id, check_id, instance_pk],
+                |r| r.get(0),
+            ))?;
+            Ok(s.and_then(|s| CheckStatus::parse(&s)))
+        })
+    }
+}

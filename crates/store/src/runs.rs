@@ -1,0 +1,363 @@
+use rusqlite::{params, params_from_iter, types::Value, OptionalExtension, Row};
+
+use crate::results::upsert_result;
+use crate::{new_id, now_ms, placeholders, Result, ResultUpdate, Store, StoreError};
+
+/// A check run (SubmitCheck / VerifyCheckResult / VerifyCheckInstanceResult).
+#[derive(Clone, Debug)]
+pub struct CheckRun {
+    /// Run id (UUID-like).
+    pub id: String,
+    /// Owner.
+    pub account_id: String,
+    /// `CHECK_ALL`, `CHECK_ITEM`, `CHECK_INSTANCE`, …
+    pub task_type: String,
+    /// `TaskSource`.
+    pub task_source: String,
+    /// Check items to run (empty: all).
+    pub check_ids: Vec<i64>,
+    /// Instances to run on (empty: all).
+    pub instance_pks: Vec<i64>,
+    /// 0 not started, 1 checking, 2 done.
+    pub status_code: i64,
+    /// Instances to check.
+    pub total: i64,
+    /// Instances checked.
+    pub finished: i64,
+    /// Created.
+    pub created_ms: i64,
+    /// Started.
+    pub started_ms: i64,
+    /// Ended.
+    pub ended_ms: i64,
+    /// The fence of the lease this copy was claimed with (0 when read).
+    pub fence: i64,
+}
+
+/// One instance of a run.
+#[derive(Clone, Debug)]
+pub struct CheckRunDetail {
+    /// Detail id.
+    pub id: String,
+    /// Its run.
+    pub run_id: String,
+    /// The instance.
+    pub instance_pk: i64,
+    /// Vendor code of the instance.
+    pub vendor: i64,
+    /// 0 not started, 1 checking, 2 succeeded, 4 failed.
+    pub status_code: i64,
+    /// Check items evaluated.
+    pub check_ids: Vec<i64>,
+    /// Created.
+    pub created_ms: i64,
+    /// Started.
+    pub started_ms: i64,
+    /// Ended.
+    pub ended_ms: i64,
+}
+
+/// Filters of ListOperationProcess / ListOperationProcessDetail.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    /// Run ids.
+    pub run_ids: Vec<String>,
+    /// Task types.
+    pub task_types: Vec<String>,
+    /// Task sources.
+    pub task_sources: Vec<String>,
+    /// Status codes.
+    pub status_codes: Vec<i64>,
+    /// Created at or after.
+    pub start_ms: Option<i64>,
+    /// Ended at or before.
+    pub end_ms: Option<i64>,
+    /// Offset.
+    pub offset: i64,
+    /// Limit.
+    pub limit: i64,
+}
+
+const RUN_COLS: &str = "id, account_id, task_type, task_source, check_ids, instance_pks, status_code, total, finished, created_ms, started_ms, ended_ms, fence";
+
+fn run_from(r: &Row) -> rusqlite::Result<CheckRun> {
+    let ids: String = r.get(4)?;
+    let pks: String = r.get(5)?;
+    Ok(CheckRun {
+        id: r.get(0)?,
+        account_id: r.get(1)?,
+        task_type: r.get(2)?,
+        task_source: r.get(3)?,
+        check_ids: serde_json::from_str(&ids).unwrap_or_default(),
+        instance_pks: serde_json::from_str(&pks).unwrap_or_default(),
+        status_code: r.get(6)?,
+        total: r.get(7)?,
+        finished: r.get(8)?,
+        created_ms: r.get(9)?,
+        started_ms: r.get(10)?,
+        ended_ms: r.get(11)?,
+        fence: r.get(12)?,
+    })
+}
+
+/// A UUID-shaped id, like the reference's check task ids.
+pub fn uuid_like() -> String {
+    let h = new_id(16);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+fn json(v: &[i64]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+impl Store {
+    /// Creates a check run, not yet started.
+    pub fn create_run(
+        &self,
+        account_id: &str,
+        task_type: &str,
+        source: &str,
+        check_ids: &[i64],
+        instance_pks: &[i64],
+    ) -> Result<CheckRun> {
+        let id = uuid_like();
+        let now = now_ms();
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO check_runs (id, account_id, task_type, task_source, check_ids, instance_pks, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                params![id, account_id, task_type, source, json(check_ids), json(instance_pks), now],
+            )?;
+            Ok(())
+        })?;
+        self.get_run(account_id, &id)?.ok_or(StoreError::NotFound)
+    }
+
+    /// One run of the account.
+    pub fn get_run(&self, account_id: &str, id: &str) -> Result<Option<CheckRun>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                &format!("SELECT {RUN_COLS} FROM check_runs WHERE account_id = ? AND id = ?"),
+                params![account_id, id],
+                run_from,
+            )
+            .optional()?)
+        })
+    }
+
+    /// Leases the oldest unfinished run whose lease is free or expired, marking it started.
+    pub fn claim_run(&self, lease_ms: i64) -> Result<Option<CheckRun>> {
+        let now = now_ms();
+        self.write(|tx| {
+            Ok(tx
+                .query_row(
+                    &format!(
+                        "UPDATE check_runs SET status_code = 1, lease_until_ms = ?1 + ?2, fence = fence + 1,
+                                started_ms = CASE started_ms WHEN 0 THEN ?1 ELSE started_ms END
+                         WHERE rowid = (SELECT rowid FROM check_runs WHERE status_code IN (0, 1) AND lease_until_ms < ?1 ORDER BY rowid LIMIT 1)
+                         RETURNING {RUN_COLS}"
+                    ),
+                    params![now, lease_ms],
+                    run_from,
+                )
+                .optional()?)
+        })
+    }
+
+    /// Records the instances of a run (once; a resumed run keeps its details).
+    pub fn set_run_details(
+        &self,
+        run: &CheckRun,
+        details: &[(i64, Vec<i64>)],
+    ) -> Result<Vec<CheckRunDetail>> {
+        let now = now_ms();
+        self.write(|tx| {
+            let existing: i64 = tx.query_row("SELECT COUNT(*) FROM check_run_details WHERE run_id = ?", [&run.id], |r| r.get(0))?;
+            if existing == 0 {
+                let mut ins = tx.prepare_cached(
+                    "INSERT INTO check_run_details (id, run_id, instance_pk, check_ids, created_ms) VALUES (?, ?, ?, ?, ?)",
+                )?;
+                for (pk, checks) in details {
+                    ins.execute(params![uuid_like(), run.id, pk, json(checks), now])?;
+                }
+                tx.execute("UPDATE check_runs SET total = ? WHERE id = ?", params![details.len() as i64, run.id])?;
+            }
+            Ok(())
+        })?;
+        let (all, _) = self.list_details(
+            &run.account_id,
+            &RunFilter {
+                run_ids: vec![run.id.clone()],
+                limit: i64::MAX,
+                ..Default::default()
+            },
+        )?;
+        Ok(all)
+    }
+
+    /// Finishes one instance of a run: its results (and removals of items that no longer apply)
+    /// and its status, in one transaction.
+    pub fn finish_detail(
+        &self,
+        run: &CheckRun,
+        detail_id: &str,
+        status_code: i64,
+        results: &[ResultUpdate],
+        removed: &[(i64, i64)],
+    ) -> Result<()> {
+        let now = now_ms();
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE check_run_details SET status_code = ?, started_ms = ?, ended_ms = ? WHERE id = ? AND run_id = ? AND status_code IN (0, 1)",
+                params![status_code, now, now, detail_id, run.id],
+            )?;
+            if n == 0 {
+                return Ok(()); // already finished by an earlier lease holder
+            }
+            for r in results {
+                upsert_result(tx, &run.account_id, r)?;
+            }
+            for (check_id, pk) in removed {
+                tx.execute(
+                    "DELETE FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
+                    params![run.account_id, check_id, pk],
+                )?;
+            }
+            tx.execute("UPDATE check_runs SET finished = finished + 1 WHERE id = ?", [&run.id])?;
+            Ok(())
+        })
+    }
+
+    /// Marks a run complete.
+    pub fn finish_run(&self, run: &CheckRun) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE check_runs SET status_code = 2, ended_ms = ?, lease_until_ms = 0 WHERE id = ? AND fence = ?",
+                params![now_ms(), run.id, run.fence],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// One page of runs (newest first) and the total.
+    pub fn list_runs(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRun>, i64)> {
+        let (wh, args) = run_where("", account_id, f);
+        self.read(|c| {
+            let total: i64 = c.query_row(
+                &format!("SELECT COUNT(*) FROM check_runs{wh}"),
+                params_from_iter(args.iter()),
+                |r| r.get(0),
+            )?;
+            let mut page = args.clone();
+            page.push(f.limit.into());
+            page.push(f.offset.into());
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {RUN_COLS} FROM check_runs{wh} ORDER BY rowid DESC LIMIT ? OFFSET ?"
+            ))?;
+            let rows = st.query_map(params_from_iter(page), run_from)?;
+            Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+        })
+    }
+
+    /// Number of details of a run, and how many are finished.
+    pub fn run_detail_counts(&self, run_id: &str) -> Result<(i64, i64)> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(status_code IN (2, 3, 4)), 0) FROM check_run_details WHERE run_id = ?",
+                [run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+    }
+
+    /// One page of run details of the account (runs filtered by `run_ids`, details by status).
+    pub fn list_details(
+        &self,
+        account_id: &str,
+        f: &RunFilter,
+    ) -> Result<(Vec<CheckRunDetail>, i64)> {
+        let mut wh = String::from(" WHERE r.account_id = ?");
+        let mut args: Vec<Value> = vec![account_id.to_string().into()];
+        if !f.run_ids.is_empty() {
+            wh += &format!(" AND d.run_id IN ({})", placeholders(f.run_ids.len()));
+            args.extend(f.run_ids.iter().map(|s| Value::from(s.clone())));
+        }
+        if !f.status_codes.is_empty() {
+            wh += &format!(
+                " AND d.status_code IN ({})",
+                placeholders(f.status_codes.len())
+            );
+            args.extend(f.status_codes.iter().map(|s| Value::from(*s)));
+        }
+        if let Some(s) = f.start_ms {
+            wh += " AND d.created_ms >= ?";
+            args.push(s.into());
+        }
+        if let Some(e) = f.end_ms {
+            wh += " AND d.created_ms <= ?";
+            args.push(e.into());
+        }
+        let from = " FROM check_run_details d JOIN check_runs r ON r.id = d.run_id JOIN instances i ON i.pk = d.instance_pk";
+        self.read(|c| {
+            let total: i64 = c.query_row(&format!("SELECT COUNT(*){from}{wh}"), params_from_iter(args.iter()), |r| r.get(0))?;
+            let mut page = args.clone();
+            page.push(f.limit.into());
+            page.push(f.offset.into());
+            let mut st = c.prepare_cached(&format!(
+                "SELECT d.id, d.run_id, d.instance_pk, i.vendor, d.status_code, d.check_ids, d.created_ms, d.started_ms, d.ended_ms{from}{wh} ORDER BY d.rowid LIMIT ? OFFSET ?"
+            ))?;
+            let rows = st.query_map(params_from_iter(page), |r| {
+                let ids: String = r.get(5)?;
+                Ok(CheckRunDetail {
+                    id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    instance_pk: r.get(2)?,
+                    vendor: r.get(3)?,
+                    status_code: r.get(4)?,
+                    check_ids: serde_json::from_str(&ids).unwrap_or_default(),
+                    created_ms: r.get(6)?,
+                    started_ms: r.get(7)?,
+                    ended_ms: r.get(8)?,
+                })
+            })?;
+            Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+        })
+    }
+}
+
+fn run_where(prefix: &str, account_id: &str, f: &RunFilter) -> (String, Vec<Value>) {
+    let mut wh = format!(" WHERE {prefix}account_id = ?");
+    let mut args: Vec<Value> = vec![account_id.to_string().into()];
+    for (col, vals) in [
+        ("id", &f.run_ids),
+        ("task_type", &f.task_types),
+        ("task_source", &f.task_sources),
+    ] {
+        if !vals.is_empty() {
+            wh += &format!(" AND {prefix}{col} IN ({})", placeholders(vals.len()));
+            args.extend(vals.iter().map(|s| Value::from(s.clone())));
+        }
+    }
+    if !f.status_codes.is_empty() {
+        wh += &format!(
+            " AND {prefix}status_code IN ({})",
+            placeholders(f.status_codes.len())
+        );
+        args.extend(f.status_codes.iter().map(|s| Value::from(*s)));
+    }
+    if let Some(s) = f.start_ms {
+        wh += &format!(" AND {prefix}created_ms >= ?");
+        args.push(s.into());
+    }
+    if let Some(e) = f.end_ms {
+        wh += &format!(" AND {prefix}ended_ms <= ? AND {prefix}ended_ms > 0");
+        args.push(e.into());
+    }
+    (wh, args)
+}

@@ -1,0 +1,552 @@
+use model::{DimensionType, Snapshot, SnapshotItem, TaskStatus, TaskType};
+use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
+
+use crate::instances::{instance_from, INSTANCE_COLS};
+use crate::results::upsert_result;
+use crate::{now_ms, placeholders, Instance, Result, ResultUpdate, Store, StoreError};
+
+/// One per-instance task of a submission.
+#[derive(Clone, Debug)]
+pub struct NewTask {
+    /// Task id (32 hex).
+    pub id: String,
+    /// The instance.
+    pub instance_pk: i64,
+    /// For a rollback: the repair it undoes.
+    pub repair_task_id: Option<String>,
+    /// Resolved repair parameters, JSON `[[name, value], …]`.
+    pub params: String,
+}
+
+/// A SubmitOperationTask, written in one transaction.
+#[derive(Clone, Debug)]
+pub struct Submission {
+    /// Root task id (32 hex).
+    pub root_id: String,
+    /// The check item.
+    pub check_id: i64,
+    /// Repair or rollback.
+    pub kind: TaskType,
+    /// How the instances were chosen.
+    pub dimension: DimensionType,
+    /// One per instance.
+    pub tasks: Vec<NewTask>,
+}
+
+/// A stored task with its instance.
+#[derive(Clone, Debug)]
+pub struct TaskRow {
+    /// Task id.
+    pub id: String,
+    /// Root task id.
+    pub root_id: String,
+    /// Owner.
+    pub account_id: String,
+    /// The check item.
+    pub check_id: i64,
+    /// The instance.
+    pub instance: Instance,
+    /// Repair or rollback.
+    pub kind: TaskType,
+    /// Current status.
+    pub status: TaskStatus,
+    /// For a rollback: the repair it undoes.
+    pub repair_task_id: Option<String>,
+    /// Resolved parameters JSON.
+    pub params: String,
+    /// Failure code.
+    pub error_code: String,
+    /// Failure message.
+    pub error_msg: String,
+    /// The instance was gone.
+    pub instance_freed: bool,
+    /// Leases taken so far.
+    pub attempts: i64,
+    /// Created.
+    pub created_ms: i64,
+    /// Last transition.
+    pub updated_ms: i64,
+}
+
+/// A task a worker holds: it may write only with this fence.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    /// The task as claimed.
+    pub task: TaskRow,
+    /// The fence of this lease.
+    pub fence: i64,
+}
+
+/// What a transition writes besides the status.
+#[derive(Default)]
+pub struct Transition<'a> {
+    /// Failure code and message.
+    pub error: Option<(&'a str, &'a str)>,
+    /// The instance is gone.
+    pub freed: bool,
+    /// Replaces the task's snapshot (taken, or completed with post-change digests).
+    pub snapshot: Option<&'a Snapshot>,
+    /// A check result to store with it.
+    pub result: Option<&'a ResultUpdate>,
+}
+
+/// Filters of ListOperationTask / ListOperationCheck.
+#[derive(Clone, Debug, Default)]
+pub struct TaskFilter {
+    /// Check item.
+    pub check_id: Option<i64>,
+    /// Task id.
+    pub task_id: Option<String>,
+    /// Repair or rollback.
+    pub kind: Option<TaskType>,
+    /// Statuses.
+    pub statuses: Vec<String>,
+    /// Instances: (instance id, region, vendor code), each part optional.
+    pub instances: Vec<(Option<String>, Option<String>, Option<i64>)>,
+    /// Created at or after.
+    pub start_ms: Option<i64>,
+    /// Created at or before.
+    pub end_ms: Option<i64>,
+    /// Offset.
+    pub offset: i64,
+    /// Limit.
+    pub limit: i64,
+}
+
+const TASK_COLS: &str = "t.id, t.root_id, t.account_id, t.check_id, t.type, t.status, t.repair_task_id, t.params, t.error_code, t.error_msg, t.instance_freed, t.attempts, t.created_ms, t.updated_ms";
+
+fn task_from(r: &Row) -> rusqlite::Result<TaskRow> {
+    let kind: String = r.get(4)?;
+    let status: String = r.get(5)?;
+    Ok(TaskRow {
+        id: r.get(0)?,
+        root_id: r.get(1)?,
+        account_id: r.get(2)?,
+        check_id: r.get(3)?,
+        kind: TaskType::parse(&kind).unwrap_or(TaskType::Repair),
+        status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Fail),
+        repair_task_id: r.get(6)?,
+        params: r.get(7)?,
+        error_code: r.get(8)?,
+        error_msg: r.get(9)?,
+        instance_freed: r.get(10)?,
+        attempts: r.get(11)?,
+        created_ms: r.get(12)?,
+        updated_ms: r.get(13)?,
+        instance: instance_from(r, 14)?,
+    })
+}
+
+fn select_tasks() -> String {
+    format!(
+        "SELECT {TASK_COLS}, {INSTANCE_COLS} FROM tasks t JOIN instances i ON i.pk = t.instance_pk"
+    )
+}
+
+fn active_list() -> String {
+    TaskStatus::ALL
+        .iter()
+        .filter(|s| !s.is_terminal())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn get_task_in(c: &Connection, account_id: &str, id: &str) -> Result<Option<TaskRow>> {
+    Ok(c.prepare_cached(&format!(
+        "{} WHERE t.account_id = ? AND t.id = ?",
+        select_tasks()
+    ))?
+    .query_row(params![account_id, id], task_from)
+    .optional()?)
+}
+
+impl Store {
+    /// Writes a root task and its tasks in one transaction. `Conflict` (and nothing written)
+    /// if any instance already has an unfinished task for the check item, or a repair is
+    /// already rolled back — the unique indexes decide, so concurrent submissions cannot race.
+    pub fn submit(&self, account_id: &str, s: &Submission) -> Result<()> {
+        let now = now_ms();
+        let status = TaskStatus::initial(s.kind);
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                params![s.root_id, account_id, s.check_id, s.kind.as_str(), s.dimension.as_str(), now],
+            )?;
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, repair_task_id, params, created_ms, updated_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )?;
+            let mut ev = tx.prepare_cached("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, ?, ?)")?;
+            for t in &s.tasks {
+                ins.execute(params![
+                    t.id, s.root_id, account_id, s.check_id, t.instance_pk, s.kind.as_str(), status.as_str(),
+                    t.repair_task_id, t.params, now, now
+                ])?;
+                ev.execute(params![t.id, status.as_str(), now])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// One task of the account.
+    pub fn get_task(&self, account_id: &str, id: &str) -> Result<Option<TaskRow>> {
+        self.read(|c| get_task_in(c, account_id, id))
+    }
+
+    /// One page of tasks (newest first) and the total.
+    pub fn list_tasks(&self, account_id: &str, f: &TaskFilter) -> Result<(Vec<TaskRow>, i64)> {
+        let mut wh = String::from(" WHERE t.account_id = ?");
+        let mut args: Vec<Value> = vec![account_id.to_string().into()];
+        if let Some(c) = f.check_id {
+            wh += " AND t.check_id = ?";
+            args.push(c.into());
+        }
+        if let Some(id) = &f.task_id {
+            wh += " AND t.id = ?";
+            args.push(id.clone().into());
+        }
+        if let Some(k) = f.kind {
+            wh += " AND t.type = ?";
+            args.push(k.as_str().to_string().into());
+        }
+        if !f.statuses.is_empty() {
+            wh += &format!(" AND t.status IN ({})", placeholders(f.statuses.len()));
+            args.extend(f.statuses.iter().map(|s| Value::from(s.clone())));
+        }
+        if let Some(s) = f.start_ms {
+            wh += " AND t.created_ms >= ?";
+            args.push(s.into());
+        }
+        if let Some(e) = f.end_ms {
+            wh += " AND t.created_ms <= ?";
+            args.push(e.into());
+        }
+        if !f.instances.is_empty() {
+            let mut any = Vec::new();
+            for (id, region, vendor) in &f.instances {
+                let mut all = vec!["1 = 1".to_string()];
+                if let Some(id) = id {
+                    all.push("i.instance_id = ?".into());
+                    args.push(id.clone().into());
+                }
+                if let Some(r) = region {
+                    all.push("i.region_id = ?".into());
+                    args.push(r.clone().into());
+                }
+                if let Some(v) = vendor {
+                    all.push("i.vendor = ?".into());
+                    args.push((*v).into());
+                }
+                any.push(format!("({})", all.join(" AND ")));
+            }
+            wh += &format!(" AND ({})", any.join(" OR "));
+        }
+        self.read(|c| {
+            let total: i64 = c.query_row(
+                &format!(
+                    "SELECT COUNT(*) FROM tasks t JOIN instances i ON i.pk = t.instance_pk{wh}"
+                ),
+                params_from_iter(args.iter()),
+                |r| r.get(0),
+            )?;
+            let mut page = args.clone();
+            page.push(f.limit.into());
+            page.push(f.offset.into());
+            let mut st = c.prepare_cached(&format!(
+                "{}{wh} ORDER BY t.rowid DESC LIMIT ? OFFSET ?",
+                select_tasks()
+            ))?;
+            let rows = st.query_map(params_from_iter(page), task_from)?;
+            Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+        })
+    }
+
+    /// The latest repair of a check item on an instance that changed the configuration and has
+    /// not been rolled back: the only one a rollback may undo without clobbering a later one.
+    pub fn latest_applied_repair(
+        &self,
+        account_id: &str,
+        check_id: i64,
+        instance_pk: i64,
+    ) -> Result<Option<String>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT t.id FROM tasks t
+                 WHERE t.account_id = ? AND t.check_id = ? AND t.instance_pk = ? AND t.type = 'REPAIR'
+                   AND t.status IN ('REPAIR_SUCCESS_VERIFIED', 'REPAIR_SUCCESS_UNVERIFIED')
+                   AND NOT EXISTS (SELECT 1 FROM tasks r WHERE r.repair_task_id = t.id AND r.type = 'ROLLBACK'
+                                   AND r.status IN ('ROLL_BACK_VERIFIED', 'ROLL_BACK_UNVERIFIED'))
+                 ORDER BY t.rowid DESC LIMIT 1",
+                params![account_id, check_id, instance_pk],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+    }
+
+    /// Whether a repair has a rollback that is done or under way.
+    pub fn has_rollback(&self, repair_task_id: &str) -> Result<bool> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT 1 FROM tasks WHERE repair_task_id = ? AND type = 'ROLLBACK' AND status <> 'ROLL_BACK_FAIL'",
+                [repair_task_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+        })
+    }
+
+    /// Leases the oldest unfinished task whose lease is free or expired: one statement, fenced.
+    pub fn claim_task(&self, lease_ms: i64) -> Result<Option<Claimed>> {
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE tasks SET lease_until_ms = ?1 + ?2, fence = fence + 1, attempts = attempts + 1
+             WHERE rowid = (SELECT rowid FROM tasks WHERE status IN ({}) AND lease_until_ms < ?1 ORDER BY rowid LIMIT 1)
+             RETURNING id, account_id, fence",
+            active_list()
+        );
+        self.write(|tx| {
+            let got: Option<(String, String, i64)> = tx
+                .query_row(&sql, params![now, lease_ms], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            let Some((id, account, fence)) = got else {
+                return Ok(None);
+            };
+            let task = get_task_in(tx, &account, &id)?.ok_or(StoreError::NotFound)?;
+            Ok(Some(Claimed { task, fence }))
+        })
+    }
+
+    /// Moves a task `from → to` (only along the table, only with the current fence), writing its
+    /// event, and optionally its snapshot and a check result, in one transaction.
+    pub fn transition(
+        &self,
+        claimed: &Claimed,
+        from: TaskStatus,
+        to: TaskStatus,
+        extra: Transition,
+    ) -> Result<()> {
+        if !from.can_move_to(to) {
+            return Err(StoreError::IllegalTransition(format!("{from} -> {to}")));
+        }
+        let now = now_ms();
+        let t = &claimed.task;
+        self.write(|tx| {
+            let (code, msg) = extra.error.unwrap_or(("", ""));
+            let n = tx.prepare_cached(
+                "UPDATE tasks SET status = ?, updated_ms = ?, error_code = ?, error_msg = ?, instance_freed = ?,
+                        lease_until_ms = CASE WHEN ? THEN 0 ELSE lease_until_ms END
+                 WHERE id = ? AND fence = ? AND status = ?",
+            )?
+            .execute(params![to.as_str(), now, code, msg, extra.freed, to.is_terminal(), t.id, claimed.fence, from.as_str()])?;
+            if n == 0 {
+                return Err(StoreError::LeaseLost);
+            }
+            tx.prepare_cached("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, ?, ?)")?
+                .execute(params![t.id, to.as_str(), now])?;
+            if let Some(snap) = extra.snapshot {
+                tx.execute("DELETE FROM snapshots WHERE task_id = ?", [&t.id])?;
+                let mut ins = tx.prepare_cached(
+                    "INSERT INTO snapshots (task_id, seq, item_key, existed, has_content, data, meta, post_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )?;
+                for (seq, item) in snap.items.iter().enumerate() {
+                    let meta = serde_json::to_string(&item.meta).map_err(|e| StoreError::Db(e.to_string()))?;
+                    ins.execute(params![t.id, seq as i64, item.key, item.existed, item.has_content, item.data, meta, item.post_digest])?;
+                }
+            }
+            if let Some(r) = extra.result {
+                upsert_result(tx, &t.account_id, r)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Extends a lease held with `fence`.
+    pub fn renew_lease(&self, task_id: &str, fence: i64, lease_ms: i64) -> Result<()> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE tasks SET lease_until_ms = ? WHERE id = ? AND fence = ?",
+                params![now_ms() + lease_ms, task_id, fence],
+            )?;
+            if n == 0 {
+                Err(StoreError::LeaseLost)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    /// The snapshot of a task (empty if none was taken).
+    pub fn get_snapshot(&self, task_id: &str) -> Result<Snapshot> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT item_key, existed, has_content, data, meta, post_digest FROM snapshots WHERE task_id = ? ORDER BY seq",
+            )?;
+            let items = st.query_map([task_id], |r| {
+                let meta: String = r.get(4)?;
+                Ok(SnapshotItem {
+                    key: r.get(0)?,
+                    existed: r.get(1)?,
+                    has_content: r.get(2)?,
+                    data: r.get(3)?,
+                    meta: serde_json::from_str(&meta).unwrap_or_default(),
+                    post_digest: r.get(5)?,
+                })
+            })?;
+            Ok(Snapshot { items: items.collect::<rusqlite::Result<_>>()? })
+        })
+    }
+
+    /// Every status a task went through, with its time.
+    pub fn task_events(&self, task_id: &str) -> Result<Vec<(String, i64)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT status, at_ms FROM task_events WHERE task_id = ? ORDER BY rowid",
+            )?;
+            let rows = st.query_map([task_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Number of unfinished tasks (all accounts).
+    pub fn count_active_tasks(&self) -> Result<i64> {
+        self.read(|c| {
+            Ok(c.query_row(
+                &format!(
+                    "SELECT COUNT(*) FROM tasks WHERE status IN ({})",
+                    active_list()
+                ),
+                [],
+                |r| r.get(0),
+            )?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::store;
+    use crate::NewInstance;
+    use model::Vendor;
+
+    fn setup(s: &Store) -> (String, i64) {
+        let a = s.create_account("t").unwrap();
+        let i = s
+            .upsert_instance(
+                &a.id,
+                &NewInstance {
+                    vendor: Vendor::Aliyun,
+                    region_id: "cn-hangzhou".into(),
+                    instance_id: "i-1".into(),
+                    instance_name: "one".into(),
+                    connector: "host".into(),
+                    locator: "/x".into(),
+                },
+            )
+            .unwrap();
+        (a.id, i.pk)
+    }
+
+    fn submission(pk: i64, kind: TaskType, repair: Option<&str>) -> Submission {
+        Submission {
+            root_id: crate::new_id(16),
+            check_id: 1001,
+            kind,
+            dimension: DimensionType::Instance,
+            tasks: vec![NewTask {
+                id: crate::new_id(16),
+                instance_pk: pk,
+                repair_task_id: repair.map(String::from),
+                params: "[]".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_second_unfinished_task_conflicts_and_writes_nothing() {
+        let (_d, s) = store();
+        let (acct, pk) = setup(&s);
+        s.submit(&acct, &submission(pk, TaskType::Repair, None))
+            .unwrap();
+        let second = submission(pk, TaskType::Repair, None);
+        assert_eq!(s.submit(&acct, &second), Err(StoreError::Conflict));
+        assert!(
+            s.get_task(&acct, &second.tasks[0].id).unwrap().is_none(),
+            "the root task was rolled back too"
+        );
+        assert_eq!(s.count_active_tasks().unwrap(), 1);
+    }
+
+    #[test]
+    fn leases_are_fenced_and_transitions_follow_the_table() {
+        let (_d, s) = store();
+        let (acct, pk) = setup(&s);
+        s.submit(&acct, &submission(pk, TaskType::Repair, None))
+            .unwrap();
+        let first = s.claim_task(0).unwrap().unwrap(); // lease of 0 ms: expires at once
+        assert!(matches!(
+            s.transition(
+                &first,
+                TaskStatus::Init,
+                TaskStatus::Repairing,
+                Transition::default()
+            ),
+            Err(StoreError::IllegalTransition(_))
+        ));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = s.claim_task(60_000).unwrap().unwrap();
+        assert_eq!(second.task.id, first.task.id);
+        assert!(second.fence > first.fence);
+        // The worker that lost its lease cannot write.
+        assert_eq!(
+            s.transition(
+                &first,
+                TaskStatus::Init,
+                TaskStatus::InBackup,
+                Transition::default()
+            ),
+            Err(StoreError::LeaseLost)
+        );
+        s.transition(
+            &second,
+            TaskStatus::Init,
+            TaskStatus::InBackup,
+            Transition::default(),
+        )
+        .unwrap();
+        assert!(
+            s.claim_task(60_000).unwrap().is_none(),
+            "leased tasks are not handed out twice"
+        );
+        let events = s.task_events(&second.task.id).unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+            ["INIT", "IN_BACKUP"]
+        );
+    }
+
+    #[test]
+    fn concurrent_submissions_for_one_instance_yield_exactly_one_task() {
+        let (_d, s) = store();
+        let (acct, pk) = setup(&s);
+        let s = std::sync::Arc::new(s);
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, acct) = (s.clone(), acct.clone());
+                std::thread::spawn(move || s.submit(&acct, &submission(pk, TaskType::Repair, None)))
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(results
+            .iter()
+            .filter(|r| r.is_err())
+            .all(|r| *r == Err(StoreError::Conflict)));
+        assert_eq!(s.count_active_tasks().unwrap(), 1);
+    }
+}
