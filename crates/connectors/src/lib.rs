@@ -76,7 +76,8 @@ pub trait Connector: Send + Sync {
     ) -> Result<(), ConnectorError>;
 
     /// Puts the snapshot back. Refuses (`ConfigChangedSinceRepair`) and changes nothing if any
-    /// item changed since the repair recorded its digest.
+    /// item changed since the repair recorded its digest (items without a recorded digest, from
+    /// a repair interrupted before it was recorded, are restored unconditionally).
     fn restore(&self, target: &Target, snapshot: &Snapshot) -> Result<(), ConnectorError>;
 
     /// Whether every item is exactly as the snapshot holds it (verifies a rollback).

@@ -1,1 +1,161 @@
+//! The engine: the store says what is due; workers take one thing at a time (a task or a check
+//! run), do it through a connector, and write each step back. Nothing is kept in memory that a
+//! restart would need: a crashed worker's lease expires and another worker carries on.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+mod assess;
+mod tasks;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use catalog::Catalog;
+use connectors::Connector;
+use store::Store;
+
+pub use assess::evaluate_instance;
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How long a lease lasts before another worker may take the task over.
+    pub lease_ms: i64,
+    /// Leases a task may take before it is failed (a task that keeps crashing its worker).
+    pub max_attempts: i64,
+    /// How long an idle worker sleeps before looking again (it is also woken on submission).
+    pub idle_poll: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            lease_ms: 30_000,
+            max_attempts: 5,
+            idle_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The engine's shared parts.
+pub struct Engine {
+    pub(crate) store: Arc<Store>,
+    pub(crate) catalog: Arc<Catalog>,
+    connectors: Vec<Arc<dyn Connector>>,
+    pub(crate) config: Config,
+    wake: (Mutex<u64>, Condvar),
+    stop: AtomicBool,
+}
+
+impl Engine {
+    /// A new engine.
+    pub fn new(
+        store: Arc<Store>,
+        catalog: Arc<Catalog>,
+        connectors: Vec<Arc<dyn Connector>>,
+        config: Config,
+    ) -> Arc<Engine> {
+        Arc::new(Engine {
+            store,
+            catalog,
+            connectors,
+            config,
+            wake: (Mutex::new(0), Condvar::new()),
+            stop: AtomicBool::new(false),
+        })
+    }
+
+    /// The connector for an instance's kind.
+    pub fn connector(&self, kind: &str) -> Option<&Arc<dyn Connector>> {
+        self.connectors.iter().find(|c| c.kind() == kind)
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Tells idle workers there is new work.
+    pub fn wake(&self) {
+        let (m, cv) = &self.wake;
+        *m.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        cv.notify_all();
+    }
+
+    /// Does one unit of work if any is due. Returns whether it did something.
+    pub fn work_once(&self) -> bool {
+        match self.store.claim_task(self.config.lease_ms) {
+            Ok(Some(claimed)) => {
+                self.drive(claimed);
+                return true;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, stage = "claim_task", "could not claim a task"),
+        }
+        match self.store.claim_run(self.config.lease_ms) {
+            Ok(Some(run)) => {
+                self.run_check(&run);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::error!(error = %e, stage = "claim_run", "could not claim a check run");
+                false
+            }
+        }
+    }
+
+    /// Works until nothing is due (tests and the demo's first check use it).
+    pub fn drain(&self) {
+        while self.work_once() {}
+    }
+
+    /// Starts `n` worker threads.
+    pub fn start(self: &Arc<Self>, n: usize) -> Workers {
+        let handles = (0..n)
+            .map(|i| {
+                let engine = self.clone();
+                std::thread::Builder::new()
+                    .name(format!("posture-worker-{i}"))
+                    .spawn(move || engine.worker_loop())
+                    .expect("a worker thread can be spawned")
+            })
+            .collect();
+        Workers {
+            engine: self.clone(),
+            handles,
+        }
+    }
+
+    fn worker_loop(&self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            if self.work_once() {
+                continue;
+            }
+            let (m, cv) = &self.wake;
+            let guard = m.lock().unwrap_or_else(|p| p.into_inner());
+            let seen = *guard;
+            let _ = cv.wait_timeout_while(guard, self.config.idle_poll, |n| {
+                *n == seen && !self.stop.load(Ordering::Relaxed)
+            });
+        }
+    }
+}
+
+/// Running worker threads; dropping it stops them after their current unit of work.
+pub struct Workers {
+    engine: Arc<Engine>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.engine.stop.store(true, Ordering::Relaxed);
+        self.engine.wake();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}

@@ -261,7 +261,12 @@ impl Connector for HostConnector {
         for item in &snapshot.items {
             let now = current_digest(&root, item).map_err(io_err("RollbackError", &item.key))?;
             let pre = files::digest_of_item(item);
-            if Some(&now) != item.post_digest.as_ref() && now != pre {
+            // No post digest: the repair was interrupted before it was recorded, so the change
+            // on disk is the repair's own and is put back unconditionally.
+            let Some(post) = &item.post_digest else {
+                continue;
+            };
+            if &now != post && now != pre {
                 return Err(ConnectorError::new(
                     "ConfigChangedSinceRepair",
                     format!("{} changed after the repair; restoring the snapshot would undo that change", item.key),

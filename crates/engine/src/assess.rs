@@ -1,0 +1,144 @@
+//! Check runs: read each instance once, evaluate every applicable check item on it.
+
+use std::collections::BTreeMap;
+
+use catalog::{evaluate, CheckDef, Outcome};
+use connectors::{ConnectorError, Target};
+use model::{CheckStatus, Document};
+use store::{CheckRun, Instance, ResultUpdate};
+
+use crate::Engine;
+
+/// The config values a check item shows, as stored (JSON object name → value).
+pub(crate) fn config_json(check: &CheckDef, doc: &Document) -> String {
+    let map: BTreeMap<&str, &str> = check
+        .config
+        .iter()
+        .filter_map(|f| {
+            doc.get(&f.key)
+                .or(f.default.as_ref())
+                .map(|v| (f.name.as_str(), v.as_str()))
+        })
+        .collect();
+    serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
+}
+
+/// Evaluates check items on a fetched document: the results to store and the items that no
+/// longer apply (their stale results are removed).
+pub fn evaluate_instance<'a>(
+    checks: impl Iterator<Item = &'a CheckDef>,
+    instance: &Instance,
+    doc: &Document,
+    run_id: &str,
+) -> (Vec<ResultUpdate>, Vec<(i64, i64)>) {
+    let mut results = Vec::new();
+    let mut removed = Vec::new();
+    for check in checks {
+        let outcome = evaluate(check, doc);
+        match outcome.status() {
+            None => removed.push((check.id, instance.pk)),
+            Some(status) => results.push(ResultUpdate {
+                check_id: check.id,
+                instance_pk: instance.pk,
+                status,
+                status_message: String::new(),
+                config: config_json(check, doc),
+                run_id: run_id.to_string(),
+            }),
+        }
+    }
+    (results, removed)
+}
+
+impl Engine {
+    pub(crate) fn target(instance: &Instance) -> Target {
+        Target {
+            instance_id: instance.instance_id.clone(),
+            locator: instance.locator.clone(),
+        }
+    }
+
+    /// Reads an instance through its connector.
+    pub(crate) fn fetch(&self, instance: &Instance) -> Result<Document, ConnectorError> {
+        let connector = self.connector(&instance.connector).ok_or_else(|| {
+            ConnectorError::new(
+                "ConnectorNotFound",
+                format!("no connector for {}", instance.connector),
+            )
+        })?;
+        connector.fetch(&Self::target(instance))
+    }
+
+    /// Evaluates one check item on one instance now (used by verification steps).
+    pub(crate) fn evaluate_one(
+        &self,
+        check: &CheckDef,
+        instance: &Instance,
+        run_id: &str,
+    ) -> Result<(Outcome, ResultUpdate), ConnectorError> {
+        let doc = self.fetch(instance)?;
+        let outcome = evaluate(check, &doc);
+        let update = ResultUpdate {
+            check_id: check.id,
+            instance_pk: instance.pk,
+            status: outcome.status().unwrap_or(CheckStatus::Pass),
+            status_message: String::new(),
+            config: config_json(check, &doc),
+            run_id: run_id.to_string(),
+        };
+        Ok((outcome, update))
+    }
+
+    /// Carries out a claimed check run (resumable: finished instances are skipped).
+    pub(crate) fn run_check(&self, run: &CheckRun) {
+        if let Err(e) = self.try_run_check(run) {
+            tracing::error!(run = %run.id, error = %e, stage = "check_run", "check run failed; it will be retried when its lease expires");
+        }
+    }
+
+    fn try_run_check(&self, run: &CheckRun) -> store::Result<()> {
+        let instances: Vec<Instance> = self
+            .store
+            .list_instances(&run.account_id)?
+            .into_iter()
+            .filter(|i| {
+                !i.freed && (run.instance_pks.is_empty() || run.instance_pks.contains(&i.pk))
+            })
+            .collect();
+        let checks_for = |i: &Instance| -> Vec<i64> {
+            self.catalog
+                .for_asset(&i.connector)
+                .filter(|c| run.check_ids.is_empty() || run.check_ids.contains(&c.id))
+                .map(|c| c.id)
+                .collect()
+        };
+        let plan: Vec<(i64, Vec<i64>)> = instances
+            .iter()
+            .map(|i| (i.pk, checks_for(i)))
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        let details = self.store.set_run_details(run, &plan)?;
+        for d in details.iter().filter(|d| d.status_code < 2) {
+            let Some(instance) = instances.iter().find(|i| i.pk == d.instance_pk) else {
+                self.store.finish_detail(run, &d.id, 4, &[], &[])?;
+                continue;
+            };
+            match self.fetch(instance) {
+                Ok(doc) => {
+                    let checks = d.check_ids.iter().filter_map(|id| self.catalog.get(*id));
+                    let (results, removed) = evaluate_instance(checks, instance, &doc, &run.id);
+                    self.store
+                        .finish_detail(run, &d.id, 2, &results, &removed)?;
+                }
+                Err(e) => {
+                    tracing::warn!(run = %run.id, instance = %instance.instance_id, error = %e, stage = "fetch", "could not read an instance");
+                    if e.freed {
+                        self.store.mark_freed(&run.account_id, instance.pk)?;
+                    }
+                    self.store.finish_detail(run, &d.id, 4, &[], &[])?;
+                }
+            }
+        }
+        self.store.finish_run(run)
+    }
+}

@@ -1,0 +1,264 @@
+//! Driving one task through the state machine. Each status is one step; each step ends in one
+//! store transition. A step interrupted by a crash runs again under the next lease: backup is
+//! re-taken only while nothing has been changed (IN_BACKUP), and a repair interrupted in
+//! REPAIRING is re-applied on top of the snapshot taken before the first change.
+
+use catalog::{CheckDef, Outcome};
+use connectors::{Connector, ConnectorError};
+use model::{Step, TaskStatus};
+use store::{Claimed, StoreError, Transition};
+
+use crate::Engine;
+
+use TaskStatus::*;
+
+struct Ctx<'a> {
+    claimed: &'a Claimed,
+    check: &'a CheckDef,
+    connector: &'a dyn Connector,
+    steps: Vec<Step>,
+}
+
+/// Where a task ends when it cannot go on from `status`.
+fn failure_of(status: TaskStatus) -> TaskStatus {
+    match status {
+        Init => Fail,
+        InBackup => BackupFail,
+        BackedUp | Repairing => RepairFail,
+        RepairSuccess | RepairSuccessVerifying => RepairSuccessUnverified,
+        RollBacked | RollBackVerifying => RollBackUnverified,
+        _ => RollBackFail,
+    }
+}
+
+impl Engine {
+    /// Runs a claimed task until it is terminal or its lease is lost.
+    pub(crate) fn drive(&self, claimed: Claimed) {
+        let task = &claimed.task;
+        let span = tracing::info_span!("task", task = %task.id, check = task.check_id, instance = %task.instance.instance_id);
+        let _g = span.enter();
+        match self.try_drive(&claimed) {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost) => tracing::warn!(
+                stage = "transition",
+                "lease lost; another worker has the task"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, stage = "transition", "task step failed; it will be retried when its lease expires")
+            }
+        }
+    }
+
+    fn fail(
+        &self,
+        claimed: &Claimed,
+        from: TaskStatus,
+        e: &ConnectorError,
+    ) -> store::Result<TaskStatus> {
+        let to = failure_of(from);
+        // A failure status may be more than one edge away (e.g. RepairSuccess → Verifying → Unverified).
+        let mut at = from;
+        while !at.can_move_to(to) {
+            let next = at.next()[0];
+            self.store
+                .transition(claimed, at, next, Transition::default())?;
+            at = next;
+        }
+        tracing::warn!(code = e.code, error = %e.message, from = %from, to = %to, "task failed");
+        self.store.transition(
+            claimed,
+            at,
+            to,
+            Transition {
+                error: Some((e.code, &e.message)),
+                freed: e.freed,
+                ..Default::default()
+            },
+        )?;
+        Ok(to)
+    }
+
+    fn try_drive(&self, claimed: &Claimed) -> store::Result<()> {
+        let task = &claimed.task;
+        let mut status = task.status;
+        let Some(check) = self.catalog.get(task.check_id) else {
+            self.fail(
+                claimed,
+                status,
+                &ConnectorError::new(
+                    "CheckNotFound",
+                    "the check item is no longer in the catalog",
+                ),
+            )?;
+            return Ok(());
+        };
+        let Some(connector) = self.connector(&task.instance.connector) else {
+            self.fail(
+                claimed,
+                status,
+                &ConnectorError::new(
+                    "ConnectorNotFound",
+                    format!("no connector for {}", task.instance.connector),
+                ),
+            )?;
+            return Ok(());
+        };
+        let params: Vec<(String, String)> = serde_json::from_str(&task.params).unwrap_or_default();
+        let ctx = Ctx {
+            claimed,
+            check,
+            connector: connector.as_ref(),
+            steps: check.render_steps(&params),
+        };
+        if task.attempts > self.config.max_attempts && !status.is_terminal() {
+            let e = ConnectorError::new(
+                "TooManyAttempts",
+                format!("the task was interrupted {} times", task.attempts - 1),
+            );
+            if status == Repairing {
+                // The change may be half made: put the snapshot back before giving up.
+                let snap = self.store.get_snapshot(&task.id)?;
+                let _ = connector.restore(&Self::target(&task.instance), &snap);
+            }
+            self.fail(claimed, status, &e)?;
+            return Ok(());
+        }
+        while !status.is_terminal() {
+            status = self.step(&ctx, status)?;
+        }
+        tracing::info!(status = %status, "task finished");
+        Ok(())
+    }
+
+    /// Does the work of `status` and writes the transition; returns the new status.
+    fn step(&self, ctx: &Ctx, status: TaskStatus) -> store::Result<TaskStatus> {
+        let task = &ctx.claimed.task;
+        let target = Self::target(&task.instance);
+        let move_to = |to: TaskStatus, extra: Transition| -> store::Result<TaskStatus> {
+            self.store.transition(ctx.claimed, status, to, extra)?;
+            Ok(to)
+        };
+        match status {
+            Init => move_to(InBackup, Transition::default()),
+            InBackup => match ctx.connector.backup(&target, &ctx.steps) {
+                Ok(snap) => move_to(
+                    BackedUp,
+                    Transition {
+                        snapshot: Some(&snap),
+                        ..Default::default()
+                    },
+                ),
+                Err(e) => self.fail(ctx.claimed, status, &e),
+            },
+            BackedUp => move_to(Repairing, Transition::default()),
+            Repairing => {
+                let mut snap = self.store.get_snapshot(&task.id)?;
+                if snap.items.is_empty() {
+                    return self.fail(
+                        ctx.claimed,
+                        status,
+                        &ConnectorError::new(
+                            "BackUpMissing",
+                            "no snapshot was stored; nothing is changed without one",
+                        ),
+                    );
+                }
+                match ctx.connector.apply(&target, &ctx.steps, &mut snap) {
+                    Ok(()) => move_to(
+                        RepairSuccess,
+                        Transition {
+                            snapshot: Some(&snap),
+                            ..Default::default()
+                        },
+                    ),
+                    Err(e) => self.fail(ctx.claimed, status, &e),
+                }
+            }
+            RepairSuccess => move_to(RepairSuccessVerifying, Transition::default()),
+            RepairSuccessVerifying => {
+                match self.evaluate_one(ctx.check, &task.instance, &task.id) {
+                    Ok((Outcome::Pass, update)) => move_to(
+                        RepairSuccessVerified,
+                        Transition {
+                            result: Some(&update),
+                            ..Default::default()
+                        },
+                    ),
+                    Ok((outcome, update)) => {
+                        let msg = match outcome {
+                            Outcome::NotPass(keys) => format!(
+                                "the check still fails after the repair: {}",
+                                keys.join(", ")
+                            ),
+                            _ => "the check no longer applies to the instance".to_string(),
+                        };
+                        move_to(
+                            RepairSuccessUnverified,
+                            Transition {
+                                error: Some(("VerifyFailed", &msg)),
+                                result: Some(&update),
+                                ..Default::default()
+                            },
+                        )
+                    }
+                    Err(e) => self.fail(ctx.claimed, status, &e),
+                }
+            }
+            RollBackInit => move_to(RollBacking, Transition::default()),
+            RollBacking => {
+                let snap = self
+                    .store
+                    .get_snapshot(task.repair_task_id.as_deref().unwrap_or_default())?;
+                if snap.items.is_empty() {
+                    return self.fail(
+                        ctx.claimed,
+                        status,
+                        &ConnectorError::new(
+                            "BackUpMissing",
+                            "the repair has no snapshot to restore",
+                        ),
+                    );
+                }
+                match ctx.connector.restore(&target, &snap) {
+                    Ok(()) => move_to(RollBacked, Transition::default()),
+                    Err(e) => self.fail(ctx.claimed, status, &e),
+                }
+            }
+            RollBacked => move_to(RollBackVerifying, Transition::default()),
+            RollBackVerifying => {
+                let snap = self
+                    .store
+                    .get_snapshot(task.repair_task_id.as_deref().unwrap_or_default())?;
+                let restored = match ctx.connector.matches(&target, &snap) {
+                    Ok(m) => m,
+                    Err(e) => return self.fail(ctx.claimed, status, &e),
+                };
+                // Whatever the files say now is the instance's result again.
+                let update = match self.evaluate_one(ctx.check, &task.instance, &task.id) {
+                    Ok((_, update)) => update,
+                    Err(e) => return self.fail(ctx.claimed, status, &e),
+                };
+                if restored {
+                    move_to(
+                        RollBackVerified,
+                        Transition {
+                            result: Some(&update),
+                            ..Default::default()
+                        },
+                    )
+                } else {
+                    let msg = "the configuration does not match the snapshot after the restore";
+                    move_to(
+                        RollBackUnverified,
+                        Transition {
+                            error: Some(("RollbackVerifyFailed", msg)),
+                            result: Some(&update),
+                            ..Default::default()
+                        },
+                    )
+                }
+            }
+            terminal => Ok(terminal),
+        }
+    }
+}

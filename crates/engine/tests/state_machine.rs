@@ -1,0 +1,291 @@
+//! The engine against a real store and real files: the full repair → verify → rollback cycle,
+//! and crash recovery through lease expiry.
+
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use catalog::Catalog;
+use connectors::host::HostConnector;
+use connectors::{Connector, ConnectorError, Target};
+use engine::{Config, Engine};
+use model::{CheckStatus, DimensionType, Document, Snapshot, Step, TaskStatus, TaskType, Vendor};
+use store::{NewInstance, NewTask, Store, Submission};
+
+const SSHD: &str = "# sshd\nPort 22\nPermitRootLogin yes\n";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    store: Arc<Store>,
+    account: String,
+    pk: i64,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet/i-1");
+    std::fs::create_dir_all(root.join("etc/ssh")).unwrap();
+    std::fs::write(root.join("etc/ssh/sshd_config"), SSHD).unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("posture.db")).unwrap());
+    let account = store.create_account("t").unwrap().id;
+    let pk = store
+        .upsert_instance(
+            &account,
+            &NewInstance {
+                vendor: Vendor::Aliyun,
+                region_id: "cn-hangzhou".into(),
+                instance_id: "i-1".into(),
+                instance_name: "one".into(),
+                connector: "host".into(),
+                locator: root.display().to_string(),
+            },
+        )
+        .unwrap()
+        .pk;
+    Fixture {
+        _dir: dir,
+        root,
+        store,
+        account,
+        pk,
+    }
+}
+
+fn engine_with(store: &Arc<Store>, connector: Arc<dyn Connector>, lease_ms: i64) -> Arc<Engine> {
+    Engine::new(
+        store.clone(),
+        Arc::new(Catalog::builtin().unwrap()),
+        vec![connector],
+        Config {
+            lease_ms,
+            idle_poll: Duration::from_millis(10),
+            ..Config::default()
+        },
+    )
+}
+
+fn submit(f: &Fixture, kind: TaskType, repair: Option<&str>) -> String {
+    let id = store::new_id(16);
+    f.store
+        .submit(
+            &f.account,
+            &Submission {
+                root_id: store::new_id(16),
+                check_id: 1001,
+                kind,
+                dimension: DimensionType::Instance,
+                tasks: vec![NewTask {
+                    id: id.clone(),
+                    instance_pk: f.pk,
+                    repair_task_id: repair.map(String::from),
+                    params: "[]".into(),
+                }],
+            },
+        )
+        .unwrap();
+    id
+}
+
+fn sshd(root: &Path) -> String {
+    std::fs::read_to_string(root.join("etc/ssh/sshd_config")).unwrap()
+}
+
+#[test]
+fn repair_verify_rollback_walks_every_status_and_restores_the_bytes() {
+    let f = fixture();
+    let engine = engine_with(&f.store, Arc::new(HostConnector), 30_000);
+    let repair = submit(&f, TaskType::Repair, None);
+    engine.drain();
+    let t = f.store.get_task(&f.account, &repair).unwrap().unwrap();
+    assert_eq!(
+        t.status,
+        TaskStatus::RepairSuccessVerified,
+        "{}: {}",
+        t.error_code,
+        t.error_msg
+    );
+    assert_eq!(
+        sshd(&f.root),
+        SSHD.replace("PermitRootLogin yes", "PermitRootLogin no")
+    );
+    assert_eq!(
+        f.store.result_status(&f.account, 1001, f.pk).unwrap(),
+        Some(CheckStatus::Pass)
+    );
+    let events: Vec<String> = f
+        .store
+        .task_events(&repair)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "INIT",
+            "IN_BACKUP",
+            "BACKED_UP",
+            "REPAIRING",
+            "REPAIR_SUCCESS",
+            "REPAIR_SUCCESS_VERIFYING",
+            "REPAIR_SUCCESS_VERIFIED"
+        ]
+    );
+
+    let rollback = submit(&f, TaskType::Rollback, Some(&repair));
+    engine.drain();
+    let t = f.store.get_task(&f.account, &rollback).unwrap().unwrap();
+    assert_eq!(
+        t.status,
+        TaskStatus::RollBackVerified,
+        "{}: {}",
+        t.error_code,
+        t.error_msg
+    );
+    assert_eq!(sshd(&f.root), SSHD, "byte for byte");
+    assert_eq!(
+        f.store.result_status(&f.account, 1001, f.pk).unwrap(),
+        Some(CheckStatus::NotPass)
+    );
+    let events: Vec<String> = f
+        .store
+        .task_events(&rollback)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "ROLL_BACK_INIT",
+            "ROLL_BACKING",
+            "ROLL_BACKED",
+            "ROLL_BACK_VERIFYING",
+            "ROLL_BACK_VERIFIED"
+        ]
+    );
+}
+
+/// A connector that dies (panics, like a crash) right after it changed the files, before the
+/// engine could record the change.
+struct CrashAfterApply {
+    inner: HostConnector,
+    armed: AtomicBool,
+}
+
+impl Connector for CrashAfterApply {
+    fn kind(&self) -> &'static str {
+        "host"
+    }
+    fn fetch(&self, t: &Target) -> Result<Document, ConnectorError> {
+        self.inner.fetch(t)
+    }
+    fn backup(&self, t: &Target, steps: &[Step]) -> Result<Snapshot, ConnectorError> {
+        self.inner.backup(t, steps)
+    }
+    fn apply(&self, t: &Target, steps: &[Step], snap: &mut Snapshot) -> Result<(), ConnectorError> {
+        self.inner.apply(t, steps, snap)?;
+        if self.armed.swap(false, Ordering::SeqCst) {
+            panic!("simulated crash after the change, before it was recorded");
+        }
+        Ok(())
+    }
+    fn restore(&self, t: &Target, snap: &Snapshot) -> Result<(), ConnectorError> {
+        self.inner.restore(t, snap)
+    }
+    fn matches(&self, t: &Target, snap: &Snapshot) -> Result<bool, ConnectorError> {
+        self.inner.matches(t, snap)
+    }
+}
+
+#[test]
+fn a_crash_mid_repair_is_resumed_from_the_first_snapshot_after_the_lease_expires() {
+    let f = fixture();
+    let crashing = engine_with(
+        &f.store,
+        Arc::new(CrashAfterApply {
+            inner: HostConnector,
+            armed: AtomicBool::new(true),
+        }),
+        200,
+    );
+    let repair = submit(&f, TaskType::Repair, None);
+    let crashed = std::panic::catch_unwind(AssertUnwindSafe(|| crashing.work_once()));
+    assert!(crashed.is_err(), "the worker died");
+    let t = f.store.get_task(&f.account, &repair).unwrap().unwrap();
+    assert_eq!(
+        t.status,
+        TaskStatus::Repairing,
+        "the change was made but not recorded"
+    );
+    assert!(sshd(&f.root).contains("PermitRootLogin no"));
+
+    // While the dead worker's lease runs, nobody takes the task.
+    let healthy = engine_with(&f.store, Arc::new(HostConnector), 30_000);
+    assert!(!healthy.work_once());
+    std::thread::sleep(Duration::from_millis(250));
+    healthy.drain();
+    let t = f.store.get_task(&f.account, &repair).unwrap().unwrap();
+    assert_eq!(
+        t.status,
+        TaskStatus::RepairSuccessVerified,
+        "{}: {}",
+        t.error_code,
+        t.error_msg
+    );
+    assert_eq!(t.attempts, 2);
+    // The snapshot is still the one taken before the first change: not re-taken from changed files.
+    let snap = f.store.get_snapshot(&repair).unwrap();
+    assert_eq!(snap.items.len(), 1);
+    assert_eq!(snap.items[0].data, SSHD.as_bytes());
+
+    let rollback = submit(&f, TaskType::Rollback, Some(&repair));
+    healthy.drain();
+    assert_eq!(
+        f.store
+            .get_task(&f.account, &rollback)
+            .unwrap()
+            .unwrap()
+            .status,
+        TaskStatus::RollBackVerified
+    );
+    assert_eq!(sshd(&f.root), SSHD);
+}
+
+#[test]
+fn a_task_that_keeps_crashing_is_failed_and_its_half_change_undone() {
+    let f = fixture();
+    let repair = submit(&f, TaskType::Repair, None);
+    for _ in 0..6 {
+        let crashing = engine_with(
+            &f.store,
+            Arc::new(CrashAfterApply {
+                inner: HostConnector,
+                armed: AtomicBool::new(true),
+            }),
+            0,
+        );
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| crashing.work_once()));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let t = f.store.get_task(&f.account, &repair).unwrap().unwrap();
+    assert_eq!(t.status, TaskStatus::RepairFail);
+    assert_eq!(t.error_code, "TooManyAttempts");
+    assert_eq!(sshd(&f.root), SSHD, "the snapshot was put back");
+}
+
+#[test]
+fn a_vanished_instance_fails_cleanly_and_is_marked_freed() {
+    let f = fixture();
+    let engine = engine_with(&f.store, Arc::new(HostConnector), 30_000);
+    std::fs::remove_dir_all(&f.root).unwrap();
+    let repair = submit(&f, TaskType::Repair, None);
+    engine.drain();
+    let t = f.store.get_task(&f.account, &repair).unwrap().unwrap();
+    assert_eq!(t.status, TaskStatus::BackupFail);
+    assert_eq!(t.error_code, "InstanceFreed");
+    assert!(t.instance_freed);
+}
