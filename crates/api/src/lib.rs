@@ -1,6 +1,38 @@
-//! The RPC gateway and the Sas operations.
+//! The RPC gateway and the Sas operations, plus a small signing client.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
+pub mod client;
 pub mod encoding;
+pub mod gateway;
+pub mod ops;
+pub mod params;
 pub mod signature;
+pub mod time;
+
+use std::sync::Arc;
+
+use engine::Engine;
+use store::Store;
+
+/// What the gateway serves with.
+pub struct App {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// Nonces seen in the last 15 minutes.
+    pub nonces: auth::NonceCache,
+}
+
+impl App {
+    /// A new app.
+    pub fn new(store: Arc<Store>, engine: Arc<Engine>) -> Arc<App> {
+        Arc::new(App {
+            store,
+            engine,
+            nonces: auth::NonceCache::default(),
+        })
+    }
+}

@@ -42,6 +42,9 @@ impl Risk {
 #[derive(Clone, Debug, Deserialize)]
 #[allow(missing_docs)]
 pub struct Policy {
+    /// The standard's type (`Types` filter): `COMPLIANCE`, `RISK`, …
+    #[serde(rename = "type")]
+    pub standard_type: String,
     pub standard_id: i64,
     pub standard: Text,
     pub requirement_id: i64,

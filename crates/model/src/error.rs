@@ -157,6 +157,20 @@ impl ApiError {
     pub fn instance_ambiguous(instance_id: &str) -> Self {
         e(400, "InvalidInstance.Ambiguous", format!("The instance id {instance_id} matches several instances; give its Vendor and RegionId."))
     }
+    pub fn instance_not_applicable(instance_id: &str, check_id: i64) -> Self {
+        e(
+            400,
+            "InstanceNotApplicable",
+            format!("The check item {check_id} does not apply to the instance {instance_id}."),
+        )
+    }
+    pub fn relation_key_not_found(key: &str) -> Self {
+        e(
+            404,
+            "InvalidRelationKey.NotFound",
+            format!("No asset selection is bound to the RelationKey {key}."),
+        )
+    }
     pub fn no_instance_to_operate() -> Self {
         e(400, "NoInstanceToOperate", "No instance to operate on: no listed instance, and no instance of the check item fails it.")
     }

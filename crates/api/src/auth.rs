@@ -1,0 +1,322 @@
+//! Who is calling: signature v3 or v1, clock skew, nonce reuse, and which actions the key's
+//! policy allows. Order of checks: the request's shape, the key, the clock, the signature, and
+//! only then the nonce (so a forged request cannot burn a nonce).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use model::ApiError;
+use store::{AccessKey, Store};
+
+use crate::signature::{
+    constant_time_eq, parse_v3_authorization, sha256_hex, v1_sign, v1_string_to_sign,
+    v3_canonical_request, v3_sign, v3_string_to_sign, V3_ALGORITHM,
+};
+use crate::time::parse_utc;
+
+/// A request as the gateway received it.
+pub struct RawRequest {
+    /// `GET` or `POST`.
+    pub method: String,
+    /// Decoded query parameters.
+    pub query: Vec<(String, String)>,
+    /// Decoded form-body parameters.
+    pub body_params: Vec<(String, String)>,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The raw body.
+    pub body: Vec<u8>,
+}
+
+impl RawRequest {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every parameter: the query, then the body.
+    pub fn all_params(&self) -> Vec<(String, String)> {
+        self.query
+            .iter()
+            .chain(self.body_params.iter())
+            .cloned()
+            .collect()
+    }
+
+    fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .chain(self.body_params.iter())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Clock skew and nonce lifetime: 15 minutes (the reference's window).
+pub const WINDOW_MS: i64 = 15 * 60 * 1000;
+
+/// Nonces seen within the window, per AccessKey. Kept in memory: see docs/api.md for what a
+/// restart means for them.
+#[derive(Default)]
+pub struct NonceCache {
+    seen: Mutex<HashMap<(String, String), i64>>,
+}
+
+impl NonceCache {
+    /// Records a nonce; false if it was already used within the window.
+    pub fn check_and_insert(&self, key_id: &str, nonce: &str, now_ms: i64) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 100_000 {
+            seen.retain(|_, at| now_ms - *at < WINDOW_MS);
+        }
+        match seen.get(&(key_id.to_string(), nonce.to_string())) {
+            Some(at) if now_ms - *at < WINDOW_MS => false,
+            _ => {
+                seen.insert((key_id.to_string(), nonce.to_string()), now_ms);
+                true
+            }
+        }
+    }
+}
+
+/// Who called, and which action.
+pub struct Caller {
+    /// The key that signed.
+    pub key: AccessKey,
+    /// The action asked for.
+    pub action: String,
+}
+
+fn lookup(store: &Store, key_id: &str) -> Result<AccessKey, ApiError> {
+    match store.get_key(key_id) {
+        Ok(Some(k)) if k.enabled => Ok(k),
+        Ok(Some(_)) => Err(ApiError::access_key_inactive()),
+        Ok(None) => Err(ApiError::access_key_not_found()),
+        Err(e) => {
+            tracing::error!(error = %e, stage = "auth", "key lookup failed");
+            Err(ApiError::server_error())
+        }
+    }
+}
+
+fn check_time(ts_ms: Option<i64>, now_ms: i64) -> Result<(), ApiError> {
+    match ts_ms {
+        Some(t) if (now_ms - t).abs() <= WINDOW_MS => Ok(()),
+        _ => Err(ApiError::timestamp_expired()),
+    }
+}
+
+/// Authenticates a request (v3 when `Authorization` starts with `ACS3-`, else v1).
+pub fn authenticate(
+    store: &Store,
+    nonces: &NonceCache,
+    req: &RawRequest,
+    now_ms: i64,
+) -> Result<Caller, ApiError> {
+    match req.header("authorization") {
+        Some(h) if h.trim_start().starts_with("ACS3-") => {
+            authenticate_v3(store, nonces, req, h, now_ms)
+        }
+        _ => authenticate_v1(store, nonces, req, now_ms),
+    }
+}
+
+const V3_REQUIRED_SIGNED: [&str; 6] = [
+    "host",
+    "x-acs-action",
+    "x-acs-version",
+    "x-acs-date",
+    "x-acs-signature-nonce",
+    "x-acs-content-sha256",
+];
+
+fn authenticate_v3(
+    store: &Store,
+    nonces: &NonceCache,
+    req: &RawRequest,
+    header: &str,
+    now_ms: i64,
+) -> Result<Caller, ApiError> {
+    let body_hash = sha256_hex(&req.body);
+    let auth = parse_v3_authorization(header).ok_or_else(|| ApiError::incomplete_signature(""))?;
+    if auth.algorithm != V3_ALGORITHM {
+        return Err(ApiError::incomplete_signature(""));
+    }
+    let mut required: Vec<&str> = V3_REQUIRED_SIGNED.to_vec();
+    if !req.body.is_empty() {
+        required.push("content-type");
+    }
+    for h in required {
+        if !auth.signed_headers.iter().any(|s| s == h) || req.header(h).is_none() {
+            return Err(ApiError::incomplete_signature(""));
+        }
+    }
+    if !req
+        .header("x-acs-content-sha256")
+        .is_some_and(|h| h.trim().eq_ignore_ascii_case(&body_hash))
+    {
+        return Err(ApiError::content_sha256_mismatch());
+    }
+    let key = lookup(store, &auth.key_id)?;
+    check_time(
+        req.header("x-acs-date")
+            .and_then(|d| parse_utc(d.trim()))
+            .map(|s| s * 1000),
+        now_ms,
+    )?;
+    let canonical = v3_canonical_request(
+        &req.method,
+        "/",
+        &req.query,
+        &req.headers,
+        &auth.signed_headers,
+        &body_hash,
+    );
+    let string_to_sign = v3_string_to_sign(&canonical);
+    let expected = v3_sign(&key.secret, &string_to_sign);
+    if !constant_time_eq(
+        expected.as_bytes(),
+        auth.signature.to_ascii_lowercase().as_bytes(),
+    ) {
+        return Err(ApiError::signature_mismatch(&string_to_sign));
+    }
+    let nonce = req.header("x-acs-signature-nonce").unwrap_or_default();
+    if !nonces.check_and_insert(&key.id, nonce, now_ms) {
+        return Err(ApiError::nonce_used());
+    }
+    let action = req
+        .header("x-acs-action")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    check_version(req.header("x-acs-version"))?;
+    Ok(Caller { key, action })
+}
+
+fn authenticate_v1(
+    store: &Store,
+    nonces: &NonceCache,
+    req: &RawRequest,
+    now_ms: i64,
+) -> Result<Caller, ApiError> {
+    for name in [
+        "AccessKeyId",
+        "Signature",
+        "SignatureMethod",
+        "SignatureVersion",
+        "SignatureNonce",
+        "Timestamp",
+        "Action",
+        "Version",
+    ] {
+        if req.param(name).is_none_or(str::is_empty) {
+            // The action may also come from the header (rpc-protocol.md §1.6).
+            if name == "Action" && req.header("x-acs-action").is_some() {
+                continue;
+            }
+            if name == "Version" && req.header("x-acs-version").is_some() {
+                continue;
+            }
+            return Err(ApiError::missing_parameter(name));
+        }
+    }
+    if req.param("SignatureMethod") != Some("HMAC-SHA1") {
+        return Err(ApiError::invalid_parameter("SignatureMethod"));
+    }
+    if req.param("SignatureVersion") != Some("1.0") {
+        return Err(ApiError::invalid_parameter("SignatureVersion"));
+    }
+    let key = lookup(store, req.param("AccessKeyId").unwrap_or_default())?;
+    check_time(
+        req.param("Timestamp").and_then(parse_utc).map(|s| s * 1000),
+        now_ms,
+    )?;
+    let params = req.all_params();
+    let string_to_sign = v1_string_to_sign(&req.method, &params);
+    let expected = v1_sign(&key.secret, &string_to_sign);
+    if !constant_time_eq(
+        expected.as_bytes(),
+        req.param("Signature").unwrap_or_default().as_bytes(),
+    ) {
+        return Err(ApiError::signature_mismatch(&string_to_sign));
+    }
+    if !nonces.check_and_insert(
+        &key.id,
+        req.param("SignatureNonce").unwrap_or_default(),
+        now_ms,
+    ) {
+        return Err(ApiError::nonce_used());
+    }
+    let action = req
+        .param("Action")
+        .or(req.header("x-acs-action"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    check_version(req.param("Version").or(req.header("x-acs-version")))?;
+    Ok(Caller { key, action })
+}
+
+fn check_version(v: Option<&str>) -> Result<(), ApiError> {
+    match v.map(str::trim) {
+        Some("2018-12-03") => Ok(()),
+        _ => Err(ApiError::invalid_parameter("Version")),
+    }
+}
+
+/// The actions a policy allows: a built-in name (`Admin`, `Operator`, `ReadOnly`) or a
+/// comma-separated list of action patterns with `*` wildcards.
+pub fn policy_allows(policy: &str, action: &str) -> bool {
+    let patterns: Vec<&str> = match policy {
+        "Admin" => vec!["*"],
+        "Operator" => vec![
+            "List*",
+            "Get*",
+            "Describe*",
+            "Check*",
+            "SubmitOperationTask",
+            "Verify*",
+            "SubmitCheck",
+        ],
+        "ReadOnly" => vec!["List*", "Get*", "Describe*", "Check*"],
+        custom => custom.split(',').map(str::trim).collect(),
+    };
+    patterns
+        .iter()
+        .any(|p| wildcard(p.as_bytes(), action.as_bytes()))
+}
+
+fn wildcard(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| wildcard(rest, &s[i..])),
+        Some((c, rest)) => s.first() == Some(c) && wildcard(rest, &s[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_match_with_wildcards() {
+        assert!(policy_allows("Admin", "SubmitOperationTask"));
+        assert!(policy_allows("ReadOnly", "ListCheckResult"));
+        assert!(!policy_allows("ReadOnly", "SubmitOperationTask"));
+        assert!(policy_allows("Operator", "VerifyCheckResult"));
+        assert!(policy_allows("List*, GetCheckDetail", "GetCheckDetail"));
+        assert!(!policy_allows("List*", "GetCheckDetail"));
+    }
+
+    #[test]
+    fn nonces_are_refused_within_the_window_only() {
+        let c = NonceCache::default();
+        assert!(c.check_and_insert("k", "n", 0));
+        assert!(!c.check_and_insert("k", "n", WINDOW_MS - 1));
+        assert!(c.check_and_insert("other-key", "n", 1), "per key");
+        assert!(c.check_and_insert("k", "n", WINDOW_MS + 1));
+    }
+}

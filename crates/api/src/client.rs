@@ -1,0 +1,291 @@
+//! A small blocking client that signs like the official SDK (v3 by default, v1 on request).
+//! It serves `posture call`, the integration tests and the benchmarks; plain HTTP only, since
+//! posture listens on loopback or behind a TLS-terminating proxy.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::encoding::pop_encode;
+use crate::signature::{
+    sha256_hex, v1_sign, v1_string_to_sign, v3_canonical_request, v3_sign, v3_string_to_sign,
+    V3_ALGORITHM,
+};
+use crate::time::format_utc;
+
+/// An AccessKey pair.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// `AccessKeyId`.
+    pub access_key_id: String,
+    /// `AccessKeySecret`.
+    pub access_key_secret: String,
+}
+
+/// Which signature to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signing {
+    /// ACS3-HMAC-SHA256 in headers (the Sas SDK's default).
+    V3,
+    /// HMAC-SHA1 in the query (aliyun-python-sdk-core, pop-core, the CLI).
+    V1,
+}
+
+/// A raw HTTP answer.
+#[derive(Clone, Debug)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Body text.
+    pub body: String,
+}
+
+impl Response {
+    /// The body as JSON (Null if it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+fn nonce() -> String {
+    store::new_id(16)
+}
+
+fn query_string(params: &[(String, String)]) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{}={}", pop_encode(k), pop_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// `host:port` from `http://host:port/` or `host:port`.
+pub fn authority(endpoint: &str) -> &str {
+    let e = endpoint.trim();
+    let e = e.strip_prefix("http://").unwrap_or(e);
+    e.trim_end_matches('/')
+}
+
+/// Signs and sends one action; returns the raw answer (an API error is still `Ok`).
+pub fn call(
+    endpoint: &str,
+    creds: &Credentials,
+    action: &str,
+    params: &[(String, String)],
+    signing: Signing,
+) -> io::Result<Response> {
+    let host = authority(endpoint);
+    let date = format_utc(store::now_ms() / 1000);
+    match signing {
+        Signing::V3 => {
+            let headers: Vec<(String, String)> = vec![
+                ("host".into(), host.to_string()),
+                ("x-acs-action".into(), action.to_string()),
+                ("x-acs-version".into(), "2018-12-03".into()),
+                ("x-acs-date".into(), date),
+                ("x-acs-signature-nonce".into(), nonce()),
+                ("x-acs-content-sha256".into(), sha256_hex(b"")),
+                ("accept".into(), "application/json".into()),
+            ];
+            let signed: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
+            let canonical =
+                v3_canonical_request("POST", "/", params, &headers, &signed, &sha256_hex(b""));
+            let signature = v3_sign(&creds.access_key_secret, &v3_string_to_sign(&canonical));
+            let mut sorted = signed.clone();
+            sorted.sort();
+            let auth = format!(
+                "{V3_ALGORITHM} Credential={},SignedHeaders={},Signature={signature}",
+                creds.access_key_id,
+                sorted.join(";")
+            );
+            let mut all = headers;
+            all.push(("authorization".into(), auth));
+            send(host, "POST", &query_string(params), &all, b"")
+        }
+        Signing::V1 => {
+            let mut all: Vec<(String, String)> = vec![
+                ("Action".into(), action.to_string()),
+                ("Format".into(), "JSON".into()),
+                ("Version".into(), "2018-12-03".into()),
+                ("Timestamp".into(), date),
+                ("SignatureNonce".into(), nonce()),
+                ("SignatureMethod".into(), "HMAC-SHA1".into()),
+                ("SignatureVersion".into(), "1.0".into()),
+                ("AccessKeyId".into(), creds.access_key_id.clone()),
+            ];
+            all.extend(params.iter().cloned());
+            let sig = v1_sign(&creds.access_key_secret, &v1_string_to_sign("POST", &all));
+            all.push(("Signature".into(), sig));
+            send(
+                host,
+                "POST",
+                &query_string(&all),
+                &[("host".into(), host.to_string())],
+                b"",
+            )
+        }
+    }
+}
+
+/// Sends one raw HTTP/1.1 request (`Connection: close`) and reads the whole answer.
+pub fn send(
+    host: &str,
+    method: &str,
+    query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> io::Result<Response> {
+    let mut stream = TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let target = if query.is_empty() {
+        "/".to_string()
+    } else {
+        format!("/?{query}")
+    };
+    let mut req = format!("{method} {target} HTTP/1.1\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("host: {host}\r\n"));
+    }
+    req.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
+    stream.write_all(req.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> io::Result<Response> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed HTTP response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(bad)?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"))
+    {
+        body = dechunk(&body).ok_or_else(bad)?;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = b.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&b[..line_end])
+                .ok()?
+                .split(';')
+                .next()?
+                .trim(),
+            16,
+        )
+        .ok()?;
+        b = &b[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(b.get(..size)?);
+        b = b.get(size + 2..)?;
+    }
+}
+
+/// Parses `--Name value` pairs given on a command line into parameters (used by `posture call`).
+pub fn params_from_args(args: &[String]) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let name = a
+            .strip_prefix("--")
+            .ok_or_else(|| format!("expected --Name, got {a:?}"))?;
+        let (name, value) = match name.split_once('=') {
+            Some((n, v)) => (n.to_string(), v.to_string()),
+            None => (
+                name.to_string(),
+                it.next()
+                    .ok_or_else(|| format!("--{name} needs a value"))?
+                    .clone(),
+            ),
+        };
+        if name.is_empty() {
+            return Err("empty parameter name".into());
+        }
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::form_decode;
+
+    #[test]
+    fn responses_parse_with_and_without_chunking() {
+        let r =
+            parse_response(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"a\":1}")
+                .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["a"], 1);
+        let r = parse_response(b"HTTP/1.1 400 Bad Request\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":2}\r\n0\r\n\r\n").unwrap();
+        assert_eq!(r.status, 400);
+        assert_eq!(r.json()["a"], 2);
+    }
+
+    #[test]
+    fn command_line_parameters() {
+        let args: Vec<String> = [
+            "--CheckId",
+            "1016",
+            "--RepairTempParam.1.Value=1.2.3.4:6379",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            params_from_args(&args).unwrap(),
+            vec![
+                ("CheckId".into(), "1016".into()),
+                ("RepairTempParam.1.Value".into(), "1.2.3.4:6379".into())
+            ]
+        );
+        assert!(params_from_args(&["CheckId".to_string()]).is_err());
+        assert!(params_from_args(&["--CheckId".to_string()]).is_err());
+    }
+
+    #[test]
+    fn query_strings_round_trip_through_the_server_decoder() {
+        let p = vec![(
+            "RepairTempParam.1.Value".to_string(),
+            "a b*c~/中+&=".to_string(),
+        )];
+        assert_eq!(form_decode(&query_string(&p)), p);
+    }
+}

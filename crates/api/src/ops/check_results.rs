@@ -1,0 +1,357 @@
+//! ListCheckResult, ListCheckInstanceResult, GetCheckDetail.
+
+use std::collections::BTreeMap;
+
+use catalog::CheckDef;
+use model::{ApiError, CheckStatus, Lang, Vendor};
+use serde_json::{json, Value};
+use store::{ResultAggregate, ResultFilter};
+
+use super::{db, page_info, Ctx};
+use crate::params::Params;
+
+/// The aggregate status of a check item over its instances: the worst one wins.
+fn aggregate_status(agg: Option<&ResultAggregate>) -> CheckStatus {
+    let count = |s: CheckStatus| {
+        agg.and_then(|a| a.counts.get(s.as_str()))
+            .copied()
+            .unwrap_or(0)
+    };
+    [
+        CheckStatus::NotPass,
+        CheckStatus::Failed,
+        CheckStatus::Checking,
+        CheckStatus::Pass,
+        CheckStatus::Whitelist,
+    ]
+    .into_iter()
+    .find(|s| count(*s) > 0)
+    .unwrap_or(CheckStatus::NotCheck)
+}
+
+fn status_rank(s: CheckStatus) -> u8 {
+    match s {
+        CheckStatus::NotPass => 0,
+        CheckStatus::Failed => 1,
+        CheckStatus::Checking => 2,
+        CheckStatus::NotCheck => 3,
+        CheckStatus::Whitelist => 4,
+        CheckStatus::Pass => 5,
+    }
+}
+
+/// The vendor fields of a check item's row: the instances' vendor when they share one; see
+/// docs/api.md for the mixed case.
+fn vendor_fields(agg: Option<&ResultAggregate>) -> (i64, &'static str, &'static str) {
+    match agg.map(|a| a.vendors.as_slice()) {
+        Some([one]) => {
+            Vendor::from_code(*one).map_or((-1, "", ""), |v| (v.code(), v.name(), v.show_name()))
+        }
+        Some(v) if v.len() > 1 => (-1, "MULTIPLE", "Multiple vendors"),
+        _ => (-1, "", ""),
+    }
+}
+
+fn policies(c: &CheckDef, lang: Lang) -> Value {
+    let p = &c.policy;
+    json!([{
+        "StandardId": p.standard_id, "StandardShowName": p.standard.get(lang),
+        "RequirementId": p.requirement_id, "RequirementShowName": p.requirement.get(lang),
+        "SectionId": p.section_id, "SectionShowName": p.section.get(lang),
+    }])
+}
+
+fn operation_type(c: &CheckDef) -> &'static str {
+    if c.repair.is_some() {
+        "SUPPORT_REPAIR"
+    } else {
+        "NOT_SUPPORT_REPAIR"
+    }
+}
+
+fn validated(p: &Params, name: &str, allowed: &[&str]) -> Result<Vec<String>, ApiError> {
+    let values = p.list(name)?;
+    match values.iter().find(|v| !allowed.contains(&v.as_str())) {
+        Some(_) => Err(ApiError::invalid_parameter(name)),
+        None => Ok(values),
+    }
+}
+
+/// ListCheckResult: check items with their aggregate result.
+pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let lang = p.lang();
+    let (page, size, offset) = p.page(20, 100)?;
+    let check_ids = p.int_list("CheckIds")?;
+    let key = p.str("CheckKey").map(str::to_lowercase);
+    let instance_ids = p.list("InstanceIds")?;
+    let instance_types = p.list("InstanceTypes")?;
+    let operation_types = validated(
+        p,
+        "OperationTypes",
+        &["SUPPORT_REPAIR", "NOT_SUPPORT_REPAIR"],
+    )?;
+    let risk_levels = validated(p, "RiskLevels", &["HIGH", "MEDIUM", "LOW"])?;
+    let statuses = validated(
+        p,
+        "Statuses",
+        &[
+            "PASS",
+            "NOT_PASS",
+            "CHECKING",
+            "NOT_CHECK",
+            "WHITELIST",
+            "FAILED",
+        ],
+    )?;
+    let sort_types = validated(p, "SortTypes", &["RISK_LEVEL", "STATUS"])?;
+    let check_types = validated(p, "CheckTypes", &["CUSTOM", "SYSTEM"])?;
+    let standard_ids = p.int_list("StandardIds")?;
+    let requirement_ids = p.int_list("RequirementIds")?;
+    let types = p.list("Types")?;
+    let custom_param = p.bool("CustomParam")?;
+    let vendor_names = p.list("Vendors")?;
+    let mut vendor_codes = Vec::new();
+    for name in &vendor_names {
+        let matched: Vec<i64> = Vendor::ALL
+            .iter()
+            .filter(|v| v.matches_name(name))
+            .map(|v| v.code())
+            .collect();
+        if matched.is_empty() {
+            return Err(ApiError::invalid_parameter("Vendors"));
+        }
+        vendor_codes.extend(matched);
+    }
+    let scoped = !instance_ids.is_empty() || !vendor_codes.is_empty();
+    let aggregates: BTreeMap<i64, ResultAggregate> = ctx
+        .store
+        .aggregate_results(ctx.account_id, &instance_ids, &vendor_codes)
+        .map_err(db)?;
+
+    let mut rows: Vec<(&CheckDef, CheckStatus)> = ctx
+        .catalog()
+        .all()
+        .filter(|c| check_ids.is_empty() || check_ids.contains(&c.id))
+        .filter(|c| {
+            key.as_ref().is_none_or(|k| {
+                c.name.zh.to_lowercase().contains(k)
+                    || c.name.en.to_lowercase().contains(k)
+                    || c.key.contains(k.as_str())
+            })
+        })
+        .filter(|c| instance_types.is_empty() || instance_types.contains(&c.instance_type))
+        .filter(|c| {
+            operation_types.is_empty() || operation_types.iter().any(|o| o == operation_type(c))
+        })
+        .filter(|c| risk_levels.is_empty() || risk_levels.iter().any(|r| r == c.risk.upper()))
+        .filter(|_| check_types.is_empty() || check_types.iter().any(|t| t == "SYSTEM"))
+        .filter(|c| standard_ids.is_empty() || standard_ids.contains(&c.policy.standard_id))
+        .filter(|c| {
+            requirement_ids.is_empty() || requirement_ids.contains(&c.policy.requirement_id)
+        })
+        .filter(|c| types.is_empty() || types.contains(&c.policy.standard_type))
+        // posture's check items have no custom check parameters (CustomConfigs).
+        .filter(|_| custom_param != Some(true))
+        .filter(|c| !scoped || aggregates.contains_key(&c.id))
+        .map(|c| (c, aggregate_status(aggregates.get(&c.id))))
+        .filter(|(_, s)| statuses.is_empty() || statuses.iter().any(|x| x == s.as_str()))
+        .collect();
+    for sort in sort_types.iter().rev() {
+        match sort.as_str() {
+            "RISK_LEVEL" => rows.sort_by_key(|(c, _)| c.risk),
+            _ => rows.sort_by_key(|(_, s)| status_rank(*s)),
+        }
+    }
+    let total = rows.len() as i64;
+    let checks: Vec<Value> = rows
+        .into_iter()
+        .skip(offset as usize)
+        .take(size as usize)
+        .map(|(c, status)| {
+            let agg = aggregates.get(&c.id);
+            let (asset_vendor, vendor, vendor_show) = vendor_fields(agg);
+            json!({
+                "CheckId": c.id,
+                "CheckShowName": c.name.get(lang),
+                "CheckType": "SYSTEM",
+                "CheckSaleType": 1,
+                "Status": status.as_str(),
+                "StatusMessage": "",
+                "RiskLevel": c.risk.upper(),
+                "OperationType": operation_type(c),
+                "InstanceType": c.instance_type,
+                "InstanceSubType": c.instance_sub_type,
+                "AssetType": 0,
+                "AssetSubType": 0,
+                "AssetVendor": asset_vendor,
+                "Vendor": vendor,
+                "VendorShowName": vendor_show,
+                "LastCheckTime": agg.map_or(0, |a| a.last_ms),
+                "TaskId": agg.map_or("", |a| a.run_id.as_str()),
+                "TrialPermission": false,
+                "TrialPermissionType": 1,
+                "CheckPolicies": policies(c, lang),
+            })
+        })
+        .collect();
+    Ok(json!({"PageInfo": page_info(checks.len(), page, size, total), "Checks": checks}))
+}
+
+fn check_of<'a>(ctx: &'a Ctx, p: &Params) -> Result<&'a CheckDef, ApiError> {
+    let id = p.required_int("CheckId")?;
+    ctx.catalog()
+        .get(id)
+        .ok_or_else(|| ApiError::check_not_found(id))
+}
+
+/// `InstanceInfo.Config`: the current values of the settings the item shows.
+fn config_values(c: &CheckDef, stored: &str, lang: Lang) -> Vec<Value> {
+    let values: BTreeMap<String, String> = serde_json::from_str(stored).unwrap_or_default();
+    c.config
+        .iter()
+        .map(|f| {
+            json!({"Name": f.name, "ShowName": f.show_name.get(lang), "Value": values.get(&f.name).cloned().unwrap_or_default()})
+        })
+        .collect()
+}
+
+/// ListCheckInstanceResult: the instances of one check item.
+pub fn list_check_instance_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let lang = p.lang();
+    let check = check_of(ctx, p)?;
+    let (page, size, offset) = p.page(20, 100)?;
+    let statuses = validated(
+        p,
+        "Statuses",
+        &[
+            "PASS",
+            "NOT_PASS",
+            "CHECKING",
+            "NOT_CHECK",
+            "WHITELIST",
+            "FAILED",
+        ],
+    )?;
+    let sort = validated(p, "SortTypes", &["STATUS"])?;
+    let filter = ResultFilter {
+        instance_id_key: p.str("InstanceIdKey").map(String::from),
+        instance_name_key: p.str("InstanceNameKey").map(String::from),
+        region_id_key: p.str("RegionIdKey").map(String::from),
+        instance_ids: p.list("InstanceIds")?,
+        statuses,
+        sort_by_status: !sort.is_empty(),
+        offset,
+        limit: size,
+    };
+    let (rows, total) = ctx
+        .store
+        .list_results(ctx.account_id, check.id, &filter)
+        .map_err(db)?;
+    let zh_en = |zh: &'static str, en: &'static str| lang.pick(zh, en);
+    let mut columns = vec![
+        json!({"Key": "InstanceIdShow", "ShowName": zh_en("实例ID", "Instance ID"), "Type": "text", "Search": true, "SearchKey": "InstanceIdKey", "Grids": []}),
+        json!({"Key": "InstanceNameShow", "ShowName": zh_en("实例名称", "Instance name"), "Type": "text", "Search": true, "SearchKey": "InstanceNameKey", "Grids": []}),
+        json!({"Key": "RegionIdShow", "ShowName": zh_en("地域", "Region"), "Type": "text", "Search": true, "SearchKey": "RegionIdKey", "Grids": []}),
+        json!({"Key": "StatusShow", "ShowName": zh_en("检查结果", "Result"), "Type": "text", "Search": false, "SearchKey": "", "Grids": []}),
+    ];
+    for f in &check.config {
+        columns.push(json!({"Key": f.name, "ShowName": f.show_name.get(lang), "Type": "text", "Search": false, "SearchKey": "", "Grids": []}));
+    }
+    let mut basic = Vec::new();
+    let mut table = Vec::new();
+    for r in &rows {
+        let config = config_values(check, &r.config, lang);
+        let mut row = serde_json::Map::new();
+        row.insert(
+            "InstanceIdShow".into(),
+            json!({"value": r.instance.instance_id}),
+        );
+        row.insert(
+            "InstanceNameShow".into(),
+            json!({"value": r.instance.instance_name}),
+        );
+        row.insert(
+            "RegionIdShow".into(),
+            json!({"value": r.instance.region_id}),
+        );
+        row.insert("StatusShow".into(), json!({"value": r.status.as_str()}));
+        for c in &config {
+            row.insert(
+                c["Name"].as_str().unwrap_or_default().to_string(),
+                json!({"value": c["Value"]}),
+            );
+        }
+        table.push(Value::Object(row));
+        basic.push(json!({
+            "Id": r.id,
+            "InstanceId": r.instance.instance_id,
+            "InstanceName": r.instance.instance_name,
+            "RegionId": r.instance.region_id,
+            "Status": r.status.as_str(),
+            "StatusMessage": r.status_message,
+            "VendorUserName": "",
+            "InstanceInfo": {"FirstUpdateTime": r.first_ms, "LastUpdateTime": r.last_ms, "Config": config},
+        }));
+    }
+    let mut info = page_info(rows.len(), page, size, total);
+    info["Count"] = json!(rows.len().to_string());
+    Ok(json!({"PageInfo": info, "BasicData": basic, "Columns": columns, "Checks": table}))
+}
+
+/// GetCheckDetail: description, solution and repair metadata of a check item.
+pub fn get_check_detail(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let lang = p.lang();
+    let c = check_of(ctx, p)?;
+    let text = |t: &model::Text| json!({"Type": "text", "Value": t.get(lang), "Link": ""});
+    let repair = c.repair.as_ref();
+    let flow: Vec<Value> = repair
+        .map(|r| {
+            r.flow
+                .iter()
+                .enumerate()
+                .map(|(i, s)| json!({"Step": (i + 1).to_string(), "ShowText": s.get(lang)}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let flow_id = format!("posture-{}", c.key);
+    let configs: Vec<Value> = repair
+        .map(|r| {
+            r.params
+                .iter()
+                .map(|s| {
+                    json!({
+                        "Name": s.name,
+                        "ShowName": s.show_name.get(lang),
+                        "UsageType": (s.usage as u8).to_string(),
+                        "Value": s.default.clone().unwrap_or_default(),
+                        "DefaultValue": s.default.clone().unwrap_or_default(),
+                        "TypeDefine": s.kind.type_define(),
+                        "CustomFlag": s.caller_may_set(),
+                        "EmptyParamSwitch": s.empty_param_switch(),
+                        "ConsoleParamType": "1",
+                        "DataTransformType": "0",
+                        "ExclusiveName": [],
+                        "FlowId": flow_id,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let support_type = c.repair_support_type();
+    let reset = repair.is_some_and(|r| r.reset);
+    Ok(json!({
+        "Description": text(&c.description),
+        "Solution": text(&c.solution),
+        "AssistInfo": text(&c.assist),
+        "CustomConfigs": [],
+        "RepairSetting": {
+            "RepairSupport": repair.is_some(),
+            "RepairSupportType": support_type,
+            "RepairReset": reset,
+            "FlowStep": flow,
+            "RepairConfigs": configs,
+        },
+        "RepairSupportType": support_type,
+        "RepairReset": reset.to_string(),
+    }))
+}

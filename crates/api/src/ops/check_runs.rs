@@ -1,0 +1,206 @@
+//! Check runs: SubmitCheck, GetCheckProcess, VerifyCheckResult, VerifyCheckInstanceResult,
+//! ListOperationProcess, ListOperationProcessDetail.
+
+use model::ApiError;
+use serde_json::{json, Value};
+use store::{CheckRun, RunFilter};
+
+use super::{check_name, db, page_info, Ctx};
+use crate::params::Params;
+
+fn start_run(
+    ctx: &Ctx,
+    task_type: &str,
+    source: &str,
+    checks: &[i64],
+    pks: &[i64],
+) -> Result<CheckRun, ApiError> {
+    let run = ctx
+        .store
+        .create_run(ctx.account_id, task_type, source, checks, pks)
+        .map_err(db)?;
+    ctx.engine.wake();
+    Ok(run)
+}
+
+fn known_checks(ctx: &Ctx, ids: &[i64]) -> Result<(), ApiError> {
+    match ids.iter().find(|id| ctx.catalog().get(**id).is_none()) {
+        Some(id) => Err(ApiError::check_not_found(*id)),
+        None => Ok(()),
+    }
+}
+
+/// SubmitCheck: a full check of the account. `POLICY` runs the same items as `FULL` (every
+/// catalog item is in posture's policy).
+pub fn submit_check(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let task_type = match p.str("ScanRange").unwrap_or("FULL") {
+        "FULL" => "CHECK_ALL",
+        "POLICY" => "CHECK_POLICY",
+        _ => return Err(ApiError::invalid_parameter("ScanRange")),
+    };
+    let run = start_run(ctx, task_type, p.str("TaskSource").unwrap_or(""), &[], &[])?;
+    Ok(json!({"TaskId": run.id, "Data": {}}))
+}
+
+/// GetCheckProcess: progress of a check run. An unknown id answers StatusCode "5".
+pub fn get_check_process(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let id = p.required("TaskId")?;
+    let Some(run) = ctx.store.get_run(ctx.account_id, id).map_err(db)? else {
+        return Ok(json!({"TaskId": id, "TotalCount": 0, "FinishCount": 0, "StatusCode": "5"}));
+    };
+    let (details, _) = ctx.store.run_detail_counts(&run.id).map_err(db)?;
+    let code = match run.status_code {
+        0 => "0",
+        1 if details == 0 => "6",
+        1 => "1",
+        _ if run.total == 0 => "4",
+        _ => "2",
+    };
+    Ok(
+        json!({"TaskId": run.id, "TotalCount": run.total, "FinishCount": run.finished, "StatusCode": code}),
+    )
+}
+
+/// Instance ids → internal keys; the ids that match nothing are returned apart.
+fn instance_pks(ctx: &Ctx, ids: &[String]) -> Result<(Vec<i64>, Vec<String>), ApiError> {
+    let (mut pks, mut unknown) = (Vec::new(), Vec::new());
+    for id in ids {
+        let found = ctx.store.find_instances(ctx.account_id, id).map_err(db)?;
+        if found.is_empty() {
+            unknown.push(id.clone());
+        }
+        pks.extend(found.iter().map(|i| i.pk));
+    }
+    Ok((pks, unknown))
+}
+
+/// VerifyCheckResult: re-run check items (optionally on some instances).
+pub fn verify_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let checks = p.int_list("CheckIds")?;
+    if checks.is_empty() {
+        return Err(ApiError::illegal_param("CheckIds is empty"));
+    }
+    known_checks(ctx, &checks)?;
+    let ids = p.list("InstanceIds")?;
+    let (pks, unknown) = instance_pks(ctx, &ids)?;
+    if !ids.is_empty() && pks.is_empty() {
+        return Err(ApiError::instance_not_found(&unknown.join(",")));
+    }
+    let run = start_run(
+        ctx,
+        "CHECK_ITEM",
+        p.str("TaskSource").unwrap_or(""),
+        &checks,
+        &pks,
+    )?;
+    Ok(json!({"Data": {"TaskId": run.id}}))
+}
+
+/// VerifyCheckInstanceResult: re-run check items on given instances.
+pub fn verify_check_instance_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let mut checks = p.int_list("CheckIds")?;
+    if let Some(one) = p.int("CheckId")? {
+        if !checks.contains(&one) {
+            checks.insert(0, one);
+        }
+    }
+    if checks.is_empty() {
+        return Err(ApiError::missing_parameter("CheckId"));
+    }
+    known_checks(ctx, &checks)?;
+    let ids = p.list("InstanceIds")?;
+    if ids.is_empty() {
+        return Err(ApiError::instance_ids_required());
+    }
+    let (pks, unknown) = instance_pks(ctx, &ids)?;
+    if p.bool("DryRun")? == Some(true) || pks.is_empty() {
+        return Ok(json!({"Data": {"TaskId": "", "FailInstances": unknown}}));
+    }
+    let run = start_run(
+        ctx,
+        "CHECK_INSTANCE",
+        p.str("TaskSource").unwrap_or(""),
+        &checks,
+        &pks,
+    )?;
+    Ok(json!({"Data": {"TaskId": run.id, "FailInstances": unknown}}))
+}
+
+fn run_filter(p: &Params, offset: i64, limit: i64) -> Result<RunFilter, ApiError> {
+    Ok(RunFilter {
+        run_ids: p.list("TaskIds")?,
+        task_types: p.list("TaskTypes")?,
+        task_sources: p.list("TaskSources")?,
+        status_codes: p.int_list("StatusCodes")?,
+        start_ms: p.int("StartTime")?,
+        end_ms: p.int("EndTime")?,
+        offset,
+        limit,
+    })
+}
+
+/// ListOperationProcess: check runs, newest first.
+pub fn list_operation_process(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let (page, size, offset) = p.page(20, 100)?;
+    let (runs, total) = ctx
+        .store
+        .list_runs(ctx.account_id, &run_filter(p, offset, size)?)
+        .map_err(db)?;
+    let mut processes = Vec::new();
+    for r in &runs {
+        let (details, ready) = ctx.store.run_detail_counts(&r.id).map_err(db)?;
+        processes.push(json!({
+            "TaskId": r.id,
+            "TaskType": r.task_type,
+            "TaskSource": r.task_source,
+            "StatusCode": r.status_code,
+            "CreateTime": r.created_ms,
+            "StartTime": r.started_ms,
+            "EndTime": r.ended_ms,
+            "DetailTaskTotalCount": details,
+            "DetailTaskReadyCount": ready,
+            "FinishCount": r.finished,
+            "TotalCount": r.total,
+        }));
+    }
+    Ok(json!({"PageInfo": page_info(processes.len(), page, size, total), "Processes": processes}))
+}
+
+/// ListOperationProcessDetail: the per-instance subtasks of check runs.
+pub fn list_operation_process_detail(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let lang = p.lang();
+    let (page, size, offset) = p.page(20, 100)?;
+    let filter = run_filter(p, offset, size)?;
+    if filter.run_ids.is_empty() {
+        return Err(ApiError::cspm_param_illegal(
+            "TaskIds is mandatory for this action.",
+        ));
+    }
+    let (details, total) = ctx
+        .store
+        .list_details(ctx.account_id, &filter)
+        .map_err(db)?;
+    let rows: Vec<Value> = details
+        .iter()
+        .map(|d| {
+            let checks: Vec<Value> = d
+                .check_ids
+                .iter()
+                .map(|id| json!({"CheckId": id, "CheckShowName": check_name(ctx, *id, lang)}))
+                .collect();
+            json!({
+                "TaskId": d.run_id,
+                "DetailTaskId": d.id,
+                "StatusCode": d.status_code,
+                "AssetType": 0,
+                "AssetSubType": 0,
+                "AssetVendor": d.vendor,
+                "CreateTime": d.created_ms,
+                "StartTime": d.started_ms,
+                "EndTime": d.ended_ms,
+                "Checks": checks,
+            })
+        })
+        .collect();
+    Ok(json!({"PageInfo": page_info(rows.len(), page, size, total), "ProcessDetails": rows}))
+}

@@ -1,0 +1,358 @@
+//! SubmitOperationTask, ListOperationTask, ListOperationCheck. Every choice made where the
+//! reference is silent is written down in docs/api.md ("SubmitOperationTask").
+
+use std::collections::BTreeMap;
+
+use catalog::CheckDef;
+use model::{ApiError, DimensionType, ParamError, TaskStatus, TaskType};
+use serde_json::{json, Value};
+use store::{Instance, NewTask, StoreError, Submission, TaskFilter, TaskRow};
+
+use super::{check_name, db, page_info, resolve_instance, vendor_param, Ctx};
+use crate::params::Params;
+
+/// One `OperationTaskInstances.N` entry, resolved.
+struct Named {
+    instance: Instance,
+    task_id: Option<String>,
+}
+
+fn named_instances(ctx: &Ctx, p: &Params) -> Result<Vec<Named>, ApiError> {
+    let mut out: Vec<Named> = Vec::new();
+    for (n, o) in p.objects("OperationTaskInstances")?.iter().enumerate() {
+        let field = |f: &str| format!("OperationTaskInstances.{}.{f}", n + 1);
+        let id = o
+            .get("InstanceId")
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ApiError::missing_parameter(&field("InstanceId")))?;
+        let vendor = vendor_param(o.get("Vendor"), &field("Vendor"))?;
+        let region = o
+            .get("RegionId")
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty());
+        let instance = resolve_instance(ctx, id, region, vendor)?;
+        let task_id = o
+            .get("TaskId")
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        // The same instance named twice is one task.
+        if !out.iter().any(|x| x.instance.pk == instance.pk) {
+            out.push(Named { instance, task_id });
+        }
+    }
+    Ok(out)
+}
+
+fn repair_params(check: &CheckDef, p: &Params) -> Result<Vec<(String, String)>, ApiError> {
+    let mut given = Vec::new();
+    for (n, o) in p.objects("RepairTempParam")?.iter().enumerate() {
+        let name = o
+            .get("Name")
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                ApiError::missing_parameter(&format!("RepairTempParam.{}.Name", n + 1))
+            })?;
+        given.push((
+            name.to_string(),
+            o.get("Value").cloned().unwrap_or_default(),
+        ));
+    }
+    let specs = check
+        .repair
+        .as_ref()
+        .map(|r| r.params.as_slice())
+        .unwrap_or_default();
+    model::resolve_params(specs, &given).map_err(|e| match e {
+        ParamError::Missing(name) => ApiError::param_not_customized(&name),
+        ParamError::Format(name) => ApiError::param_format(&name),
+    })
+}
+
+/// SubmitOperationTask: one root task, one task per instance, written in one transaction.
+pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let check_id = p.required_int("CheckId")?;
+    let kind =
+        TaskType::parse(p.required("Type")?).ok_or_else(|| ApiError::invalid_parameter("Type"))?;
+    let dimension = match p.str("DimensionType") {
+        Some(d) => {
+            DimensionType::parse(d).ok_or_else(|| ApiError::invalid_parameter("DimensionType"))?
+        }
+        None => DimensionType::Instance,
+    };
+    let check = ctx
+        .catalog()
+        .get(check_id)
+        .ok_or_else(|| ApiError::check_not_found(check_id))?;
+    if check.repair.is_none() {
+        return Err(ApiError::repair_not_supported(check_id));
+    }
+    if kind == TaskType::Rollback && !check.supports_rollback() {
+        return Err(ApiError::rollback_not_supported(check_id));
+    }
+    if let Some(key) = p.str("RelationKey") {
+        // Asset selections are not implemented yet: no key can be bound to one.
+        return Err(ApiError::relation_key_not_found(key));
+    }
+    let params = match kind {
+        TaskType::Repair => repair_params(check, p)?,
+        TaskType::Rollback => Vec::new(),
+    };
+    let mut named = named_instances(ctx, p)?;
+    if named.is_empty() {
+        match (dimension, kind) {
+            (DimensionType::Instance, _) => {
+                return Err(ApiError::missing_parameter("OperationTaskInstances"))
+            }
+            (DimensionType::CheckId, TaskType::Rollback) => {
+                return Err(ApiError::rollback_task_required())
+            }
+            (DimensionType::CheckId, TaskType::Repair) => {
+                named = ctx
+                    .store
+                    .failing_instances(ctx.account_id, check_id)
+                    .map_err(db)?
+                    .into_iter()
+                    .map(|instance| Named {
+                        instance,
+                        task_id: None,
+                    })
+                    .collect();
+                if named.is_empty() {
+                    return Err(ApiError::no_instance_to_operate());
+                }
+            }
+        }
+    }
+    let params_json = serde_json::to_string(&params).unwrap_or_else(|_| "[]".into());
+    let mut tasks = Vec::with_capacity(named.len());
+    for n in &named {
+        if n.instance.connector != check.asset {
+            return Err(ApiError::instance_not_applicable(
+                &n.instance.instance_id,
+                check_id,
+            ));
+        }
+        let repair_task_id = match kind {
+            TaskType::Repair => None,
+            TaskType::Rollback => Some(rollback_target(ctx, check_id, n)?),
+        };
+        tasks.push(NewTask {
+            id: store::new_id(16),
+            instance_pk: n.instance.pk,
+            repair_task_id,
+            params: params_json.clone(),
+        });
+    }
+    let root_id = store::new_id(16);
+    let submission = Submission {
+        root_id: root_id.clone(),
+        check_id,
+        kind,
+        dimension,
+        tasks,
+    };
+    match ctx.store.submit(ctx.account_id, &submission) {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => return Err(ApiError::repair_task_conflict()),
+        Err(e) => return Err(db(e)),
+    }
+    ctx.engine.wake();
+    Ok(json!({"RootTaskId": root_id}))
+}
+
+/// Checks that a rollback names an applied, latest repair of this check on this instance.
+fn rollback_target(ctx: &Ctx, check_id: i64, n: &Named) -> Result<String, ApiError> {
+    let task_id = n
+        .task_id
+        .as_deref()
+        .ok_or_else(ApiError::rollback_task_required)?;
+    let repair = ctx
+        .store
+        .get_task(ctx.account_id, task_id)
+        .map_err(db)?
+        .ok_or_else(|| ApiError::task_not_found(task_id))?;
+    if repair.kind != TaskType::Repair
+        || repair.check_id != check_id
+        || repair.instance.pk != n.instance.pk
+    {
+        return Err(ApiError::rollback_task_mismatch(task_id));
+    }
+    if ctx.store.has_rollback(task_id).map_err(db)? {
+        return Err(ApiError::repair_task_conflict());
+    }
+    if !repair.status.repair_applied() {
+        return Err(ApiError::rollback_not_allowed(
+            task_id,
+            repair.status.as_str(),
+        ));
+    }
+    if ctx
+        .store
+        .latest_applied_repair(ctx.account_id, check_id, n.instance.pk)
+        .map_err(db)?
+        .as_deref()
+        != Some(task_id)
+    {
+        return Err(ApiError::rollback_not_latest(task_id));
+    }
+    Ok(task_id.to_string())
+}
+
+fn instance_filters(
+    p: &Params,
+) -> Result<Vec<(Option<String>, Option<String>, Option<i64>)>, ApiError> {
+    p.objects("OperationTaskInstances")?
+        .iter()
+        .enumerate()
+        .map(|(n, o)| {
+            let non_empty = |f: &str| {
+                o.get(f)
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+            };
+            let vendor = vendor_param(
+                o.get("Vendor"),
+                &format!("OperationTaskInstances.{}.Vendor", n + 1),
+            )?;
+            Ok((
+                non_empty("InstanceId"),
+                non_empty("RegionId"),
+                vendor.map(|v| v.code()),
+            ))
+        })
+        .collect()
+}
+
+fn statuses(p: &Params) -> Result<Vec<String>, ApiError> {
+    let list = p.list("Statuses")?;
+    if list.iter().any(|s| TaskStatus::parse(s).is_none()) {
+        return Err(ApiError::invalid_parameter("Statuses"));
+    }
+    Ok(list)
+}
+
+fn task_type(p: &Params) -> Result<Option<TaskType>, ApiError> {
+    p.str("Type")
+        .map(|t| TaskType::parse(t).ok_or_else(|| ApiError::invalid_parameter("Type")))
+        .transpose()
+}
+
+fn task_row(ctx: &Ctx, t: &TaskRow, lang: model::Lang) -> Result<Value, ApiError> {
+    let check = ctx.catalog().get(t.check_id);
+    let support_type = check.map_or(0, |c| c.repair_support_type());
+    let can_roll_back = t.kind == TaskType::Repair
+        && support_type == 1
+        && t.status.repair_applied()
+        && !ctx.store.has_rollback(&t.id).map_err(db)?;
+    Ok(json!({
+        "TaskId": t.id,
+        "RootTaskId": t.root_id,
+        "Type": t.kind.as_str(),
+        "Status": t.status.as_str(),
+        "StatusShowName": t.status.show_name(lang),
+        "CheckId": t.check_id,
+        "CheckShowName": check_name(ctx, t.check_id, lang),
+        "InstanceId": t.instance.instance_id,
+        "InstanceName": t.instance.instance_name,
+        "RegionId": t.instance.region_id,
+        "Vendor": t.instance.vendor.name(),
+        "InstanceFreed": t.instance_freed || t.instance.freed,
+        "RiskLevel": check.map_or("", |c| c.risk.lower()),
+        "RepairSupportType": support_type,
+        "SupportRollBack": can_roll_back,
+        "ErrorCode": t.error_code,
+        "ErrorMsg": t.error_msg,
+        "DealTime": t.updated_ms,
+        "LastCheckTime": t.updated_ms,
+    }))
+}
+
+/// ListOperationTask: one row per instance task, newest first.
+pub fn list_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let lang = p.lang();
+    let (page, size, offset) = p.page(20, 100)?;
+    let filter = TaskFilter {
+        check_id: p.int("CheckId")?,
+        task_id: p.str("TaskId").map(String::from),
+        kind: task_type(p)?,
+        statuses: statuses(p)?,
+        instances: instance_filters(p)?,
+        offset,
+        limit: size,
+        ..Default::default()
+    };
+    let (rows, total) = ctx.store.list_tasks(ctx.account_id, &filter).map_err(db)?;
+    let tasks = rows
+        .iter()
+        .map(|t| task_row(ctx, t, lang))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(json!({"PageInfo": page_info(tasks.len(), page, size, total), "OperationTasks": tasks}))
+}
+
+/// ListOperationCheck: per instance, the history of repair (or rollback) tasks of a check item.
+pub fn list_operation_check(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let lang = p.lang();
+    let check_id = p.required_int("CheckId")?;
+    let kind =
+        TaskType::parse(p.required("Type")?).ok_or_else(|| ApiError::invalid_parameter("Type"))?;
+    let filters = instance_filters(p)?;
+    if filters.is_empty() {
+        return Err(ApiError::missing_parameter("OperationTaskInstances"));
+    }
+    let check = ctx
+        .catalog()
+        .get(check_id)
+        .ok_or_else(|| ApiError::check_not_found(check_id))?;
+    let specs = check
+        .repair
+        .as_ref()
+        .map(|r| r.params.as_slice())
+        .unwrap_or_default();
+    let (rows, _) = ctx
+        .store
+        .list_tasks(
+            ctx.account_id,
+            &TaskFilter {
+                check_id: Some(check_id),
+                kind: Some(kind),
+                instances: filters,
+                start_ms: p.int("StartTime")?,
+                end_ms: p.int("EndTime")?,
+                offset: 0,
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .map_err(db)?;
+    let mut by_instance: BTreeMap<i64, (Instance, Vec<Value>)> = BTreeMap::new();
+    for t in &rows {
+        let used: Vec<(String, String)> = serde_json::from_str(&t.params).unwrap_or_default();
+        let configs: Vec<Value> = specs
+            .iter()
+            .map(|s| {
+                let value = used.iter().find(|(n, _)| n == &s.name).map(|(_, v)| v.clone()).unwrap_or_default();
+                json!({"FlowId": format!("posture-{}", check.key), "Name": s.name, "ShowName": s.show_name.get(lang), "TypeDefine": s.kind.type_define(), "Value": value})
+            })
+            .collect();
+        by_instance
+            .entry(t.instance.pk)
+            .or_insert_with(|| (t.instance.clone(), Vec::new()))
+            .1
+            .push(json!({
+                "TaskId": t.id,
+                "Status": t.status.as_str(),
+                "StatusShowName": t.status.show_name(lang),
+                "OperateTime": t.created_ms,
+                "RepairConfigs": configs,
+            }));
+    }
+    let details: Vec<Value> = by_instance
+        .into_values()
+        .map(|(i, repairs)| {
+            json!({"CheckId": check_id, "InstanceId": i.instance_id, "RegionId": i.region_id, "Type": kind.as_str(), "Repair": repairs})
+        })
+        .collect();
+    Ok(json!({"OperationTaskInstanceDetails": details}))
+}

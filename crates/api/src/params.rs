@@ -1,0 +1,186 @@
+//! The decoded request parameters, with typed getters that answer the documented errors.
+//! Arrays arrive flattened (`Name.N`, `Name.N.Field`, 1-based, gaps allowed).
+
+use std::collections::BTreeMap;
+
+use model::ApiError;
+
+/// All parameters of a request, from the query and the form body, in arrival order.
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    /// Wraps decoded pairs.
+    pub fn new(pairs: Vec<(String, String)>) -> Params {
+        Params { pairs }
+    }
+
+    /// Every pair.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    /// The raw value (first occurrence), even if empty.
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A non-empty string value.
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.raw(name).filter(|v| !v.is_empty())
+    }
+
+    /// A required non-empty string (`MissingParameter` naming it).
+    pub fn required(&self, name: &str) -> Result<&str, ApiError> {
+        self.str(name)
+            .ok_or_else(|| ApiError::missing_parameter(name))
+    }
+
+    /// An integer (`InvalidParameter` if it is not one).
+    pub fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.str(name)
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .map_err(|_| ApiError::invalid_parameter(name))
+            })
+            .transpose()
+    }
+
+    /// A required integer.
+    pub fn required_int(&self, name: &str) -> Result<i64, ApiError> {
+        self.int(name)?
+            .ok_or_else(|| ApiError::missing_parameter(name))
+    }
+
+    /// A boolean, case-insensitive (`True` from Python, `true` from the others).
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.str(name) {
+            None => Ok(None),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(_) => Err(ApiError::invalid_parameter(name)),
+        }
+    }
+
+    /// `Name.N` values ordered by N as a number (empty values skipped).
+    pub fn list(&self, name: &str) -> Result<Vec<String>, ApiError> {
+        let prefix = format!("{name}.");
+        let mut items: BTreeMap<u32, String> = BTreeMap::new();
+        for (k, v) in &self.pairs {
+            if let Some(n) = k.strip_prefix(&prefix) {
+                let n: u32 = n.parse().map_err(|_| ApiError::invalid_parameter(k))?;
+                if !v.is_empty() {
+                    items.entry(n).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        Ok(items.into_values().collect())
+    }
+
+    /// `Name.N` integers.
+    pub fn int_list(&self, name: &str) -> Result<Vec<i64>, ApiError> {
+        self.list(name)?
+            .iter()
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .map_err(|_| ApiError::invalid_parameter(name))
+            })
+            .collect()
+    }
+
+    /// `Name.N.Field` objects ordered by N as a number; each is a field → value map.
+    pub fn objects(&self, name: &str) -> Result<Vec<BTreeMap<String, String>>, ApiError> {
+        let prefix = format!("{name}.");
+        let mut items: BTreeMap<u32, BTreeMap<String, String>> = BTreeMap::new();
+        for (k, v) in &self.pairs {
+            if let Some(rest) = k.strip_prefix(&prefix) {
+                let (n, field) = rest
+                    .split_once('.')
+                    .ok_or_else(|| ApiError::invalid_parameter(k))?;
+                let n: u32 = n.parse().map_err(|_| ApiError::invalid_parameter(k))?;
+                items
+                    .entry(n)
+                    .or_default()
+                    .entry(field.to_string())
+                    .or_insert_with(|| v.clone());
+            }
+        }
+        Ok(items.into_values().collect())
+    }
+
+    /// `CurrentPage` (≥ 1, default 1) and `PageSize` (1 … max, default `default`; larger values
+    /// are clamped to max) as (page, size, offset).
+    pub fn page(&self, default: i64, max: i64) -> Result<(i64, i64, i64), ApiError> {
+        let page = self.int("CurrentPage")?.unwrap_or(1);
+        let size = self.int("PageSize")?.unwrap_or(default);
+        if page < 1 {
+            return Err(ApiError::invalid_parameter("CurrentPage"));
+        }
+        if size < 1 {
+            return Err(ApiError::invalid_parameter("PageSize"));
+        }
+        let size = size.min(max);
+        let offset = (page - 1)
+            .checked_mul(size)
+            .ok_or_else(|| ApiError::invalid_parameter("CurrentPage"))?;
+        Ok((page, size, offset))
+    }
+
+    /// `Lang`.
+    pub fn lang(&self) -> model::Lang {
+        model::Lang::parse(self.str("Lang"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::form_decode;
+
+    #[test]
+    fn flat_arrays_decode_by_number_with_gaps() {
+        let p = Params::new(form_decode(
+            "CheckIds.10=10&CheckIds.2=2&CheckIds.1=1&X.3.InstanceId=c&X.1.InstanceId=a&X.1.Vendor=0&Flag=True&Off=false",
+        ));
+        assert_eq!(p.int_list("CheckIds").unwrap(), vec![1, 2, 10]);
+        let xs = p.objects("X").unwrap();
+        assert_eq!(xs.len(), 2);
+        assert_eq!(xs[0]["InstanceId"], "a");
+        assert_eq!(xs[0]["Vendor"], "0");
+        assert_eq!(xs[1]["InstanceId"], "c");
+        assert_eq!(p.bool("Flag").unwrap(), Some(true));
+        assert_eq!(p.bool("Off").unwrap(), Some(false));
+        assert_eq!(p.bool("Missing").unwrap(), None);
+    }
+
+    #[test]
+    fn malformed_values_name_the_parameter() {
+        let p = Params::new(form_decode("CheckId=abc&CheckIds.x=1&Flag=yes&PageSize=0"));
+        assert_eq!(
+            p.int("CheckId").unwrap_err().message,
+            "The specified parameter \"CheckId\" is not valid."
+        );
+        assert_eq!(p.int_list("CheckIds").unwrap_err().code, "InvalidParameter");
+        assert_eq!(p.bool("Flag").unwrap_err().code, "InvalidParameter");
+        assert_eq!(
+            p.page(20, 100).unwrap_err().message,
+            "The specified parameter \"PageSize\" is not valid."
+        );
+        assert_eq!(p.required("Type").unwrap_err().code, "MissingParameter");
+        let big = Params::new(form_decode("PageSize=5000&CurrentPage=9223372036854775807"));
+        assert_eq!(big.page(20, 100).unwrap_err().code, "InvalidParameter");
+        assert_eq!(
+            Params::new(form_decode("PageSize=5000"))
+                .page(20, 100)
+                .unwrap(),
+            (1, 100, 0)
+        );
+    }
+}
