@@ -1,1 +1,52 @@
-fn main() {}
+//! The `posture` command line.
+#![forbid(unsafe_code)]
+
+mod call;
+mod demo;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// posture — security posture service: assess configuration, repair with a verified rollback.
+#[derive(Parser)]
+#[command(name = "posture", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (Sas 2018-12-03 compatible API on HTTP).
+    Serve(serve::Args),
+    /// Call one API action, signed like the official SDK, and print the JSON answer.
+    ///
+    /// Parameters are given as `--Name value` (or `--Name=value`), nested ones flattened:
+    /// `--OperationTaskInstances.1.InstanceId i-abc`. Example:
+    /// `posture call ListCheckResult --Statuses.1 NOT_PASS --Lang en`
+    #[command(disable_help_flag = true)]
+    Call {
+        /// The action, e.g. ListCheckResult.
+        action: String,
+        /// `--Name value` parameters, plus `--endpoint HOST:PORT`, `--credentials FILE`
+        /// (default ./posture-data/credentials.json) and `--signature v3|v1` (default v3).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        params: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Call { action, params } => call::run(&action, &params),
+    }
+}
+
+/// The default data directory.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("./posture-data")
+}

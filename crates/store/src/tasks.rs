@@ -412,6 +412,25 @@ impl Store {
         })
     }
 
+    /// Frees every lease (tasks and check runs): called by a `serve` that holds the data
+    /// directory's lock, so no other worker can be holding one. Returns the unfinished tasks.
+    pub fn release_leases(&self) -> Result<i64> {
+        self.write(|tx| {
+            let n = tx.execute(
+                &format!(
+                    "UPDATE tasks SET lease_until_ms = 0 WHERE status IN ({})",
+                    active_list()
+                ),
+                [],
+            )?;
+            tx.execute(
+                "UPDATE check_runs SET lease_until_ms = 0 WHERE status_code IN (0, 1)",
+                [],
+            )?;
+            Ok(n as i64)
+        })
+    }
+
     /// Number of unfinished tasks (all accounts).
     pub fn count_active_tasks(&self) -> Result<i64> {
         self.read(|c| {

@@ -1,0 +1,135 @@
+//! The demo fleet: servers as directory trees under `DIR/fleet/<InstanceId>/`, with the
+//! configuration files a Debian server has, some hardened and some not, spread over vendors
+//! and regions. Registered once; the service then checks them like any other instance.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use model::Vendor;
+use store::NewInstance;
+
+/// How one demo server is configured.
+struct Server {
+    vendor: Vendor,
+    region: &'static str,
+    id: &'static str,
+    name: &'static str,
+    hardened_ssh: bool,
+    sshd_mode: u32,
+    pass_max_days: &'static str,
+    redis: Option<&'static str>,
+    sysctl: &'static str,
+    shadow_mode: u32,
+    passwd_mode: u32,
+    empty_password_user: bool,
+}
+
+const FLEET: [Server; 8] = [
+    Server { vendor: Vendor::Aliyun, region: "cn-hangzhou", id: "i-bp1a2c3d4e5f6g7h8i9j", name: "web-01", hardened_ssh: false, sshd_mode: 0o644, pass_max_days: "99999", redis: Some("bind 0.0.0.0\nprotected-mode no\nport 6379\n"), sysctl: "", shadow_mode: 0o640, passwd_mode: 0o644, empty_password_user: false },
+    Server { vendor: Vendor::Aliyun, region: "cn-hangzhou", id: "i-bp1k2l3m4n5o6p7q8r9s", name: "web-02", hardened_ssh: true, sshd_mode: 0o600, pass_max_days: "90", redis: None, sysctl: "net.ipv4.conf.all.accept_redirects = 0\nnet.ipv4.conf.all.send_redirects = 0\n", shadow_mode: 0o640, passwd_mode: 0o644, empty_password_user: false },
+    Server { vendor: Vendor::Aliyun, region: "cn-shanghai", id: "i-uf6a1b2c3d4e5f6g7h8i", name: "cache-01", hardened_ssh: true, sshd_mode: 0o600, pass_max_days: "180", redis: Some("bind 127.0.0.1 -::1\nprotected-mode yes\nport 6379\nrequirepass 9f8e7d6c5b4a39281706f5e4d3c2b1a0\n"), sysctl: "net.ipv4.conf.all.accept_redirects = 0\nnet.ipv4.conf.all.send_redirects = 0\n", shadow_mode: 0o640, passwd_mode: 0o644, empty_password_user: false },
+    Server { vendor: Vendor::Outside, region: "cn-beijing", id: "3b7c5e1a-8f2d-4c6b-9a0e-1d2f3a4b5c6d", name: "office-gw", hardened_ssh: false, sshd_mode: 0o644, pass_max_days: "99999", redis: None, sysctl: "net.ipv4.ip_forward = 1\n", shadow_mode: 0o644, passwd_mode: 0o644, empty_password_user: true },
+    Server { vendor: Vendor::Idc, region: "cn-shenzhen", id: "7e4d2c1b-0a9f-4e8d-b7c6-5a4b3c2d1e0f", name: "idc-build-01", hardened_ssh: false, sshd_mode: 0o600, pass_max_days: "365", redis: Some("port 6380\nprotected-mode yes\n"), sysctl: "kernel.randomize_va_space = 0\n", shadow_mode: 0o640, passwd_mode: 0o666, empty_password_user: false },
+    Server { vendor: Vendor::Lightweight, region: "ap-southeast-1", id: "5a8e1c7d2b9f4e6a8c3d1b7e9f2a4c6e", name: "blog", hardened_ssh: false, sshd_mode: 0o644, pass_max_days: "99999", redis: None, sysctl: "", shadow_mode: 0o640, passwd_mode: 0o644, empty_password_user: false },
+    Server { vendor: Vendor::Aliyun, region: "ap-southeast-1", id: "i-t4n1o2p3q4r5s6t7u8v9", name: "jump-sg", hardened_ssh: true, sshd_mode: 0o600, pass_max_days: "60", redis: None, sysctl: "net.ipv4.conf.all.accept_redirects = 0\nnet.ipv4.conf.all.send_redirects = 0\n", shadow_mode: 0o600, passwd_mode: 0o644, empty_password_user: false },
+    Server { vendor: Vendor::Lightweight, region: "cn-hangzhou", id: "c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6", name: "staging", hardened_ssh: false, sshd_mode: 0o600, pass_max_days: "99999", redis: Some("bind * -::*\nprotected-mode yes\n"), sysctl: "net.ipv4.conf.all.accept_redirects = 0\n", shadow_mode: 0o640, passwd_mode: 0o644, empty_password_user: false },
+];
+
+fn sshd_config(hardened: bool) -> String {
+    let (root, x11, tries, grace, empty) = if hardened {
+        ("no", "no", "3", "30", "no")
+    } else {
+        ("yes", "yes", "6", "2m", "no")
+    };
+    format!(
+        "\n# This is the sshd server system-wide configuration file.  See\n# sshd_config(5) for more information.\n\n\
+# The strategy used for options in the default sshd_config shipped with\n# OpenSSH is to specify options with their default value where\n\
+# possible, but leave them commented.  Uncommented options override the\n# default value.\n\n\
+Include /etc/ssh/sshd_config.d/*.conf\n\n#Port 22\n#AddressFamily any\n#ListenAddress 0.0.0.0\n\n\
+# Authentication:\n\nLoginGraceTime {grace}\nPermitRootLogin {root}\n#StrictModes yes\nMaxAuthTries {tries}\n#MaxSessions 10\n\n\
+#PubkeyAuthentication yes\n\n# To disable tunneled clear text passwords, change to no here!\n#PasswordAuthentication yes\nPermitEmptyPasswords {empty}\n\n\
+KbdInteractiveAuthentication no\nUsePAM yes\n\nX11Forwarding {x11}\nPrintMotd no\n\n\
+# Allow client to pass locale environment variables\nAcceptEnv LANG LC_*\n\n\
+# override default of no subsystems\nSubsystem\tsftp\t/usr/lib/openssh/sftp-server\n\n\
+# Example of overriding settings on a per-user basis\n#Match User anoncvs\n#\tX11Forwarding no\n#\tPermitTTY no\n"
+    )
+}
+
+fn login_defs(max_days: &str) -> String {
+    format!(
+        "#\n# /etc/login.defs - Configuration control definitions for the login package.\n#\n\
+MAIL_DIR        /var/mail\nFAILLOG_ENAB\t\tyes\nLOG_UNKFAIL_ENAB\tno\nLOG_OK_LOGINS\t\tno\nSYSLOG_SU_ENAB\t\tyes\n\n\
+#\n# Password aging controls:\n#\n#\tPASS_MAX_DAYS\tMaximum number of days a password may be used.\n\
+#\tPASS_MIN_DAYS\tMinimum number of days allowed between password changes.\n#\tPASS_WARN_AGE\tNumber of days warning given before a password expires.\n#\n\
+PASS_MAX_DAYS\t{max_days}\nPASS_MIN_DAYS\t0\nPASS_WARN_AGE\t7\n\nUID_MIN\t\t\t 1000\nUID_MAX\t\t\t60000\nUMASK\t\t022\nENCRYPT_METHOD SHA512\n"
+    )
+}
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nbin:x:2:2:bin:/bin:/usr/sbin/nologin\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\nredis:x:101:102::/var/lib/redis:/usr/sbin/nologin\nops:x:1000:1000:Ops,,,:/home/ops:/bin/bash\n";
+const GROUP: &str = "root:x:0:\ndaemon:x:1:\nbin:x:2:\nshadow:x:42:\nredis:x:102:\nops:x:1000:\n";
+
+fn shadow(empty_password_user: bool) -> String {
+    let mut s = String::from(
+        "root:$y$j9T$Fk3pQm2x$0d8sZbq1Yt7c9WnQm3uR5eVx2aLk4Hj6Gf8Ds0Pq1Zo:19800:0:99999:7:::\n\
+daemon:*:19800:0:99999:7:::\nbin:*:19800:0:99999:7:::\nsshd:!:19800::::::\nredis:!:19800::::::\n\
+ops:$y$j9T$Qw7eRt5y$Uy3iOp9aSd1fGh5jKl7zXc2vBn4mQw6eRt8yUi0oPa1:19800:0:99999:7:::\n",
+    );
+    if empty_password_user {
+        s.push_str("guest::19800:0:99999:7:::\n");
+    }
+    s
+}
+
+fn write(root: &Path, rel: &str, text: &str, mode: u32) -> std::io::Result<()> {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().expect("a parent"))?;
+    std::fs::write(&p, text)?;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+}
+
+/// Writes the fleet's files under `fleet_dir` and returns the instances to register.
+pub fn build(fleet_dir: &Path) -> std::io::Result<Vec<NewInstance>> {
+    let mut out = Vec::new();
+    for s in &FLEET {
+        let root = fleet_dir.join(s.id);
+        write(
+            &root,
+            "etc/ssh/sshd_config",
+            &sshd_config(s.hardened_ssh),
+            s.sshd_mode,
+        )?;
+        std::fs::create_dir_all(root.join("etc/ssh/sshd_config.d"))?;
+        write(&root, "etc/login.defs", &login_defs(s.pass_max_days), 0o644)?;
+        write(&root, "etc/passwd", PASSWD, s.passwd_mode)?;
+        write(&root, "etc/group", GROUP, 0o644)?;
+        write(
+            &root,
+            "etc/shadow",
+            &shadow(s.empty_password_user),
+            s.shadow_mode,
+        )?;
+        write(
+            &root,
+            "etc/sysctl.conf",
+            &format!(
+                "#\n# /etc/sysctl.conf - Configuration file for setting system variables\n#\n\n{}",
+                s.sysctl
+            ),
+            0o644,
+        )?;
+        std::fs::create_dir_all(root.join("etc/sysctl.d"))?;
+        if let Some(redis) = s.redis {
+            let text = format!("# Redis configuration file example.\n\ndaemonize yes\npidfile /run/redis/redis-server.pid\nloglevel notice\nlogfile /var/log/redis/redis-server.log\n\n{redis}\ndatabases 16\nsave 3600 1\n");
+            write(&root, "etc/redis/redis.conf", &text, 0o640)?;
+        }
+        out.push(NewInstance {
+            vendor: s.vendor,
+            region_id: s.region.to_string(),
+            instance_id: s.id.to_string(),
+            instance_name: s.name.to_string(),
+            connector: "host".to_string(),
+            locator: root.display().to_string(),
+        });
+    }
+    Ok(out)
+}

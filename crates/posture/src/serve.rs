@@ -1,0 +1,216 @@
+//! `posture serve`: open the data directory, make sure an admin key exists, optionally seed the
+//! demo fleet, start the engine's workers and serve the API.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use catalog::Catalog;
+use connectors::host::HostConnector;
+use engine::Engine;
+use serde::{Deserialize, Serialize};
+use store::Store;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Data directory: the SQLite database, credentials.json and (with --demo) the demo fleet.
+    #[arg(long, default_value = "./posture-data")]
+    data: PathBuf,
+    /// Register the demo fleet (once) and check it.
+    #[arg(long)]
+    demo: bool,
+    /// Engine worker threads (0: accept tasks but do not run them).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// A directory of extra check items (*.toml), added to the built-in catalog.
+    #[arg(long)]
+    catalog_dir: Option<PathBuf>,
+    /// How long a worker's lease on a task lasts, in milliseconds, before another may take over.
+    #[arg(long, default_value_t = 30_000)]
+    lease_ms: i64,
+}
+
+/// `credentials.json`.
+#[derive(Serialize, Deserialize)]
+pub struct CredentialsFile {
+    #[serde(rename = "AccountId")]
+    pub account_id: String,
+    #[serde(rename = "AccessKeyId")]
+    pub access_key_id: String,
+    #[serde(rename = "AccessKeySecret")]
+    pub access_key_secret: String,
+    #[serde(rename = "Endpoint")]
+    pub endpoint: String,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("POSTURE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match try_run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn try_run(args: Args) -> Result<(), String> {
+    std::fs::create_dir_all(&args.data)
+        .map_err(|e| format!("cannot create {}: {e}", args.data.display()))?;
+    let _ = std::fs::set_permissions(&args.data, std::fs::Permissions::from_mode(0o700));
+    // One serve per data directory: it owns the leases of its workers.
+    let lock = File::create(args.data.join("serve.lock"))
+        .map_err(|e| format!("cannot create the lock file: {e}"))?;
+    lock.try_lock()
+        .map_err(|_| format!("another posture serve is using {}", args.data.display()))?;
+
+    let store = Arc::new(
+        Store::open(&args.data.join("posture.db"))
+            .map_err(|e| format!("cannot open the database: {e}"))?,
+    );
+    let released = store.release_leases().map_err(|e| e.to_string())?;
+    if released > 0 {
+        tracing::info!(
+            tasks = released,
+            "resuming unfinished work from the previous run"
+        );
+    }
+    let catalog = match &args.catalog_dir {
+        Some(dir) => Catalog::with_user_dir(dir),
+        None => Catalog::builtin(),
+    }
+    .map_err(|e| format!("cannot load the catalog: {e}"))?;
+    let engine = Engine::new(
+        store.clone(),
+        Arc::new(catalog),
+        vec![Arc::new(HostConnector)],
+        engine::Config {
+            lease_ms: args.lease_ms,
+            ..Default::default()
+        },
+    );
+
+    let account = ensure_admin(&store, &args.data, &args.listen)?;
+    if args.demo {
+        seed_demo(&store, &engine, &account, &args.data)?;
+    }
+    let _workers = engine.start(args.workers);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let app = api::App::new(store, engine);
+        tracing::info!(listen = %args.listen, credentials = %args.data.join("credentials.json").display(), "posture is serving");
+        axum::serve(listener, api::gateway::router(app))
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(|e| format!("server error: {e}"))
+    })?;
+    tracing::info!("stopped; waiting for workers to finish their current step");
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+}
+
+/// The admin account and its key, created on first start; credentials.json (0600) names them.
+fn ensure_admin(store: &Store, data: &Path, listen: &SocketAddr) -> Result<String, String> {
+    let path = data.join("credentials.json");
+    let endpoint = listen.to_string();
+    if let Some(account) = store.first_account().map_err(|e| e.to_string())? {
+        // Keep the file's Endpoint in step with --listen.
+        if let Ok(mut file) = std::fs::read_to_string(&path)
+            .map_err(|_| ())
+            .and_then(|t| serde_json::from_str::<CredentialsFile>(&t).map_err(|_| ()))
+        {
+            if file.endpoint != endpoint {
+                file.endpoint = endpoint;
+                write_private(
+                    &path,
+                    &serde_json::to_string_pretty(&file).unwrap_or_default(),
+                )
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        return Ok(account.id);
+    }
+    let account = store.create_account("admin").map_err(|e| e.to_string())?;
+    let key = store
+        .create_key(&account.id, "Admin")
+        .map_err(|e| e.to_string())?;
+    let file = CredentialsFile {
+        account_id: account.id.clone(),
+        access_key_id: key.id,
+        access_key_secret: key.secret,
+        endpoint,
+    };
+    write_private(
+        &path,
+        &serde_json::to_string_pretty(&file).unwrap_or_default(),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    tracing::info!(account = %account.id, credentials = %path.display(), "created the admin account and its AccessKey");
+    Ok(account.id)
+}
+
+fn seed_demo(store: &Store, engine: &Engine, account: &str, data: &Path) -> Result<(), String> {
+    if !store
+        .list_instances(account)
+        .map_err(|e| e.to_string())?
+        .is_empty()
+    {
+        return Ok(());
+    }
+    let fleet = data.join("fleet");
+    let instances =
+        crate::demo::build(&fleet).map_err(|e| format!("cannot write the demo fleet: {e}"))?;
+    for i in &instances {
+        store
+            .upsert_instance(account, i)
+            .map_err(|e| e.to_string())?;
+    }
+    store
+        .create_run(account, "CHECK_ALL", "", &[], &[])
+        .map_err(|e| e.to_string())?;
+    engine.drain();
+    tracing::info!(servers = instances.len(), fleet = %fleet.display(), "registered and checked the demo fleet");
+    Ok(())
+}
