@@ -24,7 +24,7 @@ pub use accounts::{AccessKey, Account};
 pub use instances::{Instance, NewInstance};
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};
 pub use runs::{uuid_like, CheckRun, CheckRunDetail, RunFilter};
-pub use tasks::{Claimed, NewTask, Submission, TaskFilter, TaskRow, Transition};
+pub use tasks::{Claimed, InstanceMatch, NewTask, Submission, TaskFilter, TaskRow, Transition};
 
 /// Why a store call failed.
 #[derive(Debug, PartialEq, Eq)]

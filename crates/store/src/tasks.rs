@@ -90,6 +90,17 @@ pub struct Transition<'a> {
     pub result: Option<&'a ResultUpdate>,
 }
 
+/// An instance filter entry: each part that is set must match.
+#[derive(Clone, Debug, Default)]
+pub struct InstanceMatch {
+    /// Instance id.
+    pub instance_id: Option<String>,
+    /// Region.
+    pub region_id: Option<String>,
+    /// Vendor code.
+    pub vendor: Option<i64>,
+}
+
 /// Filters of ListOperationTask / ListOperationCheck.
 #[derive(Clone, Debug, Default)]
 pub struct TaskFilter {
@@ -101,8 +112,8 @@ pub struct TaskFilter {
     pub kind: Option<TaskType>,
     /// Statuses.
     pub statuses: Vec<String>,
-    /// Instances: (instance id, region, vendor code), each part optional.
-    pub instances: Vec<(Option<String>, Option<String>, Option<i64>)>,
+    /// Instances (any of them).
+    pub instances: Vec<InstanceMatch>,
     /// Created at or after.
     pub start_ms: Option<i64>,
     /// Created at or before.
@@ -224,7 +235,12 @@ impl Store {
         }
         if !f.instances.is_empty() {
             let mut any = Vec::new();
-            for (id, region, vendor) in &f.instances {
+            for InstanceMatch {
+                instance_id: id,
+                region_id: region,
+                vendor,
+            } in &f.instances
+            {
                 let mut all = vec!["1 = 1".to_string()];
                 if let Some(id) = id {
                     all.push("i.instance_id = ?".into());

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use catalog::CheckDef;
 use model::{ApiError, DimensionType, ParamError, TaskStatus, TaskType};
 use serde_json::{json, Value};
-use store::{Instance, NewTask, StoreError, Submission, TaskFilter, TaskRow};
+use store::{Instance, InstanceMatch, NewTask, StoreError, Submission, TaskFilter, TaskRow};
 
 use super::{check_name, db, page_info, resolve_instance, vendor_param, Ctx};
 use crate::params::Params;
@@ -200,9 +200,7 @@ fn rollback_target(ctx: &Ctx, check_id: i64, n: &Named) -> Result<String, ApiErr
     Ok(task_id.to_string())
 }
 
-fn instance_filters(
-    p: &Params,
-) -> Result<Vec<(Option<String>, Option<String>, Option<i64>)>, ApiError> {
+fn instance_filters(p: &Params) -> Result<Vec<InstanceMatch>, ApiError> {
     p.objects("OperationTaskInstances")?
         .iter()
         .enumerate()
@@ -216,11 +214,11 @@ fn instance_filters(
                 o.get("Vendor"),
                 &format!("OperationTaskInstances.{}.Vendor", n + 1),
             )?;
-            Ok((
-                non_empty("InstanceId"),
-                non_empty("RegionId"),
-                vendor.map(|v| v.code()),
-            ))
+            Ok(InstanceMatch {
+                instance_id: non_empty("InstanceId"),
+                region_id: non_empty("RegionId"),
+                vendor: vendor.map(|v| v.code()),
+            })
         })
         .collect()
 }

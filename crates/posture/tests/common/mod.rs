@@ -1,0 +1,203 @@
+//! A real `posture serve` on a free loopback port and a temporary data directory.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use api::client::{call, Credentials, Response, Signing};
+use serde_json::Value;
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub endpoint: String,
+    pub creds: Credentials,
+    pub account_id: String,
+    child: Option<Child>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_posture")
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server {
+            endpoint: String::new(),
+            creds: Credentials {
+                access_key_id: String::new(),
+                access_key_secret: String::new(),
+            },
+            account_id: String::new(),
+            child: None,
+            dir,
+        };
+        s.spawn(extra);
+        s
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts (or restarts) the server on the same data directory.
+    pub fn spawn(&mut self, extra: &[&str]) {
+        self.endpoint = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(self.dir.path().join("serve.log")).unwrap();
+        let mut args = vec!["serve", "--demo", "--listen", &self.endpoint];
+        let data = self.data();
+        let data = data.to_str().unwrap();
+        args.extend(["--data", data]);
+        args.extend(extra);
+        let child = Command::new(bin())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if healthz(&self.endpoint).ok() == Some(200) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not start: {}",
+                std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        let creds: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.data().join("credentials.json")).unwrap(),
+        )
+        .unwrap();
+        self.creds = Credentials {
+            access_key_id: creds["AccessKeyId"].as_str().unwrap().into(),
+            access_key_secret: creds["AccessKeySecret"].as_str().unwrap().into(),
+        };
+        self.account_id = creds["AccountId"].as_str().unwrap().into();
+    }
+
+    /// Stops the server with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while c.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    pub fn call(&self, action: &str, params: &[(&str, &str)]) -> Response {
+        self.call_with(action, params, Signing::V3)
+    }
+
+    pub fn call_with(&self, action: &str, params: &[(&str, &str)], signing: Signing) -> Response {
+        let p: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        call(&self.endpoint, &self.creds, action, &p, signing).unwrap()
+    }
+
+    /// Calls and asserts success; returns the body.
+    pub fn ok(&self, action: &str, params: &[(&str, &str)]) -> Value {
+        let r = self.call(action, params);
+        assert_eq!(r.status, 200, "{action}: {}", r.body);
+        let v = r.json();
+        assert!(
+            v.get("Code").is_none() && v["RequestId"].is_string(),
+            "{}",
+            r.body
+        );
+        v
+    }
+
+    /// Calls and asserts the error code and status; returns the body.
+    pub fn err(&self, action: &str, params: &[(&str, &str)], status: u16, code: &str) -> Value {
+        let r = self.call(action, params);
+        let v = r.json();
+        assert_eq!(
+            (r.status, v["Code"].as_str().unwrap_or("")),
+            (status, code),
+            "{action}: {}",
+            r.body
+        );
+        v
+    }
+
+    pub fn fleet(&self, instance: &str, rel: &str) -> PathBuf {
+        self.data().join("fleet").join(instance).join(rel)
+    }
+
+    /// Polls ListOperationTask until the task of `root` is terminal; returns its row.
+    pub fn wait_root(&self, check_id: i64, root: &str) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.ok(
+                "ListOperationTask",
+                &[("CheckId", &check_id.to_string()), ("PageSize", "100")],
+            );
+            let rows: Vec<Value> = v["OperationTasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["RootTaskId"] == root)
+                .cloned()
+                .collect();
+            let done = |s: &str| model::TaskStatus::parse(s).is_some_and(|s| s.is_terminal());
+            if !rows.is_empty() && rows.iter().all(|r| done(r["Status"].as_str().unwrap())) {
+                return rows;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "root {root} did not finish: {rows:?}"
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+}
+
+fn healthz(endpoint: &str) -> std::io::Result<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(endpoint)?;
+    write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nhost: {endpoint}\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    Ok(buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0))
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap()
+}

@@ -1,0 +1,449 @@
+//! The gateway over real HTTP: every documented rejection, both signatures, both parameter
+//! placements, and no input that produces a 500.
+
+mod common;
+
+use api::client::send;
+use api::encoding::pop_encode;
+use api::signature::{
+    sha256_hex, v1_sign, v1_string_to_sign, v3_canonical_request, v3_sign, v3_string_to_sign,
+};
+use api::time::format_utc;
+use common::Server;
+use serde_json::Value;
+
+fn now_utc() -> String {
+    format_utc(store::now_ms() / 1000)
+}
+
+/// A v3-signed request with a chosen date and nonce (the SDK's exact header set).
+fn v3_request(
+    s: &Server,
+    action: &str,
+    query: &[(&str, &str)],
+    date: &str,
+    nonce: &str,
+    secret: &str,
+) -> (String, Vec<(String, String)>) {
+    let q: Vec<(String, String)> = query
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut headers: Vec<(String, String)> = vec![
+        ("host".into(), s.endpoint.clone()),
+        ("x-acs-action".into(), action.into()),
+        ("x-acs-version".into(), "2018-12-03".into()),
+        ("x-acs-date".into(), date.into()),
+        ("x-acs-signature-nonce".into(), nonce.into()),
+        ("x-acs-content-sha256".into(), sha256_hex(b"")),
+    ];
+    let signed: Vec<String> = headers.iter().map(|h| h.0.clone()).collect();
+    let canonical = v3_canonical_request("POST", "/", &q, &headers, &signed, &sha256_hex(b""));
+    let sig = v3_sign(secret, &v3_string_to_sign(&canonical));
+    let mut names = signed.clone();
+    names.sort();
+    headers.push((
+        "authorization".into(),
+        format!(
+            "ACS3-HMAC-SHA256 Credential={},SignedHeaders={},Signature={sig}",
+            s.creds.access_key_id,
+            names.join(";")
+        ),
+    ));
+    let qs = q
+        .iter()
+        .map(|(k, v)| format!("{}={}", pop_encode(k), pop_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    (qs, headers)
+}
+
+/// v1 parameters with a chosen timestamp and nonce, signed for `method`.
+fn v1_params(
+    s: &Server,
+    method: &str,
+    action: &str,
+    extra: &[(&str, &str)],
+    ts: &str,
+    nonce: &str,
+) -> Vec<(String, String)> {
+    let mut p: Vec<(String, String)> = [
+        ("Action", action),
+        ("Version", "2018-12-03"),
+        ("Format", "JSON"),
+        ("Timestamp", ts),
+        ("SignatureNonce", nonce),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureVersion", "1.0"),
+        ("AccessKeyId", s.creds.access_key_id.as_str()),
+    ]
+    .iter()
+    .chain(extra.iter())
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let sig = v1_sign(&s.creds.access_key_secret, &v1_string_to_sign(method, &p));
+    p.push(("Signature".into(), sig));
+    p
+}
+
+fn form(p: &[(String, String)]) -> String {
+    p.iter()
+        .map(|(k, v)| format!("{}={}", pop_encode(k), pop_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn code(r: &api::client::Response) -> (u16, String) {
+    (
+        r.status,
+        r.json()["Code"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+#[test]
+fn every_documented_rejection_over_http() {
+    let s = Server::start(&[]);
+    let ok = s.ok("ListCheckResult", &[]);
+    assert!(ok.get("Code").is_none());
+
+    // Unknown key, wrong secret (the message keeps the colon and the string to sign).
+    let mut bad = s.creds.clone();
+    bad.access_key_id = "LTAInosuchkey".into();
+    let r = api::client::call(
+        &s.endpoint,
+        &bad,
+        "ListCheckResult",
+        &[],
+        api::client::Signing::V3,
+    )
+    .unwrap();
+    assert_eq!(code(&r), (404, "InvalidAccessKeyId.NotFound".into()));
+    let (q, h) = v3_request(
+        &s,
+        "ListCheckResult",
+        &[],
+        &now_utc(),
+        &store::new_id(16),
+        "wrong-secret",
+    );
+    let r = send(&s.endpoint, "POST", &q, &h, b"").unwrap();
+    assert_eq!(code(&r), (400, "SignatureDoesNotMatch".into()));
+    let msg = r.json()["Message"].as_str().unwrap().to_string();
+    assert!(msg.starts_with("Specified signature is not matched with our calculation. server string to sign is:ACS3-HMAC-SHA256\n"), "{msg}");
+    let env: Value = r.json();
+    for f in ["RequestId", "HostId", "Code", "Message", "Recommend"] {
+        assert!(env[f].is_string(), "envelope lacks {f}: {}", r.body);
+    }
+    assert_eq!(
+        r.headers
+            .iter()
+            .find(|(k, _)| k == "content-type")
+            .unwrap()
+            .1,
+        "application/json;charset=utf-8"
+    );
+
+    // Clock skew: 16 minutes either way, in both signatures.
+    for delta in [-16 * 60, 16 * 60] {
+        let ts = format_utc(store::now_ms() / 1000 + delta);
+        let (q, h) = v3_request(
+            &s,
+            "ListCheckResult",
+            &[],
+            &ts,
+            &store::new_id(16),
+            &s.creds.access_key_secret,
+        );
+        assert_eq!(
+            code(&send(&s.endpoint, "POST", &q, &h, b"").unwrap()),
+            (400, "InvalidTimeStamp.Expired".into())
+        );
+        let p = v1_params(&s, "POST", "ListCheckResult", &[], &ts, &store::new_id(16));
+        assert_eq!(
+            code(&send(&s.endpoint, "POST", &form(&p), &[], b"").unwrap()),
+            (400, "InvalidTimeStamp.Expired".into())
+        );
+    }
+
+    // A replayed request: the first passes, the exact same one is refused (v3 and v1).
+    let (q, h) = v3_request(
+        &s,
+        "ListCheckResult",
+        &[],
+        &now_utc(),
+        &store::new_id(16),
+        &s.creds.access_key_secret,
+    );
+    assert_eq!(send(&s.endpoint, "POST", &q, &h, b"").unwrap().status, 200);
+    assert_eq!(
+        code(&send(&s.endpoint, "POST", &q, &h, b"").unwrap()),
+        (400, "SignatureNonceUsed".into())
+    );
+    let p = v1_params(
+        &s,
+        "GET",
+        "ListCheckResult",
+        &[],
+        &now_utc(),
+        &store::new_id(16),
+    );
+    assert_eq!(
+        send(&s.endpoint, "GET", &form(&p), &[], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        code(&send(&s.endpoint, "GET", &form(&p), &[], b"").unwrap()),
+        (400, "SignatureNonceUsed".into())
+    );
+
+    // Unknown action, missing parameter, bad version, no signature at all.
+    s.err("NoSuchAction", &[], 404, "InvalidAction.NotFound");
+    let v = s.err(
+        "SubmitOperationTask",
+        &[("Type", "REPAIR")],
+        400,
+        "MissingParameter",
+    );
+    assert!(v["Message"].as_str().unwrap().contains("\"CheckId\""));
+    let p = v1_params(
+        &s,
+        "POST",
+        "ListCheckResult",
+        &[("Version", "2099-01-01")],
+        &now_utc(),
+        &store::new_id(16),
+    );
+    let p: Vec<_> = p
+        .into_iter()
+        .filter(|(k, v)| !(k == "Version" && v == "2018-12-03"))
+        .collect();
+    let p = {
+        let mut p = p;
+        p.retain(|(k, _)| k != "Signature");
+        p.push((
+            "Signature".into(),
+            v1_sign(&s.creds.access_key_secret, &v1_string_to_sign("POST", &p)),
+        ));
+        p
+    };
+    assert_eq!(
+        code(&send(&s.endpoint, "POST", &form(&p), &[], b"").unwrap()),
+        (400, "InvalidParameter".into())
+    );
+    let r = send(&s.endpoint, "POST", "Action=ListCheckResult", &[], b"").unwrap();
+    assert_eq!(code(&r), (400, "MissingParameter".into()));
+    assert!(r.json()["Message"]
+        .as_str()
+        .unwrap()
+        .contains("AccessKeyId"));
+
+    // Malformed v3 Authorization, and a body hash that does not match.
+    let r = send(
+        &s.endpoint,
+        "POST",
+        "",
+        &[(
+            "authorization".into(),
+            "ACS3-HMAC-SHA256 Credential=x".into(),
+        )],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(code(&r), (400, "IncompleteSignature".into()));
+    let (q, mut h) = v3_request(
+        &s,
+        "ListCheckResult",
+        &[],
+        &now_utc(),
+        &store::new_id(16),
+        &s.creds.access_key_secret,
+    );
+    h.push((
+        "content-type".into(),
+        "application/x-www-form-urlencoded".into(),
+    ));
+    assert_eq!(
+        code(&send(&s.endpoint, "POST", &q, &h, b"Lang=en").unwrap()).0,
+        400
+    );
+
+    // Methods, paths and sizes.
+    assert_eq!(
+        code(&send(&s.endpoint, "PUT", "", &[], b"").unwrap()),
+        (403, "UnsupportedHTTPMethod".into())
+    );
+    assert_eq!(
+        code(&send(&s.endpoint, "DELETE", "", &[], b"").unwrap()),
+        (403, "UnsupportedHTTPMethod".into())
+    );
+    let big = vec![b'a'; (1 << 20) + 10];
+    let r = send(
+        &s.endpoint,
+        "POST",
+        "",
+        &[(
+            "content-type".into(),
+            "application/x-www-form-urlencoded".into(),
+        )],
+        &big,
+    )
+    .unwrap();
+    assert_eq!(code(&r), (413, "RequestEntityTooLarge".into()));
+}
+
+#[test]
+fn v1_from_the_query_from_a_form_body_and_by_get() {
+    let s = Server::start(&[]);
+    // pop-core POST: everything, Action and Signature included, in the form body.
+    let p = v1_params(
+        &s,
+        "POST",
+        "GetCheckDetail",
+        &[("CheckId", "1016"), ("Lang", "en")],
+        &now_utc(),
+        &store::new_id(16),
+    );
+    let r = send(
+        &s.endpoint,
+        "POST",
+        "",
+        &[(
+            "content-type".into(),
+            "application/x-www-form-urlencoded".into(),
+        )],
+        form(&p).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["RepairSetting"]["RepairConfigs"][0]["Name"],
+        "IPPort"
+    );
+    // GET with the query (ListOperationTask is a GET action in the SDK metadata).
+    let p = v1_params(
+        &s,
+        "GET",
+        "ListOperationTask",
+        &[("PageSize", "5")],
+        &now_utc(),
+        &store::new_id(16),
+    );
+    let r = send(&s.endpoint, "GET", &form(&p), &[], b"").unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A signature computed for GET does not pass as POST.
+    let p = v1_params(
+        &s,
+        "GET",
+        "ListCheckResult",
+        &[],
+        &now_utc(),
+        &store::new_id(16),
+    );
+    assert_eq!(
+        code(&send(&s.endpoint, "POST", &form(&p), &[], b"").unwrap()),
+        (400, "SignatureDoesNotMatch".into())
+    );
+    // The client's own v1 signing.
+    assert_eq!(
+        s.call_with(
+            "ListCheckResult",
+            &[("Lang", "en")],
+            api::client::Signing::V1
+        )
+        .status,
+        200
+    );
+}
+
+#[test]
+fn no_input_makes_a_server_error() {
+    let s = Server::start(&[]);
+    let hostile = [
+        "",
+        "abc",
+        "-1",
+        "0",
+        "99999999999999999999999",
+        "1.5",
+        "True",
+        "%00",
+        "\u{0}",
+        "中文",
+        "' OR 1=1 --",
+        "../../../../etc/passwd",
+        "\n",
+        "NOT_PASS",
+        "1001",
+        "i-bp1a2c3d4e5f6g7h8i9j",
+    ];
+    let names = [
+        "CheckId",
+        "CheckIds.1",
+        "Type",
+        "DimensionType",
+        "CurrentPage",
+        "PageSize",
+        "Statuses.1",
+        "Lang",
+        "TaskId",
+        "OperationTaskInstances.1.InstanceId",
+        "OperationTaskInstances.1.Vendor",
+        "OperationTaskInstances.1.TaskId",
+        "OperationTaskInstances.x",
+        "RepairTempParam.1.Name",
+        "RepairTempParam.1.Value",
+        "InstanceIds.1",
+        "SortTypes.1",
+        "Vendors.1",
+        "TaskIds.1",
+        "StatusCodes.1",
+        "ScanRange",
+        "StartTime",
+        "RelationKey",
+    ];
+    let mut n = 0;
+    for (action, _) in api::ops::OPERATIONS {
+        for name in names {
+            for value in hostile {
+                let r = s.call(
+                    action,
+                    &[(name, value), ("CheckId", "1001"), ("Type", "REPAIR")],
+                );
+                assert!(
+                    r.status < 500,
+                    "{action} {name}={value:?}: {} {}",
+                    r.status,
+                    r.body
+                );
+                let v = r.json();
+                assert!(v.is_object(), "{action}: not JSON: {}", r.body);
+                if r.status >= 400 {
+                    assert!(v["Code"].is_string(), "{}", r.body);
+                }
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 4000);
+    // Garbage on the wire itself.
+    for (q, body) in [
+        ("%%%=%", &b""[..]),
+        ("a=1&&&=&", b"x=%ZZ"),
+        ("Action=ListCheckResult&Signature=%E0%80", b""),
+    ] {
+        let r = send(
+            &s.endpoint,
+            "POST",
+            q,
+            &[(
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            )],
+            body,
+        )
+        .unwrap();
+        assert!(r.status < 500 && r.json()["Code"].is_string(), "{}", r.body);
+    }
+}
