@@ -431,3 +431,18 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[cfg(test)]
+mod docs_tests {
+    #[test]
+    fn docs_checks_md_lists_every_item() {
+        let doc = include_str!("../../../docs/checks.md");
+        for c in super::Catalog::builtin().unwrap().all() {
+            assert!(
+                doc.contains(&format!("| {} | {} |", c.id, c.name.en)),
+                "docs/checks.md does not list check {}",
+                c.id
+            );
+        }
+    }
+}
