@@ -26,26 +26,36 @@ def free_port() -> int:
 class Server:
     def __init__(self, data: Path):
         self.data = data
-        self.port = free_port()
-        self.endpoint = f"127.0.0.1:{self.port}"
         self.log = open(data.parent / "serve.log", "w")
-        self.proc = subprocess.Popen(
-            [posture_bin(), "serve", "--demo", "--data", str(data), "--listen", self.endpoint],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        # The port is picked free just before; if another process took it meanwhile, serve
+        # exits at once and we try another.
+        for _ in range(5):
+            self.port = free_port()
+            self.endpoint = f"127.0.0.1:{self.port}"
+            self.proc = subprocess.Popen(
+                [posture_bin(), "serve", "--demo", "--data", str(data), "--listen", self.endpoint],
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+            if self._wait_healthy():
+                break
+        else:
+            raise RuntimeError(f"posture serve did not start; see {self.log.name}")
+        self.credentials = json.loads((data / "credentials.json").read_text())
+
+    def _wait_healthy(self) -> bool:
         deadline = time.time() + 30
-        while True:
+        while time.time() < deadline:
             try:
                 with urllib.request.urlopen(f"http://{self.endpoint}/healthz", timeout=1) as r:
                     if r.status == 200:
-                        break
+                        return True
             except OSError:
                 pass
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"posture serve did not start; see {self.log.name}")
+            if self.proc.poll() is not None:
+                return False
             time.sleep(0.05)
-        self.credentials = json.loads((data / "credentials.json").read_text())
+        raise RuntimeError(f"posture serve did not answer /healthz; see {self.log.name}")
 
     def fleet_file(self, instance_id: str, rel: str) -> Path:
         return self.data / "fleet" / instance_id / rel

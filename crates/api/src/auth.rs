@@ -9,8 +9,8 @@ use model::ApiError;
 use store::{AccessKey, Store};
 
 use crate::signature::{
-    constant_time_eq, parse_v3_authorization, sha256_hex, v1_sign, v1_string_to_sign,
-    v3_canonical_request, v3_sign, v3_string_to_sign, V3_ALGORITHM,
+    constant_time_eq, parse_v3_authorization, sha256_hex, v1_sign, v1_string_to_sign, v3_canonical_request, v3_sign,
+    v3_string_to_sign, V3_ALGORITHM,
 };
 use crate::time::parse_utc;
 
@@ -31,27 +31,16 @@ pub struct RawRequest {
 impl RawRequest {
     /// The first value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// Every parameter: the query, then the body.
     pub fn all_params(&self) -> Vec<(String, String)> {
-        self.query
-            .iter()
-            .chain(self.body_params.iter())
-            .cloned()
-            .collect()
+        self.query.iter().chain(self.body_params.iter()).cloned().collect()
     }
 
     fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .chain(self.body_params.iter())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().chain(self.body_params.iter()).find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -110,28 +99,15 @@ fn check_time(ts_ms: Option<i64>, now_ms: i64) -> Result<(), ApiError> {
 }
 
 /// Authenticates a request (v3 when `Authorization` starts with `ACS3-`, else v1).
-pub fn authenticate(
-    store: &Store,
-    nonces: &NonceCache,
-    req: &RawRequest,
-    now_ms: i64,
-) -> Result<Caller, ApiError> {
+pub fn authenticate(store: &Store, nonces: &NonceCache, req: &RawRequest, now_ms: i64) -> Result<Caller, ApiError> {
     match req.header("authorization") {
-        Some(h) if h.trim_start().starts_with("ACS3-") => {
-            authenticate_v3(store, nonces, req, h, now_ms)
-        }
+        Some(h) if h.trim_start().starts_with("ACS3-") => authenticate_v3(store, nonces, req, h, now_ms),
         _ => authenticate_v1(store, nonces, req, now_ms),
     }
 }
 
-const V3_REQUIRED_SIGNED: [&str; 6] = [
-    "host",
-    "x-acs-action",
-    "x-acs-version",
-    "x-acs-date",
-    "x-acs-signature-nonce",
-    "x-acs-content-sha256",
-];
+const V3_REQUIRED_SIGNED: [&str; 6] =
+    ["host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256"];
 
 fn authenticate_v3(
     store: &Store,
@@ -154,54 +130,27 @@ fn authenticate_v3(
             return Err(ApiError::incomplete_signature(""));
         }
     }
-    if !req
-        .header("x-acs-content-sha256")
-        .is_some_and(|h| h.trim().eq_ignore_ascii_case(&body_hash))
-    {
+    if !req.header("x-acs-content-sha256").is_some_and(|h| h.trim().eq_ignore_ascii_case(&body_hash)) {
         return Err(ApiError::content_sha256_mismatch());
     }
     let key = lookup(store, &auth.key_id)?;
-    check_time(
-        req.header("x-acs-date")
-            .and_then(|d| parse_utc(d.trim()))
-            .map(|s| s * 1000),
-        now_ms,
-    )?;
-    let canonical = v3_canonical_request(
-        &req.method,
-        "/",
-        &req.query,
-        &req.headers,
-        &auth.signed_headers,
-        &body_hash,
-    );
+    check_time(req.header("x-acs-date").and_then(|d| parse_utc(d.trim())).map(|s| s * 1000), now_ms)?;
+    let canonical = v3_canonical_request(&req.method, "/", &req.query, &req.headers, &auth.signed_headers, &body_hash);
     let string_to_sign = v3_string_to_sign(&canonical);
     let expected = v3_sign(&key.secret, &string_to_sign);
-    if !constant_time_eq(
-        expected.as_bytes(),
-        auth.signature.to_ascii_lowercase().as_bytes(),
-    ) {
+    if !constant_time_eq(expected.as_bytes(), auth.signature.to_ascii_lowercase().as_bytes()) {
         return Err(ApiError::signature_mismatch(&string_to_sign));
     }
     let nonce = req.header("x-acs-signature-nonce").unwrap_or_default();
     if !nonces.check_and_insert(&key.id, nonce, now_ms) {
         return Err(ApiError::nonce_used());
     }
-    let action = req
-        .header("x-acs-action")
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let action = req.header("x-acs-action").unwrap_or_default().trim().to_string();
     check_version(req.header("x-acs-version"))?;
     Ok(Caller { key, action })
 }
 
-fn authenticate_v1(
-    store: &Store,
-    nonces: &NonceCache,
-    req: &RawRequest,
-    now_ms: i64,
-) -> Result<Caller, ApiError> {
+fn authenticate_v1(store: &Store, nonces: &NonceCache, req: &RawRequest, now_ms: i64) -> Result<Caller, ApiError> {
     for name in [
         "AccessKeyId",
         "Signature",
@@ -230,32 +179,17 @@ fn authenticate_v1(
         return Err(ApiError::invalid_parameter("SignatureVersion"));
     }
     let key = lookup(store, req.param("AccessKeyId").unwrap_or_default())?;
-    check_time(
-        req.param("Timestamp").and_then(parse_utc).map(|s| s * 1000),
-        now_ms,
-    )?;
+    check_time(req.param("Timestamp").and_then(parse_utc).map(|s| s * 1000), now_ms)?;
     let params = req.all_params();
     let string_to_sign = v1_string_to_sign(&req.method, &params);
     let expected = v1_sign(&key.secret, &string_to_sign);
-    if !constant_time_eq(
-        expected.as_bytes(),
-        req.param("Signature").unwrap_or_default().as_bytes(),
-    ) {
+    if !constant_time_eq(expected.as_bytes(), req.param("Signature").unwrap_or_default().as_bytes()) {
         return Err(ApiError::signature_mismatch(&string_to_sign));
     }
-    if !nonces.check_and_insert(
-        &key.id,
-        req.param("SignatureNonce").unwrap_or_default(),
-        now_ms,
-    ) {
+    if !nonces.check_and_insert(&key.id, req.param("SignatureNonce").unwrap_or_default(), now_ms) {
         return Err(ApiError::nonce_used());
     }
-    let action = req
-        .param("Action")
-        .or(req.header("x-acs-action"))
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let action = req.param("Action").or(req.header("x-acs-action")).unwrap_or_default().trim().to_string();
     check_version(req.param("Version").or(req.header("x-acs-version")))?;
     Ok(Caller { key, action })
 }
@@ -272,21 +206,11 @@ fn check_version(v: Option<&str>) -> Result<(), ApiError> {
 pub fn policy_allows(policy: &str, action: &str) -> bool {
     let patterns: Vec<&str> = match policy {
         "Admin" => vec!["*"],
-        "Operator" => vec![
-            "List*",
-            "Get*",
-            "Describe*",
-            "Check*",
-            "SubmitOperationTask",
-            "Verify*",
-            "SubmitCheck",
-        ],
+        "Operator" => vec!["List*", "Get*", "Describe*", "Check*", "SubmitOperationTask", "Verify*", "SubmitCheck"],
         "ReadOnly" => vec!["List*", "Get*", "Describe*", "Check*"],
         custom => custom.split(',').map(str::trim).collect(),
     };
-    patterns
-        .iter()
-        .any(|p| wildcard(p.as_bytes(), action.as_bytes()))
+    patterns.iter().any(|p| wildcard(p.as_bytes(), action.as_bytes()))
 }
 
 fn wildcard(p: &[u8], s: &[u8]) -> bool {

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use crate::encoding::pop_encode;
 use crate::signature::{
-    sha256_hex, v1_sign, v1_string_to_sign, v3_canonical_request, v3_sign, v3_string_to_sign,
-    V3_ALGORITHM,
+    sha256_hex, v1_sign, v1_string_to_sign, v3_canonical_request, v3_sign, v3_string_to_sign, V3_ALGORITHM,
 };
 use crate::time::format_utc;
 
@@ -54,11 +53,7 @@ fn nonce() -> String {
 }
 
 fn query_string(params: &[(String, String)]) -> String {
-    params
-        .iter()
-        .map(|(k, v)| format!("{}={}", pop_encode(k), pop_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    params.iter().map(|(k, v)| format!("{}={}", pop_encode(k), pop_encode(v))).collect::<Vec<_>>().join("&")
 }
 
 /// `host:port` from `http://host:port/` or `host:port`.
@@ -90,8 +85,7 @@ pub fn call(
                 ("accept".into(), "application/json".into()),
             ];
             let signed: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
-            let canonical =
-                v3_canonical_request("POST", "/", params, &headers, &signed, &sha256_hex(b""));
+            let canonical = v3_canonical_request("POST", "/", params, &headers, &signed, &sha256_hex(b""));
             let signature = v3_sign(&creds.access_key_secret, &v3_string_to_sign(&canonical));
             let mut sorted = signed.clone();
             sorted.sort();
@@ -118,32 +112,16 @@ pub fn call(
             all.extend(params.iter().cloned());
             let sig = v1_sign(&creds.access_key_secret, &v1_string_to_sign("POST", &all));
             all.push(("Signature".into(), sig));
-            send(
-                host,
-                "POST",
-                &query_string(&all),
-                &[("host".into(), host.to_string())],
-                b"",
-            )
+            send(host, "POST", &query_string(&all), &[("host".into(), host.to_string())], b"")
         }
     }
 }
 
 /// Sends one raw HTTP/1.1 request (`Connection: close`) and reads the whole answer.
-pub fn send(
-    host: &str,
-    method: &str,
-    query: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-) -> io::Result<Response> {
+pub fn send(host: &str, method: &str, query: &str, headers: &[(String, String)], body: &[u8]) -> io::Result<Response> {
     let mut stream = TcpStream::connect(host)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let target = if query.is_empty() {
-        "/".to_string()
-    } else {
-        format!("/?{query}")
-    };
+    let target = if query.is_empty() { "/".to_string() } else { format!("/?{query}") };
     let mut req = format!("{method} {target} HTTP/1.1\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -151,10 +129,7 @@ pub fn send(
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         req.push_str(&format!("host: {host}\r\n"));
     }
-    req.push_str(&format!(
-        "content-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    ));
+    req.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()));
     stream.write_all(req.as_bytes())?;
     stream.write_all(body)?;
     let mut raw = Vec::new();
@@ -164,50 +139,27 @@ pub fn send(
 
 fn parse_response(raw: &[u8]) -> io::Result<Response> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed HTTP response");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(bad)?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(bad)?;
     let head = String::from_utf8_lossy(&raw[..split]);
     let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)?;
+    let status: u16 =
+        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        })
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"))
-    {
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked")) {
         body = dechunk(&body).ok_or_else(bad)?;
     }
-    Ok(Response {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    Ok(Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
 fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let line_end = b.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(
-            std::str::from_utf8(&b[..line_end])
-                .ok()?
-                .split(';')
-                .next()?
-                .trim(),
-            16,
-        )
-        .ok()?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..line_end]).ok()?.split(';').next()?.trim(), 16).ok()?;
         b = &b[line_end + 2..];
         if size == 0 {
             return Some(out);
@@ -222,17 +174,10 @@ pub fn params_from_args(args: &[String]) -> Result<Vec<(String, String)>, String
     let mut out = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let name = a
-            .strip_prefix("--")
-            .ok_or_else(|| format!("expected --Name, got {a:?}"))?;
+        let name = a.strip_prefix("--").ok_or_else(|| format!("expected --Name, got {a:?}"))?;
         let (name, value) = match name.split_once('=') {
             Some((n, v)) => (n.to_string(), v.to_string()),
-            None => (
-                name.to_string(),
-                it.next()
-                    .ok_or_else(|| format!("--{name} needs a value"))?
-                    .clone(),
-            ),
+            None => (name.to_string(), it.next().ok_or_else(|| format!("--{name} needs a value"))?.clone()),
         };
         if name.is_empty() {
             return Err("empty parameter name".into());
@@ -249,32 +194,24 @@ mod tests {
 
     #[test]
     fn responses_parse_with_and_without_chunking() {
-        let r =
-            parse_response(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"a\":1}")
-                .unwrap();
+        let r = parse_response(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"a\":1}").unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.json()["a"], 1);
-        let r = parse_response(b"HTTP/1.1 400 Bad Request\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":2}\r\n0\r\n\r\n").unwrap();
+        let r = parse_response(
+            b"HTTP/1.1 400 Bad Request\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":2}\r\n0\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!(r.status, 400);
         assert_eq!(r.json()["a"], 2);
     }
 
     #[test]
     fn command_line_parameters() {
-        let args: Vec<String> = [
-            "--CheckId",
-            "1016",
-            "--RepairTempParam.1.Value=1.2.3.4:6379",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let args: Vec<String> =
+            ["--CheckId", "1016", "--RepairTempParam.1.Value=1.2.3.4:6379"].iter().map(|s| s.to_string()).collect();
         assert_eq!(
             params_from_args(&args).unwrap(),
-            vec![
-                ("CheckId".into(), "1016".into()),
-                ("RepairTempParam.1.Value".into(), "1.2.3.4:6379".into())
-            ]
+            vec![("CheckId".into(), "1016".into()), ("RepairTempParam.1.Value".into(), "1.2.3.4:6379".into())]
         );
         assert!(params_from_args(&["CheckId".to_string()]).is_err());
         assert!(params_from_args(&["--CheckId".to_string()]).is_err());
@@ -282,10 +219,7 @@ mod tests {
 
     #[test]
     fn query_strings_round_trip_through_the_server_decoder() {
-        let p = vec![(
-            "RepairTempParam.1.Value".to_string(),
-            "a b*c~/中+&=".to_string(),
-        )];
+        let p = vec![("RepairTempParam.1.Value".to_string(), "a b*c~/中+&=".to_string())];
         assert_eq!(form_decode(&query_string(&p)), p);
     }
 }

@@ -23,10 +23,7 @@ pub const BODY_LIMIT: usize = 1 << 20;
 
 /// The service's routes.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/healthz", axum::routing::get(healthz))
-        .fallback(handle)
-        .with_state(app)
+    Router::new().route("/healthz", axum::routing::get(healthz)).fallback(handle).with_state(app)
 }
 
 async fn healthz() -> Response {
@@ -40,12 +37,7 @@ pub fn request_id() -> String {
 
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let request_id = request_id();
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("posture")
-        .to_string();
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("posture").to_string();
     let result = process(app, req).await;
     match result {
         Ok(mut body) => {
@@ -67,8 +59,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
                 "Message": e.message,
                 "Recommend": format!("See docs/api.md (errors) for {}", e.code),
             });
-            let status =
-                StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             json_response(status, &body, Some(&request_id))
         }
     }
@@ -77,10 +68,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
 fn json_response(status: StatusCode, body: &Value, request_id: Option<&str>) -> Response {
     let mut resp = (status, body.to_string()).into_response();
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json;charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json;charset=utf-8"));
     if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
         h.insert("x-acs-request-id", id);
     }
@@ -95,34 +83,21 @@ async fn process(app: Arc<App>, req: Request) -> Result<Value, ApiError> {
     if parts.uri.path() != "/" {
         return Err(ApiError::action_not_found());
     }
-    let body = axum::body::to_bytes(Body::new(body), BODY_LIMIT)
-        .await
-        .map_err(|_| ApiError::body_too_large(BODY_LIMIT))?;
+    let body =
+        axum::body::to_bytes(Body::new(body), BODY_LIMIT).await.map_err(|_| ApiError::body_too_large(BODY_LIMIT))?;
     let is_form = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
     let raw = RawRequest {
         method: parts.method.as_str().to_string(),
         query: form_decode(parts.uri.query().unwrap_or("")),
-        body_params: if is_form {
-            form_decode(&String::from_utf8_lossy(&body))
-        } else {
-            Vec::new()
-        },
+        body_params: if is_form { form_decode(&String::from_utf8_lossy(&body)) } else { Vec::new() },
         headers: parts
             .headers
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
         body: body.to_vec(),
     };
@@ -134,11 +109,7 @@ async fn process(app: Arc<App>, req: Request) -> Result<Value, ApiError> {
         if !policy_allows(&caller.key.policy, &caller.action) {
             return Err(ApiError::no_permission());
         }
-        let ctx = Ctx {
-            store: &app.store,
-            engine: &app.engine,
-            account_id: &caller.key.account_id,
-        };
+        let ctx = Ctx { store: &app.store, engine: &app.engine, account_id: &caller.key.account_id };
         op(&ctx, &Params::new(raw.all_params()))
     })
     .await

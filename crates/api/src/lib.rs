@@ -29,10 +29,6 @@ pub struct App {
 impl App {
     /// A new app.
     pub fn new(store: Arc<Store>, engine: Arc<Engine>) -> Arc<App> {
-        Arc::new(App {
-            store,
-            engine,
-            nonces: auth::NonceCache::default(),
-        })
+        Arc::new(App { store, engine, nonces: auth::NonceCache::default() })
     }
 }

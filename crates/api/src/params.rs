@@ -24,10 +24,7 @@ impl Params {
 
     /// The raw value (first occurrence), even if empty.
     pub fn raw(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// A non-empty string value.
@@ -37,25 +34,17 @@ impl Params {
 
     /// A required non-empty string (`MissingParameter` naming it).
     pub fn required(&self, name: &str) -> Result<&str, ApiError> {
-        self.str(name)
-            .ok_or_else(|| ApiError::missing_parameter(name))
+        self.str(name).ok_or_else(|| ApiError::missing_parameter(name))
     }
 
     /// An integer (`InvalidParameter` if it is not one).
     pub fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
-        self.str(name)
-            .map(|v| {
-                v.trim()
-                    .parse()
-                    .map_err(|_| ApiError::invalid_parameter(name))
-            })
-            .transpose()
+        self.str(name).map(|v| v.trim().parse().map_err(|_| ApiError::invalid_parameter(name))).transpose()
     }
 
     /// A required integer.
     pub fn required_int(&self, name: &str) -> Result<i64, ApiError> {
-        self.int(name)?
-            .ok_or_else(|| ApiError::missing_parameter(name))
+        self.int(name)?.ok_or_else(|| ApiError::missing_parameter(name))
     }
 
     /// A boolean, case-insensitive (`True` from Python, `true` from the others).
@@ -83,16 +72,19 @@ impl Params {
         Ok(items.into_values().collect())
     }
 
+    /// `Name.N` values that must each be accepted by `valid` (`InvalidParameter` naming the
+    /// list otherwise): the enum filters (`Statuses`, `RiskLevels`, …).
+    pub fn enum_list(&self, name: &str, valid: impl Fn(&str) -> bool) -> Result<Vec<String>, ApiError> {
+        let values = self.list(name)?;
+        match values.iter().any(|v| !valid(v)) {
+            true => Err(ApiError::invalid_parameter(name)),
+            false => Ok(values),
+        }
+    }
+
     /// `Name.N` integers.
     pub fn int_list(&self, name: &str) -> Result<Vec<i64>, ApiError> {
-        self.list(name)?
-            .iter()
-            .map(|v| {
-                v.trim()
-                    .parse()
-                    .map_err(|_| ApiError::invalid_parameter(name))
-            })
-            .collect()
+        self.list(name)?.iter().map(|v| v.trim().parse().map_err(|_| ApiError::invalid_parameter(name))).collect()
     }
 
     /// `Name.N.Field` objects ordered by N as a number; each is a field → value map.
@@ -101,15 +93,9 @@ impl Params {
         let mut items: BTreeMap<u32, BTreeMap<String, String>> = BTreeMap::new();
         for (k, v) in &self.pairs {
             if let Some(rest) = k.strip_prefix(&prefix) {
-                let (n, field) = rest
-                    .split_once('.')
-                    .ok_or_else(|| ApiError::invalid_parameter(k))?;
+                let (n, field) = rest.split_once('.').ok_or_else(|| ApiError::invalid_parameter(k))?;
                 let n: u32 = n.parse().map_err(|_| ApiError::invalid_parameter(k))?;
-                items
-                    .entry(n)
-                    .or_default()
-                    .entry(field.to_string())
-                    .or_insert_with(|| v.clone());
+                items.entry(n).or_default().entry(field.to_string()).or_insert_with(|| v.clone());
             }
         }
         Ok(items.into_values().collect())
@@ -127,9 +113,7 @@ impl Params {
             return Err(ApiError::invalid_parameter("PageSize"));
         }
         let size = size.min(max);
-        let offset = (page - 1)
-            .checked_mul(size)
-            .ok_or_else(|| ApiError::invalid_parameter("CurrentPage"))?;
+        let offset = (page - 1).checked_mul(size).ok_or_else(|| ApiError::invalid_parameter("CurrentPage"))?;
         Ok((page, size, offset))
     }
 
@@ -163,24 +147,13 @@ mod tests {
     #[test]
     fn malformed_values_name_the_parameter() {
         let p = Params::new(form_decode("CheckId=abc&CheckIds.x=1&Flag=yes&PageSize=0"));
-        assert_eq!(
-            p.int("CheckId").unwrap_err().message,
-            "The specified parameter \"CheckId\" is not valid."
-        );
+        assert_eq!(p.int("CheckId").unwrap_err().message, "The specified parameter \"CheckId\" is not valid.");
         assert_eq!(p.int_list("CheckIds").unwrap_err().code, "InvalidParameter");
         assert_eq!(p.bool("Flag").unwrap_err().code, "InvalidParameter");
-        assert_eq!(
-            p.page(20, 100).unwrap_err().message,
-            "The specified parameter \"PageSize\" is not valid."
-        );
+        assert_eq!(p.page(20, 100).unwrap_err().message, "The specified parameter \"PageSize\" is not valid.");
         assert_eq!(p.required("Type").unwrap_err().code, "MissingParameter");
         let big = Params::new(form_decode("PageSize=5000&CurrentPage=9223372036854775807"));
         assert_eq!(big.page(20, 100).unwrap_err().code, "InvalidParameter");
-        assert_eq!(
-            Params::new(form_decode("PageSize=5000"))
-                .page(20, 100)
-                .unwrap(),
-            (1, 100, 0)
-        );
+        assert_eq!(Params::new(form_decode("PageSize=5000")).page(20, 100).unwrap(), (1, 100, 0));
     }
 }

@@ -26,15 +26,9 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn sorted_encoded<'a>(params: impl Iterator<Item = &'a (String, String)>) -> String {
-    let mut pairs: Vec<(String, String)> = params
-        .map(|(k, v)| (pop_encode(k), pop_encode(v)))
-        .collect();
+    let mut pairs: Vec<(String, String)> = params.map(|(k, v)| (pop_encode(k), pop_encode(v))).collect();
     pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
 }
 
 // ---------------------------------------------------------------- v1
@@ -43,17 +37,12 @@ fn sorted_encoded<'a>(params: impl Iterator<Item = &'a (String, String)>) -> Str
 /// `Signature`, empty values kept).
 pub fn v1_string_to_sign(method: &str, params: &[(String, String)]) -> String {
     let canonical = sorted_encoded(params.iter().filter(|(k, _)| k != "Signature"));
-    format!(
-        "{}&%2F&{}",
-        method.to_ascii_uppercase(),
-        pop_encode(&canonical)
-    )
+    format!("{}&%2F&{}", method.to_ascii_uppercase(), pop_encode(&canonical))
 }
 
 /// Base64 HMAC-SHA1 with the key `secret&`.
 pub fn v1_sign(secret: &str, string_to_sign: &str) -> String {
-    let mut mac =
-        Hmac::<Sha1>::new_from_slice(format!("{secret}&").as_bytes()).expect("HMAC takes any key");
+    let mut mac = Hmac::<Sha1>::new_from_slice(format!("{secret}&").as_bytes()).expect("HMAC takes any key");
     mac.update(string_to_sign.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
@@ -82,14 +71,7 @@ pub fn parse_v3_authorization(h: &str) -> Option<V3Authorization> {
         let (k, v) = part.trim().split_once('=')?;
         match k.trim() {
             "Credential" => key_id = Some(v.trim().to_string()),
-            "SignedHeaders" => {
-                signed = Some(
-                    v.trim()
-                        .split(';')
-                        .map(|s| s.trim().to_ascii_lowercase())
-                        .collect(),
-                )
-            }
+            "SignedHeaders" => signed = Some(v.trim().split(';').map(|s| s.trim().to_ascii_lowercase()).collect()),
             "Signature" => signature = Some(v.trim().to_string()),
             _ => {}
         }
@@ -117,11 +99,7 @@ pub fn v3_canonical_request(
     names.dedup();
     let mut canonical_headers = String::new();
     for name in &names {
-        let mut values: Vec<&str> = headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.trim())
-            .collect();
+        let mut values: Vec<&str> = headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.trim()).collect();
         values.sort_unstable();
         canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
     }
@@ -138,10 +116,7 @@ pub fn v3_canonical_request(
 
 /// `ACS3-HMAC-SHA256\n` + hex SHA-256 of the canonical request.
 pub fn v3_string_to_sign(canonical_request: &str) -> String {
-    format!(
-        "{V3_ALGORITHM}\n{}",
-        sha256_hex(canonical_request.as_bytes())
-    )
+    format!("{V3_ALGORITHM}\n{}", sha256_hex(canonical_request.as_bytes()))
 }
 
 /// Hex HMAC-SHA256 with the raw secret.
@@ -159,10 +134,7 @@ mod tests {
     use crate::encoding::form_decode;
 
     fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn v1(method: &str, params: &[(String, String)], secret: &str) -> String {
@@ -185,10 +157,7 @@ mod tests {
             v1_string_to_sign("GET", &params),
             "GET&%2F&AccessKeyId%3Dtestid%26Action%3DDescribeRegions%26Format%3DXML%26SignatureMethod%3DHMAC-SHA1%26SignatureNonce%3D3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf%26SignatureVersion%3D1.0%26Timestamp%3D2016-02-23T12%253A46%253A24Z%26Version%3D2014-05-26"
         );
-        assert_eq!(
-            v1("GET", &params, "testsecret"),
-            "OLeaidS1JvxuMvnyHOwuJ+uX5qY="
-        );
+        assert_eq!(v1("GET", &params, "testsecret"), "OLeaidS1JvxuMvnyHOwuJ+uX5qY=");
     }
 
     #[test]
@@ -204,10 +173,7 @@ mod tests {
             ("Timestamp", "2023-03-13T08:34:30Z"),
             ("Version", "2014-05-26"),
         ]);
-        assert_eq!(
-            v1("GET", &params, "testsecret"),
-            "9NaGiOspFP5UPcwX8Iwt2YJXXuk="
-        );
+        assert_eq!(v1("GET", &params, "testsecret"), "9NaGiOspFP5UPcwX8Iwt2YJXXuk=");
     }
 
     const V1_SAS_WIRE: &str = "Action=SubmitOperationTask&Format=json&Version=2018-12-03&Timestamp=2025-01-02T03%3A04%3A05Z&SignatureNonce=3f1f0b3c9d2e4a5b8c7d6e5f4a3b2c1d&CheckId=123&DimensionType=INSTANCE&OperationTaskInstances.1.InstanceId=i-abc001&OperationTaskInstances.1.RegionId=cn-hangzhou&OperationTaskInstances.1.Vendor=0&OperationTaskInstances.2.InstanceId=i-abc002&OperationTaskInstances.2.RegionId=cn-hangzhou&OperationTaskInstances.2.Vendor=0&RepairTempParam.1.Name=port&RepairTempParam.1.Value=22+2%2A2~%2Fx&Type=REPAIR&SignatureMethod=HMAC-SHA1&SignatureVersion=1.0&AccessKeyId=testAccessKeyId&Signature=9xQx7kjoO1qp9LXxIMgvGDgoY4w%3D";
@@ -220,12 +186,7 @@ mod tests {
             v1_string_to_sign("POST", &params),
             "POST&%2F&AccessKeyId%3DtestAccessKeyId%26Action%3DSubmitOperationTask%26CheckId%3D123%26DimensionType%3DINSTANCE%26Format%3Djson%26OperationTaskInstances.1.InstanceId%3Di-abc001%26OperationTaskInstances.1.RegionId%3Dcn-hangzhou%26OperationTaskInstances.1.Vendor%3D0%26OperationTaskInstances.2.InstanceId%3Di-abc002%26OperationTaskInstances.2.RegionId%3Dcn-hangzhou%26OperationTaskInstances.2.Vendor%3D0%26RepairTempParam.1.Name%3Dport%26RepairTempParam.1.Value%3D22%25202%252A2~%252Fx%26SignatureMethod%3DHMAC-SHA1%26SignatureNonce%3D3f1f0b3c9d2e4a5b8c7d6e5f4a3b2c1d%26SignatureVersion%3D1.0%26Timestamp%3D2025-01-02T03%253A04%253A05Z%26Type%3DREPAIR%26Version%3D2018-12-03"
         );
-        let sig = params
-            .iter()
-            .find(|(k, _)| k == "Signature")
-            .unwrap()
-            .1
-            .clone();
+        let sig = params.iter().find(|(k, _)| k == "Signature").unwrap().1.clone();
         assert_eq!(sig, "9xQx7kjoO1qp9LXxIMgvGDgoY4w=");
         assert_eq!(v1("POST", &params, "testAccessKeySecret"), sig);
     }
@@ -249,24 +210,15 @@ mod tests {
             v1_string_to_sign("POST", &params),
             "POST&%2F&AccessKeyId%3DtestAccessKeyId%26Action%3DSubmitOperationTask%26CheckId%3D123%26Format%3DJSON%26RepairTempParam.1.Value%3Da%2520b%252Ac~%252F%25E4%25B8%25AD%2521%2527%2528%2529%26SignatureMethod%3DHMAC-SHA1%26SignatureNonce%3D3f1f0b3c9d2e4a5b8c7d6e5f4a3b2c1d%26SignatureVersion%3D1.0%26Timestamp%3D2025-01-02T03%253A04%253A05Z%26Type%3DREPAIR%26Version%3D2018-12-03"
         );
-        assert_eq!(
-            v1("POST", &params, "testAccessKeySecret"),
-            "l9LAh3/132Y0tdg0KI9PEy8Rslw="
-        );
+        assert_eq!(v1("POST", &params, "testAccessKeySecret"), "l9LAh3/132Y0tdg0KI9PEy8Rslw=");
     }
 
     #[test]
     fn v1_e_pop_core_everything_in_the_body() {
         let body = "AccessKeyId=testAccessKeyId&Action=SubmitOperationTask&CheckId=123&DimensionType=INSTANCE&Format=JSON&OperationTaskInstances.1.InstanceId=i-abc001&OperationTaskInstances.1.RegionId=cn-hangzhou&OperationTaskInstances.1.Vendor=0&OperationTaskInstances.2.InstanceId=i-abc002&OperationTaskInstances.2.RegionId=cn-hangzhou&OperationTaskInstances.2.Vendor=0&RepairTempParam.1.Name=port&RepairTempParam.1.Value=22%202%2A2~%2Fx&SignatureMethod=HMAC-SHA1&SignatureNonce=3f1f0b3c9d2e4a5b8c7d6e5f4a3b2c1d&SignatureVersion=1.0&Timestamp=2025-01-02T03%3A04%3A05Z&Type=REPAIR&Version=2018-12-03&Signature=O6jziWZ%2FFvp%2FukzxkIZp5g2iq%2FE%3D";
         let params = form_decode(body);
-        assert_eq!(
-            v1("POST", &params, "testAccessKeySecret"),
-            "O6jziWZ/Fvp/ukzxkIZp5g2iq/E="
-        );
-        assert_eq!(
-            v1("GET", &params, "testAccessKeySecret"),
-            "w3AgUJ7fm8iHSHFVHq7kJi3C7l0="
-        );
+        assert_eq!(v1("POST", &params, "testAccessKeySecret"), "O6jziWZ/Fvp/ukzxkIZp5g2iq/E=");
+        assert_eq!(v1("GET", &params, "testAccessKeySecret"), "w3AgUJ7fm8iHSHFVHq7kJi3C7l0=");
     }
 
     #[test]
@@ -274,10 +226,7 @@ mod tests {
         let query = "CheckId=123&Type=REPAIR&DimensionType=INSTANCE&OperationTaskInstances.1.InstanceId=i-abc001&OperationTaskInstances.1.RegionId=cn-hangzhou&OperationTaskInstances.1.Vendor=0&OperationTaskInstances.2.InstanceId=i-abc002&OperationTaskInstances.2.RegionId=cn-hangzhou&OperationTaskInstances.2.Vendor=0&RepairTempParam.1.Name=port&RepairTempParam.1.Value=22%202%2A2~%2Fx&Version=2018-12-03&Action=SubmitOperationTask&Format=JSON&RegionId=cn-shanghai&Timestamp=2025-01-02T03%3A04%3A05Z&SignatureMethod=HMAC-SHA1&SignatureType=&SignatureVersion=1.0&SignatureNonce=3f1f0b3c9d2e4a5b8c7d6e5f4a3b2c1d&AccessKeyId=testAccessKeyId&Signature=fsskZg9HGylfD7gnlYp7mHcWsEE%3D";
         let params = form_decode(query);
         assert!(v1_string_to_sign("POST", &params).contains("%26SignatureType%3D%26"));
-        assert_eq!(
-            v1("POST", &params, "testAccessKeySecret"),
-            "fsskZg9HGylfD7gnlYp7mHcWsEE="
-        );
+        assert_eq!(v1("POST", &params, "testAccessKeySecret"), "fsskZg9HGylfD7gnlYp7mHcWsEE=");
     }
 
     fn v3_check(
@@ -291,19 +240,10 @@ mod tests {
     ) {
         let a = parse_v3_authorization(auth).unwrap();
         assert_eq!(a.algorithm, V3_ALGORITHM);
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-            .collect();
+        let headers: Vec<(String, String)> =
+            headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();
         let hash = sha256_hex(body);
-        let canonical = v3_canonical_request(
-            method,
-            "/",
-            &form_decode(query),
-            &headers,
-            &a.signed_headers,
-            &hash,
-        );
+        let canonical = v3_canonical_request(method, "/", &form_decode(query), &headers, &a.signed_headers, &hash);
         if let Some(h) = canonical_sha {
             assert_eq!(sha256_hex(canonical.as_bytes()), h, "{canonical}");
         }
@@ -341,15 +281,8 @@ mod tests {
             ("x-acs-content-sha256", EMPTY_SHA256),
         ];
         let signed: Vec<String> = headers.iter().map(|h| h.0.to_string()).collect();
-        let owned: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let query = p(&[
-            ("CheckId", "123"),
-            ("Type", "REPAIR"),
-            ("RepairTempParam.1.Value", "a b*c~/中"),
-        ]);
+        let owned: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let query = p(&[("CheckId", "123"), ("Type", "REPAIR"), ("RepairTempParam.1.Value", "a b*c~/中")]);
         let canonical = v3_canonical_request("POST", "/", &query, &owned, &signed, EMPTY_SHA256);
         assert_eq!(canonical, "POST\n/\nCheckId=123&RepairTempParam.1.Value=a%20b%2Ac~%2F%E4%B8%AD&Type=REPAIR\nhost:tds.cn-shanghai.aliyuncs.com\nx-acs-action:SubmitOperationTask\nx-acs-content-sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\nx-acs-date:2025-01-02T03:04:05Z\nx-acs-signature-nonce:3f1f0b3c9d2e4a5b8c7d6e5f4a3b2c1d\nx-acs-version:2018-12-03\n\nhost;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         assert_eq!(
@@ -364,10 +297,7 @@ mod tests {
 
     const SDK_HEADERS: [(&str, &str); 7] = [
         ("x-acs-version", "2018-12-03"),
-        (
-            "user-agent",
-            "AlibabaCloud (Linux; x86_64) Python/3.11.7 Core/0.4.3 TeaDSL/2",
-        ),
+        ("user-agent", "AlibabaCloud (Linux; x86_64) Python/3.11.7 Core/0.4.3 TeaDSL/2"),
         ("x-acs-date", "2025-01-02T03:04:05Z"),
         ("x-acs-signature-nonce", "3f1f0b3c9d2e4a5b8c7d6e5f4a3b2c1d"),
         ("accept", "application/json"),
@@ -399,19 +329,13 @@ mod tests {
     fn v3_body_form_parameters_are_covered_by_the_payload_hash() {
         let body = b"From=sas&InsertMarkMissParam=%5B%7B%22field%22%3A%22file+path%22%2C%22operate%22%3A%22contains%22%2C%22fieldValue%22%3A%22a+b%22%7D%5D&Lang=zh";
         assert_eq!(body.len(), 142);
-        assert_eq!(
-            sha256_hex(body),
-            "36ab5fd50dd7d0ac2bc4fb9d19e4ac6d2088d8adfd593bb1ed16f0aaa5c8f33a"
-        );
+        assert_eq!(sha256_hex(body), "36ab5fd50dd7d0ac2bc4fb9d19e4ac6d2088d8adfd593bb1ed16f0aaa5c8f33a");
         let mut headers = SDK_HEADERS.to_vec();
         headers.extend([
             ("host", "127.0.0.1:18085"),
             ("x-acs-action", "ModifySecurityEventMarkMissIndividually"),
             ("content-type", "application/x-www-form-urlencoded"),
-            (
-                "x-acs-content-sha256",
-                "36ab5fd50dd7d0ac2bc4fb9d19e4ac6d2088d8adfd593bb1ed16f0aaa5c8f33a",
-            ),
+            ("x-acs-content-sha256", "36ab5fd50dd7d0ac2bc4fb9d19e4ac6d2088d8adfd593bb1ed16f0aaa5c8f33a"),
         ]);
         v3_check(
             "POST",
@@ -426,10 +350,8 @@ mod tests {
 
     #[test]
     fn authorization_parsing_tolerates_spaces_and_refuses_missing_parts() {
-        let a = parse_v3_authorization(
-            "ACS3-HMAC-SHA256 Credential=k, SignedHeaders=host;x-acs-date, Signature=ab",
-        )
-        .unwrap();
+        let a = parse_v3_authorization("ACS3-HMAC-SHA256 Credential=k, SignedHeaders=host;x-acs-date, Signature=ab")
+            .unwrap();
         assert_eq!(a.key_id, "k");
         assert_eq!(a.signed_headers, vec!["host", "x-acs-date"]);
         assert!(parse_v3_authorization("ACS3-HMAC-SHA256 Credential=k,Signature=ab").is_none());

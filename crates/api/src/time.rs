@@ -3,25 +3,12 @@
 /// Parses `YYYY-MM-DDThh:mm:ssZ` to Unix seconds.
 pub fn parse_utc(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() != 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-        || b[19] != b'Z'
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z'
     {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
-    let (y, mo, d, h, mi, se) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
+    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -32,12 +19,7 @@ pub fn parse_utc(s: &str) -> Option<i64> {
 pub fn format_utc(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 // Howard Hinnant's algorithms.
@@ -75,13 +57,9 @@ mod tests {
         for s in [0, 951_782_400, 1_709_251_199, 4_102_444_800] {
             assert_eq!(parse_utc(&format_utc(s)), Some(s));
         }
-        for bad in [
-            "2025-01-02 03:04:05Z",
-            "2025-13-02T03:04:05Z",
-            "",
-            "2025-01-02T03:04:05",
-            "２０２５-01-02T03:04:05Z",
-        ] {
+        for bad in
+            ["2025-01-02 03:04:05Z", "2025-13-02T03:04:05Z", "", "2025-01-02T03:04:05", "２０２５-01-02T03:04:05Z"]
+        {
             assert_eq!(parse_utc(bad), None, "{bad}");
         }
     }

@@ -194,21 +194,13 @@ impl CheckDef {
             .steps
             .iter()
             .map(|s| match s {
-                Step::SetDirective {
-                    dialect,
-                    file,
-                    key,
-                    value,
-                } => Step::SetDirective {
+                Step::SetDirective { dialect, file, key, value } => Step::SetDirective {
                     dialect: *dialect,
                     file: file.clone(),
                     key: key.clone(),
                     value: substitute(value, params),
                 },
-                Step::SetMode { file, mode } => Step::SetMode {
-                    file: file.clone(),
-                    mode: substitute(mode, params),
-                },
+                Step::SetMode { file, mode } => Step::SetMode { file: file.clone(), mode: substitute(mode, params) },
             })
             .collect()
     }
@@ -255,9 +247,7 @@ const BUILTIN: &[(&str, &str)] = &[("checks/linux.toml", include_str!("../checks
 impl Catalog {
     /// The compiled-in check items.
     pub fn builtin() -> Result<Catalog, LoadError> {
-        let mut c = Catalog {
-            checks: BTreeMap::new(),
-        };
+        let mut c = Catalog { checks: BTreeMap::new() };
         for (name, text) in BUILTIN {
             c.add_file(name, text)?;
         }
@@ -274,8 +264,7 @@ impl Catalog {
             .collect();
         files.sort();
         for f in files {
-            let text = std::fs::read_to_string(&f)
-                .map_err(|e| LoadError(format!("{}: {e}", f.display())))?;
+            let text = std::fs::read_to_string(&f).map_err(|e| LoadError(format!("{}: {e}", f.display())))?;
             c.add_file(&f.display().to_string(), &text)?;
         }
         Ok(c)
@@ -286,10 +275,7 @@ impl Catalog {
         for check in file.checks {
             validate(&check).map_err(|e| LoadError(format!("{name}: check {}: {e}", check.id)))?;
             if self.checks.contains_key(&check.id) {
-                return Err(LoadError(format!(
-                    "{name}: check id {} is defined twice",
-                    check.id
-                )));
+                return Err(LoadError(format!("{name}: check id {} is defined twice", check.id)));
             }
             self.checks.insert(check.id, check);
         }
@@ -317,10 +303,7 @@ fn validate(c: &CheckDef) -> Result<(), String> {
         return Err("the rule has no condition".into());
     }
     for cond in &c.rule {
-        let needs_value = matches!(
-            cond.op,
-            Op::Eq | Op::Le | Op::Ge | Op::LeDuration | Op::ModeAtMost
-        );
+        let needs_value = matches!(cond.op, Op::Eq | Op::Le | Op::Ge | Op::LeDuration | Op::ModeAtMost);
         if needs_value && cond.value.is_none() {
             return Err(format!("condition on {} needs a value", cond.key));
         }
@@ -330,10 +313,7 @@ fn validate(c: &CheckDef) -> Result<(), String> {
     }
     if let Some(r) = &c.repair {
         if !(r.support_type == 1 || r.support_type == 2) {
-            return Err(format!(
-                "repair support_type {} is not 1 or 2",
-                r.support_type
-            ));
+            return Err(format!("repair support_type {} is not 1 or 2", r.support_type));
         }
         if r.steps.is_empty() {
             return Err("the repair has no step".into());
@@ -346,30 +326,16 @@ fn validate(c: &CheckDef) -> Result<(), String> {
         for p in &r.params {
             if let Some(d) = &p.default {
                 if p.kind.check(d).is_none() {
-                    return Err(format!(
-                        "default {d:?} of {} does not match its type",
-                        p.name
-                    ));
+                    return Err(format!("default {d:?} of {} does not match its type", p.name));
                 }
             }
-            p.kind
-                .validate_definition()
-                .map_err(|e| format!("parameter {}: {e}", p.name))?;
+            p.kind.validate_definition().map_err(|e| format!("parameter {}: {e}", p.name))?;
         }
         // Every placeholder must be filled once parameters are resolved.
         let sample: Vec<(String, String)> = r
             .params
             .iter()
-            .map(|p| {
-                (
-                    p.name.clone(),
-                    if p.kind == ParamType::IpPort {
-                        "127.0.0.1:1".into()
-                    } else {
-                        "x".into()
-                    },
-                )
-            })
+            .map(|p| (p.name.clone(), if p.kind == ParamType::IpPort { "127.0.0.1:1".into() } else { "x".into() }))
             .collect();
         for step in c.render_steps(&sample) {
             let (Step::SetDirective { value, .. } | Step::SetMode { mode: value, .. }) = &step;
@@ -393,14 +359,10 @@ mod tests {
         assert!(all.iter().filter(|c| c.repair.is_some()).count() >= 10);
         assert!(all.iter().filter(|c| c.supports_rollback()).count() >= 8);
         // One repair takes an IP:PORT parameter supplied at submit time.
-        assert!(all.iter().any(
-            |c| c.repair.as_ref().is_some_and(|r| r
-                .params
-                .iter()
-                .any(|p| p.kind == ParamType::IpPort
-                    && p.usage == model::UsageType::Temp
-                    && p.required))
-        ));
+        assert!(all.iter().any(|c| c.repair.as_ref().is_some_and(|r| r
+            .params
+            .iter()
+            .any(|p| p.kind == ParamType::IpPort && p.usage == model::UsageType::Temp && p.required))));
         for c in all {
             assert!(!c.name.zh.is_empty() && !c.name.en.is_empty(), "{}", c.id);
         }
@@ -411,12 +373,8 @@ mod tests {
         let c = Catalog::builtin().unwrap();
         let redis = c.get(1016).unwrap();
         let steps = redis.render_steps(&[("IPPort".into(), "10.1.2.3:6380".into())]);
-        assert!(
-            matches!(&steps[0], Step::SetDirective { key, value, .. } if key == "bind" && value == "10.1.2.3")
-        );
-        assert!(
-            matches!(&steps[1], Step::SetDirective { key, value, .. } if key == "port" && value == "6380")
-        );
+        assert!(matches!(&steps[0], Step::SetDirective { key, value, .. } if key == "bind" && value == "10.1.2.3"));
+        assert!(matches!(&steps[1], Step::SetDirective { key, value, .. } if key == "port" && value == "6380"));
         let ipv6 = redis.render_steps(&[("IPPort".into(), "[::1]:6379".into())]);
         assert!(matches!(&ipv6[0], Step::SetDirective { value, .. } if value == "::1"));
     }

@@ -31,12 +31,7 @@ pub fn evaluate(check: &CheckDef, doc: &Document) -> Outcome {
             return Outcome::NotApplicable;
         }
     }
-    let failed: Vec<String> = check
-        .rule
-        .iter()
-        .filter(|c| !holds(c, doc))
-        .map(|c| c.key.clone())
-        .collect();
+    let failed: Vec<String> = check.rule.iter().filter(|c| !holds(c, doc)).map(|c| c.key.clone()).collect();
     if failed.is_empty() {
         Outcome::Pass
     } else {
@@ -75,10 +70,7 @@ fn int(s: &str) -> Option<i64> {
 /// Redis marks optional addresses with a leading `-`; `*`, `0.0.0.0` and `::` listen everywhere.
 fn is_wildcard(addr: &str) -> bool {
     let a = addr.trim_start_matches('-');
-    matches!(
-        a,
-        "*" | "0.0.0.0" | "::" | "[::]" | "::0" | "0:0:0:0:0:0:0:0"
-    )
+    matches!(a, "*" | "0.0.0.0" | "::" | "[::]" | "::0" | "0:0:0:0:0:0:0:0")
 }
 
 /// sshd's time format: `90`, `90s`, `2m`, `1h30m`, `1w` (case-insensitive units).
@@ -113,10 +105,7 @@ mod tests {
     use crate::Catalog;
 
     fn doc(pairs: &[(&str, &str)]) -> Document {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -129,10 +118,7 @@ mod tests {
             Outcome::NotPass(vec!["sshd.permitrootlogin".into()])
         );
         assert_eq!(
-            evaluate(
-                root_login,
-                &doc(&[("sshd.present", "true"), ("sshd.permitrootlogin", "No")])
-            ),
+            evaluate(root_login, &doc(&[("sshd.present", "true"), ("sshd.permitrootlogin", "No")])),
             Outcome::Pass
         );
         assert_eq!(evaluate(root_login, &doc(&[])), Outcome::NotApplicable);
@@ -148,80 +134,29 @@ mod tests {
             d.insert("login_defs.present".into(), "true".into());
             d
         };
-        assert_eq!(
-            evaluate(c.get(1003).unwrap(), &d(&[("sshd.maxauthtries", "4")])),
-            Outcome::Pass
-        );
+        assert_eq!(evaluate(c.get(1003).unwrap(), &d(&[("sshd.maxauthtries", "4")])), Outcome::Pass);
+        assert!(matches!(evaluate(c.get(1003).unwrap(), &d(&[])), Outcome::NotPass(_)));
+        assert_eq!(evaluate(c.get(1005).unwrap(), &d(&[("sshd.logingracetime", "1m")])), Outcome::Pass);
+        assert!(matches!(evaluate(c.get(1005).unwrap(), &d(&[("sshd.logingracetime", "2m")])), Outcome::NotPass(_)));
+        assert!(matches!(evaluate(c.get(1005).unwrap(), &d(&[("sshd.logingracetime", "soon")])), Outcome::NotPass(_)));
+        assert_eq!(evaluate(c.get(1006).unwrap(), &d(&[("file:/etc/ssh/sshd_config.mode", "0600")])), Outcome::Pass);
+        assert_eq!(evaluate(c.get(1006).unwrap(), &d(&[("file:/etc/ssh/sshd_config.mode", "0400")])), Outcome::Pass);
         assert!(matches!(
-            evaluate(c.get(1003).unwrap(), &d(&[])),
-            Outcome::NotPass(_)
-        ));
-        assert_eq!(
-            evaluate(c.get(1005).unwrap(), &d(&[("sshd.logingracetime", "1m")])),
-            Outcome::Pass
-        );
-        assert!(matches!(
-            evaluate(c.get(1005).unwrap(), &d(&[("sshd.logingracetime", "2m")])),
+            evaluate(c.get(1006).unwrap(), &d(&[("file:/etc/ssh/sshd_config.mode", "0644")])),
             Outcome::NotPass(_)
         ));
         assert!(matches!(
-            evaluate(c.get(1005).unwrap(), &d(&[("sshd.logingracetime", "soon")])),
-            Outcome::NotPass(_)
-        ));
-        assert_eq!(
-            evaluate(
-                c.get(1006).unwrap(),
-                &d(&[("file:/etc/ssh/sshd_config.mode", "0600")])
-            ),
-            Outcome::Pass
-        );
-        assert_eq!(
-            evaluate(
-                c.get(1006).unwrap(),
-                &d(&[("file:/etc/ssh/sshd_config.mode", "0400")])
-            ),
-            Outcome::Pass
-        );
-        assert!(matches!(
-            evaluate(
-                c.get(1006).unwrap(),
-                &d(&[("file:/etc/ssh/sshd_config.mode", "0644")])
-            ),
-            Outcome::NotPass(_)
-        ));
-        assert!(matches!(
-            evaluate(
-                c.get(1006).unwrap(),
-                &d(&[("file:/etc/ssh/sshd_config.mode", "4600")])
-            ),
+            evaluate(c.get(1006).unwrap(), &d(&[("file:/etc/ssh/sshd_config.mode", "4600")])),
             Outcome::NotPass(_)
         ));
         let redis = c.get(1016).unwrap();
-        assert_eq!(
-            evaluate(redis, &d(&[("redis.bind", "127.0.0.1 -::1")])),
-            Outcome::Pass
-        );
-        assert!(matches!(
-            evaluate(redis, &d(&[("redis.bind", "127.0.0.1 0.0.0.0")])),
-            Outcome::NotPass(_)
-        ));
-        assert!(matches!(
-            evaluate(redis, &d(&[("redis.bind", "* -::*")])),
-            Outcome::NotPass(_)
-        ));
+        assert_eq!(evaluate(redis, &d(&[("redis.bind", "127.0.0.1 -::1")])), Outcome::Pass);
+        assert!(matches!(evaluate(redis, &d(&[("redis.bind", "127.0.0.1 0.0.0.0")])), Outcome::NotPass(_)));
+        assert!(matches!(evaluate(redis, &d(&[("redis.bind", "* -::*")])), Outcome::NotPass(_)));
         assert!(matches!(evaluate(redis, &d(&[])), Outcome::NotPass(_)));
-        assert_eq!(
-            evaluate(
-                c.get(1009).unwrap(),
-                &d(&[("login_defs.PASS_MAX_DAYS", "365")])
-            ),
-            Outcome::Pass
-        );
+        assert_eq!(evaluate(c.get(1009).unwrap(), &d(&[("login_defs.PASS_MAX_DAYS", "365")])), Outcome::Pass);
         assert!(matches!(
-            evaluate(
-                c.get(1009).unwrap(),
-                &d(&[("login_defs.PASS_MAX_DAYS", "99999")])
-            ),
+            evaluate(c.get(1009).unwrap(), &d(&[("login_defs.PASS_MAX_DAYS", "99999")])),
             Outcome::NotPass(_)
         ));
     }

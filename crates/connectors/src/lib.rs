@@ -30,19 +30,11 @@ pub struct ConnectorError {
 impl ConnectorError {
     /// A new error.
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        ConnectorError {
-            code,
-            message: message.into(),
-            freed: false,
-        }
+        ConnectorError { code, message: message.into(), freed: false }
     }
     /// The instance is gone.
     pub fn freed(message: impl Into<String>) -> Self {
-        ConnectorError {
-            code: "InstanceFreed",
-            message: message.into(),
-            freed: true,
-        }
+        ConnectorError { code: "InstanceFreed", message: message.into(), freed: true }
     }
 }
 
@@ -68,12 +60,7 @@ pub trait Connector: Send + Sync {
 
     /// Carries out `steps`, then records in `snapshot` the digest of each item after the change.
     /// On failure nothing is left half-changed: items already changed are restored.
-    fn apply(
-        &self,
-        target: &Target,
-        steps: &[Step],
-        snapshot: &mut Snapshot,
-    ) -> Result<(), ConnectorError>;
+    fn apply(&self, target: &Target, steps: &[Step], snapshot: &mut Snapshot) -> Result<(), ConnectorError>;
 
     /// Puts the snapshot back. Refuses (`ConfigChangedSinceRepair`) and changes nothing if any
     /// item changed since the repair recorded its digest (items without a recorded digest, from

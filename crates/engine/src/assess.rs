@@ -14,11 +14,7 @@ pub(crate) fn config_json(check: &CheckDef, doc: &Document) -> String {
     let map: BTreeMap<&str, &str> = check
         .config
         .iter()
-        .filter_map(|f| {
-            doc.get(&f.key)
-                .or(f.default.as_ref())
-                .map(|v| (f.name.as_str(), v.as_str()))
-        })
+        .filter_map(|f| doc.get(&f.key).or(f.default.as_ref()).map(|v| (f.name.as_str(), v.as_str())))
         .collect();
     serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
 }
@@ -52,19 +48,13 @@ pub fn evaluate_instance<'a>(
 
 impl Engine {
     pub(crate) fn target(instance: &Instance) -> Target {
-        Target {
-            instance_id: instance.instance_id.clone(),
-            locator: instance.locator.clone(),
-        }
+        Target { instance_id: instance.instance_id.clone(), locator: instance.locator.clone() }
     }
 
     /// Reads an instance through its connector.
     pub(crate) fn fetch(&self, instance: &Instance) -> Result<Document, ConnectorError> {
         let connector = self.connector(&instance.connector).ok_or_else(|| {
-            ConnectorError::new(
-                "ConnectorNotFound",
-                format!("no connector for {}", instance.connector),
-            )
+            ConnectorError::new("ConnectorNotFound", format!("no connector for {}", instance.connector))
         })?;
         connector.fetch(&Self::target(instance))
     }
@@ -101,9 +91,7 @@ impl Engine {
             .store
             .list_instances(&run.account_id)?
             .into_iter()
-            .filter(|i| {
-                !i.freed && (run.instance_pks.is_empty() || run.instance_pks.contains(&i.pk))
-            })
+            .filter(|i| !i.freed && (run.instance_pks.is_empty() || run.instance_pks.contains(&i.pk)))
             .collect();
         let checks_for = |i: &Instance| -> Vec<i64> {
             self.catalog
@@ -112,11 +100,8 @@ impl Engine {
                 .map(|c| c.id)
                 .collect()
         };
-        let plan: Vec<(i64, Vec<i64>)> = instances
-            .iter()
-            .map(|i| (i.pk, checks_for(i)))
-            .filter(|(_, c)| !c.is_empty())
-            .collect();
+        let plan: Vec<(i64, Vec<i64>)> =
+            instances.iter().map(|i| (i.pk, checks_for(i))).filter(|(_, c)| !c.is_empty()).collect();
         let details = self.store.set_run_details(run, &plan)?;
         for d in details.iter().filter(|d| d.status_code < 2) {
             let Some(instance) = instances.iter().find(|i| i.pk == d.instance_pk) else {
@@ -127,8 +112,7 @@ impl Engine {
                 Ok(doc) => {
                     let checks = d.check_ids.iter().filter_map(|id| self.catalog.get(*id));
                     let (results, removed) = evaluate_instance(checks, instance, &doc, &run.id);
-                    self.store
-                        .finish_detail(run, &d.id, 2, &results, &removed)?;
+                    self.store.finish_detail(run, &d.id, 2, &results, &removed)?;
                 }
                 Err(e) => {
                     tracing::warn!(run = %run.id, instance = %instance.instance_id, error = %e, stage = "fetch", "could not read an instance");

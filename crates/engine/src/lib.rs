@@ -31,11 +31,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            lease_ms: 30_000,
-            max_attempts: 5,
-            idle_poll: Duration::from_millis(500),
-        }
+        Config { lease_ms: 30_000, max_attempts: 5, idle_poll: Duration::from_millis(500) }
     }
 }
 
@@ -123,10 +119,7 @@ impl Engine {
                     .expect("a worker thread can be spawned")
             })
             .collect();
-        Workers {
-            engine: self.clone(),
-            handles,
-        }
+        Workers { engine: self.clone(), handles }
     }
 
     fn worker_loop(&self) {
@@ -137,9 +130,8 @@ impl Engine {
             let (m, cv) = &self.wake;
             let guard = m.lock().unwrap_or_else(|p| p.into_inner());
             let seen = *guard;
-            let _ = cv.wait_timeout_while(guard, self.config.idle_poll, |n| {
-                *n == seen && !self.stop.load(Ordering::Relaxed)
-            });
+            let _ = cv
+                .wait_timeout_while(guard, self.config.idle_poll, |n| *n == seen && !self.stop.load(Ordering::Relaxed));
         }
     }
 }

@@ -5,8 +5,8 @@
 
 use catalog::{CheckDef, Outcome};
 use connectors::{Connector, ConnectorError};
-use model::{Step, TaskStatus};
-use store::{Claimed, StoreError, Transition};
+use model::{Snapshot, Step, TaskStatus, TaskType};
+use store::{Claimed, StoreError, TaskRow, Transition};
 
 use crate::Engine;
 
@@ -35,33 +35,27 @@ impl Engine {
     /// Runs a claimed task until it is terminal or its lease is lost.
     pub(crate) fn drive(&self, claimed: Claimed) {
         let task = &claimed.task;
-        let span = tracing::info_span!("task", task = %task.id, check = task.check_id, instance = %task.instance.instance_id);
+        let span =
+            tracing::info_span!("task", task = %task.id, check = task.check_id, instance = %task.instance.instance_id);
         let _g = span.enter();
         match self.try_drive(&claimed) {
             Ok(()) => {}
-            Err(StoreError::LeaseLost) => tracing::warn!(
-                stage = "transition",
-                "lease lost; another worker has the task"
-            ),
+            Err(StoreError::LeaseLost) => {
+                tracing::warn!(stage = "transition", "lease lost; another worker has the task")
+            }
             Err(e) => {
                 tracing::error!(error = %e, stage = "transition", "task step failed; it will be retried when its lease expires")
             }
         }
     }
 
-    fn fail(
-        &self,
-        claimed: &Claimed,
-        from: TaskStatus,
-        e: &ConnectorError,
-    ) -> store::Result<TaskStatus> {
+    fn fail(&self, claimed: &Claimed, from: TaskStatus, e: &ConnectorError) -> store::Result<TaskStatus> {
         let to = failure_of(from);
         // A failure status may be more than one edge away (e.g. RepairSuccess → Verifying → Unverified).
         let mut at = from;
         while !at.can_move_to(to) {
             let next = at.next()[0];
-            self.store
-                .transition(claimed, at, next, Transition::default())?;
+            self.store.transition(claimed, at, next, Transition::default())?;
             at = next;
         }
         tracing::warn!(code = e.code, error = %e.message, from = %from, to = %to, "task failed");
@@ -69,11 +63,7 @@ impl Engine {
             claimed,
             at,
             to,
-            Transition {
-                error: Some((e.code, &e.message)),
-                freed: e.freed,
-                ..Default::default()
-            },
+            Transition { error: Some((e.code, &e.message)), freed: e.freed, ..Default::default() },
         )?;
         Ok(to)
     }
@@ -85,10 +75,7 @@ impl Engine {
             self.fail(
                 claimed,
                 status,
-                &ConnectorError::new(
-                    "CheckNotFound",
-                    "the check item is no longer in the catalog",
-                ),
+                &ConnectorError::new("CheckNotFound", "the check item is no longer in the catalog"),
             )?;
             return Ok(());
         };
@@ -96,25 +83,15 @@ impl Engine {
             self.fail(
                 claimed,
                 status,
-                &ConnectorError::new(
-                    "ConnectorNotFound",
-                    format!("no connector for {}", task.instance.connector),
-                ),
+                &ConnectorError::new("ConnectorNotFound", format!("no connector for {}", task.instance.connector)),
             )?;
             return Ok(());
         };
         let params: Vec<(String, String)> = serde_json::from_str(&task.params).unwrap_or_default();
-        let ctx = Ctx {
-            claimed,
-            check,
-            connector: connector.as_ref(),
-            steps: check.render_steps(&params),
-        };
+        let ctx = Ctx { claimed, check, connector: connector.as_ref(), steps: check.render_steps(&params) };
         if task.attempts > self.config.max_attempts && !status.is_terminal() {
-            let e = ConnectorError::new(
-                "TooManyAttempts",
-                format!("the task was interrupted {} times", task.attempts - 1),
-            );
+            let e =
+                ConnectorError::new("TooManyAttempts", format!("the task was interrupted {} times", task.attempts - 1));
             if status == Repairing {
                 // The change may be half made: put the snapshot back before giving up.
                 let snap = self.store.get_snapshot(&task.id)?;
@@ -130,6 +107,21 @@ impl Engine {
         Ok(())
     }
 
+    /// The snapshot a step works from: a repair's own, or for a rollback its repair's. An empty
+    /// one is an error: nothing is changed, or restored, without a backup.
+    fn snapshot_of(&self, task: &TaskRow) -> store::Result<Result<Snapshot, ConnectorError>> {
+        let id = match task.kind {
+            TaskType::Repair => task.id.as_str(),
+            TaskType::Rollback => task.repair_task_id.as_deref().unwrap_or_default(),
+        };
+        let snap = self.store.get_snapshot(id)?;
+        Ok(if snap.items.is_empty() {
+            Err(ConnectorError::new("BackUpMissing", "no snapshot was stored; nothing is changed without one"))
+        } else {
+            Ok(snap)
+        })
+    }
+
     /// Does the work of `status` and writes the transition; returns the new status.
     fn step(&self, ctx: &Ctx, status: TaskStatus) -> store::Result<TaskStatus> {
         let task = &ctx.claimed.task;
@@ -141,84 +133,45 @@ impl Engine {
         match status {
             Init => move_to(InBackup, Transition::default()),
             InBackup => match ctx.connector.backup(&target, &ctx.steps) {
-                Ok(snap) => move_to(
-                    BackedUp,
-                    Transition {
-                        snapshot: Some(&snap),
-                        ..Default::default()
-                    },
-                ),
+                Ok(snap) => move_to(BackedUp, Transition { snapshot: Some(&snap), ..Default::default() }),
                 Err(e) => self.fail(ctx.claimed, status, &e),
             },
             BackedUp => move_to(Repairing, Transition::default()),
             Repairing => {
-                let mut snap = self.store.get_snapshot(&task.id)?;
-                if snap.items.is_empty() {
-                    return self.fail(
-                        ctx.claimed,
-                        status,
-                        &ConnectorError::new(
-                            "BackUpMissing",
-                            "no snapshot was stored; nothing is changed without one",
-                        ),
-                    );
-                }
+                let mut snap = match self.snapshot_of(task)? {
+                    Ok(snap) => snap,
+                    Err(e) => return self.fail(ctx.claimed, status, &e),
+                };
                 match ctx.connector.apply(&target, &ctx.steps, &mut snap) {
-                    Ok(()) => move_to(
-                        RepairSuccess,
-                        Transition {
-                            snapshot: Some(&snap),
-                            ..Default::default()
-                        },
-                    ),
+                    Ok(()) => move_to(RepairSuccess, Transition { snapshot: Some(&snap), ..Default::default() }),
                     Err(e) => self.fail(ctx.claimed, status, &e),
                 }
             }
             RepairSuccess => move_to(RepairSuccessVerifying, Transition::default()),
-            RepairSuccessVerifying => {
-                match self.evaluate_one(ctx.check, &task.instance, &task.id) {
-                    Ok((Outcome::Pass, update)) => move_to(
-                        RepairSuccessVerified,
-                        Transition {
-                            result: Some(&update),
-                            ..Default::default()
-                        },
-                    ),
-                    Ok((outcome, update)) => {
-                        let msg = match outcome {
-                            Outcome::NotPass(keys) => format!(
-                                "the check still fails after the repair: {}",
-                                keys.join(", ")
-                            ),
-                            _ => "the check no longer applies to the instance".to_string(),
-                        };
-                        move_to(
-                            RepairSuccessUnverified,
-                            Transition {
-                                error: Some(("VerifyFailed", &msg)),
-                                result: Some(&update),
-                                ..Default::default()
-                            },
-                        )
-                    }
-                    Err(e) => self.fail(ctx.claimed, status, &e),
+            RepairSuccessVerifying => match self.evaluate_one(ctx.check, &task.instance, &task.id) {
+                Ok((Outcome::Pass, update)) => {
+                    move_to(RepairSuccessVerified, Transition { result: Some(&update), ..Default::default() })
                 }
-            }
+                Ok((outcome, update)) => {
+                    let msg = match outcome {
+                        Outcome::NotPass(keys) => {
+                            format!("the check still fails after the repair: {}", keys.join(", "))
+                        }
+                        _ => "the check no longer applies to the instance".to_string(),
+                    };
+                    move_to(
+                        RepairSuccessUnverified,
+                        Transition { error: Some(("VerifyFailed", &msg)), result: Some(&update), ..Default::default() },
+                    )
+                }
+                Err(e) => self.fail(ctx.claimed, status, &e),
+            },
             RollBackInit => move_to(RollBacking, Transition::default()),
             RollBacking => {
-                let snap = self
-                    .store
-                    .get_snapshot(task.repair_task_id.as_deref().unwrap_or_default())?;
-                if snap.items.is_empty() {
-                    return self.fail(
-                        ctx.claimed,
-                        status,
-                        &ConnectorError::new(
-                            "BackUpMissing",
-                            "the repair has no snapshot to restore",
-                        ),
-                    );
-                }
+                let snap = match self.snapshot_of(task)? {
+                    Ok(snap) => snap,
+                    Err(e) => return self.fail(ctx.claimed, status, &e),
+                };
                 match ctx.connector.restore(&target, &snap) {
                     Ok(()) => move_to(RollBacked, Transition::default()),
                     Err(e) => self.fail(ctx.claimed, status, &e),
@@ -226,10 +179,7 @@ impl Engine {
             }
             RollBacked => move_to(RollBackVerifying, Transition::default()),
             RollBackVerifying => {
-                let snap = self
-                    .store
-                    .get_snapshot(task.repair_task_id.as_deref().unwrap_or_default())?;
-                let restored = match ctx.connector.matches(&target, &snap) {
+                let restored = match self.snapshot_of(task)?.and_then(|snap| ctx.connector.matches(&target, &snap)) {
                     Ok(m) => m,
                     Err(e) => return self.fail(ctx.claimed, status, &e),
                 };
@@ -239,13 +189,7 @@ impl Engine {
                     Err(e) => return self.fail(ctx.claimed, status, &e),
                 };
                 if restored {
-                    move_to(
-                        RollBackVerified,
-                        Transition {
-                            result: Some(&update),
-                            ..Default::default()
-                        },
-                    )
+                    move_to(RollBackVerified, Transition { result: Some(&update), ..Default::default() })
                 } else {
                     let msg = "the configuration does not match the snapshot after the restore";
                     move_to(

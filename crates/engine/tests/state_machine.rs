@@ -45,13 +45,7 @@ fn fixture() -> Fixture {
         )
         .unwrap()
         .pk;
-    Fixture {
-        _dir: dir,
-        root,
-        store,
-        account,
-        pk,
-    }
+    Fixture { _dir: dir, root, store, account, pk }
 }
 
 fn engine_with(store: &Arc<Store>, connector: Arc<dyn Connector>, lease_ms: i64) -> Arc<Engine> {
@@ -59,11 +53,7 @@ fn engine_with(store: &Arc<Store>, connector: Arc<dyn Connector>, lease_ms: i64)
         store.clone(),
         Arc::new(Catalog::builtin().unwrap()),
         vec![connector],
-        Config {
-            lease_ms,
-            idle_poll: Duration::from_millis(10),
-            ..Config::default()
-        },
+        Config { lease_ms, idle_poll: Duration::from_millis(10), ..Config::default() },
     )
 }
 
@@ -100,28 +90,10 @@ fn repair_verify_rollback_walks_every_status_and_restores_the_bytes() {
     let repair = submit(&f, TaskType::Repair, None);
     engine.drain();
     let t = f.store.get_task(&f.account, &repair).unwrap().unwrap();
-    assert_eq!(
-        t.status,
-        TaskStatus::RepairSuccessVerified,
-        "{}: {}",
-        t.error_code,
-        t.error_msg
-    );
-    assert_eq!(
-        sshd(&f.root),
-        SSHD.replace("PermitRootLogin yes", "PermitRootLogin no")
-    );
-    assert_eq!(
-        f.store.result_status(&f.account, 1001, f.pk).unwrap(),
-        Some(CheckStatus::Pass)
-    );
-    let events: Vec<String> = f
-        .store
-        .task_events(&repair)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.0)
-        .collect();
+    assert_eq!(t.status, TaskStatus::RepairSuccessVerified, "{}: {}", t.error_code, t.error_msg);
+    assert_eq!(sshd(&f.root), SSHD.replace("PermitRootLogin yes", "PermitRootLogin no"));
+    assert_eq!(f.store.result_status(&f.account, 1001, f.pk).unwrap(), Some(CheckStatus::Pass));
+    let events: Vec<String> = f.store.task_events(&repair).unwrap().into_iter().map(|e| e.0).collect();
     assert_eq!(
         events,
         [
@@ -138,35 +110,11 @@ fn repair_verify_rollback_walks_every_status_and_restores_the_bytes() {
     let rollback = submit(&f, TaskType::Rollback, Some(&repair));
     engine.drain();
     let t = f.store.get_task(&f.account, &rollback).unwrap().unwrap();
-    assert_eq!(
-        t.status,
-        TaskStatus::RollBackVerified,
-        "{}: {}",
-        t.error_code,
-        t.error_msg
-    );
+    assert_eq!(t.status, TaskStatus::RollBackVerified, "{}: {}", t.error_code, t.error_msg);
     assert_eq!(sshd(&f.root), SSHD, "byte for byte");
-    assert_eq!(
-        f.store.result_status(&f.account, 1001, f.pk).unwrap(),
-        Some(CheckStatus::NotPass)
-    );
-    let events: Vec<String> = f
-        .store
-        .task_events(&rollback)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.0)
-        .collect();
-    assert_eq!(
-        events,
-        [
-            "ROLL_BACK_INIT",
-            "ROLL_BACKING",
-            "ROLL_BACKED",
-            "ROLL_BACK_VERIFYING",
-            "ROLL_BACK_VERIFIED"
-        ]
-    );
+    assert_eq!(f.store.result_status(&f.account, 1001, f.pk).unwrap(), Some(CheckStatus::NotPass));
+    let events: Vec<String> = f.store.task_events(&rollback).unwrap().into_iter().map(|e| e.0).collect();
+    assert_eq!(events, ["ROLL_BACK_INIT", "ROLL_BACKING", "ROLL_BACKED", "ROLL_BACK_VERIFYING", "ROLL_BACK_VERIFIED"]);
 }
 
 /// A connector that dies (panics, like a crash) right after it changed the files, before the
@@ -204,23 +152,13 @@ impl Connector for CrashAfterApply {
 #[test]
 fn a_crash_mid_repair_is_resumed_from_the_first_snapshot_after_the_lease_expires() {
     let f = fixture();
-    let crashing = engine_with(
-        &f.store,
-        Arc::new(CrashAfterApply {
-            inner: HostConnector,
-            armed: AtomicBool::new(true),
-        }),
-        200,
-    );
+    let crashing =
+        engine_with(&f.store, Arc::new(CrashAfterApply { inner: HostConnector, armed: AtomicBool::new(true) }), 200);
     let repair = submit(&f, TaskType::Repair, None);
     let crashed = std::panic::catch_unwind(AssertUnwindSafe(|| crashing.work_once()));
     assert!(crashed.is_err(), "the worker died");
     let t = f.store.get_task(&f.account, &repair).unwrap().unwrap();
-    assert_eq!(
-        t.status,
-        TaskStatus::Repairing,
-        "the change was made but not recorded"
-    );
+    assert_eq!(t.status, TaskStatus::Repairing, "the change was made but not recorded");
     assert!(sshd(&f.root).contains("PermitRootLogin no"));
 
     // While the dead worker's lease runs, nobody takes the task.
@@ -229,13 +167,7 @@ fn a_crash_mid_repair_is_resumed_from_the_first_snapshot_after_the_lease_expires
     std::thread::sleep(Duration::from_millis(250));
     healthy.drain();
     let t = f.store.get_task(&f.account, &repair).unwrap().unwrap();
-    assert_eq!(
-        t.status,
-        TaskStatus::RepairSuccessVerified,
-        "{}: {}",
-        t.error_code,
-        t.error_msg
-    );
+    assert_eq!(t.status, TaskStatus::RepairSuccessVerified, "{}: {}", t.error_code, t.error_msg);
     assert_eq!(t.attempts, 2);
     // The snapshot is still the one taken before the first change: not re-taken from changed files.
     let snap = f.store.get_snapshot(&repair).unwrap();
@@ -244,14 +176,7 @@ fn a_crash_mid_repair_is_resumed_from_the_first_snapshot_after_the_lease_expires
 
     let rollback = submit(&f, TaskType::Rollback, Some(&repair));
     healthy.drain();
-    assert_eq!(
-        f.store
-            .get_task(&f.account, &rollback)
-            .unwrap()
-            .unwrap()
-            .status,
-        TaskStatus::RollBackVerified
-    );
+    assert_eq!(f.store.get_task(&f.account, &rollback).unwrap().unwrap().status, TaskStatus::RollBackVerified);
     assert_eq!(sshd(&f.root), SSHD);
 }
 
@@ -260,14 +185,8 @@ fn a_task_that_keeps_crashing_is_failed_and_its_half_change_undone() {
     let f = fixture();
     let repair = submit(&f, TaskType::Repair, None);
     for _ in 0..6 {
-        let crashing = engine_with(
-            &f.store,
-            Arc::new(CrashAfterApply {
-                inner: HostConnector,
-                armed: AtomicBool::new(true),
-            }),
-            0,
-        );
+        let crashing =
+            engine_with(&f.store, Arc::new(CrashAfterApply { inner: HostConnector, armed: AtomicBool::new(true) }), 0);
         let _ = std::panic::catch_unwind(AssertUnwindSafe(|| crashing.work_once()));
         std::thread::sleep(Duration::from_millis(2));
     }

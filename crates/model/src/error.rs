@@ -23,11 +23,7 @@ impl fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 fn e(status: u16, code: impl Into<String>, message: impl Into<String>) -> ApiError {
-    ApiError {
-        status,
-        code: code.into(),
-        message: message.into(),
-    }
+    ApiError { status, code: code.into(), message: message.into() }
 }
 
 /// The v1 and v3 signature mismatch message; it must keep the colon (aliyunsdkcore splits on it).
@@ -38,76 +34,54 @@ pub const SIGNATURE_MISMATCH_PREFIX: &str =
 impl ApiError {
     // --- gateway (rpc-protocol.md §6) ---
     pub fn missing_parameter(name: &str) -> Self {
-        e(400, "MissingParameter", format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."))
+        e(
+            400,
+            "MissingParameter",
+            format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."),
+        )
     }
     pub fn invalid_parameter(name: &str) -> Self {
+        e(400, "InvalidParameter", format!("The specified parameter \"{name}\" is not valid."))
+    }
+    pub fn incomplete_signature(string_to_sign: &str) -> Self {
+        e(
+            400,
+            "IncompleteSignature",
+            format!(
+                "The request signature does not conform to Aliyun standards. server string to sign is:{string_to_sign}"
+            ),
+        )
+    }
+    pub fn access_key_not_found() -> Self {
+        e(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+    }
+    pub fn access_key_inactive() -> Self {
+        e(400, "InvalidAccessKeyId.Inactive", "Specified access key is disabled.")
+    }
+    pub fn timestamp_expired() -> Self {
+        e(400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
+    }
+    pub fn nonce_used() -> Self {
+        e(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
+    }
+    pub fn signature_mismatch(string_to_sign: &str) -> Self {
+        e(400, "SignatureDoesNotMatch", format!("{SIGNATURE_MISMATCH_PREFIX}{string_to_sign}"))
+    }
+    pub fn content_sha256_mismatch() -> Self {
         e(
             400,
             "InvalidParameter",
-            format!("The specified parameter \"{name}\" is not valid."),
+            "The specified parameter \"x-acs-content-sha256\" is not valid: it does not match the body.",
         )
-    }
-    pub fn incomplete_signature(string_to_sign: &str) -> Self {
-        e(400, "IncompleteSignature", format!("The request signature does not conform to Aliyun standards. server string to sign is:{string_to_sign}"))
-    }
-    pub fn access_key_not_found() -> Self {
-        e(
-            404,
-            "InvalidAccessKeyId.NotFound",
-            "Specified access key is not found.",
-        )
-    }
-    pub fn access_key_inactive() -> Self {
-        e(
-            400,
-            "InvalidAccessKeyId.Inactive",
-            "Specified access key is disabled.",
-        )
-    }
-    pub fn timestamp_expired() -> Self {
-        e(
-            400,
-            "InvalidTimeStamp.Expired",
-            "Specified time stamp or date value is expired.",
-        )
-    }
-    pub fn nonce_used() -> Self {
-        e(
-            400,
-            "SignatureNonceUsed",
-            "Specified signature nonce was used already.",
-        )
-    }
-    pub fn signature_mismatch(string_to_sign: &str) -> Self {
-        e(
-            400,
-            "SignatureDoesNotMatch",
-            format!("{SIGNATURE_MISMATCH_PREFIX}{string_to_sign}"),
-        )
-    }
-    pub fn content_sha256_mismatch() -> Self {
-        e(400, "InvalidParameter", "The specified parameter \"x-acs-content-sha256\" is not valid: it does not match the body.")
     }
     pub fn action_not_found() -> Self {
-        e(
-            404,
-            "InvalidAction.NotFound",
-            "Specified api is not found, please check your url and method.",
-        )
+        e(404, "InvalidAction.NotFound", "Specified api is not found, please check your url and method.")
     }
     pub fn unsupported_method() -> Self {
-        e(
-            403,
-            "UnsupportedHTTPMethod",
-            "This HTTP method is not supported.",
-        )
+        e(403, "UnsupportedHTTPMethod", "This HTTP method is not supported.")
     }
     pub fn body_too_large(limit: usize) -> Self {
-        e(
-            413,
-            "RequestEntityTooLarge",
-            format!("The request body is larger than {limit} bytes."),
-        )
+        e(413, "RequestEntityTooLarge", format!("The request body is larger than {limit} bytes."))
     }
     pub fn no_permission() -> Self {
         e(403, "NoPermission", "caller has no permission")
@@ -127,35 +101,23 @@ impl ApiError {
         e(400, "-101", "InstanceIds is mandatory for this action.")
     }
     pub fn check_not_found(check_id: i64) -> Self {
-        e(
-            404,
-            "InvalidCheckId.NotFound",
-            format!("The check item {check_id} does not exist."),
-        )
+        e(404, "InvalidCheckId.NotFound", format!("The check item {check_id} does not exist."))
     }
     pub fn repair_not_supported(check_id: i64) -> Self {
-        e(
-            400,
-            "RepairNotSupported",
-            format!("The check item {check_id} cannot be repaired automatically."),
-        )
+        e(400, "RepairNotSupported", format!("The check item {check_id} cannot be repaired automatically."))
     }
     pub fn rollback_not_supported(check_id: i64) -> Self {
-        e(
-            400,
-            "RollbackNotSupported",
-            format!("Repairs of the check item {check_id} cannot be rolled back."),
-        )
+        e(400, "RollbackNotSupported", format!("Repairs of the check item {check_id} cannot be rolled back."))
     }
     pub fn instance_not_found(instance_id: &str) -> Self {
-        e(
-            404,
-            "InvalidInstance.NotFound",
-            format!("The instance {instance_id} does not exist."),
-        )
+        e(404, "InvalidInstance.NotFound", format!("The instance {instance_id} does not exist."))
     }
     pub fn instance_ambiguous(instance_id: &str) -> Self {
-        e(400, "InvalidInstance.Ambiguous", format!("The instance id {instance_id} matches several instances; give its Vendor and RegionId."))
+        e(
+            400,
+            "InvalidInstance.Ambiguous",
+            format!("The instance id {instance_id} matches several instances; give its Vendor and RegionId."),
+        )
     }
     pub fn instance_not_applicable(instance_id: &str, check_id: i64) -> Self {
         e(
@@ -165,14 +127,14 @@ impl ApiError {
         )
     }
     pub fn relation_key_not_found(key: &str) -> Self {
-        e(
-            404,
-            "InvalidRelationKey.NotFound",
-            format!("No asset selection is bound to the RelationKey {key}."),
-        )
+        e(404, "InvalidRelationKey.NotFound", format!("No asset selection is bound to the RelationKey {key}."))
     }
     pub fn no_instance_to_operate() -> Self {
-        e(400, "NoInstanceToOperate", "No instance to operate on: no listed instance, and no instance of the check item fails it.")
+        e(
+            400,
+            "NoInstanceToOperate",
+            "No instance to operate on: no listed instance, and no instance of the check item fails it.",
+        )
     }
     pub fn param_not_customized(name: &str) -> Self {
         e(
@@ -192,11 +154,7 @@ impl ApiError {
         e(400, "RepairTaskConflict", "Fix task conflicts.")
     }
     pub fn task_not_found(task_id: &str) -> Self {
-        e(
-            404,
-            "InvalidTaskId.NotFound",
-            format!("The task {task_id} does not exist."),
-        )
+        e(404, "InvalidTaskId.NotFound", format!("The task {task_id} does not exist."))
     }
     pub fn rollback_task_required() -> Self {
         e(400, "MissingParameter", "The input parameter \"OperationTaskInstances.N.TaskId\" that is mandatory for processing this request is not supplied.")

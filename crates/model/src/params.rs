@@ -119,9 +119,9 @@ impl ParamType {
         match self {
             ParamType::Number { range } if range[0] > range[1] => Err("range is empty".into()),
             ParamType::Enum { values } if values.is_empty() => Err("no enum values".into()),
-            ParamType::String { pattern } => regex_lite::Regex::new(pattern)
-                .map(|_| ())
-                .map_err(|e| format!("pattern: {e}")),
+            ParamType::String { pattern } => {
+                regex_lite::Regex::new(pattern).map(|_| ()).map_err(|e| format!("pattern: {e}"))
+            }
             _ => Ok(()),
         }
     }
@@ -135,11 +135,7 @@ impl ParamType {
         match self {
             ParamType::Ip => value.parse::<IpAddr>().ok().map(|ip| ip.to_string()),
             ParamType::Port => parse_port(value).map(|p| p.to_string()),
-            ParamType::IpPort => value
-                .parse::<SocketAddr>()
-                .ok()
-                .filter(|a| a.port() != 0)
-                .map(|a| a.to_string()),
+            ParamType::IpPort => value.parse::<SocketAddr>().ok().filter(|a| a.port() != 0).map(|a| a.to_string()),
             ParamType::Cidr => {
                 let (ip, prefix) = value.split_once('/')?;
                 let ip: IpAddr = ip.parse().ok()?;
@@ -148,11 +144,7 @@ impl ParamType {
                 (prefix <= max).then(|| format!("{ip}/{prefix}"))
             }
             ParamType::Number { range } => {
-                if !value
-                    .bytes()
-                    .enumerate()
-                    .all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'-'))
-                {
+                if !value.bytes().enumerate().all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'-')) {
                     return None;
                 }
                 let n: i64 = value.parse().ok()?;
@@ -194,10 +186,7 @@ impl ParamSpec {
 
 /// Resolves the values a repair runs with: every parameter of `specs`, from `given`
 /// (`RepairTempParam` name/value pairs) or its default. Errors name the parameter.
-pub fn resolve(
-    specs: &[ParamSpec],
-    given: &[(String, String)],
-) -> Result<Vec<(String, String)>, ParamError> {
+pub fn resolve(specs: &[ParamSpec], given: &[(String, String)]) -> Result<Vec<(String, String)>, ParamError> {
     for (name, _) in given {
         match specs.iter().find(|s| &s.name == name) {
             Some(s) if s.caller_may_set() => {}
@@ -206,17 +195,10 @@ pub fn resolve(
     }
     let mut out = Vec::new();
     for spec in specs {
-        let value = given
-            .iter()
-            .rev()
-            .find(|(n, _)| n == &spec.name)
-            .map(|(_, v)| v);
+        let value = given.iter().rev().find(|(n, _)| n == &spec.name).map(|(_, v)| v);
         match value {
             Some(v) if !v.is_empty() => {
-                let canon = spec
-                    .kind
-                    .check(v)
-                    .ok_or_else(|| ParamError::Format(spec.name.clone()))?;
+                let canon = spec.kind.check(v).ok_or_else(|| ParamError::Format(spec.name.clone()))?;
                 out.push((spec.name.clone(), canon));
             }
             _ if spec.required => return Err(ParamError::Missing(spec.name.clone())),
@@ -234,13 +216,7 @@ pub fn resolve(
 mod tests {
     use super::*;
 
-    fn spec(
-        name: &str,
-        usage: UsageType,
-        kind: ParamType,
-        default: Option<&str>,
-        required: bool,
-    ) -> ParamSpec {
+    fn spec(name: &str, usage: UsageType, kind: ParamType, default: Option<&str>, required: bool) -> ParamSpec {
         ParamSpec {
             name: name.into(),
             show_name: Text::default(),
@@ -254,42 +230,18 @@ mod tests {
     #[test]
     fn each_type_accepts_its_format_and_nothing_else() {
         let cases: Vec<(ParamType, &[&str], &[&str])> = vec![
-            (
-                ParamType::Ip,
-                &["10.0.0.1", "::1"],
-                &["10.0.0.256", "host", "1.2.3.4:5", " 1.2.3.4"],
-            ),
-            (
-                ParamType::Port,
-                &["1", "6379", "65535"],
-                &["0", "65536", "-1", "+22", "22a"],
-            ),
+            (ParamType::Ip, &["10.0.0.1", "::1"], &["10.0.0.256", "host", "1.2.3.4:5", " 1.2.3.4"]),
+            (ParamType::Port, &["1", "6379", "65535"], &["0", "65536", "-1", "+22", "22a"]),
             (
                 ParamType::IpPort,
                 &["127.0.0.1:6379", "[::1]:22"],
                 &["127.0.0.1", "1.2.3.4:0", "1.2.3.4:70000", "::1:22"],
             ),
+            (ParamType::Cidr, &["10.0.0.0/8", "::/0"], &["10.0.0.0/33", "10.0.0.0", "x/8"]),
+            (ParamType::Number { range: [1, 10] }, &["1", "10"], &["0", "11", "1.5", "", "1e1"]),
+            (ParamType::Enum { values: vec!["no".into(), "yes".into()] }, &["no"], &["No", "maybe"]),
             (
-                ParamType::Cidr,
-                &["10.0.0.0/8", "::/0"],
-                &["10.0.0.0/33", "10.0.0.0", "x/8"],
-            ),
-            (
-                ParamType::Number { range: [1, 10] },
-                &["1", "10"],
-                &["0", "11", "1.5", "", "1e1"],
-            ),
-            (
-                ParamType::Enum {
-                    values: vec!["no".into(), "yes".into()],
-                },
-                &["no"],
-                &["No", "maybe"],
-            ),
-            (
-                ParamType::String {
-                    pattern: "[a-z]{2,4}".into(),
-                },
+                ParamType::String { pattern: "[a-z]{2,4}".into() },
                 &["ab", "abcd"],
                 &["a", "abcde", "ab\nPermitRootLogin yes"],
             ),
@@ -306,9 +258,7 @@ mod tests {
 
     #[test]
     fn control_characters_are_refused_by_every_type() {
-        let s = ParamType::String {
-            pattern: ".*".into(),
-        };
+        let s = ParamType::String { pattern: ".*".into() };
         assert!(s.check("a\nb").is_none());
         assert!(s.check("a\rb").is_none());
         assert!(s.check("a\0b").is_none());
@@ -316,10 +266,7 @@ mod tests {
 
     #[test]
     fn type_define_is_the_documented_json() {
-        assert_eq!(
-            ParamType::Number { range: [1, 24] }.type_define(),
-            r#"{"range":[1,24],"type":"NUMBER"}"#
-        );
+        assert_eq!(ParamType::Number { range: [1, 24] }.type_define(), r#"{"range":[1,24],"type":"NUMBER"}"#);
         assert_eq!(ParamType::IpPort.type_define(), r#"{"type":"IP:PORT"}"#);
     }
 
@@ -327,41 +274,17 @@ mod tests {
     fn resolve_reports_missing_malformed_and_unknown_by_name() {
         let specs = vec![
             spec("IPPort", UsageType::Temp, ParamType::IpPort, None, true),
-            spec(
-                "Max",
-                UsageType::User,
-                ParamType::Number { range: [1, 10] },
-                Some("4"),
-                false,
-            ),
+            spec("Max", UsageType::User, ParamType::Number { range: [1, 10] }, Some("4"), false),
             spec("Derived", UsageType::Asset, ParamType::Port, None, false),
         ];
-        assert_eq!(
-            resolve(&specs, &[]),
-            Err(ParamError::Missing("IPPort".into()))
-        );
-        assert_eq!(
-            resolve(&specs, &[("IPPort".into(), "".into())]),
-            Err(ParamError::Missing("IPPort".into()))
-        );
-        assert_eq!(
-            resolve(&specs, &[("IPPort".into(), "1.2.3.4".into())]),
-            Err(ParamError::Format("IPPort".into()))
-        );
-        assert_eq!(
-            resolve(&specs, &[("Nope".into(), "1".into())]),
-            Err(ParamError::Format("Nope".into()))
-        );
-        assert_eq!(
-            resolve(&specs, &[("Derived".into(), "22".into())]),
-            Err(ParamError::Format("Derived".into()))
-        );
+        assert_eq!(resolve(&specs, &[]), Err(ParamError::Missing("IPPort".into())));
+        assert_eq!(resolve(&specs, &[("IPPort".into(), "".into())]), Err(ParamError::Missing("IPPort".into())));
+        assert_eq!(resolve(&specs, &[("IPPort".into(), "1.2.3.4".into())]), Err(ParamError::Format("IPPort".into())));
+        assert_eq!(resolve(&specs, &[("Nope".into(), "1".into())]), Err(ParamError::Format("Nope".into())));
+        assert_eq!(resolve(&specs, &[("Derived".into(), "22".into())]), Err(ParamError::Format("Derived".into())));
         assert_eq!(
             resolve(&specs, &[("IPPort".into(), "10.0.0.5:6380".into())]).unwrap(),
-            vec![
-                ("IPPort".into(), "10.0.0.5:6380".into()),
-                ("Max".into(), "4".into())
-            ]
+            vec![("IPPort".into(), "10.0.0.5:6380".into()), ("Max".into(), "4".into())]
         );
     }
 

@@ -170,10 +170,7 @@ impl TaskStatus {
 
     /// Whether a repair task in this status changed the configuration and so can be rolled back.
     pub fn repair_applied(self) -> bool {
-        matches!(
-            self,
-            TaskStatus::RepairSuccessVerified | TaskStatus::RepairSuccessUnverified
-        )
+        matches!(self, TaskStatus::RepairSuccessVerified | TaskStatus::RepairSuccessUnverified)
     }
 
     /// The localised display name (`StatusShowName`).
@@ -237,11 +234,7 @@ mod tests {
     fn transition_table_is_exactly_the_documented_one() {
         for &from in TaskStatus::ALL {
             for &to in TaskStatus::ALL {
-                assert_eq!(
-                    from.can_move_to(to),
-                    ALLOWED.contains(&(from, to)),
-                    "{from} -> {to}"
-                );
+                assert_eq!(from.can_move_to(to), ALLOWED.contains(&(from, to)), "{from} -> {to}");
             }
         }
     }
@@ -276,14 +269,7 @@ mod tests {
 
     #[test]
     fn repair_and_rollback_graphs_never_meet() {
-        let repair = [
-            Init,
-            InBackup,
-            BackedUp,
-            Repairing,
-            RepairSuccess,
-            RepairSuccessVerifying,
-        ];
+        let repair = [Init, InBackup, BackedUp, Repairing, RepairSuccess, RepairSuccessVerifying];
         for s in repair {
             for n in s.next() {
                 assert!(!n.as_str().starts_with("ROLL_BACK"), "{s} -> {n}");

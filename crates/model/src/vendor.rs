@@ -93,9 +93,7 @@ impl Vendor {
         if let Ok(n) = s.parse::<i64>() {
             return Vendor::from_code(n);
         }
-        Vendor::ALL
-            .into_iter()
-            .find(|v| v.name().eq_ignore_ascii_case(s))
+        Vendor::ALL.into_iter().find(|v| v.name().eq_ignore_ascii_case(s))
     }
 
     /// Whether a `Vendors` filter entry names this vendor. `ALIYUN` covers lightweight servers.

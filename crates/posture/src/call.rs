@@ -28,9 +28,8 @@ fn try_run(action: &str, args: &[String]) -> Result<ExitCode, String> {
         Some(params.remove(i).1)
     };
     let endpoint = take("endpoint");
-    let cred_path = take("credentials")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::default_data_dir().join("credentials.json"));
+    let cred_path =
+        take("credentials").map(PathBuf::from).unwrap_or_else(|| crate::default_data_dir().join("credentials.json"));
     let signing = match take("signature").as_deref() {
         None | Some("v3") => Signing::V3,
         Some("v1") => Signing::V1,
@@ -38,15 +37,12 @@ fn try_run(action: &str, args: &[String]) -> Result<ExitCode, String> {
     };
     let text = std::fs::read_to_string(&cred_path)
         .map_err(|e| format!("cannot read credentials {}: {e}", cred_path.display()))?;
-    let file: CredentialsFile = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a credentials file: {e}", cred_path.display()))?;
+    let file: CredentialsFile =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not a credentials file: {e}", cred_path.display()))?;
     let endpoint = endpoint.unwrap_or(file.endpoint.clone());
-    let creds = Credentials {
-        access_key_id: file.access_key_id,
-        access_key_secret: file.access_key_secret,
-    };
-    let resp = call(&endpoint, &creds, action, &params, signing)
-        .map_err(|e| format!("cannot reach {endpoint}: {e}"))?;
+    let creds = Credentials { access_key_id: file.access_key_id, access_key_secret: file.access_key_secret };
+    let resp =
+        call(&endpoint, &creds, action, &params, signing).map_err(|e| format!("cannot reach {endpoint}: {e}"))?;
     let body = resp.json();
     if resp.status >= 400 {
         eprintln!(
@@ -58,9 +54,6 @@ fn try_run(action: &str, args: &[String]) -> Result<ExitCode, String> {
         );
         return Ok(ExitCode::from(1));
     }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&body).unwrap_or(resp.body)
-    );
+    println!("{}", serde_json::to_string_pretty(&body).unwrap_or(resp.body));
     Ok(ExitCode::SUCCESS)
 }

@@ -25,22 +25,125 @@ struct Server {
 }
 
 const FLEET: [Server; 8] = [
-    Server { vendor: Vendor::Aliyun, region: "cn-hangzhou", id: "i-bp1a2c3d4e5f6g7h8i9j", name: "web-01", hardened_ssh: false, sshd_mode: 0o644, pass_max_days: "99999", redis: Some("bind 0.0.0.0\nprotected-mode no\nport 6379\n"), sysctl: "", shadow_mode: 0o640, passwd_mode: 0o644, empty_password_user: false },
-    Server { vendor: Vendor::Aliyun, region: "cn-hangzhou", id: "i-bp1k2l3m4n5o6p7q8r9s", name: "web-02", hardened_ssh: true, sshd_mode: 0o600, pass_max_days: "90", redis: None, sysctl: "net.ipv4.conf.all.accept_redirects = 0\nnet.ipv4.conf.all.send_redirects = 0\n", shadow_mode: 0o640, passwd_mode: 0o644, empty_password_user: false },
-    Server { vendor: Vendor::Aliyun, region: "cn-shanghai", id: "i-uf6a1b2c3d4e5f6g7h8i", name: "cache-01", hardened_ssh: true, sshd_mode: 0o600, pass_max_days: "180", redis: Some("bind 127.0.0.1 -::1\nprotected-mode yes\nport 6379\nrequirepass 9f8e7d6c5b4a39281706f5e4d3c2b1a0\n"), sysctl: "net.ipv4.conf.all.accept_redirects = 0\nnet.ipv4.conf.all.send_redirects = 0\n", shadow_mode: 0o640, passwd_mode: 0o644, empty_password_user: false },
-    Server { vendor: Vendor::Outside, region: "cn-beijing", id: "3b7c5e1a-8f2d-4c6b-9a0e-1d2f3a4b5c6d", name: "office-gw", hardened_ssh: false, sshd_mode: 0o644, pass_max_days: "99999", redis: None, sysctl: "net.ipv4.ip_forward = 1\n", shadow_mode: 0o644, passwd_mode: 0o644, empty_password_user: true },
-    Server { vendor: Vendor::Idc, region: "cn-shenzhen", id: "7e4d2c1b-0a9f-4e8d-b7c6-5a4b3c2d1e0f", name: "idc-build-01", hardened_ssh: false, sshd_mode: 0o600, pass_max_days: "365", redis: Some("port 6380\nprotected-mode yes\n"), sysctl: "kernel.randomize_va_space = 0\n", shadow_mode: 0o640, passwd_mode: 0o666, empty_password_user: false },
-    Server { vendor: Vendor::Lightweight, region: "ap-southeast-1", id: "5a8e1c7d2b9f4e6a8c3d1b7e9f2a4c6e", name: "blog", hardened_ssh: false, sshd_mode: 0o644, pass_max_days: "99999", redis: None, sysctl: "", shadow_mode: 0o640, passwd_mode: 0o644, empty_password_user: false },
-    Server { vendor: Vendor::Aliyun, region: "ap-southeast-1", id: "i-t4n1o2p3q4r5s6t7u8v9", name: "jump-sg", hardened_ssh: true, sshd_mode: 0o600, pass_max_days: "60", redis: None, sysctl: "net.ipv4.conf.all.accept_redirects = 0\nnet.ipv4.conf.all.send_redirects = 0\n", shadow_mode: 0o600, passwd_mode: 0o644, empty_password_user: false },
-    Server { vendor: Vendor::Lightweight, region: "cn-hangzhou", id: "c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6", name: "staging", hardened_ssh: false, sshd_mode: 0o600, pass_max_days: "99999", redis: Some("bind * -::*\nprotected-mode yes\n"), sysctl: "net.ipv4.conf.all.accept_redirects = 0\n", shadow_mode: 0o640, passwd_mode: 0o644, empty_password_user: false },
+    Server {
+        vendor: Vendor::Aliyun,
+        region: "cn-hangzhou",
+        id: "i-bp1a2c3d4e5f6g7h8i9j",
+        name: "web-01",
+        hardened_ssh: false,
+        sshd_mode: 0o644,
+        pass_max_days: "99999",
+        redis: Some("bind 0.0.0.0\nprotected-mode no\nport 6379\n"),
+        sysctl: "",
+        shadow_mode: 0o640,
+        passwd_mode: 0o644,
+        empty_password_user: false,
+    },
+    Server {
+        vendor: Vendor::Aliyun,
+        region: "cn-hangzhou",
+        id: "i-bp1k2l3m4n5o6p7q8r9s",
+        name: "web-02",
+        hardened_ssh: true,
+        sshd_mode: 0o600,
+        pass_max_days: "90",
+        redis: None,
+        sysctl: "net.ipv4.conf.all.accept_redirects = 0\nnet.ipv4.conf.all.send_redirects = 0\n",
+        shadow_mode: 0o640,
+        passwd_mode: 0o644,
+        empty_password_user: false,
+    },
+    Server {
+        vendor: Vendor::Aliyun,
+        region: "cn-shanghai",
+        id: "i-uf6a1b2c3d4e5f6g7h8i",
+        name: "cache-01",
+        hardened_ssh: true,
+        sshd_mode: 0o600,
+        pass_max_days: "180",
+        redis: Some(
+            "bind 127.0.0.1 -::1\nprotected-mode yes\nport 6379\nrequirepass 9f8e7d6c5b4a39281706f5e4d3c2b1a0\n",
+        ),
+        sysctl: "net.ipv4.conf.all.accept_redirects = 0\nnet.ipv4.conf.all.send_redirects = 0\n",
+        shadow_mode: 0o640,
+        passwd_mode: 0o644,
+        empty_password_user: false,
+    },
+    Server {
+        vendor: Vendor::Outside,
+        region: "cn-beijing",
+        id: "3b7c5e1a-8f2d-4c6b-9a0e-1d2f3a4b5c6d",
+        name: "office-gw",
+        hardened_ssh: false,
+        sshd_mode: 0o644,
+        pass_max_days: "99999",
+        redis: None,
+        sysctl: "net.ipv4.ip_forward = 1\n",
+        shadow_mode: 0o644,
+        passwd_mode: 0o644,
+        empty_password_user: true,
+    },
+    Server {
+        vendor: Vendor::Idc,
+        region: "cn-shenzhen",
+        id: "7e4d2c1b-0a9f-4e8d-b7c6-5a4b3c2d1e0f",
+        name: "idc-build-01",
+        hardened_ssh: false,
+        sshd_mode: 0o600,
+        pass_max_days: "365",
+        redis: Some("port 6380\nprotected-mode yes\n"),
+        sysctl: "kernel.randomize_va_space = 0\n",
+        shadow_mode: 0o640,
+        passwd_mode: 0o666,
+        empty_password_user: false,
+    },
+    Server {
+        vendor: Vendor::Lightweight,
+        region: "ap-southeast-1",
+        id: "5a8e1c7d2b9f4e6a8c3d1b7e9f2a4c6e",
+        name: "blog",
+        hardened_ssh: false,
+        sshd_mode: 0o644,
+        pass_max_days: "99999",
+        redis: None,
+        sysctl: "",
+        shadow_mode: 0o640,
+        passwd_mode: 0o644,
+        empty_password_user: false,
+    },
+    Server {
+        vendor: Vendor::Aliyun,
+        region: "ap-southeast-1",
+        id: "i-t4n1o2p3q4r5s6t7u8v9",
+        name: "jump-sg",
+        hardened_ssh: true,
+        sshd_mode: 0o600,
+        pass_max_days: "60",
+        redis: None,
+        sysctl: "net.ipv4.conf.all.accept_redirects = 0\nnet.ipv4.conf.all.send_redirects = 0\n",
+        shadow_mode: 0o600,
+        passwd_mode: 0o644,
+        empty_password_user: false,
+    },
+    Server {
+        vendor: Vendor::Lightweight,
+        region: "cn-hangzhou",
+        id: "c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6",
+        name: "staging",
+        hardened_ssh: false,
+        sshd_mode: 0o600,
+        pass_max_days: "99999",
+        redis: Some("bind * -::*\nprotected-mode yes\n"),
+        sysctl: "net.ipv4.conf.all.accept_redirects = 0\n",
+        shadow_mode: 0o640,
+        passwd_mode: 0o644,
+        empty_password_user: false,
+    },
 ];
 
 fn sshd_config(hardened: bool) -> String {
-    let (root, x11, tries, grace, empty) = if hardened {
-        ("no", "no", "3", "30", "no")
-    } else {
-        ("yes", "yes", "6", "2m", "no")
-    };
+    let (root, x11, tries, grace, empty) =
+        if hardened { ("no", "no", "3", "30", "no") } else { ("yes", "yes", "6", "2m", "no") };
     format!(
         "\n# This is the sshd server system-wide configuration file.  See\n# sshd_config(5) for more information.\n\n\
 # The strategy used for options in the default sshd_config shipped with\n# OpenSSH is to specify options with their default value where\n\
@@ -92,29 +195,16 @@ pub fn build(fleet_dir: &Path) -> std::io::Result<Vec<NewInstance>> {
     let mut out = Vec::new();
     for s in &FLEET {
         let root = fleet_dir.join(s.id);
-        write(
-            &root,
-            "etc/ssh/sshd_config",
-            &sshd_config(s.hardened_ssh),
-            s.sshd_mode,
-        )?;
+        write(&root, "etc/ssh/sshd_config", &sshd_config(s.hardened_ssh), s.sshd_mode)?;
         std::fs::create_dir_all(root.join("etc/ssh/sshd_config.d"))?;
         write(&root, "etc/login.defs", &login_defs(s.pass_max_days), 0o644)?;
         write(&root, "etc/passwd", PASSWD, s.passwd_mode)?;
         write(&root, "etc/group", GROUP, 0o644)?;
-        write(
-            &root,
-            "etc/shadow",
-            &shadow(s.empty_password_user),
-            s.shadow_mode,
-        )?;
+        write(&root, "etc/shadow", &shadow(s.empty_password_user), s.shadow_mode)?;
         write(
             &root,
             "etc/sysctl.conf",
-            &format!(
-                "#\n# /etc/sysctl.conf - Configuration file for setting system variables\n#\n\n{}",
-                s.sysctl
-            ),
+            &format!("#\n# /etc/sysctl.conf - Configuration file for setting system variables\n#\n\n{}", s.sysctl),
             0o644,
         )?;
         std::fs::create_dir_all(root.join("etc/sysctl.d"))?;

@@ -69,12 +69,7 @@ pub fn run(args: Args) -> ExitCode {
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
@@ -82,25 +77,21 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 fn try_run(args: Args) -> Result<(), String> {
-    std::fs::create_dir_all(&args.data)
-        .map_err(|e| format!("cannot create {}: {e}", args.data.display()))?;
+    // Bind first: a taken address fails at once, before anything is written.
+    let listener =
+        std::net::TcpListener::bind(args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&args.data).map_err(|e| format!("cannot create {}: {e}", args.data.display()))?;
     let _ = std::fs::set_permissions(&args.data, std::fs::Permissions::from_mode(0o700));
     // One serve per data directory: it owns the leases of its workers.
-    let lock = File::create(args.data.join("serve.lock"))
-        .map_err(|e| format!("cannot create the lock file: {e}"))?;
-    lock.try_lock()
-        .map_err(|_| format!("another posture serve is using {}", args.data.display()))?;
+    let lock = File::create(args.data.join("serve.lock")).map_err(|e| format!("cannot create the lock file: {e}"))?;
+    lock.try_lock().map_err(|_| format!("another posture serve is using {}", args.data.display()))?;
 
-    let store = Arc::new(
-        Store::open(&args.data.join("posture.db"))
-            .map_err(|e| format!("cannot open the database: {e}"))?,
-    );
+    let store =
+        Arc::new(Store::open(&args.data.join("posture.db")).map_err(|e| format!("cannot open the database: {e}"))?);
     let released = store.release_leases().map_err(|e| e.to_string())?;
     if released > 0 {
-        tracing::info!(
-            tasks = released,
-            "resuming unfinished work from the previous run"
-        );
+        tracing::info!(tasks = released, "resuming unfinished work from the previous run");
     }
     let catalog = match &args.catalog_dir {
         Some(dir) => Catalog::with_user_dir(dir),
@@ -111,10 +102,7 @@ fn try_run(args: Args) -> Result<(), String> {
         store.clone(),
         Arc::new(catalog),
         vec![Arc::new(HostConnector)],
-        engine::Config {
-            lease_ms: args.lease_ms,
-            ..Default::default()
-        },
+        engine::Config { lease_ms: args.lease_ms, ..Default::default() },
     );
 
     let account = ensure_admin(&store, &args.data, &args.listen)?;
@@ -123,13 +111,9 @@ fn try_run(args: Args) -> Result<(), String> {
     }
     let _workers = engine.start(args.workers);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let listener =
-            tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
         let app = api::App::new(store, engine);
         tracing::info!(listen = %args.listen, credentials = %args.data.join("credentials.json").display(), "posture is serving");
         axum::serve(listener, api::gateway::router(app))
@@ -143,8 +127,8 @@ fn try_run(args: Args) -> Result<(), String> {
 
 async fn shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {},
         _ = term.recv() => {},
@@ -163,53 +147,36 @@ fn ensure_admin(store: &Store, data: &Path, listen: &SocketAddr) -> Result<Strin
         {
             if file.endpoint != endpoint {
                 file.endpoint = endpoint;
-                write_private(
-                    &path,
-                    &serde_json::to_string_pretty(&file).unwrap_or_default(),
-                )
-                .map_err(|e| e.to_string())?;
+                write_private(&path, &serde_json::to_string_pretty(&file).unwrap_or_default())
+                    .map_err(|e| e.to_string())?;
             }
         }
         return Ok(account.id);
     }
     let account = store.create_account("admin").map_err(|e| e.to_string())?;
-    let key = store
-        .create_key(&account.id, "Admin")
-        .map_err(|e| e.to_string())?;
+    let key = store.create_key(&account.id, "Admin").map_err(|e| e.to_string())?;
     let file = CredentialsFile {
         account_id: account.id.clone(),
         access_key_id: key.id,
         access_key_secret: key.secret,
         endpoint,
     };
-    write_private(
-        &path,
-        &serde_json::to_string_pretty(&file).unwrap_or_default(),
-    )
-    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    write_private(&path, &serde_json::to_string_pretty(&file).unwrap_or_default())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     tracing::info!(account = %account.id, credentials = %path.display(), "created the admin account and its AccessKey");
     Ok(account.id)
 }
 
 fn seed_demo(store: &Store, engine: &Engine, account: &str, data: &Path) -> Result<(), String> {
-    if !store
-        .list_instances(account)
-        .map_err(|e| e.to_string())?
-        .is_empty()
-    {
+    if !store.list_instances(account).map_err(|e| e.to_string())?.is_empty() {
         return Ok(());
     }
     let fleet = data.join("fleet");
-    let instances =
-        crate::demo::build(&fleet).map_err(|e| format!("cannot write the demo fleet: {e}"))?;
+    let instances = crate::demo::build(&fleet).map_err(|e| format!("cannot write the demo fleet: {e}"))?;
     for i in &instances {
-        store
-            .upsert_instance(account, i)
-            .map_err(|e| e.to_string())?;
+        store.upsert_instance(account, i).map_err(|e| e.to_string())?;
     }
-    store
-        .create_run(account, "CHECK_ALL", "", &[], &[])
-        .map_err(|e| e.to_string())?;
+    store.create_run(account, "CHECK_ALL", "", &[], &[]).map_err(|e| e.to_string())?;
     engine.drain();
     tracing::info!(servers = instances.len(), fleet = %fleet.display(), "registered and checked the demo fleet");
     Ok(())

@@ -5,9 +5,7 @@ mod common;
 
 use api::client::send;
 use api::encoding::pop_encode;
-use api::signature::{
-    sha256_hex, v1_sign, v1_string_to_sign, v3_canonical_request, v3_sign, v3_string_to_sign,
-};
+use api::signature::{sha256_hex, v1_sign, v1_string_to_sign, v3_canonical_request, v3_sign, v3_string_to_sign};
 use api::time::format_utc;
 use common::Server;
 use serde_json::Value;
@@ -25,10 +23,7 @@ fn v3_request(
     nonce: &str,
     secret: &str,
 ) -> (String, Vec<(String, String)>) {
-    let q: Vec<(String, String)> = query
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let q: Vec<(String, String)> = query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let mut headers: Vec<(String, String)> = vec![
         ("host".into(), s.endpoint.clone()),
         ("x-acs-action".into(), action.into()),
@@ -50,11 +45,7 @@ fn v3_request(
             names.join(";")
         ),
     ));
-    let qs = q
-        .iter()
-        .map(|(k, v)| format!("{}={}", pop_encode(k), pop_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
+    let qs = q.iter().map(|(k, v)| format!("{}={}", pop_encode(k), pop_encode(v))).collect::<Vec<_>>().join("&");
     (qs, headers)
 }
 
@@ -87,17 +78,11 @@ fn v1_params(
 }
 
 fn form(p: &[(String, String)]) -> String {
-    p.iter()
-        .map(|(k, v)| format!("{}={}", pop_encode(k), pop_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    p.iter().map(|(k, v)| format!("{}={}", pop_encode(k), pop_encode(v))).collect::<Vec<_>>().join("&")
 }
 
 fn code(r: &api::client::Response) -> (u16, String) {
-    (
-        r.status,
-        r.json()["Code"].as_str().unwrap_or("").to_string(),
-    )
+    (r.status, r.json()["Code"].as_str().unwrap_or("").to_string())
 }
 
 #[test]
@@ -109,55 +94,29 @@ fn every_documented_rejection_over_http() {
     // Unknown key, wrong secret (the message keeps the colon and the string to sign).
     let mut bad = s.creds.clone();
     bad.access_key_id = "LTAInosuchkey".into();
-    let r = api::client::call(
-        &s.endpoint,
-        &bad,
-        "ListCheckResult",
-        &[],
-        api::client::Signing::V3,
-    )
-    .unwrap();
+    let r = api::client::call(&s.endpoint, &bad, "ListCheckResult", &[], api::client::Signing::V3).unwrap();
     assert_eq!(code(&r), (404, "InvalidAccessKeyId.NotFound".into()));
-    let (q, h) = v3_request(
-        &s,
-        "ListCheckResult",
-        &[],
-        &now_utc(),
-        &store::new_id(16),
-        "wrong-secret",
-    );
+    let (q, h) = v3_request(&s, "ListCheckResult", &[], &now_utc(), &store::new_id(16), "wrong-secret");
     let r = send(&s.endpoint, "POST", &q, &h, b"").unwrap();
     assert_eq!(code(&r), (400, "SignatureDoesNotMatch".into()));
     let msg = r.json()["Message"].as_str().unwrap().to_string();
-    assert!(msg.starts_with("Specified signature is not matched with our calculation. server string to sign is:ACS3-HMAC-SHA256\n"), "{msg}");
+    assert!(
+        msg.starts_with(
+            "Specified signature is not matched with our calculation. server string to sign is:ACS3-HMAC-SHA256\n"
+        ),
+        "{msg}"
+    );
     let env: Value = r.json();
     for f in ["RequestId", "HostId", "Code", "Message", "Recommend"] {
         assert!(env[f].is_string(), "envelope lacks {f}: {}", r.body);
     }
-    assert_eq!(
-        r.headers
-            .iter()
-            .find(|(k, _)| k == "content-type")
-            .unwrap()
-            .1,
-        "application/json;charset=utf-8"
-    );
+    assert_eq!(r.headers.iter().find(|(k, _)| k == "content-type").unwrap().1, "application/json;charset=utf-8");
 
     // Clock skew: 16 minutes either way, in both signatures.
     for delta in [-16 * 60, 16 * 60] {
         let ts = format_utc(store::now_ms() / 1000 + delta);
-        let (q, h) = v3_request(
-            &s,
-            "ListCheckResult",
-            &[],
-            &ts,
-            &store::new_id(16),
-            &s.creds.access_key_secret,
-        );
-        assert_eq!(
-            code(&send(&s.endpoint, "POST", &q, &h, b"").unwrap()),
-            (400, "InvalidTimeStamp.Expired".into())
-        );
+        let (q, h) = v3_request(&s, "ListCheckResult", &[], &ts, &store::new_id(16), &s.creds.access_key_secret);
+        assert_eq!(code(&send(&s.endpoint, "POST", &q, &h, b"").unwrap()), (400, "InvalidTimeStamp.Expired".into()));
         let p = v1_params(&s, "POST", "ListCheckResult", &[], &ts, &store::new_id(16));
         assert_eq!(
             code(&send(&s.endpoint, "POST", &form(&p), &[], b"").unwrap()),
@@ -166,130 +125,44 @@ fn every_documented_rejection_over_http() {
     }
 
     // A replayed request: the first passes, the exact same one is refused (v3 and v1).
-    let (q, h) = v3_request(
-        &s,
-        "ListCheckResult",
-        &[],
-        &now_utc(),
-        &store::new_id(16),
-        &s.creds.access_key_secret,
-    );
+    let (q, h) = v3_request(&s, "ListCheckResult", &[], &now_utc(), &store::new_id(16), &s.creds.access_key_secret);
     assert_eq!(send(&s.endpoint, "POST", &q, &h, b"").unwrap().status, 200);
-    assert_eq!(
-        code(&send(&s.endpoint, "POST", &q, &h, b"").unwrap()),
-        (400, "SignatureNonceUsed".into())
-    );
-    let p = v1_params(
-        &s,
-        "GET",
-        "ListCheckResult",
-        &[],
-        &now_utc(),
-        &store::new_id(16),
-    );
-    assert_eq!(
-        send(&s.endpoint, "GET", &form(&p), &[], b"")
-            .unwrap()
-            .status,
-        200
-    );
-    assert_eq!(
-        code(&send(&s.endpoint, "GET", &form(&p), &[], b"").unwrap()),
-        (400, "SignatureNonceUsed".into())
-    );
+    assert_eq!(code(&send(&s.endpoint, "POST", &q, &h, b"").unwrap()), (400, "SignatureNonceUsed".into()));
+    let p = v1_params(&s, "GET", "ListCheckResult", &[], &now_utc(), &store::new_id(16));
+    assert_eq!(send(&s.endpoint, "GET", &form(&p), &[], b"").unwrap().status, 200);
+    assert_eq!(code(&send(&s.endpoint, "GET", &form(&p), &[], b"").unwrap()), (400, "SignatureNonceUsed".into()));
 
     // Unknown action, missing parameter, bad version, no signature at all.
     s.err("NoSuchAction", &[], 404, "InvalidAction.NotFound");
-    let v = s.err(
-        "SubmitOperationTask",
-        &[("Type", "REPAIR")],
-        400,
-        "MissingParameter",
-    );
+    let v = s.err("SubmitOperationTask", &[("Type", "REPAIR")], 400, "MissingParameter");
     assert!(v["Message"].as_str().unwrap().contains("\"CheckId\""));
-    let p = v1_params(
-        &s,
-        "POST",
-        "ListCheckResult",
-        &[("Version", "2099-01-01")],
-        &now_utc(),
-        &store::new_id(16),
-    );
-    let p: Vec<_> = p
-        .into_iter()
-        .filter(|(k, v)| !(k == "Version" && v == "2018-12-03"))
-        .collect();
+    let p = v1_params(&s, "POST", "ListCheckResult", &[("Version", "2099-01-01")], &now_utc(), &store::new_id(16));
+    let p: Vec<_> = p.into_iter().filter(|(k, v)| !(k == "Version" && v == "2018-12-03")).collect();
     let p = {
         let mut p = p;
         p.retain(|(k, _)| k != "Signature");
-        p.push((
-            "Signature".into(),
-            v1_sign(&s.creds.access_key_secret, &v1_string_to_sign("POST", &p)),
-        ));
+        p.push(("Signature".into(), v1_sign(&s.creds.access_key_secret, &v1_string_to_sign("POST", &p))));
         p
     };
-    assert_eq!(
-        code(&send(&s.endpoint, "POST", &form(&p), &[], b"").unwrap()),
-        (400, "InvalidParameter".into())
-    );
+    assert_eq!(code(&send(&s.endpoint, "POST", &form(&p), &[], b"").unwrap()), (400, "InvalidParameter".into()));
     let r = send(&s.endpoint, "POST", "Action=ListCheckResult", &[], b"").unwrap();
     assert_eq!(code(&r), (400, "MissingParameter".into()));
-    assert!(r.json()["Message"]
-        .as_str()
-        .unwrap()
-        .contains("AccessKeyId"));
+    assert!(r.json()["Message"].as_str().unwrap().contains("AccessKeyId"));
 
     // Malformed v3 Authorization, and a body hash that does not match.
-    let r = send(
-        &s.endpoint,
-        "POST",
-        "",
-        &[(
-            "authorization".into(),
-            "ACS3-HMAC-SHA256 Credential=x".into(),
-        )],
-        b"",
-    )
-    .unwrap();
+    let r = send(&s.endpoint, "POST", "", &[("authorization".into(), "ACS3-HMAC-SHA256 Credential=x".into())], b"")
+        .unwrap();
     assert_eq!(code(&r), (400, "IncompleteSignature".into()));
-    let (q, mut h) = v3_request(
-        &s,
-        "ListCheckResult",
-        &[],
-        &now_utc(),
-        &store::new_id(16),
-        &s.creds.access_key_secret,
-    );
-    h.push((
-        "content-type".into(),
-        "application/x-www-form-urlencoded".into(),
-    ));
-    assert_eq!(
-        code(&send(&s.endpoint, "POST", &q, &h, b"Lang=en").unwrap()).0,
-        400
-    );
+    let (q, mut h) = v3_request(&s, "ListCheckResult", &[], &now_utc(), &store::new_id(16), &s.creds.access_key_secret);
+    h.push(("content-type".into(), "application/x-www-form-urlencoded".into()));
+    assert_eq!(code(&send(&s.endpoint, "POST", &q, &h, b"Lang=en").unwrap()).0, 400);
 
     // Methods, paths and sizes.
-    assert_eq!(
-        code(&send(&s.endpoint, "PUT", "", &[], b"").unwrap()),
-        (403, "UnsupportedHTTPMethod".into())
-    );
-    assert_eq!(
-        code(&send(&s.endpoint, "DELETE", "", &[], b"").unwrap()),
-        (403, "UnsupportedHTTPMethod".into())
-    );
+    assert_eq!(code(&send(&s.endpoint, "PUT", "", &[], b"").unwrap()), (403, "UnsupportedHTTPMethod".into()));
+    assert_eq!(code(&send(&s.endpoint, "DELETE", "", &[], b"").unwrap()), (403, "UnsupportedHTTPMethod".into()));
     let big = vec![b'a'; (1 << 20) + 10];
-    let r = send(
-        &s.endpoint,
-        "POST",
-        "",
-        &[(
-            "content-type".into(),
-            "application/x-www-form-urlencoded".into(),
-        )],
-        &big,
-    )
-    .unwrap();
+    let r = send(&s.endpoint, "POST", "", &[("content-type".into(), "application/x-www-form-urlencoded".into())], &big)
+        .unwrap();
     assert_eq!(code(&r), (413, "RequestEntityTooLarge".into()));
 }
 
@@ -297,64 +170,27 @@ fn every_documented_rejection_over_http() {
 fn v1_from_the_query_from_a_form_body_and_by_get() {
     let s = Server::start(&[]);
     // pop-core POST: everything, Action and Signature included, in the form body.
-    let p = v1_params(
-        &s,
-        "POST",
-        "GetCheckDetail",
-        &[("CheckId", "1016"), ("Lang", "en")],
-        &now_utc(),
-        &store::new_id(16),
-    );
+    let p =
+        v1_params(&s, "POST", "GetCheckDetail", &[("CheckId", "1016"), ("Lang", "en")], &now_utc(), &store::new_id(16));
     let r = send(
         &s.endpoint,
         "POST",
         "",
-        &[(
-            "content-type".into(),
-            "application/x-www-form-urlencoded".into(),
-        )],
+        &[("content-type".into(), "application/x-www-form-urlencoded".into())],
         form(&p).as_bytes(),
     )
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(
-        r.json()["RepairSetting"]["RepairConfigs"][0]["Name"],
-        "IPPort"
-    );
+    assert_eq!(r.json()["RepairSetting"]["RepairConfigs"][0]["Name"], "IPPort");
     // GET with the query (ListOperationTask is a GET action in the SDK metadata).
-    let p = v1_params(
-        &s,
-        "GET",
-        "ListOperationTask",
-        &[("PageSize", "5")],
-        &now_utc(),
-        &store::new_id(16),
-    );
+    let p = v1_params(&s, "GET", "ListOperationTask", &[("PageSize", "5")], &now_utc(), &store::new_id(16));
     let r = send(&s.endpoint, "GET", &form(&p), &[], b"").unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     // A signature computed for GET does not pass as POST.
-    let p = v1_params(
-        &s,
-        "GET",
-        "ListCheckResult",
-        &[],
-        &now_utc(),
-        &store::new_id(16),
-    );
-    assert_eq!(
-        code(&send(&s.endpoint, "POST", &form(&p), &[], b"").unwrap()),
-        (400, "SignatureDoesNotMatch".into())
-    );
+    let p = v1_params(&s, "GET", "ListCheckResult", &[], &now_utc(), &store::new_id(16));
+    assert_eq!(code(&send(&s.endpoint, "POST", &form(&p), &[], b"").unwrap()), (400, "SignatureDoesNotMatch".into()));
     // The client's own v1 signing.
-    assert_eq!(
-        s.call_with(
-            "ListCheckResult",
-            &[("Lang", "en")],
-            api::client::Signing::V1
-        )
-        .status,
-        200
-    );
+    assert_eq!(s.call_with("ListCheckResult", &[("Lang", "en")], api::client::Signing::V1).status, 200);
 }
 
 #[test]
@@ -407,16 +243,8 @@ fn no_input_makes_a_server_error() {
     for (action, _) in api::ops::OPERATIONS {
         for name in names {
             for value in hostile {
-                let r = s.call(
-                    action,
-                    &[(name, value), ("CheckId", "1001"), ("Type", "REPAIR")],
-                );
-                assert!(
-                    r.status < 500,
-                    "{action} {name}={value:?}: {} {}",
-                    r.status,
-                    r.body
-                );
+                let r = s.call(action, &[(name, value), ("CheckId", "1001"), ("Type", "REPAIR")]);
+                assert!(r.status < 500, "{action} {name}={value:?}: {} {}", r.status, r.body);
                 let v = r.json();
                 assert!(v.is_object(), "{action}: not JSON: {}", r.body);
                 if r.status >= 400 {
@@ -428,22 +256,10 @@ fn no_input_makes_a_server_error() {
     }
     assert!(n > 4000);
     // Garbage on the wire itself.
-    for (q, body) in [
-        ("%%%=%", &b""[..]),
-        ("a=1&&&=&", b"x=%ZZ"),
-        ("Action=ListCheckResult&Signature=%E0%80", b""),
-    ] {
-        let r = send(
-            &s.endpoint,
-            "POST",
-            q,
-            &[(
-                "content-type".into(),
-                "application/x-www-form-urlencoded".into(),
-            )],
-            body,
-        )
-        .unwrap();
+    for (q, body) in [("%%%=%", &b""[..]), ("a=1&&&=&", b"x=%ZZ"), ("Action=ListCheckResult&Signature=%E0%80", b"")] {
+        let r =
+            send(&s.endpoint, "POST", q, &[("content-type".into(), "application/x-www-form-urlencoded".into())], body)
+                .unwrap();
         assert!(r.status < 500 && r.json()["Code"].is_string(), "{}", r.body);
     }
 }

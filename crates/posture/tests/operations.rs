@@ -12,16 +12,9 @@ const WEB01: &str = "i-bp1a2c3d4e5f6g7h8i9j";
 const STAGING: &str = "c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6";
 
 fn repair(s: &Server, check: &str, instance: &str, extra: &[(&str, &str)]) -> String {
-    let mut p = vec![
-        ("CheckId", check),
-        ("Type", "REPAIR"),
-        ("OperationTaskInstances.1.InstanceId", instance),
-    ];
+    let mut p = vec![("CheckId", check), ("Type", "REPAIR"), ("OperationTaskInstances.1.InstanceId", instance)];
     p.extend_from_slice(extra);
-    s.ok("SubmitOperationTask", &p)["RootTaskId"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    s.ok("SubmitOperationTask", &p)["RootTaskId"].as_str().unwrap().to_string()
 }
 
 fn one_task(s: &Server, check: i64, root: &str) -> Value {
@@ -31,10 +24,7 @@ fn one_task(s: &Server, check: i64, root: &str) -> Value {
 }
 
 fn result_of(s: &Server, check: &str, instance: &str) -> String {
-    let v = s.ok(
-        "ListCheckInstanceResult",
-        &[("CheckId", check), ("InstanceIds.1", instance)],
-    );
+    let v = s.ok("ListCheckInstanceResult", &[("CheckId", check), ("InstanceIds.1", instance)]);
     v["BasicData"][0]["Status"].as_str().unwrap().to_string()
 }
 
@@ -47,30 +37,16 @@ fn concurrent_submissions_for_one_instance_create_exactly_one_task() {
             std::thread::spawn(move || {
                 let r = s.call(
                     "SubmitOperationTask",
-                    &[
-                        ("CheckId", "1001"),
-                        ("Type", "REPAIR"),
-                        ("OperationTaskInstances.1.InstanceId", WEB01),
-                    ],
+                    &[("CheckId", "1001"), ("Type", "REPAIR"), ("OperationTaskInstances.1.InstanceId", WEB01)],
                 );
-                (
-                    r.status,
-                    r.json()["Code"].as_str().unwrap_or("").to_string(),
-                )
+                (r.status, r.json()["Code"].as_str().unwrap_or("").to_string())
             })
         })
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert_eq!(
-        results.iter().filter(|r| r.0 == 200).count(),
-        1,
-        "{results:?}"
-    );
+    assert_eq!(results.iter().filter(|r| r.0 == 200).count(), 1, "{results:?}");
     assert!(
-        results
-            .iter()
-            .filter(|r| r.0 != 200)
-            .all(|r| *r == (400, "RepairTaskConflict".to_string())),
+        results.iter().filter(|r| r.0 != 200).all(|r| *r == (400, "RepairTaskConflict".to_string())),
         "{results:?}"
     );
     let v = s.ok("ListOperationTask", &[("CheckId", "1001")]);
@@ -80,43 +56,23 @@ fn concurrent_submissions_for_one_instance_create_exactly_one_task() {
 #[test]
 fn check_id_dimension_repairs_every_failing_instance() {
     let s = Server::start(&[]);
-    let failing = s.ok(
-        "ListCheckInstanceResult",
-        &[
-            ("CheckId", "1001"),
-            ("Statuses.1", "NOT_PASS"),
-            ("PageSize", "100"),
-        ],
-    );
+    let failing =
+        s.ok("ListCheckInstanceResult", &[("CheckId", "1001"), ("Statuses.1", "NOT_PASS"), ("PageSize", "100")]);
     let n = failing["BasicData"].as_array().unwrap().len();
     assert!(n >= 3);
-    let root = s.ok(
-        "SubmitOperationTask",
-        &[
-            ("CheckId", "1001"),
-            ("Type", "REPAIR"),
-            ("DimensionType", "CHECK_ID"),
-        ],
-    )["RootTaskId"]
+    let root = s.ok("SubmitOperationTask", &[("CheckId", "1001"), ("Type", "REPAIR"), ("DimensionType", "CHECK_ID")])
+        ["RootTaskId"]
         .as_str()
         .unwrap()
         .to_string();
     let rows = s.wait_root(1001, &root);
     assert_eq!(rows.len(), n);
-    assert!(
-        rows.iter()
-            .all(|r| r["Status"] == "REPAIR_SUCCESS_VERIFIED"),
-        "{rows:?}"
-    );
+    assert!(rows.iter().all(|r| r["Status"] == "REPAIR_SUCCESS_VERIFIED"), "{rows:?}");
     let agg = s.ok("ListCheckResult", &[("CheckIds.1", "1001")]);
     assert_eq!(agg["Checks"][0]["Status"], "PASS");
     s.err(
         "SubmitOperationTask",
-        &[
-            ("CheckId", "1001"),
-            ("Type", "REPAIR"),
-            ("DimensionType", "CHECK_ID"),
-        ],
+        &[("CheckId", "1001"), ("Type", "REPAIR"), ("DimensionType", "CHECK_ID")],
         400,
         "NoInstanceToOperate",
     );
@@ -128,54 +84,22 @@ fn every_misuse_has_its_own_code() {
     let sub = |extra: &[(&str, &str)], status: u16, code: &str| {
         s.err("SubmitOperationTask", extra, status, code);
     };
+    sub(&[("CheckId", "424242"), ("Type", "REPAIR")], 404, "InvalidCheckId.NotFound");
+    sub(&[("CheckId", "1001"), ("Type", "FIX")], 400, "InvalidParameter");
+    sub(&[("CheckId", "1001"), ("Type", "REPAIR"), ("DimensionType", "ALL")], 400, "InvalidParameter");
     sub(
-        &[("CheckId", "424242"), ("Type", "REPAIR")],
-        404,
-        "InvalidCheckId.NotFound",
-    );
-    sub(
-        &[("CheckId", "1001"), ("Type", "FIX")],
-        400,
-        "InvalidParameter",
-    );
-    sub(
-        &[
-            ("CheckId", "1001"),
-            ("Type", "REPAIR"),
-            ("DimensionType", "ALL"),
-        ],
-        400,
-        "InvalidParameter",
-    );
-    sub(
-        &[
-            ("CheckId", "1018"),
-            ("Type", "REPAIR"),
-            ("OperationTaskInstances.1.InstanceId", WEB01),
-        ],
+        &[("CheckId", "1018"), ("Type", "REPAIR"), ("OperationTaskInstances.1.InstanceId", WEB01)],
         400,
         "RepairNotSupported",
     );
     sub(
-        &[
-            ("CheckId", "1007"),
-            ("Type", "ROLLBACK"),
-            ("OperationTaskInstances.1.InstanceId", WEB01),
-        ],
+        &[("CheckId", "1007"), ("Type", "ROLLBACK"), ("OperationTaskInstances.1.InstanceId", WEB01)],
         400,
         "RollbackNotSupported",
     );
+    sub(&[("CheckId", "1001"), ("Type", "REPAIR")], 400, "MissingParameter");
     sub(
-        &[("CheckId", "1001"), ("Type", "REPAIR")],
-        400,
-        "MissingParameter",
-    );
-    sub(
-        &[
-            ("CheckId", "1001"),
-            ("Type", "REPAIR"),
-            ("OperationTaskInstances.1.InstanceId", "i-nosuch"),
-        ],
+        &[("CheckId", "1001"), ("Type", "REPAIR"), ("OperationTaskInstances.1.InstanceId", "i-nosuch")],
         404,
         "InvalidInstance.NotFound",
     );
@@ -200,20 +124,12 @@ fn every_misuse_has_its_own_code() {
         "InvalidParameter",
     );
     sub(
-        &[
-            ("CheckId", "1001"),
-            ("Type", "REPAIR"),
-            ("OperationTaskInstances.1.RegionId", "cn-hangzhou"),
-        ],
+        &[("CheckId", "1001"), ("Type", "REPAIR"), ("OperationTaskInstances.1.RegionId", "cn-hangzhou")],
         400,
         "MissingParameter",
     );
     sub(
-        &[
-            ("CheckId", "1001"),
-            ("Type", "REPAIR"),
-            ("RelationKey", "CSPM_OPERATION_RELATION_KEY_1"),
-        ],
+        &[("CheckId", "1001"), ("Type", "REPAIR"), ("RelationKey", "CSPM_OPERATION_RELATION_KEY_1")],
         404,
         "InvalidRelationKey.NotFound",
     );
@@ -229,11 +145,7 @@ fn every_misuse_has_its_own_code() {
         "ErrorParamFormat.MaxAuthTries",
     );
     sub(
-        &[
-            ("CheckId", "1001"),
-            ("Type", "ROLLBACK"),
-            ("OperationTaskInstances.1.InstanceId", WEB01),
-        ],
+        &[("CheckId", "1001"), ("Type", "ROLLBACK"), ("OperationTaskInstances.1.InstanceId", WEB01)],
         400,
         "MissingParameter",
     );
@@ -242,23 +154,12 @@ fn every_misuse_has_its_own_code() {
             ("CheckId", "1001"),
             ("Type", "ROLLBACK"),
             ("OperationTaskInstances.1.InstanceId", WEB01),
-            (
-                "OperationTaskInstances.1.TaskId",
-                "00000000000000000000000000000000",
-            ),
+            ("OperationTaskInstances.1.TaskId", "00000000000000000000000000000000"),
         ],
         404,
         "InvalidTaskId.NotFound",
     );
-    sub(
-        &[
-            ("CheckId", "1001"),
-            ("Type", "ROLLBACK"),
-            ("DimensionType", "CHECK_ID"),
-        ],
-        400,
-        "MissingParameter",
-    );
+    sub(&[("CheckId", "1001"), ("Type", "ROLLBACK"), ("DimensionType", "CHECK_ID")], 400, "MissingParameter");
 
     // Both vendor spellings, and named twice: one task.
     let root = repair(
@@ -303,15 +204,7 @@ fn every_misuse_has_its_own_code() {
     let second = one_task(
         &s,
         1003,
-        &repair(
-            &s,
-            "1003",
-            WEB01,
-            &[
-                ("RepairTempParam.1.Name", "MaxAuthTries"),
-                ("RepairTempParam.1.Value", "2"),
-            ],
-        ),
+        &repair(&s, "1003", WEB01, &[("RepairTempParam.1.Name", "MaxAuthTries"), ("RepairTempParam.1.Value", "2")]),
     );
     assert_eq!(second["Status"], "REPAIR_SUCCESS_VERIFIED");
     assert!(read(&s.fleet(WEB01, "etc/ssh/sshd_config")).contains("\nMaxAuthTries 2\n"));
@@ -344,27 +237,14 @@ fn every_misuse_has_its_own_code() {
         )
         .unwrap();
     sub(
-        &[
-            ("CheckId", "1001"),
-            ("Type", "REPAIR"),
-            ("OperationTaskInstances.1.InstanceId", WEB01),
-        ],
+        &[("CheckId", "1001"), ("Type", "REPAIR"), ("OperationTaskInstances.1.InstanceId", WEB01)],
         400,
         "InvalidInstance.Ambiguous",
     );
-    let root = repair(
-        &s,
-        "1001",
-        WEB01,
-        &[("OperationTaskInstances.1.RegionId", "cn-beijing")],
-    );
+    let root = repair(&s, "1001", WEB01, &[("OperationTaskInstances.1.RegionId", "cn-beijing")]);
     let gone = one_task(&s, 1001, &root);
     assert_eq!(
-        (
-            gone["Status"].as_str(),
-            gone["ErrorCode"].as_str(),
-            gone["InstanceFreed"].as_bool()
-        ),
+        (gone["Status"].as_str(), gone["ErrorCode"].as_str(), gone["InstanceFreed"].as_bool()),
         (Some("BACKUP_FAIL"), Some("InstanceFreed"), Some(true))
     );
 }
@@ -384,10 +264,7 @@ fn rollback_refuses_to_undo_a_later_change_to_the_same_file() {
             ("CheckId", "1001"),
             ("Type", "ROLLBACK"),
             ("OperationTaskInstances.1.InstanceId", WEB01),
-            (
-                "OperationTaskInstances.1.TaskId",
-                root_login["TaskId"].as_str().unwrap(),
-            ),
+            ("OperationTaskInstances.1.TaskId", root_login["TaskId"].as_str().unwrap()),
         ],
     )["RootTaskId"]
         .as_str()
@@ -407,19 +284,13 @@ fn rollback_refuses_to_undo_a_later_change_to_the_same_file() {
                 ("CheckId", check),
                 ("Type", "ROLLBACK"),
                 ("OperationTaskInstances.1.InstanceId", WEB01),
-                (
-                    "OperationTaskInstances.1.TaskId",
-                    task["TaskId"].as_str().unwrap(),
-                ),
+                ("OperationTaskInstances.1.TaskId", task["TaskId"].as_str().unwrap()),
             ],
         )["RootTaskId"]
             .as_str()
             .unwrap()
             .to_string();
-        assert_eq!(
-            one_task(&s, check.parse().unwrap(), &root)["Status"],
-            "ROLL_BACK_VERIFIED"
-        );
+        assert_eq!(one_task(&s, check.parse().unwrap(), &root)["Status"], "ROLL_BACK_VERIFIED");
     }
     assert_eq!(read(&path), original);
     assert_eq!(result_of(&s, "1001", WEB01), "NOT_PASS");
@@ -430,25 +301,17 @@ fn a_restart_keeps_everything_and_resumes_unfinished_tasks() {
     let mut s = Server::start(&["--workers", "0"]);
     let creds = read(&s.data().join("credentials.json"));
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(s.data().join("credentials.json"))
-            .unwrap()
-            .permissions(),
+        &std::fs::metadata(s.data().join("credentials.json")).unwrap().permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
     let root = repair(
         &s,
         "1016",
         WEB01,
-        &[
-            ("RepairTempParam.1.Name", "IPPort"),
-            ("RepairTempParam.1.Value", "127.0.0.1:6379"),
-        ],
+        &[("RepairTempParam.1.Name", "IPPort"), ("RepairTempParam.1.Value", "127.0.0.1:6379")],
     );
     let before = s.ok("ListOperationTask", &[("CheckId", "1016")]);
-    assert_eq!(
-        before["OperationTasks"][0]["Status"], "INIT",
-        "no worker runs it"
-    );
+    assert_eq!(before["OperationTasks"][0]["Status"], "INIT", "no worker runs it");
     s.stop();
     s.spawn(&[]);
     assert_eq!(
@@ -461,26 +324,13 @@ fn a_restart_keeps_everything_and_resumes_unfinished_tasks() {
     assert_eq!(result_of(&s, "1016", WEB01), "PASS");
     s.stop();
     s.spawn(&[]);
-    assert_eq!(
-        result_of(&s, "1016", WEB01),
-        "PASS",
-        "results survive a restart"
-    );
-    let events = s.ok(
-        "ListOperationTask",
-        &[("TaskId", t["TaskId"].as_str().unwrap())],
-    );
-    assert_eq!(
-        events["OperationTasks"][0]["Status"],
-        "REPAIR_SUCCESS_VERIFIED"
-    );
+    assert_eq!(result_of(&s, "1016", WEB01), "PASS", "results survive a restart");
+    let events = s.ok("ListOperationTask", &[("TaskId", t["TaskId"].as_str().unwrap())]);
+    assert_eq!(events["OperationTasks"][0]["Status"], "REPAIR_SUCCESS_VERIFIED");
 }
 
 fn creds_endpoint(creds: &str) -> String {
-    serde_json::from_str::<Value>(creds).unwrap()["Endpoint"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    serde_json::from_str::<Value>(creds).unwrap()["Endpoint"].as_str().unwrap().to_string()
 }
 
 #[test]
@@ -491,56 +341,24 @@ fn listings_page_and_filter() {
     assert_eq!(total, 19);
     let mut seen = Vec::new();
     for page in 1..=4 {
-        let v = s.ok(
-            "ListCheckResult",
-            &[("PageSize", "5"), ("CurrentPage", &page.to_string())],
-        );
-        seen.extend(
-            v["Checks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c["CheckId"].as_i64().unwrap()),
-        );
+        let v = s.ok("ListCheckResult", &[("PageSize", "5"), ("CurrentPage", &page.to_string())]);
+        seen.extend(v["Checks"].as_array().unwrap().iter().map(|c| c["CheckId"].as_i64().unwrap()));
     }
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len() as i64, total);
-    let high = s.ok(
-        "ListCheckResult",
-        &[("RiskLevels.1", "HIGH"), ("PageSize", "100")],
-    );
-    assert!(high["Checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|c| c["RiskLevel"] == "HIGH"));
-    let sorted = s.ok(
-        "ListCheckResult",
-        &[("SortTypes.1", "STATUS"), ("PageSize", "100")],
-    );
+    let high = s.ok("ListCheckResult", &[("RiskLevels.1", "HIGH"), ("PageSize", "100")]);
+    assert!(high["Checks"].as_array().unwrap().iter().all(|c| c["RiskLevel"] == "HIGH"));
+    let sorted = s.ok("ListCheckResult", &[("SortTypes.1", "STATUS"), ("PageSize", "100")]);
     assert_eq!(sorted["Checks"][0]["Status"], "NOT_PASS");
     let aws = s.ok("ListCheckResult", &[("Vendors.1", "AWS")]);
     assert_eq!(aws["PageInfo"]["TotalCount"], 0);
-    let idc = s.ok(
-        "ListCheckResult",
-        &[("Vendors.1", "2"), ("CheckIds.1", "1012")],
-    );
+    let idc = s.ok("ListCheckResult", &[("Vendors.1", "2"), ("CheckIds.1", "1012")]);
     assert_eq!(idc["Checks"][0]["Vendor"], "IDC");
-    let name = s.ok(
-        "ListCheckInstanceResult",
-        &[("CheckId", "1001"), ("InstanceNameKey", "web")],
-    );
-    assert!(name["BasicData"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["InstanceName"].as_str().unwrap().contains("web")));
+    let name = s.ok("ListCheckInstanceResult", &[("CheckId", "1001"), ("InstanceNameKey", "web")]);
+    assert!(name["BasicData"].as_array().unwrap().iter().all(|r| r["InstanceName"].as_str().unwrap().contains("web")));
     let zh = s.ok("ListCheckResult", &[("CheckIds.1", "1001")]);
-    assert!(zh["Checks"][0]["CheckShowName"]
-        .as_str()
-        .unwrap()
-        .contains("禁止"));
+    assert!(zh["Checks"][0]["CheckShowName"].as_str().unwrap().contains("禁止"));
 }
 
 #[test]
@@ -561,11 +379,7 @@ fn posture_call_prints_answers_and_fails_on_errors() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["RepairSetting"]["RepairConfigs"][0]["Name"], "IPPort");
     let out = std::process::Command::new(common::bin())

@@ -34,31 +34,18 @@ impl Store {
         // 16 decimal digits, never starting with 0.
         let id = format!("1{:015}", u64::from_le_bytes(b) % 1_000_000_000_000_000);
         self.write(|tx| {
-            tx.execute(
-                "INSERT INTO accounts (id, name, created_ms) VALUES (?, ?, ?)",
-                params![id, name, now_ms()],
-            )?;
+            tx.execute("INSERT INTO accounts (id, name, created_ms) VALUES (?, ?, ?)", params![id, name, now_ms()])?;
             Ok(())
         })?;
-        Ok(Account {
-            id,
-            name: name.to_string(),
-        })
+        Ok(Account { id, name: name.to_string() })
     }
 
     /// The first account created (the admin account of a fresh data directory).
     pub fn first_account(&self) -> Result<Option<Account>> {
         self.read(|c| {
-            Ok(c.query_row(
-                "SELECT id, name FROM accounts ORDER BY rowid LIMIT 1",
-                [],
-                |r| {
-                    Ok(Account {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                    })
-                },
-            )
+            Ok(c.query_row("SELECT id, name FROM accounts ORDER BY rowid LIMIT 1", [], |r| {
+                Ok(Account { id: r.get(0)?, name: r.get(1)? })
+            })
             .optional()?)
         })
     }
@@ -85,19 +72,15 @@ impl Store {
     /// Looks an AccessKey up by id.
     pub fn get_key(&self, id: &str) -> Result<Option<AccessKey>> {
         self.read(|c| {
-            Ok(c.query_row(
-                "SELECT id, account_id, secret, policy, enabled FROM access_keys WHERE id = ?",
-                [id],
-                |r| {
-                    Ok(AccessKey {
-                        id: r.get(0)?,
-                        account_id: r.get(1)?,
-                        secret: r.get(2)?,
-                        policy: r.get(3)?,
-                        enabled: r.get(4)?,
-                    })
-                },
-            )
+            Ok(c.query_row("SELECT id, account_id, secret, policy, enabled FROM access_keys WHERE id = ?", [id], |r| {
+                Ok(AccessKey {
+                    id: r.get(0)?,
+                    account_id: r.get(1)?,
+                    secret: r.get(2)?,
+                    policy: r.get(3)?,
+                    enabled: r.get(4)?,
+                })
+            })
             .optional()?)
         })
     }

@@ -105,9 +105,8 @@ impl Store {
     /// Every instance of the account.
     pub fn list_instances(&self, account_id: &str) -> Result<Vec<Instance>> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? ORDER BY pk"
-            ))?;
+            let mut st =
+                c.prepare_cached(&format!("SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? ORDER BY pk"))?;
             let rows = st.query_map([account_id], |r| instance_from(r, 0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
@@ -116,10 +115,7 @@ impl Store {
     /// Marks an instance released (its connector found it gone).
     pub fn mark_freed(&self, account_id: &str, pk: i64) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
-                "UPDATE instances SET freed = 1 WHERE account_id = ? AND pk = ?",
-                params![account_id, pk],
-            )?;
+            tx.execute("UPDATE instances SET freed = 1 WHERE account_id = ? AND pk = ?", params![account_id, pk])?;
             Ok(())
         })
     }

@@ -58,9 +58,7 @@ impl std::error::Error for StoreError {}
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         match &e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
                 StoreError::Conflict
             }
             rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
@@ -83,10 +81,7 @@ pub struct Store {
 
 /// Now, in Unix epoch milliseconds.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// A new random id of `bytes` random bytes, lower-case hex (task ids: 16 bytes, 32 hex).
@@ -107,11 +102,8 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 fn schema_sql() -> String {
-    let active: Vec<String> = model::TaskStatus::ALL
-        .iter()
-        .filter(|s| !s.is_terminal())
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect();
+    let active: Vec<String> =
+        model::TaskStatus::ALL.iter().filter(|s| !s.is_terminal()).map(|s| format!("'{}'", s.as_str())).collect();
     include_str!("schema.sql").replace("{ACTIVE}", &active.join(", "))
 }
 
@@ -125,25 +117,13 @@ impl Store {
                 "the database is schema version {version}, newer than this posture (1)"
             )));
         }
-        writer.execute_batch(&format!(
-            "BEGIN; {} PRAGMA user_version = 1; COMMIT;",
-            schema_sql()
-        ))?;
-        let readers = (0..READERS)
-            .map(|_| open_conn(path).map(Mutex::new))
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(Store {
-            writer: Mutex::new(writer),
-            readers,
-            next_reader: AtomicUsize::new(0),
-        })
+        writer.execute_batch(&format!("BEGIN; {} PRAGMA user_version = 1; COMMIT;", schema_sql()))?;
+        let readers = (0..READERS).map(|_| open_conn(path).map(Mutex::new)).collect::<rusqlite::Result<_>>()?;
+        Ok(Store { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
     }
 
     /// Runs `f` in one write transaction (committed if it returns Ok).
-    pub(crate) fn write<T>(
-        &self,
-        f: impl FnOnce(&rusqlite::Transaction) -> Result<T>,
-    ) -> Result<T> {
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
@@ -159,9 +139,7 @@ impl Store {
                 return f(&c);
             }
         }
-        let c = self.readers[start % self.readers.len()]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let c = self.readers[start % self.readers.len()].lock().unwrap_or_else(|p| p.into_inner());
         f(&c)
     }
 }

@@ -90,12 +90,7 @@ pub(crate) fn upsert_result(tx: &Transaction, account_id: &str, u: &ResultUpdate
 }
 
 fn like(s: &str) -> String {
-    format!(
-        "%{}%",
-        s.replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    )
+    format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
 }
 
 impl Store {
@@ -133,10 +128,7 @@ impl Store {
         );
         let mut args: Vec<Value> = vec![account_id.to_string().into()];
         if !instance_ids.is_empty() {
-            sql += &format!(
-                " AND i.instance_id IN ({})",
-                placeholders(instance_ids.len())
-            );
+            sql += &format!(" AND i.instance_id IN ({})", placeholders(instance_ids.len()));
             args.extend(instance_ids.iter().map(|s| Value::from(s.clone())));
         }
         if !vendors.is_empty() {
@@ -170,12 +162,7 @@ impl Store {
     }
 
     /// One page of a check item's results, and the total.
-    pub fn list_results(
-        &self,
-        account_id: &str,
-        check_id: i64,
-        f: &ResultFilter,
-    ) -> Result<(Vec<ResultRow>, i64)> {
+    pub fn list_results(&self, account_id: &str, check_id: i64, f: &ResultFilter) -> Result<(Vec<ResultRow>, i64)> {
         let mut wh = String::from(" WHERE r.account_id = ? AND r.check_id = ?");
         let mut args: Vec<Value> = vec![account_id.to_string().into(), check_id.into()];
         for (col, key) in [
@@ -189,10 +176,7 @@ impl Store {
             }
         }
         if !f.instance_ids.is_empty() {
-            wh += &format!(
-                " AND i.instance_id IN ({})",
-                placeholders(f.instance_ids.len())
-            );
+            wh += &format!(" AND i.instance_id IN ({})", placeholders(f.instance_ids.len()));
             args.extend(f.instance_ids.iter().map(|s| Value::from(s.clone())));
         }
         if !f.statuses.is_empty() {
@@ -243,12 +227,7 @@ impl Store {
     }
 
     /// The status of one result, if any.
-    pub fn result_status(
-        &self,
-        account_id: &str,
-        check_id: i64,
-        instance_pk: i64,
-    ) -> Result<Option<CheckStatus>> {
+    pub fn result_status(&self, account_id: &str, check_id: i64, instance_pk: i64) -> Result<Option<CheckStatus>> {
         self.read(|c| {
             let s: Option<String> = rusqlite::OptionalExtension::optional(c.query_row(
                 "SELECT status FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?",

@@ -103,14 +103,7 @@ fn run_from(r: &Row) -> rusqlite::Result<CheckRun> {
 /// A UUID-shaped id, like the reference's check task ids.
 pub fn uuid_like() -> String {
     let h = new_id(16);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
 fn json(v: &[i64]) -> String {
@@ -171,11 +164,7 @@ impl Store {
     }
 
     /// Records the instances of a run (once; a resumed run keeps its details).
-    pub fn set_run_details(
-        &self,
-        run: &CheckRun,
-        details: &[(i64, Vec<i64>)],
-    ) -> Result<Vec<CheckRunDetail>> {
+    pub fn set_run_details(&self, run: &CheckRun, details: &[(i64, Vec<i64>)]) -> Result<Vec<CheckRunDetail>> {
         let now = now_ms();
         self.write(|tx| {
             let existing: i64 = tx.query_row("SELECT COUNT(*) FROM check_run_details WHERE run_id = ?", [&run.id], |r| r.get(0))?;
@@ -192,11 +181,7 @@ impl Store {
         })?;
         let (all, _) = self.list_details(
             &run.account_id,
-            &RunFilter {
-                run_ids: vec![run.id.clone()],
-                limit: i64::MAX,
-                ..Default::default()
-            },
+            &RunFilter { run_ids: vec![run.id.clone()], limit: i64::MAX, ..Default::default() },
         )?;
         Ok(all)
     }
@@ -249,11 +234,10 @@ impl Store {
     pub fn list_runs(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRun>, i64)> {
         let (wh, args) = run_where("", account_id, f);
         self.read(|c| {
-            let total: i64 = c.query_row(
-                &format!("SELECT COUNT(*) FROM check_runs{wh}"),
-                params_from_iter(args.iter()),
-                |r| r.get(0),
-            )?;
+            let total: i64 =
+                c.query_row(&format!("SELECT COUNT(*) FROM check_runs{wh}"), params_from_iter(args.iter()), |r| {
+                    r.get(0)
+                })?;
             let mut page = args.clone();
             page.push(f.limit.into());
             page.push(f.offset.into());
@@ -277,11 +261,7 @@ impl Store {
     }
 
     /// One page of run details of the account (runs filtered by `run_ids`, details by status).
-    pub fn list_details(
-        &self,
-        account_id: &str,
-        f: &RunFilter,
-    ) -> Result<(Vec<CheckRunDetail>, i64)> {
+    pub fn list_details(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRunDetail>, i64)> {
         let mut wh = String::from(" WHERE r.account_id = ?");
         let mut args: Vec<Value> = vec![account_id.to_string().into()];
         if !f.run_ids.is_empty() {
@@ -289,10 +269,7 @@ impl Store {
             args.extend(f.run_ids.iter().map(|s| Value::from(s.clone())));
         }
         if !f.status_codes.is_empty() {
-            wh += &format!(
-                " AND d.status_code IN ({})",
-                placeholders(f.status_codes.len())
-            );
+            wh += &format!(" AND d.status_code IN ({})", placeholders(f.status_codes.len()));
             args.extend(f.status_codes.iter().map(|s| Value::from(*s)));
         }
         if let Some(s) = f.start_ms {
@@ -303,7 +280,8 @@ impl Store {
             wh += " AND d.created_ms <= ?";
             args.push(e.into());
         }
-        let from = " FROM check_run_details d JOIN check_runs r ON r.id = d.run_id JOIN instances i ON i.pk = d.instance_pk";
+        let from =
+            " FROM check_run_details d JOIN check_runs r ON r.id = d.run_id JOIN instances i ON i.pk = d.instance_pk";
         self.read(|c| {
             let total: i64 = c.query_row(&format!("SELECT COUNT(*){from}{wh}"), params_from_iter(args.iter()), |r| r.get(0))?;
             let mut page = args.clone();
@@ -334,21 +312,14 @@ impl Store {
 fn run_where(prefix: &str, account_id: &str, f: &RunFilter) -> (String, Vec<Value>) {
     let mut wh = format!(" WHERE {prefix}account_id = ?");
     let mut args: Vec<Value> = vec![account_id.to_string().into()];
-    for (col, vals) in [
-        ("id", &f.run_ids),
-        ("task_type", &f.task_types),
-        ("task_source", &f.task_sources),
-    ] {
+    for (col, vals) in [("id", &f.run_ids), ("task_type", &f.task_types), ("task_source", &f.task_sources)] {
         if !vals.is_empty() {
             wh += &format!(" AND {prefix}{col} IN ({})", placeholders(vals.len()));
             args.extend(vals.iter().map(|s| Value::from(s.clone())));
         }
     }
     if !f.status_codes.is_empty() {
-        wh += &format!(
-            " AND {prefix}status_code IN ({})",
-            placeholders(f.status_codes.len())
-        );
+        wh += &format!(" AND {prefix}status_code IN ({})", placeholders(f.status_codes.len()));
         args.extend(f.status_codes.iter().map(|s| Value::from(*s)));
     }
     if let Some(s) = f.start_ms {

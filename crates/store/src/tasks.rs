@@ -149,9 +149,7 @@ fn task_from(r: &Row) -> rusqlite::Result<TaskRow> {
 }
 
 fn select_tasks() -> String {
-    format!(
-        "SELECT {TASK_COLS}, {INSTANCE_COLS} FROM tasks t JOIN instances i ON i.pk = t.instance_pk"
-    )
+    format!("SELECT {TASK_COLS}, {INSTANCE_COLS} FROM tasks t JOIN instances i ON i.pk = t.instance_pk")
 }
 
 fn active_list() -> String {
@@ -164,12 +162,9 @@ fn active_list() -> String {
 }
 
 fn get_task_in(c: &Connection, account_id: &str, id: &str) -> Result<Option<TaskRow>> {
-    Ok(c.prepare_cached(&format!(
-        "{} WHERE t.account_id = ? AND t.id = ?",
-        select_tasks()
-    ))?
-    .query_row(params![account_id, id], task_from)
-    .optional()?)
+    Ok(c.prepare_cached(&format!("{} WHERE t.account_id = ? AND t.id = ?", select_tasks()))?
+        .query_row(params![account_id, id], task_from)
+        .optional()?)
 }
 
 impl Store {
@@ -235,12 +230,7 @@ impl Store {
         }
         if !f.instances.is_empty() {
             let mut any = Vec::new();
-            for InstanceMatch {
-                instance_id: id,
-                region_id: region,
-                vendor,
-            } in &f.instances
-            {
+            for InstanceMatch { instance_id: id, region_id: region, vendor } in &f.instances {
                 let mut all = vec!["1 = 1".to_string()];
                 if let Some(id) = id {
                     all.push("i.instance_id = ?".into());
@@ -260,19 +250,14 @@ impl Store {
         }
         self.read(|c| {
             let total: i64 = c.query_row(
-                &format!(
-                    "SELECT COUNT(*) FROM tasks t JOIN instances i ON i.pk = t.instance_pk{wh}"
-                ),
+                &format!("SELECT COUNT(*) FROM tasks t JOIN instances i ON i.pk = t.instance_pk{wh}"),
                 params_from_iter(args.iter()),
                 |r| r.get(0),
             )?;
             let mut page = args.clone();
             page.push(f.limit.into());
             page.push(f.offset.into());
-            let mut st = c.prepare_cached(&format!(
-                "{}{wh} ORDER BY t.rowid DESC LIMIT ? OFFSET ?",
-                select_tasks()
-            ))?;
+            let mut st = c.prepare_cached(&format!("{}{wh} ORDER BY t.rowid DESC LIMIT ? OFFSET ?", select_tasks()))?;
             let rows = st.query_map(params_from_iter(page), task_from)?;
             Ok((rows.collect::<rusqlite::Result<_>>()?, total))
         })
@@ -280,12 +265,7 @@ impl Store {
 
     /// The latest repair of a check item on an instance that changed the configuration and has
     /// not been rolled back: the only one a rollback may undo without clobbering a later one.
-    pub fn latest_applied_repair(
-        &self,
-        account_id: &str,
-        check_id: i64,
-        instance_pk: i64,
-    ) -> Result<Option<String>> {
+    pub fn latest_applied_repair(&self, account_id: &str, check_id: i64, instance_pk: i64) -> Result<Option<String>> {
         self.read(|c| {
             Ok(c.query_row(
                 "SELECT t.id FROM tasks t
@@ -324,11 +304,8 @@ impl Store {
             active_list()
         );
         self.write(|tx| {
-            let got: Option<(String, String, i64)> = tx
-                .query_row(&sql, params![now, lease_ms], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()?;
+            let got: Option<(String, String, i64)> =
+                tx.query_row(&sql, params![now, lease_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
             let Some((id, account, fence)) = got else {
                 return Ok(None);
             };
@@ -339,13 +316,7 @@ impl Store {
 
     /// Moves a task `from → to` (only along the table, only with the current fence), writing its
     /// event, and optionally its snapshot and a check result, in one transaction.
-    pub fn transition(
-        &self,
-        claimed: &Claimed,
-        from: TaskStatus,
-        to: TaskStatus,
-        extra: Transition,
-    ) -> Result<()> {
+    pub fn transition(&self, claimed: &Claimed, from: TaskStatus, to: TaskStatus, extra: Transition) -> Result<()> {
         if !from.can_move_to(to) {
             return Err(StoreError::IllegalTransition(format!("{from} -> {to}")));
         }
@@ -420,9 +391,7 @@ impl Store {
     /// Every status a task went through, with its time.
     pub fn task_events(&self, task_id: &str) -> Result<Vec<(String, i64)>> {
         self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT status, at_ms FROM task_events WHERE task_id = ? ORDER BY rowid",
-            )?;
+            let mut st = c.prepare_cached("SELECT status, at_ms FROM task_events WHERE task_id = ? ORDER BY rowid")?;
             let rows = st.query_map([task_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
@@ -432,17 +401,9 @@ impl Store {
     /// directory's lock, so no other worker can be holding one. Returns the unfinished tasks.
     pub fn release_leases(&self) -> Result<i64> {
         self.write(|tx| {
-            let n = tx.execute(
-                &format!(
-                    "UPDATE tasks SET lease_until_ms = 0 WHERE status IN ({})",
-                    active_list()
-                ),
-                [],
-            )?;
-            tx.execute(
-                "UPDATE check_runs SET lease_until_ms = 0 WHERE status_code IN (0, 1)",
-                [],
-            )?;
+            let n =
+                tx.execute(&format!("UPDATE tasks SET lease_until_ms = 0 WHERE status IN ({})", active_list()), [])?;
+            tx.execute("UPDATE check_runs SET lease_until_ms = 0 WHERE status_code IN (0, 1)", [])?;
             Ok(n as i64)
         })
     }
@@ -450,14 +411,9 @@ impl Store {
     /// Number of unfinished tasks (all accounts).
     pub fn count_active_tasks(&self) -> Result<i64> {
         self.read(|c| {
-            Ok(c.query_row(
-                &format!(
-                    "SELECT COUNT(*) FROM tasks WHERE status IN ({})",
-                    active_list()
-                ),
-                [],
-                |r| r.get(0),
-            )?)
+            Ok(c.query_row(&format!("SELECT COUNT(*) FROM tasks WHERE status IN ({})", active_list()), [], |r| {
+                r.get(0)
+            })?)
         })
     }
 }
@@ -506,14 +462,10 @@ mod tests {
     fn a_second_unfinished_task_conflicts_and_writes_nothing() {
         let (_d, s) = store();
         let (acct, pk) = setup(&s);
-        s.submit(&acct, &submission(pk, TaskType::Repair, None))
-            .unwrap();
+        s.submit(&acct, &submission(pk, TaskType::Repair, None)).unwrap();
         let second = submission(pk, TaskType::Repair, None);
         assert_eq!(s.submit(&acct, &second), Err(StoreError::Conflict));
-        assert!(
-            s.get_task(&acct, &second.tasks[0].id).unwrap().is_none(),
-            "the root task was rolled back too"
-        );
+        assert!(s.get_task(&acct, &second.tasks[0].id).unwrap().is_none(), "the root task was rolled back too");
         assert_eq!(s.count_active_tasks().unwrap(), 1);
     }
 
@@ -521,16 +473,10 @@ mod tests {
     fn leases_are_fenced_and_transitions_follow_the_table() {
         let (_d, s) = store();
         let (acct, pk) = setup(&s);
-        s.submit(&acct, &submission(pk, TaskType::Repair, None))
-            .unwrap();
+        s.submit(&acct, &submission(pk, TaskType::Repair, None)).unwrap();
         let first = s.claim_task(0).unwrap().unwrap(); // lease of 0 ms: expires at once
         assert!(matches!(
-            s.transition(
-                &first,
-                TaskStatus::Init,
-                TaskStatus::Repairing,
-                Transition::default()
-            ),
+            s.transition(&first, TaskStatus::Init, TaskStatus::Repairing, Transition::default()),
             Err(StoreError::IllegalTransition(_))
         ));
         std::thread::sleep(std::time::Duration::from_millis(2));
@@ -539,30 +485,13 @@ mod tests {
         assert!(second.fence > first.fence);
         // The worker that lost its lease cannot write.
         assert_eq!(
-            s.transition(
-                &first,
-                TaskStatus::Init,
-                TaskStatus::InBackup,
-                Transition::default()
-            ),
+            s.transition(&first, TaskStatus::Init, TaskStatus::InBackup, Transition::default()),
             Err(StoreError::LeaseLost)
         );
-        s.transition(
-            &second,
-            TaskStatus::Init,
-            TaskStatus::InBackup,
-            Transition::default(),
-        )
-        .unwrap();
-        assert!(
-            s.claim_task(60_000).unwrap().is_none(),
-            "leased tasks are not handed out twice"
-        );
+        s.transition(&second, TaskStatus::Init, TaskStatus::InBackup, Transition::default()).unwrap();
+        assert!(s.claim_task(60_000).unwrap().is_none(), "leased tasks are not handed out twice");
         let events = s.task_events(&second.task.id).unwrap();
-        assert_eq!(
-            events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
-            ["INIT", "IN_BACKUP"]
-        );
+        assert_eq!(events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["INIT", "IN_BACKUP"]);
     }
 
     #[test]
@@ -578,10 +507,7 @@ mod tests {
             .collect();
         let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
-        assert!(results
-            .iter()
-            .filter(|r| r.is_err())
-            .all(|r| *r == Err(StoreError::Conflict)));
+        assert!(results.iter().filter(|r| r.is_err()).all(|r| *r == Err(StoreError::Conflict)));
         assert_eq!(s.count_active_tasks().unwrap(), 1);
     }
 }

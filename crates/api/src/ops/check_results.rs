@@ -12,21 +12,11 @@ use crate::params::Params;
 
 /// The aggregate status of a check item over its instances: the worst one wins.
 fn aggregate_status(agg: Option<&ResultAggregate>) -> CheckStatus {
-    let count = |s: CheckStatus| {
-        agg.and_then(|a| a.counts.get(s.as_str()))
-            .copied()
-            .unwrap_or(0)
-    };
-    [
-        CheckStatus::NotPass,
-        CheckStatus::Failed,
-        CheckStatus::Checking,
-        CheckStatus::Pass,
-        CheckStatus::Whitelist,
-    ]
-    .into_iter()
-    .find(|s| count(*s) > 0)
-    .unwrap_or(CheckStatus::NotCheck)
+    let count = |s: CheckStatus| agg.and_then(|a| a.counts.get(s.as_str())).copied().unwrap_or(0);
+    [CheckStatus::NotPass, CheckStatus::Failed, CheckStatus::Checking, CheckStatus::Pass, CheckStatus::Whitelist]
+        .into_iter()
+        .find(|s| count(*s) > 0)
+        .unwrap_or(CheckStatus::NotCheck)
 }
 
 fn status_rank(s: CheckStatus) -> u8 {
@@ -44,9 +34,7 @@ fn status_rank(s: CheckStatus) -> u8 {
 /// docs/api.md for the mixed case.
 fn vendor_fields(agg: Option<&ResultAggregate>) -> (i64, &'static str, &'static str) {
     match agg.map(|a| a.vendors.as_slice()) {
-        Some([one]) => {
-            Vendor::from_code(*one).map_or((-1, "", ""), |v| (v.code(), v.name(), v.show_name()))
-        }
+        Some([one]) => Vendor::from_code(*one).map_or((-1, "", ""), |v| (v.code(), v.name(), v.show_name())),
         Some(v) if v.len() > 1 => (-1, "MULTIPLE", "Multiple vendors"),
         _ => (-1, "", ""),
     }
@@ -69,12 +57,12 @@ fn operation_type(c: &CheckDef) -> &'static str {
     }
 }
 
-fn validated(p: &Params, name: &str, allowed: &[&str]) -> Result<Vec<String>, ApiError> {
-    let values = p.list(name)?;
-    match values.iter().find(|v| !allowed.contains(&v.as_str())) {
-        Some(_) => Err(ApiError::invalid_parameter(name)),
-        None => Ok(values),
-    }
+fn one_of<'a>(allowed: &'a [&str]) -> impl Fn(&str) -> bool + 'a {
+    move |v| allowed.contains(&v)
+}
+
+fn is_check_status(v: &str) -> bool {
+    CheckStatus::parse(v).is_some()
 }
 
 /// ListCheckResult: check items with their aggregate result.
@@ -85,26 +73,11 @@ pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let key = p.str("CheckKey").map(str::to_lowercase);
     let instance_ids = p.list("InstanceIds")?;
     let instance_types = p.list("InstanceTypes")?;
-    let operation_types = validated(
-        p,
-        "OperationTypes",
-        &["SUPPORT_REPAIR", "NOT_SUPPORT_REPAIR"],
-    )?;
-    let risk_levels = validated(p, "RiskLevels", &["HIGH", "MEDIUM", "LOW"])?;
-    let statuses = validated(
-        p,
-        "Statuses",
-        &[
-            "PASS",
-            "NOT_PASS",
-            "CHECKING",
-            "NOT_CHECK",
-            "WHITELIST",
-            "FAILED",
-        ],
-    )?;
-    let sort_types = validated(p, "SortTypes", &["RISK_LEVEL", "STATUS"])?;
-    let check_types = validated(p, "CheckTypes", &["CUSTOM", "SYSTEM"])?;
+    let operation_types = p.enum_list("OperationTypes", one_of(&["SUPPORT_REPAIR", "NOT_SUPPORT_REPAIR"]))?;
+    let risk_levels = p.enum_list("RiskLevels", one_of(&["HIGH", "MEDIUM", "LOW"]))?;
+    let statuses = p.enum_list("Statuses", is_check_status)?;
+    let sort_types = p.enum_list("SortTypes", one_of(&["RISK_LEVEL", "STATUS"]))?;
+    let check_types = p.enum_list("CheckTypes", one_of(&["CUSTOM", "SYSTEM"]))?;
     let standard_ids = p.int_list("StandardIds")?;
     let requirement_ids = p.int_list("RequirementIds")?;
     let types = p.list("Types")?;
@@ -112,21 +85,15 @@ pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let vendor_names = p.list("Vendors")?;
     let mut vendor_codes = Vec::new();
     for name in &vendor_names {
-        let matched: Vec<i64> = Vendor::ALL
-            .iter()
-            .filter(|v| v.matches_name(name))
-            .map(|v| v.code())
-            .collect();
+        let matched: Vec<i64> = Vendor::ALL.iter().filter(|v| v.matches_name(name)).map(|v| v.code()).collect();
         if matched.is_empty() {
             return Err(ApiError::invalid_parameter("Vendors"));
         }
         vendor_codes.extend(matched);
     }
     let scoped = !instance_ids.is_empty() || !vendor_codes.is_empty();
-    let aggregates: BTreeMap<i64, ResultAggregate> = ctx
-        .store
-        .aggregate_results(ctx.account_id, &instance_ids, &vendor_codes)
-        .map_err(db)?;
+    let aggregates: BTreeMap<i64, ResultAggregate> =
+        ctx.store.aggregate_results(ctx.account_id, &instance_ids, &vendor_codes).map_err(db)?;
 
     let mut rows: Vec<(&CheckDef, CheckStatus)> = ctx
         .catalog()
@@ -140,15 +107,11 @@ pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
             })
         })
         .filter(|c| instance_types.is_empty() || instance_types.contains(&c.instance_type))
-        .filter(|c| {
-            operation_types.is_empty() || operation_types.iter().any(|o| o == operation_type(c))
-        })
+        .filter(|c| operation_types.is_empty() || operation_types.iter().any(|o| o == operation_type(c)))
         .filter(|c| risk_levels.is_empty() || risk_levels.iter().any(|r| r == c.risk.upper()))
         .filter(|_| check_types.is_empty() || check_types.iter().any(|t| t == "SYSTEM"))
         .filter(|c| standard_ids.is_empty() || standard_ids.contains(&c.policy.standard_id))
-        .filter(|c| {
-            requirement_ids.is_empty() || requirement_ids.contains(&c.policy.requirement_id)
-        })
+        .filter(|c| requirement_ids.is_empty() || requirement_ids.contains(&c.policy.requirement_id))
         .filter(|c| types.is_empty() || types.contains(&c.policy.standard_type))
         // posture's check items have no custom check parameters (CustomConfigs).
         .filter(|_| custom_param != Some(true))
@@ -199,9 +162,7 @@ pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
 
 fn check_of<'a>(ctx: &'a Ctx, p: &Params) -> Result<&'a CheckDef, ApiError> {
     let id = p.required_int("CheckId")?;
-    ctx.catalog()
-        .get(id)
-        .ok_or_else(|| ApiError::check_not_found(id))
+    ctx.catalog().get(id).ok_or_else(|| ApiError::check_not_found(id))
 }
 
 /// `InstanceInfo.Config`: the current values of the settings the item shows.
@@ -220,19 +181,8 @@ pub fn list_check_instance_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiErr
     let lang = p.lang();
     let check = check_of(ctx, p)?;
     let (page, size, offset) = p.page(20, 100)?;
-    let statuses = validated(
-        p,
-        "Statuses",
-        &[
-            "PASS",
-            "NOT_PASS",
-            "CHECKING",
-            "NOT_CHECK",
-            "WHITELIST",
-            "FAILED",
-        ],
-    )?;
-    let sort = validated(p, "SortTypes", &["STATUS"])?;
+    let statuses = p.enum_list("Statuses", is_check_status)?;
+    let sort = p.enum_list("SortTypes", one_of(&["STATUS"]))?;
     let filter = ResultFilter {
         instance_id_key: p.str("InstanceIdKey").map(String::from),
         instance_name_key: p.str("InstanceNameKey").map(String::from),
@@ -243,10 +193,7 @@ pub fn list_check_instance_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiErr
         offset,
         limit: size,
     };
-    let (rows, total) = ctx
-        .store
-        .list_results(ctx.account_id, check.id, &filter)
-        .map_err(db)?;
+    let (rows, total) = ctx.store.list_results(ctx.account_id, check.id, &filter).map_err(db)?;
     let zh_en = |zh: &'static str, en: &'static str| lang.pick(zh, en);
     let mut columns = vec![
         json!({"Key": "InstanceIdShow", "ShowName": zh_en("实例ID", "Instance ID"), "Type": "text", "Search": true, "SearchKey": "InstanceIdKey", "Grids": []}),
@@ -262,24 +209,12 @@ pub fn list_check_instance_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiErr
     for r in &rows {
         let config = config_values(check, &r.config, lang);
         let mut row = serde_json::Map::new();
-        row.insert(
-            "InstanceIdShow".into(),
-            json!({"value": r.instance.instance_id}),
-        );
-        row.insert(
-            "InstanceNameShow".into(),
-            json!({"value": r.instance.instance_name}),
-        );
-        row.insert(
-            "RegionIdShow".into(),
-            json!({"value": r.instance.region_id}),
-        );
+        row.insert("InstanceIdShow".into(), json!({"value": r.instance.instance_id}));
+        row.insert("InstanceNameShow".into(), json!({"value": r.instance.instance_name}));
+        row.insert("RegionIdShow".into(), json!({"value": r.instance.region_id}));
         row.insert("StatusShow".into(), json!({"value": r.status.as_str()}));
         for c in &config {
-            row.insert(
-                c["Name"].as_str().unwrap_or_default().to_string(),
-                json!({"value": c["Value"]}),
-            );
+            row.insert(c["Name"].as_str().unwrap_or_default().to_string(), json!({"value": c["Value"]}));
         }
         table.push(Value::Object(row));
         basic.push(json!({

@@ -8,17 +8,8 @@ use store::{CheckRun, RunFilter};
 use super::{check_name, db, page_info, Ctx};
 use crate::params::Params;
 
-fn start_run(
-    ctx: &Ctx,
-    task_type: &str,
-    source: &str,
-    checks: &[i64],
-    pks: &[i64],
-) -> Result<CheckRun, ApiError> {
-    let run = ctx
-        .store
-        .create_run(ctx.account_id, task_type, source, checks, pks)
-        .map_err(db)?;
+fn start_run(ctx: &Ctx, task_type: &str, source: &str, checks: &[i64], pks: &[i64]) -> Result<CheckRun, ApiError> {
+    let run = ctx.store.create_run(ctx.account_id, task_type, source, checks, pks).map_err(db)?;
     ctx.engine.wake();
     Ok(run)
 }
@@ -56,9 +47,7 @@ pub fn get_check_process(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         _ if run.total == 0 => "4",
         _ => "2",
     };
-    Ok(
-        json!({"TaskId": run.id, "TotalCount": run.total, "FinishCount": run.finished, "StatusCode": code}),
-    )
+    Ok(json!({"TaskId": run.id, "TotalCount": run.total, "FinishCount": run.finished, "StatusCode": code}))
 }
 
 /// Instance ids → internal keys; the ids that match nothing are returned apart.
@@ -86,13 +75,7 @@ pub fn verify_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     if !ids.is_empty() && pks.is_empty() {
         return Err(ApiError::instance_not_found(&unknown.join(",")));
     }
-    let run = start_run(
-        ctx,
-        "CHECK_ITEM",
-        p.str("TaskSource").unwrap_or(""),
-        &checks,
-        &pks,
-    )?;
+    let run = start_run(ctx, "CHECK_ITEM", p.str("TaskSource").unwrap_or(""), &checks, &pks)?;
     Ok(json!({"Data": {"TaskId": run.id}}))
 }
 
@@ -116,13 +99,7 @@ pub fn verify_check_instance_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiE
     if p.bool("DryRun")? == Some(true) || pks.is_empty() {
         return Ok(json!({"Data": {"TaskId": "", "FailInstances": unknown}}));
     }
-    let run = start_run(
-        ctx,
-        "CHECK_INSTANCE",
-        p.str("TaskSource").unwrap_or(""),
-        &checks,
-        &pks,
-    )?;
+    let run = start_run(ctx, "CHECK_INSTANCE", p.str("TaskSource").unwrap_or(""), &checks, &pks)?;
     Ok(json!({"Data": {"TaskId": run.id, "FailInstances": unknown}}))
 }
 
@@ -142,10 +119,7 @@ fn run_filter(p: &Params, offset: i64, limit: i64) -> Result<RunFilter, ApiError
 /// ListOperationProcess: check runs, newest first.
 pub fn list_operation_process(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let (page, size, offset) = p.page(20, 100)?;
-    let (runs, total) = ctx
-        .store
-        .list_runs(ctx.account_id, &run_filter(p, offset, size)?)
-        .map_err(db)?;
+    let (runs, total) = ctx.store.list_runs(ctx.account_id, &run_filter(p, offset, size)?).map_err(db)?;
     let mut processes = Vec::new();
     for r in &runs {
         let (details, ready) = ctx.store.run_detail_counts(&r.id).map_err(db)?;
@@ -172,14 +146,9 @@ pub fn list_operation_process_detail(ctx: &Ctx, p: &Params) -> Result<Value, Api
     let (page, size, offset) = p.page(20, 100)?;
     let filter = run_filter(p, offset, size)?;
     if filter.run_ids.is_empty() {
-        return Err(ApiError::cspm_param_illegal(
-            "TaskIds is mandatory for this action.",
-        ));
+        return Err(ApiError::cspm_param_illegal("TaskIds is mandatory for this action."));
     }
-    let (details, total) = ctx
-        .store
-        .list_details(ctx.account_id, &filter)
-        .map_err(db)?;
+    let (details, total) = ctx.store.list_details(ctx.account_id, &filter).map_err(db)?;
     let rows: Vec<Value> = details
         .iter()
         .map(|d| {

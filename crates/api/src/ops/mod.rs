@@ -37,37 +37,22 @@ pub type Op = fn(&Ctx, &Params) -> Result<Value, ApiError>;
 /// Every action posture implements.
 pub const OPERATIONS: &[(&str, Op)] = &[
     ("ListCheckResult", check_results::list_check_result),
-    (
-        "ListCheckInstanceResult",
-        check_results::list_check_instance_result,
-    ),
+    ("ListCheckInstanceResult", check_results::list_check_instance_result),
     ("GetCheckDetail", check_results::get_check_detail),
-    (
-        "SubmitOperationTask",
-        operation_tasks::submit_operation_task,
-    ),
+    ("SubmitOperationTask", operation_tasks::submit_operation_task),
     ("ListOperationTask", operation_tasks::list_operation_task),
     ("ListOperationCheck", operation_tasks::list_operation_check),
     ("SubmitCheck", check_runs::submit_check),
     ("GetCheckProcess", check_runs::get_check_process),
     ("VerifyCheckResult", check_runs::verify_check_result),
-    (
-        "VerifyCheckInstanceResult",
-        check_runs::verify_check_instance_result,
-    ),
+    ("VerifyCheckInstanceResult", check_runs::verify_check_instance_result),
     ("ListOperationProcess", check_runs::list_operation_process),
-    (
-        "ListOperationProcessDetail",
-        check_runs::list_operation_process_detail,
-    ),
+    ("ListOperationProcessDetail", check_runs::list_operation_process_detail),
 ];
 
 /// The operation for an action name.
 pub fn find(action: &str) -> Option<Op> {
-    OPERATIONS
-        .iter()
-        .find(|(name, _)| *name == action)
-        .map(|(_, op)| *op)
+    OPERATIONS.iter().find(|(name, _)| *name == action).map(|(_, op)| *op)
 }
 
 /// A store failure: logged with its cause, answered as an opaque `ServerError`.
@@ -85,9 +70,7 @@ pub(crate) fn page_info(count: usize, page: i64, size: i64, total: i64) -> Value
 pub(crate) fn vendor_param(value: Option<&String>, name: &str) -> Result<Option<Vendor>, ApiError> {
     match value.map(|v| v.trim()).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) => Vendor::parse(v)
-            .map(Some)
-            .ok_or_else(|| ApiError::invalid_parameter(name)),
+        Some(v) => Vendor::parse(v).map(Some).ok_or_else(|| ApiError::invalid_parameter(name)),
     }
 }
 
@@ -114,8 +97,5 @@ pub(crate) fn resolve_instance(
 
 /// A check item's name in the caller's language.
 pub(crate) fn check_name(ctx: &Ctx, check_id: i64, lang: Lang) -> String {
-    ctx.catalog()
-        .get(check_id)
-        .map(|c| c.name.get(lang).to_string())
-        .unwrap_or_default()
+    ctx.catalog().get(check_id).map(|c| c.name.get(lang).to_string()).unwrap_or_default()
 }

@@ -27,15 +27,9 @@ fn named_instances(ctx: &Ctx, p: &Params) -> Result<Vec<Named>, ApiError> {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ApiError::missing_parameter(&field("InstanceId")))?;
         let vendor = vendor_param(o.get("Vendor"), &field("Vendor"))?;
-        let region = o
-            .get("RegionId")
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty());
+        let region = o.get("RegionId").map(|s| s.trim()).filter(|s| !s.is_empty());
         let instance = resolve_instance(ctx, id, region, vendor)?;
-        let task_id = o
-            .get("TaskId")
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
+        let task_id = o.get("TaskId").map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         // The same instance named twice is one task.
         if !out.iter().any(|x| x.instance.pk == instance.pk) {
             out.push(Named { instance, task_id });
@@ -51,19 +45,10 @@ fn repair_params(check: &CheckDef, p: &Params) -> Result<Vec<(String, String)>, 
             .get("Name")
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                ApiError::missing_parameter(&format!("RepairTempParam.{}.Name", n + 1))
-            })?;
-        given.push((
-            name.to_string(),
-            o.get("Value").cloned().unwrap_or_default(),
-        ));
+            .ok_or_else(|| ApiError::missing_parameter(&format!("RepairTempParam.{}.Name", n + 1)))?;
+        given.push((name.to_string(), o.get("Value").cloned().unwrap_or_default()));
     }
-    let specs = check
-        .repair
-        .as_ref()
-        .map(|r| r.params.as_slice())
-        .unwrap_or_default();
+    let specs = check.repair.as_ref().map(|r| r.params.as_slice()).unwrap_or_default();
     model::resolve_params(specs, &given).map_err(|e| match e {
         ParamError::Missing(name) => ApiError::param_not_customized(&name),
         ParamError::Format(name) => ApiError::param_format(&name),
@@ -73,18 +58,12 @@ fn repair_params(check: &CheckDef, p: &Params) -> Result<Vec<(String, String)>, 
 /// SubmitOperationTask: one root task, one task per instance, written in one transaction.
 pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let check_id = p.required_int("CheckId")?;
-    let kind =
-        TaskType::parse(p.required("Type")?).ok_or_else(|| ApiError::invalid_parameter("Type"))?;
+    let kind = TaskType::parse(p.required("Type")?).ok_or_else(|| ApiError::invalid_parameter("Type"))?;
     let dimension = match p.str("DimensionType") {
-        Some(d) => {
-            DimensionType::parse(d).ok_or_else(|| ApiError::invalid_parameter("DimensionType"))?
-        }
+        Some(d) => DimensionType::parse(d).ok_or_else(|| ApiError::invalid_parameter("DimensionType"))?,
         None => DimensionType::Instance,
     };
-    let check = ctx
-        .catalog()
-        .get(check_id)
-        .ok_or_else(|| ApiError::check_not_found(check_id))?;
+    let check = ctx.catalog().get(check_id).ok_or_else(|| ApiError::check_not_found(check_id))?;
     if check.repair.is_none() {
         return Err(ApiError::repair_not_supported(check_id));
     }
@@ -102,22 +81,15 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let mut named = named_instances(ctx, p)?;
     if named.is_empty() {
         match (dimension, kind) {
-            (DimensionType::Instance, _) => {
-                return Err(ApiError::missing_parameter("OperationTaskInstances"))
-            }
-            (DimensionType::CheckId, TaskType::Rollback) => {
-                return Err(ApiError::rollback_task_required())
-            }
+            (DimensionType::Instance, _) => return Err(ApiError::missing_parameter("OperationTaskInstances")),
+            (DimensionType::CheckId, TaskType::Rollback) => return Err(ApiError::rollback_task_required()),
             (DimensionType::CheckId, TaskType::Repair) => {
                 named = ctx
                     .store
                     .failing_instances(ctx.account_id, check_id)
                     .map_err(db)?
                     .into_iter()
-                    .map(|instance| Named {
-                        instance,
-                        task_id: None,
-                    })
+                    .map(|instance| Named { instance, task_id: None })
                     .collect();
                 if named.is_empty() {
                     return Err(ApiError::no_instance_to_operate());
@@ -129,10 +101,7 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let mut tasks = Vec::with_capacity(named.len());
     for n in &named {
         if n.instance.connector != check.asset {
-            return Err(ApiError::instance_not_applicable(
-                &n.instance.instance_id,
-                check_id,
-            ));
+            return Err(ApiError::instance_not_applicable(&n.instance.instance_id, check_id));
         }
         let repair_task_id = match kind {
             TaskType::Repair => None,
@@ -146,13 +115,7 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         });
     }
     let root_id = store::new_id(16);
-    let submission = Submission {
-        root_id: root_id.clone(),
-        check_id,
-        kind,
-        dimension,
-        tasks,
-    };
+    let submission = Submission { root_id: root_id.clone(), check_id, kind, dimension, tasks };
     match ctx.store.submit(ctx.account_id, &submission) {
         Ok(()) => {}
         Err(StoreError::Conflict) => return Err(ApiError::repair_task_conflict()),
@@ -164,36 +127,19 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
 
 /// Checks that a rollback names an applied, latest repair of this check on this instance.
 fn rollback_target(ctx: &Ctx, check_id: i64, n: &Named) -> Result<String, ApiError> {
-    let task_id = n
-        .task_id
-        .as_deref()
-        .ok_or_else(ApiError::rollback_task_required)?;
-    let repair = ctx
-        .store
-        .get_task(ctx.account_id, task_id)
-        .map_err(db)?
-        .ok_or_else(|| ApiError::task_not_found(task_id))?;
-    if repair.kind != TaskType::Repair
-        || repair.check_id != check_id
-        || repair.instance.pk != n.instance.pk
-    {
+    let task_id = n.task_id.as_deref().ok_or_else(ApiError::rollback_task_required)?;
+    let repair =
+        ctx.store.get_task(ctx.account_id, task_id).map_err(db)?.ok_or_else(|| ApiError::task_not_found(task_id))?;
+    if repair.kind != TaskType::Repair || repair.check_id != check_id || repair.instance.pk != n.instance.pk {
         return Err(ApiError::rollback_task_mismatch(task_id));
     }
     if ctx.store.has_rollback(task_id).map_err(db)? {
         return Err(ApiError::repair_task_conflict());
     }
     if !repair.status.repair_applied() {
-        return Err(ApiError::rollback_not_allowed(
-            task_id,
-            repair.status.as_str(),
-        ));
+        return Err(ApiError::rollback_not_allowed(task_id, repair.status.as_str()));
     }
-    if ctx
-        .store
-        .latest_applied_repair(ctx.account_id, check_id, n.instance.pk)
-        .map_err(db)?
-        .as_deref()
-        != Some(task_id)
+    if ctx.store.latest_applied_repair(ctx.account_id, check_id, n.instance.pk).map_err(db)?.as_deref() != Some(task_id)
     {
         return Err(ApiError::rollback_not_latest(task_id));
     }
@@ -205,15 +151,8 @@ fn instance_filters(p: &Params) -> Result<Vec<InstanceMatch>, ApiError> {
         .iter()
         .enumerate()
         .map(|(n, o)| {
-            let non_empty = |f: &str| {
-                o.get(f)
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-            };
-            let vendor = vendor_param(
-                o.get("Vendor"),
-                &format!("OperationTaskInstances.{}.Vendor", n + 1),
-            )?;
+            let non_empty = |f: &str| o.get(f).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+            let vendor = vendor_param(o.get("Vendor"), &format!("OperationTaskInstances.{}.Vendor", n + 1))?;
             Ok(InstanceMatch {
                 instance_id: non_empty("InstanceId"),
                 region_id: non_empty("RegionId"),
@@ -223,18 +162,8 @@ fn instance_filters(p: &Params) -> Result<Vec<InstanceMatch>, ApiError> {
         .collect()
 }
 
-fn statuses(p: &Params) -> Result<Vec<String>, ApiError> {
-    let list = p.list("Statuses")?;
-    if list.iter().any(|s| TaskStatus::parse(s).is_none()) {
-        return Err(ApiError::invalid_parameter("Statuses"));
-    }
-    Ok(list)
-}
-
 fn task_type(p: &Params) -> Result<Option<TaskType>, ApiError> {
-    p.str("Type")
-        .map(|t| TaskType::parse(t).ok_or_else(|| ApiError::invalid_parameter("Type")))
-        .transpose()
+    p.str("Type").map(|t| TaskType::parse(t).ok_or_else(|| ApiError::invalid_parameter("Type"))).transpose()
 }
 
 fn task_row(ctx: &Ctx, t: &TaskRow, lang: model::Lang) -> Result<Value, ApiError> {
@@ -275,17 +204,14 @@ pub fn list_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         check_id: p.int("CheckId")?,
         task_id: p.str("TaskId").map(String::from),
         kind: task_type(p)?,
-        statuses: statuses(p)?,
+        statuses: p.enum_list("Statuses", |s| TaskStatus::parse(s).is_some())?,
         instances: instance_filters(p)?,
         offset,
         limit: size,
         ..Default::default()
     };
     let (rows, total) = ctx.store.list_tasks(ctx.account_id, &filter).map_err(db)?;
-    let tasks = rows
-        .iter()
-        .map(|t| task_row(ctx, t, lang))
-        .collect::<Result<Vec<_>, _>>()?;
+    let tasks = rows.iter().map(|t| task_row(ctx, t, lang)).collect::<Result<Vec<_>, _>>()?;
     Ok(json!({"PageInfo": page_info(tasks.len(), page, size, total), "OperationTasks": tasks}))
 }
 
@@ -293,21 +219,13 @@ pub fn list_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
 pub fn list_operation_check(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let lang = p.lang();
     let check_id = p.required_int("CheckId")?;
-    let kind =
-        TaskType::parse(p.required("Type")?).ok_or_else(|| ApiError::invalid_parameter("Type"))?;
+    let kind = TaskType::parse(p.required("Type")?).ok_or_else(|| ApiError::invalid_parameter("Type"))?;
     let filters = instance_filters(p)?;
     if filters.is_empty() {
         return Err(ApiError::missing_parameter("OperationTaskInstances"));
     }
-    let check = ctx
-        .catalog()
-        .get(check_id)
-        .ok_or_else(|| ApiError::check_not_found(check_id))?;
-    let specs = check
-        .repair
-        .as_ref()
-        .map(|r| r.params.as_slice())
-        .unwrap_or_default();
+    let check = ctx.catalog().get(check_id).ok_or_else(|| ApiError::check_not_found(check_id))?;
+    let specs = check.repair.as_ref().map(|r| r.params.as_slice()).unwrap_or_default();
     let (rows, _) = ctx
         .store
         .list_tasks(
@@ -334,17 +252,13 @@ pub fn list_operation_check(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
                 json!({"FlowId": format!("posture-{}", check.key), "Name": s.name, "ShowName": s.show_name.get(lang), "TypeDefine": s.kind.type_define(), "Value": value})
             })
             .collect();
-        by_instance
-            .entry(t.instance.pk)
-            .or_insert_with(|| (t.instance.clone(), Vec::new()))
-            .1
-            .push(json!({
-                "TaskId": t.id,
-                "Status": t.status.as_str(),
-                "StatusShowName": t.status.show_name(lang),
-                "OperateTime": t.created_ms,
-                "RepairConfigs": configs,
-            }));
+        by_instance.entry(t.instance.pk).or_insert_with(|| (t.instance.clone(), Vec::new())).1.push(json!({
+            "TaskId": t.id,
+            "Status": t.status.as_str(),
+            "StatusShowName": t.status.show_name(lang),
+            "OperateTime": t.created_ms,
+            "RepairConfigs": configs,
+        }));
     }
     let details: Vec<Value> = by_instance
         .into_values()

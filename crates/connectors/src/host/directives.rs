@@ -54,13 +54,8 @@ pub struct Edit {
     pub text: String,
 }
 
-const SYSCTL_DIRS: [&str; 5] = [
-    "/etc/sysctl.d",
-    "/run/sysctl.d",
-    "/usr/local/lib/sysctl.d",
-    "/usr/lib/sysctl.d",
-    "/lib/sysctl.d",
-];
+const SYSCTL_DIRS: [&str; 5] =
+    ["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"];
 const MAX_INCLUDE_DEPTH: usize = 8;
 
 fn read(root: &Path, logical: &str) -> io::Result<Source> {
@@ -70,40 +65,23 @@ fn read(root: &Path, logical: &str) -> io::Result<Source> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    Ok(Source {
-        logical: logical.to_string(),
-        real,
-        text,
-    })
+    Ok(Source { logical: logical.to_string(), real, text })
 }
 
 impl ConfigSet {
     /// Loads the configuration of `dialect` whose main file is `file` (sysctl ignores `file`).
     pub fn load(root: &Path, dialect: Dialect, file: &str) -> io::Result<ConfigSet> {
-        let mut set = ConfigSet {
-            dialect,
-            sources: Vec::new(),
-            entries: Vec::new(),
-        };
+        let mut set = ConfigSet { dialect, sources: Vec::new(), entries: Vec::new() };
         match dialect {
             Dialect::Sysctl => {
                 let mut by_name: BTreeMap<String, String> = BTreeMap::new();
                 for dir in SYSCTL_DIRS {
                     for p in glob_in_root(root, &format!("{dir}/*.conf")) {
-                        let name = p
-                            .file_name()
-                            .unwrap_or_default()
-                            .to_string_lossy()
-                            .into_owned();
-                        by_name
-                            .entry(name.clone())
-                            .or_insert_with(|| format!("{dir}/{name}"));
+                        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                        by_name.entry(name.clone()).or_insert_with(|| format!("{dir}/{name}"));
                     }
                 }
-                for logical in by_name
-                    .into_values()
-                    .chain(["/etc/sysctl.conf".to_string()])
-                {
+                for logical in by_name.into_values().chain(["/etc/sysctl.conf".to_string()]) {
                     set.add(read(root, &logical)?, false);
                 }
             }
@@ -122,35 +100,17 @@ impl ConfigSet {
                     if self.dialect == Dialect::Sshd && key == "match" {
                         in_match = true;
                     }
-                    self.entries.push(Entry {
-                        src: idx,
-                        line,
-                        key,
-                        value,
-                        in_match,
-                    });
+                    self.entries.push(Entry { src: idx, line, key, value, in_match });
                 }
             }
         }
         self.sources.push(src);
     }
 
-    fn add_sshd(
-        &mut self,
-        root: &Path,
-        file: &str,
-        inherited_match: bool,
-        depth: usize,
-    ) -> io::Result<()> {
+    fn add_sshd(&mut self, root: &Path, file: &str, inherited_match: bool, depth: usize) -> io::Result<()> {
         let src = read(root, file)?;
         let idx = self.sources.len();
-        let lines: Vec<String> = src
-            .text
-            .as_deref()
-            .unwrap_or("")
-            .split('\n')
-            .map(String::from)
-            .collect();
+        let lines: Vec<String> = src.text.as_deref().unwrap_or("").split('\n').map(String::from).collect();
         self.sources.push(src);
         let mut in_match = inherited_match;
         for (line, l) in lines.iter().enumerate() {
@@ -161,21 +121,12 @@ impl ConfigSet {
                 in_match = true;
             }
             let include = key == "include";
-            self.entries.push(Entry {
-                src: idx,
-                line,
-                key,
-                value: value.clone(),
-                in_match,
-            });
+            self.entries.push(Entry { src: idx, line, key, value: value.clone(), in_match });
             if include && depth < MAX_INCLUDE_DEPTH {
                 for pattern in value.split_whitespace() {
                     // Relative includes are relative to /etc/ssh (sshd_config(5)).
-                    let pattern = if pattern.starts_with('/') {
-                        pattern.to_string()
-                    } else {
-                        format!("/etc/ssh/{pattern}")
-                    };
+                    let pattern =
+                        if pattern.starts_with('/') { pattern.to_string() } else { format!("/etc/ssh/{pattern}") };
                     for real in glob_in_root(root, &pattern) {
                         let logical = logical_of(root, &real);
                         self.add_sshd(root, &logical, in_match, depth + 1)?;
@@ -212,11 +163,7 @@ impl ConfigSet {
     /// The effective value of every key.
     pub fn values(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
-        for e in self
-            .entries
-            .iter()
-            .filter(|e| !e.in_match && e.key != "include" && e.key != "match")
-        {
+        for e in self.entries.iter().filter(|e| !e.in_match && e.key != "include" && e.key != "match") {
             match self.dialect {
                 Dialect::Sshd => {
                     out.entry(e.key.clone()).or_insert_with(|| e.value.clone());
@@ -246,37 +193,23 @@ impl ConfigSet {
                 let indent = &old[..old.len() - old.trim_start().len()];
                 let new_line = format!("{indent}{directive}");
                 lines[e.line] = &new_line;
-                return Ok(Edit {
-                    logical: src.logical.clone(),
-                    real: src.real.clone(),
-                    text: lines.join("\n"),
-                });
+                return Ok(Edit { logical: src.logical.clone(), real: src.real.clone(), text: lines.join("\n") });
             }
         }
         if self.dialect == Dialect::Sysctl {
             let logical = format!("/etc/sysctl.d/99-zz-posture-{}.conf", key.replace('/', "."));
             let real = resolve_in_root(root, &logical)?;
-            let text = format!("# Written by posture: a repair set this key. Its rollback removes the file.\n{directive}\n");
-            return Ok(Edit {
-                logical,
-                real,
-                text,
-            });
+            let text =
+                format!("# Written by posture: a repair set this key. Its rollback removes the file.\n{directive}\n");
+            return Ok(Edit { logical, real, text });
         }
         let main = &self.sources[0];
         let text = main.text.clone().unwrap_or_default();
-        let mut lines: Vec<&str> = if text.is_empty() {
-            Vec::new()
-        } else {
-            text.split('\n').collect()
-        };
+        let mut lines: Vec<&str> = if text.is_empty() { Vec::new() } else { text.split('\n').collect() };
         // sshd: a line added after the first Include or Match could be shadowed or scoped; put it
         // before them. Elsewhere the last line wins, so append.
         let at = if self.dialect == Dialect::Sshd {
-            self.entries
-                .iter()
-                .find(|e| e.src == 0 && (e.key == "include" || e.key == "match"))
-                .map(|e| e.line)
+            self.entries.iter().find(|e| e.src == 0 && (e.key == "include" || e.key == "match")).map(|e| e.line)
         } else {
             None
         };
@@ -290,11 +223,7 @@ impl ConfigSet {
                 lines.push("");
             }
         }
-        Ok(Edit {
-            logical: main.logical.clone(),
-            real: main.real.clone(),
-            text: lines.join("\n"),
-        })
+        Ok(Edit { logical: main.logical.clone(), real: main.real.clone(), text: lines.join("\n") })
     }
 }
 
@@ -315,9 +244,8 @@ pub fn parse_line(dialect: Dialect, line: &str) -> Option<(String, String)> {
             (!k.is_empty()).then(|| (k, v.trim().to_string()))
         }
         Dialect::Sshd | Dialect::Redis | Dialect::SpaceKv => {
-            let split = l
-                .find(|c: char| c.is_whitespace() || (dialect == Dialect::Sshd && c == '='))
-                .unwrap_or(l.len());
+            let split =
+                l.find(|c: char| c.is_whitespace() || (dialect == Dialect::Sshd && c == '=')).unwrap_or(l.len());
             let (k, rest) = l.split_at(split);
             let mut v = rest.trim_start();
             if dialect == Dialect::Sshd {
@@ -326,11 +254,7 @@ pub fn parse_line(dialect: Dialect, line: &str) -> Option<(String, String)> {
                     v = &v[1..v.len() - 1];
                 }
             }
-            let k = if dialect == Dialect::SpaceKv {
-                k.to_string()
-            } else {
-                k.to_ascii_lowercase()
-            };
+            let k = if dialect == Dialect::SpaceKv { k.to_string() } else { k.to_ascii_lowercase() };
             Some((k, v.trim_end().to_string()))
         }
     }
@@ -360,11 +284,7 @@ mod tests {
         let set = ConfigSet::load(t.path(), Dialect::Sshd, "/etc/ssh/sshd_config").unwrap();
         let v = set.values();
         assert_eq!(v.get("maxauthtries").map(String::as_str), Some("3"));
-        assert_eq!(
-            v.get("permitrootlogin").map(String::as_str),
-            Some("no"),
-            "the include comes first"
-        );
+        assert_eq!(v.get("permitrootlogin").map(String::as_str), Some("no"), "the include comes first");
         assert_eq!(v.get("x11forwarding"), None, "Match blocks do not count");
         // Setting the key edits the file whose line is in effect.
         let edit = set.plan_set(t.path(), "PermitRootLogin", "no").unwrap();
@@ -384,17 +304,12 @@ mod tests {
 
     #[test]
     fn last_wins_dialects_edit_the_last_occurrence_or_append() {
-        let t = root_with(&[(
-            "/etc/login.defs",
-            "PASS_MAX_DAYS 10\n#PASS_MAX_DAYS 5\nPASS_MAX_DAYS\t99999\nUMASK 022",
-        )]);
+        let t =
+            root_with(&[("/etc/login.defs", "PASS_MAX_DAYS 10\n#PASS_MAX_DAYS 5\nPASS_MAX_DAYS\t99999\nUMASK 022")]);
         let set = ConfigSet::load(t.path(), Dialect::SpaceKv, "/etc/login.defs").unwrap();
         assert_eq!(set.values()["PASS_MAX_DAYS"], "99999");
         let e = set.plan_set(t.path(), "PASS_MAX_DAYS", "365").unwrap();
-        assert_eq!(
-            e.text,
-            "PASS_MAX_DAYS 10\n#PASS_MAX_DAYS 5\nPASS_MAX_DAYS 365\nUMASK 022"
-        );
+        assert_eq!(e.text, "PASS_MAX_DAYS 10\n#PASS_MAX_DAYS 5\nPASS_MAX_DAYS 365\nUMASK 022");
         let e = set.plan_set(t.path(), "PASS_MIN_DAYS", "1").unwrap();
         assert_eq!(e.text, "PASS_MAX_DAYS 10\n#PASS_MAX_DAYS 5\nPASS_MAX_DAYS\t99999\nUMASK 022\nPASS_MIN_DAYS 1\n");
     }
@@ -402,54 +317,29 @@ mod tests {
     #[test]
     fn sysctl_reads_every_directory_in_order_and_sysctl_conf_last() {
         let t = root_with(&[
-            (
-                "/usr/lib/sysctl.d/50-default.conf",
-                "net.ipv4.ip_forward = 1\nkernel.randomize_va_space=1\n",
-            ),
+            ("/usr/lib/sysctl.d/50-default.conf", "net.ipv4.ip_forward = 1\nkernel.randomize_va_space=1\n"),
             (
                 "/etc/sysctl.d/50-default.conf",
                 "; overrides the vendor file of the same name\nkernel.randomize_va_space = 2\n",
             ),
-            (
-                "/etc/sysctl.d/60-net.conf",
-                "net/ipv4/conf/all/accept_redirects = 1\n",
-            ),
+            ("/etc/sysctl.d/60-net.conf", "net/ipv4/conf/all/accept_redirects = 1\n"),
             ("/etc/sysctl.conf", "#net.ipv4.ip_forward=1\n"),
         ]);
         let set = ConfigSet::load(t.path(), Dialect::Sysctl, "").unwrap();
         let v = set.values();
-        assert_eq!(
-            v.get("kernel.randomize_va_space").map(String::as_str),
-            Some("2")
-        );
-        assert_eq!(
-            v.get("net.ipv4.ip_forward"),
-            None,
-            "the /etc file of the same name masks the vendor file"
-        );
-        assert_eq!(
-            v.get("net.ipv4.conf.all.accept_redirects")
-                .map(String::as_str),
-            Some("1")
-        );
-        let e = set
-            .plan_set(t.path(), "net.ipv4.conf.all.accept_redirects", "0")
-            .unwrap();
+        assert_eq!(v.get("kernel.randomize_va_space").map(String::as_str), Some("2"));
+        assert_eq!(v.get("net.ipv4.ip_forward"), None, "the /etc file of the same name masks the vendor file");
+        assert_eq!(v.get("net.ipv4.conf.all.accept_redirects").map(String::as_str), Some("1"));
+        let e = set.plan_set(t.path(), "net.ipv4.conf.all.accept_redirects", "0").unwrap();
         assert_eq!(e.logical, "/etc/sysctl.d/60-net.conf");
         assert_eq!(e.text, "net.ipv4.conf.all.accept_redirects = 0\n");
         let e = set.plan_set(t.path(), "net.ipv4.ip_forward", "0").unwrap();
-        assert_eq!(
-            e.logical,
-            "/etc/sysctl.d/99-zz-posture-net.ipv4.ip_forward.conf"
-        );
+        assert_eq!(e.logical, "/etc/sysctl.d/99-zz-posture-net.ipv4.ip_forward.conf");
     }
 
     #[test]
     fn redis_bind_keeps_all_addresses() {
-        let t = root_with(&[(
-            "/etc/redis/redis.conf",
-            "bind 127.0.0.1 -::1\nport 6379\nbind 0.0.0.0\n",
-        )]);
+        let t = root_with(&[("/etc/redis/redis.conf", "bind 127.0.0.1 -::1\nport 6379\nbind 0.0.0.0\n")]);
         let set = ConfigSet::load(t.path(), Dialect::Redis, "/etc/redis/redis.conf").unwrap();
         assert_eq!(set.values()["bind"], "0.0.0.0");
         let e = set.plan_set(t.path(), "bind", "10.0.0.5").unwrap();

@@ -19,12 +19,7 @@ pub struct FileState {
 
 pub fn state(real: &Path) -> io::Result<Option<FileState>> {
     match fs::metadata(real) {
-        Ok(m) => Ok(Some(FileState {
-            content: fs::read(real)?,
-            mode: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
-        })),
+        Ok(m) => Ok(Some(FileState { content: fs::read(real)?, mode: m.mode() & 0o7777, uid: m.uid(), gid: m.gid() })),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -43,11 +38,7 @@ pub fn capture(logical: &str, real: &Path, with_content: bool) -> io::Result<Sna
         key: logical.to_string(),
         existed: s.is_some(),
         has_content: with_content,
-        data: if with_content {
-            s.map(|s| s.content).unwrap_or_default()
-        } else {
-            Vec::new()
-        },
+        data: if with_content { s.map(|s| s.content).unwrap_or_default() } else { Vec::new() },
         meta,
         post_digest: None,
     })
@@ -86,24 +77,13 @@ pub fn meta(item: &SnapshotItem, key: &str) -> u32 {
 /// Writes `data` to `real` atomically: a temporary file in the same directory, fsync, rename,
 /// fsync of the directory. Mode and owner are set on the temporary file before the rename, so
 /// the target never exists with the wrong permissions.
-pub fn write_atomic(
-    real: &Path,
-    data: &[u8],
-    mode: u32,
-    owner: Option<(u32, u32)>,
-) -> io::Result<()> {
-    let dir = real
-        .parent()
-        .ok_or_else(|| io::Error::other("no parent directory"))?;
+pub fn write_atomic(real: &Path, data: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
+    let dir = real.parent().ok_or_else(|| io::Error::other("no parent directory"))?;
     fs::create_dir_all(dir)?;
     let name = real.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.posture-{}", random_hex()));
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         f.write_all(data)?;
         if let Some((uid, gid)) = owner {
             let m = f.metadata()?;

@@ -14,16 +14,10 @@ use model::{Dialect, Document, Snapshot, SnapshotItem, Step};
 pub use paths::resolve_in_root;
 
 use crate::{Connector, ConnectorError, Target};
-use directives::ConfigSet;
+use directives::{ConfigSet, Edit};
 
 /// Files whose mode, uid and gid are part of the document (`file:<path>.mode` …).
-const MODE_FILES: [&str; 5] = [
-    "/etc/ssh/sshd_config",
-    "/etc/shadow",
-    "/etc/gshadow",
-    "/etc/passwd",
-    "/etc/group",
-];
+const MODE_FILES: [&str; 5] = ["/etc/ssh/sshd_config", "/etc/shadow", "/etc/gshadow", "/etc/passwd", "/etc/group"];
 
 /// The configurations the document is made of: (dialect, main file, document prefix, marker).
 const SOURCES: [(Dialect, &str, &str); 4] = [
@@ -42,10 +36,7 @@ fn root_of(t: &Target) -> Result<PathBuf, ConnectorError> {
     if root.is_dir() {
         Ok(root)
     } else {
-        Err(ConnectorError::freed(format!(
-            "the root {} of instance {} does not exist",
-            t.locator, t.instance_id
-        )))
+        Err(ConnectorError::freed(format!("the root {} of instance {} does not exist", t.locator, t.instance_id)))
     }
 }
 
@@ -53,83 +44,65 @@ fn io_err<'a>(code: &'static str, what: &'a str) -> impl Fn(std::io::Error) -> C
     move |e| ConnectorError::new(code, format!("{what}: {e}"))
 }
 
-/// The files one step writes (logical path, real path, whether content matters).
-fn targets_of(root: &Path, step: &Step) -> std::io::Result<(String, PathBuf, bool)> {
-    match step {
-        Step::SetDirective {
-            dialect,
-            file,
-            key,
-            value,
-        } => {
-            let edit = ConfigSet::load(root, *dialect, file)?.plan_set(root, key, value)?;
-            Ok((edit.logical, edit.real, true))
+/// What one step will do, planned against the files as they are now. Backup snapshots exactly
+/// the file a plan names; apply carries the plan out.
+enum Plan {
+    /// Replace a file's content (keeping its mode and owner; 0644 if it is created).
+    Write(Edit),
+    /// Change a file's permission bits.
+    Mode { logical: String, real: PathBuf, mode: u32 },
+}
+
+impl Plan {
+    fn of(root: &Path, step: &Step) -> std::io::Result<Plan> {
+        let (Step::SetDirective { value, .. } | Step::SetMode { mode: value, .. }) = step;
+        if value.chars().any(char::is_control) {
+            return Err(std::io::Error::other("a repair value holds a control character"));
         }
-        Step::SetMode { file, .. } => Ok((file.clone(), resolve_in_root(root, file)?, false)),
-    }
-}
-
-fn check_value(step: &Step) -> Result<(), ConnectorError> {
-    let (Step::SetDirective { value, .. } | Step::SetMode { mode: value, .. }) = step;
-    if value.chars().any(char::is_control) {
-        return Err(ConnectorError::new(
-            "RepairError",
-            "a repair value holds a control character",
-        ));
-    }
-    Ok(())
-}
-
-fn apply_step(root: &Path, step: &Step) -> Result<String, ConnectorError> {
-    check_value(step)?;
-    match step {
-        Step::SetDirective {
-            dialect,
-            file,
-            key,
-            value,
-        } => {
-            let set = ConfigSet::load(root, *dialect, file).map_err(io_err("RepairError", file))?;
-            let edit = set
-                .plan_set(root, key, value)
-                .map_err(io_err("RepairError", file))?;
-            let current = files::state(&edit.real).map_err(io_err("RepairError", &edit.logical))?;
-            let (mode, owner) = match &current {
-                Some(s) => (s.mode, Some((s.uid, s.gid))),
-                None => (0o644, None),
-            };
-            if current.as_ref().map(|s| s.content.as_slice()) != Some(edit.text.as_bytes()) {
-                files::write_atomic(&edit.real, edit.text.as_bytes(), mode, owner)
-                    .map_err(io_err("RepairError", &edit.logical))?;
+        match step {
+            Step::SetDirective { dialect, file, key, value } => {
+                Ok(Plan::Write(ConfigSet::load(root, *dialect, file)?.plan_set(root, key, value)?))
             }
-            Ok(edit.logical)
+            Step::SetMode { file, mode } => {
+                let mode = u32::from_str_radix(mode, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| std::io::Error::other(format!("{mode} is not an octal mode")))?;
+                Ok(Plan::Mode { logical: file.clone(), real: resolve_in_root(root, file)?, mode })
+            }
         }
-        Step::SetMode { file, mode } => {
-            let mode = u32::from_str_radix(mode, 8)
-                .ok()
-                .filter(|m| *m <= 0o7777)
-                .ok_or_else(|| {
-                    ConnectorError::new("RepairError", format!("{mode} is not an octal mode"))
-                })?;
-            let real = resolve_in_root(root, file).map_err(io_err("RepairError", file))?;
-            let s = files::state(&real)
-                .map_err(io_err("RepairError", file))?
-                .ok_or_else(|| {
-                    ConnectorError::new("RepairError", format!("{file} does not exist"))
-                })?;
-            files::set_meta(&real, mode, s.uid, s.gid).map_err(io_err("RepairError", file))?;
-            Ok(file.clone())
+    }
+
+    /// The snapshot key, the real path, and whether the content is part of the snapshot.
+    fn target(&self) -> (&str, &Path, bool) {
+        match self {
+            Plan::Write(e) => (&e.logical, &e.real, true),
+            Plan::Mode { logical, real, .. } => (logical, real, false),
+        }
+    }
+
+    fn apply(&self) -> std::io::Result<()> {
+        match self {
+            Plan::Write(edit) => {
+                let current = files::state(&edit.real)?;
+                if current.as_ref().map(|s| s.content.as_slice()) == Some(edit.text.as_bytes()) {
+                    return Ok(());
+                }
+                let (mode, owner) = current.map_or((0o644, None), |s| (s.mode, Some((s.uid, s.gid))));
+                files::write_atomic(&edit.real, edit.text.as_bytes(), mode, owner)
+            }
+            Plan::Mode { real, mode, logical } => {
+                let s =
+                    files::state(real)?.ok_or_else(|| std::io::Error::other(format!("{logical} does not exist")))?;
+                files::set_meta(real, *mode, s.uid, s.gid)
+            }
         }
     }
 }
 
 fn restore_item(root: &Path, item: &SnapshotItem) -> std::io::Result<()> {
     let real = resolve_in_root(root, &item.key)?;
-    let (mode, uid, gid) = (
-        files::meta(item, "mode"),
-        files::meta(item, "uid"),
-        files::meta(item, "gid"),
-    );
+    let (mode, uid, gid) = (files::meta(item, "mode"), files::meta(item, "uid"), files::meta(item, "gid"));
     if !item.existed {
         return match std::fs::remove_file(&real) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -145,10 +118,7 @@ fn restore_item(root: &Path, item: &SnapshotItem) -> std::io::Result<()> {
 
 fn current_digest(root: &Path, item: &SnapshotItem) -> std::io::Result<String> {
     let real = resolve_in_root(root, &item.key)?;
-    Ok(files::digest(
-        files::state(&real)?.as_ref(),
-        item.has_content,
-    ))
+    Ok(files::digest(files::state(&real)?.as_ref(), item.has_content))
 }
 
 impl Connector for HostConnector {
@@ -160,8 +130,7 @@ impl Connector for HostConnector {
         let root = root_of(t)?;
         let mut doc = Document::new();
         for (dialect, file, prefix) in SOURCES {
-            let set =
-                ConfigSet::load(&root, dialect, file).map_err(io_err("CheckError", prefix))?;
+            let set = ConfigSet::load(&root, dialect, file).map_err(io_err("CheckError", prefix))?;
             if dialect != Dialect::Sysctl && set.exists() {
                 doc.insert(format!("{prefix}.present"), "true".into());
             }
@@ -173,16 +142,12 @@ impl Connector for HostConnector {
             let real = resolve_in_root(&root, f).map_err(io_err("CheckError", f))?;
             if let Ok(m) = std::fs::metadata(&real) {
                 use std::os::unix::fs::MetadataExt;
-                doc.insert(
-                    format!("file:{f}.mode"),
-                    format!("{:04o}", m.mode() & 0o7777),
-                );
+                doc.insert(format!("file:{f}.mode"), format!("{:04o}", m.mode() & 0o7777));
                 doc.insert(format!("file:{f}.uid"), m.uid().to_string());
                 doc.insert(format!("file:{f}.gid"), m.gid().to_string());
             }
         }
-        let shadow =
-            resolve_in_root(&root, "/etc/shadow").map_err(io_err("CheckError", "/etc/shadow"))?;
+        let shadow = resolve_in_root(&root, "/etc/shadow").map_err(io_err("CheckError", "/etc/shadow"))?;
         if let Ok(text) = std::fs::read_to_string(shadow) {
             doc.insert("shadow.present".into(), "true".into());
             let empty: Vec<&str> = text
@@ -203,54 +168,51 @@ impl Connector for HostConnector {
         let mut seen = BTreeSet::new();
         let mut snapshot = Snapshot::default();
         for step in steps {
-            check_value(step)?;
-            let (logical, real, content) =
-                targets_of(&root, step).map_err(io_err("BackUpError", "plan"))?;
-            if seen.insert(logical.clone()) {
-                snapshot.items.push(
-                    files::capture(&logical, &real, content)
-                        .map_err(io_err("BackUpError", &logical))?,
-                );
+            let plan = Plan::of(&root, step).map_err(io_err("BackUpError", "plan"))?;
+            let (logical, real, content) = plan.target();
+            if seen.insert(logical.to_string()) {
+                snapshot.items.push(files::capture(logical, real, content).map_err(io_err("BackUpError", logical))?);
             }
         }
         Ok(snapshot)
     }
 
-    fn apply(
-        &self,
-        t: &Target,
-        steps: &[Step],
-        snapshot: &mut Snapshot,
-    ) -> Result<(), ConnectorError> {
+    fn apply(&self, t: &Target, steps: &[Step], snapshot: &mut Snapshot) -> Result<(), ConnectorError> {
         let root = root_of(t)?;
         let mut result = Ok(());
         for step in steps {
-            match apply_step(&root, step) {
-                Ok(logical) if !snapshot.items.iter().any(|i| i.key == logical) => {
-                    result = Err(ConnectorError::new(
-                        "ConfigChangedSinceBackup",
-                        format!("{logical} was not in the snapshot: the configuration changed after the backup"),
-                    ));
+            let plan = match Plan::of(&root, step) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    result = Err(ConnectorError::new("RepairError", e.to_string()));
+                    break;
                 }
-                Ok(_) => continue,
-                Err(e) => result = Err(e),
+            };
+            let (logical, ..) = plan.target();
+            // Never write a file the snapshot does not hold.
+            if !snapshot.items.iter().any(|i| i.key == logical) {
+                result = Err(ConnectorError::new(
+                    "ConfigChangedSinceBackup",
+                    format!("{logical} is not in the snapshot: the configuration changed after the backup"),
+                ));
+                break;
             }
-            break;
+            if let Err(e) = plan.apply() {
+                result = Err(ConnectorError::new("RepairError", format!("{logical}: {e}")));
+                break;
+            }
         }
         if let Err(e) = result {
             // Leave nothing half-changed: put back every item that differs from the snapshot.
             for item in &snapshot.items {
-                if current_digest(&root, item).ok().as_deref()
-                    != Some(files::digest_of_item(item).as_str())
-                {
+                if current_digest(&root, item).ok().as_deref() != Some(files::digest_of_item(item).as_str()) {
                     let _ = restore_item(&root, item);
                 }
             }
             return Err(e);
         }
         for item in &mut snapshot.items {
-            item.post_digest =
-                Some(current_digest(&root, item).map_err(io_err("RepairError", &item.key))?);
+            item.post_digest = Some(current_digest(&root, item).map_err(io_err("RepairError", &item.key))?);
         }
         Ok(())
     }
@@ -284,9 +246,7 @@ impl Connector for HostConnector {
     fn matches(&self, t: &Target, snapshot: &Snapshot) -> Result<bool, ConnectorError> {
         let root = root_of(t)?;
         for item in &snapshot.items {
-            if current_digest(&root, item).map_err(io_err("RollbackError", &item.key))?
-                != files::digest_of_item(item)
-            {
+            if current_digest(&root, item).map_err(io_err("RollbackError", &item.key))? != files::digest_of_item(item) {
                 return Ok(false);
             }
         }
@@ -299,7 +259,8 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    const SSHD: &str = "# Debian-like\nInclude /etc/ssh/sshd_config.d/*.conf\nPort 22\nPermitRootLogin yes\nX11Forwarding yes\n";
+    const SSHD: &str =
+        "# Debian-like\nInclude /etc/ssh/sshd_config.d/*.conf\nPort 22\nPermitRootLogin yes\nX11Forwarding yes\n";
 
     fn host(files: &[(&str, &str, u32)]) -> (tempfile::TempDir, Target) {
         let t = tempfile::tempdir().unwrap();
@@ -309,43 +270,24 @@ mod tests {
             std::fs::write(&full, text).unwrap();
             std::fs::set_permissions(&full, std::fs::Permissions::from_mode(*mode)).unwrap();
         }
-        let target = Target {
-            instance_id: "i-test".into(),
-            locator: t.path().display().to_string(),
-        };
+        let target = Target { instance_id: "i-test".into(), locator: t.path().display().to_string() };
         (t, target)
     }
 
     fn set(dialect: Dialect, file: &str, key: &str, value: &str) -> Step {
-        Step::SetDirective {
-            dialect,
-            file: file.into(),
-            key: key.into(),
-            value: value.into(),
-        }
+        Step::SetDirective { dialect, file: file.into(), key: key.into(), value: value.into() }
     }
 
     #[test]
     fn repair_then_restore_is_byte_for_byte() {
-        let (t, target) = host(&[
-            ("/etc/ssh/sshd_config", SSHD, 0o644),
-            ("/etc/ssh/sshd_config.d/x.conf", "", 0o644),
-        ]);
+        let (t, target) = host(&[("/etc/ssh/sshd_config", SSHD, 0o644), ("/etc/ssh/sshd_config.d/x.conf", "", 0o644)]);
         let c = HostConnector;
         let before = c.fetch(&target).unwrap();
         assert_eq!(before["sshd.permitrootlogin"], "yes");
         assert_eq!(before["file:/etc/ssh/sshd_config.mode"], "0644");
         let steps = vec![
-            set(
-                Dialect::Sshd,
-                "/etc/ssh/sshd_config",
-                "PermitRootLogin",
-                "no",
-            ),
-            Step::SetMode {
-                file: "/etc/ssh/sshd_config".into(),
-                mode: "0600".into(),
-            },
+            set(Dialect::Sshd, "/etc/ssh/sshd_config", "PermitRootLogin", "no"),
+            Step::SetMode { file: "/etc/ssh/sshd_config".into(), mode: "0600".into() },
         ];
         let mut snap = c.backup(&target, &steps).unwrap();
         assert_eq!(snap.items.len(), 1, "one file, snapshotted once");
@@ -354,23 +296,12 @@ mod tests {
         assert_eq!(after["sshd.permitrootlogin"], "no");
         assert_eq!(after["file:/etc/ssh/sshd_config.mode"], "0600");
         let text = std::fs::read_to_string(t.path().join("etc/ssh/sshd_config")).unwrap();
-        assert_eq!(
-            text,
-            SSHD.replace("PermitRootLogin yes", "PermitRootLogin no"),
-            "only the line in effect changed"
-        );
+        assert_eq!(text, SSHD.replace("PermitRootLogin yes", "PermitRootLogin no"), "only the line in effect changed");
         assert!(!c.matches(&target, &snap).unwrap());
         c.restore(&target, &snap).unwrap();
         assert!(c.matches(&target, &snap).unwrap());
-        assert_eq!(
-            std::fs::read_to_string(t.path().join("etc/ssh/sshd_config")).unwrap(),
-            SSHD
-        );
-        let mode = std::fs::metadata(t.path().join("etc/ssh/sshd_config"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o7777;
+        assert_eq!(std::fs::read_to_string(t.path().join("etc/ssh/sshd_config")).unwrap(), SSHD);
+        let mode = std::fs::metadata(t.path().join("etc/ssh/sshd_config")).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o644);
         // Restoring twice (a retried rollback) is harmless.
         c.restore(&target, &snap).unwrap();
@@ -385,9 +316,7 @@ mod tests {
         let mut snap = c.backup(&target, &steps).unwrap();
         assert!(!snap.items[0].existed);
         c.apply(&target, &steps, &mut snap).unwrap();
-        let dropin = t
-            .path()
-            .join("etc/sysctl.d/99-zz-posture-net.ipv4.ip_forward.conf");
+        let dropin = t.path().join("etc/sysctl.d/99-zz-posture-net.ipv4.ip_forward.conf");
         assert!(dropin.exists());
         assert_eq!(c.fetch(&target).unwrap()["sysctl.net.ipv4.ip_forward"], "0");
         c.restore(&target, &snap).unwrap();
@@ -398,23 +327,14 @@ mod tests {
     fn rollback_refuses_to_undo_a_later_change() {
         let (t, target) = host(&[("/etc/login.defs", "PASS_MAX_DAYS 99999\n", 0o644)]);
         let c = HostConnector;
-        let steps = vec![set(
-            Dialect::SpaceKv,
-            "/etc/login.defs",
-            "PASS_MAX_DAYS",
-            "90",
-        )];
+        let steps = vec![set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "90")];
         let mut snap = c.backup(&target, &steps).unwrap();
         c.apply(&target, &steps, &mut snap).unwrap();
         let path = t.path().join("etc/login.defs");
         std::fs::write(&path, "PASS_MAX_DAYS 90\nPASS_MIN_DAYS 1\n").unwrap();
         let err = c.restore(&target, &snap).unwrap_err();
         assert_eq!(err.code, "ConfigChangedSinceRepair");
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "PASS_MAX_DAYS 90\nPASS_MIN_DAYS 1\n",
-            "nothing touched"
-        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "PASS_MAX_DAYS 90\nPASS_MIN_DAYS 1\n", "nothing touched");
     }
 
     #[test]
@@ -423,10 +343,8 @@ mod tests {
         let c = HostConnector;
         let steps = vec![
             set(Dialect::Redis, "/etc/redis/redis.conf", "bind", "10.0.0.1"),
-            Step::SetMode {
-                file: "/etc/redis/redis.conf".into(),
-                mode: "not-octal".into(),
-            },
+            // Plans fine, fails when carried out: the file does not exist.
+            Step::SetMode { file: "/etc/redis/missing.conf".into(), mode: "0600".into() },
         ];
         let mut snap = c.backup(&target, &steps).unwrap();
         let err = c.apply(&target, &steps, &mut snap).unwrap_err();
@@ -438,11 +356,29 @@ mod tests {
     }
 
     #[test]
+    fn a_file_outside_the_snapshot_is_never_written() {
+        let (t, target) =
+            host(&[("/etc/login.defs", "PASS_MAX_DAYS 99999\n", 0o644), ("/etc/ssh/sshd_config", SSHD, 0o644)]);
+        let c = HostConnector;
+        let mut snap = c.backup(&target, &[set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "90")]).unwrap();
+        // Steps that plan a file the backup did not capture (as if the configuration had moved).
+        let other = vec![set(Dialect::Sshd, "/etc/ssh/sshd_config", "PermitRootLogin", "no")];
+        let err = c.apply(&target, &other, &mut snap).unwrap_err();
+        assert_eq!(err.code, "ConfigChangedSinceBackup");
+        assert_eq!(std::fs::read_to_string(t.path().join("etc/ssh/sshd_config")).unwrap(), SSHD);
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_file() {
+        let (t, target) = host(&[("/etc/login.defs", "PASS_MAX_DAYS 99999\n", 0o644)]);
+        let steps = vec![set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "90\nUMASK 000")];
+        assert_eq!(HostConnector.backup(&target, &steps).unwrap_err().code, "BackUpError");
+        assert_eq!(std::fs::read_to_string(t.path().join("etc/login.defs")).unwrap(), "PASS_MAX_DAYS 99999\n");
+    }
+
+    #[test]
     fn a_missing_root_is_a_freed_instance() {
-        let target = Target {
-            instance_id: "i-gone".into(),
-            locator: "/nonexistent/posture/root".into(),
-        };
+        let target = Target { instance_id: "i-gone".into(), locator: "/nonexistent/posture/root".into() };
         let err = HostConnector.fetch(&target).unwrap_err();
         assert!(err.freed);
         assert_eq!(err.code, "InstanceFreed");

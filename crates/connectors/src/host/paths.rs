@@ -23,9 +23,7 @@ pub fn resolve_in_root(root: &Path, path: &str) -> io::Result<PathBuf> {
             Ok(m) if m.file_type().is_symlink() => {
                 links += 1;
                 if links > MAX_LINKS {
-                    return Err(io::Error::other(format!(
-                        "too many symbolic links resolving {path}"
-                    )));
+                    return Err(io::Error::other(format!("too many symbolic links resolving {path}")));
                 }
                 let target = std::fs::read_link(&candidate)?;
                 if target.is_absolute() {
@@ -59,10 +57,7 @@ pub fn glob_in_root(root: &Path, pattern: &str) -> Vec<PathBuf> {
         None => ("", pattern),
     };
     if !name.contains(['*', '?']) {
-        return resolve_in_root(root, pattern)
-            .into_iter()
-            .filter(|p| p.exists())
-            .collect();
+        return resolve_in_root(root, pattern).into_iter().filter(|p| p.exists()).collect();
     }
     let Ok(dir) = resolve_in_root(root, if dir.is_empty() { "/" } else { dir }) else {
         return Vec::new();
@@ -77,11 +72,7 @@ pub fn glob_in_root(root: &Path, pattern: &str) -> Vec<PathBuf> {
         .collect();
     names.sort();
     let rel = pattern[..pattern.len() - name.len()].to_string();
-    names
-        .into_iter()
-        .filter_map(|n| resolve_in_root(root, &format!("{rel}{n}")).ok())
-        .filter(|p| p.is_file())
-        .collect()
+    names.into_iter().filter_map(|n| resolve_in_root(root, &format!("{rel}{n}")).ok()).filter(|p| p.is_file()).collect()
 }
 
 fn wildcard(p: &[u8], s: &[u8]) -> bool {
@@ -107,20 +98,11 @@ mod tests {
         std::fs::create_dir_all(root.join("etc/alternatives")).unwrap();
         // An absolute link (as Debian has) is re-rooted.
         symlink("/etc/alternatives/my.cnf", root.join("etc/mysql/my.cnf")).unwrap();
-        assert_eq!(
-            resolve_in_root(&root, "/etc/mysql/my.cnf").unwrap(),
-            root.join("etc/alternatives/my.cnf")
-        );
+        assert_eq!(resolve_in_root(&root, "/etc/mysql/my.cnf").unwrap(), root.join("etc/alternatives/my.cnf"));
         // A link pointing up and out is clamped at the root.
         symlink("../../../../../../etc/passwd", root.join("etc/evil")).unwrap();
-        assert_eq!(
-            resolve_in_root(&root, "/etc/evil").unwrap(),
-            root.join("etc/passwd")
-        );
-        assert_eq!(
-            resolve_in_root(&root, "/../../etc/x").unwrap(),
-            root.join("etc/x")
-        );
+        assert_eq!(resolve_in_root(&root, "/etc/evil").unwrap(), root.join("etc/passwd"));
+        assert_eq!(resolve_in_root(&root, "/../../etc/x").unwrap(), root.join("etc/x"));
         // A loop is an error, not a hang.
         symlink("/etc/loop", root.join("etc/loop")).unwrap();
         assert!(resolve_in_root(&root, "/etc/loop").is_err());

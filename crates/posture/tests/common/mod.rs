@@ -18,11 +18,7 @@ pub struct Server {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn bin() -> &'static str {
@@ -34,10 +30,7 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Server {
             endpoint: String::new(),
-            creds: Credentials {
-                access_key_id: String::new(),
-                access_key_secret: String::new(),
-            },
+            creds: Credentials { access_key_id: String::new(), access_key_secret: String::new() },
             account_id: String::new(),
             child: None,
             dir,
@@ -50,38 +43,44 @@ impl Server {
         self.dir.path().join("data")
     }
 
-    /// Starts (or restarts) the server on the same data directory.
+    /// Starts (or restarts) the server on the same data directory. The port is picked free
+    /// just before; if another test took it meanwhile, the server exits and we try another.
     pub fn spawn(&mut self, extra: &[&str]) {
-        self.endpoint = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(self.dir.path().join("serve.log")).unwrap();
-        let mut args = vec!["serve", "--demo", "--listen", &self.endpoint];
-        let data = self.data();
-        let data = data.to_str().unwrap();
-        args.extend(["--data", data]);
-        args.extend(extra);
-        let child = Command::new(bin())
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if healthz(&self.endpoint).ok() == Some(200) {
+        for _attempt in 0..5 {
+            self.endpoint = format!("127.0.0.1:{}", free_port());
+            let log = std::fs::File::create(self.dir.path().join("serve.log")).unwrap();
+            let data = self.data();
+            let mut args = vec!["serve", "--demo", "--listen", &self.endpoint, "--data", data.to_str().unwrap()];
+            args.extend(extra);
+            let mut child = Command::new(bin()).args(&args).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let started = loop {
+                if healthz(&self.endpoint).ok() == Some(200) {
+                    break true;
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break false;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "serve did not start: {}",
+                    std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap()
+                );
+                std::thread::sleep(Duration::from_millis(30));
+            };
+            self.child = Some(child);
+            if started {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not start: {}",
-                std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(30));
+            self.child = None;
         }
-        let creds: Value = serde_json::from_str(
-            &std::fs::read_to_string(self.data().join("credentials.json")).unwrap(),
-        )
-        .unwrap();
+        assert!(
+            self.child.is_some(),
+            "serve exited at start: {}",
+            std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap()
+        );
+        let creds: Value =
+            serde_json::from_str(&std::fs::read_to_string(self.data().join("credentials.json")).unwrap()).unwrap();
         self.creds = Credentials {
             access_key_id: creds["AccessKeyId"].as_str().unwrap().into(),
             access_key_secret: creds["AccessKeySecret"].as_str().unwrap().into(),
@@ -92,10 +91,7 @@ impl Server {
     /// Stops the server with SIGTERM and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while c.try_wait().unwrap().is_none() {
                 if Instant::now() > deadline {
@@ -111,10 +107,7 @@ impl Server {
     }
 
     pub fn call_with(&self, action: &str, params: &[(&str, &str)], signing: Signing) -> Response {
-        let p: Vec<(String, String)> = params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let p: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         call(&self.endpoint, &self.creds, action, &p, signing).unwrap()
     }
 
@@ -123,11 +116,7 @@ impl Server {
         let r = self.call(action, params);
         assert_eq!(r.status, 200, "{action}: {}", r.body);
         let v = r.json();
-        assert!(
-            v.get("Code").is_none() && v["RequestId"].is_string(),
-            "{}",
-            r.body
-        );
+        assert!(v.get("Code").is_none() && v["RequestId"].is_string(), "{}", r.body);
         v
     }
 
@@ -135,12 +124,7 @@ impl Server {
     pub fn err(&self, action: &str, params: &[(&str, &str)], status: u16, code: &str) -> Value {
         let r = self.call(action, params);
         let v = r.json();
-        assert_eq!(
-            (r.status, v["Code"].as_str().unwrap_or("")),
-            (status, code),
-            "{action}: {}",
-            r.body
-        );
+        assert_eq!((r.status, v["Code"].as_str().unwrap_or("")), (status, code), "{action}: {}", r.body);
         v
     }
 
@@ -152,25 +136,14 @@ impl Server {
     pub fn wait_root(&self, check_id: i64, root: &str) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let v = self.ok(
-                "ListOperationTask",
-                &[("CheckId", &check_id.to_string()), ("PageSize", "100")],
-            );
-            let rows: Vec<Value> = v["OperationTasks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|r| r["RootTaskId"] == root)
-                .cloned()
-                .collect();
+            let v = self.ok("ListOperationTask", &[("CheckId", &check_id.to_string()), ("PageSize", "100")]);
+            let rows: Vec<Value> =
+                v["OperationTasks"].as_array().unwrap().iter().filter(|r| r["RootTaskId"] == root).cloned().collect();
             let done = |s: &str| model::TaskStatus::parse(s).is_some_and(|s| s.is_terminal());
             if !rows.is_empty() && rows.iter().all(|r| done(r["Status"].as_str().unwrap())) {
                 return rows;
             }
-            assert!(
-                Instant::now() < deadline,
-                "root {root} did not finish: {rows:?}"
-            );
+            assert!(Instant::now() < deadline, "root {root} did not finish: {rows:?}");
             std::thread::sleep(Duration::from_millis(30));
         }
     }
@@ -179,17 +152,10 @@ impl Server {
 fn healthz(endpoint: &str) -> std::io::Result<u16> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(endpoint)?;
-    write!(
-        s,
-        "GET /healthz HTTP/1.1\r\nhost: {endpoint}\r\nconnection: close\r\n\r\n"
-    )?;
+    write!(s, "GET /healthz HTTP/1.1\r\nhost: {endpoint}\r\nconnection: close\r\n\r\n")?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
-    Ok(buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0))
+    Ok(buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0))
 }
 
 impl Drop for Server {
