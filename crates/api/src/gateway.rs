@@ -109,8 +109,14 @@ async fn process(app: Arc<App>, req: Request) -> Result<Value, ApiError> {
         if !policy_allows(&caller.key.policy, &caller.action) {
             return Err(ApiError::no_permission());
         }
-        let ctx = Ctx { store: &app.store, engine: &app.engine, account_id: &caller.key.account_id };
-        op(&ctx, &Params::new(raw.all_params()))
+        let ctx = Ctx {
+            store: &app.store,
+            engine: &app.engine,
+            account_id: &caller.key.account_id,
+            settings: &app.settings,
+            idempotency: &app.idempotency,
+        };
+        ops::run(&ctx, &caller.action, op, &Params::new(raw.all_params()))
     })
     .await
     .unwrap_or_else(|e| {

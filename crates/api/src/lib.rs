@@ -11,7 +11,7 @@ pub mod params;
 pub mod signature;
 pub mod time;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use engine::Engine;
 use store::Store;
@@ -24,11 +24,15 @@ pub struct App {
     pub engine: Arc<Engine>,
     /// Nonces seen in the last 15 minutes.
     pub nonces: auth::NonceCache,
+    /// Settings the operations read.
+    pub settings: ops::Settings,
+    /// Serialises ClientToken calls.
+    pub idempotency: Mutex<()>,
 }
 
 impl App {
     /// A new app.
-    pub fn new(store: Arc<Store>, engine: Arc<Engine>) -> Arc<App> {
-        Arc::new(App { store, engine, nonces: auth::NonceCache::default() })
+    pub fn new(store: Arc<Store>, engine: Arc<Engine>, settings: ops::Settings) -> Arc<App> {
+        Arc::new(App { store, engine, nonces: auth::NonceCache::default(), settings, idempotency: Mutex::new(()) })
     }
 }

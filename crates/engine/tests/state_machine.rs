@@ -41,6 +41,7 @@ fn fixture() -> Fixture {
                 instance_name: "one".into(),
                 connector: "host".into(),
                 locator: root.display().to_string(),
+                os_type: "linux".into(),
             },
         )
         .unwrap()
@@ -73,6 +74,7 @@ fn submit(f: &Fixture, kind: TaskType, repair: Option<&str>) -> String {
                     repair_task_id: repair.map(String::from),
                     params: "[]".into(),
                 }],
+                selection: None,
             },
         )
         .unwrap();

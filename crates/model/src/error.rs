@@ -129,6 +129,21 @@ impl ApiError {
     pub fn relation_key_not_found(key: &str) -> Self {
         e(404, "InvalidRelationKey.NotFound", format!("No asset selection is bound to the RelationKey {key}."))
     }
+    pub fn instance_whitelisted(instance_id: &str, check_id: i64) -> Self {
+        e(400, "InstanceWhitelisted", format!("The check item {check_id} is whitelisted on the instance {instance_id}; remove the whitelist rule to repair it."))
+    }
+    pub fn selection_not_found(key: &str) -> Self {
+        e(404, "InvalidSelectionKey.NotFound", format!("The selection {key} does not exist."))
+    }
+    pub fn business_type_not_found(business_type: &str) -> Self {
+        e(404, "InvalidBusinessType.NotFound", format!("No selection is bound to the BusinessType {business_type}."))
+    }
+    pub fn rule_not_found(rule_id: i64) -> Self {
+        e(404, "InvalidRuleId.NotFound", format!("The whitelist rule {rule_id} does not exist."))
+    }
+    pub fn idempotent_mismatch() -> Self {
+        e(400, "IdempotentParameterMismatch", "The ClientToken was used before with other parameters.")
+    }
     pub fn no_instance_to_operate() -> Self {
         e(
             400,

@@ -219,6 +219,7 @@ pub fn build(fleet_dir: &Path) -> std::io::Result<Vec<NewInstance>> {
             instance_name: s.name.to_string(),
             connector: "host".to_string(),
             locator: root.display().to_string(),
+            os_type: "linux".to_string(),
         });
     }
     Ok(out)

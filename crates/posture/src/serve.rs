@@ -35,6 +35,10 @@ pub struct Args {
     /// How long a worker's lease on a task lasts, in milliseconds, before another may take over.
     #[arg(long, default_value_t = 30_000)]
     lease_ms: i64,
+    /// Re-verifying the same check item within this many seconds answers OperateCode
+    /// Throttling (unless the caller sets Force).
+    #[arg(long, default_value_t = 30)]
+    verify_interval_secs: i64,
 }
 
 /// `credentials.json`.
@@ -114,7 +118,8 @@ fn try_run(args: Args) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-        let app = api::App::new(store, engine);
+        let settings = api::ops::Settings { verify_interval_ms: args.verify_interval_secs.saturating_mul(1000) };
+        let app = api::App::new(store, engine, settings);
         tracing::info!(listen = %args.listen, credentials = %args.data.join("credentials.json").display(), "posture is serving");
         axum::serve(listener, api::gateway::router(app))
             .with_graceful_shutdown(shutdown())

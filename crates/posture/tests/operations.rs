@@ -233,6 +233,7 @@ fn every_misuse_has_its_own_code() {
                 instance_name: "twin".into(),
                 connector: "host".into(),
                 locator: "/nonexistent".into(),
+                os_type: "linux".into(),
             },
         )
         .unwrap();

@@ -1,24 +1,28 @@
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, Row};
 
-use crate::{new_id, now_ms, Result, Store};
+use crate::{new_id, now_ms, Result, Store, StoreError};
 
 /// An account (tenant).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
     /// Its id (16 digits, like an Alibaba Cloud account id).
     pub id: String,
     /// Its name.
     pub name: String,
+    /// How many repairs it may run in all (None: unlimited).
+    pub repair_quota: Option<i64>,
+    /// A trial account may look but not repair.
+    pub trial: bool,
 }
 
-/// An AccessKey.
+/// An AccessKey, with its secret opened (only the gateway needs it).
 #[derive(Clone, Debug)]
 pub struct AccessKey {
     /// `AccessKeyId`.
     pub id: String,
     /// The account it acts for.
     pub account_id: String,
-    /// `AccessKeySecret` (the HMAC key; see docs/api.md for how it is kept).
+    /// `AccessKeySecret`, the HMAC key.
     pub secret: String,
     /// The policy name that says which actions it may call.
     pub policy: String,
@@ -26,8 +30,29 @@ pub struct AccessKey {
     pub enabled: bool,
 }
 
+/// An AccessKey as listed: never its secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// `AccessKeyId`.
+    pub id: String,
+    /// The account it acts for.
+    pub account_id: String,
+    /// Its policy.
+    pub policy: String,
+    /// Enabled or not.
+    pub enabled: bool,
+    /// Created.
+    pub created_ms: i64,
+}
+
+const ACCOUNT_COLS: &str = "id, name, repair_quota, trial";
+
+fn account_from(r: &Row) -> rusqlite::Result<Account> {
+    Ok(Account { id: r.get(0)?, name: r.get(1)?, repair_quota: r.get(2)?, trial: r.get(3)? })
+}
+
 impl Store {
-    /// Creates an account.
+    /// Creates an account (unlimited repairs, not a trial).
     pub fn create_account(&self, name: &str) -> Result<Account> {
         let mut b = [0u8; 8];
         getrandom::getrandom(&mut b).expect("the OS random source works");
@@ -37,20 +62,53 @@ impl Store {
             tx.execute("INSERT INTO accounts (id, name, created_ms) VALUES (?, ?, ?)", params![id, name, now_ms()])?;
             Ok(())
         })?;
-        Ok(Account { id, name: name.to_string() })
+        Ok(Account { id, name: name.to_string(), repair_quota: None, trial: false })
     }
 
     /// The first account created (the admin account of a fresh data directory).
     pub fn first_account(&self) -> Result<Option<Account>> {
         self.read(|c| {
-            Ok(c.query_row("SELECT id, name FROM accounts ORDER BY rowid LIMIT 1", [], |r| {
-                Ok(Account { id: r.get(0)?, name: r.get(1)? })
-            })
-            .optional()?)
+            Ok(c.query_row(&format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY rowid LIMIT 1"), [], account_from)
+                .optional()?)
         })
     }
 
-    /// Creates an AccessKey for an account.
+    /// One account.
+    pub fn get_account(&self, id: &str) -> Result<Option<Account>> {
+        self.read(|c| {
+            Ok(c.query_row(&format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?"), [id], account_from)
+                .optional()?)
+        })
+    }
+
+    /// Every account, oldest first.
+    pub fn list_accounts(&self) -> Result<Vec<Account>> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY rowid"))?;
+            let rows = st.query_map([], account_from)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Sets an account's repair authorization (None: unlimited) and, if given, its trial flag.
+    pub fn set_quota(&self, account_id: &str, repairs: Option<i64>, trial: Option<bool>) -> Result<Account> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE accounts SET repair_quota = ?, trial = COALESCE(?, trial) WHERE id = ?",
+                params![repairs, trial, account_id],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(tx.query_row(
+                &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?"),
+                [account_id],
+                account_from,
+            )?)
+        })
+    }
+
+    /// Creates an AccessKey for an account; the secret is returned here and never again.
     pub fn create_key(&self, account_id: &str, policy: &str) -> Result<AccessKey> {
         let key = AccessKey {
             id: format!("LTAI{}", &new_id(12)[..20]),
@@ -59,29 +117,103 @@ impl Store {
             policy: policy.to_string(),
             enabled: true,
         };
+        let sealed = self.sealer.seal(&key.id, &key.secret);
         self.write(|tx| {
+            let exists: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?)", [account_id], |r| r.get(0))?;
+            if !exists {
+                return Err(StoreError::NotFound);
+            }
             tx.execute(
-                "INSERT INTO access_keys (id, account_id, secret, policy, enabled, created_ms) VALUES (?, ?, ?, ?, 1, ?)",
-                params![key.id, key.account_id, key.secret, key.policy, now_ms()],
+                "INSERT INTO access_keys (id, account_id, secret, sealed_secret, policy, enabled, created_ms) VALUES (?, ?, '', ?, ?, 1, ?)",
+                params![key.id, key.account_id, sealed, key.policy, now_ms()],
             )?;
             Ok(())
         })?;
         Ok(key)
     }
 
-    /// Looks an AccessKey up by id.
+    /// Looks an AccessKey up by id, opening its secret.
     pub fn get_key(&self, id: &str) -> Result<Option<AccessKey>> {
+        let row: Option<(String, Option<Vec<u8>>, String, bool)> = self.read(|c| {
+            Ok(c.prepare_cached("SELECT account_id, sealed_secret, policy, enabled FROM access_keys WHERE id = ?")?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()?)
+        })?;
+        let Some((account_id, sealed, policy, enabled)) = row else { return Ok(None) };
+        let secret = sealed
+            .and_then(|s| self.sealer.open(id, &s))
+            .ok_or_else(|| StoreError::Db(format!("the secret of {id} does not open with this master key")))?;
+        Ok(Some(AccessKey { id: id.to_string(), account_id, secret, policy, enabled }))
+    }
+
+    /// AccessKeys, of one account or all, without secrets.
+    pub fn list_keys(&self, account_id: Option<&str>) -> Result<Vec<KeyInfo>> {
         self.read(|c| {
-            Ok(c.query_row("SELECT id, account_id, secret, policy, enabled FROM access_keys WHERE id = ?", [id], |r| {
-                Ok(AccessKey {
-                    id: r.get(0)?,
-                    account_id: r.get(1)?,
-                    secret: r.get(2)?,
-                    policy: r.get(3)?,
-                    enabled: r.get(4)?,
-                })
-            })
-            .optional()?)
+            let mut st = c.prepare(
+                "SELECT id, account_id, policy, enabled, created_ms FROM access_keys WHERE ?1 IS NULL OR account_id = ?1 ORDER BY rowid",
+            )?;
+            let rows = st.query_map([account_id], |r| {
+                Ok(KeyInfo { id: r.get(0)?, account_id: r.get(1)?, policy: r.get(2)?, enabled: r.get(3)?, created_ms: r.get(4)? })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
+    }
+
+    /// Enables or disables a key.
+    pub fn set_key_enabled(&self, key_id: &str, enabled: bool) -> Result<()> {
+        self.write(|tx| {
+            match tx.execute("UPDATE access_keys SET enabled = ? WHERE id = ?", params![enabled, key_id])? {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    /// Deletes a key.
+    pub fn delete_key(&self, key_id: &str) -> Result<()> {
+        self.write(|tx| match tx.execute("DELETE FROM access_keys WHERE id = ?", [key_id])? {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::store;
+
+    #[test]
+    fn a_copy_of_the_database_alone_hands_out_no_key() {
+        let (dir, s) = store();
+        let a = s.create_account("a").unwrap();
+        let k = s.create_key(&a.id, "Admin").unwrap();
+        assert_eq!(s.get_key(&k.id).unwrap().unwrap().secret, k.secret);
+        drop(s);
+        let db = std::fs::read(dir.path().join("posture.db")).unwrap();
+        let wal = std::fs::read(dir.path().join("posture.db-wal")).unwrap_or_default();
+        for bytes in [db, wal] {
+            assert!(!bytes.windows(k.secret.len()).any(|w| w == k.secret.as_bytes()), "the secret is not in the files");
+        }
+        // The database copied elsewhere without master.key does not open.
+        let copy = tempfile::tempdir().unwrap();
+        for f in ["posture.db", "posture.db-wal", "posture.db-shm"] {
+            let _ = std::fs::copy(dir.path().join(f), copy.path().join(f));
+        }
+        let err = crate::Store::open(&copy.path().join("posture.db")).err().expect("refused");
+        assert!(err.to_string().contains("master.key"), "{err}");
+    }
+
+    #[test]
+    fn keys_list_disable_delete() {
+        let (_d, s) = store();
+        let a = s.create_account("a").unwrap();
+        let k = s.create_key(&a.id, "ReadOnly").unwrap();
+        assert_eq!(s.list_keys(Some(&a.id)).unwrap().len(), 1);
+        s.set_key_enabled(&k.id, false).unwrap();
+        assert!(!s.get_key(&k.id).unwrap().unwrap().enabled);
+        s.delete_key(&k.id).unwrap();
+        assert!(s.get_key(&k.id).unwrap().is_none());
+        assert_eq!(s.delete_key(&k.id), Err(crate::StoreError::NotFound));
+        assert_eq!(s.create_key("0000", "Admin").err(), Some(crate::StoreError::NotFound));
     }
 }

@@ -18,6 +18,8 @@ pub struct NewInstance {
     pub connector: String,
     /// Where the connector finds it (host: the filesystem root).
     pub locator: String,
+    /// `linux` or `windows`.
+    pub os_type: String,
 }
 
 /// A registered instance.
@@ -43,6 +45,12 @@ pub struct Instance {
     pub freed: bool,
 }
 
+const UPSERT_INSTANCE: &str = "INSERT INTO instances (account_id, vendor, region_id, instance_id, instance_name, connector, locator, os_type, created_ms)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT (account_id, vendor, region_id, instance_id) DO UPDATE SET
+       instance_name = excluded.instance_name, connector = excluded.connector, locator = excluded.locator,
+       os_type = excluded.os_type, freed = 0";
+
 pub(crate) const INSTANCE_COLS: &str =
     "i.pk, i.account_id, i.vendor, i.region_id, i.instance_id, i.instance_name, i.connector, i.locator, i.freed";
 
@@ -61,15 +69,35 @@ pub(crate) fn instance_from(r: &Row, at: usize) -> rusqlite::Result<Instance> {
 }
 
 impl Store {
-    /// Registers an instance (idempotent on vendor, region and instance id) and returns it.
+    /// Registers instances in one transaction (idempotent on vendor, region and instance id:
+    /// a known instance gets the new name, connector, locator and OS type). Returns how many.
+    pub fn upsert_instances(&self, account_id: &str, list: &[NewInstance]) -> Result<usize> {
+        let now = now_ms();
+        self.write(|tx| {
+            let mut st = tx.prepare_cached(UPSERT_INSTANCE)?;
+            for n in list {
+                st.execute(params![
+                    account_id,
+                    n.vendor.code(),
+                    n.region_id,
+                    n.instance_id,
+                    n.instance_name,
+                    n.connector,
+                    n.locator,
+                    n.os_type,
+                    now
+                ])?;
+            }
+            Ok(list.len())
+        })
+    }
+
+    /// Registers one instance (as [`Store::upsert_instances`]) and returns it.
     pub fn upsert_instance(&self, account_id: &str, n: &NewInstance) -> Result<Instance> {
         self.write(|tx| {
             tx.execute(
-                "INSERT INTO instances (account_id, vendor, region_id, instance_id, instance_name, connector, locator, created_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (account_id, vendor, region_id, instance_id)
-                 DO UPDATE SET instance_name = excluded.instance_name, connector = excluded.connector, locator = excluded.locator, freed = 0",
-                params![account_id, n.vendor.code(), n.region_id, n.instance_id, n.instance_name, n.connector, n.locator, now_ms()],
+                UPSERT_INSTANCE,
+                params![account_id, n.vendor.code(), n.region_id, n.instance_id, n.instance_name, n.connector, n.locator, n.os_type, now_ms()],
             )?;
             Ok(tx.query_row(
                 &format!("SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? AND vendor = ? AND region_id = ? AND instance_id = ?"),

@@ -8,10 +8,14 @@
 #![warn(missing_docs)]
 
 mod accounts;
+mod idempotency;
 mod instances;
 mod results;
 mod runs;
+mod secrets;
+mod selections;
 mod tasks;
+mod whitelists;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,11 +24,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
-pub use accounts::{AccessKey, Account};
+pub use accounts::{AccessKey, Account, KeyInfo};
 pub use instances::{Instance, NewInstance};
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};
 pub use runs::{uuid_like, CheckRun, CheckRunDetail, RunFilter};
-pub use tasks::{Claimed, InstanceMatch, NewTask, Submission, TaskFilter, TaskRow, Transition};
+pub use selections::{Criterion, Selection};
+pub use tasks::{
+    Claimed, InstanceMatch, NewTask, SelectionSource, Submission, SubmitOutcome, TaskFilter, TaskRow, Transition,
+};
+pub use whitelists::{NewWhitelist, WhitelistRule};
 
 /// Why a store call failed.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,6 +45,12 @@ pub enum StoreError {
     LeaseLost,
     /// The transition is not in the table.
     IllegalTransition(String),
+    /// An instance id that matches no instance of the account.
+    UnknownInstance(String),
+    /// The account's repair authorization does not cover the submission.
+    QuotaExhausted,
+    /// A submission would create no task.
+    NothingToDo,
     /// The database failed.
     Db(String),
 }
@@ -48,6 +62,9 @@ impl std::fmt::Display for StoreError {
             StoreError::NotFound => f.write_str("not found"),
             StoreError::LeaseLost => f.write_str("lease lost"),
             StoreError::IllegalTransition(t) => write!(f, "illegal transition {t}"),
+            StoreError::UnknownInstance(id) => write!(f, "unknown instance {id}"),
+            StoreError::QuotaExhausted => f.write_str("repair authorization exhausted"),
+            StoreError::NothingToDo => f.write_str("nothing to do"),
             StoreError::Db(e) => write!(f, "database: {e}"),
         }
     }
@@ -74,6 +91,7 @@ const READERS: usize = 4;
 
 /// The SQLite store: one writer connection, a few readers (WAL lets them read while it writes).
 pub struct Store {
+    sealer: secrets::Sealer,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -101,6 +119,39 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     Ok(c)
 }
 
+/// The schema version this posture writes.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
+/// it, so two processes opening a new database at once cannot both migrate.
+fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
+    c.execute_batch("BEGIN IMMEDIATE;")?;
+    let result = (|| -> Result<()> {
+        let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version < 1 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 1;", schema_sql()))?;
+        }
+        if version < 2 {
+            c.execute_batch(include_str!("migration_2.sql"))?;
+            // Seal the secrets a version-1 database kept in plain text.
+            let plain: Vec<(String, String)> = c
+                .prepare("SELECT id, secret FROM access_keys WHERE secret <> ''")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (id, secret) in plain {
+                c.execute(
+                    "UPDATE access_keys SET sealed_secret = ?, secret = '' WHERE id = ?",
+                    rusqlite::params![sealer.seal(&id, &secret), id],
+                )?;
+            }
+            c.execute_batch("PRAGMA user_version = 2;")?;
+        }
+        Ok(())
+    })();
+    c.execute_batch(if result.is_ok() { "COMMIT;" } else { "ROLLBACK;" })?;
+    result
+}
+
 fn schema_sql() -> String {
     let active: Vec<String> =
         model::TaskStatus::ALL.iter().filter(|s| !s.is_terminal()).map(|s| format!("'{}'", s.as_str())).collect();
@@ -108,18 +159,28 @@ fn schema_sql() -> String {
 }
 
 impl Store {
-    /// Opens (creating and migrating if needed) the database at `path`.
+    /// Opens (creating and migrating if needed) the database at `path`. The master key that
+    /// seals secrets is `master.key` beside it; it is created with a new database, and required
+    /// for one that already holds sealed secrets.
     pub fn open(path: &Path) -> Result<Store> {
         let writer = open_conn(path)?;
         let version: i64 = writer.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > 1 {
+        if version > SCHEMA_VERSION {
             return Err(StoreError::Db(format!(
-                "the database is schema version {version}, newer than this posture (1)"
+                "the database is schema version {version}, newer than this posture ({SCHEMA_VERSION})"
             )));
         }
-        writer.execute_batch(&format!("BEGIN; {} PRAGMA user_version = 1; COMMIT;", schema_sql()))?;
+        let has_sealed: bool = version >= 2
+            && writer.query_row(
+                "SELECT EXISTS (SELECT 1 FROM access_keys WHERE sealed_secret IS NOT NULL)",
+                [],
+                |r| r.get(0),
+            )?;
+        let sealer = secrets::Sealer::load(&path.with_file_name("master.key"), !has_sealed)
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        migrate(&writer, &sealer)?;
         let readers = (0..READERS).map(|_| open_conn(path).map(Mutex::new)).collect::<rusqlite::Result<_>>()?;
-        Ok(Store { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
+        Ok(Store { sealer, writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
     }
 
     /// Runs `f` in one write transaction (committed if it returns Ok).

@@ -4,6 +4,7 @@ use model::CheckStatus;
 use rusqlite::{params, params_from_iter, types::Value, Transaction};
 
 use crate::instances::{instance_from, INSTANCE_COLS};
+use crate::whitelists::whitelisted_sql;
 use crate::{now_ms, placeholders, Instance, Result, Store};
 
 /// A new result of one check item on one instance.
@@ -89,6 +90,15 @@ pub(crate) fn upsert_result(tx: &Transaction, account_id: &str, u: &ResultUpdate
     Ok(())
 }
 
+/// The status as read: `WHITELIST` while a rule in force exempts the result, else the
+/// evaluated status.
+pub(crate) fn effective_status_sql() -> String {
+    format!(
+        "(CASE WHEN {} THEN 'WHITELIST' ELSE r.status END)",
+        whitelisted_sql("r.account_id", "r.check_id", "r.instance_pk")
+    )
+}
+
 fn like(s: &str) -> String {
     format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
 }
@@ -122,9 +132,10 @@ impl Store {
         instance_ids: &[String],
         vendors: &[i64],
     ) -> Result<BTreeMap<i64, ResultAggregate>> {
-        let mut sql = String::from(
-            "SELECT r.check_id, r.status, i.vendor, COUNT(*), MAX(r.last_ms), MAX(r.check_run_id)
+        let mut sql = format!(
+            "SELECT r.check_id, {} AS st, i.vendor, COUNT(*), MAX(r.last_ms), MAX(r.check_run_id)
              FROM check_results r JOIN instances i ON i.pk = r.instance_pk WHERE r.account_id = ?",
+            effective_status_sql()
         );
         let mut args: Vec<Value> = vec![account_id.to_string().into()];
         if !instance_ids.is_empty() {
@@ -135,7 +146,7 @@ impl Store {
             sql += &format!(" AND i.vendor IN ({})", placeholders(vendors.len()));
             args.extend(vendors.iter().map(|v| Value::from(*v)));
         }
-        sql += " GROUP BY r.check_id, r.status, i.vendor";
+        sql += " GROUP BY r.check_id, st, i.vendor";
         self.read(|c| {
             let mut out: BTreeMap<i64, ResultAggregate> = BTreeMap::new();
             let mut st = c.prepare_cached(&sql)?;
@@ -180,19 +191,20 @@ impl Store {
             args.extend(f.instance_ids.iter().map(|s| Value::from(s.clone())));
         }
         if !f.statuses.is_empty() {
-            wh += &format!(" AND r.status IN ({})", placeholders(f.statuses.len()));
+            wh += &format!(" AND {} IN ({})", effective_status_sql(), placeholders(f.statuses.len()));
             args.extend(f.statuses.iter().map(|s| Value::from(s.clone())));
         }
+        let status = effective_status_sql();
         let order = if f.sort_by_status {
-            " ORDER BY CASE r.status WHEN 'NOT_PASS' THEN 0 WHEN 'FAILED' THEN 1 WHEN 'CHECKING' THEN 2 WHEN 'NOT_CHECK' THEN 3 WHEN 'WHITELIST' THEN 4 ELSE 5 END, r.id"
+            format!(" ORDER BY CASE {status} WHEN 'NOT_PASS' THEN 0 WHEN 'FAILED' THEN 1 WHEN 'CHECKING' THEN 2 WHEN 'NOT_CHECK' THEN 3 WHEN 'WHITELIST' THEN 4 ELSE 5 END, r.id")
         } else {
-            " ORDER BY r.id"
+            " ORDER BY r.id".to_string()
         };
         let from = " FROM check_results r JOIN instances i ON i.pk = r.instance_pk";
         self.read(|c| {
             let total: i64 = c.query_row(&format!("SELECT COUNT(*){from}{wh}"), params_from_iter(args.iter()), |r| r.get(0))?;
             let sql = format!(
-                "SELECT r.id, r.status, r.status_message, r.config, r.first_ms, r.last_ms, {INSTANCE_COLS}{from}{wh}{order} LIMIT ? OFFSET ?"
+                "SELECT r.id, {status}, r.status_message, r.config, r.first_ms, r.last_ms, {INSTANCE_COLS}{from}{wh}{order} LIMIT ? OFFSET ?"
             );
             let mut page_args = args.clone();
             page_args.push(f.limit.into());
@@ -214,12 +226,13 @@ impl Store {
         })
     }
 
-    /// The instances whose result for a check item is NOT_PASS.
+    /// The instances whose result for a check item is NOT_PASS (whitelisted ones excluded).
     pub fn failing_instances(&self, account_id: &str, check_id: i64) -> Result<Vec<Instance>> {
         self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {INSTANCE_COLS} FROM check_results r JOIN instances i ON i.pk = r.instance_pk
-                 WHERE r.account_id = ? AND r.check_id = ? AND r.status = 'NOT_PASS' ORDER BY i.pk"
+                 WHERE r.account_id = ? AND r.check_id = ? AND r.status = 'NOT_PASS' AND NOT {} ORDER BY i.pk",
+                whitelisted_sql("r.account_id", "r.check_id", "r.instance_pk")
             ))?;
             let rows = st.query_map(params![account_id, check_id], |r| instance_from(r, 0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -230,7 +243,10 @@ impl Store {
     pub fn result_status(&self, account_id: &str, check_id: i64, instance_pk: i64) -> Result<Option<CheckStatus>> {
         self.read(|c| {
             let s: Option<String> = rusqlite::OptionalExtension::optional(c.query_row(
-                "SELECT status FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
+                &format!(
+                    "SELECT {} FROM check_results r WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
+                    effective_status_sql()
+                ),
                 params![account_id, check_id, instance_pk],
                 |r| r.get(0),
             ))?;

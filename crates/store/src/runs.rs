@@ -219,6 +219,34 @@ impl Store {
         })
     }
 
+    /// When the latest verification run (CHECK_ITEM / CHECK_INSTANCE) created since `since_ms`
+    /// covering one of `check_ids` on one of `instance_pks` was created (an empty instance list
+    /// means every instance, on either side).
+    pub fn last_verification(
+        &self,
+        account_id: &str,
+        check_ids: &[i64],
+        instance_pks: &[i64],
+        since_ms: i64,
+    ) -> Result<Option<i64>> {
+        let recent: Vec<(i64, String, String)> = self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT created_ms, check_ids, instance_pks FROM check_runs
+                 WHERE account_id = ? AND task_type IN ('CHECK_ITEM', 'CHECK_INSTANCE') AND created_ms > ? ORDER BY created_ms DESC",
+            )?;
+            let rows = st.query_map(params![account_id, since_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
+        Ok(recent.into_iter().find_map(|(at, checks, pks)| {
+            let checks: Vec<i64> = serde_json::from_str(&checks).unwrap_or_default();
+            let pks: Vec<i64> = serde_json::from_str(&pks).unwrap_or_default();
+            let same_item = checks.iter().any(|c| check_ids.contains(c));
+            let same_instance =
+                pks.is_empty() || instance_pks.is_empty() || pks.iter().any(|p| instance_pks.contains(p));
+            (same_item && same_instance).then_some(at)
+        }))
+    }
+
     /// Marks a run complete.
     pub fn finish_run(&self, run: &CheckRun) -> Result<()> {
         self.write(|tx| {

@@ -3,7 +3,9 @@ use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExten
 
 use crate::instances::{instance_from, INSTANCE_COLS};
 use crate::results::upsert_result;
-use crate::{now_ms, placeholders, Instance, Result, ResultUpdate, Store, StoreError};
+use crate::selections::selected_instances;
+use crate::whitelists::whitelisted_sql;
+use crate::{now_ms, placeholders, Instance, Result, ResultUpdate, Selection, Store, StoreError};
 
 /// One per-instance task of a submission.
 #[derive(Clone, Debug)]
@@ -29,9 +31,36 @@ pub struct Submission {
     pub kind: TaskType,
     /// How the instances were chosen.
     pub dimension: DimensionType,
-    /// One per instance.
+    /// One per listed instance.
     pub tasks: Vec<NewTask>,
+    /// REPAIR only: every instance of a selection too (whitelisted ones skipped).
+    pub selection: Option<SelectionSource>,
 }
+
+/// The instances of a selection that a submission adds, all with the same parameters.
+#[derive(Clone, Debug)]
+pub struct SelectionSource {
+    /// The selection.
+    pub selection: Selection,
+    /// Only instances of this connector kind (the kind the check item applies to).
+    pub connector: String,
+    /// Resolved repair parameters, JSON.
+    pub params: String,
+}
+
+/// What a submission did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    /// The root task and this many tasks were written.
+    Created(i64),
+    /// A trial account may not repair; nothing was written.
+    TrialUnauthorized,
+    /// The repair authorization does not cover it; nothing was written.
+    QuotaExhausted,
+}
+
+/// Repair tasks that count against the authorization: every one but those that changed nothing.
+const COUNTED_REPAIRS: &str = "type = 'REPAIR' AND status NOT IN ('FAIL', 'BACKUP_FAIL', 'REPAIR_FAIL')";
 
 /// A stored task with its instance.
 #[derive(Clone, Debug)]
@@ -171,10 +200,18 @@ impl Store {
     /// Writes a root task and its tasks in one transaction. `Conflict` (and nothing written)
     /// if any instance already has an unfinished task for the check item, or a repair is
     /// already rolled back — the unique indexes decide, so concurrent submissions cannot race.
-    pub fn submit(&self, account_id: &str, s: &Submission) -> Result<()> {
+    /// A trial account's or an exhausted authorization's REPAIR writes nothing either;
+    /// `NothingToDo` when no instance is left.
+    pub fn submit(&self, account_id: &str, s: &Submission) -> Result<SubmitOutcome> {
         let now = now_ms();
         let status = TaskStatus::initial(s.kind);
-        self.write(|tx| {
+        let repair = s.kind == TaskType::Repair;
+        let result = self.write(|tx| {
+            let (quota, trial): (Option<i64>, bool) =
+                tx.query_row("SELECT repair_quota, trial FROM accounts WHERE id = ?", [account_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            if repair && trial {
+                return Ok(SubmitOutcome::TrialUnauthorized);
+            }
             tx.execute(
                 "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
                 params![s.root_id, account_id, s.check_id, s.kind.as_str(), s.dimension.as_str(), now],
@@ -183,15 +220,70 @@ impl Store {
                 "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, repair_task_id, params, created_ms, updated_ms)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )?;
-            let mut ev = tx.prepare_cached("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, ?, ?)")?;
             for t in &s.tasks {
                 ins.execute(params![
                     t.id, s.root_id, account_id, s.check_id, t.instance_pk, s.kind.as_str(), status.as_str(),
                     t.repair_task_id, t.params, now, now
                 ])?;
-                ev.execute(params![t.id, status.as_str(), now])?;
             }
-            Ok(())
+            if let (Some(src), true) = (&s.selection, repair) {
+                // One statement for the whole selection, however large.
+                let (from, sel_args) = selected_instances(account_id, &src.selection);
+                let mut args: Vec<Value> = vec![
+                    s.root_id.clone().into(), account_id.to_string().into(), s.check_id.into(),
+                    status.as_str().to_string().into(), src.params.clone().into(), now.into(), now.into(),
+                ];
+                args.extend(sel_args);
+                args.extend([src.connector.clone().into(), s.root_id.clone().into(), account_id.to_string().into(), s.check_id.into()]);
+                tx.execute(
+                    &format!(
+                        "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, params, created_ms, updated_ms)
+                         SELECT lower(hex(randomblob(16))), ?, ?, ?, i.pk, 'REPAIR', ?, ?, ?, ?{from}
+                           AND i.connector = ?
+                           AND NOT EXISTS (SELECT 1 FROM tasks x WHERE x.root_id = ? AND x.instance_pk = i.pk)
+                           AND NOT {}",
+                        whitelisted_sql("?", "?", "i.pk")
+                    ),
+                    params_from_iter(args),
+                )?;
+            }
+            let created: i64 = tx.query_row("SELECT COUNT(*) FROM tasks WHERE root_id = ?", [&s.root_id], |r| r.get(0))?;
+            if created == 0 {
+                return Err(StoreError::NothingToDo);
+            }
+            if let (Some(quota), true) = (quota, repair) {
+                let used: i64 = tx.query_row(
+                    &format!("SELECT COUNT(*) FROM tasks WHERE account_id = ? AND {COUNTED_REPAIRS}"),
+                    [account_id],
+                    |r| r.get(0),
+                )?;
+                if used > quota {
+                    return Err(StoreError::QuotaExhausted); // rolls the whole submission back
+                }
+            }
+            tx.execute("INSERT INTO task_events (task_id, status, at_ms) SELECT id, status, created_ms FROM tasks WHERE root_id = ?", [&s.root_id])?;
+            Ok(SubmitOutcome::Created(created))
+        });
+        match result {
+            Err(StoreError::QuotaExhausted) => Ok(SubmitOutcome::QuotaExhausted),
+            other => other,
+        }
+    }
+
+    /// Repairs counted against the authorization: (all, on instances in Chinese-mainland
+    /// regions `cn-*`, elsewhere).
+    pub fn repair_usage(&self, account_id: &str) -> Result<(i64, i64, i64)> {
+        self.read(|c| {
+            let (all, cn): (i64, i64) = c.query_row(
+                &format!(
+                    "SELECT COUNT(*), COALESCE(SUM(i.region_id LIKE 'cn-%'), 0) FROM tasks t JOIN instances i ON i.pk = t.instance_pk
+                     WHERE t.account_id = ? AND t.{}",
+                    COUNTED_REPAIRS.replace(" AND status", " AND t.status")
+                ),
+                [account_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok((all, cn, all - cn))
         })
     }
 
@@ -437,6 +529,7 @@ mod tests {
                     instance_name: "one".into(),
                     connector: "host".into(),
                     locator: "/x".into(),
+                    os_type: "linux".into(),
                 },
             )
             .unwrap();
@@ -455,6 +548,7 @@ mod tests {
                 repair_task_id: repair.map(String::from),
                 params: "[]".into(),
             }],
+            selection: None,
         }
     }
 

@@ -50,6 +50,21 @@ pub fn get_check_process(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     Ok(json!({"TaskId": run.id, "TotalCount": run.total, "FinishCount": run.finished, "StatusCode": code}))
 }
 
+/// `Data.OperateCode: Throttling` when one of these items was verified on one of these
+/// instances within the service's verify interval (unless `Force`).
+fn throttled(ctx: &Ctx, p: &Params, checks: &[i64], pks: &[i64]) -> Result<Option<Value>, ApiError> {
+    if p.bool("Force")? == Some(true) {
+        return Ok(None);
+    }
+    let now = store::now_ms();
+    let window = ctx.settings.verify_interval_ms;
+    let last = ctx.store.last_verification(ctx.account_id, checks, pks, now - window).map_err(db)?;
+    Ok(last.map(|at| {
+        let wait_s = (at + window - now + 999) / 1000;
+        json!({"Data": {"OperateCode": "Throttling", "ThrottlingTimeSecond": wait_s.max(1), "TaskId": ""}})
+    }))
+}
+
 /// Instance ids → internal keys; the ids that match nothing are returned apart.
 fn instance_pks(ctx: &Ctx, ids: &[String]) -> Result<(Vec<i64>, Vec<String>), ApiError> {
     let (mut pks, mut unknown) = (Vec::new(), Vec::new());
@@ -75,6 +90,9 @@ pub fn verify_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     if !ids.is_empty() && pks.is_empty() {
         return Err(ApiError::instance_not_found(&unknown.join(",")));
     }
+    if let Some(answer) = throttled(ctx, p, &checks, &pks)? {
+        return Ok(answer);
+    }
     let run = start_run(ctx, "CHECK_ITEM", p.str("TaskSource").unwrap_or(""), &checks, &pks)?;
     Ok(json!({"Data": {"TaskId": run.id}}))
 }
@@ -98,6 +116,10 @@ pub fn verify_check_instance_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiE
     let (pks, unknown) = instance_pks(ctx, &ids)?;
     if p.bool("DryRun")? == Some(true) || pks.is_empty() {
         return Ok(json!({"Data": {"TaskId": "", "FailInstances": unknown}}));
+    }
+    if let Some(mut answer) = throttled(ctx, p, &checks, &pks)? {
+        answer["Data"]["FailInstances"] = json!(unknown);
+        return Ok(answer);
     }
     let run = start_run(ctx, "CHECK_INSTANCE", p.str("TaskSource").unwrap_or(""), &checks, &pks)?;
     Ok(json!({"Data": {"TaskId": run.id, "FailInstances": unknown}}))

@@ -1,11 +1,16 @@
 //! The operations, one group per file. Each is a plain function from the caller's context and
 //! the decoded parameters to a JSON answer or an [`ApiError`]; the gateway does the rest.
 
+mod asset_selection;
 mod check_results;
 mod check_runs;
 mod operation_tasks;
+mod quota;
+mod whitelists;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
 
 use catalog::Catalog;
 use engine::Engine;
@@ -23,6 +28,24 @@ pub struct Ctx<'a> {
     pub engine: &'a Arc<Engine>,
     /// The caller's account: every query is scoped by it.
     pub account_id: &'a str,
+    /// Service settings.
+    pub settings: &'a Settings,
+    /// Serialises calls that carry a ClientToken, so a retry racing its original waits for it.
+    pub idempotency: &'a Mutex<()>,
+}
+
+/// Service settings the operations read.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Re-verifying the same check item within this time answers `OperateCode: Throttling`
+    /// (unless `Force`).
+    pub verify_interval_ms: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { verify_interval_ms: 30_000 }
+    }
 }
 
 impl Ctx<'_> {
@@ -48,7 +71,61 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("VerifyCheckInstanceResult", check_runs::verify_check_instance_result),
     ("ListOperationProcess", check_runs::list_operation_process),
     ("ListOperationProcessDetail", check_runs::list_operation_process_detail),
+    ("CreateAssetSelectionConfig", asset_selection::create_asset_selection_config),
+    ("AddAssetSelectionCriteria", asset_selection::add_asset_selection_criteria),
+    ("GetAssetSelectionConfig", asset_selection::get_asset_selection_config),
+    ("ListAssetSelectionTarget", asset_selection::list_asset_selection_target),
+    ("ListAssetSelectionSelectedTarget", asset_selection::list_asset_selection_selected_target),
+    ("AddCheckResultWhiteList", whitelists::add_check_result_white_list),
+    ("RemoveCheckResultWhiteList", whitelists::remove_check_result_white_list),
+    ("AddCheckInstanceResultWhiteList", whitelists::add_check_instance_result_white_list),
+    ("RemoveCheckInstanceResultWhiteList", whitelists::remove_check_instance_result_white_list),
+    ("CheckTrialFixCount", quota::check_trial_fix_count),
+    ("DescribeFixUsedCount", quota::describe_fix_used_count),
 ];
+
+/// Parameters that belong to the request's signature or transport, not to the operation.
+const COMMON_PARAMS: &[&str] = &[
+    "AccessKeyId",
+    "Action",
+    "Format",
+    "RegionId",
+    "SecurityToken",
+    "Signature",
+    "SignatureMethod",
+    "SignatureNonce",
+    "SignatureType",
+    "SignatureVersion",
+    "Timestamp",
+    "Version",
+    "ClientToken",
+];
+
+/// Runs an operation. With a `ClientToken` (≤ 64 ASCII characters) the first successful answer
+/// is kept, and a retry with the same token and parameters gets it again without running the
+/// operation twice; the same token with other parameters is refused. Dry runs are not kept.
+pub fn run(ctx: &Ctx, action: &str, op: Op, p: &Params) -> Result<Value, ApiError> {
+    let Some(token) = p.str("ClientToken") else { return op(ctx, p) };
+    if token.len() > 64 || !token.is_ascii() {
+        return Err(ApiError::invalid_parameter("ClientToken"));
+    }
+    let mut pairs: Vec<&(String, String)> =
+        p.pairs().iter().filter(|(k, _)| !COMMON_PARAMS.contains(&k.as_str())).collect();
+    pairs.sort();
+    let digest = hex::encode(Sha256::digest(serde_json::to_vec(&pairs).unwrap_or_default()));
+    let _serial = ctx.idempotency.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((kept_digest, answer)) = ctx.store.idempotent_answer(ctx.account_id, action, token).map_err(db)? {
+        if kept_digest != digest {
+            return Err(ApiError::idempotent_mismatch());
+        }
+        return serde_json::from_str(&answer).map_err(|_| ApiError::server_error());
+    }
+    let answer = op(ctx, p)?;
+    if p.bool("DryRun")? != Some(true) {
+        ctx.store.keep_idempotent_answer(ctx.account_id, action, token, &digest, &answer.to_string()).map_err(db)?;
+    }
+    Ok(answer)
+}
 
 /// The operation for an action name.
 pub fn find(action: &str) -> Option<Op> {
@@ -93,6 +170,25 @@ pub(crate) fn resolve_instance(
         1 => Ok(matches.into_iter().next().expect("one")),
         _ => Err(ApiError::instance_ambiguous(instance_id)),
     }
+}
+
+/// Resolves instance ids to instances of the account (every instance with the id); an id that
+/// matches none is `InvalidInstance.NotFound`.
+pub(crate) fn instances_by_ids(ctx: &Ctx, ids: &[String]) -> Result<Vec<Instance>, ApiError> {
+    let mut out = Vec::new();
+    for id in ids {
+        let found = ctx.store.find_instances(ctx.account_id, id).map_err(db)?;
+        if found.is_empty() {
+            return Err(ApiError::instance_not_found(id));
+        }
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// The check item, or `InvalidCheckId.NotFound`.
+pub(crate) fn known_check<'a>(ctx: &'a Ctx, id: i64) -> Result<&'a catalog::CheckDef, ApiError> {
+    ctx.catalog().get(id).ok_or_else(|| ApiError::check_not_found(id))
 }
 
 /// A check item's name in the caller's language.

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use catalog::CheckDef;
 use model::{ApiError, DimensionType, ParamError, TaskStatus, TaskType};
 use serde_json::{json, Value};
-use store::{Instance, InstanceMatch, NewTask, StoreError, Submission, TaskFilter, TaskRow};
+use store::{
+    Instance, InstanceMatch, NewTask, SelectionSource, StoreError, Submission, SubmitOutcome, TaskFilter, TaskRow,
+};
 
 use super::{check_name, db, page_info, resolve_instance, vendor_param, Ctx};
 use crate::params::Params;
@@ -70,16 +72,23 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     if kind == TaskType::Rollback && !check.supports_rollback() {
         return Err(ApiError::rollback_not_supported(check_id));
     }
-    if let Some(key) = p.str("RelationKey") {
-        // Asset selections are not implemented yet: no key can be bound to one.
-        return Err(ApiError::relation_key_not_found(key));
-    }
+    // A RelationKey adds every instance of the selection bound to it (see docs/api.md).
+    let relation = match p.str("RelationKey") {
+        None => None,
+        Some(_) if kind == TaskType::Rollback => return Err(ApiError::invalid_parameter("RelationKey")),
+        Some(key) => Some(
+            ctx.store
+                .selection_by_business_type(ctx.account_id, key)
+                .map_err(db)?
+                .ok_or_else(|| ApiError::relation_key_not_found(key))?,
+        ),
+    };
     let params = match kind {
         TaskType::Repair => repair_params(check, p)?,
         TaskType::Rollback => Vec::new(),
     };
     let mut named = named_instances(ctx, p)?;
-    if named.is_empty() {
+    if named.is_empty() && relation.is_none() {
         match (dimension, kind) {
             (DimensionType::Instance, _) => return Err(ApiError::missing_parameter("OperationTaskInstances")),
             (DimensionType::CheckId, TaskType::Rollback) => return Err(ApiError::rollback_task_required()),
@@ -104,6 +113,9 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
             return Err(ApiError::instance_not_applicable(&n.instance.instance_id, check_id));
         }
         let repair_task_id = match kind {
+            TaskType::Repair if ctx.store.is_whitelisted(ctx.account_id, check_id, n.instance.pk).map_err(db)? => {
+                return Err(ApiError::instance_whitelisted(&n.instance.instance_id, check_id))
+            }
             TaskType::Repair => None,
             TaskType::Rollback => Some(rollback_target(ctx, check_id, n)?),
         };
@@ -115,14 +127,23 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         });
     }
     let root_id = store::new_id(16);
-    let submission = Submission { root_id: root_id.clone(), check_id, kind, dimension, tasks };
+    let selection = relation.map(|selection| SelectionSource {
+        selection,
+        connector: check.asset.clone(),
+        params: params_json.clone(),
+    });
+    let submission = Submission { root_id: root_id.clone(), check_id, kind, dimension, tasks, selection };
     match ctx.store.submit(ctx.account_id, &submission) {
-        Ok(()) => {}
-        Err(StoreError::Conflict) => return Err(ApiError::repair_task_conflict()),
-        Err(e) => return Err(db(e)),
+        Ok(SubmitOutcome::Created(_)) => {
+            ctx.engine.wake();
+            Ok(json!({"RootTaskId": root_id}))
+        }
+        Ok(SubmitOutcome::TrialUnauthorized) => Ok(json!({"OperateCode": "ActionTrialUnauthorized"})),
+        Ok(SubmitOutcome::QuotaExhausted) => Ok(json!({"OperateCode": "AuthorizationExhaust"})),
+        Err(StoreError::Conflict) => Err(ApiError::repair_task_conflict()),
+        Err(StoreError::NothingToDo) => Err(ApiError::no_instance_to_operate()),
+        Err(e) => Err(db(e)),
     }
-    ctx.engine.wake();
-    Ok(json!({"RootTaskId": root_id}))
 }
 
 /// Checks that a rollback names an applied, latest repair of this check on this instance.

@@ -1,0 +1,38 @@
+//! ClientToken: the first successful answer to a call is kept and replayed for a retry with the
+//! same token (and the same parameters).
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::{now_ms, Result, Store};
+
+impl Store {
+    /// The kept answer for a token: (digest of the parameters it was given with, answer JSON).
+    pub fn idempotent_answer(&self, account_id: &str, action: &str, token: &str) -> Result<Option<(String, String)>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT params_digest, response FROM idempotency WHERE account_id = ? AND action = ? AND client_token = ?",
+                params![account_id, action, token],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })
+    }
+
+    /// Keeps an answer for a token (the first one wins).
+    pub fn keep_idempotent_answer(
+        &self,
+        account_id: &str,
+        action: &str,
+        token: &str,
+        digest: &str,
+        response: &str,
+    ) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO idempotency (account_id, action, client_token, params_digest, response, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                params![account_id, action, token, digest, response, now_ms()],
+            )?;
+            Ok(())
+        })
+    }
+}

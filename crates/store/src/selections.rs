@@ -1,0 +1,239 @@
+//! Asset selections: a caller-chosen BusinessType (the RelationKey of SubmitOperationTask)
+//! bound to a set of instances, built by adding and removing targets or criteria. Large
+//! selections never pass through memory: criteria and submissions are single SQL statements.
+
+use model::Vendor;
+use rusqlite::{params, params_from_iter, types::Value, OptionalExtension, Row};
+
+use crate::whitelists::whitelisted_sql;
+use crate::{now_ms, Result, Store, StoreError};
+
+/// A selection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection {
+    /// `SelectionKey` (UUID-like).
+    pub key: String,
+    /// `BusinessType` (= the RelationKey).
+    pub business_type: String,
+    /// `instance` (listed targets) or `all_instance` (every instance of the account).
+    pub target_type: String,
+    /// `all`, `linux` or `windows`.
+    pub platform: String,
+}
+
+/// One condition of a criteria search.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Criterion {
+    /// The instance id, exactly.
+    InstanceId(String),
+    /// A substring of the instance name.
+    InstanceName(String),
+    /// The region, exactly.
+    RegionId(String),
+    /// The vendor.
+    Vendor(Vendor),
+    /// The OS type (`linux`, `windows`).
+    OsType(String),
+    /// The instance fails this check item now (NOT_PASS and not whitelisted).
+    FailsCheck(i64),
+}
+
+fn selection_from(r: &Row) -> rusqlite::Result<Selection> {
+    Ok(Selection { key: r.get(0)?, business_type: r.get(1)?, target_type: r.get(2)?, platform: r.get(3)? })
+}
+
+const SELECTION_COLS: &str = "selection_key, business_type, target_type, platform";
+
+/// The instances a selection holds: `FROM … WHERE …` over alias `i`, with its arguments.
+pub(crate) fn selected_instances(account_id: &str, s: &Selection) -> (String, Vec<Value>) {
+    let mut args: Vec<Value> = Vec::new();
+    let mut sql = if s.target_type == "all_instance" {
+        " FROM instances i WHERE i.account_id = ?".to_string()
+    } else {
+        args.push(s.key.clone().into());
+        " FROM selection_targets t JOIN instances i ON i.pk = t.instance_pk WHERE t.selection_key = ? AND i.account_id = ?".to_string()
+    };
+    args.push(account_id.to_string().into());
+    if s.platform != "all" {
+        sql += " AND i.os_type = ?";
+        args.push(s.platform.clone().into());
+    }
+    (sql, args)
+}
+
+fn criterion_sql(c: &Criterion, args: &mut Vec<Value>) -> String {
+    match c {
+        Criterion::InstanceId(v) => {
+            args.push(v.clone().into());
+            "i.instance_id = ?".into()
+        }
+        Criterion::InstanceName(v) => {
+            args.push(format!("%{}%", v.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")).into());
+            "i.instance_name LIKE ? ESCAPE '\\'".into()
+        }
+        Criterion::RegionId(v) => {
+            args.push(v.clone().into());
+            "i.region_id = ?".into()
+        }
+        Criterion::Vendor(v) => {
+            args.push(v.code().into());
+            "i.vendor = ?".into()
+        }
+        Criterion::OsType(v) => {
+            args.push(v.to_lowercase().into());
+            "i.os_type = ?".into()
+        }
+        Criterion::FailsCheck(id) => {
+            args.push((*id).into());
+            format!(
+                "EXISTS (SELECT 1 FROM check_results r WHERE r.account_id = i.account_id AND r.instance_pk = i.pk AND r.check_id = ? \
+                 AND r.status = 'NOT_PASS' AND NOT {})",
+                whitelisted_sql("r.account_id", "r.check_id", "r.instance_pk")
+            )
+        }
+    }
+}
+
+impl Store {
+    /// Creates the selection of a BusinessType, or returns the one already bound to it (with
+    /// `false`): a BusinessType names one selection per account.
+    pub fn create_selection(
+        &self,
+        account_id: &str,
+        business_type: &str,
+        target_type: &str,
+        platform: &str,
+    ) -> Result<(Selection, bool)> {
+        let key = crate::uuid_like();
+        self.write(|tx| {
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO selections (selection_key, account_id, business_type, target_type, platform, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                params![key, account_id, business_type, target_type, platform, now_ms()],
+            )?;
+            let s = tx.query_row(
+                &format!("SELECT {SELECTION_COLS} FROM selections WHERE account_id = ? AND business_type = ?"),
+                params![account_id, business_type],
+                selection_from,
+            )?;
+            Ok((s, n == 1))
+        })
+    }
+
+    /// The selection bound to a BusinessType.
+    pub fn selection_by_business_type(&self, account_id: &str, business_type: &str) -> Result<Option<Selection>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                &format!("SELECT {SELECTION_COLS} FROM selections WHERE account_id = ? AND business_type = ?"),
+                params![account_id, business_type],
+                selection_from,
+            )
+            .optional()?)
+        })
+    }
+
+    /// A selection by its SelectionKey.
+    pub fn selection(&self, account_id: &str, key: &str) -> Result<Option<Selection>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                &format!("SELECT {SELECTION_COLS} FROM selections WHERE account_id = ? AND selection_key = ?"),
+                params![account_id, key],
+                selection_from,
+            )
+            .optional()?)
+        })
+    }
+
+    /// Adds (`true`) or removes (`false`) targets named by instance id, in one transaction;
+    /// an id that matches no instance of the account refuses the whole call.
+    pub fn apply_targets(&self, account_id: &str, s: &Selection, ops: &[(String, bool)]) -> Result<()> {
+        self.write(|tx| {
+            let mut find = tx.prepare_cached("SELECT pk FROM instances WHERE account_id = ? AND instance_id = ?")?;
+            let mut add = tx
+                .prepare_cached("INSERT OR IGNORE INTO selection_targets (selection_key, instance_pk) VALUES (?, ?)")?;
+            let mut del =
+                tx.prepare_cached("DELETE FROM selection_targets WHERE selection_key = ? AND instance_pk = ?")?;
+            for (id, is_add) in ops {
+                let pks: Vec<i64> =
+                    find.query_map(params![account_id, id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                if pks.is_empty() {
+                    return Err(StoreError::UnknownInstance(id.clone()));
+                }
+                for pk in pks {
+                    if *is_add {
+                        add.execute(params![s.key, pk])?
+                    } else {
+                        del.execute(params![s.key, pk])?
+                    };
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Adds or removes every instance of the account matching the criteria (all of them, or any
+    /// with `any`), in one statement. Returns how many targets were added or removed.
+    pub fn apply_criteria(
+        &self,
+        account_id: &str,
+        s: &Selection,
+        criteria: &[Criterion],
+        any: bool,
+        add: bool,
+    ) -> Result<usize> {
+        let mut args: Vec<Value> = Vec::new();
+        let conds: Vec<String> = criteria.iter().map(|c| criterion_sql(c, &mut args)).collect();
+        let joined =
+            if conds.is_empty() { "1 = 1".to_string() } else { conds.join(if any { " OR " } else { " AND " }) };
+        let matching = format!("SELECT i.pk FROM instances i WHERE i.account_id = ? AND ({joined})");
+        let mut all_args: Vec<Value> = vec![s.key.clone().into(), account_id.to_string().into()];
+        all_args.extend(args);
+        let sql = if add {
+            format!(
+                "INSERT OR IGNORE INTO selection_targets (selection_key, instance_pk) SELECT ?, pk FROM ({})",
+                matching.replacen("SELECT i.pk", "SELECT i.pk AS pk", 1)
+            )
+        } else {
+            format!("DELETE FROM selection_targets WHERE selection_key = ? AND instance_pk IN ({matching})")
+        };
+        self.write(|tx| Ok(tx.execute(&sql, params_from_iter(all_args))?))
+    }
+
+    /// One page of a selection's instances (id, name), and the total.
+    pub fn list_selection_targets(
+        &self,
+        account_id: &str,
+        s: &Selection,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<(String, String)>, i64)> {
+        let (from, args) = selected_instances(account_id, s);
+        self.read(|c| {
+            let total: i64 =
+                c.query_row(&format!("SELECT COUNT(*){from}"), params_from_iter(args.iter()), |r| r.get(0))?;
+            let mut page = args.clone();
+            page.push(limit.into());
+            page.push(offset.into());
+            let mut st =
+                c.prepare(&format!("SELECT i.instance_id, i.instance_name{from} ORDER BY i.pk LIMIT ? OFFSET ?"))?;
+            let rows = st.query_map(params_from_iter(page), |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+        })
+    }
+
+    /// Which of these instance ids the selection holds (id, name).
+    pub fn selected_among(&self, account_id: &str, s: &Selection, ids: &[String]) -> Result<Vec<(String, String)>> {
+        let (from, args) = selected_instances(account_id, s);
+        self.read(|c| {
+            let mut st = c.prepare(&format!("SELECT i.instance_id, i.instance_name{from} AND i.instance_id = ?"))?;
+            let mut out = Vec::new();
+            for id in ids {
+                let mut a = args.clone();
+                a.push(id.clone().into());
+                for row in st.query_map(params_from_iter(a), |r| Ok((r.get(0)?, r.get(1)?)))? {
+                    out.push(row?);
+                }
+            }
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! Whitelist rules: a check item exempted on every instance, or on some, optionally until an
+//! expiry. Results keep their evaluated status; `WHITELIST` is computed when they are read (see
+//! [`whitelisted_sql`]), so an expired rule stops applying on its own.
+
+use rusqlite::{params, params_from_iter, types::Value, OptionalExtension};
+
+use crate::{now_ms, placeholders, Result, Store};
+
+/// SQL that is true when the result of check `check` on instance `pk` of account `account` is
+/// exempted by a rule in force now (column expressions of the enclosing query).
+pub(crate) fn whitelisted_sql(account: &str, check: &str, pk: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM whitelist_rules w WHERE w.account_id = {account} AND w.check_id = {check} \
+         AND (w.expires_ms IS NULL OR w.expires_ms > CAST(unixepoch('subsec') * 1000 AS INTEGER)) \
+         AND (w.whole_check = 1 OR EXISTS (SELECT 1 FROM whitelist_entries e WHERE e.rule_id = w.id AND e.instance_pk = {pk})))"
+    )
+}
+
+/// A rule to add.
+#[derive(Clone, Debug, Default)]
+pub struct NewWhitelist {
+    /// The check item.
+    pub check_id: i64,
+    /// The instances (empty: every instance, now and later).
+    pub instance_pks: Vec<i64>,
+    /// `Remark`.
+    pub remark: String,
+    /// Why the risk is accepted (posture's extension).
+    pub reason: String,
+    /// When the rule stops applying (ms; None: never).
+    pub expires_ms: Option<i64>,
+}
+
+/// A stored rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WhitelistRule {
+    /// `RuleId`.
+    pub id: i64,
+    /// The check item.
+    pub check_id: i64,
+    /// Every instance.
+    pub whole_check: bool,
+    /// `Remark`.
+    pub remark: String,
+    /// Reason.
+    pub reason: String,
+    /// Expiry.
+    pub expires_ms: Option<i64>,
+}
+
+impl Store {
+    /// Adds rules (one transaction); returns their ids in order.
+    pub fn add_whitelists(&self, account_id: &str, rules: &[NewWhitelist]) -> Result<Vec<i64>> {
+        let now = now_ms();
+        self.write(|tx| {
+            let mut ids = Vec::new();
+            for r in rules {
+                tx.execute(
+                    "INSERT INTO whitelist_rules (account_id, check_id, whole_check, remark, reason, expires_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    params![account_id, r.check_id, r.instance_pks.is_empty(), r.remark, r.reason, r.expires_ms, now],
+                )?;
+                let id = tx.last_insert_rowid();
+                let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO whitelist_entries (rule_id, instance_pk) VALUES (?, ?)")?;
+                for pk in &r.instance_pks {
+                    ins.execute(params![id, pk])?;
+                }
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+    }
+
+    /// Removes one rule of the account; false if there is none with that id.
+    pub fn remove_whitelist_rule(&self, account_id: &str, rule_id: i64) -> Result<bool> {
+        self.write(|tx| {
+            Ok(tx
+                .execute("DELETE FROM whitelist_rules WHERE account_id = ? AND id = ?", params![account_id, rule_id])?
+                > 0)
+        })
+    }
+
+    /// Removes exemptions of these check items: whole rules when `instance_pks` is empty, else
+    /// those instances' entries (a rule left with no entry is removed, since an entry-less rule
+    /// would mean "every instance"). Returns how many rules or entries went.
+    pub fn remove_whitelists(&self, account_id: &str, check_ids: &[i64], instance_pks: &[i64]) -> Result<usize> {
+        if check_ids.is_empty() {
+            return Ok(0);
+        }
+        let checks = placeholders(check_ids.len());
+        self.write(|tx| {
+            let mut args: Vec<Value> = vec![account_id.to_string().into()];
+            args.extend(check_ids.iter().map(|c| Value::from(*c)));
+            if instance_pks.is_empty() {
+                return Ok(tx.execute(
+                    &format!("DELETE FROM whitelist_rules WHERE account_id = ? AND check_id IN ({checks})"),
+                    params_from_iter(args),
+                )?);
+            }
+            let rules = format!("SELECT id FROM whitelist_rules WHERE account_id = ? AND check_id IN ({checks}) AND whole_check = 0");
+            let mut del_args = args.clone();
+            del_args.extend(instance_pks.iter().map(|p| Value::from(*p)));
+            let n = tx.execute(
+                &format!("DELETE FROM whitelist_entries WHERE rule_id IN ({rules}) AND instance_pk IN ({})", placeholders(instance_pks.len())),
+                params_from_iter(del_args),
+            )?;
+            tx.execute(
+                &format!("DELETE FROM whitelist_rules WHERE id IN ({rules}) AND NOT EXISTS (SELECT 1 FROM whitelist_entries e WHERE e.rule_id = whitelist_rules.id)"),
+                params_from_iter(args),
+            )?;
+            Ok(n)
+        })
+    }
+
+    /// Whether a result is exempted now.
+    pub fn is_whitelisted(&self, account_id: &str, check_id: i64, instance_pk: i64) -> Result<bool> {
+        self.read(|c| {
+            Ok(c.query_row(
+                &format!("SELECT {}", whitelisted_sql("?1", "?2", "?3")),
+                params![account_id, check_id, instance_pk],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    /// One rule of the account.
+    pub fn get_whitelist_rule(&self, account_id: &str, rule_id: i64) -> Result<Option<WhitelistRule>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT id, check_id, whole_check, remark, reason, expires_ms FROM whitelist_rules WHERE account_id = ? AND id = ?",
+                params![account_id, rule_id],
+                |r| {
+                    Ok(WhitelistRule {
+                        id: r.get(0)?,
+                        check_id: r.get(1)?,
+                        whole_check: r.get(2)?,
+                        remark: r.get(3)?,
+                        reason: r.get(4)?,
+                        expires_ms: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+    }
+}
