@@ -37,9 +37,12 @@ class SasSdk:
         self.name = f"sas-sdk-{signature}"
 
     def call(self, action, params=None):
-        request = getattr(sas_models, f"{action}Request")().from_map(params or {})
+        method = getattr(self.client, snake(action))
+        model = getattr(sas_models, f"{action}Request", None)
         try:
-            return getattr(self.client, snake(action))(request).body.to_map()
+            if model is None:  # an operation without parameters has no request model
+                return method().body.to_map()
+            return method(model().from_map(params or {})).body.to_map()
         except (TeaClientException, TeaServerException) as e:
             raise ApiError(e.code, e.status_code, e.message) from e
 

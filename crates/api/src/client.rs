@@ -63,6 +63,10 @@ pub fn authority(endpoint: &str) -> &str {
     e.trim_end_matches('/')
 }
 
+/// Above this many bytes of query string, parameters travel in a form body instead (HTTP
+/// servers limit the request line; the SDKs do the same for large parameters).
+const MAX_QUERY: usize = 8 * 1024;
+
 /// Signs and sends one action; returns the raw answer (an API error is still `Ok`).
 pub fn call(
     endpoint: &str,
@@ -73,19 +77,30 @@ pub fn call(
 ) -> io::Result<Response> {
     let host = authority(endpoint);
     let date = format_utc(store::now_ms() / 1000);
+    let form = "application/x-www-form-urlencoded".to_string();
     match signing {
         Signing::V3 => {
-            let headers: Vec<(String, String)> = vec![
+            let encoded = query_string(params);
+            let (query, body, in_query) = if encoded.len() > MAX_QUERY {
+                (String::new(), encoded, &[][..])
+            } else {
+                (encoded, String::new(), params)
+            };
+            let body_hash = sha256_hex(body.as_bytes());
+            let mut headers: Vec<(String, String)> = vec![
                 ("host".into(), host.to_string()),
                 ("x-acs-action".into(), action.to_string()),
                 ("x-acs-version".into(), "2018-12-03".into()),
                 ("x-acs-date".into(), date),
                 ("x-acs-signature-nonce".into(), nonce()),
-                ("x-acs-content-sha256".into(), sha256_hex(b"")),
+                ("x-acs-content-sha256".into(), body_hash.clone()),
                 ("accept".into(), "application/json".into()),
             ];
+            if !body.is_empty() {
+                headers.push(("content-type".into(), form));
+            }
             let signed: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
-            let canonical = v3_canonical_request("POST", "/", params, &headers, &signed, &sha256_hex(b""));
+            let canonical = v3_canonical_request("POST", "/", in_query, &headers, &signed, &body_hash);
             let signature = v3_sign(&creds.access_key_secret, &v3_string_to_sign(&canonical));
             let mut sorted = signed.clone();
             sorted.sort();
@@ -94,9 +109,8 @@ pub fn call(
                 creds.access_key_id,
                 sorted.join(";")
             );
-            let mut all = headers;
-            all.push(("authorization".into(), auth));
-            send(host, "POST", &query_string(params), &all, b"")
+            headers.push(("authorization".into(), auth));
+            send(host, "POST", &query, &headers, body.as_bytes())
         }
         Signing::V1 => {
             let mut all: Vec<(String, String)> = vec![
@@ -112,7 +126,18 @@ pub fn call(
             all.extend(params.iter().cloned());
             let sig = v1_sign(&creds.access_key_secret, &v1_string_to_sign("POST", &all));
             all.push(("Signature".into(), sig));
-            send(host, "POST", &query_string(&all), &[("host".into(), host.to_string())], b"")
+            let encoded = query_string(&all);
+            if encoded.len() > MAX_QUERY {
+                send(
+                    host,
+                    "POST",
+                    "",
+                    &[("host".into(), host.to_string()), ("content-type".into(), form)],
+                    encoded.as_bytes(),
+                )
+            } else {
+                send(host, "POST", &encoded, &[("host".into(), host.to_string())], b"")
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `posture` command line.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod call;
 mod demo;
 mod serve;
@@ -36,6 +37,15 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         params: Vec<String>,
     },
+    /// Accounts and their repair authorization (works beside a running serve).
+    #[command(subcommand)]
+    Accounts(admin::Accounts),
+    /// AccessKeys: create, list, disable, enable, delete (works beside a running serve).
+    #[command(subcommand)]
+    Keys(admin::Keys),
+    /// Register servers to assess (works beside a running serve).
+    #[command(subcommand)]
+    Instances(admin::Instances),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +53,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Call { action, params } => call::run(&action, &params),
+        Command::Accounts(cmd) => admin::accounts(cmd),
+        Command::Keys(cmd) => admin::keys(cmd),
+        Command::Instances(cmd) => admin::instances(cmd),
     }
 }
 

@@ -401,3 +401,21 @@ fn posture_call_prints_answers_and_fails_on_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidCheckId.NotFound"));
 }
+
+#[test]
+fn re_verification_is_throttled_per_item_and_instance_unless_forced() {
+    let s = Server::start(&["--verify-interval-secs", "60"]);
+    let p = [("CheckId", "1001"), ("InstanceIds.1", WEB01)];
+    assert!(!s.ok("VerifyCheckInstanceResult", &p)["Data"]["TaskId"].as_str().unwrap().is_empty());
+    let v = s.ok("VerifyCheckInstanceResult", &p);
+    assert_eq!(v["Data"]["OperateCode"], "Throttling");
+    let wait = v["Data"]["ThrottlingTimeSecond"].as_i64().unwrap();
+    assert!((1..=60).contains(&wait), "{v}");
+    let forced = s.ok("VerifyCheckInstanceResult", &[("CheckId", "1001"), ("InstanceIds.1", WEB01), ("Force", "true")]);
+    assert!(forced["Data"].get("OperateCode").is_none(), "{forced}");
+    // Another instance of the same item is not throttled; the whole item (no instances) is.
+    assert!(s.ok("VerifyCheckInstanceResult", &[("CheckId", "1001"), ("InstanceIds.1", STAGING)])["Data"]
+        .get("OperateCode")
+        .is_none());
+    assert_eq!(s.ok("VerifyCheckResult", &[("CheckIds.1", "1001")])["Data"]["OperateCode"], "Throttling");
+}

@@ -154,6 +154,8 @@ pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
                 "TrialPermission": false,
                 "TrialPermissionType": 1,
                 "CheckPolicies": policies(c, lang),
+                // posture's extension: how many instances have each status.
+                "StatusCounts": agg.map_or(json!({}), |a| json!(a.counts)),
             })
         })
         .collect();

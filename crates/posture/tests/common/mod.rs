@@ -167,3 +167,59 @@ impl Drop for Server {
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap()
 }
+
+/// Runs `posture <args>` and returns (exit code, stdout as JSON or Null, stderr).
+pub fn posture(args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+impl Server {
+    /// A client for another key of this server.
+    pub fn with_key(&self, key_id: &str, secret: &str) -> Client {
+        Client {
+            endpoint: self.endpoint.clone(),
+            creds: Credentials { access_key_id: key_id.into(), access_key_secret: secret.into() },
+        }
+    }
+
+    /// `posture <cmd> <sub> --data <this server's data dir> <args>`.
+    pub fn admin(&self, cmd: &str, sub: &str, args: &[&str]) -> Value {
+        let data = self.data();
+        let mut all = vec![cmd, sub, "--data", data.to_str().unwrap()];
+        all.extend(args);
+        let (code, v, err) = posture(&all);
+        assert_eq!(code, 0, "posture {all:?}: {err}");
+        v
+    }
+}
+
+/// A signed client for one AccessKey.
+pub struct Client {
+    pub endpoint: String,
+    pub creds: Credentials,
+}
+
+impl Client {
+    pub fn call(&self, action: &str, params: &[(&str, &str)]) -> Response {
+        let p: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        call(&self.endpoint, &self.creds, action, &p, Signing::V3).unwrap()
+    }
+
+    pub fn ok(&self, action: &str, params: &[(&str, &str)]) -> Value {
+        let r = self.call(action, params);
+        assert_eq!(r.status, 200, "{action}: {}", r.body);
+        r.json()
+    }
+
+    pub fn err(&self, action: &str, params: &[(&str, &str)], status: u16, code: &str) -> Value {
+        let r = self.call(action, params);
+        let v = r.json();
+        assert_eq!((r.status, v["Code"].as_str().unwrap_or("")), (status, code), "{action}: {}", r.body);
+        v
+    }
+}

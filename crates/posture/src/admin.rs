@@ -1,0 +1,280 @@
+//! `posture accounts`, `posture keys`, `posture instances`: administration on a data directory,
+//! safe while `serve` runs on it (the service reads accounts, keys and instances from the
+//! store on every request, so it sees a change at once). Answers are JSON on stdout.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use model::Vendor;
+use serde_json::{json, Value};
+use store::{NewInstance, Store, StoreError};
+
+#[derive(Args)]
+pub struct DataDir {
+    /// The data directory of the service.
+    #[arg(long, default_value = "./posture-data")]
+    data: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum Accounts {
+    /// Create an account; prints {"AccountId": …}.
+    Create {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Its name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List the accounts with their repair authorization.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Set how many repairs an account may run in all, and whether it is a trial.
+    SetQuota {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The account.
+        #[arg(long)]
+        account: String,
+        /// A number of repairs, or `unlimited`.
+        #[arg(long)]
+        repairs: String,
+        /// A trial account may look but not repair.
+        #[arg(long)]
+        trial: Option<bool>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum Keys {
+    /// Create an AccessKey; prints {"AccessKeyId", "AccessKeySecret"} (the secret only now).
+    Create {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The account it acts for.
+        #[arg(long)]
+        account: String,
+        /// `Admin`, `Operator`, `ReadOnly`, or action patterns such as `List*,GetCheckDetail`.
+        #[arg(long)]
+        policy: String,
+    },
+    /// List AccessKeys (never their secrets).
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Only this account's.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Disable a key: it is refused from the next request on.
+    Disable {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The AccessKeyId.
+        #[arg(long)]
+        key: String,
+    },
+    /// Enable a disabled key again.
+    Enable {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The AccessKeyId.
+        #[arg(long)]
+        key: String,
+    },
+    /// Delete a key.
+    Delete {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The AccessKeyId.
+        #[arg(long)]
+        key: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum Instances {
+    /// Register servers from JSON lines (a file, or `-` for standard input):
+    /// {"InstanceId", "RegionId", "Vendor", "InstanceName", "Root", "OsType"}.
+    /// Root is the filesystem root the host connector reads (`/` for the machine posture runs
+    /// on). Registering is idempotent.
+    Add {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The account.
+        #[arg(long)]
+        account: String,
+        /// JSON lines, or `-`.
+        #[arg(long, default_value = "-")]
+        file: String,
+    },
+}
+
+fn open(dir: &DataDir) -> Result<Store, String> {
+    let db = dir.data.join("posture.db");
+    if !db.exists() {
+        return Err(format!(
+            "{} has no database: run `posture serve --data {}` once first",
+            dir.data.display(),
+            dir.data.display()
+        ));
+    }
+    Store::open(&db).map_err(|e| format!("cannot open the database: {e}"))
+}
+
+fn done(result: Result<Value, String>) -> ExitCode {
+    match result {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn not_found<'a>(what: &'a str, id: &'a str) -> impl Fn(StoreError) -> String + 'a {
+    move |e| match e {
+        StoreError::NotFound => format!("no {what} {id}"),
+        e => e.to_string(),
+    }
+}
+
+/// A policy is a built-in name or a list of action patterns (letters and `*`).
+pub fn valid_policy(p: &str) -> bool {
+    matches!(p, "Admin" | "Operator" | "ReadOnly")
+        || (!p.is_empty()
+            && p.split(',').all(|pat| {
+                let pat = pat.trim();
+                !pat.is_empty() && pat.chars().all(|c| c.is_ascii_alphanumeric() || c == '*')
+            }))
+}
+
+pub fn accounts(cmd: Accounts) -> ExitCode {
+    done((|| match cmd {
+        Accounts::Create { dir, name } => {
+            let a = open(&dir)?.create_account(&name).map_err(|e| e.to_string())?;
+            Ok(json!({"AccountId": a.id}))
+        }
+        Accounts::List { dir } => {
+            let list = open(&dir)?.list_accounts().map_err(|e| e.to_string())?;
+            Ok(Value::Array(list.into_iter().map(|a| json!({"AccountId": a.id, "Name": a.name, "Repairs": a.repair_quota.map_or(json!("unlimited"), |q| json!(q)), "Trial": a.trial})).collect()))
+        }
+        Accounts::SetQuota { dir, account, repairs, trial } => {
+            let quota = match repairs.as_str() {
+                "unlimited" => None,
+                n => Some(
+                    n.parse::<i64>().ok().filter(|n| *n >= 0).ok_or("--repairs takes a number ≥ 0 or `unlimited`")?,
+                ),
+            };
+            let a = open(&dir)?.set_quota(&account, quota, trial).map_err(not_found("account", &account))?;
+            Ok(
+                json!({"AccountId": a.id, "Repairs": a.repair_quota.map_or(json!("unlimited"), |q| json!(q)), "Trial": a.trial}),
+            )
+        }
+    })())
+}
+
+pub fn keys(cmd: Keys) -> ExitCode {
+    done((|| match cmd {
+        Keys::Create { dir, account, policy } => {
+            if !valid_policy(&policy) {
+                return Err(format!("{policy:?} is not a policy: use Admin, Operator, ReadOnly or action patterns like List*,GetCheckDetail"));
+            }
+            let k = open(&dir)?.create_key(&account, &policy).map_err(not_found("account", &account))?;
+            Ok(json!({"AccessKeyId": k.id, "AccessKeySecret": k.secret}))
+        }
+        Keys::List { dir, account } => {
+            let list = open(&dir)?.list_keys(account.as_deref()).map_err(|e| e.to_string())?;
+            Ok(Value::Array(list.into_iter().map(|k| json!({"AccessKeyId": k.id, "AccountId": k.account_id, "Policy": k.policy, "Enabled": k.enabled, "CreateTime": k.created_ms})).collect()))
+        }
+        Keys::Disable { dir, key } => {
+            open(&dir)?.set_key_enabled(&key, false).map_err(not_found("AccessKey", &key))?;
+            Ok(json!({"AccessKeyId": key, "Enabled": false}))
+        }
+        Keys::Enable { dir, key } => {
+            open(&dir)?.set_key_enabled(&key, true).map_err(not_found("AccessKey", &key))?;
+            Ok(json!({"AccessKeyId": key, "Enabled": true}))
+        }
+        Keys::Delete { dir, key } => {
+            open(&dir)?.delete_key(&key).map_err(not_found("AccessKey", &key))?;
+            Ok(json!({"AccessKeyId": key, "Deleted": true}))
+        }
+    })())
+}
+
+pub fn instances(cmd: Instances) -> ExitCode {
+    done((|| match cmd {
+        Instances::Add { dir, account, file } => {
+            let store = open(&dir)?;
+            store.get_account(&account).map_err(|e| e.to_string())?.ok_or(format!("no account {account}"))?;
+            let reader: Box<dyn BufRead> = if file == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                Box::new(std::io::BufReader::new(std::fs::File::open(&file).map_err(|e| format!("{file}: {e}"))?))
+            };
+            let mut batch = Vec::new();
+            for (n, line) in reader.lines().enumerate() {
+                let line = line.map_err(|e| e.to_string())?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                batch.push(parse_instance(&line).map_err(|e| format!("line {}: {e}", n + 1))?);
+            }
+            let count = store.upsert_instances(&account, &batch).map_err(|e| e.to_string())?;
+            Ok(json!({"Registered": count}))
+        }
+    })())
+}
+
+fn parse_instance(line: &str) -> Result<NewInstance, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let field = |name: &str| v.get(name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+    let id = field("InstanceId").ok_or("InstanceId is required")?;
+    let vendor = match v.get("Vendor") {
+        None => Vendor::Idc,
+        Some(Value::Number(n)) => n.as_i64().and_then(Vendor::from_code).ok_or("Vendor is not a vendor code")?,
+        Some(Value::String(s)) => Vendor::parse(s).ok_or("Vendor is not a vendor code")?,
+        Some(_) => return Err("Vendor is not a vendor code".into()),
+    };
+    let root = field("Root").ok_or("Root is required")?;
+    if !root.starts_with('/') {
+        return Err("Root must be an absolute path".into());
+    }
+    let os = field("OsType").unwrap_or("linux").to_lowercase();
+    if !matches!(os.as_str(), "linux" | "windows") {
+        return Err("OsType is linux or windows".into());
+    }
+    Ok(NewInstance {
+        vendor,
+        region_id: field("RegionId").unwrap_or("default").to_string(),
+        instance_id: id.to_string(),
+        instance_name: field("InstanceName").unwrap_or(id).to_string(),
+        connector: "host".to_string(),
+        locator: root.to_string(),
+        os_type: os,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_and_instance_lines_are_checked() {
+        assert!(valid_policy("ReadOnly") && valid_policy("List*,GetCheckDetail") && valid_policy("*"));
+        assert!(!valid_policy("") && !valid_policy("List*;rm") && !valid_policy("List*,,Get*"));
+        let i = parse_instance(r#"{"InstanceId":"i-1","Vendor":"ALIYUN","RegionId":"cn-hangzhou","Root":"/srv/i-1"}"#)
+            .unwrap();
+        assert_eq!((i.vendor, i.instance_name.as_str(), i.os_type.as_str()), (Vendor::Aliyun, "i-1", "linux"));
+        assert!(parse_instance(r#"{"InstanceId":"i-1","Root":"relative"}"#).is_err());
+        assert!(parse_instance(r#"{"Root":"/"}"#).is_err());
+        assert!(parse_instance(r#"{"InstanceId":"i-1","Root":"/","Vendor":6}"#).is_err());
+    }
+}
