@@ -67,28 +67,34 @@ pub fn authority(endpoint: &str) -> &str {
 /// servers limit the request line; the SDKs do the same for large parameters).
 const MAX_QUERY: usize = 8 * 1024;
 
-/// Signs and sends one action; returns the raw answer (an API error is still `Ok`).
-pub fn call(
-    endpoint: &str,
-    creds: &Credentials,
-    action: &str,
-    params: &[(String, String)],
-    signing: Signing,
-) -> io::Result<Response> {
-    let host = authority(endpoint);
+/// A request ready to send: signed, encoded.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// `host:port`.
+    pub host: String,
+    /// The path (`/` for every action).
+    pub path: String,
+    /// The query string (without `?`).
+    pub query: String,
+    /// Headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Signs one action as the SDK would (a fresh date and nonce each time).
+pub fn sign(endpoint: &str, creds: &Credentials, action: &str, params: &[(String, String)], signing: Signing) -> Request {
+    let host = authority(endpoint).to_string();
     let date = format_utc(store::now_ms() / 1000);
-    let form = "application/x-www-form-urlencoded".to_string();
+    let form = || ("content-type".to_string(), "application/x-www-form-urlencoded".to_string());
     match signing {
         Signing::V3 => {
             let encoded = query_string(params);
-            let (query, body, in_query) = if encoded.len() > MAX_QUERY {
-                (String::new(), encoded, &[][..])
-            } else {
-                (encoded, String::new(), params)
-            };
+            let (query, body, in_query) =
+                if encoded.len() > MAX_QUERY { (String::new(), encoded, &[][..]) } else { (encoded, String::new(), params) };
             let body_hash = sha256_hex(body.as_bytes());
             let mut headers: Vec<(String, String)> = vec![
-                ("host".into(), host.to_string()),
+                ("host".into(), host.clone()),
                 ("x-acs-action".into(), action.to_string()),
                 ("x-acs-version".into(), "2018-12-03".into()),
                 ("x-acs-date".into(), date),
@@ -97,20 +103,16 @@ pub fn call(
                 ("accept".into(), "application/json".into()),
             ];
             if !body.is_empty() {
-                headers.push(("content-type".into(), form));
+                headers.push(form());
             }
             let signed: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
             let canonical = v3_canonical_request("POST", "/", in_query, &headers, &signed, &body_hash);
             let signature = v3_sign(&creds.access_key_secret, &v3_string_to_sign(&canonical));
             let mut sorted = signed.clone();
             sorted.sort();
-            let auth = format!(
-                "{V3_ALGORITHM} Credential={},SignedHeaders={},Signature={signature}",
-                creds.access_key_id,
-                sorted.join(";")
-            );
+            let auth = format!("{V3_ALGORITHM} Credential={},SignedHeaders={},Signature={signature}", creds.access_key_id, sorted.join(";"));
             headers.push(("authorization".into(), auth));
-            send(host, "POST", &query, &headers, body.as_bytes())
+            Request { host, path: "/".into(), query, headers, body: body.into_bytes() }
         }
         Signing::V1 => {
             let mut all: Vec<(String, String)> = vec![
@@ -127,26 +129,26 @@ pub fn call(
             let sig = v1_sign(&creds.access_key_secret, &v1_string_to_sign("POST", &all));
             all.push(("Signature".into(), sig));
             let encoded = query_string(&all);
+            let headers = vec![("host".to_string(), host.clone())];
             if encoded.len() > MAX_QUERY {
-                send(
-                    host,
-                    "POST",
-                    "",
-                    &[("host".into(), host.to_string()), ("content-type".into(), form)],
-                    encoded.as_bytes(),
-                )
+                Request { host, path: "/".into(), query: String::new(), headers: [headers, vec![form()]].concat(), body: encoded.into_bytes() }
             } else {
-                send(host, "POST", &encoded, &[("host".into(), host.to_string())], b"")
+                Request { host, path: "/".into(), query: encoded, headers, body: Vec::new() }
             }
         }
     }
 }
 
-/// Sends one raw HTTP/1.1 request (`Connection: close`) and reads the whole answer.
-pub fn send(host: &str, method: &str, query: &str, headers: &[(String, String)], body: &[u8]) -> io::Result<Response> {
-    let mut stream = TcpStream::connect(host)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let target = if query.is_empty() { "/".to_string() } else { format!("/?{query}") };
+/// Signs and sends one action on a new connection; returns the raw answer (an API error is
+/// still `Ok`).
+pub fn call(endpoint: &str, creds: &Credentials, action: &str, params: &[(String, String)], signing: Signing) -> io::Result<Response> {
+    let r = sign(endpoint, creds, action, params, signing);
+    send(&r.host, "POST", &r.query, &r.headers, &r.body)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn request_bytes(host: &str, method: &str, path: &str, query: &str, headers: &[(String, String)], body: &[u8], close: bool) -> Vec<u8> {
+    let target = if query.is_empty() { path.to_string() } else { format!("{path}?{query}") };
     let mut req = format!("{method} {target} HTTP/1.1\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -154,12 +156,65 @@ pub fn send(host: &str, method: &str, query: &str, headers: &[(String, String)],
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         req.push_str(&format!("host: {host}\r\n"));
     }
-    req.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()));
-    stream.write_all(req.as_bytes())?;
-    stream.write_all(body)?;
+    req.push_str(&format!("content-length: {}\r\n", body.len()));
+    if close {
+        req.push_str("connection: close\r\n");
+    }
+    req.push_str("\r\n");
+    [req.into_bytes(), body.to_vec()].concat()
+}
+
+/// Sends one raw HTTP/1.1 request (`Connection: close`) and reads the whole answer.
+pub fn send(host: &str, method: &str, query: &str, headers: &[(String, String)], body: &[u8]) -> io::Result<Response> {
+    let mut stream = TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.write_all(&request_bytes(host, method, "/", query, headers, body, true))?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse_response(&raw)
+}
+
+/// One kept-alive HTTP/1.1 connection (the load generator's): requests are sent one after
+/// another on it, answers read by their Content-Length.
+pub struct Connection {
+    stream: std::io::BufReader<TcpStream>,
+}
+
+impl Connection {
+    /// Connects.
+    pub fn open(host: &str) -> io::Result<Connection> {
+        let stream = TcpStream::connect(host)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        Ok(Connection { stream: std::io::BufReader::new(stream) })
+    }
+
+    /// Sends a request and reads its answer.
+    pub fn send(&mut self, method: &str, r: &Request) -> io::Result<Response> {
+        use std::io::BufRead;
+        let bytes = request_bytes(&r.host, method, &r.path, &r.query, &r.headers, &r.body, false);
+        self.stream.get_mut().write_all(&bytes)?;
+        let mut head = Vec::new();
+        loop {
+            let n = self.stream.read_until(b'\n', &mut head)?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+            }
+            if head.ends_with(b"\r\n\r\n") {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&head);
+        let len = text
+            .lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-length")))
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no content-length"))?;
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body)?;
+        head.extend_from_slice(&body);
+        parse_response(&head)
+    }
 }
 
 fn parse_response(raw: &[u8]) -> io::Result<Response> {

@@ -141,7 +141,7 @@ const FLEET: [Server; 8] = [
     },
 ];
 
-fn sshd_config(hardened: bool) -> String {
+pub(crate) fn sshd_config(hardened: bool) -> String {
     let (root, x11, tries, grace, empty) =
         if hardened { ("no", "no", "3", "30", "no") } else { ("yes", "yes", "6", "2m", "no") };
     format!(

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod bench;
 mod call;
 mod demo;
 mod serve;
@@ -46,6 +47,8 @@ enum Command {
     /// Register servers to assess (works beside a running serve).
     #[command(subcommand)]
     Instances(admin::Instances),
+    /// Benchmarks: start a service, load it through the signed API, compare with baselines.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Accounts(cmd) => admin::accounts(cmd),
         Command::Keys(cmd) => admin::keys(cmd),
         Command::Instances(cmd) => admin::instances(cmd),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -1,0 +1,74 @@
+//! api: `clients` concurrent keep-alive clients, each request signed v3 like the SDK, for
+//! `duration` seconds per operation, against the baseline of an unsigned no-op request
+//! (`GET /healthz`) on the same server stack.
+
+use std::time::Duration;
+
+use api::client::{sign, Request, Signing};
+use serde_json::{json, Value};
+
+use super::service::Service;
+use super::{fleet, load, r3, Progress};
+
+/// The repairable check items a submission cycles through (1016 needs its IPPort).
+const CHECKS: [i64; 16] = [1001, 1002, 1003, 1004, 1005, 1006, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015, 1016, 1017];
+
+pub fn run(clients: usize, duration_s: u64, progress: &Progress) -> Result<Vec<Value>, String> {
+    let duration = Duration::from_secs(duration_s);
+    progress.say("api: starting a service with the demo fleet");
+    let svc = Service::start(&["--demo", "--workers", "0"])?;
+    // Enough fresh (check, instance) pairs that no submission can conflict with another.
+    let instances = (4_000 * duration_s as usize).max(2_000);
+    progress.say(&format!("api: registering {instances} instances for SubmitOperationTask"));
+    fleet::register(&svc.store()?, &svc.account_id, instances, "i-api", |i| format!("/nonexistent/{i}"))?;
+    let host = svc.endpoint.clone();
+    let mut rows = Vec::new();
+
+    progress.say(&format!("api: baseline, unsigned GET /healthz, {clients} clients"));
+    let healthz = Request { host: host.clone(), path: "/healthz".into(), query: String::new(), headers: vec![], body: vec![] };
+    let baseline = load::run(&host, "GET", clients, duration, |_, _| Some(healthz.clone()), |r| r.status == 200);
+    let base = baseline.figures();
+    let base_rps = base["req_per_s"].as_f64().unwrap_or(1.0);
+
+    let signed = |action: &str, params: Vec<(String, String)>| sign(&svc.endpoint, &svc.creds, action, &params, Signing::V3);
+    type Builder<'a> = Box<dyn Fn(usize, usize) -> Option<Request> + Sync + 'a>;
+    let groups = instances / 10;
+    let ops: Vec<(&str, Builder)> = vec![
+        ("ListCheckResult", Box::new(|_, _| Some(signed("ListCheckResult", vec![("PageSize".into(), "20".into())])))),
+        ("ListOperationTask", Box::new(|_, _| Some(signed("ListOperationTask", vec![("PageSize".into(), "100".into())])))),
+        (
+            "SubmitOperationTask",
+            Box::new(move |c, i| {
+                // Client c owns the groups g ≡ c (mod clients); its i-th request takes check
+                // i mod 16 on its (i / 16)-th group: every (check, instance) pair is used once.
+                let group = c + (i / CHECKS.len()) * clients;
+                if group >= groups {
+                    return None;
+                }
+                let check = CHECKS[i % CHECKS.len()];
+                let mut p = vec![("CheckId".to_string(), check.to_string()), ("Type".into(), "REPAIR".into())];
+                for k in 0..10 {
+                    p.push((format!("OperationTaskInstances.{}.InstanceId", k + 1), format!("i-api{:07}", group * 10 + k)));
+                }
+                if check == 1016 {
+                    p.push(("RepairTempParam.1.Name".into(), "IPPort".into()));
+                    p.push(("RepairTempParam.1.Value".into(), "127.0.0.1:6379".into()));
+                }
+                Some(signed("SubmitOperationTask", p))
+            }),
+        ),
+    ];
+    for (op, build) in ops {
+        progress.say(&format!("api: {op}, {clients} clients for {duration_s} s"));
+        let r = load::run(&host, "POST", clients, duration, build, |r| r.status == 200 && r.body.contains("RequestId") && !r.body.contains("\"Code\""));
+        let mut v = r.figures();
+        v["scenario"] = json!("api");
+        v["op"] = json!(op);
+        v["n"] = json!(clients);
+        v["baseline_req_per_s"] = base["req_per_s"].clone();
+        v["baseline_p99_ms"] = base["p99_ms"].clone();
+        v["ratio"] = r3(v["req_per_s"].as_f64().unwrap_or(0.0) / base_rps);
+        rows.push(v);
+    }
+    Ok(rows)
+}

@@ -1,0 +1,143 @@
+//! `posture bench`: each scenario starts its own service (this binary's `serve`) on a
+//! temporary data directory and a free loopback port, drives it through the real signed HTTP
+//! API, and measures, in the same run, the physical baseline it is bounded by.
+
+mod api_load;
+mod assess;
+mod fanout;
+mod fleet;
+mod load;
+mod repair;
+mod service;
+
+use std::process::ExitCode;
+
+use serde_json::{json, Value};
+
+/// Which benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// A RelationKey selection of N instances → time until SubmitOperationTask answers.
+    Fanout,
+    /// 64 concurrent clients on ListCheckResult, ListOperationTask, SubmitOperationTask.
+    Api,
+    /// N verified repairs and N verified rollbacks on host instances, end to end.
+    Repair,
+    /// A full check of N demo-like hosts.
+    Assess,
+    /// Every scenario above.
+    All,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The scenario.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Sizes to run (repeat for several); defaults: fanout 10k,100k,1M; repair and assess 1k,10k;
+    /// api: the number of concurrent clients (64).
+    #[arg(long)]
+    scale: Vec<usize>,
+    /// Seconds each api operation is loaded.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Small scales, for CI: every scenario in about a minute.
+    #[arg(long)]
+    smoke: bool,
+    /// One JSON object per scenario and scale on its own line (no table, no progress).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where progress goes: stderr, unless `--json`.
+pub struct Progress {
+    quiet: bool,
+}
+
+impl Progress {
+    pub fn say(&self, msg: &str) {
+        if !self.quiet {
+            eprint!("\r\x1b[2K{msg}");
+        }
+    }
+    pub fn done(&self) {
+        if !self.quiet {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+fn defaults(s: Scenario, smoke: bool) -> Vec<usize> {
+    match (s, smoke) {
+        (Scenario::Fanout, false) => vec![10_000, 100_000, 1_000_000],
+        (Scenario::Fanout, true) => vec![2_000],
+        (Scenario::Repair | Scenario::Assess, false) => vec![1_000, 10_000],
+        (Scenario::Repair | Scenario::Assess, true) => vec![100],
+        (Scenario::Api, false) => vec![64],
+        (Scenario::Api, true) => vec![8],
+        (Scenario::All, _) => vec![],
+    }
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let progress = Progress { quiet: args.json };
+    let scenarios = match args.scenario {
+        Scenario::All => vec![Scenario::Fanout, Scenario::Api, Scenario::Repair, Scenario::Assess],
+        s => vec![s],
+    };
+    let duration = if args.smoke { 1 } else { args.duration };
+    let mut rows: Vec<Value> = Vec::new();
+    for s in scenarios {
+        let scales = if args.scale.is_empty() || args.scenario == Scenario::All { defaults(s, args.smoke) } else { args.scale.clone() };
+        for n in scales {
+            let result = match s {
+                Scenario::Fanout => fanout::run(n, &progress).map(|v| vec![v]),
+                Scenario::Api => api_load::run(n, duration, &progress),
+                Scenario::Repair => repair::run(n, &progress).map(|v| vec![v]),
+                Scenario::Assess => assess::run(n, &progress).map(|v| vec![v]),
+                Scenario::All => unreachable!("expanded above"),
+            };
+            progress.done();
+            match result {
+                Ok(values) => {
+                    for v in values {
+                        if args.json {
+                            println!("{v}");
+                        }
+                        rows.push(v);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("bench {s:?} at {n}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    if !args.json {
+        print_table(&rows);
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_table(rows: &[Value]) {
+    let machine = format!("{} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!("posture bench ({machine})");
+    for r in rows {
+        let Value::Object(m) = r else { continue };
+        let figures: Vec<String> = m
+            .iter()
+            .filter(|(k, _)| *k != "scenario" && *k != "n")
+            .map(|(k, v)| match v {
+                Value::Number(n) if n.is_f64() => format!("{k}={:.3}", n.as_f64().unwrap_or(0.0)),
+                other => format!("{k}={other}"),
+            })
+            .collect();
+        println!("{:<8} n={:<8} {}", m["scenario"].as_str().unwrap_or(""), m["n"], figures.join("  "));
+    }
+}
+
+/// Rounds for the report.
+pub fn r3(x: f64) -> Value {
+    json!((x * 1000.0).round() / 1000.0)
+}
