@@ -83,15 +83,24 @@ pub struct Request {
 }
 
 /// Signs one action as the SDK would (a fresh date and nonce each time).
-pub fn sign(endpoint: &str, creds: &Credentials, action: &str, params: &[(String, String)], signing: Signing) -> Request {
+pub fn sign(
+    endpoint: &str,
+    creds: &Credentials,
+    action: &str,
+    params: &[(String, String)],
+    signing: Signing,
+) -> Request {
     let host = authority(endpoint).to_string();
     let date = format_utc(store::now_ms() / 1000);
     let form = || ("content-type".to_string(), "application/x-www-form-urlencoded".to_string());
     match signing {
         Signing::V3 => {
             let encoded = query_string(params);
-            let (query, body, in_query) =
-                if encoded.len() > MAX_QUERY { (String::new(), encoded, &[][..]) } else { (encoded, String::new(), params) };
+            let (query, body, in_query) = if encoded.len() > MAX_QUERY {
+                (String::new(), encoded, &[][..])
+            } else {
+                (encoded, String::new(), params)
+            };
             let body_hash = sha256_hex(body.as_bytes());
             let mut headers: Vec<(String, String)> = vec![
                 ("host".into(), host.clone()),
@@ -110,7 +119,11 @@ pub fn sign(endpoint: &str, creds: &Credentials, action: &str, params: &[(String
             let signature = v3_sign(&creds.access_key_secret, &v3_string_to_sign(&canonical));
             let mut sorted = signed.clone();
             sorted.sort();
-            let auth = format!("{V3_ALGORITHM} Credential={},SignedHeaders={},Signature={signature}", creds.access_key_id, sorted.join(";"));
+            let auth = format!(
+                "{V3_ALGORITHM} Credential={},SignedHeaders={},Signature={signature}",
+                creds.access_key_id,
+                sorted.join(";")
+            );
             headers.push(("authorization".into(), auth));
             Request { host, path: "/".into(), query, headers, body: body.into_bytes() }
         }
@@ -131,7 +144,13 @@ pub fn sign(endpoint: &str, creds: &Credentials, action: &str, params: &[(String
             let encoded = query_string(&all);
             let headers = vec![("host".to_string(), host.clone())];
             if encoded.len() > MAX_QUERY {
-                Request { host, path: "/".into(), query: String::new(), headers: [headers, vec![form()]].concat(), body: encoded.into_bytes() }
+                Request {
+                    host,
+                    path: "/".into(),
+                    query: String::new(),
+                    headers: [headers, vec![form()]].concat(),
+                    body: encoded.into_bytes(),
+                }
             } else {
                 Request { host, path: "/".into(), query: encoded, headers, body: Vec::new() }
             }
@@ -141,13 +160,27 @@ pub fn sign(endpoint: &str, creds: &Credentials, action: &str, params: &[(String
 
 /// Signs and sends one action on a new connection; returns the raw answer (an API error is
 /// still `Ok`).
-pub fn call(endpoint: &str, creds: &Credentials, action: &str, params: &[(String, String)], signing: Signing) -> io::Result<Response> {
+pub fn call(
+    endpoint: &str,
+    creds: &Credentials,
+    action: &str,
+    params: &[(String, String)],
+    signing: Signing,
+) -> io::Result<Response> {
     let r = sign(endpoint, creds, action, params, signing);
     send(&r.host, "POST", &r.query, &r.headers, &r.body)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn request_bytes(host: &str, method: &str, path: &str, query: &str, headers: &[(String, String)], body: &[u8], close: bool) -> Vec<u8> {
+fn request_bytes(
+    host: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    close: bool,
+) -> Vec<u8> {
     let target = if query.is_empty() { path.to_string() } else { format!("{path}?{query}") };
     let mut req = format!("{method} {target} HTTP/1.1\r\n");
     for (k, v) in headers {

@@ -11,7 +11,8 @@ use super::service::Service;
 use super::{fleet, load, r3, Progress};
 
 /// The repairable check items a submission cycles through (1016 needs its IPPort).
-const CHECKS: [i64; 16] = [1001, 1002, 1003, 1004, 1005, 1006, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015, 1016, 1017];
+const CHECKS: [i64; 16] =
+    [1001, 1002, 1003, 1004, 1005, 1006, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015, 1016, 1017];
 
 pub fn run(clients: usize, duration_s: u64, progress: &Progress) -> Result<Vec<Value>, String> {
     let duration = Duration::from_secs(duration_s);
@@ -25,17 +26,22 @@ pub fn run(clients: usize, duration_s: u64, progress: &Progress) -> Result<Vec<V
     let mut rows = Vec::new();
 
     progress.say(&format!("api: baseline, unsigned GET /healthz, {clients} clients"));
-    let healthz = Request { host: host.clone(), path: "/healthz".into(), query: String::new(), headers: vec![], body: vec![] };
+    let healthz =
+        Request { host: host.clone(), path: "/healthz".into(), query: String::new(), headers: vec![], body: vec![] };
     let baseline = load::run(&host, "GET", clients, duration, |_, _| Some(healthz.clone()), |r| r.status == 200);
     let base = baseline.figures();
     let base_rps = base["req_per_s"].as_f64().unwrap_or(1.0);
 
-    let signed = |action: &str, params: Vec<(String, String)>| sign(&svc.endpoint, &svc.creds, action, &params, Signing::V3);
+    let signed =
+        |action: &str, params: Vec<(String, String)>| sign(&svc.endpoint, &svc.creds, action, &params, Signing::V3);
     type Builder<'a> = Box<dyn Fn(usize, usize) -> Option<Request> + Sync + 'a>;
     let groups = instances / 10;
     let ops: Vec<(&str, Builder)> = vec![
         ("ListCheckResult", Box::new(|_, _| Some(signed("ListCheckResult", vec![("PageSize".into(), "20".into())])))),
-        ("ListOperationTask", Box::new(|_, _| Some(signed("ListOperationTask", vec![("PageSize".into(), "100".into())])))),
+        (
+            "ListOperationTask",
+            Box::new(|_, _| Some(signed("ListOperationTask", vec![("PageSize".into(), "100".into())]))),
+        ),
         (
             "SubmitOperationTask",
             Box::new(move |c, i| {
@@ -48,7 +54,10 @@ pub fn run(clients: usize, duration_s: u64, progress: &Progress) -> Result<Vec<V
                 let check = CHECKS[i % CHECKS.len()];
                 let mut p = vec![("CheckId".to_string(), check.to_string()), ("Type".into(), "REPAIR".into())];
                 for k in 0..10 {
-                    p.push((format!("OperationTaskInstances.{}.InstanceId", k + 1), format!("i-api{:07}", group * 10 + k)));
+                    p.push((
+                        format!("OperationTaskInstances.{}.InstanceId", k + 1),
+                        format!("i-api{:07}", group * 10 + k),
+                    ));
                 }
                 if check == 1016 {
                     p.push(("RepairTempParam.1.Name".into(), "IPPort".into()));
@@ -60,7 +69,9 @@ pub fn run(clients: usize, duration_s: u64, progress: &Progress) -> Result<Vec<V
     ];
     for (op, build) in ops {
         progress.say(&format!("api: {op}, {clients} clients for {duration_s} s"));
-        let r = load::run(&host, "POST", clients, duration, build, |r| r.status == 200 && r.body.contains("RequestId") && !r.body.contains("\"Code\""));
+        let r = load::run(&host, "POST", clients, duration, build, |r| {
+            r.status == 200 && r.body.contains("RequestId") && !r.body.contains("\"Code\"")
+        });
         let mut v = r.figures();
         v["scenario"] = json!("api");
         v["op"] = json!(op);

@@ -13,7 +13,9 @@ pub fn run(n: usize, progress: &Progress) -> Result<Value, String> {
     let svc = Service::start(&[])?;
     let fleet_dir = svc.path("fleet");
     fleet::write_hosts(&fleet_dir, n)?;
-    fleet::register(&svc.store()?, &svc.account_id, n, "h", |i| fleet_dir.join(format!("h{i:07}")).display().to_string())?;
+    fleet::register(&svc.store()?, &svc.account_id, n, "h", |i| {
+        fleet_dir.join(format!("h{i:07}")).display().to_string()
+    })?;
     let items = catalog::Catalog::builtin().map_err(|e| e.to_string())?.for_asset("host").count();
 
     let started = Instant::now();

@@ -19,7 +19,10 @@ pub fn run(n: usize, progress: &Progress) -> Result<Value, String> {
     progress.say(&format!("fan-out {n}: selecting them through the API"));
     let sel = svc.call("CreateAssetSelectionConfig", &[("BusinessType", KEY), ("TargetType", "instance")])?;
     let key = sel["Data"]["SelectionKey"].as_str().unwrap_or_default().to_string();
-    svc.call("AddAssetSelectionCriteria", &[("SelectionKey", &key), ("Criteria", r#"[{"name":"regionId","value":"cn-bench"}]"#)])?;
+    svc.call(
+        "AddAssetSelectionCriteria",
+        &[("SelectionKey", &key), ("Criteria", r#"[{"name":"regionId","value":"cn-bench"}]"#)],
+    )?;
     let rss_before = svc.peak_rss_mb();
 
     progress.say(&format!("fan-out {n}: SubmitOperationTask"));
@@ -30,7 +33,9 @@ pub fn run(n: usize, progress: &Progress) -> Result<Value, String> {
         return Err(format!("no RootTaskId: {answer}"));
     }
     let peak = svc.peak_rss_mb();
-    let total = svc.call("ListOperationTask", &[("CheckId", "1001"), ("PageSize", "1")])?["PageInfo"]["TotalCount"].as_u64().unwrap_or(0);
+    let total = svc.call("ListOperationTask", &[("CheckId", "1001"), ("PageSize", "1")])?["PageInfo"]["TotalCount"]
+        .as_u64()
+        .unwrap_or(0);
     if total != n as u64 {
         return Err(format!("{total} tasks written, not {n}"));
     }
@@ -79,7 +84,9 @@ fn raw_insert_rows_per_s(svc: &Service, n: usize) -> Result<f64, String> {
                  VALUES (?, 'root', 'acct', 1001, ?, 'REPAIR', 'INIT', '[]', 0, 0)",
             )
             .map_err(|e| e.to_string())?;
-        let mut event = tx.prepare("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, 'INIT', 0)").map_err(|e| e.to_string())?;
+        let mut event = tx
+            .prepare("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, 'INIT', 0)")
+            .map_err(|e| e.to_string())?;
         for i in 0..n {
             let id = format!("{i:032x}");
             task.execute(rusqlite::params![id, i as i64]).map_err(|e| e.to_string())?;

@@ -7,7 +7,13 @@ use model::Vendor;
 use store::{NewInstance, Store};
 
 /// Registers `n` instances `<prefix>000001…` in batches (so set-up never holds a million rows).
-pub fn register(store: &Store, account: &str, n: usize, prefix: &str, root: impl Fn(usize) -> String) -> Result<(), String> {
+pub fn register(
+    store: &Store,
+    account: &str,
+    n: usize,
+    prefix: &str,
+    root: impl Fn(usize) -> String,
+) -> Result<(), String> {
     const BATCH: usize = 50_000;
     for start in (0..n).step_by(BATCH) {
         let batch: Vec<NewInstance> = (start..(start + BATCH).min(n))

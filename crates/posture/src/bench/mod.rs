@@ -88,7 +88,11 @@ pub fn run(args: Args) -> ExitCode {
     let duration = if args.smoke { 1 } else { args.duration };
     let mut rows: Vec<Value> = Vec::new();
     for s in scenarios {
-        let scales = if args.scale.is_empty() || args.scenario == Scenario::All { defaults(s, args.smoke) } else { args.scale.clone() };
+        let scales = if args.scale.is_empty() || args.scenario == Scenario::All {
+            defaults(s, args.smoke)
+        } else {
+            args.scale.clone()
+        };
         for n in scales {
             let result = match s {
                 Scenario::Fanout => fanout::run(n, &progress).map(|v| vec![v]),

@@ -15,7 +15,8 @@ use super::{fleet, r3, Progress};
 const KEY: &str = "CSPM_OPERATION_RELATION_KEY_repair";
 
 fn count(svc: &Service, kind: &str, status: &str) -> Result<usize, String> {
-    let v = svc.call("ListOperationTask", &[("CheckId", "1001"), ("Type", kind), ("Statuses.1", status), ("PageSize", "1")])?;
+    let v = svc
+        .call("ListOperationTask", &[("CheckId", "1001"), ("Type", kind), ("Statuses.1", status), ("PageSize", "1")])?;
     Ok(v["PageInfo"]["TotalCount"].as_u64().unwrap_or(0) as usize)
 }
 
@@ -38,7 +39,9 @@ pub fn run(n: usize, progress: &Progress) -> Result<Value, String> {
     }
     let baseline_dir = svc.path("baseline");
     fleet::write_hosts(&baseline_dir, n)?;
-    fleet::register(&svc.store()?, &svc.account_id, n, "h", |i| fleet_dir.join(format!("h{i:07}")).display().to_string())?;
+    fleet::register(&svc.store()?, &svc.account_id, n, "h", |i| {
+        fleet_dir.join(format!("h{i:07}")).display().to_string()
+    })?;
     svc.call("CreateAssetSelectionConfig", &[("BusinessType", KEY), ("TargetType", "all_instance")])?;
 
     progress.say(&format!("repair {n}: repairing"));
@@ -50,9 +53,15 @@ pub fn run(n: usize, progress: &Progress) -> Result<Value, String> {
     // Every repair's TaskId, then rollbacks in calls of 500 instances.
     let mut pairs = Vec::with_capacity(n);
     for page in 1..=n.div_ceil(100) {
-        let v = svc.call("ListOperationTask", &[("CheckId", "1001"), ("Type", "REPAIR"), ("PageSize", "100"), ("CurrentPage", &page.to_string())])?;
+        let v = svc.call(
+            "ListOperationTask",
+            &[("CheckId", "1001"), ("Type", "REPAIR"), ("PageSize", "100"), ("CurrentPage", &page.to_string())],
+        )?;
         for t in v["OperationTasks"].as_array().into_iter().flatten() {
-            pairs.push((t["InstanceId"].as_str().unwrap_or_default().to_string(), t["TaskId"].as_str().unwrap_or_default().to_string()));
+            pairs.push((
+                t["InstanceId"].as_str().unwrap_or_default().to_string(),
+                t["TaskId"].as_str().unwrap_or_default().to_string(),
+            ));
         }
     }
     progress.say(&format!("repair {n}: rolling back"));

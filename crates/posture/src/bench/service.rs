@@ -40,8 +40,10 @@ impl Service {
             let deadline = Instant::now() + Duration::from_secs(60);
             while Instant::now() < deadline {
                 if api::client::send(&endpoint, "GET", "", &[], b"").is_ok() {
-                    let creds: Value = serde_json::from_str(&std::fs::read_to_string(data.join("credentials.json")).map_err(|e| e.to_string())?)
-                        .map_err(|e| e.to_string())?;
+                    let creds: Value = serde_json::from_str(
+                        &std::fs::read_to_string(data.join("credentials.json")).map_err(|e| e.to_string())?,
+                    )
+                    .map_err(|e| e.to_string())?;
                     let s = |k: &str| creds[k].as_str().unwrap_or_default().to_string();
                     return Ok(Service {
                         creds: Credentials { access_key_id: s("AccessKeyId"), access_key_secret: s("AccessKeySecret") },
