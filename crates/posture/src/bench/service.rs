@@ -89,7 +89,7 @@ impl Service {
 
     /// The service's peak resident memory so far (VmHWM), in MB.
     pub fn peak_rss_mb(&self) -> f64 {
-        status_kb(&format!("/proc/{}/status", self.child.id()), "VmHWM:") / 1024.0
+        status_kb(format!("/proc/{}/status", self.child.id()), "VmHWM:") / 1024.0
     }
 
     /// Polls `f` until it returns true (every 50 ms, up to `limit`).
