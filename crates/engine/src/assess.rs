@@ -5,7 +5,12 @@ use std::collections::BTreeMap;
 use catalog::{evaluate, CheckDef, Outcome};
 use connectors::{ConnectorError, Target};
 use model::{CheckStatus, Document};
-use store::{CheckRun, Instance, ResultUpdate};
+use std::collections::HashMap;
+
+use store::{CheckRun, CheckRunDetail, DetailOutcome, Instance, ResultUpdate};
+
+/// Instances of a check run written per commit.
+const CHUNK: usize = 256;
 
 use crate::Engine;
 
@@ -102,27 +107,56 @@ impl Engine {
         };
         let plan: Vec<(i64, Vec<i64>)> =
             instances.iter().map(|i| (i.pk, checks_for(i))).filter(|(_, c)| !c.is_empty()).collect();
-        let details = self.store.set_run_details(run, &plan)?;
-        for d in details.iter().filter(|d| d.status_code < 2) {
-            let Some(instance) = instances.iter().find(|i| i.pk == d.instance_pk) else {
-                self.store.finish_detail(run, &d.id, 4, &[], &[])?;
-                continue;
-            };
-            match self.fetch(instance) {
-                Ok(doc) => {
-                    let checks = d.check_ids.iter().filter_map(|id| self.catalog.get(*id));
-                    let (results, removed) = evaluate_instance(checks, instance, &doc, &run.id);
-                    self.store.finish_detail(run, &d.id, 2, &results, &removed)?;
-                }
-                Err(e) => {
-                    tracing::warn!(run = %run.id, instance = %instance.instance_id, error = %e, stage = "fetch", "could not read an instance");
-                    if e.freed {
-                        self.store.mark_freed(&run.account_id, instance.pk)?;
-                    }
-                    self.store.finish_detail(run, &d.id, 4, &[], &[])?;
-                }
+        let by_pk: HashMap<i64, &Instance> = instances.iter().map(|i| (i.pk, i)).collect();
+        let pending: Vec<CheckRunDetail> =
+            self.store.set_run_details(run, &plan)?.into_iter().filter(|d| d.status_code < 2).collect();
+        // Instances are read and evaluated in parallel (reading files is the cost), and each
+        // chunk's results are written in one commit; a crash loses at most the chunk under way,
+        // which the next lease holder redoes.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for chunk in pending.chunks(CHUNK) {
+            let per_thread = chunk.len().div_ceil(threads);
+            let outcomes: Vec<(DetailOutcome, Option<i64>)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk
+                    .chunks(per_thread.max(1))
+                    .map(|part| {
+                        scope.spawn(|| {
+                            part.iter()
+                                .map(|d| self.assess_one(run, by_pk.get(&d.instance_pk).copied(), d))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+            });
+            for pk in outcomes.iter().filter_map(|(_, freed)| *freed) {
+                self.store.mark_freed(&run.account_id, pk)?;
             }
+            self.store.finish_details(run, outcomes.into_iter().map(|(o, _)| o).collect())?;
         }
         self.store.finish_run(run)
+    }
+
+    /// Reads and evaluates one instance of a run; the second value is its key if it is gone.
+    fn assess_one(
+        &self,
+        run: &CheckRun,
+        instance: Option<&Instance>,
+        d: &CheckRunDetail,
+    ) -> (DetailOutcome, Option<i64>) {
+        let failed =
+            DetailOutcome { detail_id: d.id.clone(), status_code: 4, results: Vec::new(), removed: Vec::new() };
+        let Some(instance) = instance else { return (failed, None) };
+        match self.fetch(instance) {
+            Ok(doc) => {
+                let checks = d.check_ids.iter().filter_map(|id| self.catalog.get(*id));
+                let (results, removed) = evaluate_instance(checks, instance, &doc, &run.id);
+                (DetailOutcome { status_code: 2, results, removed, ..failed }, None)
+            }
+            Err(e) => {
+                tracing::warn!(run = %run.id, instance = %instance.instance_id, error = %e, stage = "fetch", "could not read an instance");
+                (failed, e.freed.then_some(instance.pk))
+            }
+        }
     }
 }

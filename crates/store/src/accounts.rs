@@ -58,8 +58,12 @@ impl Store {
         getrandom::getrandom(&mut b).expect("the OS random source works");
         // 16 decimal digits, never starting with 0.
         let id = format!("1{:015}", u64::from_le_bytes(b) % 1_000_000_000_000_000);
-        self.write(|tx| {
-            tx.execute("INSERT INTO accounts (id, name, created_ms) VALUES (?, ?, ?)", params![id, name, now_ms()])?;
+        let (owned_id, owned_name) = (id.clone(), name.to_string());
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO accounts (id, name, created_ms) VALUES (?, ?, ?)",
+                params![owned_id, owned_name, now_ms()],
+            )?;
             Ok(())
         })?;
         Ok(Account { id, name: name.to_string(), repair_quota: None, trial: false })
@@ -92,7 +96,8 @@ impl Store {
 
     /// Sets an account's repair authorization (None: unlimited) and, if given, its trial flag.
     pub fn set_quota(&self, account_id: &str, repairs: Option<i64>, trial: Option<bool>) -> Result<Account> {
-        self.write(|tx| {
+        let account_id = account_id.to_string();
+        self.write(move |tx| {
             let n = tx.execute(
                 "UPDATE accounts SET repair_quota = ?, trial = COALESCE(?, trial) WHERE id = ?",
                 params![repairs, trial, account_id],
@@ -118,8 +123,10 @@ impl Store {
             enabled: true,
         };
         let sealed = self.sealer.seal(&key.id, &key.secret);
-        self.write(|tx| {
-            let exists: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?)", [account_id], |r| r.get(0))?;
+        let row = key.clone();
+        self.write(move |tx| {
+            let key = row;
+            let exists: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?)", [&key.account_id], |r| r.get(0))?;
             if !exists {
                 return Err(StoreError::NotFound);
             }
@@ -161,7 +168,8 @@ impl Store {
 
     /// Enables or disables a key.
     pub fn set_key_enabled(&self, key_id: &str, enabled: bool) -> Result<()> {
-        self.write(|tx| {
+        let key_id = key_id.to_string();
+        self.write(move |tx| {
             match tx.execute("UPDATE access_keys SET enabled = ? WHERE id = ?", params![enabled, key_id])? {
                 0 => Err(StoreError::NotFound),
                 _ => Ok(()),
@@ -171,7 +179,8 @@ impl Store {
 
     /// Deletes a key.
     pub fn delete_key(&self, key_id: &str) -> Result<()> {
-        self.write(|tx| match tx.execute("DELETE FROM access_keys WHERE id = ?", [key_id])? {
+        let key_id = key_id.to_string();
+        self.write(move |tx| match tx.execute("DELETE FROM access_keys WHERE id = ?", [key_id])? {
             0 => Err(StoreError::NotFound),
             _ => Ok(()),
         })

@@ -27,7 +27,12 @@ impl Store {
         digest: &str,
         response: &str,
     ) -> Result<()> {
-        self.write(|tx| {
+        let account_id = account_id.to_string();
+        let action = action.to_string();
+        let token = token.to_string();
+        let digest = digest.to_string();
+        let response = response.to_string();
+        self.write(move |tx| {
             tx.execute(
                 "INSERT OR IGNORE INTO idempotency (account_id, action, client_token, params_digest, response, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
                 params![account_id, action, token, digest, response, now_ms()],

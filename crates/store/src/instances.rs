@@ -72,10 +72,12 @@ impl Store {
     /// Registers instances in one transaction (idempotent on vendor, region and instance id:
     /// a known instance gets the new name, connector, locator and OS type). Returns how many.
     pub fn upsert_instances(&self, account_id: &str, list: &[NewInstance]) -> Result<usize> {
+        let account_id = account_id.to_string();
+        let list = list.to_vec();
         let now = now_ms();
-        self.write(|tx| {
+        self.write(move |tx| {
             let mut st = tx.prepare_cached(UPSERT_INSTANCE)?;
-            for n in list {
+            for n in &list {
                 st.execute(params![
                     account_id,
                     n.vendor.code(),
@@ -94,7 +96,9 @@ impl Store {
 
     /// Registers one instance (as [`Store::upsert_instances`]) and returns it.
     pub fn upsert_instance(&self, account_id: &str, n: &NewInstance) -> Result<Instance> {
-        self.write(|tx| {
+        let account_id = account_id.to_string();
+        let n = n.clone();
+        self.write(move |tx| {
             tx.execute(
                 UPSERT_INSTANCE,
                 params![account_id, n.vendor.code(), n.region_id, n.instance_id, n.instance_name, n.connector, n.locator, n.os_type, now_ms()],
@@ -142,7 +146,8 @@ impl Store {
 
     /// Marks an instance released (its connector found it gone).
     pub fn mark_freed(&self, account_id: &str, pk: i64) -> Result<()> {
-        self.write(|tx| {
+        let account_id = account_id.to_string();
+        self.write(move |tx| {
             tx.execute("UPDATE instances SET freed = 1 WHERE account_id = ? AND pk = ?", params![account_id, pk])?;
             Ok(())
         })

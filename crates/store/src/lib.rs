@@ -19,7 +19,8 @@ mod whitelists;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
@@ -27,7 +28,7 @@ use rusqlite::Connection;
 pub use accounts::{AccessKey, Account, KeyInfo};
 pub use instances::{Instance, NewInstance};
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};
-pub use runs::{uuid_like, CheckRun, CheckRunDetail, RunFilter};
+pub use runs::{uuid_like, CheckRun, CheckRunDetail, DetailOutcome, RunFilter};
 pub use selections::{Criterion, Selection};
 pub use tasks::{
     Claimed, InstanceMatch, NewTask, SelectionSource, Submission, SubmitOutcome, TaskFilter, TaskRow, Transition,
@@ -89,12 +90,87 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 const READERS: usize = 4;
 
-/// The SQLite store: one writer connection, a few readers (WAL lets them read while it writes).
+/// The SQLite store: one writer connection owned by the committer thread (group commit, see
+/// [`Store::write`]), a few readers (WAL lets them read while it writes).
 pub struct Store {
     sealer: secrets::Sealer,
-    writer: Mutex<Connection>,
+    jobs: Option<Mutex<mpsc::Sender<Box<dyn Job>>>>,
+    committer: Option<JoinHandle<()>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+}
+
+/// Most jobs one commit takes.
+const MAX_BATCH: usize = 512;
+
+/// A write waiting for the committer: run it inside the batch's transaction, then (after the
+/// commit, or its failure) answer the caller.
+trait Job: Send {
+    fn run(&mut self, c: &Connection) -> bool;
+    fn answer(self: Box<Self>, committed: std::result::Result<(), String>);
+}
+
+struct TypedJob<T, F> {
+    work: Option<F>,
+    result: Option<Result<T>>,
+    reply: mpsc::Sender<Result<T>>,
+}
+
+impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> Job for TypedJob<T, F> {
+    fn run(&mut self, c: &Connection) -> bool {
+        let Some(work) = self.work.take() else { return false };
+        // A panicking job fails alone; the committer lives on.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(c)))
+            .unwrap_or_else(|_| Err(StoreError::Db("a write panicked".into())));
+        let ok = r.is_ok();
+        self.result = Some(r);
+        ok
+    }
+
+    fn answer(self: Box<Self>, committed: std::result::Result<(), String>) {
+        let r = match (self.result, committed) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (_, Err(e)) => Err(StoreError::Db(format!("commit failed: {e}"))),
+            (None, Ok(())) => Err(StoreError::Db("the write did not run".into())),
+        };
+        let _ = self.reply.send(r);
+    }
+}
+
+/// The committer: takes every job waiting (up to MAX_BATCH), runs each in its own savepoint so
+/// a failing one is undone alone, commits them together (one fsync for all), then answers.
+/// Nobody is answered before the commit that holds their write.
+fn committer_loop(c: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = c.execute_batch("BEGIN IMMEDIATE") {
+            for j in batch {
+                j.answer(Err(e.to_string()));
+            }
+            continue;
+        }
+        for j in batch.iter_mut() {
+            let ok = c.execute_batch("SAVEPOINT job").is_ok() && j.run(&c);
+            let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+            if let Err(e) = c.execute_batch(end) {
+                tracing::error!(error = %e, stage = "savepoint", "a savepoint could not be closed");
+            }
+        }
+        let committed = c.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if committed.is_err() {
+            let _ = c.execute_batch("ROLLBACK");
+        }
+        for j in batch {
+            j.answer(committed.clone());
+        }
+    }
 }
 
 /// Now, in Unix epoch milliseconds.
@@ -102,7 +178,15 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// A new random id of `bytes` random bytes, lower-case hex (task ids: 16 bytes, 32 hex).
+/// A task id: 32 lower-case hex, the creation time in ms (12 hex) then 80 random bits. Ids in
+/// creation order keep the primary-key index appending rather than inserting at random.
+pub fn task_id() -> String {
+    let mut b = [0u8; 10];
+    getrandom::getrandom(&mut b).expect("the OS random source works");
+    format!("{:012x}{}", now_ms() & 0xffff_ffff_ffff, hex::encode(b))
+}
+
+/// A new random id of `bytes` random bytes, lower-case hex (root task ids: 16 bytes, 32 hex).
 pub fn new_id(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     getrandom::getrandom(&mut b).expect("the OS random source works");
@@ -180,16 +264,34 @@ impl Store {
             .map_err(|e| StoreError::Db(e.to_string()))?;
         migrate(&writer, &sealer)?;
         let readers = (0..READERS).map(|_| open_conn(path).map(Mutex::new)).collect::<rusqlite::Result<_>>()?;
-        Ok(Store { sealer, writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let committer = std::thread::Builder::new()
+            .name("posture-committer".into())
+            .spawn(move || committer_loop(writer, rx))
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        Ok(Store {
+            sealer,
+            jobs: Some(Mutex::new(tx)),
+            committer: Some(committer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
     }
 
-    /// Runs `f` in one write transaction (committed if it returns Ok).
-    pub(crate) fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
-        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+    /// Runs `f` atomically and durably: it is all applied or (if it returns Err) not at all,
+    /// and the answer comes after the commit that holds it. Writes of concurrent callers share
+    /// one commit (group commit); `f` owns its data because the committer thread runs it.
+    pub(crate) fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = mpsc::channel();
+        let job: Box<dyn Job> = Box::new(TypedJob { work: Some(f), result: None, reply });
+        let sent = self.jobs.as_ref().map(|j| j.lock().unwrap_or_else(|p| p.into_inner()).send(job));
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(StoreError::Db("the store is closed".into()));
+        }
+        answer.recv().unwrap_or_else(|_| Err(StoreError::Db("the committer stopped".into())))
     }
 
     /// Runs `f` on a reader connection.
@@ -202,6 +304,16 @@ impl Store {
         }
         let c = self.readers[start % self.readers.len()].lock().unwrap_or_else(|p| p.into_inner());
         f(&c)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Closing the queue ends the committer after the writes already sent.
+        self.jobs.take();
+        if let Some(h) = self.committer.take() {
+            let _ = h.join();
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use model::CheckStatus;
-use rusqlite::{params, params_from_iter, types::Value, Transaction};
+use rusqlite::{params, params_from_iter, types::Value, Connection};
 
 use crate::instances::{instance_from, INSTANCE_COLS};
 use crate::whitelists::whitelisted_sql;
@@ -77,7 +77,7 @@ pub struct ResultFilter {
     pub limit: i64,
 }
 
-pub(crate) fn upsert_result(tx: &Transaction, account_id: &str, u: &ResultUpdate) -> Result<()> {
+pub(crate) fn upsert_result(tx: &Connection, account_id: &str, u: &ResultUpdate) -> Result<()> {
     let now = now_ms();
     tx.prepare_cached(
         "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id)
@@ -106,9 +106,11 @@ fn like(s: &str) -> String {
 impl Store {
     /// Stores results (one transaction).
     pub fn put_results(&self, account_id: &str, updates: &[ResultUpdate]) -> Result<()> {
-        self.write(|tx| {
-            for u in updates {
-                upsert_result(tx, account_id, u)?;
+        let account_id = account_id.to_string();
+        let updates = updates.to_vec();
+        self.write(move |tx| {
+            for u in &updates {
+                upsert_result(tx, &account_id, u)?;
             }
             Ok(())
         })
@@ -116,7 +118,8 @@ impl Store {
 
     /// Removes the result of a check item on an instance (the item no longer applies).
     pub fn delete_result(&self, account_id: &str, check_id: i64, instance_pk: i64) -> Result<()> {
-        self.write(|tx| {
+        let account_id = account_id.to_string();
+        self.write(move |tx| {
             tx.execute(
                 "DELETE FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
                 params![account_id, check_id, instance_pk],

@@ -57,6 +57,19 @@ pub struct CheckRunDetail {
     pub ended_ms: i64,
 }
 
+/// How one instance of a run ended.
+#[derive(Clone, Debug)]
+pub struct DetailOutcome {
+    /// The detail.
+    pub detail_id: String,
+    /// 2 succeeded, 4 failed.
+    pub status_code: i64,
+    /// Results to store.
+    pub results: Vec<ResultUpdate>,
+    /// (check, instance) results to remove: the item no longer applies.
+    pub removed: Vec<(i64, i64)>,
+}
+
 /// Filters of ListOperationProcess / ListOperationProcessDetail.
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {
@@ -120,16 +133,21 @@ impl Store {
         check_ids: &[i64],
         instance_pks: &[i64],
     ) -> Result<CheckRun> {
+        let account_id = account_id.to_string();
+        let task_type = task_type.to_string();
+        let source = source.to_string();
+        let check_ids = check_ids.to_vec();
+        let instance_pks = instance_pks.to_vec();
         let id = uuid_like();
         let now = now_ms();
-        self.write(|tx| {
+        self.write(move |tx| {
             tx.execute(
                 "INSERT INTO check_runs (id, account_id, task_type, task_source, check_ids, instance_pks, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                params![id, account_id, task_type, source, json(check_ids), json(instance_pks), now],
+                params![id, account_id, task_type, source, json(&check_ids), json(&instance_pks), now],
             )?;
-            Ok(())
-        })?;
-        self.get_run(account_id, &id)?.ok_or(StoreError::NotFound)
+            Ok((account_id, id))
+        })
+        .and_then(|(account_id, id)| self.get_run(&account_id, &id)?.ok_or(StoreError::NotFound))
     }
 
     /// One run of the account.
@@ -147,7 +165,7 @@ impl Store {
     /// Leases the oldest unfinished run whose lease is free or expired, marking it started.
     pub fn claim_run(&self, lease_ms: i64) -> Result<Option<CheckRun>> {
         let now = now_ms();
-        self.write(|tx| {
+        self.write(move |tx| {
             Ok(tx
                 .query_row(
                     &format!(
@@ -165,56 +183,53 @@ impl Store {
 
     /// Records the instances of a run (once; a resumed run keeps its details).
     pub fn set_run_details(&self, run: &CheckRun, details: &[(i64, Vec<i64>)]) -> Result<Vec<CheckRunDetail>> {
+        let (account_id, run_id) = (run.account_id.clone(), run.id.clone());
+        let run = run.clone();
+        let details = details.to_vec();
         let now = now_ms();
-        self.write(|tx| {
+        self.write(move |tx| {
             let existing: i64 = tx.query_row("SELECT COUNT(*) FROM check_run_details WHERE run_id = ?", [&run.id], |r| r.get(0))?;
             if existing == 0 {
                 let mut ins = tx.prepare_cached(
                     "INSERT INTO check_run_details (id, run_id, instance_pk, check_ids, created_ms) VALUES (?, ?, ?, ?, ?)",
                 )?;
-                for (pk, checks) in details {
+                for (pk, checks) in &details {
                     ins.execute(params![uuid_like(), run.id, pk, json(checks), now])?;
                 }
                 tx.execute("UPDATE check_runs SET total = ? WHERE id = ?", params![details.len() as i64, run.id])?;
             }
             Ok(())
         })?;
-        let (all, _) = self.list_details(
-            &run.account_id,
-            &RunFilter { run_ids: vec![run.id.clone()], limit: i64::MAX, ..Default::default() },
-        )?;
+        let (all, _) = self
+            .list_details(&account_id, &RunFilter { run_ids: vec![run_id], limit: i64::MAX, ..Default::default() })?;
         Ok(all)
     }
 
-    /// Finishes one instance of a run: its results (and removals of items that no longer apply)
-    /// and its status, in one transaction.
-    pub fn finish_detail(
-        &self,
-        run: &CheckRun,
-        detail_id: &str,
-        status_code: i64,
-        results: &[ResultUpdate],
-        removed: &[(i64, i64)],
-    ) -> Result<()> {
+    /// Finishes instances of a run, each with its status, results, and removals of items that
+    /// no longer apply, in one transaction. A detail already finished (by an earlier lease
+    /// holder) is skipped.
+    pub fn finish_details(&self, run: &CheckRun, done: Vec<DetailOutcome>) -> Result<()> {
+        let (run_id, account_id) = (run.id.clone(), run.account_id.clone());
         let now = now_ms();
-        self.write(|tx| {
-            let n = tx.execute(
-                "UPDATE check_run_details SET status_code = ?, started_ms = ?, ended_ms = ? WHERE id = ? AND run_id = ? AND status_code IN (0, 1)",
-                params![status_code, now, now, detail_id, run.id],
-            )?;
-            if n == 0 {
-                return Ok(()); // already finished by an earlier lease holder
+        self.write(move |tx| {
+            for d in &done {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE check_run_details SET status_code = ?, started_ms = ?, ended_ms = ? WHERE id = ? AND run_id = ? AND status_code IN (0, 1)",
+                    )?
+                    .execute(params![d.status_code, now, now, d.detail_id, run_id])?;
+                if n == 0 {
+                    continue;
+                }
+                for r in &d.results {
+                    upsert_result(tx, &account_id, r)?;
+                }
+                for (check_id, pk) in &d.removed {
+                    tx.prepare_cached("DELETE FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?")?
+                        .execute(params![account_id, check_id, pk])?;
+                }
+                tx.prepare_cached("UPDATE check_runs SET finished = finished + 1 WHERE id = ?")?.execute([&run_id])?;
             }
-            for r in results {
-                upsert_result(tx, &run.account_id, r)?;
-            }
-            for (check_id, pk) in removed {
-                tx.execute(
-                    "DELETE FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
-                    params![run.account_id, check_id, pk],
-                )?;
-            }
-            tx.execute("UPDATE check_runs SET finished = finished + 1 WHERE id = ?", [&run.id])?;
             Ok(())
         })
     }
@@ -249,7 +264,8 @@ impl Store {
 
     /// Marks a run complete.
     pub fn finish_run(&self, run: &CheckRun) -> Result<()> {
-        self.write(|tx| {
+        let run = run.clone();
+        self.write(move |tx| {
             tx.execute(
                 "UPDATE check_runs SET status_code = 2, ended_ms = ?, lease_until_ms = 0 WHERE id = ? AND fence = ?",
                 params![now_ms(), run.id, run.fence],

@@ -104,8 +104,12 @@ impl Store {
         target_type: &str,
         platform: &str,
     ) -> Result<(Selection, bool)> {
+        let account_id = account_id.to_string();
+        let business_type = business_type.to_string();
+        let target_type = target_type.to_string();
+        let platform = platform.to_string();
         let key = crate::uuid_like();
-        self.write(|tx| {
+        self.write(move |tx| {
             let n = tx.execute(
                 "INSERT OR IGNORE INTO selections (selection_key, account_id, business_type, target_type, platform, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
                 params![key, account_id, business_type, target_type, platform, now_ms()],
@@ -146,13 +150,16 @@ impl Store {
     /// Adds (`true`) or removes (`false`) targets named by instance id, in one transaction;
     /// an id that matches no instance of the account refuses the whole call.
     pub fn apply_targets(&self, account_id: &str, s: &Selection, ops: &[(String, bool)]) -> Result<()> {
-        self.write(|tx| {
+        let account_id = account_id.to_string();
+        let s = s.clone();
+        let ops = ops.to_vec();
+        self.write(move |tx| {
             let mut find = tx.prepare_cached("SELECT pk FROM instances WHERE account_id = ? AND instance_id = ?")?;
             let mut add = tx
                 .prepare_cached("INSERT OR IGNORE INTO selection_targets (selection_key, instance_pk) VALUES (?, ?)")?;
             let mut del =
                 tx.prepare_cached("DELETE FROM selection_targets WHERE selection_key = ? AND instance_pk = ?")?;
-            for (id, is_add) in ops {
+            for (id, is_add) in &ops {
                 let pks: Vec<i64> =
                     find.query_map(params![account_id, id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
                 if pks.is_empty() {
@@ -180,6 +187,9 @@ impl Store {
         any: bool,
         add: bool,
     ) -> Result<usize> {
+        let account_id = account_id.to_string();
+        let s = s.clone();
+        let criteria = criteria.to_vec();
         let mut args: Vec<Value> = Vec::new();
         let conds: Vec<String> = criteria.iter().map(|c| criterion_sql(c, &mut args)).collect();
         let joined =
@@ -195,7 +205,7 @@ impl Store {
         } else {
             format!("DELETE FROM selection_targets WHERE selection_key = ? AND instance_pk IN ({matching})")
         };
-        self.write(|tx| Ok(tx.execute(&sql, params_from_iter(all_args))?))
+        self.write(move |tx| Ok(tx.execute(&sql, params_from_iter(all_args))?))
     }
 
     /// One page of a selection's instances (id, name), and the total.

@@ -203,12 +203,14 @@ impl Store {
     /// A trial account's or an exhausted authorization's REPAIR writes nothing either;
     /// `NothingToDo` when no instance is left.
     pub fn submit(&self, account_id: &str, s: &Submission) -> Result<SubmitOutcome> {
+        let account_id = account_id.to_string();
+        let s = s.clone();
         let now = now_ms();
         let status = TaskStatus::initial(s.kind);
         let repair = s.kind == TaskType::Repair;
-        let result = self.write(|tx| {
+        let result = self.write(move |tx| {
             let (quota, trial): (Option<i64>, bool) =
-                tx.query_row("SELECT repair_quota, trial FROM accounts WHERE id = ?", [account_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                tx.query_row("SELECT repair_quota, trial FROM accounts WHERE id = ?", [&account_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             if repair && trial {
                 return Ok(SubmitOutcome::TrialUnauthorized);
             }
@@ -228,20 +230,26 @@ impl Store {
             }
             if let (Some(src), true) = (&s.selection, repair) {
                 // One statement for the whole selection, however large.
-                let (from, sel_args) = selected_instances(account_id, &src.selection);
+                let (from, sel_args) = selected_instances(&account_id, &src.selection);
                 let mut args: Vec<Value> = vec![
                     s.root_id.clone().into(), account_id.to_string().into(), s.check_id.into(),
                     status.as_str().to_string().into(), src.params.clone().into(), now.into(), now.into(),
                 ];
                 args.extend(sel_args);
-                args.extend([src.connector.clone().into(), s.root_id.clone().into(), account_id.to_string().into(), s.check_id.into()]);
+                args.push(src.connector.clone().into());
+                // Listed instances already have their task in this root.
+                let listed = if s.tasks.is_empty() {
+                    ""
+                } else {
+                    args.extend([account_id.to_string().into(), s.check_id.into(), s.root_id.clone().into()]);
+                    "AND NOT EXISTS (SELECT 1 FROM tasks x WHERE x.account_id = ? AND x.check_id = ? AND x.instance_pk = i.pk AND x.root_id = ?)"
+                };
+                args.extend([account_id.to_string().into(), s.check_id.into()]);
                 tx.execute(
                     &format!(
                         "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, params, created_ms, updated_ms)
-                         SELECT lower(hex(randomblob(16))), ?, ?, ?, i.pk, 'REPAIR', ?, ?, ?, ?{from}
-                           AND i.connector = ?
-                           AND NOT EXISTS (SELECT 1 FROM tasks x WHERE x.root_id = ? AND x.instance_pk = i.pk)
-                           AND NOT {}",
+                         SELECT printf('%012x', {now}) || lower(hex(randomblob(10))), ?, ?, ?, i.pk, 'REPAIR', ?, ?, ?, ?{from}
+                           AND i.connector = ? {listed} AND NOT {}",
                         whitelisted_sql("?", "?", "i.pk")
                     ),
                     params_from_iter(args),
@@ -261,7 +269,6 @@ impl Store {
                     return Err(StoreError::QuotaExhausted); // rolls the whole submission back
                 }
             }
-            tx.execute("INSERT INTO task_events (task_id, status, at_ms) SELECT id, status, created_ms FROM tasks WHERE root_id = ?", [&s.root_id])?;
             Ok(SubmitOutcome::Created(created))
         });
         match result {
@@ -395,7 +402,7 @@ impl Store {
              RETURNING id, account_id, fence",
             active_list()
         );
-        self.write(|tx| {
+        self.write(move |tx| {
             let got: Option<(String, String, i64)> =
                 tx.query_row(&sql, params![now, lease_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
             let Some((id, account, fence)) = got else {
@@ -409,25 +416,28 @@ impl Store {
     /// Moves a task `from → to` (only along the table, only with the current fence), writing its
     /// event, and optionally its snapshot and a check result, in one transaction.
     pub fn transition(&self, claimed: &Claimed, from: TaskStatus, to: TaskStatus, extra: Transition) -> Result<()> {
+        let claimed = claimed.clone();
         if !from.can_move_to(to) {
             return Err(StoreError::IllegalTransition(format!("{from} -> {to}")));
         }
         let now = now_ms();
-        let t = &claimed.task;
-        self.write(|tx| {
-            let (code, msg) = extra.error.unwrap_or(("", ""));
+        let error = extra.error.map(|(c, m)| (c.to_string(), m.to_string()));
+        let (freed, snapshot, result) = (extra.freed, extra.snapshot.cloned(), extra.result.cloned());
+        self.write(move |tx| {
+            let t = &claimed.task;
+            let (code, msg) = error.unwrap_or_default();
             let n = tx.prepare_cached(
                 "UPDATE tasks SET status = ?, updated_ms = ?, error_code = ?, error_msg = ?, instance_freed = ?,
                         lease_until_ms = CASE WHEN ? THEN 0 ELSE lease_until_ms END
                  WHERE id = ? AND fence = ? AND status = ?",
             )?
-            .execute(params![to.as_str(), now, code, msg, extra.freed, to.is_terminal(), t.id, claimed.fence, from.as_str()])?;
+            .execute(params![to.as_str(), now, code, msg, freed, to.is_terminal(), t.id, claimed.fence, from.as_str()])?;
             if n == 0 {
                 return Err(StoreError::LeaseLost);
             }
             tx.prepare_cached("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, ?, ?)")?
                 .execute(params![t.id, to.as_str(), now])?;
-            if let Some(snap) = extra.snapshot {
+            if let Some(snap) = &snapshot {
                 tx.execute("DELETE FROM snapshots WHERE task_id = ?", [&t.id])?;
                 let mut ins = tx.prepare_cached(
                     "INSERT INTO snapshots (task_id, seq, item_key, existed, has_content, data, meta, post_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -437,7 +447,7 @@ impl Store {
                     ins.execute(params![t.id, seq as i64, item.key, item.existed, item.has_content, item.data, meta, item.post_digest])?;
                 }
             }
-            if let Some(r) = extra.result {
+            if let Some(r) = &result {
                 upsert_result(tx, &t.account_id, r)?;
             }
             Ok(())
@@ -446,7 +456,8 @@ impl Store {
 
     /// Extends a lease held with `fence`.
     pub fn renew_lease(&self, task_id: &str, fence: i64, lease_ms: i64) -> Result<()> {
-        self.write(|tx| {
+        let task_id = task_id.to_string();
+        self.write(move |tx| {
             let n = tx.execute(
                 "UPDATE tasks SET lease_until_ms = ? WHERE id = ? AND fence = ?",
                 params![now_ms() + lease_ms, task_id, fence],
@@ -480,19 +491,27 @@ impl Store {
         })
     }
 
-    /// Every status a task went through, with its time.
+    /// Every status a task went through, with its time: its creation (the initial status at
+    /// `created_ms`, kept in the task row itself), then each transition.
     pub fn task_events(&self, task_id: &str) -> Result<Vec<(String, i64)>> {
         self.read(|c| {
+            let created: Option<(String, i64)> = c
+                .query_row("SELECT type, created_ms FROM tasks WHERE id = ?", [task_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((kind, at)) = created else { return Ok(Vec::new()) };
+            let initial = TaskStatus::initial(TaskType::parse(&kind).unwrap_or(TaskType::Repair));
             let mut st = c.prepare_cached("SELECT status, at_ms FROM task_events WHERE task_id = ? ORDER BY rowid")?;
             let rows = st.query_map([task_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            let mut out = vec![(initial.as_str().to_string(), at)];
+            out.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
+            Ok(out)
         })
     }
 
     /// Frees every lease (tasks and check runs): called by a `serve` that holds the data
     /// directory's lock, so no other worker can be holding one. Returns the unfinished tasks.
     pub fn release_leases(&self) -> Result<i64> {
-        self.write(|tx| {
+        self.write(move |tx| {
             let n =
                 tx.execute(&format!("UPDATE tasks SET lease_until_ms = 0 WHERE status IN ({})", active_list()), [])?;
             tx.execute("UPDATE check_runs SET lease_until_ms = 0 WHERE status_code IN (0, 1)", [])?;

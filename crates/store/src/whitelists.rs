@@ -51,8 +51,10 @@ pub struct WhitelistRule {
 impl Store {
     /// Adds rules (one transaction); returns their ids in order.
     pub fn add_whitelists(&self, account_id: &str, rules: &[NewWhitelist]) -> Result<Vec<i64>> {
+        let account_id = account_id.to_string();
+        let rules = rules.to_vec();
         let now = now_ms();
-        self.write(|tx| {
+        self.write(move |tx| {
             let mut ids = Vec::new();
             for r in rules {
                 tx.execute(
@@ -72,7 +74,8 @@ impl Store {
 
     /// Removes one rule of the account; false if there is none with that id.
     pub fn remove_whitelist_rule(&self, account_id: &str, rule_id: i64) -> Result<bool> {
-        self.write(|tx| {
+        let account_id = account_id.to_string();
+        self.write(move |tx| {
             Ok(tx
                 .execute("DELETE FROM whitelist_rules WHERE account_id = ? AND id = ?", params![account_id, rule_id])?
                 > 0)
@@ -83,11 +86,14 @@ impl Store {
     /// those instances' entries (a rule left with no entry is removed, since an entry-less rule
     /// would mean "every instance"). Returns how many rules or entries went.
     pub fn remove_whitelists(&self, account_id: &str, check_ids: &[i64], instance_pks: &[i64]) -> Result<usize> {
+        let account_id = account_id.to_string();
+        let check_ids = check_ids.to_vec();
+        let instance_pks = instance_pks.to_vec();
         if check_ids.is_empty() {
             return Ok(0);
         }
         let checks = placeholders(check_ids.len());
-        self.write(|tx| {
+        self.write(move |tx| {
             let mut args: Vec<Value> = vec![account_id.to_string().into()];
             args.extend(check_ids.iter().map(|c| Value::from(*c)));
             if instance_pks.is_empty() {

@@ -120,7 +120,7 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
             TaskType::Rollback => Some(rollback_target(ctx, check_id, n)?),
         };
         tasks.push(NewTask {
-            id: store::new_id(16),
+            id: store::task_id(),
             instance_pk: n.instance.pk,
             repair_task_id,
             params: params_json.clone(),

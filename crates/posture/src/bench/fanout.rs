@@ -50,7 +50,7 @@ pub fn run(n: usize, progress: &Progress) -> Result<Value, String> {
     }))
 }
 
-/// The same rows (a task and its INIT event per instance) written with one prepared INSERT in
+/// The same rows (a task per instance, with the same kind of id) written with one prepared INSERT in
 /// one transaction into a fresh database of the same schema and durability, with no selection,
 /// whitelist or conflict logic around them: what SQLite itself costs.
 fn raw_insert_rows_per_s(svc: &Service, n: usize) -> Result<f64, String> {
