@@ -90,6 +90,9 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 const READERS: usize = 4;
 
+/// The writer connection's page cache, in KiB.
+const WRITER_CACHE_KB: i64 = 64 * 1024;
+
 /// The SQLite store: one writer connection owned by the committer thread (group commit, see
 /// [`Store::write`]), a few readers (WAL lets them read while it writes).
 pub struct Store {
@@ -204,7 +207,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -230,6 +233,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
             }
             c.execute_batch("PRAGMA user_version = 2;")?;
         }
+        if version < 3 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 3;", include_str!("migration_3.sql")))?;
+        }
         Ok(())
     })();
     c.execute_batch(if result.is_ok() { "COMMIT;" } else { "ROLLBACK;" })?;
@@ -248,6 +254,8 @@ impl Store {
     /// for one that already holds sealed secrets.
     pub fn open(path: &Path) -> Result<Store> {
         let writer = open_conn(path)?;
+        // The writer's page cache holds the task indexes of a large submission (default: 2 MB).
+        writer.pragma_update(None, "cache_size", -WRITER_CACHE_KB)?;
         let version: i64 = writer.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::Db(format!(

@@ -222,11 +222,12 @@ impl Store {
                 "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, repair_task_id, params, created_ms, updated_ms)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )?;
+            let mut created = 0i64;
             for t in &s.tasks {
-                ins.execute(params![
+                created += ins.execute(params![
                     t.id, s.root_id, account_id, s.check_id, t.instance_pk, s.kind.as_str(), status.as_str(),
                     t.repair_task_id, t.params, now, now
-                ])?;
+                ])? as i64;
             }
             if let (Some(src), true) = (&s.selection, repair) {
                 // One statement for the whole selection, however large.
@@ -244,28 +245,38 @@ impl Store {
                     args.extend([account_id.to_string().into(), s.check_id.into(), s.root_id.clone().into()]);
                     "AND NOT EXISTS (SELECT 1 FROM tasks x WHERE x.account_id = ? AND x.check_id = ? AND x.instance_pk = i.pk AND x.root_id = ?)"
                 };
-                args.extend([account_id.to_string().into(), s.check_id.into()]);
-                tx.execute(
+                // Whitelisted instances are skipped; when the account has no rule for the item,
+                // the per-row probe is left out altogether.
+                let has_rules: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM whitelist_rules WHERE account_id = ? AND check_id = ?)",
+                    params![account_id, s.check_id],
+                    |r| r.get(0),
+                )?;
+                let skip_whitelisted = if has_rules {
+                    args.extend([account_id.to_string().into(), s.check_id.into()]);
+                    format!("AND NOT {}", whitelisted_sql("?", "?", "i.pk"))
+                } else {
+                    String::new()
+                };
+                created += tx.execute(
                     &format!(
                         "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, params, created_ms, updated_ms)
                          SELECT printf('%012x', {now}) || lower(hex(randomblob(10))), ?, ?, ?, i.pk, 'REPAIR', ?, ?, ?, ?{from}
-                           AND i.connector = ? {listed} AND NOT {}",
-                        whitelisted_sql("?", "?", "i.pk")
+                           AND i.connector = ? {listed} {skip_whitelisted}"
                     ),
                     params_from_iter(args),
-                )?;
+                )? as i64;
             }
-            let created: i64 = tx.query_row("SELECT COUNT(*) FROM tasks WHERE root_id = ?", [&s.root_id], |r| r.get(0))?;
             if created == 0 {
                 return Err(StoreError::NothingToDo);
             }
-            if let (Some(quota), true) = (quota, repair) {
+            if repair {
                 let used: i64 = tx.query_row(
-                    &format!("SELECT COUNT(*) FROM tasks WHERE account_id = ? AND {COUNTED_REPAIRS}"),
-                    [account_id],
+                    "UPDATE accounts SET repairs_used = repairs_used + ? WHERE id = ? RETURNING repairs_used",
+                    params![created, account_id],
                     |r| r.get(0),
                 )?;
-                if used > quota {
+                if quota.is_some_and(|q| used > q) {
                     return Err(StoreError::QuotaExhausted); // rolls the whole submission back
                 }
             }
@@ -437,6 +448,10 @@ impl Store {
             }
             tx.prepare_cached("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, ?, ?)")?
                 .execute(params![t.id, to.as_str(), now])?;
+            if matches!(to, TaskStatus::Fail | TaskStatus::BackupFail | TaskStatus::RepairFail) {
+                // A repair that changed nothing gives its authorization back.
+                tx.prepare_cached("UPDATE accounts SET repairs_used = repairs_used - 1 WHERE id = ?")?.execute([&t.account_id])?;
+            }
             if let Some(snap) = &snapshot {
                 tx.execute("DELETE FROM snapshots WHERE task_id = ?", [&t.id])?;
                 let mut ins = tx.prepare_cached(
