@@ -122,6 +122,22 @@ impl Store {
         })
     }
 
+    /// Every instance of the account with one of these instance ids (one query).
+    pub fn find_instances_by_ids(&self, account_id: &str, instance_ids: &[String]) -> Result<Vec<Instance>> {
+        if instance_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? AND instance_id IN ({}) ORDER BY pk",
+                crate::placeholders(instance_ids.len())
+            ))?;
+            let args = std::iter::once(account_id.to_string()).chain(instance_ids.iter().cloned());
+            let rows = st.query_map(rusqlite::params_from_iter(args), |r| instance_from(r, 0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     /// One instance by its internal key, within the account.
     pub fn get_instance(&self, account_id: &str, pk: i64) -> Result<Option<Instance>> {
         self.read(|c| {

@@ -404,12 +404,14 @@ impl Store {
         })
     }
 
-    /// Leases the oldest unfinished task whose lease is free or expired: one statement, fenced.
+    /// Leases an unfinished task whose lease is free or expired — never-leased ones first, in
+    /// creation order, read straight off the `tasks_due` index (no sort, however long the
+    /// queue): one statement, fenced.
     pub fn claim_task(&self, lease_ms: i64) -> Result<Option<Claimed>> {
         let now = now_ms();
         let sql = format!(
             "UPDATE tasks SET lease_until_ms = ?1 + ?2, fence = fence + 1, attempts = attempts + 1
-             WHERE rowid = (SELECT rowid FROM tasks WHERE status IN ({}) AND lease_until_ms < ?1 ORDER BY rowid LIMIT 1)
+             WHERE rowid = (SELECT rowid FROM tasks INDEXED BY tasks_due WHERE status IN ({}) AND lease_until_ms < ?1 ORDER BY lease_until_ms, rowid LIMIT 1)
              RETURNING id, account_id, fence",
             active_list()
         );

@@ -117,14 +117,21 @@ impl Store {
         })
     }
 
-    /// Whether a result is exempted now.
-    pub fn is_whitelisted(&self, account_id: &str, check_id: i64, instance_pk: i64) -> Result<bool> {
+    /// Which of these instances are exempted from a check item now (one query).
+    pub fn whitelisted_among(&self, account_id: &str, check_id: i64, instance_pks: &[i64]) -> Result<Vec<i64>> {
+        if instance_pks.is_empty() {
+            return Ok(Vec::new());
+        }
         self.read(|c| {
-            Ok(c.query_row(
-                &format!("SELECT {}", whitelisted_sql("?1", "?2", "?3")),
-                params![account_id, check_id, instance_pk],
-                |r| r.get(0),
-            )?)
+            let mut st = c.prepare_cached(&format!(
+                "SELECT i.pk FROM instances i WHERE i.pk IN ({}) AND {}",
+                placeholders(instance_pks.len()),
+                whitelisted_sql("?", "?", "i.pk")
+            ))?;
+            let mut args: Vec<Value> = instance_pks.iter().map(|p| Value::from(*p)).collect();
+            args.extend([Value::from(account_id.to_string()), Value::from(check_id)]);
+            let rows = st.query_map(params_from_iter(args), |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
 

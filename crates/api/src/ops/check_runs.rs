@@ -67,15 +67,9 @@ fn throttled(ctx: &Ctx, p: &Params, checks: &[i64], pks: &[i64]) -> Result<Optio
 
 /// Instance ids → internal keys; the ids that match nothing are returned apart.
 fn instance_pks(ctx: &Ctx, ids: &[String]) -> Result<(Vec<i64>, Vec<String>), ApiError> {
-    let (mut pks, mut unknown) = (Vec::new(), Vec::new());
-    for id in ids {
-        let found = ctx.store.find_instances(ctx.account_id, id).map_err(db)?;
-        if found.is_empty() {
-            unknown.push(id.clone());
-        }
-        pks.extend(found.iter().map(|i| i.pk));
-    }
-    Ok((pks, unknown))
+    let found = ctx.store.find_instances_by_ids(ctx.account_id, ids).map_err(db)?;
+    let unknown = ids.iter().filter(|id| !found.iter().any(|i| &i.instance_id == *id)).cloned().collect();
+    Ok((found.iter().map(|i| i.pk).collect(), unknown))
 }
 
 /// VerifyCheckResult: re-run check items (optionally on some instances).

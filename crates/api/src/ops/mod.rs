@@ -158,32 +158,35 @@ pub(crate) fn resolve_instance(
     region: Option<&str>,
     vendor: Option<Vendor>,
 ) -> Result<Instance, ApiError> {
-    let matches: Vec<Instance> = ctx
-        .store
-        .find_instances(ctx.account_id, instance_id)
-        .map_err(db)?
-        .into_iter()
-        .filter(|i| region.is_none_or(|r| i.region_id == r) && vendor.is_none_or(|v| i.vendor == v))
-        .collect();
-    match matches.len() {
-        0 => Err(ApiError::instance_not_found(instance_id)),
-        1 => Ok(matches.into_iter().next().expect("one")),
-        _ => Err(ApiError::instance_ambiguous(instance_id)),
+    let found = ctx.store.find_instances(ctx.account_id, instance_id).map_err(db)?;
+    unique_match(
+        instance_id,
+        found.iter().filter(|i| region.is_none_or(|r| i.region_id == r) && vendor.is_none_or(|v| i.vendor == v)),
+    )
+    .cloned()
+}
+
+/// The one instance among `matches`: none → `InvalidInstance.NotFound`, several →
+/// `InvalidInstance.Ambiguous` (give Vendor and RegionId).
+pub(crate) fn unique_match<'a>(
+    instance_id: &str,
+    mut matches: impl Iterator<Item = &'a Instance>,
+) -> Result<&'a Instance, ApiError> {
+    match (matches.next(), matches.next()) {
+        (None, _) => Err(ApiError::instance_not_found(instance_id)),
+        (Some(one), None) => Ok(one),
+        (Some(_), Some(_)) => Err(ApiError::instance_ambiguous(instance_id)),
     }
 }
 
 /// Resolves instance ids to instances of the account (every instance with the id); an id that
 /// matches none is `InvalidInstance.NotFound`.
 pub(crate) fn instances_by_ids(ctx: &Ctx, ids: &[String]) -> Result<Vec<Instance>, ApiError> {
-    let mut out = Vec::new();
-    for id in ids {
-        let found = ctx.store.find_instances(ctx.account_id, id).map_err(db)?;
-        if found.is_empty() {
-            return Err(ApiError::instance_not_found(id));
-        }
-        out.extend(found);
+    let found = ctx.store.find_instances_by_ids(ctx.account_id, ids).map_err(db)?;
+    match ids.iter().find(|id| !found.iter().any(|i| &i.instance_id == *id)) {
+        Some(missing) => Err(ApiError::instance_not_found(missing)),
+        None => Ok(found),
     }
-    Ok(out)
 }
 
 /// The check item, or `InvalidCheckId.NotFound`.

@@ -10,7 +10,7 @@ use store::{
     Instance, InstanceMatch, NewTask, SelectionSource, StoreError, Submission, SubmitOutcome, TaskFilter, TaskRow,
 };
 
-use super::{check_name, db, page_info, resolve_instance, vendor_param, Ctx};
+use super::{check_name, db, page_info, unique_match, vendor_param, Ctx};
 use crate::params::Params;
 
 /// One `OperationTaskInstances.N` entry, resolved.
@@ -20,21 +20,36 @@ struct Named {
 }
 
 fn named_instances(ctx: &Ctx, p: &Params) -> Result<Vec<Named>, ApiError> {
-    let mut out: Vec<Named> = Vec::new();
+    struct Entry {
+        id: String,
+        region: Option<String>,
+        vendor: Option<model::Vendor>,
+        task_id: Option<String>,
+    }
+    let mut entries = Vec::new();
     for (n, o) in p.objects("OperationTaskInstances")?.iter().enumerate() {
         let field = |f: &str| format!("OperationTaskInstances.{}.{f}", n + 1);
-        let id = o
-            .get("InstanceId")
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| ApiError::missing_parameter(&field("InstanceId")))?;
+        let non_empty = |f: &str| o.get(f).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let id = non_empty("InstanceId").ok_or_else(|| ApiError::missing_parameter(&field("InstanceId")))?;
         let vendor = vendor_param(o.get("Vendor"), &field("Vendor"))?;
-        let region = o.get("RegionId").map(|s| s.trim()).filter(|s| !s.is_empty());
-        let instance = resolve_instance(ctx, id, region, vendor)?;
-        let task_id = o.get("TaskId").map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        entries.push(Entry { id, region: non_empty("RegionId"), vendor, task_id: non_empty("TaskId") });
+    }
+    // One query for all of them, then each entry is matched in memory.
+    let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+    let known = ctx.store.find_instances_by_ids(ctx.account_id, &ids).map_err(db)?;
+    let mut out: Vec<Named> = Vec::new();
+    for e in entries {
+        let instance = unique_match(
+            &e.id,
+            known.iter().filter(|i| {
+                i.instance_id == e.id
+                    && e.region.as_ref().is_none_or(|r| &i.region_id == r)
+                    && e.vendor.is_none_or(|v| i.vendor == v)
+            }),
+        )?;
         // The same instance named twice is one task.
         if !out.iter().any(|x| x.instance.pk == instance.pk) {
-            out.push(Named { instance, task_id });
+            out.push(Named { instance: instance.clone(), task_id: e.task_id });
         }
     }
     Ok(out)
@@ -107,13 +122,20 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         }
     }
     let params_json = serde_json::to_string(&params).unwrap_or_else(|_| "[]".into());
+    let whitelisted = match kind {
+        TaskType::Repair => {
+            let pks: Vec<i64> = named.iter().map(|n| n.instance.pk).collect();
+            ctx.store.whitelisted_among(ctx.account_id, check_id, &pks).map_err(db)?
+        }
+        TaskType::Rollback => Vec::new(),
+    };
     let mut tasks = Vec::with_capacity(named.len());
     for n in &named {
         if n.instance.connector != check.asset {
             return Err(ApiError::instance_not_applicable(&n.instance.instance_id, check_id));
         }
         let repair_task_id = match kind {
-            TaskType::Repair if ctx.store.is_whitelisted(ctx.account_id, check_id, n.instance.pk).map_err(db)? => {
+            TaskType::Repair if whitelisted.contains(&n.instance.pk) => {
                 return Err(ApiError::instance_whitelisted(&n.instance.instance_id, check_id))
             }
             TaskType::Repair => None,
