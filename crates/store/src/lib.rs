@@ -199,6 +199,9 @@ pub fn new_id(bytes: usize) -> String {
 fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     let c = Connection::open(path)?;
     c.busy_timeout(std::time::Duration::from_secs(10))?;
+    // rusqlite keeps 16 prepared statements per connection by default: fewer than the
+    // operations use, so statements would be prepared again and again.
+    c.set_prepared_statement_cache_capacity(256);
     // WAL for concurrent readers; synchronous=FULL so a committed task survives power loss.
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "FULL")?;

@@ -99,6 +99,16 @@ pub(crate) fn effective_status_sql() -> String {
     )
 }
 
+/// The status expression for queries of this account: the plain column when the account has no
+/// whitelist rule at all (the common case, and the probe per row is then saved), else
+/// [`effective_status_sql`].
+fn status_sql(c: &Connection, account_id: &str) -> rusqlite::Result<String> {
+    let any: bool = c
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM whitelist_rules WHERE account_id = ?)")?
+        .query_row([account_id], |r| r.get(0))?;
+    Ok(if any { effective_status_sql() } else { "r.status".to_string() })
+}
+
 fn like(s: &str) -> String {
     format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
 }
@@ -135,10 +145,9 @@ impl Store {
         instance_ids: &[String],
         vendors: &[i64],
     ) -> Result<BTreeMap<i64, ResultAggregate>> {
-        let mut sql = format!(
-            "SELECT r.check_id, {} AS st, i.vendor, COUNT(*), MAX(r.last_ms), MAX(r.check_run_id)
+        let mut sql = String::from(
+            "SELECT r.check_id, {STATUS} AS st, i.vendor, COUNT(*), MAX(r.last_ms), MAX(r.check_run_id)
              FROM check_results r JOIN instances i ON i.pk = r.instance_pk WHERE r.account_id = ?",
-            effective_status_sql()
         );
         let mut args: Vec<Value> = vec![account_id.to_string().into()];
         if !instance_ids.is_empty() {
@@ -152,7 +161,7 @@ impl Store {
         sql += " GROUP BY r.check_id, st, i.vendor";
         self.read(|c| {
             let mut out: BTreeMap<i64, ResultAggregate> = BTreeMap::new();
-            let mut st = c.prepare_cached(&sql)?;
+            let mut st = c.prepare_cached(&sql.replace("{STATUS}", &status_sql(c, account_id)?))?;
             let mut rows = st.query(params_from_iter(args))?;
             while let Some(r) = rows.next()? {
                 let status: String = r.get(1)?;
@@ -194,20 +203,22 @@ impl Store {
             args.extend(f.instance_ids.iter().map(|s| Value::from(s.clone())));
         }
         if !f.statuses.is_empty() {
-            wh += &format!(" AND {} IN ({})", effective_status_sql(), placeholders(f.statuses.len()));
+            wh += &format!(" AND {{STATUS}} IN ({})", placeholders(f.statuses.len()));
             args.extend(f.statuses.iter().map(|s| Value::from(s.clone())));
         }
-        let status = effective_status_sql();
         let order = if f.sort_by_status {
-            format!(" ORDER BY CASE {status} WHEN 'NOT_PASS' THEN 0 WHEN 'FAILED' THEN 1 WHEN 'CHECKING' THEN 2 WHEN 'NOT_CHECK' THEN 3 WHEN 'WHITELIST' THEN 4 ELSE 5 END, r.id")
+            " ORDER BY CASE {STATUS} WHEN 'NOT_PASS' THEN 0 WHEN 'FAILED' THEN 1 WHEN 'CHECKING' THEN 2 WHEN 'NOT_CHECK' THEN 3 WHEN 'WHITELIST' THEN 4 ELSE 5 END, r.id"
         } else {
-            " ORDER BY r.id".to_string()
+            " ORDER BY r.id"
         };
         let from = " FROM check_results r JOIN instances i ON i.pk = r.instance_pk";
         self.read(|c| {
+            let status = status_sql(c, account_id)?;
+            let wh = wh.replace("{STATUS}", &status);
             let total: i64 = c.query_row(&format!("SELECT COUNT(*){from}{wh}"), params_from_iter(args.iter()), |r| r.get(0))?;
             let sql = format!(
-                "SELECT r.id, {status}, r.status_message, r.config, r.first_ms, r.last_ms, {INSTANCE_COLS}{from}{wh}{order} LIMIT ? OFFSET ?"
+                "SELECT r.id, {status}, r.status_message, r.config, r.first_ms, r.last_ms, {INSTANCE_COLS}{from}{wh}{} LIMIT ? OFFSET ?",
+                order.replace("{STATUS}", &status)
             );
             let mut page_args = args.clone();
             page_args.push(f.limit.into());

@@ -6,7 +6,7 @@ use model::{ApiError, Vendor};
 use serde_json::{json, Value};
 use store::{Criterion, Selection, StoreError};
 
-use super::{db, instances_by_ids, Ctx};
+use super::{db, instances_by_ids, object, Ctx};
 use crate::params::Params;
 
 /// Most targets one AddAssetSelectionCriteria may name (larger sets: several calls, or Criteria).
@@ -156,7 +156,10 @@ pub fn list_asset_selection_target(ctx: &Ctx, p: &Params) -> Result<Value, ApiEr
     let (page, size, offset) = p.page(20, 100)?;
     let (rows, total) = ctx.store.list_selection_targets(ctx.account_id, &selection, offset, size).map_err(db)?;
     let data: Vec<Value> = rows.into_iter().map(|(id, name)| json!({"TargetId": id, "TargetName": name})).collect();
-    Ok(json!({"Data": data, "PageInfo": {"CurrentPage": page, "PageSize": size, "TotalCount": total}}))
+    Ok(object([
+        ("Data", Value::Array(data)),
+        ("PageInfo", json!({"CurrentPage": page, "PageSize": size, "TotalCount": total})),
+    ]))
 }
 
 /// ListAssetSelectionSelectedTarget: which of the given instance ids are selected.
@@ -165,7 +168,7 @@ pub fn list_asset_selection_selected_target(ctx: &Ctx, p: &Params) -> Result<Val
     let ids = p.list("TargetList")?;
     let rows = ctx.store.selected_among(ctx.account_id, &selection, &ids).map_err(db)?;
     let data: Vec<Value> = rows.into_iter().map(|(id, name)| json!({"TargetId": id, "TargetName": name})).collect();
-    Ok(json!({"Data": data}))
+    Ok(object([("Data", Value::Array(data))]))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use model::{ApiError, CheckStatus, Lang, Vendor};
 use serde_json::{json, Value};
 use store::{ResultAggregate, ResultFilter};
 
-use super::{db, page_info, Ctx};
+use super::{db, object, page_info, Ctx};
 use crate::params::Params;
 
 /// The aggregate status of a check item over its instances: the worst one wins.
@@ -159,7 +159,7 @@ pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
             })
         })
         .collect();
-    Ok(json!({"PageInfo": page_info(checks.len(), page, size, total), "Checks": checks}))
+    Ok(object([("PageInfo", page_info(checks.len(), page, size, total)), ("Checks", Value::Array(checks))]))
 }
 
 fn check_of<'a>(ctx: &'a Ctx, p: &Params) -> Result<&'a CheckDef, ApiError> {
@@ -232,7 +232,12 @@ pub fn list_check_instance_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiErr
     }
     let mut info = page_info(rows.len(), page, size, total);
     info["Count"] = json!(rows.len().to_string());
-    Ok(json!({"PageInfo": info, "BasicData": basic, "Columns": columns, "Checks": table}))
+    Ok(object([
+        ("PageInfo", info),
+        ("BasicData", Value::Array(basic)),
+        ("Columns", Value::Array(columns)),
+        ("Checks", Value::Array(table)),
+    ]))
 }
 
 /// GetCheckDetail: description, solution and repair metadata of a check item.

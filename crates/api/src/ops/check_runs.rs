@@ -5,7 +5,7 @@ use model::ApiError;
 use serde_json::{json, Value};
 use store::{CheckRun, RunFilter};
 
-use super::{check_name, db, page_info, Ctx};
+use super::{check_name, db, object, page_info, Ctx};
 use crate::params::Params;
 
 fn start_run(ctx: &Ctx, task_type: &str, source: &str, checks: &[i64], pks: &[i64]) -> Result<CheckRun, ApiError> {
@@ -153,7 +153,7 @@ pub fn list_operation_process(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> 
             "TotalCount": r.total,
         }));
     }
-    Ok(json!({"PageInfo": page_info(processes.len(), page, size, total), "Processes": processes}))
+    Ok(object([("PageInfo", page_info(processes.len(), page, size, total)), ("Processes", Value::Array(processes))]))
 }
 
 /// ListOperationProcessDetail: the per-instance subtasks of check runs.
@@ -187,5 +187,5 @@ pub fn list_operation_process_detail(ctx: &Ctx, p: &Params) -> Result<Value, Api
             })
         })
         .collect();
-    Ok(json!({"PageInfo": page_info(rows.len(), page, size, total), "ProcessDetails": rows}))
+    Ok(object([("PageInfo", page_info(rows.len(), page, size, total)), ("ProcessDetails", Value::Array(rows))]))
 }

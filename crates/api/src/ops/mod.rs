@@ -138,6 +138,12 @@ pub(crate) fn db(e: StoreError) -> ApiError {
     ApiError::server_error()
 }
 
+/// A JSON object from its fields, moving each value in (`json!` would deep-copy a value that
+/// is already built, such as the array of a listing).
+pub(crate) fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
 /// `PageInfo`.
 pub(crate) fn page_info(count: usize, page: i64, size: i64, total: i64) -> Value {
     serde_json::json!({"Count": count, "CurrentPage": page, "PageSize": size, "TotalCount": total})

@@ -10,7 +10,7 @@ use store::{
     Instance, InstanceMatch, NewTask, SelectionSource, StoreError, Submission, SubmitOutcome, TaskFilter, TaskRow,
 };
 
-use super::{check_name, db, page_info, unique_match, vendor_param, Ctx};
+use super::{check_name, db, object, page_info, unique_match, vendor_param, Ctx};
 use crate::params::Params;
 
 /// One `OperationTaskInstances.N` entry, resolved.
@@ -255,7 +255,7 @@ pub fn list_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     };
     let (rows, total) = ctx.store.list_tasks(ctx.account_id, &filter).map_err(db)?;
     let tasks = rows.iter().map(|t| task_row(ctx, t, lang)).collect::<Result<Vec<_>, _>>()?;
-    Ok(json!({"PageInfo": page_info(tasks.len(), page, size, total), "OperationTasks": tasks}))
+    Ok(object([("PageInfo", page_info(tasks.len(), page, size, total)), ("OperationTasks", Value::Array(tasks))]))
 }
 
 /// ListOperationCheck: per instance, the history of repair (or rollback) tasks of a check item.
@@ -309,5 +309,5 @@ pub fn list_operation_check(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
             json!({"CheckId": check_id, "InstanceId": i.instance_id, "RegionId": i.region_id, "Type": kind.as_str(), "Repair": repairs})
         })
         .collect();
-    Ok(json!({"OperationTaskInstanceDetails": details}))
+    Ok(object([("OperationTaskInstanceDetails", Value::Array(details))]))
 }
