@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Plots how cost grows with work, from `posture bench all --json` output.
+
+    posture bench all --json > bench.jsonl
+    python3 scripts/plot_scaling.py bench.jsonl docs/scaling.png
+
+Needs matplotlib (pip install -r scripts/requirements-plot.txt)."""
+import json
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+SERIES = [
+    ("fanout", "submit_seconds", "fan-out: SubmitOperationTask answered"),
+    ("repair", "repair_seconds", "repair: all verified"),
+    ("repair", "rollback_seconds", "rollback: all verified"),
+    ("assess", "check_seconds", "assess: full check done"),
+]
+
+
+def main(src, dst):
+    rows = [json.loads(line) for line in open(src) if line.strip()]
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for scenario, field, label in SERIES:
+        pts = sorted((r["n"], r[field]) for r in rows if r.get("scenario") == scenario and field in r)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    ns = sorted({r["n"] for r in rows if r.get("scenario") in ("fanout", "repair", "assess")})
+    if ns:
+        # A line of slope 1: linear growth, for reference.
+        lo, hi = ns[0], ns[-1]
+        ax.plot([lo, hi], [lo / 1e5, hi / 1e5], linestyle=":", color="grey", label="linear (slope 1)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("N (instances, tasks or hosts)")
+    ax.set_ylabel("seconds")
+    ax.set_title("posture: time vs N (2 cores)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(dst, dpi=110)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
