@@ -1,5 +1,5 @@
 use model::Vendor;
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, Row};
 
 use crate::{now_ms, Result, Store};
 
@@ -135,18 +135,6 @@ impl Store {
             let args = std::iter::once(account_id.to_string()).chain(instance_ids.iter().cloned());
             let rows = st.query_map(rusqlite::params_from_iter(args), |r| instance_from(r, 0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-    }
-
-    /// One instance by its internal key, within the account.
-    pub fn get_instance(&self, account_id: &str, pk: i64) -> Result<Option<Instance>> {
-        self.read(|c| {
-            Ok(c.query_row(
-                &format!("SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? AND pk = ?"),
-                params![account_id, pk],
-                |r| instance_from(r, 0),
-            )
-            .optional()?)
         })
     }
 

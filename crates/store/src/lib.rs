@@ -33,7 +33,7 @@ pub use selections::{Criterion, Selection};
 pub use tasks::{
     Claimed, InstanceMatch, NewTask, SelectionSource, Submission, SubmitOutcome, TaskFilter, TaskRow, Transition,
 };
-pub use whitelists::{NewWhitelist, WhitelistRule};
+pub use whitelists::NewWhitelist;
 
 /// Why a store call failed.
 #[derive(Debug, PartialEq, Eq)]

@@ -109,35 +109,12 @@ fn status_sql(c: &Connection, account_id: &str) -> rusqlite::Result<String> {
     Ok(if any { effective_status_sql() } else { "r.status".to_string() })
 }
 
-fn like(s: &str) -> String {
+/// A `LIKE … ESCAPE '\\'` pattern matching `s` anywhere, its wildcards taken literally.
+pub(crate) fn like(s: &str) -> String {
     format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
 }
 
 impl Store {
-    /// Stores results (one transaction).
-    pub fn put_results(&self, account_id: &str, updates: &[ResultUpdate]) -> Result<()> {
-        let account_id = account_id.to_string();
-        let updates = updates.to_vec();
-        self.write(move |tx| {
-            for u in &updates {
-                upsert_result(tx, &account_id, u)?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Removes the result of a check item on an instance (the item no longer applies).
-    pub fn delete_result(&self, account_id: &str, check_id: i64, instance_pk: i64) -> Result<()> {
-        let account_id = account_id.to_string();
-        self.write(move |tx| {
-            tx.execute(
-                "DELETE FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
-                params![account_id, check_id, instance_pk],
-            )?;
-            Ok(())
-        })
-    }
-
     /// Results per check item, optionally only on these instances / vendors.
     pub fn aggregate_results(
         &self,

@@ -68,7 +68,7 @@ fn criterion_sql(c: &Criterion, args: &mut Vec<Value>) -> String {
             "i.instance_id = ?".into()
         }
         Criterion::InstanceName(v) => {
-            args.push(format!("%{}%", v.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")).into());
+            args.push(crate::results::like(v).into());
             "i.instance_name LIKE ? ESCAPE '\\'".into()
         }
         Criterion::RegionId(v) => {

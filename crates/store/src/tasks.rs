@@ -471,22 +471,6 @@ impl Store {
         })
     }
 
-    /// Extends a lease held with `fence`.
-    pub fn renew_lease(&self, task_id: &str, fence: i64, lease_ms: i64) -> Result<()> {
-        let task_id = task_id.to_string();
-        self.write(move |tx| {
-            let n = tx.execute(
-                "UPDATE tasks SET lease_until_ms = ? WHERE id = ? AND fence = ?",
-                params![now_ms() + lease_ms, task_id, fence],
-            )?;
-            if n == 0 {
-                Err(StoreError::LeaseLost)
-            } else {
-                Ok(())
-            }
-        })
-    }
-
     /// The snapshot of a task (empty if none was taken).
     pub fn get_snapshot(&self, task_id: &str) -> Result<Snapshot> {
         self.read(|c| {

@@ -2,7 +2,7 @@
 //! expiry. Results keep their evaluated status; `WHITELIST` is computed when they are read (see
 //! [`whitelisted_sql`]), so an expired rule stops applying on its own.
 
-use rusqlite::{params, params_from_iter, types::Value, OptionalExtension};
+use rusqlite::{params, params_from_iter, types::Value};
 
 use crate::{now_ms, placeholders, Result, Store};
 
@@ -28,23 +28,6 @@ pub struct NewWhitelist {
     /// Why the risk is accepted (posture's extension).
     pub reason: String,
     /// When the rule stops applying (ms; None: never).
-    pub expires_ms: Option<i64>,
-}
-
-/// A stored rule.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WhitelistRule {
-    /// `RuleId`.
-    pub id: i64,
-    /// The check item.
-    pub check_id: i64,
-    /// Every instance.
-    pub whole_check: bool,
-    /// `Remark`.
-    pub remark: String,
-    /// Reason.
-    pub reason: String,
-    /// Expiry.
     pub expires_ms: Option<i64>,
 }
 
@@ -132,27 +115,6 @@ impl Store {
             args.extend([Value::from(account_id.to_string()), Value::from(check_id)]);
             let rows = st.query_map(params_from_iter(args), |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-    }
-
-    /// One rule of the account.
-    pub fn get_whitelist_rule(&self, account_id: &str, rule_id: i64) -> Result<Option<WhitelistRule>> {
-        self.read(|c| {
-            Ok(c.query_row(
-                "SELECT id, check_id, whole_check, remark, reason, expires_ms FROM whitelist_rules WHERE account_id = ? AND id = ?",
-                params![account_id, rule_id],
-                |r| {
-                    Ok(WhitelistRule {
-                        id: r.get(0)?,
-                        check_id: r.get(1)?,
-                        whole_check: r.get(2)?,
-                        remark: r.get(3)?,
-                        reason: r.get(4)?,
-                        expires_ms: r.get(5)?,
-                    })
-                },
-            )
-            .optional()?)
         })
     }
 }
