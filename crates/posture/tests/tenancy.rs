@@ -290,3 +290,36 @@ fn wait_root(c: &Client, check: i64, root: &str) -> Value {
     }
     panic!("root {root} did not finish");
 }
+
+#[test]
+fn a_repair_that_changed_nothing_gives_its_authorization_back() {
+    let s = Server::start(&[]);
+    let file = s.dir.path().join("gone.jsonl");
+    std::fs::write(
+        &file,
+        "{\"InstanceId\":\"i-gone\",\"RegionId\":\"cn-hangzhou\",\"Root\":\"/nonexistent/posture/i-gone\"}\n",
+    )
+    .unwrap();
+    s.admin("instances", "add", &["--account", &s.account_id, "--file", file.to_str().unwrap()]);
+    s.admin("accounts", "set-quota", &["--account", &s.account_id, "--repairs", "1"]);
+    let root = s.ok(
+        "SubmitOperationTask",
+        &[("CheckId", "1001"), ("Type", "REPAIR"), ("OperationTaskInstances.1.InstanceId", "i-gone")],
+    )["RootTaskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = s.wait_root(1001, &root);
+    assert_eq!(t[0]["Status"], "BACKUP_FAIL");
+    // The failed repair changed nothing: the one authorized repair is still there.
+    let v = s.ok(
+        "SubmitOperationTask",
+        &[("CheckId", "1001"), ("Type", "REPAIR"), ("OperationTaskInstances.1.InstanceId", WEB01)],
+    );
+    assert!(v["RootTaskId"].is_string(), "{v}");
+    let v = s.ok(
+        "SubmitOperationTask",
+        &[("CheckId", "1004"), ("Type", "REPAIR"), ("OperationTaskInstances.1.InstanceId", WEB01)],
+    );
+    assert_eq!(v["OperateCode"], "AuthorizationExhaust");
+}
