@@ -44,7 +44,8 @@ pub struct Args {
     /// Small scales, for CI: every scenario in about a minute.
     #[arg(long)]
     smoke: bool,
-    /// One JSON object per scenario and scale on its own line (no table, no progress).
+    /// One JSON object per scenario and scale on its own line (no table, no progress). Progress
+    /// is shown on stderr only when it is a terminal.
     #[arg(long)]
     json: bool,
 }
@@ -80,7 +81,8 @@ fn defaults(s: Scenario, smoke: bool) -> Vec<usize> {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let progress = Progress { quiet: args.json };
+    // Progress is for a person at a terminal: not with --json, not into a log.
+    let progress = Progress { quiet: args.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) };
     let scenarios = match args.scenario {
         Scenario::All => vec![Scenario::Fanout, Scenario::Api, Scenario::Repair, Scenario::Assess],
         s => vec![s],
