@@ -210,7 +210,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -238,6 +238,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         }
         if version < 3 {
             c.execute_batch(&format!("{} PRAGMA user_version = 3;", include_str!("migration_3.sql")))?;
+        }
+        if version < 4 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 4;", include_str!("migration_4.sql")))?;
         }
         Ok(())
     })();

@@ -48,7 +48,7 @@ pub struct ResultRow {
 pub struct ResultAggregate {
     /// Instances per status.
     pub counts: BTreeMap<&'static str, i64>,
-    /// Vendor codes of the instances counted.
+    /// Vendor codes of the instances counted: one, or (at least) two different ones.
     pub vendors: Vec<i64>,
     /// Latest evaluation.
     pub last_ms: i64,
@@ -122,8 +122,11 @@ impl Store {
         instance_ids: &[String],
         vendors: &[i64],
     ) -> Result<BTreeMap<i64, ResultAggregate>> {
+        // Grouped by (item, status) only, so rows come in index order; the vendors of a group
+        // are summarised by their smallest and largest code (the answer needs only "one
+        // vendor, or several").
         let mut sql = String::from(
-            "SELECT r.check_id, {STATUS} AS st, i.vendor, COUNT(*), MAX(r.last_ms), MAX(r.check_run_id)
+            "SELECT r.check_id, {STATUS} AS st, COUNT(*), MAX(r.last_ms), MAX(r.check_run_id), MIN(i.vendor), MAX(i.vendor)
              FROM check_results r JOIN instances i ON i.pk = r.instance_pk WHERE r.account_id = ?",
         );
         let mut args: Vec<Value> = vec![account_id.to_string().into()];
@@ -135,7 +138,7 @@ impl Store {
             sql += &format!(" AND i.vendor IN ({})", placeholders(vendors.len()));
             args.extend(vendors.iter().map(|v| Value::from(*v)));
         }
-        sql += " GROUP BY r.check_id, st, i.vendor";
+        sql += " GROUP BY r.check_id, st";
         self.read(|c| {
             let mut out: BTreeMap<i64, ResultAggregate> = BTreeMap::new();
             let mut st = c.prepare_cached(&sql.replace("{STATUS}", &status_sql(c, account_id)?))?;
@@ -146,15 +149,16 @@ impl Store {
                     continue;
                 };
                 let agg = out.entry(r.get(0)?).or_default();
-                *agg.counts.entry(status.as_str()).or_default() += r.get::<_, i64>(3)?;
-                let vendor: i64 = r.get(2)?;
-                if !agg.vendors.contains(&vendor) {
-                    agg.vendors.push(vendor);
+                *agg.counts.entry(status.as_str()).or_default() += r.get::<_, i64>(2)?;
+                for vendor in [r.get::<_, i64>(5)?, r.get::<_, i64>(6)?] {
+                    if !agg.vendors.contains(&vendor) {
+                        agg.vendors.push(vendor);
+                    }
                 }
-                let last: i64 = r.get(4)?;
+                let last: i64 = r.get(3)?;
                 if last >= agg.last_ms {
                     agg.last_ms = last;
-                    agg.run_id = r.get(5)?;
+                    agg.run_id = r.get(4)?;
                 }
             }
             Ok(out)
