@@ -24,6 +24,24 @@ pub(crate) fn config_json(check: &CheckDef, doc: &Document) -> String {
     serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
 }
 
+/// The result of `check` on `instance`, as the document shows it.
+fn result_update(
+    check: &CheckDef,
+    instance: &Instance,
+    status: CheckStatus,
+    doc: &Document,
+    run_id: &str,
+) -> ResultUpdate {
+    ResultUpdate {
+        check_id: check.id,
+        instance_pk: instance.pk,
+        status,
+        status_message: String::new(),
+        config: config_json(check, doc),
+        run_id: run_id.to_string(),
+    }
+}
+
 /// Evaluates check items on a fetched document: the results to store and the items that no
 /// longer apply (their stale results are removed).
 pub fn evaluate_instance<'a>(
@@ -38,14 +56,7 @@ pub fn evaluate_instance<'a>(
         let outcome = evaluate(check, doc);
         match outcome.status() {
             None => removed.push((check.id, instance.pk)),
-            Some(status) => results.push(ResultUpdate {
-                check_id: check.id,
-                instance_pk: instance.pk,
-                status,
-                status_message: String::new(),
-                config: config_json(check, doc),
-                run_id: run_id.to_string(),
-            }),
+            Some(status) => results.push(result_update(check, instance, status, doc, run_id)),
         }
     }
     (results, removed)
@@ -73,14 +84,7 @@ impl Engine {
     ) -> Result<(Outcome, ResultUpdate), ConnectorError> {
         let doc = self.fetch(instance)?;
         let outcome = evaluate(check, &doc);
-        let update = ResultUpdate {
-            check_id: check.id,
-            instance_pk: instance.pk,
-            status: outcome.status().unwrap_or(CheckStatus::Pass),
-            status_message: String::new(),
-            config: config_json(check, &doc),
-            run_id: run_id.to_string(),
-        };
+        let update = result_update(check, instance, outcome.status().unwrap_or(CheckStatus::Pass), &doc, run_id);
         Ok((outcome, update))
     }
 

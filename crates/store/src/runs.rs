@@ -276,7 +276,7 @@ impl Store {
 
     /// One page of runs (newest first) and the total.
     pub fn list_runs(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRun>, i64)> {
-        let (wh, args) = run_where("", account_id, f);
+        let (wh, args) = run_where(account_id, f);
         self.read(|c| {
             let total: i64 =
                 c.query_row(&format!("SELECT COUNT(*) FROM check_runs{wh}"), params_from_iter(args.iter()), |r| {
@@ -353,25 +353,25 @@ impl Store {
     }
 }
 
-fn run_where(prefix: &str, account_id: &str, f: &RunFilter) -> (String, Vec<Value>) {
-    let mut wh = format!(" WHERE {prefix}account_id = ?");
+fn run_where(account_id: &str, f: &RunFilter) -> (String, Vec<Value>) {
+    let mut wh = String::from(" WHERE account_id = ?");
     let mut args: Vec<Value> = vec![account_id.to_string().into()];
     for (col, vals) in [("id", &f.run_ids), ("task_type", &f.task_types), ("task_source", &f.task_sources)] {
         if !vals.is_empty() {
-            wh += &format!(" AND {prefix}{col} IN ({})", placeholders(vals.len()));
+            wh += &format!(" AND {col} IN ({})", placeholders(vals.len()));
             args.extend(vals.iter().map(|s| Value::from(s.clone())));
         }
     }
     if !f.status_codes.is_empty() {
-        wh += &format!(" AND {prefix}status_code IN ({})", placeholders(f.status_codes.len()));
+        wh += &format!(" AND status_code IN ({})", placeholders(f.status_codes.len()));
         args.extend(f.status_codes.iter().map(|s| Value::from(*s)));
     }
     if let Some(s) = f.start_ms {
-        wh += &format!(" AND {prefix}created_ms >= ?");
+        wh += " AND created_ms >= ?";
         args.push(s.into());
     }
     if let Some(e) = f.end_ms {
-        wh += &format!(" AND {prefix}ended_ms <= ? AND {prefix}ended_ms > 0");
+        wh += " AND ended_ms <= ? AND ended_ms > 0";
         args.push(e.into());
     }
     (wh, args)

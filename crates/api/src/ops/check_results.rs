@@ -7,7 +7,7 @@ use model::{ApiError, CheckStatus, Lang, Vendor};
 use serde_json::{json, Value};
 use store::{ResultAggregate, ResultFilter};
 
-use super::{db, object, page_info, Ctx};
+use super::{db, known_check, object, page_info, Ctx};
 use crate::params::Params;
 
 /// The aggregate status of a check item over its instances: the worst one wins.
@@ -163,8 +163,7 @@ pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
 }
 
 fn check_of<'a>(ctx: &'a Ctx, p: &Params) -> Result<&'a CheckDef, ApiError> {
-    let id = p.required_int("CheckId")?;
-    ctx.catalog().get(id).ok_or_else(|| ApiError::check_not_found(id))
+    known_check(ctx, p.required_int("CheckId")?)
 }
 
 /// `InstanceInfo.Config`: the current values of the settings the item shows.

@@ -5,7 +5,7 @@ use model::ApiError;
 use serde_json::{json, Value};
 use store::{CheckRun, RunFilter};
 
-use super::{check_name, db, object, page_info, Ctx};
+use super::{check_name, db, known_check, object, page_info, Ctx};
 use crate::params::Params;
 
 fn start_run(ctx: &Ctx, task_type: &str, source: &str, checks: &[i64], pks: &[i64]) -> Result<CheckRun, ApiError> {
@@ -15,10 +15,7 @@ fn start_run(ctx: &Ctx, task_type: &str, source: &str, checks: &[i64], pks: &[i6
 }
 
 fn known_checks(ctx: &Ctx, ids: &[i64]) -> Result<(), ApiError> {
-    match ids.iter().find(|id| ctx.catalog().get(**id).is_none()) {
-        Some(id) => Err(ApiError::check_not_found(*id)),
-        None => Ok(()),
-    }
+    ids.iter().try_for_each(|id| known_check(ctx, *id).map(|_| ()))
 }
 
 /// SubmitCheck: a full check of the account. `POLICY` runs the same items as `FULL` (every

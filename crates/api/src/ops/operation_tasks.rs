@@ -10,7 +10,7 @@ use store::{
     Instance, InstanceMatch, NewTask, SelectionSource, StoreError, Submission, SubmitOutcome, TaskFilter, TaskRow,
 };
 
-use super::{check_name, db, object, page_info, unique_match, vendor_param, Ctx};
+use super::{check_name, db, known_check, object, page_info, unique_match, vendor_param, Ctx};
 use crate::params::Params;
 
 /// One `OperationTaskInstances.N` entry, resolved.
@@ -80,7 +80,7 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         Some(d) => DimensionType::parse(d).ok_or_else(|| ApiError::invalid_parameter("DimensionType"))?,
         None => DimensionType::Instance,
     };
-    let check = ctx.catalog().get(check_id).ok_or_else(|| ApiError::check_not_found(check_id))?;
+    let check = known_check(ctx, check_id)?;
     if check.repair.is_none() {
         return Err(ApiError::repair_not_supported(check_id));
     }
@@ -267,7 +267,7 @@ pub fn list_operation_check(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     if filters.is_empty() {
         return Err(ApiError::missing_parameter("OperationTaskInstances"));
     }
-    let check = ctx.catalog().get(check_id).ok_or_else(|| ApiError::check_not_found(check_id))?;
+    let check = known_check(ctx, check_id)?;
     let specs = check.repair.as_ref().map(|r| r.params.as_slice()).unwrap_or_default();
     let (rows, _) = ctx
         .store
