@@ -94,7 +94,7 @@ fn secrets_are_sealed_at_rest() {
 #[test]
 fn one_account_cannot_reach_another() {
     let s = Server::start(&[]);
-    let a = s.with_key(&s.creds.access_key_id, &s.creds.access_key_secret);
+    let a = s.client();
     let b_id = s.admin("accounts", "create", &["--name", "tenant-b"])["AccountId"].as_str().unwrap().to_string();
     let b = new_key(&s, &b_id, "Admin");
 

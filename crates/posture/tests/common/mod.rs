@@ -102,30 +102,25 @@ impl Server {
         }
     }
 
+    /// A client for this server's admin key.
+    pub fn client(&self) -> Client {
+        self.with_key(&self.creds.access_key_id, &self.creds.access_key_secret)
+    }
+
     pub fn call(&self, action: &str, params: &[(&str, &str)]) -> Response {
-        self.call_with(action, params, Signing::V3)
+        self.client().call(action, params)
     }
 
     pub fn call_with(&self, action: &str, params: &[(&str, &str)], signing: Signing) -> Response {
-        let p: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        call(&self.endpoint, &self.creds, action, &p, signing).unwrap()
+        self.client().call_with(action, params, signing)
     }
 
-    /// Calls and asserts success; returns the body.
     pub fn ok(&self, action: &str, params: &[(&str, &str)]) -> Value {
-        let r = self.call(action, params);
-        assert_eq!(r.status, 200, "{action}: {}", r.body);
-        let v = r.json();
-        assert!(v.get("Code").is_none() && v["RequestId"].is_string(), "{}", r.body);
-        v
+        self.client().ok(action, params)
     }
 
-    /// Calls and asserts the error code and status; returns the body.
     pub fn err(&self, action: &str, params: &[(&str, &str)], status: u16, code: &str) -> Value {
-        let r = self.call(action, params);
-        let v = r.json();
-        assert_eq!((r.status, v["Code"].as_str().unwrap_or("")), (status, code), "{action}: {}", r.body);
-        v
+        self.client().err(action, params, status, code)
     }
 
     pub fn fleet(&self, instance: &str, rel: &str) -> PathBuf {
@@ -206,16 +201,24 @@ pub struct Client {
 
 impl Client {
     pub fn call(&self, action: &str, params: &[(&str, &str)]) -> Response {
-        let p: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        call(&self.endpoint, &self.creds, action, &p, Signing::V3).unwrap()
+        self.call_with(action, params, Signing::V3)
     }
 
+    pub fn call_with(&self, action: &str, params: &[(&str, &str)], signing: Signing) -> Response {
+        let p: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        call(&self.endpoint, &self.creds, action, &p, signing).unwrap()
+    }
+
+    /// Calls and asserts success (HTTP 200, a RequestId, never a Code); returns the body.
     pub fn ok(&self, action: &str, params: &[(&str, &str)]) -> Value {
         let r = self.call(action, params);
         assert_eq!(r.status, 200, "{action}: {}", r.body);
-        r.json()
+        let v = r.json();
+        assert!(v.get("Code").is_none() && v["RequestId"].is_string(), "{}", r.body);
+        v
     }
 
+    /// Calls and asserts the error code and status; returns the body.
     pub fn err(&self, action: &str, params: &[(&str, &str)], status: u16, code: &str) -> Value {
         let r = self.call(action, params);
         let v = r.json();
