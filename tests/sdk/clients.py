@@ -23,7 +23,9 @@ class ApiError(Exception):
 
 
 def snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+    """The SDK's method name: an underscore before a capital that follows a lower-case letter
+    (AddCloudVendorAccountAK → add_cloud_vendor_account_ak, …AKList → …aklist)."""
+    return "".join("_" + c.lower() if c.isupper() and i and name[i - 1].islower() else c.lower() for i, c in enumerate(name))
 
 
 class SasSdk:

@@ -4,6 +4,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -24,8 +25,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data: Path):
+    def __init__(self, data: Path, demo=True, args=(), env=None):
         self.data = data
+        data.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(data.parent / "serve.log", "w")
         # The port is picked free just before; if another process took it meanwhile, serve
         # exits at once and we try another.
@@ -33,7 +35,8 @@ class Server:
             self.port = free_port()
             self.endpoint = f"127.0.0.1:{self.port}"
             self.proc = subprocess.Popen(
-                [posture_bin(), "serve", "--demo", "--data", str(data), "--listen", self.endpoint],
+                [posture_bin(), "serve", *(["--demo"] if demo else []), "--data", str(data), "--listen", self.endpoint, *args],
+                env={**os.environ, **(env or {})},
                 stdout=self.log,
                 stderr=subprocess.STDOUT,
             )
@@ -72,5 +75,85 @@ class Server:
 @pytest.fixture
 def server(tmp_path):
     s = Server(tmp_path / "data")
+    yield s
+    s.stop()
+
+
+class Moto:
+    """A real moto_server (from PyPI, in this venv) on a free loopback port. Authentication is
+    switched on once an IAM user with an allow-all policy exists, so every AWS call (posture's
+    and the tests' own) is signed with that user's real key and checked."""
+
+    def __init__(self, workdir: Path):
+        self.log = open(workdir / "moto.log", "w")
+        self.bin = str(Path(sys.executable).with_name("moto_server"))
+        self.start()
+
+    def start(self):
+        for _ in range(5):
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            self.proc = subprocess.Popen([self.bin, "-H", "127.0.0.1", "-p", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT)
+            deadline = time.time() + 30
+            while time.time() < deadline and self.proc.poll() is None:
+                try:
+                    with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1):
+                        return
+                except OSError:
+                    time.sleep(0.05)
+        raise RuntimeError(f"moto_server did not start; see {self.log.name}")
+
+    def _post(self, path, body=b""):
+        req = urllib.request.Request(f"{self.url}{path}", data=body, method="POST", headers={"Content-Type": "text/plain"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.read()
+
+    def reset(self):
+        """Wipes every resource and returns a fresh (key id, secret) of an allow-all IAM user."""
+        self._post("/moto-api/reset-auth", b"inf")
+        self._post("/moto-api/reset")
+        iam = self.client("iam", "anything", "anything")
+        iam.create_user(UserName="posture")
+        policy = iam.create_policy(PolicyName="allow-all", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        iam.attach_user_policy(UserName="posture", PolicyArn=policy["Policy"]["Arn"])
+        key = iam.create_access_key(UserName="posture")["AccessKey"]
+        self._post("/moto-api/reset-auth", b"0")
+        self.key = (key["AccessKeyId"], key["SecretAccessKey"])
+        return self.key
+
+    def client(self, service, key_id=None, secret=None, region="us-east-1"):
+        import boto3
+        key_id, secret = (key_id, secret) if key_id else self.key
+        return boto3.client(service, endpoint_url=self.url, region_name=region,
+                            aws_access_key_id=key_id, aws_secret_access_key=secret)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    m = Moto(tmp_path_factory.mktemp("moto"))
+    yield m
+    m.stop()
+    m.log.close()
+
+
+@pytest.fixture
+def moto(moto_server):
+    moto_server.reset()
+    return moto_server
+
+
+@pytest.fixture
+def aws_server(tmp_path, moto):
+    """posture serve (no demo fleet) pointed at moto; short leases so retries are quick."""
+    s = Server(tmp_path / "data", demo=False, args=["--lease-ms", "1500"], env={"POSTURE_AWS_ENDPOINT_URL": moto.url})
     yield s
     s.stop()

@@ -201,6 +201,10 @@ impl CheckDef {
                     value: substitute(value, params),
                 },
                 Step::SetMode { file, mode } => Step::SetMode { file: file.clone(), mode: substitute(mode, params) },
+                Step::Cloud { action, args } => Step::Cloud {
+                    action: action.clone(),
+                    args: args.iter().map(|(k, v)| (k.clone(), substitute(v, params))).collect(),
+                },
             })
             .collect()
     }
@@ -242,7 +246,10 @@ pub struct Catalog {
     checks: BTreeMap<i64, CheckDef>,
 }
 
-const BUILTIN: &[(&str, &str)] = &[("checks/linux.toml", include_str!("../checks/linux.toml"))];
+const BUILTIN: &[(&str, &str)] = &[
+    ("checks/linux.toml", include_str!("../checks/linux.toml")),
+    ("checks/aws.toml", include_str!("../checks/aws.toml")),
+];
 
 impl Catalog {
     /// The compiled-in check items.
@@ -338,8 +345,7 @@ fn validate(c: &CheckDef) -> Result<(), String> {
             .map(|p| (p.name.clone(), if p.kind == ParamType::IpPort { "127.0.0.1:1".into() } else { "x".into() }))
             .collect();
         for step in c.render_steps(&sample) {
-            let (Step::SetDirective { value, .. } | Step::SetMode { mode: value, .. }) = &step;
-            if value.contains('{') {
+            if let Some(value) = step.values().into_iter().find(|v| v.contains('{')) {
                 return Err(format!("a step names an unknown parameter: {value}"));
             }
         }

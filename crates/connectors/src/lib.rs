@@ -1,19 +1,28 @@
-//! Connectors talk to the real thing: a server's files (here), a cloud's API (later). One trait;
-//! the engine never knows which kind it drives.
+//! Connectors talk to the real thing: a server's files (here), a cloud's API (the
+//! `connector-aws` crate). One trait; the engine never knows which kind it drives.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod host;
 
+pub mod cloud;
+
 use model::{Document, Snapshot, Step};
 
+pub use cloud::{CloudAsset, CloudCredentials, CloudIdentity, CloudProvider, Discovery};
+
 /// The instance a connector works on, as the store knows it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Target {
-    /// The instance id (for messages).
+    /// The instance id (the cloud resource id for cloud connectors).
     pub instance_id: String,
-    /// Where it is: for the host connector, the filesystem root.
+    /// The region it is in.
+    pub region_id: String,
+    /// Where it is: for the host connector, the filesystem root; for a cloud connector, what the
+    /// discovery recorded.
     pub locator: String,
+    /// The cloud account's keys, for instances found through one.
+    pub credentials: Option<CloudCredentials>,
 }
 
 /// Why a connector call failed. `code` becomes the task's `ErrorCode`.
@@ -25,16 +34,23 @@ pub struct ConnectorError {
     pub message: String,
     /// The instance no longer exists.
     pub freed: bool,
+    /// A transient failure (network, throttling, a service error 5xx): the same call may
+    /// succeed later, so the engine retries the step under a later lease instead of failing.
+    pub retryable: bool,
 }
 
 impl ConnectorError {
     /// A new error.
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        ConnectorError { code, message: message.into(), freed: false }
+        ConnectorError { code, message: message.into(), freed: false, retryable: false }
     }
     /// The instance is gone.
     pub fn freed(message: impl Into<String>) -> Self {
-        ConnectorError { code: "InstanceFreed", message: message.into(), freed: true }
+        ConnectorError { freed: true, ..ConnectorError::new("InstanceFreed", message) }
+    }
+    /// A failure worth retrying later.
+    pub fn transient(code: &'static str, message: impl Into<String>) -> Self {
+        ConnectorError { retryable: true, ..ConnectorError::new(code, message) }
     }
 }
 

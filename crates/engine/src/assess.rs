@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use catalog::{evaluate, CheckDef, Outcome};
-use connectors::{ConnectorError, Target};
+use connectors::{CloudCredentials, ConnectorError, Target};
 use model::{CheckStatus, Document};
 use std::collections::HashMap;
 
@@ -63,8 +63,39 @@ pub fn evaluate_instance<'a>(
 }
 
 impl Engine {
-    pub(crate) fn target(instance: &Instance) -> Target {
-        Target { instance_id: instance.instance_id.clone(), locator: instance.locator.clone() }
+    /// What a connector needs to reach an instance: for one found through a cloud account,
+    /// that account's keys (opened here, for this call only).
+    pub(crate) fn target(&self, instance: &Instance) -> Result<Target, ConnectorError> {
+        let credentials = match instance.cloud_auth_id {
+            None => None,
+            Some(auth_id) => {
+                let keys = self
+                    .store
+                    .cloud_keys(&instance.account_id, auth_id)
+                    .map_err(|e| ConnectorError::transient("StoreError", e.to_string()))?;
+                match keys {
+                    None => {
+                        return Err(ConnectorError::new(
+                            "CloudAccountNotFound",
+                            format!("cloud account {auth_id}, through which this instance was found, was deleted"),
+                        ))
+                    }
+                    Some((a, ..)) if a.status != 0 => {
+                        return Err(ConnectorError::new(
+                            "CloudAccountDisabled",
+                            format!("cloud account {auth_id} is disabled; enable it with ModifyCloudVendorAccountAK"),
+                        ))
+                    }
+                    Some((_, secret_id, secret_key)) => Some(CloudCredentials { secret_id, secret_key }),
+                }
+            }
+        };
+        Ok(Target {
+            instance_id: instance.instance_id.clone(),
+            region_id: instance.region_id.clone(),
+            locator: instance.locator.clone(),
+            credentials,
+        })
     }
 
     /// Reads an instance through its connector.
@@ -72,7 +103,7 @@ impl Engine {
         let connector = self.connector(&instance.connector).ok_or_else(|| {
             ConnectorError::new("ConnectorNotFound", format!("no connector for {}", instance.connector))
         })?;
-        connector.fetch(&Self::target(instance))
+        connector.fetch(&self.target(instance)?)
     }
 
     /// Evaluates one check item on one instance now (used by verification steps).
@@ -96,6 +127,10 @@ impl Engine {
     }
 
     fn try_run_check(&self, run: &CheckRun) -> store::Result<()> {
+        // A full check first brings the inventory of the account's clouds up to date.
+        if run.instance_pks.is_empty() {
+            self.discover(&run.account_id)?;
+        }
         let instances: Vec<Instance> = self
             .store
             .list_instances(&run.account_id)?

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod assess;
+mod discover;
 mod tasks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +14,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use catalog::Catalog;
-use connectors::Connector;
+use connectors::{CloudProvider, Connector};
+use model::Vendor;
 use store::Store;
 
 pub use assess::evaluate_instance;
@@ -40,23 +42,26 @@ pub struct Engine {
     pub(crate) store: Arc<Store>,
     pub(crate) catalog: Arc<Catalog>,
     connectors: Vec<Arc<dyn Connector>>,
+    providers: Vec<Arc<dyn CloudProvider>>,
     pub(crate) config: Config,
     wake: (Mutex<u64>, Condvar),
     stop: AtomicBool,
 }
 
 impl Engine {
-    /// A new engine.
+    /// A new engine with its connectors (one per asset kind) and cloud providers (one per vendor).
     pub fn new(
         store: Arc<Store>,
         catalog: Arc<Catalog>,
         connectors: Vec<Arc<dyn Connector>>,
+        providers: Vec<Arc<dyn CloudProvider>>,
         config: Config,
     ) -> Arc<Engine> {
         Arc::new(Engine {
             store,
             catalog,
             connectors,
+            providers,
             config,
             wake: (Mutex::new(0), Condvar::new()),
             stop: AtomicBool::new(false),
@@ -66,6 +71,11 @@ impl Engine {
     /// The connector for an instance's kind.
     pub fn connector(&self, kind: &str) -> Option<&Arc<dyn Connector>> {
         self.connectors.iter().find(|c| c.kind() == kind)
+    }
+
+    /// The cloud provider of a vendor.
+    pub fn provider(&self, vendor: Vendor) -> Option<&Arc<dyn CloudProvider>> {
+        self.providers.iter().find(|p| p.vendor() == vendor)
     }
 
     /// The catalog.

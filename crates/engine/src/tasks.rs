@@ -49,7 +49,14 @@ impl Engine {
         }
     }
 
+    /// Ends the task in the failure status of `from`, or, for a transient error while leases
+    /// remain, leaves it in `from` (returned unchanged) to be retried when the lease expires.
     fn fail(&self, claimed: &Claimed, from: TaskStatus, e: &ConnectorError) -> store::Result<TaskStatus> {
+        if e.retryable && claimed.task.attempts < self.config.max_attempts {
+            tracing::warn!(code = e.code, error = %e.message, status = %from, attempt = claimed.task.attempts,
+                "transient failure; the step is retried when the lease expires");
+            return Ok(from);
+        }
         let to = failure_of(from);
         // A failure status may be more than one edge away (e.g. RepairSuccess → Verifying → Unverified).
         let mut at = from;
@@ -95,13 +102,17 @@ impl Engine {
             if status == Repairing {
                 // The change may be half made: put the snapshot back before giving up.
                 let snap = self.store.get_snapshot(&task.id)?;
-                let _ = connector.restore(&Self::target(&task.instance), &snap);
+                let _ = self.target(&task.instance).and_then(|target| connector.restore(&target, &snap));
             }
             self.fail(claimed, status, &e)?;
             return Ok(());
         }
         while !status.is_terminal() {
-            status = self.step(&ctx, status)?;
+            let next = self.step(&ctx, status)?;
+            if next == status {
+                return Ok(()); // deferred: a transient failure, retried under the next lease
+            }
+            status = next;
         }
         tracing::info!(status = %status, "task finished");
         Ok(())
@@ -125,7 +136,10 @@ impl Engine {
     /// Does the work of `status` and writes the transition; returns the new status.
     fn step(&self, ctx: &Ctx, status: TaskStatus) -> store::Result<TaskStatus> {
         let task = &ctx.claimed.task;
-        let target = Self::target(&task.instance);
+        let target = match self.target(&task.instance) {
+            Ok(target) => target,
+            Err(e) => return self.fail(ctx.claimed, status, &e),
+        };
         let move_to = |to: TaskStatus, extra: Transition| -> store::Result<TaskStatus> {
             self.store.transition(ctx.claimed, status, to, extra)?;
             Ok(to)

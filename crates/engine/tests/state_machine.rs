@@ -54,6 +54,7 @@ fn engine_with(store: &Arc<Store>, connector: Arc<dyn Connector>, lease_ms: i64)
         store.clone(),
         Arc::new(Catalog::builtin().unwrap()),
         vec![connector],
+        Vec::new(),
         Config { lease_ms, idle_poll: Duration::from_millis(10), ..Config::default() },
     )
 }

@@ -48,6 +48,26 @@ pub enum Step {
         /// Octal mode.
         mode: String,
     },
+    /// A call on a cloud resource, carried out by the connector of its kind: `action` names
+    /// what to do (`sg.restrict_world`, `s3.put_public_access_block`, …), `args` its values.
+    Cloud {
+        /// The connector's action.
+        action: String,
+        /// Its arguments (parameters already substituted).
+        #[serde(default)]
+        args: BTreeMap<String, String>,
+    },
+}
+
+impl Step {
+    /// Every value the step carries (what placeholders and control characters are looked for in).
+    pub fn values(&self) -> Vec<&str> {
+        match self {
+            Step::SetDirective { value, .. } => vec![value],
+            Step::SetMode { mode, .. } => vec![mode],
+            Step::Cloud { args, .. } => args.values().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// One thing a snapshot restores: a file (or a cloud resource's configuration).

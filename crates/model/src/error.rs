@@ -184,6 +184,30 @@ impl ApiError {
     pub fn rollback_not_allowed(task_id: &str, status: &str) -> Self {
         e(400, "RollbackNotAllowed", format!("The repair task {task_id} is {status}: only an applied repair (REPAIR_SUCCESS_VERIFIED or REPAIR_SUCCESS_UNVERIFIED) can be rolled back."))
     }
+    // --- cloud accounts ---
+    pub fn cloud_vendor_not_supported(vendor: &str) -> Self {
+        e(
+            400,
+            "CloudVendorNotSupported",
+            format!("Cloud accounts of vendor {vendor} are not supported by this posture; it supports: AWS."),
+        )
+    }
+    pub fn cloud_access_key_invalid(detail: &str) -> Self {
+        e(400, "CloudAccessKeyInvalid", format!("The cloud vendor refused the AccessKey: {detail}"))
+    }
+    pub fn cloud_unavailable(detail: &str) -> Self {
+        e(
+            503,
+            "CloudServiceUnavailable",
+            format!("The cloud vendor could not be reached to verify the AccessKey; try again later: {detail}"),
+        )
+    }
+    pub fn cloud_account_exists(secret_id: &str) -> Self {
+        e(400, "CloudAccountExists", format!("The AccessKey {secret_id} is already registered for this vendor."))
+    }
+    pub fn cloud_account_not_found(auth_id: &str) -> Self {
+        e(404, "CloudAccountNotFound", format!("The cloud account {auth_id} does not exist."))
+    }
     pub fn rollback_not_latest(task_id: &str) -> Self {
         e(400, "RollbackNotLatest", format!("The repair task {task_id} is not the latest repair of this check item on this instance; roll back the later one first."))
     }

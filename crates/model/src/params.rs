@@ -36,6 +36,9 @@ pub enum ParamType {
         /// The allowed values.
         values: Vec<String>,
     },
+    /// `true` or `false` (any case; canonically lower case).
+    #[serde(rename = "BOOL")]
+    Bool,
     /// A string matching `pattern` as a whole (regular expression).
     #[serde(rename = "STRING")]
     String {
@@ -107,6 +110,7 @@ impl ParamType {
             ParamType::Cidr => serde_json::json!({"type": "CIDR"}),
             ParamType::Number { range } => serde_json::json!({"type": "NUMBER", "range": range}),
             ParamType::Enum { values } => serde_json::json!({"type": "ENUM", "values": values}),
+            ParamType::Bool => serde_json::json!({"type": "BOOL"}),
             ParamType::String { pattern } => {
                 serde_json::json!({"type": "STRING", "pattern": pattern})
             }
@@ -151,6 +155,10 @@ impl ParamType {
                 (range[0] <= n && n <= range[1]).then(|| n.to_string())
             }
             ParamType::Enum { values } => values.iter().find(|v| *v == value).cloned(),
+            ParamType::Bool => match value.to_ascii_lowercase().as_str() {
+                b @ ("true" | "false") => Some(b.to_string()),
+                _ => None,
+            },
             ParamType::String { pattern } => {
                 let re = regex_lite::Regex::new(&format!("^(?:{pattern})$")).ok()?;
                 re.is_match(value).then(|| value.to_string())
@@ -240,6 +248,7 @@ mod tests {
             (ParamType::Cidr, &["10.0.0.0/8", "::/0"], &["10.0.0.0/33", "10.0.0.0", "x/8"]),
             (ParamType::Number { range: [1, 10] }, &["1", "10"], &["0", "11", "1.5", "", "1e1"]),
             (ParamType::Enum { values: vec!["no".into(), "yes".into()] }, &["no"], &["No", "maybe"]),
+            (ParamType::Bool, &["true", "false", "TRUE"], &["1", "yes", "", "true "]),
             (
                 ParamType::String { pattern: "[a-z]{2,4}".into() },
                 &["ab", "abcd"],

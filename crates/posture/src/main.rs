@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod call;
+mod config;
 mod demo;
 mod serve;
 

@@ -11,9 +11,12 @@ use std::sync::Arc;
 
 use catalog::Catalog;
 use connectors::host::HostConnector;
+use connectors::{CloudProvider, Connector};
 use engine::Engine;
 use serde::{Deserialize, Serialize};
 use store::Store;
+
+use crate::config::Config;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,6 +33,9 @@ pub struct Args {
     /// disk and on commits, which they share (group commit), so several per core pay off.
     #[arg(long, default_value_t = 8)]
     workers: usize,
+    /// The configuration file (default: posture.toml in the data directory, if it exists).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// A directory of extra check items (*.toml), added to the built-in catalog.
     #[arg(long)]
     catalog_dir: Option<PathBuf>,
@@ -81,6 +87,27 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+type Plugins = (Vec<Arc<dyn Connector>>, Vec<Arc<dyn CloudProvider>>);
+
+/// The connectors and cloud providers this build has.
+fn connectors(config: &Config) -> Result<Plugins, String> {
+    let host: Arc<dyn Connector> = Arc::new(HostConnector);
+    #[cfg(feature = "aws")]
+    {
+        let endpoint = config.aws_endpoint()?;
+        tracing::info!(endpoint = endpoint.as_deref().unwrap_or("AWS"), "AWS connector");
+        let aws = connector_aws::Aws::new(endpoint).map_err(|e| format!("cannot start the AWS connector: {e}"))?;
+        let mut connectors = aws.connectors();
+        connectors.insert(0, host);
+        Ok((connectors, vec![aws as Arc<dyn CloudProvider>]))
+    }
+    #[cfg(not(feature = "aws"))]
+    {
+        let _ = config;
+        Ok((vec![host], Vec::new()))
+    }
+}
+
 fn try_run(args: Args) -> Result<(), String> {
     // Bind first: a taken address fails at once, before anything is written.
     let listener =
@@ -103,10 +130,13 @@ fn try_run(args: Args) -> Result<(), String> {
         None => Catalog::builtin(),
     }
     .map_err(|e| format!("cannot load the catalog: {e}"))?;
+    let config = Config::load(args.config.as_deref(), &args.data)?;
+    let (connectors, providers) = connectors(&config)?;
     let engine = Engine::new(
         store.clone(),
         Arc::new(catalog),
-        vec![Arc::new(HostConnector)],
+        connectors,
+        providers,
         engine::Config { lease_ms: args.lease_ms, ..Default::default() },
     );
 

@@ -43,6 +43,8 @@ pub struct Instance {
     pub locator: String,
     /// It has been released.
     pub freed: bool,
+    /// The cloud account it was discovered through (None for hosts).
+    pub cloud_auth_id: Option<i64>,
 }
 
 const UPSERT_INSTANCE: &str = "INSERT INTO instances (account_id, vendor, region_id, instance_id, instance_name, connector, locator, os_type, created_ms)
@@ -52,7 +54,7 @@ const UPSERT_INSTANCE: &str = "INSERT INTO instances (account_id, vendor, region
        os_type = excluded.os_type, freed = 0";
 
 pub(crate) const INSTANCE_COLS: &str =
-    "i.pk, i.account_id, i.vendor, i.region_id, i.instance_id, i.instance_name, i.connector, i.locator, i.freed";
+    "i.pk, i.account_id, i.vendor, i.region_id, i.instance_id, i.instance_name, i.connector, i.locator, i.freed, i.cloud_auth_id";
 
 pub(crate) fn instance_from(r: &Row, at: usize) -> rusqlite::Result<Instance> {
     Ok(Instance {
@@ -65,6 +67,7 @@ pub(crate) fn instance_from(r: &Row, at: usize) -> rusqlite::Result<Instance> {
         connector: r.get(at + 6)?,
         locator: r.get(at + 7)?,
         freed: r.get(at + 8)?,
+        cloud_auth_id: r.get(at + 9)?,
     })
 }
 

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod accounts;
+mod cloud;
 mod idempotency;
 mod instances;
 mod results;
@@ -26,6 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 pub use accounts::{AccessKey, Account, KeyInfo};
+pub use cloud::{CloudAccount, CloudAccountChange, DiscoveredInstance, NewCloudAccount};
 pub use instances::{Instance, NewInstance};
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};
 pub use runs::{uuid_like, CheckRun, CheckRunDetail, DetailOutcome, RunFilter};
@@ -210,7 +212,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -242,6 +244,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         if version < 4 {
             c.execute_batch(&format!("{} PRAGMA user_version = 4;", include_str!("migration_4.sql")))?;
         }
+        if version < 5 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 5;", include_str!("migration_5.sql")))?;
+        }
         Ok(())
     })();
     c.execute_batch(if result.is_ok() { "COMMIT;" } else { "ROLLBACK;" })?;
@@ -268,12 +273,14 @@ impl Store {
                 "the database is schema version {version}, newer than this posture ({SCHEMA_VERSION})"
             )));
         }
-        let has_sealed: bool = version >= 2
-            && writer.query_row(
-                "SELECT EXISTS (SELECT 1 FROM access_keys WHERE sealed_secret IS NOT NULL)",
+        let sealed_in = |table: &str| -> rusqlite::Result<bool> {
+            writer.query_row(
+                &format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE sealed_secret IS NOT NULL)"),
                 [],
                 |r| r.get(0),
-            )?;
+            )
+        };
+        let has_sealed = (version >= 2 && sealed_in("access_keys")?) || (version >= 5 && sealed_in("cloud_accounts")?);
         let sealer = secrets::Sealer::load(&path.with_file_name("master.key"), !has_sealed)
             .map_err(|e| StoreError::Db(e.to_string()))?;
         migrate(&writer, &sealer)?;

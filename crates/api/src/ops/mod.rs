@@ -4,6 +4,7 @@
 mod asset_selection;
 mod check_results;
 mod check_runs;
+mod cloud_accounts;
 mod operation_tasks;
 mod quota;
 mod whitelists;
@@ -82,6 +83,11 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("RemoveCheckInstanceResultWhiteList", whitelists::remove_check_instance_result_white_list),
     ("CheckTrialFixCount", quota::check_trial_fix_count),
     ("DescribeFixUsedCount", quota::describe_fix_used_count),
+    ("AddCloudVendorAccountAK", cloud_accounts::add_cloud_vendor_account_ak),
+    ("DescribeCloudVendorAccountAKList", cloud_accounts::describe_cloud_vendor_account_ak_list),
+    ("ModifyCloudVendorAccountAK", cloud_accounts::modify_cloud_vendor_account_ak),
+    ("DeleteCloudVendorAccountAK", cloud_accounts::delete_cloud_vendor_account_ak),
+    ("ListCloudVendorRegions", cloud_accounts::list_cloud_vendor_regions),
 ];
 
 /// Parameters that belong to the request's signature or transport, not to the operation.

@@ -55,8 +55,7 @@ enum Plan {
 
 impl Plan {
     fn of(root: &Path, step: &Step) -> std::io::Result<Plan> {
-        let (Step::SetDirective { value, .. } | Step::SetMode { mode: value, .. }) = step;
-        if value.chars().any(char::is_control) {
+        if step.values().iter().any(|v| v.chars().any(char::is_control)) {
             return Err(std::io::Error::other("a repair value holds a control character"));
         }
         match step {
@@ -69,6 +68,9 @@ impl Plan {
                     .filter(|m| *m <= 0o7777)
                     .ok_or_else(|| std::io::Error::other(format!("{mode} is not an octal mode")))?;
                 Ok(Plan::Mode { logical: file.clone(), real: resolve_in_root(root, file)?, mode })
+            }
+            Step::Cloud { action, .. } => {
+                Err(std::io::Error::other(format!("{action} is not a step a host carries out")))
             }
         }
     }
@@ -270,7 +272,8 @@ mod tests {
             std::fs::write(&full, text).unwrap();
             std::fs::set_permissions(&full, std::fs::Permissions::from_mode(*mode)).unwrap();
         }
-        let target = Target { instance_id: "i-test".into(), locator: t.path().display().to_string() };
+        let target =
+            Target { instance_id: "i-test".into(), locator: t.path().display().to_string(), ..Default::default() };
         (t, target)
     }
 
@@ -378,7 +381,8 @@ mod tests {
 
     #[test]
     fn a_missing_root_is_a_freed_instance() {
-        let target = Target { instance_id: "i-gone".into(), locator: "/nonexistent/posture/root".into() };
+        let target =
+            Target { instance_id: "i-gone".into(), locator: "/nonexistent/posture/root".into(), ..Default::default() };
         let err = HostConnector.fetch(&target).unwrap_err();
         assert!(err.freed);
         assert_eq!(err.code, "InstanceFreed");

@@ -1,0 +1,358 @@
+//! The AWS connector: security groups, S3 buckets, the IAM password policy, EBS encryption by
+//! default and EC2 metadata options, read and repaired through the AWS SDK for Rust.
+//!
+//! Each resource kind is a [`Connector`] (`aws.sg`, `aws.s3`, `aws.iam`, `aws.ebs`, `aws.ec2`)
+//! over the same machinery: a resource is a set of *aspects* (a group's inbound rules, a
+//! bucket's ACL, …), each read as the exact JSON of what the API answered (`null` for "there is
+//! none"). A backup stores the aspects a repair's steps touch; a restore makes each aspect equal
+//! to the stored one again, after checking that nobody changed it since the repair.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod clients;
+mod discover;
+mod ebs;
+mod ec2;
+mod iam;
+mod s3;
+mod sg;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use aws_smithy_http_client::tls;
+use clients::{AwsError, Clients, Settings};
+use connectors::{CloudCredentials, CloudIdentity, CloudProvider, Connector, ConnectorError, Discovery, Target};
+use model::{Document, Snapshot, SnapshotItem, Step, Vendor};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The AWS regions an account may select (ListCloudVendorRegions).
+pub const REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "sa-east-1",
+];
+
+/// The kinds of AWS resource posture assesses; each is one connector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    SecurityGroup,
+    Bucket,
+    Iam,
+    Ebs,
+    Ec2,
+}
+
+impl Kind {
+    const ALL: [Kind; 5] = [Kind::SecurityGroup, Kind::Bucket, Kind::Iam, Kind::Ebs, Kind::Ec2];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::SecurityGroup => "aws.sg",
+            Kind::Bucket => "aws.s3",
+            Kind::Iam => "aws.iam",
+            Kind::Ebs => "aws.ebs",
+            Kind::Ec2 => "aws.ec2",
+        }
+    }
+
+    /// The aspects an action changes (what its backup holds).
+    fn aspects_of(self, action: &str) -> Option<&'static str> {
+        let aspect = match (self, action) {
+            (Kind::SecurityGroup, "sg.replace_world_ingress" | "sg.revoke_all_ingress") => sg::INGRESS,
+            (Kind::Bucket, "s3.block_public_access") => s3::PUBLIC_ACCESS_BLOCK,
+            (Kind::Bucket, "s3.acl_private") => s3::ACL,
+            (Kind::Bucket, "s3.default_encryption") => s3::ENCRYPTION,
+            (Kind::Bucket, "s3.enable_versioning") => s3::VERSIONING,
+            (Kind::Iam, "iam.password_policy") => iam::PASSWORD_POLICY,
+            (Kind::Ebs, "ebs.enable_default_encryption") => ebs::ENCRYPTION_BY_DEFAULT,
+            (Kind::Ec2, "ec2.require_imdsv2") => ec2::METADATA_OPTIONS,
+            _ => return None,
+        };
+        Some(aspect)
+    }
+
+    async fn document(self, c: &Clients, id: &str) -> Result<Document, AwsError> {
+        match self {
+            Kind::SecurityGroup => sg::document(c, id).await,
+            Kind::Bucket => s3::document(c, id).await,
+            Kind::Iam => iam::document(c).await,
+            Kind::Ebs => ebs::document(c).await,
+            Kind::Ec2 => ec2::document(c, id).await,
+        }
+    }
+
+    async fn read(self, c: &Clients, id: &str, aspect: &str) -> Result<Value, AwsError> {
+        match self {
+            Kind::SecurityGroup => sg::read(c, id).await,
+            Kind::Bucket => s3::read(c, id, aspect).await,
+            Kind::Iam => iam::read(c).await,
+            Kind::Ebs => ebs::read(c).await,
+            Kind::Ec2 => ec2::read(c, id).await,
+        }
+    }
+
+    async fn apply(self, c: &Clients, id: &str, action: &str, args: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        match self {
+            Kind::SecurityGroup => sg::apply(c, id, action, args).await,
+            Kind::Bucket => s3::apply(c, id, action, args).await,
+            Kind::Iam => iam::apply(c, action, args).await,
+            Kind::Ebs => ebs::apply(c, action).await,
+            Kind::Ec2 => ec2::apply(c, id, action).await,
+        }
+    }
+
+    async fn write(self, c: &Clients, id: &str, aspect: &str, want: &Value) -> Result<(), AwsError> {
+        match self {
+            Kind::SecurityGroup => sg::write(c, id, want).await,
+            Kind::Bucket => s3::write(c, id, aspect, want).await,
+            Kind::Iam => iam::write(c, want).await,
+            Kind::Ebs => ebs::write(c, want).await,
+            Kind::Ec2 => ec2::write(c, id, want).await,
+        }
+    }
+}
+
+/// The AWS side shared by the five connectors and the provider: where calls go, the HTTPS
+/// client, a small runtime for the SDK's futures, and the clients of each account and region.
+pub struct Aws {
+    settings: Settings,
+    runtime: tokio::runtime::Runtime,
+    clients: Mutex<HashMap<(String, String), Clients>>,
+}
+
+impl Aws {
+    /// AWS itself (`endpoint_url` None) or an endpoint that serves every service (moto,
+    /// LocalStack).
+    pub fn new(endpoint_url: Option<String>) -> std::io::Result<Arc<Aws>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("posture-aws")
+            .enable_all()
+            .build()?;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+            .build_https();
+        Ok(Arc::new(Aws { settings: Settings { endpoint_url, http }, runtime, clients: Mutex::new(HashMap::new()) }))
+    }
+
+    /// The five connectors.
+    pub fn connectors(self: &Arc<Self>) -> Vec<Arc<dyn Connector>> {
+        Kind::ALL.iter().map(|k| Arc::new(AwsConnector { kind: *k, aws: self.clone() }) as Arc<dyn Connector>).collect()
+    }
+
+    /// The clients of these keys in this region (built on first use).
+    fn clients(&self, credentials: &CloudCredentials, region: &str) -> Clients {
+        // Keyed by a digest of both halves of the key, so a changed secret gets new clients.
+        let key =
+            (digest(format!("{}\0{}", credentials.secret_id, credentials.secret_key).as_bytes()), region.to_string());
+        let mut cache = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        cache.entry(key).or_insert_with(|| Clients::new(&self.settings, credentials, region)).clone()
+    }
+
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+}
+
+fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The JSON is canonical (serde_json's maps are sorted; lists are sorted where they are read).
+fn state_digest(v: &Value) -> String {
+    digest(v.to_string().as_bytes())
+}
+
+/// One kind of AWS resource as a connector.
+struct AwsConnector {
+    kind: Kind,
+    aws: Arc<Aws>,
+}
+
+impl AwsConnector {
+    fn clients(&self, target: &Target) -> Result<Clients, ConnectorError> {
+        let credentials = target.credentials.as_ref().ok_or_else(|| {
+            ConnectorError::new("CloudAccountNotFound", "the instance has no cloud account to reach it through")
+        })?;
+        Ok(self.aws.clients(credentials, &target.region_id))
+    }
+
+    fn aspects(&self, steps: &[Step]) -> Result<Vec<&'static str>, ConnectorError> {
+        let mut aspects = Vec::new();
+        for step in steps {
+            let aspect = match step {
+                Step::Cloud { action, .. } => self.kind.aspects_of(action),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                ConnectorError::new("BackUpError", format!("{step:?} is not a step for {}", self.kind.name()))
+            })?;
+            if !aspects.contains(&aspect) {
+                aspects.push(aspect);
+            }
+        }
+        Ok(aspects)
+    }
+
+    /// Puts every item back as the snapshot holds it (used by restore and by a failed apply).
+    async fn put_back(&self, c: &Clients, id: &str, snapshot: &Snapshot) -> Result<(), AwsError> {
+        for item in &snapshot.items {
+            let want = stored_state(item)?;
+            if self.kind.read(c, id, &item.key).await? != want {
+                self.kind.write(c, id, &item.key, &want).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn stored_state(item: &SnapshotItem) -> Result<Value, AwsError> {
+    serde_json::from_slice(&item.data).map_err(|e| AwsError::other(format!("snapshot item {}: {e}", item.key)))
+}
+
+impl Connector for AwsConnector {
+    fn kind(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    fn fetch(&self, target: &Target) -> Result<Document, ConnectorError> {
+        let c = self.clients(target)?;
+        self.aws.block_on(self.kind.document(&c, &target.instance_id)).map_err(|e| e.during("FetchError"))
+    }
+
+    fn backup(&self, target: &Target, steps: &[Step]) -> Result<Snapshot, ConnectorError> {
+        let aspects = self.aspects(steps)?;
+        let c = self.clients(target)?;
+        self.aws.block_on(async {
+            let mut items = Vec::new();
+            for aspect in aspects {
+                let state =
+                    self.kind.read(&c, &target.instance_id, aspect).await.map_err(|e| e.during("BackUpError"))?;
+                items.push(SnapshotItem {
+                    key: aspect.to_string(),
+                    existed: !state.is_null(),
+                    has_content: true,
+                    data: state.to_string().into_bytes(),
+                    meta: BTreeMap::new(),
+                    post_digest: None,
+                });
+            }
+            Ok(Snapshot { items })
+        })
+    }
+
+    fn apply(&self, target: &Target, steps: &[Step], snapshot: &mut Snapshot) -> Result<(), ConnectorError> {
+        let c = self.clients(target)?;
+        let id = &target.instance_id;
+        self.aws.block_on(async {
+            for step in steps {
+                let Step::Cloud { action, args } = step else { continue };
+                if let Err(e) = self.kind.apply(&c, id, action, args).await {
+                    // Nothing is left half-changed: what the earlier steps did is put back.
+                    if let Err(undo) = self.put_back(&c, id, snapshot).await {
+                        tracing::error!(instance = %id, error = %undo.message, "could not undo a failed repair");
+                    }
+                    return Err(e.during("RepairError"));
+                }
+            }
+            for item in &mut snapshot.items {
+                let now = self.kind.read(&c, id, &item.key).await.map_err(|e| e.during("RepairError"))?;
+                item.post_digest = Some(state_digest(&now));
+            }
+            Ok(())
+        })
+    }
+
+    fn restore(&self, target: &Target, snapshot: &Snapshot) -> Result<(), ConnectorError> {
+        let c = self.clients(target)?;
+        let id = &target.instance_id;
+        self.aws.block_on(async {
+            // Refuse before changing anything if someone changed an aspect after the repair.
+            for item in &snapshot.items {
+                let Some(expected) = &item.post_digest else { continue };
+                let now = self.kind.read(&c, id, &item.key).await.map_err(|e| e.during("RollbackError"))?;
+                if &state_digest(&now) != expected {
+                    return Err(ConnectorError::new(
+                        "ConfigChangedSinceRepair",
+                        format!("the {} of {id} changed after the repair; nothing was rolled back", item.key),
+                    ));
+                }
+            }
+            self.put_back(&c, id, snapshot).await.map_err(|e| e.during("RollbackError"))
+        })
+    }
+
+    fn matches(&self, target: &Target, snapshot: &Snapshot) -> Result<bool, ConnectorError> {
+        let c = self.clients(target)?;
+        self.aws.block_on(async {
+            for item in &snapshot.items {
+                let want = stored_state(item).map_err(|e| e.during("RollbackError"))?;
+                let now =
+                    self.kind.read(&c, &target.instance_id, &item.key).await.map_err(|e| e.during("FetchError"))?;
+                if now != want {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+}
+
+impl CloudProvider for Aws {
+    fn vendor(&self) -> Vendor {
+        Vendor::Aws
+    }
+
+    fn regions(&self) -> Vec<String> {
+        REGIONS.iter().map(|r| r.to_string()).collect()
+    }
+
+    fn verify(&self, credentials: &CloudCredentials, regions: &[String]) -> Result<CloudIdentity, ConnectorError> {
+        let region = regions.first().map_or("us-east-1", String::as_str);
+        let c = self.clients(credentials, region);
+        let out = self.block_on(c.sts.get_caller_identity().send()).map_err(|e| {
+            let e = AwsError::from(e);
+            match e.failure {
+                clients::Failure::Transient => e.during("CloudUnavailable"),
+                _ => ConnectorError::new("CloudAccessKeyInvalid", format!("AWS {}: {}", e.code, e.message)),
+            }
+        })?;
+        Ok(CloudIdentity {
+            account_uid: out.account().unwrap_or_default().to_string(),
+            user_name: out.arn().unwrap_or_default().to_string(),
+        })
+    }
+
+    fn discover(&self, credentials: &CloudCredentials, regions: &[String]) -> Discovery {
+        self.block_on(discover::discover(self, credentials, regions))
+    }
+}

@@ -1,0 +1,292 @@
+//! Security groups (`aws.sg`): inbound rules, each flattened to one source so that two rule
+//! sets can be compared and a restore can revoke exactly what was added and re-authorize
+//! exactly what was removed.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, PrefixListId, UserIdGroupPair};
+use model::Document;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::clients::{AwsError, Clients};
+
+/// The one aspect: the group's inbound rules.
+pub(crate) const INGRESS: &str = "ingress";
+
+/// One inbound rule with one source.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) struct Rule {
+    pub proto: String,
+    pub from: Option<i32>,
+    pub to: Option<i32>,
+    /// `cidr4:…`, `cidr6:…`, `group:<user>/<group-id>`, `prefix:<pl-id>`.
+    pub source: String,
+    pub description: Option<String>,
+}
+
+impl Rule {
+    fn open_to_world(&self) -> bool {
+        self.source == "cidr4:0.0.0.0/0" || self.source == "cidr6:::/0"
+    }
+
+    fn all_protocols(&self) -> bool {
+        self.proto == "-1"
+    }
+
+    fn covers_tcp(&self, port: i32) -> bool {
+        self.all_protocols()
+            || ((self.proto == "tcp" || self.proto == "6")
+                && self.from.unwrap_or(0) <= port
+                && port <= self.to.unwrap_or(65535))
+    }
+
+    fn all_ports(&self) -> bool {
+        self.all_protocols()
+            || ((self.proto == "tcp" || self.proto == "udp" || self.proto == "6" || self.proto == "17")
+                && self.from.unwrap_or(0) <= 0
+                && self.to.unwrap_or(65535) >= 65535)
+    }
+
+    /// The same rule for `revoke`/`authorize` (one permission, one source).
+    fn permission(&self, with_description: bool) -> IpPermission {
+        let desc = if with_description { self.description.clone() } else { None };
+        let mut p = IpPermission::builder().ip_protocol(&self.proto).set_from_port(self.from).set_to_port(self.to);
+        if let Some(cidr) = self.source.strip_prefix("cidr4:") {
+            p = p.ip_ranges(IpRange::builder().cidr_ip(cidr).set_description(desc).build());
+        } else if let Some(cidr) = self.source.strip_prefix("cidr6:") {
+            p = p.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(cidr).set_description(desc).build());
+        } else if let Some(pl) = self.source.strip_prefix("prefix:") {
+            p = p.prefix_list_ids(PrefixListId::builder().prefix_list_id(pl).set_description(desc).build());
+        } else if let Some(pair) = self.source.strip_prefix("group:") {
+            let (user, group) = pair.split_once('/').unwrap_or(("", pair));
+            let mut g = UserIdGroupPair::builder().group_id(group).set_description(desc);
+            if !user.is_empty() {
+                g = g.user_id(user);
+            }
+            p = p.user_id_group_pairs(g.build());
+        }
+        p.build()
+    }
+
+    fn with_source(&self, cidr: &str) -> Rule {
+        let source = if cidr.contains(':') { format!("cidr6:{cidr}") } else { format!("cidr4:{cidr}") };
+        Rule { source, ..self.clone() }
+    }
+
+    fn show(&self) -> String {
+        let ports = match (self.from, self.to) {
+            _ if self.all_protocols() => "all".to_string(),
+            (Some(a), Some(b)) if a == b => a.to_string(),
+            (Some(a), Some(b)) => format!("{a}-{b}"),
+            _ => "all".to_string(),
+        };
+        let source = self.source.split_once(':').map_or(self.source.as_str(), |(_, s)| s);
+        format!("{}/{} from {}", self.proto, ports, source)
+    }
+}
+
+/// The rules of a permission list, one per source, sorted.
+pub(crate) fn flatten(perms: &[IpPermission]) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for p in perms {
+        let base = Rule {
+            proto: p.ip_protocol().unwrap_or("-1").to_string(),
+            from: p.from_port(),
+            to: p.to_port(),
+            source: String::new(),
+            description: None,
+        };
+        // The all-protocols rule carries no ports; AWS may answer -1 for them.
+        let base = if base.proto == "-1" { Rule { from: None, to: None, ..base } } else { base };
+        let rule = |source: String, description: Option<&str>| Rule {
+            source,
+            description: description.map(str::to_string),
+            ..base.clone()
+        };
+        rules.extend(
+            p.ip_ranges().iter().map(|r| rule(format!("cidr4:{}", r.cidr_ip().unwrap_or("")), r.description())),
+        );
+        rules.extend(
+            p.ipv6_ranges().iter().map(|r| rule(format!("cidr6:{}", r.cidr_ipv6().unwrap_or("")), r.description())),
+        );
+        rules.extend(
+            p.prefix_list_ids()
+                .iter()
+                .map(|r| rule(format!("prefix:{}", r.prefix_list_id().unwrap_or("")), r.description())),
+        );
+        rules.extend(p.user_id_group_pairs().iter().map(|g| {
+            rule(format!("group:{}/{}", g.user_id().unwrap_or(""), g.group_id().unwrap_or("")), g.description())
+        }));
+    }
+    rules.sort();
+    rules.dedup();
+    rules
+}
+
+/// The group as the API describes it: (name, inbound rules).
+async fn describe(c: &Clients, group_id: &str) -> Result<(String, Vec<Rule>), AwsError> {
+    let out = c.ec2.describe_security_groups().group_ids(group_id).send().await?;
+    let Some(g) = out.security_groups().first() else {
+        return Err(AwsError {
+            failure: crate::clients::Failure::Gone,
+            code: "InvalidGroup.NotFound".into(),
+            message: format!("{group_id} does not exist"),
+        });
+    };
+    Ok((g.group_name().unwrap_or("").to_string(), flatten(g.ip_permissions())))
+}
+
+pub(crate) async fn read(c: &Clients, group_id: &str) -> Result<Value, AwsError> {
+    let (_, rules) = describe(c, group_id).await?;
+    Ok(serde_json::to_value(rules).unwrap_or_default())
+}
+
+pub(crate) async fn document(c: &Clients, group_id: &str) -> Result<Document, AwsError> {
+    let (name, rules) = describe(c, group_id).await?;
+    Ok(document_of(&name, &rules))
+}
+
+pub(crate) fn document_of(name: &str, rules: &[Rule]) -> Document {
+    let world: Vec<&Rule> = rules.iter().filter(|r| r.open_to_world()).collect();
+    let flag = |open: bool| if open { "open" } else { "closed" }.to_string();
+    let mut d = Document::new();
+    d.insert("sg.name".into(), name.to_string());
+    d.insert("sg.ingress_rules".into(), rules.len().to_string());
+    d.insert("sg.world_tcp_22".into(), flag(world.iter().any(|r| r.covers_tcp(22))));
+    d.insert("sg.world_tcp_3389".into(), flag(world.iter().any(|r| r.covers_tcp(3389))));
+    d.insert("sg.world_all_ports".into(), flag(world.iter().any(|r| r.all_ports())));
+    d.insert("sg.world_rules".into(), world.iter().map(|r| r.show()).collect::<Vec<_>>().join(", "));
+    if name == "default" {
+        d.insert("sg.default".into(), "yes".into());
+    }
+    d
+}
+
+/// Which world-open rules `sg.replace_world_ingress` replaces.
+enum Ports {
+    /// Rules for every port (all protocols, or 0-65535).
+    All,
+    /// Rules that let TCP reach this port.
+    Tcp(i32),
+}
+
+impl Ports {
+    fn parse(ports: &str) -> Result<Ports, AwsError> {
+        match ports {
+            "all" => Ok(Ports::All),
+            p => p.parse().map(Ports::Tcp).map_err(|_| AwsError::other(format!("{p} is not a port"))),
+        }
+    }
+
+    fn offends(&self, r: &Rule) -> bool {
+        r.open_to_world()
+            && match self {
+                Ports::All => r.all_ports(),
+                Ports::Tcp(port) => r.covers_tcp(*port),
+            }
+    }
+}
+
+pub(crate) async fn apply(
+    c: &Clients,
+    group_id: &str,
+    action: &str,
+    args: &BTreeMap<String, String>,
+) -> Result<(), AwsError> {
+    let (_, current) = describe(c, group_id).await?;
+    let want: Vec<Rule> = match action {
+        "sg.replace_world_ingress" => {
+            let ports = args.get("ports").map(String::as_str).unwrap_or("");
+            let cidr = args.get("cidr").ok_or_else(|| AwsError::other("sg.replace_world_ingress needs a cidr"))?;
+            let ports = Ports::parse(ports)?;
+            let mut want: Vec<Rule> =
+                current.iter().map(|r| if ports.offends(r) { r.with_source(cidr) } else { r.clone() }).collect();
+            want.sort();
+            want.dedup();
+            want
+        }
+        "sg.revoke_all_ingress" => Vec::new(),
+        other => return Err(AwsError::other(format!("{other} is not a security group action"))),
+    };
+    converge(c, group_id, &current, &want).await
+}
+
+pub(crate) async fn write(c: &Clients, group_id: &str, want: &Value) -> Result<(), AwsError> {
+    let want: Vec<Rule> =
+        serde_json::from_value(want.clone()).map_err(|e| AwsError::other(format!("snapshot of {group_id}: {e}")))?;
+    let (_, current) = describe(c, group_id).await?;
+    converge(c, group_id, &current, &want).await
+}
+
+/// Revokes the rules not wanted, then authorizes the wanted ones that are missing, one rule per
+/// call so that a call repeated after a crash (already revoked, already there) is harmless.
+async fn converge(c: &Clients, group_id: &str, current: &[Rule], want: &[Rule]) -> Result<(), AwsError> {
+    for r in current.iter().filter(|r| !want.contains(r)) {
+        let res =
+            c.ec2.revoke_security_group_ingress().group_id(group_id).ip_permissions(r.permission(false)).send().await;
+        match res.map_err(AwsError::from) {
+            Err(e) if e.is("InvalidPermission.NotFound") => {}
+            other => {
+                other?;
+            }
+        }
+    }
+    for r in want.iter().filter(|r| !current.contains(r)) {
+        let res =
+            c.ec2.authorize_security_group_ingress().group_id(group_id).ip_permissions(r.permission(true)).send().await;
+        match res.map_err(AwsError::from) {
+            Err(e) if e.is("InvalidPermission.Duplicate") => {}
+            other => {
+                other?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(proto: &str, from: Option<i32>, to: Option<i32>, source: &str) -> Rule {
+        Rule { proto: proto.into(), from, to, source: source.into(), description: None }
+    }
+
+    #[test]
+    fn world_rules_are_found_by_port_and_by_range() {
+        let rules = vec![
+            rule("tcp", Some(20), Some(25), "cidr4:0.0.0.0/0"),
+            rule("tcp", Some(3389), Some(3389), "cidr4:10.0.0.0/8"),
+            rule("udp", Some(0), Some(65535), "cidr6:::/0"),
+        ];
+        let d = document_of("web", &rules);
+        assert_eq!(d["sg.world_tcp_22"], "open", "a range that includes 22 opens it");
+        assert_eq!(d["sg.world_tcp_3389"], "closed", "3389 is open to 10.0.0.0/8 only");
+        assert_eq!(d["sg.world_all_ports"], "open", "udp 0-65535 from ::/0");
+        assert!(!d.contains_key("sg.default"));
+        let all = document_of("default", &[rule("-1", None, None, "cidr4:0.0.0.0/0")]);
+        assert_eq!((all["sg.world_tcp_22"].as_str(), all["sg.world_tcp_3389"].as_str()), ("open", "open"));
+        assert_eq!(all["sg.default"], "yes");
+    }
+
+    #[test]
+    fn flattening_keeps_every_source_and_the_all_protocol_rule_has_no_ports() {
+        let p = IpPermission::builder()
+            .ip_protocol("-1")
+            .from_port(-1)
+            .to_port(-1)
+            .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").description("any").build())
+            .user_id_group_pairs(UserIdGroupPair::builder().group_id("sg-1").user_id("123").build())
+            .build();
+        let rules = flatten(&[p]);
+        assert_eq!(rules.len(), 2);
+        assert!(rules.iter().all(|r| r.from.is_none() && r.to.is_none()));
+        assert_eq!(rules[0].source, "cidr4:0.0.0.0/0");
+        assert_eq!(rules[0].description.as_deref(), Some("any"));
+        assert_eq!(rules[1].source, "group:123/sg-1");
+        // The same permission rebuilt from a rule keeps its source and description.
+        let back = flatten(&[rules[0].permission(true)]);
+        assert_eq!(back, vec![rules[0].clone()]);
+    }
+}

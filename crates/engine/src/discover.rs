@@ -1,0 +1,51 @@
+//! Cloud inventory: before a full check, each enabled cloud account of the posture account is
+//! listed through its vendor's provider, and what it found becomes (or stays) an instance.
+
+use connectors::CloudCredentials;
+use store::DiscoveredInstance;
+
+use crate::Engine;
+
+impl Engine {
+    /// Refreshes the instances of every enabled cloud account of `account_id`. A provider's
+    /// failure is recorded on the cloud account (`ServiceStatus` 1 and its message); the
+    /// instances of regions that could not be listed are left as they were.
+    pub(crate) fn discover(&self, account_id: &str) -> store::Result<()> {
+        for account in self.store.cloud_accounts(account_id)? {
+            let provider = self.providers.iter().find(|p| p.vendor().name() == account.vendor);
+            let (Some(provider), 0) = (provider, account.status) else { continue };
+            let Some((_, secret_id, secret_key)) = self.store.cloud_keys(account_id, account.auth_id)? else {
+                continue;
+            };
+            let found = provider.discover(&CloudCredentials { secret_id, secret_key }, &account.regions);
+            let instances: Vec<DiscoveredInstance> = found
+                .assets
+                .into_iter()
+                .map(|a| DiscoveredInstance {
+                    region_id: a.region_id,
+                    instance_id: a.instance_id,
+                    instance_name: a.instance_name,
+                    connector: a.connector,
+                    locator: a.locator,
+                })
+                .collect();
+            tracing::info!(
+                cloud_account = account.auth_id,
+                found = instances.len(),
+                errors = found.errors.len(),
+                "cloud discovery"
+            );
+            self.store.sync_cloud_instances(
+                account_id,
+                account.auth_id,
+                provider.vendor(),
+                &instances,
+                &found.complete_regions,
+            )?;
+            let (status, message) =
+                if found.errors.is_empty() { (0, String::new()) } else { (1, found.errors.join("; ")) };
+            self.store.set_cloud_account_health(account.auth_id, status, &message)?;
+        }
+        Ok(())
+    }
+}

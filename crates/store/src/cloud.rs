@@ -1,0 +1,431 @@
+//! Cloud accounts (AddCloudVendorAccountAK and friends) and the instances discovered through
+//! them. The AccessKey secret is sealed with the master key (see `secrets`) and is opened only
+//! for the connector that calls the cloud; no listing returns it.
+
+use model::Vendor;
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::{now_ms, Result, Store, StoreError};
+
+/// A registered cloud account, without its secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloudAccount {
+    /// `AuthId`.
+    pub auth_id: i64,
+    /// The posture account that owns it.
+    pub account_id: String,
+    /// The vendor's string code (`AWS`).
+    pub vendor: String,
+    /// `primary` or `sub`.
+    pub ak_type: String,
+    /// The AccessKey id.
+    pub secret_id: String,
+    /// `VendorAuthAlias`.
+    pub alias: String,
+    /// `Domain`.
+    pub domain: String,
+    /// The regions discovery covers.
+    pub regions: Vec<String>,
+    /// `AuthModules` (`CSPM`, `HOST`, …).
+    pub modules: Vec<String>,
+    /// 0 enabled, 1 disabled.
+    pub status: i64,
+    /// 0 in use, 1 exception (the last discovery failed; see `message`).
+    pub service_status: i64,
+    /// Why `service_status` is 1.
+    pub message: String,
+    /// The vendor's account id (AWS: 12 digits).
+    pub vendor_uid: String,
+    /// The user the keys belong to (AWS: the caller ARN).
+    pub vendor_user: String,
+    /// When it was added.
+    pub created_ms: i64,
+}
+
+/// A cloud account to add.
+#[derive(Clone, Debug)]
+pub struct NewCloudAccount {
+    /// Vendor string code.
+    pub vendor: String,
+    /// `primary` or `sub`.
+    pub ak_type: String,
+    /// AccessKey id.
+    pub secret_id: String,
+    /// AccessKey secret (sealed before it is stored).
+    pub secret_key: String,
+    /// Alias.
+    pub alias: String,
+    /// Domain.
+    pub domain: String,
+    /// Regions.
+    pub regions: Vec<String>,
+    /// Modules.
+    pub modules: Vec<String>,
+    /// The vendor's account id, as the verification call answered.
+    pub vendor_uid: String,
+    /// The caller, as the verification call answered.
+    pub vendor_user: String,
+}
+
+/// What ModifyCloudVendorAccountAK changes; `None` keeps the stored value.
+#[derive(Clone, Debug, Default)]
+pub struct CloudAccountChange {
+    /// New keys (id, secret) with the identity their verification answered.
+    pub keys: Option<(String, String, String, String)>,
+    /// Alias.
+    pub alias: Option<String>,
+    /// Domain.
+    pub domain: Option<String>,
+    /// Regions.
+    pub regions: Option<Vec<String>>,
+    /// Modules.
+    pub modules: Option<Vec<String>>,
+    /// 0 enabled, 1 disabled.
+    pub status: Option<i64>,
+}
+
+/// One resource found by discovery.
+#[derive(Clone, Debug)]
+pub struct DiscoveredInstance {
+    /// Region (`global` for account-wide settings).
+    pub region_id: String,
+    /// Resource id.
+    pub instance_id: String,
+    /// Readable name.
+    pub instance_name: String,
+    /// Connector kind.
+    pub connector: String,
+    /// Locator.
+    pub locator: String,
+}
+
+const COLS: &str = "auth_id, account_id, vendor, ak_type, secret_id, alias, domain, regions, modules, status,
+                    service_status, message, vendor_uid, vendor_user, created_ms";
+
+fn account_from(r: &Row) -> rusqlite::Result<CloudAccount> {
+    let list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
+    Ok(CloudAccount {
+        auth_id: r.get(0)?,
+        account_id: r.get(1)?,
+        vendor: r.get(2)?,
+        ak_type: r.get(3)?,
+        secret_id: r.get(4)?,
+        alias: r.get(5)?,
+        domain: r.get(6)?,
+        regions: list(r.get(7)?),
+        modules: list(r.get(8)?),
+        status: r.get(9)?,
+        service_status: r.get(10)?,
+        message: r.get(11)?,
+        vendor_uid: r.get(12)?,
+        vendor_user: r.get(13)?,
+        created_ms: r.get(14)?,
+    })
+}
+
+/// What a sealed cloud secret is bound to: moved to another account, vendor or key id, it does
+/// not open.
+fn cloud_aad(account_id: &str, vendor: &str, secret_id: &str) -> String {
+    format!("cloud:{account_id}:{vendor}:{secret_id}")
+}
+
+fn json(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+}
+
+impl Store {
+    /// Adds a cloud account; `Conflict` if the account already has these keys for the vendor.
+    pub fn add_cloud_account(&self, account_id: &str, n: &NewCloudAccount) -> Result<CloudAccount> {
+        let sealed = self.sealer.seal(&cloud_aad(account_id, &n.vendor, &n.secret_id), &n.secret_key);
+        let account_id = account_id.to_string();
+        let n = n.clone();
+        let now = now_ms();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO cloud_accounts (account_id, vendor, ak_type, secret_id, sealed_secret, alias, domain, regions, modules,
+                                             vendor_uid, vendor_user, created_ms, updated_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params![
+                    account_id,
+                    n.vendor,
+                    n.ak_type,
+                    n.secret_id,
+                    sealed,
+                    n.alias,
+                    n.domain,
+                    json(&n.regions),
+                    json(&n.modules),
+                    n.vendor_uid,
+                    n.vendor_user,
+                    now,
+                    now
+                ],
+            )?;
+            Ok(tx.query_row(
+                &format!("SELECT {COLS} FROM cloud_accounts WHERE auth_id = ?"),
+                [tx.last_insert_rowid()],
+                account_from,
+            )?)
+        })
+    }
+
+    /// The account's cloud accounts (all vendors, or one), oldest first.
+    pub fn cloud_accounts(&self, account_id: &str) -> Result<Vec<CloudAccount>> {
+        self.read(|c| {
+            let mut st =
+                c.prepare_cached(&format!("SELECT {COLS} FROM cloud_accounts WHERE account_id = ? ORDER BY auth_id"))?;
+            let rows = st.query_map([account_id], account_from)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// One cloud account of the account.
+    pub fn cloud_account(&self, account_id: &str, auth_id: i64) -> Result<Option<CloudAccount>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                &format!("SELECT {COLS} FROM cloud_accounts WHERE account_id = ? AND auth_id = ?"),
+                params![account_id, auth_id],
+                account_from,
+            )
+            .optional()?)
+        })
+    }
+
+    /// A cloud account's keys (id, opened secret); None if it no longer exists.
+    pub fn cloud_keys(&self, account_id: &str, auth_id: i64) -> Result<Option<(CloudAccount, String, String)>> {
+        let row = self.read(|c| {
+            Ok(c.query_row(
+                &format!("SELECT {COLS}, sealed_secret FROM cloud_accounts WHERE account_id = ? AND auth_id = ?"),
+                params![account_id, auth_id],
+                |r| Ok((account_from(r)?, r.get::<_, Vec<u8>>(15)?)),
+            )
+            .optional()?)
+        })?;
+        let Some((a, sealed)) = row else { return Ok(None) };
+        let secret =
+            self.sealer.open(&cloud_aad(&a.account_id, &a.vendor, &a.secret_id), &sealed).ok_or_else(|| {
+                StoreError::Db(format!("the secret of cloud account {} does not open with this master key", a.auth_id))
+            })?;
+        let id = a.secret_id.clone();
+        Ok(Some((a, id, secret)))
+    }
+
+    /// Applies a change; None if the cloud account does not exist. New keys are sealed anew.
+    pub fn modify_cloud_account(
+        &self,
+        account_id: &str,
+        auth_id: i64,
+        change: &CloudAccountChange,
+    ) -> Result<Option<CloudAccount>> {
+        let Some(current) = self.cloud_account(account_id, auth_id)? else { return Ok(None) };
+        let sealed = change
+            .keys
+            .as_ref()
+            .map(|(id, secret, _, _)| self.sealer.seal(&cloud_aad(account_id, &current.vendor, id), secret));
+        let account_id = account_id.to_string();
+        let change = change.clone();
+        self.write(move |tx| {
+            let c = &change;
+            if let (Some((id, _, uid, user)), Some(sealed)) = (&c.keys, &sealed) {
+                tx.execute(
+                    "UPDATE cloud_accounts SET secret_id = ?, sealed_secret = ?, vendor_uid = ?, vendor_user = ?,
+                            service_status = 0, message = '' WHERE auth_id = ?",
+                    params![id, sealed, uid, user, auth_id],
+                )?;
+            }
+            tx.execute(
+                "UPDATE cloud_accounts SET alias = COALESCE(?, alias), domain = COALESCE(?, domain),
+                        regions = COALESCE(?, regions), modules = COALESCE(?, modules), status = COALESCE(?, status),
+                        updated_ms = ? WHERE auth_id = ?",
+                params![
+                    c.alias,
+                    c.domain,
+                    c.regions.as_deref().map(json),
+                    c.modules.as_deref().map(json),
+                    c.status,
+                    now_ms(),
+                    auth_id
+                ],
+            )?;
+            Ok(tx
+                .query_row(
+                    &format!("SELECT {COLS} FROM cloud_accounts WHERE account_id = ? AND auth_id = ?"),
+                    params![account_id, auth_id],
+                    account_from,
+                )
+                .optional()?)
+        })
+    }
+
+    /// Deletes a cloud account; its instances are released (their results and tasks stay, as
+    /// for any released instance). False if it did not exist.
+    pub fn delete_cloud_account(&self, account_id: &str, auth_id: i64) -> Result<bool> {
+        let account_id = account_id.to_string();
+        self.write(move |tx| {
+            let n = tx.execute(
+                "DELETE FROM cloud_accounts WHERE account_id = ? AND auth_id = ?",
+                params![account_id, auth_id],
+            )?;
+            if n > 0 {
+                tx.execute(
+                    "UPDATE instances SET freed = 1 WHERE account_id = ? AND cloud_auth_id = ?",
+                    params![account_id, auth_id],
+                )?;
+            }
+            Ok(n > 0)
+        })
+    }
+
+    /// Records the outcome of the last discovery (0 in use, 1 exception with its message).
+    pub fn set_cloud_account_health(&self, auth_id: i64, service_status: i64, message: &str) -> Result<()> {
+        let message = message.to_string();
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE cloud_accounts SET service_status = ?, message = ? WHERE auth_id = ?",
+                params![service_status, message, auth_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Writes what a discovery found: every resource becomes (or stays) an instance of the
+    /// account; instances of this cloud account in a region listed in `complete_regions` that
+    /// were not found are released. Regions whose listing failed are left alone.
+    pub fn sync_cloud_instances(
+        &self,
+        account_id: &str,
+        auth_id: i64,
+        vendor: Vendor,
+        found: &[DiscoveredInstance],
+        complete_regions: &[String],
+    ) -> Result<()> {
+        let account_id = account_id.to_string();
+        let found = found.to_vec();
+        let complete = complete_regions.to_vec();
+        let now = now_ms();
+        self.write(move |tx| {
+            // Another cloud account of the same posture account may see the same resource:
+            // the last discovery names the account it is repaired through.
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO instances (account_id, vendor, region_id, instance_id, instance_name, connector, locator, os_type, created_ms, cloud_auth_id)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 'cloud', ?, ?)
+                 ON CONFLICT (account_id, vendor, region_id, instance_id) DO UPDATE SET
+                   instance_name = excluded.instance_name, connector = excluded.connector, locator = excluded.locator,
+                   os_type = 'cloud', cloud_auth_id = excluded.cloud_auth_id, freed = 0",
+            )?;
+            for f in &found {
+                upsert.execute(params![
+                    account_id,
+                    vendor.code(),
+                    f.region_id,
+                    f.instance_id,
+                    f.instance_name,
+                    f.connector,
+                    f.locator,
+                    now,
+                    auth_id
+                ])?;
+            }
+            let mut known =
+                tx.prepare_cached("SELECT pk, region_id, instance_id FROM instances WHERE cloud_auth_id = ? AND freed = 0")?;
+            let rows: Vec<(i64, String, String)> = known
+                .query_map([auth_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (pk, region, id) in rows {
+                let seen = found.iter().any(|f| f.region_id == region && f.instance_id == id);
+                if !seen && complete.contains(&region) {
+                    tx.execute("UPDATE instances SET freed = 1 WHERE pk = ?", [pk])?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::store;
+
+    fn new(secret_id: &str) -> NewCloudAccount {
+        NewCloudAccount {
+            vendor: "AWS".into(),
+            ak_type: "primary".into(),
+            secret_id: secret_id.into(),
+            secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            alias: "prod".into(),
+            domain: "global".into(),
+            regions: vec!["us-east-1".into()],
+            modules: vec!["CSPM".into()],
+            vendor_uid: "123456789012".into(),
+            vendor_user: "arn:aws:iam::123456789012:user/posture".into(),
+        }
+    }
+
+    fn found(region: &str, id: &str) -> DiscoveredInstance {
+        DiscoveredInstance {
+            region_id: region.into(),
+            instance_id: id.into(),
+            instance_name: id.into(),
+            connector: "aws.sg".into(),
+            locator: String::new(),
+        }
+    }
+
+    #[test]
+    fn secrets_are_sealed_and_only_the_keys_call_opens_them() {
+        let (dir, s) = store();
+        let acc = s.create_account("A").unwrap().id;
+        let a = s.add_cloud_account(&acc, &new("AKIAEXAMPLE")).unwrap();
+        assert_eq!(a.regions, vec!["us-east-1"]);
+        let (_, id, secret) = s.cloud_keys(&acc, a.auth_id).unwrap().unwrap();
+        assert_eq!((id.as_str(), secret.as_str()), ("AKIAEXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"));
+        assert!(s.cloud_keys("other", a.auth_id).unwrap().is_none(), "another account cannot open it");
+        assert!(matches!(s.add_cloud_account(&acc, &new("AKIAEXAMPLE")), Err(StoreError::Conflict)));
+        drop(s);
+        for f in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(f.unwrap().path()).unwrap();
+            assert!(!bytes.windows(12).any(|w| w == b"wJalrXUtnFEM"), "the secret is not in any file");
+        }
+    }
+
+    #[test]
+    fn modify_reseals_new_keys_and_keeps_what_is_not_given() {
+        let (_dir, s) = store();
+        let acc = s.create_account("A").unwrap().id;
+        let a = s.add_cloud_account(&acc, &new("AKIAOLD")).unwrap();
+        let change = CloudAccountChange {
+            keys: Some(("AKIANEW".into(), "new-secret".into(), "123".into(), "arn".into())),
+            status: Some(1),
+            ..Default::default()
+        };
+        let m = s.modify_cloud_account(&acc, a.auth_id, &change).unwrap().unwrap();
+        assert_eq!((m.secret_id.as_str(), m.status, m.alias.as_str()), ("AKIANEW", 1, "prod"));
+        assert_eq!(s.cloud_keys(&acc, a.auth_id).unwrap().unwrap().2, "new-secret");
+        assert!(s.modify_cloud_account(&acc, 999, &change).unwrap().is_none());
+    }
+
+    #[test]
+    fn sync_releases_only_what_a_complete_region_no_longer_has() {
+        let (_dir, s) = store();
+        let acc = s.create_account("A").unwrap().id;
+        let a = s.add_cloud_account(&acc, &new("AKIA1")).unwrap();
+        let all = ["us-east-1".to_string(), "eu-west-1".to_string()];
+        s.sync_cloud_instances(
+            &acc,
+            a.auth_id,
+            Vendor::Aws,
+            &[found("us-east-1", "sg-1"), found("eu-west-1", "sg-2")],
+            &all,
+        )
+        .unwrap();
+        // eu-west-1's listing failed this time: sg-2 stays; sg-1 is gone from a complete region.
+        s.sync_cloud_instances(&acc, a.auth_id, Vendor::Aws, &[], &all[..1]).unwrap();
+        let freed: Vec<(String, bool)> =
+            s.list_instances(&acc).unwrap().into_iter().map(|i| (i.instance_id, i.freed)).collect();
+        assert_eq!(freed, vec![("sg-1".to_string(), true), ("sg-2".to_string(), false)]);
+        assert!(s.delete_cloud_account(&acc, a.auth_id).unwrap());
+        assert!(s.list_instances(&acc).unwrap().iter().all(|i| i.freed && i.cloud_auth_id == Some(a.auth_id)));
+        assert!(!s.delete_cloud_account(&acc, a.auth_id).unwrap());
+    }
+}
