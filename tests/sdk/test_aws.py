@@ -294,6 +294,12 @@ def test_wrong_keys_are_refused_at_registration_and_secrets_never_come_back(aws_
     expect_error(lambda: client.call("AddCloudVendorAccountAK", {
         "Vendor": "AWS", "AkType": "primary", "SecretId": key_id, "SecretKey": secret, "Regions": ["mars-north-1"]}),
         "InvalidParameter", 400)
+    # A request signed with the wrong posture secret: the mismatch answer does not echo the
+    # cloud secret it carries (its string to sign would).
+    c = aws_server.credentials
+    for bad_signer in (SasSdk(aws_server.endpoint, c["AccessKeyId"], "wrong"), SasSdk(aws_server.endpoint, c["AccessKeyId"], "wrong", signature="v1")):
+        e = expect_error(lambda: register(bad_signer, moto), "SignatureDoesNotMatch", 400)
+        assert secret not in e.message and "not shown" in e.message, e.message
     assert client.call("DescribeCloudVendorAccountAKList", {})["PageInfo"]["TotalCount"] == 0, "nothing refused is stored"
 
     added = register(client, moto)

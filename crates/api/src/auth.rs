@@ -127,6 +127,16 @@ pub fn authenticate(store: &Store, nonces: &NonceCache, req: &RawRequest, now_ms
 const V3_REQUIRED_SIGNED: [&str; 6] =
     ["host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256"];
 
+/// The string to sign as a mismatch answer echoes it, unless the request carries a cloud
+/// secret (AddCloudVendorAccountAK, ModifyCloudVendorAccountAK): a secret is never sent back,
+/// not even to its sender (error bodies end up in client logs).
+fn echoed(req: &RawRequest, string_to_sign: &str) -> String {
+    match req.param("SecretKey") {
+        Some(_) => "(not shown: the request carries a SecretKey)".to_string(),
+        None => string_to_sign.to_string(),
+    }
+}
+
 fn authenticate_v3(
     store: &Store,
     nonces: &NonceCache,
@@ -157,7 +167,7 @@ fn authenticate_v3(
     let string_to_sign = v3_string_to_sign(&canonical);
     let expected = v3_sign(&key.secret, &string_to_sign);
     if !constant_time_eq(expected.as_bytes(), auth.signature.to_ascii_lowercase().as_bytes()) {
-        return Err(ApiError::signature_mismatch(&string_to_sign));
+        return Err(ApiError::signature_mismatch(&echoed(req, &string_to_sign)));
     }
     let nonce = req.header("x-acs-signature-nonce").unwrap_or_default();
     if !nonces.check_and_insert(&key.id, nonce, now_ms) {
@@ -202,7 +212,7 @@ fn authenticate_v1(store: &Store, nonces: &NonceCache, req: &RawRequest, now_ms:
     let string_to_sign = v1_string_to_sign(&req.method, &params);
     let expected = v1_sign(&key.secret, &string_to_sign);
     if !constant_time_eq(expected.as_bytes(), req.param("Signature").unwrap_or_default().as_bytes()) {
-        return Err(ApiError::signature_mismatch(&string_to_sign));
+        return Err(ApiError::signature_mismatch(&echoed(req, &string_to_sign)));
     }
     if !nonces.check_and_insert(&key.id, req.param("SignatureNonce").unwrap_or_default(), now_ms) {
         return Err(ApiError::nonce_used());

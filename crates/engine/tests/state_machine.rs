@@ -211,3 +211,76 @@ fn a_vanished_instance_fails_cleanly_and_is_marked_freed() {
     assert_eq!(t.error_code, "InstanceFreed");
     assert!(t.instance_freed);
 }
+
+/// A connector whose apply fails with a transient error (a cloud that does not answer) the
+/// first `failures` times, then works.
+struct Unreachable {
+    inner: HostConnector,
+    failures: std::sync::atomic::AtomicUsize,
+}
+
+impl Connector for Unreachable {
+    fn kind(&self) -> &'static str {
+        "host"
+    }
+    fn fetch(&self, t: &Target) -> Result<Document, ConnectorError> {
+        self.inner.fetch(t)
+    }
+    fn backup(&self, t: &Target, steps: &[Step]) -> Result<Snapshot, ConnectorError> {
+        self.inner.backup(t, steps)
+    }
+    fn apply(&self, t: &Target, steps: &[Step], snap: &mut Snapshot) -> Result<(), ConnectorError> {
+        let left = self.failures.load(Ordering::SeqCst);
+        if left > 0 {
+            self.failures.store(left - 1, Ordering::SeqCst);
+            return Err(ConnectorError::transient("CloudUnavailable", "connection refused"));
+        }
+        self.inner.apply(t, steps, snap)
+    }
+    fn restore(&self, t: &Target, snap: &Snapshot) -> Result<(), ConnectorError> {
+        self.inner.restore(t, snap)
+    }
+    fn matches(&self, t: &Target, snap: &Snapshot) -> Result<bool, ConnectorError> {
+        self.inner.matches(t, snap)
+    }
+}
+
+/// Runs the engine until the task is terminal, letting leases expire between attempts.
+fn run_until_terminal(engine: &Engine, f: &Fixture, task: &str) -> store::TaskRow {
+    for _ in 0..200 {
+        engine.drain();
+        let t = f.store.get_task(&f.account, task).unwrap().unwrap();
+        if t.status.is_terminal() {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("the task did not finish");
+}
+
+#[test]
+fn a_transient_failure_is_retried_under_the_next_lease_and_then_succeeds() {
+    let f = fixture();
+    let connector = Arc::new(Unreachable { inner: HostConnector, failures: 2.into() });
+    let engine = engine_with(&f.store, connector, 20);
+    let repair = submit(&f, TaskType::Repair, None);
+    engine.drain();
+    let t = f.store.get_task(&f.account, &repair).unwrap().unwrap();
+    assert_eq!(t.status, TaskStatus::Repairing, "deferred, not failed: the step waits for the next lease");
+    let t = run_until_terminal(&engine, &f, &repair);
+    assert_eq!(t.status, TaskStatus::RepairSuccessVerified, "{}: {}", t.error_code, t.error_msg);
+    assert_eq!(t.attempts, 3, "two failed leases, then the one that worked");
+    assert!(sshd(&f.root).contains("PermitRootLogin no"));
+}
+
+#[test]
+fn a_failure_that_stays_transient_fails_the_task_with_its_code_once_the_attempts_are_used_up() {
+    let f = fixture();
+    let connector = Arc::new(Unreachable { inner: HostConnector, failures: usize::MAX.into() });
+    let engine = engine_with(&f.store, connector, 20);
+    let repair = submit(&f, TaskType::Repair, None);
+    let t = run_until_terminal(&engine, &f, &repair);
+    assert_eq!(t.status, TaskStatus::RepairFail);
+    assert_eq!((t.error_code.as_str(), t.attempts), ("CloudUnavailable", Config::default().max_attempts));
+    assert_eq!(sshd(&f.root), SSHD, "nothing was changed");
+}
