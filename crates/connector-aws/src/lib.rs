@@ -356,3 +356,52 @@ impl CloudProvider for Aws {
         self.block_on(discover::discover(self, credentials, regions))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every AWS item of the catalog names a kind this crate has, and each of its steps an
+    /// action of that kind: a typo in aws.toml fails here, not at a user's first repair.
+    #[test]
+    fn every_catalog_action_is_one_the_connector_carries_out() {
+        let catalog = catalog::Catalog::builtin().unwrap();
+        let items: Vec<_> = catalog.all().filter(|c| c.asset.starts_with("aws.")).collect();
+        assert!(items.len() >= 10);
+        for item in items {
+            let kind = Kind::ALL.iter().find(|k| k.name() == item.asset).unwrap_or_else(|| panic!("{}", item.asset));
+            for step in item.render_steps(&[]) {
+                let Step::Cloud { action, .. } = &step else { panic!("{}: {step:?} is not a cloud step", item.id) };
+                assert!(
+                    kind.aspects_of(action).is_some(),
+                    "check {}: {action} is not an action of {}",
+                    item.id,
+                    item.asset
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn digests_are_canonical_whatever_the_key_order() {
+        let a: Value = serde_json::from_str(r#"{"b": 1, "a": [1, 2]}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a": [1, 2], "b": 1}"#).unwrap();
+        assert_eq!(state_digest(&a), state_digest(&b));
+        assert_ne!(state_digest(&a), state_digest(&Value::Null));
+    }
+
+    #[test]
+    fn errors_are_classified_for_the_engine() {
+        use clients::{AwsError, Failure};
+        let e = |failure| AwsError { failure, code: "X".into(), message: "m".into() };
+        assert!(e(Failure::Gone).during("RepairError").freed);
+        assert!(e(Failure::Transient).during("RepairError").retryable);
+        assert_eq!(e(Failure::Refused).during("RepairError").code, "CloudAccessDenied");
+        assert_eq!(e(Failure::Other).during("RollbackError").code, "RollbackError");
+        assert_eq!(clients::api_region("global"), "us-east-1");
+        assert_eq!(
+            clients::xml_field("<E><Code>SignatureDoesNotMatch</Code></E>", "Code").as_deref(),
+            Some("SignatureDoesNotMatch")
+        );
+    }
+}

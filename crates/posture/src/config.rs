@@ -36,7 +36,7 @@ pub struct AwsConfig {
 }
 
 /// The environment variable that points the AWS connector elsewhere.
-pub const AWS_ENDPOINT_ENV: &str = "POSTURE_AWS_ENDPOINT_URL";
+const AWS_ENDPOINT_ENV: &str = "POSTURE_AWS_ENDPOINT_URL";
 
 impl Config {
     /// Reads `explicit`, else `DATA/posture.toml` if present, else the defaults.

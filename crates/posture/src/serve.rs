@@ -34,6 +34,8 @@ pub struct Args {
     #[arg(long, default_value_t = 8)]
     workers: usize,
     /// The configuration file (default: posture.toml in the data directory, if it exists).
+    /// `[connectors.aws] endpoint_url` points the AWS connector at moto or LocalStack; the
+    /// environment variable POSTURE_AWS_ENDPOINT_URL overrides it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// A directory of extra check items (*.toml), added to the built-in catalog.
@@ -103,7 +105,12 @@ fn connectors(config: &Config) -> Result<Plugins, String> {
     }
     #[cfg(not(feature = "aws"))]
     {
-        let _ = config;
+        if let Some(endpoint) = config.aws_endpoint()? {
+            tracing::warn!(
+                endpoint,
+                "an AWS endpoint is configured, but this posture was built without the aws feature"
+            );
+        }
         Ok((vec![host], Vec::new()))
     }
 }
