@@ -337,7 +337,8 @@ def test_moto_stopped_during_a_task_is_retried_then_fails_cleanly(tmp_path):
     moto = Moto(tmp_path)
     try:
         moto.reset()
-        server = Server(tmp_path / "data", demo=False, args=["--lease-ms", "1000"], env={"POSTURE_AWS_ENDPOINT_URL": moto.url})
+        # A lease long enough for one attempt's SDK retries (about 2 s against a closed port).
+        server = Server(tmp_path / "data", demo=False, args=["--lease-ms", "4000"], env={"POSTURE_AWS_ENDPOINT_URL": moto.url})
         try:
             client = sas(server)
             group, region = new_group(moto, "unreachable", tcp(22, ["0.0.0.0/0"]))

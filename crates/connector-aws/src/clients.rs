@@ -56,8 +56,10 @@ impl Clients {
             RetryConfig::standard().with_max_attempts(ATTEMPTS).with_initial_backoff(Duration::from_millis(200));
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(5))
-            .operation_attempt_timeout(Duration::from_secs(30))
-            .operation_timeout(Duration::from_secs(120))
+            // A whole call (every attempt) stays well inside the engine's default 30 s lease, so
+            // a slow cloud does not let a second worker take over a step still under way.
+            .operation_attempt_timeout(Duration::from_secs(8))
+            .operation_timeout(Duration::from_secs(20))
             .build();
         // Each service's builder has the same shape; a macro keeps the four in step.
         macro_rules! client {
@@ -196,6 +198,18 @@ impl AwsError {
             Failure::Transient => ConnectorError::transient("CloudUnavailable", what),
             Failure::Other => ConnectorError::new(stage, what),
         }
+    }
+}
+
+/// A call's outcome where the error `code` means the change is already in place (a revoke of
+/// a rule that is gone, a delete of what is not there): a call repeated after a crash is harmless.
+pub(crate) fn done_unless<E>(res: Result<(), SdkError<E, HttpResponse>>, code: &str) -> Result<(), AwsError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match res.map_err(AwsError::from) {
+        Err(e) if e.is(code) => Ok(()),
+        other => other,
     }
 }
 

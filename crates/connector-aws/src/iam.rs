@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use model::Document;
 use serde_json::{json, Map, Value};
 
-use crate::clients::{AwsError, Clients};
+use crate::clients::{done_unless, AwsError, Clients};
 
 pub(crate) const PASSWORD_POLICY: &str = "password_policy";
 
@@ -93,13 +93,7 @@ pub(crate) async fn apply(c: &Clients, action: &str, args: &BTreeMap<String, Str
 /// Sets the policy to `want`, or deletes it for `null`.
 pub(crate) async fn write(c: &Clients, want: &Value) -> Result<(), AwsError> {
     if want.is_null() {
-        match c.iam.delete_account_password_policy().send().await.map_err(AwsError::from) {
-            Err(e) if e.is("NoSuchEntity") => return Ok(()),
-            other => {
-                other?;
-                return Ok(());
-            }
-        }
+        return done_unless(c.iam.delete_account_password_policy().send().await.map(drop), "NoSuchEntity");
     }
     let int = |f: &str| want[f].as_i64().map(|n| n as i32);
     let flag = |f: &str| want[f].as_bool();

@@ -9,7 +9,7 @@ use model::Document;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::clients::{AwsError, Clients};
+use crate::clients::{done_unless, AwsError, Clients};
 
 /// The one aspect: the group's inbound rules.
 pub(crate) const INGRESS: &str = "ingress";
@@ -225,22 +225,12 @@ async fn converge(c: &Clients, group_id: &str, current: &[Rule], want: &[Rule]) 
     for r in current.iter().filter(|r| !want.contains(r)) {
         let res =
             c.ec2.revoke_security_group_ingress().group_id(group_id).ip_permissions(r.permission(false)).send().await;
-        match res.map_err(AwsError::from) {
-            Err(e) if e.is("InvalidPermission.NotFound") => {}
-            other => {
-                other?;
-            }
-        }
+        done_unless(res.map(drop), "InvalidPermission.NotFound")?;
     }
     for r in want.iter().filter(|r| !current.contains(r)) {
         let res =
             c.ec2.authorize_security_group_ingress().group_id(group_id).ip_permissions(r.permission(true)).send().await;
-        match res.map_err(AwsError::from) {
-            Err(e) if e.is("InvalidPermission.Duplicate") => {}
-            other => {
-                other?;
-            }
-        }
+        done_unless(res.map(drop), "InvalidPermission.Duplicate")?;
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //!
 //! [`Connector`]: crate::Connector
 
+pub use model::CloudAsset;
 use model::Vendor;
 
 use crate::ConnectorError;
@@ -32,21 +33,6 @@ pub struct CloudIdentity {
     pub account_uid: String,
     /// The user or role the keys belong to (AWS: the caller's ARN).
     pub user_name: String,
-}
-
-/// One resource found by a discovery; it becomes an instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CloudAsset {
-    /// The region (`global` for account-wide settings that have none).
-    pub region_id: String,
-    /// The resource id (`sg-…`, a bucket name, the account id for account-level settings).
-    pub instance_id: String,
-    /// A readable name.
-    pub instance_name: String,
-    /// The connector kind that reads and repairs it (matches check items' `asset`).
-    pub connector: String,
-    /// What the connector needs besides id and region.
-    pub locator: String,
 }
 
 /// What one discovery found.

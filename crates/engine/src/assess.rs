@@ -130,6 +130,7 @@ impl Engine {
         // A full check first brings the inventory of the account's clouds up to date.
         if run.instance_pks.is_empty() {
             self.discover(&run.account_id)?;
+            self.store.extend_run_lease(run, self.config.lease_ms)?;
         }
         let instances: Vec<Instance> = self
             .store
@@ -172,6 +173,7 @@ impl Engine {
                 self.store.mark_freed(&run.account_id, pk)?;
             }
             self.store.finish_details(run, outcomes.into_iter().map(|(o, _)| o).collect())?;
+            self.store.extend_run_lease(run, self.config.lease_ms)?;
         }
         self.store.finish_run(run)
     }

@@ -2,36 +2,27 @@
 //! listed through its vendor's provider, and what it found becomes (or stays) an instance.
 
 use connectors::CloudCredentials;
-use store::DiscoveredInstance;
 
 use crate::Engine;
 
 impl Engine {
-    /// Refreshes the instances of every enabled cloud account of `account_id`. A provider's
+    /// Refreshes the instances of every enabled cloud account of `account_id` that has the
+    /// `CSPM` module. A provider's
     /// failure is recorded on the cloud account (`ServiceStatus` 1 and its message); the
     /// instances of regions that could not be listed are left as they were.
     pub(crate) fn discover(&self, account_id: &str) -> store::Result<()> {
         for account in self.store.cloud_accounts(account_id)? {
             let provider = self.providers.iter().find(|p| p.vendor().name() == account.vendor);
-            let (Some(provider), 0) = (provider, account.status) else { continue };
+            // Configuration assessment is the CSPM module; an account without it is not listed.
+            let assessed = account.status == 0 && account.modules.iter().any(|m| m == "CSPM");
+            let (Some(provider), true) = (provider, assessed) else { continue };
             let Some((_, secret_id, secret_key)) = self.store.cloud_keys(account_id, account.auth_id)? else {
                 continue;
             };
             let found = provider.discover(&CloudCredentials { secret_id, secret_key }, &account.regions);
-            let instances: Vec<DiscoveredInstance> = found
-                .assets
-                .into_iter()
-                .map(|a| DiscoveredInstance {
-                    region_id: a.region_id,
-                    instance_id: a.instance_id,
-                    instance_name: a.instance_name,
-                    connector: a.connector,
-                    locator: a.locator,
-                })
-                .collect();
             tracing::info!(
                 cloud_account = account.auth_id,
-                found = instances.len(),
+                found = found.assets.len(),
                 errors = found.errors.len(),
                 "cloud discovery"
             );
@@ -39,7 +30,7 @@ impl Engine {
                 account_id,
                 account.auth_id,
                 provider.vendor(),
-                &instances,
+                &found.assets,
                 &found.complete_regions,
             )?;
             let (status, message) =

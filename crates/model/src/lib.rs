@@ -17,4 +17,4 @@ pub use error::ApiError;
 pub use lang::{Lang, Text};
 pub use params::{resolve as resolve_params, ParamError, ParamSpec, ParamType, UsageType};
 pub use status::{CheckStatus, DimensionType, TaskStatus, TaskType};
-pub use vendor::Vendor;
+pub use vendor::{CloudAsset, Vendor};

@@ -135,3 +135,18 @@ mod tests {
         assert!(Vendor::Aws.matches_name("7"));
     }
 }
+
+/// One resource a cloud account's discovery found; it becomes (or stays) an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloudAsset {
+    /// The region (`global` for account-wide settings that have none).
+    pub region_id: String,
+    /// The resource id (`sg-…`, a bucket name, the account id for account-level settings).
+    pub instance_id: String,
+    /// A readable name.
+    pub instance_name: String,
+    /// The connector kind that reads and repairs it (matches check items' `asset`).
+    pub connector: String,
+    /// What the connector needs besides id and region.
+    pub locator: String,
+}

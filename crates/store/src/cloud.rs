@@ -2,7 +2,7 @@
 //! them. The AccessKey secret is sealed with the master key (see `secrets`) and is opened only
 //! for the connector that calls the cloud; no listing returns it.
 
-use model::Vendor;
+use model::{CloudAsset, Vendor};
 use rusqlite::{params, OptionalExtension, Row};
 
 use crate::{now_ms, Result, Store, StoreError};
@@ -82,21 +82,6 @@ pub struct CloudAccountChange {
     pub modules: Option<Vec<String>>,
     /// 0 enabled, 1 disabled.
     pub status: Option<i64>,
-}
-
-/// One resource found by discovery.
-#[derive(Clone, Debug)]
-pub struct DiscoveredInstance {
-    /// Region (`global` for account-wide settings).
-    pub region_id: String,
-    /// Resource id.
-    pub instance_id: String,
-    /// Readable name.
-    pub instance_name: String,
-    /// Connector kind.
-    pub connector: String,
-    /// Locator.
-    pub locator: String,
 }
 
 const COLS: &str = "auth_id, account_id, vendor, ak_type, secret_id, alias, domain, regions, modules, status,
@@ -296,7 +281,7 @@ impl Store {
         account_id: &str,
         auth_id: i64,
         vendor: Vendor,
-        found: &[DiscoveredInstance],
+        found: &[CloudAsset],
         complete_regions: &[String],
     ) -> Result<()> {
         let account_id = account_id.to_string();
@@ -362,8 +347,8 @@ mod tests {
         }
     }
 
-    fn found(region: &str, id: &str) -> DiscoveredInstance {
-        DiscoveredInstance {
+    fn found(region: &str, id: &str) -> CloudAsset {
+        CloudAsset {
             region_id: region.into(),
             instance_id: id.into(),
             instance_name: id.into(),

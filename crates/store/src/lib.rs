@@ -27,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 pub use accounts::{AccessKey, Account, KeyInfo};
-pub use cloud::{CloudAccount, CloudAccountChange, DiscoveredInstance, NewCloudAccount};
+pub use cloud::{CloudAccount, CloudAccountChange, NewCloudAccount};
 pub use instances::{Instance, NewInstance};
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};
 pub use runs::{uuid_like, CheckRun, CheckRunDetail, DetailOutcome, RunFilter};

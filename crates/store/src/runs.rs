@@ -262,6 +262,19 @@ impl Store {
         }))
     }
 
+    /// Extends the lease of a run still held under the same fence (after a long step, such as
+    /// a cloud discovery, so that another worker does not take the run over meanwhile).
+    pub fn extend_run_lease(&self, run: &CheckRun, lease_ms: i64) -> Result<()> {
+        let (id, fence) = (run.id.clone(), run.fence);
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE check_runs SET lease_until_ms = ? WHERE id = ? AND fence = ? AND status_code = 1",
+                params![now_ms() + lease_ms, id, fence],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Marks a run complete.
     pub fn finish_run(&self, run: &CheckRun) -> Result<()> {
         let run = run.clone();
