@@ -337,8 +337,12 @@ def test_moto_stopped_during_a_task_is_retried_then_fails_cleanly(tmp_path):
     moto = Moto(tmp_path)
     try:
         moto.reset()
-        # A lease long enough for one attempt's SDK retries (about 2 s against a closed port).
-        server = Server(tmp_path / "data", demo=False, args=["--lease-ms", "4000"], env={"POSTURE_AWS_ENDPOINT_URL": moto.url})
+        # The endpoint from the configuration file this time (the data directory's posture.toml),
+        # and a lease long enough for one attempt's SDK retries (about 2 s against a closed port).
+        data = tmp_path / "data"
+        data.mkdir()
+        (data / "posture.toml").write_text(f'[connectors.aws]\nendpoint_url = "{moto.url}"\n')
+        server = Server(data, demo=False, args=["--lease-ms", "4000"], env={"POSTURE_AWS_ENDPOINT_URL": ""})
         try:
             client = sas(server)
             group, region = new_group(moto, "unreachable", tcp(22, ["0.0.0.0/0"]))
@@ -349,6 +353,11 @@ def test_moto_stopped_during_a_task_is_retried_then_fails_cleanly(tmp_path):
             # Each lease retried the backup; after the last one the task failed, before any change.
             assert task["Status"] == "BACKUP_FAIL", task
             assert task["ErrorCode"] == "CloudUnavailable" and task["InstanceFreed"] is False, task
+            # Registering keys while AWS cannot be reached is refused as unavailable, not as bad keys.
+            key_id, secret = moto.key
+            expect_error(lambda: client.call("AddCloudVendorAccountAK", {
+                "Vendor": "AWS", "AkType": "sub", "SecretId": "AKIASECONDKEY0000000", "SecretKey": secret, "Regions": [REGION]}),
+                "CloudServiceUnavailable", 503)
             log = (tmp_path / "serve.log").read_text()
             assert log.count("transient failure; the step is retried") >= 3, log[-3000:]
         finally:
