@@ -3,7 +3,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,14 +120,25 @@ fn repair_verify_rollback_walks_every_status_and_restores_the_bytes() {
     assert_eq!(events, ["ROLL_BACK_INIT", "ROLL_BACKING", "ROLL_BACKED", "ROLL_BACK_VERIFYING", "ROLL_BACK_VERIFIED"]);
 }
 
-/// A connector that dies (panics, like a crash) right after it changed the files, before the
-/// engine could record the change.
-struct CrashAfterApply {
+/// The host connector with faults in apply: it dies (panics, like a crash) right after it
+/// changed the files, before the engine could record the change (while `crash` is armed); or
+/// it fails with a transient error, as a cloud that does not answer, `unreachable` more times.
+struct Faulty {
     inner: HostConnector,
-    armed: AtomicBool,
+    crash: AtomicBool,
+    unreachable: AtomicUsize,
 }
 
-impl Connector for CrashAfterApply {
+impl Faulty {
+    fn crashing() -> Arc<Faulty> {
+        Arc::new(Faulty { inner: HostConnector, crash: AtomicBool::new(true), unreachable: 0.into() })
+    }
+    fn unreachable(times: usize) -> Arc<Faulty> {
+        Arc::new(Faulty { inner: HostConnector, crash: AtomicBool::new(false), unreachable: times.into() })
+    }
+}
+
+impl Connector for Faulty {
     fn kind(&self) -> &'static str {
         "host"
     }
@@ -138,8 +149,13 @@ impl Connector for CrashAfterApply {
         self.inner.backup(t, steps)
     }
     fn apply(&self, t: &Target, steps: &[Step], snap: &mut Snapshot) -> Result<(), ConnectorError> {
+        let left = self.unreachable.load(Ordering::SeqCst);
+        if left > 0 {
+            self.unreachable.store(left - 1, Ordering::SeqCst);
+            return Err(ConnectorError::transient("CloudUnavailable", "connection refused"));
+        }
         self.inner.apply(t, steps, snap)?;
-        if self.armed.swap(false, Ordering::SeqCst) {
+        if self.crash.swap(false, Ordering::SeqCst) {
             panic!("simulated crash after the change, before it was recorded");
         }
         Ok(())
@@ -155,8 +171,7 @@ impl Connector for CrashAfterApply {
 #[test]
 fn a_crash_mid_repair_is_resumed_from_the_first_snapshot_after_the_lease_expires() {
     let f = fixture();
-    let crashing =
-        engine_with(&f.store, Arc::new(CrashAfterApply { inner: HostConnector, armed: AtomicBool::new(true) }), 200);
+    let crashing = engine_with(&f.store, Faulty::crashing(), 200);
     let repair = submit(&f, TaskType::Repair, None);
     let crashed = std::panic::catch_unwind(AssertUnwindSafe(|| crashing.work_once()));
     assert!(crashed.is_err(), "the worker died");
@@ -188,8 +203,7 @@ fn a_task_that_keeps_crashing_is_failed_and_its_half_change_undone() {
     let f = fixture();
     let repair = submit(&f, TaskType::Repair, None);
     for _ in 0..6 {
-        let crashing =
-            engine_with(&f.store, Arc::new(CrashAfterApply { inner: HostConnector, armed: AtomicBool::new(true) }), 0);
+        let crashing = engine_with(&f.store, Faulty::crashing(), 0);
         let _ = std::panic::catch_unwind(AssertUnwindSafe(|| crashing.work_once()));
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -212,39 +226,6 @@ fn a_vanished_instance_fails_cleanly_and_is_marked_freed() {
     assert!(t.instance_freed);
 }
 
-/// A connector whose apply fails with a transient error (a cloud that does not answer) the
-/// first `failures` times, then works.
-struct Unreachable {
-    inner: HostConnector,
-    failures: std::sync::atomic::AtomicUsize,
-}
-
-impl Connector for Unreachable {
-    fn kind(&self) -> &'static str {
-        "host"
-    }
-    fn fetch(&self, t: &Target) -> Result<Document, ConnectorError> {
-        self.inner.fetch(t)
-    }
-    fn backup(&self, t: &Target, steps: &[Step]) -> Result<Snapshot, ConnectorError> {
-        self.inner.backup(t, steps)
-    }
-    fn apply(&self, t: &Target, steps: &[Step], snap: &mut Snapshot) -> Result<(), ConnectorError> {
-        let left = self.failures.load(Ordering::SeqCst);
-        if left > 0 {
-            self.failures.store(left - 1, Ordering::SeqCst);
-            return Err(ConnectorError::transient("CloudUnavailable", "connection refused"));
-        }
-        self.inner.apply(t, steps, snap)
-    }
-    fn restore(&self, t: &Target, snap: &Snapshot) -> Result<(), ConnectorError> {
-        self.inner.restore(t, snap)
-    }
-    fn matches(&self, t: &Target, snap: &Snapshot) -> Result<bool, ConnectorError> {
-        self.inner.matches(t, snap)
-    }
-}
-
 /// Runs the engine until the task is terminal, letting leases expire between attempts.
 fn run_until_terminal(engine: &Engine, f: &Fixture, task: &str) -> store::TaskRow {
     for _ in 0..200 {
@@ -261,8 +242,7 @@ fn run_until_terminal(engine: &Engine, f: &Fixture, task: &str) -> store::TaskRo
 #[test]
 fn a_transient_failure_is_retried_under_the_next_lease_and_then_succeeds() {
     let f = fixture();
-    let connector = Arc::new(Unreachable { inner: HostConnector, failures: 2.into() });
-    let engine = engine_with(&f.store, connector, 20);
+    let engine = engine_with(&f.store, Faulty::unreachable(2), 20);
     let repair = submit(&f, TaskType::Repair, None);
     engine.drain();
     let t = f.store.get_task(&f.account, &repair).unwrap().unwrap();
@@ -276,8 +256,7 @@ fn a_transient_failure_is_retried_under_the_next_lease_and_then_succeeds() {
 #[test]
 fn a_failure_that_stays_transient_fails_the_task_with_its_code_once_the_attempts_are_used_up() {
     let f = fixture();
-    let connector = Arc::new(Unreachable { inner: HostConnector, failures: usize::MAX.into() });
-    let engine = engine_with(&f.store, connector, 20);
+    let engine = engine_with(&f.store, Faulty::unreachable(usize::MAX), 20);
     let repair = submit(&f, TaskType::Repair, None);
     let t = run_until_terminal(&engine, &f, &repair);
     assert_eq!(t.status, TaskStatus::RepairFail);
