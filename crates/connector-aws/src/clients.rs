@@ -140,6 +140,11 @@ impl AwsError {
         AwsError { failure: Failure::Other, code: String::new(), message: message.into() }
     }
 
+    /// The resource is gone although the call succeeded (an empty or terminated answer).
+    pub(crate) fn gone(code: &str, message: impl Into<String>) -> AwsError {
+        AwsError { failure: Failure::Gone, code: code.to_string(), message: message.into() }
+    }
+
     /// Classifies an SDK error.
     pub(crate) fn from_sdk<E>(e: SdkError<E, HttpResponse>) -> AwsError
     where

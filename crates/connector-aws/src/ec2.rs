@@ -5,18 +5,15 @@ use aws_sdk_ec2::types::{HttpTokensState, InstanceMetadataEndpointState, Instanc
 use model::Document;
 use serde_json::{json, Value};
 
-use crate::clients::{AwsError, Clients, Failure};
+use crate::clients::{AwsError, Clients};
 
 pub(crate) const METADATA_OPTIONS: &str = "metadata_options";
 
 pub(crate) async fn read(c: &Clients, instance_id: &str) -> Result<Value, AwsError> {
     let out = c.ec2.describe_instances().instance_ids(instance_id).send().await?;
     let instance = out.reservations().iter().flat_map(|r| r.instances()).find(|i| i.instance_id() == Some(instance_id));
-    let gone = || AwsError {
-        failure: Failure::Gone,
-        code: "InvalidInstanceID.NotFound".into(),
-        message: format!("{instance_id} does not exist or is terminated"),
-    };
+    let gone =
+        || AwsError::gone("InvalidInstanceID.NotFound", format!("{instance_id} does not exist or is terminated"));
     let Some(i) = instance else { return Err(gone()) };
     if matches!(i.state().and_then(|s| s.name()), Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown))
     {

@@ -128,11 +128,7 @@ pub(crate) fn flatten(perms: &[IpPermission]) -> Vec<Rule> {
 async fn describe(c: &Clients, group_id: &str) -> Result<(String, Vec<Rule>), AwsError> {
     let out = c.ec2.describe_security_groups().group_ids(group_id).send().await?;
     let Some(g) = out.security_groups().first() else {
-        return Err(AwsError {
-            failure: crate::clients::Failure::Gone,
-            code: "InvalidGroup.NotFound".into(),
-            message: format!("{group_id} does not exist"),
-        });
+        return Err(AwsError::gone("InvalidGroup.NotFound", format!("{group_id} does not exist")));
     };
     Ok((g.group_name().unwrap_or("").to_string(), flatten(g.ip_permissions())))
 }

@@ -86,7 +86,7 @@ impl Engine {
                             format!("cloud account {auth_id} is disabled; enable it with ModifyCloudVendorAccountAK"),
                         ))
                     }
-                    Some((_, secret_id, secret_key)) => Some(CloudCredentials { secret_id, secret_key }),
+                    Some((a, secret_key)) => Some(CloudCredentials { secret_id: a.secret_id, secret_key }),
                 }
             }
         };

@@ -16,10 +16,9 @@ impl Engine {
             // Configuration assessment is the CSPM module; an account without it is not listed.
             let assessed = account.status == 0 && account.modules.iter().any(|m| m == "CSPM");
             let (Some(provider), true) = (provider, assessed) else { continue };
-            let Some((_, secret_id, secret_key)) = self.store.cloud_keys(account_id, account.auth_id)? else {
-                continue;
-            };
-            let found = provider.discover(&CloudCredentials { secret_id, secret_key }, &account.regions);
+            let Some((_, secret_key)) = self.store.cloud_keys(account_id, account.auth_id)? else { continue };
+            let keys = CloudCredentials { secret_id: account.secret_id.clone(), secret_key };
+            let found = provider.discover(&keys, &account.regions);
             tracing::info!(
                 cloud_account = account.auth_id,
                 found = found.assets.len(),

@@ -2,6 +2,8 @@
 //! them. The AccessKey secret is sealed with the master key (see `secrets`) and is opened only
 //! for the connector that calls the cloud; no listing returns it.
 
+use std::collections::HashSet;
+
 use model::{CloudAsset, Vendor};
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -176,8 +178,9 @@ impl Store {
         })
     }
 
-    /// A cloud account's keys (id, opened secret); None if it no longer exists.
-    pub fn cloud_keys(&self, account_id: &str, auth_id: i64) -> Result<Option<(CloudAccount, String, String)>> {
+    /// A cloud account with its opened secret (its key id is `secret_id`); None if it no
+    /// longer exists.
+    pub fn cloud_keys(&self, account_id: &str, auth_id: i64) -> Result<Option<(CloudAccount, String)>> {
         let row = self.read(|c| {
             Ok(c.query_row(
                 &format!("SELECT {COLS}, sealed_secret FROM cloud_accounts WHERE account_id = ? AND auth_id = ?"),
@@ -191,8 +194,7 @@ impl Store {
             self.sealer.open(&cloud_aad(&a.account_id, &a.vendor, &a.secret_id), &sealed).ok_or_else(|| {
                 StoreError::Db(format!("the secret of cloud account {} does not open with this master key", a.auth_id))
             })?;
-        let id = a.secret_id.clone();
-        Ok(Some((a, id, secret)))
+        Ok(Some((a, secret)))
     }
 
     /// Applies a change; None if the cloud account does not exist. New keys are sealed anew.
@@ -316,9 +318,10 @@ impl Store {
             let rows: Vec<(i64, String, String)> = known
                 .query_map([auth_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()?;
+            let seen: HashSet<(&str, &str)> =
+                found.iter().map(|f| (f.region_id.as_str(), f.instance_id.as_str())).collect();
             for (pk, region, id) in rows {
-                let seen = found.iter().any(|f| f.region_id == region && f.instance_id == id);
-                if !seen && complete.contains(&region) {
+                if !seen.contains(&(region.as_str(), id.as_str())) && complete.contains(&region) {
                     tx.execute("UPDATE instances SET freed = 1 WHERE pk = ?", [pk])?;
                 }
             }
@@ -363,8 +366,11 @@ mod tests {
         let acc = s.create_account("A").unwrap().id;
         let a = s.add_cloud_account(&acc, &new("AKIAEXAMPLE")).unwrap();
         assert_eq!(a.regions, vec!["us-east-1"]);
-        let (_, id, secret) = s.cloud_keys(&acc, a.auth_id).unwrap().unwrap();
-        assert_eq!((id.as_str(), secret.as_str()), ("AKIAEXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"));
+        let (opened, secret) = s.cloud_keys(&acc, a.auth_id).unwrap().unwrap();
+        assert_eq!(
+            (opened.secret_id.as_str(), secret.as_str()),
+            ("AKIAEXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+        );
         assert!(s.cloud_keys("other", a.auth_id).unwrap().is_none(), "another account cannot open it");
         assert!(matches!(s.add_cloud_account(&acc, &new("AKIAEXAMPLE")), Err(StoreError::Conflict)));
         drop(s);
@@ -386,7 +392,7 @@ mod tests {
         };
         let m = s.modify_cloud_account(&acc, a.auth_id, &change).unwrap().unwrap();
         assert_eq!((m.secret_id.as_str(), m.status, m.alias.as_str()), ("AKIANEW", 1, "prod"));
-        assert_eq!(s.cloud_keys(&acc, a.auth_id).unwrap().unwrap().2, "new-secret");
+        assert_eq!(s.cloud_keys(&acc, a.auth_id).unwrap().unwrap().1, "new-secret");
         assert!(s.modify_cloud_account(&acc, 999, &change).unwrap().is_none());
     }
 
