@@ -50,7 +50,7 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("decode_flat_query_submit_operation_task", |b| {
         b.iter(|| {
-            let p = Params::new(form_decode(black_box(QUERY)));
+            let p = Params::new(form_decode(black_box(QUERY))).unwrap();
             let instances = p.objects("OperationTaskInstances").unwrap();
             let params = p.objects("RepairTempParam").unwrap();
             black_box((p.int("CheckId").unwrap(), instances.len(), params.len()))

@@ -2,9 +2,6 @@
 //! policy allows. Order of checks: the request's shape, the key, the clock, the signature, and
 //! only then the nonce (so a forged request cannot burn a nonce).
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
-
 use model::ApiError;
 use store::{AccessKey, Store};
 
@@ -44,50 +41,9 @@ impl RawRequest {
     }
 }
 
-/// Clock skew and nonce lifetime: 15 minutes (the reference's window).
+/// Clock skew: a request's date may be this far from now (the reference's 15 minutes). Its
+/// nonce is kept until its date plus this (`Store::use_nonce`), in the database.
 pub const WINDOW_MS: i64 = 15 * 60 * 1000;
-
-/// Nonces seen within the window, per AccessKey. Kept in memory (see docs/api.md for what a
-/// restart means for them) as a keyed 64-bit hash of (key, nonce) in a set, plus a queue in
-/// arrival order from which entries older than the window are dropped: every request costs
-/// O(1), and memory is bounded by the requests of the last 15 minutes (about 40 bytes each).
-pub struct NonceCache {
-    hasher: std::collections::hash_map::RandomState,
-    state: Mutex<NonceState>,
-}
-
-#[derive(Default)]
-struct NonceState {
-    seen: HashSet<u64>,
-    order: VecDeque<(i64, u64)>,
-}
-
-impl Default for NonceCache {
-    fn default() -> Self {
-        NonceCache { hasher: std::collections::hash_map::RandomState::new(), state: Mutex::default() }
-    }
-}
-
-impl NonceCache {
-    /// Records a nonce; false if it was already used within the window.
-    pub fn check_and_insert(&self, key_id: &str, nonce: &str, now_ms: i64) -> bool {
-        use std::hash::BuildHasher;
-        let h = self.hasher.hash_one((key_id, nonce));
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(&(at, old)) = st.order.front() {
-            if now_ms - at < WINDOW_MS {
-                break;
-            }
-            st.order.pop_front();
-            st.seen.remove(&old);
-        }
-        if !st.seen.insert(h) {
-            return false;
-        }
-        st.order.push_back((now_ms, h));
-        true
-    }
-}
 
 /// Who called, and which action.
 pub struct Caller {
@@ -109,18 +65,31 @@ fn lookup(store: &Store, key_id: &str) -> Result<AccessKey, ApiError> {
     }
 }
 
-fn check_time(ts_ms: Option<i64>, now_ms: i64) -> Result<(), ApiError> {
+/// The request's date, if it is within the window of now.
+fn check_time(ts_ms: Option<i64>, now_ms: i64) -> Result<i64, ApiError> {
     match ts_ms {
-        Some(t) if (now_ms - t).abs() <= WINDOW_MS => Ok(()),
+        Some(t) if (now_ms - t).abs() <= WINDOW_MS => Ok(t),
         _ => Err(ApiError::timestamp_expired()),
     }
 }
 
+/// Records the nonce; refuses one already used while a request bearing it could be accepted.
+fn use_nonce(store: &Store, key_id: &str, nonce: &str, date_ms: i64, now_ms: i64) -> Result<(), ApiError> {
+    match store.use_nonce(key_id, nonce, date_ms, WINDOW_MS, now_ms) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiError::nonce_used()),
+        Err(e) => {
+            tracing::error!(error = %e, stage = "auth", "the nonce could not be recorded");
+            Err(ApiError::server_error())
+        }
+    }
+}
+
 /// Authenticates a request (v3 when `Authorization` starts with `ACS3-`, else v1).
-pub fn authenticate(store: &Store, nonces: &NonceCache, req: &RawRequest, now_ms: i64) -> Result<Caller, ApiError> {
+pub fn authenticate(store: &Store, req: &RawRequest, now_ms: i64) -> Result<Caller, ApiError> {
     match req.header("authorization") {
-        Some(h) if h.trim_start().starts_with("ACS3-") => authenticate_v3(store, nonces, req, h, now_ms),
-        _ => authenticate_v1(store, nonces, req, now_ms),
+        Some(h) if h.trim_start().starts_with("ACS3-") => authenticate_v3(store, req, h, now_ms),
+        _ => authenticate_v1(store, req, now_ms),
     }
 }
 
@@ -137,13 +106,7 @@ fn echoed(req: &RawRequest, string_to_sign: &str) -> String {
     }
 }
 
-fn authenticate_v3(
-    store: &Store,
-    nonces: &NonceCache,
-    req: &RawRequest,
-    header: &str,
-    now_ms: i64,
-) -> Result<Caller, ApiError> {
+fn authenticate_v3(store: &Store, req: &RawRequest, header: &str, now_ms: i64) -> Result<Caller, ApiError> {
     let body_hash = sha256_hex(&req.body);
     let auth = parse_v3_authorization(header).ok_or_else(|| ApiError::incomplete_signature(""))?;
     if auth.algorithm != V3_ALGORITHM {
@@ -162,23 +125,20 @@ fn authenticate_v3(
         return Err(ApiError::content_sha256_mismatch());
     }
     let key = lookup(store, &auth.key_id)?;
-    check_time(req.header("x-acs-date").and_then(|d| parse_utc(d.trim())).map(|s| s * 1000), now_ms)?;
+    let date_ms = check_time(req.header("x-acs-date").and_then(|d| parse_utc(d.trim())).map(|s| s * 1000), now_ms)?;
     let canonical = v3_canonical_request(&req.method, "/", &req.query, &req.headers, &auth.signed_headers, &body_hash);
     let string_to_sign = v3_string_to_sign(&canonical);
     let expected = v3_sign(&key.secret, &string_to_sign);
     if !constant_time_eq(expected.as_bytes(), auth.signature.to_ascii_lowercase().as_bytes()) {
         return Err(ApiError::signature_mismatch(&echoed(req, &string_to_sign)));
     }
-    let nonce = req.header("x-acs-signature-nonce").unwrap_or_default();
-    if !nonces.check_and_insert(&key.id, nonce, now_ms) {
-        return Err(ApiError::nonce_used());
-    }
+    use_nonce(store, &key.id, req.header("x-acs-signature-nonce").unwrap_or_default(), date_ms, now_ms)?;
     let action = req.header("x-acs-action").unwrap_or_default().trim().to_string();
     check_version(req.header("x-acs-version"))?;
     Ok(Caller { key, action })
 }
 
-fn authenticate_v1(store: &Store, nonces: &NonceCache, req: &RawRequest, now_ms: i64) -> Result<Caller, ApiError> {
+fn authenticate_v1(store: &Store, req: &RawRequest, now_ms: i64) -> Result<Caller, ApiError> {
     for name in [
         "AccessKeyId",
         "Signature",
@@ -207,16 +167,14 @@ fn authenticate_v1(store: &Store, nonces: &NonceCache, req: &RawRequest, now_ms:
         return Err(ApiError::invalid_parameter("SignatureVersion"));
     }
     let key = lookup(store, req.param("AccessKeyId").unwrap_or_default())?;
-    check_time(req.param("Timestamp").and_then(parse_utc).map(|s| s * 1000), now_ms)?;
+    let date_ms = check_time(req.param("Timestamp").and_then(parse_utc).map(|s| s * 1000), now_ms)?;
     let params = req.all_params();
     let string_to_sign = v1_string_to_sign(&req.method, &params);
     let expected = v1_sign(&key.secret, &string_to_sign);
     if !constant_time_eq(expected.as_bytes(), req.param("Signature").unwrap_or_default().as_bytes()) {
         return Err(ApiError::signature_mismatch(&echoed(req, &string_to_sign)));
     }
-    if !nonces.check_and_insert(&key.id, req.param("SignatureNonce").unwrap_or_default(), now_ms) {
-        return Err(ApiError::nonce_used());
-    }
+    use_nonce(store, &key.id, req.param("SignatureNonce").unwrap_or_default(), date_ms, now_ms)?;
     let action = req.param("Action").or(req.header("x-acs-action")).unwrap_or_default().trim().to_string();
     check_version(req.param("Version").or(req.header("x-acs-version")))?;
     Ok(Caller { key, action })
@@ -261,26 +219,5 @@ mod tests {
         assert!(policy_allows("Operator", "VerifyCheckResult"));
         assert!(policy_allows("List*, GetCheckDetail", "GetCheckDetail"));
         assert!(!policy_allows("List*", "GetCheckDetail"));
-    }
-
-    #[test]
-    fn many_nonces_cost_the_same_as_few() {
-        let c = NonceCache::default();
-        for i in 0..300_000 {
-            assert!(c.check_and_insert("k", &i.to_string(), i));
-        }
-        assert!(!c.check_and_insert("k", "299999", 300_000));
-        // Entries leave the cache as they age out.
-        assert!(c.check_and_insert("k", "0", WINDOW_MS + 10));
-        assert!(c.state.lock().unwrap().seen.len() < 300_000);
-    }
-
-    #[test]
-    fn nonces_are_refused_within_the_window_only() {
-        let c = NonceCache::default();
-        assert!(c.check_and_insert("k", "n", 0));
-        assert!(!c.check_and_insert("k", "n", WINDOW_MS - 1));
-        assert!(c.check_and_insert("other-key", "n", 1), "per key");
-        assert!(c.check_and_insert("k", "n", WINDOW_MS + 1));
     }
 }

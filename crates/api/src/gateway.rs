@@ -4,30 +4,29 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
 use model::ApiError;
 use serde_json::{json, Value};
 
 use crate::auth::{authenticate, policy_allows, RawRequest};
 use crate::encoding::form_decode;
+use crate::http::{Answer, Refusal, Request, Response, Service};
 use crate::ops::{self, Ctx};
 use crate::params::Params;
 use crate::App;
 
-/// Largest request body accepted.
-pub const BODY_LIMIT: usize = 1 << 20;
+/// The API as the HTTP server's service: `GET /healthz`, and every action at `/`.
+pub struct Gateway(pub Arc<App>);
 
-/// The service's routes.
-pub fn router(app: Arc<App>) -> Router {
-    Router::new().route("/healthz", axum::routing::get(healthz)).fallback(handle).with_state(app)
-}
+impl Service for Gateway {
+    fn call(&self, req: Request) -> Answer {
+        let app = self.0.clone();
+        Box::pin(async move { handle(app, req).await })
+    }
 
-async fn healthz() -> Response {
-    json_response(StatusCode::OK, &json!({"Status": "ok"}), None)
+    fn refuse(&self, r: &Refusal) -> Response {
+        let e = ApiError { status: r.status, code: r.code.to_string(), message: r.message.clone() };
+        error_response(&e, "posture", &request_id())
+    }
 }
 
 /// An uppercase UUID-shaped request id, like the reference's.
@@ -35,16 +34,21 @@ pub fn request_id() -> String {
     store::uuid_like().to_uppercase()
 }
 
-async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+async fn handle(app: Arc<App>, req: Request) -> Response {
     let request_id = request_id();
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("posture").to_string();
-    let result = process(app, req).await;
-    match result {
+    let host = req.header("host").unwrap_or("posture").to_string();
+    if req.path == "/healthz" {
+        return match req.method.as_str() {
+            "GET" | "HEAD" => json_response(200, &json!({"Status": "ok"}), None),
+            _ => error_response(&ApiError::unsupported_method(), &host, &request_id),
+        };
+    }
+    match process(app, req).await {
         Ok(mut body) => {
             if let Value::Object(map) = &mut body {
                 map.insert("RequestId".into(), Value::String(request_id.clone()));
             }
-            json_response(StatusCode::OK, &body, Some(&request_id))
+            json_response(200, &body, Some(&request_id))
         }
         Err(e) => {
             if e.status >= 500 {
@@ -52,59 +56,52 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             } else {
                 tracing::debug!(request_id = %request_id, code = %e.code, "request refused");
             }
-            let body = json!({
-                "RequestId": request_id,
-                "HostId": host,
-                "Code": e.code,
-                "Message": e.message,
-                "Recommend": format!("See docs/api.md (errors) for {}", e.code),
-            });
-            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            json_response(status, &body, Some(&request_id))
+            error_response(&e, &host, &request_id)
         }
     }
 }
 
-fn json_response(status: StatusCode, body: &Value, request_id: Option<&str>) -> Response {
-    let mut resp = (status, body.to_string()).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json;charset=utf-8"));
-    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
-        h.insert("x-acs-request-id", id);
+/// The error envelope (rpc-protocol.md).
+fn error_response(e: &ApiError, host: &str, request_id: &str) -> Response {
+    let body = json!({
+        "RequestId": request_id,
+        "HostId": host,
+        "Code": e.code,
+        "Message": e.message,
+        "Recommend": format!("See docs/api.md (errors) for {}", e.code),
+    });
+    json_response(e.status, &body, Some(request_id))
+}
+
+fn json_response(status: u16, body: &Value, request_id: Option<&str>) -> Response {
+    let mut headers = vec![("content-type".to_string(), "application/json;charset=utf-8".to_string())];
+    if let Some(id) = request_id {
+        headers.push(("x-acs-request-id".to_string(), id.to_string()));
     }
-    resp
+    Response { status, headers, body: body.to_string().into_bytes() }
 }
 
 async fn process(app: Arc<App>, req: Request) -> Result<Value, ApiError> {
-    let (parts, body) = req.into_parts();
-    if parts.method != Method::GET && parts.method != Method::POST {
+    if req.method != "GET" && req.method != "POST" {
         return Err(ApiError::unsupported_method());
     }
-    if parts.uri.path() != "/" {
+    if req.path != "/" {
         return Err(ApiError::action_not_found());
     }
-    let body =
-        axum::body::to_bytes(Body::new(body), BODY_LIMIT).await.map_err(|_| ApiError::body_too_large(BODY_LIMIT))?;
-    let is_form = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+    let is_form = req
+        .header("content-type")
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
     let raw = RawRequest {
-        method: parts.method.as_str().to_string(),
-        query: form_decode(parts.uri.query().unwrap_or("")),
-        body_params: if is_form { form_decode(&String::from_utf8_lossy(&body)) } else { Vec::new() },
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect(),
-        body: body.to_vec(),
+        method: req.method.clone(),
+        query: form_decode(&req.query),
+        body_params: if is_form { form_decode(&String::from_utf8_lossy(&req.body)) } else { Vec::new() },
+        headers: req.headers.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect(),
+        body: req.body,
     };
     // Authentication and the operation touch the store (blocking SQLite): off the async threads.
     // A panic in there becomes a JoinError, answered as ServerError, never a dropped connection.
     tokio::task::spawn_blocking(move || {
-        let caller = authenticate(&app.store, &app.nonces, &raw, store::now_ms())?;
+        let caller = authenticate(&app.store, &raw, store::now_ms())?;
         let op = ops::find(&caller.action).ok_or_else(ApiError::action_not_found)?;
         if !policy_allows(&caller.key.policy, &caller.action) {
             return Err(ApiError::no_permission());
@@ -116,7 +113,7 @@ async fn process(app: Arc<App>, req: Request) -> Result<Value, ApiError> {
             settings: &app.settings,
             idempotency: &app.idempotency,
         };
-        ops::run(&ctx, &caller.action, op, &Params::new(raw.all_params()))
+        ops::run(&ctx, &caller.action, op, &Params::new(raw.all_params())?)
     })
     .await
     .unwrap_or_else(|e| {

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod client;
 pub mod encoding;
 pub mod gateway;
+pub mod http;
 pub mod ops;
 pub mod params;
 pub mod signature;
@@ -22,8 +23,6 @@ pub struct App {
     pub store: Arc<Store>,
     /// The engine.
     pub engine: Arc<Engine>,
-    /// Nonces seen in the last 15 minutes.
-    pub nonces: auth::NonceCache,
     /// Settings the operations read.
     pub settings: ops::Settings,
     /// Serialises ClientToken calls.
@@ -33,6 +32,6 @@ pub struct App {
 impl App {
     /// A new app.
     pub fn new(store: Arc<Store>, engine: Arc<Engine>, settings: ops::Settings) -> Arc<App> {
-        Arc::new(App { store, engine, nonces: auth::NonceCache::default(), settings, idempotency: Mutex::new(()) })
+        Arc::new(App { store, engine, settings, idempotency: Mutex::new(()) })
     }
 }

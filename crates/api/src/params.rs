@@ -11,10 +11,35 @@ pub struct Params {
     pairs: Vec<(String, String)>,
 }
 
+/// Longest parameter value, in bytes (a repair parameter is at most 1,024; a cloud secret,
+/// a selection's target, a whitelist's reason far less). Checked before anything is built from
+/// the values, so no filter can reach the database as a pattern or an expression too large.
+pub const MAX_VALUE_BYTES: usize = 4096;
+/// Longest parameter name (`OperationTaskInstances.1000.InstanceId` is 38).
+pub const MAX_NAME_BYTES: usize = 128;
+/// Most parameters in one request.
+pub const MAX_PARAMS: usize = 20_000;
+/// Most entries of one array parameter (`Name.N`, `Name.N.Field`): a selection is changed
+/// 2,000 targets at a time; an explicit instance list of a submission is at most this long
+/// (larger sets go through a selection and `RelationKey`).
+pub const MAX_ITEMS: usize = 2_000;
+
 impl Params {
-    /// Wraps decoded pairs.
-    pub fn new(pairs: Vec<(String, String)>) -> Params {
-        Params { pairs }
+    /// Checks the request's size limits and wraps its decoded pairs.
+    pub fn new(pairs: Vec<(String, String)>) -> Result<Params, ApiError> {
+        if pairs.len() > MAX_PARAMS {
+            return Err(ApiError::too_many_items("the request", MAX_PARAMS));
+        }
+        for (k, v) in &pairs {
+            if k.len() > MAX_NAME_BYTES {
+                let shown: String = k.chars().take(40).collect();
+                return Err(ApiError::parameter_too_long(&format!("{shown}…"), MAX_NAME_BYTES));
+            }
+            if v.len() > MAX_VALUE_BYTES {
+                return Err(ApiError::parameter_too_long(k, MAX_VALUE_BYTES));
+            }
+        }
+        Ok(Params { pairs })
     }
 
     /// Every pair.
@@ -57,7 +82,7 @@ impl Params {
         }
     }
 
-    /// `Name.N` values ordered by N as a number (empty values skipped).
+    /// `Name.N` values ordered by N as a number (empty values skipped); at most [`MAX_ITEMS`].
     pub fn list(&self, name: &str) -> Result<Vec<String>, ApiError> {
         let prefix = format!("{name}.");
         let mut items: BTreeMap<u32, String> = BTreeMap::new();
@@ -66,6 +91,9 @@ impl Params {
                 let n: u32 = n.parse().map_err(|_| ApiError::invalid_parameter(k))?;
                 if !v.is_empty() {
                     items.entry(n).or_insert_with(|| v.clone());
+                }
+                if items.len() > MAX_ITEMS {
+                    return Err(ApiError::too_many_items(name, MAX_ITEMS));
                 }
             }
         }
@@ -87,8 +115,14 @@ impl Params {
         self.list(name)?.iter().map(|v| v.trim().parse().map_err(|_| ApiError::invalid_parameter(name))).collect()
     }
 
-    /// `Name.N.Field` objects ordered by N as a number; each is a field → value map.
+    /// `Name.N.Field` objects ordered by N as a number; each is a field → value map. At most
+    /// [`MAX_ITEMS`].
     pub fn objects(&self, name: &str) -> Result<Vec<BTreeMap<String, String>>, ApiError> {
+        self.objects_at_most(name, MAX_ITEMS)
+    }
+
+    /// [`Params::objects`], at most `max` of them (`TooManyItems` otherwise).
+    pub fn objects_at_most(&self, name: &str, max: usize) -> Result<Vec<BTreeMap<String, String>>, ApiError> {
         let prefix = format!("{name}.");
         let mut items: BTreeMap<u32, BTreeMap<String, String>> = BTreeMap::new();
         for (k, v) in &self.pairs {
@@ -96,6 +130,9 @@ impl Params {
                 let (n, field) = rest.split_once('.').ok_or_else(|| ApiError::invalid_parameter(k))?;
                 let n: u32 = n.parse().map_err(|_| ApiError::invalid_parameter(k))?;
                 items.entry(n).or_default().entry(field.to_string()).or_insert_with(|| v.clone());
+                if items.len() > max {
+                    return Err(ApiError::too_many_items(name, max));
+                }
             }
         }
         Ok(items.into_values().collect())
@@ -128,9 +165,31 @@ mod tests {
     use super::*;
     use crate::encoding::form_decode;
 
+    impl Params {
+        fn new_unchecked(pairs: Vec<(String, String)>) -> Params {
+            Params::new(pairs).unwrap()
+        }
+    }
+
+    #[test]
+    fn sizes_are_capped_before_anything_is_built() {
+        let long = "x".repeat(MAX_VALUE_BYTES + 1);
+        let e = Params::new(vec![("InstanceIdKey".into(), long)]).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "ParameterTooLong"));
+        assert!(e.message.contains("InstanceIdKey"));
+        let many: Vec<(String, String)> =
+            (1..=MAX_ITEMS + 1).map(|n| (format!("OperationTaskInstances.{n}.InstanceId"), "i".into())).collect();
+        let p = Params::new(many).unwrap();
+        assert_eq!(p.objects("OperationTaskInstances").unwrap_err().code, "TooManyItems");
+        assert_eq!(p.objects_at_most("OperationTaskInstances", 10).unwrap_err().code, "TooManyItems");
+        let list: Vec<(String, String)> =
+            (1..=MAX_ITEMS + 1).map(|n| (format!("InstanceIds.{n}"), "i".into())).collect();
+        assert_eq!(Params::new(list).unwrap().list("InstanceIds").unwrap_err().code, "TooManyItems");
+    }
+
     #[test]
     fn flat_arrays_decode_by_number_with_gaps() {
-        let p = Params::new(form_decode(
+        let p = Params::new_unchecked(form_decode(
             "CheckIds.10=10&CheckIds.2=2&CheckIds.1=1&X.3.InstanceId=c&X.1.InstanceId=a&X.1.Vendor=0&Flag=True&Off=false",
         ));
         assert_eq!(p.int_list("CheckIds").unwrap(), vec![1, 2, 10]);
@@ -146,14 +205,14 @@ mod tests {
 
     #[test]
     fn malformed_values_name_the_parameter() {
-        let p = Params::new(form_decode("CheckId=abc&CheckIds.x=1&Flag=yes&PageSize=0"));
+        let p = Params::new_unchecked(form_decode("CheckId=abc&CheckIds.x=1&Flag=yes&PageSize=0"));
         assert_eq!(p.int("CheckId").unwrap_err().message, "The specified parameter \"CheckId\" is not valid.");
         assert_eq!(p.int_list("CheckIds").unwrap_err().code, "InvalidParameter");
         assert_eq!(p.bool("Flag").unwrap_err().code, "InvalidParameter");
         assert_eq!(p.page(20, 100).unwrap_err().message, "The specified parameter \"PageSize\" is not valid.");
         assert_eq!(p.required("Type").unwrap_err().code, "MissingParameter");
-        let big = Params::new(form_decode("PageSize=5000&CurrentPage=9223372036854775807"));
+        let big = Params::new_unchecked(form_decode("PageSize=5000&CurrentPage=9223372036854775807"));
         assert_eq!(big.page(20, 100).unwrap_err().code, "InvalidParameter");
-        assert_eq!(Params::new(form_decode("PageSize=5000")).page(20, 100).unwrap(), (1, 100, 0));
+        assert_eq!(Params::new_unchecked(form_decode("PageSize=5000")).page(20, 100).unwrap(), (1, 100, 0));
     }
 }

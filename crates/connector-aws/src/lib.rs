@@ -244,6 +244,14 @@ impl Connector for AwsConnector {
         self.kind.name()
     }
 
+    /// The one aspect the steps change (several aspects, or an unknown step: the whole resource).
+    fn scope(&self, steps: &[Step]) -> String {
+        match self.aspects(steps).as_deref() {
+            Ok([aspect]) => format!("aspect:{aspect}"),
+            _ => connectors::WHOLE_INSTANCE.to_string(),
+        }
+    }
+
     fn fetch(&self, target: &Target) -> Result<Document, ConnectorError> {
         let c = self.clients(target)?;
         self.aws.block_on(self.kind.document(&c, &target.instance_id)).map_err(|e| e.during("FetchError"))

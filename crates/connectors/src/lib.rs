@@ -11,6 +11,10 @@ use model::{Document, Snapshot, Step};
 
 pub use cloud::{CloudAsset, CloudCredentials, CloudIdentity, CloudProvider, Discovery};
 
+/// The scope of a change that may touch anything on its instance: it is serialised with every
+/// other change of the instance.
+pub const WHOLE_INSTANCE: &str = "*";
+
 /// The instance a connector works on, as the store knows it.
 #[derive(Clone, Debug, Default)]
 pub struct Target {
@@ -67,6 +71,15 @@ impl std::error::Error for ConnectorError {}
 pub trait Connector: Send + Sync {
     /// The asset kind (`host`), matched against check items' `asset`.
     fn kind(&self) -> &'static str;
+
+    /// What `steps` change on one instance, as a serialisation key: two tasks on the same
+    /// instance whose scopes are equal (or either is [`WHOLE_INSTANCE`]) never run together, and
+    /// a rollback is refused while a later change of the same scope stands. Decided from the
+    /// steps alone (no I/O), so it is known when a task is submitted.
+    fn scope(&self, steps: &[Step]) -> String {
+        let _ = steps;
+        WHOLE_INSTANCE.to_string()
+    }
 
     /// Reads the configuration into a normalised document.
     fn fetch(&self, target: &Target) -> Result<Document, ConnectorError>;

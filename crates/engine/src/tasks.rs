@@ -115,6 +115,8 @@ impl Engine {
             status = next;
         }
         tracing::info!(status = %status, "task finished");
+        // Its end may have released tasks waiting for the same files.
+        self.wake();
         Ok(())
     }
 
@@ -180,7 +182,22 @@ impl Engine {
                 }
                 Err(e) => self.fail(ctx.claimed, status, &e),
             },
-            RollBackInit => move_to(RollBacking, Transition::default()),
+            RollBackInit => {
+                // Submission refused this rollback while a later change of the same file stood;
+                // one queued ahead of it may since have failed to be rolled back.
+                let repair = task.repair_task_id.as_deref().unwrap_or_default();
+                match self.store.standing_change_after(repair, &task.id)? {
+                    Some(newer) => self.fail(
+                        ctx.claimed,
+                        status,
+                        &ConnectorError::new(
+                            "RollbackNotLatest",
+                            format!("the later repair {newer} of the same files still stands; roll it back first"),
+                        ),
+                    ),
+                    None => move_to(RollBacking, Transition::default()),
+                }
+            }
             RollBacking => {
                 let snap = match self.snapshot_of(task)? {
                     Ok(snap) => snap,

@@ -76,6 +76,7 @@ fn submit(f: &Fixture, kind: TaskType, repair: Option<&str>) -> String {
                     params: "[]".into(),
                 }],
                 selection: None,
+                scope: "file:/etc/ssh/sshd_config".into(),
             },
         )
         .unwrap();
@@ -89,7 +90,7 @@ fn sshd(root: &Path) -> String {
 #[test]
 fn repair_verify_rollback_walks_every_status_and_restores_the_bytes() {
     let f = fixture();
-    let engine = engine_with(&f.store, Arc::new(HostConnector), 30_000);
+    let engine = engine_with(&f.store, Arc::new(HostConnector::default()), 30_000);
     let repair = submit(&f, TaskType::Repair, None);
     engine.drain();
     let t = f.store.get_task(&f.account, &repair).unwrap().unwrap();
@@ -131,10 +132,10 @@ struct Faulty {
 
 impl Faulty {
     fn crashing() -> Arc<Faulty> {
-        Arc::new(Faulty { inner: HostConnector, crash: AtomicBool::new(true), unreachable: 0.into() })
+        Arc::new(Faulty { inner: HostConnector::default(), crash: AtomicBool::new(true), unreachable: 0.into() })
     }
     fn unreachable(times: usize) -> Arc<Faulty> {
-        Arc::new(Faulty { inner: HostConnector, crash: AtomicBool::new(false), unreachable: times.into() })
+        Arc::new(Faulty { inner: HostConnector::default(), crash: AtomicBool::new(false), unreachable: times.into() })
     }
 }
 
@@ -180,7 +181,7 @@ fn a_crash_mid_repair_is_resumed_from_the_first_snapshot_after_the_lease_expires
     assert!(sshd(&f.root).contains("PermitRootLogin no"));
 
     // While the dead worker's lease runs, nobody takes the task.
-    let healthy = engine_with(&f.store, Arc::new(HostConnector), 30_000);
+    let healthy = engine_with(&f.store, Arc::new(HostConnector::default()), 30_000);
     assert!(!healthy.work_once());
     std::thread::sleep(Duration::from_millis(250));
     healthy.drain();
@@ -216,7 +217,7 @@ fn a_task_that_keeps_crashing_is_failed_and_its_half_change_undone() {
 #[test]
 fn a_vanished_instance_fails_cleanly_and_is_marked_freed() {
     let f = fixture();
-    let engine = engine_with(&f.store, Arc::new(HostConnector), 30_000);
+    let engine = engine_with(&f.store, Arc::new(HostConnector::default()), 30_000);
     std::fs::remove_dir_all(&f.root).unwrap();
     let repair = submit(&f, TaskType::Repair, None);
     engine.drain();

@@ -40,6 +40,12 @@ impl ApiError {
             format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."),
         )
     }
+    pub fn parameter_too_long(name: &str, max: usize) -> Self {
+        e(400, "ParameterTooLong", format!("The parameter \"{name}\" is longer than {max} bytes."))
+    }
+    pub fn too_many_items(name: &str, max: usize) -> Self {
+        e(400, "TooManyItems", format!("The parameter \"{name}\" has more than {max} entries."))
+    }
     pub fn invalid_parameter(name: &str) -> Self {
         e(400, "InvalidParameter", format!("The specified parameter \"{name}\" is not valid."))
     }
@@ -158,6 +164,9 @@ impl ApiError {
             format!("The repair parameter {name} is required and was not given."),
         )
     }
+    pub fn param_meaning(name: &str, why: &str) -> Self {
+        e(400, format!("ErrorParamFormat.{name}"), format!("The repair parameter {name} is refused: {why}."))
+    }
     pub fn param_format(name: &str) -> Self {
         e(
             400,
@@ -208,8 +217,8 @@ impl ApiError {
     pub fn cloud_account_not_found(auth_id: &str) -> Self {
         e(404, "CloudAccountNotFound", format!("The cloud account {auth_id} does not exist."))
     }
-    pub fn rollback_not_latest(task_id: &str) -> Self {
-        e(400, "RollbackNotLatest", format!("The repair task {task_id} is not the latest repair of this check item on this instance; roll back the later one first."))
+    pub fn rollback_not_latest(task_id: &str, newer: &str) -> Self {
+        e(400, "RollbackNotLatest", format!("The repair task {task_id} is not the latest change of the files (or cloud aspect) it changed on this instance: the later repair {newer} still stands. Roll back {newer} first (or let it finish)."))
     }
 }
 

@@ -98,7 +98,43 @@ pub enum ParamError {
     Missing(String),
     /// The value does not match the type, or the name is not a parameter the caller may set.
     Format(String),
+    /// The value has the right form but would defeat the repair (name, why).
+    Meaning(String, String),
 }
+
+/// Why a value was refused by its type.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Not of the type's form.
+    Form,
+    /// Of the right form, but it would leave the asset exposed; says why.
+    Meaning(String),
+}
+
+/// Addresses a service must not be bound to by a repair meant to stop exposing it: every
+/// address (`0.0.0.0`, `::`, and `::ffff:0.0.0.0`, which Linux treats as the IPv4 any
+/// address), broadcast, and multicast (a TCP service cannot listen there: the repair would
+/// verify and the service fail to start).
+fn exposing_address(ip: IpAddr) -> Option<&'static str> {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    if ip.is_unspecified() {
+        Some("is the unspecified address: the service would listen on every interface")
+    } else if ip.is_multicast() {
+        Some("is a multicast address: a TCP service cannot listen on it")
+    } else if matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()) {
+        Some("is the broadcast address")
+    } else {
+        None
+    }
+}
+
+/// Shortest prefix accepted for a CIDR that lets sources in: anything wider is a sizable share
+/// of the Internet, which is what the repairs that take a CIDR exist to close.
+const MIN_PREFIX_V4: u8 = 8;
+const MIN_PREFIX_V6: u8 = 16;
 
 impl ParamType {
     /// The `TypeDefine` JSON string.
@@ -133,20 +169,68 @@ impl ParamType {
     /// Whether `value` is a valid value of this type. Returns the canonical spelling
     /// (e.g. a number without leading zeros).
     pub fn check(&self, value: &str) -> Option<String> {
+        self.check_meaning(value).ok()
+    }
+
+    /// Checks `value` for form and for meaning: the addresses and ranges these types carry are
+    /// where a repair binds a service or lets sources in, so a value that would leave the
+    /// asset as exposed as before (or more) is refused with the reason, even though it parses.
+    /// A CIDR with host bits set (`10.0.0.1/8`) is refused, naming the network it may have
+    /// meant, rather than silently widened.
+    pub fn check_meaning(&self, value: &str) -> Result<String, Refused> {
         if value.is_empty() || value.len() > 1024 || value.chars().any(char::is_control) {
-            return None;
+            return Err(Refused::Form);
         }
+        let meaning = |value: &str, why: &str| Refused::Meaning(format!("{value} {why}"));
         match self {
-            ParamType::Ip => value.parse::<IpAddr>().ok().map(|ip| ip.to_string()),
-            ParamType::Port => parse_port(value).map(|p| p.to_string()),
-            ParamType::IpPort => value.parse::<SocketAddr>().ok().filter(|a| a.port() != 0).map(|a| a.to_string()),
-            ParamType::Cidr => {
-                let (ip, prefix) = value.split_once('/')?;
-                let ip: IpAddr = ip.parse().ok()?;
-                let prefix: u8 = prefix.parse().ok()?;
-                let max = if ip.is_ipv4() { 32 } else { 128 };
-                (prefix <= max).then(|| format!("{ip}/{prefix}"))
+            ParamType::Ip => {
+                let ip = value.parse::<IpAddr>().map_err(|_| Refused::Form)?;
+                match exposing_address(ip) {
+                    Some(why) => Err(meaning(value, why)),
+                    None => Ok(ip.to_string()),
+                }
             }
+            ParamType::IpPort => {
+                let a = value.parse::<SocketAddr>().ok().filter(|a| a.port() != 0).ok_or(Refused::Form)?;
+                match exposing_address(a.ip()) {
+                    Some(why) => Err(meaning(value, why)),
+                    None => Ok(a.to_string()),
+                }
+            }
+            ParamType::Cidr => {
+                let (ip, prefix) = value.split_once('/').ok_or(Refused::Form)?;
+                let ip: IpAddr = ip.parse().map_err(|_| Refused::Form)?;
+                if !prefix.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(Refused::Form);
+                }
+                let prefix: u8 = prefix.parse().map_err(|_| Refused::Form)?;
+                let (max, min) = if ip.is_ipv4() { (32, MIN_PREFIX_V4) } else { (128, MIN_PREFIX_V6) };
+                if prefix > max {
+                    return Err(Refused::Form);
+                }
+                if prefix < min {
+                    return Err(meaning(
+                        value,
+                        &format!("opens to too much of the Internet (a prefix of at least /{min} is required)"),
+                    ));
+                }
+                let network = network_of(ip, prefix);
+                if network != ip {
+                    return Err(meaning(value, &format!("has host bits set; the network is {network}/{prefix}")));
+                }
+                if ip.is_multicast() || matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()) {
+                    return Err(meaning(value, "is not a range of sources"));
+                }
+                Ok(format!("{ip}/{prefix}"))
+            }
+            ParamType::Port => parse_port(value).map(|p| p.to_string()).ok_or(Refused::Form),
+            other => other.check_plain(value).ok_or(Refused::Form),
+        }
+    }
+
+    fn check_plain(&self, value: &str) -> Option<String> {
+        match self {
+            ParamType::Ip | ParamType::IpPort | ParamType::Cidr | ParamType::Port => None,
             ParamType::Number { range } => {
                 if !value.bytes().enumerate().all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'-')) {
                     return None;
@@ -163,6 +247,20 @@ impl ParamType {
                 let re = regex_lite::Regex::new(&format!("^(?:{pattern})$")).ok()?;
                 re.is_match(value).then(|| value.to_string())
             }
+        }
+    }
+}
+
+/// The network address of `ip` with `prefix` bits.
+fn network_of(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+            IpAddr::V4((u32::from(v4) & mask).into())
+        }
+        IpAddr::V6(v6) => {
+            let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+            IpAddr::V6((u128::from(v6) & mask).into())
         }
     }
 }
@@ -206,7 +304,10 @@ pub fn resolve(specs: &[ParamSpec], given: &[(String, String)]) -> Result<Vec<(S
         let value = given.iter().rev().find(|(n, _)| n == &spec.name).map(|(_, v)| v);
         match value {
             Some(v) if !v.is_empty() => {
-                let canon = spec.kind.check(v).ok_or_else(|| ParamError::Format(spec.name.clone()))?;
+                let canon = spec.kind.check_meaning(v).map_err(|e| match e {
+                    Refused::Form => ParamError::Format(spec.name.clone()),
+                    Refused::Meaning(why) => ParamError::Meaning(spec.name.clone(), why),
+                })?;
                 out.push((spec.name.clone(), canon));
             }
             _ if spec.required => return Err(ParamError::Missing(spec.name.clone())),
@@ -238,14 +339,18 @@ mod tests {
     #[test]
     fn each_type_accepts_its_format_and_nothing_else() {
         let cases: Vec<(ParamType, &[&str], &[&str])> = vec![
-            (ParamType::Ip, &["10.0.0.1", "::1"], &["10.0.0.256", "host", "1.2.3.4:5", " 1.2.3.4"]),
+            (ParamType::Ip, &["10.0.0.1", "::1"], &["10.0.0.256", "host", "1.2.3.4:5", " 1.2.3.4", "0.0.0.0", "::"]),
             (ParamType::Port, &["1", "6379", "65535"], &["0", "65536", "-1", "+22", "22a"]),
             (
                 ParamType::IpPort,
                 &["127.0.0.1:6379", "[::1]:22"],
                 &["127.0.0.1", "1.2.3.4:0", "1.2.3.4:70000", "::1:22"],
             ),
-            (ParamType::Cidr, &["10.0.0.0/8", "::/0"], &["10.0.0.0/33", "10.0.0.0", "x/8"]),
+            (
+                ParamType::Cidr,
+                &["10.0.0.0/8", "2001:db8::/32", "203.0.113.7/32"],
+                &["10.0.0.0/33", "10.0.0.0", "x/8", "10.0.0.0/+8"],
+            ),
             (ParamType::Number { range: [1, 10] }, &["1", "10"], &["0", "11", "1.5", "", "1e1"]),
             (ParamType::Enum { values: vec!["no".into(), "yes".into()] }, &["no"], &["No", "maybe"]),
             (ParamType::Bool, &["true", "false", "TRUE"], &["1", "yes", "", "true "]),
@@ -263,6 +368,33 @@ mod tests {
                 assert!(kind.check(v).is_none(), "{kind:?} should refuse {v:?}");
             }
         }
+    }
+
+    #[test]
+    fn values_that_would_leave_the_service_exposed_are_refused_with_the_reason() {
+        let meaning = |kind: ParamType, v: &str| match kind.check_meaning(v) {
+            Err(Refused::Meaning(why)) => why,
+            other => panic!("{v}: {other:?}"),
+        };
+        for v in [
+            "0.0.0.0:6379",
+            "[::]:6379",
+            "[::ffff:0.0.0.0]:6379",
+            "224.0.0.1:6379",
+            "[ff02::1]:6379",
+            "255.255.255.255:6379",
+        ] {
+            assert!(!meaning(ParamType::IpPort, v).is_empty(), "{v}");
+        }
+        assert!(meaning(ParamType::IpPort, "0.0.0.0:6379").contains("every interface"));
+        assert!(meaning(ParamType::Cidr, "0.0.0.0/0").contains("too much of the Internet"));
+        assert!(meaning(ParamType::Cidr, "::/0").contains("too much"));
+        assert!(meaning(ParamType::Cidr, "0.0.0.0/1").contains("too much"));
+        assert!(meaning(ParamType::Cidr, "10.0.0.1/8").contains("the network is 10.0.0.0/8"));
+        assert!(meaning(ParamType::Cidr, "2001:db8::1/32").contains("2001:db8::/32"));
+        assert!(meaning(ParamType::Cidr, "::ffff:0.0.0.0/96").contains("not a range"));
+        assert_eq!(ParamType::IpPort.check_meaning("127.0.0.1:6379"), Ok("127.0.0.1:6379".into()));
+        assert_eq!(ParamType::IpPort.check_meaning("nonsense"), Err(Refused::Form));
     }
 
     #[test]

@@ -66,7 +66,8 @@ wire_enum! {
         Init = "INIT",
         /// Processing failed before anything was changed.
         Fail = "FAIL",
-        /// Waiting: concurrency-limited (reserved; posture queues instead).
+        /// Waiting for an earlier change of the same file (or cloud aspect) of the instance to
+        /// finish; then it becomes `INIT` (a repair) or `ROLL_BACK_INIT` (a rollback).
         Throttling = "THROTTLING",
         /// Taking the snapshot.
         InBackup = "IN_BACKUP",
@@ -112,6 +113,8 @@ impl TaskStatus {
         use TaskStatus::*;
         match self {
             Init => &[InBackup, Fail],
+            // A queued task is released by the store when the change before it ends.
+            Throttling => &[Init, RollBackInit],
             InBackup => &[BackedUp, BackupFail],
             BackedUp => &[Repairing, RepairFail],
             Repairing => &[RepairSuccess, RepairFail],
@@ -130,7 +133,6 @@ impl TaskStatus {
             | RollBackFail
             | RollBackUnverified
             | RollBackVerified
-            | Throttling
             | RepairReExecute => &[],
         }
     }
@@ -166,6 +168,11 @@ impl TaskStatus {
             TaskType::Repair => TaskStatus::Init,
             TaskType::Rollback => TaskStatus::RollBackInit,
         }
+    }
+
+    /// Whether a worker may lease a task in this status (unfinished and not queued).
+    pub fn is_claimable(self) -> bool {
+        !self.is_terminal() && self != TaskStatus::Throttling
     }
 
     /// Whether a repair task in this status changed the configuration and so can be rolled back.
@@ -212,6 +219,8 @@ mod tests {
     const ALLOWED: &[(TaskStatus, TaskStatus)] = &[
         (Init, InBackup),
         (Init, Fail),
+        (Throttling, Init),
+        (Throttling, RollBackInit),
         (InBackup, BackedUp),
         (InBackup, BackupFail),
         (BackedUp, Repairing),
@@ -247,7 +256,7 @@ mod tests {
             }
         }
         // Every non-terminal status that a task can enter reaches a terminal status.
-        for start in [Init, RollBackInit] {
+        for start in [Init, RollBackInit, Throttling] {
             let mut seen = vec![start];
             let mut i = 0;
             while i < seen.len() {

@@ -5,6 +5,16 @@
 //! ```toml
 //! [connectors.aws]
 //! endpoint_url = "http://127.0.0.1:5000"   # moto, LocalStack; absent: AWS itself
+//!
+//! [connectors.host]
+//! max_file_bytes = 1048576    # a larger configuration file is refused (ConfigFileTooLarge)
+//! io_timeout_ms = 10000       # one call's file work; later: FileOperationTimeout, retried
+//!
+//! [http]
+//! max_connections = 1024      # at most; lowered to fit the process's file limit
+//! header_timeout_ms = 10000   # a request's head must arrive within this
+//! body_timeout_ms = 30000     # and its body within this
+//! idle_timeout_ms = 60000     # a keep-alive connection with no request is closed after this
 //! ```
 
 use std::path::Path;
@@ -17,6 +27,33 @@ use serde::Deserialize;
 pub struct Config {
     #[serde(default)]
     pub connectors: Connectors,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[http]`: limits of the HTTP server (see `api::http::Limits` for the defaults).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub max_connections: Option<usize>,
+    pub header_timeout_ms: Option<u64>,
+    pub body_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+}
+
+impl HttpConfig {
+    /// The limits, defaults filled in.
+    pub fn limits(&self) -> api::http::Limits {
+        let d = api::http::Limits::default();
+        let ms = |v: Option<u64>, default: std::time::Duration| v.map_or(default, std::time::Duration::from_millis);
+        api::http::Limits {
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            header_timeout: ms(self.header_timeout_ms, d.header_timeout),
+            body_timeout: ms(self.body_timeout_ms, d.body_timeout),
+            idle_timeout: ms(self.idle_timeout_ms, d.idle_timeout),
+            ..d
+        }
+    }
 }
 
 /// `[connectors.*]`.
@@ -25,6 +62,33 @@ pub struct Config {
 pub struct Connectors {
     #[serde(default)]
     pub aws: AwsConfig,
+    #[serde(default)]
+    pub host: HostConfig,
+}
+
+/// `[connectors.host]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Largest configuration file read or changed, in bytes.
+    pub max_file_bytes: Option<u64>,
+    /// Longest one call's file work may take, in milliseconds.
+    pub io_timeout_ms: Option<u64>,
+}
+
+impl HostConfig {
+    /// The host connector's settings, defaults filled in.
+    pub fn settings(&self) -> Result<connectors::host::HostSettings, String> {
+        let d = connectors::host::HostSettings::default();
+        let s = connectors::host::HostSettings {
+            max_file_bytes: self.max_file_bytes.unwrap_or(d.max_file_bytes),
+            io_timeout: self.io_timeout_ms.map_or(d.io_timeout, std::time::Duration::from_millis),
+        };
+        if s.max_file_bytes == 0 || s.io_timeout.is_zero() {
+            return Err("[connectors.host] max_file_bytes and io_timeout_ms must be above 0".into());
+        }
+        Ok(s)
+    }
 }
 
 /// `[connectors.aws]`.
@@ -50,6 +114,7 @@ impl Config {
         let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let config: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         config.connectors.aws.checked_endpoint(config.connectors.aws.endpoint_url.as_deref())?;
+        config.connectors.host.settings().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(config)
     }
 
@@ -89,5 +154,11 @@ mod tests {
         std::fs::write(&f, "[connectors.aws]\nendpoint_url = \"127.0.0.1:5055\"\n").unwrap();
         assert!(Config::load(Some(&f), dir.path()).unwrap_err().contains("http://"));
         assert!(Config::load(None, dir.path()).unwrap().connectors.aws.endpoint_url.is_none(), "no file: defaults");
+        std::fs::write(&f, "[connectors.host]\nmax_file_bytes = 4096\n[http]\nidle_timeout_ms = 500\n").unwrap();
+        let c = Config::load(Some(&f), dir.path()).unwrap();
+        assert_eq!(c.connectors.host.settings().unwrap().max_file_bytes, 4096);
+        assert_eq!(c.http.limits().idle_timeout, std::time::Duration::from_millis(500));
+        std::fs::write(&f, "[connectors.host]\nio_timeout_ms = 0\n").unwrap();
+        assert!(Config::load(Some(&f), dir.path()).unwrap_err().contains("above 0"));
     }
 }

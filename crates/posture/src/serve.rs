@@ -86,14 +86,16 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // The rename itself must be on disk before the file is recorded as delivered.
+    File::open(path.parent().unwrap_or(Path::new("."))).and_then(|d| d.sync_all())
 }
 
 type Plugins = (Vec<Arc<dyn Connector>>, Vec<Arc<dyn CloudProvider>>);
 
 /// The connectors and cloud providers this build has.
 fn connectors(config: &Config) -> Result<Plugins, String> {
-    let host: Arc<dyn Connector> = Arc::new(HostConnector);
+    let host: Arc<dyn Connector> = Arc::new(HostConnector::new(config.connectors.host.settings()?));
     #[cfg(feature = "aws")]
     {
         let endpoint = config.aws_endpoint()?;
@@ -152,6 +154,7 @@ fn try_run(args: Args) -> Result<(), String> {
         seed_demo(&store, &engine, &account, &args.data)?;
     }
     let _workers = engine.start(args.workers);
+    let http_limits = config.http.limits();
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
@@ -159,8 +162,7 @@ fn try_run(args: Args) -> Result<(), String> {
         let settings = api::ops::Settings { verify_interval_ms: args.verify_interval_secs.saturating_mul(1000) };
         let app = api::App::new(store, engine, settings);
         tracing::info!(listen = %args.listen, credentials = %args.data.join("credentials.json").display(), "posture is serving");
-        axum::serve(listener, api::gateway::router(app))
-            .with_graceful_shutdown(shutdown())
+        api::http::serve(listener, Arc::new(api::gateway::Gateway(app)), http_limits, shutdown())
             .await
             .map_err(|e| format!("server error: {e}"))
     })?;
@@ -178,11 +180,16 @@ async fn shutdown() {
     }
 }
 
-/// The admin account and its key, created on first start; credentials.json (0600) names them.
+/// The admin account and its key (created together, in one transaction, on the first start)
+/// and credentials.json (0600) naming them. The file is written after the key is committed and
+/// marked delivered only once it is in place, so a start interrupted anywhere leaves either
+/// nothing or a key whose file the next start writes; a file deleted after delivery on purpose
+/// is not written again.
 fn ensure_admin(store: &Store, data: &Path, listen: &SocketAddr) -> Result<String, String> {
     let path = data.join("credentials.json");
     let endpoint = listen.to_string();
-    if let Some(account) = store.first_account().map_err(|e| e.to_string())? {
+    let admin = store.admin().map_err(|e| format!("cannot create the admin account: {e}"))?;
+    if admin.delivered {
         // Keep the file's Endpoint in step with --listen.
         if let Ok(mut file) = std::fs::read_to_string(&path)
             .map_err(|_| ())
@@ -194,33 +201,44 @@ fn ensure_admin(store: &Store, data: &Path, listen: &SocketAddr) -> Result<Strin
                     .map_err(|e| e.to_string())?;
             }
         }
-        return Ok(account.id);
+        return Ok(admin.account.id);
     }
-    let account = store.create_account("admin").map_err(|e| e.to_string())?;
-    let key = store.create_key(&account.id, "Admin").map_err(|e| e.to_string())?;
     let file = CredentialsFile {
-        account_id: account.id.clone(),
-        access_key_id: key.id,
-        access_key_secret: key.secret,
+        account_id: admin.account.id.clone(),
+        access_key_id: admin.key.id,
+        access_key_secret: admin.key.secret,
         endpoint,
     };
     write_private(&path, &serde_json::to_string_pretty(&file).unwrap_or_default())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    tracing::info!(account = %account.id, credentials = %path.display(), "created the admin account and its AccessKey");
-    Ok(account.id)
+    store.mark(store::marks::CREDENTIALS_DELIVERED).map_err(|e| e.to_string())?;
+    tracing::info!(account = %admin.account.id, credentials = %path.display(), "created the admin account and its AccessKey");
+    Ok(admin.account.id)
 }
 
+/// Writes, registers and checks the demo fleet, once. Each part is idempotent and the whole is
+/// marked done only at its end, so a start interrupted halfway is completed by the next one.
 fn seed_demo(store: &Store, engine: &Engine, account: &str, data: &Path) -> Result<(), String> {
-    if !store.list_instances(account).map_err(|e| e.to_string())?.is_empty() {
+    if store.is_marked(store::marks::DEMO_SEEDED).map_err(|e| e.to_string())? {
         return Ok(());
     }
     let fleet = data.join("fleet");
+    let others = store
+        .list_instances(account)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .any(|i| !Path::new(&i.locator).starts_with(&fleet));
+    if others {
+        tracing::info!("the admin account already has instances of its own; the demo fleet is not added");
+        return store.mark(store::marks::DEMO_SEEDED).map_err(|e| e.to_string());
+    }
     let instances = crate::demo::build(&fleet).map_err(|e| format!("cannot write the demo fleet: {e}"))?;
     for i in &instances {
         store.upsert_instance(account, i).map_err(|e| e.to_string())?;
     }
     store.create_run(account, "CHECK_ALL", "", &[], &[]).map_err(|e| e.to_string())?;
     engine.drain();
+    store.mark(store::marks::DEMO_SEEDED).map_err(|e| e.to_string())?;
     tracing::info!(servers = instances.len(), fleet = %fleet.display(), "registered and checked the demo fleet");
     Ok(())
 }

@@ -251,7 +251,7 @@ fn every_misuse_has_its_own_code() {
 }
 
 #[test]
-fn rollback_refuses_to_undo_a_later_change_to_the_same_file() {
+fn rollbacks_of_one_file_go_latest_first_and_never_undo_an_outside_change() {
     let s = Server::start(&[]);
     let path = s.fleet(WEB01, "etc/ssh/sshd_config");
     let original = read(&path);
@@ -259,38 +259,39 @@ fn rollback_refuses_to_undo_a_later_change_to_the_same_file() {
     let x11 = one_task(&s, 1004, &repair(&s, "1004", WEB01, &[]));
     assert_eq!(x11["Status"], "REPAIR_SUCCESS_VERIFIED");
     let both = read(&path);
-    let root = s.ok(
-        "SubmitOperationTask",
-        &[
-            ("CheckId", "1001"),
-            ("Type", "ROLLBACK"),
-            ("OperationTaskInstances.1.InstanceId", WEB01),
-            ("OperationTaskInstances.1.TaskId", root_login["TaskId"].as_str().unwrap()),
-        ],
-    )["RootTaskId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let t = one_task(&s, 1001, &root);
+    let rollback = |check: &str, task: &Value| {
+        vec![
+            ("CheckId".to_string(), check.to_string()),
+            ("Type".into(), "ROLLBACK".into()),
+            ("OperationTaskInstances.1.InstanceId".into(), WEB01.into()),
+            ("OperationTaskInstances.1.TaskId".into(), task["TaskId"].as_str().unwrap().to_string()),
+        ]
+    };
+    let call = |v: Vec<(String, String)>| {
+        let refs: Vec<(&str, &str)> = v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        s.call("SubmitOperationTask", &refs)
+    };
+    // The older repair of the file is refused at once, naming the later one to undo first.
+    let r = call(rollback("1001", &root_login));
+    let v = r.json();
+    assert_eq!((r.status, v["Code"].as_str()), (400, Some("RollbackNotLatest")), "{}", r.body);
+    assert!(v["Message"].as_str().unwrap().contains(x11["TaskId"].as_str().unwrap()), "{}", r.body);
+    assert_eq!(read(&path), both, "nothing was touched");
+    // A change made outside posture after the repair is never undone: the rollback fails.
+    std::fs::write(&path, format!("{both}# edited by hand\n")).unwrap();
+    let r = call(rollback("1004", &x11));
+    let root = r.json()["RootTaskId"].as_str().unwrap().to_string();
+    let t = one_task(&s, 1004, &root);
     assert_eq!(
         (t["Status"].as_str(), t["ErrorCode"].as_str()),
         (Some("ROLL_BACK_FAIL"), Some("ConfigChangedSinceRepair"))
     );
-    assert_eq!(read(&path), both, "nothing was overwritten");
-    // Undo in reverse order and both come back, to the byte.
+    assert_eq!(read(&path), format!("{both}# edited by hand\n"), "the outside change is kept");
+    std::fs::write(&path, &both).unwrap();
+    // Latest first, both come back, to the byte.
     for (check, task) in [("1004", &x11), ("1001", &root_login)] {
-        let root = s.ok(
-            "SubmitOperationTask",
-            &[
-                ("CheckId", check),
-                ("Type", "ROLLBACK"),
-                ("OperationTaskInstances.1.InstanceId", WEB01),
-                ("OperationTaskInstances.1.TaskId", task["TaskId"].as_str().unwrap()),
-            ],
-        )["RootTaskId"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let r = call(rollback(check, task));
+        let root = r.json()["RootTaskId"].as_str().unwrap().to_string();
         assert_eq!(one_task(&s, check.parse().unwrap(), &root)["Status"], "ROLL_BACK_VERIFIED");
     }
     assert_eq!(read(&path), original);

@@ -11,10 +11,12 @@ mod accounts;
 mod cloud;
 mod idempotency;
 mod instances;
+mod nonces;
 mod results;
 mod runs;
 mod secrets;
 mod selections;
+mod service_state;
 mod tasks;
 mod whitelists;
 
@@ -32,6 +34,7 @@ pub use instances::{Instance, NewInstance};
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};
 pub use runs::{uuid_like, CheckRun, CheckRunDetail, DetailOutcome, RunFilter};
 pub use selections::{Criterion, Selection};
+pub use service_state::{marks, Admin};
 pub use tasks::{
     Claimed, InstanceMatch, NewTask, SelectionSource, Submission, SubmitOutcome, TaskFilter, TaskRow, Transition,
 };
@@ -54,6 +57,13 @@ pub enum StoreError {
     QuotaExhausted,
     /// A submission would create no task.
     NothingToDo,
+    /// A rollback of `repair` while a later change of the same scope (`newer`) still stands.
+    NotLatest {
+        /// The repair asked to be rolled back.
+        repair: String,
+        /// The later repair to roll back first (or to let finish).
+        newer: String,
+    },
     /// The database failed.
     Db(String),
 }
@@ -68,6 +78,7 @@ impl std::fmt::Display for StoreError {
             StoreError::UnknownInstance(id) => write!(f, "unknown instance {id}"),
             StoreError::QuotaExhausted => f.write_str("repair authorization exhausted"),
             StoreError::NothingToDo => f.write_str("nothing to do"),
+            StoreError::NotLatest { repair, newer } => write!(f, "{repair} is not the latest change: {newer} stands"),
             StoreError::Db(e) => write!(f, "database: {e}"),
         }
     }
@@ -103,6 +114,8 @@ pub struct Store {
     committer: Option<JoinHandle<()>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// The last minute for which aged-out nonce buckets were dropped.
+    nonce_pruned: std::sync::atomic::AtomicI64,
 }
 
 /// Most jobs one commit takes.
@@ -212,7 +225,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -247,6 +260,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         if version < 5 {
             c.execute_batch(&format!("{} PRAGMA user_version = 5;", include_str!("migration_5.sql")))?;
         }
+        if version < 6 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 6;", status_lists(include_str!("migration_6.sql"))))?;
+        }
         Ok(())
     })();
     c.execute_batch(if result.is_ok() { "COMMIT;" } else { "ROLLBACK;" })?;
@@ -254,9 +270,24 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
 }
 
 fn schema_sql() -> String {
-    let active: Vec<String> =
-        model::TaskStatus::ALL.iter().filter(|s| !s.is_terminal()).map(|s| format!("'{}'", s.as_str())).collect();
-    include_str!("schema.sql").replace("{ACTIVE}", &active.join(", "))
+    status_lists(include_str!("schema.sql"))
+}
+
+/// The SQL list of the statuses for which `keep` holds: `'INIT', 'IN_BACKUP', …`.
+pub(crate) fn status_list(keep: impl Fn(model::TaskStatus) -> bool) -> String {
+    model::TaskStatus::ALL
+        .iter()
+        .filter(|s| keep(**s))
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Replaces `{ACTIVE}` (unfinished tasks) and `{CLAIMABLE}` (unfinished and not waiting) with
+/// their status lists, taken from `model::TaskStatus`.
+fn status_lists(sql: &str) -> String {
+    sql.replace("{ACTIVE}", &status_list(|s| !s.is_terminal()))
+        .replace("{CLAIMABLE}", &status_list(|s| s.is_claimable()))
 }
 
 impl Store {
@@ -296,6 +327,7 @@ impl Store {
             committer: Some(committer),
             readers,
             next_reader: AtomicUsize::new(0),
+            nonce_pruned: std::sync::atomic::AtomicI64::new(0),
         })
     }
 

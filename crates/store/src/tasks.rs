@@ -35,6 +35,9 @@ pub struct Submission {
     pub tasks: Vec<NewTask>,
     /// REPAIR only: every instance of a selection too (whitelisted ones skipped).
     pub selection: Option<SelectionSource>,
+    /// What the repair changes on each instance (the connector's scope of its steps). A
+    /// rollback takes its repair's scope instead.
+    pub scope: String,
 }
 
 /// The instances of a selection that a submission adds, all with the same parameters.
@@ -59,15 +62,65 @@ pub enum SubmitOutcome {
     QuotaExhausted,
 }
 
-/// The latest applied, not rolled-back repair of (account, check, instance).
-const LATEST_APPLIED_REPAIR: &str = "SELECT t.id FROM tasks t
-                 WHERE t.account_id = ? AND t.check_id = ? AND t.instance_pk = ? AND t.type = 'REPAIR'
-                   AND t.status IN ('REPAIR_SUCCESS_VERIFIED', 'REPAIR_SUCCESS_UNVERIFIED')
-                   AND NOT EXISTS (SELECT 1 FROM tasks r WHERE r.repair_task_id = t.id AND r.type = 'ROLLBACK'
-                                   -- the partial index's own term, so SQLite uses it (else: a scan per call)
-                                   AND r.status <> 'ROLL_BACK_FAIL'
-                                   AND r.status IN ('ROLL_BACK_VERIFIED', 'ROLL_BACK_UNVERIFIED'))
-                 ORDER BY t.rowid DESC LIMIT 1";
+/// Whether the tasks `a` and `b` may touch the same thing on their instance (the same scope, or
+/// either one the whole instance).
+macro_rules! overlap {
+    ($a:literal, $b:literal) => {
+        concat!("(", $a, ".scope = ", $b, ".scope OR ", $a, ".scope = '*' OR ", $b, ".scope = '*')")
+    };
+}
+
+/// The latest change of the same scope after repair `?1` (and before task `?2`, the rollback,
+/// when it exists) that still stands, on the same instance: a repair that is unfinished, or
+/// applied and neither rolled back nor being rolled back. While one exists, restoring `?1`'s
+/// snapshot would undo (or race) it, so the rollback of `?1` is refused, naming it.
+const STANDING_CHANGE_AFTER: &str = concat!(
+    "SELECT n.id FROM tasks r JOIN tasks n ON n.instance_pk = r.instance_pk AND n.rowid > r.rowid
+     WHERE r.id = ?1 AND n.rowid < COALESCE((SELECT rowid FROM tasks WHERE id = ?2), 9223372036854775807)
+       AND n.type = 'REPAIR' AND ",
+    overlap!("n", "r"),
+    " AND (n.status IN ({ACTIVE})
+            OR (n.status IN ('REPAIR_SUCCESS_VERIFIED', 'REPAIR_SUCCESS_UNVERIFIED')
+                AND NOT EXISTS (SELECT 1 FROM tasks b WHERE b.repair_task_id = n.id AND b.type = 'ROLLBACK'
+                                AND b.status <> 'ROLL_BACK_FAIL')))
+     ORDER BY n.rowid DESC LIMIT 1"
+);
+
+/// Whether an unfinished task of instance `?1` may touch scope `?2` (a new task then waits).
+const BUSY: &str = "SELECT EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = ?1 AND x.status IN ({ACTIVE})
+                     AND (x.scope = ?2 OR x.scope = '*' OR ?2 = '*'))";
+
+/// Releases the waiting tasks of instance `?1` that no earlier unfinished task overlaps: they
+/// go to their type's initial status, in the same transaction as the change that ended.
+const RELEASE_WAITING: &str = concat!(
+    "UPDATE tasks SET status = CASE type WHEN 'ROLLBACK' THEN 'ROLL_BACK_INIT' ELSE 'INIT' END, updated_ms = ?2
+     WHERE instance_pk = ?1 AND status = 'THROTTLING'
+       AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.instance_pk = tasks.instance_pk AND o.rowid < tasks.rowid
+                       AND o.status IN ({ACTIVE}) AND ",
+    overlap!("o", "tasks"),
+    ")
+     RETURNING id, status"
+);
+
+/// `sql` with `{ACTIVE}` filled in (the unfinished statuses).
+fn with_active(sql: &str) -> String {
+    sql.replace("{ACTIVE}", &active_list())
+}
+
+/// The change of the same scope after `repair_task_id` (and before `rollback_task_id`) that
+/// still stands, if any.
+fn standing_change_after(c: &Connection, repair_task_id: &str, rollback_task_id: &str) -> Result<Option<String>> {
+    Ok(c.prepare_cached(&with_active(STANDING_CHANGE_AFTER))?
+        .query_row([repair_task_id, rollback_task_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// The initial status of a new task on instance `pk` touching `scope`: its type's own, or
+/// THROTTLING while an earlier unfinished change of the instance may touch the same thing.
+fn initial_status(c: &Connection, kind: TaskType, pk: i64, scope: &str) -> Result<TaskStatus> {
+    let busy: bool = c.prepare_cached(&with_active(BUSY))?.query_row(params![pk, scope], |r| r.get(0))?;
+    Ok(if busy { TaskStatus::Throttling } else { TaskStatus::initial(kind) })
+}
 
 /// Repair tasks that count against the authorization: every one but those that changed nothing.
 const COUNTED_REPAIRS: &str = "type = 'REPAIR' AND status NOT IN ('FAIL', 'BACKUP_FAIL', 'REPAIR_FAIL')";
@@ -192,12 +245,7 @@ fn select_tasks() -> String {
 }
 
 fn active_list() -> String {
-    TaskStatus::ALL
-        .iter()
-        .filter(|s| !s.is_terminal())
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    crate::status_list(|s| !s.is_terminal())
 }
 
 fn get_task_in(c: &Connection, account_id: &str, id: &str) -> Result<Option<TaskRow>> {
@@ -229,14 +277,29 @@ impl Store {
                 params![s.root_id, account_id, s.check_id, s.kind.as_str(), s.dimension.as_str(), now],
             )?;
             let mut ins = tx.prepare_cached(
-                "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, repair_task_id, params, created_ms, updated_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, repair_task_id, params, scope, created_ms, updated_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )?;
             let mut created = 0i64;
             for t in &s.tasks {
+                let scope = match (&t.repair_task_id, s.kind) {
+                    (Some(repair), TaskType::Rollback) => {
+                        // Decided here, in the transaction that writes the rollback, so no
+                        // later change can slip in between the check and the write.
+                        if let Some(newer) = standing_change_after(tx, repair, &t.id)? {
+                            return Err(StoreError::NotLatest { repair: repair.clone(), newer });
+                        }
+                        tx.prepare_cached("SELECT scope FROM tasks WHERE id = ?")?
+                            .query_row([repair], |r| r.get(0))
+                            .optional()?
+                            .unwrap_or_else(|| s.scope.clone())
+                    }
+                    _ => s.scope.clone(),
+                };
+                let status = initial_status(tx, s.kind, t.instance_pk, &scope)?;
                 created += ins.execute(params![
                     t.id, s.root_id, account_id, s.check_id, t.instance_pk, s.kind.as_str(), status.as_str(),
-                    t.repair_task_id, t.params, now, now
+                    t.repair_task_id, t.params, scope, now, now
                 ])? as i64;
             }
             if let (Some(src), true) = (&s.selection, repair) {
@@ -244,7 +307,8 @@ impl Store {
                 let (from, sel_args) = selected_instances(&account_id, &src.selection);
                 let mut args: Vec<Value> = vec![
                     s.root_id.clone().into(), account_id.to_string().into(), s.check_id.into(),
-                    status.as_str().to_string().into(), src.params.clone().into(), now.into(), now.into(),
+                    s.scope.clone().into(), s.scope.clone().into(), status.as_str().to_string().into(),
+                    src.params.clone().into(), s.scope.clone().into(), now.into(), now.into(),
                 ];
                 args.extend(sel_args);
                 args.push(src.connector.clone().into());
@@ -268,10 +332,16 @@ impl Store {
                 } else {
                     String::new()
                 };
+                // An instance with an unfinished change of the same scope waits (THROTTLING).
+                let active = active_list();
                 created += tx.execute(
                     &format!(
-                        "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, params, created_ms, updated_ms)
-                         SELECT printf('%012x', {now}) || lower(hex(randomblob(10))), ?, ?, ?, i.pk, 'REPAIR', ?, ?, ?, ?{from}
+                        "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, params, scope, created_ms, updated_ms)
+                         SELECT printf('%012x', {now}) || lower(hex(randomblob(10))), ?, ?, ?, i.pk, 'REPAIR',
+                                CASE WHEN EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = i.pk AND x.status IN ({active})
+                                                  AND (x.scope = ? OR x.scope = '*' OR ? = '*'))
+                                     THEN 'THROTTLING' ELSE ? END,
+                                ?, ?, ?, ?{from}
                            AND i.connector = ? {listed} {skip_whitelisted}"
                     ),
                     params_from_iter(args),
@@ -383,13 +453,12 @@ impl Store {
         })
     }
 
-    /// The latest repair of a check item on an instance that changed the configuration and has
-    /// not been rolled back: the only one a rollback may undo without clobbering a later one.
-    pub fn latest_applied_repair(&self, account_id: &str, check_id: i64, instance_pk: i64) -> Result<Option<String>> {
-        self.read(|c| {
-            Ok(c.query_row(LATEST_APPLIED_REPAIR, params![account_id, check_id, instance_pk], |r| r.get(0))
-                .optional()?)
-        })
+    /// The latest change of the same scope after a repair, and ahead of its rollback in the
+    /// queue, that still stands: a rollback is refused at submission while one exists, and a
+    /// queued rollback checks again before it restores anything (the change ahead of it may
+    /// have failed to be rolled back).
+    pub fn standing_change_after(&self, repair_task_id: &str, rollback_task_id: &str) -> Result<Option<String>> {
+        self.read(|c| standing_change_after(c, repair_task_id, rollback_task_id))
     }
 
     /// Whether a repair has a rollback that is done or under way.
@@ -414,7 +483,7 @@ impl Store {
             "UPDATE tasks SET lease_until_ms = ?1 + ?2, fence = fence + 1, attempts = attempts + 1
              WHERE rowid = (SELECT rowid FROM tasks INDEXED BY tasks_due WHERE status IN ({}) AND lease_until_ms < ?1 ORDER BY lease_until_ms, rowid LIMIT 1)
              RETURNING id, account_id, fence",
-            active_list()
+            crate::status_list(TaskStatus::is_claimable)
         );
         self.write(move |tx| {
             let got: Option<(String, String, i64)> =
@@ -449,8 +518,18 @@ impl Store {
             if n == 0 {
                 return Err(StoreError::LeaseLost);
             }
-            tx.prepare_cached("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, ?, ?)")?
-                .execute(params![t.id, to.as_str(), now])?;
+            let mut event = tx.prepare_cached("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, ?, ?)")?;
+            event.execute(params![t.id, to.as_str(), now])?;
+            if to.is_terminal() {
+                // The change is over: the tasks waiting for it (and for nothing else) may go.
+                let released: Vec<(String, String)> = tx
+                    .prepare_cached(&with_active(RELEASE_WAITING))?
+                    .query_map(params![t.instance.pk, now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for (id, status) in released {
+                    event.execute(params![id, status, now])?;
+                }
+            }
             if matches!(to, TaskStatus::Fail | TaskStatus::BackupFail | TaskStatus::RepairFail) {
                 // A repair that changed nothing gives its authorization back.
                 tx.prepare_cached("UPDATE accounts SET repairs_used = repairs_used - 1 WHERE id = ?")?.execute([&t.account_id])?;
@@ -570,7 +649,128 @@ mod tests {
                 params: "[]".into(),
             }],
             selection: None,
+            scope: "file:/etc/ssh/sshd_config".into(),
         }
+    }
+
+    fn scoped(pk: i64, check_id: i64, scope: &str) -> Submission {
+        Submission { check_id, scope: scope.into(), ..submission(pk, TaskType::Repair, None) }
+    }
+
+    /// Drives a claimed task along `path` (from its current status).
+    fn drive(s: &Store, claimed: &Claimed, path: &[TaskStatus]) {
+        let mut at = claimed.task.status;
+        for &to in path {
+            s.transition(claimed, at, to, Transition::default()).unwrap();
+            at = to;
+        }
+    }
+
+    const APPLIED: [TaskStatus; 6] = [
+        TaskStatus::InBackup,
+        TaskStatus::BackedUp,
+        TaskStatus::Repairing,
+        TaskStatus::RepairSuccess,
+        TaskStatus::RepairSuccessVerifying,
+        TaskStatus::RepairSuccessVerified,
+    ];
+
+    fn status_of(s: &Store, acct: &str, sub: &Submission) -> TaskStatus {
+        s.get_task(acct, &sub.tasks[0].id).unwrap().unwrap().status
+    }
+
+    #[test]
+    fn changes_of_one_scope_wait_in_order_and_others_do_not() {
+        let (_d, s) = store();
+        let (acct, pk) = setup(&s);
+        let first = scoped(pk, 1001, "file:/etc/ssh/sshd_config");
+        let second = scoped(pk, 1006, "file:/etc/ssh/sshd_config");
+        let third = scoped(pk, 1003, "file:/etc/ssh/sshd_config");
+        let other = scoped(pk, 1009, "file:/etc/login.defs");
+        for sub in [&first, &second, &third, &other] {
+            s.submit(&acct, sub).unwrap();
+        }
+        assert_eq!(status_of(&s, &acct, &first), TaskStatus::Init);
+        assert_eq!(status_of(&s, &acct, &second), TaskStatus::Throttling);
+        assert_eq!(status_of(&s, &acct, &third), TaskStatus::Throttling);
+        assert_eq!(status_of(&s, &acct, &other), TaskStatus::Init, "another file does not wait");
+        // Only the two that may run are handed out.
+        let a = s.claim_task(60_000).unwrap().unwrap();
+        let b = s.claim_task(60_000).unwrap().unwrap();
+        assert!(s.claim_task(60_000).unwrap().is_none());
+        let sshd = if a.task.id == first.tasks[0].id { a } else { b };
+        drive(&s, &sshd, &[TaskStatus::Fail]);
+        // The end of the first releases the second only: the third waits for the second.
+        assert_eq!(status_of(&s, &acct, &second), TaskStatus::Init);
+        assert_eq!(status_of(&s, &acct, &third), TaskStatus::Throttling);
+        let events = s.task_events(&second.tasks[0].id).unwrap();
+        assert_eq!(events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["INIT", "INIT"]);
+        let next = s.claim_task(60_000).unwrap().unwrap();
+        assert_eq!(next.task.id, second.tasks[0].id);
+        drive(&s, &next, &APPLIED);
+        assert_eq!(status_of(&s, &acct, &third), TaskStatus::Init);
+    }
+
+    #[test]
+    fn a_whole_instance_change_waits_for_everything_and_everything_for_it() {
+        let (_d, s) = store();
+        let (acct, pk) = setup(&s);
+        let file = scoped(pk, 1009, "file:/etc/login.defs");
+        let whole = scoped(pk, 1020, "*");
+        let after = scoped(pk, 1012, "sysctl");
+        for sub in [&file, &whole, &after] {
+            s.submit(&acct, sub).unwrap();
+        }
+        assert_eq!(status_of(&s, &acct, &whole), TaskStatus::Throttling);
+        assert_eq!(status_of(&s, &acct, &after), TaskStatus::Throttling, "queued behind the whole-instance change");
+        let c = s.claim_task(60_000).unwrap().unwrap();
+        drive(&s, &c, &[TaskStatus::Fail]);
+        assert_eq!(status_of(&s, &acct, &whole), TaskStatus::Init);
+        assert_eq!(status_of(&s, &acct, &after), TaskStatus::Throttling);
+    }
+
+    #[test]
+    fn a_rollback_waits_for_later_changes_of_its_scope_to_be_undone() {
+        let (_d, s) = store();
+        let (acct, pk) = setup(&s);
+        let mode = scoped(pk, 1006, "file:/etc/ssh/sshd_config");
+        let content = scoped(pk, 1001, "file:/etc/ssh/sshd_config");
+        let other = scoped(pk, 1009, "file:/etc/login.defs");
+        for sub in [&mode, &content, &other] {
+            s.submit(&acct, sub).unwrap();
+            while let Some(c) = s.claim_task(60_000).unwrap() {
+                drive(&s, &c, &APPLIED);
+            }
+        }
+        let (mode_id, content_id) = (mode.tasks[0].id.clone(), content.tasks[0].id.clone());
+        let undo =
+            |id: &str, check: i64| Submission { check_id: check, ..submission(pk, TaskType::Rollback, Some(id)) };
+        // The older repair of the file cannot be undone first; the later one is named. A later
+        // change of another file does not matter.
+        assert_eq!(
+            s.submit(&acct, &undo(&mode_id, 1006)),
+            Err(StoreError::NotLatest { repair: mode_id.clone(), newer: content_id.clone() })
+        );
+        // Once the later one's rollback is submitted, the older one's may be too: it waits.
+        let undo_content = undo(&content_id, 1001);
+        s.submit(&acct, &undo_content).unwrap();
+        let undo_mode = undo(&mode_id, 1006);
+        s.submit(&acct, &undo_mode).unwrap();
+        assert_eq!(status_of(&s, &acct, &undo_mode), TaskStatus::Throttling);
+        let c = s.claim_task(60_000).unwrap().unwrap();
+        assert_eq!(c.task.id, undo_content.tasks[0].id);
+        drive(
+            &s,
+            &c,
+            &[
+                TaskStatus::RollBacking,
+                TaskStatus::RollBacked,
+                TaskStatus::RollBackVerifying,
+                TaskStatus::RollBackVerified,
+            ],
+        );
+        assert_eq!(status_of(&s, &acct, &undo_mode), TaskStatus::RollBackInit);
+        assert_eq!(s.standing_change_after(&mode_id, &undo_mode.tasks[0].id).unwrap(), None);
     }
 
     #[test]
@@ -614,8 +814,8 @@ mod tests {
         let (_d, s) = store();
         let plan: Vec<String> = s
             .read(|c| {
-                let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {LATEST_APPLIED_REPAIR}"))?;
-                let rows = st.query_map(params!["a", 1, 1], |r| r.get::<_, String>(3))?;
+                let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {}", with_active(STANDING_CHANGE_AFTER)))?;
+                let rows = st.query_map(params!["a", "b"], |r| r.get::<_, String>(3))?;
                 Ok(rows.collect::<rusqlite::Result<_>>()?)
             })
             .unwrap();

@@ -69,6 +69,7 @@ fn repair_params(check: &CheckDef, p: &Params) -> Result<Vec<(String, String)>, 
     model::resolve_params(specs, &given).map_err(|e| match e {
         ParamError::Missing(name) => ApiError::param_not_customized(&name),
         ParamError::Format(name) => ApiError::param_format(&name),
+        ParamError::Meaning(name, why) => ApiError::param_meaning(&name, &why),
     })
 }
 
@@ -154,7 +155,12 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         connector: check.asset.clone(),
         params: params_json.clone(),
     });
-    let submission = Submission { root_id: root_id.clone(), check_id, kind, dimension, tasks, selection };
+    // What the steps change on an instance: changes of the same scope are serialised.
+    let scope = ctx
+        .engine
+        .connector(&check.asset)
+        .map_or_else(|| connectors::WHOLE_INSTANCE.to_string(), |c| c.scope(&check.render_steps(&params)));
+    let submission = Submission { root_id: root_id.clone(), check_id, kind, dimension, tasks, selection, scope };
     match ctx.store.submit(ctx.account_id, &submission) {
         Ok(SubmitOutcome::Created(_)) => {
             ctx.engine.wake();
@@ -164,11 +170,14 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         Ok(SubmitOutcome::QuotaExhausted) => Ok(json!({"OperateCode": "AuthorizationExhaust"})),
         Err(StoreError::Conflict) => Err(ApiError::repair_task_conflict()),
         Err(StoreError::NothingToDo) => Err(ApiError::no_instance_to_operate()),
+        Err(StoreError::NotLatest { repair, newer }) => Err(ApiError::rollback_not_latest(&repair, &newer)),
         Err(e) => Err(db(e)),
     }
 }
 
-/// Checks that a rollback names an applied, latest repair of this check on this instance.
+/// Checks that a rollback names an applied repair of this check on this instance, not yet
+/// rolled back. (That no later change of the same file stands is decided by the store, in the
+/// transaction that writes the rollback.)
 fn rollback_target(ctx: &Ctx, check_id: i64, n: &Named) -> Result<String, ApiError> {
     let task_id = n.task_id.as_deref().ok_or_else(ApiError::rollback_task_required)?;
     let repair =
@@ -182,15 +191,14 @@ fn rollback_target(ctx: &Ctx, check_id: i64, n: &Named) -> Result<String, ApiErr
     if !repair.status.repair_applied() {
         return Err(ApiError::rollback_not_allowed(task_id, repair.status.as_str()));
     }
-    if ctx.store.latest_applied_repair(ctx.account_id, check_id, n.instance.pk).map_err(db)?.as_deref() != Some(task_id)
-    {
-        return Err(ApiError::rollback_not_latest(task_id));
-    }
     Ok(task_id.to_string())
 }
 
+/// Most instances a listing filters by: each is a term of the query.
+const MAX_INSTANCE_FILTERS: usize = 100;
+
 fn instance_filters(p: &Params) -> Result<Vec<InstanceMatch>, ApiError> {
-    p.objects("OperationTaskInstances")?
+    p.objects_at_most("OperationTaskInstances", MAX_INSTANCE_FILTERS)?
         .iter()
         .enumerate()
         .map(|(n, o)| {

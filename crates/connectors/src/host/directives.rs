@@ -1,7 +1,8 @@
 //! Configuration files as ordered directives: reading the effective value of each key the way
 //! the software does (sshd: first match outside `Match`, following `Include`; login.defs,
 //! redis.conf, sysctl: last assignment wins), and planning an edit that changes exactly the line
-//! in effect — comments, order and every other line are kept byte for byte.
+//! in effect — comments, order and every other byte of the file are kept exactly (files are
+//! handled as bytes: a line that is not UTF-8 is read leniently and written back untouched).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use model::Dialect;
 
+use super::files::{self, Limits};
 use super::paths::{glob_in_root, resolve_in_root};
 
 /// One file of a configuration set.
@@ -18,8 +20,8 @@ pub struct Source {
     pub logical: String,
     /// The real path on disk.
     pub real: PathBuf,
-    /// Its text, or None if it does not exist.
-    pub text: Option<String>,
+    /// Its bytes, or None if it does not exist.
+    pub text: Option<Vec<u8>>,
 }
 
 /// One directive line.
@@ -51,26 +53,43 @@ pub struct Edit {
     /// The real path.
     pub real: PathBuf,
     /// The whole new content.
-    pub text: String,
+    pub text: Vec<u8>,
 }
 
 const SYSCTL_DIRS: [&str; 5] =
     ["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"];
 const MAX_INCLUDE_DEPTH: usize = 8;
 
-fn read(root: &Path, logical: &str) -> io::Result<Source> {
+fn read(root: &Path, logical: &str, limits: &Limits) -> io::Result<Source> {
     let real = resolve_in_root(root, logical)?;
-    let text = match std::fs::read(&real) {
-        Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e),
-    };
+    let text = files::read(&real, limits).map_err(|e| io::Error::new(e.kind(), Context(logical.to_string(), e)))?;
     Ok(Source { logical: logical.to_string(), real, text })
+}
+
+/// An error about one file of a set, naming it (the refusal inside stays reachable).
+#[derive(Debug)]
+pub struct Context(pub String, pub io::Error);
+
+impl std::fmt::Display for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.0, self.1)
+    }
+}
+
+impl std::error::Error for Context {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.1)
+    }
+}
+
+/// The lines of a file as bytes (split on `\n`, so a final newline gives a last empty line).
+fn lines_of(text: &[u8]) -> Vec<&[u8]> {
+    text.split(|b| *b == b'\n').collect()
 }
 
 impl ConfigSet {
     /// Loads the configuration of `dialect` whose main file is `file` (sysctl ignores `file`).
-    pub fn load(root: &Path, dialect: Dialect, file: &str) -> io::Result<ConfigSet> {
+    pub fn load(root: &Path, dialect: Dialect, file: &str, limits: &Limits) -> io::Result<ConfigSet> {
         let mut set = ConfigSet { dialect, sources: Vec::new(), entries: Vec::new() };
         match dialect {
             Dialect::Sysctl => {
@@ -82,11 +101,11 @@ impl ConfigSet {
                     }
                 }
                 for logical in by_name.into_values().chain(["/etc/sysctl.conf".to_string()]) {
-                    set.add(read(root, &logical)?, false);
+                    set.add(read(root, &logical, limits)?, false);
                 }
             }
-            Dialect::Sshd => set.add_sshd(root, file, false, 0)?,
-            Dialect::SpaceKv | Dialect::Redis => set.add(read(root, file)?, false),
+            Dialect::Sshd => set.add_sshd(root, file, false, 0, limits)?,
+            Dialect::SpaceKv | Dialect::Redis => set.add(read(root, file, limits)?, false),
         }
         Ok(set)
     }
@@ -95,8 +114,8 @@ impl ConfigSet {
         let idx = self.sources.len();
         let mut in_match = inherited_match;
         if let Some(text) = &src.text {
-            for (line, l) in text.split('\n').enumerate() {
-                if let Some((key, value)) = parse_line(self.dialect, l) {
+            for (line, l) in lines_of(text).into_iter().enumerate() {
+                if let Some((key, value)) = parse_line(self.dialect, &String::from_utf8_lossy(l)) {
                     if self.dialect == Dialect::Sshd && key == "match" {
                         in_match = true;
                     }
@@ -107,10 +126,20 @@ impl ConfigSet {
         self.sources.push(src);
     }
 
-    fn add_sshd(&mut self, root: &Path, file: &str, inherited_match: bool, depth: usize) -> io::Result<()> {
-        let src = read(root, file)?;
+    fn add_sshd(
+        &mut self,
+        root: &Path,
+        file: &str,
+        inherited_match: bool,
+        depth: usize,
+        limits: &Limits,
+    ) -> io::Result<()> {
+        let src = read(root, file, limits)?;
         let idx = self.sources.len();
-        let lines: Vec<String> = src.text.as_deref().unwrap_or("").split('\n').map(String::from).collect();
+        let lines: Vec<String> = lines_of(src.text.as_deref().unwrap_or_default())
+            .into_iter()
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect();
         self.sources.push(src);
         let mut in_match = inherited_match;
         for (line, l) in lines.iter().enumerate() {
@@ -129,7 +158,7 @@ impl ConfigSet {
                         if pattern.starts_with('/') { pattern.to_string() } else { format!("/etc/ssh/{pattern}") };
                     for real in glob_in_root(root, &pattern) {
                         let logical = logical_of(root, &real);
-                        self.add_sshd(root, &logical, in_match, depth + 1)?;
+                        self.add_sshd(root, &logical, in_match, depth + 1, limits)?;
                     }
                 }
             }
@@ -187,13 +216,14 @@ impl ConfigSet {
         if let Some(e) = self.effective(key) {
             let src = &self.sources[e.src];
             if self.dialect != Dialect::Sysctl || src.logical.starts_with("/etc/") {
-                let text = src.text.as_deref().unwrap_or("");
-                let mut lines: Vec<&str> = text.split('\n').collect();
+                let mut lines = lines_of(src.text.as_deref().unwrap_or_default());
                 let old = lines[e.line];
-                let indent = &old[..old.len() - old.trim_start().len()];
-                let new_line = format!("{indent}{directive}");
+                let indent = &old[..old.iter().take_while(|b| b.is_ascii_whitespace()).count()];
+                // A CRLF file keeps its line ending on the edited line too.
+                let eol: &[u8] = if old.ends_with(b"\r") { b"\r" } else { b"" };
+                let new_line = [indent, directive.as_bytes(), eol].concat();
                 lines[e.line] = &new_line;
-                return Ok(Edit { logical: src.logical.clone(), real: src.real.clone(), text: lines.join("\n") });
+                return Ok(Edit { logical: src.logical.clone(), real: src.real.clone(), text: lines.join(&b'\n') });
             }
         }
         if self.dialect == Dialect::Sysctl {
@@ -201,11 +231,11 @@ impl ConfigSet {
             let real = resolve_in_root(root, &logical)?;
             let text =
                 format!("# Written by posture: a repair set this key. Its rollback removes the file.\n{directive}\n");
-            return Ok(Edit { logical, real, text });
+            return Ok(Edit { logical, real, text: text.into_bytes() });
         }
         let main = &self.sources[0];
-        let text = main.text.clone().unwrap_or_default();
-        let mut lines: Vec<&str> = if text.is_empty() { Vec::new() } else { text.split('\n').collect() };
+        let text = main.text.as_deref().unwrap_or_default();
+        let mut lines: Vec<&[u8]> = if text.is_empty() { Vec::new() } else { lines_of(text) };
         // sshd: a line added after the first Include or Match could be shadowed or scoped; put it
         // before them. Elsewhere the last line wins, so append.
         let at = if self.dialect == Dialect::Sshd {
@@ -214,16 +244,16 @@ impl ConfigSet {
             None
         };
         match at {
-            Some(i) => lines.insert(i, &directive),
+            Some(i) => lines.insert(i, directive.as_bytes()),
             None => {
-                if lines.last() == Some(&"") {
+                if lines.last().is_some_and(|l| l.is_empty()) {
                     lines.pop();
                 }
-                lines.push(&directive);
-                lines.push("");
+                lines.push(directive.as_bytes());
+                lines.push(b"");
             }
         }
-        Ok(Edit { logical: main.logical.clone(), real: main.real.clone(), text: lines.join("\n") })
+        Ok(Edit { logical: main.logical.clone(), real: main.real.clone(), text: lines.join(&b'\n') })
     }
 }
 
@@ -281,7 +311,7 @@ mod tests {
             ("/etc/ssh/sshd_config.d/10-a.conf", "MaxAuthTries 3\n"),
             ("/etc/ssh/sshd_config.d/20-b.conf", "maxauthtries=5\nPermitRootLogin no\n"),
         ]);
-        let set = ConfigSet::load(t.path(), Dialect::Sshd, "/etc/ssh/sshd_config").unwrap();
+        let set = ConfigSet::load(t.path(), Dialect::Sshd, "/etc/ssh/sshd_config", &Limits::default()).unwrap();
         let v = set.values();
         assert_eq!(v.get("maxauthtries").map(String::as_str), Some("3"));
         assert_eq!(v.get("permitrootlogin").map(String::as_str), Some("no"), "the include comes first");
@@ -295,23 +325,32 @@ mod tests {
     fn sshd_edit_rewrites_in_place_or_inserts_before_match() {
         let text = "# keep me\n  PermitRootLogin yes # old\nPort 22\nMatch User x\n  PasswordAuthentication yes\n";
         let t = root_with(&[("/etc/ssh/sshd_config", text)]);
-        let set = ConfigSet::load(t.path(), Dialect::Sshd, "/etc/ssh/sshd_config").unwrap();
+        let set = ConfigSet::load(t.path(), Dialect::Sshd, "/etc/ssh/sshd_config", &Limits::default()).unwrap();
         let e = set.plan_set(t.path(), "PermitRootLogin", "no").unwrap();
-        assert_eq!(e.text, "# keep me\n  PermitRootLogin no\nPort 22\nMatch User x\n  PasswordAuthentication yes\n");
+        assert_eq!(
+            String::from_utf8(e.text).unwrap(),
+            "# keep me\n  PermitRootLogin no\nPort 22\nMatch User x\n  PasswordAuthentication yes\n"
+        );
         let e = set.plan_set(t.path(), "MaxAuthTries", "4").unwrap();
-        assert_eq!(e.text, "# keep me\n  PermitRootLogin yes # old\nPort 22\nMaxAuthTries 4\nMatch User x\n  PasswordAuthentication yes\n");
+        assert_eq!(String::from_utf8(e.text).unwrap(), "# keep me\n  PermitRootLogin yes # old\nPort 22\nMaxAuthTries 4\nMatch User x\n  PasswordAuthentication yes\n");
     }
 
     #[test]
     fn last_wins_dialects_edit_the_last_occurrence_or_append() {
         let t =
             root_with(&[("/etc/login.defs", "PASS_MAX_DAYS 10\n#PASS_MAX_DAYS 5\nPASS_MAX_DAYS\t99999\nUMASK 022")]);
-        let set = ConfigSet::load(t.path(), Dialect::SpaceKv, "/etc/login.defs").unwrap();
+        let set = ConfigSet::load(t.path(), Dialect::SpaceKv, "/etc/login.defs", &Limits::default()).unwrap();
         assert_eq!(set.values()["PASS_MAX_DAYS"], "99999");
         let e = set.plan_set(t.path(), "PASS_MAX_DAYS", "365").unwrap();
-        assert_eq!(e.text, "PASS_MAX_DAYS 10\n#PASS_MAX_DAYS 5\nPASS_MAX_DAYS 365\nUMASK 022");
+        assert_eq!(
+            String::from_utf8(e.text).unwrap(),
+            "PASS_MAX_DAYS 10\n#PASS_MAX_DAYS 5\nPASS_MAX_DAYS 365\nUMASK 022"
+        );
         let e = set.plan_set(t.path(), "PASS_MIN_DAYS", "1").unwrap();
-        assert_eq!(e.text, "PASS_MAX_DAYS 10\n#PASS_MAX_DAYS 5\nPASS_MAX_DAYS\t99999\nUMASK 022\nPASS_MIN_DAYS 1\n");
+        assert_eq!(
+            String::from_utf8(e.text).unwrap(),
+            "PASS_MAX_DAYS 10\n#PASS_MAX_DAYS 5\nPASS_MAX_DAYS\t99999\nUMASK 022\nPASS_MIN_DAYS 1\n"
+        );
     }
 
     #[test]
@@ -325,24 +364,36 @@ mod tests {
             ("/etc/sysctl.d/60-net.conf", "net/ipv4/conf/all/accept_redirects = 1\n"),
             ("/etc/sysctl.conf", "#net.ipv4.ip_forward=1\n"),
         ]);
-        let set = ConfigSet::load(t.path(), Dialect::Sysctl, "").unwrap();
+        let set = ConfigSet::load(t.path(), Dialect::Sysctl, "", &Limits::default()).unwrap();
         let v = set.values();
         assert_eq!(v.get("kernel.randomize_va_space").map(String::as_str), Some("2"));
         assert_eq!(v.get("net.ipv4.ip_forward"), None, "the /etc file of the same name masks the vendor file");
         assert_eq!(v.get("net.ipv4.conf.all.accept_redirects").map(String::as_str), Some("1"));
         let e = set.plan_set(t.path(), "net.ipv4.conf.all.accept_redirects", "0").unwrap();
         assert_eq!(e.logical, "/etc/sysctl.d/60-net.conf");
-        assert_eq!(e.text, "net.ipv4.conf.all.accept_redirects = 0\n");
+        assert_eq!(String::from_utf8(e.text).unwrap(), "net.ipv4.conf.all.accept_redirects = 0\n");
         let e = set.plan_set(t.path(), "net.ipv4.ip_forward", "0").unwrap();
         assert_eq!(e.logical, "/etc/sysctl.d/99-zz-posture-net.ipv4.ip_forward.conf");
     }
 
     #[test]
+    fn bytes_outside_the_edited_line_are_kept_exactly() {
+        // A Latin-1 comment (not UTF-8) and CRLF line endings survive an edit of another line.
+        let text: &[u8] = b"# r\xe9glage \xa9 2024\r\nPASS_MAX_DAYS 99999\r\nUMASK 022\r\n";
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("login.defs"), text).unwrap();
+        let set = ConfigSet::load(t.path(), Dialect::SpaceKv, "/login.defs", &Limits::default()).unwrap();
+        assert_eq!(set.values()["PASS_MAX_DAYS"], "99999");
+        let e = set.plan_set(t.path(), "PASS_MAX_DAYS", "90").unwrap();
+        assert_eq!(e.text, b"# r\xe9glage \xa9 2024\r\nPASS_MAX_DAYS 90\r\nUMASK 022\r\n");
+    }
+
+    #[test]
     fn redis_bind_keeps_all_addresses() {
         let t = root_with(&[("/etc/redis/redis.conf", "bind 127.0.0.1 -::1\nport 6379\nbind 0.0.0.0\n")]);
-        let set = ConfigSet::load(t.path(), Dialect::Redis, "/etc/redis/redis.conf").unwrap();
+        let set = ConfigSet::load(t.path(), Dialect::Redis, "/etc/redis/redis.conf", &Limits::default()).unwrap();
         assert_eq!(set.values()["bind"], "0.0.0.0");
         let e = set.plan_set(t.path(), "bind", "10.0.0.5").unwrap();
-        assert_eq!(e.text, "bind 127.0.0.1 -::1\nport 6379\nbind 10.0.0.5\n");
+        assert_eq!(String::from_utf8(e.text).unwrap(), "bind 127.0.0.1 -::1\nport 6379\nbind 10.0.0.5\n");
     }
 }

@@ -1,20 +1,30 @@
 //! The host connector: an instance is a filesystem root (`/` in production, a directory per
 //! server in the demo). It reads sshd, login.defs, sysctl, redis and file modes into one
 //! document, and changes them with snapshots taken first.
+//!
+//! A root is not trusted: only regular files are read or changed (no FIFO, device or socket;
+//! a final symbolic link swapped in is not followed), each at most `max_file_bytes`, never a
+//! file with other hard links, and every call is bounded by `io_timeout` so that a hung
+//! filesystem cannot hold the engine's workers (see `files.rs` and `bounded.rs`).
 
+mod bounded;
 mod directives;
 mod files;
 mod paths;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use model::{Dialect, Document, Snapshot, SnapshotItem, Step};
 
+pub use files::{Limits, DEFAULT_MAX_FILE_BYTES};
 pub use paths::resolve_in_root;
 
-use crate::{Connector, ConnectorError, Target};
-use directives::{ConfigSet, Edit};
+use crate::{Connector, ConnectorError, Target, WHOLE_INSTANCE};
+use bounded::{Bounded, Late};
+use directives::{ConfigSet, Context, Edit};
 
 /// Files whose mode, uid and gid are part of the document (`file:<path>.mode` …).
 const MODE_FILES: [&str; 5] = ["/etc/ssh/sshd_config", "/etc/shadow", "/etc/gshadow", "/etc/passwd", "/etc/group"];
@@ -27,9 +37,65 @@ const SOURCES: [(Dialect, &str, &str); 4] = [
     (Dialect::Sysctl, "", "sysctl"),
 ];
 
+/// What the host connector accepts and how long it waits.
+#[derive(Clone, Copy, Debug)]
+pub struct HostSettings {
+    /// Largest configuration file read or backed up, in bytes.
+    pub max_file_bytes: u64,
+    /// Longest one call (a fetch, a backup, a change, a restore) may take.
+    pub io_timeout: Duration,
+}
+
+/// One call's default time limit: far above what a local filesystem needs for files of at most
+/// 1 MiB, and well inside the engine's 30-second lease.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        HostSettings { max_file_bytes: DEFAULT_MAX_FILE_BYTES, io_timeout: DEFAULT_IO_TIMEOUT }
+    }
+}
+
 /// Reads and changes configuration files under an instance's root.
 #[derive(Default)]
-pub struct HostConnector;
+pub struct HostConnector {
+    settings: HostSettings,
+    io: Bounded,
+}
+
+impl HostConnector {
+    /// A host connector with these limits.
+    pub fn new(settings: HostSettings) -> Self {
+        HostConnector { settings, io: Bounded::default() }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits { max_file_bytes: self.settings.max_file_bytes }
+    }
+
+    /// Runs one call's file work within the time limit. Late work is a transient failure: the
+    /// engine retries the step under a later lease (every step is idempotent).
+    fn bounded<T: Send + 'static>(
+        &self,
+        code: &'static str,
+        work: impl FnOnce() -> Result<T, ConnectorError> + Send + 'static,
+    ) -> Result<T, ConnectorError> {
+        let limit = self.settings.io_timeout;
+        self.io.run(limit, work).unwrap_or_else(|late| {
+            Err(match late {
+                Late::Elapsed => ConnectorError::transient(
+                    "FileOperationTimeout",
+                    format!("the files did not answer within {} ms", limit.as_millis()),
+                ),
+                Late::Saturated => ConnectorError::transient(
+                    "FileOperationTimeout",
+                    "every file helper is busy or stuck on a filesystem that does not answer",
+                ),
+                Late::Panicked => ConnectorError::new(code, "the file work failed unexpectedly"),
+            })
+        })
+    }
+}
 
 fn root_of(t: &Target) -> Result<PathBuf, ConnectorError> {
     let root = PathBuf::from(&t.locator);
@@ -40,8 +106,37 @@ fn root_of(t: &Target) -> Result<PathBuf, ConnectorError> {
     }
 }
 
-fn io_err<'a>(code: &'static str, what: &'a str) -> impl Fn(std::io::Error) -> ConnectorError + 'a {
-    move |e| ConnectorError::new(code, format!("{what}: {e}"))
+/// The code of an I/O failure: the refusal's own code (`ConfigFileTooLarge` …) when a file was
+/// refused, else the stage's `code`.
+fn code_of(code: &'static str, e: &io::Error) -> &'static str {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<Context>()).map(|c| &c.1).unwrap_or(e);
+    files::refusal(inner).map_or(code, |r| r.code())
+}
+
+fn io_err<'a>(code: &'static str, what: &'a str) -> impl Fn(io::Error) -> ConnectorError + 'a {
+    move |e| ConnectorError::new(code_of(code, &e), format!("{what}: {e}"))
+}
+
+/// `/etc//ssh/./sshd_config` → `/etc/ssh/sshd_config`, so that one file has one scope.
+fn normal_path(p: &str) -> String {
+    let parts: Vec<String> = Path::new(p)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    format!("/{}", parts.join("/"))
+}
+
+/// The scope of one step: a file (for sshd, its main file stands for everything it includes),
+/// or every sysctl file at once (a key's effective line may be in any of them).
+fn step_scope(step: &Step) -> String {
+    match step {
+        Step::SetDirective { dialect: Dialect::Sysctl, .. } => "sysctl".to_string(),
+        Step::SetDirective { file, .. } | Step::SetMode { file, .. } => format!("file:{}", normal_path(file)),
+        Step::Cloud { .. } => WHOLE_INSTANCE.to_string(),
+    }
 }
 
 /// What one step will do, planned against the files as they are now. Backup snapshots exactly
@@ -54,24 +149,22 @@ enum Plan {
 }
 
 impl Plan {
-    fn of(root: &Path, step: &Step) -> std::io::Result<Plan> {
+    fn of(root: &Path, step: &Step, limits: &Limits) -> io::Result<Plan> {
         if step.values().iter().any(|v| v.chars().any(char::is_control)) {
-            return Err(std::io::Error::other("a repair value holds a control character"));
+            return Err(io::Error::other("a repair value holds a control character"));
         }
         match step {
             Step::SetDirective { dialect, file, key, value } => {
-                Ok(Plan::Write(ConfigSet::load(root, *dialect, file)?.plan_set(root, key, value)?))
+                Ok(Plan::Write(ConfigSet::load(root, *dialect, file, limits)?.plan_set(root, key, value)?))
             }
             Step::SetMode { file, mode } => {
                 let mode = u32::from_str_radix(mode, 8)
                     .ok()
                     .filter(|m| *m <= 0o7777)
-                    .ok_or_else(|| std::io::Error::other(format!("{mode} is not an octal mode")))?;
+                    .ok_or_else(|| io::Error::other(format!("{mode} is not an octal mode")))?;
                 Ok(Plan::Mode { logical: file.clone(), real: resolve_in_root(root, file)?, mode })
             }
-            Step::Cloud { action, .. } => {
-                Err(std::io::Error::other(format!("{action} is not a step a host carries out")))
-            }
+            Step::Cloud { action, .. } => Err(io::Error::other(format!("{action} is not a step a host carries out"))),
         }
     }
 
@@ -83,33 +176,30 @@ impl Plan {
         }
     }
 
-    fn apply(&self) -> std::io::Result<()> {
+    fn apply(&self, limits: &Limits) -> io::Result<()> {
         match self {
             Plan::Write(edit) => {
-                let current = files::state(&edit.real)?;
-                if current.as_ref().map(|s| s.content.as_slice()) == Some(edit.text.as_bytes()) {
+                let current = files::state(&edit.real, true, limits)?;
+                if current.as_ref().map(|s| s.content.as_slice()) == Some(edit.text.as_slice()) {
                     return Ok(());
                 }
                 let (mode, owner) = current.map_or((0o644, None), |s| (s.mode, Some((s.uid, s.gid))));
-                files::write_atomic(&edit.real, edit.text.as_bytes(), mode, owner)
+                files::write_atomic(&edit.real, &edit.text, mode, owner)
             }
             Plan::Mode { real, mode, logical } => {
-                let s =
-                    files::state(real)?.ok_or_else(|| std::io::Error::other(format!("{logical} does not exist")))?;
+                let s = files::state(real, false, limits)?
+                    .ok_or_else(|| io::Error::other(format!("{logical} does not exist")))?;
                 files::set_meta(real, *mode, s.uid, s.gid)
             }
         }
     }
 }
 
-fn restore_item(root: &Path, item: &SnapshotItem) -> std::io::Result<()> {
+fn restore_item(root: &Path, item: &SnapshotItem) -> io::Result<()> {
     let real = resolve_in_root(root, &item.key)?;
-    let (mode, uid, gid) = (files::meta(item, "mode"), files::meta(item, "uid"), files::meta(item, "gid"));
+    let (mode, uid, gid) = (files::meta_of(item, "mode"), files::meta_of(item, "uid"), files::meta_of(item, "gid"));
     if !item.existed {
-        return match std::fs::remove_file(&real) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        };
+        return files::remove(&real);
     }
     if item.has_content {
         files::write_atomic(&real, &item.data, mode, Some((uid, gid)))
@@ -118,9 +208,156 @@ fn restore_item(root: &Path, item: &SnapshotItem) -> std::io::Result<()> {
     }
 }
 
-fn current_digest(root: &Path, item: &SnapshotItem) -> std::io::Result<String> {
+fn current_digest(root: &Path, item: &SnapshotItem, limits: &Limits) -> io::Result<String> {
     let real = resolve_in_root(root, &item.key)?;
-    Ok(files::digest(files::state(&real)?.as_ref(), item.has_content))
+    Ok(files::digest(files::state(&real, item.has_content, limits)?.as_ref(), item.has_content))
+}
+
+/// Removes what writes of the snapshot's files interrupted by a crash left behind (called
+/// before a resumed change or restore writes them again).
+fn sweep(root: &Path, snapshot: &Snapshot) {
+    for item in &snapshot.items {
+        if let Ok(real) = resolve_in_root(root, &item.key) {
+            let n = files::sweep_temporaries(&real);
+            if n > 0 {
+                tracing::info!(file = %item.key, removed = n, "removed temporary files of an interrupted write");
+            }
+        }
+    }
+}
+
+fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
+    let root = root_of(t)?;
+    let mut doc = Document::new();
+    for (dialect, file, prefix) in SOURCES {
+        let set = ConfigSet::load(&root, dialect, file, limits).map_err(io_err("CheckError", prefix))?;
+        if dialect != Dialect::Sysctl && set.exists() {
+            doc.insert(format!("{prefix}.present"), "true".into());
+        }
+        for (k, v) in set.values() {
+            doc.insert(format!("{prefix}.{k}"), v);
+        }
+    }
+    for f in MODE_FILES {
+        let real = resolve_in_root(&root, f).map_err(io_err("CheckError", f))?;
+        if let Some(m) = files::meta(&real).map_err(io_err("CheckError", f))? {
+            use std::os::unix::fs::MetadataExt;
+            doc.insert(format!("file:{f}.mode"), format!("{:04o}", m.mode() & 0o7777));
+            doc.insert(format!("file:{f}.uid"), m.uid().to_string());
+            doc.insert(format!("file:{f}.gid"), m.gid().to_string());
+        }
+    }
+    let shadow = resolve_in_root(&root, "/etc/shadow").map_err(io_err("CheckError", "/etc/shadow"))?;
+    if let Some(bytes) = files::read(&shadow, limits).map_err(io_err("CheckError", "/etc/shadow"))? {
+        doc.insert("shadow.present".into(), "true".into());
+        let text = String::from_utf8_lossy(&bytes);
+        let empty: Vec<&str> = text
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split(':');
+                let (user, pw) = (f.next()?, f.next()?);
+                pw.is_empty().then_some(user)
+            })
+            .collect();
+        doc.insert("shadow.empty_password_accounts".into(), empty.join(","));
+    }
+    Ok(doc)
+}
+
+fn backup(t: &Target, steps: &[Step], limits: &Limits) -> Result<Snapshot, ConnectorError> {
+    let root = root_of(t)?;
+    let mut seen = BTreeSet::new();
+    let mut snapshot = Snapshot::default();
+    for step in steps {
+        let plan = Plan::of(&root, step, limits).map_err(io_err("BackUpError", "plan"))?;
+        let (logical, real, content) = plan.target();
+        if seen.insert(logical.to_string()) {
+            snapshot
+                .items
+                .push(files::capture(logical, real, content, limits).map_err(io_err("BackUpError", logical))?);
+        }
+    }
+    Ok(snapshot)
+}
+
+fn apply(t: &Target, steps: &[Step], mut snapshot: Snapshot, limits: &Limits) -> Result<Snapshot, ConnectorError> {
+    let root = root_of(t)?;
+    sweep(&root, &snapshot);
+    let mut result = Ok(());
+    for step in steps {
+        let plan = match Plan::of(&root, step, limits) {
+            Ok(plan) => plan,
+            Err(e) => {
+                result = Err(io_err("RepairError", "plan")(e));
+                break;
+            }
+        };
+        let (logical, ..) = plan.target();
+        // Never write a file the snapshot does not hold.
+        if !snapshot.items.iter().any(|i| i.key == logical) {
+            result = Err(ConnectorError::new(
+                "ConfigChangedSinceBackup",
+                format!("{logical} is not in the snapshot: the configuration changed after the backup"),
+            ));
+            break;
+        }
+        if let Err(e) = plan.apply(limits) {
+            result = Err(io_err("RepairError", logical)(e));
+            break;
+        }
+    }
+    if let Err(e) = result {
+        // Leave nothing half-changed: put back every item that differs from the snapshot.
+        for item in &snapshot.items {
+            if current_digest(&root, item, limits).ok().as_deref() != Some(files::digest_of_item(item).as_str()) {
+                let _ = restore_item(&root, item);
+            }
+        }
+        return Err(e);
+    }
+    for item in &mut snapshot.items {
+        item.post_digest = Some(current_digest(&root, item, limits).map_err(io_err("RepairError", &item.key))?);
+    }
+    Ok(snapshot)
+}
+
+fn restore(t: &Target, snapshot: &Snapshot, limits: &Limits) -> Result<(), ConnectorError> {
+    let root = root_of(t)?;
+    sweep(&root, snapshot);
+    // Check every item first: a rollback is all or nothing.
+    for item in &snapshot.items {
+        let now = current_digest(&root, item, limits).map_err(io_err("RollbackError", &item.key))?;
+        let pre = files::digest_of_item(item);
+        // No post digest: the repair was interrupted before it was recorded, so the change
+        // on disk is the repair's own and is put back unconditionally.
+        let Some(post) = &item.post_digest else {
+            continue;
+        };
+        if &now != post && now != pre {
+            return Err(ConnectorError::new(
+                "ConfigChangedSinceRepair",
+                format!("{} changed after the repair; restoring the snapshot would undo that change", item.key),
+            ));
+        }
+    }
+    for item in &snapshot.items {
+        if current_digest(&root, item, limits).ok() != Some(files::digest_of_item(item)) {
+            restore_item(&root, item).map_err(io_err("RollbackError", &item.key))?;
+        }
+    }
+    Ok(())
+}
+
+fn matches(t: &Target, snapshot: &Snapshot, limits: &Limits) -> Result<bool, ConnectorError> {
+    let root = root_of(t)?;
+    for item in &snapshot.items {
+        if current_digest(&root, item, limits).map_err(io_err("RollbackError", &item.key))?
+            != files::digest_of_item(item)
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 impl Connector for HostConnector {
@@ -128,131 +365,39 @@ impl Connector for HostConnector {
         "host"
     }
 
+    /// One file (or all of sysctl) when every step changes the same one; else the whole host.
+    fn scope(&self, steps: &[Step]) -> String {
+        let scopes: BTreeSet<String> = steps.iter().map(step_scope).collect();
+        match scopes.len() {
+            1 => scopes.into_iter().next().unwrap_or_default(),
+            _ => WHOLE_INSTANCE.to_string(),
+        }
+    }
+
     fn fetch(&self, t: &Target) -> Result<Document, ConnectorError> {
-        let root = root_of(t)?;
-        let mut doc = Document::new();
-        for (dialect, file, prefix) in SOURCES {
-            let set = ConfigSet::load(&root, dialect, file).map_err(io_err("CheckError", prefix))?;
-            if dialect != Dialect::Sysctl && set.exists() {
-                doc.insert(format!("{prefix}.present"), "true".into());
-            }
-            for (k, v) in set.values() {
-                doc.insert(format!("{prefix}.{k}"), v);
-            }
-        }
-        for f in MODE_FILES {
-            let real = resolve_in_root(&root, f).map_err(io_err("CheckError", f))?;
-            if let Ok(m) = std::fs::metadata(&real) {
-                use std::os::unix::fs::MetadataExt;
-                doc.insert(format!("file:{f}.mode"), format!("{:04o}", m.mode() & 0o7777));
-                doc.insert(format!("file:{f}.uid"), m.uid().to_string());
-                doc.insert(format!("file:{f}.gid"), m.gid().to_string());
-            }
-        }
-        let shadow = resolve_in_root(&root, "/etc/shadow").map_err(io_err("CheckError", "/etc/shadow"))?;
-        if let Ok(text) = std::fs::read_to_string(shadow) {
-            doc.insert("shadow.present".into(), "true".into());
-            let empty: Vec<&str> = text
-                .lines()
-                .filter_map(|l| {
-                    let mut f = l.split(':');
-                    let (user, pw) = (f.next()?, f.next()?);
-                    pw.is_empty().then_some(user)
-                })
-                .collect();
-            doc.insert("shadow.empty_password_accounts".into(), empty.join(","));
-        }
-        Ok(doc)
+        let (t, limits) = (t.clone(), self.limits());
+        self.bounded("CheckError", move || fetch(&t, &limits))
     }
 
     fn backup(&self, t: &Target, steps: &[Step]) -> Result<Snapshot, ConnectorError> {
-        let root = root_of(t)?;
-        let mut seen = BTreeSet::new();
-        let mut snapshot = Snapshot::default();
-        for step in steps {
-            let plan = Plan::of(&root, step).map_err(io_err("BackUpError", "plan"))?;
-            let (logical, real, content) = plan.target();
-            if seen.insert(logical.to_string()) {
-                snapshot.items.push(files::capture(logical, real, content).map_err(io_err("BackUpError", logical))?);
-            }
-        }
-        Ok(snapshot)
+        let (t, steps, limits) = (t.clone(), steps.to_vec(), self.limits());
+        self.bounded("BackUpError", move || backup(&t, &steps, &limits))
     }
 
     fn apply(&self, t: &Target, steps: &[Step], snapshot: &mut Snapshot) -> Result<(), ConnectorError> {
-        let root = root_of(t)?;
-        let mut result = Ok(());
-        for step in steps {
-            let plan = match Plan::of(&root, step) {
-                Ok(plan) => plan,
-                Err(e) => {
-                    result = Err(ConnectorError::new("RepairError", e.to_string()));
-                    break;
-                }
-            };
-            let (logical, ..) = plan.target();
-            // Never write a file the snapshot does not hold.
-            if !snapshot.items.iter().any(|i| i.key == logical) {
-                result = Err(ConnectorError::new(
-                    "ConfigChangedSinceBackup",
-                    format!("{logical} is not in the snapshot: the configuration changed after the backup"),
-                ));
-                break;
-            }
-            if let Err(e) = plan.apply() {
-                result = Err(ConnectorError::new("RepairError", format!("{logical}: {e}")));
-                break;
-            }
-        }
-        if let Err(e) = result {
-            // Leave nothing half-changed: put back every item that differs from the snapshot.
-            for item in &snapshot.items {
-                if current_digest(&root, item).ok().as_deref() != Some(files::digest_of_item(item).as_str()) {
-                    let _ = restore_item(&root, item);
-                }
-            }
-            return Err(e);
-        }
-        for item in &mut snapshot.items {
-            item.post_digest = Some(current_digest(&root, item).map_err(io_err("RepairError", &item.key))?);
-        }
+        let (t, steps, snap, limits) = (t.clone(), steps.to_vec(), snapshot.clone(), self.limits());
+        *snapshot = self.bounded("RepairError", move || apply(&t, &steps, snap, &limits))?;
         Ok(())
     }
 
     fn restore(&self, t: &Target, snapshot: &Snapshot) -> Result<(), ConnectorError> {
-        let root = root_of(t)?;
-        // Check every item first: a rollback is all or nothing.
-        for item in &snapshot.items {
-            let now = current_digest(&root, item).map_err(io_err("RollbackError", &item.key))?;
-            let pre = files::digest_of_item(item);
-            // No post digest: the repair was interrupted before it was recorded, so the change
-            // on disk is the repair's own and is put back unconditionally.
-            let Some(post) = &item.post_digest else {
-                continue;
-            };
-            if &now != post && now != pre {
-                return Err(ConnectorError::new(
-                    "ConfigChangedSinceRepair",
-                    format!("{} changed after the repair; restoring the snapshot would undo that change", item.key),
-                ));
-            }
-        }
-        for item in &snapshot.items {
-            if current_digest(&root, item).ok() != Some(files::digest_of_item(item)) {
-                restore_item(&root, item).map_err(io_err("RollbackError", &item.key))?;
-            }
-        }
-        Ok(())
+        let (t, snap, limits) = (t.clone(), snapshot.clone(), self.limits());
+        self.bounded("RollbackError", move || restore(&t, &snap, &limits))
     }
 
     fn matches(&self, t: &Target, snapshot: &Snapshot) -> Result<bool, ConnectorError> {
-        let root = root_of(t)?;
-        for item in &snapshot.items {
-            if current_digest(&root, item).map_err(io_err("RollbackError", &item.key))? != files::digest_of_item(item) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        let (t, snap, limits) = (t.clone(), snapshot.clone(), self.limits());
+        self.bounded("RollbackError", move || matches(&t, &snap, &limits))
     }
 }
 
@@ -284,7 +429,7 @@ mod tests {
     #[test]
     fn repair_then_restore_is_byte_for_byte() {
         let (t, target) = host(&[("/etc/ssh/sshd_config", SSHD, 0o644), ("/etc/ssh/sshd_config.d/x.conf", "", 0o644)]);
-        let c = HostConnector;
+        let c = HostConnector::default();
         let before = c.fetch(&target).unwrap();
         assert_eq!(before["sshd.permitrootlogin"], "yes");
         assert_eq!(before["file:/etc/ssh/sshd_config.mode"], "0644");
@@ -314,7 +459,7 @@ mod tests {
     #[test]
     fn a_created_file_is_removed_by_the_rollback() {
         let (t, target) = host(&[("/etc/sysctl.conf", "# nothing\n", 0o644)]);
-        let c = HostConnector;
+        let c = HostConnector::default();
         let steps = vec![set(Dialect::Sysctl, "", "net.ipv4.ip_forward", "0")];
         let mut snap = c.backup(&target, &steps).unwrap();
         assert!(!snap.items[0].existed);
@@ -329,7 +474,7 @@ mod tests {
     #[test]
     fn rollback_refuses_to_undo_a_later_change() {
         let (t, target) = host(&[("/etc/login.defs", "PASS_MAX_DAYS 99999\n", 0o644)]);
-        let c = HostConnector;
+        let c = HostConnector::default();
         let steps = vec![set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "90")];
         let mut snap = c.backup(&target, &steps).unwrap();
         c.apply(&target, &steps, &mut snap).unwrap();
@@ -343,7 +488,7 @@ mod tests {
     #[test]
     fn a_failing_step_leaves_nothing_half_changed() {
         let (t, target) = host(&[("/etc/redis/redis.conf", "bind 0.0.0.0\nport 6379\n", 0o640)]);
-        let c = HostConnector;
+        let c = HostConnector::default();
         let steps = vec![
             set(Dialect::Redis, "/etc/redis/redis.conf", "bind", "10.0.0.1"),
             // Plans fine, fails when carried out: the file does not exist.
@@ -362,7 +507,7 @@ mod tests {
     fn a_file_outside_the_snapshot_is_never_written() {
         let (t, target) =
             host(&[("/etc/login.defs", "PASS_MAX_DAYS 99999\n", 0o644), ("/etc/ssh/sshd_config", SSHD, 0o644)]);
-        let c = HostConnector;
+        let c = HostConnector::default();
         let mut snap = c.backup(&target, &[set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "90")]).unwrap();
         // Steps that plan a file the backup did not capture (as if the configuration had moved).
         let other = vec![set(Dialect::Sshd, "/etc/ssh/sshd_config", "PermitRootLogin", "no")];
@@ -375,7 +520,7 @@ mod tests {
     fn control_characters_never_reach_a_file() {
         let (t, target) = host(&[("/etc/login.defs", "PASS_MAX_DAYS 99999\n", 0o644)]);
         let steps = vec![set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "90\nUMASK 000")];
-        assert_eq!(HostConnector.backup(&target, &steps).unwrap_err().code, "BackUpError");
+        assert_eq!(HostConnector::default().backup(&target, &steps).unwrap_err().code, "BackUpError");
         assert_eq!(std::fs::read_to_string(t.path().join("etc/login.defs")).unwrap(), "PASS_MAX_DAYS 99999\n");
     }
 
@@ -383,7 +528,7 @@ mod tests {
     fn a_missing_root_is_a_freed_instance() {
         let target =
             Target { instance_id: "i-gone".into(), locator: "/nonexistent/posture/root".into(), ..Default::default() };
-        let err = HostConnector.fetch(&target).unwrap_err();
+        let err = HostConnector::default().fetch(&target).unwrap_err();
         assert!(err.freed);
         assert_eq!(err.code, "InstanceFreed");
     }
@@ -395,7 +540,7 @@ mod tests {
             "root:$y$j9T$abc:19000:0:99999:7:::\nguest::19000:0:99999:7:::\nnobody:*:19000::::::\n",
             0o640,
         )]);
-        let doc = HostConnector.fetch(&target).unwrap();
+        let doc = HostConnector::default().fetch(&target).unwrap();
         assert_eq!(doc["shadow.empty_password_accounts"], "guest");
         assert_eq!(doc["file:/etc/shadow.mode"], "0640");
     }

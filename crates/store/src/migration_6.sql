@@ -1,0 +1,32 @@
+-- Schema 6: changes are serialised per file (or cloud aspect) of an instance, nonces are kept
+-- in the database, and the service's own first-start steps are recorded.
+
+-- What a task changes on its instance (the connector's scope: `file:/etc/login.defs`, `sysctl`,
+-- `aspect:ingress`, or `*` for anything). Two unfinished tasks of one instance whose scopes
+-- overlap never run together: the later waits as THROTTLING. Tasks from before this schema get
+-- `*`, the most careful scope.
+ALTER TABLE tasks ADD COLUMN scope TEXT NOT NULL DEFAULT '*';
+CREATE INDEX IF NOT EXISTS tasks_by_scope ON tasks (instance_pk, scope);
+-- Workers lease only tasks that are not waiting: the due index holds exactly those.
+DROP INDEX IF EXISTS tasks_due;
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (lease_until_ms) WHERE status IN ({CLAIMABLE});
+
+-- Nonces of signed requests, as keyed digests, in buckets of the time until which a request
+-- bearing them could still be accepted; a bucket is deleted whole once that time has passed.
+CREATE TABLE IF NOT EXISTS nonces (
+    bucket  INTEGER NOT NULL,
+    digest  BLOB NOT NULL,
+    PRIMARY KEY (bucket, digest)
+) WITHOUT ROWID;
+
+-- Steps of the service's own that must happen once (the admin's credentials delivered, the
+-- demo fleet registered and checked), marked done in the same transaction as their last write.
+CREATE TABLE IF NOT EXISTS service_state (
+    name   TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+) WITHOUT ROWID;
+-- A data directory from before this schema finished its first start if its admin has a key.
+INSERT OR IGNORE INTO service_state (name, value)
+    SELECT 'credentials_delivered', 'before schema 6' WHERE EXISTS (SELECT 1 FROM access_keys);
+INSERT OR IGNORE INTO service_state (name, value)
+    SELECT 'demo_seeded', 'before schema 6' WHERE EXISTS (SELECT 1 FROM instances);

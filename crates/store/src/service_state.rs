@@ -1,0 +1,131 @@
+//! The service's own first-start steps, each done once: the admin account with its key, and
+//! marks for the steps around it that live outside the database (credentials.json written,
+//! the demo fleet registered and checked). A start interrupted at any point is finished by the
+//! next one; nothing is half made.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::{new_id, now_ms, AccessKey, Account, Result, Store, StoreError};
+
+/// Marks of `service_state`.
+pub mod marks {
+    /// credentials.json holds the admin key (written, fsynced, renamed into place).
+    pub const CREDENTIALS_DELIVERED: &str = "credentials_delivered";
+    /// The demo fleet's files are written, its instances registered and checked.
+    pub const DEMO_SEEDED: &str = "demo_seeded";
+}
+
+/// The admin account and its key.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    /// The first account of the data directory.
+    pub account: Account,
+    /// Its administrator key, secret opened.
+    pub key: AccessKey,
+    /// Whether credentials.json was written for it (see [`marks::CREDENTIALS_DELIVERED`]).
+    pub delivered: bool,
+}
+
+fn mark_in(c: &Connection, name: &str) -> Result<()> {
+    c.execute("INSERT OR REPLACE INTO service_state (name, value) VALUES (?, ?)", params![name, now_ms().to_string()])?;
+    Ok(())
+}
+
+impl Store {
+    /// The admin account and its Admin key, both created in one transaction on the first start
+    /// (and a key added, in the same way, to an admin account left without one by an older
+    /// release interrupted between the two).
+    pub fn admin(&self) -> Result<Admin> {
+        let mut b = [0u8; 8];
+        getrandom::getrandom(&mut b).expect("the OS random source works");
+        let new_account = format!("1{:015}", u64::from_le_bytes(b) % 1_000_000_000_000_000);
+        let (new_key, new_secret) = (format!("LTAI{}", &new_id(12)[..20]), new_id(15));
+        let sealed = self.sealer.seal(&new_key, &new_secret);
+        let (account_id, key_id, delivered) = self.write(move |tx| {
+            let now = now_ms();
+            let account: Option<String> =
+                tx.query_row("SELECT id FROM accounts ORDER BY rowid LIMIT 1", [], |r| r.get(0)).optional()?;
+            let account = match account {
+                Some(id) => id,
+                None => {
+                    tx.execute(
+                        "INSERT INTO accounts (id, name, created_ms) VALUES (?, 'admin', ?)",
+                        params![new_account, now],
+                    )?;
+                    new_account
+                }
+            };
+            let key: Option<String> = tx
+                .query_row(
+                    "SELECT id FROM access_keys WHERE account_id = ? AND policy = 'Admin' ORDER BY rowid LIMIT 1",
+                    [&account],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let key = match key {
+                Some(id) => id,
+                None => {
+                    tx.execute(
+                        "INSERT INTO access_keys (id, account_id, secret, sealed_secret, policy, enabled, created_ms) VALUES (?, ?, '', ?, 'Admin', 1, ?)",
+                        params![new_key, account, sealed, now],
+                    )?;
+                    new_key
+                }
+            };
+            let delivered: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM service_state WHERE name = ?)",
+                [marks::CREDENTIALS_DELIVERED],
+                |r| r.get(0),
+            )?;
+            Ok((account, key, delivered))
+        })?;
+        let account = self.get_account(&account_id)?.ok_or(StoreError::NotFound)?;
+        let key = self.get_key(&key_id)?.ok_or(StoreError::NotFound)?;
+        Ok(Admin { account, key, delivered })
+    }
+
+    /// Whether a first-start step is done.
+    pub fn is_marked(&self, name: &str) -> Result<bool> {
+        self.read(|c| {
+            Ok(c.query_row("SELECT EXISTS (SELECT 1 FROM service_state WHERE name = ?)", [name], |r| r.get(0))?)
+        })
+    }
+
+    /// Marks a first-start step done.
+    pub fn mark(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.write(move |tx| mark_in(tx, &name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::marks;
+    use crate::testutil::store;
+
+    #[test]
+    fn the_admin_and_its_key_come_together_once() {
+        let (_d, s) = store();
+        let first = s.admin().unwrap();
+        assert!(!first.delivered);
+        assert_eq!(first.key.account_id, first.account.id);
+        assert_eq!(first.key.policy, "Admin");
+        let again = s.admin().unwrap();
+        assert_eq!(
+            (again.account.id, again.key.id, again.key.secret),
+            (first.account.id, first.key.id, first.key.secret)
+        );
+        s.mark(marks::CREDENTIALS_DELIVERED).unwrap();
+        assert!(s.admin().unwrap().delivered);
+        assert_eq!(s.list_accounts().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_admin_account_left_without_a_key_gets_one() {
+        let (_d, s) = store();
+        let a = s.create_account("admin").unwrap();
+        let admin = s.admin().unwrap();
+        assert_eq!(admin.account.id, a.id);
+        assert_eq!(s.list_keys(Some(&a.id)).unwrap().len(), 1);
+    }
+}
