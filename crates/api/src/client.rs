@@ -90,8 +90,20 @@ pub fn sign(
     params: &[(String, String)],
     signing: Signing,
 ) -> Request {
+    sign_at(endpoint, creds, action, params, signing, store::now_ms())
+}
+
+/// [`sign`], dated `date_ms` instead of now (a client whose clock is off; the replay tests).
+pub fn sign_at(
+    endpoint: &str,
+    creds: &Credentials,
+    action: &str,
+    params: &[(String, String)],
+    signing: Signing,
+    date_ms: i64,
+) -> Request {
     let host = authority(endpoint).to_string();
-    let date = format_utc(store::now_ms() / 1000);
+    let date = format_utc(date_ms / 1000);
     let form = || ("content-type".to_string(), "application/x-www-form-urlencoded".to_string());
     match signing {
         Signing::V3 => {

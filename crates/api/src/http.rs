@@ -6,8 +6,10 @@
 //! - a request's head must arrive within `header_timeout` of its first byte, its body within
 //!   `body_timeout`, and a kept-alive connection with no new request is closed after
 //!   `idle_timeout`; a response the client does not read is abandoned after `body_timeout`;
-//! - at most `max_connections` connections at once (lowered to fit the process's file limit);
-//!   one more is answered `503 ServiceUnavailable` and closed;
+//! - at most `max_connections` connections at once (lowered to fit the process's file limit).
+//!   When all are taken, the connection idle the longest is closed to make room (a kept-alive
+//!   connection costs its client nothing to open again); only when none is idle is the new
+//!   one answered `503 ServiceUnavailable` and closed;
 //! - framing is strict (one message framing: `Content-Length` digits or `Transfer-Encoding:
 //!   chunked`, never both; no bytes outside visible ASCII in the request target; no control
 //!   characters in header values), which leaves nothing for request smuggling to play with.
@@ -15,15 +17,17 @@
 //! Heads are parsed by `httparse` (the parser hyper uses). The service behind answers one
 //! [`Request`] with one [`Response`]; [`Service::refuse`] renders the server's own refusals.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::{timeout, Instant};
 
 /// The server's limits.
@@ -137,11 +141,45 @@ fn connection_budget(wanted: usize) -> usize {
         let _ = setrlimit(Resource::Nofile, limit);
         limit = getrlimit(Resource::Nofile);
     }
-    const RESERVED: u64 = 256;
     match limit.current {
-        Some(files) => wanted.min(files.saturating_sub(RESERVED).max(16) as usize),
+        // A quarter (at most 256) is kept for everything else.
+        Some(files) => wanted.min(files.saturating_sub((files / 4).min(256)).max(16) as usize),
         None => wanted,
     }
+}
+
+/// Connections waiting for their next request, by the order they began to wait: the oldest is
+/// the first asked to close when a new connection needs its slot.
+#[derive(Default)]
+struct Idle {
+    waiting: Mutex<BTreeMap<u64, Arc<Notify>>>,
+    next: AtomicU64,
+}
+
+impl Idle {
+    fn enter(&self) -> (u64, Arc<Notify>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let notify = Arc::new(Notify::new());
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id, notify.clone());
+        (id, notify)
+    }
+
+    fn leave(&self, id: u64) {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    /// Asks the connection idle the longest to close; false if none is idle.
+    fn evict_oldest(&self) -> bool {
+        let oldest = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).pop_first();
+        oldest.map(|(_, n)| n.notify_one()).is_some()
+    }
+}
+
+/// What every connection shares: the limits, the idle list, the shutdown signal.
+struct Shared {
+    limits: Limits,
+    idle: Idle,
+    stop: watch::Receiver<bool>,
 }
 
 /// Serves `service` on `listener` until `shutdown` completes; then stops accepting and waits
@@ -157,9 +195,9 @@ pub async fn serve<S: Service>(
         tracing::warn!(wanted = limits.max_connections, allowed = max, "connections limited by the open-file limit");
     }
     let slots = Arc::new(Semaphore::new(max));
-    let limits = Arc::new(limits);
     // Told to every connection at shutdown: one waiting for its next request closes at once.
-    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let (stopping, stop) = watch::channel(false);
+    let shared = Arc::new(Shared { limits, idle: Idle::default(), stop });
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -176,28 +214,31 @@ pub async fn serve<S: Service>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (service, limits, stop) = (service.clone(), limits.clone(), stop.clone());
-        match slots.clone().try_acquire_owned() {
-            Ok(slot) => {
-                tokio::spawn(async move {
-                    connection(stream, peer, &*service, &limits, stop).await;
-                    drop(slot);
-                });
-            }
-            Err(_) => {
-                tokio::spawn(async move {
+        let (service, shared, slots) = (service.clone(), shared.clone(), slots.clone());
+        tokio::spawn(async move {
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                // Full: make room by closing the connection idle the longest, if there is one.
+                Err(_) if shared.idle.evict_oldest() => {
+                    timeout(Duration::from_millis(500), slots.acquire_owned()).await.ok().and_then(Result::ok)
+                }
+                Err(_) => None,
+            };
+            let mut stream = stream;
+            match slot {
+                Some(_slot) => connection(stream, peer, &*service, &shared).await,
+                None => {
                     let r = refusal(503, "ServiceUnavailable", "Too many connections are open; try again later.");
-                    let mut stream = stream;
                     let _ =
                         timeout(Duration::from_secs(1), write_response(&mut stream, &service.refuse(&r), false, false))
                             .await;
-                });
+                }
             }
-        }
+        });
     }
     // Let the requests under way finish; idle connections close at once.
     let _ = stopping.send(true);
-    let _ = timeout(limits.body_timeout, slots.acquire_many(max as u32)).await;
+    let _ = timeout(shared.limits.body_timeout, slots.acquire_many(max as u32)).await;
     Ok(())
 }
 
@@ -221,12 +262,12 @@ async fn connection<S: Service + ?Sized, IO: AsyncRead + AsyncWrite + Unpin>(
     mut io: IO,
     peer: SocketAddr,
     service: &S,
-    limits: &Limits,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    shared: &Shared,
 ) {
+    let limits = &shared.limits;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        let head = match read_head(&mut io, &mut buf, limits, &mut stop).await {
+        let head = match read_head(&mut io, &mut buf, shared).await {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(r) => return refuse(&mut io, service, &r, limits).await,
@@ -253,17 +294,36 @@ async fn connection<S: Service + ?Sized, IO: AsyncRead + AsyncWrite + Unpin>(
         let request = Request { method: head.method, path, query, headers: head.headers, body, peer };
         let response = service.call(request).await;
         let sent = timeout(limits.body_timeout, write_response(&mut io, &response, head.keep_alive, is_head)).await;
-        if !head.keep_alive || !matches!(sent, Ok(Ok(()))) || *stop.borrow() {
+        if !head.keep_alive || !matches!(sent, Ok(Ok(()))) || *shared.stop.borrow() {
             let _ = timeout(Duration::from_secs(1), io.shutdown()).await;
             return;
         }
     }
 }
 
-async fn refuse<S: Service + ?Sized, IO: AsyncWrite + Unpin>(io: &mut IO, service: &S, r: &Refusal, limits: &Limits) {
+/// Answers a refusal and closes. The client may still be sending what was refused: the
+/// connection is half-closed and its input read and dropped for a moment (at most 1 s and
+/// 1 MiB), as nginx's lingering close does, so that the refusal is not lost to a reset.
+async fn refuse<S: Service + ?Sized, IO: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut IO,
+    service: &S,
+    r: &Refusal,
+    limits: &Limits,
+) {
     tracing::debug!(status = r.status, code = r.code, "request refused by the HTTP layer");
     let _ = timeout(limits.body_timeout, write_response(io, &service.refuse(r), false, false)).await;
     let _ = timeout(Duration::from_secs(1), io.shutdown()).await;
+    let _ = timeout(Duration::from_secs(1), async {
+        let mut sink = [0u8; 8192];
+        let mut left = 1usize << 20;
+        while left > 0 {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 /// Reads more bytes into `buf`; false at the end of the stream.
@@ -279,9 +339,9 @@ async fn fill<IO: AsyncRead + Unpin>(io: &mut IO, buf: &mut Vec<u8>) -> std::io:
 async fn read_head<IO: AsyncRead + Unpin>(
     io: &mut IO,
     buf: &mut Vec<u8>,
-    limits: &Limits,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
+    shared: &Shared,
 ) -> Result<Option<Head>, Refusal> {
+    let limits = &shared.limits;
     // Between requests: wait for a first byte at most the idle time. Empty lines before a
     // request line are allowed (RFC 9112 §2.2).
     loop {
@@ -290,15 +350,19 @@ async fn read_head<IO: AsyncRead + Unpin>(
         if !buf.is_empty() {
             break;
         }
-        if *stop.borrow() {
+        let mut stop = shared.stop.clone();
+        if *stop.borrow_and_update() {
             return Ok(None);
         }
-        tokio::select! {
-            read = timeout(limits.idle_timeout, fill(io, buf)) => match read {
-                Ok(Ok(true)) => {}
-                _ => return Ok(None),
-            },
-            _ = stop.changed() => return Ok(None),
+        let (id, evicted) = shared.idle.enter();
+        let read = tokio::select! {
+            read = timeout(limits.idle_timeout, fill(io, buf)) => matches!(read, Ok(Ok(true))),
+            _ = stop.changed() => false,
+            _ = evicted.notified() => false,
+        };
+        shared.idle.leave(id);
+        if !read {
+            return Ok(None);
         }
     }
     let deadline = Instant::now() + limits.header_timeout;
@@ -563,8 +627,9 @@ mod tests {
     async fn exchange(input: &[u8], limits: Limits) -> String {
         let (mut client, server) = tokio::io::duplex(1 << 20);
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let (_stopping, stop) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move { connection(server, peer, &Echo, &limits, stop).await });
+        let (_stopping, stop) = watch::channel(false);
+        let shared = Shared { limits, idle: Idle::default(), stop };
+        let task = tokio::spawn(async move { connection(server, peer, &Echo, &shared).await });
         client.write_all(input).await.unwrap();
         client.shutdown().await.unwrap();
         let mut out = Vec::new();
@@ -621,6 +686,39 @@ mod tests {
         assert!(out.starts_with("HTTP/1.1 431 "), "{out}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, failure_persistence: None, ..Default::default() })]
+
+        /// Any bytes at all: a head, a refusal, or a request for more bytes; never a panic.
+        #[test]
+        fn any_bytes_parse_or_are_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let mut buf = bytes;
+            let small = Limits { max_head_bytes: 256, max_target_bytes: 64, max_headers: 8, ..Limits::default() };
+            if let Err(r) = parse_head(&mut buf, &small) {
+                assert!((400..600).contains(&r.status) && !r.code.is_empty());
+            }
+        }
+
+        /// Heads built from plausible pieces, with bodies framed any way.
+        #[test]
+        fn plausible_requests_get_an_answer(
+            method in "(GET|POST|PUT|HEAD|[A-Z]{1,8})",
+            target in "/[ -~]{0,30}",
+            headers in proptest::collection::vec(("(Content-Length|Transfer-Encoding|Connection|Expect|Host|[A-Za-z-]{1,10})", "[ -~]{0,20}"), 0..6),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let mut req = format!("{method} {target} HTTP/1.1\r\n");
+            for (k, v) in &headers {
+                req.push_str(&format!("{k}: {v}\r\n"));
+            }
+            req.push_str("\r\n");
+            let mut bytes = req.into_bytes();
+            bytes.extend_from_slice(&body);
+            let out = rt().block_on(exchange(&bytes, Limits::default()));
+            assert!(out.is_empty() || out.starts_with("HTTP/1.1 "), "{out}");
+        }
+    }
+
     #[test]
     fn slow_heads_and_bodies_are_cut_off() {
         let limits = Limits {
@@ -633,9 +731,9 @@ mod tests {
             for partial in [&b"GET / HTTP/1.1\r\nHost"[..], b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nab", b""] {
                 let (mut client, server) = tokio::io::duplex(1 << 16);
                 let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
-                let l = limits.clone();
-                let (_stopping, stop) = tokio::sync::watch::channel(false);
-                let task = tokio::spawn(async move { connection(server, peer, &Echo, &l, stop).await });
+                let (_stopping, stop) = watch::channel(false);
+                let shared = Shared { limits: limits.clone(), idle: Idle::default(), stop };
+                let task = tokio::spawn(async move { connection(server, peer, &Echo, &shared).await });
                 client.write_all(partial).await.unwrap();
                 // The client never finishes (and never closes): the server ends it.
                 let mut out = Vec::new();

@@ -15,6 +15,8 @@ pub struct Server {
     pub creds: Credentials,
     pub account_id: String,
     child: Option<Child>,
+    /// Run the server with at most this many open files (`ulimit -n`).
+    pub max_files: Option<u32>,
 }
 
 pub fn free_port() -> u16 {
@@ -27,16 +29,27 @@ pub fn bin() -> &'static str {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
+        Server::start_with(None, extra)
+    }
+
+    /// Starts with at most `max_files` open files, if given.
+    pub fn start_with(max_files: Option<u32>, extra: &[&str]) -> Server {
+        let mut s = Server::unstarted(max_files);
+        s.spawn(extra);
+        s
+    }
+
+    /// A server not started yet: its data directory is `data()`, empty.
+    pub fn unstarted(max_files: Option<u32>) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Server {
+        Server {
             endpoint: String::new(),
             creds: Credentials { access_key_id: String::new(), access_key_secret: String::new() },
             account_id: String::new(),
             child: None,
+            max_files,
             dir,
-        };
-        s.spawn(extra);
-        s
+        }
     }
 
     pub fn data(&self) -> PathBuf {
@@ -52,7 +65,15 @@ impl Server {
             let data = self.data();
             let mut args = vec!["serve", "--demo", "--listen", &self.endpoint, "--data", data.to_str().unwrap()];
             args.extend(extra);
-            let mut child = Command::new(bin()).args(&args).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+            let mut command = match self.max_files {
+                Some(n) => {
+                    let mut c = Command::new("sh");
+                    c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), bin()]);
+                    c
+                }
+                None => Command::new(bin()),
+            };
+            let mut child = command.args(&args).stdout(Stdio::null()).stderr(log).spawn().unwrap();
             let deadline = Instant::now() + Duration::from_secs(30);
             let started = loop {
                 if healthz(&self.endpoint).ok() == Some(200) {
@@ -100,6 +121,19 @@ impl Server {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+    }
+
+    /// Kills the server with SIGKILL (no chance to finish anything) and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
     }
 
     /// A client for this server's admin key.
