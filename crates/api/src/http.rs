@@ -218,25 +218,38 @@ pub async fn serve<S: Service>(
         tokio::spawn(async move {
             let slot = match slots.clone().try_acquire_owned() {
                 Ok(slot) => Some(slot),
-                // Full: make room by closing the connection idle the longest, if there is one.
-                Err(_) if shared.idle.evict_oldest() => {
-                    timeout(Duration::from_millis(500), slots.acquire_owned()).await.ok().and_then(Result::ok)
+                // Full: make room by closing the connection idle the longest (and the next, if that
+                // one woke with a request just then).
+                Err(_) => {
+                    let mut slot = None;
+                    for _ in 0..8 {
+                        if !shared.idle.evict_oldest() {
+                            break;
+                        }
+                        if let Ok(Ok(s)) = timeout(Duration::from_millis(100), slots.clone().acquire_owned()).await {
+                            slot = Some(s);
+                            break;
+                        }
+                    }
+                    slot
                 }
-                Err(_) => None,
             };
             let mut stream = stream;
             match slot {
                 Some(_slot) => connection(stream, peer, &*service, &shared).await,
                 None => {
                     let r = refusal(503, "ServiceUnavailable", "Too many connections are open; try again later.");
-                    let _ =
-                        timeout(Duration::from_secs(1), write_response(&mut stream, &service.refuse(&r), false, false))
-                            .await;
+                    let _ = timeout(
+                        Duration::from_secs(1),
+                        write_response(&mut stream, &service.refuse(&r), Some("close"), false),
+                    )
+                    .await;
                 }
             }
         });
     }
-    // Let the requests under way finish; idle connections close at once.
+    // No new connection; the requests under way finish; idle connections close at once.
+    drop(listener);
     let _ = stopping.send(true);
     let _ = timeout(shared.limits.body_timeout, slots.acquire_many(max as u32)).await;
     Ok(())
@@ -244,6 +257,8 @@ pub async fn serve<S: Service>(
 
 /// A request head, parsed.
 struct Head {
+    /// HTTP/1.`version`.
+    version: u8,
     method: String,
     target: String,
     headers: Vec<(String, Vec<u8>)>,
@@ -291,9 +306,14 @@ async fn connection<S: Service + ?Sized, IO: AsyncRead + AsyncWrite + Unpin>(
             None => (head.target.clone(), String::new()),
         };
         let is_head = head.method == "HEAD";
+        let connection = match (head.keep_alive, head.version) {
+            (false, _) => Some("close"),
+            (true, 0) => Some("keep-alive"), // HTTP/1.0 closes unless told otherwise
+            (true, _) => None,
+        };
         let request = Request { method: head.method, path, query, headers: head.headers, body, peer };
         let response = service.call(request).await;
-        let sent = timeout(limits.body_timeout, write_response(&mut io, &response, head.keep_alive, is_head)).await;
+        let sent = timeout(limits.body_timeout, write_response(&mut io, &response, connection, is_head)).await;
         if !head.keep_alive || !matches!(sent, Ok(Ok(()))) || *shared.stop.borrow() {
             let _ = timeout(Duration::from_secs(1), io.shutdown()).await;
             return;
@@ -311,7 +331,7 @@ async fn refuse<S: Service + ?Sized, IO: AsyncRead + AsyncWrite + Unpin>(
     limits: &Limits,
 ) {
     tracing::debug!(status = r.status, code = r.code, "request refused by the HTTP layer");
-    let _ = timeout(limits.body_timeout, write_response(io, &service.refuse(r), false, false)).await;
+    let _ = timeout(limits.body_timeout, write_response(io, &service.refuse(r), Some("close"), false)).await;
     let _ = timeout(Duration::from_secs(1), io.shutdown()).await;
     let _ = timeout(Duration::from_secs(1), async {
         let mut sink = [0u8; 8192];
@@ -342,11 +362,18 @@ async fn read_head<IO: AsyncRead + Unpin>(
     shared: &Shared,
 ) -> Result<Option<Head>, Refusal> {
     let limits = &shared.limits;
-    // Between requests: wait for a first byte at most the idle time. Empty lines before a
-    // request line are allowed (RFC 9112 §2.2).
+    // Between requests: wait for the next request's first byte, at most the idle time in all.
+    // A few empty lines before a request line are allowed (RFC 9112 §2.2); a stream of them is
+    // not a way to keep a connection open.
+    let idle_until = Instant::now() + limits.idle_timeout;
+    let mut blank_bytes = 0;
     loop {
         let blank = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
         buf.drain(..blank);
+        blank_bytes += blank;
+        if blank_bytes > 16 {
+            return Ok(None);
+        }
         if !buf.is_empty() {
             break;
         }
@@ -356,7 +383,7 @@ async fn read_head<IO: AsyncRead + Unpin>(
         }
         let (id, evicted) = shared.idle.enter();
         let read = tokio::select! {
-            read = timeout(limits.idle_timeout, fill(io, buf)) => matches!(read, Ok(Ok(true))),
+            read = tokio::time::timeout_at(idle_until, fill(io, buf)) => matches!(read, Ok(Ok(true))),
             _ = stop.changed() => false,
             _ = evicted.notified() => false,
         };
@@ -366,9 +393,20 @@ async fn read_head<IO: AsyncRead + Unpin>(
         }
     }
     let deadline = Instant::now() + limits.header_timeout;
+    // Only new bytes are searched for the end of the line and of the head, and the head is
+    // parsed once it is complete (or already too long): a head sent a byte at a time costs
+    // what a head sent at once does.
+    let (mut scanned, mut line_ended, mut head_ended) = (0usize, false, false);
     loop {
-        if let Some(head) = parse_head(buf, limits)? {
-            return Ok(Some(head));
+        let new = &buf[scanned.saturating_sub(3)..];
+        line_ended = line_ended || new.windows(2).any(|w| w == b"\r\n");
+        head_ended = head_ended || new.windows(4).any(|w| w == b"\r\n\r\n");
+        scanned = buf.len();
+        let too_long = buf.len() > limits.max_head_bytes || (!line_ended && buf.len() > limits.max_target_bytes + 64);
+        if head_ended || too_long {
+            if let Some(head) = parse_head(buf, limits)? {
+                return Ok(Some(head));
+            }
         }
         match tokio::time::timeout_at(deadline, fill(io, buf)).await {
             Ok(Ok(true)) => {}
@@ -474,7 +512,7 @@ fn parse_head(buf: &mut Vec<u8>, limits: &Limits) -> Result<Option<Head>, Refusa
         _ => return Err(malformed("more than one Content-Length, or one with Transfer-Encoding")),
     };
     let expect_continue = tokens("expect").iter().any(|t| t == "100-continue") && version == 1;
-    Ok(Some(Head { method, target, headers, keep_alive, framing, expect_continue }))
+    Ok(Some(Head { version, method, target, headers, keep_alive, framing, expect_continue }))
 }
 
 /// Reads a body framed as the head says; bytes already read (pipelined) come first.
@@ -581,7 +619,7 @@ fn reason(status: u16) -> &'static str {
 async fn write_response<IO: AsyncWrite + Unpin>(
     io: &mut IO,
     r: &Response,
-    keep_alive: bool,
+    connection: Option<&str>,
     head_only: bool,
 ) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(256 + r.body.len());
@@ -590,8 +628,8 @@ async fn write_response<IO: AsyncWrite + Unpin>(
         out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
     }
     out.extend_from_slice(format!("content-length: {}\r\n", r.body.len()).as_bytes());
-    if !keep_alive {
-        out.extend_from_slice(b"connection: close\r\n");
+    if let Some(c) = connection {
+        out.extend_from_slice(format!("connection: {c}\r\n").as_bytes());
     }
     out.extend_from_slice(b"\r\n");
     if !head_only {

@@ -38,7 +38,10 @@ impl Engine {
         let span =
             tracing::info_span!("task", task = %task.id, check = task.check_id, instance = %task.instance.instance_id);
         let _g = span.enter();
-        match self.try_drive(&claimed) {
+        let outcome = self.try_drive(&claimed);
+        // Its end may have released tasks waiting for the same files.
+        self.wake();
+        match outcome {
             Ok(()) => {}
             Err(StoreError::LeaseLost) => {
                 tracing::warn!(stage = "transition", "lease lost; another worker has the task")
@@ -100,9 +103,17 @@ impl Engine {
             let e =
                 ConnectorError::new("TooManyAttempts", format!("the task was interrupted {} times", task.attempts - 1));
             if status == Repairing {
-                // The change may be half made: put the snapshot back before giving up.
+                // The change may be half made: put the snapshot back before giving up. If that
+                // cannot be done now (the files do not answer), the task is not ended: ending it
+                // would release the changes queued behind it while this one may still be in
+                // progress. It is tried again under the next lease.
                 let snap = self.store.get_snapshot(&task.id)?;
-                let _ = self.target(&task.instance).and_then(|target| connector.restore(&target, &snap));
+                if let Err(e) = self.target(&task.instance).and_then(|target| connector.restore(&target, &snap)) {
+                    if e.retryable {
+                        tracing::warn!(code = e.code, error = %e.message, "the snapshot could not be put back yet; the task waits for the next lease");
+                        return Ok(());
+                    }
+                }
             }
             self.fail(claimed, status, &e)?;
             return Ok(());
@@ -115,8 +126,6 @@ impl Engine {
             status = next;
         }
         tracing::info!(status = %status, "task finished");
-        // Its end may have released tasks waiting for the same files.
-        self.wake();
         Ok(())
     }
 

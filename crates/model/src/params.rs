@@ -134,7 +134,15 @@ fn exposing_address(ip: IpAddr) -> Option<&'static str> {
 /// Shortest prefix accepted for a CIDR that lets sources in: anything wider is a sizable share
 /// of the Internet, which is what the repairs that take a CIDR exist to close.
 const MIN_PREFIX_V4: u8 = 8;
-const MIN_PREFIX_V6: u8 = 16;
+const MIN_PREFIX_V6: u8 = 32;
+
+/// IPv6 ranges that carry the IPv4 Internet inside them (IPv4-compatible, IPv4-mapped, NAT64):
+/// a CIDR overlapping them could open to every IPv4 source under an IPv6 spelling.
+const IPV4_IN_IPV6: [(std::net::Ipv6Addr, u8); 3] = [
+    (std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 96),
+    (std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96),
+    (std::net::Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96),
+];
 
 impl ParamType {
     /// The `TypeDefine` JSON string.
@@ -218,8 +226,18 @@ impl ParamType {
                 if network != ip {
                     return Err(meaning(value, &format!("has host bits set; the network is {network}/{prefix}")));
                 }
-                if ip.is_multicast() || matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()) {
-                    return Err(meaning(value, "is not a range of sources"));
+                if ip.is_multicast() {
+                    return Err(meaning(value, "is a multicast range, not a range of sources"));
+                }
+                let embeds_ipv4 = IPV4_IN_IPV6.iter().any(|(net, len)| {
+                    let common = prefix.min(*len);
+                    network_of(ip, common) == network_of(IpAddr::V6(*net), common)
+                });
+                if embeds_ipv4 {
+                    return Err(meaning(
+                        value,
+                        "overlaps the IPv4 addresses embedded in IPv6; give IPv4 sources as IPv4",
+                    ));
                 }
                 Ok(format!("{ip}/{prefix}"))
             }
@@ -392,7 +410,12 @@ mod tests {
         assert!(meaning(ParamType::Cidr, "0.0.0.0/1").contains("too much"));
         assert!(meaning(ParamType::Cidr, "10.0.0.1/8").contains("the network is 10.0.0.0/8"));
         assert!(meaning(ParamType::Cidr, "2001:db8::1/32").contains("2001:db8::/32"));
-        assert!(meaning(ParamType::Cidr, "::ffff:0.0.0.0/96").contains("not a range"));
+        assert!(meaning(ParamType::Cidr, "2001:db8::/16").contains("too much"));
+        for v in ["::ffff:0.0.0.0/96", "64:ff9b::/96", "::/96", "::/32", "64:ff9b::1.2.3.0/120"] {
+            assert!(meaning(ParamType::Cidr, v).contains("embedded"), "{v}");
+        }
+        assert!(meaning(ParamType::Cidr, "2002::/16").contains("too much"));
+        assert!(meaning(ParamType::Cidr, "ff00::/32").contains("multicast"));
         assert_eq!(ParamType::IpPort.check_meaning("127.0.0.1:6379"), Ok("127.0.0.1:6379".into()));
         assert_eq!(ParamType::IpPort.check_meaning("nonsense"), Err(Refused::Form));
     }

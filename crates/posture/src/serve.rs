@@ -184,35 +184,38 @@ async fn shutdown() {
 /// and credentials.json (0600) naming them. The file is written after the key is committed and
 /// marked delivered only once it is in place, so a start interrupted anywhere leaves either
 /// nothing or a key whose file the next start writes; a file deleted after delivery on purpose
-/// is not written again.
+/// is not written again. (A data directory from before schema 6 has no mark: an existing file
+/// naming the admin key counts as delivered; a missing one is written.)
 fn ensure_admin(store: &Store, data: &Path, listen: &SocketAddr) -> Result<String, String> {
     let path = data.join("credentials.json");
     let endpoint = listen.to_string();
     let admin = store.admin().map_err(|e| format!("cannot create the admin account: {e}"))?;
-    if admin.delivered {
-        // Keep the file's Endpoint in step with --listen.
-        if let Ok(mut file) = std::fs::read_to_string(&path)
-            .map_err(|_| ())
-            .and_then(|t| serde_json::from_str::<CredentialsFile>(&t).map_err(|_| ()))
-        {
-            if file.endpoint != endpoint {
+    let existing = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<CredentialsFile>(&t).ok());
+    let key = match &admin.key {
+        Some(key) if !admin.delivered && existing.as_ref().is_none_or(|f| f.access_key_id != key.id) => key,
+        _ => {
+            if !admin.delivered {
+                store.mark(store::marks::CREDENTIALS_DELIVERED).map_err(|e| e.to_string())?;
+            }
+            // Keep the file's Endpoint in step with --listen.
+            if let Some(mut file) = existing.filter(|f| f.endpoint != endpoint) {
                 file.endpoint = endpoint;
                 write_private(&path, &serde_json::to_string_pretty(&file).unwrap_or_default())
                     .map_err(|e| e.to_string())?;
             }
+            return Ok(admin.account.id);
         }
-        return Ok(admin.account.id);
-    }
+    };
     let file = CredentialsFile {
         account_id: admin.account.id.clone(),
-        access_key_id: admin.key.id,
-        access_key_secret: admin.key.secret,
+        access_key_id: key.id.clone(),
+        access_key_secret: key.secret.clone(),
         endpoint,
     };
     write_private(&path, &serde_json::to_string_pretty(&file).unwrap_or_default())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     store.mark(store::marks::CREDENTIALS_DELIVERED).map_err(|e| e.to_string())?;
-    tracing::info!(account = %admin.account.id, credentials = %path.display(), "created the admin account and its AccessKey");
+    tracing::info!(account = %admin.account.id, credentials = %path.display(), "wrote the admin AccessKey to credentials.json");
     Ok(admin.account.id)
 }
 

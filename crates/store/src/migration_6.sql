@@ -6,7 +6,10 @@
 -- overlap never run together: the later waits as THROTTLING. Tasks from before this schema get
 -- `*`, the most careful scope.
 ALTER TABLE tasks ADD COLUMN scope TEXT NOT NULL DEFAULT '*';
-CREATE INDEX IF NOT EXISTS tasks_by_scope ON tasks (instance_pk, scope);
+-- The queue of an instance: its unfinished tasks are found by (instance, status) without
+-- reading the instance's history; its history (for the rollback rule) by the instance alone,
+-- in rowid order (every index ends with the rowid).
+CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (instance_pk, status, scope);
 -- Workers lease only tasks that are not waiting: the due index holds exactly those.
 DROP INDEX IF EXISTS tasks_due;
 CREATE INDEX IF NOT EXISTS tasks_due ON tasks (lease_until_ms) WHERE status IN ({CLAIMABLE});
@@ -25,8 +28,7 @@ CREATE TABLE IF NOT EXISTS service_state (
     name   TEXT PRIMARY KEY,
     value  TEXT NOT NULL
 ) WITHOUT ROWID;
--- A data directory from before this schema finished its first start if its admin has a key.
-INSERT OR IGNORE INTO service_state (name, value)
-    SELECT 'credentials_delivered', 'before schema 6' WHERE EXISTS (SELECT 1 FROM access_keys);
+-- A data directory from before this schema with instances had its demo (if any) seeded.
+-- (Whether its credentials.json was written is decided at the next start, from the file.)
 INSERT OR IGNORE INTO service_state (name, value)
     SELECT 'demo_seeded', 'before schema 6' WHERE EXISTS (SELECT 1 FROM instances);

@@ -31,8 +31,9 @@ impl Store {
         let digest = nonce_digest(key_id, nonce);
         // The first bucket whose start is at or after the expiry: kept at least until then.
         let bucket = (date_ms + window_ms).div_euclid(BUCKET_MS) + 1;
-        // Buckets that ended before this minute began can no longer matter.
-        let stale = now_ms.div_euclid(BUCKET_MS);
+        // Buckets that ended before this minute began can no longer matter; one window more is
+        // kept, so that a clock that jumps ahead (by less than a window) and back forgets nothing.
+        let stale = (now_ms - window_ms).div_euclid(BUCKET_MS);
         let prune = self.nonce_pruned.fetch_max(stale, std::sync::atomic::Ordering::Relaxed) < stale;
         self.write(move |tx| {
             if prune {
@@ -68,8 +69,8 @@ mod tests {
         drop(s);
         let s = crate::Store::open(&dir.path().join("posture.db")).unwrap();
         assert!(!s.use_nonce("k", "edge", ahead, W, date + 20 * 60_000).unwrap());
-        // Long after the date is out of the window, its bucket is gone.
-        let later = ahead + W + 3 * 60_000;
+        // Long after the date is out of the window (and one window more), its bucket is gone.
+        let later = ahead + 2 * W + 3 * 60_000;
         assert!(s.use_nonce("k", "x", later, W, later).unwrap());
         let left: i64 = s.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM nonces", [], |r| r.get(0))?)).unwrap();
         assert_eq!(left, 1, "every aged-out bucket was dropped");

@@ -20,8 +20,8 @@ pub mod marks {
 pub struct Admin {
     /// The first account of the data directory.
     pub account: Account,
-    /// Its administrator key, secret opened.
-    pub key: AccessKey,
+    /// Its first administrator key, secret opened (None once delivered keys were all deleted).
+    pub key: Option<AccessKey>,
     /// Whether credentials.json was written for it (see [`marks::CREDENTIALS_DELIVERED`]).
     pub delivered: bool,
 }
@@ -32,16 +32,17 @@ fn mark_in(c: &Connection, name: &str) -> Result<()> {
 }
 
 impl Store {
-    /// The admin account and its Admin key, both created in one transaction on the first start
-    /// (and a key added, in the same way, to an admin account left without one by an older
-    /// release interrupted between the two).
+    /// The admin account and its Admin key, both created in one transaction on the first start.
+    /// An admin account left without any key by an older release interrupted between the two
+    /// gets one in the same way; a key an operator deleted is never made again behind their
+    /// back.
     pub fn admin(&self) -> Result<Admin> {
         let mut b = [0u8; 8];
         getrandom::getrandom(&mut b).expect("the OS random source works");
         let new_account = format!("1{:015}", u64::from_le_bytes(b) % 1_000_000_000_000_000);
         let (new_key, new_secret) = (format!("LTAI{}", &new_id(12)[..20]), new_id(15));
         let sealed = self.sealer.seal(&new_key, &new_secret);
-        let (account_id, key_id, delivered) = self.write(move |tx| {
+        let (account_id, key_id, delivered): (String, Option<String>, bool) = self.write(move |tx| {
             let now = now_ms();
             let account: Option<String> =
                 tx.query_row("SELECT id FROM accounts ORDER BY rowid LIMIT 1", [], |r| r.get(0)).optional()?;
@@ -62,25 +63,32 @@ impl Store {
                     |r| r.get(0),
                 )
                 .optional()?;
-            let key = match key {
-                Some(id) => id,
-                None => {
-                    tx.execute(
-                        "INSERT INTO access_keys (id, account_id, secret, sealed_secret, policy, enabled, created_ms) VALUES (?, ?, '', ?, 'Admin', 1, ?)",
-                        params![new_key, account, sealed, now],
-                    )?;
-                    new_key
-                }
-            };
             let delivered: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM service_state WHERE name = ?)",
                 [marks::CREDENTIALS_DELIVERED],
                 |r| r.get(0),
             )?;
+            // A key is made only for a data directory that has none at all: a first start, or
+            // one an older release interrupted between the account and its key.
+            let no_keys: bool = tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM access_keys)", [], |r| r.get(0))?;
+            let key = match key {
+                Some(id) => Some(id),
+                None if delivered || !no_keys => None,
+                None => {
+                    tx.execute(
+                        "INSERT INTO access_keys (id, account_id, secret, sealed_secret, policy, enabled, created_ms) VALUES (?, ?, '', ?, 'Admin', 1, ?)",
+                        params![new_key, account, sealed, now],
+                    )?;
+                    Some(new_key)
+                }
+            };
             Ok((account, key, delivered))
         })?;
         let account = self.get_account(&account_id)?.ok_or(StoreError::NotFound)?;
-        let key = self.get_key(&key_id)?.ok_or(StoreError::NotFound)?;
+        let key = match key_id {
+            Some(id) => Some(self.get_key(&id)?.ok_or(StoreError::NotFound)?),
+            None => None,
+        };
         Ok(Admin { account, key, delivered })
     }
 
@@ -108,16 +116,18 @@ mod tests {
         let (_d, s) = store();
         let first = s.admin().unwrap();
         assert!(!first.delivered);
-        assert_eq!(first.key.account_id, first.account.id);
-        assert_eq!(first.key.policy, "Admin");
+        let key = first.key.clone().unwrap();
+        assert_eq!((key.account_id.as_str(), key.policy.as_str()), (first.account.id.as_str(), "Admin"));
         let again = s.admin().unwrap();
-        assert_eq!(
-            (again.account.id, again.key.id, again.key.secret),
-            (first.account.id, first.key.id, first.key.secret)
-        );
+        let again_key = again.key.unwrap();
+        assert_eq!((again.account.id, again_key.id, again_key.secret), (first.account.id, key.id.clone(), key.secret));
         s.mark(marks::CREDENTIALS_DELIVERED).unwrap();
         assert!(s.admin().unwrap().delivered);
         assert_eq!(s.list_accounts().unwrap().len(), 1);
+        // A delivered admin key deleted by an operator is not made again.
+        s.delete_key(&key.id).unwrap();
+        assert!(s.admin().unwrap().key.is_none());
+        assert!(s.list_keys(None).unwrap().is_empty());
     }
 
     #[test]

@@ -62,7 +62,8 @@ const MAX_INCLUDE_DEPTH: usize = 8;
 
 fn read(root: &Path, logical: &str, limits: &Limits) -> io::Result<Source> {
     let real = resolve_in_root(root, logical)?;
-    let text = files::read(&real, limits).map_err(|e| io::Error::new(e.kind(), Context(logical.to_string(), e)))?;
+    let text =
+        files::read(root, &real, limits).map_err(|e| io::Error::new(e.kind(), Context(logical.to_string(), e)))?;
     Ok(Source { logical: logical.to_string(), real, text })
 }
 

@@ -1,20 +1,27 @@
-//! File state as snapshots see it, reads and atomic writes that a hostile file cannot abuse,
+//! File state as snapshots see it, reads and atomic writes that a hostile root cannot abuse,
 //! and digests.
 //!
-//! Every open is `O_NOFOLLOW | O_NONBLOCK` (paths are resolved inside the root beforehand, so
-//! a symbolic link swapped in afterwards is refused rather than followed, and a FIFO never
-//! blocks the opener), and only regular files are read or changed: a FIFO, a device or a
-//! socket at a configuration path is refused with a code of its own. A file larger than the
-//! limit is refused before it is read whole. A file with more than one hard link is never
-//! changed: its other names may be outside the instance's root.
+//! Paths come resolved by `resolve_in_root` (symbolic links followed *inside* the root). Every
+//! operation then walks that real path again from the root, one directory at a time, with
+//! `O_NOFOLLOW`, and acts relative to the directory it reached (`openat`, `renameat`,
+//! `unlinkat`): a symbolic link swapped into the path after it was resolved — to take a write
+//! out of the root — is refused, never followed. Only regular files are read or changed: the
+//! name is looked at first (`fstatat`, so a device is never opened: an open can have effects
+//! of its own), opened `O_NONBLOCK` (a FIFO swapped in cannot block) and checked again on the
+//! descriptor. A file larger than the limit is refused before it is read whole. A file with
+//! more than one hard link is never changed: its other names may be outside the root.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions, Permissions};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, Permissions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path};
 
 use model::SnapshotItem;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, CWD};
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
 /// What the host connector accepts of a file.
@@ -38,19 +45,22 @@ impl Default for Limits {
 /// each with its own code.
 #[derive(Debug)]
 pub enum Refusal {
-    /// Not a regular file (a FIFO, a device, a socket, a directory).
+    /// Not a regular file (a FIFO, a device, a socket, a directory, a link).
     NotRegular(&'static str),
     /// Larger than [`Limits::max_file_bytes`].
     TooLarge { size: u64, limit: u64 },
     /// More than one hard link: changing it would change its other names too.
     HardLinked(u64),
+    /// A directory of the path is not a plain directory any more (a link put there after the
+    /// path was resolved).
+    PathChanged,
 }
 
 impl Refusal {
     /// The task's `ErrorCode` for this refusal.
     pub fn code(&self) -> &'static str {
         match self {
-            Refusal::NotRegular(_) => "ConfigFileNotRegular",
+            Refusal::NotRegular(_) | Refusal::PathChanged => "ConfigFileNotRegular",
             Refusal::TooLarge { .. } => "ConfigFileTooLarge",
             Refusal::HardLinked(_) => "ConfigFileHardLinked",
         }
@@ -71,6 +81,9 @@ impl std::fmt::Display for Refusal {
             Refusal::HardLinked(n) => {
                 write!(f, "has {n} hard links; a file with other names (possibly outside the root) is never changed")
             }
+            Refusal::PathChanged => {
+                write!(f, "a directory of its path is not a plain directory (a symbolic link put there meanwhile?)")
+            }
         }
     }
 }
@@ -82,58 +95,111 @@ pub fn refusal(e: &io::Error) -> Option<&Refusal> {
     e.get_ref().and_then(|inner| inner.downcast_ref::<Refusal>())
 }
 
-fn kind_of(ft: fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_fifo() {
-        "FIFO"
-    } else if ft.is_char_device() {
-        "character device"
-    } else if ft.is_block_device() {
-        "block device"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_dir() {
-        "directory"
-    } else if ft.is_symlink() {
-        "symbolic link"
-    } else {
-        "special file"
+fn kind_of(ft: FileType) -> &'static str {
+    match ft {
+        FileType::Fifo => "FIFO",
+        FileType::CharacterDevice => "character device",
+        FileType::BlockDevice => "block device",
+        FileType::Socket => "socket",
+        FileType::Directory => "directory",
+        FileType::Symlink => "symbolic link",
+        _ => "special file",
     }
 }
 
-/// Opens a regular file without following a final symbolic link and without blocking. None if
-/// it does not exist. The path is looked at first (`lstat`), so a device is never opened (an
-/// open can have effects of its own); the descriptor is checked again after the open, and
-/// `O_NONBLOCK` keeps a FIFO swapped in between from blocking the opener.
-fn open_regular(real: &Path) -> io::Result<Option<(File, fs::Metadata)>> {
-    match fs::symlink_metadata(real) {
-        Ok(m) if !m.file_type().is_file() => return Err(Refusal::NotRegular(kind_of(m.file_type())).into_io()),
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+fn errno(e: Errno) -> io::Error {
+    e.into()
+}
+
+/// The directory holding `real` (a path under `root`), reached from the root one directory at
+/// a time without following any symbolic link, and the file's name in it. Missing directories
+/// are created when `create`; otherwise None means the file cannot exist.
+fn parent_in(root: &Path, real: &Path, create: bool) -> io::Result<Option<(OwnedFd, OsString)>> {
+    let rel = real
+        .strip_prefix(root)
+        .map_err(|_| io::Error::other(format!("{} is outside the root {}", real.display(), root.display())))?;
+    let name = rel.file_name().ok_or_else(|| io::Error::other("no file name"))?.to_os_string();
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    // The root itself is configuration, not content of the instance: it may be a link.
+    let mut dir = rustix::fs::openat(CWD, root, dir_flags, Mode::empty()).map_err(errno)?;
+    for c in rel.parent().map(Path::components).into_iter().flatten() {
+        let Component::Normal(part) = c else { return Err(Refusal::PathChanged.into_io()) };
+        let step = |dir: &OwnedFd| rustix::fs::openat(dir, part, dir_flags | OFlags::NOFOLLOW, Mode::empty());
+        dir = match step(&dir) {
+            Ok(next) => next,
+            Err(Errno::NOENT) if create => {
+                match rustix::fs::mkdirat(&dir, part, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(errno(e)),
+                }
+                step(&dir).map_err(refused_step)?
+            }
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(refused_step(e)),
+        };
     }
-    let opened =
-        OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY).open(real);
-    let file = match opened {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(Refusal::NotRegular("symbolic link").into_io()),
-        Err(e) => return Err(e),
+    Ok(Some((dir, name)))
+}
+
+/// A directory that cannot be entered without following a link (`ELOOP`), or is not one.
+fn refused_step(e: Errno) -> io::Error {
+    match e {
+        Errno::LOOP | Errno::NOTDIR => Refusal::PathChanged.into_io(),
+        e => errno(e),
+    }
+}
+
+/// What the name is, without following it: None if it does not exist.
+fn stat_in(dir: &OwnedFd, name: &OsStr) -> io::Result<Option<rustix::fs::Stat>> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(errno(e)),
+    }
+}
+
+/// Refuses anything but a regular file with one name (what may be changed).
+fn changeable(st: &rustix::fs::Stat) -> io::Result<()> {
+    let kind = FileType::from_raw_mode(st.st_mode);
+    if kind != FileType::RegularFile {
+        return Err(Refusal::NotRegular(kind_of(kind)).into_io());
+    }
+    if st.st_nlink > 1 {
+        return Err(Refusal::HardLinked(st.st_nlink as u64).into_io());
+    }
+    Ok(())
+}
+
+/// Opens a regular file for reading, without following a link and without blocking. None if
+/// it does not exist. A device is refused before any open.
+fn open_regular(root: &Path, real: &Path) -> io::Result<Option<(File, fs::Metadata)>> {
+    let Some((dir, name)) = parent_in(root, real, false)? else { return Ok(None) };
+    let Some(st) = stat_in(&dir, &name)? else { return Ok(None) };
+    let kind = FileType::from_raw_mode(st.st_mode);
+    if kind != FileType::RegularFile {
+        return Err(Refusal::NotRegular(kind_of(kind)).into_io());
+    }
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let file = match rustix::fs::openat(&dir, &name, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::NOENT) => return Ok(None),
+        Err(Errno::LOOP) => return Err(Refusal::NotRegular("symbolic link").into_io()),
+        Err(e) => return Err(errno(e)),
     };
     let meta = file.metadata()?;
     if !meta.file_type().is_file() {
-        return Err(Refusal::NotRegular(kind_of(meta.file_type())).into_io());
+        return Err(Refusal::NotRegular("special file").into_io());
     }
     Ok(Some((file, meta)))
 }
 
 /// Reads a regular file of at most `limits.max_file_bytes`. None if it does not exist.
-pub fn read(real: &Path, limits: &Limits) -> io::Result<Option<Vec<u8>>> {
-    Ok(read_with_meta(real, limits)?.map(|(data, _)| data))
+pub fn read(root: &Path, real: &Path, limits: &Limits) -> io::Result<Option<Vec<u8>>> {
+    Ok(read_with_meta(root, real, limits)?.map(|(data, _)| data))
 }
 
-fn read_with_meta(real: &Path, limits: &Limits) -> io::Result<Option<(Vec<u8>, fs::Metadata)>> {
-    let Some((file, meta)) = open_regular(real)? else { return Ok(None) };
+fn read_with_meta(root: &Path, real: &Path, limits: &Limits) -> io::Result<Option<(Vec<u8>, fs::Metadata)>> {
+    let Some((file, meta)) = open_regular(root, real)? else { return Ok(None) };
     let limit = limits.max_file_bytes;
     if meta.len() > limit {
         return Err(Refusal::TooLarge { size: meta.len(), limit }.into_io());
@@ -148,8 +214,8 @@ fn read_with_meta(real: &Path, limits: &Limits) -> io::Result<Option<(Vec<u8>, f
 }
 
 /// The metadata of a regular file (None if it does not exist), refusing special files.
-pub fn meta(real: &Path) -> io::Result<Option<fs::Metadata>> {
-    Ok(open_regular(real)?.map(|(_, m)| m))
+pub fn meta(root: &Path, real: &Path) -> io::Result<Option<fs::Metadata>> {
+    Ok(open_regular(root, real)?.map(|(_, m)| m))
 }
 
 /// What a file is now: None if it does not exist.
@@ -162,24 +228,27 @@ pub struct FileState {
 
 /// The state of a file, with its content only when `with_content` (a mode-only repair never
 /// reads, stores or rewrites the content).
-pub fn state(real: &Path, with_content: bool, limits: &Limits) -> io::Result<Option<FileState>> {
-    let found = if with_content { read_with_meta(real, limits)? } else { meta(real)?.map(|m| (Vec::new(), m)) };
+pub fn state(root: &Path, real: &Path, with_content: bool, limits: &Limits) -> io::Result<Option<FileState>> {
+    let found =
+        if with_content { read_with_meta(root, real, limits)? } else { meta(root, real)?.map(|m| (Vec::new(), m)) };
     Ok(found.map(|(content, m)| FileState { content, mode: m.mode() & 0o7777, uid: m.uid(), gid: m.gid() }))
 }
 
-/// Refuses a change to a file with other names (hard links). A missing file is fine: a new
-/// one will be created.
-pub fn check_changeable(real: &Path) -> io::Result<()> {
-    match meta(real)? {
-        Some(m) if m.nlink() > 1 => Err(Refusal::HardLinked(m.nlink()).into_io()),
-        _ => Ok(()),
+/// A snapshot item of the file as it is now. A file that could not be changed (special, or
+/// with other names) is refused here, before anything is changed.
+pub fn capture(
+    root: &Path,
+    logical: &str,
+    real: &Path,
+    with_content: bool,
+    limits: &Limits,
+) -> io::Result<SnapshotItem> {
+    if let Some(m) = meta(root, real)? {
+        if m.nlink() > 1 {
+            return Err(Refusal::HardLinked(m.nlink()).into_io());
+        }
     }
-}
-
-/// A snapshot item of the file as it is now.
-pub fn capture(logical: &str, real: &Path, with_content: bool, limits: &Limits) -> io::Result<SnapshotItem> {
-    check_changeable(real)?;
-    let s = state(real, with_content, limits)?;
+    let s = state(root, real, with_content, limits)?;
     let mut meta = BTreeMap::new();
     if let Some(s) = &s {
         meta.insert("mode".to_string(), i64::from(s.mode));
@@ -226,22 +295,26 @@ pub fn meta_of(item: &SnapshotItem, key: &str) -> u32 {
     item.meta.get(key).copied().unwrap_or(0) as u32
 }
 
-/// The prefix of the temporary files written beside `real`: `.<name>.posture-`.
-fn temp_prefix(real: &Path) -> String {
-    format!(".{}.posture-", real.file_name().unwrap_or_default().to_string_lossy())
+/// The prefix of the temporary files written beside a file named `name`: `.<name>.posture-`.
+fn temp_prefix(name: &OsStr) -> String {
+    format!(".{}.posture-", name.to_string_lossy())
 }
 
 /// Writes `data` to `real` atomically: a temporary file in the same directory, fsync, rename,
-/// fsync of the directory. Mode and owner are set on the temporary file before the rename, so
-/// the target never exists with the wrong permissions. The file it replaces must be regular
-/// and have no other names.
-pub fn write_atomic(real: &Path, data: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
-    check_changeable(real)?;
-    let dir = real.parent().ok_or_else(|| io::Error::other("no parent directory"))?;
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("{}{}", temp_prefix(real), random_hex()));
+/// fsync of the directory — all relative to the directory reached from the root without
+/// following links. Mode and owner are set on the temporary file before the rename, so the
+/// target never exists with the wrong permissions. The file it replaces must be regular and
+/// have no other names.
+pub fn write_atomic(root: &Path, real: &Path, data: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
+    let (dir, name) = parent_in(root, real, true)?.ok_or_else(|| io::Error::other("no parent directory"))?;
+    if let Some(st) = stat_in(&dir, &name)? {
+        changeable(&st)?;
+    }
+    let tmp = format!("{}{}", temp_prefix(&name), random_hex());
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let fd = rustix::fs::openat(&dir, tmp.as_str(), flags, Mode::from_raw_mode(0o600)).map_err(errno)?;
+        let mut f = File::from(fd);
         f.write_all(data)?;
         if let Some((uid, gid)) = owner {
             let m = f.metadata()?;
@@ -251,27 +324,33 @@ pub fn write_atomic(real: &Path, data: &[u8], mode: u32, owner: Option<(u32, u32
         }
         f.set_permissions(Permissions::from_mode(mode))?;
         f.sync_all()?;
-        fs::rename(&tmp, real)?;
-        File::open(dir)?.sync_all()
+        rustix::fs::renameat(&dir, tmp.as_str(), &dir, &name).map_err(errno)?;
+        rustix::fs::fsync(&dir).map_err(errno)
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
     }
     result
 }
 
 /// Removes the temporary files a write of `real` interrupted by a crash left beside it (only
 /// names this module makes: `.<name>.posture-<16 hex>`, regular files). Returns how many.
-pub fn sweep_temporaries(real: &Path) -> usize {
-    let (Some(dir), prefix) = (real.parent(), temp_prefix(real)) else { return 0 };
-    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+pub fn sweep_temporaries(root: &Path, real: &Path) -> usize {
+    let Ok(Some((dir, name))) = parent_in(root, real, false) else { return 0 };
+    let prefix = temp_prefix(&name);
+    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else { return 0 };
     let mut removed = 0;
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let ours = name
+    for entry in entries.flatten() {
+        let entry = entry.file_name().to_string_lossy().into_owned();
+        let ours = entry
             .strip_prefix(&prefix)
             .is_some_and(|rest| rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_hexdigit()));
-        if ours && e.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(e.path()).is_ok() {
+        let regular = ours
+            && stat_in(&dir, OsStr::new(&entry))
+                .ok()
+                .flatten()
+                .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
+        if regular && rustix::fs::unlinkat(&dir, entry.as_str(), AtFlags::empty()).is_ok() {
             removed += 1;
         }
     }
@@ -280,8 +359,8 @@ pub fn sweep_temporaries(real: &Path) -> usize {
 
 /// Sets mode and owner (owner only when it differs, so an unprivileged service can still
 /// restore modes of its own files), through a descriptor of the regular file itself.
-pub fn set_meta(real: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
-    let (file, m) = open_regular(real)?.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))?;
+pub fn set_meta(root: &Path, real: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
+    let (file, m) = open_regular(root, real)?.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))?;
     if m.nlink() > 1 {
         return Err(Refusal::HardLinked(m.nlink()).into_io());
     }
@@ -292,11 +371,13 @@ pub fn set_meta(real: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
 }
 
 /// Removes a file the snapshot says did not exist (a missing one is fine).
-pub fn remove(real: &Path) -> io::Result<()> {
-    check_changeable(real)?;
-    match fs::remove_file(real) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+pub fn remove(root: &Path, real: &Path) -> io::Result<()> {
+    let Some((dir, name)) = parent_in(root, real, false)? else { return Ok(()) };
+    let Some(st) = stat_in(&dir, &name)? else { return Ok(()) };
+    changeable(&st)?;
+    match rustix::fs::unlinkat(&dir, &name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(errno(e)),
     }
 }
 
@@ -317,14 +398,21 @@ mod tests {
     #[test]
     fn special_files_are_refused_without_blocking() {
         let t = tempfile::tempdir().unwrap();
-        let fifo = t.path().join("fifo");
+        let root = t.path();
+        let fifo = root.join("fifo");
         assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
         // Would block forever without O_NONBLOCK (no writer ever comes).
-        assert_eq!(code(read(&fifo, &Limits::default()).unwrap_err()), "ConfigFileNotRegular");
-        assert_eq!(code(set_meta(&fifo, 0o600, 0, 0).unwrap_err()), "ConfigFileNotRegular");
-        assert_eq!(code(read(Path::new("/dev/zero"), &Limits::default()).unwrap_err()), "ConfigFileNotRegular");
-        assert_eq!(code(read(t.path(), &Limits::default()).unwrap_err()), "ConfigFileNotRegular");
-        assert!(read(&t.path().join("missing"), &Limits::default()).unwrap().is_none());
+        assert_eq!(code(read(root, &fifo, &Limits::default()).unwrap_err()), "ConfigFileNotRegular");
+        assert_eq!(code(set_meta(root, &fifo, 0o600, 0, 0).unwrap_err()), "ConfigFileNotRegular");
+        assert_eq!(code(write_atomic(root, &fifo, b"x", 0o644, None).unwrap_err()), "ConfigFileNotRegular");
+        assert_eq!(
+            code(read(Path::new("/dev"), Path::new("/dev/zero"), &Limits::default()).unwrap_err()),
+            "ConfigFileNotRegular"
+        );
+        std::fs::create_dir(root.join("dir")).unwrap();
+        assert_eq!(code(read(root, &root.join("dir"), &Limits::default()).unwrap_err()), "ConfigFileNotRegular");
+        assert!(read(root, &root.join("missing"), &Limits::default()).unwrap().is_none());
+        assert!(read(root, &root.join("no/such/dir/file"), &Limits::default()).unwrap().is_none());
     }
 
     #[test]
@@ -332,8 +420,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let f = t.path().join("big");
         fs::write(&f, vec![b'#'; 101]).unwrap();
-        assert_eq!(code(read(&f, &Limits { max_file_bytes: 100 }).unwrap_err()), "ConfigFileTooLarge");
-        assert_eq!(read(&f, &Limits { max_file_bytes: 101 }).unwrap().unwrap().len(), 101);
+        assert_eq!(code(read(t.path(), &f, &Limits { max_file_bytes: 100 }).unwrap_err()), "ConfigFileTooLarge");
+        assert_eq!(read(t.path(), &f, &Limits { max_file_bytes: 101 }).unwrap().unwrap().len(), 101);
     }
 
     #[test]
@@ -343,18 +431,48 @@ mod tests {
         fs::write(&a, "x").unwrap();
         fs::hard_link(&a, &b).unwrap();
         let before = fs::metadata(&a).unwrap().mode();
-        assert_eq!(code(set_meta(&a, 0o600, 0, 0).unwrap_err()), "ConfigFileHardLinked");
-        assert_eq!(code(write_atomic(&a, b"y", 0o644, None).unwrap_err()), "ConfigFileHardLinked");
+        assert_eq!(code(set_meta(t.path(), &a, 0o600, 0, 0).unwrap_err()), "ConfigFileHardLinked");
+        assert_eq!(code(write_atomic(t.path(), &a, b"y", 0o644, None).unwrap_err()), "ConfigFileHardLinked");
+        assert_eq!(code(remove(t.path(), &a).unwrap_err()), "ConfigFileHardLinked");
+        assert_eq!(code(capture(t.path(), "/a", &a, true, &Limits::default()).unwrap_err()), "ConfigFileHardLinked");
         assert_eq!(fs::metadata(&b).unwrap().mode(), before);
         assert_eq!(fs::read(&b).unwrap(), b"x");
     }
 
     #[test]
-    fn a_final_symlink_is_not_followed() {
+    fn a_link_put_into_the_path_is_never_followed() {
         let t = tempfile::tempdir().unwrap();
-        fs::write(t.path().join("real"), "x").unwrap();
-        std::os::unix::fs::symlink(t.path().join("real"), t.path().join("link")).unwrap();
-        assert_eq!(code(read(&t.path().join("link"), &Limits::default()).unwrap_err()), "ConfigFileNotRegular");
+        let (root, outside) = (t.path().join("root"), t.path().join("outside"));
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("shadow"), "secret").unwrap();
+        fs::set_permissions(outside.join("shadow"), Permissions::from_mode(0o600)).unwrap();
+        // The final name a link: refused.
+        std::os::unix::fs::symlink(outside.join("shadow"), root.join("etc/link")).unwrap();
+        assert_eq!(code(read(&root, &root.join("etc/link"), &Limits::default()).unwrap_err()), "ConfigFileNotRegular");
+        // A directory of the path swapped for a link after resolution: refused for every
+        // operation, and the file outside is untouched.
+        fs::remove_dir_all(root.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("etc")).unwrap();
+        let target = root.join("etc/shadow");
+        assert_eq!(code(read(&root, &target, &Limits::default()).unwrap_err()), "ConfigFileNotRegular");
+        assert_eq!(code(set_meta(&root, &target, 0o644, 0, 0).unwrap_err()), "ConfigFileNotRegular");
+        assert_eq!(code(write_atomic(&root, &target, b"owned", 0o644, None).unwrap_err()), "ConfigFileNotRegular");
+        assert_eq!(code(remove(&root, &target).unwrap_err()), "ConfigFileNotRegular");
+        assert_eq!(fs::read(outside.join("shadow")).unwrap(), b"secret");
+        assert_eq!(fs::metadata(outside.join("shadow")).unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn writes_create_missing_directories_and_replace_atomically() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("etc/sysctl.d/99-x.conf");
+        write_atomic(t.path(), &f, b"a = 1\n", 0o640, None).unwrap();
+        assert_eq!(fs::read(&f).unwrap(), b"a = 1\n");
+        assert_eq!(fs::metadata(&f).unwrap().mode() & 0o7777, 0o640);
+        remove(t.path(), &f).unwrap();
+        assert!(!f.exists());
+        remove(t.path(), &f).unwrap();
     }
 
     #[test]
@@ -365,7 +483,7 @@ mod tests {
         fs::write(t.path().join(".sshd_config.posture-0123456789abcdef"), "partial").unwrap();
         fs::write(t.path().join(".sshd_config.posture-keep"), "not ours").unwrap();
         fs::write(t.path().join(".login.defs.posture-0123456789abcdef"), "another file's").unwrap();
-        assert_eq!(sweep_temporaries(&real), 1);
+        assert_eq!(sweep_temporaries(t.path(), &real), 1);
         let mut left: Vec<String> =
             fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         left.sort();

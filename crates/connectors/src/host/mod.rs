@@ -15,6 +15,7 @@ mod paths;
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use model::{Dialect, Document, Snapshot, SnapshotItem, Step};
@@ -61,12 +62,49 @@ impl Default for HostSettings {
 pub struct HostConnector {
     settings: HostSettings,
     io: Bounded,
+    writers: Arc<WriteLocks>,
+}
+
+/// Locks taken by every change of files under a root, for as long as the change runs (striped
+/// by root). A call that timed out leaves its work running on a helper; holding the lock
+/// there, that work finishes (or fails and puts its snapshot back) before any retry of the
+/// step, or any later change of the same root, writes a byte — so a late write can never land
+/// on top of a newer one, and no sweep removes a temporary file still being written.
+struct WriteLocks([Mutex<()>; 256]);
+
+impl Default for WriteLocks {
+    fn default() -> Self {
+        WriteLocks(std::array::from_fn(|_| Mutex::new(())))
+    }
+}
+
+impl WriteLocks {
+    fn of(&self, root: &str) -> MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let stripe = BuildHasherDefault::<DefaultHasher>::default().hash_one(root) as usize % self.0.len();
+        self.0[stripe].lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl HostConnector {
     /// A host connector with these limits.
     pub fn new(settings: HostSettings) -> Self {
-        HostConnector { settings, io: Bounded::default() }
+        HostConnector { settings, ..HostConnector::default() }
+    }
+
+    /// Runs a change of files under the target's root within the time limit, holding the
+    /// root's write lock on the helper for as long as the work runs.
+    fn changing<T: Send + 'static>(
+        &self,
+        t: &Target,
+        code: &'static str,
+        work: impl FnOnce(&Target) -> Result<T, ConnectorError> + Send + 'static,
+    ) -> Result<T, ConnectorError> {
+        let (t, writers) = (t.clone(), self.writers.clone());
+        self.bounded(code, move || {
+            let _held = writers.of(&t.locator);
+            work(&t)
+        })
     }
 
     fn limits(&self) -> Limits {
@@ -117,15 +155,19 @@ fn io_err<'a>(code: &'static str, what: &'a str) -> impl Fn(io::Error) -> Connec
     move |e| ConnectorError::new(code_of(code, &e), format!("{what}: {e}"))
 }
 
-/// `/etc//ssh/./sshd_config` → `/etc/ssh/sshd_config`, so that one file has one scope.
+/// `/etc//ssh/./sshd_config`, `/etc/ssh/../ssh/sshd_config` → `/etc/ssh/sshd_config`, so that
+/// one file has one scope (`..` stops at the root, as `resolve_in_root` does).
 fn normal_path(p: &str) -> String {
-    let parts: Vec<String> = Path::new(p)
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
-            _ => None,
-        })
-        .collect();
+    let mut parts: Vec<String> = Vec::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
     format!("/{}", parts.join("/"))
 }
 
@@ -176,20 +218,20 @@ impl Plan {
         }
     }
 
-    fn apply(&self, limits: &Limits) -> io::Result<()> {
+    fn apply(&self, root: &Path, limits: &Limits) -> io::Result<()> {
         match self {
             Plan::Write(edit) => {
-                let current = files::state(&edit.real, true, limits)?;
+                let current = files::state(root, &edit.real, true, limits)?;
                 if current.as_ref().map(|s| s.content.as_slice()) == Some(edit.text.as_slice()) {
                     return Ok(());
                 }
                 let (mode, owner) = current.map_or((0o644, None), |s| (s.mode, Some((s.uid, s.gid))));
-                files::write_atomic(&edit.real, &edit.text, mode, owner)
+                files::write_atomic(root, &edit.real, &edit.text, mode, owner)
             }
             Plan::Mode { real, mode, logical } => {
-                let s = files::state(real, false, limits)?
+                let s = files::state(root, real, false, limits)?
                     .ok_or_else(|| io::Error::other(format!("{logical} does not exist")))?;
-                files::set_meta(real, *mode, s.uid, s.gid)
+                files::set_meta(root, real, *mode, s.uid, s.gid)
             }
         }
     }
@@ -199,18 +241,18 @@ fn restore_item(root: &Path, item: &SnapshotItem) -> io::Result<()> {
     let real = resolve_in_root(root, &item.key)?;
     let (mode, uid, gid) = (files::meta_of(item, "mode"), files::meta_of(item, "uid"), files::meta_of(item, "gid"));
     if !item.existed {
-        return files::remove(&real);
+        return files::remove(root, &real);
     }
     if item.has_content {
-        files::write_atomic(&real, &item.data, mode, Some((uid, gid)))
+        files::write_atomic(root, &real, &item.data, mode, Some((uid, gid)))
     } else {
-        files::set_meta(&real, mode, uid, gid)
+        files::set_meta(root, &real, mode, uid, gid)
     }
 }
 
 fn current_digest(root: &Path, item: &SnapshotItem, limits: &Limits) -> io::Result<String> {
     let real = resolve_in_root(root, &item.key)?;
-    Ok(files::digest(files::state(&real, item.has_content, limits)?.as_ref(), item.has_content))
+    Ok(files::digest(files::state(root, &real, item.has_content, limits)?.as_ref(), item.has_content))
 }
 
 /// Removes what writes of the snapshot's files interrupted by a crash left behind (called
@@ -218,7 +260,7 @@ fn current_digest(root: &Path, item: &SnapshotItem, limits: &Limits) -> io::Resu
 fn sweep(root: &Path, snapshot: &Snapshot) {
     for item in &snapshot.items {
         if let Ok(real) = resolve_in_root(root, &item.key) {
-            let n = files::sweep_temporaries(&real);
+            let n = files::sweep_temporaries(root, &real);
             if n > 0 {
                 tracing::info!(file = %item.key, removed = n, "removed temporary files of an interrupted write");
             }
@@ -240,7 +282,7 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
     }
     for f in MODE_FILES {
         let real = resolve_in_root(&root, f).map_err(io_err("CheckError", f))?;
-        if let Some(m) = files::meta(&real).map_err(io_err("CheckError", f))? {
+        if let Some(m) = files::meta(&root, &real).map_err(io_err("CheckError", f))? {
             use std::os::unix::fs::MetadataExt;
             doc.insert(format!("file:{f}.mode"), format!("{:04o}", m.mode() & 0o7777));
             doc.insert(format!("file:{f}.uid"), m.uid().to_string());
@@ -248,7 +290,7 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
         }
     }
     let shadow = resolve_in_root(&root, "/etc/shadow").map_err(io_err("CheckError", "/etc/shadow"))?;
-    if let Some(bytes) = files::read(&shadow, limits).map_err(io_err("CheckError", "/etc/shadow"))? {
+    if let Some(bytes) = files::read(&root, &shadow, limits).map_err(io_err("CheckError", "/etc/shadow"))? {
         doc.insert("shadow.present".into(), "true".into());
         let text = String::from_utf8_lossy(&bytes);
         let empty: Vec<&str> = text
@@ -274,7 +316,7 @@ fn backup(t: &Target, steps: &[Step], limits: &Limits) -> Result<Snapshot, Conne
         if seen.insert(logical.to_string()) {
             snapshot
                 .items
-                .push(files::capture(logical, real, content, limits).map_err(io_err("BackUpError", logical))?);
+                .push(files::capture(&root, logical, real, content, limits).map_err(io_err("BackUpError", logical))?);
         }
     }
     Ok(snapshot)
@@ -301,7 +343,7 @@ fn apply(t: &Target, steps: &[Step], mut snapshot: Snapshot, limits: &Limits) ->
             ));
             break;
         }
-        if let Err(e) = plan.apply(limits) {
+        if let Err(e) = plan.apply(&root, limits) {
             result = Err(io_err("RepairError", logical)(e));
             break;
         }
@@ -385,14 +427,14 @@ impl Connector for HostConnector {
     }
 
     fn apply(&self, t: &Target, steps: &[Step], snapshot: &mut Snapshot) -> Result<(), ConnectorError> {
-        let (t, steps, snap, limits) = (t.clone(), steps.to_vec(), snapshot.clone(), self.limits());
-        *snapshot = self.bounded("RepairError", move || apply(&t, &steps, snap, &limits))?;
+        let (steps, snap, limits) = (steps.to_vec(), snapshot.clone(), self.limits());
+        *snapshot = self.changing(t, "RepairError", move |t| apply(t, &steps, snap, &limits))?;
         Ok(())
     }
 
     fn restore(&self, t: &Target, snapshot: &Snapshot) -> Result<(), ConnectorError> {
-        let (t, snap, limits) = (t.clone(), snapshot.clone(), self.limits());
-        self.bounded("RollbackError", move || restore(&t, &snap, &limits))
+        let (snap, limits) = (snapshot.clone(), self.limits());
+        self.changing(t, "RollbackError", move |t| restore(t, &snap, &limits))
     }
 
     fn matches(&self, t: &Target, snapshot: &Snapshot) -> Result<bool, ConnectorError> {
@@ -522,6 +564,21 @@ mod tests {
         let steps = vec![set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "90\nUMASK 000")];
         assert_eq!(HostConnector::default().backup(&target, &steps).unwrap_err().code, "BackUpError");
         assert_eq!(std::fs::read_to_string(t.path().join("etc/login.defs")).unwrap(), "PASS_MAX_DAYS 99999\n");
+    }
+
+    #[test]
+    fn one_file_has_one_scope_however_it_is_spelled() {
+        let c = HostConnector::default();
+        let scope = |file: &str| c.scope(&[Step::SetMode { file: file.into(), mode: "0600".into() }]);
+        assert_eq!(scope("/etc/ssh/sshd_config"), "file:/etc/ssh/sshd_config");
+        assert_eq!(scope("/etc//ssh/./sshd_config"), "file:/etc/ssh/sshd_config");
+        assert_eq!(scope("/etc/ssh/../ssh/sshd_config"), "file:/etc/ssh/sshd_config");
+        assert_eq!(scope("/../etc/login.defs"), "file:/etc/login.defs");
+        let sshd = set(Dialect::Sshd, "/etc/ssh/sshd_config", "PermitRootLogin", "no");
+        assert_eq!(c.scope(&[sshd.clone()]), scope("/etc/ssh/sshd_config"), "content and mode of one file");
+        assert_eq!(c.scope(&[set(Dialect::Sysctl, "", "a", "1"), set(Dialect::Sysctl, "", "b", "2")]), "sysctl");
+        let login = set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "90");
+        assert_eq!(c.scope(&[sshd, login]), crate::WHOLE_INSTANCE, "two files: the whole instance");
     }
 
     #[test]
