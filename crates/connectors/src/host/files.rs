@@ -158,14 +158,20 @@ fn stat_in(dir: &OwnedFd, name: &OsStr) -> io::Result<Option<rustix::fs::Stat>> 
     }
 }
 
+/// The number of names of a file (`st_nlink` is not 64 bits on every target).
+#[allow(clippy::unnecessary_cast)]
+fn links(st: &rustix::fs::Stat) -> u64 {
+    st.st_nlink as u64
+}
+
 /// Refuses anything but a regular file with one name (what may be changed).
 fn changeable(st: &rustix::fs::Stat) -> io::Result<()> {
     let kind = FileType::from_raw_mode(st.st_mode);
     if kind != FileType::RegularFile {
         return Err(Refusal::NotRegular(kind_of(kind)).into_io());
     }
-    if st.st_nlink > 1 {
-        return Err(Refusal::HardLinked(st.st_nlink as u64).into_io());
+    if links(st) > 1 {
+        return Err(Refusal::HardLinked(links(st)).into_io());
     }
     Ok(())
 }
