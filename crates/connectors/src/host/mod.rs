@@ -575,7 +575,7 @@ mod tests {
         assert_eq!(scope("/etc/ssh/../ssh/sshd_config"), "file:/etc/ssh/sshd_config");
         assert_eq!(scope("/../etc/login.defs"), "file:/etc/login.defs");
         let sshd = set(Dialect::Sshd, "/etc/ssh/sshd_config", "PermitRootLogin", "no");
-        assert_eq!(c.scope(&[sshd.clone()]), scope("/etc/ssh/sshd_config"), "content and mode of one file");
+        assert_eq!(c.scope(std::slice::from_ref(&sshd)), scope("/etc/ssh/sshd_config"), "content and mode of one file");
         assert_eq!(c.scope(&[set(Dialect::Sysctl, "", "a", "1"), set(Dialect::Sysctl, "", "b", "2")]), "sysctl");
         let login = set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "90");
         assert_eq!(c.scope(&[sshd, login]), crate::WHOLE_INSTANCE, "two files: the whole instance");
