@@ -266,7 +266,9 @@ def test_sdk_conformance_security_group_with_the_allowed_cidr_parameter(aws_serv
 
     submit = {"CheckId": 2001, "Type": "REPAIR", "DimensionType": "INSTANCE", "OperationTaskInstances": [{"InstanceId": group, "RegionId": region}]}
     expect_error(lambda: client.call("SubmitOperationTask", submit), "RepairedParamNotCustomized.AllowedCidr", 400)
-    for bad in ("10.0.0.0/33", "10.0.0.0", "0.0.0.0/0 ", "10.0.0.0/8\n"):
+    # Malformed, and well-formed values that would leave the group open (the world, half of
+    # it, IPv6's world, host bits set: refused rather than widened).
+    for bad in ("10.0.0.0/33", "10.0.0.0", "0.0.0.0/0 ", "10.0.0.0/8\n", "0.0.0.0/0", "0.0.0.0/1", "::/0", "10.0.0.1/8"):
         expect_error(lambda: client.call("SubmitOperationTask", {**submit, "RepairTempParam": [{"Name": "AllowedCidr", "Value": bad}]}),
                      "ErrorParamFormat.AllowedCidr", 400)
     assert sg_rules(moto, group) == original, "refused submissions change nothing"

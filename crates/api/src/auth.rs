@@ -46,11 +46,13 @@ impl RawRequest {
 pub const WINDOW_MS: i64 = 15 * 60 * 1000;
 
 /// Who called, and which action.
-pub struct Caller {
+pub struct Caller<'a> {
     /// The key that signed.
     pub key: AccessKey,
     /// The action asked for.
     pub action: String,
+    /// The request's nonce, new, being committed (wait for it before answering).
+    pub nonce: NonceCheck<'a>,
 }
 
 fn lookup(store: &Store, key_id: &str) -> Result<AccessKey, ApiError> {
@@ -73,20 +75,40 @@ fn check_time(ts_ms: Option<i64>, now_ms: i64) -> Result<i64, ApiError> {
     }
 }
 
-/// Records the nonce; refuses one already used while a request bearing it could be accepted.
-fn use_nonce(store: &Store, key_id: &str, nonce: &str, date_ms: i64, now_ms: i64) -> Result<(), ApiError> {
-    match store.use_nonce(key_id, nonce, date_ms, WINDOW_MS, now_ms) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(ApiError::nonce_used()),
-        Err(e) => {
-            tracing::error!(error = %e, stage = "auth", "the nonce could not be recorded");
-            Err(ApiError::server_error())
+/// A request's new nonce on its way into the store: a used one is refused at once
+/// (`SignatureNonceUsed`); a new one must be durable before the request is answered
+/// ([`NonceCheck::durable`]), so that no replay is accepted even after a crash; and committed no
+/// later than anything the request writes ([`NonceCheck::before_writes`]).
+pub struct NonceCheck<'a>(store::NonceWait<'a>);
+
+impl<'a> NonceCheck<'a> {
+    fn record(store: &'a Store, key_id: &str, nonce: &str, date_ms: i64, now_ms: i64) -> Result<Self, ApiError> {
+        match store.use_nonce_later(key_id, nonce, date_ms, WINDOW_MS, now_ms) {
+            Ok(Some(wait)) => Ok(NonceCheck(wait)),
+            Ok(None) => Err(ApiError::nonce_used()),
+            Err(e) => Err(recording_failed(e)),
         }
+    }
+
+    /// Hands the nonce to the committer now, ahead of what the request writes next, so that
+    /// it is committed with those writes or before them.
+    pub fn before_writes(&self) {
+        self.0.send_now();
+    }
+
+    /// Waits until the nonce is committed.
+    pub fn durable(self) -> Result<(), ApiError> {
+        self.0.wait().map_err(recording_failed)
     }
 }
 
+fn recording_failed(e: store::StoreError) -> ApiError {
+    tracing::error!(error = %e, stage = "auth", "the nonce could not be recorded");
+    ApiError::server_error()
+}
+
 /// Authenticates a request (v3 when `Authorization` starts with `ACS3-`, else v1).
-pub fn authenticate(store: &Store, req: &RawRequest, now_ms: i64) -> Result<Caller, ApiError> {
+pub fn authenticate<'a>(store: &'a Store, req: &RawRequest, now_ms: i64) -> Result<Caller<'a>, ApiError> {
     match req.header("authorization") {
         Some(h) if h.trim_start().starts_with("ACS3-") => authenticate_v3(store, req, h, now_ms),
         _ => authenticate_v1(store, req, now_ms),
@@ -106,7 +128,7 @@ fn echoed(req: &RawRequest, string_to_sign: &str) -> String {
     }
 }
 
-fn authenticate_v3(store: &Store, req: &RawRequest, header: &str, now_ms: i64) -> Result<Caller, ApiError> {
+fn authenticate_v3<'a>(store: &'a Store, req: &RawRequest, header: &str, now_ms: i64) -> Result<Caller<'a>, ApiError> {
     let body_hash = sha256_hex(&req.body);
     let auth = parse_v3_authorization(header).ok_or_else(|| ApiError::incomplete_signature(""))?;
     if auth.algorithm != V3_ALGORITHM {
@@ -132,13 +154,14 @@ fn authenticate_v3(store: &Store, req: &RawRequest, header: &str, now_ms: i64) -
     if !constant_time_eq(expected.as_bytes(), auth.signature.to_ascii_lowercase().as_bytes()) {
         return Err(ApiError::signature_mismatch(&echoed(req, &string_to_sign)));
     }
-    use_nonce(store, &key.id, req.header("x-acs-signature-nonce").unwrap_or_default(), date_ms, now_ms)?;
+    let nonce =
+        NonceCheck::record(store, &key.id, req.header("x-acs-signature-nonce").unwrap_or_default(), date_ms, now_ms)?;
     let action = req.header("x-acs-action").unwrap_or_default().trim().to_string();
     check_version(req.header("x-acs-version"))?;
-    Ok(Caller { key, action })
+    Ok(Caller { key, action, nonce })
 }
 
-fn authenticate_v1(store: &Store, req: &RawRequest, now_ms: i64) -> Result<Caller, ApiError> {
+fn authenticate_v1<'a>(store: &'a Store, req: &RawRequest, now_ms: i64) -> Result<Caller<'a>, ApiError> {
     for name in [
         "AccessKeyId",
         "Signature",
@@ -174,10 +197,10 @@ fn authenticate_v1(store: &Store, req: &RawRequest, now_ms: i64) -> Result<Calle
     if !constant_time_eq(expected.as_bytes(), req.param("Signature").unwrap_or_default().as_bytes()) {
         return Err(ApiError::signature_mismatch(&echoed(req, &string_to_sign)));
     }
-    use_nonce(store, &key.id, req.param("SignatureNonce").unwrap_or_default(), date_ms, now_ms)?;
+    let nonce = NonceCheck::record(store, &key.id, req.param("SignatureNonce").unwrap_or_default(), date_ms, now_ms)?;
     let action = req.param("Action").or(req.header("x-acs-action")).unwrap_or_default().trim().to_string();
     check_version(req.param("Version").or(req.header("x-acs-version")))?;
-    Ok(Caller { key, action })
+    Ok(Caller { key, action, nonce })
 }
 
 fn check_version(v: Option<&str>) -> Result<(), ApiError> {

@@ -95,25 +95,37 @@ async fn process(app: Arc<App>, req: Request) -> Result<Value, ApiError> {
         method: req.method.clone(),
         query: form_decode(&req.query),
         body_params: if is_form { form_decode(&String::from_utf8_lossy(&req.body)) } else { Vec::new() },
-        headers: req.headers.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect(),
+        headers: req.headers,
         body: req.body,
     };
     // Authentication and the operation touch the store (blocking SQLite): off the async threads.
     // A panic in there becomes a JoinError, answered as ServerError, never a dropped connection.
     tokio::task::spawn_blocking(move || {
         let caller = authenticate(&app.store, &raw, store::now_ms())?;
-        let op = ops::find(&caller.action).ok_or_else(ApiError::action_not_found)?;
-        if !policy_allows(&caller.key.policy, &caller.action) {
-            return Err(ApiError::no_permission());
-        }
-        let ctx = Ctx {
-            store: &app.store,
-            engine: &app.engine,
-            account_id: &caller.key.account_id,
-            settings: &app.settings,
-            idempotency: &app.idempotency,
+        let (nonce, key, action) = (caller.nonce, caller.key, caller.action);
+        let prepared = match ops::find(&action) {
+            None => Err(ApiError::action_not_found()),
+            Some(_) if !policy_allows(&key.policy, &action) => Err(ApiError::no_permission()),
+            Some(op) => Params::new(raw.all_params()).map(|p| (op, p)),
         };
-        ops::run(&ctx, &caller.action, op, &Params::new(raw.all_params())?)
+        // Nothing is answered before the request's nonce is committed, so no replay is ever
+        // accepted, even after a crash. A request that may write hands its nonce to the
+        // committer first: the nonce is then committed with its writes or before them.
+        if !prepared.as_ref().is_ok_and(|(_, p)| ops::reads_only(&action, p)) {
+            nonce.before_writes();
+        }
+        let answer = prepared.and_then(|(op, params)| {
+            let ctx = Ctx {
+                store: &app.store,
+                engine: &app.engine,
+                account_id: &key.account_id,
+                settings: &app.settings,
+                idempotency: &app.idempotency,
+            };
+            ops::run(&ctx, &action, op, &params)
+        });
+        nonce.durable()?;
+        answer
     })
     .await
     .unwrap_or_else(|e| {

@@ -30,6 +30,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::{timeout, Instant};
 
+/// Most header fields a request may have, whatever the configuration says.
+pub const MAX_HEADERS: usize = 128;
+
 /// The server's limits.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -45,7 +48,7 @@ pub struct Limits {
     pub max_head_bytes: usize,
     /// Largest request target (path and query), bytes.
     pub max_target_bytes: usize,
-    /// Most header fields.
+    /// Most header fields (at most [`MAX_HEADERS`]).
     pub max_headers: usize,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
@@ -75,8 +78,9 @@ pub struct Request {
     pub path: String,
     /// The query string, without `?` (still percent-encoded).
     pub query: String,
-    /// Header fields, names lower-cased, values as sent.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Header fields, names lower-cased, values as text (a byte outside UTF-8, which only
+    /// obsolete clients send, becomes U+FFFD).
+    pub headers: Vec<(String, String)>,
     /// The body (de-chunked).
     pub body: Vec<u8>,
     /// Who sent it.
@@ -84,9 +88,9 @@ pub struct Request {
 }
 
 impl Request {
-    /// The first value of a header, if it is text.
+    /// The first value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -261,7 +265,7 @@ struct Head {
     version: u8,
     method: String,
     target: String,
-    headers: Vec<(String, Vec<u8>)>,
+    headers: Vec<(String, String)>,
     keep_alive: bool,
     framing: Framing,
     expect_continue: bool,
@@ -348,10 +352,10 @@ async fn refuse<S: Service + ?Sized, IO: AsyncRead + AsyncWrite + Unpin>(
 
 /// Reads more bytes into `buf`; false at the end of the stream.
 async fn fill<IO: AsyncRead + Unpin>(io: &mut IO, buf: &mut Vec<u8>) -> std::io::Result<bool> {
-    let mut chunk = [0u8; 8192];
-    let n = io.read(&mut chunk).await?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n > 0)
+    // Straight into the buffer's spare room: no copy, and no 8 KiB array inside the future
+    // (a future is moved as it is polled; a large one costs a large memmove each time).
+    buf.reserve(8192);
+    Ok(io.read_buf(buf).await? > 0)
 }
 
 /// Reads and parses the next request head. None when the connection ends (or stays idle past
@@ -436,8 +440,8 @@ fn parse_head(buf: &mut Vec<u8>, limits: &Limits) -> Result<Option<Head>, Refusa
     if let Some(bad) = line.iter().find(|b| !(0x20..0x7f).contains(*b)) {
         return Err(malformed(format_args!("byte 0x{bad:02x} in the request line (percent-encode it)")));
     }
-    let mut fields = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut fields);
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields[..limits.max_headers.min(MAX_HEADERS)]);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > limits.max_head_bytes => {
@@ -467,17 +471,18 @@ fn parse_head(buf: &mut Vec<u8>, limits: &Limits) -> Result<Option<Head>, Refusa
     let version = req.version.unwrap_or(1);
     let method = req.method.unwrap_or_default().to_string();
     let target = req.path.unwrap_or_default().to_string();
-    let headers: Vec<(String, Vec<u8>)> =
-        req.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect();
+    let headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+        .collect();
     buf.drain(..len);
-    fn values<'a>(headers: &'a [(String, Vec<u8>)], name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        headers.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_slice())
+    fn values<'a>(headers: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        headers.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
     let tokens = |name: &str| -> Vec<String> {
         values(&headers, name)
-            .flat_map(|v| {
-                String::from_utf8_lossy(v).split(',').map(|t| t.trim().to_ascii_lowercase()).collect::<Vec<_>>()
-            })
+            .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()).collect::<Vec<_>>())
             .filter(|t| !t.is_empty())
             .collect()
     };
@@ -486,7 +491,7 @@ fn parse_head(buf: &mut Vec<u8>, limits: &Limits) -> Result<Option<Head>, Refusa
         1 => !connection.iter().any(|t| t == "close"),
         _ => connection.iter().any(|t| t == "keep-alive"),
     };
-    let lengths: Vec<&[u8]> = values(&headers, "content-length").collect();
+    let lengths: Vec<&str> = values(&headers, "content-length").collect();
     let encodings = tokens("transfer-encoding");
     let framing = match (lengths.as_slice(), encodings.as_slice()) {
         ([], []) => Framing::Length(0),
@@ -495,8 +500,7 @@ fn parse_head(buf: &mut Vec<u8>, limits: &Limits) -> Result<Option<Head>, Refusa
             return Err(refusal(501, "NotImplemented", "Only the chunked transfer coding is supported."));
         }
         ([len], []) => {
-            let digits =
-                std::str::from_utf8(len).ok().filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+            let digits = Some(*len).filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
             match digits.map(|d| d.parse::<u64>()) {
                 Some(Ok(n)) if n > limits.max_body_bytes as u64 => {
                     return Err(refusal(

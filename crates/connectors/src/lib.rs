@@ -84,6 +84,12 @@ pub trait Connector: Send + Sync {
     /// Reads the configuration into a normalised document.
     fn fetch(&self, target: &Target) -> Result<Document, ConnectorError>;
 
+    /// Reads several instances, each as [`Connector::fetch`] would (a check run reads in
+    /// batches: a connector may do a batch as one call).
+    fn fetch_each(&self, targets: &[Target]) -> Vec<Result<Document, ConnectorError>> {
+        targets.iter().map(|t| self.fetch(t)).collect()
+    }
+
     /// Captures everything `steps` will change, exactly as it is now.
     fn backup(&self, target: &Target, steps: &[Step]) -> Result<Snapshot, ConnectorError>;
 

@@ -159,13 +159,7 @@ impl Engine {
             let outcomes: Vec<(DetailOutcome, Option<i64>)> = std::thread::scope(|scope| {
                 let handles: Vec<_> = chunk
                     .chunks(per_thread.max(1))
-                    .map(|part| {
-                        scope.spawn(|| {
-                            part.iter()
-                                .map(|d| self.assess_one(run, by_pk.get(&d.instance_pk).copied(), d))
-                                .collect::<Vec<_>>()
-                        })
-                    })
+                    .map(|part| scope.spawn(|| self.assess_part(run, &by_pk, part)))
                     .collect();
                 handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
             });
@@ -178,17 +172,50 @@ impl Engine {
         self.store.finish_run(run)
     }
 
-    /// Reads and evaluates one instance of a run; the second value is its key if it is gone.
+    /// Reads (a batch per connector) and evaluates the instances of part of a run.
+    fn assess_part(
+        &self,
+        run: &CheckRun,
+        by_pk: &HashMap<i64, &Instance>,
+        part: &[CheckRunDetail],
+    ) -> Vec<(DetailOutcome, Option<i64>)> {
+        let mut docs: Vec<Option<Result<Document, ConnectorError>>> = part.iter().map(|_| None).collect();
+        let mut by_kind: BTreeMap<&str, Vec<(usize, Target)>> = BTreeMap::new();
+        for (i, d) in part.iter().enumerate() {
+            let Some(instance) = by_pk.get(&d.instance_pk) else { continue };
+            match (self.connector(&instance.connector), self.target(instance)) {
+                (Some(_), Ok(t)) => by_kind.entry(instance.connector.as_str()).or_default().push((i, t)),
+                (None, _) => {
+                    let e =
+                        ConnectorError::new("ConnectorNotFound", format!("no connector for {}", instance.connector));
+                    docs[i] = Some(Err(e));
+                }
+                (_, Err(e)) => docs[i] = Some(Err(e)),
+            }
+        }
+        for (kind, items) in by_kind {
+            let Some(connector) = self.connector(kind) else { continue };
+            let targets: Vec<Target> = items.iter().map(|(_, t)| t.clone()).collect();
+            for ((i, _), doc) in items.iter().zip(connector.fetch_each(&targets)) {
+                docs[*i] = Some(doc);
+            }
+        }
+        part.iter().zip(docs).map(|(d, doc)| self.assess_one(run, by_pk.get(&d.instance_pk).copied(), d, doc)).collect()
+    }
+
+    /// Evaluates one instance of a run on what was read of it; the second value is its key if
+    /// it is gone.
     fn assess_one(
         &self,
         run: &CheckRun,
         instance: Option<&Instance>,
         d: &CheckRunDetail,
+        doc: Option<Result<Document, ConnectorError>>,
     ) -> (DetailOutcome, Option<i64>) {
         let failed =
             DetailOutcome { detail_id: d.id.clone(), status_code: 4, results: Vec::new(), removed: Vec::new() };
-        let Some(instance) = instance else { return (failed, None) };
-        match self.fetch(instance) {
+        let (Some(instance), Some(doc)) = (instance, doc) else { return (failed, None) };
+        match doc {
             Ok(doc) => {
                 let checks = d.check_ids.iter().filter_map(|id| self.catalog.get(*id));
                 let (results, removed) = evaluate_instance(checks, instance, &doc, &run.id);

@@ -259,6 +259,11 @@ fn a_replayed_request_is_refused_at_the_edge_of_the_window_and_after_a_restart()
         let after_restart = send(&s.endpoint, "POST", &r.query, &r.headers, &r.body).unwrap();
         assert_eq!(after_restart.json()["Code"].as_str(), Some("SignatureNonceUsed"), "{}", after_restart.body);
     }
+    // A read is answered while its nonce is committed; its replay is refused all the same.
+    let r = sign_at(&s.endpoint, &s.creds, "ListCheckResult", &[], Signing::V3, store::now_ms());
+    assert_eq!(send(&r.host, "POST", &r.query, &r.headers, &r.body).unwrap().status, 200);
+    let again = send(&r.host, "POST", &r.query, &r.headers, &r.body).unwrap();
+    assert_eq!(again.json()["Code"].as_str(), Some("SignatureNonceUsed"), "{}", again.body);
     // Nothing was repaired twice.
     let repairs = all_tasks(&s).into_iter().filter(|t| t["InstanceId"] == WEB02 && t["CheckId"] == 1001).count();
     assert_eq!(repairs, 2, "one per signing");

@@ -31,6 +31,7 @@ use rusqlite::Connection;
 pub use accounts::{AccessKey, Account, KeyInfo};
 pub use cloud::{CloudAccount, CloudAccountChange, NewCloudAccount};
 pub use instances::{Instance, NewInstance};
+pub use nonces::NonceWait;
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};
 pub use runs::{uuid_like, CheckRun, CheckRunDetail, DetailOutcome, RunFilter};
 pub use selections::{Criterion, Selection};
@@ -114,8 +115,8 @@ pub struct Store {
     committer: Option<JoinHandle<()>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    /// The last minute for which aged-out nonce buckets were dropped.
-    nonce_pruned: std::sync::atomic::AtomicI64,
+    /// The nonces of signed requests (`nonces.rs`).
+    nonces: std::sync::Arc<nonces::Nonces>,
 }
 
 /// Most jobs one commit takes.
@@ -123,7 +124,7 @@ const MAX_BATCH: usize = 512;
 
 /// A write waiting for the committer: run it inside the batch's transaction, then (after the
 /// commit, or its failure) answer the caller.
-trait Job: Send {
+pub(crate) trait Job: Send {
     fn run(&mut self, c: &Connection) -> bool;
     fn answer(self: Box<Self>, committed: std::result::Result<(), String>);
 }
@@ -174,10 +175,12 @@ fn committer_loop(c: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
             }
             continue;
         }
+        // Savepoint statements are prepared once: a batch runs thousands of them.
+        let sql = |s: &str| c.prepare_cached(s).and_then(|mut st| st.execute([])).map(|_| ());
         for j in batch.iter_mut() {
-            let ok = c.execute_batch("SAVEPOINT job").is_ok() && j.run(&c);
-            let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
-            if let Err(e) = c.execute_batch(end) {
+            let ok = sql("SAVEPOINT job").is_ok() && j.run(&c);
+            let end = if ok { sql("RELEASE job") } else { sql("ROLLBACK TO job").and_then(|_| sql("RELEASE job")) };
+            if let Err(e) = end {
                 tracing::error!(error = %e, stage = "savepoint", "a savepoint could not be closed");
             }
         }
@@ -315,19 +318,21 @@ impl Store {
         let sealer = secrets::Sealer::load(&path.with_file_name("master.key"), !has_sealed)
             .map_err(|e| StoreError::Db(e.to_string()))?;
         migrate(&writer, &sealer)?;
+        let nonces = std::sync::Arc::new(nonces::Nonces::default());
         let readers = (0..READERS).map(|_| open_conn(path).map(Mutex::new)).collect::<rusqlite::Result<_>>()?;
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let committer = std::thread::Builder::new()
             .name("posture-committer".into())
             .spawn(move || committer_loop(writer, rx))
             .map_err(|e| StoreError::Db(e.to_string()))?;
+        nonces.start_flusher(tx.clone()).map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(Store {
             sealer,
             jobs: Some(Mutex::new(tx)),
             committer: Some(committer),
             readers,
             next_reader: AtomicUsize::new(0),
-            nonce_pruned: std::sync::atomic::AtomicI64::new(0),
+            nonces,
         })
     }
 
@@ -339,12 +344,16 @@ impl Store {
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (reply, answer) = mpsc::channel();
-        let job: Box<dyn Job> = Box::new(TypedJob { work: Some(f), result: None, reply });
-        let sent = self.jobs.as_ref().map(|j| j.lock().unwrap_or_else(|p| p.into_inner()).send(job));
-        if !matches!(sent, Some(Ok(()))) {
+        if !self.send_job(Box::new(TypedJob { work: Some(f), result: None, reply })) {
             return Err(StoreError::Db("the store is closed".into()));
         }
         answer.recv().unwrap_or_else(|_| Err(StoreError::Db("the committer stopped".into())))
+    }
+
+    /// Hands a job to the committer; false if the store is closed.
+    pub(crate) fn send_job(&self, job: Box<dyn Job>) -> bool {
+        let sent = self.jobs.as_ref().map(|j| j.lock().unwrap_or_else(|p| p.into_inner()).send(job));
+        matches!(sent, Some(Ok(())))
     }
 
     /// Runs `f` on a reader connection.
@@ -362,7 +371,9 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        // Closing the queue ends the committer after the writes already sent.
+        // Closing the queue ends the committer after the writes already sent (the nonce
+        // flusher holds a sender too: it flushes what is pending and ends first).
+        self.nonces.stop_flusher();
         self.jobs.take();
         if let Some(h) = self.committer.take() {
             let _ = h.join();

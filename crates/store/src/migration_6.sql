@@ -14,13 +14,14 @@ CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (instance_pk, status, scope);
 DROP INDEX IF EXISTS tasks_due;
 CREATE INDEX IF NOT EXISTS tasks_due ON tasks (lease_until_ms) WHERE status IN ({CLAIMABLE});
 
--- Nonces of signed requests, as keyed digests, in buckets of the time until which a request
--- bearing them could still be accepted; a bucket is deleted whole once that time has passed.
+-- Nonces of signed requests, as digests, in buckets of the minute until which a request
+-- bearing them could still be accepted: the durable log of the nonces a serve keeps in memory
+-- (appended in rowid order; read back at start; aged-out buckets deleted a chunk at a time).
 CREATE TABLE IF NOT EXISTS nonces (
     bucket  INTEGER NOT NULL,
-    digest  BLOB NOT NULL,
-    PRIMARY KEY (bucket, digest)
-) WITHOUT ROWID;
+    digest  BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS nonces_by_bucket ON nonces (bucket);
 
 -- Steps of the service's own that must happen once (the admin's credentials delivered, the
 -- demo fleet registered and checked), marked done in the same transaction as their last write.

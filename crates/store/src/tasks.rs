@@ -86,9 +86,18 @@ const STANDING_CHANGE_AFTER: &str = concat!(
      ORDER BY n.rowid DESC LIMIT 1"
 );
 
-/// Whether an unfinished task of instance `?1` may touch scope `?2` (a new task then waits).
-const BUSY: &str = "SELECT EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = ?1 AND x.status IN ({ACTIVE})
-                     AND (x.scope = ?2 OR x.scope = '*' OR ?2 = '*'))";
+/// The status a new task on instance `{PK}` touching scope `{SCOPE}` starts in: `{STATUS}` (its
+/// type's initial status), or THROTTLING while an earlier unfinished change of the instance may
+/// touch the same thing. An expression inside the INSERT, so it costs no statement of its own.
+const STATUS_OF_NEW: &str =
+    "CASE WHEN EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = {PK} AND x.status IN ({ACTIVE})
+                                AND (x.scope = {SCOPE} OR x.scope = '*' OR {SCOPE} = '*'))
+                             THEN 'THROTTLING' ELSE {STATUS} END";
+
+/// [`STATUS_OF_NEW`] with its parts filled in.
+fn status_of_new(pk: &str, scope: &str, status: &str) -> String {
+    with_active(STATUS_OF_NEW).replace("{PK}", pk).replace("{SCOPE}", scope).replace("{STATUS}", status)
+}
 
 /// Releases the waiting tasks of instance `?1` that no earlier unfinished task overlaps: they
 /// go to their type's initial status, in the same transaction as the change that ended.
@@ -113,13 +122,6 @@ fn standing_change_after(c: &Connection, repair_task_id: &str, rollback_task_id:
     Ok(c.prepare_cached(&with_active(STANDING_CHANGE_AFTER))?
         .query_row([repair_task_id, rollback_task_id], |r| r.get(0))
         .optional()?)
-}
-
-/// The initial status of a new task on instance `pk` touching `scope`: its type's own, or
-/// THROTTLING while an earlier unfinished change of the instance may touch the same thing.
-fn initial_status(c: &Connection, kind: TaskType, pk: i64, scope: &str) -> Result<TaskStatus> {
-    let busy: bool = c.prepare_cached(&with_active(BUSY))?.query_row(params![pk, scope], |r| r.get(0))?;
-    Ok(if busy { TaskStatus::Throttling } else { TaskStatus::initial(kind) })
 }
 
 /// Repair tasks that count against the authorization: every one but those that changed nothing.
@@ -158,6 +160,8 @@ pub struct TaskRow {
     pub created_ms: i64,
     /// Last transition.
     pub updated_ms: i64,
+    /// A repair with a rollback done or under way.
+    pub rolled_back: bool,
 }
 
 /// A task a worker holds: it may write only with this fence.
@@ -216,7 +220,10 @@ pub struct TaskFilter {
     pub limit: i64,
 }
 
-const TASK_COLS: &str = "t.id, t.root_id, t.account_id, t.check_id, t.type, t.status, t.repair_task_id, t.params, t.error_code, t.error_msg, t.instance_freed, t.attempts, t.created_ms, t.updated_ms";
+/// The task's columns, and whether it is a repair with a rollback done or under way (read off
+/// the partial index `tasks_one_rollback`, whose own terms it states).
+const TASK_COLS: &str = "t.id, t.root_id, t.account_id, t.check_id, t.type, t.status, t.repair_task_id, t.params, t.error_code, t.error_msg, t.instance_freed, t.attempts, t.created_ms, t.updated_ms,
+    EXISTS (SELECT 1 FROM tasks b WHERE b.repair_task_id = t.id AND b.type = 'ROLLBACK' AND b.status <> 'ROLL_BACK_FAIL')";
 
 fn task_from(r: &Row) -> rusqlite::Result<TaskRow> {
     let kind: String = r.get(4)?;
@@ -236,7 +243,8 @@ fn task_from(r: &Row) -> rusqlite::Result<TaskRow> {
         attempts: r.get(11)?,
         created_ms: r.get(12)?,
         updated_ms: r.get(13)?,
-        instance: instance_from(r, 14)?,
+        rolled_back: r.get(14)?,
+        instance: instance_from(r, 15)?,
     })
 }
 
@@ -276,10 +284,11 @@ impl Store {
                 "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
                 params![s.root_id, account_id, s.check_id, s.kind.as_str(), s.dimension.as_str(), now],
             )?;
-            let mut ins = tx.prepare_cached(
+            let mut ins = tx.prepare_cached(&format!(
                 "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, repair_task_id, params, scope, created_ms, updated_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )?;
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, {}, ?8, ?9, ?10, ?11, ?12)",
+                status_of_new("?5", "?10", "?7")
+            ))?;
             let mut created = 0i64;
             for t in &s.tasks {
                 let scope = match (&t.repair_task_id, s.kind) {
@@ -296,7 +305,6 @@ impl Store {
                     }
                     _ => s.scope.clone(),
                 };
-                let status = initial_status(tx, s.kind, t.instance_pk, &scope)?;
                 created += ins.execute(params![
                     t.id, s.root_id, account_id, s.check_id, t.instance_pk, s.kind.as_str(), status.as_str(),
                     t.repair_task_id, t.params, scope, now, now
@@ -307,8 +315,8 @@ impl Store {
                 let (from, sel_args) = selected_instances(&account_id, &src.selection);
                 let mut args: Vec<Value> = vec![
                     s.root_id.clone().into(), account_id.to_string().into(), s.check_id.into(),
-                    s.scope.clone().into(), s.scope.clone().into(), status.as_str().to_string().into(),
-                    src.params.clone().into(), s.scope.clone().into(), now.into(), now.into(),
+                    s.scope.clone().into(), status.as_str().to_string().into(), src.params.clone().into(),
+                    now.into(), now.into(),
                 ];
                 args.extend(sel_args);
                 args.push(src.connector.clone().into());
@@ -333,15 +341,12 @@ impl Store {
                     String::new()
                 };
                 // An instance with an unfinished change of the same scope waits (THROTTLING).
-                let active = active_list();
+                let status_of = status_of_new("i.pk", "?4", "?5");
                 created += tx.execute(
                     &format!(
                         "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, params, scope, created_ms, updated_ms)
-                         SELECT printf('%012x', {now}) || lower(hex(randomblob(10))), ?, ?, ?, i.pk, 'REPAIR',
-                                CASE WHEN EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = i.pk AND x.status IN ({active})
-                                                  AND (x.scope = ? OR x.scope = '*' OR ? = '*'))
-                                     THEN 'THROTTLING' ELSE ? END,
-                                ?, ?, ?, ?{from}
+                         SELECT printf('%012x', {now}) || lower(hex(randomblob(10))), ?1, ?2, ?3, i.pk, 'REPAIR', {status_of},
+                                ?6, ?4, ?7, ?8{from}
                            AND i.connector = ? {listed} {skip_whitelisted}"
                     ),
                     params_from_iter(args),
@@ -820,7 +825,8 @@ mod tests {
     #[test]
     fn the_queue_and_rollback_queries_read_indexes_only() {
         let (_d, s) = store();
-        for (sql, args) in [(STANDING_CHANGE_AFTER, 2), (BUSY, 2), (RELEASE_WAITING, 2)] {
+        let status_of = format!("SELECT {}", status_of_new("?1", "?2", "'INIT'"));
+        for (sql, args) in [(STANDING_CHANGE_AFTER, 2), (status_of.as_str(), 2), (RELEASE_WAITING, 2)] {
             let plan: Vec<String> = s
                 .read(|c| {
                     let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {}", with_active(sql)))?;

@@ -90,6 +90,30 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("ListCloudVendorRegions", cloud_accounts::list_cloud_vendor_regions),
 ];
 
+/// The actions that change nothing (no row, no file).
+const READS_ONLY: &[&str] = &[
+    "ListCheckResult",
+    "ListCheckInstanceResult",
+    "GetCheckDetail",
+    "ListOperationTask",
+    "ListOperationCheck",
+    "GetCheckProcess",
+    "ListOperationProcess",
+    "ListOperationProcessDetail",
+    "GetAssetSelectionConfig",
+    "ListAssetSelectionTarget",
+    "ListAssetSelectionSelectedTarget",
+    "CheckTrialFixCount",
+    "DescribeFixUsedCount",
+    "DescribeCloudVendorAccountAKList",
+    "ListCloudVendorRegions",
+];
+
+/// Whether an action changes nothing (a `ClientToken` makes any action keep its answer).
+pub fn reads_only(action: &str, p: &Params) -> bool {
+    READS_ONLY.contains(&action) && p.str("ClientToken").is_none()
+}
+
 /// Parameters that belong to the request's signature or transport, not to the operation.
 const COMMON_PARAMS: &[&str] = &[
     "AccessKeyId",

@@ -217,14 +217,11 @@ fn task_type(p: &Params) -> Result<Option<TaskType>, ApiError> {
     p.str("Type").map(|t| TaskType::parse(t).ok_or_else(|| ApiError::invalid_parameter("Type"))).transpose()
 }
 
-fn task_row(ctx: &Ctx, t: &TaskRow, lang: model::Lang) -> Result<Value, ApiError> {
+fn task_row(ctx: &Ctx, t: &TaskRow, lang: model::Lang) -> Value {
     let check = ctx.catalog().get(t.check_id);
     let support_type = check.map_or(0, |c| c.repair_support_type());
-    let can_roll_back = t.kind == TaskType::Repair
-        && support_type == 1
-        && t.status.repair_applied()
-        && !ctx.store.has_rollback(&t.id).map_err(db)?;
-    Ok(json!({
+    let can_roll_back = t.kind == TaskType::Repair && support_type == 1 && t.status.repair_applied() && !t.rolled_back;
+    json!({
         "TaskId": t.id,
         "RootTaskId": t.root_id,
         "Type": t.kind.as_str(),
@@ -244,7 +241,7 @@ fn task_row(ctx: &Ctx, t: &TaskRow, lang: model::Lang) -> Result<Value, ApiError
         "ErrorMsg": t.error_msg,
         "DealTime": t.updated_ms,
         "LastCheckTime": t.updated_ms,
-    }))
+    })
 }
 
 /// ListOperationTask: one row per instance task, newest first.
@@ -262,7 +259,7 @@ pub fn list_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         ..Default::default()
     };
     let (rows, total) = ctx.store.list_tasks(ctx.account_id, &filter).map_err(db)?;
-    let tasks = rows.iter().map(|t| task_row(ctx, t, lang)).collect::<Result<Vec<_>, _>>()?;
+    let tasks: Vec<Value> = rows.iter().map(|t| task_row(ctx, t, lang)).collect();
     Ok(object([("PageInfo", page_info(tasks.len(), page, size, total)), ("OperationTasks", Value::Array(tasks))]))
 }
 

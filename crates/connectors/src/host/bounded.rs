@@ -6,8 +6,9 @@
 //! all are busy, up to a cap, so a few stuck ones never stop the rest.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -21,7 +22,7 @@ const IDLE: Duration = Duration::from_secs(30);
 pub enum Late {
     /// It is still running (and may yet finish).
     Elapsed,
-    /// Every helper is busy or stuck: the work was not started.
+    /// Every helper is stuck and no more may be started: the work was never started.
     Saturated,
     /// It panicked.
     Panicked,
@@ -46,37 +47,72 @@ struct State {
     helpers: usize,
 }
 
+/// How long a job may wait to be taken before another helper is started for it: long enough
+/// that a helper finishing its job (and about to take the next) is not duplicated, short enough
+/// that a stuck helper delays nobody noticeably.
+const START_WAIT: Duration = Duration::from_millis(2);
+
 impl Bounded {
-    /// Runs `work` on a helper and waits at most `limit` for its result.
+    /// Runs `work` on a helper and waits at most `limit` for its result. Work that has not
+    /// started when the caller gives up never starts.
     pub fn run<T: Send + 'static>(
         &self,
         limit: Duration,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Late> {
+        let deadline = Instant::now() + limit;
         let (tx, rx) = mpsc::sync_channel(1);
+        // 0: queued, 1: started, 2: given up by the caller before it started.
+        let phase = Arc::new(AtomicU8::new(0));
+        let job_phase = phase.clone();
+        let job: Job = Box::new(move || {
+            if job_phase.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                let _ = tx.send(work());
+            }
+        });
         {
             let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
-            if st.idle <= st.jobs.len() {
-                if st.helpers >= MAX_HELPERS {
-                    return Err(Late::Saturated);
-                }
-                st.helpers += 1;
-                let inner = self.inner.clone();
-                let spawned = std::thread::Builder::new().name("posture-file-io".into()).spawn(move || helper(inner));
-                if spawned.is_err() {
-                    st.helpers -= 1;
-                    return Err(Late::Saturated);
-                }
+            if st.helpers == 0 {
+                self.spawn(&mut st);
             }
-            st.jobs.push_back(Box::new(move || {
-                let _ = tx.send(work());
-            }));
+            st.jobs.push_back(job);
         }
         self.inner.wake.notify_one();
-        rx.recv_timeout(limit).map_err(|e| match e {
-            mpsc::RecvTimeoutError::Timeout => Late::Elapsed,
-            mpsc::RecvTimeoutError::Disconnected => Late::Panicked,
-        })
+        let mut grown = false;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wait = if grown { left } else { left.min(START_WAIT) };
+            match rx.recv_timeout(wait) {
+                Ok(v) => return Ok(v),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(Late::Panicked),
+                Err(mpsc::RecvTimeoutError::Timeout) if left > wait => {
+                    // Not taken yet: every helper is busy, or stuck. Start one more, once.
+                    if !grown && phase.load(Ordering::Acquire) == 0 {
+                        let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+                        self.spawn(&mut st);
+                        drop(st);
+                        self.inner.wake.notify_one();
+                    }
+                    grown = true;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let never_started = phase.compare_exchange(0, 2, Ordering::AcqRel, Ordering::Acquire).is_ok();
+                    let at_cap = self.inner.state.lock().unwrap_or_else(|p| p.into_inner()).helpers >= MAX_HELPERS;
+                    return Err(if never_started && at_cap { Late::Saturated } else { Late::Elapsed });
+                }
+            }
+        }
+    }
+
+    /// Starts one more helper, unless there are as many as allowed.
+    fn spawn(&self, st: &mut State) {
+        if st.helpers >= MAX_HELPERS {
+            return;
+        }
+        let inner = self.inner.clone();
+        if std::thread::Builder::new().name("posture-file-io".into()).spawn(move || helper(inner)).is_ok() {
+            st.helpers += 1;
+        }
     }
 }
 

@@ -28,8 +28,10 @@ pub fn run(clients: usize, duration_s: u64, progress: &Progress) -> Result<Vec<V
     progress.say(&format!("api: baseline, unsigned GET /healthz, {clients} clients"));
     let healthz =
         Request { host: host.clone(), path: "/healthz".into(), query: String::new(), headers: vec![], body: vec![] };
+    let cpu = svc.cpu_seconds();
     let baseline = load::run(&host, "GET", clients, duration, |_, _| Some(healthz.clone()), |r| r.status == 200);
-    let base = baseline.figures();
+    let mut base = baseline.figures();
+    base["server_cpu_us_per_req"] = cpu_per_request(svc.cpu_seconds() - cpu, &base);
     let base_rps = base["req_per_s"].as_f64().unwrap_or(1.0);
 
     let signed =
@@ -69,10 +71,13 @@ pub fn run(clients: usize, duration_s: u64, progress: &Progress) -> Result<Vec<V
     ];
     for (op, build) in ops {
         progress.say(&format!("api: {op}, {clients} clients for {duration_s} s"));
+        let cpu = svc.cpu_seconds();
         let r = load::run(&host, "POST", clients, duration, build, |r| {
             r.status == 200 && r.body.contains("RequestId") && !r.body.contains("\"Code\"")
         });
         let mut v = r.figures();
+        v["server_cpu_us_per_req"] = cpu_per_request(svc.cpu_seconds() - cpu, &v);
+        v["baseline_server_cpu_us_per_req"] = base["server_cpu_us_per_req"].clone();
         v["scenario"] = json!("api");
         v["op"] = json!(op);
         v["n"] = json!(clients);
@@ -82,4 +87,10 @@ pub fn run(clients: usize, duration_s: u64, progress: &Progress) -> Result<Vec<V
         rows.push(v);
     }
     Ok(rows)
+}
+
+/// The service's CPU time per request answered, in microseconds.
+fn cpu_per_request(cpu_seconds: f64, figures: &Value) -> Value {
+    let requests = figures["requests"].as_f64().unwrap_or(0.0).max(1.0);
+    json!(r3(cpu_seconds * 1e6 / requests))
 }

@@ -92,6 +92,17 @@ impl Service {
         status_kb(format!("/proc/{}/status", self.child.id()), "VmHWM:") / 1024.0
     }
 
+    /// CPU time the service has used so far (user + system), in seconds: what a request
+    /// costs the service, whatever else the machine is doing.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) closed by ')': utime is the 12th, stime the 13th.
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // USER_HZ is 100 on Linux.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
     /// Polls `f` until it returns true (every 50 ms, up to `limit`).
     pub fn wait(&self, limit: Duration, mut f: impl FnMut() -> Result<bool, String>) -> Result<(), String> {
         let deadline = Instant::now() + limit;
