@@ -46,13 +46,13 @@ impl RawRequest {
 pub const WINDOW_MS: i64 = 15 * 60 * 1000;
 
 /// Who called, and which action.
-pub struct Caller<'a> {
+pub struct Caller {
     /// The key that signed.
     pub key: AccessKey,
     /// The action asked for.
     pub action: String,
     /// The request's nonce, new, being committed (wait for it before answering).
-    pub nonce: NonceCheck<'a>,
+    pub nonce: NonceCheck,
 }
 
 fn lookup(store: &Store, key_id: &str) -> Result<AccessKey, ApiError> {
@@ -76,13 +76,13 @@ fn check_time(ts_ms: Option<i64>, now_ms: i64) -> Result<i64, ApiError> {
 }
 
 /// A request's new nonce on its way into the store: a used one is refused at once
-/// (`SignatureNonceUsed`); a new one must be durable before the request is answered
-/// ([`NonceCheck::durable`]), so that no replay is accepted even after a crash; and committed no
-/// later than anything the request writes ([`NonceCheck::before_writes`]).
-pub struct NonceCheck<'a>(store::NonceWait<'a>);
+/// (`SignatureNonceUsed`); a new one must be committed before the request is answered, so that
+/// no replay is accepted even after a crash ([`NonceCheck::committed`]), and before anything the
+/// request writes ([`NonceCheck::committed_now`]).
+pub struct NonceCheck(store::NonceWait);
 
-impl<'a> NonceCheck<'a> {
-    fn record(store: &'a Store, key_id: &str, nonce: &str, date_ms: i64, now_ms: i64) -> Result<Self, ApiError> {
+impl NonceCheck {
+    fn record(store: &Store, key_id: &str, nonce: &str, date_ms: i64, now_ms: i64) -> Result<Self, ApiError> {
         match store.use_nonce_later(key_id, nonce, date_ms, WINDOW_MS, now_ms) {
             Ok(Some(wait)) => Ok(NonceCheck(wait)),
             Ok(None) => Err(ApiError::nonce_used()),
@@ -90,15 +90,23 @@ impl<'a> NonceCheck<'a> {
         }
     }
 
-    /// Hands the nonce to the committer now, ahead of what the request writes next, so that
-    /// it is committed with those writes or before them.
-    pub fn before_writes(&self) {
-        self.0.send_now();
+    /// Waits (blocking this thread) until the nonce is committed: a request that may write
+    /// does so before it writes anything, so no replay can ever change anything.
+    pub fn committed_now(self) -> Result<(), ApiError> {
+        self.0.wait().map_err(recording_failed)
     }
 
-    /// Waits until the nonce is committed.
-    pub fn durable(self) -> Result<(), ApiError> {
-        self.0.wait().map_err(recording_failed)
+    /// Resolves once the nonce is committed (without holding a thread meanwhile).
+    pub async fn committed(self) -> Result<(), ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.0.notify(move |r| {
+            let _ = tx.send(r);
+        });
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(recording_failed(e)),
+            Err(_) => Err(ApiError::server_error()),
+        }
     }
 }
 
@@ -108,7 +116,7 @@ fn recording_failed(e: store::StoreError) -> ApiError {
 }
 
 /// Authenticates a request (v3 when `Authorization` starts with `ACS3-`, else v1).
-pub fn authenticate<'a>(store: &'a Store, req: &RawRequest, now_ms: i64) -> Result<Caller<'a>, ApiError> {
+pub fn authenticate(store: &Store, req: &RawRequest, now_ms: i64) -> Result<Caller, ApiError> {
     match req.header("authorization") {
         Some(h) if h.trim_start().starts_with("ACS3-") => authenticate_v3(store, req, h, now_ms),
         _ => authenticate_v1(store, req, now_ms),
@@ -128,7 +136,7 @@ fn echoed(req: &RawRequest, string_to_sign: &str) -> String {
     }
 }
 
-fn authenticate_v3<'a>(store: &'a Store, req: &RawRequest, header: &str, now_ms: i64) -> Result<Caller<'a>, ApiError> {
+fn authenticate_v3(store: &Store, req: &RawRequest, header: &str, now_ms: i64) -> Result<Caller, ApiError> {
     let body_hash = sha256_hex(&req.body);
     let auth = parse_v3_authorization(header).ok_or_else(|| ApiError::incomplete_signature(""))?;
     if auth.algorithm != V3_ALGORITHM {
@@ -161,7 +169,7 @@ fn authenticate_v3<'a>(store: &'a Store, req: &RawRequest, header: &str, now_ms:
     Ok(Caller { key, action, nonce })
 }
 
-fn authenticate_v1<'a>(store: &'a Store, req: &RawRequest, now_ms: i64) -> Result<Caller<'a>, ApiError> {
+fn authenticate_v1(store: &Store, req: &RawRequest, now_ms: i64) -> Result<Caller, ApiError> {
     for name in [
         "AccessKeyId",
         "Signature",

@@ -100,7 +100,7 @@ async fn process(app: Arc<App>, req: Request) -> Result<Value, ApiError> {
     };
     // Authentication and the operation touch the store (blocking SQLite): off the async threads.
     // A panic in there becomes a JoinError, answered as ServerError, never a dropped connection.
-    tokio::task::spawn_blocking(move || {
+    let ran = tokio::task::spawn_blocking(move || {
         let caller = authenticate(&app.store, &raw, store::now_ms())?;
         let (nonce, key, action) = (caller.nonce, caller.key, caller.action);
         let prepared = match ops::find(&action) {
@@ -108,12 +108,12 @@ async fn process(app: Arc<App>, req: Request) -> Result<Value, ApiError> {
             Some(_) if !policy_allows(&key.policy, &action) => Err(ApiError::no_permission()),
             Some(op) => Params::new(raw.all_params()).map(|p| (op, p)),
         };
-        // Nothing is answered before the request's nonce is committed, so no replay is ever
-        // accepted, even after a crash. A request that may write hands its nonce to the
-        // committer first: the nonce is then committed with its writes or before them.
-        if !prepared.as_ref().is_ok_and(|(_, p)| ops::reads_only(&action, p)) {
-            nonce.before_writes();
-        }
+        // A request that may write waits for its nonce's commit before it writes anything; a
+        // read runs while the nonce is being committed (and is answered only after).
+        let nonce = match prepared.as_ref().is_ok_and(|(_, p)| ops::reads_only(&action, p)) {
+            true => Some(nonce),
+            false => nonce.committed_now().map(|()| None)?,
+        };
         let answer = prepared.and_then(|(op, params)| {
             let ctx = Ctx {
                 store: &app.store,
@@ -124,12 +124,18 @@ async fn process(app: Arc<App>, req: Request) -> Result<Value, ApiError> {
             };
             ops::run(&ctx, &action, op, &params)
         });
-        nonce.durable()?;
-        answer
+        Ok((answer, nonce))
     })
     .await
     .unwrap_or_else(|e| {
         tracing::error!(error = %e, error_type = "panic", "an operation panicked");
         Err(ApiError::server_error())
-    })
+    });
+    // Nothing is answered before the request's nonce is committed, so no replay is ever
+    // accepted, even after a crash. The wait holds no thread.
+    let (answer, nonce) = ran?;
+    if let Some(nonce) = nonce {
+        nonce.committed().await?;
+    }
+    answer
 }

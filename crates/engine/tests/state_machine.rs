@@ -5,7 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use catalog::Catalog;
 use connectors::host::HostConnector;
@@ -172,8 +172,12 @@ impl Connector for Faulty {
 #[test]
 fn a_crash_mid_repair_is_resumed_from_the_first_snapshot_after_the_lease_expires() {
     let f = fixture();
-    let crashing = engine_with(&f.store, Faulty::crashing(), 200);
+    // Wide enough that a slow machine (a panic printing a symbolised backtrace can take a
+    // noticeable time) still asks before it ends; the wait below is measured from the claim.
+    const LEASE_MS: i64 = 5_000;
+    let crashing = engine_with(&f.store, Faulty::crashing(), LEASE_MS);
     let repair = submit(&f, TaskType::Repair, None);
+    let claimed = Instant::now();
     let crashed = std::panic::catch_unwind(AssertUnwindSafe(|| crashing.work_once()));
     assert!(crashed.is_err(), "the worker died");
     let t = f.store.get_task(&f.account, &repair).unwrap().unwrap();
@@ -182,8 +186,8 @@ fn a_crash_mid_repair_is_resumed_from_the_first_snapshot_after_the_lease_expires
 
     // While the dead worker's lease runs, nobody takes the task.
     let healthy = engine_with(&f.store, Arc::new(HostConnector::default()), 30_000);
-    assert!(!healthy.work_once());
-    std::thread::sleep(Duration::from_millis(250));
+    assert!(!healthy.work_once(), "taken {:?} after the claim, within a {LEASE_MS} ms lease", claimed.elapsed());
+    std::thread::sleep(Duration::from_millis(LEASE_MS as u64 + 50).saturating_sub(claimed.elapsed()));
     healthy.drain();
     let t = f.store.get_task(&f.account, &repair).unwrap().unwrap();
     assert_eq!(t.status, TaskStatus::RepairSuccessVerified, "{}: {}", t.error_code, t.error_msg);

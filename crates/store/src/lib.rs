@@ -124,7 +124,7 @@ const MAX_BATCH: usize = 512;
 
 /// A write waiting for the committer: run it inside the batch's transaction, then (after the
 /// commit, or its failure) answer the caller.
-pub(crate) trait Job: Send {
+trait Job: Send {
     fn run(&mut self, c: &Connection) -> bool;
     fn answer(self: Box<Self>, committed: std::result::Result<(), String>);
 }
@@ -318,14 +318,13 @@ impl Store {
         let sealer = secrets::Sealer::load(&path.with_file_name("master.key"), !has_sealed)
             .map_err(|e| StoreError::Db(e.to_string()))?;
         migrate(&writer, &sealer)?;
-        let nonces = std::sync::Arc::new(nonces::Nonces::default());
+        let nonces = nonces::Nonces::open(path)?;
         let readers = (0..READERS).map(|_| open_conn(path).map(Mutex::new)).collect::<rusqlite::Result<_>>()?;
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let committer = std::thread::Builder::new()
             .name("posture-committer".into())
             .spawn(move || committer_loop(writer, rx))
             .map_err(|e| StoreError::Db(e.to_string()))?;
-        nonces.start_flusher(tx.clone()).map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(Store {
             sealer,
             jobs: Some(Mutex::new(tx)),
@@ -371,9 +370,9 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        // Closing the queue ends the committer after the writes already sent (the nonce
-        // flusher holds a sender too: it flushes what is pending and ends first).
-        self.nonces.stop_flusher();
+        // The nonce flusher commits what is pending and ends; closing the queue ends the
+        // committer after the writes already sent.
+        self.nonces.close();
         self.jobs.take();
         if let Some(h) = self.committer.take() {
             let _ = h.join();

@@ -1,5 +1,5 @@
--- Schema 6: changes are serialised per file (or cloud aspect) of an instance, nonces are kept
--- in the database, and the service's own first-start steps are recorded.
+-- Schema 6: changes are serialised per file (or cloud aspect) of an instance, and the service's
+-- own first-start steps are recorded. (Nonces are logged in nonces.db beside this file.)
 
 -- What a task changes on its instance (the connector's scope: `file:/etc/login.defs`, `sysctl`,
 -- `aspect:ingress`, or `*` for anything). Two unfinished tasks of one instance whose scopes
@@ -13,15 +13,6 @@ CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (instance_pk, status, scope);
 -- Workers lease only tasks that are not waiting: the due index holds exactly those.
 DROP INDEX IF EXISTS tasks_due;
 CREATE INDEX IF NOT EXISTS tasks_due ON tasks (lease_until_ms) WHERE status IN ({CLAIMABLE});
-
--- Nonces of signed requests, as digests, in buckets of the minute until which a request
--- bearing them could still be accepted: the durable log of the nonces a serve keeps in memory
--- (appended in rowid order; read back at start; aged-out buckets deleted a chunk at a time).
-CREATE TABLE IF NOT EXISTS nonces (
-    bucket  INTEGER NOT NULL,
-    digest  BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS nonces_by_bucket ON nonces (bucket);
 
 -- Steps of the service's own that must happen once (the admin's credentials delivered, the
 -- demo fleet registered and checked), marked done in the same transaction as their last write.
