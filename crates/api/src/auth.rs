@@ -75,27 +75,32 @@ fn check_time(ts_ms: Option<i64>, now_ms: i64) -> Result<i64, ApiError> {
     }
 }
 
-/// A request's new nonce on its way into the store: a used one is refused at once
-/// (`SignatureNonceUsed`); a new one must be committed before the request is answered, so that
-/// no replay is accepted even after a crash ([`NonceCheck::committed`]), and before anything the
-/// request writes ([`NonceCheck::committed_now`]).
-pub struct NonceCheck(store::NonceWait);
+/// A request's nonce, new (a used one is refused at once, `SignatureNonceUsed`). It must be
+/// committed before the request is answered, so that no replay is accepted even after a crash,
+/// and no later than anything the request writes: [`NonceCheck::send`] it before the operation
+/// runs, and wait for [`NonceCommit::committed`] before answering.
+pub struct NonceCheck(store::NewNonce);
 
 impl NonceCheck {
     fn record(store: &Store, key_id: &str, nonce: &str, date_ms: i64, now_ms: i64) -> Result<Self, ApiError> {
         match store.use_nonce_later(key_id, nonce, date_ms, WINDOW_MS, now_ms) {
-            Ok(Some(wait)) => Ok(NonceCheck(wait)),
+            Ok(Some(new)) => Ok(NonceCheck(new)),
             Ok(None) => Err(ApiError::nonce_used()),
             Err(e) => Err(recording_failed(e)),
         }
     }
 
-    /// Waits (blocking this thread) until the nonce is committed: a request that may write
-    /// does so before it writes anything, so no replay can ever change anything.
-    pub fn committed_now(self) -> Result<(), ApiError> {
-        self.0.wait().map_err(recording_failed)
+    /// Sends the nonce to disk: for a request that may write, ahead of its writes in the main
+    /// database (committed with them or before them); for a read, to the nonce log.
+    pub fn send(self, store: &Store, may_write: bool) -> NonceCommit {
+        NonceCommit(if may_write { self.0.ahead_of_writes(store) } else { self.0.log() })
     }
+}
 
+/// A nonce on its way to disk.
+pub struct NonceCommit(store::NonceWait);
+
+impl NonceCommit {
     /// Resolves once the nonce is committed (without holding a thread meanwhile).
     pub async fn committed(self) -> Result<(), ApiError> {
         let (tx, rx) = tokio::sync::oneshot::channel();

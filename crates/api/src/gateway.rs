@@ -108,12 +108,10 @@ async fn process(app: Arc<App>, req: Request) -> Result<Value, ApiError> {
             Some(_) if !policy_allows(&key.policy, &action) => Err(ApiError::no_permission()),
             Some(op) => Params::new(raw.all_params()).map(|p| (op, p)),
         };
-        // A request that may write waits for its nonce's commit before it writes anything; a
-        // read runs while the nonce is being committed (and is answered only after).
-        let nonce = match prepared.as_ref().is_ok_and(|(_, p)| ops::reads_only(&action, p)) {
-            true => Some(nonce),
-            false => nonce.committed_now().map(|()| None)?,
-        };
+        // The nonce goes to disk before the operation runs: a request that may write has it
+        // committed with its writes or before them, never after.
+        let may_write = !prepared.as_ref().is_ok_and(|(_, p)| ops::reads_only(&action, p));
+        let nonce = nonce.send(&app.store, may_write);
         let answer = prepared.and_then(|(op, params)| {
             let ctx = Ctx {
                 store: &app.store,
@@ -134,8 +132,6 @@ async fn process(app: Arc<App>, req: Request) -> Result<Value, ApiError> {
     // Nothing is answered before the request's nonce is committed, so no replay is ever
     // accepted, even after a crash. The wait holds no thread.
     let (answer, nonce) = ran?;
-    if let Some(nonce) = nonce {
-        nonce.committed().await?;
-    }
+    nonce.committed().await?;
     answer
 }

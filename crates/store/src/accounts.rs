@@ -72,7 +72,8 @@ impl Store {
     /// The first account created (the admin account of a fresh data directory).
     pub fn first_account(&self) -> Result<Option<Account>> {
         self.read(|c| {
-            Ok(c.query_row(&format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY rowid LIMIT 1"), [], account_from)
+            Ok(c.prepare_cached(&format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY rowid LIMIT 1"))?
+                .query_row([], account_from)
                 .optional()?)
         })
     }
@@ -80,7 +81,8 @@ impl Store {
     /// One account.
     pub fn get_account(&self, id: &str) -> Result<Option<Account>> {
         self.read(|c| {
-            Ok(c.query_row(&format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?"), [id], account_from)
+            Ok(c.prepare_cached(&format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?"))?
+                .query_row([id], account_from)
                 .optional()?)
         })
     }

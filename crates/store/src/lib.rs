@@ -31,7 +31,7 @@ use rusqlite::Connection;
 pub use accounts::{AccessKey, Account, KeyInfo};
 pub use cloud::{CloudAccount, CloudAccountChange, NewCloudAccount};
 pub use instances::{Instance, NewInstance};
-pub use nonces::NonceWait;
+pub use nonces::{NewNonce, NonceWait};
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};
 pub use runs::{uuid_like, CheckRun, CheckRunDetail, DetailOutcome, RunFilter};
 pub use selections::{Criterion, Selection};

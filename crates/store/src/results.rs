@@ -196,7 +196,7 @@ impl Store {
         self.read(|c| {
             let status = status_sql(c, account_id)?;
             let wh = wh.replace("{STATUS}", &status);
-            let total: i64 = c.query_row(&format!("SELECT COUNT(*){from}{wh}"), params_from_iter(args.iter()), |r| r.get(0))?;
+            let total: i64 = c.prepare_cached(&format!("SELECT COUNT(*){from}{wh}"))?.query_row(params_from_iter(args.iter()), |r| r.get(0))?;
             let sql = format!(
                 "SELECT r.id, {status}, r.status_message, r.config, r.first_ms, r.last_ms, {INSTANCE_COLS}{from}{wh}{} LIMIT ? OFFSET ?",
                 order.replace("{STATUS}", &status)

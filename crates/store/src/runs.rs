@@ -291,10 +291,9 @@ impl Store {
     pub fn list_runs(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRun>, i64)> {
         let (wh, args) = run_where(account_id, f);
         self.read(|c| {
-            let total: i64 =
-                c.query_row(&format!("SELECT COUNT(*) FROM check_runs{wh}"), params_from_iter(args.iter()), |r| {
-                    r.get(0)
-                })?;
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT COUNT(*) FROM check_runs{wh}"))?
+                .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
             let mut page = args.clone();
             page.push(f.limit.into());
             page.push(f.offset.into());
@@ -340,7 +339,7 @@ impl Store {
         let from =
             " FROM check_run_details d JOIN check_runs r ON r.id = d.run_id JOIN instances i ON i.pk = d.instance_pk";
         self.read(|c| {
-            let total: i64 = c.query_row(&format!("SELECT COUNT(*){from}{wh}"), params_from_iter(args.iter()), |r| r.get(0))?;
+            let total: i64 = c.prepare_cached(&format!("SELECT COUNT(*){from}{wh}"))?.query_row(params_from_iter(args.iter()), |r| r.get(0))?;
             let mut page = args.clone();
             page.push(f.limit.into());
             page.push(f.offset.into());

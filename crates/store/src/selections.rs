@@ -218,8 +218,9 @@ impl Store {
     ) -> Result<(Vec<(String, String)>, i64)> {
         let (from, args) = selected_instances(account_id, s);
         self.read(|c| {
-            let total: i64 =
-                c.query_row(&format!("SELECT COUNT(*){from}"), params_from_iter(args.iter()), |r| r.get(0))?;
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT COUNT(*){from}"))?
+                .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
             let mut page = args.clone();
             page.push(limit.into());
             page.push(offset.into());

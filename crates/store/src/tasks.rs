@@ -1,11 +1,11 @@
-use model::{DimensionType, Snapshot, SnapshotItem, TaskStatus, TaskType};
-use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
-
 use crate::instances::{instance_from, INSTANCE_COLS};
 use crate::results::upsert_result;
 use crate::selections::selected_instances;
 use crate::whitelists::whitelisted_sql;
 use crate::{now_ms, placeholders, Instance, Result, ResultUpdate, Selection, Store, StoreError};
+use model::{DimensionType, Snapshot, SnapshotItem, TaskStatus, TaskType};
+use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
+use std::sync::LazyLock;
 
 /// One per-instance task of a submission.
 #[derive(Clone, Debug)]
@@ -90,7 +90,7 @@ const STANDING_CHANGE_AFTER: &str = concat!(
 /// type's initial status), or THROTTLING while an earlier unfinished change of the instance may
 /// touch the same thing. An expression inside the INSERT, so it costs no statement of its own.
 const STATUS_OF_NEW: &str =
-    "CASE WHEN EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = {PK} AND x.status IN ({ACTIVE})
+    "CASE WHEN EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = {PK} AND (x.status IN ({ACTIVE})) = 1
                                 AND (x.scope = {SCOPE} OR x.scope = '*' OR {SCOPE} = '*'))
                              THEN 'THROTTLING' ELSE {STATUS} END";
 
@@ -103,9 +103,9 @@ fn status_of_new(pk: &str, scope: &str, status: &str) -> String {
 /// go to their type's initial status, in the same transaction as the change that ended.
 const RELEASE_WAITING: &str = concat!(
     "UPDATE tasks SET status = CASE type WHEN 'ROLLBACK' THEN 'ROLL_BACK_INIT' ELSE 'INIT' END, updated_ms = ?2
-     WHERE instance_pk = ?1 AND status = 'THROTTLING'
-       AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.instance_pk = tasks.instance_pk AND o.rowid < tasks.rowid
-                       AND o.status IN ({ACTIVE}) AND ",
+     WHERE instance_pk = ?1 AND (status IN ({ACTIVE})) = 1 AND status = 'THROTTLING'
+       AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.instance_pk = tasks.instance_pk AND (o.status IN ({ACTIVE})) = 1
+                       AND o.rowid < tasks.rowid AND ",
     overlap!("o", "tasks"),
     ")
      RETURNING id, status"
@@ -116,10 +116,30 @@ fn with_active(sql: &str) -> String {
     sql.replace("{ACTIVE}", &active_list())
 }
 
+/// SQL run on every submission, transition or claim, built once: the committer runs it on its
+/// one thread, and the statement cache is looked up by the text.
+static STANDING_CHANGE_AFTER_SQL: LazyLock<String> = LazyLock::new(|| with_active(STANDING_CHANGE_AFTER));
+static RELEASE_WAITING_SQL: LazyLock<String> = LazyLock::new(|| with_active(RELEASE_WAITING));
+static INSERT_TASK_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, repair_task_id, params, scope, created_ms, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, {}, ?8, ?9, ?10, ?11, ?12)",
+        status_of_new("?5", "?10", "?7")
+    )
+});
+static CLAIM_TASK_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE tasks SET lease_until_ms = ?1 + ?2, fence = fence + 1, attempts = attempts + 1
+         WHERE rowid = (SELECT rowid FROM tasks INDEXED BY tasks_due WHERE status IN ({}) AND lease_until_ms < ?1 ORDER BY lease_until_ms, rowid LIMIT 1)
+         RETURNING id, account_id, fence",
+        crate::status_list(TaskStatus::is_claimable)
+    )
+});
+
 /// The change of the same scope after `repair_task_id` (and before `rollback_task_id`) that
 /// still stands, if any.
 fn standing_change_after(c: &Connection, repair_task_id: &str, rollback_task_id: &str) -> Result<Option<String>> {
-    Ok(c.prepare_cached(&with_active(STANDING_CHANGE_AFTER))?
+    Ok(c.prepare_cached(&STANDING_CHANGE_AFTER_SQL)?
         .query_row([repair_task_id, rollback_task_id], |r| r.get(0))
         .optional()?)
 }
@@ -275,20 +295,17 @@ impl Store {
         let status = TaskStatus::initial(s.kind);
         let repair = s.kind == TaskType::Repair;
         let result = self.write(move |tx| {
-            let (quota, trial): (Option<i64>, bool) =
-                tx.query_row("SELECT repair_quota, trial FROM accounts WHERE id = ?", [&account_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let (quota, trial): (Option<i64>, bool) = tx
+                .prepare_cached("SELECT repair_quota, trial FROM accounts WHERE id = ?")?
+                .query_row([&account_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             if repair && trial {
                 return Ok(SubmitOutcome::TrialUnauthorized);
             }
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                params![s.root_id, account_id, s.check_id, s.kind.as_str(), s.dimension.as_str(), now],
-            )?;
-            let mut ins = tx.prepare_cached(&format!(
-                "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, repair_task_id, params, scope, created_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, {}, ?8, ?9, ?10, ?11, ?12)",
-                status_of_new("?5", "?10", "?7")
-            ))?;
+            )?
+            .execute(params![s.root_id, account_id, s.check_id, s.kind.as_str(), s.dimension.as_str(), now])?;
+            let mut ins = tx.prepare_cached(&INSERT_TASK_SQL)?;
             let mut created = 0i64;
             for t in &s.tasks {
                 let scope = match (&t.repair_task_id, s.kind) {
@@ -356,11 +373,9 @@ impl Store {
                 return Err(StoreError::NothingToDo);
             }
             if repair {
-                let used: i64 = tx.query_row(
-                    "UPDATE accounts SET repairs_used = repairs_used + ? WHERE id = ? RETURNING repairs_used",
-                    params![created, account_id],
-                    |r| r.get(0),
-                )?;
+                let used: i64 = tx
+                    .prepare_cached("UPDATE accounts SET repairs_used = repairs_used + ? WHERE id = ? RETURNING repairs_used")?
+                    .query_row(params![created, account_id], |r| r.get(0))?;
                 if quota.is_some_and(|q| used > q) {
                     return Err(StoreError::QuotaExhausted); // rolls the whole submission back
                 }
@@ -444,11 +459,9 @@ impl Store {
             wh += &format!(" AND ({})", any.join(" OR "));
         }
         self.read(|c| {
-            let total: i64 = c.query_row(
-                &format!("SELECT COUNT(*) FROM tasks t JOIN instances i ON i.pk = t.instance_pk{wh}"),
-                params_from_iter(args.iter()),
-                |r| r.get(0),
-            )?;
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT COUNT(*) FROM tasks t JOIN instances i ON i.pk = t.instance_pk{wh}"))?
+                .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
             let mut page = args.clone();
             page.push(f.limit.into());
             page.push(f.offset.into());
@@ -484,15 +497,11 @@ impl Store {
     /// queue): one statement, fenced.
     pub fn claim_task(&self, lease_ms: i64) -> Result<Option<Claimed>> {
         let now = now_ms();
-        let sql = format!(
-            "UPDATE tasks SET lease_until_ms = ?1 + ?2, fence = fence + 1, attempts = attempts + 1
-             WHERE rowid = (SELECT rowid FROM tasks INDEXED BY tasks_due WHERE status IN ({}) AND lease_until_ms < ?1 ORDER BY lease_until_ms, rowid LIMIT 1)
-             RETURNING id, account_id, fence",
-            crate::status_list(TaskStatus::is_claimable)
-        );
         self.write(move |tx| {
-            let got: Option<(String, String, i64)> =
-                tx.query_row(&sql, params![now, lease_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
+            let got: Option<(String, String, i64)> = tx
+                .prepare_cached(&CLAIM_TASK_SQL)?
+                .query_row(params![now, lease_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
             let Some((id, account, fence)) = got else {
                 return Ok(None);
             };
@@ -528,7 +537,7 @@ impl Store {
             if to.is_terminal() {
                 // The change is over: the tasks waiting for it (and for nothing else) may go.
                 let released: Vec<(String, String)> = tx
-                    .prepare_cached(&with_active(RELEASE_WAITING))?
+                    .prepare_cached(&RELEASE_WAITING_SQL)?
                     .query_map(params![t.instance.pk, now], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<rusqlite::Result<_>>()?;
                 for (id, status) in released {
@@ -540,7 +549,7 @@ impl Store {
                 tx.prepare_cached("UPDATE accounts SET repairs_used = repairs_used - 1 WHERE id = ?")?.execute([&t.account_id])?;
             }
             if let Some(snap) = &snapshot {
-                tx.execute("DELETE FROM snapshots WHERE task_id = ?", [&t.id])?;
+                tx.prepare_cached("DELETE FROM snapshots WHERE task_id = ?")?.execute([&t.id])?;
                 let mut ins = tx.prepare_cached(
                     "INSERT INTO snapshots (task_id, seq, item_key, existed, has_content, data, meta, post_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 )?;
@@ -839,6 +848,14 @@ mod tests {
                 plan.iter().all(|step| !step.starts_with("SCAN") || step == "SCAN CONSTANT ROW"),
                 "a full scan: {plan:?}\n{sql}"
             );
+            // The queue queries seek the instance's unfinished tasks, never walk its history.
+            if sql != STANDING_CHANGE_AFTER {
+                let queue: Vec<_> = plan.iter().filter(|step| step.contains("tasks_queue")).collect();
+                assert!(
+                    !queue.is_empty() && queue.iter().all(|step| step.contains("<expr>=?")),
+                    "the instance's history is read: {plan:?}\n{sql}"
+                );
+            }
         }
     }
 
