@@ -174,6 +174,14 @@ def test_check_runs_through_the_sdk(server):
     verify = client.call("VerifyCheckInstanceResult", {"CheckId": 1001, "InstanceIds": ["i-bp1a2c3d4e5f6g7h8i9j", "i-nosuch"]})
     assert verify["Data"]["FailInstances"] == ["i-nosuch"] and verify["Data"]["TaskId"]
     assert client.call("GetCheckProcess", {"TaskId": "no-such-run"})["StatusCode"] == "5"
+    # StatusCodes filter by the codes each listing defines; any other code is refused.
+    done = client.call("ListOperationProcess", {"TaskIds": [run["TaskId"]], "StatusCodes": [2]})
+    assert done["PageInfo"]["TotalCount"] == 1
+    assert client.call("ListOperationProcess", {"TaskIds": [run["TaskId"]], "StatusCodes": [0, 1]})["PageInfo"]["TotalCount"] == 0
+    failed = client.call("ListOperationProcessDetail", {"TaskIds": [run["TaskId"]], "StatusCodes": [4]})
+    assert failed["PageInfo"]["TotalCount"] == 0
+    expect_error(lambda: client.call("ListOperationProcess", {"StatusCodes": [4]}), "InvalidParameter", 400)
+    expect_error(lambda: client.call("ListOperationProcessDetail", {"StatusCodes": [5]}), "InvalidParameter", 400)
 
 
 def test_both_languages(server):

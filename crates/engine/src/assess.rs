@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use catalog::{evaluate, CheckDef, Outcome};
 use connectors::{CloudCredentials, ConnectorError, Target};
-use model::{CheckStatus, Document};
+use model::{CheckStatus, Document, RunDetailStatus};
 use std::collections::HashMap;
 
 use store::{CheckRun, CheckRunDetail, DetailOutcome, Instance, ResultUpdate};
@@ -149,7 +149,7 @@ impl Engine {
             instances.iter().map(|i| (i.pk, checks_for(i))).filter(|(_, c)| !c.is_empty()).collect();
         let by_pk: HashMap<i64, &Instance> = instances.iter().map(|i| (i.pk, i)).collect();
         let pending: Vec<CheckRunDetail> =
-            self.store.set_run_details(run, &plan)?.into_iter().filter(|d| d.status_code < 2).collect();
+            self.store.set_run_details(run, &plan)?.into_iter().filter(|d| d.status.is_unfinished()).collect();
         // Instances are read and evaluated in parallel (reading files is the cost), and each
         // chunk's results are written in one commit; a crash loses at most the chunk under way,
         // which the next lease holder redoes.
@@ -212,14 +212,18 @@ impl Engine {
         d: &CheckRunDetail,
         doc: Option<Result<Document, ConnectorError>>,
     ) -> (DetailOutcome, Option<i64>) {
-        let failed =
-            DetailOutcome { detail_id: d.id.clone(), status_code: 4, results: Vec::new(), removed: Vec::new() };
+        let failed = DetailOutcome {
+            detail_id: d.id.clone(),
+            status: RunDetailStatus::Failed,
+            results: Vec::new(),
+            removed: Vec::new(),
+        };
         let (Some(instance), Some(doc)) = (instance, doc) else { return (failed, None) };
         match doc {
             Ok(doc) => {
                 let checks = d.check_ids.iter().filter_map(|id| self.catalog.get(*id));
                 let (results, removed) = evaluate_instance(checks, instance, &doc, &run.id);
-                (DetailOutcome { status_code: 2, results, removed, ..failed }, None)
+                (DetailOutcome { status: RunDetailStatus::Succeeded, results, removed, ..failed }, None)
             }
             Err(e) => {
                 tracing::warn!(run = %run.id, instance = %instance.instance_id, error = %e, stage = "fetch", "could not read an instance");

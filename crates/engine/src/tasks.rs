@@ -19,18 +19,6 @@ struct Ctx<'a> {
     steps: Vec<Step>,
 }
 
-/// Where a task ends when it cannot go on from `status`.
-fn failure_of(status: TaskStatus) -> TaskStatus {
-    match status {
-        Init => Fail,
-        InBackup => BackupFail,
-        BackedUp | Repairing => RepairFail,
-        RepairSuccess | RepairSuccessVerifying => RepairSuccessUnverified,
-        RollBacked | RollBackVerifying => RollBackUnverified,
-        _ => RollBackFail,
-    }
-}
-
 impl Engine {
     /// Runs a claimed task until it is terminal or its lease is lost.
     pub(crate) fn drive(&self, claimed: Claimed) {
@@ -60,13 +48,14 @@ impl Engine {
                 "transient failure; the step is retried when the lease expires");
             return Ok(from);
         }
-        let to = failure_of(from);
-        // A failure status may be more than one edge away (e.g. RepairSuccess → Verifying → Unverified).
+        // The failure status may be more than one edge away (RepairSuccess → Verifying → Unverified).
+        let Some((&to, through)) = from.failure_path().split_last() else {
+            return Ok(from); // terminal already, or not a status a worker runs
+        };
         let mut at = from;
-        while !at.can_move_to(to) {
-            let next = at.next()[0];
-            self.store.transition(claimed, at, next, Transition::default())?;
-            at = next;
+        for &step in through {
+            self.store.transition(claimed, at, step, Transition::default())?;
+            at = step;
         }
         tracing::warn!(code = e.code, error = %e.message, from = %from, to = %to, "task failed");
         self.store.transition(
@@ -97,26 +86,25 @@ impl Engine {
             )?;
             return Ok(());
         };
-        let params: Vec<(String, String)> = serde_json::from_str(&task.params).unwrap_or_default();
+        // Decoded strictly: a repair run without the values it was given could expose the
+        // very thing it was meant to close.
+        let params: Vec<(String, String)> = match serde_json::from_str(&task.params) {
+            Ok(params) => params,
+            Err(e) => {
+                let message = format!("the task's stored repair parameters cannot be read: {e}");
+                return self.give_up(
+                    claimed,
+                    connector.as_ref(),
+                    status,
+                    &ConnectorError::new("TaskRecordCorrupt", message),
+                );
+            }
+        };
         let ctx = Ctx { claimed, check, connector: connector.as_ref(), steps: check.render_steps(&params) };
         if task.attempts > self.config.max_attempts && !status.is_terminal() {
             let e =
                 ConnectorError::new("TooManyAttempts", format!("the task was interrupted {} times", task.attempts - 1));
-            if status == Repairing {
-                // The change may be half made: put the snapshot back before giving up. If that
-                // cannot be done now (the files do not answer), the task is not ended: ending it
-                // would release the changes queued behind it while this one may still be in
-                // progress. It is tried again under the next lease.
-                let snap = self.store.get_snapshot(&task.id)?;
-                if let Err(e) = self.target(&task.instance).and_then(|target| connector.restore(&target, &snap)) {
-                    if e.retryable {
-                        tracing::warn!(code = e.code, error = %e.message, "the snapshot could not be put back yet; the task waits for the next lease");
-                        return Ok(());
-                    }
-                }
-            }
-            self.fail(claimed, status, &e)?;
-            return Ok(());
+            return self.give_up(claimed, connector.as_ref(), status, &e);
         }
         while !status.is_terminal() {
             let next = self.step(&ctx, status)?;
@@ -126,6 +114,31 @@ impl Engine {
             status = next;
         }
         tracing::info!(status = %status, "task finished");
+        Ok(())
+    }
+
+    /// Ends a task that cannot go on, whatever its step. A change may be half made in
+    /// REPAIRING: the snapshot is put back first. If that cannot be done now (the files do not
+    /// answer), the task is not ended: ending it would release the changes queued behind it
+    /// while this one may still be in progress. It is tried again under the next lease.
+    fn give_up(
+        &self,
+        claimed: &Claimed,
+        connector: &dyn Connector,
+        status: TaskStatus,
+        e: &ConnectorError,
+    ) -> store::Result<()> {
+        let task = &claimed.task;
+        if status == Repairing {
+            let snap = self.store.get_snapshot(&task.id)?;
+            if let Err(e) = self.target(&task.instance).and_then(|target| connector.restore(&target, &snap)) {
+                if e.retryable {
+                    tracing::warn!(code = e.code, error = %e.message, "the snapshot could not be put back yet; the task waits for the next lease");
+                    return Ok(());
+                }
+            }
+        }
+        self.fail(claimed, status, e)?;
         Ok(())
     }
 

@@ -268,3 +268,32 @@ fn a_failure_that_stays_transient_fails_the_task_with_its_code_once_the_attempts
     assert_eq!((t.error_code.as_str(), t.attempts), ("CloudUnavailable", Config::default().max_attempts));
     assert_eq!(sshd(&f.root), SSHD, "nothing was changed");
 }
+
+#[test]
+fn a_task_whose_stored_parameters_cannot_be_read_fails_before_anything_changes() {
+    let f = fixture();
+    let id = store::new_id(16);
+    f.store
+        .submit(
+            &f.account,
+            &Submission {
+                root_id: store::new_id(16),
+                check_id: 1001,
+                kind: TaskType::Repair,
+                dimension: DimensionType::Instance,
+                tasks: vec![NewTask {
+                    id: id.clone(),
+                    instance_pk: f.pk,
+                    repair_task_id: None,
+                    params: "[[\"Port\"".into(),
+                }],
+                selection: None,
+                scope: "file:/etc/ssh/sshd_config".into(),
+            },
+        )
+        .unwrap();
+    engine_with(&f.store, Arc::new(HostConnector::default()), 30_000).drain();
+    let t = f.store.get_task(&f.account, &id).unwrap().unwrap();
+    assert_eq!((t.status, t.error_code.as_str()), (TaskStatus::Fail, "TaskRecordCorrupt"), "{}", t.error_msg);
+    assert_eq!(sshd(&f.root), SSHD, "nothing was changed");
+}

@@ -16,5 +16,5 @@ pub use action::{Dialect, Document, Snapshot, SnapshotItem, Step};
 pub use error::ApiError;
 pub use lang::{Lang, Text};
 pub use params::{resolve as resolve_params, ParamError, ParamSpec, ParamType, UsageType};
-pub use status::{CheckStatus, DimensionType, TaskStatus, TaskType};
+pub use status::{CheckStatus, DimensionType, RunDetailStatus, RunStatus, TaskStatus, TaskType};
 pub use vendor::{CloudAsset, Vendor};

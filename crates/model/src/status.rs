@@ -21,6 +21,69 @@ macro_rules! wire_enum {
     };
 }
 
+/// An enum whose wire form is a number (the `StatusCode` fields of check runs).
+macro_rules! code_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $c:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vm])* $v),+ }
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$v),+];
+            /// The wire (and stored) code.
+            pub fn code(self) -> i64 { match self { $($name::$v => $c),+ } }
+            /// The value of a code; None for a code the API does not define.
+            pub fn from_code(code: i64) -> Option<$name> {
+                match code { $($c => Some($name::$v),)+ _ => None }
+            }
+        }
+    };
+}
+
+code_enum! {
+    /// The status of a check run (`StatusCode` of ListOperationProcess).
+    RunStatus {
+        /// Created, no worker has taken it yet.
+        NotStarted = 0,
+        /// A worker is checking its instances.
+        Checking = 1,
+        /// Every instance was checked (or failed to be).
+        Completed = 2,
+        /// Ran out of time (defined by the API; posture's runs do not time out).
+        TimedOut = 3,
+    }
+}
+
+impl RunStatus {
+    /// Whether a worker may still take the run (unfinished).
+    pub fn is_unfinished(self) -> bool {
+        matches!(self, RunStatus::NotStarted | RunStatus::Checking)
+    }
+}
+
+code_enum! {
+    /// The status of one instance of a check run (`StatusCode` of ListOperationProcessDetail).
+    RunDetailStatus {
+        /// Not checked yet.
+        NotStarted = 0,
+        /// Being checked.
+        Checking = 1,
+        /// Checked; its results are stored.
+        Succeeded = 2,
+        /// Ran out of time (defined by the API; not produced by posture).
+        TimedOut = 3,
+        /// Could not be checked (unreachable, or gone).
+        Failed = 4,
+    }
+}
+
+impl RunDetailStatus {
+    /// Whether the instance still has to be checked.
+    pub fn is_unfinished(self) -> bool {
+        matches!(self, RunDetailStatus::NotStarted | RunDetailStatus::Checking)
+    }
+}
+
 wire_enum! {
     /// The result of one check item on one instance.
     CheckStatus {
@@ -137,6 +200,37 @@ impl TaskStatus {
         }
     }
 
+    /// The statuses a task goes through, from this one, when it cannot go on: its failure
+    /// status last, every step an edge of [`TaskStatus::next`]. Usually the failure is one edge
+    /// away; a change that was applied is first taken to its verification, and ends unverified.
+    /// Empty for a terminal status.
+    pub fn failure_path(self) -> &'static [TaskStatus] {
+        use TaskStatus::*;
+        match self {
+            Init => &[Fail],
+            InBackup => &[BackupFail],
+            BackedUp | Repairing => &[RepairFail],
+            RepairSuccess => &[RepairSuccessVerifying, RepairSuccessUnverified],
+            RepairSuccessVerifying => &[RepairSuccessUnverified],
+            // A queued rollback fails without having restored anything.
+            RollBackInit | RollBacking => &[RollBackFail],
+            RollBacked => &[RollBackVerifying, RollBackUnverified],
+            RollBackVerifying => &[RollBackUnverified],
+            // A queued task leaves THROTTLING only when released by the store; reserved and
+            // terminal statuses have no way out.
+            Throttling
+            | RepairReExecute
+            | Fail
+            | BackupFail
+            | RepairFail
+            | RepairSuccessUnverified
+            | RepairSuccessVerified
+            | RollBackFail
+            | RollBackUnverified
+            | RollBackVerified => &[],
+        }
+    }
+
     /// Whether `self → to` is an allowed transition.
     pub fn can_move_to(self, to: TaskStatus) -> bool {
         self.next().contains(&to)
@@ -246,6 +340,34 @@ mod tests {
                 assert_eq!(from.can_move_to(to), ALLOWED.contains(&(from, to)), "{from} -> {to}");
             }
         }
+    }
+
+    #[test]
+    fn every_failure_path_walks_the_table_to_a_terminal_status() {
+        for &s in TaskStatus::ALL {
+            let path = s.failure_path();
+            let mut at = s;
+            for &step in path {
+                assert!(at.can_move_to(step), "{s}: {at} -> {step} is not an edge");
+                at = step;
+            }
+            let runnable = !s.is_terminal() && !matches!(s, TaskStatus::Throttling | TaskStatus::RepairReExecute);
+            assert_eq!(!path.is_empty(), runnable, "{s} has a failure path exactly when a worker can run it");
+            assert!(path.is_empty() || at.is_terminal(), "{s} ends in {at}, not terminal");
+        }
+    }
+
+    #[test]
+    fn run_codes_are_the_api_s_and_round_trip() {
+        for &s in RunStatus::ALL {
+            assert_eq!(RunStatus::from_code(s.code()), Some(s));
+        }
+        for &s in RunDetailStatus::ALL {
+            assert_eq!(RunDetailStatus::from_code(s.code()), Some(s));
+        }
+        assert_eq!(RunStatus::ALL.iter().map(|s| s.code()).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!(RunDetailStatus::ALL.iter().map(|s| s.code()).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        assert_eq!((RunStatus::from_code(4), RunDetailStatus::from_code(5)), (None, None));
     }
 
     #[test]

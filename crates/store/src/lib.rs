@@ -46,6 +46,11 @@ pub use whitelists::NewWhitelist;
 pub enum StoreError {
     /// A uniqueness rule refused the write (e.g. a conflicting unfinished task).
     Conflict,
+    /// Another rule of the schema refused the write (a foreign key, a CHECK, a NOT NULL): a
+    /// bug in the caller, never a conflict a client could resolve.
+    Constraint(String),
+    /// Stored data could not be decoded (a corrupt row): an error, never a default.
+    Corrupt(String),
     /// The row does not exist (in this account).
     NotFound,
     /// The caller's lease was lost (fence or status moved on); nothing was written.
@@ -73,6 +78,8 @@ impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::Conflict => f.write_str("conflict"),
+            StoreError::Constraint(e) => write!(f, "a rule of the schema refused the write: {e}"),
+            StoreError::Corrupt(e) => write!(f, "stored data cannot be read: {e}"),
             StoreError::NotFound => f.write_str("not found"),
             StoreError::LeaseLost => f.write_str("lease lost"),
             StoreError::IllegalTransition(t) => write!(f, "illegal transition {t}"),
@@ -90,8 +97,18 @@ impl std::error::Error for StoreError {}
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         match &e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            // Only a uniqueness rule is a conflict; a foreign key or a CHECK is a bug.
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
                 StoreError::Conflict
+            }
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                StoreError::Constraint(e.to_string())
+            }
+            rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+                StoreError::Corrupt(e.to_string())
             }
             rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
             _ => StoreError::Db(e.to_string()),

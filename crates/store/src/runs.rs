@@ -1,4 +1,8 @@
-use rusqlite::{params, params_from_iter, types::Value, OptionalExtension, Row};
+use std::sync::LazyLock;
+
+use model::{RunDetailStatus, RunStatus};
+use rusqlite::types::{Type, Value};
+use rusqlite::{params, params_from_iter, OptionalExtension, Row};
 
 use crate::results::upsert_result;
 use crate::{new_id, now_ms, placeholders, Result, ResultUpdate, Store, StoreError};
@@ -18,8 +22,8 @@ pub struct CheckRun {
     pub check_ids: Vec<i64>,
     /// Instances to run on (empty: all).
     pub instance_pks: Vec<i64>,
-    /// 0 not started, 1 checking, 2 done.
-    pub status_code: i64,
+    /// Where it is.
+    pub status: RunStatus,
     /// Instances to check.
     pub total: i64,
     /// Instances checked.
@@ -45,8 +49,8 @@ pub struct CheckRunDetail {
     pub instance_pk: i64,
     /// Vendor code of the instance.
     pub vendor: i64,
-    /// 0 not started, 1 checking, 2 succeeded, 4 failed.
-    pub status_code: i64,
+    /// Where it is.
+    pub status: RunDetailStatus,
     /// Check items evaluated.
     pub check_ids: Vec<i64>,
     /// Created.
@@ -62,8 +66,8 @@ pub struct CheckRunDetail {
 pub struct DetailOutcome {
     /// The detail.
     pub detail_id: String,
-    /// 2 succeeded, 4 failed.
-    pub status_code: i64,
+    /// Succeeded or failed.
+    pub status: RunDetailStatus,
     /// Results to store.
     pub results: Vec<ResultUpdate>,
     /// (check, instance) results to remove: the item no longer applies.
@@ -79,8 +83,10 @@ pub struct RunFilter {
     pub task_types: Vec<String>,
     /// Task sources.
     pub task_sources: Vec<String>,
-    /// Status codes.
-    pub status_codes: Vec<i64>,
+    /// Statuses of runs (ListOperationProcess).
+    pub run_statuses: Vec<RunStatus>,
+    /// Statuses of run details (ListOperationProcessDetail).
+    pub detail_statuses: Vec<RunDetailStatus>,
     /// Created at or after.
     pub start_ms: Option<i64>,
     /// Ended at or before.
@@ -93,17 +99,42 @@ pub struct RunFilter {
 
 const RUN_COLS: &str = "id, account_id, task_type, task_source, check_ids, instance_pks, status_code, total, finished, created_ms, started_ms, ended_ms, fence";
 
+/// A stored id list, decoded strictly: a corrupt one is an error, never "every check" or
+/// "every instance" (which is what an empty list means).
+fn ids_at(r: &Row, i: usize) -> rusqlite::Result<Vec<i64>> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
+}
+
+/// A stored status code, decoded strictly.
+fn code_at<T>(r: &Row, i: usize, from_code: fn(i64) -> Option<T>) -> rusqlite::Result<T> {
+    let code: i64 = r.get(i)?;
+    from_code(code).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(i, Type::Integer, format!("unknown status code {code}").into())
+    })
+}
+
+/// The codes of the statuses `keep` selects, for SQL (`status_code IN (...)`).
+fn codes<T: Copy>(all: &[T], code: fn(T) -> i64, keep: fn(T) -> bool) -> String {
+    all.iter().filter(|s| keep(**s)).map(|s| code(*s).to_string()).collect::<Vec<_>>().join(", ")
+}
+
+pub(crate) static UNFINISHED_RUNS: LazyLock<String> =
+    LazyLock::new(|| codes(RunStatus::ALL, RunStatus::code, RunStatus::is_unfinished));
+static UNFINISHED_DETAILS: LazyLock<String> =
+    LazyLock::new(|| codes(RunDetailStatus::ALL, RunDetailStatus::code, RunDetailStatus::is_unfinished));
+static FINISHED_DETAILS: LazyLock<String> =
+    LazyLock::new(|| codes(RunDetailStatus::ALL, RunDetailStatus::code, |s| !s.is_unfinished()));
+
 fn run_from(r: &Row) -> rusqlite::Result<CheckRun> {
-    let ids: String = r.get(4)?;
-    let pks: String = r.get(5)?;
     Ok(CheckRun {
         id: r.get(0)?,
         account_id: r.get(1)?,
         task_type: r.get(2)?,
         task_source: r.get(3)?,
-        check_ids: serde_json::from_str(&ids).unwrap_or_default(),
-        instance_pks: serde_json::from_str(&pks).unwrap_or_default(),
-        status_code: r.get(6)?,
+        check_ids: ids_at(r, 4)?,
+        instance_pks: ids_at(r, 5)?,
+        status: code_at(r, 6, RunStatus::from_code)?,
         total: r.get(7)?,
         finished: r.get(8)?,
         created_ms: r.get(9)?,
@@ -169,12 +200,13 @@ impl Store {
             Ok(tx
                 .query_row(
                     &format!(
-                        "UPDATE check_runs SET status_code = 1, lease_until_ms = ?1 + ?2, fence = fence + 1,
+                        "UPDATE check_runs SET status_code = ?3, lease_until_ms = ?1 + ?2, fence = fence + 1,
                                 started_ms = CASE started_ms WHEN 0 THEN ?1 ELSE started_ms END
-                         WHERE rowid = (SELECT rowid FROM check_runs WHERE status_code IN (0, 1) AND lease_until_ms < ?1 ORDER BY rowid LIMIT 1)
-                         RETURNING {RUN_COLS}"
+                         WHERE rowid = (SELECT rowid FROM check_runs WHERE status_code IN ({}) AND lease_until_ms < ?1 ORDER BY rowid LIMIT 1)
+                         RETURNING {RUN_COLS}",
+                        *UNFINISHED_RUNS
                     ),
-                    params![now, lease_ms],
+                    params![now, lease_ms, RunStatus::Checking.code()],
                     run_from,
                 )
                 .optional()?)
@@ -214,10 +246,11 @@ impl Store {
         self.write(move |tx| {
             for d in &done {
                 let n = tx
-                    .prepare_cached(
-                        "UPDATE check_run_details SET status_code = ?, started_ms = ?, ended_ms = ? WHERE id = ? AND run_id = ? AND status_code IN (0, 1)",
-                    )?
-                    .execute(params![d.status_code, now, now, d.detail_id, run_id])?;
+                    .prepare_cached(&format!(
+                        "UPDATE check_run_details SET status_code = ?, started_ms = ?, ended_ms = ? WHERE id = ? AND run_id = ? AND status_code IN ({})",
+                        *UNFINISHED_DETAILS
+                    ))?
+                    .execute(params![d.status.code(), now, now, d.detail_id, run_id])?;
                 if n == 0 {
                     continue;
                 }
@@ -268,8 +301,8 @@ impl Store {
         let (id, fence) = (run.id.clone(), run.fence);
         self.write(move |tx| {
             tx.execute(
-                "UPDATE check_runs SET lease_until_ms = ? WHERE id = ? AND fence = ? AND status_code = 1",
-                params![now_ms() + lease_ms, id, fence],
+                "UPDATE check_runs SET lease_until_ms = ? WHERE id = ? AND fence = ? AND status_code = ?",
+                params![now_ms() + lease_ms, id, fence, RunStatus::Checking.code()],
             )?;
             Ok(())
         })
@@ -280,8 +313,8 @@ impl Store {
         let run = run.clone();
         self.write(move |tx| {
             tx.execute(
-                "UPDATE check_runs SET status_code = 2, ended_ms = ?, lease_until_ms = 0 WHERE id = ? AND fence = ?",
-                params![now_ms(), run.id, run.fence],
+                "UPDATE check_runs SET status_code = ?, ended_ms = ?, lease_until_ms = 0 WHERE id = ? AND fence = ?",
+                params![RunStatus::Completed.code(), now_ms(), run.id, run.fence],
             )?;
             Ok(())
         })
@@ -308,11 +341,11 @@ impl Store {
     /// Number of details of a run, and how many are finished.
     pub fn run_detail_counts(&self, run_id: &str) -> Result<(i64, i64)> {
         self.read(|c| {
-            Ok(c.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(status_code IN (2, 3, 4)), 0) FROM check_run_details WHERE run_id = ?",
-                [run_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?)
+            Ok(c.prepare_cached(&format!(
+                "SELECT COUNT(*), COALESCE(SUM(status_code IN ({})), 0) FROM check_run_details WHERE run_id = ?",
+                *FINISHED_DETAILS
+            ))?
+            .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?)
         })
     }
 
@@ -324,9 +357,9 @@ impl Store {
             wh += &format!(" AND d.run_id IN ({})", placeholders(f.run_ids.len()));
             args.extend(f.run_ids.iter().map(|s| Value::from(s.clone())));
         }
-        if !f.status_codes.is_empty() {
-            wh += &format!(" AND d.status_code IN ({})", placeholders(f.status_codes.len()));
-            args.extend(f.status_codes.iter().map(|s| Value::from(*s)));
+        if !f.detail_statuses.is_empty() {
+            wh += &format!(" AND d.status_code IN ({})", placeholders(f.detail_statuses.len()));
+            args.extend(f.detail_statuses.iter().map(|s| Value::from(s.code())));
         }
         if let Some(s) = f.start_ms {
             wh += " AND d.created_ms >= ?";
@@ -347,14 +380,13 @@ impl Store {
                 "SELECT d.id, d.run_id, d.instance_pk, i.vendor, d.status_code, d.check_ids, d.created_ms, d.started_ms, d.ended_ms{from}{wh} ORDER BY d.rowid LIMIT ? OFFSET ?"
             ))?;
             let rows = st.query_map(params_from_iter(page), |r| {
-                let ids: String = r.get(5)?;
                 Ok(CheckRunDetail {
                     id: r.get(0)?,
                     run_id: r.get(1)?,
                     instance_pk: r.get(2)?,
                     vendor: r.get(3)?,
-                    status_code: r.get(4)?,
-                    check_ids: serde_json::from_str(&ids).unwrap_or_default(),
+                    status: code_at(r, 4, RunDetailStatus::from_code)?,
+                    check_ids: ids_at(r, 5)?,
                     created_ms: r.get(6)?,
                     started_ms: r.get(7)?,
                     ended_ms: r.get(8)?,
@@ -374,9 +406,9 @@ fn run_where(account_id: &str, f: &RunFilter) -> (String, Vec<Value>) {
             args.extend(vals.iter().map(|s| Value::from(s.clone())));
         }
     }
-    if !f.status_codes.is_empty() {
-        wh += &format!(" AND status_code IN ({})", placeholders(f.status_codes.len()));
-        args.extend(f.status_codes.iter().map(|s| Value::from(*s)));
+    if !f.run_statuses.is_empty() {
+        wh += &format!(" AND status_code IN ({})", placeholders(f.run_statuses.len()));
+        args.extend(f.run_statuses.iter().map(|s| Value::from(s.code())));
     }
     if let Some(s) = f.start_ms {
         wh += " AND created_ms >= ?";
@@ -387,4 +419,53 @@ fn run_where(account_id: &str, f: &RunFilter) -> (String, Vec<Value>) {
         args.push(e.into());
     }
     (wh, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::store;
+    use crate::StoreError;
+
+    #[test]
+    fn a_corrupt_stored_list_is_an_error_never_every_check() {
+        let (_d, s) = store();
+        let account = s.create_account("t").unwrap().id;
+        let run = s.create_run(&account, "CHECK_ITEM", "", &[1001], &[]).unwrap();
+        assert_eq!(run.check_ids, [1001]);
+        for (column, value) in [("check_ids", "[1001"), ("instance_pks", "not json"), ("status_code", "9")] {
+            let id = run.id.clone();
+            let sql = format!("UPDATE check_runs SET {column} = ? WHERE id = ?");
+            let value = value.to_string();
+            s.write(move |tx| Ok(tx.execute(&sql, [value, id])?)).unwrap();
+            assert!(matches!(s.get_run(&account, &run.id), Err(StoreError::Corrupt(_))), "{column}");
+            let id = run.id.clone();
+            s.write(move |tx| {
+                Ok(tx.execute(
+                    "UPDATE check_runs SET check_ids = '[1001]', instance_pks = '[]', status_code = 0 WHERE id = ?",
+                    [id],
+                )?)
+            })
+            .unwrap();
+        }
+        assert_eq!(s.get_run(&account, &run.id).unwrap().unwrap().check_ids, [1001]);
+    }
+
+    #[test]
+    fn only_a_uniqueness_rule_is_a_conflict() {
+        let (_d, s) = store();
+        let account = s.create_account("t").unwrap().id;
+        // A task whose root and instance do not exist: a foreign key, not a conflict.
+        let broken = s.write(move |tx| {
+            Ok(tx.execute(
+                "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, created_ms, updated_ms)
+                 VALUES ('t1', 'no-root', ?, 1001, 424242, 'REPAIR', 'INIT', 0, 0)",
+                [account],
+            )?)
+        });
+        assert!(matches!(broken, Err(StoreError::Constraint(_))), "{broken:?}");
+        let again = s.write(|tx| {
+            Ok(tx.execute("INSERT INTO accounts (id, name, created_ms) VALUES ('x', 'a', 0), ('x', 'b', 0)", [])?)
+        });
+        assert_eq!(again, Err(StoreError::Conflict));
+    }
 }

@@ -617,7 +617,13 @@ impl Store {
         self.write(move |tx| {
             let n =
                 tx.execute(&format!("UPDATE tasks SET lease_until_ms = 0 WHERE status IN ({})", active_list()), [])?;
-            tx.execute("UPDATE check_runs SET lease_until_ms = 0 WHERE status_code IN (0, 1)", [])?;
+            tx.execute(
+                &format!(
+                    "UPDATE check_runs SET lease_until_ms = 0 WHERE status_code IN ({})",
+                    *crate::runs::UNFINISHED_RUNS
+                ),
+                [],
+            )?;
             Ok(n as i64)
         })
     }

@@ -1,7 +1,7 @@
 //! Check runs: SubmitCheck, GetCheckProcess, VerifyCheckResult, VerifyCheckInstanceResult,
 //! ListOperationProcess, ListOperationProcessDetail.
 
-use model::ApiError;
+use model::{ApiError, RunDetailStatus, RunStatus};
 use serde_json::{json, Value};
 use store::{CheckRun, RunFilter};
 
@@ -37,10 +37,10 @@ pub fn get_check_process(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         return Ok(json!({"TaskId": id, "TotalCount": 0, "FinishCount": 0, "StatusCode": "5"}));
     };
     let (details, _) = ctx.store.run_detail_counts(&run.id).map_err(db)?;
-    let code = match run.status_code {
-        0 => "0",
-        1 if details == 0 => "6",
-        1 => "1",
+    let code = match run.status {
+        RunStatus::NotStarted => "0",
+        RunStatus::Checking if details == 0 => "6",
+        RunStatus::Checking => "1",
         _ if run.total == 0 => "4",
         _ => "2",
     };
@@ -116,12 +116,25 @@ pub fn verify_check_instance_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiE
     Ok(json!({"Data": {"TaskId": run.id, "FailInstances": unknown}}))
 }
 
-fn run_filter(p: &Params, offset: i64, limit: i64) -> Result<RunFilter, ApiError> {
+/// `StatusCodes`, each one the API defines for the listing (`from_code`), else InvalidParameter.
+fn status_codes<T>(p: &Params, from_code: fn(i64) -> Option<T>) -> Result<Vec<T>, ApiError> {
+    p.int_list("StatusCodes")?
+        .into_iter()
+        .map(|c| from_code(c).ok_or_else(|| ApiError::invalid_parameter("StatusCodes")))
+        .collect()
+}
+
+fn run_filter(p: &Params, offset: i64, limit: i64, details: bool) -> Result<RunFilter, ApiError> {
+    let (run_statuses, detail_statuses) = match details {
+        false => (status_codes(p, RunStatus::from_code)?, Vec::new()),
+        true => (Vec::new(), status_codes(p, RunDetailStatus::from_code)?),
+    };
     Ok(RunFilter {
         run_ids: p.list("TaskIds")?,
         task_types: p.list("TaskTypes")?,
         task_sources: p.list("TaskSources")?,
-        status_codes: p.int_list("StatusCodes")?,
+        run_statuses,
+        detail_statuses,
         start_ms: p.int("StartTime")?,
         end_ms: p.int("EndTime")?,
         offset,
@@ -132,7 +145,7 @@ fn run_filter(p: &Params, offset: i64, limit: i64) -> Result<RunFilter, ApiError
 /// ListOperationProcess: check runs, newest first.
 pub fn list_operation_process(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let (page, size, offset) = p.page(20, 100)?;
-    let (runs, total) = ctx.store.list_runs(ctx.account_id, &run_filter(p, offset, size)?).map_err(db)?;
+    let (runs, total) = ctx.store.list_runs(ctx.account_id, &run_filter(p, offset, size, false)?).map_err(db)?;
     let mut processes = Vec::new();
     for r in &runs {
         let (details, ready) = ctx.store.run_detail_counts(&r.id).map_err(db)?;
@@ -140,7 +153,7 @@ pub fn list_operation_process(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> 
             "TaskId": r.id,
             "TaskType": r.task_type,
             "TaskSource": r.task_source,
-            "StatusCode": r.status_code,
+            "StatusCode": r.status.code(),
             "CreateTime": r.created_ms,
             "StartTime": r.started_ms,
             "EndTime": r.ended_ms,
@@ -157,7 +170,7 @@ pub fn list_operation_process(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> 
 pub fn list_operation_process_detail(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let lang = p.lang();
     let (page, size, offset) = p.page(20, 100)?;
-    let filter = run_filter(p, offset, size)?;
+    let filter = run_filter(p, offset, size, true)?;
     if filter.run_ids.is_empty() {
         return Err(ApiError::cspm_param_illegal("TaskIds is mandatory for this action."));
     }
@@ -173,7 +186,7 @@ pub fn list_operation_process_detail(ctx: &Ctx, p: &Params) -> Result<Value, Api
             json!({
                 "TaskId": d.run_id,
                 "DetailTaskId": d.id,
-                "StatusCode": d.status_code,
+                "StatusCode": d.status.code(),
                 "AssetType": 0,
                 "AssetSubType": 0,
                 "AssetVendor": d.vendor,
