@@ -10,8 +10,9 @@ ALTER TABLE tasks ADD COLUMN scope TEXT NOT NULL DEFAULT '*';
 -- The queue of an instance: its unfinished tasks are found with one seek on (instance, whether
 -- unfinished), without reading the instance's history (queries state the same expression,
 -- `(status IN (...)) = 1`, so that the index is used); its history (for the rollback rule) by
--- the instance alone, in rowid order (every index ends with the rowid).
-CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (instance_pk, status IN ({ACTIVE}), scope);
+-- the instance alone, in rowid order (every index ends with the rowid). The scope is read from
+-- the few unfinished rows, not kept in the index: a fan-out writes one entry per instance.
+CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (instance_pk, status IN ({ACTIVE}));
 -- Workers lease only tasks that are not waiting: the due index holds exactly those.
 DROP INDEX IF EXISTS tasks_due;
 CREATE INDEX IF NOT EXISTS tasks_due ON tasks (lease_until_ms) WHERE status IN ({CLAIMABLE});
