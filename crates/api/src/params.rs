@@ -110,6 +110,11 @@ impl Params {
         }
     }
 
+    /// `Name.N` values, each parsed into its type (`InvalidParameter` for one that is not).
+    pub fn parsed_list<T>(&self, name: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, ApiError> {
+        self.list(name)?.iter().map(|v| parse(v).ok_or_else(|| ApiError::invalid_parameter(name))).collect()
+    }
+
     /// `Name.N` integers.
     pub fn int_list(&self, name: &str) -> Result<Vec<i64>, ApiError> {
         self.list(name)?.iter().map(|v| v.trim().parse().map_err(|_| ApiError::invalid_parameter(name))).collect()

@@ -88,10 +88,10 @@ impl Engine {
         };
         // Decoded strictly: a repair run without the values it was given could expose the
         // very thing it was meant to close.
-        let params: Vec<(String, String)> = match serde_json::from_str(&task.params) {
+        let params = match &task.params {
             Ok(params) => params,
-            Err(e) => {
-                let message = format!("the task's stored repair parameters cannot be read: {e}");
+            Err(text) => {
+                let message = format!("the task's stored repair parameters cannot be read: {text:.200}");
                 return self.give_up(
                     claimed,
                     connector.as_ref(),
@@ -100,7 +100,7 @@ impl Engine {
                 );
             }
         };
-        let ctx = Ctx { claimed, check, connector: connector.as_ref(), steps: check.render_steps(&params) };
+        let ctx = Ctx { claimed, check, connector: connector.as_ref(), steps: check.render_steps(params) };
         if task.attempts > self.config.max_attempts && !status.is_terminal() {
             let e =
                 ConnectorError::new("TooManyAttempts", format!("the task was interrupted {} times", task.attempts - 1));

@@ -84,7 +84,7 @@ impl Fixture {
                     id: id.clone(),
                     instance_pk: self.pk,
                     repair_task_id: repair.map(String::from),
-                    params: serde_json::to_string(&params).unwrap(),
+                    params: params.clone(),
                 }],
                 selection: None,
                 scope: HostConnector::default().scope(&check.render_steps(&params)),

@@ -73,7 +73,7 @@ fn submit(f: &Fixture, kind: TaskType, repair: Option<&str>) -> String {
                     id: id.clone(),
                     instance_pk: f.pk,
                     repair_task_id: repair.map(String::from),
-                    params: "[]".into(),
+                    params: Default::default(),
                 }],
                 selection: None,
                 scope: "file:/etc/ssh/sshd_config".into(),
@@ -272,26 +272,12 @@ fn a_failure_that_stays_transient_fails_the_task_with_its_code_once_the_attempts
 #[test]
 fn a_task_whose_stored_parameters_cannot_be_read_fails_before_anything_changes() {
     let f = fixture();
-    let id = store::new_id(16);
-    f.store
-        .submit(
-            &f.account,
-            &Submission {
-                root_id: store::new_id(16),
-                check_id: 1001,
-                kind: TaskType::Repair,
-                dimension: DimensionType::Instance,
-                tasks: vec![NewTask {
-                    id: id.clone(),
-                    instance_pk: f.pk,
-                    repair_task_id: None,
-                    params: "[[\"Port\"".into(),
-                }],
-                selection: None,
-                scope: "file:/etc/ssh/sshd_config".into(),
-            },
-        )
-        .unwrap();
+    let id = submit(&f, TaskType::Repair, None);
+    // The row is damaged behind the store's back (as a failing disk or a hand edit would).
+    let db = rusqlite::Connection::open(f._dir.path().join("posture.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute("UPDATE tasks SET params = '[[\"Port\"' WHERE id = ?", [&id]).unwrap();
+    drop(db);
     engine_with(&f.store, Arc::new(HostConnector::default()), 30_000).drain();
     let t = f.store.get_task(&f.account, &id).unwrap().unwrap();
     assert_eq!((t.status, t.error_code.as_str()), (TaskStatus::Fail, "TaskRecordCorrupt"), "{}", t.error_msg);

@@ -15,6 +15,6 @@ mod vendor;
 pub use action::{Dialect, Document, Snapshot, SnapshotItem, Step};
 pub use error::ApiError;
 pub use lang::{Lang, Text};
-pub use params::{resolve as resolve_params, ParamError, ParamSpec, ParamType, UsageType};
+pub use params::{resolve as resolve_params, ParamError, ParamSpec, ParamType, RepairValues, UsageType};
 pub use status::{CheckStatus, DimensionType, RunDetailStatus, RunStatus, TaskStatus, TaskType};
 pub use vendor::{CloudAsset, Vendor};

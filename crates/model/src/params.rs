@@ -308,9 +308,38 @@ impl ParamSpec {
     }
 }
 
+/// The values a repair runs with, name → value, in the order of its parameters' specs: what a
+/// task stores and its steps are rendered from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepairValues(pub Vec<(String, String)>);
+
+impl RepairValues {
+    /// The stored form (a JSON array of `[name, value]` pairs).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.0).expect("pairs of strings always serialise")
+    }
+
+    /// Decodes the stored form strictly: a corrupt one is an error, never "no values".
+    pub fn from_json(text: &str) -> Result<RepairValues, String> {
+        serde_json::from_str(text).map(RepairValues).map_err(|e| e.to_string())
+    }
+
+    /// The value of a parameter.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl std::ops::Deref for RepairValues {
+    type Target = [(String, String)];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 /// Resolves the values a repair runs with: every parameter of `specs`, from `given`
 /// (`RepairTempParam` name/value pairs) or its default. Errors name the parameter.
-pub fn resolve(specs: &[ParamSpec], given: &[(String, String)]) -> Result<Vec<(String, String)>, ParamError> {
+pub fn resolve(specs: &[ParamSpec], given: &[(String, String)]) -> Result<RepairValues, ParamError> {
     for (name, _) in given {
         match specs.iter().find(|s| &s.name == name) {
             Some(s) if s.caller_may_set() => {}
@@ -336,7 +365,7 @@ pub fn resolve(specs: &[ParamSpec], given: &[(String, String)]) -> Result<Vec<(S
             }
         }
     }
-    Ok(out)
+    Ok(RepairValues(out))
 }
 
 #[cfg(test)]
@@ -448,8 +477,19 @@ mod tests {
         assert_eq!(resolve(&specs, &[("Derived".into(), "22".into())]), Err(ParamError::Format("Derived".into())));
         assert_eq!(
             resolve(&specs, &[("IPPort".into(), "10.0.0.5:6380".into())]).unwrap(),
-            vec![("IPPort".into(), "10.0.0.5:6380".into()), ("Max".into(), "4".into())]
+            RepairValues(vec![("IPPort".into(), "10.0.0.5:6380".into()), ("Max".into(), "4".into())])
         );
+    }
+
+    #[test]
+    fn repair_values_round_trip_and_a_corrupt_text_is_an_error() {
+        let v = RepairValues(vec![("IPPort".into(), "127.0.0.1:6379".into()), ("Quote".into(), "a\"b".into())]);
+        assert_eq!(RepairValues::from_json(&v.to_json()), Ok(v.clone()));
+        assert_eq!(v.get("IPPort"), Some("127.0.0.1:6379"));
+        for corrupt in ["", "[[\"IPPort\"", "{}", "[[1, 2]]", "null"] {
+            assert!(RepairValues::from_json(corrupt).is_err(), "{corrupt:?}");
+        }
+        assert_eq!(RepairValues::from_json("[]"), Ok(RepairValues::default()));
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub struct ResultFilter {
     /// Exact instance ids.
     pub instance_ids: Vec<String>,
     /// Statuses.
-    pub statuses: Vec<String>,
+    pub statuses: Vec<CheckStatus>,
     /// Failing first.
     pub sort_by_status: bool,
     /// Offset.
@@ -185,7 +185,7 @@ impl Store {
         }
         if !f.statuses.is_empty() {
             wh += &format!(" AND {{STATUS}} IN ({})", placeholders(f.statuses.len()));
-            args.extend(f.statuses.iter().map(|s| Value::from(s.clone())));
+            args.extend(f.statuses.iter().map(|s| Value::from(s.as_str().to_string())));
         }
         let order = if f.sort_by_status {
             " ORDER BY CASE {STATUS} WHEN 'NOT_PASS' THEN 0 WHEN 'FAILED' THEN 1 WHEN 'CHECKING' THEN 2 WHEN 'NOT_CHECK' THEN 3 WHEN 'WHITELIST' THEN 4 ELSE 5 END, r.id"

@@ -3,7 +3,7 @@ use crate::results::upsert_result;
 use crate::selections::selected_instances;
 use crate::whitelists::whitelisted_sql;
 use crate::{now_ms, placeholders, Instance, Result, ResultUpdate, Selection, Store, StoreError};
-use model::{DimensionType, Snapshot, SnapshotItem, TaskStatus, TaskType};
+use model::{DimensionType, RepairValues, Snapshot, SnapshotItem, TaskStatus, TaskType};
 use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
 use std::sync::LazyLock;
 
@@ -16,8 +16,8 @@ pub struct NewTask {
     pub instance_pk: i64,
     /// For a rollback: the repair it undoes.
     pub repair_task_id: Option<String>,
-    /// Resolved repair parameters, JSON `[[name, value], …]`.
-    pub params: String,
+    /// The values the repair runs with.
+    pub params: RepairValues,
 }
 
 /// A SubmitOperationTask, written in one transaction.
@@ -47,8 +47,8 @@ pub struct SelectionSource {
     pub selection: Selection,
     /// Only instances of this connector kind (the kind the check item applies to).
     pub connector: String,
-    /// Resolved repair parameters, JSON.
-    pub params: String,
+    /// The values the repairs run with.
+    pub params: RepairValues,
 }
 
 /// What a submission did.
@@ -166,8 +166,9 @@ pub struct TaskRow {
     pub status: TaskStatus,
     /// For a rollback: the repair it undoes.
     pub repair_task_id: Option<String>,
-    /// Resolved parameters JSON.
-    pub params: String,
+    /// The values the repair runs with; Err (the stored text, undecodable) for a corrupt row:
+    /// such a task must fail, never run without them.
+    pub params: std::result::Result<RepairValues, String>,
     /// Failure code.
     pub error_code: String,
     /// Failure message.
@@ -227,7 +228,7 @@ pub struct TaskFilter {
     /// Repair or rollback.
     pub kind: Option<TaskType>,
     /// Statuses.
-    pub statuses: Vec<String>,
+    pub statuses: Vec<TaskStatus>,
     /// Instances (any of them).
     pub instances: Vec<InstanceMatch>,
     /// Created at or after.
@@ -256,7 +257,10 @@ fn task_from(r: &Row) -> rusqlite::Result<TaskRow> {
         kind: TaskType::parse(&kind).unwrap_or(TaskType::Repair),
         status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Fail),
         repair_task_id: r.get(6)?,
-        params: r.get(7)?,
+        params: {
+            let text: String = r.get(7)?;
+            RepairValues::from_json(&text).map_err(|_| text)
+        },
         error_code: r.get(8)?,
         error_msg: r.get(9)?,
         instance_freed: r.get(10)?,
@@ -324,7 +328,7 @@ impl Store {
                 };
                 created += ins.execute(params![
                     t.id, s.root_id, account_id, s.check_id, t.instance_pk, s.kind.as_str(), status.as_str(),
-                    t.repair_task_id, t.params, scope, now, now
+                    t.repair_task_id, t.params.to_json(), scope, now, now
                 ])? as i64;
             }
             if let (Some(src), true) = (&s.selection, repair) {
@@ -332,7 +336,7 @@ impl Store {
                 let (from, sel_args) = selected_instances(&account_id, &src.selection);
                 let mut args: Vec<Value> = vec![
                     s.root_id.clone().into(), account_id.to_string().into(), s.check_id.into(),
-                    s.scope.clone().into(), status.as_str().to_string().into(), src.params.clone().into(),
+                    s.scope.clone().into(), status.as_str().to_string().into(), src.params.to_json().into(),
                     now.into(), now.into(),
                 ];
                 args.extend(sel_args);
@@ -428,7 +432,7 @@ impl Store {
         }
         if !f.statuses.is_empty() {
             wh += &format!(" AND t.status IN ({})", placeholders(f.statuses.len()));
-            args.extend(f.statuses.iter().map(|s| Value::from(s.clone())));
+            args.extend(f.statuses.iter().map(|s| Value::from(s.as_str().to_string())));
         }
         if let Some(s) = f.start_ms {
             wh += " AND t.created_ms >= ?";
@@ -674,7 +678,7 @@ mod tests {
                 id: crate::new_id(16),
                 instance_pk: pk,
                 repair_task_id: repair.map(String::from),
-                params: "[]".into(),
+                params: RepairValues::default(),
             }],
             selection: None,
             scope: "file:/etc/ssh/sshd_config".into(),

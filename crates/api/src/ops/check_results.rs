@@ -61,10 +61,6 @@ fn one_of<'a>(allowed: &'a [&str]) -> impl Fn(&str) -> bool + 'a {
     move |v| allowed.contains(&v)
 }
 
-fn is_check_status(v: &str) -> bool {
-    CheckStatus::parse(v).is_some()
-}
-
 /// ListCheckResult: check items with their aggregate result.
 pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let lang = p.lang();
@@ -75,7 +71,7 @@ pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let instance_types = p.list("InstanceTypes")?;
     let operation_types = p.enum_list("OperationTypes", one_of(&["SUPPORT_REPAIR", "NOT_SUPPORT_REPAIR"]))?;
     let risk_levels = p.enum_list("RiskLevels", one_of(&["HIGH", "MEDIUM", "LOW"]))?;
-    let statuses = p.enum_list("Statuses", is_check_status)?;
+    let statuses = p.parsed_list("Statuses", CheckStatus::parse)?;
     let sort_types = p.enum_list("SortTypes", one_of(&["RISK_LEVEL", "STATUS"]))?;
     let check_types = p.enum_list("CheckTypes", one_of(&["CUSTOM", "SYSTEM"]))?;
     let standard_ids = p.int_list("StandardIds")?;
@@ -117,7 +113,7 @@ pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         .filter(|_| custom_param != Some(true))
         .filter(|c| !scoped || aggregates.contains_key(&c.id))
         .map(|c| (c, aggregate_status(aggregates.get(&c.id))))
-        .filter(|(_, s)| statuses.is_empty() || statuses.iter().any(|x| x == s.as_str()))
+        .filter(|(_, s)| statuses.is_empty() || statuses.contains(s))
         .collect();
     for sort in sort_types.iter().rev() {
         match sort.as_str() {
@@ -182,7 +178,7 @@ pub fn list_check_instance_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiErr
     let lang = p.lang();
     let check = check_of(ctx, p)?;
     let (page, size, offset) = p.page(20, 100)?;
-    let statuses = p.enum_list("Statuses", is_check_status)?;
+    let statuses = p.parsed_list("Statuses", CheckStatus::parse)?;
     let sort = p.enum_list("SortTypes", one_of(&["STATUS"]))?;
     let filter = ResultFilter {
         instance_id_key: p.str("InstanceIdKey").map(String::from),

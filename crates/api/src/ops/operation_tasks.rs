@@ -55,7 +55,7 @@ fn named_instances(ctx: &Ctx, p: &Params) -> Result<Vec<Named>, ApiError> {
     Ok(out)
 }
 
-fn repair_params(check: &CheckDef, p: &Params) -> Result<Vec<(String, String)>, ApiError> {
+fn repair_params(check: &CheckDef, p: &Params) -> Result<model::RepairValues, ApiError> {
     let mut given = Vec::new();
     for (n, o) in p.objects("RepairTempParam")?.iter().enumerate() {
         let name = o
@@ -101,7 +101,7 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     };
     let params = match kind {
         TaskType::Repair => repair_params(check, p)?,
-        TaskType::Rollback => Vec::new(),
+        TaskType::Rollback => model::RepairValues::default(),
     };
     let mut named = named_instances(ctx, p)?;
     if named.is_empty() && relation.is_none() {
@@ -122,7 +122,6 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
             }
         }
     }
-    let params_json = serde_json::to_string(&params).unwrap_or_else(|_| "[]".into());
     let whitelisted = match kind {
         TaskType::Repair => {
             let pks: Vec<i64> = named.iter().map(|n| n.instance.pk).collect();
@@ -146,15 +145,12 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
             id: store::task_id(),
             instance_pk: n.instance.pk,
             repair_task_id,
-            params: params_json.clone(),
+            params: params.clone(),
         });
     }
     let root_id = store::new_id(16);
-    let selection = relation.map(|selection| SelectionSource {
-        selection,
-        connector: check.asset.clone(),
-        params: params_json.clone(),
-    });
+    let selection =
+        relation.map(|selection| SelectionSource { selection, connector: check.asset.clone(), params: params.clone() });
     // What the steps change on an instance: changes of the same scope are serialised.
     let scope = ctx
         .engine
@@ -252,7 +248,7 @@ pub fn list_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         check_id: p.int("CheckId")?,
         task_id: p.str("TaskId").map(String::from),
         kind: task_type(p)?,
-        statuses: p.enum_list("Statuses", |s| TaskStatus::parse(s).is_some())?,
+        statuses: p.parsed_list("Statuses", TaskStatus::parse)?,
         instances: instance_filters(p)?,
         offset,
         limit: size,
@@ -292,7 +288,8 @@ pub fn list_operation_check(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         .map_err(db)?;
     let mut by_instance: BTreeMap<i64, (Instance, Vec<Value>)> = BTreeMap::new();
     for t in &rows {
-        let used: Vec<(String, String)> = serde_json::from_str(&t.params).unwrap_or_default();
+        // A corrupt row shows no values (its task fails as TaskRecordCorrupt).
+        let used = t.params.clone().unwrap_or_default();
         let configs: Vec<Value> = specs
             .iter()
             .map(|s| {
