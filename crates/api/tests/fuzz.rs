@@ -3,6 +3,7 @@
 //! a server error (5xx): bad input is a 4xx with a code.
 
 use std::sync::{Arc, Mutex};
+use store::{CheckRuns, Instances, NewInstance, Store};
 
 use api::ops::{run, Ctx, Settings, OPERATIONS};
 use api::params::Params;
@@ -11,7 +12,6 @@ use connectors::host::HostConnector;
 use engine::Engine;
 use model::Vendor;
 use proptest::prelude::*;
-use store::{NewInstance, Store};
 
 struct World {
     _dir: tempfile::TempDir,

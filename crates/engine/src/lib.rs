@@ -16,7 +16,7 @@ use std::time::Duration;
 use catalog::Catalog;
 use connectors::{CloudProvider, Connector};
 use model::Vendor;
-use store::Store;
+use store::WorkerStore;
 
 pub use assess::evaluate_instance;
 
@@ -39,7 +39,7 @@ impl Default for Config {
 
 /// The engine's shared parts.
 pub struct Engine {
-    pub(crate) store: Arc<Store>,
+    pub(crate) store: Arc<dyn WorkerStore>,
     pub(crate) catalog: Arc<Catalog>,
     connectors: Vec<Arc<dyn Connector>>,
     providers: Vec<Arc<dyn CloudProvider>>,
@@ -51,7 +51,7 @@ pub struct Engine {
 impl Engine {
     /// A new engine with its connectors (one per asset kind) and cloud providers (one per vendor).
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<dyn WorkerStore>,
         catalog: Arc<Catalog>,
         connectors: Vec<Arc<dyn Connector>>,
         providers: Vec<Arc<dyn CloudProvider>>,

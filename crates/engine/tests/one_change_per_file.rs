@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use store::{Instances, NewInstance, NewTask, Store, StoreError, Submission, TaskQueue};
 
 use catalog::Catalog;
 use connectors::host::HostConnector;
@@ -15,7 +16,6 @@ use connectors::{Connector, ConnectorError, Target};
 use engine::{Config, Engine};
 use model::{DimensionType, Document, Snapshot, Step, TaskStatus, TaskType, Vendor};
 use proptest::prelude::*;
-use store::{NewInstance, NewTask, Store, StoreError, Submission};
 
 /// A Debian-like sshd_config (with a Latin-1 byte in a comment) and login.defs.
 const SSHD: &[u8] = b"# sshd_config \xa9 Debian\nInclude /etc/ssh/sshd_config.d/*.conf\n\nLoginGraceTime 2m\nPermitRootLogin yes\nMaxAuthTries 6\nX11Forwarding yes\nUsePAM yes\n";

@@ -6,13 +6,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use store::{Instances, NewInstance, NewTask, Store, Submission, TaskQueue};
 
 use catalog::Catalog;
 use connectors::host::HostConnector;
 use connectors::{Connector, ConnectorError, Target};
 use engine::{Config, Engine};
 use model::{CheckStatus, DimensionType, Document, Snapshot, Step, TaskStatus, TaskType, Vendor};
-use store::{NewInstance, NewTask, Store, Submission};
 
 const SSHD: &str = "# sshd\nPort 22\nPermitRootLogin yes\n";
 

@@ -8,13 +8,13 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use store::{CheckRuns, Instances, Store, TaskQueue};
 
 use catalog::Catalog;
 use connectors::host::HostConnector;
 use connectors::{CloudProvider, Connector};
 use engine::Engine;
 use serde::{Deserialize, Serialize};
-use store::Store;
 
 use crate::config::Config;
 

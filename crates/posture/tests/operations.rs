@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::Arc;
+use store::Instances;
 
 use common::{read, Server};
 use serde_json::Value;

@@ -120,9 +120,8 @@ fn json(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
 }
 
-impl Store {
-    /// Adds a cloud account; `Conflict` if the account already has these keys for the vendor.
-    pub fn add_cloud_account(&self, account_id: &str, n: &NewCloudAccount) -> Result<CloudAccount> {
+impl crate::CloudAccounts for Store {
+    fn add_cloud_account(&self, account_id: &str, n: &NewCloudAccount) -> Result<CloudAccount> {
         let sealed = self.sealer.seal(&cloud_aad(account_id, &n.vendor, &n.secret_id), &n.secret_key);
         let account_id = account_id.to_string();
         let n = n.clone();
@@ -156,8 +155,7 @@ impl Store {
         })
     }
 
-    /// The account's cloud accounts (all vendors, or one), oldest first.
-    pub fn cloud_accounts(&self, account_id: &str) -> Result<Vec<CloudAccount>> {
+    fn cloud_accounts(&self, account_id: &str) -> Result<Vec<CloudAccount>> {
         self.read(|c| {
             let mut st =
                 c.prepare_cached(&format!("SELECT {COLS} FROM cloud_accounts WHERE account_id = ? ORDER BY auth_id"))?;
@@ -166,8 +164,7 @@ impl Store {
         })
     }
 
-    /// One cloud account of the account.
-    pub fn cloud_account(&self, account_id: &str, auth_id: i64) -> Result<Option<CloudAccount>> {
+    fn cloud_account(&self, account_id: &str, auth_id: i64) -> Result<Option<CloudAccount>> {
         self.read(|c| {
             Ok(c.query_row(
                 &format!("SELECT {COLS} FROM cloud_accounts WHERE account_id = ? AND auth_id = ?"),
@@ -178,9 +175,7 @@ impl Store {
         })
     }
 
-    /// A cloud account with its opened secret (its key id is `secret_id`); None if it no
-    /// longer exists.
-    pub fn cloud_keys(&self, account_id: &str, auth_id: i64) -> Result<Option<(CloudAccount, String)>> {
+    fn cloud_keys(&self, account_id: &str, auth_id: i64) -> Result<Option<(CloudAccount, String)>> {
         let row = self.read(|c| {
             Ok(c.query_row(
                 &format!("SELECT {COLS}, sealed_secret FROM cloud_accounts WHERE account_id = ? AND auth_id = ?"),
@@ -197,8 +192,7 @@ impl Store {
         Ok(Some((a, secret)))
     }
 
-    /// Applies a change; None if the cloud account does not exist. New keys are sealed anew.
-    pub fn modify_cloud_account(
+    fn modify_cloud_account(
         &self,
         account_id: &str,
         auth_id: i64,
@@ -244,9 +238,7 @@ impl Store {
         })
     }
 
-    /// Deletes a cloud account; its instances are released (their results and tasks stay, as
-    /// for any released instance). False if it did not exist.
-    pub fn delete_cloud_account(&self, account_id: &str, auth_id: i64) -> Result<bool> {
+    fn delete_cloud_account(&self, account_id: &str, auth_id: i64) -> Result<bool> {
         let account_id = account_id.to_string();
         self.write(move |tx| {
             let n = tx.execute(
@@ -263,8 +255,7 @@ impl Store {
         })
     }
 
-    /// Records the outcome of the last discovery (0 in use, 1 exception with its message).
-    pub fn set_cloud_account_health(&self, auth_id: i64, service_status: i64, message: &str) -> Result<()> {
+    fn set_cloud_account_health(&self, auth_id: i64, service_status: i64, message: &str) -> Result<()> {
         let message = message.to_string();
         self.write(move |tx| {
             tx.execute(
@@ -275,10 +266,7 @@ impl Store {
         })
     }
 
-    /// Writes what a discovery found: every resource becomes (or stays) an instance of the
-    /// account; instances of this cloud account in a region listed in `complete_regions` that
-    /// were not found are released. Regions whose listing failed are left alone.
-    pub fn sync_cloud_instances(
+    fn sync_cloud_instances(
         &self,
         account_id: &str,
         auth_id: i64,
@@ -334,6 +322,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::testutil::store;
+    use crate::{CloudAccounts, Instances};
 
     fn new(secret_id: &str) -> NewCloudAccount {
         NewCloudAccount {

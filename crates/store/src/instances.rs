@@ -71,10 +71,8 @@ pub(crate) fn instance_from(r: &Row, at: usize) -> rusqlite::Result<Instance> {
     })
 }
 
-impl Store {
-    /// Registers instances in one transaction (idempotent on vendor, region and instance id:
-    /// a known instance gets the new name, connector, locator and OS type). Returns how many.
-    pub fn upsert_instances(&self, account_id: &str, list: &[NewInstance]) -> Result<usize> {
+impl crate::Instances for Store {
+    fn upsert_instances(&self, account_id: &str, list: &[NewInstance]) -> Result<usize> {
         let account_id = account_id.to_string();
         let list = list.to_vec();
         let now = now_ms();
@@ -97,8 +95,7 @@ impl Store {
         })
     }
 
-    /// Registers one instance (as [`Store::upsert_instances`]) and returns it.
-    pub fn upsert_instance(&self, account_id: &str, n: &NewInstance) -> Result<Instance> {
+    fn upsert_instance(&self, account_id: &str, n: &NewInstance) -> Result<Instance> {
         let account_id = account_id.to_string();
         let n = n.clone();
         self.write(move |tx| {
@@ -114,8 +111,7 @@ impl Store {
         })
     }
 
-    /// Every instance of the account with this instance id (several only across vendors/regions).
-    pub fn find_instances(&self, account_id: &str, instance_id: &str) -> Result<Vec<Instance>> {
+    fn find_instances(&self, account_id: &str, instance_id: &str) -> Result<Vec<Instance>> {
         self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? AND instance_id = ? ORDER BY pk"
@@ -125,8 +121,7 @@ impl Store {
         })
     }
 
-    /// Every instance of the account with one of these instance ids (one query).
-    pub fn find_instances_by_ids(&self, account_id: &str, instance_ids: &[String]) -> Result<Vec<Instance>> {
+    fn find_instances_by_ids(&self, account_id: &str, instance_ids: &[String]) -> Result<Vec<Instance>> {
         if instance_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -141,8 +136,7 @@ impl Store {
         })
     }
 
-    /// Every instance of the account.
-    pub fn list_instances(&self, account_id: &str) -> Result<Vec<Instance>> {
+    fn list_instances(&self, account_id: &str) -> Result<Vec<Instance>> {
         self.read(|c| {
             let mut st =
                 c.prepare_cached(&format!("SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? ORDER BY pk"))?;
@@ -151,8 +145,7 @@ impl Store {
         })
     }
 
-    /// Marks an instance released (its connector found it gone).
-    pub fn mark_freed(&self, account_id: &str, pk: i64) -> Result<()> {
+    fn mark_freed(&self, account_id: &str, pk: i64) -> Result<()> {
         let account_id = account_id.to_string();
         self.write(move |tx| {
             tx.execute("UPDATE instances SET freed = 1 WHERE account_id = ? AND pk = ?", params![account_id, pk])?;

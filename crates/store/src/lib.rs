@@ -14,6 +14,7 @@ mod instances;
 mod nonces;
 mod results;
 mod runs;
+mod seam;
 mod secrets;
 mod selections;
 mod service_state;
@@ -34,6 +35,7 @@ pub use instances::{Instance, NewInstance};
 pub use nonces::{NewNonce, NonceWait};
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};
 pub use runs::{uuid_like, CheckRun, CheckRunDetail, DetailOutcome, RunFilter};
+pub use seam::{CheckRuns, CloudAccounts, Instances, TaskQueue, WorkerStore};
 pub use selections::{Criterion, Selection};
 pub use service_state::{marks, Admin};
 pub use tasks::{

@@ -154,9 +154,8 @@ fn json(v: &[i64]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
-impl Store {
-    /// Creates a check run, not yet started.
-    pub fn create_run(
+impl crate::CheckRuns for Store {
+    fn create_run(
         &self,
         account_id: &str,
         task_type: &str,
@@ -181,8 +180,7 @@ impl Store {
         .and_then(|(account_id, id)| self.get_run(&account_id, &id)?.ok_or(StoreError::NotFound))
     }
 
-    /// One run of the account.
-    pub fn get_run(&self, account_id: &str, id: &str) -> Result<Option<CheckRun>> {
+    fn get_run(&self, account_id: &str, id: &str) -> Result<Option<CheckRun>> {
         self.read(|c| {
             Ok(c.query_row(
                 &format!("SELECT {RUN_COLS} FROM check_runs WHERE account_id = ? AND id = ?"),
@@ -193,8 +191,7 @@ impl Store {
         })
     }
 
-    /// Leases the oldest unfinished run whose lease is free or expired, marking it started.
-    pub fn claim_run(&self, lease_ms: i64) -> Result<Option<CheckRun>> {
+    fn claim_run(&self, lease_ms: i64) -> Result<Option<CheckRun>> {
         let now = now_ms();
         self.write(move |tx| {
             Ok(tx
@@ -213,8 +210,7 @@ impl Store {
         })
     }
 
-    /// Records the instances of a run (once; a resumed run keeps its details).
-    pub fn set_run_details(&self, run: &CheckRun, details: &[(i64, Vec<i64>)]) -> Result<Vec<CheckRunDetail>> {
+    fn set_run_details(&self, run: &CheckRun, details: &[(i64, Vec<i64>)]) -> Result<Vec<CheckRunDetail>> {
         let (account_id, run_id) = (run.account_id.clone(), run.id.clone());
         let run = run.clone();
         let details = details.to_vec();
@@ -237,10 +233,7 @@ impl Store {
         Ok(all)
     }
 
-    /// Finishes instances of a run, each with its status, results, and removals of items that
-    /// no longer apply, in one transaction. A detail already finished (by an earlier lease
-    /// holder) is skipped.
-    pub fn finish_details(&self, run: &CheckRun, done: Vec<DetailOutcome>) -> Result<()> {
+    fn finish_details(&self, run: &CheckRun, done: Vec<DetailOutcome>) -> Result<()> {
         let (run_id, account_id) = (run.id.clone(), run.account_id.clone());
         let now = now_ms();
         self.write(move |tx| {
@@ -267,10 +260,7 @@ impl Store {
         })
     }
 
-    /// When the latest verification run (CHECK_ITEM / CHECK_INSTANCE) created since `since_ms`
-    /// covering one of `check_ids` on one of `instance_pks` was created (an empty instance list
-    /// means every instance, on either side).
-    pub fn last_verification(
+    fn last_verification(
         &self,
         account_id: &str,
         check_ids: &[i64],
@@ -295,9 +285,7 @@ impl Store {
         }))
     }
 
-    /// Extends the lease of a run still held under the same fence (after a long step, such as
-    /// a cloud discovery, so that another worker does not take the run over meanwhile).
-    pub fn extend_run_lease(&self, run: &CheckRun, lease_ms: i64) -> Result<()> {
+    fn extend_run_lease(&self, run: &CheckRun, lease_ms: i64) -> Result<()> {
         let (id, fence) = (run.id.clone(), run.fence);
         self.write(move |tx| {
             tx.execute(
@@ -308,8 +296,7 @@ impl Store {
         })
     }
 
-    /// Marks a run complete.
-    pub fn finish_run(&self, run: &CheckRun) -> Result<()> {
+    fn finish_run(&self, run: &CheckRun) -> Result<()> {
         let run = run.clone();
         self.write(move |tx| {
             tx.execute(
@@ -320,8 +307,7 @@ impl Store {
         })
     }
 
-    /// One page of runs (newest first) and the total.
-    pub fn list_runs(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRun>, i64)> {
+    fn list_runs(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRun>, i64)> {
         let (wh, args) = run_where(account_id, f);
         self.read(|c| {
             let total: i64 = c
@@ -338,8 +324,7 @@ impl Store {
         })
     }
 
-    /// Number of details of a run, and how many are finished.
-    pub fn run_detail_counts(&self, run_id: &str) -> Result<(i64, i64)> {
+    fn run_detail_counts(&self, run_id: &str) -> Result<(i64, i64)> {
         self.read(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT COUNT(*), COALESCE(SUM(status_code IN ({})), 0) FROM check_run_details WHERE run_id = ?",
@@ -349,8 +334,7 @@ impl Store {
         })
     }
 
-    /// One page of run details of the account (runs filtered by `run_ids`, details by status).
-    pub fn list_details(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRunDetail>, i64)> {
+    fn list_details(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRunDetail>, i64)> {
         let mut wh = String::from(" WHERE r.account_id = ?");
         let mut args: Vec<Value> = vec![account_id.to_string().into()];
         if !f.run_ids.is_empty() {
@@ -424,6 +408,7 @@ fn run_where(account_id: &str, f: &RunFilter) -> (String, Vec<Value>) {
 #[cfg(test)]
 mod tests {
     use crate::testutil::store;
+    use crate::CheckRuns;
     use crate::StoreError;
 
     #[test]

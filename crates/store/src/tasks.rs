@@ -286,13 +286,8 @@ fn get_task_in(c: &Connection, account_id: &str, id: &str) -> Result<Option<Task
         .optional()?)
 }
 
-impl Store {
-    /// Writes a root task and its tasks in one transaction. `Conflict` (and nothing written)
-    /// if any instance already has an unfinished task for the check item, or a repair is
-    /// already rolled back — the unique indexes decide, so concurrent submissions cannot race.
-    /// A trial account's or an exhausted authorization's REPAIR writes nothing either;
-    /// `NothingToDo` when no instance is left.
-    pub fn submit(&self, account_id: &str, s: &Submission) -> Result<SubmitOutcome> {
+impl crate::TaskQueue for Store {
+    fn submit(&self, account_id: &str, s: &Submission) -> Result<SubmitOutcome> {
         let account_id = account_id.to_string();
         let s = s.clone();
         let now = now_ms();
@@ -392,9 +387,7 @@ impl Store {
         }
     }
 
-    /// Repairs counted against the authorization: (all, on instances in Chinese-mainland
-    /// regions `cn-*`, elsewhere).
-    pub fn repair_usage(&self, account_id: &str) -> Result<(i64, i64, i64)> {
+    fn repair_usage(&self, account_id: &str) -> Result<(i64, i64, i64)> {
         self.read(|c| {
             let (all, cn): (i64, i64) = c.query_row(
                 &format!(
@@ -409,13 +402,11 @@ impl Store {
         })
     }
 
-    /// One task of the account.
-    pub fn get_task(&self, account_id: &str, id: &str) -> Result<Option<TaskRow>> {
+    fn get_task(&self, account_id: &str, id: &str) -> Result<Option<TaskRow>> {
         self.read(|c| get_task_in(c, account_id, id))
     }
 
-    /// One page of tasks (newest first) and the total.
-    pub fn list_tasks(&self, account_id: &str, f: &TaskFilter) -> Result<(Vec<TaskRow>, i64)> {
+    fn list_tasks(&self, account_id: &str, f: &TaskFilter) -> Result<(Vec<TaskRow>, i64)> {
         let mut wh = String::from(" WHERE t.account_id = ?");
         let mut args: Vec<Value> = vec![account_id.to_string().into()];
         if let Some(c) = f.check_id {
@@ -475,16 +466,11 @@ impl Store {
         })
     }
 
-    /// The latest change of the same scope after a repair, and ahead of its rollback in the
-    /// queue, that still stands: a rollback is refused at submission while one exists, and a
-    /// queued rollback checks again before it restores anything (the change ahead of it may
-    /// have failed to be rolled back).
-    pub fn standing_change_after(&self, repair_task_id: &str, rollback_task_id: &str) -> Result<Option<String>> {
+    fn standing_change_after(&self, repair_task_id: &str, rollback_task_id: &str) -> Result<Option<String>> {
         self.read(|c| standing_change_after(c, repair_task_id, rollback_task_id))
     }
 
-    /// Whether a repair has a rollback that is done or under way.
-    pub fn has_rollback(&self, repair_task_id: &str) -> Result<bool> {
+    fn has_rollback(&self, repair_task_id: &str) -> Result<bool> {
         self.read(|c| {
             Ok(c.query_row(
                 "SELECT 1 FROM tasks WHERE repair_task_id = ? AND type = 'ROLLBACK' AND status <> 'ROLL_BACK_FAIL'",
@@ -496,10 +482,7 @@ impl Store {
         })
     }
 
-    /// Leases an unfinished task whose lease is free or expired — never-leased ones first, in
-    /// creation order, read straight off the `tasks_due` index (no sort, however long the
-    /// queue): one statement, fenced.
-    pub fn claim_task(&self, lease_ms: i64) -> Result<Option<Claimed>> {
+    fn claim_task(&self, lease_ms: i64) -> Result<Option<Claimed>> {
         let now = now_ms();
         self.write(move |tx| {
             let got: Option<(String, String, i64)> = tx
@@ -514,9 +497,7 @@ impl Store {
         })
     }
 
-    /// Moves a task `from → to` (only along the table, only with the current fence), writing its
-    /// event, and optionally its snapshot and a check result, in one transaction.
-    pub fn transition(&self, claimed: &Claimed, from: TaskStatus, to: TaskStatus, extra: Transition) -> Result<()> {
+    fn transition(&self, claimed: &Claimed, from: TaskStatus, to: TaskStatus, extra: Transition) -> Result<()> {
         let claimed = claimed.clone();
         if !from.can_move_to(to) {
             return Err(StoreError::IllegalTransition(format!("{from} -> {to}")));
@@ -569,8 +550,7 @@ impl Store {
         })
     }
 
-    /// The snapshot of a task (empty if none was taken).
-    pub fn get_snapshot(&self, task_id: &str) -> Result<Snapshot> {
+    fn get_snapshot(&self, task_id: &str) -> Result<Snapshot> {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT item_key, existed, has_content, data, meta, post_digest FROM snapshots WHERE task_id = ? ORDER BY seq",
@@ -590,9 +570,7 @@ impl Store {
         })
     }
 
-    /// Every status a task went through, with its time: its creation (the initial status at
-    /// `created_ms`, kept in the task row itself), then each transition.
-    pub fn task_events(&self, task_id: &str) -> Result<Vec<(String, i64)>> {
+    fn task_events(&self, task_id: &str) -> Result<Vec<(String, i64)>> {
         self.read(|c| {
             let created: Option<(String, String, i64)> = c
                 .query_row("SELECT type, status, created_ms FROM tasks WHERE id = ?", [task_id], |r| {
@@ -615,9 +593,7 @@ impl Store {
         })
     }
 
-    /// Frees every lease (tasks and check runs): called by a `serve` that holds the data
-    /// directory's lock, so no other worker can be holding one. Returns the unfinished tasks.
-    pub fn release_leases(&self) -> Result<i64> {
+    fn release_leases(&self) -> Result<i64> {
         self.write(move |tx| {
             let n =
                 tx.execute(&format!("UPDATE tasks SET lease_until_ms = 0 WHERE status IN ({})", active_list()), [])?;
@@ -632,8 +608,7 @@ impl Store {
         })
     }
 
-    /// Number of unfinished tasks (all accounts).
-    pub fn count_active_tasks(&self) -> Result<i64> {
+    fn count_active_tasks(&self) -> Result<i64> {
         self.read(|c| {
             Ok(c.query_row(&format!("SELECT COUNT(*) FROM tasks WHERE status IN ({})", active_list()), [], |r| {
                 r.get(0)
@@ -647,6 +622,7 @@ mod tests {
     use super::*;
     use crate::testutil::store;
     use crate::NewInstance;
+    use crate::{Instances, TaskQueue};
     use model::Vendor;
 
     fn setup(s: &Store) -> (String, i64) {

@@ -10,6 +10,7 @@ mod quota;
 mod whitelists;
 
 use std::sync::{Arc, Mutex};
+use store::{Instance, Instances, Store, StoreError};
 
 use sha2::{Digest, Sha256};
 
@@ -17,7 +18,6 @@ use catalog::Catalog;
 use engine::Engine;
 use model::{ApiError, Lang, Vendor};
 use serde_json::Value;
-use store::{Instance, Store, StoreError};
 
 use crate::params::Params;
 

@@ -2,13 +2,14 @@
 //! reference is silent is written down in docs/api.md ("SubmitOperationTask").
 
 use std::collections::BTreeMap;
+use store::{
+    Instance, InstanceMatch, Instances, NewTask, SelectionSource, StoreError, Submission, SubmitOutcome, TaskFilter,
+    TaskQueue, TaskRow,
+};
 
 use catalog::CheckDef;
 use model::{ApiError, DimensionType, ParamError, TaskStatus, TaskType};
 use serde_json::{json, Value};
-use store::{
-    Instance, InstanceMatch, NewTask, SelectionSource, StoreError, Submission, SubmitOutcome, TaskFilter, TaskRow,
-};
 
 use super::{check_name, db, known_check, object, page_info, unique_match, vendor_param, Ctx};
 use crate::params::Params;

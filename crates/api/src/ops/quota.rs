@@ -4,6 +4,7 @@
 
 use model::ApiError;
 use serde_json::{json, Value};
+use store::TaskQueue;
 
 use super::{db, Ctx};
 use crate::params::Params;

@@ -2,9 +2,9 @@
 //! without files (fan-out, api) or as host roots with demo-like configuration (repair, assess).
 
 use std::path::Path;
+use store::{Instances, NewInstance, Store};
 
 use model::Vendor;
-use store::{NewInstance, Store};
 
 /// Registers `n` instances `<prefix>000001…` in batches (so set-up never holds a million rows).
 pub fn register(

@@ -1,0 +1,182 @@
+//! The store seam: what the engine and the API need of a store, grouped by what they do with
+//! it. SQLite (`Store`) is one backend; the callers hold these traits, never a backend.
+
+use model::{CloudAsset, Snapshot, TaskStatus, Vendor};
+
+use crate::*;
+
+/// The task queue: submissions, leases, transitions along the table, snapshots.
+pub trait TaskQueue: Send + Sync {
+    /// Writes a root task and its tasks in one transaction. `Conflict` (and nothing written)
+    /// if any instance already has an unfinished task for the check item, or a repair is
+    /// already rolled back — the unique indexes decide, so concurrent submissions cannot race.
+    /// A trial account's or an exhausted authorization's REPAIR writes nothing either;
+    /// `NothingToDo` when no instance is left.
+    fn submit(&self, account_id: &str, s: &Submission) -> Result<SubmitOutcome>;
+
+    /// Repairs counted against the authorization: (all, on instances in Chinese-mainland
+    /// regions `cn-*`, elsewhere).
+    fn repair_usage(&self, account_id: &str) -> Result<(i64, i64, i64)>;
+
+    /// One task of the account.
+    fn get_task(&self, account_id: &str, id: &str) -> Result<Option<TaskRow>>;
+
+    /// One page of tasks (newest first) and the total.
+    fn list_tasks(&self, account_id: &str, f: &TaskFilter) -> Result<(Vec<TaskRow>, i64)>;
+
+    /// The latest change of the same scope after a repair, and ahead of its rollback in the
+    /// queue, that still stands: a rollback is refused at submission while one exists, and a
+    /// queued rollback checks again before it restores anything (the change ahead of it may
+    /// have failed to be rolled back).
+    fn standing_change_after(&self, repair_task_id: &str, rollback_task_id: &str) -> Result<Option<String>>;
+
+    /// Whether a repair has a rollback that is done or under way.
+    fn has_rollback(&self, repair_task_id: &str) -> Result<bool>;
+
+    /// Leases an unfinished task whose lease is free or expired — never-leased ones first, in
+    /// creation order, read straight off the `tasks_due` index (no sort, however long the
+    /// queue): one statement, fenced.
+    fn claim_task(&self, lease_ms: i64) -> Result<Option<Claimed>>;
+
+    /// Moves a task `from → to` (only along the table, only with the current fence), writing its
+    /// event, and optionally its snapshot and a check result, in one transaction.
+    fn transition(&self, claimed: &Claimed, from: TaskStatus, to: TaskStatus, extra: Transition) -> Result<()>;
+
+    /// The snapshot of a task (empty if none was taken).
+    fn get_snapshot(&self, task_id: &str) -> Result<Snapshot>;
+
+    /// Every status a task went through, with its time: its creation (the initial status at
+    /// `created_ms`, kept in the task row itself), then each transition.
+    fn task_events(&self, task_id: &str) -> Result<Vec<(String, i64)>>;
+
+    /// Frees every lease (tasks and check runs): called by a `serve` that holds the data
+    /// directory's lock, so no other worker can be holding one. Returns the unfinished tasks.
+    fn release_leases(&self) -> Result<i64>;
+
+    /// Number of unfinished tasks (all accounts).
+    fn count_active_tasks(&self) -> Result<i64>;
+}
+
+/// Check runs and their per-instance details.
+pub trait CheckRuns: Send + Sync {
+    /// Creates a check run, not yet started.
+    fn create_run(
+        &self,
+        account_id: &str,
+        task_type: &str,
+        source: &str,
+        check_ids: &[i64],
+        instance_pks: &[i64],
+    ) -> Result<CheckRun>;
+
+    /// One run of the account.
+    fn get_run(&self, account_id: &str, id: &str) -> Result<Option<CheckRun>>;
+
+    /// Leases the oldest unfinished run whose lease is free or expired, marking it started.
+    fn claim_run(&self, lease_ms: i64) -> Result<Option<CheckRun>>;
+
+    /// Records the instances of a run (once; a resumed run keeps its details).
+    fn set_run_details(&self, run: &CheckRun, details: &[(i64, Vec<i64>)]) -> Result<Vec<CheckRunDetail>>;
+
+    /// Finishes instances of a run, each with its status, results, and removals of items that
+    /// no longer apply, in one transaction. A detail already finished (by an earlier lease
+    /// holder) is skipped.
+    fn finish_details(&self, run: &CheckRun, done: Vec<DetailOutcome>) -> Result<()>;
+
+    /// When the latest verification run (CHECK_ITEM / CHECK_INSTANCE) created since `since_ms`
+    /// covering one of `check_ids` on one of `instance_pks` was created (an empty instance list
+    /// means every instance, on either side).
+    fn last_verification(
+        &self,
+        account_id: &str,
+        check_ids: &[i64],
+        instance_pks: &[i64],
+        since_ms: i64,
+    ) -> Result<Option<i64>>;
+
+    /// Extends the lease of a run still held under the same fence (after a long step, such as
+    /// a cloud discovery, so that another worker does not take the run over meanwhile).
+    fn extend_run_lease(&self, run: &CheckRun, lease_ms: i64) -> Result<()>;
+
+    /// Marks a run complete.
+    fn finish_run(&self, run: &CheckRun) -> Result<()>;
+
+    /// One page of runs (newest first) and the total.
+    fn list_runs(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRun>, i64)>;
+
+    /// Number of details of a run, and how many are finished.
+    fn run_detail_counts(&self, run_id: &str) -> Result<(i64, i64)>;
+
+    /// One page of run details of the account (runs filtered by `run_ids`, details by status).
+    fn list_details(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRunDetail>, i64)>;
+}
+
+/// The instances of each account.
+pub trait Instances: Send + Sync {
+    /// Registers instances in one transaction (idempotent on vendor, region and instance id:
+    /// a known instance gets the new name, connector, locator and OS type). Returns how many.
+    fn upsert_instances(&self, account_id: &str, list: &[NewInstance]) -> Result<usize>;
+
+    /// Registers one instance (as [`Store::upsert_instances`]) and returns it.
+    fn upsert_instance(&self, account_id: &str, n: &NewInstance) -> Result<Instance>;
+
+    /// Every instance of the account with this instance id (several only across vendors/regions).
+    fn find_instances(&self, account_id: &str, instance_id: &str) -> Result<Vec<Instance>>;
+
+    /// Every instance of the account with one of these instance ids (one query).
+    fn find_instances_by_ids(&self, account_id: &str, instance_ids: &[String]) -> Result<Vec<Instance>>;
+
+    /// Every instance of the account.
+    fn list_instances(&self, account_id: &str) -> Result<Vec<Instance>>;
+
+    /// Marks an instance released (its connector found it gone).
+    fn mark_freed(&self, account_id: &str, pk: i64) -> Result<()>;
+}
+
+/// Cloud accounts (their keys sealed at rest) and the instances discovered through them.
+pub trait CloudAccounts: Send + Sync {
+    /// Adds a cloud account; `Conflict` if the account already has these keys for the vendor.
+    fn add_cloud_account(&self, account_id: &str, n: &NewCloudAccount) -> Result<CloudAccount>;
+
+    /// The account's cloud accounts (all vendors, or one), oldest first.
+    fn cloud_accounts(&self, account_id: &str) -> Result<Vec<CloudAccount>>;
+
+    /// One cloud account of the account.
+    fn cloud_account(&self, account_id: &str, auth_id: i64) -> Result<Option<CloudAccount>>;
+
+    /// A cloud account with its opened secret (its key id is `secret_id`); None if it no
+    /// longer exists.
+    fn cloud_keys(&self, account_id: &str, auth_id: i64) -> Result<Option<(CloudAccount, String)>>;
+
+    /// Applies a change; None if the cloud account does not exist. New keys are sealed anew.
+    fn modify_cloud_account(
+        &self,
+        account_id: &str,
+        auth_id: i64,
+        change: &CloudAccountChange,
+    ) -> Result<Option<CloudAccount>>;
+
+    /// Deletes a cloud account; its instances are released (their results and tasks stay, as
+    /// for any released instance). False if it did not exist.
+    fn delete_cloud_account(&self, account_id: &str, auth_id: i64) -> Result<bool>;
+
+    /// Records the outcome of the last discovery (0 in use, 1 exception with its message).
+    fn set_cloud_account_health(&self, auth_id: i64, service_status: i64, message: &str) -> Result<()>;
+
+    /// Writes what a discovery found: every resource becomes (or stays) an instance of the
+    /// account; instances of this cloud account in a region listed in `complete_regions` that
+    /// were not found are released. Regions whose listing failed are left alone.
+    fn sync_cloud_instances(
+        &self,
+        account_id: &str,
+        auth_id: i64,
+        vendor: Vendor,
+        found: &[CloudAsset],
+        complete_regions: &[String],
+    ) -> Result<()>;
+}
+
+/// What a worker needs of a store: the queue, check runs, and the inventory they act on.
+pub trait WorkerStore: TaskQueue + CheckRuns + Instances + CloudAccounts {}
+
+impl<T: TaskQueue + CheckRuns + Instances + CloudAccounts> WorkerStore for T {}
