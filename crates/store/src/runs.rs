@@ -1,6 +1,6 @@
 use std::sync::LazyLock;
 
-use model::{RunDetailStatus, RunStatus};
+use model::{RunDetailStatus, RunStatus, Vendor};
 use rusqlite::types::{Type, Value};
 use rusqlite::{params, params_from_iter, OptionalExtension, Row};
 
@@ -47,8 +47,8 @@ pub struct CheckRunDetail {
     pub run_id: String,
     /// The instance.
     pub instance_pk: i64,
-    /// Vendor code of the instance.
-    pub vendor: i64,
+    /// The instance's vendor.
+    pub vendor: Vendor,
     /// Where it is.
     pub status: RunDetailStatus,
     /// Check items evaluated.
@@ -106,11 +106,11 @@ fn ids_at(r: &Row, i: usize) -> rusqlite::Result<Vec<i64>> {
     serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
 }
 
-/// A stored status code, decoded strictly.
+/// A stored code (a status, a vendor), decoded strictly.
 fn code_at<T>(r: &Row, i: usize, from_code: fn(i64) -> Option<T>) -> rusqlite::Result<T> {
     let code: i64 = r.get(i)?;
     from_code(code).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(i, Type::Integer, format!("unknown status code {code}").into())
+        rusqlite::Error::FromSqlConversionFailure(i, Type::Integer, format!("unknown code {code}").into())
     })
 }
 
@@ -368,7 +368,7 @@ impl crate::CheckRuns for Store {
                     id: r.get(0)?,
                     run_id: r.get(1)?,
                     instance_pk: r.get(2)?,
-                    vendor: r.get(3)?,
+                    vendor: code_at(r, 3, Vendor::from_code)?,
                     status: code_at(r, 4, RunDetailStatus::from_code)?,
                     check_ids: ids_at(r, 5)?,
                     created_ms: r.get(6)?,

@@ -189,7 +189,7 @@ pub fn list_operation_process_detail(ctx: &Ctx, p: &Params) -> Result<Value, Api
                 "StatusCode": d.status.code(),
                 "AssetType": 0,
                 "AssetSubType": 0,
-                "AssetVendor": d.vendor,
+                "AssetVendor": d.vendor.code(),
                 "CreateTime": d.created_ms,
                 "StartTime": d.started_ms,
                 "EndTime": d.ended_ms,
