@@ -50,7 +50,9 @@ impl Engine {
         }
         // The failure status may be more than one edge away (RepairSuccess → Verifying → Unverified).
         let Some((&to, through)) = from.failure_path().split_last() else {
-            return Ok(from); // terminal already, or not a status a worker runs
+            // Terminal already, or a status no worker runs (a claim never returns one).
+            tracing::error!(code = e.code, error = %e.message, status = %from, "a task in this status cannot be failed");
+            return Ok(from);
         };
         let mut at = from;
         for &step in through {
