@@ -3,7 +3,7 @@
 //! only then the nonce (so a forged request cannot burn a nonce).
 
 use model::ApiError;
-use store::{AccessKey, Store};
+use store::{AccessKey, Accounts, Store};
 
 use crate::signature::{
     constant_time_eq, parse_v3_authorization, sha256_hex, v1_sign, v1_string_to_sign, v3_canonical_request, v3_sign,

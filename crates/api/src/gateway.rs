@@ -114,7 +114,7 @@ async fn process(app: Arc<App>, req: Request) -> Result<Value, ApiError> {
         let nonce = nonce.send(&app.store, may_write);
         let answer = prepared.and_then(|(op, params)| {
             let ctx = Ctx {
-                store: &app.store,
+                store: &*app.store,
                 engine: &app.engine,
                 account_id: &key.account_id,
                 settings: &app.settings,

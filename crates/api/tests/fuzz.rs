@@ -3,7 +3,7 @@
 //! a server error (5xx): bad input is a 4xx with a code.
 
 use std::sync::{Arc, Mutex};
-use store::{CheckRuns, Instances, NewInstance, Store};
+use store::{Accounts, CheckRuns, Instances, NewInstance, Store};
 
 use api::ops::{run, Ctx, Settings, OPERATIONS};
 use api::params::Params;
@@ -206,7 +206,7 @@ proptest! {
         let (name, op) = OPERATIONS[action];
         WORLD.with(|w| {
             let ctx = Ctx {
-                store: &w.store,
+                store: &*w.store,
                 engine: &w.engine,
                 account_id: &w.account,
                 settings: &w.settings,

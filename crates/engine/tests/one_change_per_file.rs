@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{Instances, NewInstance, NewTask, Store, StoreError, Submission, TaskQueue};
+use store::{Accounts, Instances, NewInstance, NewTask, Store, StoreError, Submission, TaskQueue};
 
 use catalog::Catalog;
 use connectors::host::HostConnector;

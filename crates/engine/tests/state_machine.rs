@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{Instances, NewInstance, NewTask, Store, Submission, TaskQueue};
+use store::{Accounts, Instances, NewInstance, NewTask, Results, Store, Submission, TaskQueue};
 
 use catalog::Catalog;
 use connectors::host::HostConnector;

@@ -5,6 +5,7 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use store::Accounts as _;
 use store::Instances as _;
 
 use clap::{Args, Subcommand};

@@ -51,9 +51,8 @@ fn account_from(r: &Row) -> rusqlite::Result<Account> {
     Ok(Account { id: r.get(0)?, name: r.get(1)?, repair_quota: r.get(2)?, trial: r.get(3)? })
 }
 
-impl Store {
-    /// Creates an account (unlimited repairs, not a trial).
-    pub fn create_account(&self, name: &str) -> Result<Account> {
+impl crate::Accounts for Store {
+    fn create_account(&self, name: &str) -> Result<Account> {
         let mut b = [0u8; 8];
         getrandom::getrandom(&mut b).expect("the OS random source works");
         // 16 decimal digits, never starting with 0.
@@ -69,8 +68,7 @@ impl Store {
         Ok(Account { id, name: name.to_string(), repair_quota: None, trial: false })
     }
 
-    /// The first account created (the admin account of a fresh data directory).
-    pub fn first_account(&self) -> Result<Option<Account>> {
+    fn first_account(&self) -> Result<Option<Account>> {
         self.read(|c| {
             Ok(c.prepare_cached(&format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY rowid LIMIT 1"))?
                 .query_row([], account_from)
@@ -78,8 +76,7 @@ impl Store {
         })
     }
 
-    /// One account.
-    pub fn get_account(&self, id: &str) -> Result<Option<Account>> {
+    fn get_account(&self, id: &str) -> Result<Option<Account>> {
         self.read(|c| {
             Ok(c.prepare_cached(&format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?"))?
                 .query_row([id], account_from)
@@ -87,8 +84,7 @@ impl Store {
         })
     }
 
-    /// Every account, oldest first.
-    pub fn list_accounts(&self) -> Result<Vec<Account>> {
+    fn list_accounts(&self) -> Result<Vec<Account>> {
         self.read(|c| {
             let mut st = c.prepare(&format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY rowid"))?;
             let rows = st.query_map([], account_from)?;
@@ -96,8 +92,7 @@ impl Store {
         })
     }
 
-    /// Sets an account's repair authorization (None: unlimited) and, if given, its trial flag.
-    pub fn set_quota(&self, account_id: &str, repairs: Option<i64>, trial: Option<bool>) -> Result<Account> {
+    fn set_quota(&self, account_id: &str, repairs: Option<i64>, trial: Option<bool>) -> Result<Account> {
         let account_id = account_id.to_string();
         self.write(move |tx| {
             let n = tx.execute(
@@ -115,8 +110,7 @@ impl Store {
         })
     }
 
-    /// Creates an AccessKey for an account; the secret is returned here and never again.
-    pub fn create_key(&self, account_id: &str, policy: &str) -> Result<AccessKey> {
+    fn create_key(&self, account_id: &str, policy: &str) -> Result<AccessKey> {
         let key = AccessKey {
             id: format!("LTAI{}", &new_id(12)[..20]),
             account_id: account_id.to_string(),
@@ -141,8 +135,7 @@ impl Store {
         Ok(key)
     }
 
-    /// Looks an AccessKey up by id, opening its secret.
-    pub fn get_key(&self, id: &str) -> Result<Option<AccessKey>> {
+    fn get_key(&self, id: &str) -> Result<Option<AccessKey>> {
         let row: Option<(String, Option<Vec<u8>>, String, bool)> = self.read(|c| {
             Ok(c.prepare_cached("SELECT account_id, sealed_secret, policy, enabled FROM access_keys WHERE id = ?")?
                 .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
@@ -155,8 +148,7 @@ impl Store {
         Ok(Some(AccessKey { id: id.to_string(), account_id, secret, policy, enabled }))
     }
 
-    /// AccessKeys, of one account or all, without secrets.
-    pub fn list_keys(&self, account_id: Option<&str>) -> Result<Vec<KeyInfo>> {
+    fn list_keys(&self, account_id: Option<&str>) -> Result<Vec<KeyInfo>> {
         self.read(|c| {
             let mut st = c.prepare(
                 "SELECT id, account_id, policy, enabled, created_ms FROM access_keys WHERE ?1 IS NULL OR account_id = ?1 ORDER BY rowid",
@@ -168,8 +160,7 @@ impl Store {
         })
     }
 
-    /// Enables or disables a key.
-    pub fn set_key_enabled(&self, key_id: &str, enabled: bool) -> Result<()> {
+    fn set_key_enabled(&self, key_id: &str, enabled: bool) -> Result<()> {
         let key_id = key_id.to_string();
         self.write(move |tx| {
             match tx.execute("UPDATE access_keys SET enabled = ? WHERE id = ?", params![enabled, key_id])? {
@@ -179,8 +170,7 @@ impl Store {
         })
     }
 
-    /// Deletes a key.
-    pub fn delete_key(&self, key_id: &str) -> Result<()> {
+    fn delete_key(&self, key_id: &str) -> Result<()> {
         let key_id = key_id.to_string();
         self.write(move |tx| match tx.execute("DELETE FROM access_keys WHERE id = ?", [key_id])? {
             0 => Err(StoreError::NotFound),
@@ -192,6 +182,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use crate::testutil::store;
+    use crate::Accounts;
 
     #[test]
     fn a_copy_of_the_database_alone_hands_out_no_key() {

@@ -322,7 +322,7 @@ impl crate::CloudAccounts for Store {
 mod tests {
     use super::*;
     use crate::testutil::store;
-    use crate::{CloudAccounts, Instances};
+    use crate::{Accounts, CloudAccounts, Instances};
 
     fn new(secret_id: &str) -> NewCloudAccount {
         NewCloudAccount {

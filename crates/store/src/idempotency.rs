@@ -5,9 +5,8 @@ use rusqlite::{params, OptionalExtension};
 
 use crate::{now_ms, Result, Store};
 
-impl Store {
-    /// The kept answer for a token: (digest of the parameters it was given with, answer JSON).
-    pub fn idempotent_answer(&self, account_id: &str, action: &str, token: &str) -> Result<Option<(String, String)>> {
+impl crate::Idempotency for Store {
+    fn idempotent_answer(&self, account_id: &str, action: &str, token: &str) -> Result<Option<(String, String)>> {
         self.read(|c| {
             Ok(c.query_row(
                 "SELECT params_digest, response FROM idempotency WHERE account_id = ? AND action = ? AND client_token = ?",
@@ -18,8 +17,7 @@ impl Store {
         })
     }
 
-    /// Keeps an answer for a token (the first one wins).
-    pub fn keep_idempotent_answer(
+    fn keep_idempotent_answer(
         &self,
         account_id: &str,
         action: &str,

@@ -35,7 +35,10 @@ pub use instances::{Instance, NewInstance};
 pub use nonces::{NewNonce, NonceWait};
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};
 pub use runs::{uuid_like, CheckRun, CheckRunDetail, DetailOutcome, RunFilter};
-pub use seam::{CheckRuns, CloudAccounts, Instances, TaskQueue, WorkerStore};
+pub use seam::{
+    Accounts, ApiStore, CheckRuns, CloudAccounts, Idempotency, Instances, Results, Selections, TaskQueue, Whitelists,
+    WorkerStore,
+};
 pub use selections::{Criterion, Selection};
 pub use service_state::{marks, Admin};
 pub use tasks::{

@@ -114,9 +114,8 @@ pub(crate) fn like(s: &str) -> String {
     format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
 }
 
-impl Store {
-    /// Results per check item, optionally only on these instances / vendors.
-    pub fn aggregate_results(
+impl crate::Results for Store {
+    fn aggregate_results(
         &self,
         account_id: &str,
         instance_ids: &[String],
@@ -165,8 +164,7 @@ impl Store {
         })
     }
 
-    /// One page of a check item's results, and the total.
-    pub fn list_results(&self, account_id: &str, check_id: i64, f: &ResultFilter) -> Result<(Vec<ResultRow>, i64)> {
+    fn list_results(&self, account_id: &str, check_id: i64, f: &ResultFilter) -> Result<(Vec<ResultRow>, i64)> {
         let mut wh = String::from(" WHERE r.account_id = ? AND r.check_id = ?");
         let mut args: Vec<Value> = vec![account_id.to_string().into(), check_id.into()];
         for (col, key) in [
@@ -221,8 +219,7 @@ impl Store {
         })
     }
 
-    /// The instances whose result for a check item is NOT_PASS (whitelisted ones excluded).
-    pub fn failing_instances(&self, account_id: &str, check_id: i64) -> Result<Vec<Instance>> {
+    fn failing_instances(&self, account_id: &str, check_id: i64) -> Result<Vec<Instance>> {
         self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {INSTANCE_COLS} FROM check_results r JOIN instances i ON i.pk = r.instance_pk
@@ -234,8 +231,7 @@ impl Store {
         })
     }
 
-    /// The status of one result, if any.
-    pub fn result_status(&self, account_id: &str, check_id: i64, instance_pk: i64) -> Result<Option<CheckStatus>> {
+    fn result_status(&self, account_id: &str, check_id: i64, instance_pk: i64) -> Result<Option<CheckStatus>> {
         self.read(|c| {
             let s: Option<String> = rusqlite::OptionalExtension::optional(c.query_row(
                 &format!(

@@ -408,6 +408,7 @@ fn run_where(account_id: &str, f: &RunFilter) -> (String, Vec<Value>) {
 #[cfg(test)]
 mod tests {
     use crate::testutil::store;
+    use crate::Accounts;
     use crate::CheckRuns;
     use crate::StoreError;
 

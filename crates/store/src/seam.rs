@@ -1,7 +1,9 @@
 //! The store seam: what the engine and the API need of a store, grouped by what they do with
 //! it. SQLite (`Store`) is one backend; the callers hold these traits, never a backend.
 
-use model::{CloudAsset, Snapshot, TaskStatus, Vendor};
+use std::collections::BTreeMap;
+
+use model::{CheckStatus, CloudAsset, Snapshot, TaskStatus, Vendor};
 
 use crate::*;
 
@@ -176,7 +178,150 @@ pub trait CloudAccounts: Send + Sync {
     ) -> Result<()>;
 }
 
+/// Accounts (repair quota, trial) and their AccessKeys (secrets sealed at rest).
+pub trait Accounts: Send + Sync {
+    /// Creates an account (unlimited repairs, not a trial).
+    fn create_account(&self, name: &str) -> Result<Account>;
+
+    /// The first account created (the admin account of a fresh data directory).
+    fn first_account(&self) -> Result<Option<Account>>;
+
+    /// One account.
+    fn get_account(&self, id: &str) -> Result<Option<Account>>;
+
+    /// Every account, oldest first.
+    fn list_accounts(&self) -> Result<Vec<Account>>;
+
+    /// Sets an account's repair authorization (None: unlimited) and, if given, its trial flag.
+    fn set_quota(&self, account_id: &str, repairs: Option<i64>, trial: Option<bool>) -> Result<Account>;
+
+    /// Creates an AccessKey for an account; the secret is returned here and never again.
+    fn create_key(&self, account_id: &str, policy: &str) -> Result<AccessKey>;
+
+    /// Looks an AccessKey up by id, opening its secret.
+    fn get_key(&self, id: &str) -> Result<Option<AccessKey>>;
+
+    /// AccessKeys, of one account or all, without secrets.
+    fn list_keys(&self, account_id: Option<&str>) -> Result<Vec<KeyInfo>>;
+
+    /// Enables or disables a key.
+    fn set_key_enabled(&self, key_id: &str, enabled: bool) -> Result<()>;
+
+    /// Deletes a key.
+    fn delete_key(&self, key_id: &str) -> Result<()>;
+}
+
+/// Check results: the effective status of each item on each instance, whitelists applied.
+pub trait Results: Send + Sync {
+    /// Results per check item, optionally only on these instances / vendors.
+    fn aggregate_results(
+        &self,
+        account_id: &str,
+        instance_ids: &[String],
+        vendors: &[i64],
+    ) -> Result<BTreeMap<i64, ResultAggregate>>;
+
+    /// One page of a check item's results, and the total.
+    fn list_results(&self, account_id: &str, check_id: i64, f: &ResultFilter) -> Result<(Vec<ResultRow>, i64)>;
+
+    /// The instances whose result for a check item is NOT_PASS (whitelisted ones excluded).
+    fn failing_instances(&self, account_id: &str, check_id: i64) -> Result<Vec<Instance>>;
+
+    /// The status of one result, if any.
+    fn result_status(&self, account_id: &str, check_id: i64, instance_pk: i64) -> Result<Option<CheckStatus>>;
+}
+
+/// Selections (RelationKey → instance set) and their targets.
+pub trait Selections: Send + Sync {
+    /// Creates the selection of a BusinessType, or returns the one already bound to it (with
+    /// `false`): a BusinessType names one selection per account.
+    fn create_selection(
+        &self,
+        account_id: &str,
+        business_type: &str,
+        target_type: &str,
+        platform: &str,
+    ) -> Result<(Selection, bool)>;
+
+    /// The selection bound to a BusinessType.
+    fn selection_by_business_type(&self, account_id: &str, business_type: &str) -> Result<Option<Selection>>;
+
+    /// A selection by its SelectionKey.
+    fn selection(&self, account_id: &str, key: &str) -> Result<Option<Selection>>;
+
+    /// Adds (`true`) or removes (`false`) targets named by instance id, in one transaction;
+    /// an id that matches no instance of the account refuses the whole call.
+    fn apply_targets(&self, account_id: &str, s: &Selection, ops: &[(String, bool)]) -> Result<()>;
+
+    /// Adds or removes every instance of the account matching the criteria (all of them, or any
+    /// with `any`), in one statement. Returns how many targets were added or removed.
+    fn apply_criteria(
+        &self,
+        account_id: &str,
+        s: &Selection,
+        criteria: &[Criterion],
+        any: bool,
+        add: bool,
+    ) -> Result<usize>;
+
+    /// One page of a selection's instances (id, name), and the total.
+    fn list_selection_targets(
+        &self,
+        account_id: &str,
+        s: &Selection,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<(String, String)>, i64)>;
+
+    /// Which of these instance ids the selection holds (id, name).
+    fn selected_among(&self, account_id: &str, s: &Selection, ids: &[String]) -> Result<Vec<(String, String)>>;
+}
+
+/// Whitelist rules: (item, instance) pairs exempted from a check.
+pub trait Whitelists: Send + Sync {
+    /// Adds rules (one transaction); returns their ids in order.
+    fn add_whitelists(&self, account_id: &str, rules: &[NewWhitelist]) -> Result<Vec<i64>>;
+
+    /// Removes one rule of the account; false if there is none with that id.
+    fn remove_whitelist_rule(&self, account_id: &str, rule_id: i64) -> Result<bool>;
+
+    /// Removes exemptions of these check items: whole rules when `instance_pks` is empty, else
+    /// those instances' entries (a rule left with no entry is removed, since an entry-less rule
+    /// would mean "every instance"). Returns how many rules or entries went.
+    fn remove_whitelists(&self, account_id: &str, check_ids: &[i64], instance_pks: &[i64]) -> Result<usize>;
+
+    /// Which of these instances are exempted from a check item now (one query).
+    fn whitelisted_among(&self, account_id: &str, check_id: i64, instance_pks: &[i64]) -> Result<Vec<i64>>;
+}
+
+/// ClientToken answers: a repeated request gets the first answer.
+pub trait Idempotency: Send + Sync {
+    /// The kept answer for a token: (digest of the parameters it was given with, answer JSON).
+    fn idempotent_answer(&self, account_id: &str, action: &str, token: &str) -> Result<Option<(String, String)>>;
+
+    /// Keeps an answer for a token (the first one wins).
+    fn keep_idempotent_answer(
+        &self,
+        account_id: &str,
+        action: &str,
+        token: &str,
+        digest: &str,
+        response: &str,
+    ) -> Result<()>;
+}
+
 /// What a worker needs of a store: the queue, check runs, and the inventory they act on.
 pub trait WorkerStore: TaskQueue + CheckRuns + Instances + CloudAccounts {}
 
 impl<T: TaskQueue + CheckRuns + Instances + CloudAccounts> WorkerStore for T {}
+
+/// What the API's operations need of a store: everything an action reads or changes.
+pub trait ApiStore:
+    TaskQueue + CheckRuns + Instances + CloudAccounts + Accounts + Results + Selections + Whitelists + Idempotency
+{
+}
+
+impl<T> ApiStore for T where
+    T: TaskQueue + CheckRuns + Instances + CloudAccounts + Accounts + Results + Selections + Whitelists + Idempotency
+{
+}

@@ -94,10 +94,8 @@ fn criterion_sql(c: &Criterion, args: &mut Vec<Value>) -> String {
     }
 }
 
-impl Store {
-    /// Creates the selection of a BusinessType, or returns the one already bound to it (with
-    /// `false`): a BusinessType names one selection per account.
-    pub fn create_selection(
+impl crate::Selections for Store {
+    fn create_selection(
         &self,
         account_id: &str,
         business_type: &str,
@@ -123,8 +121,7 @@ impl Store {
         })
     }
 
-    /// The selection bound to a BusinessType.
-    pub fn selection_by_business_type(&self, account_id: &str, business_type: &str) -> Result<Option<Selection>> {
+    fn selection_by_business_type(&self, account_id: &str, business_type: &str) -> Result<Option<Selection>> {
         self.read(|c| {
             Ok(c.query_row(
                 &format!("SELECT {SELECTION_COLS} FROM selections WHERE account_id = ? AND business_type = ?"),
@@ -135,8 +132,7 @@ impl Store {
         })
     }
 
-    /// A selection by its SelectionKey.
-    pub fn selection(&self, account_id: &str, key: &str) -> Result<Option<Selection>> {
+    fn selection(&self, account_id: &str, key: &str) -> Result<Option<Selection>> {
         self.read(|c| {
             Ok(c.query_row(
                 &format!("SELECT {SELECTION_COLS} FROM selections WHERE account_id = ? AND selection_key = ?"),
@@ -147,9 +143,7 @@ impl Store {
         })
     }
 
-    /// Adds (`true`) or removes (`false`) targets named by instance id, in one transaction;
-    /// an id that matches no instance of the account refuses the whole call.
-    pub fn apply_targets(&self, account_id: &str, s: &Selection, ops: &[(String, bool)]) -> Result<()> {
+    fn apply_targets(&self, account_id: &str, s: &Selection, ops: &[(String, bool)]) -> Result<()> {
         let account_id = account_id.to_string();
         let s = s.clone();
         let ops = ops.to_vec();
@@ -177,9 +171,7 @@ impl Store {
         })
     }
 
-    /// Adds or removes every instance of the account matching the criteria (all of them, or any
-    /// with `any`), in one statement. Returns how many targets were added or removed.
-    pub fn apply_criteria(
+    fn apply_criteria(
         &self,
         account_id: &str,
         s: &Selection,
@@ -208,8 +200,7 @@ impl Store {
         self.write(move |tx| Ok(tx.execute(&sql, params_from_iter(all_args))?))
     }
 
-    /// One page of a selection's instances (id, name), and the total.
-    pub fn list_selection_targets(
+    fn list_selection_targets(
         &self,
         account_id: &str,
         s: &Selection,
@@ -231,8 +222,7 @@ impl Store {
         })
     }
 
-    /// Which of these instance ids the selection holds (id, name).
-    pub fn selected_among(&self, account_id: &str, s: &Selection, ids: &[String]) -> Result<Vec<(String, String)>> {
+    fn selected_among(&self, account_id: &str, s: &Selection, ids: &[String]) -> Result<Vec<(String, String)>> {
         let (from, args) = selected_instances(account_id, s);
         self.read(|c| {
             let mut st = c.prepare(&format!("SELECT i.instance_id, i.instance_name{from} AND i.instance_id = ?"))?;

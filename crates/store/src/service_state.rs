@@ -5,7 +5,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::{new_id, now_ms, AccessKey, Account, Result, Store, StoreError};
+use crate::{new_id, now_ms, AccessKey, Account, Accounts, Result, Store, StoreError};
 
 /// Marks of `service_state`.
 pub mod marks {
@@ -110,6 +110,7 @@ impl Store {
 mod tests {
     use super::marks;
     use crate::testutil::store;
+    use crate::Accounts;
 
     #[test]
     fn the_admin_and_its_key_come_together_once() {

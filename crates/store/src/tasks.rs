@@ -621,6 +621,7 @@ impl crate::TaskQueue for Store {
 mod tests {
     use super::*;
     use crate::testutil::store;
+    use crate::Accounts;
     use crate::NewInstance;
     use crate::{Instances, TaskQueue};
     use model::Vendor;

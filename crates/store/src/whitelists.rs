@@ -31,9 +31,8 @@ pub struct NewWhitelist {
     pub expires_ms: Option<i64>,
 }
 
-impl Store {
-    /// Adds rules (one transaction); returns their ids in order.
-    pub fn add_whitelists(&self, account_id: &str, rules: &[NewWhitelist]) -> Result<Vec<i64>> {
+impl crate::Whitelists for Store {
+    fn add_whitelists(&self, account_id: &str, rules: &[NewWhitelist]) -> Result<Vec<i64>> {
         let account_id = account_id.to_string();
         let rules = rules.to_vec();
         let now = now_ms();
@@ -55,8 +54,7 @@ impl Store {
         })
     }
 
-    /// Removes one rule of the account; false if there is none with that id.
-    pub fn remove_whitelist_rule(&self, account_id: &str, rule_id: i64) -> Result<bool> {
+    fn remove_whitelist_rule(&self, account_id: &str, rule_id: i64) -> Result<bool> {
         let account_id = account_id.to_string();
         self.write(move |tx| {
             Ok(tx
@@ -65,10 +63,7 @@ impl Store {
         })
     }
 
-    /// Removes exemptions of these check items: whole rules when `instance_pks` is empty, else
-    /// those instances' entries (a rule left with no entry is removed, since an entry-less rule
-    /// would mean "every instance"). Returns how many rules or entries went.
-    pub fn remove_whitelists(&self, account_id: &str, check_ids: &[i64], instance_pks: &[i64]) -> Result<usize> {
+    fn remove_whitelists(&self, account_id: &str, check_ids: &[i64], instance_pks: &[i64]) -> Result<usize> {
         let account_id = account_id.to_string();
         let check_ids = check_ids.to_vec();
         let instance_pks = instance_pks.to_vec();
@@ -100,8 +95,7 @@ impl Store {
         })
     }
 
-    /// Which of these instances are exempted from a check item now (one query).
-    pub fn whitelisted_among(&self, account_id: &str, check_id: i64, instance_pks: &[i64]) -> Result<Vec<i64>> {
+    fn whitelisted_among(&self, account_id: &str, check_id: i64, instance_pks: &[i64]) -> Result<Vec<i64>> {
         if instance_pks.is_empty() {
             return Ok(Vec::new());
         }

@@ -3,7 +3,7 @@
 
 use model::{ApiError, RunDetailStatus, RunStatus};
 use serde_json::{json, Value};
-use store::{CheckRun, CheckRuns, Instances, RunFilter};
+use store::{CheckRun, RunFilter};
 
 use super::{check_name, db, known_check, object, page_info, Ctx};
 use crate::params::Params;

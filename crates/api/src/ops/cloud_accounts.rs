@@ -8,7 +8,7 @@
 use connectors::{CloudCredentials, CloudProvider, ConnectorError};
 use model::{ApiError, Vendor};
 use serde_json::{json, Value};
-use store::{CloudAccount, CloudAccountChange, CloudAccounts, NewCloudAccount, StoreError};
+use store::{CloudAccount, CloudAccountChange, NewCloudAccount, StoreError};
 
 use super::{db, page_info, Ctx};
 use crate::params::Params;

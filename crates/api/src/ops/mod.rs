@@ -10,7 +10,7 @@ mod quota;
 mod whitelists;
 
 use std::sync::{Arc, Mutex};
-use store::{Instance, Instances, Store, StoreError};
+use store::{ApiStore, Instance, StoreError};
 
 use sha2::{Digest, Sha256};
 
@@ -24,7 +24,7 @@ use crate::params::Params;
 /// What an operation runs with.
 pub struct Ctx<'a> {
     /// The store.
-    pub store: &'a Store,
+    pub store: &'a dyn ApiStore,
     /// The engine (to wake workers).
     pub engine: &'a Arc<Engine>,
     /// The caller's account: every query is scoped by it.

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 use store::{
-    Instance, InstanceMatch, Instances, NewTask, SelectionSource, StoreError, Submission, SubmitOutcome, TaskFilter,
-    TaskQueue, TaskRow,
+    Instance, InstanceMatch, NewTask, SelectionSource, StoreError, Submission, SubmitOutcome, TaskFilter, TaskRow,
 };
 
 use catalog::CheckDef;

@@ -4,7 +4,6 @@
 
 use model::ApiError;
 use serde_json::{json, Value};
-use store::TaskQueue;
 
 use super::{db, Ctx};
 use crate::params::Params;
