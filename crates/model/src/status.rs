@@ -1,13 +1,31 @@
 use crate::Lang;
 
+/// An enum of the API: its values, `ALL`, and its wire form — a string (`as_str`, `parse`,
+/// `Display`) or, with `code`, a number (`code`, `from_code`: the `StatusCode` fields of runs).
 macro_rules! wire_enum {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
+    (@enum $(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident),+ }) => {
         $(#[$m])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum $name { $($(#[$vm])* $v),+ }
         impl $name {
             /// Every value, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$v),+];
+        }
+    };
+    (code $(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $c:literal),+ $(,)? }) => {
+        wire_enum!(@enum $(#[$m])* $name { $($(#[$vm])* $v),+ });
+        impl $name {
+            /// The wire (and stored) code.
+            pub fn code(self) -> i64 { match self { $($name::$v => $c),+ } }
+            /// The value of a code; None for a code the API does not define.
+            pub fn from_code(code: i64) -> Option<$name> {
+                match code { $($c => Some($name::$v),)+ _ => None }
+            }
+        }
+    };
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
+        wire_enum!(@enum $(#[$m])* $name { $($(#[$vm])* $v),+ });
+        impl $name {
             /// The wire spelling.
             pub fn as_str(self) -> &'static str { match self { $($name::$v => $s),+ } }
             /// Parses the wire spelling (exact, upper case as the SDKs send it).
@@ -21,26 +39,8 @@ macro_rules! wire_enum {
     };
 }
 
-/// An enum whose wire form is a number (the `StatusCode` fields of check runs).
-macro_rules! code_enum {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $c:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name { $($(#[$vm])* $v),+ }
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$v),+];
-            /// The wire (and stored) code.
-            pub fn code(self) -> i64 { match self { $($name::$v => $c),+ } }
-            /// The value of a code; None for a code the API does not define.
-            pub fn from_code(code: i64) -> Option<$name> {
-                match code { $($c => Some($name::$v),)+ _ => None }
-            }
-        }
-    };
-}
-
-code_enum! {
+wire_enum! {
+    code
     /// The status of a check run (`StatusCode` of ListOperationProcess).
     RunStatus {
         /// Created, no worker has taken it yet.
@@ -61,7 +61,8 @@ impl RunStatus {
     }
 }
 
-code_enum! {
+wire_enum! {
+    code
     /// The status of one instance of a check run (`StatusCode` of ListOperationProcessDetail).
     RunDetailStatus {
         /// Not checked yet.
