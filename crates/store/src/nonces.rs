@@ -96,6 +96,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Appends nonces to a log's table (either file's) and deletes up to `prune` aged-out rows,
+/// inside the caller's transaction.
+fn append(c: &Connection, rows: &[(i64, NonceDigest)], stale: i64, prune: i64) -> rusqlite::Result<()> {
+    let mut ins = c.prepare_cached("INSERT INTO nonces (bucket, digest) VALUES (?, ?)")?;
+    for (bucket, digest) in rows {
+        ins.execute(params![bucket, &digest[..]])?;
+    }
+    c.prepare_cached("DELETE FROM nonces WHERE rowid IN (SELECT rowid FROM nonces WHERE bucket < ? LIMIT ?)")?
+        .execute(params![stale, prune])?;
+    Ok(())
+}
+
 fn failure(e: &str) -> StoreError {
     StoreError::Db(format!("the nonce could not be recorded: {e}"))
 }
@@ -206,14 +218,7 @@ struct WriteAhead {
 
 impl Job for WriteAhead {
     fn run(&mut self, c: &Connection) -> bool {
-        let append = || -> rusqlite::Result<()> {
-            c.prepare_cached("INSERT INTO nonces (bucket, digest) VALUES (?, ?)")?
-                .execute(params![self.bucket, &self.digest[..]])?;
-            c.prepare_cached("DELETE FROM nonces WHERE rowid IN (SELECT rowid FROM nonces WHERE bucket < ? LIMIT ?)")?
-                .execute([self.stale, PRUNE_PER_WRITE])?;
-            Ok(())
-        };
-        match append() {
+        match append(c, &[(self.bucket, self.digest)], self.stale, PRUNE_PER_WRITE) {
             Ok(()) => true,
             Err(e) => {
                 lock(&self.told).outcome = Some(Err(e.to_string()));
@@ -293,22 +298,15 @@ impl Nonces {
             }
             let (rows, upto, stale) = (std::mem::take(&mut st.pending), st.next_ticket, st.stale_below);
             drop(st);
-            let outcome = Self::append(&c, &rows, stale).map_err(|e| e.to_string());
+            let outcome = Self::commit(&c, &rows, stale).map_err(|e| e.to_string());
             self.tell(upto, outcome);
         }
     }
 
     /// Appends a batch (and deletes a chunk of aged-out rows) in one durable transaction.
-    fn append(c: &Connection, rows: &[(i64, NonceDigest)], stale: i64) -> rusqlite::Result<()> {
+    fn commit(c: &Connection, rows: &[(i64, NonceDigest)], stale: i64) -> rusqlite::Result<()> {
         let tx = c.unchecked_transaction()?;
-        {
-            let mut ins = tx.prepare_cached("INSERT INTO nonces (bucket, digest) VALUES (?, ?)")?;
-            for (bucket, digest) in rows {
-                ins.execute(params![bucket, &digest[..]])?;
-            }
-            tx.prepare_cached("DELETE FROM nonces WHERE rowid IN (SELECT rowid FROM nonces WHERE bucket < ? LIMIT ?)")?
-                .execute(params![stale, PRUNE_CHUNK])?;
-        }
+        append(&tx, rows, stale, PRUNE_CHUNK)?;
         tx.commit()
     }
 

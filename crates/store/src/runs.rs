@@ -121,10 +121,30 @@ fn codes<T: Copy>(all: &[T], code: fn(T) -> i64, keep: fn(T) -> bool) -> String 
 
 pub(crate) static UNFINISHED_RUNS: LazyLock<String> =
     LazyLock::new(|| codes(RunStatus::ALL, RunStatus::code, RunStatus::is_unfinished));
-static UNFINISHED_DETAILS: LazyLock<String> =
-    LazyLock::new(|| codes(RunDetailStatus::ALL, RunDetailStatus::code, RunDetailStatus::is_unfinished));
-static FINISHED_DETAILS: LazyLock<String> =
-    LazyLock::new(|| codes(RunDetailStatus::ALL, RunDetailStatus::code, |s| !s.is_unfinished()));
+
+/// SQL run per claim and per finished instance, built once (the committer runs it on its one
+/// thread, and the statement cache is looked up by the text).
+static CLAIM_RUN_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE check_runs SET status_code = ?3, lease_until_ms = ?1 + ?2, fence = fence + 1,
+                started_ms = CASE started_ms WHEN 0 THEN ?1 ELSE started_ms END
+         WHERE rowid = (SELECT rowid FROM check_runs WHERE status_code IN ({}) AND lease_until_ms < ?1 ORDER BY rowid LIMIT 1)
+         RETURNING {RUN_COLS}",
+        *UNFINISHED_RUNS
+    )
+});
+static FINISH_DETAIL_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE check_run_details SET status_code = ?, started_ms = ?, ended_ms = ? WHERE id = ? AND run_id = ? AND status_code IN ({})",
+        codes(RunDetailStatus::ALL, RunDetailStatus::code, RunDetailStatus::is_unfinished)
+    )
+});
+static DETAIL_COUNTS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT COUNT(*), COALESCE(SUM(status_code IN ({})), 0) FROM check_run_details WHERE run_id = ?",
+        codes(RunDetailStatus::ALL, RunDetailStatus::code, |s| !s.is_unfinished())
+    )
+});
 
 fn run_from(r: &Row) -> rusqlite::Result<CheckRun> {
     Ok(CheckRun {
@@ -195,17 +215,8 @@ impl crate::CheckRuns for Store {
         let now = now_ms();
         self.write(move |tx| {
             Ok(tx
-                .query_row(
-                    &format!(
-                        "UPDATE check_runs SET status_code = ?3, lease_until_ms = ?1 + ?2, fence = fence + 1,
-                                started_ms = CASE started_ms WHEN 0 THEN ?1 ELSE started_ms END
-                         WHERE rowid = (SELECT rowid FROM check_runs WHERE status_code IN ({}) AND lease_until_ms < ?1 ORDER BY rowid LIMIT 1)
-                         RETURNING {RUN_COLS}",
-                        *UNFINISHED_RUNS
-                    ),
-                    params![now, lease_ms, RunStatus::Checking.code()],
-                    run_from,
-                )
+                .prepare_cached(&CLAIM_RUN_SQL)?
+                .query_row(params![now, lease_ms, RunStatus::Checking.code()], run_from)
                 .optional()?)
         })
     }
@@ -238,12 +249,13 @@ impl crate::CheckRuns for Store {
         let now = now_ms();
         self.write(move |tx| {
             for d in &done {
-                let n = tx
-                    .prepare_cached(&format!(
-                        "UPDATE check_run_details SET status_code = ?, started_ms = ?, ended_ms = ? WHERE id = ? AND run_id = ? AND status_code IN ({})",
-                        *UNFINISHED_DETAILS
-                    ))?
-                    .execute(params![d.status.code(), now, now, d.detail_id, run_id])?;
+                let n = tx.prepare_cached(&FINISH_DETAIL_SQL)?.execute(params![
+                    d.status.code(),
+                    now,
+                    now,
+                    d.detail_id,
+                    run_id
+                ])?;
                 if n == 0 {
                     continue;
                 }
@@ -251,8 +263,10 @@ impl crate::CheckRuns for Store {
                     upsert_result(tx, &account_id, r)?;
                 }
                 for (check_id, pk) in &d.removed {
-                    tx.prepare_cached("DELETE FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?")?
-                        .execute(params![account_id, check_id, pk])?;
+                    tx.prepare_cached(
+                        "DELETE FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
+                    )?
+                    .execute(params![account_id, check_id, pk])?;
                 }
                 tx.prepare_cached("UPDATE check_runs SET finished = finished + 1 WHERE id = ?")?.execute([&run_id])?;
             }
@@ -325,13 +339,7 @@ impl crate::CheckRuns for Store {
     }
 
     fn run_detail_counts(&self, run_id: &str) -> Result<(i64, i64)> {
-        self.read(|c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT COUNT(*), COALESCE(SUM(status_code IN ({})), 0) FROM check_run_details WHERE run_id = ?",
-                *FINISHED_DETAILS
-            ))?
-            .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?)
-        })
+        self.read(|c| Ok(c.prepare_cached(&DETAIL_COUNTS_SQL)?.query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?))
     }
 
     fn list_details(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRunDetail>, i64)> {

@@ -118,10 +118,7 @@ pub fn verify_check_instance_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiE
 
 /// `StatusCodes`, each one the API defines for the listing (`from_code`), else InvalidParameter.
 fn status_codes<T>(p: &Params, from_code: fn(i64) -> Option<T>) -> Result<Vec<T>, ApiError> {
-    p.int_list("StatusCodes")?
-        .into_iter()
-        .map(|c| from_code(c).ok_or_else(|| ApiError::invalid_parameter("StatusCodes")))
-        .collect()
+    p.parsed_list("StatusCodes", |v| v.trim().parse().ok().and_then(from_code))
 }
 
 fn run_filter(p: &Params, offset: i64, limit: i64, details: bool) -> Result<RunFilter, ApiError> {
