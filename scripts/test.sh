@@ -2,9 +2,19 @@
 # Runs every test: the Rust workspace (unit + integration over real HTTP), then the SDK
 # conformance tests with the official Python SDKs from PyPI against a real `posture serve`, and
 # the AWS tests against a real moto_server (started by the tests on a free loopback port).
-# Creates .venv on first use. Needs: cargo, python3 (with venv), network access to PyPI once.
+# The store's tests run on SQLite and on PostgreSQL: a throwaway PostgreSQL server is started
+# on a free loopback port (scripts/pg.sh) unless POSTURE_TEST_DATABASE_URL names one.
+# Creates .venv on first use. Needs: cargo, python3 (with venv), PostgreSQL 15+ (installed with
+# apt when missing and run as root), network access to PyPI once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ -z "${POSTURE_TEST_DATABASE_URL:-}" ]; then
+  echo "==> starting PostgreSQL for the tests"
+  eval "$(scripts/pg.sh start)"
+  trap 'scripts/pg.sh stop "$PG_TEST_DIR"' EXIT
+fi
+export POSTURE_REQUIRE_POSTGRES=1
 
 echo "==> cargo build"
 cargo build --workspace --all-targets --locked

@@ -13,11 +13,31 @@ use model::Vendor;
 use serde_json::{json, Value};
 use store::{NewInstance, Store, StoreError};
 
-#[derive(Args)]
+/// Where the service keeps its state: the same flags as `serve`.
+#[derive(Args, Clone, Debug)]
 pub struct DataDir {
     /// The data directory of the service.
     #[arg(long, default_value = "./posture-data")]
-    data: PathBuf,
+    pub data: PathBuf,
+    /// Use PostgreSQL instead of SQLite in the data directory: postgres://USER@HOST:PORT/DB
+    /// (else the environment variable, else `[store] url` in DATA/posture.toml).
+    #[arg(long, env = "POSTURE_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+    /// The key that seals secrets at rest (default DATA/master.key). Every node on one
+    /// database must use the same key; another one is refused at start.
+    #[arg(long)]
+    pub master_key: Option<PathBuf>,
+}
+
+impl DataDir {
+    /// The store's location: the flags (or the environment), else `[store] url` in `config`.
+    pub fn location(&self, config: &crate::config::Config) -> store::Location {
+        store::Location {
+            data: self.data.clone(),
+            database: self.database.clone().or_else(|| config.store.url.clone()),
+            master_key: self.master_key.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -117,15 +137,15 @@ pub enum Instances {
 }
 
 fn open(dir: &DataDir) -> Result<Store, String> {
-    let db = dir.data.join("posture.db");
-    if !db.exists() {
+    let at = dir.location(&crate::config::Config::load(None, &dir.data)?);
+    if at.database.is_none() && !dir.data.join("posture.db").exists() {
         return Err(format!(
             "{} has no database: run `posture serve --data {}` once first",
             dir.data.display(),
             dir.data.display()
         ));
     }
-    Store::open(&db).map_err(|e| format!("cannot open the database: {e}"))
+    Store::connect(&at).map_err(|e| format!("cannot open the database: {e}"))
 }
 
 fn done(result: Result<Value, String>) -> ExitCode {

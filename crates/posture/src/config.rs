@@ -10,6 +10,9 @@
 //! max_file_bytes = 1048576    # a larger configuration file is refused (ConfigFileTooLarge)
 //! io_timeout_ms = 10000       # one call's file work; later: FileOperationTimeout, retried
 //!
+//! [store]
+//! url = "postgres://posture@db.internal:5432/posture"   # absent: SQLite in the data directory
+//!
 //! [http]
 //! max_connections = 1024      # at most; lowered to fit the process's file limit
 //! header_timeout_ms = 10000   # a request's head must arrive within this
@@ -29,6 +32,16 @@ pub struct Config {
     pub connectors: Connectors,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// `[store]`: where the state is kept (the `--database` flag and POSTURE_DATABASE_URL win).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://USER@HOST:PORT/DB`; absent: SQLite in the data directory.
+    pub url: Option<String>,
 }
 
 /// `[http]`: limits of the HTTP server (see `api::http::Limits` for the defaults).

@@ -23,9 +23,10 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Data directory: the SQLite database, credentials.json and (with --demo) the demo fleet.
-    #[arg(long, default_value = "./posture-data")]
-    data: PathBuf,
+    /// The data directory (the SQLite database, credentials.json, the demo fleet), and the
+    /// database when it is PostgreSQL.
+    #[command(flatten)]
+    store: crate::admin::DataDir,
     /// Register the demo fleet (once) and check it.
     #[arg(long)]
     demo: bool,
@@ -122,24 +123,36 @@ fn try_run(args: Args) -> Result<(), String> {
     let listener =
         std::net::TcpListener::bind(args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(&args.data).map_err(|e| format!("cannot create {}: {e}", args.data.display()))?;
-    let _ = std::fs::set_permissions(&args.data, std::fs::Permissions::from_mode(0o700));
-    // One serve per data directory: it owns the leases of its workers.
-    let lock = File::create(args.data.join("serve.lock")).map_err(|e| format!("cannot create the lock file: {e}"))?;
-    lock.try_lock().map_err(|_| format!("another posture serve is using {}", args.data.display()))?;
-
-    let store =
-        Arc::new(Store::open(&args.data.join("posture.db")).map_err(|e| format!("cannot open the database: {e}"))?);
-    let released = store.release_leases().map_err(|e| e.to_string())?;
-    if released > 0 {
-        tracing::info!(tasks = released, "resuming unfinished work from the previous run");
+    let data = args.store.data.clone();
+    std::fs::create_dir_all(&data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+    let _ = std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700));
+    let config = Config::load(args.config.as_deref(), &data)?;
+    let at = args.store.location(&config);
+    // On SQLite, one serve per data directory: it owns every lease, so it frees them at start
+    // and resumes the work of the previous run at once. Several nodes may share one
+    // PostgreSQL (and one data directory): there a dead node's leases expire instead.
+    let _lock = match &at.database {
+        Some(_) => None,
+        None => {
+            let lock =
+                File::create(data.join("serve.lock")).map_err(|e| format!("cannot create the lock file: {e}"))?;
+            lock.try_lock().map_err(|_| format!("another posture serve is using {}", data.display()))?;
+            Some(lock)
+        }
+    };
+    let store = Arc::new(Store::connect(&at).map_err(|e| format!("cannot open the database: {e}"))?);
+    tracing::info!(backend = store.backend(), "store open");
+    if at.database.is_none() {
+        let released = store.release_leases().map_err(|e| e.to_string())?;
+        if released > 0 {
+            tracing::info!(tasks = released, "resuming unfinished work from the previous run");
+        }
     }
     let catalog = match &args.catalog_dir {
         Some(dir) => Catalog::with_user_dir(dir),
         None => Catalog::builtin(),
     }
     .map_err(|e| format!("cannot load the catalog: {e}"))?;
-    let config = Config::load(args.config.as_deref(), &args.data)?;
     let (connectors, providers) = connectors(&config)?;
     let engine = Engine::new(
         store.clone(),
@@ -149,9 +162,9 @@ fn try_run(args: Args) -> Result<(), String> {
         engine::Config { lease_ms: args.lease_ms, ..Default::default() },
     );
 
-    let account = ensure_admin(&store, &args.data, &args.listen)?;
+    let account = ensure_admin(&store, &data, &args.listen)?;
     if args.demo {
-        seed_demo(&store, &engine, &account, &args.data)?;
+        seed_demo(&store, &engine, &account, &data)?;
     }
     let _workers = engine.start(args.workers);
     let http_limits = config.http.limits();
@@ -161,7 +174,7 @@ fn try_run(args: Args) -> Result<(), String> {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
         let settings = api::ops::Settings { verify_interval_ms: args.verify_interval_secs.saturating_mul(1000) };
         let app = api::App::new(store, engine, settings);
-        tracing::info!(listen = %args.listen, credentials = %args.data.join("credentials.json").display(), "posture is serving");
+        tracing::info!(listen = %args.listen, credentials = %data.join("credentials.json").display(), "posture is serving");
         api::http::serve(listener, Arc::new(api::gateway::Gateway(app)), http_limits, shutdown())
             .await
             .map_err(|e| format!("server error: {e}"))

@@ -1,4 +1,4 @@
-use rusqlite::{params, OptionalExtension, Row};
+use crate::sql::{args, Row};
 
 use crate::{new_id, now_ms, Result, Store, StoreError};
 
@@ -47,7 +47,7 @@ pub struct KeyInfo {
 
 const ACCOUNT_COLS: &str = "id, name, repair_quota, trial";
 
-fn account_from(r: &Row) -> rusqlite::Result<Account> {
+fn account_from(r: &Row) -> Result<Account> {
     Ok(Account { id: r.get(0)?, name: r.get(1)?, repair_quota: r.get(2)?, trial: r.get(3)? })
 }
 
@@ -61,7 +61,7 @@ impl crate::Accounts for Store {
         self.write(move |tx| {
             tx.execute(
                 "INSERT INTO accounts (id, name, created_ms) VALUES (?, ?, ?)",
-                params![owned_id, owned_name, now_ms()],
+                args![&owned_id, &owned_name, now_ms()],
             )?;
             Ok(())
         })?;
@@ -70,26 +70,18 @@ impl crate::Accounts for Store {
 
     fn first_account(&self) -> Result<Option<Account>> {
         self.read(|c| {
-            Ok(c.prepare_cached(&format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY rowid LIMIT 1"))?
-                .query_row([], account_from)
-                .optional()?)
+            c.query_opt(&format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY rowid LIMIT 1"), &[], account_from)
         })
     }
 
     fn get_account(&self, id: &str) -> Result<Option<Account>> {
         self.read(|c| {
-            Ok(c.prepare_cached(&format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?"))?
-                .query_row([id], account_from)
-                .optional()?)
+            c.query_opt(&format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?"), args![id], account_from)
         })
     }
 
     fn list_accounts(&self) -> Result<Vec<Account>> {
-        self.read(|c| {
-            let mut st = c.prepare(&format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY rowid"))?;
-            let rows = st.query_map([], account_from)?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
+        self.read(|c| c.query(&format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY rowid"), &[], account_from))
     }
 
     fn set_quota(&self, account_id: &str, repairs: Option<i64>, trial: Option<bool>) -> Result<Account> {
@@ -97,16 +89,12 @@ impl crate::Accounts for Store {
         self.write(move |tx| {
             let n = tx.execute(
                 "UPDATE accounts SET repair_quota = ?, trial = COALESCE(?, trial) WHERE id = ?",
-                params![repairs, trial, account_id],
+                args![repairs, trial, &account_id],
             )?;
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
-            Ok(tx.query_row(
-                &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?"),
-                [account_id],
-                account_from,
-            )?)
+            tx.query_one(&format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?"), args![&account_id], account_from)
         })
     }
 
@@ -122,13 +110,13 @@ impl crate::Accounts for Store {
         let row = key.clone();
         self.write(move |tx| {
             let key = row;
-            let exists: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?)", [&key.account_id], |r| r.get(0))?;
+            let exists: bool = tx.value("SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?)", args![&key.account_id])?;
             if !exists {
                 return Err(StoreError::NotFound);
             }
             tx.execute(
                 "INSERT INTO access_keys (id, account_id, secret, sealed_secret, policy, enabled, created_ms) VALUES (?, ?, '', ?, ?, 1, ?)",
-                params![key.id, key.account_id, sealed, key.policy, now_ms()],
+                args![&key.id, &key.account_id, &sealed, &key.policy, now_ms()],
             )?;
             Ok(())
         })?;
@@ -137,9 +125,11 @@ impl crate::Accounts for Store {
 
     fn get_key(&self, id: &str) -> Result<Option<AccessKey>> {
         let row: Option<(String, Option<Vec<u8>>, String, bool)> = self.read(|c| {
-            Ok(c.prepare_cached("SELECT account_id, sealed_secret, policy, enabled FROM access_keys WHERE id = ?")?
-                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .optional()?)
+            c.query_opt(
+                "SELECT account_id, sealed_secret, policy, enabled FROM access_keys WHERE id = ?",
+                args![id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
         })?;
         let Some((account_id, sealed, policy, enabled)) = row else { return Ok(None) };
         let secret = sealed
@@ -150,20 +140,27 @@ impl crate::Accounts for Store {
 
     fn list_keys(&self, account_id: Option<&str>) -> Result<Vec<KeyInfo>> {
         self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT id, account_id, policy, enabled, created_ms FROM access_keys WHERE ?1 IS NULL OR account_id = ?1 ORDER BY rowid",
-            )?;
-            let rows = st.query_map([account_id], |r| {
-                Ok(KeyInfo { id: r.get(0)?, account_id: r.get(1)?, policy: r.get(2)?, enabled: r.get(3)?, created_ms: r.get(4)? })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            c.query(
+                "SELECT id, account_id, policy, enabled, created_ms FROM access_keys
+                 WHERE CAST(?1 AS TEXT) IS NULL OR account_id = ?1 ORDER BY rowid",
+                args![account_id],
+                |r| {
+                    Ok(KeyInfo {
+                        id: r.get(0)?,
+                        account_id: r.get(1)?,
+                        policy: r.get(2)?,
+                        enabled: r.get(3)?,
+                        created_ms: r.get(4)?,
+                    })
+                },
+            )
         })
     }
 
     fn set_key_enabled(&self, key_id: &str, enabled: bool) -> Result<()> {
         let key_id = key_id.to_string();
         self.write(move |tx| {
-            match tx.execute("UPDATE access_keys SET enabled = ? WHERE id = ?", params![enabled, key_id])? {
+            match tx.execute("UPDATE access_keys SET enabled = ? WHERE id = ?", args![enabled, &key_id])? {
                 0 => Err(StoreError::NotFound),
                 _ => Ok(()),
             }
@@ -172,7 +169,7 @@ impl crate::Accounts for Store {
 
     fn delete_key(&self, key_id: &str) -> Result<()> {
         let key_id = key_id.to_string();
-        self.write(move |tx| match tx.execute("DELETE FROM access_keys WHERE id = ?", [key_id])? {
+        self.write(move |tx| match tx.execute("DELETE FROM access_keys WHERE id = ?", args![&key_id])? {
             0 => Err(StoreError::NotFound),
             _ => Ok(()),
         })
@@ -205,17 +202,18 @@ mod tests {
         assert!(err.to_string().contains("master.key"), "{err}");
     }
 
-    #[test]
-    fn keys_list_disable_delete() {
-        let (_d, s) = store();
-        let a = s.create_account("a").unwrap();
-        let k = s.create_key(&a.id, "ReadOnly").unwrap();
-        assert_eq!(s.list_keys(Some(&a.id)).unwrap().len(), 1);
-        s.set_key_enabled(&k.id, false).unwrap();
-        assert!(!s.get_key(&k.id).unwrap().unwrap().enabled);
-        s.delete_key(&k.id).unwrap();
-        assert!(s.get_key(&k.id).unwrap().is_none());
-        assert_eq!(s.delete_key(&k.id), Err(crate::StoreError::NotFound));
-        assert_eq!(s.create_key("0000", "Admin").err(), Some(crate::StoreError::NotFound));
+    crate::testutil::both_backends! {
+        fn keys_list_disable_delete() {
+            let (_d, s) = store();
+            let a = s.create_account("a").unwrap();
+            let k = s.create_key(&a.id, "ReadOnly").unwrap();
+            assert_eq!(s.list_keys(Some(&a.id)).unwrap().len(), 1);
+            s.set_key_enabled(&k.id, false).unwrap();
+            assert!(!s.get_key(&k.id).unwrap().unwrap().enabled);
+            s.delete_key(&k.id).unwrap();
+            assert!(s.get_key(&k.id).unwrap().is_none());
+            assert_eq!(s.delete_key(&k.id), Err(crate::StoreError::NotFound));
+            assert_eq!(s.create_key("0000", "Admin").err(), Some(crate::StoreError::NotFound));
+        }
     }
 }

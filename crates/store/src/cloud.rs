@@ -4,10 +4,9 @@
 
 use std::collections::HashSet;
 
-use model::{CloudAsset, Vendor};
-use rusqlite::{params, OptionalExtension, Row};
-
+use crate::sql::{args, Row};
 use crate::{now_ms, Result, Store, StoreError};
+use model::{CloudAsset, Vendor};
 
 /// A registered cloud account, without its secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,7 +88,7 @@ pub struct CloudAccountChange {
 const COLS: &str = "auth_id, account_id, vendor, ak_type, secret_id, alias, domain, regions, modules, status,
                     service_status, message, vendor_uid, vendor_user, created_ms";
 
-fn account_from(r: &Row) -> rusqlite::Result<CloudAccount> {
+fn account_from(r: &Row) -> Result<CloudAccount> {
     let list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
     Ok(CloudAccount {
         auth_id: r.get(0)?,
@@ -127,62 +126,60 @@ impl crate::CloudAccounts for Store {
         let n = n.clone();
         let now = now_ms();
         self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO cloud_accounts (account_id, vendor, ak_type, secret_id, sealed_secret, alias, domain, regions, modules,
-                                             vendor_uid, vendor_user, created_ms, updated_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                params![
-                    account_id,
-                    n.vendor,
-                    n.ak_type,
-                    n.secret_id,
-                    sealed,
-                    n.alias,
-                    n.domain,
+            tx.query_one(
+                &format!(
+                    "INSERT INTO cloud_accounts (account_id, vendor, ak_type, secret_id, sealed_secret, alias, domain, regions, modules,
+                                                 vendor_uid, vendor_user, created_ms, updated_ms)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     RETURNING {COLS}"
+                ),
+                args![
+                    &account_id,
+                    &n.vendor,
+                    &n.ak_type,
+                    &n.secret_id,
+                    &sealed,
+                    &n.alias,
+                    &n.domain,
                     json(&n.regions),
                     json(&n.modules),
-                    n.vendor_uid,
-                    n.vendor_user,
+                    &n.vendor_uid,
+                    &n.vendor_user,
                     now,
                     now
                 ],
-            )?;
-            Ok(tx.query_row(
-                &format!("SELECT {COLS} FROM cloud_accounts WHERE auth_id = ?"),
-                [tx.last_insert_rowid()],
                 account_from,
-            )?)
+            )
         })
     }
 
     fn cloud_accounts(&self, account_id: &str) -> Result<Vec<CloudAccount>> {
         self.read(|c| {
-            let mut st =
-                c.prepare_cached(&format!("SELECT {COLS} FROM cloud_accounts WHERE account_id = ? ORDER BY auth_id"))?;
-            let rows = st.query_map([account_id], account_from)?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            c.query(
+                &format!("SELECT {COLS} FROM cloud_accounts WHERE account_id = ? ORDER BY auth_id"),
+                args![account_id],
+                account_from,
+            )
         })
     }
 
     fn cloud_account(&self, account_id: &str, auth_id: i64) -> Result<Option<CloudAccount>> {
         self.read(|c| {
-            Ok(c.query_row(
+            c.query_opt(
                 &format!("SELECT {COLS} FROM cloud_accounts WHERE account_id = ? AND auth_id = ?"),
-                params![account_id, auth_id],
+                args![account_id, auth_id],
                 account_from,
             )
-            .optional()?)
         })
     }
 
     fn cloud_keys(&self, account_id: &str, auth_id: i64) -> Result<Option<(CloudAccount, String)>> {
         let row = self.read(|c| {
-            Ok(c.query_row(
+            c.query_opt(
                 &format!("SELECT {COLS}, sealed_secret FROM cloud_accounts WHERE account_id = ? AND auth_id = ?"),
-                params![account_id, auth_id],
-                |r| Ok((account_from(r)?, r.get::<_, Vec<u8>>(15)?)),
+                args![account_id, auth_id],
+                |r| Ok((account_from(r)?, r.get::<Vec<u8>>(15)?)),
             )
-            .optional()?)
         })?;
         let Some((a, sealed)) = row else { return Ok(None) };
         let secret =
@@ -211,30 +208,28 @@ impl crate::CloudAccounts for Store {
                 tx.execute(
                     "UPDATE cloud_accounts SET secret_id = ?, sealed_secret = ?, vendor_uid = ?, vendor_user = ?,
                             service_status = 0, message = '' WHERE auth_id = ?",
-                    params![id, sealed, uid, user, auth_id],
+                    args![id, sealed, uid, user, auth_id],
                 )?;
             }
             tx.execute(
                 "UPDATE cloud_accounts SET alias = COALESCE(?, alias), domain = COALESCE(?, domain),
                         regions = COALESCE(?, regions), modules = COALESCE(?, modules), status = COALESCE(?, status),
                         updated_ms = ? WHERE auth_id = ?",
-                params![
-                    c.alias,
-                    c.domain,
+                args![
+                    &c.alias,
+                    &c.domain,
                     c.regions.as_deref().map(json),
                     c.modules.as_deref().map(json),
-                    c.status,
+                    &c.status,
                     now_ms(),
                     auth_id
                 ],
             )?;
-            Ok(tx
-                .query_row(
-                    &format!("SELECT {COLS} FROM cloud_accounts WHERE account_id = ? AND auth_id = ?"),
-                    params![account_id, auth_id],
-                    account_from,
-                )
-                .optional()?)
+            tx.query_opt(
+                &format!("SELECT {COLS} FROM cloud_accounts WHERE account_id = ? AND auth_id = ?"),
+                args![&account_id, auth_id],
+                account_from,
+            )
         })
     }
 
@@ -243,12 +238,12 @@ impl crate::CloudAccounts for Store {
         self.write(move |tx| {
             let n = tx.execute(
                 "DELETE FROM cloud_accounts WHERE account_id = ? AND auth_id = ?",
-                params![account_id, auth_id],
+                args![&account_id, auth_id],
             )?;
             if n > 0 {
                 tx.execute(
                     "UPDATE instances SET freed = 1 WHERE account_id = ? AND cloud_auth_id = ?",
-                    params![account_id, auth_id],
+                    args![&account_id, auth_id],
                 )?;
             }
             Ok(n > 0)
@@ -260,7 +255,7 @@ impl crate::CloudAccounts for Store {
         self.write(move |tx| {
             tx.execute(
                 "UPDATE cloud_accounts SET service_status = ?, message = ? WHERE auth_id = ?",
-                params![service_status, message, auth_id],
+                args![service_status, &message, auth_id],
             )?;
             Ok(())
         })
@@ -281,36 +276,38 @@ impl crate::CloudAccounts for Store {
         self.write(move |tx| {
             // Another cloud account of the same posture account may see the same resource:
             // the last discovery names the account it is repaired through.
-            let mut upsert = tx.prepare_cached(
+            const UPSERT: &str =
                 "INSERT INTO instances (account_id, vendor, region_id, instance_id, instance_name, connector, locator, os_type, created_ms, cloud_auth_id)
                  VALUES (?, ?, ?, ?, ?, ?, ?, 'cloud', ?, ?)
                  ON CONFLICT (account_id, vendor, region_id, instance_id) DO UPDATE SET
                    instance_name = excluded.instance_name, connector = excluded.connector, locator = excluded.locator,
-                   os_type = 'cloud', cloud_auth_id = excluded.cloud_auth_id, freed = 0",
-            )?;
+                   os_type = 'cloud', cloud_auth_id = excluded.cloud_auth_id, freed = 0";
             for f in &found {
-                upsert.execute(params![
-                    account_id,
-                    vendor.code(),
-                    f.region_id,
-                    f.instance_id,
-                    f.instance_name,
-                    f.connector,
-                    f.locator,
-                    now,
-                    auth_id
-                ])?;
+                tx.execute(
+                    UPSERT,
+                    args![
+                        &account_id,
+                        vendor.code(),
+                        &f.region_id,
+                        &f.instance_id,
+                        &f.instance_name,
+                        &f.connector,
+                        &f.locator,
+                        now,
+                        auth_id
+                    ],
+                )?;
             }
-            let mut known =
-                tx.prepare_cached("SELECT pk, region_id, instance_id FROM instances WHERE cloud_auth_id = ? AND freed = 0")?;
-            let rows: Vec<(i64, String, String)> = known
-                .query_map([auth_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<rusqlite::Result<_>>()?;
+            let rows: Vec<(i64, String, String)> = tx.query(
+                "SELECT pk, region_id, instance_id FROM instances WHERE cloud_auth_id = ? AND freed = 0",
+                args![auth_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
             let seen: HashSet<(&str, &str)> =
                 found.iter().map(|f| (f.region_id.as_str(), f.instance_id.as_str())).collect();
             for (pk, region, id) in rows {
                 if !seen.contains(&(region.as_str(), id.as_str())) && complete.contains(&region) {
-                    tx.execute("UPDATE instances SET freed = 1 WHERE pk = ?", [pk])?;
+                    tx.execute("UPDATE instances SET freed = 1 WHERE pk = ?", args![pk])?;
                 }
             }
             Ok(())
@@ -349,63 +346,60 @@ mod tests {
         }
     }
 
-    #[test]
-    fn secrets_are_sealed_and_only_the_keys_call_opens_them() {
-        let (dir, s) = store();
-        let acc = s.create_account("A").unwrap().id;
-        let a = s.add_cloud_account(&acc, &new("AKIAEXAMPLE")).unwrap();
-        assert_eq!(a.regions, vec!["us-east-1"]);
-        let (opened, secret) = s.cloud_keys(&acc, a.auth_id).unwrap().unwrap();
-        assert_eq!(
-            (opened.secret_id.as_str(), secret.as_str()),
-            ("AKIAEXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-        );
-        assert!(s.cloud_keys("other", a.auth_id).unwrap().is_none(), "another account cannot open it");
-        assert!(matches!(s.add_cloud_account(&acc, &new("AKIAEXAMPLE")), Err(StoreError::Conflict)));
-        drop(s);
-        for f in std::fs::read_dir(dir.path()).unwrap() {
-            let bytes = std::fs::read(f.unwrap().path()).unwrap();
-            assert!(!bytes.windows(12).any(|w| w == b"wJalrXUtnFEM"), "the secret is not in any file");
+    crate::testutil::both_backends! {
+        fn secrets_are_sealed_and_only_the_keys_call_opens_them() {
+            let (dir, s) = store();
+            let acc = s.create_account("A").unwrap().id;
+            let a = s.add_cloud_account(&acc, &new("AKIAEXAMPLE")).unwrap();
+            assert_eq!(a.regions, vec!["us-east-1"]);
+            let (opened, secret) = s.cloud_keys(&acc, a.auth_id).unwrap().unwrap();
+            assert_eq!(
+                (opened.secret_id.as_str(), secret.as_str()),
+                ("AKIAEXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+            );
+            assert!(s.cloud_keys("other", a.auth_id).unwrap().is_none(), "another account cannot open it");
+            assert!(matches!(s.add_cloud_account(&acc, &new("AKIAEXAMPLE")), Err(StoreError::Conflict)));
+            drop(s);
+            for f in std::fs::read_dir(dir.path()).unwrap() {
+                let bytes = std::fs::read(f.unwrap().path()).unwrap();
+                assert!(!bytes.windows(12).any(|w| w == b"wJalrXUtnFEM"), "the secret is not in any file");
+            }
         }
-    }
-
-    #[test]
-    fn modify_reseals_new_keys_and_keeps_what_is_not_given() {
-        let (_dir, s) = store();
-        let acc = s.create_account("A").unwrap().id;
-        let a = s.add_cloud_account(&acc, &new("AKIAOLD")).unwrap();
-        let change = CloudAccountChange {
-            keys: Some(("AKIANEW".into(), "new-secret".into(), "123".into(), "arn".into())),
-            status: Some(1),
-            ..Default::default()
-        };
-        let m = s.modify_cloud_account(&acc, a.auth_id, &change).unwrap().unwrap();
-        assert_eq!((m.secret_id.as_str(), m.status, m.alias.as_str()), ("AKIANEW", 1, "prod"));
-        assert_eq!(s.cloud_keys(&acc, a.auth_id).unwrap().unwrap().1, "new-secret");
-        assert!(s.modify_cloud_account(&acc, 999, &change).unwrap().is_none());
-    }
-
-    #[test]
-    fn sync_releases_only_what_a_complete_region_no_longer_has() {
-        let (_dir, s) = store();
-        let acc = s.create_account("A").unwrap().id;
-        let a = s.add_cloud_account(&acc, &new("AKIA1")).unwrap();
-        let all = ["us-east-1".to_string(), "eu-west-1".to_string()];
-        s.sync_cloud_instances(
-            &acc,
-            a.auth_id,
-            Vendor::Aws,
-            &[found("us-east-1", "sg-1"), found("eu-west-1", "sg-2")],
-            &all,
-        )
-        .unwrap();
-        // eu-west-1's listing failed this time: sg-2 stays; sg-1 is gone from a complete region.
-        s.sync_cloud_instances(&acc, a.auth_id, Vendor::Aws, &[], &all[..1]).unwrap();
-        let freed: Vec<(String, bool)> =
-            s.list_instances(&acc).unwrap().into_iter().map(|i| (i.instance_id, i.freed)).collect();
-        assert_eq!(freed, vec![("sg-1".to_string(), true), ("sg-2".to_string(), false)]);
-        assert!(s.delete_cloud_account(&acc, a.auth_id).unwrap());
-        assert!(s.list_instances(&acc).unwrap().iter().all(|i| i.freed && i.cloud_auth_id == Some(a.auth_id)));
-        assert!(!s.delete_cloud_account(&acc, a.auth_id).unwrap());
+        fn modify_reseals_new_keys_and_keeps_what_is_not_given() {
+            let (_dir, s) = store();
+            let acc = s.create_account("A").unwrap().id;
+            let a = s.add_cloud_account(&acc, &new("AKIAOLD")).unwrap();
+            let change = CloudAccountChange {
+                keys: Some(("AKIANEW".into(), "new-secret".into(), "123".into(), "arn".into())),
+                status: Some(1),
+                ..Default::default()
+            };
+            let m = s.modify_cloud_account(&acc, a.auth_id, &change).unwrap().unwrap();
+            assert_eq!((m.secret_id.as_str(), m.status, m.alias.as_str()), ("AKIANEW", 1, "prod"));
+            assert_eq!(s.cloud_keys(&acc, a.auth_id).unwrap().unwrap().1, "new-secret");
+            assert!(s.modify_cloud_account(&acc, 999, &change).unwrap().is_none());
+        }
+        fn sync_releases_only_what_a_complete_region_no_longer_has() {
+            let (_dir, s) = store();
+            let acc = s.create_account("A").unwrap().id;
+            let a = s.add_cloud_account(&acc, &new("AKIA1")).unwrap();
+            let all = ["us-east-1".to_string(), "eu-west-1".to_string()];
+            s.sync_cloud_instances(
+                &acc,
+                a.auth_id,
+                Vendor::Aws,
+                &[found("us-east-1", "sg-1"), found("eu-west-1", "sg-2")],
+                &all,
+            )
+            .unwrap();
+            // eu-west-1's listing failed this time: sg-2 stays; sg-1 is gone from a complete region.
+            s.sync_cloud_instances(&acc, a.auth_id, Vendor::Aws, &[], &all[..1]).unwrap();
+            let freed: Vec<(String, bool)> =
+                s.list_instances(&acc).unwrap().into_iter().map(|i| (i.instance_id, i.freed)).collect();
+            assert_eq!(freed, vec![("sg-1".to_string(), true), ("sg-2".to_string(), false)]);
+            assert!(s.delete_cloud_account(&acc, a.auth_id).unwrap());
+            assert!(s.list_instances(&acc).unwrap().iter().all(|i| i.freed && i.cloud_auth_id == Some(a.auth_id)));
+            assert!(!s.delete_cloud_account(&acc, a.auth_id).unwrap());
+        }
     }
 }

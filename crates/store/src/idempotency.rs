@@ -1,19 +1,17 @@
 //! ClientToken: the first successful answer to a call is kept and replayed for a retry with the
 //! same token (and the same parameters).
 
-use rusqlite::{params, OptionalExtension};
-
+use crate::sql::args;
 use crate::{now_ms, Result, Store};
 
 impl crate::Idempotency for Store {
     fn idempotent_answer(&self, account_id: &str, action: &str, token: &str) -> Result<Option<(String, String)>> {
         self.read(|c| {
-            Ok(c.query_row(
+            c.query_opt(
                 "SELECT params_digest, response FROM idempotency WHERE account_id = ? AND action = ? AND client_token = ?",
-                params![account_id, action, token],
+                args![account_id, action, token],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()?)
         })
     }
 
@@ -32,8 +30,9 @@ impl crate::Idempotency for Store {
         let response = response.to_string();
         self.write(move |tx| {
             tx.execute(
-                "INSERT OR IGNORE INTO idempotency (account_id, action, client_token, params_digest, response, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                params![account_id, action, token, digest, response, now_ms()],
+                "INSERT INTO idempotency (account_id, action, client_token, params_digest, response, created_ms) VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT DO NOTHING",
+                args![&account_id, &action, &token, &digest, &response, now_ms()],
             )?;
             Ok(())
         })

@@ -1,7 +1,6 @@
-use model::Vendor;
-use rusqlite::{params, Row};
-
+use crate::sql::{args, Row};
 use crate::{now_ms, Result, Store};
+use model::Vendor;
 
 /// An instance to register.
 #[derive(Clone, Debug)]
@@ -56,7 +55,7 @@ const UPSERT_INSTANCE: &str = "INSERT INTO instances (account_id, vendor, region
 pub(crate) const INSTANCE_COLS: &str =
     "i.pk, i.account_id, i.vendor, i.region_id, i.instance_id, i.instance_name, i.connector, i.locator, i.freed, i.cloud_auth_id";
 
-pub(crate) fn instance_from(r: &Row, at: usize) -> rusqlite::Result<Instance> {
+pub(crate) fn instance_from(r: &Row, at: usize) -> Result<Instance> {
     Ok(Instance {
         pk: r.get(at)?,
         account_id: r.get(at + 1)?,
@@ -77,19 +76,21 @@ impl crate::Instances for Store {
         let list = list.to_vec();
         let now = now_ms();
         self.write(move |tx| {
-            let mut st = tx.prepare_cached(UPSERT_INSTANCE)?;
             for n in &list {
-                st.execute(params![
-                    account_id,
-                    n.vendor.code(),
-                    n.region_id,
-                    n.instance_id,
-                    n.instance_name,
-                    n.connector,
-                    n.locator,
-                    n.os_type,
-                    now
-                ])?;
+                tx.execute(
+                    UPSERT_INSTANCE,
+                    args![
+                        &account_id,
+                        n.vendor.code(),
+                        &n.region_id,
+                        &n.instance_id,
+                        &n.instance_name,
+                        &n.connector,
+                        &n.locator,
+                        &n.os_type,
+                        now
+                    ],
+                )?;
             }
             Ok(list.len())
         })
@@ -101,23 +102,25 @@ impl crate::Instances for Store {
         self.write(move |tx| {
             tx.execute(
                 UPSERT_INSTANCE,
-                params![account_id, n.vendor.code(), n.region_id, n.instance_id, n.instance_name, n.connector, n.locator, n.os_type, now_ms()],
+                args![&account_id, n.vendor.code(), &n.region_id, &n.instance_id, &n.instance_name, &n.connector, &n.locator, &n.os_type, now_ms()],
             )?;
-            Ok(tx.query_row(
+            tx.query_one(
                 &format!("SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? AND vendor = ? AND region_id = ? AND instance_id = ?"),
-                params![account_id, n.vendor.code(), n.region_id, n.instance_id],
+                args![&account_id, n.vendor.code(), &n.region_id, &n.instance_id],
                 |r| instance_from(r, 0),
-            )?)
+            )
         })
     }
 
     fn find_instances(&self, account_id: &str, instance_id: &str) -> Result<Vec<Instance>> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? AND instance_id = ? ORDER BY pk"
-            ))?;
-            let rows = st.query_map(params![account_id, instance_id], |r| instance_from(r, 0))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            c.query(
+                &format!(
+                    "SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? AND instance_id = ? ORDER BY pk"
+                ),
+                args![account_id, instance_id],
+                |r| instance_from(r, 0),
+            )
         })
     }
 
@@ -126,29 +129,32 @@ impl crate::Instances for Store {
             return Ok(Vec::new());
         }
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? AND instance_id IN ({}) ORDER BY pk",
-                crate::placeholders(instance_ids.len())
-            ))?;
-            let args = std::iter::once(account_id.to_string()).chain(instance_ids.iter().cloned());
-            let rows = st.query_map(rusqlite::params_from_iter(args), |r| instance_from(r, 0))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            let args: Vec<_> = std::iter::once(account_id.into()).chain(instance_ids.iter().map(Into::into)).collect();
+            c.query(
+                &format!(
+                    "SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? AND instance_id IN ({}) ORDER BY pk",
+                    crate::placeholders(instance_ids.len())
+                ),
+                &args,
+                |r| instance_from(r, 0),
+            )
         })
     }
 
     fn list_instances(&self, account_id: &str) -> Result<Vec<Instance>> {
         self.read(|c| {
-            let mut st =
-                c.prepare_cached(&format!("SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? ORDER BY pk"))?;
-            let rows = st.query_map([account_id], |r| instance_from(r, 0))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            c.query(
+                &format!("SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? ORDER BY pk"),
+                args![account_id],
+                |r| instance_from(r, 0),
+            )
         })
     }
 
     fn mark_freed(&self, account_id: &str, pk: i64) -> Result<()> {
         let account_id = account_id.to_string();
         self.write(move |tx| {
-            tx.execute("UPDATE instances SET freed = 1 WHERE account_id = ? AND pk = ?", params![account_id, pk])?;
+            tx.execute("UPDATE instances SET freed = 1 WHERE account_id = ? AND pk = ?", args![&account_id, pk])?;
             Ok(())
         })
     }

@@ -12,13 +12,17 @@ mod cloud;
 mod idempotency;
 mod instances;
 mod nonces;
+mod pg;
 mod results;
 mod runs;
 mod seam;
 mod secrets;
 mod selections;
 mod service_state;
+mod sql;
 mod tasks;
+#[doc(hidden)]
+pub mod testing;
 mod whitelists;
 
 use std::path::Path;
@@ -28,6 +32,8 @@ use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
+
+use sql::{args, Conn};
 
 pub use accounts::{AccessKey, Account, KeyInfo};
 pub use cloud::{CloudAccount, CloudAccountChange, NewCloudAccount};
@@ -129,16 +135,39 @@ const READERS: usize = 4;
 /// The writer connection's page cache, in KiB.
 const WRITER_CACHE_KB: i64 = 64 * 1024;
 
-/// The SQLite store: one writer connection owned by the committer thread (group commit, see
-/// [`Store::write`]), a few readers (WAL lets them read while it writes).
+/// Where a store is: the data directory, and the database if it is not the SQLite file in it.
+#[derive(Clone, Debug, Default)]
+pub struct Location {
+    /// The data directory (SQLite's `posture.db`, the nonce log, `master.key` by default).
+    pub data: std::path::PathBuf,
+    /// A `postgres://` URL; None for SQLite in the data directory.
+    pub database: Option<String>,
+    /// The master key file; None for `DATA/master.key`.
+    pub master_key: Option<std::path::PathBuf>,
+}
+
+/// The store: SQLite in the data directory (the embedded default) or PostgreSQL. Every method
+/// of the seam is written once, against [`sql::Conn`]; the backends differ in how a write is
+/// made atomic and durable ([`Store::write`]) and where a read runs ([`Store::read`]).
 pub struct Store {
     sealer: secrets::Sealer,
+    db: Db,
+    /// The nonces of signed requests (`nonces.rs`).
+    nonces: std::sync::Arc<nonces::Nonces>,
+}
+
+enum Db {
+    Lite(Lite),
+    Pg(Box<pg::Pool>),
+}
+
+/// SQLite: one writer connection owned by the committer thread (group commit, see
+/// [`Store::write`]), a few readers (WAL lets them read while it writes).
+struct Lite {
     jobs: Option<Mutex<mpsc::Sender<Box<dyn Job>>>>,
     committer: Option<JoinHandle<()>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    /// The nonces of signed requests (`nonces.rs`).
-    nonces: std::sync::Arc<nonces::Nonces>,
 }
 
 /// Most jobs one commit takes.
@@ -157,11 +186,11 @@ struct TypedJob<T, F> {
     reply: mpsc::Sender<Result<T>>,
 }
 
-impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> Job for TypedJob<T, F> {
+impl<T: Send, F: FnOnce(&Conn) -> Result<T> + Send> Job for TypedJob<T, F> {
     fn run(&mut self, c: &Connection) -> bool {
         let Some(work) = self.work.take() else { return false };
         // A panicking job fails alone; the committer lives on.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(c)))
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&Conn::Lite(c))))
             .unwrap_or_else(|_| Err(StoreError::Db("a write panicked".into())));
         let ok = r.is_ok();
         self.result = Some(r);
@@ -316,29 +345,38 @@ fn status_lists(sql: &str) -> String {
 }
 
 impl Store {
-    /// Opens (creating and migrating if needed) the database at `path`. The master key that
-    /// seals secrets is `master.key` beside it; it is created with a new database, and required
-    /// for one that already holds sealed secrets.
+    /// Opens the store a command was given: PostgreSQL at `database` (a `postgres://` URL), or
+    /// else SQLite at `DATA/posture.db`. Secrets are sealed with the master key at
+    /// `master_key` (default `DATA/master.key`).
+    pub fn connect(at: &Location) -> Result<Store> {
+        let master_key = at.master_key.clone().unwrap_or_else(|| at.data.join("master.key"));
+        let store = match &at.database {
+            Some(url) => Store::open_postgres(url, &master_key, &at.data)?,
+            None => Store::open_with_key(&at.data.join("posture.db"), &master_key)?,
+        };
+        store.check_master_key()?;
+        Ok(store)
+    }
+
+    /// Opens (creating and migrating if needed) the SQLite database at `path`, its master key
+    /// `master.key` beside it.
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_with_key(path, &path.with_file_name("master.key"))
+    }
+
+    /// Opens (creating and migrating if needed) the SQLite database at `path`. The master key
+    /// that seals secrets is created with a new database, and required for one that already
+    /// holds sealed secrets.
+    fn open_with_key(path: &Path, master_key: &Path) -> Result<Store> {
         let writer = open_conn(path)?;
         // The writer's page cache holds the task indexes of a large submission (default: 2 MB).
         writer.pragma_update(None, "cache_size", -WRITER_CACHE_KB)?;
         let version: i64 = writer.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
-            return Err(StoreError::Db(format!(
-                "the database is schema version {version}, newer than this posture ({SCHEMA_VERSION})"
-            )));
+            return Err(newer_schema(version));
         }
-        let sealed_in = |table: &str| -> rusqlite::Result<bool> {
-            writer.query_row(
-                &format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE sealed_secret IS NOT NULL)"),
-                [],
-                |r| r.get(0),
-            )
-        };
-        let has_sealed = (version >= 2 && sealed_in("access_keys")?) || (version >= 5 && sealed_in("cloud_accounts")?);
-        let sealer = secrets::Sealer::load(&path.with_file_name("master.key"), !has_sealed)
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+        let has_sealed = version >= 2 && has_sealed_secrets(&Conn::Lite(&writer), version)?;
+        let sealer = secrets::Sealer::load(master_key, !has_sealed).map_err(|e| StoreError::Db(e.to_string()))?;
         migrate(&writer, &sealer)?;
         let nonces = nonces::Nonces::open(path)?;
         let readers = (0..READERS).map(|_| open_conn(path).map(Mutex::new)).collect::<rusqlite::Result<_>>()?;
@@ -347,47 +385,115 @@ impl Store {
             .name("posture-committer".into())
             .spawn(move || committer_loop(writer, rx))
             .map_err(|e| StoreError::Db(e.to_string()))?;
-        Ok(Store {
-            sealer,
-            jobs: Some(Mutex::new(tx)),
-            committer: Some(committer),
-            readers,
-            next_reader: AtomicUsize::new(0),
-            nonces,
-        })
+        let lite =
+            Lite { jobs: Some(Mutex::new(tx)), committer: Some(committer), readers, next_reader: AtomicUsize::new(0) };
+        Ok(Store { sealer, db: Db::Lite(lite), nonces })
+    }
+
+    /// Opens the PostgreSQL database at `url`, bringing its schema up to date under an advisory
+    /// lock (nodes starting together take turns). `master_key` seals secrets; `data` holds the
+    /// files of this node (the nonce log).
+    fn open_postgres(url: &str, master_key: &Path, data: &Path) -> Result<Store> {
+        let pool = pg::Pool::new(url)?;
+        let has_sealed = pool.with(|c| {
+            let version = pg::schema_version(c)?;
+            if version > SCHEMA_VERSION {
+                return Err(newer_schema(version));
+            }
+            Ok(version > 0 && has_sealed_secrets(c, version)?)
+        })?;
+        let sealer = secrets::Sealer::load(master_key, !has_sealed).map_err(|e| StoreError::Db(e.to_string()))?;
+        pool.with(pg::migrate)?;
+        std::fs::create_dir_all(data).map_err(|e| StoreError::Db(format!("{}: {e}", data.display())))?;
+        let nonces = nonces::Nonces::open(&data.join("posture.db"))?;
+        Ok(Store { sealer, db: Db::Pg(Box::new(pool)), nonces })
+    }
+
+    /// Refuses a master key other than the one the database's secrets are sealed with: the
+    /// database keeps a value sealed with it (written by the first start), which only the same
+    /// key opens. Several nodes on one database must share one key; a wrong one is caught at
+    /// start, not at the first request that needs a secret.
+    fn check_master_key(&self) -> Result<()> {
+        const AAD: &str = "master-key-check";
+        let sealed = self.sealer.seal(AAD, AAD);
+        let kept: Vec<u8> = self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO service_state (name, value) VALUES ('master_key_check', ?) ON CONFLICT DO NOTHING",
+                args![hex::encode(&sealed)],
+            )?;
+            let kept: String = tx.value("SELECT value FROM service_state WHERE name = 'master_key_check'", &[])?;
+            hex::decode(kept).map_err(|e| StoreError::Corrupt(format!("master_key_check: {e}")))
+        })?;
+        match self.sealer.open(AAD, &kept) {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Db(
+                "the master key does not match this database: its secrets are sealed with another key \
+                 (every node must use the same --master-key file)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Which backend this store runs on: "sqlite" or "postgres".
+    pub fn backend(&self) -> &'static str {
+        match self.db {
+            Db::Lite(_) => "sqlite",
+            Db::Pg(_) => "postgres",
+        }
     }
 
     /// Runs `f` atomically and durably: it is all applied or (if it returns Err) not at all,
-    /// and the answer comes after the commit that holds it. Writes of concurrent callers share
-    /// one commit (group commit); `f` owns its data because the committer thread runs it.
-    pub(crate) fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let (reply, answer) = mpsc::channel();
-        if !self.send_job(Box::new(TypedJob { work: Some(f), result: None, reply })) {
-            return Err(StoreError::Db("the store is closed".into()));
+    /// and the answer comes after the commit that holds it. On SQLite, writes of concurrent
+    /// callers share one commit (group commit) made by the committer thread, which is why `f`
+    /// owns its data; on PostgreSQL, `f` runs in its own transaction on a pooled connection.
+    pub(crate) fn write<T: Send + 'static>(&self, f: impl FnOnce(&Conn) -> Result<T> + Send + 'static) -> Result<T> {
+        match &self.db {
+            Db::Lite(_) => {
+                let (reply, answer) = mpsc::channel();
+                if !self.send_job(Box::new(TypedJob { work: Some(f), result: None, reply })) {
+                    return Err(StoreError::Db("the store is closed".into()));
+                }
+                answer.recv().unwrap_or_else(|_| Err(StoreError::Db("the committer stopped".into())))
+            }
+            Db::Pg(pool) => pool.transaction(f),
         }
-        answer.recv().unwrap_or_else(|_| Err(StoreError::Db("the committer stopped".into())))
     }
 
-    /// Hands a job to the committer; false if the store is closed.
+    /// Hands a job to the SQLite committer; false if the store is closed (or is not SQLite).
     pub(crate) fn send_job(&self, job: Box<dyn Job>) -> bool {
-        let sent = self.jobs.as_ref().map(|j| j.lock().unwrap_or_else(|p| p.into_inner()).send(job));
+        let Db::Lite(lite) = &self.db else { return false };
+        let sent = lite.jobs.as_ref().map(|j| j.lock().unwrap_or_else(|p| p.into_inner()).send(job));
         matches!(sent, Some(Ok(())))
     }
 
     /// Runs `f` on a reader connection.
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        for i in 0..self.readers.len() {
-            if let Ok(c) = self.readers[(start + i) % self.readers.len()].try_lock() {
-                return f(&c);
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        match &self.db {
+            Db::Lite(lite) => {
+                let start = lite.next_reader.fetch_add(1, Ordering::Relaxed);
+                for i in 0..lite.readers.len() {
+                    if let Ok(c) = lite.readers[(start + i) % lite.readers.len()].try_lock() {
+                        return f(&Conn::Lite(&c));
+                    }
+                }
+                let c = lite.readers[start % lite.readers.len()].lock().unwrap_or_else(|p| p.into_inner());
+                f(&Conn::Lite(&c))
             }
+            Db::Pg(pool) => pool.with(f),
         }
-        let c = self.readers[start % self.readers.len()].lock().unwrap_or_else(|p| p.into_inner());
-        f(&c)
     }
+}
+
+fn newer_schema(version: i64) -> StoreError {
+    StoreError::Db(format!("the database is schema version {version}, newer than this posture ({SCHEMA_VERSION})"))
+}
+
+/// Whether a database of this schema version holds sealed secrets (it then needs its master key).
+fn has_sealed_secrets(c: &Conn, version: i64) -> Result<bool> {
+    let sealed_in = |table: &str| {
+        c.value::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE sealed_secret IS NOT NULL)"), &[])
+    };
+    Ok(sealed_in("access_keys")? || (version >= 5 && sealed_in("cloud_accounts")?))
 }
 
 impl Drop for Store {
@@ -395,9 +501,11 @@ impl Drop for Store {
         // The nonce flusher commits what is pending and ends; closing the queue ends the
         // committer after the writes already sent.
         self.nonces.close();
-        self.jobs.take();
-        if let Some(h) = self.committer.take() {
-            let _ = h.join();
+        if let Db::Lite(lite) = &mut self.db {
+            lite.jobs.take();
+            if let Some(h) = lite.committer.take() {
+                let _ = h.join();
+            }
         }
     }
 }
@@ -410,12 +518,62 @@ pub(crate) fn placeholders(n: usize) -> String {
 #[cfg(test)]
 pub(crate) mod testutil {
     use super::*;
+    use std::cell::Cell;
 
-    pub fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("posture.db")).unwrap();
-        (dir, s)
+    thread_local! {
+        /// The backend `store()` opens in this test (see [`both_backends`]).
+        pub static ON_POSTGRES: Cell<bool> = const { Cell::new(false) };
     }
+
+    /// What a test store lives in: its data directory, and its PostgreSQL database if any.
+    pub struct Place {
+        dir: tempfile::TempDir,
+        _db: Option<testing::TestDatabase>,
+    }
+
+    impl Place {
+        pub fn path(&self) -> &Path {
+            self.dir.path()
+        }
+    }
+
+    /// A new empty store on this test's backend.
+    pub fn store() -> (Place, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        if ON_POSTGRES.get() {
+            let db = testing::TestDatabase::create().expect("checked by both_backends");
+            let at = Location { data: dir.path().to_path_buf(), database: Some(db.url.clone()), master_key: None };
+            let s = Store::connect(&at).unwrap();
+            return (Place { dir, _db: Some(db) }, s);
+        }
+        let s = Store::open(&dir.path().join("posture.db")).unwrap();
+        (Place { dir, _db: None }, s)
+    }
+
+    /// Runs each test twice, as `sqlite::name` and `postgres::name`: the conformance suite
+    /// of the seam. The tests open their stores with [`store`].
+    macro_rules! both_backends {
+        ($($(#[$meta:meta])* fn $name:ident() $body:block)*) => {
+            mod sqlite {
+                #[allow(unused_imports)]
+                use super::*;
+                $($(#[$meta])* #[test] fn $name() { $body })*
+            }
+            mod postgres {
+                #[allow(unused_imports)]
+                use super::*;
+                $($(#[$meta])* #[test] fn $name() {
+                    if std::env::var("POSTURE_TEST_DATABASE_URL").is_err() {
+                        drop($crate::testing::TestDatabase::create()); // says why, or fails in CI
+                        return;
+                    }
+                    $crate::testutil::ON_POSTGRES.set(true);
+                    $body
+                })*
+            }
+        };
+    }
+    pub(crate) use both_backends;
 }
 
 #[cfg(test)]
@@ -438,9 +596,7 @@ mod migration_tests {
         }
         let s = Store::open(&path).unwrap();
         assert_eq!(s.get_key("LTAIold").unwrap().unwrap().secret, "plain-old-secret");
-        let plain: String = s
-            .read(|c| Ok(c.query_row("SELECT secret FROM access_keys WHERE id = 'LTAIold'", [], |r| r.get(0))?))
-            .unwrap();
+        let plain: String = s.read(|c| c.value("SELECT secret FROM access_keys WHERE id = 'LTAIold'", &[])).unwrap();
         assert_eq!(plain, "", "the plain copy is gone");
         assert_eq!(s.get_account("1000000000000001").unwrap().unwrap().repair_quota, None);
         drop(s);

@@ -31,6 +31,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 
+use crate::sql::{args, Conn};
 use crate::{Job, Result, Store, StoreError};
 
 /// Width of a bucket.
@@ -137,8 +138,12 @@ impl NewNonce {
     }
 
     /// Hands the nonce to the main database's committer now, ahead of the writes the caller
-    /// queues next: it is committed with them or before them.
+    /// queues next: it is committed with them or before them. (On PostgreSQL every write
+    /// commits on its own, so the nonce goes to the log like a read's.)
     pub fn ahead_of_writes(self, store: &Store) -> NonceWait {
+        if store.backend() != "sqlite" {
+            return self.log();
+        }
         let told = Arc::new(Mutex::new(Told::default()));
         let stale = lock(&self.nonces.state).stale_below;
         let job = WriteAhead { bucket: self.bucket, digest: self.digest, stale, told: told.clone() };
@@ -379,13 +384,11 @@ impl Store {
             return Ok(());
         }
         let stale = (now_ms - window_ms).div_euclid(BUCKET_MS);
-        let read = |c: &Connection| -> Result<Vec<(i64, Vec<u8>)>> {
-            let mut st = c.prepare("SELECT bucket, digest FROM nonces WHERE bucket >= ?")?;
-            let rows = st.query_map([stale], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let read = |c: &Conn| -> Result<Vec<(i64, Vec<u8>)>> {
+            c.query("SELECT bucket, digest FROM nonces WHERE bucket >= ?", args![stale], |r| Ok((r.get(0)?, r.get(1)?)))
         };
-        let mut rows =
-            read(&Connection::open_with_flags(&self.nonces.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?)?;
+        let log = Connection::open_with_flags(&self.nonces.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let mut rows = read(&Conn::Lite(&log))?;
         rows.extend(self.read(read)?);
         let mut st = lock(&self.nonces.state);
         if self.nonces.loaded.get().is_none() {
@@ -407,7 +410,7 @@ mod tests {
 
     const W: i64 = 15 * 60_000;
 
-    fn rows_in(dir: &tempfile::TempDir) -> i64 {
+    fn rows_in(dir: &crate::testutil::Place) -> i64 {
         let c = rusqlite::Connection::open(dir.path().join("nonces.db")).unwrap();
         c.query_row("SELECT COUNT(*) FROM nonces", [], |r| r.get(0)).unwrap()
     }
@@ -444,7 +447,7 @@ mod tests {
         let new = s.use_nonce_later("k", "w", now, W, now).unwrap().unwrap();
         new.ahead_of_writes(&s).wait().unwrap();
         assert!(s.use_nonce_later("k", "w", now, W, now).unwrap().is_none(), "refused at once");
-        let in_main: i64 = s.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM nonces", [], |r| r.get(0))?)).unwrap();
+        let in_main: i64 = s.read(|c| c.value("SELECT COUNT(*) FROM nonces", &[])).unwrap();
         assert_eq!((in_main, rows_in(&dir)), (1, 0), "in the main database, not the read log");
         drop(s);
         let s = crate::Store::open(&dir.path().join("posture.db")).unwrap();

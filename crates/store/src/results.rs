@@ -1,9 +1,9 @@
 use std::collections::BTreeMap;
 
 use model::CheckStatus;
-use rusqlite::{params, params_from_iter, types::Value, Connection};
 
 use crate::instances::{instance_from, INSTANCE_COLS};
+use crate::sql::{args, Arg, Conn};
 use crate::whitelists::whitelisted_sql;
 use crate::{now_ms, placeholders, Instance, Result, Store};
 
@@ -77,16 +77,16 @@ pub struct ResultFilter {
     pub limit: i64,
 }
 
-pub(crate) fn upsert_result(tx: &Connection, account_id: &str, u: &ResultUpdate) -> Result<()> {
+pub(crate) fn upsert_result(tx: &Conn, account_id: &str, u: &ResultUpdate) -> Result<()> {
     let now = now_ms();
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (account_id, check_id, instance_pk) DO UPDATE SET
            status = excluded.status, status_message = excluded.status_message, config = excluded.config,
            last_ms = excluded.last_ms, check_run_id = excluded.check_run_id",
-    )?
-    .execute(params![account_id, u.check_id, u.instance_pk, u.status.as_str(), u.status_message, u.config, now, now, u.run_id])?;
+        args![account_id, u.check_id, u.instance_pk, u.status.as_str(), &u.status_message, &u.config, now, now, &u.run_id],
+    )?;
     Ok(())
 }
 
@@ -102,10 +102,8 @@ pub(crate) fn effective_status_sql() -> String {
 /// The status expression for queries of this account: the plain column when the account has no
 /// whitelist rule at all (the common case, and the probe per row is then saved), else
 /// [`effective_status_sql`].
-fn status_sql(c: &Connection, account_id: &str) -> rusqlite::Result<String> {
-    let any: bool = c
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM whitelist_rules WHERE account_id = ?)")?
-        .query_row([account_id], |r| r.get(0))?;
+fn status_sql(c: &Conn, account_id: &str) -> Result<String> {
+    let any: bool = c.value("SELECT EXISTS (SELECT 1 FROM whitelist_rules WHERE account_id = ?)", args![account_id])?;
     Ok(if any { effective_status_sql() } else { "r.status".to_string() })
 }
 
@@ -128,28 +126,26 @@ impl crate::Results for Store {
             "SELECT r.check_id, {STATUS} AS st, COUNT(*), MAX(r.last_ms), MAX(r.check_run_id), MIN(i.vendor), MAX(i.vendor)
              FROM check_results r JOIN instances i ON i.pk = r.instance_pk WHERE r.account_id = ?",
         );
-        let mut args: Vec<Value> = vec![account_id.to_string().into()];
+        let mut args: Vec<Arg> = vec![account_id.into()];
         if !instance_ids.is_empty() {
             sql += &format!(" AND i.instance_id IN ({})", placeholders(instance_ids.len()));
-            args.extend(instance_ids.iter().map(|s| Value::from(s.clone())));
+            args.extend(instance_ids.iter().map(Arg::from));
         }
         if !vendors.is_empty() {
             sql += &format!(" AND i.vendor IN ({})", placeholders(vendors.len()));
-            args.extend(vendors.iter().map(|v| Value::from(*v)));
+            args.extend(vendors.iter().map(|v| Arg::from(*v)));
         }
         sql += " GROUP BY r.check_id, st";
         self.read(|c| {
             let mut out: BTreeMap<i64, ResultAggregate> = BTreeMap::new();
-            let mut st = c.prepare_cached(&sql.replace("{STATUS}", &status_sql(c, account_id)?))?;
-            let mut rows = st.query(params_from_iter(args))?;
-            while let Some(r) = rows.next()? {
+            c.query(&sql.replace("{STATUS}", &status_sql(c, account_id)?), &args, |r| {
                 let status: String = r.get(1)?;
                 let Some(status) = CheckStatus::parse(&status) else {
-                    continue;
+                    return Ok(());
                 };
                 let agg = out.entry(r.get(0)?).or_default();
-                *agg.counts.entry(status.as_str()).or_default() += r.get::<_, i64>(2)?;
-                for vendor in [r.get::<_, i64>(5)?, r.get::<_, i64>(6)?] {
+                *agg.counts.entry(status.as_str()).or_default() += r.get::<i64>(2)?;
+                for vendor in [r.get::<i64>(5)?, r.get::<i64>(6)?] {
                     if !agg.vendors.contains(&vendor) {
                         agg.vendors.push(vendor);
                     }
@@ -159,14 +155,15 @@ impl crate::Results for Store {
                     agg.last_ms = last;
                     agg.run_id = r.get(4)?;
                 }
-            }
+                Ok(())
+            })?;
             Ok(out)
         })
     }
 
     fn list_results(&self, account_id: &str, check_id: i64, f: &ResultFilter) -> Result<(Vec<ResultRow>, i64)> {
         let mut wh = String::from(" WHERE r.account_id = ? AND r.check_id = ?");
-        let mut args: Vec<Value> = vec![account_id.to_string().into(), check_id.into()];
+        let mut args: Vec<Arg> = vec![account_id.into(), check_id.into()];
         for (col, key) in [
             ("i.instance_id", &f.instance_id_key),
             ("i.instance_name", &f.instance_name_key),
@@ -179,11 +176,11 @@ impl crate::Results for Store {
         }
         if !f.instance_ids.is_empty() {
             wh += &format!(" AND i.instance_id IN ({})", placeholders(f.instance_ids.len()));
-            args.extend(f.instance_ids.iter().map(|s| Value::from(s.clone())));
+            args.extend(f.instance_ids.iter().map(Arg::from));
         }
         if !f.statuses.is_empty() {
             wh += &format!(" AND {{STATUS}} IN ({})", placeholders(f.statuses.len()));
-            args.extend(f.statuses.iter().map(|s| Value::from(s.as_str().to_string())));
+            args.extend(f.statuses.iter().map(|s| Arg::from(s.as_str())));
         }
         let order = if f.sort_by_status {
             " ORDER BY CASE {STATUS} WHEN 'NOT_PASS' THEN 0 WHEN 'FAILED' THEN 1 WHEN 'CHECKING' THEN 2 WHEN 'NOT_CHECK' THEN 3 WHEN 'WHITELIST' THEN 4 ELSE 5 END, r.id"
@@ -194,7 +191,7 @@ impl crate::Results for Store {
         self.read(|c| {
             let status = status_sql(c, account_id)?;
             let wh = wh.replace("{STATUS}", &status);
-            let total: i64 = c.prepare_cached(&format!("SELECT COUNT(*){from}{wh}"))?.query_row(params_from_iter(args.iter()), |r| r.get(0))?;
+            let total: i64 = c.value(&format!("SELECT COUNT(*){from}{wh}"), &args)?;
             let sql = format!(
                 "SELECT r.id, {status}, r.status_message, r.config, r.first_ms, r.last_ms, {INSTANCE_COLS}{from}{wh}{} LIMIT ? OFFSET ?",
                 order.replace("{STATUS}", &status)
@@ -202,8 +199,7 @@ impl crate::Results for Store {
             let mut page_args = args.clone();
             page_args.push(f.limit.into());
             page_args.push(f.offset.into());
-            let mut st = c.prepare_cached(&sql)?;
-            let rows = st.query_map(params_from_iter(page_args), |r| {
+            let rows = c.query(&sql, &page_args, |r| {
                 let status: String = r.get(1)?;
                 Ok(ResultRow {
                     id: r.get(0)?,
@@ -215,32 +211,34 @@ impl crate::Results for Store {
                     instance: instance_from(r, 6)?,
                 })
             })?;
-            Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+            Ok((rows, total))
         })
     }
 
     fn failing_instances(&self, account_id: &str, check_id: i64) -> Result<Vec<Instance>> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {INSTANCE_COLS} FROM check_results r JOIN instances i ON i.pk = r.instance_pk
-                 WHERE r.account_id = ? AND r.check_id = ? AND r.status = 'NOT_PASS' AND NOT {} ORDER BY i.pk",
-                whitelisted_sql("r.account_id", "r.check_id", "r.instance_pk")
-            ))?;
-            let rows = st.query_map(params![account_id, check_id], |r| instance_from(r, 0))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            c.query(
+                &format!(
+                    "SELECT {INSTANCE_COLS} FROM check_results r JOIN instances i ON i.pk = r.instance_pk
+                     WHERE r.account_id = ? AND r.check_id = ? AND r.status = 'NOT_PASS' AND NOT {} ORDER BY i.pk",
+                    whitelisted_sql("r.account_id", "r.check_id", "r.instance_pk")
+                ),
+                args![account_id, check_id],
+                |r| instance_from(r, 0),
+            )
         })
     }
 
     fn result_status(&self, account_id: &str, check_id: i64, instance_pk: i64) -> Result<Option<CheckStatus>> {
         self.read(|c| {
-            let s: Option<String> = rusqlite::OptionalExtension::optional(c.query_row(
+            let s: Option<String> = c.query_opt(
                 &format!(
                     "SELECT {} FROM check_results r WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
                     effective_status_sql()
                 ),
-                params![account_id, check_id, instance_pk],
+                args![account_id, check_id, instance_pk],
                 |r| r.get(0),
-            ))?;
+            )?;
             Ok(s.and_then(|s| CheckStatus::parse(&s)))
         })
     }

@@ -1,11 +1,9 @@
 use std::sync::LazyLock;
 
-use model::{RunDetailStatus, RunStatus, Vendor};
-use rusqlite::types::{Type, Value};
-use rusqlite::{params, params_from_iter, OptionalExtension, Row};
-
 use crate::results::upsert_result;
+use crate::sql::{args, skip_locked, Arg, Row};
 use crate::{new_id, now_ms, placeholders, Result, ResultUpdate, Store, StoreError};
+use model::{RunDetailStatus, RunStatus, Vendor};
 
 /// A check run (SubmitCheck / VerifyCheckResult / VerifyCheckInstanceResult).
 #[derive(Clone, Debug)]
@@ -101,17 +99,15 @@ const RUN_COLS: &str = "id, account_id, task_type, task_source, check_ids, insta
 
 /// A stored id list, decoded strictly: a corrupt one is an error, never "every check" or
 /// "every instance" (which is what an empty list means).
-fn ids_at(r: &Row, i: usize) -> rusqlite::Result<Vec<i64>> {
+fn ids_at(r: &Row, i: usize) -> Result<Vec<i64>> {
     let text: String = r.get(i)?;
-    serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))
 }
 
 /// A stored code (a status, a vendor), decoded strictly.
-fn code_at<T>(r: &Row, i: usize, from_code: fn(i64) -> Option<T>) -> rusqlite::Result<T> {
+fn code_at<T>(r: &Row, i: usize, from_code: fn(i64) -> Option<T>) -> Result<T> {
     let code: i64 = r.get(i)?;
-    from_code(code).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(i, Type::Integer, format!("unknown code {code}").into())
-    })
+    from_code(code).ok_or_else(|| StoreError::Corrupt(format!("column {i}: unknown code {code}")))
 }
 
 /// The codes of the statuses `keep` selects, for SQL (`status_code IN (...)`).
@@ -124,14 +120,14 @@ pub(crate) static UNFINISHED_RUNS: LazyLock<String> =
 
 /// SQL run per claim and per finished instance, built once (the committer runs it on its one
 /// thread, and the statement cache is looked up by the text).
-static CLAIM_RUN_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE check_runs SET status_code = ?3, lease_until_ms = ?1 + ?2, fence = fence + 1,
+static CLAIM_RUN_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+    skip_locked(format!(
+        "UPDATE check_runs SET status_code = ?3, lease_until_ms = CAST(?1 AS BIGINT) + ?2, fence = fence + 1,
                 started_ms = CASE started_ms WHEN 0 THEN ?1 ELSE started_ms END
          WHERE rowid = (SELECT rowid FROM check_runs WHERE status_code IN ({}) AND lease_until_ms < ?1 ORDER BY rowid LIMIT 1)
          RETURNING {RUN_COLS}",
         *UNFINISHED_RUNS
-    )
+    ))
 });
 static FINISH_DETAIL_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -141,12 +137,12 @@ static FINISH_DETAIL_SQL: LazyLock<String> = LazyLock::new(|| {
 });
 static DETAIL_COUNTS_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT COUNT(*), COALESCE(SUM(status_code IN ({})), 0) FROM check_run_details WHERE run_id = ?",
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE status_code IN ({})) FROM check_run_details WHERE run_id = ?",
         codes(RunDetailStatus::ALL, RunDetailStatus::code, |s| !s.is_unfinished())
     )
 });
 
-fn run_from(r: &Row) -> rusqlite::Result<CheckRun> {
+fn run_from(r: &Row) -> Result<CheckRun> {
     Ok(CheckRun {
         id: r.get(0)?,
         account_id: r.get(1)?,
@@ -193,7 +189,7 @@ impl crate::CheckRuns for Store {
         self.write(move |tx| {
             tx.execute(
                 "INSERT INTO check_runs (id, account_id, task_type, task_source, check_ids, instance_pks, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                params![id, account_id, task_type, source, json(&check_ids), json(&instance_pks), now],
+                args![&id, &account_id, &task_type, &source, json(&check_ids), json(&instance_pks), now],
             )?;
             Ok((account_id, id))
         })
@@ -202,22 +198,19 @@ impl crate::CheckRuns for Store {
 
     fn get_run(&self, account_id: &str, id: &str) -> Result<Option<CheckRun>> {
         self.read(|c| {
-            Ok(c.query_row(
+            c.query_opt(
                 &format!("SELECT {RUN_COLS} FROM check_runs WHERE account_id = ? AND id = ?"),
-                params![account_id, id],
+                args![account_id, id],
                 run_from,
             )
-            .optional()?)
         })
     }
 
     fn claim_run(&self, lease_ms: i64) -> Result<Option<CheckRun>> {
         let now = now_ms();
         self.write(move |tx| {
-            Ok(tx
-                .prepare_cached(&CLAIM_RUN_SQL)?
-                .query_row(params![now, lease_ms, RunStatus::Checking.code()], run_from)
-                .optional()?)
+            let [sqlite, postgres] = &*CLAIM_RUN_SQL;
+            tx.query_opt(tx.pick(sqlite, postgres), args![now, lease_ms, RunStatus::Checking.code()], run_from)
         })
     }
 
@@ -227,15 +220,15 @@ impl crate::CheckRuns for Store {
         let details = details.to_vec();
         let now = now_ms();
         self.write(move |tx| {
-            let existing: i64 = tx.query_row("SELECT COUNT(*) FROM check_run_details WHERE run_id = ?", [&run.id], |r| r.get(0))?;
+            let existing: i64 = tx.value("SELECT COUNT(*) FROM check_run_details WHERE run_id = ?", args![&run.id])?;
             if existing == 0 {
-                let mut ins = tx.prepare_cached(
-                    "INSERT INTO check_run_details (id, run_id, instance_pk, check_ids, created_ms) VALUES (?, ?, ?, ?, ?)",
-                )?;
                 for (pk, checks) in &details {
-                    ins.execute(params![uuid_like(), run.id, pk, json(checks), now])?;
+                    tx.execute(
+                        "INSERT INTO check_run_details (id, run_id, instance_pk, check_ids, created_ms) VALUES (?, ?, ?, ?, ?)",
+                        args![uuid_like(), &run.id, *pk, json(checks), now],
+                    )?;
                 }
-                tx.execute("UPDATE check_runs SET total = ? WHERE id = ?", params![details.len() as i64, run.id])?;
+                tx.execute("UPDATE check_runs SET total = ? WHERE id = ?", args![details.len() as i64, &run.id])?;
             }
             Ok(())
         })?;
@@ -249,13 +242,7 @@ impl crate::CheckRuns for Store {
         let now = now_ms();
         self.write(move |tx| {
             for d in &done {
-                let n = tx.prepare_cached(&FINISH_DETAIL_SQL)?.execute(params![
-                    d.status.code(),
-                    now,
-                    now,
-                    d.detail_id,
-                    run_id
-                ])?;
+                let n = tx.execute(&FINISH_DETAIL_SQL, args![d.status.code(), now, now, &d.detail_id, &run_id])?;
                 if n == 0 {
                     continue;
                 }
@@ -263,12 +250,12 @@ impl crate::CheckRuns for Store {
                     upsert_result(tx, &account_id, r)?;
                 }
                 for (check_id, pk) in &d.removed {
-                    tx.prepare_cached(
+                    tx.execute(
                         "DELETE FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
-                    )?
-                    .execute(params![account_id, check_id, pk])?;
+                        args![&account_id, *check_id, *pk],
+                    )?;
                 }
-                tx.prepare_cached("UPDATE check_runs SET finished = finished + 1 WHERE id = ?")?.execute([&run_id])?;
+                tx.execute("UPDATE check_runs SET finished = finished + 1 WHERE id = ?", args![&run_id])?;
             }
             Ok(())
         })
@@ -282,12 +269,12 @@ impl crate::CheckRuns for Store {
         since_ms: i64,
     ) -> Result<Option<i64>> {
         let recent: Vec<(i64, String, String)> = self.read(|c| {
-            let mut st = c.prepare_cached(
+            c.query(
                 "SELECT created_ms, check_ids, instance_pks FROM check_runs
                  WHERE account_id = ? AND task_type IN ('CHECK_ITEM', 'CHECK_INSTANCE') AND created_ms > ? ORDER BY created_ms DESC",
-            )?;
-            let rows = st.query_map(params![account_id, since_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+                args![account_id, since_ms],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
         })?;
         Ok(recent.into_iter().find_map(|(at, checks, pks)| {
             let checks: Vec<i64> = serde_json::from_str(&checks).unwrap_or_default();
@@ -304,7 +291,7 @@ impl crate::CheckRuns for Store {
         self.write(move |tx| {
             tx.execute(
                 "UPDATE check_runs SET lease_until_ms = ? WHERE id = ? AND fence = ? AND status_code = ?",
-                params![now_ms() + lease_ms, id, fence, RunStatus::Checking.code()],
+                args![now_ms() + lease_ms, &id, fence, RunStatus::Checking.code()],
             )?;
             Ok(())
         })
@@ -315,7 +302,7 @@ impl crate::CheckRuns for Store {
         self.write(move |tx| {
             tx.execute(
                 "UPDATE check_runs SET status_code = ?, ended_ms = ?, lease_until_ms = 0 WHERE id = ? AND fence = ?",
-                params![RunStatus::Completed.code(), now_ms(), run.id, run.fence],
+                args![RunStatus::Completed.code(), now_ms(), &run.id, run.fence],
             )?;
             Ok(())
         })
@@ -324,34 +311,33 @@ impl crate::CheckRuns for Store {
     fn list_runs(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRun>, i64)> {
         let (wh, args) = run_where(account_id, f);
         self.read(|c| {
-            let total: i64 = c
-                .prepare_cached(&format!("SELECT COUNT(*) FROM check_runs{wh}"))?
-                .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
+            let total: i64 = c.value(&format!("SELECT COUNT(*) FROM check_runs{wh}"), &args)?;
             let mut page = args.clone();
             page.push(f.limit.into());
             page.push(f.offset.into());
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {RUN_COLS} FROM check_runs{wh} ORDER BY rowid DESC LIMIT ? OFFSET ?"
-            ))?;
-            let rows = st.query_map(params_from_iter(page), run_from)?;
-            Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+            let rows = c.query(
+                &format!("SELECT {RUN_COLS} FROM check_runs{wh} ORDER BY rowid DESC LIMIT ? OFFSET ?"),
+                &page,
+                run_from,
+            )?;
+            Ok((rows, total))
         })
     }
 
     fn run_detail_counts(&self, run_id: &str) -> Result<(i64, i64)> {
-        self.read(|c| Ok(c.prepare_cached(&DETAIL_COUNTS_SQL)?.query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?))
+        self.read(|c| c.query_one(&DETAIL_COUNTS_SQL, args![run_id], |r| Ok((r.get(0)?, r.get(1)?))))
     }
 
     fn list_details(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRunDetail>, i64)> {
         let mut wh = String::from(" WHERE r.account_id = ?");
-        let mut args: Vec<Value> = vec![account_id.to_string().into()];
+        let mut args: Vec<Arg> = vec![account_id.into()];
         if !f.run_ids.is_empty() {
             wh += &format!(" AND d.run_id IN ({})", placeholders(f.run_ids.len()));
-            args.extend(f.run_ids.iter().map(|s| Value::from(s.clone())));
+            args.extend(f.run_ids.iter().map(Arg::from));
         }
         if !f.detail_statuses.is_empty() {
             wh += &format!(" AND d.status_code IN ({})", placeholders(f.detail_statuses.len()));
-            args.extend(f.detail_statuses.iter().map(|s| Value::from(s.code())));
+            args.extend(f.detail_statuses.iter().map(|s| Arg::from(s.code())));
         }
         if let Some(s) = f.start_ms {
             wh += " AND d.created_ms >= ?";
@@ -364,14 +350,14 @@ impl crate::CheckRuns for Store {
         let from =
             " FROM check_run_details d JOIN check_runs r ON r.id = d.run_id JOIN instances i ON i.pk = d.instance_pk";
         self.read(|c| {
-            let total: i64 = c.prepare_cached(&format!("SELECT COUNT(*){from}{wh}"))?.query_row(params_from_iter(args.iter()), |r| r.get(0))?;
+            let total: i64 = c.value(&format!("SELECT COUNT(*){from}{wh}"), &args)?;
             let mut page = args.clone();
             page.push(f.limit.into());
             page.push(f.offset.into());
-            let mut st = c.prepare_cached(&format!(
+            let sql = format!(
                 "SELECT d.id, d.run_id, d.instance_pk, i.vendor, d.status_code, d.check_ids, d.created_ms, d.started_ms, d.ended_ms{from}{wh} ORDER BY d.rowid LIMIT ? OFFSET ?"
-            ))?;
-            let rows = st.query_map(params_from_iter(page), |r| {
+            );
+            let rows = c.query(&sql, &page, |r| {
                 Ok(CheckRunDetail {
                     id: r.get(0)?,
                     run_id: r.get(1)?,
@@ -384,23 +370,23 @@ impl crate::CheckRuns for Store {
                     ended_ms: r.get(8)?,
                 })
             })?;
-            Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+            Ok((rows, total))
         })
     }
 }
 
-fn run_where(account_id: &str, f: &RunFilter) -> (String, Vec<Value>) {
+fn run_where<'a>(account_id: &'a str, f: &'a RunFilter) -> (String, Vec<Arg<'a>>) {
     let mut wh = String::from(" WHERE account_id = ?");
-    let mut args: Vec<Value> = vec![account_id.to_string().into()];
+    let mut args: Vec<Arg> = vec![account_id.into()];
     for (col, vals) in [("id", &f.run_ids), ("task_type", &f.task_types), ("task_source", &f.task_sources)] {
         if !vals.is_empty() {
             wh += &format!(" AND {col} IN ({})", placeholders(vals.len()));
-            args.extend(vals.iter().map(|s| Value::from(s.clone())));
+            args.extend(vals.iter().map(Arg::from));
         }
     }
     if !f.run_statuses.is_empty() {
         wh += &format!(" AND status_code IN ({})", placeholders(f.run_statuses.len()));
-        args.extend(f.run_statuses.iter().map(|s| Value::from(s.code())));
+        args.extend(f.run_statuses.iter().map(|s| Arg::from(s.code())));
     }
     if let Some(s) = f.start_ms {
         wh += " AND created_ms >= ?";
@@ -420,46 +406,43 @@ mod tests {
     use crate::CheckRuns;
     use crate::StoreError;
 
-    #[test]
-    fn a_corrupt_stored_list_is_an_error_never_every_check() {
-        let (_d, s) = store();
-        let account = s.create_account("t").unwrap().id;
-        let run = s.create_run(&account, "CHECK_ITEM", "", &[1001], &[]).unwrap();
-        assert_eq!(run.check_ids, [1001]);
-        for (column, value) in [("check_ids", "[1001"), ("instance_pks", "not json"), ("status_code", "9")] {
-            let id = run.id.clone();
-            let sql = format!("UPDATE check_runs SET {column} = ? WHERE id = ?");
-            let value = value.to_string();
-            s.write(move |tx| Ok(tx.execute(&sql, [value, id])?)).unwrap();
-            assert!(matches!(s.get_run(&account, &run.id), Err(StoreError::Corrupt(_))), "{column}");
-            let id = run.id.clone();
-            s.write(move |tx| {
-                Ok(tx.execute(
-                    "UPDATE check_runs SET check_ids = '[1001]', instance_pks = '[]', status_code = 0 WHERE id = ?",
-                    [id],
-                )?)
-            })
-            .unwrap();
+    crate::testutil::both_backends! {
+        fn a_corrupt_stored_list_is_an_error_never_every_check() {
+            let (_d, s) = store();
+            let account = s.create_account("t").unwrap().id;
+            let run = s.create_run(&account, "CHECK_ITEM", "", &[1001], &[]).unwrap();
+            assert_eq!(run.check_ids, [1001]);
+            for (column, value) in [("check_ids", "'[1001'"), ("instance_pks", "'not json'"), ("status_code", "9")] {
+                let id = run.id.clone();
+                let sql = format!("UPDATE check_runs SET {column} = {value} WHERE id = ?");
+                s.write(move |tx| tx.execute(&sql, crate::sql::args![&id])).unwrap();
+                assert!(matches!(s.get_run(&account, &run.id), Err(StoreError::Corrupt(_))), "{column}");
+                let id = run.id.clone();
+                s.write(move |tx| {
+                    tx.execute(
+                        "UPDATE check_runs SET check_ids = '[1001]', instance_pks = '[]', status_code = 0 WHERE id = ?",
+                        crate::sql::args![&id],
+                    )
+                })
+                .unwrap();
+            }
+            assert_eq!(s.get_run(&account, &run.id).unwrap().unwrap().check_ids, [1001]);
         }
-        assert_eq!(s.get_run(&account, &run.id).unwrap().unwrap().check_ids, [1001]);
-    }
-
-    #[test]
-    fn only_a_uniqueness_rule_is_a_conflict() {
-        let (_d, s) = store();
-        let account = s.create_account("t").unwrap().id;
-        // A task whose root and instance do not exist: a foreign key, not a conflict.
-        let broken = s.write(move |tx| {
-            Ok(tx.execute(
-                "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, created_ms, updated_ms)
-                 VALUES ('t1', 'no-root', ?, 1001, 424242, 'REPAIR', 'INIT', 0, 0)",
-                [account],
-            )?)
-        });
-        assert!(matches!(broken, Err(StoreError::Constraint(_))), "{broken:?}");
-        let again = s.write(|tx| {
-            Ok(tx.execute("INSERT INTO accounts (id, name, created_ms) VALUES ('x', 'a', 0), ('x', 'b', 0)", [])?)
-        });
-        assert_eq!(again, Err(StoreError::Conflict));
+        fn only_a_uniqueness_rule_is_a_conflict() {
+            let (_d, s) = store();
+            let account = s.create_account("t").unwrap().id;
+            // A task whose root and instance do not exist: a foreign key, not a conflict.
+            let broken = s.write(move |tx| {
+                tx.execute(
+                    "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, created_ms, updated_ms)
+                     VALUES ('t1', 'no-root', ?, 1001, 424242, 'REPAIR', 'INIT', 0, 0)",
+                    crate::sql::args![&account],
+                )
+            });
+            assert!(matches!(broken, Err(StoreError::Constraint(_))), "{broken:?}");
+            let again =
+                s.write(|tx| tx.execute("INSERT INTO accounts (id, name, created_ms) VALUES ('x', 'a', 0), ('x', 'b', 0)", &[]));
+            assert_eq!(again, Err(StoreError::Conflict));
+        }
     }
 }

@@ -3,8 +3,8 @@
 //! selections never pass through memory: criteria and submissions are single SQL statements.
 
 use model::Vendor;
-use rusqlite::{params, params_from_iter, types::Value, OptionalExtension, Row};
 
+use crate::sql::{args, Arg, Row};
 use crate::whitelists::whitelisted_sql;
 use crate::{now_ms, Result, Store, StoreError};
 
@@ -38,15 +38,15 @@ pub enum Criterion {
     FailsCheck(i64),
 }
 
-fn selection_from(r: &Row) -> rusqlite::Result<Selection> {
+fn selection_from(r: &Row) -> Result<Selection> {
     Ok(Selection { key: r.get(0)?, business_type: r.get(1)?, target_type: r.get(2)?, platform: r.get(3)? })
 }
 
 const SELECTION_COLS: &str = "selection_key, business_type, target_type, platform";
 
 /// The instances a selection holds: `FROM … WHERE …` over alias `i`, with its arguments.
-pub(crate) fn selected_instances(account_id: &str, s: &Selection) -> (String, Vec<Value>) {
-    let mut args: Vec<Value> = Vec::new();
+pub(crate) fn selected_instances(account_id: &str, s: &Selection) -> (String, Vec<Arg<'static>>) {
+    let mut args: Vec<Arg<'static>> = Vec::new();
     let mut sql = if s.target_type == "all_instance" {
         " FROM instances i WHERE i.account_id = ?".to_string()
     } else {
@@ -61,7 +61,7 @@ pub(crate) fn selected_instances(account_id: &str, s: &Selection) -> (String, Ve
     (sql, args)
 }
 
-fn criterion_sql(c: &Criterion, args: &mut Vec<Value>) -> String {
+fn criterion_sql(c: &Criterion, args: &mut Vec<Arg<'static>>) -> String {
     match c {
         Criterion::InstanceId(v) => {
             args.push(v.clone().into());
@@ -109,12 +109,13 @@ impl crate::Selections for Store {
         let key = crate::uuid_like();
         self.write(move |tx| {
             let n = tx.execute(
-                "INSERT OR IGNORE INTO selections (selection_key, account_id, business_type, target_type, platform, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                params![key, account_id, business_type, target_type, platform, now_ms()],
+                "INSERT INTO selections (selection_key, account_id, business_type, target_type, platform, created_ms) VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT DO NOTHING",
+                args![&key, &account_id, &business_type, &target_type, &platform, now_ms()],
             )?;
-            let s = tx.query_row(
+            let s = tx.query_one(
                 &format!("SELECT {SELECTION_COLS} FROM selections WHERE account_id = ? AND business_type = ?"),
-                params![account_id, business_type],
+                args![&account_id, &business_type],
                 selection_from,
             )?;
             Ok((s, n == 1))
@@ -123,23 +124,21 @@ impl crate::Selections for Store {
 
     fn selection_by_business_type(&self, account_id: &str, business_type: &str) -> Result<Option<Selection>> {
         self.read(|c| {
-            Ok(c.query_row(
+            c.query_opt(
                 &format!("SELECT {SELECTION_COLS} FROM selections WHERE account_id = ? AND business_type = ?"),
-                params![account_id, business_type],
+                args![account_id, business_type],
                 selection_from,
             )
-            .optional()?)
         })
     }
 
     fn selection(&self, account_id: &str, key: &str) -> Result<Option<Selection>> {
         self.read(|c| {
-            Ok(c.query_row(
+            c.query_opt(
                 &format!("SELECT {SELECTION_COLS} FROM selections WHERE account_id = ? AND selection_key = ?"),
-                params![account_id, key],
+                args![account_id, key],
                 selection_from,
             )
-            .optional()?)
         })
     }
 
@@ -148,23 +147,22 @@ impl crate::Selections for Store {
         let s = s.clone();
         let ops = ops.to_vec();
         self.write(move |tx| {
-            let mut find = tx.prepare_cached("SELECT pk FROM instances WHERE account_id = ? AND instance_id = ?")?;
-            let mut add = tx
-                .prepare_cached("INSERT OR IGNORE INTO selection_targets (selection_key, instance_pk) VALUES (?, ?)")?;
-            let mut del =
-                tx.prepare_cached("DELETE FROM selection_targets WHERE selection_key = ? AND instance_pk = ?")?;
             for (id, is_add) in &ops {
-                let pks: Vec<i64> =
-                    find.query_map(params![account_id, id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                let pks: Vec<i64> = tx.query(
+                    "SELECT pk FROM instances WHERE account_id = ? AND instance_id = ?",
+                    args![&account_id, id],
+                    |r| r.get(0),
+                )?;
                 if pks.is_empty() {
                     return Err(StoreError::UnknownInstance(id.clone()));
                 }
                 for pk in pks {
-                    if *is_add {
-                        add.execute(params![s.key, pk])?
+                    let sql = if *is_add {
+                        "INSERT INTO selection_targets (selection_key, instance_pk) VALUES (?, ?) ON CONFLICT DO NOTHING"
                     } else {
-                        del.execute(params![s.key, pk])?
+                        "DELETE FROM selection_targets WHERE selection_key = ? AND instance_pk = ?"
                     };
+                    tx.execute(sql, args![&s.key, pk])?;
                 }
             }
             Ok(())
@@ -182,22 +180,23 @@ impl crate::Selections for Store {
         let account_id = account_id.to_string();
         let s = s.clone();
         let criteria = criteria.to_vec();
-        let mut args: Vec<Value> = Vec::new();
+        let mut args: Vec<Arg<'static>> = Vec::new();
         let conds: Vec<String> = criteria.iter().map(|c| criterion_sql(c, &mut args)).collect();
         let joined =
             if conds.is_empty() { "1 = 1".to_string() } else { conds.join(if any { " OR " } else { " AND " }) };
         let matching = format!("SELECT i.pk FROM instances i WHERE i.account_id = ? AND ({joined})");
-        let mut all_args: Vec<Value> = vec![s.key.clone().into(), account_id.to_string().into()];
+        let mut all_args: Vec<Arg<'static>> = vec![s.key.clone().into(), account_id.to_string().into()];
         all_args.extend(args);
         let sql = if add {
+            // `WHERE TRUE`: SQLite reads `ON CONFLICT` after a bare `FROM (…)` as a join's ON.
             format!(
-                "INSERT OR IGNORE INTO selection_targets (selection_key, instance_pk) SELECT ?, pk FROM ({})",
+                "INSERT INTO selection_targets (selection_key, instance_pk) SELECT ?, pk FROM ({}) AS m WHERE TRUE ON CONFLICT DO NOTHING",
                 matching.replacen("SELECT i.pk", "SELECT i.pk AS pk", 1)
             )
         } else {
             format!("DELETE FROM selection_targets WHERE selection_key = ? AND instance_pk IN ({matching})")
         };
-        self.write(move |tx| Ok(tx.execute(&sql, params_from_iter(all_args))?))
+        self.write(move |tx| tx.execute(&sql, &all_args))
     }
 
     fn list_selection_targets(
@@ -209,30 +208,28 @@ impl crate::Selections for Store {
     ) -> Result<(Vec<(String, String)>, i64)> {
         let (from, args) = selected_instances(account_id, s);
         self.read(|c| {
-            let total: i64 = c
-                .prepare_cached(&format!("SELECT COUNT(*){from}"))?
-                .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
+            let total: i64 = c.value(&format!("SELECT COUNT(*){from}"), &args)?;
             let mut page = args.clone();
             page.push(limit.into());
             page.push(offset.into());
-            let mut st =
-                c.prepare(&format!("SELECT i.instance_id, i.instance_name{from} ORDER BY i.pk LIMIT ? OFFSET ?"))?;
-            let rows = st.query_map(params_from_iter(page), |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+            let rows = c.query(
+                &format!("SELECT i.instance_id, i.instance_name{from} ORDER BY i.pk LIMIT ? OFFSET ?"),
+                &page,
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok((rows, total))
         })
     }
 
     fn selected_among(&self, account_id: &str, s: &Selection, ids: &[String]) -> Result<Vec<(String, String)>> {
         let (from, args) = selected_instances(account_id, s);
         self.read(|c| {
-            let mut st = c.prepare(&format!("SELECT i.instance_id, i.instance_name{from} AND i.instance_id = ?"))?;
+            let sql = format!("SELECT i.instance_id, i.instance_name{from} AND i.instance_id = ?");
             let mut out = Vec::new();
             for id in ids {
                 let mut a = args.clone();
-                a.push(id.clone().into());
-                for row in st.query_map(params_from_iter(a), |r| Ok((r.get(0)?, r.get(1)?)))? {
-                    out.push(row?);
-                }
+                a.push(id.as_str().into());
+                out.extend(c.query(&sql, &a, |r| Ok((r.get(0)?, r.get(1)?)))?);
             }
             Ok(out)
         })

@@ -3,7 +3,7 @@
 //! the demo fleet registered and checked). A start interrupted at any point is finished by the
 //! next one; nothing is half made.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::sql::{args, Conn};
 
 use crate::{new_id, now_ms, AccessKey, Account, Accounts, Result, Store, StoreError};
 
@@ -26,8 +26,11 @@ pub struct Admin {
     pub delivered: bool,
 }
 
-fn mark_in(c: &Connection, name: &str) -> Result<()> {
-    c.execute("INSERT OR REPLACE INTO service_state (name, value) VALUES (?, ?)", params![name, now_ms().to_string()])?;
+fn mark_in(c: &Conn, name: &str) -> Result<()> {
+    c.execute(
+        "INSERT INTO service_state (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        args![name, now_ms().to_string()],
+    )?;
     Ok(())
 }
 
@@ -44,40 +47,39 @@ impl Store {
         let sealed = self.sealer.seal(&new_key, &new_secret);
         let (account_id, key_id, delivered): (String, Option<String>, bool) = self.write(move |tx| {
             let now = now_ms();
+            // Nodes starting together on one PostgreSQL make one admin between them.
+            crate::pg::first_start_lock(tx)?;
             let account: Option<String> =
-                tx.query_row("SELECT id FROM accounts ORDER BY rowid LIMIT 1", [], |r| r.get(0)).optional()?;
+                tx.query_opt("SELECT id FROM accounts ORDER BY rowid LIMIT 1", &[], |r| r.get(0))?;
             let account = match account {
                 Some(id) => id,
                 None => {
                     tx.execute(
                         "INSERT INTO accounts (id, name, created_ms) VALUES (?, 'admin', ?)",
-                        params![new_account, now],
+                        args![&new_account, now],
                     )?;
                     new_account
                 }
             };
-            let key: Option<String> = tx
-                .query_row(
-                    "SELECT id FROM access_keys WHERE account_id = ? AND policy = 'Admin' ORDER BY rowid LIMIT 1",
-                    [&account],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let delivered: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM service_state WHERE name = ?)",
-                [marks::CREDENTIALS_DELIVERED],
+            let key: Option<String> = tx.query_opt(
+                "SELECT id FROM access_keys WHERE account_id = ? AND policy = 'Admin' ORDER BY rowid LIMIT 1",
+                args![&account],
                 |r| r.get(0),
+            )?;
+            let delivered: bool = tx.value(
+                "SELECT EXISTS (SELECT 1 FROM service_state WHERE name = ?)",
+                args![marks::CREDENTIALS_DELIVERED],
             )?;
             // A key is made only for a data directory that has none at all: a first start, or
             // one an older release interrupted between the account and its key.
-            let no_keys: bool = tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM access_keys)", [], |r| r.get(0))?;
+            let no_keys: bool = tx.value("SELECT NOT EXISTS (SELECT 1 FROM access_keys)", &[])?;
             let key = match key {
                 Some(id) => Some(id),
                 None if delivered || !no_keys => None,
                 None => {
                     tx.execute(
                         "INSERT INTO access_keys (id, account_id, secret, sealed_secret, policy, enabled, created_ms) VALUES (?, ?, '', ?, 'Admin', 1, ?)",
-                        params![new_key, account, sealed, now],
+                        args![&new_key, &account, &sealed, now],
                     )?;
                     Some(new_key)
                 }
@@ -94,9 +96,7 @@ impl Store {
 
     /// Whether a first-start step is done.
     pub fn is_marked(&self, name: &str) -> Result<bool> {
-        self.read(|c| {
-            Ok(c.query_row("SELECT EXISTS (SELECT 1 FROM service_state WHERE name = ?)", [name], |r| r.get(0))?)
-        })
+        self.read(|c| c.value("SELECT EXISTS (SELECT 1 FROM service_state WHERE name = ?)", args![name]))
     }
 
     /// Marks a first-start step done.
@@ -112,31 +112,30 @@ mod tests {
     use crate::testutil::store;
     use crate::Accounts;
 
-    #[test]
-    fn the_admin_and_its_key_come_together_once() {
-        let (_d, s) = store();
-        let first = s.admin().unwrap();
-        assert!(!first.delivered);
-        let key = first.key.clone().unwrap();
-        assert_eq!((key.account_id.as_str(), key.policy.as_str()), (first.account.id.as_str(), "Admin"));
-        let again = s.admin().unwrap();
-        let again_key = again.key.unwrap();
-        assert_eq!((again.account.id, again_key.id, again_key.secret), (first.account.id, key.id.clone(), key.secret));
-        s.mark(marks::CREDENTIALS_DELIVERED).unwrap();
-        assert!(s.admin().unwrap().delivered);
-        assert_eq!(s.list_accounts().unwrap().len(), 1);
-        // A delivered admin key deleted by an operator is not made again.
-        s.delete_key(&key.id).unwrap();
-        assert!(s.admin().unwrap().key.is_none());
-        assert!(s.list_keys(None).unwrap().is_empty());
-    }
-
-    #[test]
-    fn an_admin_account_left_without_a_key_gets_one() {
-        let (_d, s) = store();
-        let a = s.create_account("admin").unwrap();
-        let admin = s.admin().unwrap();
-        assert_eq!(admin.account.id, a.id);
-        assert_eq!(s.list_keys(Some(&a.id)).unwrap().len(), 1);
+    crate::testutil::both_backends! {
+        fn the_admin_and_its_key_come_together_once() {
+            let (_d, s) = store();
+            let first = s.admin().unwrap();
+            assert!(!first.delivered);
+            let key = first.key.clone().unwrap();
+            assert_eq!((key.account_id.as_str(), key.policy.as_str()), (first.account.id.as_str(), "Admin"));
+            let again = s.admin().unwrap();
+            let again_key = again.key.unwrap();
+            assert_eq!((again.account.id, again_key.id, again_key.secret), (first.account.id, key.id.clone(), key.secret));
+            s.mark(marks::CREDENTIALS_DELIVERED).unwrap();
+            assert!(s.admin().unwrap().delivered);
+            assert_eq!(s.list_accounts().unwrap().len(), 1);
+            // A delivered admin key deleted by an operator is not made again.
+            s.delete_key(&key.id).unwrap();
+            assert!(s.admin().unwrap().key.is_none());
+            assert!(s.list_keys(None).unwrap().is_empty());
+        }
+        fn an_admin_account_left_without_a_key_gets_one() {
+            let (_d, s) = store();
+            let a = s.create_account("admin").unwrap();
+            let admin = s.admin().unwrap();
+            assert_eq!(admin.account.id, a.id);
+            assert_eq!(s.list_keys(Some(&a.id)).unwrap().len(), 1);
+        }
     }
 }

@@ -1,10 +1,10 @@
 use crate::instances::{instance_from, INSTANCE_COLS};
 use crate::results::upsert_result;
 use crate::selections::selected_instances;
+use crate::sql::{args, skip_locked, Arg, Conn, Dialect, Row};
 use crate::whitelists::whitelisted_sql;
 use crate::{now_ms, placeholders, Instance, Result, ResultUpdate, Selection, Store, StoreError};
 use model::{DimensionType, RepairValues, Snapshot, SnapshotItem, TaskStatus, TaskType};
-use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
 use std::sync::LazyLock;
 
 /// One per-instance task of a submission.
@@ -90,7 +90,7 @@ const STANDING_CHANGE_AFTER: &str = concat!(
 /// type's initial status), or THROTTLING while an earlier unfinished change of the instance may
 /// touch the same thing. An expression inside the INSERT, so it costs no statement of its own.
 const STATUS_OF_NEW: &str =
-    "CASE WHEN EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = {PK} AND (x.status IN ({ACTIVE})) = 1
+    "CASE WHEN EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = {PK} AND (x.status IN ({ACTIVE})) = TRUE
                                 AND (x.scope = {SCOPE} OR x.scope = '*' OR {SCOPE} = '*'))
                              THEN 'THROTTLING' ELSE {STATUS} END";
 
@@ -103,8 +103,8 @@ fn status_of_new(pk: &str, scope: &str, status: &str) -> String {
 /// go to their type's initial status, in the same transaction as the change that ended.
 const RELEASE_WAITING: &str = concat!(
     "UPDATE tasks SET status = CASE type WHEN 'ROLLBACK' THEN 'ROLL_BACK_INIT' ELSE 'INIT' END, updated_ms = ?2
-     WHERE instance_pk = ?1 AND (status IN ({ACTIVE})) = 1 AND status = 'THROTTLING'
-       AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.instance_pk = tasks.instance_pk AND (o.status IN ({ACTIVE})) = 1
+     WHERE instance_pk = ?1 AND (status IN ({ACTIVE})) = TRUE AND status = 'THROTTLING'
+       AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.instance_pk = tasks.instance_pk AND (o.status IN ({ACTIVE})) = TRUE
                        AND o.rowid < tasks.rowid AND ",
     overlap!("o", "tasks"),
     ")
@@ -127,21 +127,31 @@ static INSERT_TASK_SQL: LazyLock<String> = LazyLock::new(|| {
         status_of_new("?5", "?10", "?7")
     )
 });
-static CLAIM_TASK_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE tasks SET lease_until_ms = ?1 + ?2, fence = fence + 1, attempts = attempts + 1
+static CLAIM_TASK_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+    skip_locked(format!(
+        "UPDATE tasks SET lease_until_ms = CAST(?1 AS BIGINT) + ?2, fence = fence + 1, attempts = attempts + 1
          WHERE rowid = (SELECT rowid FROM tasks INDEXED BY tasks_due WHERE status IN ({}) AND lease_until_ms < ?1 ORDER BY lease_until_ms, rowid LIMIT 1)
          RETURNING id, account_id, fence",
         crate::status_list(TaskStatus::is_claimable)
-    )
+    ))
 });
 
 /// The change of the same scope after `repair_task_id` (and before `rollback_task_id`) that
 /// still stands, if any.
-fn standing_change_after(c: &Connection, repair_task_id: &str, rollback_task_id: &str) -> Result<Option<String>> {
-    Ok(c.prepare_cached(&STANDING_CHANGE_AFTER_SQL)?
-        .query_row([repair_task_id, rollback_task_id], |r| r.get(0))
-        .optional()?)
+fn standing_change_after(c: &Conn, repair_task_id: &str, rollback_task_id: &str) -> Result<Option<String>> {
+    c.query_opt(&STANDING_CHANGE_AFTER_SQL, args![repair_task_id, rollback_task_id], |r| r.get(0))
+}
+
+/// On PostgreSQL, takes the account's row lock for the rest of the transaction. Whether a new
+/// task waits (THROTTLING) is decided from the instance's unfinished tasks, and a change that
+/// ends releases the tasks waiting for it: a submission and an ending change of one account
+/// take turns, so a task can neither start beside the change it should wait for nor wait for
+/// a change that has already released its queue. SQLite's one writer already takes turns.
+fn lock_account(tx: &Conn, account_id: &str) -> Result<()> {
+    if tx.dialect() == Dialect::Postgres {
+        tx.query_opt("SELECT 1 FROM accounts WHERE id = ? FOR UPDATE", args![account_id], |_| Ok(()))?;
+    }
+    Ok(())
 }
 
 /// Repair tasks that count against the authorization: every one but those that changed nothing.
@@ -246,7 +256,7 @@ pub struct TaskFilter {
 const TASK_COLS: &str = "t.id, t.root_id, t.account_id, t.check_id, t.type, t.status, t.repair_task_id, t.params, t.error_code, t.error_msg, t.instance_freed, t.attempts, t.created_ms, t.updated_ms,
     EXISTS (SELECT 1 FROM tasks b WHERE b.repair_task_id = t.id AND b.type = 'ROLLBACK' AND b.status <> 'ROLL_BACK_FAIL')";
 
-fn task_from(r: &Row) -> rusqlite::Result<TaskRow> {
+fn task_from(r: &Row) -> Result<TaskRow> {
     let kind: String = r.get(4)?;
     let status: String = r.get(5)?;
     Ok(TaskRow {
@@ -280,10 +290,8 @@ fn active_list() -> String {
     crate::status_list(|s| !s.is_terminal())
 }
 
-fn get_task_in(c: &Connection, account_id: &str, id: &str) -> Result<Option<TaskRow>> {
-    Ok(c.prepare_cached(&format!("{} WHERE t.account_id = ? AND t.id = ?", select_tasks()))?
-        .query_row(params![account_id, id], task_from)
-        .optional()?)
+fn get_task_in(c: &Conn, account_id: &str, id: &str) -> Result<Option<TaskRow>> {
+    c.query_opt(&format!("{} WHERE t.account_id = ? AND t.id = ?", select_tasks()), args![account_id, id], task_from)
 }
 
 impl crate::TaskQueue for Store {
@@ -294,17 +302,18 @@ impl crate::TaskQueue for Store {
         let status = TaskStatus::initial(s.kind);
         let repair = s.kind == TaskType::Repair;
         let result = self.write(move |tx| {
-            let (quota, trial): (Option<i64>, bool) = tx
-                .prepare_cached("SELECT repair_quota, trial FROM accounts WHERE id = ?")?
-                .query_row([&account_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            lock_account(tx, &account_id)?;
+            let (quota, trial): (Option<i64>, bool) =
+                tx.query_one("SELECT repair_quota, trial FROM accounts WHERE id = ?", args![&account_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
             if repair && trial {
                 return Ok(SubmitOutcome::TrialUnauthorized);
             }
-            tx.prepare_cached(
+            tx.execute(
                 "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-            )?
-            .execute(params![s.root_id, account_id, s.check_id, s.kind.as_str(), s.dimension.as_str(), now])?;
-            let mut ins = tx.prepare_cached(&INSERT_TASK_SQL)?;
+                args![&s.root_id, &account_id, s.check_id, s.kind.as_str(), s.dimension.as_str(), now],
+            )?;
             let mut created = 0i64;
             for t in &s.tasks {
                 let scope = match (&t.repair_task_id, s.kind) {
@@ -314,67 +323,73 @@ impl crate::TaskQueue for Store {
                         if let Some(newer) = standing_change_after(tx, repair, &t.id)? {
                             return Err(StoreError::NotLatest { repair: repair.clone(), newer });
                         }
-                        tx.prepare_cached("SELECT scope FROM tasks WHERE id = ?")?
-                            .query_row([repair], |r| r.get(0))
-                            .optional()?
+                        tx.query_opt("SELECT scope FROM tasks WHERE id = ?", args![repair], |r| r.get(0))?
                             .unwrap_or_else(|| s.scope.clone())
                     }
                     _ => s.scope.clone(),
                 };
-                created += ins.execute(params![
-                    t.id, s.root_id, account_id, s.check_id, t.instance_pk, s.kind.as_str(), status.as_str(),
-                    t.repair_task_id, t.params.to_json(), scope, now, now
-                ])? as i64;
+                created += tx.execute(
+                    &INSERT_TASK_SQL,
+                    args![
+                        &t.id, &s.root_id, &account_id, s.check_id, t.instance_pk, s.kind.as_str(), status.as_str(),
+                        &t.repair_task_id, t.params.to_json(), scope, now, now
+                    ],
+                )? as i64;
             }
             if let (Some(src), true) = (&s.selection, repair) {
                 // One statement for the whole selection, however large.
                 let (from, sel_args) = selected_instances(&account_id, &src.selection);
-                let mut args: Vec<Value> = vec![
-                    s.root_id.clone().into(), account_id.to_string().into(), s.check_id.into(),
-                    s.scope.clone().into(), status.as_str().to_string().into(), src.params.to_json().into(),
+                let mut args: Vec<Arg> = vec![
+                    s.root_id.as_str().into(), account_id.as_str().into(), s.check_id.into(),
+                    s.scope.as_str().into(), status.as_str().into(), src.params.to_json().into(),
                     now.into(), now.into(),
                 ];
                 args.extend(sel_args);
-                args.push(src.connector.clone().into());
+                args.push(src.connector.as_str().into());
                 // Listed instances already have their task in this root.
                 let listed = if s.tasks.is_empty() {
                     ""
                 } else {
-                    args.extend([account_id.to_string().into(), s.check_id.into(), s.root_id.clone().into()]);
+                    args.extend([account_id.as_str().into(), s.check_id.into(), s.root_id.as_str().into()]);
                     "AND NOT EXISTS (SELECT 1 FROM tasks x WHERE x.account_id = ? AND x.check_id = ? AND x.instance_pk = i.pk AND x.root_id = ?)"
                 };
                 // Whitelisted instances are skipped; when the account has no rule for the item,
                 // the per-row probe is left out altogether.
-                let has_rules: bool = tx.query_row(
+                let has_rules: bool = tx.value(
                     "SELECT EXISTS (SELECT 1 FROM whitelist_rules WHERE account_id = ? AND check_id = ?)",
-                    params![account_id, s.check_id],
-                    |r| r.get(0),
+                    args![&account_id, s.check_id],
                 )?;
                 let skip_whitelisted = if has_rules {
-                    args.extend([account_id.to_string().into(), s.check_id.into()]);
+                    args.extend([account_id.as_str().into(), s.check_id.into()]);
                     format!("AND NOT {}", whitelisted_sql("?", "?", "i.pk"))
                 } else {
                     String::new()
                 };
                 // An instance with an unfinished change of the same scope waits (THROTTLING).
                 let status_of = status_of_new("i.pk", "?4", "?5");
+                // Task ids as `task_id()` makes them: the time, then 80 random bits.
+                let new_id = tx.pick(
+                    "printf('%012x', {now}) || lower(hex(randomblob(10)))",
+                    "lpad(to_hex(CAST({now} AS BIGINT)), 12, '0') || substr(replace(CAST(gen_random_uuid() AS TEXT), '-', ''), 1, 20)",
+                ).replace("{now}", &now.to_string());
                 created += tx.execute(
                     &format!(
                         "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, params, scope, created_ms, updated_ms)
-                         SELECT printf('%012x', {now}) || lower(hex(randomblob(10))), ?1, ?2, ?3, i.pk, 'REPAIR', {status_of},
+                         SELECT {new_id}, ?1, ?2, ?3, i.pk, 'REPAIR', {status_of},
                                 ?6, ?4, ?7, ?8{from}
                            AND i.connector = ? {listed} {skip_whitelisted}"
                     ),
-                    params_from_iter(args),
+                    &args,
                 )? as i64;
             }
             if created == 0 {
                 return Err(StoreError::NothingToDo);
             }
             if repair {
-                let used: i64 = tx
-                    .prepare_cached("UPDATE accounts SET repairs_used = repairs_used + ? WHERE id = ? RETURNING repairs_used")?
-                    .query_row(params![created, account_id], |r| r.get(0))?;
+                let used: i64 = tx.value(
+                    "UPDATE accounts SET repairs_used = repairs_used + ? WHERE id = ? RETURNING repairs_used",
+                    args![created, &account_id],
+                )?;
                 if quota.is_some_and(|q| used > q) {
                     return Err(StoreError::QuotaExhausted); // rolls the whole submission back
                 }
@@ -389,13 +404,13 @@ impl crate::TaskQueue for Store {
 
     fn repair_usage(&self, account_id: &str) -> Result<(i64, i64, i64)> {
         self.read(|c| {
-            let (all, cn): (i64, i64) = c.query_row(
+            let (all, cn): (i64, i64) = c.query_one(
                 &format!(
-                    "SELECT COUNT(*), COALESCE(SUM(i.region_id LIKE 'cn-%'), 0) FROM tasks t JOIN instances i ON i.pk = t.instance_pk
+                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE i.region_id LIKE 'cn-%') FROM tasks t JOIN instances i ON i.pk = t.instance_pk
                      WHERE t.account_id = ? AND t.{}",
                     COUNTED_REPAIRS.replace(" AND status", " AND t.status")
                 ),
-                [account_id],
+                args![account_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             Ok((all, cn, all - cn))
@@ -408,22 +423,22 @@ impl crate::TaskQueue for Store {
 
     fn list_tasks(&self, account_id: &str, f: &TaskFilter) -> Result<(Vec<TaskRow>, i64)> {
         let mut wh = String::from(" WHERE t.account_id = ?");
-        let mut args: Vec<Value> = vec![account_id.to_string().into()];
+        let mut args: Vec<Arg> = vec![account_id.into()];
         if let Some(c) = f.check_id {
             wh += " AND t.check_id = ?";
             args.push(c.into());
         }
         if let Some(id) = &f.task_id {
             wh += " AND t.id = ?";
-            args.push(id.clone().into());
+            args.push(id.into());
         }
         if let Some(k) = f.kind {
             wh += " AND t.type = ?";
-            args.push(k.as_str().to_string().into());
+            args.push(k.as_str().into());
         }
         if !f.statuses.is_empty() {
             wh += &format!(" AND t.status IN ({})", placeholders(f.statuses.len()));
-            args.extend(f.statuses.iter().map(|s| Value::from(s.as_str().to_string())));
+            args.extend(f.statuses.iter().map(|s| Arg::from(s.as_str())));
         }
         if let Some(s) = f.start_ms {
             wh += " AND t.created_ms >= ?";
@@ -439,11 +454,11 @@ impl crate::TaskQueue for Store {
                 let mut all = vec!["1 = 1".to_string()];
                 if let Some(id) = id {
                     all.push("i.instance_id = ?".into());
-                    args.push(id.clone().into());
+                    args.push(id.into());
                 }
                 if let Some(r) = region {
                     all.push("i.region_id = ?".into());
-                    args.push(r.clone().into());
+                    args.push(r.into());
                 }
                 if let Some(v) = vendor {
                     all.push("i.vendor = ?".into());
@@ -454,15 +469,14 @@ impl crate::TaskQueue for Store {
             wh += &format!(" AND ({})", any.join(" OR "));
         }
         self.read(|c| {
-            let total: i64 = c
-                .prepare_cached(&format!("SELECT COUNT(*) FROM tasks t JOIN instances i ON i.pk = t.instance_pk{wh}"))?
-                .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
+            let total: i64 =
+                c.value(&format!("SELECT COUNT(*) FROM tasks t JOIN instances i ON i.pk = t.instance_pk{wh}"), &args)?;
             let mut page = args.clone();
             page.push(f.limit.into());
             page.push(f.offset.into());
-            let mut st = c.prepare_cached(&format!("{}{wh} ORDER BY t.rowid DESC LIMIT ? OFFSET ?", select_tasks()))?;
-            let rows = st.query_map(params_from_iter(page), task_from)?;
-            Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+            let rows =
+                c.query(&format!("{}{wh} ORDER BY t.rowid DESC LIMIT ? OFFSET ?", select_tasks()), &page, task_from)?;
+            Ok((rows, total))
         })
     }
 
@@ -472,12 +486,11 @@ impl crate::TaskQueue for Store {
 
     fn has_rollback(&self, repair_task_id: &str) -> Result<bool> {
         self.read(|c| {
-            Ok(c.query_row(
+            Ok(c.query_opt(
                 "SELECT 1 FROM tasks WHERE repair_task_id = ? AND type = 'ROLLBACK' AND status <> 'ROLL_BACK_FAIL'",
-                [repair_task_id],
+                args![repair_task_id],
                 |_| Ok(()),
-            )
-            .optional()?
+            )?
             .is_some())
         })
     }
@@ -485,10 +498,11 @@ impl crate::TaskQueue for Store {
     fn claim_task(&self, lease_ms: i64) -> Result<Option<Claimed>> {
         let now = now_ms();
         self.write(move |tx| {
-            let got: Option<(String, String, i64)> = tx
-                .prepare_cached(&CLAIM_TASK_SQL)?
-                .query_row(params![now, lease_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()?;
+            let [sqlite, postgres] = &*CLAIM_TASK_SQL;
+            let got: Option<(String, String, i64)> =
+                tx.query_opt(tx.pick(sqlite, postgres), args![now, lease_ms], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
             let Some((id, account, fence)) = got else {
                 return Ok(None);
             };
@@ -508,39 +522,40 @@ impl crate::TaskQueue for Store {
         self.write(move |tx| {
             let t = &claimed.task;
             let (code, msg) = error.unwrap_or_default();
-            let n = tx.prepare_cached(
+            if to.is_terminal() {
+                lock_account(tx, &t.account_id)?;
+            }
+            let n = tx.execute(
                 "UPDATE tasks SET status = ?, updated_ms = ?, error_code = ?, error_msg = ?, instance_freed = ?,
                         lease_until_ms = CASE WHEN ? THEN 0 ELSE lease_until_ms END
                  WHERE id = ? AND fence = ? AND status = ?",
-            )?
-            .execute(params![to.as_str(), now, code, msg, freed, to.is_terminal(), t.id, claimed.fence, from.as_str()])?;
+                args![to.as_str(), now, &code, &msg, freed, to.is_terminal(), &t.id, claimed.fence, from.as_str()],
+            )?;
             if n == 0 {
                 return Err(StoreError::LeaseLost);
             }
-            let mut event = tx.prepare_cached("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, ?, ?)")?;
-            event.execute(params![t.id, to.as_str(), now])?;
+            const EVENT: &str = "INSERT INTO task_events (task_id, status, at_ms) VALUES (?, ?, ?)";
+            tx.execute(EVENT, args![&t.id, to.as_str(), now])?;
             if to.is_terminal() {
                 // The change is over: the tasks waiting for it (and for nothing else) may go.
-                let released: Vec<(String, String)> = tx
-                    .prepare_cached(&RELEASE_WAITING_SQL)?
-                    .query_map(params![t.instance.pk, now], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<rusqlite::Result<_>>()?;
+                let released: Vec<(String, String)> =
+                    tx.query(&RELEASE_WAITING_SQL, args![t.instance.pk, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 for (id, status) in released {
-                    event.execute(params![id, status, now])?;
+                    tx.execute(EVENT, args![&id, &status, now])?;
                 }
             }
             if matches!(to, TaskStatus::Fail | TaskStatus::BackupFail | TaskStatus::RepairFail) {
                 // A repair that changed nothing gives its authorization back.
-                tx.prepare_cached("UPDATE accounts SET repairs_used = repairs_used - 1 WHERE id = ?")?.execute([&t.account_id])?;
+                tx.execute("UPDATE accounts SET repairs_used = repairs_used - 1 WHERE id = ?", args![&t.account_id])?;
             }
             if let Some(snap) = &snapshot {
-                tx.prepare_cached("DELETE FROM snapshots WHERE task_id = ?")?.execute([&t.id])?;
-                let mut ins = tx.prepare_cached(
-                    "INSERT INTO snapshots (task_id, seq, item_key, existed, has_content, data, meta, post_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                )?;
+                tx.execute("DELETE FROM snapshots WHERE task_id = ?", args![&t.id])?;
                 for (seq, item) in snap.items.iter().enumerate() {
                     let meta = serde_json::to_string(&item.meta).map_err(|e| StoreError::Db(e.to_string()))?;
-                    ins.execute(params![t.id, seq as i64, item.key, item.existed, item.has_content, item.data, meta, item.post_digest])?;
+                    tx.execute(
+                        "INSERT INTO snapshots (task_id, seq, item_key, existed, has_content, data, meta, post_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        args![&t.id, seq as i64, &item.key, item.existed, item.has_content, &item.data, meta, &item.post_digest],
+                    )?;
                 }
             }
             if let Some(r) = &result {
@@ -552,10 +567,10 @@ impl crate::TaskQueue for Store {
 
     fn get_snapshot(&self, task_id: &str) -> Result<Snapshot> {
         self.read(|c| {
-            let mut st = c.prepare_cached(
+            let items = c.query(
                 "SELECT item_key, existed, has_content, data, meta, post_digest FROM snapshots WHERE task_id = ? ORDER BY seq",
-            )?;
-            let items = st.query_map([task_id], |r| {
+                args![task_id],
+                |r| {
                 let meta: String = r.get(4)?;
                 Ok(SnapshotItem {
                     key: r.get(0)?,
@@ -566,21 +581,22 @@ impl crate::TaskQueue for Store {
                     post_digest: r.get(5)?,
                 })
             })?;
-            Ok(Snapshot { items: items.collect::<rusqlite::Result<_>>()? })
+            Ok(Snapshot { items })
         })
     }
 
     fn task_events(&self, task_id: &str) -> Result<Vec<(String, i64)>> {
         self.read(|c| {
-            let created: Option<(String, String, i64)> = c
-                .query_row("SELECT type, status, created_ms FROM tasks WHERE id = ?", [task_id], |r| {
+            let created: Option<(String, String, i64)> =
+                c.query_opt("SELECT type, status, created_ms FROM tasks WHERE id = ?", args![task_id], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()?;
+                })?;
             let Some((kind, status, at)) = created else { return Ok(Vec::new()) };
-            let mut st = c.prepare_cached("SELECT status, at_ms FROM task_events WHERE task_id = ? ORDER BY rowid")?;
-            let rows: Vec<(String, i64)> =
-                st.query_map([task_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+            let rows: Vec<(String, i64)> = c.query(
+                "SELECT status, at_ms FROM task_events WHERE task_id = ? ORDER BY rowid",
+                args![task_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             // A task that waited was created THROTTLING: it is waiting still, or its first
             // event is its release to the type's initial status.
             let mut initial = TaskStatus::initial(TaskType::parse(&kind).unwrap_or(TaskType::Repair));
@@ -596,24 +612,20 @@ impl crate::TaskQueue for Store {
     fn release_leases(&self) -> Result<i64> {
         self.write(move |tx| {
             let n =
-                tx.execute(&format!("UPDATE tasks SET lease_until_ms = 0 WHERE status IN ({})", active_list()), [])?;
+                tx.execute(&format!("UPDATE tasks SET lease_until_ms = 0 WHERE status IN ({})", active_list()), &[])?;
             tx.execute(
                 &format!(
                     "UPDATE check_runs SET lease_until_ms = 0 WHERE status_code IN ({})",
                     *crate::runs::UNFINISHED_RUNS
                 ),
-                [],
+                &[],
             )?;
             Ok(n as i64)
         })
     }
 
     fn count_active_tasks(&self) -> Result<i64> {
-        self.read(|c| {
-            Ok(c.query_row(&format!("SELECT COUNT(*) FROM tasks WHERE status IN ({})", active_list()), [], |r| {
-                r.get(0)
-            })?)
-        })
+        self.read(|c| c.value(&format!("SELECT COUNT(*) FROM tasks WHERE status IN ({})", active_list()), &[]))
     }
 }
 
@@ -689,146 +701,14 @@ mod tests {
     }
 
     #[test]
-    fn changes_of_one_scope_wait_in_order_and_others_do_not() {
-        let (_d, s) = store();
-        let (acct, pk) = setup(&s);
-        let first = scoped(pk, 1001, "file:/etc/ssh/sshd_config");
-        let second = scoped(pk, 1006, "file:/etc/ssh/sshd_config");
-        let third = scoped(pk, 1003, "file:/etc/ssh/sshd_config");
-        let other = scoped(pk, 1009, "file:/etc/login.defs");
-        for sub in [&first, &second, &third, &other] {
-            s.submit(&acct, sub).unwrap();
-        }
-        assert_eq!(status_of(&s, &acct, &first), TaskStatus::Init);
-        assert_eq!(status_of(&s, &acct, &second), TaskStatus::Throttling);
-        assert_eq!(status_of(&s, &acct, &third), TaskStatus::Throttling);
-        assert_eq!(status_of(&s, &acct, &other), TaskStatus::Init, "another file does not wait");
-        // Only the two that may run are handed out.
-        let a = s.claim_task(60_000).unwrap().unwrap();
-        let b = s.claim_task(60_000).unwrap().unwrap();
-        assert!(s.claim_task(60_000).unwrap().is_none());
-        let sshd = if a.task.id == first.tasks[0].id { a } else { b };
-        drive(&s, &sshd, &[TaskStatus::Fail]);
-        // The end of the first releases the second only: the third waits for the second.
-        assert_eq!(status_of(&s, &acct, &second), TaskStatus::Init);
-        assert_eq!(status_of(&s, &acct, &third), TaskStatus::Throttling);
-        let events = s.task_events(&second.tasks[0].id).unwrap();
-        assert_eq!(events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["THROTTLING", "INIT"]);
-        let next = s.claim_task(60_000).unwrap().unwrap();
-        assert_eq!(next.task.id, second.tasks[0].id);
-        drive(&s, &next, &APPLIED);
-        assert_eq!(status_of(&s, &acct, &third), TaskStatus::Init);
-    }
-
-    #[test]
-    fn a_whole_instance_change_waits_for_everything_and_everything_for_it() {
-        let (_d, s) = store();
-        let (acct, pk) = setup(&s);
-        let file = scoped(pk, 1009, "file:/etc/login.defs");
-        let whole = scoped(pk, 1020, "*");
-        let after = scoped(pk, 1012, "sysctl");
-        for sub in [&file, &whole, &after] {
-            s.submit(&acct, sub).unwrap();
-        }
-        assert_eq!(status_of(&s, &acct, &whole), TaskStatus::Throttling);
-        assert_eq!(status_of(&s, &acct, &after), TaskStatus::Throttling, "queued behind the whole-instance change");
-        let c = s.claim_task(60_000).unwrap().unwrap();
-        drive(&s, &c, &[TaskStatus::Fail]);
-        assert_eq!(status_of(&s, &acct, &whole), TaskStatus::Init);
-        assert_eq!(status_of(&s, &acct, &after), TaskStatus::Throttling);
-    }
-
-    #[test]
-    fn a_rollback_waits_for_later_changes_of_its_scope_to_be_undone() {
-        let (_d, s) = store();
-        let (acct, pk) = setup(&s);
-        let mode = scoped(pk, 1006, "file:/etc/ssh/sshd_config");
-        let content = scoped(pk, 1001, "file:/etc/ssh/sshd_config");
-        let other = scoped(pk, 1009, "file:/etc/login.defs");
-        for sub in [&mode, &content, &other] {
-            s.submit(&acct, sub).unwrap();
-            while let Some(c) = s.claim_task(60_000).unwrap() {
-                drive(&s, &c, &APPLIED);
-            }
-        }
-        let (mode_id, content_id) = (mode.tasks[0].id.clone(), content.tasks[0].id.clone());
-        let undo =
-            |id: &str, check: i64| Submission { check_id: check, ..submission(pk, TaskType::Rollback, Some(id)) };
-        // The older repair of the file cannot be undone first; the later one is named. A later
-        // change of another file does not matter.
-        assert_eq!(
-            s.submit(&acct, &undo(&mode_id, 1006)),
-            Err(StoreError::NotLatest { repair: mode_id.clone(), newer: content_id.clone() })
-        );
-        // Once the later one's rollback is submitted, the older one's may be too: it waits.
-        let undo_content = undo(&content_id, 1001);
-        s.submit(&acct, &undo_content).unwrap();
-        let undo_mode = undo(&mode_id, 1006);
-        s.submit(&acct, &undo_mode).unwrap();
-        assert_eq!(status_of(&s, &acct, &undo_mode), TaskStatus::Throttling);
-        let c = s.claim_task(60_000).unwrap().unwrap();
-        assert_eq!(c.task.id, undo_content.tasks[0].id);
-        drive(
-            &s,
-            &c,
-            &[
-                TaskStatus::RollBacking,
-                TaskStatus::RollBacked,
-                TaskStatus::RollBackVerifying,
-                TaskStatus::RollBackVerified,
-            ],
-        );
-        assert_eq!(status_of(&s, &acct, &undo_mode), TaskStatus::RollBackInit);
-        assert_eq!(s.standing_change_after(&mode_id, &undo_mode.tasks[0].id).unwrap(), None);
-    }
-
-    #[test]
-    fn a_second_unfinished_task_conflicts_and_writes_nothing() {
-        let (_d, s) = store();
-        let (acct, pk) = setup(&s);
-        s.submit(&acct, &submission(pk, TaskType::Repair, None)).unwrap();
-        let second = submission(pk, TaskType::Repair, None);
-        assert_eq!(s.submit(&acct, &second), Err(StoreError::Conflict));
-        assert!(s.get_task(&acct, &second.tasks[0].id).unwrap().is_none(), "the root task was rolled back too");
-        assert_eq!(s.count_active_tasks().unwrap(), 1);
-    }
-
-    #[test]
-    fn leases_are_fenced_and_transitions_follow_the_table() {
-        let (_d, s) = store();
-        let (acct, pk) = setup(&s);
-        s.submit(&acct, &submission(pk, TaskType::Repair, None)).unwrap();
-        let first = s.claim_task(0).unwrap().unwrap(); // lease of 0 ms: expires at once
-        assert!(matches!(
-            s.transition(&first, TaskStatus::Init, TaskStatus::Repairing, Transition::default()),
-            Err(StoreError::IllegalTransition(_))
-        ));
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        let second = s.claim_task(60_000).unwrap().unwrap();
-        assert_eq!(second.task.id, first.task.id);
-        assert!(second.fence > first.fence);
-        // The worker that lost its lease cannot write.
-        assert_eq!(
-            s.transition(&first, TaskStatus::Init, TaskStatus::InBackup, Transition::default()),
-            Err(StoreError::LeaseLost)
-        );
-        s.transition(&second, TaskStatus::Init, TaskStatus::InBackup, Transition::default()).unwrap();
-        assert!(s.claim_task(60_000).unwrap().is_none(), "leased tasks are not handed out twice");
-        let events = s.task_events(&second.task.id).unwrap();
-        assert_eq!(events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["INIT", "IN_BACKUP"]);
-    }
-
-    #[test]
     fn the_queue_and_rollback_queries_read_indexes_only() {
         let (_d, s) = store();
         let status_of = format!("SELECT {}", status_of_new("?1", "?2", "'INIT'"));
         for (sql, args) in [(STANDING_CHANGE_AFTER, 2), (status_of.as_str(), 2), (RELEASE_WAITING, 2)] {
             let plan: Vec<String> = s
                 .read(|c| {
-                    let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {}", with_active(sql)))?;
-                    let args: Vec<Value> = (0..args).map(|i| Value::from(i as i64)).collect();
-                    let rows = st.query_map(params_from_iter(args), |r| r.get::<_, String>(3))?;
-                    Ok(rows.collect::<rusqlite::Result<_>>()?)
+                    let args: Vec<Arg> = (0..args).map(|i| Arg::from(i as i64)).collect();
+                    c.query(&format!("EXPLAIN QUERY PLAN {}", with_active(sql)), &args, |r| r.get::<String>(3))
                 })
                 .unwrap();
             assert!(
@@ -846,20 +726,141 @@ mod tests {
         }
     }
 
-    #[test]
-    fn concurrent_submissions_for_one_instance_yield_exactly_one_task() {
-        let (_d, s) = store();
-        let (acct, pk) = setup(&s);
-        let s = std::sync::Arc::new(s);
-        let handles: Vec<_> = (0..8)
-            .map(|_| {
-                let (s, acct) = (s.clone(), acct.clone());
-                std::thread::spawn(move || s.submit(&acct, &submission(pk, TaskType::Repair, None)))
-            })
-            .collect();
-        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
-        assert!(results.iter().filter(|r| r.is_err()).all(|r| *r == Err(StoreError::Conflict)));
-        assert_eq!(s.count_active_tasks().unwrap(), 1);
+    crate::testutil::both_backends! {
+        fn changes_of_one_scope_wait_in_order_and_others_do_not() {
+            let (_d, s) = store();
+            let (acct, pk) = setup(&s);
+            let first = scoped(pk, 1001, "file:/etc/ssh/sshd_config");
+            let second = scoped(pk, 1006, "file:/etc/ssh/sshd_config");
+            let third = scoped(pk, 1003, "file:/etc/ssh/sshd_config");
+            let other = scoped(pk, 1009, "file:/etc/login.defs");
+            for sub in [&first, &second, &third, &other] {
+                s.submit(&acct, sub).unwrap();
+            }
+            assert_eq!(status_of(&s, &acct, &first), TaskStatus::Init);
+            assert_eq!(status_of(&s, &acct, &second), TaskStatus::Throttling);
+            assert_eq!(status_of(&s, &acct, &third), TaskStatus::Throttling);
+            assert_eq!(status_of(&s, &acct, &other), TaskStatus::Init, "another file does not wait");
+            // Only the two that may run are handed out.
+            let a = s.claim_task(60_000).unwrap().unwrap();
+            let b = s.claim_task(60_000).unwrap().unwrap();
+            assert!(s.claim_task(60_000).unwrap().is_none());
+            let sshd = if a.task.id == first.tasks[0].id { a } else { b };
+            drive(&s, &sshd, &[TaskStatus::Fail]);
+            // The end of the first releases the second only: the third waits for the second.
+            assert_eq!(status_of(&s, &acct, &second), TaskStatus::Init);
+            assert_eq!(status_of(&s, &acct, &third), TaskStatus::Throttling);
+            let events = s.task_events(&second.tasks[0].id).unwrap();
+            assert_eq!(events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["THROTTLING", "INIT"]);
+            let next = s.claim_task(60_000).unwrap().unwrap();
+            assert_eq!(next.task.id, second.tasks[0].id);
+            drive(&s, &next, &APPLIED);
+            assert_eq!(status_of(&s, &acct, &third), TaskStatus::Init);
+        }
+        fn a_whole_instance_change_waits_for_everything_and_everything_for_it() {
+            let (_d, s) = store();
+            let (acct, pk) = setup(&s);
+            let file = scoped(pk, 1009, "file:/etc/login.defs");
+            let whole = scoped(pk, 1020, "*");
+            let after = scoped(pk, 1012, "sysctl");
+            for sub in [&file, &whole, &after] {
+                s.submit(&acct, sub).unwrap();
+            }
+            assert_eq!(status_of(&s, &acct, &whole), TaskStatus::Throttling);
+            assert_eq!(status_of(&s, &acct, &after), TaskStatus::Throttling, "queued behind the whole-instance change");
+            let c = s.claim_task(60_000).unwrap().unwrap();
+            drive(&s, &c, &[TaskStatus::Fail]);
+            assert_eq!(status_of(&s, &acct, &whole), TaskStatus::Init);
+            assert_eq!(status_of(&s, &acct, &after), TaskStatus::Throttling);
+        }
+        fn a_rollback_waits_for_later_changes_of_its_scope_to_be_undone() {
+            let (_d, s) = store();
+            let (acct, pk) = setup(&s);
+            let mode = scoped(pk, 1006, "file:/etc/ssh/sshd_config");
+            let content = scoped(pk, 1001, "file:/etc/ssh/sshd_config");
+            let other = scoped(pk, 1009, "file:/etc/login.defs");
+            for sub in [&mode, &content, &other] {
+                s.submit(&acct, sub).unwrap();
+                while let Some(c) = s.claim_task(60_000).unwrap() {
+                    drive(&s, &c, &APPLIED);
+                }
+            }
+            let (mode_id, content_id) = (mode.tasks[0].id.clone(), content.tasks[0].id.clone());
+            let undo =
+                |id: &str, check: i64| Submission { check_id: check, ..submission(pk, TaskType::Rollback, Some(id)) };
+            // The older repair of the file cannot be undone first; the later one is named. A later
+            // change of another file does not matter.
+            assert_eq!(
+                s.submit(&acct, &undo(&mode_id, 1006)),
+                Err(StoreError::NotLatest { repair: mode_id.clone(), newer: content_id.clone() })
+            );
+            // Once the later one's rollback is submitted, the older one's may be too: it waits.
+            let undo_content = undo(&content_id, 1001);
+            s.submit(&acct, &undo_content).unwrap();
+            let undo_mode = undo(&mode_id, 1006);
+            s.submit(&acct, &undo_mode).unwrap();
+            assert_eq!(status_of(&s, &acct, &undo_mode), TaskStatus::Throttling);
+            let c = s.claim_task(60_000).unwrap().unwrap();
+            assert_eq!(c.task.id, undo_content.tasks[0].id);
+            drive(
+                &s,
+                &c,
+                &[
+                    TaskStatus::RollBacking,
+                    TaskStatus::RollBacked,
+                    TaskStatus::RollBackVerifying,
+                    TaskStatus::RollBackVerified,
+                ],
+            );
+            assert_eq!(status_of(&s, &acct, &undo_mode), TaskStatus::RollBackInit);
+            assert_eq!(s.standing_change_after(&mode_id, &undo_mode.tasks[0].id).unwrap(), None);
+        }
+        fn a_second_unfinished_task_conflicts_and_writes_nothing() {
+            let (_d, s) = store();
+            let (acct, pk) = setup(&s);
+            s.submit(&acct, &submission(pk, TaskType::Repair, None)).unwrap();
+            let second = submission(pk, TaskType::Repair, None);
+            assert_eq!(s.submit(&acct, &second), Err(StoreError::Conflict));
+            assert!(s.get_task(&acct, &second.tasks[0].id).unwrap().is_none(), "the root task was rolled back too");
+            assert_eq!(s.count_active_tasks().unwrap(), 1);
+        }
+        fn leases_are_fenced_and_transitions_follow_the_table() {
+            let (_d, s) = store();
+            let (acct, pk) = setup(&s);
+            s.submit(&acct, &submission(pk, TaskType::Repair, None)).unwrap();
+            let first = s.claim_task(0).unwrap().unwrap(); // lease of 0 ms: expires at once
+            assert!(matches!(
+                s.transition(&first, TaskStatus::Init, TaskStatus::Repairing, Transition::default()),
+                Err(StoreError::IllegalTransition(_))
+            ));
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            let second = s.claim_task(60_000).unwrap().unwrap();
+            assert_eq!(second.task.id, first.task.id);
+            assert!(second.fence > first.fence);
+            // The worker that lost its lease cannot write.
+            assert_eq!(
+                s.transition(&first, TaskStatus::Init, TaskStatus::InBackup, Transition::default()),
+                Err(StoreError::LeaseLost)
+            );
+            s.transition(&second, TaskStatus::Init, TaskStatus::InBackup, Transition::default()).unwrap();
+            assert!(s.claim_task(60_000).unwrap().is_none(), "leased tasks are not handed out twice");
+            let events = s.task_events(&second.task.id).unwrap();
+            assert_eq!(events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["INIT", "IN_BACKUP"]);
+        }
+        fn concurrent_submissions_for_one_instance_yield_exactly_one_task() {
+            let (_d, s) = store();
+            let (acct, pk) = setup(&s);
+            let s = std::sync::Arc::new(s);
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let (s, acct) = (s.clone(), acct.clone());
+                    std::thread::spawn(move || s.submit(&acct, &submission(pk, TaskType::Repair, None)))
+                })
+                .collect();
+            let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+            assert!(results.iter().filter(|r| r.is_err()).all(|r| *r == Err(StoreError::Conflict)));
+            assert_eq!(s.count_active_tasks().unwrap(), 1);
+        }
     }
 }

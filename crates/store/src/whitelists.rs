@@ -2,8 +2,7 @@
 //! expiry. Results keep their evaluated status; `WHITELIST` is computed when they are read (see
 //! [`whitelisted_sql`]), so an expired rule stops applying on its own.
 
-use rusqlite::{params, params_from_iter, types::Value};
-
+use crate::sql::{args, Arg};
 use crate::{now_ms, placeholders, Result, Store};
 
 /// SQL that is true when the result of check `check` on instance `pk` of account `account` is
@@ -39,14 +38,16 @@ impl crate::Whitelists for Store {
         self.write(move |tx| {
             let mut ids = Vec::new();
             for r in rules {
-                tx.execute(
-                    "INSERT INTO whitelist_rules (account_id, check_id, whole_check, remark, reason, expires_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    params![account_id, r.check_id, r.instance_pks.is_empty(), r.remark, r.reason, r.expires_ms, now],
+                let id: i64 = tx.value(
+                    "INSERT INTO whitelist_rules (account_id, check_id, whole_check, remark, reason, expires_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
+                     RETURNING id",
+                    args![&account_id, r.check_id, r.instance_pks.is_empty(), &r.remark, &r.reason, r.expires_ms, now],
                 )?;
-                let id = tx.last_insert_rowid();
-                let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO whitelist_entries (rule_id, instance_pk) VALUES (?, ?)")?;
                 for pk in &r.instance_pks {
-                    ins.execute(params![id, pk])?;
+                    tx.execute(
+                        "INSERT INTO whitelist_entries (rule_id, instance_pk) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                        args![id, *pk],
+                    )?;
                 }
                 ids.push(id);
             }
@@ -58,7 +59,7 @@ impl crate::Whitelists for Store {
         let account_id = account_id.to_string();
         self.write(move |tx| {
             Ok(tx
-                .execute("DELETE FROM whitelist_rules WHERE account_id = ? AND id = ?", params![account_id, rule_id])?
+                .execute("DELETE FROM whitelist_rules WHERE account_id = ? AND id = ?", args![&account_id, rule_id])?
                 > 0)
         })
     }
@@ -72,24 +73,24 @@ impl crate::Whitelists for Store {
         }
         let checks = placeholders(check_ids.len());
         self.write(move |tx| {
-            let mut args: Vec<Value> = vec![account_id.to_string().into()];
-            args.extend(check_ids.iter().map(|c| Value::from(*c)));
+            let mut args: Vec<Arg> = vec![account_id.as_str().into()];
+            args.extend(check_ids.iter().map(|c| Arg::from(*c)));
             if instance_pks.is_empty() {
-                return Ok(tx.execute(
+                return tx.execute(
                     &format!("DELETE FROM whitelist_rules WHERE account_id = ? AND check_id IN ({checks})"),
-                    params_from_iter(args),
-                )?);
+                    &args,
+                );
             }
             let rules = format!("SELECT id FROM whitelist_rules WHERE account_id = ? AND check_id IN ({checks}) AND whole_check = 0");
             let mut del_args = args.clone();
-            del_args.extend(instance_pks.iter().map(|p| Value::from(*p)));
+            del_args.extend(instance_pks.iter().map(|p| Arg::from(*p)));
             let n = tx.execute(
                 &format!("DELETE FROM whitelist_entries WHERE rule_id IN ({rules}) AND instance_pk IN ({})", placeholders(instance_pks.len())),
-                params_from_iter(del_args),
+                &del_args,
             )?;
             tx.execute(
                 &format!("DELETE FROM whitelist_rules WHERE id IN ({rules}) AND NOT EXISTS (SELECT 1 FROM whitelist_entries e WHERE e.rule_id = whitelist_rules.id)"),
-                params_from_iter(args),
+                &args,
             )?;
             Ok(n)
         })
@@ -100,15 +101,17 @@ impl crate::Whitelists for Store {
             return Ok(Vec::new());
         }
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT i.pk FROM instances i WHERE i.pk IN ({}) AND {}",
-                placeholders(instance_pks.len()),
-                whitelisted_sql("?", "?", "i.pk")
-            ))?;
-            let mut args: Vec<Value> = instance_pks.iter().map(|p| Value::from(*p)).collect();
-            args.extend([Value::from(account_id.to_string()), Value::from(check_id)]);
-            let rows = st.query_map(params_from_iter(args), |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            let mut args: Vec<Arg> = instance_pks.iter().map(|p| Arg::from(*p)).collect();
+            args.extend([Arg::from(account_id), Arg::from(check_id)]);
+            c.query(
+                &format!(
+                    "SELECT i.pk FROM instances i WHERE i.pk IN ({}) AND {}",
+                    placeholders(instance_pks.len()),
+                    whitelisted_sql("?", "?", "i.pk")
+                ),
+                &args,
+                |r| r.get(0),
+            )
         })
     }
 }

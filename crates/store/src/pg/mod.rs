@@ -1,0 +1,148 @@
+//! The PostgreSQL backend: a small pool of connections, each write in its own transaction
+//! (answered after its COMMIT), and the schema brought up to date under an advisory lock.
+
+use std::cell::RefCell;
+use std::sync::{Condvar, Mutex};
+
+use crate::sql::{Conn, PgClient};
+use crate::{status_lists, Result, StoreError, SCHEMA_VERSION};
+
+/// Most connections a store keeps open.
+const MAX_CONNECTIONS: usize = 16;
+
+/// The key of the advisory lock that migrations (and first-start steps) run under: any
+/// constant shared by every posture node ("posture" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0070_6f73_7475_7265;
+
+/// Connections to one database: idle ones are reused, new ones opened up to the limit.
+pub(crate) struct Pool {
+    config: postgres::Config,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+struct PoolState {
+    idle: Vec<PgClient>,
+    open: usize,
+}
+
+impl Pool {
+    /// Checks the URL and opens a first connection (so a wrong address fails at start).
+    pub(crate) fn new(url: &str) -> Result<Pool> {
+        let config: postgres::Config =
+            url.parse().map_err(|e| StoreError::Db(format!("the database URL is not valid: {e}")))?;
+        let pool = Pool { config, state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }), freed: Condvar::new() };
+        let first = pool.connect()?;
+        let mut st = pool.lock();
+        st.open += 1;
+        st.idle.push(first);
+        drop(st);
+        Ok(pool)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn connect(&self) -> Result<PgClient> {
+        let client =
+            self.config.connect(postgres::NoTls).map_err(|e| StoreError::Db(format!("cannot connect: {e}")))?;
+        Ok(PgClient::new(client))
+    }
+
+    /// Takes a connection: an idle one, a new one while under the limit, or the next one freed.
+    fn take(&self) -> Result<PgClient> {
+        let mut st = self.lock();
+        loop {
+            if let Some(c) = st.idle.pop() {
+                if !c.client.is_closed() {
+                    return Ok(c);
+                }
+                st.open -= 1;
+                continue;
+            }
+            if st.open < MAX_CONNECTIONS {
+                st.open += 1;
+                drop(st);
+                return self.connect().inspect_err(|_| self.lock().open -= 1);
+            }
+            st = self.freed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn give_back(&self, c: PgClient) {
+        let mut st = self.lock();
+        if c.client.is_closed() {
+            st.open -= 1;
+        } else {
+            st.idle.push(c);
+        }
+        drop(st);
+        self.freed.notify_one();
+    }
+
+    /// Runs `f` on a connection, each statement on its own (reads).
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        let cell = RefCell::new(self.take()?);
+        let out = f(&Conn::Pg(&cell));
+        self.give_back(cell.into_inner());
+        out
+    }
+
+    /// Runs `f` in one transaction: committed if it returns Ok, rolled back if not.
+    pub(crate) fn transaction<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        self.with(|c| {
+            c.batch("BEGIN")?;
+            match f(c) {
+                Ok(v) => {
+                    c.batch("COMMIT")?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = c.batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+/// The schema version of the database (0 when it has no posture schema yet).
+pub(crate) fn schema_version(c: &Conn) -> Result<i64> {
+    if !c.value::<bool>("SELECT to_regclass('schema_version') IS NOT NULL", &[])? {
+        return Ok(0);
+    }
+    Ok(c.query_opt("SELECT version FROM schema_version", &[], |r| r.get(0))?.unwrap_or(0))
+}
+
+/// Creates the schema if the database has none, in one transaction under the migration lock:
+/// nodes starting together take turns, and the second finds it done.
+pub(crate) fn migrate(c: &Conn) -> Result<()> {
+    c.batch("BEGIN")?;
+    let result = (|| -> Result<()> {
+        first_start_lock(c)?;
+        let version = schema_version(c)?;
+        if version > SCHEMA_VERSION {
+            return Err(crate::newer_schema(version));
+        }
+        if version == 0 {
+            c.batch(&status_lists(include_str!("schema.sql")))?;
+            c.execute("INSERT INTO schema_version (version) VALUES (?)", crate::sql::args![SCHEMA_VERSION])?;
+        }
+        Ok(())
+    })();
+    c.batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+    result
+}
+
+/// Within a write: waits for the first-start lock on PostgreSQL, so that steps every node runs
+/// at start (the admin account and its key) are done by one of them. SQLite has one writer.
+pub(crate) fn first_start_lock(c: &Conn) -> Result<()> {
+    if c.dialect() == crate::sql::Dialect::Postgres {
+        c.value::<Option<i64>>(
+            "SELECT CAST(NULL AS BIGINT) FROM pg_advisory_xact_lock(?)",
+            crate::sql::args![MIGRATION_LOCK],
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL for the tests, on a free loopback port in a temporary directory.
+#   eval "$(scripts/pg.sh start)"   starts it; prints POSTURE_TEST_DATABASE_URL and PG_TEST_DIR
+#   scripts/pg.sh stop DIR           stops it and removes DIR
+# Uses the newest /usr/lib/postgresql/*/bin (installed from the distribution's packages when
+# missing and running as root). PostgreSQL refuses to run as root: as root, the server runs as
+# the `postgres` user. Durability is off (fsync=off): the data is thrown away afterwards.
+set -euo pipefail
+
+pg_bin() {
+  local v
+  v=$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -1)
+  [ -n "$v" ] && echo "/usr/lib/postgresql/$v/bin"
+}
+
+as_owner() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+case "${1:-}" in
+start)
+  if [ -z "$(pg_bin)" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "installing PostgreSQL from the distribution's packages" >&2
+      apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+    else
+      echo "PostgreSQL is not installed (looked in /usr/lib/postgresql): install the postgresql package" >&2
+      exit 1
+    fi
+  fi
+  bin=$(pg_bin)
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  dir=$(mktemp -d -t posture-pg.XXXXXX)
+  chmod 755 "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
+  as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log"
+  as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 -o \
+    "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=500" \
+    start >&2
+  echo "export POSTURE_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$port/postgres"
+  echo "export PG_TEST_DIR=$dir"
+  ;;
+stop)
+  dir=${2:?usage: pg.sh stop DIR}
+  as_owner "$(pg_bin)/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
+  ;;
+*)
+  echo "usage: $0 start | stop DIR" >&2
+  exit 2
+  ;;
+esac
