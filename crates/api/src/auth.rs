@@ -60,10 +60,7 @@ fn lookup(store: &Store, key_id: &str) -> Result<AccessKey, ApiError> {
         Ok(Some(k)) if k.enabled => Ok(k),
         Ok(Some(_)) => Err(ApiError::access_key_inactive()),
         Ok(None) => Err(ApiError::access_key_not_found()),
-        Err(e) => {
-            tracing::error!(error = %e, stage = "auth", "key lookup failed");
-            Err(ApiError::server_error())
-        }
+        Err(e) => Err(crate::ops::db(e)),
     }
 }
 
@@ -117,7 +114,7 @@ impl NonceCommit {
 
 fn recording_failed(e: store::StoreError) -> ApiError {
     tracing::error!(error = %e, stage = "auth", "the nonce could not be recorded");
-    ApiError::server_error()
+    crate::ops::db(e)
 }
 
 /// Authenticates a request (v3 when `Authorization` starts with `ACS3-`, else v1).

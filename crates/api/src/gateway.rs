@@ -38,9 +38,20 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
     let request_id = request_id();
     let host = req.header("host").unwrap_or("posture").to_string();
     if req.path == "/healthz" {
-        return match req.method.as_str() {
-            "GET" | "HEAD" => json_response(200, &json!({"Status": "ok"}), None),
-            _ => error_response(&ApiError::unsupported_method(), &host, &request_id),
+        if !matches!(req.method.as_str(), "GET" | "HEAD") {
+            return error_response(&ApiError::unsupported_method(), &host, &request_id);
+        }
+        // The node is healthy when its database answers (a load balancer takes it out if not).
+        let store = app.store.clone();
+        let db = tokio::task::spawn_blocking(move || store.ping()).await;
+        return match db {
+            Ok(Ok(())) => json_response(200, &json!({"Status": "ok", "Database": "ok"}), None),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "health check: the database does not answer");
+                let body = json!({"Status": "unavailable", "Database": e.to_string()});
+                json_response(503, &body, None)
+            }
+            Err(_) => json_response(503, &json!({"Status": "unavailable"}), None),
         };
     }
     match process(app, req).await {
@@ -119,6 +130,7 @@ async fn process(app: Arc<App>, req: Request) -> Result<Value, ApiError> {
                 account_id: &key.account_id,
                 settings: &app.settings,
                 idempotency: &app.idempotency,
+                client_token: None,
             };
             ops::run(&ctx, &action, op, &params)
         });

@@ -88,6 +88,7 @@ impl Fixture {
                 }],
                 selection: None,
                 scope: HostConnector::default().scope(&check.render_steps(&params)),
+                keep: None,
             },
         )?;
         Ok(id)

@@ -95,6 +95,10 @@ impl ApiError {
     pub fn server_error() -> Self {
         e(500, "ServerError", "ServerError")
     }
+    /// The database cannot be reached (PostgreSQL down or unreachable): retry later.
+    pub fn database_unavailable() -> Self {
+        e(503, "ServiceUnavailable", "The database is unavailable; retry later.")
+    }
 
     // --- operations ---
     pub fn illegal_param(detail: &str) -> Self {

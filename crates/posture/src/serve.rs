@@ -82,7 +82,8 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    // A name of this process's own: nodes sharing a data directory may write it at once.
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     f.write_all(text.as_bytes())?;
@@ -235,6 +236,9 @@ fn ensure_admin(store: &Store, data: &Path, listen: &SocketAddr) -> Result<Strin
 /// Writes, registers and checks the demo fleet, once. Each part is idempotent and the whole is
 /// marked done only at its end, so a start interrupted halfway is completed by the next one.
 fn seed_demo(store: &Store, engine: &Engine, account: &str, data: &Path) -> Result<(), String> {
+    // Nodes sharing the data directory seed it one at a time; the next finds it marked.
+    let lock = File::create(data.join("demo.lock")).map_err(|e| format!("cannot create the demo lock: {e}"))?;
+    lock.lock().map_err(|e| format!("cannot lock the demo lock: {e}"))?;
     if store.is_marked(store::marks::DEMO_SEEDED).map_err(|e| e.to_string())? {
         return Ok(());
     }

@@ -48,7 +48,8 @@ pub use seam::{
 pub use selections::{Criterion, Selection};
 pub use service_state::{marks, Admin};
 pub use tasks::{
-    Claimed, InstanceMatch, NewTask, SelectionSource, Submission, SubmitOutcome, TaskFilter, TaskRow, Transition,
+    Claimed, ClientToken, InstanceMatch, NewTask, SelectionSource, Submission, SubmitOutcome, TaskFilter, TaskRow,
+    Transition,
 };
 pub use whitelists::NewWhitelist;
 
@@ -81,6 +82,11 @@ pub enum StoreError {
         /// The later repair to roll back first (or to let finish).
         newer: String,
     },
+    /// A call with the same ClientToken has kept its answer; nothing was written.
+    TokenUsed,
+    /// The database cannot be reached (a server that is down, a connection that broke): the
+    /// call may be retried; whether a write in flight was committed is not known.
+    Unavailable(String),
     /// The database failed.
     Db(String),
 }
@@ -98,6 +104,8 @@ impl std::fmt::Display for StoreError {
             StoreError::QuotaExhausted => f.write_str("repair authorization exhausted"),
             StoreError::NothingToDo => f.write_str("nothing to do"),
             StoreError::NotLatest { repair, newer } => write!(f, "{repair} is not the latest change: {newer} stands"),
+            StoreError::TokenUsed => f.write_str("the ClientToken was used by another call"),
+            StoreError::Unavailable(e) => write!(f, "the database is unavailable: {e}"),
             StoreError::Db(e) => write!(f, "database: {e}"),
         }
     }
@@ -434,6 +442,11 @@ impl Store {
         }
     }
 
+    /// Whether the database answers (`GET /healthz`).
+    pub fn ping(&self) -> Result<()> {
+        self.read(|c| c.value::<i64>("SELECT 1", &[]).map(drop))
+    }
+
     /// Which backend this store runs on: "sqlite" or "postgres".
     pub fn backend(&self) -> &'static str {
         match self.db {
@@ -528,7 +541,13 @@ pub(crate) mod testutil {
     /// What a test store lives in: its data directory, and its PostgreSQL database if any.
     pub struct Place {
         dir: tempfile::TempDir,
-        _db: Option<testing::TestDatabase>,
+        db: Option<testing::TestDatabase>,
+    }
+
+    /// The store of `place` opened again (a restart, or another node).
+    pub fn reopen(place: &Place) -> Store {
+        let database = place.db.as_ref().map(|d| d.url.clone());
+        Store::connect(&Location { data: place.dir.path().to_path_buf(), database, master_key: None }).unwrap()
     }
 
     impl Place {
@@ -544,10 +563,10 @@ pub(crate) mod testutil {
             let db = testing::TestDatabase::create().expect("checked by both_backends");
             let at = Location { data: dir.path().to_path_buf(), database: Some(db.url.clone()), master_key: None };
             let s = Store::connect(&at).unwrap();
-            return (Place { dir, _db: Some(db) }, s);
+            return (Place { dir, db: Some(db) }, s);
         }
         let s = Store::open(&dir.path().join("posture.db")).unwrap();
-        (Place { dir, _db: None }, s)
+        (Place { dir, db: None }, s)
     }
 
     /// Runs each test twice, as `sqlite::name` and `postgres::name`: the conformance suite

@@ -120,11 +120,16 @@ pub struct NewNonce {
     nonces: Arc<Nonces>,
     bucket: i64,
     digest: NonceDigest,
+    /// Already committed (on PostgreSQL, where it is recorded by the statement that decides).
+    committed: bool,
 }
 
 impl NewNonce {
     /// Appends the nonce to `nonces.db` (committed within a few milliseconds).
     pub fn log(self) -> NonceWait {
+        if self.committed {
+            return NonceWait(Wait::Done);
+        }
         let n = self.nonces;
         let mut st = lock(&n.state);
         st.next_ticket += 1;
@@ -138,11 +143,10 @@ impl NewNonce {
     }
 
     /// Hands the nonce to the main database's committer now, ahead of the writes the caller
-    /// queues next: it is committed with them or before them. (On PostgreSQL every write
-    /// commits on its own, so the nonce goes to the log like a read's.)
+    /// queues next: it is committed with them or before them.
     pub fn ahead_of_writes(self, store: &Store) -> NonceWait {
-        if store.backend() != "sqlite" {
-            return self.log();
+        if self.committed {
+            return NonceWait(Wait::Done);
         }
         let told = Arc::new(Mutex::new(Told::default()));
         let stale = lock(&self.nonces.state).stale_below;
@@ -159,6 +163,8 @@ impl NewNonce {
 pub struct NonceWait(Wait);
 
 enum Wait {
+    /// Committed already.
+    Done,
     /// In `nonces.db`'s batch with this ticket.
     Log { nonces: Arc<Nonces>, ticket: u64 },
     /// In a job of the main committer.
@@ -177,6 +183,7 @@ impl NonceWait {
     /// that learns it: an async caller completes a future there instead of blocking a thread.
     pub fn notify(self, done: impl FnOnce(Result<()>) + Send + 'static) {
         match self.0 {
+            Wait::Done => done(Ok(())),
             Wait::Log { nonces, ticket } => {
                 let mut d = lock(&nonces.durable);
                 if d.upto >= ticket {
@@ -361,12 +368,15 @@ impl Store {
         window_ms: i64,
         now_ms: i64,
     ) -> Result<Option<NewNonce>> {
-        self.load_nonces(window_ms, now_ms)?;
         let digest = nonce_digest(key_id, nonce);
         // The first bucket whose start is at or after the expiry: kept at least until then.
         let bucket = (date_ms + window_ms).div_euclid(BUCKET_MS) + 1;
         let stale = (now_ms - window_ms).div_euclid(BUCKET_MS);
         let n = &self.nonces;
+        if self.backend() == "postgres" {
+            return self.use_nonce_in_database(bucket, digest, stale);
+        }
+        self.load_nonces(window_ms, now_ms)?;
         let mut st = lock(&n.state);
         if stale > st.stale_below {
             st.stale_below = stale;
@@ -375,7 +385,29 @@ impl Store {
         if !st.live.entry(bucket).or_default().insert(digest) {
             return Ok(None);
         }
-        Ok(Some(NewNonce { nonces: n.clone(), bucket, digest }))
+        Ok(Some(NewNonce { nonces: n.clone(), bucket, digest, committed: false }))
+    }
+
+    /// On PostgreSQL, where several nodes share the database, the database decides: the first
+    /// insert of a digest wins, committed before the request goes on, so a replay sent to
+    /// any node is refused. Once a minute per node, aged-out buckets are deleted.
+    fn use_nonce_in_database(&self, bucket: i64, digest: NonceDigest, stale: i64) -> Result<Option<NewNonce>> {
+        let prune = {
+            let mut st = lock(&self.nonces.state);
+            let due = stale > st.stale_below;
+            st.stale_below = st.stale_below.max(stale);
+            due
+        };
+        let inserted = self.read(|c| {
+            if prune {
+                c.execute("DELETE FROM nonces WHERE bucket < ?", args![stale])?;
+            }
+            c.execute(
+                "INSERT INTO nonces (digest, bucket) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING",
+                args![&digest[..], bucket],
+            )
+        })? == 1;
+        Ok(inserted.then(|| NewNonce { nonces: self.nonces.clone(), bucket, digest, committed: true }))
     }
 
     /// Fills memory from the two logs, once: the nonces kept by earlier runs.
@@ -410,34 +442,34 @@ mod tests {
 
     const W: i64 = 15 * 60_000;
 
-    fn rows_in(dir: &crate::testutil::Place) -> i64 {
+    /// The nonces kept by the log of reads (SQLite), or in the database (PostgreSQL).
+    fn rows_in(dir: &crate::testutil::Place, s: &crate::Store) -> i64 {
+        if s.backend() == "postgres" {
+            return s.read(|c| c.value("SELECT COUNT(*) FROM nonces", &[])).unwrap();
+        }
         let c = rusqlite::Connection::open(dir.path().join("nonces.db")).unwrap();
         c.query_row("SELECT COUNT(*) FROM nonces", [], |r| r.get(0)).unwrap()
     }
 
     #[test]
-    fn a_nonce_is_refused_for_as_long_as_its_date_is_acceptable() {
-        let (dir, s) = store();
-        let date = 1_000_000_000_000;
-        assert!(s.use_nonce("k", "n", date, W, date).unwrap());
-        assert!(!s.use_nonce("k", "n", date, W, date + 1).unwrap());
-        assert!(s.use_nonce("other", "n", date, W, date).unwrap(), "per key");
-        // A request dated 14 min 50 s ahead, replayed 15 min 5 s after it was first seen: its
-        // date is still acceptable (10 s old), so the nonce must still be known.
-        let ahead = date + 14 * 60_000 + 50_000;
-        assert!(s.use_nonce("k", "edge", ahead, W, date).unwrap());
-        assert!(!s.use_nonce("k", "edge", ahead, W, date + 15 * 60_000 + 5_000).unwrap());
-        // After a restart too (the table is read back).
-        drop(s);
-        let s = crate::Store::open(&dir.path().join("posture.db")).unwrap();
-        assert!(!s.use_nonce("k", "edge", ahead, W, date + 20 * 60_000).unwrap());
-        // Long after the date is out of the window (and one window more), its bucket is gone,
-        // from memory and, a chunk per commit, from the table.
-        let later = ahead + 2 * W + 3 * 60_000;
-        assert!(s.use_nonce("k", "x", later, W, later).unwrap());
-        assert!(s.use_nonce("k", "y", later, W, later).unwrap());
-        let left = rows_in(&dir);
-        assert_eq!(left, 2, "every aged-out bucket was dropped");
+    fn a_nonce_used_on_one_node_is_refused_by_every_other() {
+        let Some(db) = crate::testing::TestDatabase::create() else { return };
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let key = dirs[0].path().join("master.key");
+        let nodes: Vec<crate::Store> = dirs
+            .iter()
+            .map(|d| {
+                let at = crate::Location {
+                    data: d.path().to_path_buf(),
+                    database: Some(db.url.clone()),
+                    master_key: Some(key.clone()),
+                };
+                crate::Store::connect(&at).unwrap()
+            })
+            .collect();
+        let now = 1_000_000_000_000;
+        assert!(nodes[0].use_nonce("k", "n", now, W, now).unwrap());
+        assert!(!nodes[1].use_nonce("k", "n", now, W, now).unwrap(), "replayed to another node");
     }
 
     #[test]
@@ -448,30 +480,54 @@ mod tests {
         new.ahead_of_writes(&s).wait().unwrap();
         assert!(s.use_nonce_later("k", "w", now, W, now).unwrap().is_none(), "refused at once");
         let in_main: i64 = s.read(|c| c.value("SELECT COUNT(*) FROM nonces", &[])).unwrap();
-        assert_eq!((in_main, rows_in(&dir)), (1, 0), "in the main database, not the read log");
+        assert_eq!((in_main, rows_in(&dir, &s)), (1, 0), "in the main database, not the read log");
         drop(s);
         let s = crate::Store::open(&dir.path().join("posture.db")).unwrap();
         assert!(!s.use_nonce("k", "w", now, W, now + 60_000).unwrap(), "refused after a restart");
         assert!(s.use_nonce("k", "r", now, W, now + 60_000).unwrap());
     }
 
-    #[test]
-    fn concurrent_requests_share_commits_and_duplicates_are_caught() {
-        let (_dir, s) = store();
-        let s = std::sync::Arc::new(s);
-        let now = 1_000_000_000_000;
-        let handles: Vec<_> = (0..8)
-            .map(|t| {
-                let s = s.clone();
-                std::thread::spawn(move || {
-                    (0..200)
-                        .filter(|i| s.use_nonce("k", &format!("{}", i % 100 + t % 2 * 1000), now, W, now).unwrap())
-                        .count()
+    crate::testutil::both_backends! {
+        fn a_nonce_is_refused_for_as_long_as_its_date_is_acceptable() {
+            let (dir, s) = store();
+            let date = 1_000_000_000_000;
+            assert!(s.use_nonce("k", "n", date, W, date).unwrap());
+            assert!(!s.use_nonce("k", "n", date, W, date + 1).unwrap());
+            assert!(s.use_nonce("other", "n", date, W, date).unwrap(), "per key");
+            // A request dated 14 min 50 s ahead, replayed 15 min 5 s after it was first seen: its
+            // date is still acceptable (10 s old), so the nonce must still be known.
+            let ahead = date + 14 * 60_000 + 50_000;
+            assert!(s.use_nonce("k", "edge", ahead, W, date).unwrap());
+            assert!(!s.use_nonce("k", "edge", ahead, W, date + 15 * 60_000 + 5_000).unwrap());
+            // After a restart too (the table is read back).
+            drop(s);
+            let s = crate::testutil::reopen(&dir);
+            assert!(!s.use_nonce("k", "edge", ahead, W, date + 20 * 60_000).unwrap());
+            // Long after the date is out of the window (and one window more), its bucket is gone,
+            // from memory and, a chunk per commit, from the table.
+            let later = ahead + 2 * W + 3 * 60_000;
+            assert!(s.use_nonce("k", "x", later, W, later).unwrap());
+            assert!(s.use_nonce("k", "y", later, W, later).unwrap());
+            let left = rows_in(&dir, &s);
+            assert_eq!(left, 2, "every aged-out bucket was dropped");
+        }
+        fn concurrent_requests_share_commits_and_duplicates_are_caught() {
+            let (_dir, s) = store();
+            let s = std::sync::Arc::new(s);
+            let now = 1_000_000_000_000;
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let s = s.clone();
+                    std::thread::spawn(move || {
+                        (0..200)
+                            .filter(|i| s.use_nonce("k", &format!("{}", i % 100 + t % 2 * 1000), now, W, now).unwrap())
+                            .count()
+                    })
                 })
-            })
-            .collect();
-        let fresh: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-        assert_eq!(fresh, 200, "each of the 200 distinct nonces was new exactly once");
-        assert_eq!(rows_in(&_dir), 200);
+                .collect();
+            let fresh: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            assert_eq!(fresh, 200, "each of the 200 distinct nonces was new exactly once");
+            assert_eq!(rows_in(&_dir, &s), 200);
+        }
     }
 }

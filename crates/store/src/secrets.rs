@@ -67,16 +67,22 @@ fn read_key(path: &Path) -> io::Result<Vec<u8>> {
         .ok_or_else(|| io::Error::other(format!("{} is not a master key (64 hex digits)", path.display())))
 }
 
+/// Writes a new key beside `path` and links it into place only if no key is there: a process
+/// starting at the same moment (another node on the same data directory) either wins, or reads
+/// the winner's whole key — never a half-written file.
 fn create_key(path: &Path) -> io::Result<Vec<u8>> {
-    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-        Ok(mut f) => {
-            let mut key = [0u8; 32];
-            getrandom::getrandom(&mut key).map_err(|e| io::Error::other(e.to_string()))?;
-            f.write_all(format!("{}\n", hex::encode(key)).as_bytes())?;
-            f.sync_all()?;
-            Ok(key.to_vec())
-        }
-        // Another process (a `posture keys` command beside `serve`) created it just now.
+    let mut key = [0u8; 32];
+    getrandom::getrandom(&mut key).map_err(|e| io::Error::other(e.to_string()))?;
+    let tmp = path.with_extension(format!("new.{}.{}", std::process::id(), hex::encode(&key[..4])));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(format!("{}\n", hex::encode(key)).as_bytes())?;
+        f.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    match written {
+        Ok(()) => Ok(key.to_vec()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_key(path),
         Err(e) => Err(e),
     }

@@ -415,6 +415,16 @@ impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
         use postgres::error::SqlState;
         match e.code() {
+            // The server is shutting down or cannot take the connection.
+            Some(c)
+                if *c == SqlState::ADMIN_SHUTDOWN
+                    || *c == SqlState::CRASH_SHUTDOWN
+                    || *c == SqlState::CANNOT_CONNECT_NOW
+                    || *c == SqlState::TOO_MANY_CONNECTIONS
+                    || *c == SqlState::CONNECTION_FAILURE =>
+            {
+                StoreError::Unavailable(e.to_string())
+            }
             Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict,
             Some(c)
                 if *c == SqlState::FOREIGN_KEY_VIOLATION
@@ -423,7 +433,14 @@ impl From<postgres::Error> for StoreError {
             {
                 StoreError::Constraint(e.to_string())
             }
-            _ => StoreError::Db(e.as_db_error().map(|d| d.to_string()).unwrap_or_else(|| e.to_string())),
+            Some(_) => StoreError::Db(e.as_db_error().map(|d| d.to_string()).unwrap_or_else(|| e.to_string())),
+            // No SQLSTATE: the connection failed or closed (the server is down or unreachable).
+            None if e.is_closed()
+                || std::error::Error::source(&e).is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()) =>
+            {
+                StoreError::Unavailable(e.to_string())
+            }
+            None => StoreError::Db(e.to_string()),
         }
     }
 }

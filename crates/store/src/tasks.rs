@@ -38,6 +38,19 @@ pub struct Submission {
     /// What the repair changes on each instance (the connector's scope of its steps). A
     /// rollback takes its repair's scope instead.
     pub scope: String,
+    /// The call's ClientToken and its answer, kept in the same transaction as the tasks.
+    pub keep: Option<(ClientToken, String)>,
+}
+
+/// A ClientToken of a call, with the digest of the parameters it came with.
+#[derive(Clone, Debug)]
+pub struct ClientToken {
+    /// The action.
+    pub action: String,
+    /// The token.
+    pub token: String,
+    /// Digest of the call's parameters.
+    pub digest: String,
 }
 
 /// The instances of a selection that a submission adds, all with the same parameters.
@@ -309,6 +322,18 @@ impl crate::TaskQueue for Store {
                 })?;
             if repair && trial {
                 return Ok(SubmitOutcome::TrialUnauthorized);
+            }
+            if let Some((t, answer)) = &s.keep {
+                // A twin call with the same token got here first (on another node): this one
+                // writes nothing. On PostgreSQL the insert waits for the twin's transaction.
+                let kept = tx.execute(
+                    "INSERT INTO idempotency (account_id, action, client_token, params_digest, response, created_ms)
+                     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    args![&account_id, &t.action, &t.token, &t.digest, answer, now],
+                )?;
+                if kept == 0 {
+                    return Err(StoreError::TokenUsed);
+                }
             }
             tx.execute(
                 "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
@@ -671,6 +696,7 @@ mod tests {
             }],
             selection: None,
             scope: "file:/etc/ssh/sshd_config".into(),
+            keep: None,
         }
     }
 
@@ -727,6 +753,27 @@ mod tests {
     }
 
     crate::testutil::both_backends! {
+        fn a_client_token_s_submission_is_written_once_with_its_answer() {
+            let (place, s) = store();
+            let (acct, pk) = setup(&s);
+            let token = ClientToken { action: "SubmitOperationTask".into(), token: "t-1".into(), digest: "d".into() };
+            let first = Submission { keep: Some((token.clone(), "{\"RootTaskId\":\"a\"}".into())), ..submission(pk, TaskType::Repair, None) };
+            // Its twin (another node, the same token): another check item, so no task conflict.
+            let twin = Submission { check_id: 1003, keep: Some((token, "{}".into())), ..submission(pk, TaskType::Repair, None) };
+            let other = crate::testutil::reopen(&place);
+            let (a, b) = std::thread::scope(|sc| {
+                let a = sc.spawn(|| s.submit(&acct, &first));
+                let b = sc.spawn(|| other.submit(&acct, &twin));
+                (a.join().unwrap(), b.join().unwrap())
+            });
+            let mut outcomes = [a, b];
+            outcomes.sort_by_key(|o| o.is_err());
+            assert_eq!(outcomes, [Ok(SubmitOutcome::Created(1)), Err(StoreError::TokenUsed)]);
+            assert_eq!(s.count_active_tasks().unwrap(), 1, "the twin wrote nothing");
+            let kept = crate::Idempotency::idempotent_answer(&s, &acct, "SubmitOperationTask", "t-1").unwrap().unwrap();
+            assert_eq!(kept.0, "d");
+        }
+
         fn changes_of_one_scope_wait_in_order_and_others_do_not() {
             let (_d, s) = store();
             let (acct, pk) = setup(&s);

@@ -33,6 +33,9 @@ pub struct Ctx<'a> {
     pub settings: &'a Settings,
     /// Serialises calls that carry a ClientToken, so a retry racing its original waits for it.
     pub idempotency: &'a Mutex<()>,
+    /// The call's ClientToken, for an operation that keeps its answer in the transaction of
+    /// its own writes (set by [`run`]).
+    pub client_token: Option<store::ClientToken>,
 }
 
 /// Service settings the operations read.
@@ -144,14 +147,31 @@ pub fn run(ctx: &Ctx, action: &str, op: Op, p: &Params) -> Result<Value, ApiErro
     pairs.sort();
     let digest = hex::encode(Sha256::digest(serde_json::to_vec(&pairs).unwrap_or_default()));
     let _serial = ctx.idempotency.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((kept_digest, answer)) = ctx.store.idempotent_answer(ctx.account_id, action, token).map_err(db)? {
-        if kept_digest != digest {
-            return Err(ApiError::idempotent_mismatch());
+    let kept = || -> Result<Option<Value>, ApiError> {
+        match ctx.store.idempotent_answer(ctx.account_id, action, token).map_err(db)? {
+            Some((kept_digest, _)) if kept_digest != digest => Err(ApiError::idempotent_mismatch()),
+            Some((_, answer)) => serde_json::from_str(&answer).map(Some).map_err(|_| ApiError::server_error()),
+            None => Ok(None),
         }
-        return serde_json::from_str(&answer).map_err(|_| ApiError::server_error());
+    };
+    if let Some(answer) = kept()? {
+        return Ok(answer);
     }
-    let answer = op(ctx, p)?;
-    if p.bool("DryRun")? != Some(true) {
+    let dry_run = p.bool("DryRun")? == Some(true);
+    let with_token = Ctx {
+        client_token: (!dry_run).then(|| store::ClientToken {
+            action: action.to_string(),
+            token: token.to_string(),
+            digest: digest.clone(),
+        }),
+        ..*ctx
+    };
+    let answer = match op(&with_token, p) {
+        Ok(answer) => answer,
+        // The same token's call on another node got there first: its answer stands.
+        Err(e) => return kept()?.ok_or(e),
+    };
+    if !dry_run {
         ctx.store.keep_idempotent_answer(ctx.account_id, action, token, &digest, &answer.to_string()).map_err(db)?;
     }
     Ok(answer)
@@ -162,10 +182,14 @@ pub fn find(action: &str) -> Option<Op> {
     OPERATIONS.iter().find(|(name, _)| *name == action).map(|(_, op)| *op)
 }
 
-/// A store failure: logged with its cause, answered as an opaque `ServerError`.
-pub(crate) fn db(e: StoreError) -> ApiError {
+/// A store failure: logged with its cause, answered as an opaque `ServerError`, or as
+/// `ServiceUnavailable` (503, retry later) when the database cannot be reached.
+pub fn db(e: StoreError) -> ApiError {
     tracing::error!(error = %e, error_type = "store", "store call failed");
-    ApiError::server_error()
+    match e {
+        StoreError::Unavailable(_) => ApiError::database_unavailable(),
+        _ => ApiError::server_error(),
+    }
 }
 
 /// A JSON object from its fields, moving each value in (`json!` would deep-copy a value that

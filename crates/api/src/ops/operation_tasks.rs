@@ -156,17 +156,24 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         .engine
         .connector(&check.asset)
         .map_or_else(|| connectors::WHOLE_INSTANCE.to_string(), |c| c.scope(&check.render_steps(&params)));
-    let submission = Submission { root_id: root_id.clone(), check_id, kind, dimension, tasks, selection, scope };
+    // The answer is known before the tasks are written, so a ClientToken's answer is kept in
+    // the same transaction: a crash cannot leave the tasks without it (and a retry would run
+    // the submission twice) or the answer without the tasks.
+    let answer = json!({"RootTaskId": root_id});
+    let keep = ctx.client_token.clone().map(|t| (t, answer.to_string()));
+    let submission = Submission { root_id, check_id, kind, dimension, tasks, selection, scope, keep };
     match ctx.store.submit(ctx.account_id, &submission) {
         Ok(SubmitOutcome::Created(_)) => {
             ctx.engine.wake();
-            Ok(json!({"RootTaskId": root_id}))
+            Ok(answer)
         }
         Ok(SubmitOutcome::TrialUnauthorized) => Ok(json!({"OperateCode": "ActionTrialUnauthorized"})),
         Ok(SubmitOutcome::QuotaExhausted) => Ok(json!({"OperateCode": "AuthorizationExhaust"})),
         Err(StoreError::Conflict) => Err(ApiError::repair_task_conflict()),
         Err(StoreError::NothingToDo) => Err(ApiError::no_instance_to_operate()),
         Err(StoreError::NotLatest { repair, newer }) => Err(ApiError::rollback_not_latest(&repair, &newer)),
+        // Its twin kept an answer meanwhile (`ops::run` returns that one).
+        Err(StoreError::TokenUsed) => Err(ApiError::server_error()),
         Err(e) => Err(db(e)),
     }
 }

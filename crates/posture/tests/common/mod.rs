@@ -178,7 +178,7 @@ impl Server {
     }
 }
 
-fn healthz(endpoint: &str) -> std::io::Result<u16> {
+pub fn healthz(endpoint: &str) -> std::io::Result<u16> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(endpoint)?;
     write!(s, "GET /healthz HTTP/1.1\r\nhost: {endpoint}\r\nconnection: close\r\n\r\n")?;

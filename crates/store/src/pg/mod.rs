@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::sync::{Condvar, Mutex};
 
-use crate::sql::{Conn, PgClient};
+use crate::sql::{args, Conn, PgClient};
 use crate::{status_lists, Result, StoreError, SCHEMA_VERSION};
 
 /// Most connections a store keeps open.
@@ -45,8 +45,10 @@ impl Pool {
     }
 
     fn connect(&self) -> Result<PgClient> {
-        let client =
-            self.config.connect(postgres::NoTls).map_err(|e| StoreError::Db(format!("cannot connect: {e}")))?;
+        let client = self
+            .config
+            .connect(postgres::NoTls)
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect: {e}")))?;
         Ok(PgClient::new(client))
     }
 
@@ -116,33 +118,60 @@ pub(crate) fn schema_version(c: &Conn) -> Result<i64> {
 }
 
 /// Creates the schema if the database has none, in one transaction under the migration lock:
-/// nodes starting together take turns, and the second finds it done.
+/// nodes starting together take turns, and the second finds it done. The lock is taken before
+/// the transaction begins, not inside it: a transaction begun before another node's schema was
+/// committed may still find "no such table" in its backend's catalog cache.
 pub(crate) fn migrate(c: &Conn) -> Result<()> {
-    c.batch("BEGIN")?;
+    c.value::<Option<i64>>("SELECT CAST(NULL AS BIGINT) FROM pg_advisory_lock(?)", args![MIGRATION_LOCK])?;
     let result = (|| -> Result<()> {
-        first_start_lock(c)?;
-        let version = schema_version(c)?;
-        if version > SCHEMA_VERSION {
-            return Err(crate::newer_schema(version));
-        }
-        if version == 0 {
-            c.batch(&status_lists(include_str!("schema.sql")))?;
-            c.execute("INSERT INTO schema_version (version) VALUES (?)", crate::sql::args![SCHEMA_VERSION])?;
-        }
-        Ok(())
+        c.batch("BEGIN")?;
+        let done = (|| -> Result<()> {
+            let version = schema_version(c)?;
+            if version > SCHEMA_VERSION {
+                return Err(crate::newer_schema(version));
+            }
+            if version == 0 {
+                c.batch(&status_lists(include_str!("schema.sql")))?;
+                c.execute("INSERT INTO schema_version (version) VALUES (?)", args![SCHEMA_VERSION])?;
+            }
+            Ok(())
+        })();
+        c.batch(if done.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+        done
     })();
-    c.batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
-    result
+    let unlocked = c.value::<bool>("SELECT pg_advisory_unlock(?)", args![MIGRATION_LOCK]);
+    result.and(unlocked.map(drop))
 }
 
 /// Within a write: waits for the first-start lock on PostgreSQL, so that steps every node runs
 /// at start (the admin account and its key) are done by one of them. SQLite has one writer.
 pub(crate) fn first_start_lock(c: &Conn) -> Result<()> {
     if c.dialect() == crate::sql::Dialect::Postgres {
-        c.value::<Option<i64>>(
-            "SELECT CAST(NULL AS BIGINT) FROM pg_advisory_xact_lock(?)",
-            crate::sql::args![MIGRATION_LOCK],
-        )?;
+        c.value::<Option<i64>>("SELECT CAST(NULL AS BIGINT) FROM pg_advisory_xact_lock(?)", args![MIGRATION_LOCK])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nodes_opening_a_new_database_together_create_its_schema_once() {
+        let Some(db) = crate::testing::TestDatabase::create() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("master.key");
+        let opened: Vec<_> = std::thread::scope(|s| {
+            let nodes: Vec<_> = (0..4)
+                .map(|n| {
+                    let at = crate::Location {
+                        data: dir.path().join(format!("node-{n}")),
+                        database: Some(db.url.clone()),
+                        master_key: Some(key.clone()),
+                    };
+                    s.spawn(move || crate::Store::connect(&at).map(drop))
+                })
+                .collect();
+            nodes.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(opened.iter().all(Result::is_ok), "{opened:?}");
+    }
 }

@@ -217,10 +217,10 @@ CREATE TABLE idempotency (
     PRIMARY KEY (account_id, action, client_token)
 );
 
+-- Nonces of signed requests: the first insert of a digest wins (see nonces.rs).
 CREATE TABLE nonces (
-    rowid   BIGINT GENERATED ALWAYS AS IDENTITY,
-    bucket  BIGINT NOT NULL,
-    digest  BYTEA NOT NULL
+    digest  BYTEA PRIMARY KEY,
+    bucket  BIGINT NOT NULL
 );
 CREATE INDEX nonces_by_bucket ON nonces (bucket);
 
