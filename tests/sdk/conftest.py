@@ -25,10 +25,10 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data: Path, demo=True, args=(), env=None):
+    def __init__(self, data: Path, demo=True, args=(), env=None, log_name="serve.log"):
         self.data = data
         data.parent.mkdir(parents=True, exist_ok=True)
-        self.log = open(data.parent / "serve.log", "w")
+        self.log = open(data.parent / log_name, "w")
         # The port is picked free just before; if another process took it meanwhile, serve
         # exits at once and we try another.
         for _ in range(5):

@@ -8,15 +8,16 @@ mod assess;
 mod discover;
 mod tasks;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use catalog::Catalog;
 use connectors::{CloudProvider, Connector};
 use model::Vendor;
-use store::WorkerStore;
+use store::{Claimed, WorkerStore};
 
 pub use assess::evaluate_instance;
 
@@ -46,6 +47,10 @@ pub struct Engine {
     pub(crate) config: Config,
     wake: (Mutex<u64>, Condvar),
     stop: AtomicBool,
+    /// The tasks this engine's workers are driving, with when their lease was last taken or
+    /// extended: the heartbeat keeps a step that runs longer than a lease (a slow cloud call)
+    /// from being taken over by another worker or node.
+    held: Mutex<HashMap<String, (Claimed, Instant)>>,
 }
 
 impl Engine {
@@ -65,6 +70,7 @@ impl Engine {
             config,
             wake: (Mutex::new(0), Condvar::new()),
             stop: AtomicBool::new(false),
+            held: Mutex::new(HashMap::new()),
         })
     }
 
@@ -118,9 +124,19 @@ impl Engine {
         while self.work_once() {}
     }
 
-    /// Starts `n` worker threads.
+    /// Starts `n` worker threads, and the heartbeat that extends their leases. Work submitted
+    /// through another node wakes them too, where the store can tell (PostgreSQL's NOTIFY);
+    /// otherwise they look every `idle_poll`.
     pub fn start(self: &Arc<Self>, n: usize) -> Workers {
-        let handles = (0..n)
+        let weak = Arc::downgrade(self);
+        if let Err(e) = self.store.watch_work(Box::new(move || {
+            if let Some(engine) = weak.upgrade() {
+                engine.wake();
+            }
+        })) {
+            tracing::warn!(error = %e, "work submitted on other nodes is found by polling only");
+        }
+        let mut handles: Vec<JoinHandle<()>> = (0..n)
             .map(|i| {
                 let engine = self.clone();
                 std::thread::Builder::new()
@@ -129,7 +145,56 @@ impl Engine {
                     .expect("a worker thread can be spawned")
             })
             .collect();
+        if n > 0 {
+            let engine = self.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name("posture-heartbeat".into())
+                    .spawn(move || engine.heartbeat_loop())
+                    .expect("the heartbeat thread can be spawned"),
+            );
+        }
         Workers { engine: self.clone(), handles }
+    }
+
+    /// Every third of a lease, extends the leases held longer than that.
+    fn heartbeat_loop(&self) {
+        let third = Duration::from_millis((self.config.lease_ms / 3).max(1) as u64);
+        while !self.stop.load(Ordering::Relaxed) {
+            let (m, cv) = &self.wake;
+            let guard = m.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = cv.wait_timeout_while(guard, third, |_| !self.stop.load(Ordering::Relaxed));
+            let due: Vec<Claimed> = {
+                let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+                held.values().filter(|(_, at)| at.elapsed() >= third).map(|(c, _)| c.clone()).collect()
+            };
+            for claimed in due {
+                let id = claimed.task.id.clone();
+                let extended = self.store.extend_lease(&claimed, self.config.lease_ms);
+                let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+                match extended {
+                    Ok(()) => {
+                        if let Some(entry) = held.get_mut(&id) {
+                            entry.1 = Instant::now();
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(task = %id, error = %e, "the lease could not be extended");
+                        if matches!(e, store::StoreError::LeaseLost) {
+                            held.remove(&id);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Marks a task as driven by this engine (its lease is kept by the heartbeat) until the
+    /// returned guard drops.
+    pub(crate) fn hold(&self, claimed: &Claimed) -> Held<'_> {
+        let id = claimed.task.id.clone();
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), (claimed.clone(), Instant::now()));
+        Held { engine: self, id }
     }
 
     fn worker_loop(&self) {
@@ -143,6 +208,18 @@ impl Engine {
             let _ = cv
                 .wait_timeout_while(guard, self.config.idle_poll, |n| *n == seen && !self.stop.load(Ordering::Relaxed));
         }
+    }
+}
+
+/// A task held by a worker: released from the heartbeat when dropped.
+pub(crate) struct Held<'a> {
+    engine: &'a Engine,
+    id: String,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.engine.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
     }
 }
 

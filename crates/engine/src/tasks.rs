@@ -26,7 +26,9 @@ impl Engine {
         let span =
             tracing::info_span!("task", task = %task.id, check = task.check_id, instance = %task.instance.instance_id);
         let _g = span.enter();
+        let held = self.hold(&claimed);
         let outcome = self.try_drive(&claimed);
+        drop(held);
         // Its end may have released tasks waiting for the same files.
         self.wake();
         match outcome {

@@ -284,3 +284,54 @@ fn a_task_whose_stored_parameters_cannot_be_read_fails_before_anything_changes()
     assert_eq!((t.status, t.error_code.as_str()), (TaskStatus::Fail, "TaskRecordCorrupt"), "{}", t.error_msg);
     assert_eq!(sshd(&f.root), SSHD, "nothing was changed");
 }
+
+/// The host connector, slowed down: every change takes `delay` (a cloud call that takes its
+/// time).
+struct Slow {
+    inner: HostConnector,
+    delay: Duration,
+}
+
+impl Connector for Slow {
+    fn kind(&self) -> &'static str {
+        "host"
+    }
+    fn fetch(&self, t: &Target) -> Result<Document, ConnectorError> {
+        self.inner.fetch(t)
+    }
+    fn backup(&self, t: &Target, steps: &[Step]) -> Result<Snapshot, ConnectorError> {
+        self.inner.backup(t, steps)
+    }
+    fn apply(&self, t: &Target, steps: &[Step], snap: &mut Snapshot) -> Result<(), ConnectorError> {
+        std::thread::sleep(self.delay);
+        self.inner.apply(t, steps, snap)
+    }
+    fn restore(&self, t: &Target, snap: &Snapshot) -> Result<(), ConnectorError> {
+        self.inner.restore(t, snap)
+    }
+    fn matches(&self, t: &Target, snap: &Snapshot) -> Result<bool, ConnectorError> {
+        self.inner.matches(t, snap)
+    }
+}
+
+#[test]
+fn a_step_longer_than_a_lease_keeps_its_lease_and_is_not_taken_over() {
+    let f = fixture();
+    // Two engines (two nodes) with a 300 ms lease; a repair step takes five leases.
+    let slow = || Arc::new(Slow { inner: HostConnector::default(), delay: Duration::from_millis(1500) });
+    let engines = [engine_with(&f.store, slow(), 300), engine_with(&f.store, slow(), 300)];
+    let task = submit(&f, TaskType::Repair, None);
+    let workers: Vec<_> = engines.iter().map(|e| e.start(1)).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let t = loop {
+        let t = f.store.get_task(&f.account, &task).unwrap().unwrap();
+        if t.status.is_terminal() {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the repair did not end: {t:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(workers);
+    assert_eq!(t.status, TaskStatus::RepairSuccessVerified, "{}: {}", t.error_code, t.error_msg);
+    assert_eq!(t.attempts, 1, "the heartbeat kept the lease: nobody took the task over");
+}

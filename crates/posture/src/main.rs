@@ -7,6 +7,7 @@ mod call;
 mod config;
 mod demo;
 mod serve;
+mod store_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,9 @@ enum Command {
     Instances(admin::Instances),
     /// Benchmarks: start a service, load it through the signed API, compare with baselines.
     Bench(bench::Args),
+    /// The store itself: copy an installation from SQLite to PostgreSQL.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCmd),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => admin::keys(cmd),
         Command::Instances(cmd) => admin::instances(cmd),
         Command::Bench(args) => bench::run(args),
+        Command::Store(cmd) => store_cmd::run(cmd),
     }
 }
 

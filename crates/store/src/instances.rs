@@ -1,4 +1,4 @@
-use crate::sql::{args, Row};
+use crate::sql::{args, Arg, Row};
 use crate::{now_ms, Result, Store};
 use model::Vendor;
 
@@ -52,6 +52,15 @@ const UPSERT_INSTANCE: &str = "INSERT INTO instances (account_id, vendor, region
        instance_name = excluded.instance_name, connector = excluded.connector, locator = excluded.locator,
        os_type = excluded.os_type, freed = 0";
 
+/// Instances registered by one statement (9 parameters each: within SQLite's limit of 32,766).
+const UPSERT_ROWS: usize = 500;
+
+/// [`UPSERT_INSTANCE`] for `rows` instances at once.
+fn upsert_rows_sql(rows: usize) -> String {
+    let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    UPSERT_INSTANCE.replacen(one, &vec![one; rows].join(", "), 1)
+}
+
 pub(crate) const INSTANCE_COLS: &str =
     "i.pk, i.account_id, i.vendor, i.region_id, i.instance_id, i.instance_name, i.connector, i.locator, i.freed, i.cloud_auth_id";
 
@@ -75,22 +84,33 @@ impl crate::Instances for Store {
         let account_id = account_id.to_string();
         let list = list.to_vec();
         let now = now_ms();
+        // One statement per chunk (a round trip each on PostgreSQL, not one per instance). An
+        // instance listed twice is registered as last listed: one statement may not update a
+        // row twice.
+        let mut last = std::collections::HashMap::new();
+        for (i, n) in list.iter().enumerate() {
+            last.insert((n.vendor.code(), n.region_id.as_str(), n.instance_id.as_str()), i);
+        }
+        let mut kept: Vec<usize> = last.into_values().collect();
+        kept.sort_unstable();
+        let rows: Vec<NewInstance> = kept.into_iter().map(|i| list[i].clone()).collect();
         self.write(move |tx| {
-            for n in &list {
-                tx.execute(
-                    UPSERT_INSTANCE,
-                    args![
-                        &account_id,
-                        n.vendor.code(),
-                        &n.region_id,
-                        &n.instance_id,
-                        &n.instance_name,
-                        &n.connector,
-                        &n.locator,
-                        &n.os_type,
-                        now
-                    ],
-                )?;
+            for chunk in rows.chunks(UPSERT_ROWS) {
+                let mut values = Vec::with_capacity(chunk.len() * 9);
+                for n in chunk {
+                    values.extend([
+                        Arg::from(account_id.as_str()),
+                        n.vendor.code().into(),
+                        n.region_id.as_str().into(),
+                        n.instance_id.as_str().into(),
+                        n.instance_name.as_str().into(),
+                        n.connector.as_str().into(),
+                        n.locator.as_str().into(),
+                        n.os_type.as_str().into(),
+                        now.into(),
+                    ]);
+                }
+                tx.execute(&upsert_rows_sql(chunk.len()), &values)?;
             }
             Ok(list.len())
         })

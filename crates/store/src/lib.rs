@@ -9,6 +9,9 @@
 
 mod accounts;
 mod cloud;
+#[cfg(test)]
+mod conformance;
+mod copy;
 mod idempotency;
 mod instances;
 mod nonces;
@@ -37,6 +40,7 @@ use sql::{args, Conn};
 
 pub use accounts::{AccessKey, Account, KeyInfo};
 pub use cloud::{CloudAccount, CloudAccountChange, NewCloudAccount};
+pub use copy::CopyReport;
 pub use instances::{Instance, NewInstance};
 pub use nonces::{NewNonce, NonceWait};
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};

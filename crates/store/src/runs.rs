@@ -191,6 +191,7 @@ impl crate::CheckRuns for Store {
                 "INSERT INTO check_runs (id, account_id, task_type, task_source, check_ids, instance_pks, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 args![&id, &account_id, &task_type, &source, json(&check_ids), json(&instance_pks), now],
             )?;
+            crate::pg::notify_work(tx)?;
             Ok((account_id, id))
         })
         .and_then(|(account_id, id)| self.get_run(&account_id, &id)?.ok_or(StoreError::NotFound))

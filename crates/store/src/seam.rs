@@ -40,6 +40,15 @@ pub trait TaskQueue: Send + Sync {
     /// queue): one statement, fenced.
     fn claim_task(&self, lease_ms: i64) -> Result<Option<Claimed>>;
 
+    /// Extends the lease of a task still held under the same fence (a step that runs longer
+    /// than a lease); `LeaseLost` if another worker has it or it has ended.
+    fn extend_lease(&self, claimed: &Claimed, lease_ms: i64) -> Result<()>;
+
+    /// Calls `wake` whenever work is submitted through another process on the same database
+    /// (PostgreSQL: LISTEN/NOTIFY, from a thread of its own that reconnects by itself). On
+    /// SQLite one `serve` owns the data directory and wakes its own workers: nothing to watch.
+    fn watch_work(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<()>;
+
     /// Moves a task `from → to` (only along the table, only with the current fence), writing its
     /// event, and optionally its snapshot and a check result, in one transaction.
     fn transition(&self, claimed: &Claimed, from: TaskStatus, to: TaskStatus, extra: Transition) -> Result<()>;

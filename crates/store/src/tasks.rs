@@ -410,6 +410,7 @@ impl crate::TaskQueue for Store {
             if created == 0 {
                 return Err(StoreError::NothingToDo);
             }
+            crate::pg::notify_work(tx)?;
             if repair {
                 let used: i64 = tx.value(
                     "UPDATE accounts SET repairs_used = repairs_used + ? WHERE id = ? RETURNING repairs_used",
@@ -536,6 +537,27 @@ impl crate::TaskQueue for Store {
         })
     }
 
+    fn extend_lease(&self, claimed: &Claimed, lease_ms: i64) -> Result<()> {
+        let (id, fence) = (claimed.task.id.clone(), claimed.fence);
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE tasks SET lease_until_ms = ? WHERE id = ? AND fence = ? AND lease_until_ms > 0",
+                args![now_ms() + lease_ms, &id, fence],
+            )?;
+            if n == 0 {
+                return Err(StoreError::LeaseLost);
+            }
+            Ok(())
+        })
+    }
+
+    fn watch_work(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<()> {
+        match &self.db {
+            crate::Db::Lite(_) => Ok(()),
+            crate::Db::Pg(pool) => pool.watch_work(wake),
+        }
+    }
+
     fn transition(&self, claimed: &Claimed, from: TaskStatus, to: TaskStatus, extra: Transition) -> Result<()> {
         let claimed = claimed.clone();
         if !from.can_move_to(to) {
@@ -565,6 +587,9 @@ impl crate::TaskQueue for Store {
                 // The change is over: the tasks waiting for it (and for nothing else) may go.
                 let released: Vec<(String, String)> =
                     tx.query(&RELEASE_WAITING_SQL, args![t.instance.pk, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                if !released.is_empty() {
+                    crate::pg::notify_work(tx)?;
+                }
                 for (id, status) in released {
                     tx.execute(EVENT, args![&id, &status, now])?;
                 }

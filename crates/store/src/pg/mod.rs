@@ -2,7 +2,8 @@
 //! (answered after its COMMIT), and the schema brought up to date under an advisory lock.
 
 use std::cell::RefCell;
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::sql::{args, Conn, PgClient};
 use crate::{status_lists, Result, StoreError, SCHEMA_VERSION};
@@ -19,6 +20,26 @@ pub(crate) struct Pool {
     config: postgres::Config,
     state: Mutex<PoolState>,
     freed: Condvar,
+    /// Ends the work watcher's thread (set when the store is dropped).
+    closing: Arc<AtomicBool>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The channel new work is announced on.
+const WORK_CHANNEL: &str = "posture_work";
+
+/// Within a write on PostgreSQL: tells every node's watcher, when the transaction commits, that
+/// there is work (tasks submitted or released, a check run created).
+pub(crate) fn notify_work(c: &Conn) -> Result<()> {
+    if c.dialect() == crate::sql::Dialect::Postgres {
+        c.batch(&format!("NOTIFY {WORK_CHANNEL}"))?;
+    }
+    Ok(())
 }
 
 struct PoolState {
@@ -31,7 +52,12 @@ impl Pool {
     pub(crate) fn new(url: &str) -> Result<Pool> {
         let config: postgres::Config =
             url.parse().map_err(|e| StoreError::Db(format!("the database URL is not valid: {e}")))?;
-        let pool = Pool { config, state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }), freed: Condvar::new() };
+        let pool = Pool {
+            config,
+            state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }),
+            freed: Condvar::new(),
+            closing: Arc::new(AtomicBool::new(false)),
+        };
         let first = pool.connect()?;
         let mut st = pool.lock();
         st.open += 1;
@@ -81,6 +107,39 @@ impl Pool {
         }
         drop(st);
         self.freed.notify_one();
+    }
+
+    /// Listens for work announced by any node and calls `wake` for each announcement, from a
+    /// thread with a connection of its own; a lost connection is opened again (the workers
+    /// poll meanwhile).
+    pub(crate) fn watch_work(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<()> {
+        let (config, closing) = (self.config.clone(), self.closing.clone());
+        std::thread::Builder::new()
+            .name("posture-work-watcher".into())
+            .spawn(move || {
+                while !closing.load(Ordering::Relaxed) {
+                    let listened = (|| -> std::result::Result<(), postgres::Error> {
+                        use postgres::fallible_iterator::FallibleIterator;
+                        let mut client = config.connect(postgres::NoTls)?;
+                        client.batch_execute(&format!("LISTEN {WORK_CHANNEL}"))?;
+                        wake(); // anything announced while it was not listening
+                        while !closing.load(Ordering::Relaxed) {
+                            let mut notices = client.notifications();
+                            let mut heard = notices.timeout_iter(std::time::Duration::from_secs(1));
+                            while heard.next()?.is_some() {
+                                wake();
+                            }
+                        }
+                        Ok(())
+                    })();
+                    if let Err(e) = listened {
+                        tracing::warn!(error = %e, "the work watcher lost its connection; reconnecting");
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        Ok(())
     }
 
     /// Runs `f` on a connection, each statement on its own (reads).
@@ -173,5 +232,25 @@ mod tests {
             nodes.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert!(opened.iter().all(Result::is_ok), "{opened:?}");
+    }
+
+    #[test]
+    fn work_submitted_on_one_node_wakes_the_workers_of_another() {
+        use crate::{Accounts, CheckRuns, TaskQueue};
+        let Some(db) = crate::testing::TestDatabase::create() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let at = crate::Location { data: dir.path().to_path_buf(), database: Some(db.url.clone()), master_key: None };
+        let (a, b) = (crate::Store::connect(&at).unwrap(), crate::Store::connect(&at).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        b.watch_work(Box::new(move || {
+            let _ = tx.lock().unwrap().send(());
+        }))
+        .unwrap();
+        rx.recv_timeout(std::time::Duration::from_secs(10)).expect("woken once it listens");
+        while rx.try_recv().is_ok() {}
+        let account = a.create_account("a").unwrap().id;
+        a.create_run(&account, "CHECK_ALL", "", &[], &[]).unwrap();
+        rx.recv_timeout(std::time::Duration::from_secs(10)).expect("woken by the other node's work");
     }
 }

@@ -1,0 +1,174 @@
+//! The seam's conformance suite: each test runs on SQLite and on PostgreSQL (see
+//! `testutil::both_backends`). Beside the tests of each module (conflicts, fencing, the
+//! queue of one file, nonces, ClientTokens), these cover claims in order, lease expiry,
+//! selections of 100,000 instances, whitelists with expiry, the repair quota's counter and
+//! check runs.
+
+use model::{CheckStatus, DimensionType, RepairValues, RunDetailStatus, TaskStatus, TaskType, Vendor};
+
+use crate::testutil::store;
+use crate::*;
+
+fn account(s: &Store) -> String {
+    s.create_account("conformance").unwrap().id
+}
+
+fn host(i: usize) -> NewInstance {
+    NewInstance {
+        vendor: Vendor::Aliyun,
+        region_id: if i.is_multiple_of(2) { "cn-hangzhou" } else { "us-east-1" }.into(),
+        instance_id: format!("i-{i:06}"),
+        instance_name: format!("host-{i}"),
+        connector: "host".into(),
+        locator: format!("/fleet/{i}"),
+        os_type: "linux".into(),
+    }
+}
+
+fn repair_of(check_id: i64, pks: &[i64]) -> Submission {
+    Submission {
+        root_id: new_id(16),
+        check_id,
+        kind: TaskType::Repair,
+        dimension: DimensionType::Instance,
+        tasks: pks
+            .iter()
+            .map(|pk| NewTask {
+                id: task_id(),
+                instance_pk: *pk,
+                repair_task_id: None,
+                params: RepairValues::default(),
+            })
+            .collect(),
+        selection: None,
+        scope: format!("file:/etc/{check_id}"),
+        keep: None,
+    }
+}
+
+crate::testutil::both_backends! {
+    fn tasks_are_claimed_in_order_and_an_expired_lease_is_claimed_again() {
+        let (_p, s) = store();
+        let acct = account(&s);
+        s.upsert_instances(&acct, &(0..3).map(host).collect::<Vec<_>>()).unwrap();
+        let pks: Vec<i64> = s.list_instances(&acct).unwrap().iter().map(|i| i.pk).collect();
+        let subs: Vec<Submission> = pks.iter().map(|pk| repair_of(1001, &[*pk])).collect();
+        for sub in &subs {
+            s.submit(&acct, sub).unwrap();
+        }
+        let first = s.claim_task(0).unwrap().unwrap(); // expires at once
+        assert_eq!(first.task.id, subs[0].tasks[0].id, "the oldest first");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let order: Vec<String> = (0..3).map(|_| s.claim_task(60_000).unwrap().unwrap().task.id).collect();
+        // Never-leased tasks come before an expired lease; the expired one is claimed again.
+        assert_eq!(order, [&subs[1], &subs[2], &subs[0]].map(|s| s.tasks[0].id.clone()));
+        assert!(s.claim_task(60_000).unwrap().is_none());
+    }
+
+    fn a_selection_of_100000_instances_is_built_and_repaired_in_single_statements() {
+        let (_p, s) = store();
+        let acct = account(&s);
+        let fleet: Vec<NewInstance> = (0..100_000).map(host).collect();
+        assert_eq!(s.upsert_instances(&acct, &fleet).unwrap(), 100_000);
+        let (sel, created) = s.create_selection(&acct, "conformance", "instance", "all").unwrap();
+        assert!(created);
+        let added = s.apply_criteria(&acct, &sel, &[Criterion::RegionId("cn-hangzhou".into())], false, true).unwrap();
+        assert_eq!(added, 50_000);
+        let removed = s.apply_criteria(&acct, &sel, &[Criterion::InstanceId("i-000000".into())], false, false).unwrap();
+        assert_eq!(removed, 1);
+        let (page, total) = s.list_selection_targets(&acct, &sel, 0, 10).unwrap();
+        assert_eq!((page.len(), total), (10, 49_999));
+        let sub = Submission {
+            tasks: Vec::new(),
+            dimension: DimensionType::Instance,
+            selection: Some(SelectionSource { selection: sel, connector: "host".into(), params: RepairValues::default() }),
+            ..repair_of(1009, &[])
+        };
+        assert_eq!(s.submit(&acct, &sub).unwrap(), SubmitOutcome::Created(49_999));
+        assert_eq!(s.count_active_tasks().unwrap(), 49_999);
+        let (tasks, total) = s.list_tasks(&acct, &TaskFilter { limit: 5, ..Default::default() }).unwrap();
+        assert_eq!((tasks.len(), total), (5, 49_999));
+        assert!(tasks.iter().all(|t| t.id.len() == 32 && t.status == TaskStatus::Init), "{tasks:?}");
+    }
+
+    fn a_whitelist_applies_until_it_expires() {
+        let (_p, s) = store();
+        let acct = account(&s);
+        s.upsert_instances(&acct, &(0..3).map(host).collect::<Vec<_>>()).unwrap();
+        let pks: Vec<i64> = s.list_instances(&acct).unwrap().iter().map(|i| i.pk).collect();
+        let now = now_ms();
+        s.add_whitelists(
+            &acct,
+            &[
+                NewWhitelist { check_id: 1001, instance_pks: vec![pks[0]], expires_ms: Some(now + 60_000), ..Default::default() },
+                NewWhitelist { check_id: 1001, instance_pks: vec![pks[1]], expires_ms: Some(now - 1), ..Default::default() },
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.whitelisted_among(&acct, 1001, &pks).unwrap(), [pks[0]], "the expired rule no longer applies");
+        let whole = s.add_whitelists(&acct, &[NewWhitelist { check_id: 1002, ..Default::default() }]).unwrap();
+        assert_eq!(s.whitelisted_among(&acct, 1002, &pks).unwrap(), pks, "a rule without instances: all of them");
+        assert!(s.remove_whitelist_rule(&acct, whole[0]).unwrap());
+        assert_eq!(s.remove_whitelists(&acct, &[1001], &[pks[0]]).unwrap(), 1);
+        assert!(s.whitelisted_among(&acct, 1001, &pks).unwrap().is_empty());
+    }
+
+    fn the_repair_quota_counts_what_changed_and_gives_back_what_did_not() {
+        let (_p, s) = store();
+        let acct = account(&s);
+        s.upsert_instances(&acct, &(0..3).map(host).collect::<Vec<_>>()).unwrap();
+        let pks: Vec<i64> = s.list_instances(&acct).unwrap().iter().map(|i| i.pk).collect();
+        s.set_quota(&acct, Some(2), None).unwrap();
+        assert_eq!(s.submit(&acct, &repair_of(1001, &pks)).unwrap(), SubmitOutcome::QuotaExhausted);
+        assert_eq!(s.count_active_tasks().unwrap(), 0, "nothing was written");
+        assert_eq!(s.submit(&acct, &repair_of(1001, &pks[..2])).unwrap(), SubmitOutcome::Created(2));
+        // (all, in cn-* regions, elsewhere)
+        assert_eq!(s.repair_usage(&acct).unwrap(), (2, 1, 1));
+        assert_eq!(s.submit(&acct, &repair_of(1003, &pks[2..])).unwrap(), SubmitOutcome::QuotaExhausted);
+        // A repair that fails without changing anything gives its authorization back.
+        let c = s.claim_task(60_000).unwrap().unwrap();
+        s.transition(&c, TaskStatus::Init, TaskStatus::Fail, Transition { error: Some(("X", "y")), ..Default::default() })
+            .unwrap();
+        assert_eq!(s.repair_usage(&acct).unwrap().0, 1);
+        assert_eq!(s.submit(&acct, &repair_of(1003, &pks[2..])).unwrap(), SubmitOutcome::Created(1));
+        s.set_quota(&acct, None, Some(true)).unwrap();
+        assert_eq!(s.submit(&acct, &repair_of(1004, &pks[..1])).unwrap(), SubmitOutcome::TrialUnauthorized);
+    }
+
+    fn a_check_run_is_claimed_fenced_and_finished_once_per_instance() {
+        let (_p, s) = store();
+        let acct = account(&s);
+        s.upsert_instances(&acct, &(0..2).map(host).collect::<Vec<_>>()).unwrap();
+        let pks: Vec<i64> = s.list_instances(&acct).unwrap().iter().map(|i| i.pk).collect();
+        let run = s.create_run(&acct, "CHECK_ITEM", "", &[1001], &pks).unwrap();
+        let claimed = s.claim_run(0).unwrap().unwrap();
+        assert_eq!(claimed.id, run.id);
+        let details = s.set_run_details(&claimed, &[(pks[0], vec![1001]), (pks[1], vec![1001])]).unwrap();
+        assert_eq!(details.len(), 2);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let again = s.claim_run(60_000).unwrap().unwrap();
+        assert!(again.fence > claimed.fence, "the expired lease was taken over");
+        assert_eq!(s.set_run_details(&again, &[]).unwrap().len(), 2, "a resumed run keeps its details");
+        let outcome = |d: &CheckRunDetail| DetailOutcome {
+            detail_id: d.id.clone(),
+            status: RunDetailStatus::Succeeded,
+            results: vec![ResultUpdate {
+                check_id: 1001,
+                instance_pk: d.instance_pk,
+                status: CheckStatus::NotPass,
+                status_message: String::new(),
+                config: "{}".into(),
+                run_id: again.id.clone(),
+            }],
+            removed: Vec::new(),
+        };
+        s.finish_details(&again, details.iter().map(outcome).collect()).unwrap();
+        s.finish_details(&again, details.iter().map(outcome).collect()).unwrap(); // once only
+        assert_eq!(s.run_detail_counts(&run.id).unwrap(), (2, 2));
+        s.finish_run(&again).unwrap();
+        assert_eq!(s.get_run(&acct, &run.id).unwrap().unwrap().finished, 2);
+        let agg = s.aggregate_results(&acct, &[], &[]).unwrap();
+        assert_eq!(agg[&1001].counts.get("NOT_PASS"), Some(&2));
+        assert_eq!(s.failing_instances(&acct, 1001).unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,114 @@
+//! `posture store copy`: moves an installation from SQLite to PostgreSQL. Every row of every
+//! table is copied as stored — secrets stay sealed (the nodes use the same master key), tasks
+//! keep their order of creation (SQLite's rowid becomes the `rowid` column) — in one
+//! PostgreSQL transaction, so a copy that fails leaves the target as it was.
+
+use crate::sql::{Arg, Conn};
+use crate::{Db, Result, Store, StoreError};
+
+/// The tables in an order that satisfies their foreign keys, and whether SQLite's implicit
+/// rowid is copied into the PostgreSQL `rowid` column.
+const TABLES: &[&str] = &[
+    "accounts",
+    "access_keys",
+    "cloud_accounts",
+    "instances",
+    "check_results",
+    "root_tasks",
+    "tasks",
+    "task_events",
+    "snapshots",
+    "check_runs",
+    "check_run_details",
+    "selections",
+    "selection_targets",
+    "whitelist_rules",
+    "whitelist_entries",
+    "idempotency",
+    "nonces",
+    "service_state",
+];
+
+/// Rows copied, per table.
+pub type CopyReport = Vec<(&'static str, i64)>;
+
+impl Store {
+    /// Copies everything this SQLite store holds into `target`, a PostgreSQL store with no
+    /// account yet; `progress` hears each table as it is done.
+    pub fn copy_into(&self, target: &Store, mut progress: impl FnMut(&str, i64)) -> Result<CopyReport> {
+        let (Db::Lite(_), Db::Pg(pool)) = (&self.db, &target.db) else {
+            return Err(StoreError::Db("a copy goes from SQLite to PostgreSQL".into()));
+        };
+        pool.transaction(|to| {
+            if to.value::<bool>("SELECT EXISTS (SELECT 1 FROM accounts)", &[])? {
+                return Err(StoreError::Db("the target database already holds posture data".into()));
+            }
+            let mut report = Vec::new();
+            for table in TABLES {
+                let columns = pg_columns(to, table)?;
+                let n = self.read(|from| copy_table(from, to, table, &columns))?;
+                progress(table, n);
+                report.push((*table, n));
+            }
+            // Identities continue after the copied rows.
+            for (table, column) in [
+                ("accounts", "rowid"),
+                ("access_keys", "rowid"),
+                ("tasks", "rowid"),
+                ("task_events", "rowid"),
+                ("check_runs", "rowid"),
+                ("check_run_details", "rowid"),
+                ("instances", "pk"),
+                ("check_results", "id"),
+                ("cloud_accounts", "auth_id"),
+                ("whitelist_rules", "id"),
+            ] {
+                to.value::<Option<i64>>(
+                    &format!(
+                        "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), GREATEST(MAX({column}), 1)) FROM {table}"
+                    ),
+                    &[],
+                )?;
+            }
+            Ok(report)
+        })
+    }
+}
+
+/// The columns of a PostgreSQL table, in order.
+fn pg_columns(to: &Conn, table: &str) -> Result<Vec<String>> {
+    to.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ?
+         ORDER BY ordinal_position",
+        crate::sql::args![table],
+        |r| r.get(0),
+    )
+}
+
+/// Copies one table's rows; returns how many.
+fn copy_table(from: &Conn, to: &Conn, table: &str, columns: &[String]) -> Result<i64> {
+    let Conn::Lite(lite) = from else { unreachable!("the source is SQLite") };
+    let list = columns.join(", ");
+    let insert = format!(
+        "INSERT INTO {table} ({list}) OVERRIDING SYSTEM VALUE VALUES ({}) ON CONFLICT DO NOTHING",
+        crate::placeholders(columns.len())
+    );
+    let mut st = lite.prepare(&format!("SELECT {list} FROM {table} ORDER BY 1"))?;
+    let mut rows = st.query([])?;
+    let mut n = 0;
+    while let Some(row) = rows.next()? {
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            use rusqlite::types::ValueRef;
+            values.push(match row.get_ref(i)? {
+                ValueRef::Null => Arg::Null,
+                ValueRef::Integer(v) => Arg::Int(v),
+                ValueRef::Text(t) => Arg::Text(String::from_utf8_lossy(t).into_owned().into()),
+                ValueRef::Blob(b) => Arg::Blob(b.to_vec().into()),
+                ValueRef::Real(_) => return Err(StoreError::Corrupt(format!("{table}: a REAL where none is stored"))),
+            });
+        }
+        n += to.execute(&insert, &values)? as i64;
+    }
+    Ok(n)
+}
