@@ -54,7 +54,20 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
             Err(_) => json_response(503, &json!({"Status": "unavailable"}), None),
         };
     }
-    match process(app, req).await {
+    if req.path == "/metrics" {
+        if !matches!(req.method.as_str(), "GET" | "HEAD") {
+            return error_response(&ApiError::unsupported_method(), &host, &request_id);
+        }
+        return metrics_response(app).await;
+    }
+    let started = std::time::Instant::now();
+    let mut action = "unknown";
+    let answer = process(app, req, &mut action).await;
+    let code = answer.as_ref().map_or_else(|e| e.code.as_str(), |_| "OK");
+    let m = metrics::global();
+    m.requests.inc(&[action, code]);
+    m.request_seconds.observe(&[action], started.elapsed());
+    match answer {
         Ok(mut body) => {
             if let Value::Object(map) = &mut body {
                 map.insert("RequestId".into(), Value::String(request_id.clone()));
@@ -92,7 +105,27 @@ fn json_response(status: u16, body: &Value, request_id: Option<&str>) -> Respons
     Response { status, headers, body: body.to_string().into_bytes() }
 }
 
-async fn process(app: Arc<App>, req: Request) -> Result<Value, ApiError> {
+/// `GET /metrics`: the process's counters, and gauges read now (the queue, the connections).
+async fn metrics_response(app: Arc<App>) -> Response {
+    let store = app.store.clone();
+    let gauges = tokio::task::spawn_blocking(move || {
+        let queue = store::TaskQueue::count_active_tasks(&*store).map(|n| n as f64).unwrap_or(f64::NAN);
+        let (open, idle) = store.connection_gauges();
+        (queue, open as f64, idle as f64)
+    })
+    .await
+    .unwrap_or((f64::NAN, f64::NAN, f64::NAN));
+    let text = metrics::global().render(&[
+        ("posture_queue_depth", "Unfinished tasks (all accounts).", gauges.0),
+        ("posture_db_connections_open", "Database connections open.", gauges.1),
+        ("posture_db_connections_idle", "Database connections idle.", gauges.2),
+    ]);
+    let headers = vec![("content-type".to_string(), "text/plain; version=0.0.4; charset=utf-8".to_string())];
+    Response { status: 200, headers, body: text.into_bytes() }
+}
+
+/// Runs one API request; `action` is set to its action's name (a metrics label) once known.
+async fn process(app: Arc<App>, req: Request, action: &mut &'static str) -> Result<Value, ApiError> {
     if req.method != "GET" && req.method != "POST" {
         return Err(ApiError::unsupported_method());
     }
@@ -109,6 +142,11 @@ async fn process(app: Arc<App>, req: Request) -> Result<Value, ApiError> {
         headers: req.headers,
         body: req.body,
     };
+    *action = ops::label(
+        raw.header("x-acs-action")
+            .or_else(|| raw.query.iter().chain(&raw.body_params).find(|(k, _)| k == "Action").map(|(_, v)| v.as_str()))
+            .unwrap_or(""),
+    );
     // Authentication and the operation touch the store (blocking SQLite): off the async threads.
     // A panic in there becomes a JoinError, answered as ServerError, never a dropped connection.
     let ran = tokio::task::spawn_blocking(move || {

@@ -100,6 +100,9 @@ impl Engine {
     pub fn work_once(&self) -> bool {
         match self.store.claim_task(self.config.lease_ms) {
             Ok(Some(claimed)) => {
+                if claimed.task.attempts > 1 {
+                    metrics::global().lease_expirations.inc(&[]);
+                }
                 self.drive(claimed);
                 return true;
             }

@@ -45,6 +45,7 @@ impl Engine {
     /// Ends the task in the failure status of `from`, or, for a transient error while leases
     /// remain, leaves it in `from` (returned unchanged) to be retried when the lease expires.
     fn fail(&self, claimed: &Claimed, from: TaskStatus, e: &ConnectorError) -> store::Result<TaskStatus> {
+        metrics::global().connector_errors.inc(&[&claimed.task.instance.connector, e.code]);
         if e.retryable && claimed.task.attempts < self.config.max_attempts {
             tracing::warn!(code = e.code, error = %e.message, status = %from, attempt = claimed.task.attempts,
                 "transient failure; the step is retried when the lease expires");
@@ -111,7 +112,10 @@ impl Engine {
             return self.give_up(claimed, connector.as_ref(), status, &e);
         }
         while !status.is_terminal() {
-            let next = self.step(&ctx, status)?;
+            let started = std::time::Instant::now();
+            let next = self.step(&ctx, status);
+            metrics::global().step_seconds.observe(&[ctx.connector.kind()], started.elapsed());
+            let next = next?;
             if next == status {
                 return Ok(()); // deferred: a transient failure, retried under the next lease
             }

@@ -49,6 +49,15 @@ pub struct Args {
     /// Throttling (unless the caller sets Force).
     #[arg(long, default_value_t = 30)]
     verify_interval_secs: i64,
+    /// Log lines as text, or as JSON objects (one per line, for a log pipeline).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// `credentials.json`.
@@ -65,13 +74,16 @@ pub struct CredentialsFile {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("POSTURE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     match try_run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

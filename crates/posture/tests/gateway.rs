@@ -263,3 +263,42 @@ fn no_input_makes_a_server_error() {
         assert!(r.status < 500 && r.json()["Code"].is_string(), "{}", r.body);
     }
 }
+
+/// `GET /metrics` after a repair: the request, its transitions and its steps were counted;
+/// and `--log-format json` writes one JSON object per line.
+#[test]
+fn metrics_count_a_repair_and_logs_can_be_json() {
+    let s = common::Server::start(&["--log-format", "json"]);
+    let root = s.ok(
+        "SubmitOperationTask",
+        &[("CheckId", "1001"), ("Type", "REPAIR"), ("OperationTaskInstances.1.InstanceId", "i-bp1a2c3d4e5f6g7h8i9j")],
+    )["RootTaskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(s.wait_root(1001, &root)[0]["Status"], "REPAIR_SUCCESS_VERIFIED");
+    s.err("NoSuchAction", &[], 404, "InvalidAction.NotFound");
+    let metrics = {
+        let mut c = std::net::TcpStream::connect(&s.endpoint).unwrap();
+        use std::io::{Read, Write};
+        write!(c, "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        c.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for line in [
+        "posture_requests_total{action=\"SubmitOperationTask\",code=\"OK\"} 1",
+        "posture_requests_total{action=\"unknown\",code=\"InvalidAction.NotFound\"} 1",
+        "posture_task_transitions_total{status=\"REPAIR_SUCCESS_VERIFIED\"} 1",
+        "posture_queue_depth 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    assert!(metrics.contains("posture_step_duration_seconds_count{connector=\"host\"}"), "{metrics}");
+    assert!(metrics.contains("posture_request_duration_seconds_bucket{action=\"ListOperationTask\",le=\"+Inf\"}"));
+    let log = s.log();
+    let first = log.lines().find(|l| !l.trim().is_empty()).unwrap();
+    let line: serde_json::Value = serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert!(line["level"].is_string() && line["message"].is_string(), "{line}");
+}

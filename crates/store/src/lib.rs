@@ -446,6 +446,15 @@ impl Store {
         }
     }
 
+    /// Gauges of the store for `GET /metrics`: connections open and idle (PostgreSQL's pool;
+    /// SQLite's fixed readers and one writer).
+    pub fn connection_gauges(&self) -> (usize, usize) {
+        match &self.db {
+            Db::Lite(lite) => (lite.readers.len() + 1, lite.readers.iter().filter(|r| r.try_lock().is_ok()).count()),
+            Db::Pg(pool) => pool.gauges(),
+        }
+    }
+
     /// Whether the database answers (`GET /healthz`).
     pub fn ping(&self) -> Result<()> {
         self.read(|c| c.value::<i64>("SELECT 1", &[]).map(drop))

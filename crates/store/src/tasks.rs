@@ -612,7 +612,9 @@ impl crate::TaskQueue for Store {
                 upsert_result(tx, &t.account_id, r)?;
             }
             Ok(())
-        })
+        })?;
+        metrics::global().transitions.inc(&[to.as_str()]);
+        Ok(())
     }
 
     fn get_snapshot(&self, task_id: &str) -> Result<Snapshot> {

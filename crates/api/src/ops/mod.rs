@@ -177,6 +177,11 @@ pub fn run(ctx: &Ctx, action: &str, op: Op, p: &Params) -> Result<Value, ApiErro
     Ok(answer)
 }
 
+/// The action's name as a metrics label: one of the actions, or `unknown`.
+pub fn label(action: &str) -> &'static str {
+    OPERATIONS.iter().find(|(name, _)| *name == action).map_or("unknown", |(name, _)| name)
+}
+
 /// The operation for an action name.
 pub fn find(action: &str) -> Option<Op> {
     OPERATIONS.iter().find(|(name, _)| *name == action).map(|(_, op)| *op)

@@ -142,6 +142,12 @@ impl Pool {
         Ok(())
     }
 
+    /// Connections open, and idle among them.
+    pub(crate) fn gauges(&self) -> (usize, usize) {
+        let st = self.lock();
+        (st.open, st.idle.len())
+    }
+
     /// Runs `f` on a connection, each statement on its own (reads).
     pub(crate) fn with<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
         let cell = RefCell::new(self.take()?);
