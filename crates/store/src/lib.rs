@@ -414,9 +414,9 @@ impl Store {
             }
             Ok(version > 0 && has_sealed_secrets(c, version)?)
         })?;
+        std::fs::create_dir_all(data).map_err(|e| StoreError::Db(format!("{}: {e}", data.display())))?;
         let sealer = secrets::Sealer::load(master_key, !has_sealed).map_err(|e| StoreError::Db(e.to_string()))?;
         pool.with(pg::migrate)?;
-        std::fs::create_dir_all(data).map_err(|e| StoreError::Db(format!("{}: {e}", data.display())))?;
         let nonces = nonces::Nonces::open(&data.join("posture.db"))?;
         Ok(Store { sealer, db: Db::Pg(Box::new(pool)), nonces })
     }

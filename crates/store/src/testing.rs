@@ -1,4 +1,5 @@
-//! Test support shared by every crate's tests: a fresh PostgreSQL database per test, so the
+//! Test support shared by every crate's tests (and the benchmarks): a fresh PostgreSQL database
+//! per test, so the
 //! same tests run on both backends. The server comes from `POSTURE_TEST_DATABASE_URL` (the
 //! README's test command starts one); without it the PostgreSQL half of a test is skipped,
 //! loudly — or fails, when `POSTURE_REQUIRE_POSTGRES=1` says it must run (as in CI).
@@ -32,6 +33,12 @@ impl TestDatabase {
             eprintln!("skipped on PostgreSQL: POSTURE_TEST_DATABASE_URL is not set");
             return None;
         };
+        Some(TestDatabase::create_on(&server).unwrap_or_else(|e| panic!("POSTURE_TEST_DATABASE_URL: {e}")))
+    }
+
+    /// A new, empty database on the PostgreSQL server of `server` (a URL naming any database
+    /// of it), dropped with the value: the benchmarks' throwaway databases.
+    pub fn create_on(server: &str) -> Result<TestDatabase, String> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let name = format!(
             "posture_test_{}_{}_{}",
@@ -39,10 +46,10 @@ impl TestDatabase {
             NEXT.fetch_add(1, Ordering::Relaxed),
             crate::new_id(4)
         );
-        let mut admin = postgres::Client::connect(&with_dbname(&server, "postgres"), postgres::NoTls)
-            .unwrap_or_else(|e| panic!("the test server at POSTURE_TEST_DATABASE_URL: {e}"));
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the test database");
-        Some(TestDatabase { url: with_dbname(&server, &name), server, name })
+        let mut admin = postgres::Client::connect(&with_dbname(server, "postgres"), postgres::NoTls)
+            .map_err(|e| format!("cannot connect to {server}: {e}"))?;
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).map_err(|e| format!("cannot create a database: {e}"))?;
+        Ok(TestDatabase { url: with_dbname(server, &name), server: server.to_string(), name })
     }
 }
 

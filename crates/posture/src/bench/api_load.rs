@@ -14,22 +14,26 @@ use super::{fleet, load, r3, Progress};
 const CHECKS: [i64; 16] =
     [1001, 1002, 1003, 1004, 1005, 1006, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015, 1016, 1017];
 
-pub fn run(clients: usize, duration_s: u64, progress: &Progress) -> Result<Vec<Value>, String> {
+pub fn run(clients: usize, duration_s: u64, nodes: usize, progress: &Progress) -> Result<Vec<Value>, String> {
     let duration = Duration::from_secs(duration_s);
     progress.say("api: starting a service with the demo fleet");
-    let svc = Service::start(&["--demo", "--workers", "0"])?;
+    let mut svc = Service::start(&["--demo", "--workers", "0"])?;
+    for _ in 1..nodes {
+        svc.add_node(&["--workers", "0"])?;
+    }
     // Enough fresh (check, instance) pairs that no submission can conflict with another.
     let instances = (4_000 * duration_s as usize).max(2_000);
     progress.say(&format!("api: registering {instances} instances for SubmitOperationTask"));
     fleet::register(&svc.store()?, &svc.account_id, instances, "i-api", |i| format!("/nonexistent/{i}"))?;
     let host = svc.endpoint.clone();
+    let hosts = svc.endpoints();
     let mut rows = Vec::new();
 
     progress.say(&format!("api: baseline, unsigned GET /healthz, {clients} clients"));
     let healthz =
         Request { host: host.clone(), path: "/healthz".into(), query: String::new(), headers: vec![], body: vec![] };
     let cpu = svc.cpu_seconds();
-    let baseline = load::run(&host, "GET", clients, duration, |_, _| Some(healthz.clone()), |r| r.status == 200);
+    let baseline = load::run(&hosts, "GET", clients, duration, |_, _| Some(healthz.clone()), |r| r.status == 200);
     let mut base = baseline.figures();
     base["server_cpu_us_per_req"] = cpu_per_request(svc.cpu_seconds() - cpu, &base);
     let base_rps = base["req_per_s"].as_f64().unwrap_or(1.0);
@@ -72,7 +76,7 @@ pub fn run(clients: usize, duration_s: u64, progress: &Progress) -> Result<Vec<V
     for (op, build) in ops {
         progress.say(&format!("api: {op}, {clients} clients for {duration_s} s"));
         let cpu = svc.cpu_seconds();
-        let r = load::run(&host, "POST", clients, duration, build, |r| {
+        let r = load::run(&hosts, "POST", clients, duration, build, |r| {
             r.status == 200 && r.body.contains("RequestId") && !r.body.contains("\"Code\"")
         });
         let mut v = r.figures();
@@ -81,6 +85,7 @@ pub fn run(clients: usize, duration_s: u64, progress: &Progress) -> Result<Vec<V
         v["scenario"] = json!("api");
         v["op"] = json!(op);
         v["n"] = json!(clients);
+        v["nodes"] = json!(nodes);
         v["baseline_req_per_s"] = base["req_per_s"].clone();
         v["baseline_p99_ms"] = base["p99_ms"].clone();
         v["ratio"] = r3(v["req_per_s"].as_f64().unwrap_or(0.0) / base_rps);

@@ -41,13 +41,55 @@ pub fn run(n: usize, progress: &Progress) -> Result<Value, String> {
     }
 
     progress.say(&format!("fan-out {n}: baseline (raw inserts)"));
-    let baseline = raw_insert_rows_per_s(&svc, n)?;
+    let baseline = match &svc.db {
+        Some(db) => raw_postgres_rows_per_s(&svc, &db.url, n)?,
+        None => raw_insert_rows_per_s(&svc, n)?,
+    };
     let rows_per_s = n as f64 / submit;
     Ok(json!({
         "scenario": "fanout", "n": n,
         "submit_seconds": r3(submit), "peak_rss_mb": r3(peak), "rss_before_submit_mb": r3(rss_before),
         "rows_per_s": r3(rows_per_s), "baseline_rows_per_s": r3(baseline), "ratio": r3(rows_per_s / baseline),
     }))
+}
+
+/// [`raw_insert_rows_per_s`] on PostgreSQL: the same rows, one prepared INSERT each, one
+/// transaction, into a new database of the same schema on the same server.
+fn raw_postgres_rows_per_s(svc: &Service, service_db: &str, n: usize) -> Result<f64, String> {
+    let db = store::testing::TestDatabase::create_on(service_db)?;
+    let at = store::Location { data: svc.path("baseline"), database: Some(db.url.clone()), master_key: None };
+    drop(store::Store::connect(&at).map_err(|e| e.to_string())?); // the same schema and indexes
+    let mut c = postgres::Client::connect(&db.url, postgres::NoTls).map_err(|e| e.to_string())?;
+    let e = |e: postgres::Error| e.to_string();
+    c.batch_execute(
+        "INSERT INTO accounts (id, name, created_ms) VALUES ('acct', 'bench', 0);
+         INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms) VALUES ('root', 'acct', 1001, 'REPAIR', 'INSTANCE', 0);",
+    )
+    .map_err(e)?;
+    let mut tx = c.transaction().map_err(e)?;
+    let inst = tx
+        .prepare("INSERT INTO instances (pk, account_id, vendor, region_id, instance_id, instance_name, connector, locator, created_ms) VALUES ($1, 'acct', 0, 'r', $2, 'n', 'host', '/', 0)")
+        .map_err(e)?;
+    for i in 0..n {
+        tx.execute(&inst, &[&(i as i64), &format!("i-{i}")]).map_err(e)?;
+    }
+    tx.commit().map_err(e)?;
+    let started = Instant::now();
+    let mut tx = c.transaction().map_err(e)?;
+    let task = tx
+        .prepare(
+            "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, params, created_ms, updated_ms)
+             VALUES ($1, 'root', 'acct', 1001, $2, 'REPAIR', 'INIT', '[]', 0, 0)",
+        )
+        .map_err(e)?;
+    let event = tx.prepare("INSERT INTO task_events (task_id, status, at_ms) VALUES ($1, 'INIT', 0)").map_err(e)?;
+    for i in 0..n {
+        let id = format!("{i:032x}");
+        tx.execute(&task, &[&id, &(i as i64)]).map_err(e)?;
+        tx.execute(&event, &[&id]).map_err(e)?;
+    }
+    tx.commit().map_err(e)?;
+    Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
 /// The same rows (a task per instance, with the same kind of id) written with one prepared INSERT in

@@ -31,10 +31,11 @@ impl LoadResult {
     }
 }
 
-/// Runs `clients` threads for `duration`; `next(client, i)` builds the i-th request of a client
-/// (None: that client is done) and `ok` judges an answer.
+/// Runs `clients` threads for `duration`, client `c` talking to `hosts[c % hosts.len()]` (the
+/// nodes of one service); `next(client, i)` builds the i-th request of a client (None: that
+/// client is done) and `ok` judges an answer.
 pub fn run(
-    host: &str,
+    hosts: &[String],
     method: &str,
     clients: usize,
     duration: Duration,
@@ -47,6 +48,7 @@ pub fn run(
         let handles: Vec<_> = (0..clients)
             .map(|c| {
                 let (next, ok) = (&next, &ok);
+                let host = hosts[c % hosts.len()].as_str();
                 scope.spawn(move || {
                     let (mut n, mut errors, mut lat) = (0, 0, Vec::new());
                     let Ok(mut conn) = Connection::open(host) else { return (0, 1, lat) };

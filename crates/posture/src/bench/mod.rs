@@ -48,6 +48,14 @@ pub struct Args {
     /// is shown on stderr only when it is a terminal.
     #[arg(long)]
     json: bool,
+    /// Run the services on PostgreSQL: a server URL (postgres://USER@HOST:PORT/DB) on which each
+    /// service gets a new database, dropped afterwards. Default: SQLite in a temporary directory.
+    #[arg(long, env = "POSTURE_BENCH_DATABASE_URL")]
+    database: Option<String>,
+    /// api: serve from this many nodes on one database (needs --database); the clients are
+    /// spread over them.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
 }
 
 /// Where progress goes: stderr, unless `--json`.
@@ -88,6 +96,12 @@ pub fn run(args: Args) -> ExitCode {
         s => vec![s],
     };
     let duration = if args.smoke { 1 } else { args.duration };
+    if args.nodes > 1 && args.database.is_none() {
+        eprintln!("bench: --nodes above 1 needs --database (several nodes share one PostgreSQL)");
+        return ExitCode::FAILURE;
+    }
+    let backend = if args.database.is_some() { "postgres" } else { "sqlite" };
+    service::use_database(args.database.clone());
     let mut rows: Vec<Value> = Vec::new();
     for s in scenarios {
         let scales = if args.scale.is_empty() || args.scenario == Scenario::All {
@@ -98,7 +112,7 @@ pub fn run(args: Args) -> ExitCode {
         for n in scales {
             let result = match s {
                 Scenario::Fanout => fanout::run(n, &progress).map(|v| vec![v]),
-                Scenario::Api => api_load::run(n, duration, &progress),
+                Scenario::Api => api_load::run(n, duration, args.nodes.max(1), &progress),
                 Scenario::Repair => repair::run(n, &progress).map(|v| vec![v]),
                 Scenario::Assess => assess::run(n, &progress).map(|v| vec![v]),
                 Scenario::All => unreachable!("expanded above"),
@@ -106,7 +120,8 @@ pub fn run(args: Args) -> ExitCode {
             progress.done();
             match result {
                 Ok(values) => {
-                    for v in values {
+                    for mut v in values {
+                        v["backend"] = json!(backend);
                         if args.json {
                             println!("{v}");
                         }

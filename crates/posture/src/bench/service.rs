@@ -13,6 +13,37 @@ pub struct Service {
     pub creds: Credentials,
     pub account_id: String,
     child: Child,
+    /// Further nodes on the same data directory and database (`--nodes`).
+    nodes: Vec<Node>,
+    /// The service's PostgreSQL database (`--database`), dropped after the service.
+    pub db: Option<store::testing::TestDatabase>,
+}
+
+/// Another `serve` of the same service.
+pub struct Node {
+    pub endpoint: String,
+    child: Child,
+}
+
+/// Where `bench --database` creates the services' databases (None: SQLite).
+static DATABASE_SERVER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Sets the PostgreSQL server every service of this run uses (before the first starts).
+pub fn use_database(server: Option<String>) {
+    let _ = DATABASE_SERVER.set(server);
+}
+
+fn spawn(exe: &Path, endpoint: &str, data: &Path, extra: &[&str], log: &Path) -> Result<Child, String> {
+    let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
+    Command::new(exe)
+        .args(["serve", "--listen", endpoint, "--data"])
+        .arg(data)
+        .args(extra)
+        .env("POSTURE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| e.to_string())
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -25,18 +56,17 @@ impl Service {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let data = dir.path().join("data");
+        let db = match DATABASE_SERVER.get().cloned().flatten() {
+            Some(server) => Some(store::testing::TestDatabase::create_on(&server)?),
+            None => None,
+        };
+        let mut extra = extra.to_vec();
+        if let Some(db) = &db {
+            extra.extend(["--database", db.url.as_str()]);
+        }
         for _ in 0..5 {
             let endpoint = format!("127.0.0.1:{}", free_port().map_err(|e| e.to_string())?);
-            let log = std::fs::File::create(dir.path().join("serve.log")).map_err(|e| e.to_string())?;
-            let mut child = Command::new(&exe)
-                .args(["serve", "--listen", &endpoint, "--data"])
-                .arg(&data)
-                .args(extra)
-                .env("POSTURE_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .map_err(|e| e.to_string())?;
+            let mut child = spawn(&exe, &endpoint, &data, &extra, &dir.path().join("serve.log"))?;
             let deadline = Instant::now() + Duration::from_secs(60);
             while Instant::now() < deadline {
                 if api::client::send(&endpoint, "GET", "", &[], b"").is_ok() {
@@ -50,7 +80,9 @@ impl Service {
                         account_id: s("AccountId"),
                         endpoint,
                         child,
+                        nodes: Vec::new(),
                         dir,
+                        db,
                     });
                 }
                 if child.try_wait().map_err(|e| e.to_string())?.is_some() {
@@ -67,13 +99,41 @@ impl Service {
         self.dir.path().join("data")
     }
 
+    /// Starts another node of this service (same data directory and database; PostgreSQL
+    /// only) with `extra` arguments.
+    pub fn add_node(&mut self, extra: &[&str]) -> Result<(), String> {
+        let db = self.db.as_ref().ok_or("several nodes need --database")?;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut extra = extra.to_vec();
+        extra.extend(["--database", db.url.as_str()]);
+        let endpoint = format!("127.0.0.1:{}", free_port().map_err(|e| e.to_string())?);
+        let log = self.dir.path().join(format!("node-{}.log", self.nodes.len() + 1));
+        let mut child = spawn(&exe, &endpoint, &self.data(), &extra, &log)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while api::client::send(&endpoint, "GET", "", &[], b"").is_err() {
+            if child.try_wait().map_err(|e| e.to_string())?.is_some() || Instant::now() > deadline {
+                return Err(format!("a node did not start; see {}", log.display()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.nodes.push(Node { endpoint, child });
+        Ok(())
+    }
+
+    /// Every node's address, the first node's first.
+    pub fn endpoints(&self) -> Vec<String> {
+        std::iter::once(self.endpoint.clone()).chain(self.nodes.iter().map(|n| n.endpoint.clone())).collect()
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
     /// Opens the service's store from this process (for bulk set-up, as `posture instances add`).
     pub fn store(&self) -> Result<store::Store, String> {
-        store::Store::open(&self.data().join("posture.db")).map_err(|e| e.to_string())
+        let database = self.db.as_ref().map(|d| d.url.clone());
+        store::Store::connect(&store::Location { data: self.data(), database, master_key: None })
+            .map_err(|e| e.to_string())
     }
 
     /// One signed call; an API error is an Err with its code.
@@ -95,14 +155,21 @@ impl Service {
     /// CPU time the service has used so far (user + system), in seconds: what a request
     /// costs the service, whatever else the machine is doing.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which may hold spaces) closed by ')': utime is the 12th, stime the 13th.
-        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        // USER_HZ is 100 on Linux.
-        (ticks(11) + ticks(12)) / 100.0
+        std::iter::once(self.child.id()).chain(self.nodes.iter().map(|n| n.child.id())).map(cpu_seconds_of).sum()
     }
+}
 
+/// CPU time a process has used (user + system), in seconds.
+fn cpu_seconds_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) closed by ')': utime is the 12th, stime the 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+impl Service {
     /// Polls `f` until it returns true (every 50 ms, up to `limit`).
     pub fn wait(&self, limit: Duration, mut f: impl FnMut() -> Result<bool, String>) -> Result<(), String> {
         let deadline = Instant::now() + limit;
@@ -123,14 +190,22 @@ fn status_kb(path: impl AsRef<Path>, field: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Stops a `serve` with SIGTERM (SIGKILL after 10 s).
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        for n in &mut self.nodes {
+            stop(&mut n.child);
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
 }
