@@ -129,14 +129,27 @@ struct Faulty {
     inner: HostConnector,
     crash: AtomicBool,
     unreachable: AtomicUsize,
+    /// How long each change takes (a cloud call that takes its time).
+    delay: Duration,
 }
 
 impl Faulty {
+    fn new(crash: bool, unreachable: usize, delay: Duration) -> Arc<Faulty> {
+        Arc::new(Faulty {
+            inner: HostConnector::default(),
+            crash: crash.into(),
+            unreachable: unreachable.into(),
+            delay,
+        })
+    }
     fn crashing() -> Arc<Faulty> {
-        Arc::new(Faulty { inner: HostConnector::default(), crash: AtomicBool::new(true), unreachable: 0.into() })
+        Faulty::new(true, 0, Duration::ZERO)
     }
     fn unreachable(times: usize) -> Arc<Faulty> {
-        Arc::new(Faulty { inner: HostConnector::default(), crash: AtomicBool::new(false), unreachable: times.into() })
+        Faulty::new(false, times, Duration::ZERO)
+    }
+    fn slow(delay: Duration) -> Arc<Faulty> {
+        Faulty::new(false, 0, delay)
     }
 }
 
@@ -151,6 +164,7 @@ impl Connector for Faulty {
         self.inner.backup(t, steps)
     }
     fn apply(&self, t: &Target, steps: &[Step], snap: &mut Snapshot) -> Result<(), ConnectorError> {
+        std::thread::sleep(self.delay);
         let left = self.unreachable.load(Ordering::SeqCst);
         if left > 0 {
             self.unreachable.store(left - 1, Ordering::SeqCst);
@@ -285,40 +299,11 @@ fn a_task_whose_stored_parameters_cannot_be_read_fails_before_anything_changes()
     assert_eq!(sshd(&f.root), SSHD, "nothing was changed");
 }
 
-/// The host connector, slowed down: every change takes `delay` (a cloud call that takes its
-/// time).
-struct Slow {
-    inner: HostConnector,
-    delay: Duration,
-}
-
-impl Connector for Slow {
-    fn kind(&self) -> &'static str {
-        "host"
-    }
-    fn fetch(&self, t: &Target) -> Result<Document, ConnectorError> {
-        self.inner.fetch(t)
-    }
-    fn backup(&self, t: &Target, steps: &[Step]) -> Result<Snapshot, ConnectorError> {
-        self.inner.backup(t, steps)
-    }
-    fn apply(&self, t: &Target, steps: &[Step], snap: &mut Snapshot) -> Result<(), ConnectorError> {
-        std::thread::sleep(self.delay);
-        self.inner.apply(t, steps, snap)
-    }
-    fn restore(&self, t: &Target, snap: &Snapshot) -> Result<(), ConnectorError> {
-        self.inner.restore(t, snap)
-    }
-    fn matches(&self, t: &Target, snap: &Snapshot) -> Result<bool, ConnectorError> {
-        self.inner.matches(t, snap)
-    }
-}
-
 #[test]
 fn a_step_longer_than_a_lease_keeps_its_lease_and_is_not_taken_over() {
     let f = fixture();
     // Two engines (two nodes) with a 300 ms lease; a repair step takes five leases.
-    let slow = || Arc::new(Slow { inner: HostConnector::default(), delay: Duration::from_millis(1500) });
+    let slow = || Faulty::slow(Duration::from_millis(1500));
     let engines = [engine_with(&f.store, slow(), 300), engine_with(&f.store, slow(), 300)];
     let task = submit(&f, TaskType::Repair, None);
     let workers: Vec<_> = engines.iter().map(|e| e.start(1)).collect();

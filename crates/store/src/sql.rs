@@ -19,6 +19,9 @@ pub(crate) enum Conn<'a> {
     Pg(&'a RefCell<PgClient>),
 }
 
+/// Most statements a PostgreSQL connection keeps prepared.
+const MAX_PREPARED: usize = 512;
+
 /// A PostgreSQL connection with its prepared statements, by source text.
 pub(crate) struct PgClient {
     pub(crate) client: postgres::Client,
@@ -35,6 +38,10 @@ impl PgClient {
             return Ok(st.clone());
         }
         let st = self.client.prepare(&to_postgres(sql))?;
+        // Filters with lists make a statement per list length: keep the cache bounded.
+        if self.prepared.len() >= MAX_PREPARED {
+            self.prepared.clear();
+        }
         self.prepared.insert(sql.to_string(), st.clone());
         Ok(st)
     }

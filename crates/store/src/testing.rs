@@ -48,7 +48,9 @@ impl TestDatabase {
         );
         let mut admin = postgres::Client::connect(&with_dbname(server, "postgres"), postgres::NoTls)
             .map_err(|e| format!("cannot connect to {server}: {e}"))?;
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).map_err(|e| format!("cannot create a database: {e}"))?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .map_err(|e| format!("cannot create a database: {e}"))?;
         Ok(TestDatabase { url: with_dbname(server, &name), server: server.to_string(), name })
     }
 }

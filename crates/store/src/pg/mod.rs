@@ -150,10 +150,28 @@ impl Pool {
 
     /// Runs `f` on a connection, each statement on its own (reads).
     pub(crate) fn with<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
-        let cell = RefCell::new(self.take()?);
-        let out = f(&Conn::Pg(&cell));
-        self.give_back(cell.into_inner());
-        out
+        /// Gives the connection back even if `f` panics (its slot would be lost otherwise); a
+        /// connection left inside a transaction by a panic is closed instead.
+        struct Lent<'a> {
+            pool: &'a Pool,
+            cell: Option<RefCell<PgClient>>,
+        }
+        impl Drop for Lent<'_> {
+            fn drop(&mut self) {
+                if let Some(cell) = self.cell.take() {
+                    let c = cell.into_inner();
+                    if std::thread::panicking() {
+                        drop(c);
+                        self.pool.lock().open -= 1;
+                        self.pool.freed.notify_one();
+                    } else {
+                        self.pool.give_back(c);
+                    }
+                }
+            }
+        }
+        let lent = Lent { pool: self, cell: Some(RefCell::new(self.take()?)) };
+        f(&Conn::Pg(lent.cell.as_ref().expect("lent until dropped")))
     }
 
     /// Runs `f` in one transaction: committed if it returns Ok, rolled back if not.
