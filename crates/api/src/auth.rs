@@ -36,6 +36,15 @@ impl RawRequest {
         self.query.iter().chain(self.body_params.iter()).cloned().collect()
     }
 
+    /// The action asked for: `x-acs-action` for a v3 request, `Action` (else that header) for v1.
+    pub fn action(&self) -> &str {
+        let named = match self.header("authorization") {
+            Some(h) if h.trim_start().starts_with("ACS3-") => self.header("x-acs-action"),
+            _ => self.param("Action").or(self.header("x-acs-action")),
+        };
+        named.unwrap_or_default().trim()
+    }
+
     fn param(&self, name: &str) -> Option<&str> {
         self.query.iter().chain(self.body_params.iter()).find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
@@ -119,6 +128,7 @@ fn recording_failed(e: store::StoreError) -> ApiError {
 
 /// Authenticates a request (v3 when `Authorization` starts with `ACS3-`, else v1).
 pub fn authenticate(store: &Store, req: &RawRequest, now_ms: i64) -> Result<Caller, ApiError> {
+    // (`RawRequest::action` tells the two apart the same way.)
     match req.header("authorization") {
         Some(h) if h.trim_start().starts_with("ACS3-") => authenticate_v3(store, req, h, now_ms),
         _ => authenticate_v1(store, req, now_ms),
@@ -166,7 +176,7 @@ fn authenticate_v3(store: &Store, req: &RawRequest, header: &str, now_ms: i64) -
     }
     let nonce =
         NonceCheck::record(store, &key.id, req.header("x-acs-signature-nonce").unwrap_or_default(), date_ms, now_ms)?;
-    let action = req.header("x-acs-action").unwrap_or_default().trim().to_string();
+    let action = req.action().to_string();
     check_version(req.header("x-acs-version"))?;
     Ok(Caller { key, action, nonce })
 }
@@ -208,7 +218,7 @@ fn authenticate_v1(store: &Store, req: &RawRequest, now_ms: i64) -> Result<Calle
         return Err(ApiError::signature_mismatch(&echoed(req, &string_to_sign)));
     }
     let nonce = NonceCheck::record(store, &key.id, req.param("SignatureNonce").unwrap_or_default(), date_ms, now_ms)?;
-    let action = req.param("Action").or(req.header("x-acs-action")).unwrap_or_default().trim().to_string();
+    let action = req.action().to_string();
     check_version(req.param("Version").or(req.header("x-acs-version")))?;
     Ok(Caller { key, action, nonce })
 }

@@ -37,10 +37,10 @@ pub fn request_id() -> String {
 async fn handle(app: Arc<App>, req: Request) -> Response {
     let request_id = request_id();
     let host = req.header("host").unwrap_or("posture").to_string();
+    if matches!(req.path.as_str(), "/healthz" | "/metrics") && !matches!(req.method.as_str(), "GET" | "HEAD") {
+        return error_response(&ApiError::unsupported_method(), &host, &request_id);
+    }
     if req.path == "/healthz" {
-        if !matches!(req.method.as_str(), "GET" | "HEAD") {
-            return error_response(&ApiError::unsupported_method(), &host, &request_id);
-        }
         // The node is healthy when its database answers (a load balancer takes it out if not).
         let store = app.store.clone();
         let db = tokio::task::spawn_blocking(move || store.ping()).await;
@@ -55,9 +55,6 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
         };
     }
     if req.path == "/metrics" {
-        if !matches!(req.method.as_str(), "GET" | "HEAD") {
-            return error_response(&ApiError::unsupported_method(), &host, &request_id);
-        }
         return metrics_response(app).await;
     }
     let started = std::time::Instant::now();
@@ -142,11 +139,7 @@ async fn process(app: Arc<App>, req: Request, action: &mut &'static str) -> Resu
         headers: req.headers,
         body: req.body,
     };
-    *action = ops::label(
-        raw.header("x-acs-action")
-            .or_else(|| raw.query.iter().chain(&raw.body_params).find(|(k, _)| k == "Action").map(|(_, v)| v.as_str()))
-            .unwrap_or(""),
-    );
+    *action = ops::label(raw.action());
     // Authentication and the operation touch the store (blocking SQLite): off the async threads.
     // A panic in there becomes a JoinError, answered as ServerError, never a dropped connection.
     let ran = tokio::task::spawn_blocking(move || {

@@ -148,7 +148,8 @@ fn open(dir: &DataDir) -> Result<Store, String> {
     Store::connect(&at).map_err(|e| format!("cannot open the database: {e}"))
 }
 
-fn done(result: Result<Value, String>) -> ExitCode {
+/// Prints an answer as JSON (exit 0) or the error (exit 1).
+pub(crate) fn done(result: Result<Value, String>) -> ExitCode {
     match result {
         Ok(v) => {
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());

@@ -26,16 +26,7 @@ pub enum StoreCmd {
 
 pub fn run(cmd: StoreCmd) -> ExitCode {
     let StoreCmd::Copy { from, to, master_key } = cmd;
-    match copy(from, to, master_key) {
-        Ok(report) => {
-            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
-    }
+    crate::admin::done(copy(from, to, master_key))
 }
 
 fn copy(from: PathBuf, to: String, master_key: Option<PathBuf>) -> Result<Value, String> {

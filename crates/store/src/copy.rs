@@ -6,8 +6,8 @@
 use crate::sql::{Arg, Conn};
 use crate::{Db, Result, Store, StoreError};
 
-/// The tables in an order that satisfies their foreign keys, and whether SQLite's implicit
-/// rowid is copied into the PostgreSQL `rowid` column.
+/// The tables in an order that satisfies their foreign keys. A PostgreSQL column named
+/// `rowid` receives SQLite's implicit rowid.
 const TABLES: &[&str] = &[
     "accounts",
     "access_keys",
@@ -50,19 +50,14 @@ impl Store {
                 progress(table, n);
                 report.push((*table, n));
             }
-            // Identities continue after the copied rows.
-            for (table, column) in [
-                ("accounts", "rowid"),
-                ("access_keys", "rowid"),
-                ("tasks", "rowid"),
-                ("task_events", "rowid"),
-                ("check_runs", "rowid"),
-                ("check_run_details", "rowid"),
-                ("instances", "pk"),
-                ("check_results", "id"),
-                ("cloud_accounts", "auth_id"),
-                ("whitelist_rules", "id"),
-            ] {
+            // Identities (as the schema declares them) continue after the copied rows.
+            let identities: Vec<(String, String)> = to.query(
+                "SELECT table_name, column_name FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND is_identity = 'YES'",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            for (table, column) in identities {
                 to.value::<Option<i64>>(
                     &format!(
                         "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), GREATEST(MAX({column}), 1)) FROM {table}"

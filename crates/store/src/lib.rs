@@ -296,8 +296,7 @@ pub const SCHEMA_VERSION: i64 = 6;
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
 fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
-    c.execute_batch("BEGIN IMMEDIATE;")?;
-    let result = (|| -> Result<()> {
+    Conn::Lite(c).in_transaction("BEGIN IMMEDIATE", || {
         let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version < 1 {
             c.execute_batch(&format!("{} PRAGMA user_version = 1;", schema_sql()))?;
@@ -330,9 +329,7 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
             c.execute_batch(&format!("{} PRAGMA user_version = 6;", status_lists(include_str!("migration_6.sql"))))?;
         }
         Ok(())
-    })();
-    c.execute_batch(if result.is_ok() { "COMMIT;" } else { "ROLLBACK;" })?;
-    result
+    })
 }
 
 fn schema_sql() -> String {

@@ -290,6 +290,22 @@ impl Conn<'_> {
         }
     }
 
+    /// Runs `f` between `begin` and COMMIT, or ROLLBACK when it fails (`f`'s error is the one
+    /// reported, not a failing ROLLBACK's).
+    pub(crate) fn in_transaction<T>(&self, begin: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.batch(begin)?;
+        match f() {
+            Ok(v) => {
+                self.batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// Runs statements without parameters (schema changes, transaction control).
     pub(crate) fn batch(&self, sql: &str) -> Result<()> {
         match self {

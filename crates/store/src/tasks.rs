@@ -162,10 +162,17 @@ fn standing_change_after(c: &Conn, repair_task_id: &str, rollback_task_id: &str)
 /// a change that has already released its queue. SQLite's one writer already takes turns.
 fn lock_account(tx: &Conn, account_id: &str) -> Result<()> {
     if tx.dialect() == Dialect::Postgres {
-        tx.query_opt("SELECT 1 FROM accounts WHERE id = ? FOR UPDATE", args![account_id], |_| Ok(()))?;
+        tx.query_opt(ACCOUNT_TERMS[1], args![account_id], |_| Ok(()))?;
     }
     Ok(())
 }
+
+/// An account's repair quota and trial flag, as read (SQLite) and as read under the account's
+/// row lock ([`lock_account`]) on PostgreSQL: a submission takes the lock with this read.
+const ACCOUNT_TERMS: [&str; 2] = [
+    "SELECT repair_quota, trial FROM accounts WHERE id = ?",
+    "SELECT repair_quota, trial FROM accounts WHERE id = ? FOR UPDATE",
+];
 
 /// Repair tasks that count against the authorization: every one but those that changed nothing.
 const COUNTED_REPAIRS: &str = "type = 'REPAIR' AND status NOT IN ('FAIL', 'BACKUP_FAIL', 'REPAIR_FAIL')";
@@ -315,9 +322,8 @@ impl crate::TaskQueue for Store {
         let status = TaskStatus::initial(s.kind);
         let repair = s.kind == TaskType::Repair;
         let result = self.write(move |tx| {
-            lock_account(tx, &account_id)?;
             let (quota, trial): (Option<i64>, bool) =
-                tx.query_one("SELECT repair_quota, trial FROM accounts WHERE id = ?", args![&account_id], |r| {
+                tx.query_one(tx.pick(ACCOUNT_TERMS[0], ACCOUNT_TERMS[1]), args![&account_id], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })?;
             if repair && trial {

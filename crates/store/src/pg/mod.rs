@@ -176,19 +176,7 @@ impl Pool {
 
     /// Runs `f` in one transaction: committed if it returns Ok, rolled back if not.
     pub(crate) fn transaction<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
-        self.with(|c| {
-            c.batch("BEGIN")?;
-            match f(c) {
-                Ok(v) => {
-                    c.batch("COMMIT")?;
-                    Ok(v)
-                }
-                Err(e) => {
-                    let _ = c.batch("ROLLBACK");
-                    Err(e)
-                }
-            }
-        })
+        self.with(|c| c.in_transaction("BEGIN", || f(c)))
     }
 }
 
@@ -206,22 +194,17 @@ pub(crate) fn schema_version(c: &Conn) -> Result<i64> {
 /// committed may still find "no such table" in its backend's catalog cache.
 pub(crate) fn migrate(c: &Conn) -> Result<()> {
     c.value::<Option<i64>>("SELECT CAST(NULL AS BIGINT) FROM pg_advisory_lock(?)", args![MIGRATION_LOCK])?;
-    let result = (|| -> Result<()> {
-        c.batch("BEGIN")?;
-        let done = (|| -> Result<()> {
-            let version = schema_version(c)?;
-            if version > SCHEMA_VERSION {
-                return Err(crate::newer_schema(version));
-            }
-            if version == 0 {
-                c.batch(&status_lists(include_str!("schema.sql")))?;
-                c.execute("INSERT INTO schema_version (version) VALUES (?)", args![SCHEMA_VERSION])?;
-            }
-            Ok(())
-        })();
-        c.batch(if done.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
-        done
-    })();
+    let result = c.in_transaction("BEGIN", || {
+        let version = schema_version(c)?;
+        if version > SCHEMA_VERSION {
+            return Err(crate::newer_schema(version));
+        }
+        if version == 0 {
+            c.batch(&status_lists(include_str!("schema.sql")))?;
+            c.execute("INSERT INTO schema_version (version) VALUES (?)", args![SCHEMA_VERSION])?;
+        }
+        Ok(())
+    });
     let unlocked = c.value::<bool>("SELECT pg_advisory_unlock(?)", args![MIGRATION_LOCK]);
     result.and(unlocked.map(drop))
 }
