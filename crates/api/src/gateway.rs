@@ -161,7 +161,6 @@ async fn process(app: Arc<App>, req: Request, action: &mut &'static str) -> Resu
                 account_id: &key.account_id,
                 settings: &app.settings,
                 idempotency: &app.idempotency,
-                client_token: None,
             };
             ops::run(&ctx, &action, op, &params)
         });

@@ -211,7 +211,6 @@ proptest! {
                 account_id: &w.account,
                 settings: &w.settings,
                 idempotency: &w.idempotency,
-                client_token: None,
             };
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 Params::new(pairs.clone()).and_then(|p| run(&ctx, name, op, &p))

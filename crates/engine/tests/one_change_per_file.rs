@@ -88,7 +88,6 @@ impl Fixture {
                 }],
                 selection: None,
                 scope: HostConnector::default().scope(&check.render_steps(&params)),
-                keep: None,
             },
         )?;
         Ok(id)

@@ -77,7 +77,6 @@ fn submit(f: &Fixture, kind: TaskType, repair: Option<&str>) -> String {
                 }],
                 selection: None,
                 scope: "file:/etc/ssh/sshd_config".into(),
-                keep: None,
             },
         )
         .unwrap();

@@ -151,6 +151,14 @@ impl ApiError {
     pub fn rule_not_found(rule_id: i64) -> Self {
         e(404, "InvalidRuleId.NotFound", format!("The whitelist rule {rule_id} does not exist."))
     }
+    pub fn idempotent_processing() -> Self {
+        e(
+            409,
+            "IdempotentProcessing",
+            "A call with this ClientToken was carried out, and its answer is not available (it is still finishing, \
+             or its node stopped before answering). It is not run again: read its effect with the listing actions.",
+        )
+    }
     pub fn idempotent_mismatch() -> Self {
         e(400, "IdempotentParameterMismatch", "The ClientToken was used before with other parameters.")
     }

@@ -27,6 +27,11 @@ pub struct DataDir {
     /// database must use the same key; another one is refused at start.
     #[arg(long)]
     pub master_key: Option<PathBuf>,
+    /// PostgreSQL: the most connections this node keeps open [default: 16] (else the
+    /// environment variable, else `[store] pool`). Keep the sum over all nodes near what the
+    /// database server runs well: a few per core of it.
+    #[arg(long, env = "POSTURE_DATABASE_POOL", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub database_pool: Option<u16>,
 }
 
 impl DataDir {
@@ -36,6 +41,7 @@ impl DataDir {
             data: self.data.clone(),
             database: self.database.clone().or_else(|| config.store.url.clone()),
             master_key: self.master_key.clone(),
+            pool: self.database_pool.map(usize::from).or(config.store.pool),
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct Config {
 pub struct StoreConfig {
     /// `postgres://USER@HOST:PORT/DB`; absent: SQLite in the data directory.
     pub url: Option<String>,
+    /// PostgreSQL: the most connections a node keeps open (default 16).
+    pub pool: Option<usize>,
 }
 
 /// `[http]`: limits of the HTTP server (see `api::http::Limits` for the defaults).

@@ -33,9 +33,10 @@ fn copy(from: PathBuf, to: String, master_key: Option<PathBuf>) -> Result<Value,
     if !from.join("posture.db").exists() {
         return Err(format!("{} has no posture.db", from.display()));
     }
-    let source = Store::connect(&Location { data: from.clone(), database: None, master_key: master_key.clone() })
-        .map_err(|e| format!("cannot open {}: {e}", from.display()))?;
-    let target = Store::connect(&Location { data: from, database: Some(to), master_key })
+    let source =
+        Store::connect(&Location { data: from.clone(), database: None, master_key: master_key.clone(), pool: None })
+            .map_err(|e| format!("cannot open {}: {e}", from.display()))?;
+    let target = Store::connect(&Location { data: from, database: Some(to), master_key, pool: None })
         .map_err(|e| format!("cannot open the target database: {e}"))?;
     let report = source
         .copy_into(&target, |table, rows| eprintln!("copied {table}: {rows} rows"))

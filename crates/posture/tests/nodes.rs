@@ -289,6 +289,42 @@ fn conflicts_spread_over_nodes_make_one_task_and_a_killed_node_s_leases_are_take
 }
 
 #[test]
+fn a_client_token_s_call_runs_once_across_nodes_even_when_its_answer_was_lost() {
+    let Some(cluster) = Cluster::new() else { return };
+    let nodes: Vec<Node> = (0..3).map(|n| cluster.start(n, &["--workers", "0"])).collect();
+    let clients: Vec<Client> = nodes.iter().map(|n| cluster.client(n)).collect();
+    let mut db = postgres::Client::connect(&cluster.db.url, postgres::NoTls).unwrap();
+    let rules = |db: &mut postgres::Client| -> i64 {
+        db.query_one("SELECT COUNT(*) FROM whitelist_rules", &[]).unwrap().get(0)
+    };
+    let whitelist = [("CheckIds.1", "1003"), ("ClientToken", "wl-once")];
+    // 12 calls with one token at once, over the three nodes: one rule, one answer for all.
+    let answers: Vec<Value> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..12)
+            .map(|i| {
+                let c = &clients[i % 3];
+                s.spawn(move || c.call("AddCheckResultWhiteList", &whitelist).json())
+            })
+            .collect();
+        calls.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(rules(&mut db), 1, "{answers:?}");
+    assert!(answers.iter().all(|a| a["RuleIds"].is_array() && a["RuleIds"] == answers[0]["RuleIds"]), "{answers:?}");
+
+    // A node that stopped between the call's commit and keeping its answer leaves the call
+    // recorded without one: a retry is not run again, and says so.
+    let call = [("CheckIds.1", "1004"), ("ClientToken", "wl-lost")];
+    clients[0].ok("AddCheckResultWhiteList", &call);
+    db.execute("UPDATE idempotency SET response = '' WHERE client_token = 'wl-lost'", &[]).unwrap();
+    let retry = clients[1].call("AddCheckResultWhiteList", &call);
+    assert_eq!((retry.status, retry.json()["Code"].as_str()), (409, Some("IdempotentProcessing")));
+    assert_eq!(rules(&mut db), 2);
+    // The same parameters without a token are another call.
+    clients[2].ok("AddCheckResultWhiteList", &call[..1]);
+    assert_eq!(rules(&mut db), 3);
+}
+
+#[test]
 fn a_node_that_loses_its_database_answers_503_and_recovers_by_itself() {
     let Some(cluster) = Cluster::new() else { return };
     let node = cluster.start(0, &["--workers", "2"]);

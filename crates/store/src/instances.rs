@@ -112,6 +112,7 @@ impl crate::Instances for Store {
                 }
                 tx.execute(&upsert_rows_sql(chunk.len()), &values)?;
             }
+            crate::pg::analyze_after_bulk(tx, "instances", rows.len())?;
             Ok(list.len())
         })
     }

@@ -41,8 +41,10 @@ use sql::{args, Conn};
 pub use accounts::{AccessKey, Account, KeyInfo};
 pub use cloud::{CloudAccount, CloudAccountChange, NewCloudAccount};
 pub use copy::CopyReport;
+pub use idempotency::{answer_in_advance, with_client_token};
 pub use instances::{Instance, NewInstance};
 pub use nonces::{NewNonce, NonceWait};
+pub use pg::DEFAULT_POOL;
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};
 pub use runs::{uuid_like, CheckRun, CheckRunDetail, DetailOutcome, RunFilter};
 pub use seam::{
@@ -156,6 +158,9 @@ pub struct Location {
     pub database: Option<String>,
     /// The master key file; None for `DATA/master.key`.
     pub master_key: Option<std::path::PathBuf>,
+    /// PostgreSQL: the most connections this node keeps open (None: 16). The nodes' pools
+    /// together should stay near what the database server runs well, a few per core of it.
+    pub pool: Option<usize>,
 }
 
 /// The store: SQLite in the data directory (the embedded default) or PostgreSQL. Every method
@@ -291,7 +296,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -328,6 +333,10 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         if version < 6 {
             c.execute_batch(&format!("{} PRAGMA user_version = 6;", status_lists(include_str!("migration_6.sql"))))?;
         }
+        if version < 7 {
+            // Schema 7 changed PostgreSQL's task indexes only (pg/migration_7.sql).
+            c.execute_batch("PRAGMA user_version = 7;")?;
+        }
         Ok(())
     })
 }
@@ -360,7 +369,7 @@ impl Store {
     pub fn connect(at: &Location) -> Result<Store> {
         let master_key = at.master_key.clone().unwrap_or_else(|| at.data.join("master.key"));
         let store = match &at.database {
-            Some(url) => Store::open_postgres(url, &master_key, &at.data)?,
+            Some(url) => Store::open_postgres(url, at.pool.unwrap_or(pg::DEFAULT_POOL), &master_key, &at.data)?,
             None => Store::open_with_key(&at.data.join("posture.db"), &master_key)?,
         };
         store.check_master_key()?;
@@ -402,8 +411,8 @@ impl Store {
     /// Opens the PostgreSQL database at `url`, bringing its schema up to date under an advisory
     /// lock (nodes starting together take turns). `master_key` seals secrets; `data` holds the
     /// files of this node (the nonce log).
-    fn open_postgres(url: &str, master_key: &Path, data: &Path) -> Result<Store> {
-        let pool = pg::Pool::new(url)?;
+    fn open_postgres(url: &str, pool: usize, master_key: &Path, data: &Path) -> Result<Store> {
+        let pool = pg::Pool::new(url, pool)?;
         let has_sealed = pool.with(|c| {
             let version = pg::schema_version(c)?;
             if version > SCHEMA_VERSION {
@@ -469,7 +478,16 @@ impl Store {
     /// and the answer comes after the commit that holds it. On SQLite, writes of concurrent
     /// callers share one commit (group commit) made by the committer thread, which is why `f`
     /// owns its data; on PostgreSQL, `f` runs in its own transaction on a pooled connection.
+    /// Inside an API call that carries a ClientToken, the call's first write also records the
+    /// token (see `idempotency`).
     pub(crate) fn write<T: Send + 'static>(&self, f: impl FnOnce(&Conn) -> Result<T> + Send + 'static) -> Result<T> {
+        let token = idempotency::take_pending();
+        let f = move |tx: &Conn| {
+            if let Some(token) = &token {
+                idempotency::record(tx, token)?;
+            }
+            f(tx)
+        };
         match &self.db {
             Db::Lite(_) => {
                 let (reply, answer) = mpsc::channel();
@@ -557,7 +575,8 @@ pub(crate) mod testutil {
     /// The store of `place` opened again (a restart, or another node).
     pub fn reopen(place: &Place) -> Store {
         let database = place.db.as_ref().map(|d| d.url.clone());
-        Store::connect(&Location { data: place.dir.path().to_path_buf(), database, master_key: None }).unwrap()
+        Store::connect(&Location { data: place.dir.path().to_path_buf(), database, master_key: None, pool: None })
+            .unwrap()
     }
 
     impl Place {
@@ -571,7 +590,12 @@ pub(crate) mod testutil {
         let dir = tempfile::tempdir().unwrap();
         if ON_POSTGRES.get() {
             let db = testing::TestDatabase::create().expect("checked by both_backends");
-            let at = Location { data: dir.path().to_path_buf(), database: Some(db.url.clone()), master_key: None };
+            let at = Location {
+                data: dir.path().to_path_buf(),
+                database: Some(db.url.clone()),
+                master_key: None,
+                pool: None,
+            };
             let s = Store::connect(&at).unwrap();
             return (Place { dir, db: Some(db) }, s);
         }

@@ -463,6 +463,7 @@ mod tests {
                     data: d.path().to_path_buf(),
                     database: Some(db.url.clone()),
                     master_key: Some(key.clone()),
+                    pool: None,
                 };
                 crate::Store::connect(&at).unwrap()
             })

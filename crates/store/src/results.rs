@@ -3,9 +3,9 @@ use std::collections::BTreeMap;
 use model::CheckStatus;
 
 use crate::instances::{instance_from, INSTANCE_COLS};
-use crate::sql::{args, Arg, Conn};
+use crate::sql::{args, Conn, Where};
 use crate::whitelists::whitelisted_sql;
-use crate::{now_ms, placeholders, Instance, Result, Store};
+use crate::{now_ms, Instance, Result, Store};
 
 /// A new result of one check item on one instance.
 #[derive(Clone, Debug)]
@@ -107,11 +107,6 @@ fn status_sql(c: &Conn, account_id: &str) -> Result<String> {
     Ok(if any { effective_status_sql() } else { "r.status".to_string() })
 }
 
-/// A `LIKE … ESCAPE '\\'` pattern matching `s` anywhere, its wildcards taken literally.
-pub(crate) fn like(s: &str) -> String {
-    format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
-}
-
 impl crate::Results for Store {
     fn aggregate_results(
         &self,
@@ -122,23 +117,17 @@ impl crate::Results for Store {
         // Grouped by (item, status) only, so rows come in index order; the vendors of a group
         // are summarised by their smallest and largest code (the answer needs only "one
         // vendor, or several").
-        let mut sql = String::from(
-            "SELECT r.check_id, {STATUS} AS st, COUNT(*), MAX(r.last_ms), MAX(r.check_run_id), MIN(i.vendor), MAX(i.vendor)
-             FROM check_results r JOIN instances i ON i.pk = r.instance_pk WHERE r.account_id = ?",
+        let wh = Where::new("r.account_id = ?", [account_id.into()])
+            .and_in("i.instance_id", instance_ids)
+            .and_in("i.vendor", vendors.iter().copied());
+        let sql = format!(
+            "SELECT r.check_id, {{STATUS}} AS st, COUNT(*), MAX(r.last_ms), MAX(r.check_run_id), MIN(i.vendor), MAX(i.vendor)
+             FROM check_results r JOIN instances i ON i.pk = r.instance_pk{} GROUP BY r.check_id, st",
+            wh.sql()
         );
-        let mut args: Vec<Arg> = vec![account_id.into()];
-        if !instance_ids.is_empty() {
-            sql += &format!(" AND i.instance_id IN ({})", placeholders(instance_ids.len()));
-            args.extend(instance_ids.iter().map(Arg::from));
-        }
-        if !vendors.is_empty() {
-            sql += &format!(" AND i.vendor IN ({})", placeholders(vendors.len()));
-            args.extend(vendors.iter().map(|v| Arg::from(*v)));
-        }
-        sql += " GROUP BY r.check_id, st";
         self.read(|c| {
             let mut out: BTreeMap<i64, ResultAggregate> = BTreeMap::new();
-            c.query(&sql.replace("{STATUS}", &status_sql(c, account_id)?), &args, |r| {
+            c.query(&sql.replace("{STATUS}", &status_sql(c, account_id)?), wh.args(), |r| {
                 let status: String = r.get(1)?;
                 let Some(status) = CheckStatus::parse(&status) else {
                     return Ok(());
@@ -162,26 +151,12 @@ impl crate::Results for Store {
     }
 
     fn list_results(&self, account_id: &str, check_id: i64, f: &ResultFilter) -> Result<(Vec<ResultRow>, i64)> {
-        let mut wh = String::from(" WHERE r.account_id = ? AND r.check_id = ?");
-        let mut args: Vec<Arg> = vec![account_id.into(), check_id.into()];
-        for (col, key) in [
-            ("i.instance_id", &f.instance_id_key),
-            ("i.instance_name", &f.instance_name_key),
-            ("i.region_id", &f.region_id_key),
-        ] {
-            if let Some(k) = key.as_ref().filter(|k| !k.is_empty()) {
-                wh += &format!(" AND {col} LIKE ? ESCAPE '\\'");
-                args.push(like(k).into());
-            }
-        }
-        if !f.instance_ids.is_empty() {
-            wh += &format!(" AND i.instance_id IN ({})", placeholders(f.instance_ids.len()));
-            args.extend(f.instance_ids.iter().map(Arg::from));
-        }
-        if !f.statuses.is_empty() {
-            wh += &format!(" AND {{STATUS}} IN ({})", placeholders(f.statuses.len()));
-            args.extend(f.statuses.iter().map(|s| Arg::from(s.as_str())));
-        }
+        let wh = Where::new("r.account_id = ? AND r.check_id = ?", [account_id.into(), check_id.into()])
+            .and_contains("i.instance_id", f.instance_id_key.as_deref())
+            .and_contains("i.instance_name", f.instance_name_key.as_deref())
+            .and_contains("i.region_id", f.region_id_key.as_deref())
+            .and_in("i.instance_id", &f.instance_ids)
+            .and_in("{STATUS}", f.statuses.iter().map(|s| s.as_str()));
         let order = if f.sort_by_status {
             " ORDER BY CASE {STATUS} WHEN 'NOT_PASS' THEN 0 WHEN 'FAILED' THEN 1 WHEN 'CHECKING' THEN 2 WHEN 'NOT_CHECK' THEN 3 WHEN 'WHITELIST' THEN 4 ELSE 5 END, r.id"
         } else {
@@ -190,16 +165,13 @@ impl crate::Results for Store {
         let from = " FROM check_results r JOIN instances i ON i.pk = r.instance_pk";
         self.read(|c| {
             let status = status_sql(c, account_id)?;
-            let wh = wh.replace("{STATUS}", &status);
-            let total: i64 = c.value(&format!("SELECT COUNT(*){from}{wh}"), &args)?;
+            let where_sql = wh.sql().replace("{STATUS}", &status);
+            let total: i64 = c.value(&format!("SELECT COUNT(*){from}{where_sql}"), wh.args())?;
             let sql = format!(
-                "SELECT r.id, {status}, r.status_message, r.config, r.first_ms, r.last_ms, {INSTANCE_COLS}{from}{wh}{} LIMIT ? OFFSET ?",
+                "SELECT r.id, {status}, r.status_message, r.config, r.first_ms, r.last_ms, {INSTANCE_COLS}{from}{where_sql}{} LIMIT ? OFFSET ?",
                 order.replace("{STATUS}", &status)
             );
-            let mut page_args = args.clone();
-            page_args.push(f.limit.into());
-            page_args.push(f.offset.into());
-            let rows = c.query(&sql, &page_args, |r| {
+            let rows = c.query(&sql, &wh.paged(f.limit, f.offset), |r| {
                 let status: String = r.get(1)?;
                 Ok(ResultRow {
                     id: r.get(0)?,

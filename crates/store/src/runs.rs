@@ -1,8 +1,8 @@
 use std::sync::LazyLock;
 
 use crate::results::upsert_result;
-use crate::sql::{args, skip_locked, Arg, Row};
-use crate::{new_id, now_ms, placeholders, Result, ResultUpdate, Store, StoreError};
+use crate::sql::{args, skip_locked, Row, Where};
+use crate::{new_id, now_ms, Result, ResultUpdate, Store, StoreError};
 use model::{RunDetailStatus, RunStatus, Vendor};
 
 /// A check run (SubmitCheck / VerifyCheckResult / VerifyCheckInstanceResult).
@@ -310,15 +310,12 @@ impl crate::CheckRuns for Store {
     }
 
     fn list_runs(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRun>, i64)> {
-        let (wh, args) = run_where(account_id, f);
+        let wh = run_where(account_id, f);
         self.read(|c| {
-            let total: i64 = c.value(&format!("SELECT COUNT(*) FROM check_runs{wh}"), &args)?;
-            let mut page = args.clone();
-            page.push(f.limit.into());
-            page.push(f.offset.into());
+            let total: i64 = c.value(&format!("SELECT COUNT(*) FROM check_runs{}", wh.sql()), wh.args())?;
             let rows = c.query(
-                &format!("SELECT {RUN_COLS} FROM check_runs{wh} ORDER BY rowid DESC LIMIT ? OFFSET ?"),
-                &page,
+                &format!("SELECT {RUN_COLS} FROM check_runs{} ORDER BY rowid DESC LIMIT ? OFFSET ?", wh.sql()),
+                &wh.paged(f.limit, f.offset),
                 run_from,
             )?;
             Ok((rows, total))
@@ -330,35 +327,20 @@ impl crate::CheckRuns for Store {
     }
 
     fn list_details(&self, account_id: &str, f: &RunFilter) -> Result<(Vec<CheckRunDetail>, i64)> {
-        let mut wh = String::from(" WHERE r.account_id = ?");
-        let mut args: Vec<Arg> = vec![account_id.into()];
-        if !f.run_ids.is_empty() {
-            wh += &format!(" AND d.run_id IN ({})", placeholders(f.run_ids.len()));
-            args.extend(f.run_ids.iter().map(Arg::from));
-        }
-        if !f.detail_statuses.is_empty() {
-            wh += &format!(" AND d.status_code IN ({})", placeholders(f.detail_statuses.len()));
-            args.extend(f.detail_statuses.iter().map(|s| Arg::from(s.code())));
-        }
-        if let Some(s) = f.start_ms {
-            wh += " AND d.created_ms >= ?";
-            args.push(s.into());
-        }
-        if let Some(e) = f.end_ms {
-            wh += " AND d.created_ms <= ?";
-            args.push(e.into());
-        }
+        let wh = Where::new("r.account_id = ?", [account_id.into()])
+            .and_in("d.run_id", &f.run_ids)
+            .and_in("d.status_code", f.detail_statuses.iter().map(|s| s.code()))
+            .and_some("d.created_ms >= ?", f.start_ms)
+            .and_some("d.created_ms <= ?", f.end_ms);
         let from =
             " FROM check_run_details d JOIN check_runs r ON r.id = d.run_id JOIN instances i ON i.pk = d.instance_pk";
         self.read(|c| {
-            let total: i64 = c.value(&format!("SELECT COUNT(*){from}{wh}"), &args)?;
-            let mut page = args.clone();
-            page.push(f.limit.into());
-            page.push(f.offset.into());
+            let total: i64 = c.value(&format!("SELECT COUNT(*){from}{}", wh.sql()), wh.args())?;
             let sql = format!(
-                "SELECT d.id, d.run_id, d.instance_pk, i.vendor, d.status_code, d.check_ids, d.created_ms, d.started_ms, d.ended_ms{from}{wh} ORDER BY d.rowid LIMIT ? OFFSET ?"
+                "SELECT d.id, d.run_id, d.instance_pk, i.vendor, d.status_code, d.check_ids, d.created_ms, d.started_ms, d.ended_ms{from}{} ORDER BY d.rowid LIMIT ? OFFSET ?",
+                wh.sql()
             );
-            let rows = c.query(&sql, &page, |r| {
+            let rows = c.query(&sql, &wh.paged(f.limit, f.offset), |r| {
                 Ok(CheckRunDetail {
                     id: r.get(0)?,
                     run_id: r.get(1)?,
@@ -376,28 +358,14 @@ impl crate::CheckRuns for Store {
     }
 }
 
-fn run_where<'a>(account_id: &'a str, f: &'a RunFilter) -> (String, Vec<Arg<'a>>) {
-    let mut wh = String::from(" WHERE account_id = ?");
-    let mut args: Vec<Arg> = vec![account_id.into()];
-    for (col, vals) in [("id", &f.run_ids), ("task_type", &f.task_types), ("task_source", &f.task_sources)] {
-        if !vals.is_empty() {
-            wh += &format!(" AND {col} IN ({})", placeholders(vals.len()));
-            args.extend(vals.iter().map(Arg::from));
-        }
-    }
-    if !f.run_statuses.is_empty() {
-        wh += &format!(" AND status_code IN ({})", placeholders(f.run_statuses.len()));
-        args.extend(f.run_statuses.iter().map(|s| Arg::from(s.code())));
-    }
-    if let Some(s) = f.start_ms {
-        wh += " AND created_ms >= ?";
-        args.push(s.into());
-    }
-    if let Some(e) = f.end_ms {
-        wh += " AND ended_ms <= ? AND ended_ms > 0";
-        args.push(e.into());
-    }
-    (wh, args)
+fn run_where<'a>(account_id: &'a str, f: &'a RunFilter) -> Where<'a> {
+    Where::new("account_id = ?", [account_id.into()])
+        .and_in("id", &f.run_ids)
+        .and_in("task_type", &f.task_types)
+        .and_in("task_source", &f.task_sources)
+        .and_in("status_code", f.run_statuses.iter().map(|s| s.code()))
+        .and_some("created_ms >= ?", f.start_ms)
+        .and_some("ended_ms <= ? AND ended_ms > 0", f.end_ms)
 }
 
 #[cfg(test)]
@@ -431,13 +399,12 @@ mod tests {
         }
         fn only_a_uniqueness_rule_is_a_conflict() {
             let (_d, s) = store();
-            let account = s.create_account("t").unwrap().id;
-            // A task whose root and instance do not exist: a foreign key, not a conflict.
+            // An instance of an account that does not exist: a foreign key, not a conflict.
             let broken = s.write(move |tx| {
                 tx.execute(
-                    "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, created_ms, updated_ms)
-                     VALUES ('t1', 'no-root', ?, 1001, 424242, 'REPAIR', 'INIT', 0, 0)",
-                    crate::sql::args![&account],
+                    "INSERT INTO instances (account_id, vendor, region_id, instance_id, instance_name, connector, locator, created_ms)
+                     VALUES ('no-account', 0, 'r', 'i-1', 'n', 'host', '/', 0)",
+                    &[],
                 )
             });
             assert!(matches!(broken, Err(StoreError::Constraint(_))), "{broken:?}");

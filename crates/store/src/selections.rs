@@ -4,7 +4,7 @@
 
 use model::Vendor;
 
-use crate::sql::{args, Arg, Row};
+use crate::sql::{args, Arg, Row, Where};
 use crate::whitelists::whitelisted_sql;
 use crate::{now_ms, Result, Store, StoreError};
 
@@ -46,19 +46,19 @@ const SELECTION_COLS: &str = "selection_key, business_type, target_type, platfor
 
 /// The instances a selection holds: `FROM … WHERE …` over alias `i`, with its arguments.
 pub(crate) fn selected_instances(account_id: &str, s: &Selection) -> (String, Vec<Arg<'static>>) {
-    let mut args: Vec<Arg<'static>> = Vec::new();
-    let mut sql = if s.target_type == "all_instance" {
-        " FROM instances i WHERE i.account_id = ?".to_string()
+    let (from, wh) = if s.target_type == "all_instance" {
+        (" FROM instances i", Where::new("i.account_id = ?", [account_id.to_string().into()]))
     } else {
-        args.push(s.key.clone().into());
-        " FROM selection_targets t JOIN instances i ON i.pk = t.instance_pk WHERE t.selection_key = ? AND i.account_id = ?".to_string()
+        (
+            " FROM selection_targets t JOIN instances i ON i.pk = t.instance_pk",
+            Where::new(
+                "t.selection_key = ? AND i.account_id = ?",
+                [s.key.clone().into(), account_id.to_string().into()],
+            ),
+        )
     };
-    args.push(account_id.to_string().into());
-    if s.platform != "all" {
-        sql += " AND i.os_type = ?";
-        args.push(s.platform.clone().into());
-    }
-    (sql, args)
+    let wh = wh.and_some("i.os_type = ?", (s.platform != "all").then(|| s.platform.clone()));
+    (format!("{from}{}", wh.sql()), wh.args().to_vec())
 }
 
 fn criterion_sql(c: &Criterion, args: &mut Vec<Arg<'static>>) -> String {
@@ -68,7 +68,7 @@ fn criterion_sql(c: &Criterion, args: &mut Vec<Arg<'static>>) -> String {
             "i.instance_id = ?".into()
         }
         Criterion::InstanceName(v) => {
-            args.push(crate::results::like(v).into());
+            args.push(crate::sql::like(v).into());
             "i.instance_name LIKE ? ESCAPE '\\'".into()
         }
         Criterion::RegionId(v) => {
@@ -196,7 +196,11 @@ impl crate::Selections for Store {
         } else {
             format!("DELETE FROM selection_targets WHERE selection_key = ? AND instance_pk IN ({matching})")
         };
-        self.write(move |tx| tx.execute(&sql, &all_args))
+        self.write(move |tx| {
+            let changed = tx.execute(&sql, &all_args)?;
+            crate::pg::analyze_after_bulk(tx, "selection_targets", changed)?;
+            Ok(changed)
+        })
     }
 
     fn list_selection_targets(

@@ -374,6 +374,97 @@ impl Conn<'_> {
     }
 }
 
+/// A `LIKE … ESCAPE '\\'` pattern matching `s` anywhere, its wildcards taken literally.
+pub(crate) fn like(s: &str) -> String {
+    format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+}
+
+/// The one filter builder: a `WHERE` clause of terms joined by `AND`, each term with its own
+/// arguments, so no listing assembles its SQL and its argument list by hand. Column names and
+/// operators come from the code; every value is an argument.
+pub(crate) struct Where<'a> {
+    sql: String,
+    args: Vec<Arg<'a>>,
+}
+
+impl<'a> Where<'a> {
+    /// ` WHERE {term}` with the term's arguments.
+    pub(crate) fn new(term: &str, args: impl IntoIterator<Item = Arg<'a>>) -> Self {
+        Where { sql: format!(" WHERE {term}"), args: args.into_iter().collect() }
+    }
+
+    /// `AND {term}` with its arguments.
+    pub(crate) fn and(mut self, term: &str, args: impl IntoIterator<Item = Arg<'a>>) -> Self {
+        self.sql += " AND ";
+        self.sql += term;
+        self.args.extend(args);
+        self
+    }
+
+    /// `AND {term}` with `value` as its argument, when there is a value.
+    pub(crate) fn and_some<T: Into<Arg<'a>>>(self, term: &str, value: Option<T>) -> Self {
+        match value {
+            Some(v) => self.and(term, [v.into()]),
+            None => self,
+        }
+    }
+
+    /// `AND {column} IN (?, …)`, when `values` is not empty (an empty list filters nothing).
+    pub(crate) fn and_in<T: Into<Arg<'a>>>(self, column: &str, values: impl IntoIterator<Item = T>) -> Self {
+        let values: Vec<Arg<'a>> = values.into_iter().map(Into::into).collect();
+        if values.is_empty() {
+            return self;
+        }
+        let term = format!("{column} IN ({})", crate::placeholders(values.len()));
+        self.and(&term, values)
+    }
+
+    /// `AND {column} LIKE ?` matching `key` anywhere, its wildcards taken literally, when there
+    /// is a non-empty key.
+    pub(crate) fn and_contains(self, column: &str, key: Option<&str>) -> Self {
+        match key.filter(|k| !k.is_empty()) {
+            Some(k) => self.and(&format!("{column} LIKE ? ESCAPE '\\'"), [like(k).into()]),
+            None => self,
+        }
+    }
+
+    /// `AND (a OR b OR …)`, each alternative a conjunction of `(term, argument)` pairs (an empty
+    /// conjunction matches everything), when there are alternatives.
+    pub(crate) fn and_any(self, alternatives: Vec<Vec<(&str, Arg<'a>)>>) -> Self {
+        if alternatives.is_empty() {
+            return self;
+        }
+        let mut args = Vec::new();
+        let any: Vec<String> = alternatives
+            .into_iter()
+            .map(|all| {
+                let terms: Vec<&str> = all.iter().map(|(t, _)| *t).collect();
+                let sql = if terms.is_empty() { "1 = 1".to_string() } else { terms.join(" AND ") };
+                args.extend(all.into_iter().map(|(_, a)| a));
+                format!("({sql})")
+            })
+            .collect();
+        self.and(&format!("({})", any.join(" OR ")), args)
+    }
+
+    /// The clause, starting with ` WHERE`.
+    pub(crate) fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The clause's arguments, in order.
+    pub(crate) fn args(&self) -> &[Arg<'a>] {
+        &self.args
+    }
+
+    /// The arguments followed by a page's `LIMIT ? OFFSET ?`.
+    pub(crate) fn paged(&self, limit: i64, offset: i64) -> Vec<Arg<'a>> {
+        let mut args = self.args.clone();
+        args.extend([limit.into(), offset.into()]);
+        args
+    }
+}
+
 /// A claim statement (`… WHERE rowid = (SELECT … LIMIT 1)`) for both backends: as written for
 /// SQLite, whose one writer makes it exclusive, and with `FOR UPDATE SKIP LOCKED` for
 /// PostgreSQL, so concurrent claimers take different rows instead of waiting for each other.

@@ -1,9 +1,9 @@
 use crate::instances::{instance_from, INSTANCE_COLS};
 use crate::results::upsert_result;
 use crate::selections::selected_instances;
-use crate::sql::{args, skip_locked, Arg, Conn, Dialect, Row};
+use crate::sql::{args, skip_locked, Arg, Conn, Dialect, Row, Where};
 use crate::whitelists::whitelisted_sql;
-use crate::{now_ms, placeholders, Instance, Result, ResultUpdate, Selection, Store, StoreError};
+use crate::{now_ms, task_id, Instance, Result, ResultUpdate, Selection, Store, StoreError};
 use model::{DimensionType, RepairValues, Snapshot, SnapshotItem, TaskStatus, TaskType};
 use std::sync::LazyLock;
 
@@ -38,8 +38,6 @@ pub struct Submission {
     /// What the repair changes on each instance (the connector's scope of its steps). A
     /// rollback takes its repair's scope instead.
     pub scope: String,
-    /// The call's ClientToken and its answer, kept in the same transaction as the tasks.
-    pub keep: Option<(ClientToken, String)>,
 }
 
 /// A ClientToken of a call, with the digest of the parameters it came with.
@@ -329,18 +327,6 @@ impl crate::TaskQueue for Store {
             if repair && trial {
                 return Ok(SubmitOutcome::TrialUnauthorized);
             }
-            if let Some((t, answer)) = &s.keep {
-                // A twin call with the same token got here first (on another node): this one
-                // writes nothing. On PostgreSQL the insert waits for the twin's transaction.
-                let kept = tx.execute(
-                    "INSERT INTO idempotency (account_id, action, client_token, params_digest, response, created_ms)
-                     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    args![&account_id, &t.action, &t.token, &t.digest, answer, now],
-                )?;
-                if kept == 0 {
-                    return Err(StoreError::TokenUsed);
-                }
-            }
             tx.execute(
                 "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
                 args![&s.root_id, &account_id, s.check_id, s.kind.as_str(), s.dimension.as_str(), now],
@@ -374,6 +360,8 @@ impl crate::TaskQueue for Store {
                     s.root_id.as_str().into(), account_id.as_str().into(), s.check_id.into(),
                     s.scope.as_str().into(), status.as_str().into(), src.params.to_json().into(),
                     now.into(), now.into(),
+                    // ?9: the ids' first 20 hex (below).
+                    task_id()[..20].to_string().into(),
                 ];
                 args.extend(sel_args);
                 args.push(src.connector.as_str().into());
@@ -398,11 +386,12 @@ impl crate::TaskQueue for Store {
                 };
                 // An instance with an unfinished change of the same scope waits (THROTTLING).
                 let status_of = status_of_new("i.pk", "?4", "?5");
-                // Task ids as `task_id()` makes them: the time, then 80 random bits.
-                let new_id = tx.pick(
-                    "printf('%012x', {now}) || lower(hex(randomblob(10)))",
-                    "lpad(to_hex(CAST({now} AS BIGINT)), 12, '0') || substr(replace(CAST(gen_random_uuid() AS TEXT), '-', ''), 1, 20)",
-                ).replace("{now}", &now.to_string());
+                // Ids shaped as `task_id()` shapes them (32 hex, the time first), the bits after
+                // the time being 32 random ones shared by the submission, then the instance's
+                // key: a fan-out's ids ascend, so the primary-key index appends instead of
+                // taking each row at a random place (a third of a 200,000-task fan-out on
+                // PostgreSQL). An instance has one task per root, so the ids stay unique.
+                let new_id = tx.pick("?9 || printf('%012x', i.pk)", "?9 || lpad(to_hex(i.pk), 12, '0')");
                 created += tx.execute(
                     &format!(
                         "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, params, scope, created_ms, updated_ms)
@@ -454,60 +443,35 @@ impl crate::TaskQueue for Store {
     }
 
     fn list_tasks(&self, account_id: &str, f: &TaskFilter) -> Result<(Vec<TaskRow>, i64)> {
-        let mut wh = String::from(" WHERE t.account_id = ?");
-        let mut args: Vec<Arg> = vec![account_id.into()];
-        if let Some(c) = f.check_id {
-            wh += " AND t.check_id = ?";
-            args.push(c.into());
-        }
-        if let Some(id) = &f.task_id {
-            wh += " AND t.id = ?";
-            args.push(id.into());
-        }
-        if let Some(k) = f.kind {
-            wh += " AND t.type = ?";
-            args.push(k.as_str().into());
-        }
-        if !f.statuses.is_empty() {
-            wh += &format!(" AND t.status IN ({})", placeholders(f.statuses.len()));
-            args.extend(f.statuses.iter().map(|s| Arg::from(s.as_str())));
-        }
-        if let Some(s) = f.start_ms {
-            wh += " AND t.created_ms >= ?";
-            args.push(s.into());
-        }
-        if let Some(e) = f.end_ms {
-            wh += " AND t.created_ms <= ?";
-            args.push(e.into());
-        }
-        if !f.instances.is_empty() {
-            let mut any = Vec::new();
-            for InstanceMatch { instance_id: id, region_id: region, vendor } in &f.instances {
-                let mut all = vec!["1 = 1".to_string()];
-                if let Some(id) = id {
-                    all.push("i.instance_id = ?".into());
-                    args.push(id.into());
-                }
-                if let Some(r) = region {
-                    all.push("i.region_id = ?".into());
-                    args.push(r.into());
-                }
-                if let Some(v) = vendor {
-                    all.push("i.vendor = ?".into());
-                    args.push((*v).into());
-                }
-                any.push(format!("({})", all.join(" AND ")));
-            }
-            wh += &format!(" AND ({})", any.join(" OR "));
-        }
+        let instances = f
+            .instances
+            .iter()
+            .map(|InstanceMatch { instance_id, region_id, vendor }| {
+                let mut all: Vec<(&str, Arg)> = Vec::new();
+                all.extend(instance_id.as_ref().map(|v| ("i.instance_id = ?", v.into())));
+                all.extend(region_id.as_ref().map(|v| ("i.region_id = ?", v.into())));
+                all.extend(vendor.map(|v| ("i.vendor = ?", v.into())));
+                all
+            })
+            .collect();
+        let wh = Where::new("t.account_id = ?", [account_id.into()])
+            .and_some("t.check_id = ?", f.check_id)
+            .and_some("t.id = ?", f.task_id.as_ref())
+            .and_some("t.type = ?", f.kind.map(|k| k.as_str()))
+            .and_in("t.status", f.statuses.iter().map(|s| s.as_str()))
+            .and_some("t.created_ms >= ?", f.start_ms)
+            .and_some("t.created_ms <= ?", f.end_ms)
+            .and_any(instances);
         self.read(|c| {
-            let total: i64 =
-                c.value(&format!("SELECT COUNT(*) FROM tasks t JOIN instances i ON i.pk = t.instance_pk{wh}"), &args)?;
-            let mut page = args.clone();
-            page.push(f.limit.into());
-            page.push(f.offset.into());
-            let rows =
-                c.query(&format!("{}{wh} ORDER BY t.rowid DESC LIMIT ? OFFSET ?", select_tasks()), &page, task_from)?;
+            let total: i64 = c.value(
+                &format!("SELECT COUNT(*) FROM tasks t JOIN instances i ON i.pk = t.instance_pk{}", wh.sql()),
+                wh.args(),
+            )?;
+            let rows = c.query(
+                &format!("{}{} ORDER BY t.rowid DESC LIMIT ? OFFSET ?", select_tasks(), wh.sql()),
+                &wh.paged(f.limit, f.offset),
+                task_from,
+            )?;
             Ok((rows, total))
         })
     }
@@ -729,7 +693,6 @@ mod tests {
             }],
             selection: None,
             scope: "file:/etc/ssh/sshd_config".into(),
-            keep: None,
         }
     }
 
@@ -790,21 +753,53 @@ mod tests {
             let (place, s) = store();
             let (acct, pk) = setup(&s);
             let token = ClientToken { action: "SubmitOperationTask".into(), token: "t-1".into(), digest: "d".into() };
-            let first = Submission { keep: Some((token.clone(), "{\"RootTaskId\":\"a\"}".into())), ..submission(pk, TaskType::Repair, None) };
+            let first = submission(pk, TaskType::Repair, None);
             // Its twin (another node, the same token): another check item, so no task conflict.
-            let twin = Submission { check_id: 1003, keep: Some((token, "{}".into())), ..submission(pk, TaskType::Repair, None) };
+            let twin = Submission { check_id: 1003, ..submission(pk, TaskType::Repair, None) };
             let other = crate::testutil::reopen(&place);
+            let call = |store: &Store, sub: &Submission, answer: &str| {
+                crate::with_client_token(&acct, token.clone(), || {
+                    crate::answer_in_advance(answer);
+                    store.submit(&acct, sub)
+                })
+            };
             let (a, b) = std::thread::scope(|sc| {
-                let a = sc.spawn(|| s.submit(&acct, &first));
-                let b = sc.spawn(|| other.submit(&acct, &twin));
+                let a = sc.spawn(|| call(&s, &first, "{\"RootTaskId\":\"a\"}"));
+                let b = sc.spawn(|| call(&other, &twin, "{\"RootTaskId\":\"b\"}"));
                 (a.join().unwrap(), b.join().unwrap())
             });
+            let winner = if a.is_ok() { "a" } else { "b" };
             let mut outcomes = [a, b];
             outcomes.sort_by_key(|o| o.is_err());
             assert_eq!(outcomes, [Ok(SubmitOutcome::Created(1)), Err(StoreError::TokenUsed)]);
             assert_eq!(s.count_active_tasks().unwrap(), 1, "the twin wrote nothing");
             let kept = crate::Idempotency::idempotent_answer(&s, &acct, "SubmitOperationTask", "t-1").unwrap().unwrap();
-            assert_eq!(kept.0, "d");
+            assert_eq!(kept, ("d".to_string(), format!("{{\"RootTaskId\":\"{winner}\"}}")));
+        }
+
+        fn a_call_s_first_write_records_its_token_and_its_answer_follows() {
+            use crate::{Accounts, Idempotency, Selections};
+            let (_d, s) = store();
+            let acct = s.create_account("t").unwrap().id;
+            let token = ClientToken { action: "CreateAssetSelectionConfig".into(), token: "t-2".into(), digest: "d".into() };
+            let run = |business: &str| {
+                crate::with_client_token(&acct, token.clone(), || s.create_selection(&acct, business, "instance", "all"))
+            };
+            run("A").unwrap();
+            // Written with the first write, before any answer: a retry finds the call done.
+            let kept = s.idempotent_answer(&acct, "CreateAssetSelectionConfig", "t-2").unwrap();
+            assert_eq!(kept, Some(("d".to_string(), String::new())));
+            // The same token again (a retry that raced past the node's lock): nothing written.
+            assert_eq!(run("B").unwrap_err(), StoreError::TokenUsed);
+            assert!(s.selection_by_business_type(&acct, "B").unwrap().is_none());
+            // The answer is filled in once, and never replaced.
+            s.keep_idempotent_answer(&acct, "CreateAssetSelectionConfig", "t-2", "d", "{\"x\":1}").unwrap();
+            s.keep_idempotent_answer(&acct, "CreateAssetSelectionConfig", "t-2", "d", "{\"x\":2}").unwrap();
+            let kept = s.idempotent_answer(&acct, "CreateAssetSelectionConfig", "t-2").unwrap();
+            assert_eq!(kept, Some(("d".to_string(), "{\"x\":1}".to_string())));
+            // Outside a call, writes record no token.
+            s.create_selection(&acct, "C", "instance", "all").unwrap();
+            assert!(s.idempotent_answer(&acct, "CreateAssetSelectionConfig", "t-3").unwrap().is_none());
         }
 
         fn changes_of_one_scope_wait_in_order_and_others_do_not() {

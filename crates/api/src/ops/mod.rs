@@ -33,9 +33,6 @@ pub struct Ctx<'a> {
     pub settings: &'a Settings,
     /// Serialises calls that carry a ClientToken, so a retry racing its original waits for it.
     pub idempotency: &'a Mutex<()>,
-    /// The call's ClientToken, for an operation that keeps its answer in the transaction of
-    /// its own writes (set by [`run`]).
-    pub client_token: Option<store::ClientToken>,
 }
 
 /// Service settings the operations read.
@@ -137,6 +134,8 @@ const COMMON_PARAMS: &[&str] = &[
 /// Runs an operation. With a `ClientToken` (≤ 64 ASCII characters) the first successful answer
 /// is kept, and a retry with the same token and parameters gets it again without running the
 /// operation twice; the same token with other parameters is refused. Dry runs are not kept.
+/// The operation's first write records the token in its own transaction (`store::with_client_token`),
+/// so no retry, on any node, runs again an operation that changed something.
 pub fn run(ctx: &Ctx, action: &str, op: Op, p: &Params) -> Result<Value, ApiError> {
     let Some(token) = p.str("ClientToken") else { return op(ctx, p) };
     if token.len() > 64 || !token.is_ascii() {
@@ -147,34 +146,39 @@ pub fn run(ctx: &Ctx, action: &str, op: Op, p: &Params) -> Result<Value, ApiErro
     pairs.sort();
     let digest = hex::encode(Sha256::digest(serde_json::to_vec(&pairs).unwrap_or_default()));
     let _serial = ctx.idempotency.lock().unwrap_or_else(|e| e.into_inner());
-    let kept = || -> Result<Option<Value>, ApiError> {
-        match ctx.store.idempotent_answer(ctx.account_id, action, token).map_err(db)? {
-            Some((kept_digest, _)) if kept_digest != digest => Err(ApiError::idempotent_mismatch()),
-            Some((_, answer)) => serde_json::from_str(&answer).map(Some).map_err(|_| ApiError::server_error()),
-            None => Ok(None),
-        }
-    };
+    let kept = || kept_answer(ctx, action, token, &digest);
     if let Some(answer) = kept()? {
         return Ok(answer);
     }
-    let dry_run = p.bool("DryRun")? == Some(true);
-    let with_token = Ctx {
-        client_token: (!dry_run).then(|| store::ClientToken {
-            action: action.to_string(),
-            token: token.to_string(),
-            digest: digest.clone(),
-        }),
-        ..*ctx
-    };
-    let answer = match op(&with_token, p) {
+    if p.bool("DryRun")? == Some(true) {
+        return op(ctx, p);
+    }
+    let client_token =
+        store::ClientToken { action: action.to_string(), token: token.to_string(), digest: digest.clone() };
+    let answer = match store::with_client_token(ctx.account_id, client_token, || op(ctx, p)) {
         Ok(answer) => answer,
         // The same token's call on another node got there first: its answer stands.
         Err(e) => return kept()?.ok_or(e),
     };
-    if !dry_run {
-        ctx.store.keep_idempotent_answer(ctx.account_id, action, token, &digest, &answer.to_string()).map_err(db)?;
-    }
+    ctx.store.keep_idempotent_answer(ctx.account_id, action, token, &digest, &answer.to_string()).map_err(db)?;
     Ok(answer)
+}
+
+/// The answer kept for a token, if any. A call whose write recorded the token but whose answer
+/// is not kept yet is finishing on another node (its answer follows within milliseconds) or its
+/// node stopped between its commit and its answer: it is waited for a little, then answered
+/// `IdempotentProcessing`, never run again.
+fn kept_answer(ctx: &Ctx, action: &str, token: &str, digest: &str) -> Result<Option<Value>, ApiError> {
+    const WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+    for _ in 0..40 {
+        match ctx.store.idempotent_answer(ctx.account_id, action, token).map_err(db)? {
+            Some((kept_digest, _)) if kept_digest != digest => return Err(ApiError::idempotent_mismatch()),
+            Some((_, answer)) if answer.is_empty() => std::thread::sleep(WAIT),
+            Some((_, answer)) => return serde_json::from_str(&answer).map(Some).map_err(|_| ApiError::server_error()),
+            None => return Ok(None),
+        }
+    }
+    Err(ApiError::idempotent_processing())
 }
 
 /// The action's name as a metrics label: one of the actions, or `unknown`.
@@ -190,6 +194,10 @@ pub fn find(action: &str) -> Option<Op> {
 /// A store failure: logged with its cause, answered as an opaque `ServerError`, or as
 /// `ServiceUnavailable` (503, retry later) when the database cannot be reached.
 pub fn db(e: StoreError) -> ApiError {
+    if e == StoreError::TokenUsed {
+        // Another call with the same ClientToken got there first: [`run`] answers its answer.
+        return ApiError::server_error();
+    }
     tracing::error!(error = %e, error_type = "store", "store call failed");
     match e {
         StoreError::Unavailable(_) => ApiError::database_unavailable(),

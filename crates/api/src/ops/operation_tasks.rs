@@ -156,12 +156,12 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         .engine
         .connector(&check.asset)
         .map_or_else(|| connectors::WHOLE_INSTANCE.to_string(), |c| c.scope(&check.render_steps(&params)));
-    // The answer is known before the tasks are written, so a ClientToken's answer is kept in
-    // the same transaction: a crash cannot leave the tasks without it (and a retry would run
-    // the submission twice) or the answer without the tasks.
+    // The answer is known before the tasks are written, so a ClientToken's answer is kept
+    // whole in the same transaction (not only that the call ran): a retry after a crash
+    // between the commit and the answer gets this RootTaskId.
     let answer = json!({"RootTaskId": root_id});
-    let keep = ctx.client_token.clone().map(|t| (t, answer.to_string()));
-    let submission = Submission { root_id, check_id, kind, dimension, tasks, selection, scope, keep };
+    store::answer_in_advance(&answer.to_string());
+    let submission = Submission { root_id, check_id, kind, dimension, tasks, selection, scope };
     match ctx.store.submit(ctx.account_id, &submission) {
         Ok(SubmitOutcome::Created(_)) => {
             ctx.engine.wake();
@@ -172,8 +172,7 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         Err(StoreError::Conflict) => Err(ApiError::repair_task_conflict()),
         Err(StoreError::NothingToDo) => Err(ApiError::no_instance_to_operate()),
         Err(StoreError::NotLatest { repair, newer }) => Err(ApiError::rollback_not_latest(&repair, &newer)),
-        // Its twin kept an answer meanwhile (`ops::run` returns that one).
-        Err(StoreError::TokenUsed) => Err(ApiError::server_error()),
+        // TokenUsed included: its twin kept an answer meanwhile (`ops::run` returns that one).
         Err(e) => Err(db(e)),
     }
 }

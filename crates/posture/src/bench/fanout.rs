@@ -57,7 +57,8 @@ pub fn run(n: usize, progress: &Progress) -> Result<Value, String> {
 /// transaction, into a new database of the same schema on the same server.
 fn raw_postgres_rows_per_s(svc: &Service, service_db: &str, n: usize) -> Result<f64, String> {
     let db = store::testing::TestDatabase::create_on(service_db)?;
-    let at = store::Location { data: svc.path("baseline"), database: Some(db.url.clone()), master_key: None };
+    let at =
+        store::Location { data: svc.path("baseline"), database: Some(db.url.clone()), master_key: None, pool: None };
     drop(store::Store::connect(&at).map_err(|e| e.to_string())?); // the same schema and indexes
     let mut c = postgres::Client::connect(&db.url, postgres::NoTls).map_err(|e| e.to_string())?;
     let e = |e: postgres::Error| e.to_string();

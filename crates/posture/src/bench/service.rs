@@ -132,7 +132,7 @@ impl Service {
     /// Opens the service's store from this process (for bulk set-up, as `posture instances add`).
     pub fn store(&self) -> Result<store::Store, String> {
         let database = self.db.as_ref().map(|d| d.url.clone());
-        store::Store::connect(&store::Location { data: self.data(), database, master_key: None })
+        store::Store::connect(&store::Location { data: self.data(), database, master_key: None, pool: None })
             .map_err(|e| e.to_string())
     }
 
