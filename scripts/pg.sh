@@ -2,6 +2,8 @@
 # A throwaway PostgreSQL for the tests, on a free loopback port in a temporary directory.
 #   eval "$(scripts/pg.sh start)"   starts it; prints POSTURE_TEST_DATABASE_URL and PG_TEST_DIR
 #   scripts/pg.sh stop DIR           stops it and removes DIR
+#   scripts/pg.sh down DIR | up DIR  stops it keeping its data, starts it again on its port
+#                                    (a real outage, for the tests)
 # Uses the newest /usr/lib/postgresql/*/bin (installed from the distribution's packages when
 # missing and running as root). PostgreSQL refuses to run as root: as root, the server runs as
 # the `postgres` user. Durability is off (fsync=off): the data is thrown away afterwards.
@@ -15,6 +17,14 @@ pg_bin() {
 
 as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+launch() {
+  local dir=$1 port
+  port=$(cat "$dir/port")
+  as_owner "$(pg_bin)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 -o \
+    "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=500" \
+    start >&2
 }
 
 case "${1:-}" in
@@ -34,9 +44,8 @@ start)
   chmod 755 "$dir"
   [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
   as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log"
-  as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 -o \
-    "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=500" \
-    start >&2
+  echo "$port" >"$dir/port"
+  launch "$dir"
   echo "export POSTURE_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$port/postgres"
   echo "export PG_TEST_DIR=$dir"
   ;;
@@ -45,8 +54,15 @@ stop)
   as_owner "$(pg_bin)/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
   rm -rf "$dir"
   ;;
+down)
+  dir=${2:?usage: pg.sh down DIR}
+  as_owner "$(pg_bin)/pg_ctl" -D "$dir/data" -m fast -w stop >&2
+  ;;
+up)
+  launch "${2:?usage: pg.sh up DIR}"
+  ;;
 *)
-  echo "usage: $0 start | stop DIR" >&2
+  echo "usage: $0 start | stop DIR | down DIR | up DIR" >&2
   exit 2
   ;;
 esac

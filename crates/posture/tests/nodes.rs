@@ -51,6 +51,10 @@ impl Cluster {
         Some(Cluster { db: TestDatabase::create()?, dir: tempfile::tempdir().unwrap() })
     }
 
+    fn on(server: &OwnServer) -> Cluster {
+        Cluster { db: TestDatabase::create_on(&server.url).unwrap(), dir: tempfile::tempdir().unwrap() }
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -98,6 +102,46 @@ impl Cluster {
 
     fn fleet(&self, instance: &str, rel: &str) -> PathBuf {
         self.data().join("fleet").join(instance).join(rel)
+    }
+}
+
+/// A PostgreSQL server of one test's own (`scripts/pg.sh`), which it may stop and start.
+struct OwnServer {
+    url: String,
+    dir: String,
+}
+
+impl OwnServer {
+    /// Started only where the tests have a PostgreSQL server (the binaries are then there).
+    fn start() -> Option<OwnServer> {
+        drop(TestDatabase::create()?);
+        let out = OwnServer::script(&["start"]);
+        let value =
+            |name: &str| out.lines().find_map(|l| l.strip_prefix(&format!("export {name}="))).unwrap().to_string();
+        Some(OwnServer { url: value("POSTURE_TEST_DATABASE_URL"), dir: value("PG_TEST_DIR") })
+    }
+
+    fn script(args: &[&str]) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg.sh");
+        let out = Command::new("bash").arg(script).args(args).output().unwrap();
+        assert!(out.status.success(), "pg.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A real outage: the server shuts down (sessions ended, connections refused) ...
+    fn down(&self) {
+        OwnServer::script(&["down", &self.dir]);
+    }
+
+    /// ... and starts again on the same port, with the same data.
+    fn up(&self) {
+        OwnServer::script(&["up", &self.dir]);
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        OwnServer::script(&["stop", &self.dir]);
     }
 }
 
@@ -326,12 +370,10 @@ fn a_client_token_s_call_runs_once_across_nodes_even_when_its_answer_was_lost() 
 
 #[test]
 fn a_node_that_loses_its_database_answers_503_and_recovers_by_itself() {
-    let Some(cluster) = Cluster::new() else { return };
+    let Some(server) = OwnServer::start() else { return };
+    let cluster = Cluster::on(&server);
     let node = cluster.start(0, &["--workers", "2"]);
     let c = cluster.client(&node);
-    let name = cluster.db.url.rsplit('/').next().unwrap().to_string();
-    let server = cluster.db.url.replace(&format!("/{name}"), "/postgres");
-    let mut admin = postgres::Client::connect(&server, postgres::NoTls).unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (answers, submitted) = std::thread::scope(|s| {
         let load = s.spawn(|| {
@@ -359,18 +401,13 @@ fn a_node_that_loses_its_database_answers_503_and_recovers_by_itself() {
             }
             (answers, submitted)
         });
-        // The database goes away under load (every connection cut, none accepted) ...
+        // PostgreSQL stops under load (its sessions ended, then connections refused) ...
         std::thread::sleep(Duration::from_millis(300));
-        admin.batch_execute(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false")).unwrap();
-        admin
-            .batch_execute(&format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
-            ))
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(800));
+        server.down();
+        std::thread::sleep(Duration::from_millis(500));
         assert_eq!(healthz(&node.endpoint).unwrap(), 503, "the node reports its database down");
-        // ... and comes back: the node recovers by itself.
-        admin.batch_execute(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")).unwrap();
+        // ... and starts again: the node recovers by itself.
+        server.up();
         let deadline = Instant::now() + Duration::from_secs(20);
         while healthz(&node.endpoint).unwrap() != 200 {
             assert!(Instant::now() < deadline, "the node did not recover: {}", read(&node.log));

@@ -356,7 +356,10 @@ mod tests {
         let version: i64 = c.query_one("SELECT version FROM schema_version", &[]).unwrap().get(0);
         assert_eq!(version, crate::SCHEMA_VERSION);
         let foreign: i64 = c
-            .query_one("SELECT COUNT(*) FROM pg_constraint WHERE conrelid = 'tasks'::regclass AND contype = 'f'", &[])
+            .query_one(
+                "SELECT COUNT(*) FROM pg_constraint WHERE conrelid = 'tasks'::regclass AND (contype = 'f' OR conname = 'tasks_rowid_key')",
+                &[],
+            )
             .unwrap()
             .get(0);
         assert_eq!(foreign, 0);

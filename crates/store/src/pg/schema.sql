@@ -9,7 +9,8 @@
 -- and a locking probe per row, and cost 45 % of a 200,000-task fan-out here. A task's parents
 -- are never deleted (instances are freed, root tasks kept) and every task is written by a
 -- statement that reads its instance and its root in the same transaction. SQLite keeps its
--- foreign keys: its checks are plain index probes in process.
+-- foreign keys: its checks are plain index probes in process. Nor is `tasks.rowid` indexed on
+-- its own: claims find the row they locked by `ctid` (see `sql::skip_locked`).
 
 CREATE TABLE schema_version (
     version  BIGINT NOT NULL
@@ -100,7 +101,7 @@ CREATE TABLE root_tasks (
 );
 
 CREATE TABLE tasks (
-    rowid           BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+    rowid           BIGINT GENERATED ALWAYS AS IDENTITY,
     id              TEXT PRIMARY KEY,
     root_id         TEXT NOT NULL,
     account_id      TEXT NOT NULL,
