@@ -6,6 +6,7 @@ mod api_load;
 mod assess;
 mod fanout;
 mod fleet;
+mod fleet_scale;
 mod load;
 mod repair;
 mod service;
@@ -25,6 +26,9 @@ pub enum Scenario {
     Repair,
     /// A full check of N demo-like hosts.
     Assess,
+    /// N registered and checked instances: the full check, and the console's listings with
+    /// one client and with 64.
+    Fleet,
     /// Every scenario above.
     All,
 }
@@ -34,11 +38,11 @@ pub struct Args {
     /// The scenario.
     #[arg(value_enum)]
     scenario: Scenario,
-    /// Sizes to run (repeat for several); defaults: fanout 10k,100k,1M; repair and assess 1k,10k;
-    /// api: the number of concurrent clients (64).
+    /// Sizes to run (repeat for several); defaults: fanout and fleet 10k,100k,1M; repair and
+    /// assess 1k,10k; api: the number of concurrent clients (64).
     #[arg(long)]
     scale: Vec<usize>,
-    /// Seconds each api operation is loaded.
+    /// Seconds each api (and fleet) operation is loaded.
     #[arg(long, default_value_t = 20)]
     duration: u64,
     /// Small scales, for CI: every scenario in about a minute.
@@ -82,6 +86,8 @@ fn defaults(s: Scenario, smoke: bool) -> Vec<usize> {
         (Scenario::Fanout, true) => vec![2_000],
         (Scenario::Repair | Scenario::Assess, false) => vec![1_000, 10_000],
         (Scenario::Repair | Scenario::Assess, true) => vec![100],
+        (Scenario::Fleet, false) => vec![10_000, 100_000, 1_000_000],
+        (Scenario::Fleet, true) => vec![200],
         (Scenario::Api, false) => vec![64],
         (Scenario::Api, true) => vec![8],
         (Scenario::All, _) => vec![],
@@ -92,7 +98,7 @@ pub fn run(args: Args) -> ExitCode {
     // Progress is for a person at a terminal: not with --json, not into a log.
     let progress = Progress { quiet: args.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) };
     let scenarios = match args.scenario {
-        Scenario::All => vec![Scenario::Fanout, Scenario::Api, Scenario::Repair, Scenario::Assess],
+        Scenario::All => vec![Scenario::Fanout, Scenario::Api, Scenario::Repair, Scenario::Assess, Scenario::Fleet],
         s => vec![s],
     };
     let duration = if args.smoke { 1 } else { args.duration };
@@ -115,6 +121,7 @@ pub fn run(args: Args) -> ExitCode {
                 Scenario::Api => api_load::run(n, duration, args.nodes.max(1), &progress),
                 Scenario::Repair => repair::run(n, &progress).map(|v| vec![v]),
                 Scenario::Assess => assess::run(n, &progress).map(|v| vec![v]),
+                Scenario::Fleet => fleet_scale::run(n, duration, 64, &progress),
                 Scenario::All => unreachable!("expanded above"),
             };
             progress.done();

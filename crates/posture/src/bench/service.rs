@@ -120,6 +120,27 @@ impl Service {
         Ok(())
     }
 
+    /// Stops the service and starts it again on the same address, data and database, with
+    /// `extra` arguments.
+    pub fn restart(&mut self, extra: &[&str]) -> Result<(), String> {
+        stop(&mut self.child);
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut extra = extra.to_vec();
+        if let Some(db) = &self.db {
+            extra.extend(["--database", db.url.as_str()]);
+        }
+        let log = self.dir.path().join("serve-restarted.log");
+        self.child = spawn(&exe, &self.endpoint, &self.data(), &extra, &log)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while api::client::send(&self.endpoint, "GET", "", &[], b"").is_err() {
+            if self.child.try_wait().map_err(|e| e.to_string())?.is_some() || Instant::now() > deadline {
+                return Err(format!("the service did not start again; see {}", log.display()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     /// Every node's address, the first node's first.
     pub fn endpoints(&self) -> Vec<String> {
         std::iter::once(self.endpoint.clone()).chain(self.nodes.iter().map(|n| n.endpoint.clone())).collect()
