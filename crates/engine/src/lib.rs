@@ -127,7 +127,8 @@ impl Engine {
         while self.work_once() {}
     }
 
-    /// Starts `n` worker threads, and the heartbeat that extends their leases. Work submitted
+    /// Starts `n` worker threads, the heartbeat that extends their leases, and the thread that
+    /// applies whitelist expiries as they fall due. Work submitted
     /// through another node wakes them too, where the store can tell (PostgreSQL's NOTIFY);
     /// otherwise they look every `idle_poll`.
     pub fn start(self: &Arc<Self>, n: usize) -> Workers {
@@ -156,8 +157,29 @@ impl Engine {
                     .spawn(move || engine.heartbeat_loop())
                     .expect("the heartbeat thread can be spawned"),
             );
+            let engine = self.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name("posture-expiries".into())
+                    .spawn(move || engine.expiry_loop())
+                    .expect("the expiry thread can be spawned"),
+            );
         }
         Workers { engine: self.clone(), handles }
+    }
+
+    /// Every second, applies the whitelist expiries that have fallen due (any node may; reads
+    /// apply their account's due expiries themselves, so this only keeps the counters current
+    /// between reads). A thread of its own: a large expiry must not delay the heartbeat.
+    fn expiry_loop(&self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let (m, cv) = &self.wake;
+            let guard = m.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = cv.wait_timeout_while(guard, Duration::from_secs(1), |_| !self.stop.load(Ordering::Relaxed));
+            if let Err(e) = self.store.apply_due_expiries() {
+                tracing::warn!(error = %e, "whitelist expiries could not be applied; reads apply them meanwhile");
+            }
+        }
     }
 
     /// Every third of a lease, extends the leases held longer than that.

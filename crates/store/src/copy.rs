@@ -24,6 +24,8 @@ const TABLES: &[&str] = &[
     "selection_targets",
     "whitelist_rules",
     "whitelist_entries",
+    "result_counts",
+    "result_latest",
     "idempotency",
     "nonces",
     "service_state",

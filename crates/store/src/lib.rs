@@ -12,6 +12,7 @@ mod cloud;
 #[cfg(test)]
 mod conformance;
 mod copy;
+mod counts;
 mod idempotency;
 mod instances;
 mod nonces;
@@ -296,7 +297,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -336,6 +337,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         if version < 7 {
             // Schema 7 changed PostgreSQL's task indexes only (pg/migration_7.sql).
             c.execute_batch("PRAGMA user_version = 7;")?;
+        }
+        if version < 8 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 8;", include_str!("migration_8.sql")))?;
         }
         Ok(())
     })

@@ -5,7 +5,7 @@ use model::CheckStatus;
 use crate::instances::{instance_from, INSTANCE_COLS};
 use crate::sql::{args, Conn, Where};
 use crate::whitelists::whitelisted_sql;
-use crate::{now_ms, Instance, Result, Store};
+use crate::{counts, now_ms, Instance, Result, Store, StoreError};
 
 /// A new result of one check item on one instance.
 #[derive(Clone, Debug)]
@@ -77,19 +77,6 @@ pub struct ResultFilter {
     pub limit: i64,
 }
 
-pub(crate) fn upsert_result(tx: &Conn, account_id: &str, u: &ResultUpdate) -> Result<()> {
-    let now = now_ms();
-    tx.execute(
-        "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (account_id, check_id, instance_pk) DO UPDATE SET
-           status = excluded.status, status_message = excluded.status_message, config = excluded.config,
-           last_ms = excluded.last_ms, check_run_id = excluded.check_run_id",
-        args![account_id, u.check_id, u.instance_pk, u.status.as_str(), &u.status_message, &u.config, now, now, &u.run_id],
-    )?;
-    Ok(())
-}
-
 /// The status as read: `WHITELIST` while a rule in force exempts the result, else the
 /// evaluated status.
 pub(crate) fn effective_status_sql() -> String {
@@ -107,8 +94,21 @@ fn status_sql(c: &Conn, account_id: &str) -> Result<String> {
     Ok(if any { effective_status_sql() } else { "r.status".to_string() })
 }
 
-impl crate::Results for Store {
-    fn aggregate_results(
+impl Store {
+    /// Applies the expiries of `account`'s rules that have fallen due, before a read of its
+    /// counters: a read after an expiry never counts the instance as whitelisted.
+    pub(crate) fn settle_expiries(&self, account_id: &str) -> Result<()> {
+        let now = now_ms();
+        if self.read(|c| counts::expiry_due(c, account_id, now))? {
+            let account_id = account_id.to_string();
+            self.write(move |tx| counts::apply_due_expiries(tx, Some(&account_id), now))?;
+        }
+        Ok(())
+    }
+
+    /// The aggregate counted from the results themselves (the named instances' only, when
+    /// ListCheckResult names some; and the recount the counters are tested against).
+    pub(crate) fn count_results(
         &self,
         account_id: &str,
         instance_ids: &[String],
@@ -146,6 +146,54 @@ impl crate::Results for Store {
                 }
                 Ok(())
             })?;
+            Ok(out)
+        })
+    }
+}
+
+impl crate::Results for Store {
+    fn aggregate_results(
+        &self,
+        account_id: &str,
+        instance_ids: &[String],
+        vendors: &[i64],
+    ) -> Result<BTreeMap<i64, ResultAggregate>> {
+        self.settle_expiries(account_id)?;
+        if !instance_ids.is_empty() {
+            return self.count_results(account_id, instance_ids, vendors);
+        }
+        // The counters kept by the writes: a row per (item, vendor, status) with results.
+        let wh = Where::new("account_id = ? AND n <> 0", [account_id.into()]).and_in("vendor", vendors.iter().copied());
+        self.read(|c| {
+            let mut out: BTreeMap<i64, ResultAggregate> = BTreeMap::new();
+            c.query(
+                &format!("SELECT check_id, vendor, status, n FROM result_counts{} ORDER BY check_id, vendor", wh.sql()),
+                wh.args(),
+                |r| {
+                    let status: String = r.get(2)?;
+                    let status = CheckStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("result_counts.status: {status}")))?;
+                    let agg = out.entry(r.get(0)?).or_default();
+                    *agg.counts.entry(status.as_str()).or_default() += r.get::<i64>(3)?;
+                    let vendor: i64 = r.get(1)?;
+                    if !agg.vendors.contains(&vendor) {
+                        agg.vendors.push(vendor);
+                    }
+                    Ok(())
+                },
+            )?;
+            // The item's latest evaluation, on any vendor.
+            c.query(
+                "SELECT check_id, last_ms, run_id FROM result_latest WHERE account_id = ?",
+                args![account_id],
+                |r| {
+                    if let Some(agg) = out.get_mut(&r.get::<i64>(0)?) {
+                        agg.last_ms = r.get(1)?;
+                        agg.run_id = r.get(2)?;
+                    }
+                    Ok(())
+                },
+            )?;
             Ok(out)
         })
     }

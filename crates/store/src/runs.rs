@@ -1,8 +1,7 @@
 use std::sync::LazyLock;
 
-use crate::results::upsert_result;
 use crate::sql::{args, skip_locked, Row, Where};
-use crate::{new_id, now_ms, Result, ResultUpdate, Store, StoreError};
+use crate::{counts, new_id, now_ms, Result, ResultUpdate, Store, StoreError};
 use model::{RunDetailStatus, RunStatus, Vendor};
 
 /// A check run (SubmitCheck / VerifyCheckResult / VerifyCheckInstanceResult).
@@ -242,22 +241,22 @@ impl crate::CheckRuns for Store {
         let (run_id, account_id) = (run.id.clone(), run.account_id.clone());
         let now = now_ms();
         self.write(move |tx| {
+            counts::lock_whitelisting(tx, &account_id, false)?;
+            let mut tally = counts::Tally::default();
             for d in &done {
                 let n = tx.execute(&FINISH_DETAIL_SQL, args![d.status.code(), now, now, &d.detail_id, &run_id])?;
                 if n == 0 {
                     continue;
                 }
                 for r in &d.results {
-                    upsert_result(tx, &account_id, r)?;
+                    counts::write_result(tx, &account_id, r, now, &mut tally)?;
                 }
                 for (check_id, pk) in &d.removed {
-                    tx.execute(
-                        "DELETE FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
-                        args![&account_id, *check_id, *pk],
-                    )?;
+                    counts::delete_result(tx, &account_id, *check_id, *pk, &mut tally)?;
                 }
                 tx.execute("UPDATE check_runs SET finished = finished + 1 WHERE id = ?", args![&run_id])?;
             }
+            tally.apply(tx, &account_id)?;
             Ok(())
         })
     }

@@ -288,6 +288,11 @@ pub trait Selections: Send + Sync {
 
 /// Whitelist rules: (item, instance) pairs exempted from a check.
 pub trait Whitelists: Send + Sync {
+    /// Applies the expiry of every rule (of any account) that has fallen due: the results it
+    /// exempted count under their own status again. Run by any node's engine as rules fall due
+    /// (reads apply an account's due expiries themselves first). Returns how many it applied.
+    fn apply_due_expiries(&self) -> Result<usize>;
+
     /// Adds rules (one transaction); returns their ids in order.
     fn add_whitelists(&self, account_id: &str, rules: &[NewWhitelist]) -> Result<Vec<i64>>;
 
@@ -320,9 +325,9 @@ pub trait Idempotency: Send + Sync {
 }
 
 /// What a worker needs of a store: the queue, check runs, and the inventory they act on.
-pub trait WorkerStore: TaskQueue + CheckRuns + Instances + CloudAccounts {}
+pub trait WorkerStore: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists {}
 
-impl<T: TaskQueue + CheckRuns + Instances + CloudAccounts> WorkerStore for T {}
+impl<T: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists> WorkerStore for T {}
 
 /// What the API's operations need of a store: everything an action reads or changes.
 pub trait ApiStore:

@@ -1,9 +1,8 @@
 use crate::instances::{instance_from, INSTANCE_COLS};
-use crate::results::upsert_result;
 use crate::selections::selected_instances;
 use crate::sql::{args, skip_locked, Arg, Conn, Dialect, Row, Where};
 use crate::whitelists::whitelisted_sql;
-use crate::{now_ms, task_id, Instance, Result, ResultUpdate, Selection, Store, StoreError};
+use crate::{counts, now_ms, task_id, Instance, Result, ResultUpdate, Selection, Store, StoreError};
 use model::{DimensionType, RepairValues, Snapshot, SnapshotItem, TaskStatus, TaskType};
 use std::sync::LazyLock;
 
@@ -579,7 +578,10 @@ impl crate::TaskQueue for Store {
                 }
             }
             if let Some(r) = &result {
-                upsert_result(tx, &t.account_id, r)?;
+                counts::lock_whitelisting(tx, &t.account_id, false)?;
+                let mut tally = counts::Tally::default();
+                counts::write_result(tx, &t.account_id, r, now, &mut tally)?;
+                tally.apply(tx, &t.account_id)?;
             }
             Ok(())
         })?;

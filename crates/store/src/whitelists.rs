@@ -2,17 +2,14 @@
 //! expiry. Results keep their evaluated status; `WHITELIST` is computed when they are read (see
 //! [`whitelisted_sql`]), so an expired rule stops applying on its own.
 
-use crate::sql::{args, Arg};
+use crate::counts::{exempted_at, lock_whitelisting, refresh_exemptions, Concerned, Tally};
+use crate::sql::{args, Arg, Conn};
 use crate::{now_ms, placeholders, Result, Store};
 
 /// SQL that is true when the result of check `check` on instance `pk` of account `account` is
 /// exempted by a rule in force now (column expressions of the enclosing query).
 pub(crate) fn whitelisted_sql(account: &str, check: &str, pk: &str) -> String {
-    format!(
-        "EXISTS (SELECT 1 FROM whitelist_rules w WHERE w.account_id = {account} AND w.check_id = {check} \
-         AND (w.expires_ms IS NULL OR w.expires_ms > CAST(unixepoch('subsec') * 1000 AS INTEGER)) \
-         AND (w.whole_check = 1 OR EXISTS (SELECT 1 FROM whitelist_entries e WHERE e.rule_id = w.id AND e.instance_pk = {pk})))"
-    )
+    exempted_at(account, check, pk, "CAST(unixepoch('subsec') * 1000 AS INTEGER)")
 }
 
 /// A rule to add.
@@ -31,17 +28,35 @@ pub struct NewWhitelist {
 }
 
 impl crate::Whitelists for Store {
+    fn apply_due_expiries(&self) -> Result<usize> {
+        let now = now_ms();
+        let due: bool = self.read(|c| {
+            c.value(
+                "SELECT EXISTS (SELECT 1 FROM whitelist_rules WHERE expires_ms IS NOT NULL AND expiry_applied = 0 AND expires_ms <= ?)",
+                args![now],
+            )
+        })?;
+        if !due {
+            return Ok(0);
+        }
+        self.write(move |tx| crate::counts::apply_due_expiries(tx, None, now))
+    }
+
     fn add_whitelists(&self, account_id: &str, rules: &[NewWhitelist]) -> Result<Vec<i64>> {
         let account_id = account_id.to_string();
         let rules = rules.to_vec();
         let now = now_ms();
         self.write(move |tx| {
+            lock_whitelisting(tx, &account_id, true)?;
+            let mut tally = Tally::default();
             let mut ids = Vec::new();
             for r in rules {
+                // A rule already expired when made has nothing left to apply at its expiry.
+                let expired = r.expires_ms.is_some_and(|e| e <= now);
                 let id: i64 = tx.value(
-                    "INSERT INTO whitelist_rules (account_id, check_id, whole_check, remark, reason, expires_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
-                     RETURNING id",
-                    args![&account_id, r.check_id, r.instance_pks.is_empty(), &r.remark, &r.reason, r.expires_ms, now],
+                    "INSERT INTO whitelist_rules (account_id, check_id, whole_check, remark, reason, expires_ms, created_ms, expiry_applied)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    args![&account_id, r.check_id, r.instance_pks.is_empty(), &r.remark, &r.reason, r.expires_ms, now, expired],
                 )?;
                 for pk in &r.instance_pks {
                     tx.execute(
@@ -49,18 +64,34 @@ impl crate::Whitelists for Store {
                         args![id, *pk],
                     )?;
                 }
+                let concerned = if r.instance_pks.is_empty() { Concerned::All } else { Concerned::ListedBy(id) };
+                refresh_exemptions(tx, &account_id, r.check_id, concerned, now, &mut tally)?;
                 ids.push(id);
             }
+            tally.apply(tx, &account_id)?;
             Ok(ids)
         })
     }
 
     fn remove_whitelist_rule(&self, account_id: &str, rule_id: i64) -> Result<bool> {
         let account_id = account_id.to_string();
+        let now = now_ms();
         self.write(move |tx| {
-            Ok(tx
-                .execute("DELETE FROM whitelist_rules WHERE account_id = ? AND id = ?", args![&account_id, rule_id])?
-                > 0)
+            lock_whitelisting(tx, &account_id, true)?;
+            let rule: Option<(i64, bool)> = tx.query_opt(
+                "SELECT check_id, whole_check FROM whitelist_rules WHERE account_id = ? AND id = ?",
+                args![&account_id, rule_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let Some((check, whole)) = rule else { return Ok(false) };
+            let listed: Vec<i64> =
+                tx.query("SELECT instance_pk FROM whitelist_entries WHERE rule_id = ?", args![rule_id], |r| r.get(0))?;
+            tx.execute("DELETE FROM whitelist_rules WHERE id = ?", args![rule_id])?;
+            let mut tally = Tally::default();
+            let concerned = if whole { Concerned::All } else { Concerned::Instances(&listed) };
+            refresh_exemptions(tx, &account_id, check, concerned, now, &mut tally)?;
+            tally.apply(tx, &account_id)?;
+            Ok(true)
         })
     }
 
@@ -72,27 +103,18 @@ impl crate::Whitelists for Store {
             return Ok(0);
         }
         let checks = placeholders(check_ids.len());
+        let now = now_ms();
         self.write(move |tx| {
-            let mut args: Vec<Arg> = vec![account_id.as_str().into()];
-            args.extend(check_ids.iter().map(|c| Arg::from(*c)));
-            if instance_pks.is_empty() {
-                return tx.execute(
-                    &format!("DELETE FROM whitelist_rules WHERE account_id = ? AND check_id IN ({checks})"),
-                    &args,
-                );
+            lock_whitelisting(tx, &account_id, true)?;
+            let removed = remove_rules(tx, &account_id, &check_ids, &instance_pks, &checks)?;
+            let mut tally = Tally::default();
+            for check in &check_ids {
+                let concerned =
+                    if instance_pks.is_empty() { Concerned::All } else { Concerned::Instances(&instance_pks) };
+                refresh_exemptions(tx, &account_id, *check, concerned, now, &mut tally)?;
             }
-            let rules = format!("SELECT id FROM whitelist_rules WHERE account_id = ? AND check_id IN ({checks}) AND whole_check = 0");
-            let mut del_args = args.clone();
-            del_args.extend(instance_pks.iter().map(|p| Arg::from(*p)));
-            let n = tx.execute(
-                &format!("DELETE FROM whitelist_entries WHERE rule_id IN ({rules}) AND instance_pk IN ({})", placeholders(instance_pks.len())),
-                &del_args,
-            )?;
-            tx.execute(
-                &format!("DELETE FROM whitelist_rules WHERE id IN ({rules}) AND NOT EXISTS (SELECT 1 FROM whitelist_entries e WHERE e.rule_id = whitelist_rules.id)"),
-                &args,
-            )?;
-            Ok(n)
+            tally.apply(tx, &account_id)?;
+            Ok(removed)
         })
     }
 
@@ -114,4 +136,31 @@ impl crate::Whitelists for Store {
             )
         })
     }
+}
+
+/// Deletes the rules of `check_ids` (all of them, or their entries for `instance_pks` and the
+/// rules left with none); returns how many rules or entries went.
+fn remove_rules(tx: &Conn, account_id: &str, check_ids: &[i64], instance_pks: &[i64], checks: &str) -> Result<usize> {
+    let mut args: Vec<Arg> = vec![account_id.into()];
+    args.extend(check_ids.iter().map(|c| Arg::from(*c)));
+    if instance_pks.is_empty() {
+        return tx
+            .execute(&format!("DELETE FROM whitelist_rules WHERE account_id = ? AND check_id IN ({checks})"), &args);
+    }
+    let rules =
+        format!("SELECT id FROM whitelist_rules WHERE account_id = ? AND check_id IN ({checks}) AND whole_check = 0");
+    let mut del_args = args.clone();
+    del_args.extend(instance_pks.iter().map(|p| Arg::from(*p)));
+    let n = tx.execute(
+        &format!(
+            "DELETE FROM whitelist_entries WHERE rule_id IN ({rules}) AND instance_pk IN ({})",
+            placeholders(instance_pks.len())
+        ),
+        &del_args,
+    )?;
+    tx.execute(
+        &format!("DELETE FROM whitelist_rules WHERE id IN ({rules}) AND NOT EXISTS (SELECT 1 FROM whitelist_entries e WHERE e.rule_id = whitelist_rules.id)"),
+        &args,
+    )?;
+    Ok(n)
 }

@@ -256,14 +256,15 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version > SCHEMA_VERSION {
             return Err(crate::newer_schema(version));
         }
+        // `schema.sql` is schema 7; version 6 was the first on PostgreSQL.
         if version == 0 {
             c.batch(&status_lists(include_str!("schema.sql")))?;
-            c.execute("INSERT INTO schema_version (version) VALUES (?)", args![SCHEMA_VERSION])?;
-            return Ok(());
-        }
-        // Version 6 was the first on PostgreSQL.
-        if version < 7 {
+            c.execute("INSERT INTO schema_version (version) VALUES (7)", &[])?;
+        } else if version < 7 {
             c.batch(&status_lists(include_str!("migration_7.sql")))?;
+        }
+        if version < 8 {
+            c.batch(include_str!("migration_8.sql"))?;
         }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())

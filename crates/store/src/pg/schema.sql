@@ -1,5 +1,6 @@
--- posture's schema on PostgreSQL: the same tables, columns and rules as the SQLite schema at
--- the same version (schema.sql and its migrations), spelled for PostgreSQL. Integers are
+-- posture's schema 7 on PostgreSQL (a new database starts here, then takes migration_8.sql and
+-- any later one): the same tables, columns and rules as the SQLite schema at the same version
+-- (schema.sql and its migrations), spelled for PostgreSQL. Integers are
 -- BIGINT throughout (the store reads and writes i64); flags are 0/1 integers as in SQLite, so
 -- one statement text serves both. Tables whose order of insertion the store reads (SQLite's
 -- implicit rowid) have an identity column of that name.

@@ -1,0 +1,517 @@
+//! The results of each check item counted by vendor and effective status (`result_counts`), and
+//! each item's latest evaluation (`result_latest`), kept current by every write that changes a
+//! result or whether a rule exempts it — in that write's transaction, on both backends — so that
+//! ListCheckResult reads a few counters, whatever the size of the fleet.
+//!
+//! A result is counted under its evaluated status, or `WHITELIST` while a rule in force exempts
+//! it (`check_results.whitelisted`, kept by the same writes). A rule's expiry is applied by
+//! [`apply_due_expiries`]: by any node's engine as rules fall due, and by every read of the
+//! counters before it reads (so a read after an expiry never counts the instance as
+//! whitelisted, whether or not a job has run).
+//!
+//! On PostgreSQL, writes of results take the account's whitelisting lock shared and writes of
+//! rules take it exclusively ([`lock_whitelisting`]): whether a new result is exempted, and which
+//! results a rule change flips, are then decided against settled rules and results.
+
+use std::collections::BTreeMap;
+
+use model::CheckStatus;
+
+use crate::results::ResultUpdate;
+use crate::sql::{args, Arg, Conn, Dialect, Where};
+use crate::{Result, StoreError};
+
+/// Changes to the counters of one account, applied together at the end of a write (in key
+/// order, so concurrent writers on PostgreSQL take the counter rows in one order).
+#[derive(Default)]
+pub(crate) struct Tally {
+    deltas: BTreeMap<(i64, i64, &'static str), i64>,
+    latest: BTreeMap<i64, (i64, String)>,
+}
+
+impl Tally {
+    /// A result of `check` on an instance of `vendor` moved from one counted status to another
+    /// (None: it did not exist, or no longer does).
+    fn moved(&mut self, check: i64, vendor: i64, from: Option<&'static str>, to: Option<&'static str>) {
+        if from == to {
+            return;
+        }
+        if let Some(from) = from {
+            *self.deltas.entry((check, vendor, from)).or_default() -= 1;
+        }
+        if let Some(to) = to {
+            *self.deltas.entry((check, vendor, to)).or_default() += 1;
+        }
+    }
+
+    /// `check` was evaluated at `at_ms` by `run_id`.
+    fn evaluated(&mut self, check: i64, at_ms: i64, run_id: &str) {
+        let e = self.latest.entry(check).or_insert((at_ms, run_id.to_string()));
+        if at_ms >= e.0 {
+            *e = (at_ms, run_id.to_string());
+        }
+    }
+
+    /// Writes the changes to the counters of `account`.
+    pub(crate) fn apply(self, tx: &Conn, account: &str) -> Result<()> {
+        for ((check, vendor, status), n) in self.deltas {
+            if n != 0 {
+                tx.execute(
+                    "INSERT INTO result_counts (account_id, check_id, vendor, status, n) VALUES (?, ?, ?, ?, ?)
+                     ON CONFLICT (account_id, check_id, vendor, status) DO UPDATE SET n = result_counts.n + excluded.n",
+                    args![account, check, vendor, status, n],
+                )?;
+            }
+        }
+        for (check, (at_ms, run_id)) in self.latest {
+            tx.execute(
+                "INSERT INTO result_latest (account_id, check_id, last_ms, run_id) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (account_id, check_id) DO UPDATE SET last_ms = excluded.last_ms, run_id = excluded.run_id
+                 WHERE excluded.last_ms >= result_latest.last_ms",
+                args![account, check, at_ms, &run_id],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The status a result is counted under.
+fn counted(status: &str, whitelisted: bool) -> Result<&'static str> {
+    if whitelisted {
+        return Ok(CheckStatus::Whitelist.as_str());
+    }
+    CheckStatus::parse(status)
+        .map(CheckStatus::as_str)
+        .ok_or_else(|| StoreError::Corrupt(format!("check_results.status: {status}")))
+}
+
+/// SQL true when a rule in force at `{now}` exempts the result of check `{check}` on instance
+/// `{pk}` of account `{account}` (column expressions or parameters of the enclosing statement).
+pub(crate) fn exempted_at(account: &str, check: &str, pk: &str, now: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM whitelist_rules w WHERE w.account_id = {account} AND w.check_id = {check} \
+         AND (w.expires_ms IS NULL OR w.expires_ms > {now}) \
+         AND (w.whole_check = 1 OR EXISTS (SELECT 1 FROM whitelist_entries e WHERE e.rule_id = w.id AND e.instance_pk = {pk})))"
+    )
+}
+
+/// On PostgreSQL, takes the account's whitelisting lock for the rest of the transaction: shared
+/// by writes of results, exclusive for writes of rules (see the module's documentation).
+pub(crate) fn lock_whitelisting(tx: &Conn, account: &str, exclusive: bool) -> Result<()> {
+    if tx.dialect() == Dialect::Postgres {
+        let f = if exclusive { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" };
+        // Keyed by the account's hash, in a space of its own (the first argument).
+        tx.value::<Option<i64>>(
+            &format!("SELECT CAST(NULL AS BIGINT) FROM {f}(1886352244, hashtext(?))"),
+            args![account],
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes a new result of an item on an instance (created, or replacing the last one).
+pub(crate) fn write_result(tx: &Conn, account: &str, u: &ResultUpdate, now: i64, tally: &mut Tally) -> Result<()> {
+    let read = tx.pick(
+        "SELECT status, whitelisted, vendor FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
+        "SELECT status, whitelisted, vendor FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ? FOR UPDATE",
+    );
+    let status = u.status.as_str();
+    // Twice at most: a result inserted by another transaction between the read and the insert
+    // is read again (locked) and replaced.
+    for _ in 0..2 {
+        let old: Option<(String, bool, i64)> =
+            tx.query_opt(read, args![account, u.check_id, u.instance_pk], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        if let Some((old_status, whitelisted, vendor)) = old {
+            tx.execute(
+                "UPDATE check_results SET status = ?, status_message = ?, config = ?, last_ms = ?, check_run_id = ?
+                 WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
+                args![status, &u.status_message, &u.config, now, &u.run_id, account, u.check_id, u.instance_pk],
+            )?;
+            tally.moved(
+                u.check_id,
+                vendor,
+                Some(counted(&old_status, whitelisted)?),
+                Some(counted(status, whitelisted)?),
+            );
+            tally.evaluated(u.check_id, now, &u.run_id);
+            return Ok(());
+        }
+        let inserted: Option<(i64, bool)> = tx.query_opt(
+            &format!(
+                "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id, vendor, whitelisted)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, i.vendor, CASE WHEN {} THEN 1 ELSE 0 END FROM instances i WHERE i.pk = ?3
+                 ON CONFLICT DO NOTHING RETURNING vendor, whitelisted",
+                exempted_at("?1", "?2", "?3", "?7")
+            ),
+            args![account, u.check_id, u.instance_pk, status, &u.status_message, &u.config, now, &u.run_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if let Some((vendor, whitelisted)) = inserted {
+            tally.moved(u.check_id, vendor, None, Some(counted(status, whitelisted)?));
+            tally.evaluated(u.check_id, now, &u.run_id);
+            return Ok(());
+        }
+    }
+    Err(StoreError::Db(format!("the result of {} on instance {} could not be written", u.check_id, u.instance_pk)))
+}
+
+/// Deletes the result of an item on an instance (the item no longer applies to it).
+pub(crate) fn delete_result(tx: &Conn, account: &str, check: i64, pk: i64, tally: &mut Tally) -> Result<()> {
+    let gone: Option<(String, bool, i64)> = tx.query_opt(
+        "DELETE FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ? RETURNING status, whitelisted, vendor",
+        args![account, check, pk],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    if let Some((status, whitelisted, vendor)) = gone {
+        tally.moved(check, vendor, Some(counted(&status, whitelisted)?), None);
+    }
+    Ok(())
+}
+
+/// Which results of an item a rule change may concern.
+pub(crate) enum Concerned<'a> {
+    /// Every result of the item.
+    All,
+    /// The results on these instances.
+    Instances(&'a [i64]),
+    /// The results on the instances a rule lists.
+    ListedBy(i64),
+}
+
+/// Decides again, at `now`, whether each concerned result of `check` is exempted, and moves the
+/// results whose answer changed between their counters.
+pub(crate) fn refresh_exemptions(
+    tx: &Conn,
+    account: &str,
+    check: i64,
+    concerned: Concerned,
+    now: i64,
+    tally: &mut Tally,
+) -> Result<()> {
+    const CHUNK: usize = 500;
+    let flip = |scope: &str, extra: Vec<Arg>, tally: &mut Tally| -> Result<()> {
+        // `scope` comes last: its bare `?` are numbered after ?3.
+        let mut a: Vec<Arg> = vec![account.into(), check.into(), now.into()];
+        a.extend(extra);
+        tx.query(
+            &format!(
+                "UPDATE check_results SET whitelisted = 1 - whitelisted
+                 WHERE account_id = ?1 AND check_id = ?2 AND whitelisted <> CASE WHEN {} THEN 1 ELSE 0 END {scope}
+                 RETURNING status, whitelisted, vendor",
+                exempted_at("?1", "?2", "check_results.instance_pk", "?3")
+            ),
+            &a,
+            |r| {
+                let (status, now_exempted, vendor): (String, bool, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                tally.moved(
+                    check,
+                    vendor,
+                    Some(counted(&status, !now_exempted)?),
+                    Some(counted(&status, now_exempted)?),
+                );
+                Ok(())
+            },
+        )?;
+        Ok(())
+    };
+    match concerned {
+        Concerned::All => flip("", Vec::new(), tally),
+        Concerned::ListedBy(rule) => flip(
+            "AND instance_pk IN (SELECT instance_pk FROM whitelist_entries WHERE rule_id = ?4)",
+            vec![rule.into()],
+            tally,
+        ),
+        Concerned::Instances(pks) => {
+            for chunk in pks.chunks(CHUNK) {
+                let scope = format!("AND instance_pk IN ({})", crate::placeholders(chunk.len()));
+                flip(&scope, chunk.iter().map(|p| Arg::from(*p)).collect(), tally)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Applies the expiry of every rule (of `account`, or of all accounts) that has fallen due by
+/// `now` and is not applied yet: its results stop counting as whitelisted unless another rule
+/// in force exempts them. Returns how many rules it applied.
+pub(crate) fn apply_due_expiries(tx: &Conn, account: Option<&str>, now: i64) -> Result<usize> {
+    let wh = Where::new("expires_ms IS NOT NULL AND expiry_applied = 0 AND expires_ms <= ?", [now.into()])
+        .and_some("account_id = ?", account);
+    let due: Vec<(i64, String, i64, bool)> = tx.query(
+        &format!(
+            "SELECT id, account_id, check_id, whole_check FROM whitelist_rules{} ORDER BY account_id, id",
+            wh.sql()
+        ),
+        wh.args(),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let mut by_account: BTreeMap<String, Vec<(i64, i64, bool)>> = BTreeMap::new();
+    for (id, acct, check, whole) in &due {
+        by_account.entry(acct.clone()).or_default().push((*id, *check, *whole));
+    }
+    for (acct, rules) in by_account {
+        lock_whitelisting(tx, &acct, true)?;
+        let mut tally = Tally::default();
+        for (id, check, whole) in rules {
+            let concerned = if whole { Concerned::All } else { Concerned::ListedBy(id) };
+            refresh_exemptions(tx, &acct, check, concerned, now, &mut tally)?;
+            tx.execute("UPDATE whitelist_rules SET expiry_applied = 1 WHERE id = ?", args![id])?;
+        }
+        tally.apply(tx, &acct)?;
+    }
+    Ok(due.len())
+}
+
+/// Whether a rule of `account` has fallen due by `now` without its expiry applied (a cheap read
+/// before a read of the counters).
+pub(crate) fn expiry_due(c: &Conn, account: &str, now: i64) -> Result<bool> {
+    c.value(
+        "SELECT EXISTS (SELECT 1 FROM whitelist_rules WHERE account_id = ? AND expires_ms IS NOT NULL AND expiry_applied = 0 AND expires_ms <= ?)",
+        args![account, now],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use model::{CheckStatus, Vendor};
+
+    use super::{apply_due_expiries, delete_result, exempted_at, lock_whitelisting, write_result, Tally};
+    use crate::sql::args;
+    use crate::testutil::store;
+    use crate::{now_ms, Accounts, Instances, NewInstance, NewWhitelist, ResultUpdate, Results, Store, Whitelists};
+
+    /// A small deterministic generator (xorshift64*), so a failing sequence can be replayed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        }
+    }
+
+    const CHECKS: [i64; 3] = [1001, 1002, 1003];
+    const STATUSES: [CheckStatus; 4] =
+        [CheckStatus::Pass, CheckStatus::NotPass, CheckStatus::Failed, CheckStatus::NotCheck];
+
+    type Counts = BTreeMap<(i64, i64, String), i64>;
+
+    /// The counters as kept, once the expiries due at `now` are applied.
+    fn maintained(s: &Store, account: &str, now: i64) -> Counts {
+        let acct = account.to_string();
+        s.write(move |tx| apply_due_expiries(tx, Some(&acct), now)).unwrap();
+        s.read(|c| {
+            c.query(
+                "SELECT check_id, vendor, status, n FROM result_counts WHERE account_id = ? AND n <> 0",
+                args![account],
+                |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)),
+            )
+        })
+        .unwrap()
+        .into_iter()
+        .collect()
+    }
+
+    /// The same counts, recounted from every result and every rule in force at `now`.
+    fn recount(s: &Store, account: &str, now: i64) -> Counts {
+        let sql = format!(
+            "SELECT r.check_id, i.vendor, CASE WHEN {} THEN 'WHITELIST' ELSE r.status END AS st, COUNT(*)
+             FROM check_results r JOIN instances i ON i.pk = r.instance_pk WHERE r.account_id = ?1
+             GROUP BY r.check_id, i.vendor, st",
+            exempted_at("r.account_id", "r.check_id", "r.instance_pk", "?2")
+        );
+        s.read(|c| c.query(&sql, args![account, now], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?))))
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    /// Random sequences of result writes and deletions, rules added (whole item or some
+    /// instances; without expiry, expired, expiring within milliseconds, or later) and removed
+    /// (by id, by item and instances), and time passing: after every step the counters equal a
+    /// full recount, and the public aggregate equals one counted from the results.
+    fn random_writes_keep_the_counters_equal_to_a_recount(seed: u64, steps: usize) {
+        let (_d, s) = store();
+        let account = s.create_account("counts").unwrap().id;
+        let hosts: Vec<NewInstance> = (0..8)
+            .map(|i| NewInstance {
+                vendor: if i % 3 == 0 { Vendor::Aws } else { Vendor::Aliyun },
+                region_id: "r".into(),
+                instance_id: format!("i-{i}"),
+                instance_name: format!("h{i}"),
+                connector: "host".into(),
+                locator: format!("/h/{i}"),
+                os_type: "linux".into(),
+            })
+            .collect();
+        s.upsert_instances(&account, &hosts).unwrap();
+        let pks: Vec<i64> = s.list_instances(&account).unwrap().iter().map(|i| i.pk).collect();
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut latest_expiry = 0;
+        for step in 0..steps {
+            let check = CHECKS[rng.below(CHECKS.len())];
+            let pk = pks[rng.below(pks.len())];
+            let some = |rng: &mut Rng| -> Vec<i64> { pks.iter().copied().filter(|_| rng.below(3) == 0).collect() };
+            let op = rng.below(100);
+            match op {
+                0..=39 => {
+                    let u = ResultUpdate {
+                        check_id: check,
+                        instance_pk: pk,
+                        status: STATUSES[rng.below(STATUSES.len())],
+                        status_message: String::new(),
+                        config: "{}".into(),
+                        run_id: format!("run-{step}"),
+                    };
+                    let acct = account.clone();
+                    s.write(move |tx| {
+                        lock_whitelisting(tx, &acct, false)?;
+                        let mut tally = Tally::default();
+                        write_result(tx, &acct, &u, now_ms(), &mut tally)?;
+                        tally.apply(tx, &acct)
+                    })
+                    .unwrap();
+                }
+                40..=47 => {
+                    let acct = account.clone();
+                    s.write(move |tx| {
+                        let mut tally = Tally::default();
+                        delete_result(tx, &acct, check, pk, &mut tally)?;
+                        tally.apply(tx, &acct)
+                    })
+                    .unwrap();
+                }
+                48..=67 => {
+                    let now = now_ms();
+                    let expires_ms = match rng.below(10) {
+                        0..=3 => None,
+                        4 => Some(now - 1_000),
+                        5..=8 => Some(now + 2 + rng.below(25) as i64),
+                        _ => Some(now + 3_600_000),
+                    };
+                    if let Some(e) = expires_ms.filter(|e| *e < now + 1_000) {
+                        latest_expiry = latest_expiry.max(e);
+                    }
+                    let instance_pks = if rng.below(3) == 0 { Vec::new() } else { some(&mut rng) };
+                    if !instance_pks.is_empty() || rng.below(2) == 0 {
+                        let rule = NewWhitelist { check_id: check, instance_pks, expires_ms, ..Default::default() };
+                        s.add_whitelists(&account, &[rule]).unwrap();
+                    }
+                }
+                68..=77 => {
+                    let rules: Vec<i64> = s
+                        .read(|c| {
+                            c.query("SELECT id FROM whitelist_rules WHERE account_id = ?", args![&account], |r| {
+                                r.get(0)
+                            })
+                        })
+                        .unwrap();
+                    if !rules.is_empty() {
+                        assert!(s.remove_whitelist_rule(&account, rules[rng.below(rules.len())]).unwrap());
+                    }
+                }
+                78..=85 => {
+                    let instance_pks = if rng.below(2) == 0 { Vec::new() } else { some(&mut rng) };
+                    s.remove_whitelists(&account, &[check], &instance_pks).unwrap();
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(rng.below(12) as u64)),
+            }
+            let now = now_ms();
+            assert_eq!(maintained(&s, &account, now), recount(&s, &account, now), "seed {seed}, step {step}, op {op}");
+        }
+        // Once every short expiry has passed, the public aggregate (which applies due expiries
+        // itself) agrees with one counted from the results and the rules in force.
+        while now_ms() <= latest_expiry {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let kept = s.aggregate_results(&account, &[], &[]).unwrap();
+        let counted = s.count_results(&account, &[], &[]).unwrap();
+        assert_eq!(kept.keys().collect::<Vec<_>>(), counted.keys().collect::<Vec<_>>());
+        for (check, k) in &kept {
+            let c = &counted[check];
+            assert_eq!(k.counts, c.counts, "seed {seed}, item {check}");
+            assert_eq!(k.vendors.len() > 1, c.vendors.len() > 1, "seed {seed}, item {check}");
+            // The latest evaluation may be of a result since deleted.
+            assert!(k.last_ms >= c.last_ms, "seed {seed}, item {check}");
+        }
+    }
+
+    crate::testutil::both_backends! {
+        fn a_schema_7_database_gets_its_counters_counted_once_by_the_migration() {
+            let (place, s) = store();
+            let account = s.create_account("before").unwrap().id;
+            let hosts: Vec<NewInstance> = (0..6)
+                .map(|i| NewInstance {
+                    vendor: if i % 2 == 0 { Vendor::Aws } else { Vendor::Aliyun },
+                    region_id: "r".into(),
+                    instance_id: format!("i-{i}"),
+                    instance_name: format!("h{i}"),
+                    connector: "host".into(),
+                    locator: format!("/h/{i}"),
+                    os_type: "linux".into(),
+                })
+                .collect();
+            s.upsert_instances(&account, &hosts).unwrap();
+            let pks: Vec<i64> = s.list_instances(&account).unwrap().iter().map(|i| i.pk).collect();
+            for (n, pk) in pks.iter().enumerate() {
+                for check in CHECKS {
+                    let u = ResultUpdate {
+                        check_id: check,
+                        instance_pk: *pk,
+                        status: STATUSES[(n + check as usize) % STATUSES.len()],
+                        status_message: String::new(),
+                        config: "{}".into(),
+                        run_id: "r1".into(),
+                    };
+                    let acct = account.clone();
+                    s.write(move |tx| {
+                        let mut tally = Tally::default();
+                        write_result(tx, &acct, &u, now_ms(), &mut tally)?;
+                        tally.apply(tx, &acct)
+                    })
+                    .unwrap();
+                }
+            }
+            let now = now_ms();
+            let rules = [
+                NewWhitelist { check_id: 1001, ..Default::default() },
+                NewWhitelist { check_id: 1002, instance_pks: pks[..3].to_vec(), ..Default::default() },
+                NewWhitelist { check_id: 1003, instance_pks: pks[..2].to_vec(), expires_ms: Some(now + 10), ..Default::default() },
+                NewWhitelist { check_id: 1003, instance_pks: pks[4..].to_vec(), expires_ms: Some(now + 3_600_000), ..Default::default() },
+            ];
+            s.add_whitelists(&account, &rules).unwrap();
+            // Back to schema 7: what schema 8 added is gone.
+            s.write(|tx| {
+                tx.batch(
+                    "DROP INDEX whitelist_expiring; DROP TABLE result_counts; DROP TABLE result_latest;
+                     ALTER TABLE check_results DROP COLUMN vendor; ALTER TABLE check_results DROP COLUMN whitelisted;
+                     ALTER TABLE whitelist_rules DROP COLUMN expiry_applied;",
+                )?;
+                match tx.dialect() {
+                    crate::sql::Dialect::Sqlite => tx.batch("PRAGMA user_version = 7"),
+                    crate::sql::Dialect::Postgres => tx.batch("UPDATE schema_version SET version = 7"),
+                }
+            })
+            .unwrap();
+            drop(s);
+            std::thread::sleep(std::time::Duration::from_millis(15)); // the short rule has expired
+            let s = crate::testutil::reopen(&place);
+            let now = now_ms();
+            assert_eq!(maintained(&s, &account, now), recount(&s, &account, now));
+            assert!(maintained(&s, &account, now).keys().any(|(_, _, st)| st == "WHITELIST"));
+            let latest: i64 =
+                s.read(|c| c.value("SELECT COUNT(*) FROM result_latest WHERE account_id = ?", args![&account])).unwrap();
+            assert_eq!(latest, CHECKS.len() as i64);
+        }
+
+        fn the_counters_equal_a_full_recount_after_random_writes_and_expiries() {
+            for seed in 1..=4 {
+                random_writes_keep_the_counters_equal_to_a_recount(seed, 120);
+            }
+        }
+    }
+}
