@@ -109,51 +109,37 @@ pub(crate) fn lock_whitelisting(tx: &Conn, account: &str, exclusive: bool) -> Re
     Ok(())
 }
 
-/// Writes a new result of an item on an instance (created, or replacing the last one).
+/// Writes a new result of an item on an instance (created, or replacing the last one), in one
+/// statement: the row keeps the status it replaces (`prev_status`), so the statement's
+/// `RETURNING` says which counter the result leaves and which it joins — also when another
+/// transaction inserted the row meanwhile (the insert then becomes the update).
 pub(crate) fn write_result(tx: &Conn, account: &str, u: &ResultUpdate, now: i64, tally: &mut Tally) -> Result<()> {
-    let read = tx.pick(
-        "SELECT status, whitelisted, vendor FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
-        "SELECT status, whitelisted, vendor FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ? FOR UPDATE",
-    );
     let status = u.status.as_str();
-    // Twice at most: a result inserted by another transaction between the read and the insert
-    // is read again (locked) and replaced.
-    for _ in 0..2 {
-        let old: Option<(String, bool, i64)> =
-            tx.query_opt(read, args![account, u.check_id, u.instance_pk], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        if let Some((old_status, whitelisted, vendor)) = old {
-            tx.execute(
-                "UPDATE check_results SET status = ?, status_message = ?, config = ?, last_ms = ?, check_run_id = ?
-                 WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
-                args![status, &u.status_message, &u.config, now, &u.run_id, account, u.check_id, u.instance_pk],
-            )?;
-            tally.moved(
-                u.check_id,
-                vendor,
-                Some(counted(&old_status, whitelisted)?),
-                Some(counted(status, whitelisted)?),
-            );
-            tally.evaluated(u.check_id, now, &u.run_id);
-            return Ok(());
-        }
-        let inserted: Option<(i64, bool)> = tx.query_opt(
-            &format!(
-                "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id, vendor, whitelisted)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, i.vendor, CASE WHEN {} THEN 1 ELSE 0 END FROM instances i WHERE i.pk = ?3
-                 ON CONFLICT DO NOTHING RETURNING vendor, whitelisted",
-                exempted_at("?1", "?2", "?3", "?7")
-            ),
-            args![account, u.check_id, u.instance_pk, status, &u.status_message, &u.config, now, &u.run_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        if let Some((vendor, whitelisted)) = inserted {
-            tally.moved(u.check_id, vendor, None, Some(counted(status, whitelisted)?));
-            tally.evaluated(u.check_id, now, &u.run_id);
-            return Ok(());
-        }
-    }
-    Err(StoreError::Db(format!("the result of {} on instance {} could not be written", u.check_id, u.instance_pk)))
+    let written: Option<(Option<String>, bool, i64)> = tx.query_opt(
+        &WRITE_RESULT_SQL,
+        args![account, u.check_id, u.instance_pk, status, &u.status_message, &u.config, now, &u.run_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let Some((previous, whitelisted, vendor)) = written else {
+        return Err(StoreError::Db(format!("instance {} has no row: its result is not written", u.instance_pk)));
+    };
+    let from = previous.map(|p| counted(&p, whitelisted)).transpose()?;
+    tally.moved(u.check_id, vendor, from, Some(counted(status, whitelisted)?));
+    tally.evaluated(u.check_id, now, &u.run_id);
+    Ok(())
 }
+
+static WRITE_RESULT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id, vendor, whitelisted, prev_status)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, i.vendor, CASE WHEN {} THEN 1 ELSE 0 END, NULL FROM instances i WHERE i.pk = ?3
+         ON CONFLICT (account_id, check_id, instance_pk) DO UPDATE SET
+           prev_status = check_results.status, status = excluded.status, status_message = excluded.status_message,
+           config = excluded.config, last_ms = excluded.last_ms, check_run_id = excluded.check_run_id
+         RETURNING prev_status, whitelisted, vendor",
+        exempted_at("?1", "?2", "?3", "?7")
+    )
+});
 
 /// Deletes the result of an item on an instance (the item no longer applies to it).
 pub(crate) fn delete_result(tx: &Conn, account: &str, check: i64, pk: i64, tally: &mut Tally) -> Result<()> {
@@ -280,7 +266,9 @@ mod tests {
     use super::{apply_due_expiries, delete_result, exempted_at, lock_whitelisting, write_result, Tally};
     use crate::sql::args;
     use crate::testutil::store;
-    use crate::{now_ms, Accounts, Instances, NewInstance, NewWhitelist, ResultUpdate, Results, Store, Whitelists};
+    use crate::{
+        now_ms, Accounts, Instances, NewInstance, NewWhitelist, ResultFilter, ResultUpdate, Results, Store, Whitelists,
+    };
 
     /// A small deterministic generator (xorshift64*), so a failing sequence can be replayed.
     struct Rng(u64);
@@ -438,6 +426,15 @@ mod tests {
             // The latest evaluation may be of a result since deleted.
             assert!(k.last_ms >= c.last_ms, "seed {seed}, item {check}");
         }
+        // A listing's TotalCount by item and status comes from the counters: it equals the rows.
+        for check in CHECKS {
+            for status in [CheckStatus::Pass, CheckStatus::NotPass, CheckStatus::Whitelist] {
+                let f = ResultFilter { statuses: vec![status], limit: 1000, ..Default::default() };
+                let (rows, total) = s.list_results(&account, check, &f).unwrap();
+                assert_eq!(rows.len() as i64, total, "seed {seed}, item {check}, {status:?}");
+                assert!(rows.iter().all(|r| r.status == status));
+            }
+        }
     }
 
     crate::testutil::both_backends! {
@@ -489,6 +486,7 @@ mod tests {
                 tx.batch(
                     "DROP INDEX whitelist_expiring; DROP TABLE result_counts; DROP TABLE result_latest;
                      ALTER TABLE check_results DROP COLUMN vendor; ALTER TABLE check_results DROP COLUMN whitelisted;
+                     ALTER TABLE check_results DROP COLUMN prev_status;
                      ALTER TABLE whitelist_rules DROP COLUMN expiry_applied;",
                 )?;
                 match tx.dialect() {

@@ -7,6 +7,9 @@
 -- whether a rule in force exempts it: the pair decides which counter it is in.
 ALTER TABLE check_results ADD COLUMN vendor INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE check_results ADD COLUMN whitelisted INTEGER NOT NULL DEFAULT 0;
+-- The status a result had before its last write (NULL: the write created it), which tells
+-- that write which counter the result left.
+ALTER TABLE check_results ADD COLUMN prev_status TEXT;
 -- A rule whose expiry has been applied to the results and their counters.
 ALTER TABLE whitelist_rules ADD COLUMN expiry_applied INTEGER NOT NULL DEFAULT 0;
 -- The rules whose expiry is still to be applied, by account and time.

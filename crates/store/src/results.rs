@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use model::CheckStatus;
 
 use crate::instances::{instance_from, INSTANCE_COLS};
-use crate::sql::{args, Conn, Where};
+use crate::sql::{args, Where};
 use crate::whitelists::whitelisted_sql;
 use crate::{counts, now_ms, Instance, Result, Store, StoreError};
 
@@ -86,13 +86,10 @@ pub(crate) fn effective_status_sql() -> String {
     )
 }
 
-/// The status expression for queries of this account: the plain column when the account has no
-/// whitelist rule at all (the common case, and the probe per row is then saved), else
-/// [`effective_status_sql`].
-fn status_sql(c: &Conn, account_id: &str) -> Result<String> {
-    let any: bool = c.value("SELECT EXISTS (SELECT 1 FROM whitelist_rules WHERE account_id = ?)", args![account_id])?;
-    Ok(if any { effective_status_sql() } else { "r.status".to_string() })
-}
+/// The status a result is counted under (see `counts`): once the account's due expiries are
+/// applied ([`Store::settle_expiries`]), the same as [`effective_status_sql`], without a probe
+/// of the rules per row.
+const COUNTED_STATUS: &str = "(CASE WHEN r.whitelisted = 1 THEN 'WHITELIST' ELSE r.status END)";
 
 impl Store {
     /// Applies the expiries of `account`'s rules that have fallen due, before a read of its
@@ -127,7 +124,7 @@ impl Store {
         );
         self.read(|c| {
             let mut out: BTreeMap<i64, ResultAggregate> = BTreeMap::new();
-            c.query(&sql.replace("{STATUS}", &status_sql(c, account_id)?), wh.args(), |r| {
+            c.query(&sql.replace("{STATUS}", COUNTED_STATUS), wh.args(), |r| {
                 let status: String = r.get(1)?;
                 let Some(status) = CheckStatus::parse(&status) else {
                     return Ok(());
@@ -211,13 +208,26 @@ impl crate::Results for Store {
             " ORDER BY r.id"
         };
         let from = " FROM check_results r JOIN instances i ON i.pk = r.instance_pk";
+        // Filtered by item and status only: the total is the counters' (the common listing,
+        // however large the fleet); a search by instance counts the rows it matches.
+        let by_counters = f.instance_ids.is_empty()
+            && [&f.instance_id_key, &f.instance_name_key, &f.region_id_key]
+                .iter()
+                .all(|k| k.as_deref().unwrap_or("").is_empty());
+        let counted = Where::new("account_id = ? AND check_id = ?", [account_id.into(), check_id.into()])
+            .and_in("status", f.statuses.iter().map(|s| s.as_str()));
+        self.settle_expiries(account_id)?;
         self.read(|c| {
-            let status = status_sql(c, account_id)?;
-            let where_sql = wh.sql().replace("{STATUS}", &status);
-            let total: i64 = c.value(&format!("SELECT COUNT(*){from}{where_sql}"), wh.args())?;
+            let status = COUNTED_STATUS;
+            let where_sql = wh.sql().replace("{STATUS}", status);
+            let total: i64 = if by_counters {
+                c.value(&format!("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM result_counts{}", counted.sql()), counted.args())?
+            } else {
+                c.value(&format!("SELECT COUNT(*){from}{where_sql}"), wh.args())?
+            };
             let sql = format!(
                 "SELECT r.id, {status}, r.status_message, r.config, r.first_ms, r.last_ms, {INSTANCE_COLS}{from}{where_sql}{} LIMIT ? OFFSET ?",
-                order.replace("{STATUS}", &status)
+                order.replace("{STATUS}", status)
             );
             let rows = c.query(&sql, &wh.paged(f.limit, f.offset), |r| {
                 let status: String = r.get(1)?;

@@ -2,6 +2,9 @@
 -- the writes (see ../migration_8.sql, the same change on SQLite).
 ALTER TABLE check_results ADD COLUMN vendor BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE check_results ADD COLUMN whitelisted BIGINT NOT NULL DEFAULT 0;
+-- The status a result had before its last write (NULL: the write created it), which tells
+-- that write which counter the result left.
+ALTER TABLE check_results ADD COLUMN prev_status TEXT;
 ALTER TABLE whitelist_rules ADD COLUMN expiry_applied BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX whitelist_expiring ON whitelist_rules (account_id, expires_ms)
     WHERE expires_ms IS NOT NULL AND expiry_applied = 0;
