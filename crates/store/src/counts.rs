@@ -288,6 +288,26 @@ mod tests {
 
     type Counts = BTreeMap<(i64, i64, String), i64>;
 
+    /// An account of `n` hosts, every `aws_every`-th on AWS and the others on Alibaba Cloud;
+    /// returns the account and the hosts' keys.
+    fn fleet(s: &Store, name: &str, n: usize, aws_every: usize) -> (String, Vec<i64>) {
+        let account = s.create_account(name).unwrap().id;
+        let hosts: Vec<NewInstance> = (0..n)
+            .map(|i| NewInstance {
+                vendor: if i % aws_every == 0 { Vendor::Aws } else { Vendor::Aliyun },
+                region_id: "r".into(),
+                instance_id: format!("i-{i}"),
+                instance_name: format!("h{i}"),
+                connector: "host".into(),
+                locator: format!("/h/{i}"),
+                os_type: "linux".into(),
+            })
+            .collect();
+        s.upsert_instances(&account, &hosts).unwrap();
+        let pks = s.list_instances(&account).unwrap().iter().map(|i| i.pk).collect();
+        (account, pks)
+    }
+
     /// The counters as kept, once the expiries due at `now` are applied.
     fn maintained(s: &Store, account: &str, now: i64) -> Counts {
         let acct = account.to_string();
@@ -324,20 +344,7 @@ mod tests {
     /// full recount, and the public aggregate equals one counted from the results.
     fn random_writes_keep_the_counters_equal_to_a_recount(seed: u64, steps: usize) {
         let (_d, s) = store();
-        let account = s.create_account("counts").unwrap().id;
-        let hosts: Vec<NewInstance> = (0..8)
-            .map(|i| NewInstance {
-                vendor: if i % 3 == 0 { Vendor::Aws } else { Vendor::Aliyun },
-                region_id: "r".into(),
-                instance_id: format!("i-{i}"),
-                instance_name: format!("h{i}"),
-                connector: "host".into(),
-                locator: format!("/h/{i}"),
-                os_type: "linux".into(),
-            })
-            .collect();
-        s.upsert_instances(&account, &hosts).unwrap();
-        let pks: Vec<i64> = s.list_instances(&account).unwrap().iter().map(|i| i.pk).collect();
+        let (account, pks) = fleet(&s, "counts", 8, 3);
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut latest_expiry = 0;
         for step in 0..steps {
@@ -440,20 +447,7 @@ mod tests {
     crate::testutil::both_backends! {
         fn a_schema_7_database_gets_its_counters_counted_once_by_the_migration() {
             let (place, s) = store();
-            let account = s.create_account("before").unwrap().id;
-            let hosts: Vec<NewInstance> = (0..6)
-                .map(|i| NewInstance {
-                    vendor: if i % 2 == 0 { Vendor::Aws } else { Vendor::Aliyun },
-                    region_id: "r".into(),
-                    instance_id: format!("i-{i}"),
-                    instance_name: format!("h{i}"),
-                    connector: "host".into(),
-                    locator: format!("/h/{i}"),
-                    os_type: "linux".into(),
-                })
-                .collect();
-            s.upsert_instances(&account, &hosts).unwrap();
-            let pks: Vec<i64> = s.list_instances(&account).unwrap().iter().map(|i| i.pk).collect();
+            let (account, pks) = fleet(&s, "before", 6, 2);
             for (n, pk) in pks.iter().enumerate() {
                 for check in CHECKS {
                     let u = ResultUpdate {

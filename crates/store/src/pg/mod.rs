@@ -284,6 +284,11 @@ pub(crate) fn first_start_lock(c: &Conn) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// A node's store location on a test database.
+    fn location(dir: &tempfile::TempDir, db: &crate::testing::TestDatabase) -> crate::Location {
+        crate::Location { data: dir.path().to_path_buf(), database: Some(db.url.clone()), master_key: None, pool: None }
+    }
+
     #[test]
     fn nodes_opening_a_new_database_together_create_its_schema_once() {
         let Some(db) = crate::testing::TestDatabase::create() else { return };
@@ -311,12 +316,7 @@ mod tests {
         use crate::{Accounts, CheckRuns, TaskQueue};
         let Some(db) = crate::testing::TestDatabase::create() else { return };
         let dir = tempfile::tempdir().unwrap();
-        let at = crate::Location {
-            data: dir.path().to_path_buf(),
-            database: Some(db.url.clone()),
-            master_key: None,
-            pool: None,
-        };
+        let at = location(&dir, &db);
         let (a, b) = (crate::Store::connect(&at).unwrap(), crate::Store::connect(&at).unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
         let tx = std::sync::Mutex::new(tx);
@@ -347,12 +347,7 @@ mod tests {
         )
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let at = crate::Location {
-            data: dir.path().to_path_buf(),
-            database: Some(db.url.clone()),
-            master_key: None,
-            pool: None,
-        };
+        let at = location(&dir, &db);
         drop(crate::Store::connect(&at).unwrap());
         let version: i64 = c.query_one("SELECT version FROM schema_version", &[]).unwrap().get(0);
         assert_eq!(version, crate::SCHEMA_VERSION);
@@ -381,12 +376,7 @@ mod tests {
         use crate::TaskQueue;
         let Some(db) = crate::testing::TestDatabase::create() else { return };
         let dir = tempfile::tempdir().unwrap();
-        let at = crate::Location {
-            data: dir.path().to_path_buf(),
-            database: Some(db.url.clone()),
-            master_key: None,
-            pool: None,
-        };
+        let at = location(&dir, &db);
         let node = crate::Store::connect(&at).unwrap();
         node.watch_work(Box::new(|| {})).unwrap();
         let mut other = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
