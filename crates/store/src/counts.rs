@@ -19,7 +19,7 @@ use model::CheckStatus;
 
 use crate::results::ResultUpdate;
 use crate::sql::{args, Arg, Conn, Dialect, Where};
-use crate::{Result, StoreError};
+use crate::{now_ms, Result, Store, StoreError};
 
 /// Changes to the counters of one account, applied together at the end of a write (in key
 /// order, so concurrent writers on PostgreSQL take the counter rows in one order).
@@ -221,8 +221,7 @@ pub(crate) fn refresh_exemptions(
 /// `now` and is not applied yet: its results stop counting as whitelisted unless another rule
 /// in force exempts them. Returns how many rules it applied.
 pub(crate) fn apply_due_expiries(tx: &Conn, account: Option<&str>, now: i64) -> Result<usize> {
-    let wh = Where::new("expires_ms IS NOT NULL AND expiry_applied = 0 AND expires_ms <= ?", [now.into()])
-        .and_some("account_id = ?", account);
+    let wh = due_rules(account, now);
     let due: Vec<(i64, String, i64, bool)> = tx.query(
         &format!(
             "SELECT id, account_id, check_id, whole_check FROM whitelist_rules{} ORDER BY account_id, id",
@@ -248,13 +247,28 @@ pub(crate) fn apply_due_expiries(tx: &Conn, account: Option<&str>, now: i64) -> 
     Ok(due.len())
 }
 
-/// Whether a rule of `account` has fallen due by `now` without its expiry applied (a cheap read
-/// before a read of the counters).
-pub(crate) fn expiry_due(c: &Conn, account: &str, now: i64) -> Result<bool> {
-    c.value(
-        "SELECT EXISTS (SELECT 1 FROM whitelist_rules WHERE account_id = ? AND expires_ms IS NOT NULL AND expiry_applied = 0 AND expires_ms <= ?)",
-        args![account, now],
-    )
+/// The rules (of `account`, or of every account) whose expiry has fallen due by `now` and is
+/// not applied yet.
+fn due_rules(account: Option<&str>, now: i64) -> Where<'_> {
+    Where::new("expires_ms IS NOT NULL AND expiry_applied = 0 AND expires_ms <= ?", [now.into()])
+        .and_some("account_id = ?", account)
+}
+
+impl Store {
+    /// Applies the expiries (of `account`'s rules, or of every account's) that have fallen due:
+    /// a cheap read when none has, a write when some have. Before a read of the counters, so a
+    /// read after an expiry never counts the instance as whitelisted; and by the engine's job.
+    pub(crate) fn settle_expiries(&self, account: Option<&str>) -> Result<usize> {
+        let now = now_ms();
+        let due = due_rules(account, now);
+        if !self.read(|c| {
+            c.value::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM whitelist_rules{})", due.sql()), due.args())
+        })? {
+            return Ok(0);
+        }
+        let account = account.map(str::to_string);
+        self.write(move |tx| apply_due_expiries(tx, account.as_deref(), now))
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use model::CheckStatus;
 use crate::instances::{instance_from, INSTANCE_COLS};
 use crate::sql::{args, Where};
 use crate::whitelists::whitelisted_sql;
-use crate::{counts, now_ms, Instance, Result, Store, StoreError};
+use crate::{Instance, Result, Store, StoreError};
 
 /// A new result of one check item on one instance.
 #[derive(Clone, Debug)]
@@ -87,22 +87,11 @@ pub(crate) fn effective_status_sql() -> String {
 }
 
 /// The status a result is counted under (see `counts`): once the account's due expiries are
-/// applied ([`Store::settle_expiries`]), the same as [`effective_status_sql`], without a probe
+/// applied (`Store::settle_expiries`), the same as [`effective_status_sql`], without a probe
 /// of the rules per row.
 const COUNTED_STATUS: &str = "(CASE WHEN r.whitelisted = 1 THEN 'WHITELIST' ELSE r.status END)";
 
 impl Store {
-    /// Applies the expiries of `account`'s rules that have fallen due, before a read of its
-    /// counters: a read after an expiry never counts the instance as whitelisted.
-    pub(crate) fn settle_expiries(&self, account_id: &str) -> Result<()> {
-        let now = now_ms();
-        if self.read(|c| counts::expiry_due(c, account_id, now))? {
-            let account_id = account_id.to_string();
-            self.write(move |tx| counts::apply_due_expiries(tx, Some(&account_id), now))?;
-        }
-        Ok(())
-    }
-
     /// The aggregate counted from the results themselves (the named instances' only, when
     /// ListCheckResult names some; and the recount the counters are tested against).
     pub(crate) fn count_results(
@@ -155,7 +144,7 @@ impl crate::Results for Store {
         instance_ids: &[String],
         vendors: &[i64],
     ) -> Result<BTreeMap<i64, ResultAggregate>> {
-        self.settle_expiries(account_id)?;
+        self.settle_expiries(Some(account_id))?;
         if !instance_ids.is_empty() {
             return self.count_results(account_id, instance_ids, vendors);
         }
@@ -216,7 +205,7 @@ impl crate::Results for Store {
                 .all(|k| k.as_deref().unwrap_or("").is_empty());
         let counted = Where::new("account_id = ? AND check_id = ?", [account_id.into(), check_id.into()])
             .and_in("status", f.statuses.iter().map(|s| s.as_str()));
-        self.settle_expiries(account_id)?;
+        self.settle_expiries(Some(account_id))?;
         self.read(|c| {
             let status = COUNTED_STATUS;
             let where_sql = wh.sql().replace("{STATUS}", status);

@@ -29,17 +29,7 @@ pub struct NewWhitelist {
 
 impl crate::Whitelists for Store {
     fn apply_due_expiries(&self) -> Result<usize> {
-        let now = now_ms();
-        let due: bool = self.read(|c| {
-            c.value(
-                "SELECT EXISTS (SELECT 1 FROM whitelist_rules WHERE expires_ms IS NOT NULL AND expiry_applied = 0 AND expires_ms <= ?)",
-                args![now],
-            )
-        })?;
-        if !due {
-            return Ok(0);
-        }
-        self.write(move |tx| crate::counts::apply_due_expiries(tx, None, now))
+        self.settle_expiries(None)
     }
 
     fn add_whitelists(&self, account_id: &str, rules: &[NewWhitelist]) -> Result<Vec<i64>> {
@@ -102,11 +92,10 @@ impl crate::Whitelists for Store {
         if check_ids.is_empty() {
             return Ok(0);
         }
-        let checks = placeholders(check_ids.len());
         let now = now_ms();
         self.write(move |tx| {
             lock_whitelisting(tx, &account_id, true)?;
-            let removed = remove_rules(tx, &account_id, &check_ids, &instance_pks, &checks)?;
+            let removed = remove_rules(tx, &account_id, &check_ids, &instance_pks)?;
             let mut tally = Tally::default();
             for check in &check_ids {
                 let concerned =
@@ -140,7 +129,8 @@ impl crate::Whitelists for Store {
 
 /// Deletes the rules of `check_ids` (all of them, or their entries for `instance_pks` and the
 /// rules left with none); returns how many rules or entries went.
-fn remove_rules(tx: &Conn, account_id: &str, check_ids: &[i64], instance_pks: &[i64], checks: &str) -> Result<usize> {
+fn remove_rules(tx: &Conn, account_id: &str, check_ids: &[i64], instance_pks: &[i64]) -> Result<usize> {
+    let checks = placeholders(check_ids.len());
     let mut args: Vec<Arg> = vec![account_id.into()];
     args.extend(check_ids.iter().map(|c| Arg::from(*c)));
     if instance_pks.is_empty() {

@@ -102,20 +102,12 @@ impl Service {
     /// Starts another node of this service (same data directory and database; PostgreSQL
     /// only) with `extra` arguments.
     pub fn add_node(&mut self, extra: &[&str]) -> Result<(), String> {
-        let db = self.db.as_ref().ok_or("several nodes need --database")?;
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut extra = extra.to_vec();
-        extra.extend(["--database", db.url.as_str()]);
+        if self.db.is_none() {
+            return Err("several nodes need --database".into());
+        }
         let endpoint = format!("127.0.0.1:{}", free_port().map_err(|e| e.to_string())?);
         let log = self.dir.path().join(format!("node-{}.log", self.nodes.len() + 1));
-        let mut child = spawn(&exe, &endpoint, &self.data(), &extra, &log)?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while api::client::send(&endpoint, "GET", "", &[], b"").is_err() {
-            if child.try_wait().map_err(|e| e.to_string())?.is_some() || Instant::now() > deadline {
-                return Err(format!("a node did not start; see {}", log.display()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = self.serve(&endpoint, extra, &log)?;
         self.nodes.push(Node { endpoint, child });
         Ok(())
     }
@@ -124,21 +116,29 @@ impl Service {
     /// `extra` arguments.
     pub fn restart(&mut self, extra: &[&str]) -> Result<(), String> {
         stop(&mut self.child);
+        let log = self.dir.path().join("serve-restarted.log");
+        self.child = self.serve(&self.endpoint, extra, &log)?;
+        Ok(())
+    }
+
+    /// A `serve` of this service's data directory (and database) on `endpoint` with `extra`
+    /// arguments, once it answers.
+    fn serve(&self, endpoint: &str, extra: &[&str], log: &Path) -> Result<Child, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut extra = extra.to_vec();
         if let Some(db) = &self.db {
             extra.extend(["--database", db.url.as_str()]);
         }
-        let log = self.dir.path().join("serve-restarted.log");
-        self.child = spawn(&exe, &self.endpoint, &self.data(), &extra, &log)?;
+        let mut child = spawn(&exe, endpoint, &self.data(), &extra, log)?;
         let deadline = Instant::now() + Duration::from_secs(60);
-        while api::client::send(&self.endpoint, "GET", "", &[], b"").is_err() {
-            if self.child.try_wait().map_err(|e| e.to_string())?.is_some() || Instant::now() > deadline {
-                return Err(format!("the service did not start again; see {}", log.display()));
+        while api::client::send(endpoint, "GET", "", &[], b"").is_err() {
+            if child.try_wait().map_err(|e| e.to_string())?.is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!("a serve did not start; see {}", log.display()));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(())
+        Ok(child)
     }
 
     /// Every node's address, the first node's first.
