@@ -35,6 +35,7 @@ fn result_update(
     ResultUpdate {
         check_id: check.id,
         instance_pk: instance.pk,
+        vendor: instance.vendor,
         status,
         status_message: String::new(),
         config: config_json(check, doc),

@@ -154,6 +154,7 @@ crate::testutil::both_backends! {
             results: vec![ResultUpdate {
                 check_id: 1001,
                 instance_pk: d.instance_pk,
+                vendor: Vendor::Aliyun,
                 status: CheckStatus::NotPass,
                 status_message: String::new(),
                 config: "{}".into(),

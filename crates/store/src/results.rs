@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use model::CheckStatus;
+use model::{CheckStatus, Vendor};
 
 use crate::instances::{instance_from, INSTANCE_COLS};
 use crate::sql::{args, Where};
@@ -14,6 +14,8 @@ pub struct ResultUpdate {
     pub check_id: i64,
     /// The instance.
     pub instance_pk: i64,
+    /// The instance's vendor (part of its identity: it decides the result's counter).
+    pub vendor: Vendor,
     /// The status.
     pub status: CheckStatus,
     /// Why, when not plain.
