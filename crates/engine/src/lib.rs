@@ -182,25 +182,29 @@ impl Engine {
         }
     }
 
-    /// Every third of a lease, extends the leases held longer than that.
+    /// Every sixth of a lease, extends the leases last extended a third of a lease ago or more:
+    /// a lease is renewed at most half a lease after its last renewal was asked for (measured
+    /// from the asking, which comes before the write that sets it), so a slow write has the
+    /// other half to commit in.
     fn heartbeat_loop(&self) {
         let third = Duration::from_millis((self.config.lease_ms / 3).max(1) as u64);
         while !self.stop.load(Ordering::Relaxed) {
             let (m, cv) = &self.wake;
             let guard = m.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = cv.wait_timeout_while(guard, third, |_| !self.stop.load(Ordering::Relaxed));
+            let _ = cv.wait_timeout_while(guard, third / 2, |_| !self.stop.load(Ordering::Relaxed));
             let due: Vec<Claimed> = {
                 let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
                 held.values().filter(|(_, at)| at.elapsed() >= third).map(|(c, _)| c.clone()).collect()
             };
             for claimed in due {
                 let id = claimed.task.id.clone();
+                let asked = Instant::now();
                 let extended = self.store.extend_lease(&claimed, self.config.lease_ms);
                 let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
                 match extended {
                     Ok(()) => {
                         if let Some(entry) = held.get_mut(&id) {
-                            entry.1 = Instant::now();
+                            entry.1 = asked;
                         }
                     }
                     Err(e) => {

@@ -26,6 +26,7 @@ const TABLES: &[&str] = &[
     "whitelist_entries",
     "result_counts",
     "result_latest",
+    "result_blocks",
     "idempotency",
     "nonces",
     "service_state",

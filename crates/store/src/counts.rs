@@ -1,7 +1,10 @@
 //! The results of each check item counted by vendor and effective status (`result_counts`), and
 //! each item's latest evaluation (`result_latest`), kept current by every write that changes a
 //! result or whether a rule exempts it — in that write's transaction, on both backends — so that
-//! ListCheckResult reads a few counters, whatever the size of the fleet.
+//! ListCheckResult reads a few counters, whatever the size of the fleet. The same writes keep
+//! the results of each item counted per status and block of instances (`result_blocks`, a
+//! block being [`BLOCK_BITS`] of `instance_pk`), from which a listing finds a deep page without
+//! reading the rows before it.
 //!
 //! A result is counted under its evaluated status, or `WHITELIST` while a rule in force exempts
 //! it (`check_results.whitelisted`, kept by the same writes). A rule's expiry is applied by
@@ -21,11 +24,22 @@ use crate::results::ResultUpdate;
 use crate::sql::{args, Arg, Conn, Dialect, Where};
 use crate::{now_ms, Result, Store, StoreError};
 
+/// Instances per block of `result_blocks`: `instance_pk >> BLOCK_BITS` (1,024; 2 in this
+/// crate's tests, so that a handful of instances spans many blocks).
+pub(crate) const BLOCK_BITS: u32 = if cfg!(test) { 1 } else { 10 };
+
+/// `sql` with its `{BLOCK_BITS}` spelled out.
+pub(crate) fn blocks_sql(sql: &str) -> String {
+    sql.replace("{BLOCK_BITS}", &BLOCK_BITS.to_string())
+}
+
 /// Changes to the counters of one account, applied together at the end of a write (in key
 /// order, so concurrent writers on PostgreSQL take the counter rows in one order).
 #[derive(Default)]
 pub(crate) struct Tally {
     deltas: BTreeMap<(i64, i64, &'static str), i64>,
+    /// By (item, block, status).
+    blocks: BTreeMap<(i64, i64, &'static str), i64>,
     latest: BTreeMap<i64, (i64, String)>,
     /// The items of the account with a rule in force, read once per write (most have none, and
     /// a new result of those needs no probe of the rules).
@@ -33,17 +47,20 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    /// A result of `check` on an instance of `vendor` moved from one counted status to another
-    /// (None: it did not exist, or no longer does).
-    fn moved(&mut self, check: i64, vendor: i64, from: Option<&'static str>, to: Option<&'static str>) {
+    /// A result of `check` on instance `pk` of `vendor` moved from one counted status to
+    /// another (None: it did not exist, or no longer does).
+    fn moved(&mut self, check: i64, vendor: i64, pk: i64, from: Option<&'static str>, to: Option<&'static str>) {
         if from == to {
             return;
         }
+        let block = pk >> BLOCK_BITS;
         if let Some(from) = from {
             *self.deltas.entry((check, vendor, from)).or_default() -= 1;
+            *self.blocks.entry((check, block, from)).or_default() -= 1;
         }
         if let Some(to) = to {
             *self.deltas.entry((check, vendor, to)).or_default() += 1;
+            *self.blocks.entry((check, block, to)).or_default() += 1;
         }
     }
 
@@ -79,6 +96,15 @@ impl Tally {
                     "INSERT INTO result_counts (account_id, check_id, vendor, status, n) VALUES (?, ?, ?, ?, ?)
                      ON CONFLICT (account_id, check_id, vendor, status) DO UPDATE SET n = result_counts.n + excluded.n",
                     args![account, check, vendor, status, n],
+                )?;
+            }
+        }
+        for ((check, block, status), n) in self.blocks {
+            if n != 0 {
+                tx.execute(
+                    "INSERT INTO result_blocks (account_id, check_id, block, status, n) VALUES (?, ?, ?, ?, ?)
+                     ON CONFLICT (account_id, check_id, block, status) DO UPDATE SET n = result_blocks.n + excluded.n",
+                    args![account, check, block, status, n],
                 )?;
             }
         }
@@ -172,7 +198,7 @@ pub(crate) fn write_result(tx: &Conn, account: &str, u: &ResultUpdate, now: i64,
         )?,
     };
     let from = previous.map(|p| counted(&p, whitelisted)).transpose()?;
-    tally.moved(u.check_id, vendor, from, Some(counted(status, whitelisted)?));
+    tally.moved(u.check_id, vendor, u.instance_pk, from, Some(counted(status, whitelisted)?));
     tally.evaluated(u.check_id, now, &u.run_id);
     Ok(())
 }
@@ -197,7 +223,7 @@ pub(crate) fn delete_result(tx: &Conn, account: &str, check: i64, pk: i64, tally
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     if let Some((status, whitelisted, vendor)) = gone {
-        tally.moved(check, vendor, Some(counted(&status, whitelisted)?), None);
+        tally.moved(check, vendor, pk, Some(counted(&status, whitelisted)?), None);
     }
     Ok(())
 }
@@ -231,7 +257,7 @@ pub(crate) fn refresh_exemptions(
             &format!(
                 "UPDATE check_results SET whitelisted = 1 - whitelisted
                  WHERE account_id = ?1 AND check_id = ?2 AND whitelisted <> CASE WHEN {} THEN 1 ELSE 0 END {scope}
-                 RETURNING status, whitelisted, vendor",
+                 RETURNING status, whitelisted, vendor, instance_pk",
                 exempted_at("?1", "?2", "check_results.instance_pk", "?3")
             ),
             &a,
@@ -240,6 +266,7 @@ pub(crate) fn refresh_exemptions(
                 tally.moved(
                     check,
                     vendor,
+                    r.get(3)?,
                     Some(counted(&status, !now_exempted)?),
                     Some(counted(&status, now_exempted)?),
                 );
@@ -325,7 +352,7 @@ mod tests {
 
     use model::{CheckStatus, Vendor};
 
-    use super::{apply_due_expiries, delete_result, exempted_at, lock_whitelisting, write_result, Tally};
+    use super::{apply_due_expiries, blocks_sql, delete_result, exempted_at, lock_whitelisting, write_result, Tally};
     use crate::sql::args;
     use crate::testutil::store;
     use crate::{
@@ -398,6 +425,46 @@ mod tests {
             .unwrap()
             .into_iter()
             .collect()
+    }
+
+    /// The counters per block as kept, and recounted from the results (after `maintained`).
+    fn blocks(s: &Store, account: &str) -> (Counts, Counts) {
+        let read = |sql: &str| -> Counts {
+            s.read(|c| c.query(sql, args![account], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?))))
+                .unwrap()
+                .into_iter()
+                .collect()
+        };
+        let kept = read("SELECT check_id, block, status, n FROM result_blocks WHERE account_id = ? AND n <> 0");
+        let counted = read(&blocks_sql(
+            "SELECT check_id, instance_pk >> {BLOCK_BITS} AS b, CASE WHEN whitelisted = 1 THEN 'WHITELIST' ELSE status END AS st, COUNT(*)
+             FROM check_results WHERE account_id = ? GROUP BY check_id, b, st",
+        ));
+        (kept, counted)
+    }
+
+    /// Every page of `size` of an item's listing, filtered by status only (read through the
+    /// counters per block), concatenated; and the same listing read row after row (a search
+    /// that matches every instance).
+    fn pages(
+        s: &Store,
+        account: &str,
+        check: i64,
+        statuses: &[CheckStatus],
+        sort_by_status: bool,
+        size: i64,
+    ) -> (Vec<i64>, Vec<i64>) {
+        let f = ResultFilter { statuses: statuses.to_vec(), sort_by_status, limit: size, ..Default::default() };
+        let mut paged = Vec::new();
+        for page in 0.. {
+            let (rows, _) = s.list_results(account, check, &ResultFilter { offset: page * size, ..f.clone() }).unwrap();
+            if rows.is_empty() {
+                break;
+            }
+            paged.extend(rows.iter().map(|r| r.id));
+        }
+        let all = ResultFilter { instance_id_key: Some("i-".into()), limit: 10_000, ..f };
+        (paged, s.list_results(account, check, &all).unwrap().0.iter().map(|r| r.id).collect())
     }
 
     /// Random sequences of result writes and deletions, rules added (whole item or some
@@ -480,6 +547,8 @@ mod tests {
             }
             let now = now_ms();
             assert_eq!(maintained(&s, &account, now), recount(&s, &account, now), "seed {seed}, step {step}, op {op}");
+            let (kept, counted) = blocks(&s, &account);
+            assert_eq!(kept, counted, "per block: seed {seed}, step {step}, op {op}");
         }
         // Once every short expiry has passed, the public aggregate (which applies due expiries
         // itself) agrees with one counted from the results and the rules in force.
@@ -495,6 +564,20 @@ mod tests {
             assert_eq!(k.vendors.len() > 1, c.vendors.len() > 1, "seed {seed}, item {check}");
             // The latest evaluation may be of a result since deleted.
             assert!(k.last_ms >= c.last_ms, "seed {seed}, item {check}");
+        }
+        // Every page read through the counters per block equals the listing read row by row.
+        for check in CHECKS {
+            for statuses in [&[][..], &[CheckStatus::Pass], &[CheckStatus::NotPass, CheckStatus::Whitelist]] {
+                for sort in [false, true] {
+                    for size in [1, 3, 20] {
+                        let (paged, read) = pages(&s, &account, check, statuses, sort, size);
+                        assert_eq!(
+                            paged, read,
+                            "seed {seed}, item {check}, {statuses:?}, sorted {sort}, pages of {size}"
+                        );
+                    }
+                }
+            }
         }
         // A listing's TotalCount by item and status comes from the counters: it equals the rows.
         for check in CHECKS {
@@ -542,7 +625,7 @@ mod tests {
             // Back to schema 7: what schema 8 added is gone.
             s.write(|tx| {
                 tx.batch(
-                    "DROP INDEX whitelist_expiring; DROP TABLE result_counts; DROP TABLE result_latest;
+                    "DROP INDEX whitelist_expiring; DROP TABLE result_counts; DROP TABLE result_latest; DROP TABLE result_blocks;
                      ALTER TABLE check_results DROP COLUMN vendor; ALTER TABLE check_results DROP COLUMN whitelisted;
                      ALTER TABLE check_results DROP COLUMN prev_status;
                      ALTER TABLE whitelist_rules DROP COLUMN expiry_applied;",
@@ -559,6 +642,9 @@ mod tests {
             let now = now_ms();
             assert_eq!(maintained(&s, &account, now), recount(&s, &account, now));
             assert!(maintained(&s, &account, now).keys().any(|(_, _, st)| st == "WHITELIST"));
+            let (kept, counted) = blocks(&s, &account);
+            assert_eq!(kept, counted, "per block");
+            assert!(kept.len() > CHECKS.len(), "several blocks per item: {kept:?}");
             let latest: i64 =
                 s.read(|c| c.value("SELECT COUNT(*) FROM result_latest WHERE account_id = ?", args![&account])).unwrap();
             assert_eq!(latest, CHECKS.len() as i64);

@@ -297,7 +297,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -340,6 +340,12 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         }
         if version < 8 {
             c.execute_batch(&format!("{} PRAGMA user_version = 8;", include_str!("migration_8.sql")))?;
+        }
+        if version < 9 {
+            c.execute_batch(&format!(
+                "{} PRAGMA user_version = 9;",
+                counts::blocks_sql(include_str!("migration_9.sql"))
+            ))?;
         }
         Ok(())
     })

@@ -2,8 +2,9 @@ use std::collections::BTreeMap;
 
 use model::{CheckStatus, Vendor};
 
+use crate::counts::BLOCK_BITS;
 use crate::instances::{instance_from, INSTANCE_COLS};
-use crate::sql::{args, Where};
+use crate::sql::{args, Conn, Row, Where};
 use crate::whitelists::whitelisted_sql;
 use crate::{Instance, Result, Store, StoreError};
 
@@ -92,6 +93,109 @@ pub(crate) fn effective_status_sql() -> String {
 /// applied (`Store::settle_expiries`), the same as [`effective_status_sql`], without a probe
 /// of the rules per row.
 const COUNTED_STATUS: &str = "(CASE WHEN r.whitelisted = 1 THEN 'WHITELIST' ELSE r.status END)";
+
+/// The order of ListCheckInstanceResult's `SortTypes`: failing first.
+const FAILING_FIRST: [CheckStatus; 6] = [
+    CheckStatus::NotPass,
+    CheckStatus::Failed,
+    CheckStatus::Checking,
+    CheckStatus::NotCheck,
+    CheckStatus::Whitelist,
+    CheckStatus::Pass,
+];
+
+/// A result's place in [`FAILING_FIRST`], in SQL.
+fn failing_first_sql() -> String {
+    let ranks: String = FAILING_FIRST.iter().enumerate().map(|(n, s)| format!(" WHEN '{s}' THEN {n}")).collect();
+    format!("CASE {COUNTED_STATUS}{ranks} END")
+}
+
+static SELECT_RESULTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT r.id, {COUNTED_STATUS}, r.status_message, r.config, r.first_ms, r.last_ms, {INSTANCE_COLS}")
+});
+const RESULTS_FROM: &str = " FROM check_results r JOIN instances i ON i.pk = r.instance_pk";
+
+fn result_from(r: &Row) -> Result<ResultRow> {
+    let status: String = r.get(1)?;
+    Ok(ResultRow {
+        id: r.get(0)?,
+        status: CheckStatus::parse(&status).unwrap_or(CheckStatus::Failed),
+        status_message: r.get(2)?,
+        config: r.get(3)?,
+        first_ms: r.get(4)?,
+        last_ms: r.get(5)?,
+        instance: instance_from(r, 6)?,
+    })
+}
+
+/// A page of an item's results filtered by status only, in instance order (failing first
+/// when asked): the counters per block of instances (`result_blocks`) say which blocks hold
+/// the page and how many rows of the first come before it, so only those blocks' rows are
+/// read — one counter row per status and 1,024 instances, never the rows before the page.
+fn page_by_blocks(c: &Conn, account_id: &str, check_id: i64, f: &ResultFilter) -> Result<Vec<ResultRow>> {
+    let wanted = |s: &CheckStatus| f.statuses.is_empty() || f.statuses.contains(s);
+    // The statuses listed together, group after group.
+    let groups: Vec<Vec<&str>> = if f.sort_by_status {
+        FAILING_FIRST.iter().filter(|s| wanted(s)).map(|s| vec![s.as_str()]).collect()
+    } else {
+        vec![CheckStatus::ALL.iter().filter(|s| wanted(s)).map(|s| s.as_str()).collect()]
+    };
+    // Counter rows read at a time (a few in tests, so that they read several batches).
+    const BATCH: i64 = if cfg!(test) { 2 } else { 256 };
+    let (mut skip, mut left) = (f.offset.max(0), f.limit.max(0));
+    let mut rows = Vec::new();
+    for group in &groups {
+        let mut after = i64::MIN;
+        while left > 0 {
+            let blocks = Where::new(
+                "account_id = ? AND check_id = ? AND block > ?",
+                [account_id.into(), check_id.into(), after.into()],
+            )
+            .and_in("status", group.iter().copied());
+            let counts: Vec<(i64, i64)> = c.query(
+                &format!(
+                    "SELECT block, CAST(SUM(n) AS BIGINT) FROM result_blocks{} GROUP BY block HAVING SUM(n) > 0 ORDER BY block LIMIT {BATCH}",
+                    blocks.sql()
+                ),
+                blocks.args(),
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            for &(block, n) in &counts {
+                after = block;
+                if skip >= n {
+                    skip -= n;
+                    continue;
+                }
+                let wh = Where::new(
+                    "r.account_id = ? AND r.check_id = ? AND r.instance_pk >= ? AND r.instance_pk < ?",
+                    [
+                        account_id.into(),
+                        check_id.into(),
+                        (block << BLOCK_BITS).into(),
+                        ((block + 1) << BLOCK_BITS).into(),
+                    ],
+                )
+                .and_in(COUNTED_STATUS, group.iter().copied());
+                let got = c.query(
+                    &format!("{}{RESULTS_FROM}{} ORDER BY r.instance_pk LIMIT ? OFFSET ?", *SELECT_RESULTS, wh.sql()),
+                    &wh.paged(left, skip),
+                    result_from,
+                )?;
+                // Rows written since the counters were read may make a block hold fewer.
+                skip = 0;
+                left -= got.len() as i64;
+                rows.extend(got);
+                if left == 0 {
+                    break;
+                }
+            }
+            if (counts.len() as i64) < BATCH {
+                break;
+            }
+        }
+    }
+    Ok(rows)
+}
 
 impl Store {
     /// The aggregate counted from the results themselves (the named instances' only, when
@@ -187,51 +291,38 @@ impl crate::Results for Store {
     }
 
     fn list_results(&self, account_id: &str, check_id: i64, f: &ResultFilter) -> Result<(Vec<ResultRow>, i64)> {
+        self.settle_expiries(Some(account_id))?;
+        // Filtered by item and status only (the common listing, however large the fleet): the
+        // total and the page come from the counters; a search by instance counts and steps
+        // over the rows it matches.
+        let by_counters = f.instance_ids.is_empty()
+            && [&f.instance_id_key, &f.instance_name_key, &f.region_id_key]
+                .iter()
+                .all(|k| k.as_deref().unwrap_or("").is_empty());
         let wh = Where::new("r.account_id = ? AND r.check_id = ?", [account_id.into(), check_id.into()])
             .and_contains("i.instance_id", f.instance_id_key.as_deref())
             .and_contains("i.instance_name", f.instance_name_key.as_deref())
             .and_contains("i.region_id", f.region_id_key.as_deref())
             .and_in("i.instance_id", &f.instance_ids)
-            .and_in("{STATUS}", f.statuses.iter().map(|s| s.as_str()));
-        let order = if f.sort_by_status {
-            " ORDER BY CASE {STATUS} WHEN 'NOT_PASS' THEN 0 WHEN 'FAILED' THEN 1 WHEN 'CHECKING' THEN 2 WHEN 'NOT_CHECK' THEN 3 WHEN 'WHITELIST' THEN 4 ELSE 5 END, r.id"
-        } else {
-            " ORDER BY r.id"
-        };
-        let from = " FROM check_results r JOIN instances i ON i.pk = r.instance_pk";
-        // Filtered by item and status only: the total is the counters' (the common listing,
-        // however large the fleet); a search by instance counts the rows it matches.
-        let by_counters = f.instance_ids.is_empty()
-            && [&f.instance_id_key, &f.instance_name_key, &f.region_id_key]
-                .iter()
-                .all(|k| k.as_deref().unwrap_or("").is_empty());
-        let counted = Where::new("account_id = ? AND check_id = ?", [account_id.into(), check_id.into()])
-            .and_in("status", f.statuses.iter().map(|s| s.as_str()));
-        self.settle_expiries(Some(account_id))?;
+            .and_in(COUNTED_STATUS, f.statuses.iter().map(|s| s.as_str()));
         self.read(|c| {
-            let status = COUNTED_STATUS;
-            let where_sql = wh.sql().replace("{STATUS}", status);
-            let total: i64 = if by_counters {
-                c.value(&format!("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM result_counts{}", counted.sql()), counted.args())?
+            if by_counters {
+                let counted = Where::new("account_id = ? AND check_id = ?", [account_id.into(), check_id.into()])
+                    .and_in("status", f.statuses.iter().map(|s| s.as_str()));
+                let total = c.value(
+                    &format!("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM result_counts{}", counted.sql()),
+                    counted.args(),
+                )?;
+                return Ok((page_by_blocks(c, account_id, check_id, f)?, total));
+            }
+            let total: i64 = c.value(&format!("SELECT COUNT(*){RESULTS_FROM}{}", wh.sql()), wh.args())?;
+            let order = if f.sort_by_status {
+                format!("{}, r.instance_pk", failing_first_sql())
             } else {
-                c.value(&format!("SELECT COUNT(*){from}{where_sql}"), wh.args())?
+                "r.instance_pk".into()
             };
-            let sql = format!(
-                "SELECT r.id, {status}, r.status_message, r.config, r.first_ms, r.last_ms, {INSTANCE_COLS}{from}{where_sql}{} LIMIT ? OFFSET ?",
-                order.replace("{STATUS}", status)
-            );
-            let rows = c.query(&sql, &wh.paged(f.limit, f.offset), |r| {
-                let status: String = r.get(1)?;
-                Ok(ResultRow {
-                    id: r.get(0)?,
-                    status: CheckStatus::parse(&status).unwrap_or(CheckStatus::Failed),
-                    status_message: r.get(2)?,
-                    config: r.get(3)?,
-                    first_ms: r.get(4)?,
-                    last_ms: r.get(5)?,
-                    instance: instance_from(r, 6)?,
-                })
-            })?;
+            let sql = format!("{}{RESULTS_FROM}{} ORDER BY {order} LIMIT ? OFFSET ?", *SELECT_RESULTS, wh.sql());
+            let rows = c.query(&sql, &wh.paged(f.limit, f.offset), result_from)?;
             Ok((rows, total))
         })
     }

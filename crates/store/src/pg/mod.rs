@@ -266,6 +266,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 8 {
             c.batch(include_str!("migration_8.sql"))?;
         }
+        if version < 9 {
+            c.batch(&crate::counts::blocks_sql(include_str!("migration_9.sql")))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });

@@ -1,0 +1,15 @@
+-- Schema 9: the results of each check item also counted per status and block of instances
+-- (`instance_pk >> {BLOCK_BITS}`), kept by the same writes as result_counts, so that a listing
+-- of an item's results finds a deep page from the counters instead of stepping over the rows
+-- before it (see counts.rs and results.rs).
+CREATE TABLE IF NOT EXISTS result_blocks (
+    account_id TEXT NOT NULL,
+    check_id   INTEGER NOT NULL,
+    block      INTEGER NOT NULL,
+    status     TEXT NOT NULL,
+    n          INTEGER NOT NULL,
+    PRIMARY KEY (account_id, check_id, block, status)
+) WITHOUT ROWID;
+INSERT INTO result_blocks (account_id, check_id, block, status, n)
+    SELECT account_id, check_id, instance_pk >> {BLOCK_BITS} AS b, CASE WHEN whitelisted = 1 THEN 'WHITELIST' ELSE status END AS st, COUNT(*)
+    FROM check_results GROUP BY account_id, check_id, b, st;

@@ -1,0 +1,13 @@
+-- Schema 9 on PostgreSQL: the results of each item counted per status and block of instances
+-- (see ../migration_9.sql, the same change on SQLite).
+CREATE TABLE result_blocks (
+    account_id TEXT NOT NULL,
+    check_id   BIGINT NOT NULL,
+    block      BIGINT NOT NULL,
+    status     TEXT NOT NULL,
+    n          BIGINT NOT NULL,
+    PRIMARY KEY (account_id, check_id, block, status)
+);
+INSERT INTO result_blocks (account_id, check_id, block, status, n)
+    SELECT account_id, check_id, instance_pk >> {BLOCK_BITS} AS b, CASE WHEN whitelisted = 1 THEN 'WHITELIST' ELSE status END AS st, COUNT(*)
+    FROM check_results GROUP BY account_id, check_id, b, st;
