@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use model::{ParamSpec, ParamType, Step, Text};
+use model::{Document, ParamSpec, ParamType, Step, Text};
 use serde::Deserialize;
 
 /// Risk level of a check item.
@@ -175,6 +175,15 @@ fn instance() -> String {
 }
 
 impl CheckDef {
+    /// The current values of the settings the item shows, as a document has them (the
+    /// software's default when unset): name → value.
+    pub fn shown_values<'d>(&'d self, doc: &'d Document) -> BTreeMap<&'d str, &'d str> {
+        self.config
+            .iter()
+            .filter_map(|f| doc.get(&f.key).or(f.default.as_ref()).map(|v| (f.name.as_str(), v.as_str())))
+            .collect()
+    }
+
     /// `RepairSupportType`: 1, 2, or 0 when the item cannot be repaired.
     pub fn repair_support_type(&self) -> i64 {
         self.repair.as_ref().map_or(0, |r| r.support_type)

@@ -16,12 +16,7 @@ use crate::Engine;
 
 /// The config values a check item shows, as stored (JSON object name → value).
 pub(crate) fn config_json(check: &CheckDef, doc: &Document) -> String {
-    let map: BTreeMap<&str, &str> = check
-        .config
-        .iter()
-        .filter_map(|f| doc.get(&f.key).or(f.default.as_ref()).map(|v| (f.name.as_str(), v.as_str())))
-        .collect();
-    serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
+    serde_json::to_string(&check.shown_values(doc)).unwrap_or_else(|_| "{}".into())
 }
 
 /// The result of `check` on `instance`, as the document shows it.

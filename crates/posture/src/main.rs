@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod assess;
 mod bench;
 mod call;
 mod config;
@@ -54,6 +55,9 @@ enum Command {
     /// Register servers to assess (works beside a running serve).
     #[command(subcommand)]
     Instances(admin::Instances),
+    /// Assess a root directory once, with no server and no database (for CI pipelines and
+    /// golden images). Exit status 0: every item passes; 1: an item fails; 2: an error.
+    Assess(assess::Args),
     /// Benchmarks: start a service, load it through the signed API, compare with baselines.
     Bench(bench::Args),
     /// The store itself: copy an installation from SQLite to PostgreSQL.
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Command::Accounts(cmd) => admin::accounts(cmd),
         Command::Keys(cmd) => admin::keys(cmd),
         Command::Instances(cmd) => admin::instances(cmd),
+        Command::Assess(args) => assess::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Store(cmd) => store_cmd::run(cmd),
     }

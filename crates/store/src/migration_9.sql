@@ -13,3 +13,7 @@ CREATE TABLE IF NOT EXISTS result_blocks (
 INSERT INTO result_blocks (account_id, check_id, block, status, n)
     SELECT account_id, check_id, instance_pk >> {BLOCK_BITS} AS b, CASE WHEN whitelisted = 1 THEN 'WHITELIST' ELSE status END AS st, COUNT(*)
     FROM check_results GROUP BY account_id, check_id, b, st;
+
+-- An account's tasks newest first (ListOperationTask's order): the index's implicit rowid
+-- gives the order, so a page reads its rows instead of sorting every task of the account.
+CREATE INDEX IF NOT EXISTS tasks_by_account ON tasks (account_id);
