@@ -5,12 +5,21 @@ use std::collections::BTreeMap;
 use catalog::{evaluate, CheckDef, Outcome};
 use connectors::{CloudCredentials, ConnectorError, Target};
 use model::{CheckStatus, Document, RunDetailStatus};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 
 use store::{CheckRun, CheckRunDetail, DetailOutcome, Instance, ResultUpdate};
 
 /// Instances of a check run written per commit.
 const CHUNK: usize = 256;
+
+/// Instances of a check run read from the store at a time.
+const PAGE: i64 = 4096;
+
+/// Instances a reader thread reads and evaluates at a time.
+const PART: usize = 32;
 
 use crate::Engine;
 
@@ -128,44 +137,103 @@ impl Engine {
             self.discover(&run.account_id)?;
             self.store.extend_run_lease(run, self.config.lease_ms)?;
         }
-        let instances: Vec<Instance> = self
-            .store
-            .list_instances(&run.account_id)?
-            .into_iter()
-            .filter(|i| !i.freed && (run.instance_pks.is_empty() || run.instance_pks.contains(&i.pk)))
-            .collect();
-        let checks_for = |i: &Instance| -> Vec<i64> {
-            self.catalog
-                .for_asset(&i.connector)
-                .filter(|c| run.check_ids.is_empty() || run.check_ids.contains(&c.id))
-                .map(|c| c.id)
-                .collect()
-        };
-        let plan: Vec<(i64, Vec<i64>)> =
-            instances.iter().map(|i| (i.pk, checks_for(i))).filter(|(_, c)| !c.is_empty()).collect();
-        let by_pk: HashMap<i64, &Instance> = instances.iter().map(|i| (i.pk, i)).collect();
-        let pending: Vec<CheckRunDetail> =
-            self.store.set_run_details(run, &plan)?.into_iter().filter(|d| d.status.is_unfinished()).collect();
-        // Instances are read and evaluated in parallel (reading files is the cost), and each
-        // chunk's results are written in one commit; a crash loses at most the chunk under way,
-        // which the next lease holder redoes.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        for chunk in pending.chunks(CHUNK) {
-            let per_thread = chunk.len().div_ceil(threads);
-            let outcomes: Vec<(DetailOutcome, Option<i64>)> = std::thread::scope(|scope| {
-                let handles: Vec<_> = chunk
-                    .chunks(per_thread.max(1))
-                    .map(|part| scope.spawn(|| self.assess_part(run, &by_pk, part)))
-                    .collect();
-                handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-            });
-            for pk in outcomes.iter().filter_map(|(_, freed)| *freed) {
-                self.store.mark_freed(&run.account_id, pk)?;
+        // The plan: a key and a shared list of items per instance (a few bytes each, however
+        // large the fleet); instances are then read a page of details at a time.
+        let only: HashSet<i64> = run.instance_pks.iter().copied().collect();
+        let mut items_of: HashMap<String, Arc<[i64]>> = HashMap::new();
+        let mut plan: Vec<(i64, Arc<[i64]>)> = Vec::new();
+        for (pk, connector) in self.store.instance_connectors(&run.account_id)? {
+            if !only.is_empty() && !only.contains(&pk) {
+                continue;
             }
-            self.store.finish_details(run, outcomes.into_iter().map(|(o, _)| o).collect())?;
-            self.store.extend_run_lease(run, self.config.lease_ms)?;
+            let items = items_of.entry(connector).or_insert_with_key(|connector| {
+                self.catalog
+                    .for_asset(connector)
+                    .filter(|c| run.check_ids.is_empty() || run.check_ids.contains(&c.id))
+                    .map(|c| c.id)
+                    .collect()
+            });
+            if !items.is_empty() {
+                plan.push((pk, items.clone()));
+            }
+        }
+        self.store.set_run_details(run, plan)?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut after = 0;
+        loop {
+            let page = self.store.pending_details(run, after, PAGE)?;
+            let Some((last, _)) = page.last() else { break };
+            after = *last;
+            let pending: Vec<CheckRunDetail> = page.into_iter().map(|(_, d)| d).collect();
+            let pks: Vec<i64> = pending.iter().map(|d| d.instance_pk).collect();
+            let instances = self.store.instances_by_pks(&run.account_id, &pks)?;
+            let by_pk: HashMap<i64, &Instance> = instances.iter().filter(|i| !i.freed).map(|i| (i.pk, i)).collect();
+            self.check_page(run, &by_pk, &pending, threads)?;
         }
         self.store.finish_run(run)
+    }
+
+    /// Checks a page of a run's instances: `threads` readers read and evaluate parts of it
+    /// (reading files is the cost) while this thread writes their outcomes, a commit per
+    /// [`CHUNK`] instances — reading goes on during the commits, and a crash loses at most
+    /// the chunk under way, which the next lease holder redoes. The readers live for the page.
+    fn check_page(
+        &self,
+        run: &CheckRun,
+        by_pk: &HashMap<i64, &Instance>,
+        pending: &[CheckRunDetail],
+        threads: usize,
+    ) -> store::Result<()> {
+        let parts: Vec<&[CheckRunDetail]> = pending.chunks(PART).collect();
+        let (next, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(threads * 2);
+            for _ in 0..threads {
+                let (tx, parts, next, stop) = (tx.clone(), &parts, &next, &stop);
+                scope.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let Some(part) = parts.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                        // A part whose evaluation panicked is left unfinished, as a crash would.
+                        let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            self.assess_part(run, by_pk, part)
+                        }))
+                        .unwrap_or_default();
+                        if tx.send(outcomes).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let result = self.write_all(run, rx);
+            // On an error the readers stop (the receiver is gone: one waiting to send stops too).
+            stop.store(true, Ordering::Relaxed);
+            result
+        })
+    }
+
+    /// Writes the outcomes the readers send, a commit per [`CHUNK`] instances.
+    fn write_all(&self, run: &CheckRun, rx: Receiver<Vec<(DetailOutcome, Option<i64>)>>) -> store::Result<()> {
+        let mut batch: Vec<(DetailOutcome, Option<i64>)> = Vec::with_capacity(CHUNK + PART);
+        for outcomes in rx {
+            batch.extend(outcomes);
+            if batch.len() >= CHUNK {
+                self.write_outcomes(run, std::mem::take(&mut batch))?;
+            }
+        }
+        if !batch.is_empty() {
+            self.write_outcomes(run, batch)?;
+        }
+        Ok(())
+    }
+
+    /// Commits the outcomes of some instances of a run, and extends the run's lease.
+    fn write_outcomes(&self, run: &CheckRun, outcomes: Vec<(DetailOutcome, Option<i64>)>) -> store::Result<()> {
+        for pk in outcomes.iter().filter_map(|(_, freed)| *freed) {
+            self.store.mark_freed(&run.account_id, pk)?;
+        }
+        self.store.finish_details(run, outcomes.into_iter().map(|(o, _)| o).collect())?;
+        self.store.extend_run_lease(run, self.config.lease_ms)
     }
 
     /// Reads (a batch per connector) and evaluates the instances of part of a run.

@@ -142,12 +142,19 @@ crate::testutil::both_backends! {
         let run = s.create_run(&acct, "CHECK_ITEM", "", &[1001], &pks).unwrap();
         let claimed = s.claim_run(0).unwrap().unwrap();
         assert_eq!(claimed.id, run.id);
-        let details = s.set_run_details(&claimed, &[(pks[0], vec![1001]), (pks[1], vec![1001])]).unwrap();
+        let items: std::sync::Arc<[i64]> = vec![1001].into();
+        s.set_run_details(&claimed, vec![(pks[0], items.clone()), (pks[1], items)]).unwrap();
+        let details: Vec<CheckRunDetail> = s.pending_details(&claimed, 0, 10).unwrap().into_iter().map(|(_, d)| d).collect();
         assert_eq!(details.len(), 2);
         std::thread::sleep(std::time::Duration::from_millis(5));
         let again = s.claim_run(60_000).unwrap().unwrap();
         assert!(again.fence > claimed.fence, "the expired lease was taken over");
-        assert_eq!(s.set_run_details(&again, &[]).unwrap().len(), 2, "a resumed run keeps its details");
+        s.set_run_details(&again, Vec::new()).unwrap();
+        assert_eq!(s.pending_details(&again, 0, 10).unwrap().len(), 2, "a resumed run keeps its details");
+        let first = s.pending_details(&again, 0, 1).unwrap();
+        assert_eq!(first.len(), 1, "a page at a time");
+        let rest = s.pending_details(&again, first[0].0, 10).unwrap();
+        assert_eq!((rest.len(), rest[0].1.id.clone()), (1, details[1].id.clone()), "the page after the first");
         let outcome = |d: &CheckRunDetail| DetailOutcome {
             detail_id: d.id.clone(),
             status: RunDetailStatus::Succeeded,
@@ -165,6 +172,7 @@ crate::testutil::both_backends! {
         s.finish_details(&again, details.iter().map(outcome).collect()).unwrap();
         s.finish_details(&again, details.iter().map(outcome).collect()).unwrap(); // once only
         assert_eq!(s.run_detail_counts(&run.id).unwrap(), (2, 2));
+        assert!(s.pending_details(&again, 0, 10).unwrap().is_empty(), "finished details are not pending");
         s.finish_run(&again).unwrap();
         assert_eq!(s.get_run(&acct, &run.id).unwrap().unwrap().finished, 2);
         let agg = s.aggregate_results(&acct, &[], &[]).unwrap();

@@ -1,4 +1,4 @@
-use crate::sql::{args, Arg, Row};
+use crate::sql::{args, Arg, Row, Where};
 use crate::{now_ms, Result, Store};
 use model::Vendor;
 
@@ -169,6 +169,31 @@ impl crate::Instances for Store {
                 args![account_id],
                 |r| instance_from(r, 0),
             )
+        })
+    }
+
+    fn instance_connectors(&self, account_id: &str) -> Result<Vec<(i64, String)>> {
+        self.read(|c| {
+            c.query(
+                "SELECT pk, connector FROM instances WHERE account_id = ? AND freed = 0 ORDER BY pk",
+                args![account_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+    }
+
+    fn instances_by_pks(&self, account_id: &str, pks: &[i64]) -> Result<Vec<Instance>> {
+        self.read(|c| {
+            let mut out = Vec::with_capacity(pks.len());
+            for chunk in pks.chunks(500) {
+                let wh = Where::new("account_id = ?", [account_id.into()]).and_in("pk", chunk.iter().copied());
+                out.extend(c.query(
+                    &format!("SELECT {INSTANCE_COLS} FROM instances i{}", wh.sql()),
+                    wh.args(),
+                    |r| instance_from(r, 0),
+                )?);
+            }
+            Ok(out)
         })
     }
 

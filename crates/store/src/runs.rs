@@ -1,4 +1,4 @@
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use crate::sql::{args, skip_locked, Row, Where};
 use crate::{counts, new_id, now_ms, Result, ResultUpdate, Store, StoreError};
@@ -141,6 +141,33 @@ static DETAIL_COUNTS_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+const DETAIL_COLS: &str =
+    "d.id, d.run_id, d.instance_pk, i.vendor, d.status_code, d.check_ids, d.created_ms, d.started_ms, d.ended_ms";
+
+/// The unfinished details of a run after a position, in the order they were created.
+static PENDING_DETAILS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT d.rowid, {DETAIL_COLS} FROM check_run_details d JOIN instances i ON i.pk = d.instance_pk
+         WHERE d.run_id = ? AND d.rowid > ? AND d.status_code IN ({}) ORDER BY d.rowid LIMIT ?",
+        codes(RunDetailStatus::ALL, RunDetailStatus::code, RunDetailStatus::is_unfinished)
+    )
+});
+
+/// A detail from [`DETAIL_COLS`] at `at`.
+fn detail_from(r: &Row, at: usize) -> Result<CheckRunDetail> {
+    Ok(CheckRunDetail {
+        id: r.get(at)?,
+        run_id: r.get(at + 1)?,
+        instance_pk: r.get(at + 2)?,
+        vendor: code_at(r, at + 3, Vendor::from_code)?,
+        status: code_at(r, at + 4, RunDetailStatus::from_code)?,
+        check_ids: ids_at(r, at + 5)?,
+        created_ms: r.get(at + 6)?,
+        started_ms: r.get(at + 7)?,
+        ended_ms: r.get(at + 8)?,
+    })
+}
+
 fn run_from(r: &Row) -> Result<CheckRun> {
     Ok(CheckRun {
         id: r.get(0)?,
@@ -214,27 +241,28 @@ impl crate::CheckRuns for Store {
         })
     }
 
-    fn set_run_details(&self, run: &CheckRun, details: &[(i64, Vec<i64>)]) -> Result<Vec<CheckRunDetail>> {
-        let (account_id, run_id) = (run.account_id.clone(), run.id.clone());
-        let run = run.clone();
-        let details = details.to_vec();
+    fn set_run_details(&self, run: &CheckRun, details: Vec<(i64, Arc<[i64]>)>) -> Result<()> {
+        let run_id = run.id.clone();
         let now = now_ms();
         self.write(move |tx| {
-            let existing: i64 = tx.value("SELECT COUNT(*) FROM check_run_details WHERE run_id = ?", args![&run.id])?;
+            let existing: i64 = tx.value("SELECT COUNT(*) FROM check_run_details WHERE run_id = ?", args![&run_id])?;
             if existing == 0 {
                 for (pk, checks) in &details {
                     tx.execute(
                         "INSERT INTO check_run_details (id, run_id, instance_pk, check_ids, created_ms) VALUES (?, ?, ?, ?, ?)",
-                        args![uuid_like(), &run.id, *pk, json(checks), now],
+                        args![uuid_like(), &run_id, *pk, json(checks), now],
                     )?;
                 }
-                tx.execute("UPDATE check_runs SET total = ? WHERE id = ?", args![details.len() as i64, &run.id])?;
+                tx.execute("UPDATE check_runs SET total = ? WHERE id = ?", args![details.len() as i64, &run_id])?;
             }
             Ok(())
-        })?;
-        let (all, _) = self
-            .list_details(&account_id, &RunFilter { run_ids: vec![run_id], limit: i64::MAX, ..Default::default() })?;
-        Ok(all)
+        })
+    }
+
+    fn pending_details(&self, run: &CheckRun, after: i64, limit: i64) -> Result<Vec<(i64, CheckRunDetail)>> {
+        self.read(|c| {
+            c.query(&PENDING_DETAILS_SQL, args![&run.id, after, limit], |r| Ok((r.get(0)?, detail_from(r, 1)?)))
+        })
     }
 
     fn finish_details(&self, run: &CheckRun, done: Vec<DetailOutcome>) -> Result<()> {
@@ -335,23 +363,8 @@ impl crate::CheckRuns for Store {
             " FROM check_run_details d JOIN check_runs r ON r.id = d.run_id JOIN instances i ON i.pk = d.instance_pk";
         self.read(|c| {
             let total: i64 = c.value(&format!("SELECT COUNT(*){from}{}", wh.sql()), wh.args())?;
-            let sql = format!(
-                "SELECT d.id, d.run_id, d.instance_pk, i.vendor, d.status_code, d.check_ids, d.created_ms, d.started_ms, d.ended_ms{from}{} ORDER BY d.rowid LIMIT ? OFFSET ?",
-                wh.sql()
-            );
-            let rows = c.query(&sql, &wh.paged(f.limit, f.offset), |r| {
-                Ok(CheckRunDetail {
-                    id: r.get(0)?,
-                    run_id: r.get(1)?,
-                    instance_pk: r.get(2)?,
-                    vendor: code_at(r, 3, Vendor::from_code)?,
-                    status: code_at(r, 4, RunDetailStatus::from_code)?,
-                    check_ids: ids_at(r, 5)?,
-                    created_ms: r.get(6)?,
-                    started_ms: r.get(7)?,
-                    ended_ms: r.get(8)?,
-                })
-            })?;
+            let sql = format!("SELECT {DETAIL_COLS}{from}{} ORDER BY d.rowid LIMIT ? OFFSET ?", wh.sql());
+            let rows = c.query(&sql, &wh.paged(f.limit, f.offset), |r| detail_from(r, 0))?;
             Ok((rows, total))
         })
     }

@@ -2,6 +2,7 @@
 //! it. SQLite (`Store`) is one backend; the callers hold these traits, never a backend.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use model::{CheckStatus, CloudAsset, Snapshot, TaskStatus, Vendor};
 
@@ -86,8 +87,14 @@ pub trait CheckRuns: Send + Sync {
     /// Leases the oldest unfinished run whose lease is free or expired, marking it started.
     fn claim_run(&self, lease_ms: i64) -> Result<Option<CheckRun>>;
 
-    /// Records the instances of a run (once; a resumed run keeps its details).
-    fn set_run_details(&self, run: &CheckRun, details: &[(i64, Vec<i64>)]) -> Result<Vec<CheckRunDetail>>;
+    /// Records the instances of a run and the items to check on each (once; a resumed run
+    /// keeps its details). Instances of one kind share their list of items.
+    fn set_run_details(&self, run: &CheckRun, details: Vec<(i64, Arc<[i64]>)>) -> Result<()>;
+
+    /// Up to `limit` unfinished details of a run after position `after` (0: from the first),
+    /// in the order they were recorded, each with its position: a run of any size is read a
+    /// page at a time.
+    fn pending_details(&self, run: &CheckRun, after: i64, limit: i64) -> Result<Vec<(i64, CheckRunDetail)>>;
 
     /// Finishes instances of a run, each with its status, results, and removals of items that
     /// no longer apply, in one transaction. A detail already finished (by an earlier lease
@@ -139,6 +146,14 @@ pub trait Instances: Send + Sync {
 
     /// Every instance of the account.
     fn list_instances(&self, account_id: &str) -> Result<Vec<Instance>>;
+
+    /// The key and connector of every instance of the account not released (a few bytes
+    /// each, for planning a run over a large fleet).
+    fn instance_connectors(&self, account_id: &str) -> Result<Vec<(i64, String)>>;
+
+    /// The account's instances with these keys (any order; keys of other accounts or of no
+    /// instance are skipped).
+    fn instances_by_pks(&self, account_id: &str, pks: &[i64]) -> Result<Vec<Instance>>;
 
     /// Marks an instance released (its connector found it gone).
     fn mark_freed(&self, account_id: &str, pk: i64) -> Result<()>;
