@@ -1,16 +1,14 @@
-//! The RPC gateway and the Sas operations, plus a small signing client.
+//! The RPC gateway and the Sas operations.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod auth;
-pub mod client;
-pub mod encoding;
 pub mod gateway;
 pub mod http;
 pub mod ops;
 pub mod params;
-pub mod signature;
-pub mod time;
+
+pub use client::{encoding, signature, time};
 
 use std::sync::{Arc, Mutex};
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use api::client::{call, params_from_args, Credentials, Signing};
+use client::{call, params_from_args, Credentials, Signing};
 
 use crate::serve::CredentialsFile;
 

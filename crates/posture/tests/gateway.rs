@@ -3,10 +3,10 @@
 
 mod common;
 
-use api::client::send;
 use api::encoding::pop_encode;
 use api::signature::{sha256_hex, v1_sign, v1_string_to_sign, v3_canonical_request, v3_sign, v3_string_to_sign};
 use api::time::format_utc;
+use client::send;
 use common::Server;
 use serde_json::Value;
 
@@ -81,7 +81,7 @@ fn form(p: &[(String, String)]) -> String {
     p.iter().map(|(k, v)| format!("{}={}", pop_encode(k), pop_encode(v))).collect::<Vec<_>>().join("&")
 }
 
-fn code(r: &api::client::Response) -> (u16, String) {
+fn code(r: &client::Response) -> (u16, String) {
     (r.status, r.json()["Code"].as_str().unwrap_or("").to_string())
 }
 
@@ -94,7 +94,7 @@ fn every_documented_rejection_over_http() {
     // Unknown key, wrong secret (the message keeps the colon and the string to sign).
     let mut bad = s.creds.clone();
     bad.access_key_id = "LTAInosuchkey".into();
-    let r = api::client::call(&s.endpoint, &bad, "ListCheckResult", &[], api::client::Signing::V3).unwrap();
+    let r = client::call(&s.endpoint, &bad, "ListCheckResult", &[], client::Signing::V3).unwrap();
     assert_eq!(code(&r), (404, "InvalidAccessKeyId.NotFound".into()));
     let (q, h) = v3_request(&s, "ListCheckResult", &[], &now_utc(), &store::new_id(16), "wrong-secret");
     let r = send(&s.endpoint, "POST", &q, &h, b"").unwrap();
@@ -190,7 +190,7 @@ fn v1_from_the_query_from_a_form_body_and_by_get() {
     let p = v1_params(&s, "GET", "ListCheckResult", &[], &now_utc(), &store::new_id(16));
     assert_eq!(code(&send(&s.endpoint, "POST", &form(&p), &[], b"").unwrap()), (400, "SignatureDoesNotMatch".into()));
     // The client's own v1 signing.
-    assert_eq!(s.call_with("ListCheckResult", &[("Lang", "en")], api::client::Signing::V1).status, 200);
+    assert_eq!(s.call_with("ListCheckResult", &[("Lang", "en")], client::Signing::V1).status, 200);
 }
 
 #[test]

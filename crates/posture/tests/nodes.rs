@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use api::client::{send, sign, Credentials, Signing};
+use client::{send, sign, Credentials, Signing};
 use common::{bin, free_port, healthz, posture, read, Client};
 use serde_json::Value;
 use store::testing::TestDatabase;

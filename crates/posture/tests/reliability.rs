@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use api::client::{send, sign_at, Signing};
+use client::{send, sign_at, Signing};
 use common::{read, Server};
 use serde_json::Value;
 

@@ -87,6 +87,8 @@ crate::testutil::both_backends! {
         assert_eq!(s.count_active_tasks().unwrap(), 49_999);
         let (tasks, total) = s.list_tasks(&acct, &TaskFilter { limit: 5, ..Default::default() }).unwrap();
         assert_eq!((tasks.len(), total), (5, 49_999));
+        let (_, filtered) = s.list_tasks(&acct, &TaskFilter { check_id: Some(1009), limit: 5, ..Default::default() }).unwrap();
+        assert_eq!(filtered, 49_999, "the kept total and a count agree");
         assert!(tasks.iter().all(|t| t.id.len() == 32 && t.status == TaskStatus::Init), "{tasks:?}");
     }
 

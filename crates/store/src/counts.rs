@@ -628,7 +628,7 @@ mod tests {
                     "DROP INDEX whitelist_expiring; DROP TABLE result_counts; DROP TABLE result_latest; DROP TABLE result_blocks;
                      ALTER TABLE check_results DROP COLUMN vendor; ALTER TABLE check_results DROP COLUMN whitelisted;
                      ALTER TABLE check_results DROP COLUMN prev_status;
-                     ALTER TABLE whitelist_rules DROP COLUMN expiry_applied;",
+                     ALTER TABLE whitelist_rules DROP COLUMN expiry_applied; ALTER TABLE accounts DROP COLUMN tasks_total;",
                 )?;
                 match tx.dialect() {
                     crate::sql::Dialect::Sqlite => tx.batch("PRAGMA user_version = 7"),

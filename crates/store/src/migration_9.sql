@@ -17,3 +17,8 @@ INSERT INTO result_blocks (account_id, check_id, block, status, n)
 -- An account's tasks newest first (ListOperationTask's order): the index's implicit rowid
 -- gives the order, so a page reads its rows instead of sorting every task of the account.
 CREATE INDEX IF NOT EXISTS tasks_by_account ON tasks (account_id);
+
+-- Each account's tasks, counted by the submissions that create them (tasks are never deleted):
+-- the unfiltered ListOperationTask's TotalCount.
+ALTER TABLE accounts ADD COLUMN tasks_total INTEGER NOT NULL DEFAULT 0;
+UPDATE accounts SET tasks_total = (SELECT COUNT(*) FROM tasks t WHERE t.account_id = accounts.id);

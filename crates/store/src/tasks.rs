@@ -404,6 +404,9 @@ impl crate::TaskQueue for Store {
             if created == 0 {
                 return Err(StoreError::NothingToDo);
             }
+            // The account's task count, kept for the unfiltered listing's TotalCount (tasks are
+            // never deleted; on PostgreSQL the account's row is already locked by this write).
+            tx.execute("UPDATE accounts SET tasks_total = tasks_total + ? WHERE id = ?", args![created, &account_id])?;
             crate::pg::notify_work(tx)?;
             if repair {
                 let used: i64 = tx.value(
@@ -461,11 +464,24 @@ impl crate::TaskQueue for Store {
             .and_some("t.created_ms >= ?", f.start_ms)
             .and_some("t.created_ms <= ?", f.end_ms)
             .and_any(instances);
-        // Counted through the tasks' indexes alone unless the filter names instances.
+        // Unfiltered, the total is the account's count kept by the submissions; filtered, it is
+        // counted through the tasks' indexes alone unless the filter names instances.
+        let unfiltered = f.check_id.is_none()
+            && f.task_id.is_none()
+            && f.kind.is_none()
+            && f.statuses.is_empty()
+            && f.instances.is_empty()
+            && f.start_ms.is_none()
+            && f.end_ms.is_none();
         let counted =
             if f.instances.is_empty() { "tasks t" } else { "tasks t JOIN instances i ON i.pk = t.instance_pk" };
         self.read(|c| {
-            let total: i64 = c.value(&format!("SELECT COUNT(*) FROM {counted}{}", wh.sql()), wh.args())?;
+            let total: i64 = if unfiltered {
+                c.query_opt("SELECT tasks_total FROM accounts WHERE id = ?", args![account_id], |r| r.get(0))?
+                    .unwrap_or(0)
+            } else {
+                c.value(&format!("SELECT COUNT(*) FROM {counted}{}", wh.sql()), wh.args())?
+            };
             let rows = c.query(
                 &format!("{}{} ORDER BY t.rowid DESC LIMIT ? OFFSET ?", select_tasks(), wh.sql()),
                 &wh.paged(f.limit, f.offset),

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use api::client::{sign, Request, Signing};
+use client::{sign, Request, Signing};
 use serde_json::{json, Value};
 
 use super::service::Service;

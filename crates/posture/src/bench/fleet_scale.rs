@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use api::client::{sign, Request, Signing};
+use client::{sign, Request, Signing};
 use serde_json::{json, Value};
 
 use super::service::Service;

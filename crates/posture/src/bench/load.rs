@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use api::client::{Connection, Request};
+use client::{Connection, Request};
 use serde_json::{json, Value};
 
 use super::r3;
@@ -40,7 +40,7 @@ pub fn run(
     clients: usize,
     duration: Duration,
     next: impl Fn(usize, usize) -> Option<Request> + Sync,
-    ok: impl Fn(&api::client::Response) -> bool + Sync,
+    ok: impl Fn(&client::Response) -> bool + Sync,
 ) -> LoadResult {
     let started = Instant::now();
     let deadline = started + duration;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use api::client::{call, Credentials, Signing};
+use client::{call, Credentials, Signing};
 use serde_json::Value;
 
 pub struct Service {
@@ -69,7 +69,7 @@ impl Service {
             let mut child = spawn(&exe, &endpoint, &data, &extra, &dir.path().join("serve.log"))?;
             let deadline = Instant::now() + Duration::from_secs(60);
             while Instant::now() < deadline {
-                if api::client::send(&endpoint, "GET", "", &[], b"").is_ok() {
+                if client::send(&endpoint, "GET", "", &[], b"").is_ok() {
                     let creds: Value = serde_json::from_str(
                         &std::fs::read_to_string(data.join("credentials.json")).map_err(|e| e.to_string())?,
                     )
@@ -131,7 +131,7 @@ impl Service {
         }
         let mut child = spawn(&exe, endpoint, &self.data(), &extra, log)?;
         let deadline = Instant::now() + Duration::from_secs(60);
-        while api::client::send(endpoint, "GET", "", &[], b"").is_err() {
+        while client::send(endpoint, "GET", "", &[], b"").is_err() {
             if child.try_wait().map_err(|e| e.to_string())?.is_some() || Instant::now() > deadline {
                 let _ = child.kill();
                 return Err(format!("a serve did not start; see {}", log.display()));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use api::client::{call, Credentials, Response, Signing};
+use client::{call, Credentials, Response, Signing};
 use serde_json::Value;
 
 pub struct Server {

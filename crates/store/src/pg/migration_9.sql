@@ -11,3 +11,8 @@ CREATE TABLE result_blocks (
 INSERT INTO result_blocks (account_id, check_id, block, status, n)
     SELECT account_id, check_id, instance_pk >> {BLOCK_BITS} AS b, CASE WHEN whitelisted = 1 THEN 'WHITELIST' ELSE status END AS st, COUNT(*)
     FROM check_results GROUP BY account_id, check_id, b, st;
+
+-- Each account's tasks, counted by the submissions that create them (tasks are never deleted):
+-- the unfiltered ListOperationTask's TotalCount.
+ALTER TABLE accounts ADD COLUMN tasks_total BIGINT NOT NULL DEFAULT 0;
+UPDATE accounts SET tasks_total = (SELECT COUNT(*) FROM tasks t WHERE t.account_id = accounts.id);

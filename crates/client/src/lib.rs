@@ -1,6 +1,13 @@
-//! A small blocking client that signs like the official SDK (v3 by default, v1 on request).
-//! It serves `posture call`, the integration tests and the benchmarks; plain HTTP only, since
-//! posture listens on loopback or behind a TLS-terminating proxy.
+//! The RPC protocol's client side, shared without the gateway: the v1 and v3 signatures, the
+//! encodings and timestamps (also what the gateway verifies with), and a small blocking client
+//! that signs like the official SDK (v3 by default, v1 on request). It serves `posture call`,
+//! the tests, the benchmarks and the agent; plain HTTP only for now.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod encoding;
+pub mod signature;
+pub mod time;
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -48,8 +55,15 @@ impl Response {
     }
 }
 
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 fn nonce() -> String {
-    store::new_id(16)
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b).expect("the OS random source works");
+    hex::encode(b)
 }
 
 fn query_string(params: &[(String, String)]) -> String {
@@ -90,7 +104,7 @@ pub fn sign(
     params: &[(String, String)],
     signing: Signing,
 ) -> Request {
-    sign_at(endpoint, creds, action, params, signing, store::now_ms())
+    sign_at(endpoint, creds, action, params, signing, now_ms())
 }
 
 /// [`sign`], dated `date_ms` instead of now (a client whose clock is off; the replay tests).
