@@ -22,3 +22,11 @@ CREATE INDEX IF NOT EXISTS tasks_by_account ON tasks (account_id);
 -- the unfiltered ListOperationTask's TotalCount.
 ALTER TABLE accounts ADD COLUMN tasks_total INTEGER NOT NULL DEFAULT 0;
 UPDATE accounts SET tasks_total = (SELECT COUNT(*) FROM tasks t WHERE t.account_id = accounts.id);
+
+-- The results of an item by status, slim: ListCheckResult reads the counters now, so the wide
+-- covering index of schema 4 (its run id alone 36 bytes a result) only served CHECK_ID
+-- submissions (an item's failing instances), which the key alone serves. Measured on a SQLite
+-- database of 320,000 results: the index took 92 bytes a result, the whole database 272; now
+-- 36 and 224.
+DROP INDEX IF EXISTS results_by_status;
+CREATE INDEX IF NOT EXISTS results_by_status ON check_results (account_id, check_id, status);
