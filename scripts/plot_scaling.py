@@ -3,6 +3,7 @@
 
     posture bench all --json > bench.jsonl
     python3 scripts/plot_scaling.py bench.jsonl docs/scaling.png
+    python3 scripts/plot_scaling.py --fleet fleet.jsonl docs/fleet-scaling.png   # bench fleet
 
 Needs matplotlib (pip install -r scripts/requirements-plot.txt)."""
 import json
@@ -44,5 +45,33 @@ def main(src, dst):
     fig.savefig(dst, dpi=110)
 
 
+FLEET_OPS = ["ListCheckResult", "ListCheckInstanceResult", "ListCheckInstanceResult (last page)", "ListOperationTask"]
+
+
+def fleet(src, dst):
+    """The console's listings (one client, p50 and p99) against the fleet's size."""
+    rows = [json.loads(line) for line in open(src) if line.strip()]
+    rows = [r for r in rows if r.get("scenario") == "fleet" and r.get("clients") == 1]
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for op in FLEET_OPS:
+        for field, style in (("p50_ms", "-"), ("p99_ms", ":")):
+            pts = sorted((r["n"], r[field]) for r in rows if r["op"] == op)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], linestyle=style, marker="o",
+                        label=f"{op} {field[:3]}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("N (checked instances)")
+    ax.set_ylabel("ms, one client")
+    ax.set_title("posture: the console's listings vs fleet size (2 cores)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(dst, dpi=110)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "--fleet":
+        fleet(sys.argv[2], sys.argv[3])
+    else:
+        main(sys.argv[1], sys.argv[2])

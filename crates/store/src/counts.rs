@@ -90,24 +90,8 @@ impl Tally {
 
     /// Writes the changes to the counters of `account`.
     pub(crate) fn apply(self, tx: &Conn, account: &str) -> Result<()> {
-        for ((check, vendor, status), n) in self.deltas {
-            if n != 0 {
-                tx.execute(
-                    "INSERT INTO result_counts (account_id, check_id, vendor, status, n) VALUES (?, ?, ?, ?, ?)
-                     ON CONFLICT (account_id, check_id, vendor, status) DO UPDATE SET n = result_counts.n + excluded.n",
-                    args![account, check, vendor, status, n],
-                )?;
-            }
-        }
-        for ((check, block, status), n) in self.blocks {
-            if n != 0 {
-                tx.execute(
-                    "INSERT INTO result_blocks (account_id, check_id, block, status, n) VALUES (?, ?, ?, ?, ?)
-                     ON CONFLICT (account_id, check_id, block, status) DO UPDATE SET n = result_blocks.n + excluded.n",
-                    args![account, check, block, status, n],
-                )?;
-            }
-        }
+        add_to_counters(tx, account, "result_counts", "vendor", self.deltas)?;
+        add_to_counters(tx, account, "result_blocks", "block", self.blocks)?;
         for (check, (at_ms, run_id)) in self.latest {
             tx.execute(
                 "INSERT INTO result_latest (account_id, check_id, last_ms, run_id) VALUES (?, ?, ?, ?)
@@ -118,6 +102,26 @@ impl Tally {
         }
         Ok(())
     }
+}
+
+/// Adds `deltas`, keyed by (item, `middle`, status), to the counter table `table` of `account`.
+fn add_to_counters(
+    tx: &Conn,
+    account: &str,
+    table: &str,
+    middle: &str,
+    deltas: BTreeMap<(i64, i64, &'static str), i64>,
+) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO {table} (account_id, check_id, {middle}, status, n) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (account_id, check_id, {middle}, status) DO UPDATE SET n = {table}.n + excluded.n"
+    );
+    for ((check, key, status), n) in deltas {
+        if n != 0 {
+            tx.execute(&sql, args![account, check, key, status, n])?;
+        }
+    }
+    Ok(())
 }
 
 /// The status a result is counted under.
