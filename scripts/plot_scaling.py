@@ -3,7 +3,7 @@
 
     posture bench all --json > bench.jsonl
     python3 scripts/plot_scaling.py bench.jsonl docs/scaling.png
-    python3 scripts/plot_scaling.py --fleet fleet.jsonl docs/fleet-scaling.png   # bench fleet
+    python3 scripts/plot_scaling.py --fleet fleet.jsonl docs/fleet-scaling.png [BINARY]   # bench fleet
 
 Needs matplotlib (pip install -r scripts/requirements-plot.txt)."""
 import json
@@ -48,10 +48,12 @@ def main(src, dst):
 FLEET_OPS = ["ListCheckResult", "ListCheckInstanceResult", "ListCheckInstanceResult (last page)", "ListOperationTask"]
 
 
-def fleet(src, dst):
-    """The console's listings (one client, p50 and p99) against the fleet's size."""
+def fleet(src, dst, binary=None):
+    """The console's listings (one client, p50 and p99) against the fleet's size; only the lines
+    of `binary` when given (a file may hold runs of several)."""
     rows = [json.loads(line) for line in open(src) if line.strip()]
     rows = [r for r in rows if r.get("scenario") == "fleet" and r.get("clients") == 1]
+    rows = [r for r in rows if binary is None or r.get("binary") == binary]
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for op in FLEET_OPS:
         for field, style in (("p50_ms", "-"), ("p99_ms", ":")):
@@ -59,8 +61,12 @@ def fleet(src, dst):
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], linestyle=style, marker="o",
                         label=f"{op} {field[:3]}")
+    for ms, label in ((5, "target p50 < 5 ms"), (20, "target p99 < 20 ms"), (50, "deep page p99 < 50 ms")):
+        ax.axhline(ms, color="grey", linestyle="--", linewidth=0.8)
+        ax.annotate(label, (0.01, ms), xycoords=("axes fraction", "data"), fontsize=7, va="bottom", color="grey")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_ylim(1, 200)
     ax.set_xlabel("N (checked instances)")
     ax.set_ylabel("ms, one client")
     ax.set_title("posture: the console's listings vs fleet size (2 cores)")
@@ -72,6 +78,6 @@ def fleet(src, dst):
 
 if __name__ == "__main__":
     if sys.argv[1] == "--fleet":
-        fleet(sys.argv[2], sys.argv[3])
+        fleet(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
     else:
         main(sys.argv[1], sys.argv[2])
