@@ -270,6 +270,14 @@ impl Catalog {
         Ok(c)
     }
 
+    /// The compiled-in items, plus those of `user_dir` when one is given (`--catalog-dir`).
+    pub fn load(user_dir: Option<&Path>) -> Result<Catalog, LoadError> {
+        match user_dir {
+            Some(dir) => Catalog::with_user_dir(dir),
+            None => Catalog::builtin(),
+        }
+    }
+
     /// The compiled-in items plus every `*.toml` in `dir` (sorted by name).
     pub fn with_user_dir(dir: &Path) -> Result<Catalog, LoadError> {
         let mut c = Catalog::builtin()?;

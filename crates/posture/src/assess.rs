@@ -84,11 +84,7 @@ fn assess(args: &Args) -> Result<(String, bool), String> {
         Language::En => Lang::En,
         Language::Zh => Lang::Zh,
     };
-    let catalog = match &args.catalog_dir {
-        Some(dir) => Catalog::with_user_dir(dir),
-        None => Catalog::builtin(),
-    }
-    .map_err(|e| format!("the catalog: {}", e.0))?;
+    let catalog = Catalog::load(args.catalog_dir.as_deref()).map_err(|e| format!("the catalog: {}", e.0))?;
     if !args.root.is_dir() {
         return Err(format!("--root {}: not a directory", args.root.display()));
     }

@@ -161,11 +161,7 @@ fn try_run(args: Args) -> Result<(), String> {
             tracing::info!(tasks = released, "resuming unfinished work from the previous run");
         }
     }
-    let catalog = match &args.catalog_dir {
-        Some(dir) => Catalog::with_user_dir(dir),
-        None => Catalog::builtin(),
-    }
-    .map_err(|e| format!("cannot load the catalog: {e}"))?;
+    let catalog = Catalog::load(args.catalog_dir.as_deref()).map_err(|e| format!("cannot load the catalog: {e}"))?;
     let (connectors, providers) = connectors(&config)?;
     let engine = Engine::new(
         store.clone(),
