@@ -252,7 +252,6 @@ pub(crate) fn refresh_exemptions(
     now: i64,
     tally: &mut Tally,
 ) -> Result<()> {
-    const CHUNK: usize = 500;
     let flip = |scope: &str, extra: Vec<Arg>, tally: &mut Tally| -> Result<()> {
         // `scope` comes last: its bare `?` are numbered after ?3.
         let mut a: Vec<Arg> = vec![account.into(), check.into(), now.into()];
@@ -287,7 +286,7 @@ pub(crate) fn refresh_exemptions(
             tally,
         ),
         Concerned::Instances(pks) => {
-            for chunk in pks.chunks(CHUNK) {
+            for chunk in pks.chunks(crate::IN_LIST_MAX) {
                 let scope = format!("AND instance_pk IN ({})", crate::placeholders(chunk.len()));
                 flip(&scope, chunk.iter().map(|p| Arg::from(*p)).collect(), tally)?;
             }

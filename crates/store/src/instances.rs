@@ -185,7 +185,7 @@ impl crate::Instances for Store {
     fn instances_by_pks(&self, account_id: &str, pks: &[i64]) -> Result<Vec<Instance>> {
         self.read(|c| {
             let mut out = Vec::with_capacity(pks.len());
-            for chunk in pks.chunks(500) {
+            for chunk in pks.chunks(crate::IN_LIST_MAX) {
                 let wh = Where::new("account_id = ?", [account_id.into()]).and_in("pk", chunk.iter().copied());
                 out.extend(c.query(
                     &format!("SELECT {INSTANCE_COLS} FROM instances i{}", wh.sql()),

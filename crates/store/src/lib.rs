@@ -561,6 +561,10 @@ impl Drop for Store {
     }
 }
 
+/// Most keys passed in one `IN (…)` list: far below either backend's parameter limit, and a
+/// long list of keys is sent in lists of this length, so they share one cached statement.
+pub(crate) const IN_LIST_MAX: usize = 500;
+
 /// `?, ?, ?` for `n` parameters.
 pub(crate) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
