@@ -1,4 +1,4 @@
-use crate::sql::{args, Arg, Row, Where};
+use crate::sql::{args, Arg, Conn, Row, Where};
 use crate::{now_ms, Result, Store};
 use model::Vendor;
 
@@ -46,6 +46,17 @@ pub struct Instance {
     pub cloud_auth_id: Option<i64>,
 }
 
+/// The locator of an instance reached through its agent (a root is an absolute path): the
+/// engine's workers leave its tasks and check-run details to the agent.
+pub const AGENT_LOCATOR: &str = "agent";
+
+impl Instance {
+    /// Whether the instance is reached through its agent.
+    pub fn via_agent(&self) -> bool {
+        self.locator == AGENT_LOCATOR
+    }
+}
+
 const UPSERT_INSTANCE: &str = "INSERT INTO instances (account_id, vendor, region_id, instance_id, instance_name, connector, locator, os_type, created_ms)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
      ON CONFLICT (account_id, vendor, region_id, instance_id) DO UPDATE SET
@@ -77,6 +88,29 @@ pub(crate) fn instance_from(r: &Row, at: usize) -> Result<Instance> {
         freed: r.get(at + 8)?,
         cloud_auth_id: r.get(at + 9)?,
     })
+}
+
+/// Registers one instance in a transaction under way and returns it.
+pub(crate) fn upsert_in(tx: &Conn, account_id: &str, n: &NewInstance) -> Result<Instance> {
+    tx.execute(
+        UPSERT_INSTANCE,
+        args![
+            account_id,
+            n.vendor.code(),
+            &n.region_id,
+            &n.instance_id,
+            &n.instance_name,
+            &n.connector,
+            &n.locator,
+            &n.os_type,
+            now_ms()
+        ],
+    )?;
+    tx.query_one(
+        &format!("SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? AND vendor = ? AND region_id = ? AND instance_id = ?"),
+        args![account_id, n.vendor.code(), &n.region_id, &n.instance_id],
+        |r| instance_from(r, 0),
+    )
 }
 
 impl crate::Instances for Store {
@@ -120,17 +154,7 @@ impl crate::Instances for Store {
     fn upsert_instance(&self, account_id: &str, n: &NewInstance) -> Result<Instance> {
         let account_id = account_id.to_string();
         let n = n.clone();
-        self.write(move |tx| {
-            tx.execute(
-                UPSERT_INSTANCE,
-                args![&account_id, n.vendor.code(), &n.region_id, &n.instance_id, &n.instance_name, &n.connector, &n.locator, &n.os_type, now_ms()],
-            )?;
-            tx.query_one(
-                &format!("SELECT {INSTANCE_COLS} FROM instances i WHERE account_id = ? AND vendor = ? AND region_id = ? AND instance_id = ?"),
-                args![&account_id, n.vendor.code(), &n.region_id, &n.instance_id],
-                |r| instance_from(r, 0),
-            )
-        })
+        self.write(move |tx| upsert_in(tx, &account_id, &n))
     }
 
     fn find_instances(&self, account_id: &str, instance_id: &str) -> Result<Vec<Instance>> {

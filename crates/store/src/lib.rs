@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod accounts;
+mod agents;
 mod cloud;
 #[cfg(test)]
 mod conformance;
@@ -40,10 +41,11 @@ use rusqlite::Connection;
 use sql::{args, Conn};
 
 pub use accounts::{AccessKey, Account, KeyInfo};
+pub use agents::{Agent, Agents, EnrolRefusal, Enrolment};
 pub use cloud::{CloudAccount, CloudAccountChange, NewCloudAccount};
 pub use copy::CopyReport;
 pub use idempotency::{answer_in_advance, with_client_token};
-pub use instances::{Instance, NewInstance};
+pub use instances::{Instance, NewInstance, AGENT_LOCATOR};
 pub use nonces::{NewNonce, NonceWait};
 pub use pg::DEFAULT_POOL;
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};
@@ -297,7 +299,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -346,6 +348,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
                 "{} PRAGMA user_version = 9;",
                 counts::blocks_sql(include_str!("migration_9.sql"))
             ))?;
+        }
+        if version < 10 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 10;", status_lists(include_str!("migration_10.sql"))))?;
         }
         Ok(())
     })

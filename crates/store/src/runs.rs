@@ -94,7 +94,7 @@ pub struct RunFilter {
     pub limit: i64,
 }
 
-const RUN_COLS: &str = "id, account_id, task_type, task_source, check_ids, instance_pks, status_code, total, finished, created_ms, started_ms, ended_ms, fence";
+pub(crate) const RUN_COLS: &str = "id, account_id, task_type, task_source, check_ids, instance_pks, status_code, total, finished, created_ms, started_ms, ended_ms, fence";
 
 /// A stored id list, decoded strictly: a corrupt one is an error, never "every check" or
 /// "every instance" (which is what an empty list means).
@@ -141,7 +141,7 @@ static DETAIL_COUNTS_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-const DETAIL_COLS: &str =
+pub(crate) const DETAIL_COLS: &str =
     "d.id, d.run_id, d.instance_pk, i.vendor, d.status_code, d.check_ids, d.created_ms, d.started_ms, d.ended_ms";
 
 /// The unfinished details of a run after a position, in the order they were created.
@@ -154,7 +154,7 @@ static PENDING_DETAILS_SQL: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// A detail from [`DETAIL_COLS`] at `at`.
-fn detail_from(r: &Row, at: usize) -> Result<CheckRunDetail> {
+pub(crate) fn detail_from(r: &Row, at: usize) -> Result<CheckRunDetail> {
     Ok(CheckRunDetail {
         id: r.get(at)?,
         run_id: r.get(at + 1)?,
@@ -168,7 +168,7 @@ fn detail_from(r: &Row, at: usize) -> Result<CheckRunDetail> {
     })
 }
 
-fn run_from(r: &Row) -> Result<CheckRun> {
+pub(crate) fn run_from(r: &Row) -> Result<CheckRun> {
     Ok(CheckRun {
         id: r.get(0)?,
         account_id: r.get(1)?,
@@ -285,6 +285,13 @@ impl crate::CheckRuns for Store {
                 tx.execute("UPDATE check_runs SET finished = finished + 1 WHERE id = ?", args![&run_id])?;
             }
             tally.apply(tx, &account_id)?;
+            // The last instance ends the run, whoever checked it: a worker, or an agent that
+            // reports after the worker has left the run to its agents.
+            tx.execute(
+                "UPDATE check_runs SET status_code = ?, ended_ms = ?, lease_until_ms = 0
+                 WHERE id = ? AND status_code = ? AND total > 0 AND finished >= total",
+                args![RunStatus::Completed.code(), now, &run_id, RunStatus::Checking.code()],
+            )?;
             Ok(())
         })
     }
@@ -329,8 +336,8 @@ impl crate::CheckRuns for Store {
         let run = run.clone();
         self.write(move |tx| {
             tx.execute(
-                "UPDATE check_runs SET status_code = ?, ended_ms = ?, lease_until_ms = 0 WHERE id = ? AND fence = ?",
-                args![RunStatus::Completed.code(), now_ms(), &run.id, run.fence],
+                "UPDATE check_runs SET status_code = ?, ended_ms = ?, lease_until_ms = 0 WHERE id = ? AND fence = ? AND status_code <> ?",
+                args![RunStatus::Completed.code(), now_ms(), &run.id, run.fence, RunStatus::Completed.code()],
             )?;
             Ok(())
         })

@@ -340,17 +340,26 @@ pub trait Idempotency: Send + Sync {
 }
 
 /// What a worker needs of a store: the queue, check runs, and the inventory they act on.
-pub trait WorkerStore: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists {}
+pub trait WorkerStore: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents {}
 
-impl<T: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists> WorkerStore for T {}
+impl<T: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents> WorkerStore for T {}
 
 /// What the API's operations need of a store: everything an action reads or changes.
 pub trait ApiStore:
-    TaskQueue + CheckRuns + Instances + CloudAccounts + Accounts + Results + Selections + Whitelists + Idempotency
+    TaskQueue + CheckRuns + Instances + CloudAccounts + Accounts + Results + Selections + Whitelists + Idempotency + Agents
 {
 }
 
 impl<T> ApiStore for T where
-    T: TaskQueue + CheckRuns + Instances + CloudAccounts + Accounts + Results + Selections + Whitelists + Idempotency
+    T: TaskQueue
+        + CheckRuns
+        + Instances
+        + CloudAccounts
+        + Accounts
+        + Results
+        + Selections
+        + Whitelists
+        + Idempotency
+        + Agents
 {
 }

@@ -6,6 +6,9 @@ use crate::{counts, now_ms, task_id, Instance, Result, ResultUpdate, Selection, 
 use model::{DimensionType, RepairValues, Snapshot, SnapshotItem, TaskStatus, TaskType};
 use std::sync::LazyLock;
 
+/// Whether instance `i` is reached through its agent, as SQL (1 or 0 on either backend).
+const VIA_AGENT: &str = "CASE WHEN i.locator = 'agent' THEN 1 ELSE 0 END";
+
 /// One per-instance task of a submission.
 #[derive(Clone, Debug)]
 pub struct NewTask {
@@ -132,15 +135,15 @@ static STANDING_CHANGE_AFTER_SQL: LazyLock<String> = LazyLock::new(|| with_activ
 static RELEASE_WAITING_SQL: LazyLock<String> = LazyLock::new(|| with_active(RELEASE_WAITING));
 static INSERT_TASK_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, repair_task_id, params, scope, created_ms, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, {}, ?8, ?9, ?10, ?11, ?12)",
+        "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, repair_task_id, params, scope, created_ms, updated_ms, agent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, {}, ?8, ?9, ?10, ?11, ?12, (SELECT {VIA_AGENT} FROM instances i WHERE i.pk = ?5))",
         status_of_new("?5", "?10", "?7")
     )
 });
 static CLAIM_TASK_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
     skip_locked(format!(
         "UPDATE tasks SET lease_until_ms = CAST(?1 AS BIGINT) + ?2, fence = fence + 1, attempts = attempts + 1
-         WHERE rowid = (SELECT rowid FROM tasks INDEXED BY tasks_due WHERE status IN ({}) AND lease_until_ms < ?1 ORDER BY lease_until_ms, rowid LIMIT 1)
+         WHERE rowid = (SELECT rowid FROM tasks INDEXED BY tasks_due WHERE status IN ({}) AND agent = 0 AND lease_until_ms < ?1 ORDER BY lease_until_ms, rowid LIMIT 1)
          RETURNING id, account_id, fence",
         crate::status_list(TaskStatus::is_claimable)
     ))
@@ -307,7 +310,7 @@ fn active_list() -> String {
     crate::status_list(|s| !s.is_terminal())
 }
 
-fn get_task_in(c: &Conn, account_id: &str, id: &str) -> Result<Option<TaskRow>> {
+pub(crate) fn get_task_in(c: &Conn, account_id: &str, id: &str) -> Result<Option<TaskRow>> {
     c.query_opt(&format!("{} WHERE t.account_id = ? AND t.id = ?", select_tasks()), args![account_id, id], task_from)
 }
 
@@ -393,9 +396,9 @@ impl crate::TaskQueue for Store {
                 let new_id = tx.pick("?9 || printf('%012x', i.pk)", "?9 || lpad(to_hex(i.pk), 12, '0')");
                 created += tx.execute(
                     &format!(
-                        "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, params, scope, created_ms, updated_ms)
+                        "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, params, scope, created_ms, updated_ms, agent)
                          SELECT {new_id}, ?1, ?2, ?3, i.pk, 'REPAIR', {status_of},
-                                ?6, ?4, ?7, ?8{from}
+                                ?6, ?4, ?7, ?8, {VIA_AGENT}{from}
                            AND i.connector = ? {listed} {skip_whitelisted}"
                     ),
                     &args,

@@ -269,6 +269,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 9 {
             c.batch(&crate::counts::blocks_sql(include_str!("migration_9.sql")))?;
         }
+        if version < 10 {
+            c.batch(&status_lists(include_str!("migration_10.sql")))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });
