@@ -88,7 +88,13 @@ fn check_time(ts_ms: Option<i64>, now_ms: i64) -> Result<i64, ApiError> {
 pub struct NonceCheck(store::NewNonce);
 
 impl NonceCheck {
-    fn record(store: &Store, key_id: &str, nonce: &str, date_ms: i64, now_ms: i64) -> Result<Self, ApiError> {
+    pub(crate) fn record(
+        store: &Store,
+        key_id: &str,
+        nonce: &str,
+        date_ms: i64,
+        now_ms: i64,
+    ) -> Result<Self, ApiError> {
         match store.use_nonce_later(key_id, nonce, date_ms, WINDOW_MS, now_ms) {
             Ok(Some(new)) => Ok(NonceCheck(new)),
             Ok(None) => Err(ApiError::nonce_used()),

@@ -57,6 +57,17 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
     if req.path == "/metrics" {
         return metrics_response(app).await;
     }
+    if req.path.starts_with(client::agent::PREFIX) {
+        let started = std::time::Instant::now();
+        let answer = crate::agents::handle(app, req).await;
+        let m = metrics::global();
+        m.requests.inc(&["agent", answer.as_ref().map_or_else(|e| e.code.as_str(), |_| "OK")]);
+        m.request_seconds.observe(&["agent"], started.elapsed());
+        return match answer {
+            Ok(body) => json_response(200, &body, Some(&request_id)),
+            Err(e) => error_response(&e, &host, &request_id),
+        };
+    }
     let started = std::time::Instant::now();
     let mut action = "unknown";
     let answer = process(app, req, &mut action).await;

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agents;
 pub mod auth;
 pub mod gateway;
 pub mod http;
@@ -25,11 +26,22 @@ pub struct App {
     pub settings: ops::Settings,
     /// Serialises ClientToken calls.
     pub idempotency: Mutex<()>,
+    /// The agents' polls and when agents were last heard from.
+    pub agents: agents::AgentHub,
 }
 
 impl App {
-    /// A new app.
+    /// A new app. Waiting agent polls are woken whenever the engine is.
     pub fn new(store: Arc<Store>, engine: Arc<Engine>, settings: ops::Settings) -> Arc<App> {
-        Arc::new(App { store, engine, settings, idempotency: Mutex::new(()) })
+        let hub = agents::AgentHub::new(settings.max_agent_polls, settings.agent_poll_wait);
+        let app = Arc::new(App { store, engine, settings, idempotency: Mutex::new(()), agents: hub });
+        let weak = Arc::downgrade(&app);
+        app.engine.on_wake(Box::new(move || {
+            if let Some(app) = weak.upgrade() {
+                app.agents.wake();
+            }
+        }));
+        agents::AgentHub::start_flushing(&app, std::time::Duration::from_secs(2));
+        app
     }
 }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod encoding;
 pub mod signature;
 pub mod time;
@@ -225,9 +226,21 @@ fn request_bytes(
 
 /// Sends one raw HTTP/1.1 request (`Connection: close`) and reads the whole answer.
 pub fn send(host: &str, method: &str, query: &str, headers: &[(String, String)], body: &[u8]) -> io::Result<Response> {
+    send_to(host, method, "/", query, headers, body)
+}
+
+/// [`send`] to any path.
+pub fn send_to(
+    host: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> io::Result<Response> {
     let mut stream = TcpStream::connect(host)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    stream.write_all(&request_bytes(host, method, "/", query, headers, body, true))?;
+    stream.write_all(&request_bytes(host, method, path, query, headers, body, true))?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse_response(&raw)

@@ -7,7 +7,7 @@ pub mod host;
 
 pub mod cloud;
 
-use model::{Document, Snapshot, Step};
+use model::{ConnectorOp, Document, OpOutput, Snapshot, Step};
 
 pub use cloud::{CloudAsset, CloudCredentials, CloudIdentity, CloudProvider, Discovery};
 
@@ -104,4 +104,24 @@ pub trait Connector: Send + Sync {
 
     /// Whether every item is exactly as the snapshot holds it (verifies a rollback).
     fn matches(&self, target: &Target, snapshot: &Snapshot) -> Result<bool, ConnectorError>;
+}
+
+/// Runs one step's work on a connector: the engine's workers for the instances they reach, and
+/// an agent for its own server, run the same function.
+pub fn execute(c: &dyn Connector, t: &Target, steps: &[Step], op: ConnectorOp) -> Result<OpOutput, ConnectorError> {
+    Ok(match op {
+        ConnectorOp::Backup => OpOutput::Snapshot { snapshot: c.backup(t, steps)? },
+        ConnectorOp::Apply { mut snapshot } => {
+            c.apply(t, steps, &mut snapshot)?;
+            OpOutput::Snapshot { snapshot }
+        }
+        ConnectorOp::Restore { snapshot } => {
+            c.restore(t, &snapshot)?;
+            OpOutput::Done
+        }
+        ConnectorOp::Fetch => OpOutput::Document { document: c.fetch(t)? },
+        ConnectorOp::MatchesAndFetch { snapshot } => {
+            OpOutput::Matches { matches: c.matches(t, &snapshot)?, document: c.fetch(t)? }
+        }
+    })
 }

@@ -47,6 +47,11 @@ fn result_update(
     }
 }
 
+/// A detail that could not be checked.
+fn failed(d: &CheckRunDetail) -> DetailOutcome {
+    DetailOutcome { detail_id: d.id.clone(), status: RunDetailStatus::Failed, results: Vec::new(), removed: Vec::new() }
+}
+
 /// Evaluates check items on a fetched document: the results to store and the items that no
 /// longer apply (their stale results are removed).
 pub fn evaluate_instance<'a>(
@@ -103,25 +108,17 @@ impl Engine {
         })
     }
 
-    /// Reads an instance through its connector.
-    pub(crate) fn fetch(&self, instance: &Instance) -> Result<Document, ConnectorError> {
-        let connector = self.connector(&instance.connector).ok_or_else(|| {
-            ConnectorError::new("ConnectorNotFound", format!("no connector for {}", instance.connector))
-        })?;
-        connector.fetch(&self.target(instance)?)
-    }
-
-    /// Evaluates one check item on one instance now (used by verification steps).
-    pub(crate) fn evaluate_one(
+    /// Evaluates one check item on a document read now (verification steps).
+    pub(crate) fn evaluate_doc(
         &self,
         check: &CheckDef,
         instance: &Instance,
+        doc: &Document,
         run_id: &str,
-    ) -> Result<(Outcome, ResultUpdate), ConnectorError> {
-        let doc = self.fetch(instance)?;
-        let outcome = evaluate(check, &doc);
-        let update = result_update(check, instance, outcome.status().unwrap_or(CheckStatus::Pass), &doc, run_id);
-        Ok((outcome, update))
+    ) -> (Outcome, ResultUpdate) {
+        let outcome = evaluate(check, doc);
+        let update = result_update(check, instance, outcome.status().unwrap_or(CheckStatus::Pass), doc, run_id);
+        (outcome, update)
     }
 
     /// Carries out a claimed check run (resumable: finished instances are skipped).
@@ -158,8 +155,12 @@ impl Engine {
             }
         }
         self.store.set_run_details(run, plan)?;
+        // Agents waiting for work may have details in this run now.
+        self.wake();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut after = 0;
+        let now = store::now_ms();
+        let (mut waiting, mut overdue) = (i64::MAX, Vec::new());
         loop {
             let page = self.store.pending_details(run, after, PAGE)?;
             let Some((last, _)) = page.last() else { break };
@@ -168,7 +169,30 @@ impl Engine {
             let pks: Vec<i64> = pending.iter().map(|d| d.instance_pk).collect();
             let instances = self.store.instances_by_pks(&run.account_id, &pks)?;
             let by_pk: HashMap<i64, &Instance> = instances.iter().filter(|i| !i.freed).map(|i| (i.pk, i)).collect();
-            self.check_page(run, &by_pk, &pending, threads)?;
+            // Servers reached through their agents are checked by their agents (as they poll);
+            // the run waits for them until the deadline, then their details fail.
+            let (agents, direct): (Vec<CheckRunDetail>, Vec<CheckRunDetail>) =
+                pending.into_iter().partition(|d| by_pk.get(&d.instance_pk).is_some_and(|i| i.via_agent()));
+            for d in agents {
+                if now - d.created_ms >= self.config.agent_deadline_ms {
+                    overdue.push((failed(&d), None));
+                } else {
+                    waiting = waiting.min(d.created_ms);
+                }
+            }
+            if overdue.len() >= CHUNK {
+                self.write_outcomes(run, std::mem::take(&mut overdue))?;
+            }
+            self.check_page(run, &by_pk, &direct, threads)?;
+        }
+        if !overdue.is_empty() {
+            self.write_outcomes(run, overdue)?;
+        }
+        if waiting < i64::MAX {
+            // The last agent to report ends the run; if one does not, the run is taken again
+            // when this lease runs out, at the deadline.
+            let left = waiting + self.config.agent_deadline_ms - now;
+            return self.store.extend_run_lease(run, left.max(self.config.lease_ms));
         }
         self.store.finish_run(run)
     }
@@ -269,19 +293,14 @@ impl Engine {
 
     /// Evaluates one instance of a run on what was read of it; the second value is its key if
     /// it is gone.
-    fn assess_one(
+    pub(crate) fn assess_one(
         &self,
         run: &CheckRun,
         instance: Option<&Instance>,
         d: &CheckRunDetail,
         doc: Option<Result<Document, ConnectorError>>,
     ) -> (DetailOutcome, Option<i64>) {
-        let failed = DetailOutcome {
-            detail_id: d.id.clone(),
-            status: RunDetailStatus::Failed,
-            results: Vec::new(),
-            removed: Vec::new(),
-        };
+        let failed = failed(d);
         let (Some(instance), Some(doc)) = (instance, doc) else { return (failed, None) };
         match doc {
             Ok(doc) => {

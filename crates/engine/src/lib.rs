@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod agents;
 mod assess;
 mod discover;
 mod tasks;
@@ -19,6 +20,7 @@ use connectors::{CloudProvider, Connector};
 use model::Vendor;
 use store::{Claimed, WorkerStore};
 
+pub use agents::{AgentWork, ReportRefusal};
 pub use assess::evaluate_instance;
 
 /// Engine settings.
@@ -30,11 +32,15 @@ pub struct Config {
     pub max_attempts: i64,
     /// How long an idle worker sleeps before looking again (it is also woken on submission).
     pub idle_poll: Duration,
+    /// How long the tasks and check runs of a server reached through its agent wait for an
+    /// agent not heard from: then tasks that have changed nothing fail (`AgentOffline`) and
+    /// the run's detail of the server fails.
+    pub agent_deadline_ms: i64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { lease_ms: 30_000, max_attempts: 5, idle_poll: Duration::from_millis(500) }
+        Config { lease_ms: 30_000, max_attempts: 5, idle_poll: Duration::from_millis(500), agent_deadline_ms: 600_000 }
     }
 }
 
@@ -51,6 +57,8 @@ pub struct Engine {
     /// extended: the heartbeat keeps a step that runs longer than a lease (a slow cloud call)
     /// from being taken over by another worker or node.
     held: Mutex<HashMap<String, (Claimed, Instant)>>,
+    /// Told at every wake-up too (the API's waiting agent polls).
+    listeners: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl Engine {
@@ -71,6 +79,7 @@ impl Engine {
             wake: (Mutex::new(0), Condvar::new()),
             stop: AtomicBool::new(false),
             held: Mutex::new(HashMap::new()),
+            listeners: Mutex::new(Vec::new()),
         })
     }
 
@@ -94,6 +103,14 @@ impl Engine {
         let (m, cv) = &self.wake;
         *m.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         cv.notify_all();
+        for listener in self.listeners.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            listener();
+        }
+    }
+
+    /// Calls `listener` at every wake-up as well.
+    pub fn on_wake(&self, listener: Box<dyn Fn() + Send + Sync>) {
+        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).push(listener);
     }
 
     /// Does one unit of work if any is due. Returns whether it did something.
@@ -170,7 +187,8 @@ impl Engine {
 
     /// Every second, applies the whitelist expiries that have fallen due (any node may; reads
     /// apply their account's due expiries themselves, so this only keeps the counters current
-    /// between reads). A thread of its own: a large expiry must not delay the heartbeat.
+    /// between reads), and fails the tasks of agents gone past the deadline. A thread of its
+    /// own: a large expiry must not delay the heartbeat.
     fn expiry_loop(&self) {
         while !self.stop.load(Ordering::Relaxed) {
             let (m, cv) = &self.wake;
@@ -178,6 +196,9 @@ impl Engine {
             let _ = cv.wait_timeout_while(guard, Duration::from_secs(1), |_| !self.stop.load(Ordering::Relaxed));
             if let Err(e) = self.store.apply_due_expiries() {
                 tracing::warn!(error = %e, "whitelist expiries could not be applied; reads apply them meanwhile");
+            }
+            if let Err(e) = self.fail_offline_agent_tasks() {
+                tracing::warn!(error = %e, "the tasks of offline agents could not be failed; tried again in a second");
             }
         }
     }

@@ -5,7 +5,7 @@
 
 use catalog::{CheckDef, Outcome};
 use connectors::{Connector, ConnectorError};
-use model::{Snapshot, Step, TaskStatus, TaskType};
+use model::{ConnectorOp, OpOutput, Snapshot, Step, TaskStatus, TaskType};
 use store::{Claimed, StoreError, TaskRow, Transition};
 
 use crate::Engine;
@@ -44,7 +44,7 @@ impl Engine {
 
     /// Ends the task in the failure status of `from`, or, for a transient error while leases
     /// remain, leaves it in `from` (returned unchanged) to be retried when the lease expires.
-    fn fail(&self, claimed: &Claimed, from: TaskStatus, e: &ConnectorError) -> store::Result<TaskStatus> {
+    pub(crate) fn fail(&self, claimed: &Claimed, from: TaskStatus, e: &ConnectorError) -> store::Result<TaskStatus> {
         metrics::global().connector_errors.inc(&[&claimed.task.instance.connector, e.code]);
         if e.retryable && claimed.task.attempts < self.config.max_attempts {
             tracing::warn!(code = e.code, error = %e.message, status = %from, attempt = claimed.task.attempts,
@@ -165,95 +165,134 @@ impl Engine {
         })
     }
 
-    /// Does the work of `status` and writes the transition; returns the new status.
-    fn step(&self, ctx: &Ctx, status: TaskStatus) -> store::Result<TaskStatus> {
-        let task = &ctx.claimed.task;
-        let target = match self.target(&task.instance) {
-            Ok(target) => target,
-            Err(e) => return self.fail(ctx.claimed, status, &e),
+    /// What the step of `status` needs: a transition alone, the connector's work, or to fail.
+    pub(crate) fn need(&self, task: &TaskRow, status: TaskStatus) -> store::Result<Need> {
+        let op = |snapshot: Result<Snapshot, ConnectorError>, op: fn(Snapshot) -> ConnectorOp| match snapshot {
+            Ok(snapshot) => Need::Op(op(snapshot)),
+            Err(e) => Need::Fail(e),
         };
-        let move_to = |to: TaskStatus, extra: Transition| -> store::Result<TaskStatus> {
-            self.store.transition(ctx.claimed, status, to, extra)?;
-            Ok(to)
-        };
-        match status {
-            Init => move_to(InBackup, Transition::default()),
-            InBackup => match ctx.connector.backup(&target, &ctx.steps) {
-                Ok(snap) => move_to(BackedUp, Transition { snapshot: Some(&snap), ..Default::default() }),
-                Err(e) => self.fail(ctx.claimed, status, &e),
-            },
-            BackedUp => move_to(Repairing, Transition::default()),
-            Repairing => {
-                let mut snap = match self.snapshot_of(task)? {
-                    Ok(snap) => snap,
-                    Err(e) => return self.fail(ctx.claimed, status, &e),
-                };
-                match ctx.connector.apply(&target, &ctx.steps, &mut snap) {
-                    Ok(()) => move_to(RepairSuccess, Transition { snapshot: Some(&snap), ..Default::default() }),
-                    Err(e) => self.fail(ctx.claimed, status, &e),
-                }
-            }
-            RepairSuccess => move_to(RepairSuccessVerifying, Transition::default()),
-            RepairSuccessVerifying => match self.evaluate_one(ctx.check, &task.instance, &task.id) {
-                Ok((Outcome::Pass, update)) => {
-                    move_to(RepairSuccessVerified, Transition { result: Some(&update), ..Default::default() })
-                }
-                Ok((outcome, update)) => {
-                    let msg = match outcome {
-                        Outcome::NotPass(keys) => {
-                            format!("the check still fails after the repair: {}", keys.join(", "))
-                        }
-                        _ => "the check no longer applies to the instance".to_string(),
-                    };
-                    move_to(
-                        RepairSuccessUnverified,
-                        Transition { error: Some(("VerifyFailed", &msg)), result: Some(&update), ..Default::default() },
-                    )
-                }
-                Err(e) => self.fail(ctx.claimed, status, &e),
-            },
+        Ok(match status {
+            Init => Need::Move(InBackup),
+            InBackup => Need::Op(ConnectorOp::Backup),
+            BackedUp => Need::Move(Repairing),
+            Repairing => op(self.snapshot_of(task)?, |snapshot| ConnectorOp::Apply { snapshot }),
+            RepairSuccess => Need::Move(RepairSuccessVerifying),
+            RepairSuccessVerifying => Need::Op(ConnectorOp::Fetch),
             RollBackInit => {
                 // Submission refused this rollback while a later change of the same file stood;
                 // one queued ahead of it may since have failed to be rolled back.
                 let repair = task.repair_task_id.as_deref().unwrap_or_default();
                 match self.store.standing_change_after(repair, &task.id)? {
-                    Some(newer) => self.fail(
-                        ctx.claimed,
+                    Some(newer) => Need::Fail(ConnectorError::new(
+                        "RollbackNotLatest",
+                        format!("the later repair {newer} of the same files still stands; roll it back first"),
+                    )),
+                    None => Need::Move(RollBacking),
+                }
+            }
+            RollBacking => op(self.snapshot_of(task)?, |snapshot| ConnectorOp::Restore { snapshot }),
+            RollBacked => Need::Move(RollBackVerifying),
+            RollBackVerifying => op(self.snapshot_of(task)?, |snapshot| ConnectorOp::MatchesAndFetch { snapshot }),
+            terminal => Need::Move(terminal),
+        })
+    }
+
+    /// Does the work of `status` here, through the instance's connector, and writes the
+    /// transition; returns the new status.
+    fn step(&self, ctx: &Ctx, status: TaskStatus) -> store::Result<TaskStatus> {
+        if status.is_terminal() {
+            return Ok(status);
+        }
+        match self.need(&ctx.claimed.task, status)? {
+            Need::Move(to) => self.move_to(ctx.claimed, status, to, Transition::default()),
+            Need::Fail(e) => self.fail(ctx.claimed, status, &e),
+            Need::Op(op) => {
+                let out = self
+                    .target(&ctx.claimed.task.instance)
+                    .and_then(|target| connectors::execute(ctx.connector, &target, &ctx.steps, op));
+                self.conclude(ctx.claimed, ctx.check, status, out)
+            }
+        }
+    }
+
+    pub(crate) fn move_to(
+        &self,
+        claimed: &Claimed,
+        from: TaskStatus,
+        to: TaskStatus,
+        extra: Transition,
+    ) -> store::Result<TaskStatus> {
+        self.store.transition(claimed, from, to, extra)?;
+        Ok(to)
+    }
+
+    /// Writes the transition that the outcome of the step of `status` calls for (wherever the
+    /// connector's work ran); returns the new status.
+    pub(crate) fn conclude(
+        &self,
+        claimed: &Claimed,
+        check: &CheckDef,
+        status: TaskStatus,
+        out: Result<OpOutput, ConnectorError>,
+    ) -> store::Result<TaskStatus> {
+        let task = &claimed.task;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => return self.fail(claimed, status, &e),
+        };
+        let with_snapshot = |snapshot| Transition { snapshot: Some(snapshot), ..Default::default() };
+        match (status, out) {
+            (InBackup, OpOutput::Snapshot { snapshot }) => {
+                self.move_to(claimed, status, BackedUp, with_snapshot(&snapshot))
+            }
+            (Repairing, OpOutput::Snapshot { snapshot }) => {
+                self.move_to(claimed, status, RepairSuccess, with_snapshot(&snapshot))
+            }
+            (RepairSuccessVerifying, OpOutput::Document { document }) => {
+                let (outcome, update) = self.evaluate_doc(check, &task.instance, &document, &task.id);
+                match outcome {
+                    Outcome::Pass => self.move_to(
+                        claimed,
                         status,
-                        &ConnectorError::new(
-                            "RollbackNotLatest",
-                            format!("the later repair {newer} of the same files still stands; roll it back first"),
-                        ),
+                        RepairSuccessVerified,
+                        Transition { result: Some(&update), ..Default::default() },
                     ),
-                    None => move_to(RollBacking, Transition::default()),
+                    outcome => {
+                        let msg = match outcome {
+                            Outcome::NotPass(keys) => {
+                                format!("the check still fails after the repair: {}", keys.join(", "))
+                            }
+                            _ => "the check no longer applies to the instance".to_string(),
+                        };
+                        self.move_to(
+                            claimed,
+                            status,
+                            RepairSuccessUnverified,
+                            Transition {
+                                error: Some(("VerifyFailed", &msg)),
+                                result: Some(&update),
+                                ..Default::default()
+                            },
+                        )
+                    }
                 }
             }
-            RollBacking => {
-                let snap = match self.snapshot_of(task)? {
-                    Ok(snap) => snap,
-                    Err(e) => return self.fail(ctx.claimed, status, &e),
-                };
-                match ctx.connector.restore(&target, &snap) {
-                    Ok(()) => move_to(RollBacked, Transition::default()),
-                    Err(e) => self.fail(ctx.claimed, status, &e),
-                }
-            }
-            RollBacked => move_to(RollBackVerifying, Transition::default()),
-            RollBackVerifying => {
-                let restored = match self.snapshot_of(task)?.and_then(|snap| ctx.connector.matches(&target, &snap)) {
-                    Ok(m) => m,
-                    Err(e) => return self.fail(ctx.claimed, status, &e),
-                };
+            (RollBacking, OpOutput::Done) => self.move_to(claimed, status, RollBacked, Transition::default()),
+            (RollBackVerifying, OpOutput::Matches { matches, document }) => {
                 // Whatever the files say now is the instance's result again.
-                let update = match self.evaluate_one(ctx.check, &task.instance, &task.id) {
-                    Ok((_, update)) => update,
-                    Err(e) => return self.fail(ctx.claimed, status, &e),
-                };
-                if restored {
-                    move_to(RollBackVerified, Transition { result: Some(&update), ..Default::default() })
+                let (_, update) = self.evaluate_doc(check, &task.instance, &document, &task.id);
+                if matches {
+                    self.move_to(
+                        claimed,
+                        status,
+                        RollBackVerified,
+                        Transition { result: Some(&update), ..Default::default() },
+                    )
                 } else {
                     let msg = "the configuration does not match the snapshot after the restore";
-                    move_to(
+                    self.move_to(
+                        claimed,
+                        status,
                         RollBackUnverified,
                         Transition {
                             error: Some(("RollbackVerifyFailed", msg)),
@@ -263,7 +302,24 @@ impl Engine {
                     )
                 }
             }
-            terminal => Ok(terminal),
+            (status, out) => {
+                let got = serde_json::to_value(&out).ok().and_then(|v| v.get("output").cloned()).unwrap_or_default();
+                let e = ConnectorError::new(
+                    "UnexpectedOutcome",
+                    format!("the step of {status} cannot conclude from a `{}` outcome", got.as_str().unwrap_or("?")),
+                );
+                self.fail(claimed, status, &e)
+            }
         }
     }
+}
+
+/// What the step of a status needs.
+pub(crate) enum Need {
+    /// Only the transition to this status.
+    Move(TaskStatus),
+    /// The connector's work, then [`Engine::conclude`].
+    Op(ConnectorOp),
+    /// The task cannot go on.
+    Fail(ConnectorError),
 }

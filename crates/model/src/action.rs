@@ -79,7 +79,8 @@ pub struct SnapshotItem {
     pub existed: bool,
     /// Whether `data` holds the content (false for metadata-only snapshots such as a mode).
     pub has_content: bool,
-    /// The exact prior content.
+    /// The exact prior content (base64 in JSON: snapshots travel from agents).
+    #[serde(with = "base64_bytes")]
     pub data: Vec<u8>,
     /// Prior metadata (host files: `mode`, `uid`, `gid`).
     pub meta: BTreeMap<String, i64>,
@@ -92,4 +93,70 @@ pub struct SnapshotItem {
 pub struct Snapshot {
     /// Everything the repair may touch, as it was before.
     pub items: Vec<SnapshotItem>,
+}
+
+/// What one step of a task asks of the connector of its instance. The engine runs it on the
+/// connector itself or, for a server reached through its agent, hands it to the agent, which
+/// runs it on its own root; either way the outcome goes back to the same state machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ConnectorOp {
+    /// Capture everything the steps will change (IN_BACKUP).
+    Backup,
+    /// Carry the steps out on top of the snapshot taken before the first change (REPAIRING).
+    Apply {
+        /// The snapshot.
+        snapshot: Snapshot,
+    },
+    /// Put the snapshot back (ROLL_BACKING).
+    Restore {
+        /// The snapshot.
+        snapshot: Snapshot,
+    },
+    /// Read the configuration (verifies a repair).
+    Fetch,
+    /// Whether the configuration matches the snapshot, and read it (verifies a rollback).
+    MatchesAndFetch {
+        /// The snapshot.
+        snapshot: Snapshot,
+    },
+}
+
+/// What a [`ConnectorOp`] produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "output", rename_all = "snake_case")]
+pub enum OpOutput {
+    /// The snapshot taken, or completed with the digests after the change.
+    Snapshot {
+        /// The snapshot.
+        snapshot: Snapshot,
+    },
+    /// Done (a restore).
+    Done,
+    /// The configuration as read.
+    Document {
+        /// The document.
+        document: Document,
+    },
+    /// Whether it matched the snapshot, and the configuration as read.
+    Matches {
+        /// Every item is as the snapshot holds it.
+        matches: bool,
+        /// The document.
+        document: Document,
+    },
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
 }

@@ -232,6 +232,70 @@ impl ApiError {
     pub fn rollback_not_latest(task_id: &str, newer: &str) -> Self {
         e(400, "RollbackNotLatest", format!("The repair task {task_id} is not the latest change of the files (or cloud aspect) it changed on this instance: the later repair {newer} still stands. Roll back {newer} first (or let it finish)."))
     }
+
+    // --- agents (docs/api.md, "Agents") ---
+    pub fn agent_path_not_found(path: &str) -> Self {
+        e(404, "AgentPathNotFound", format!("{path} is not an agent endpoint (enroll, poll, report)."))
+    }
+    pub fn agent_request_invalid(detail: &str) -> Self {
+        e(400, "AgentRequestInvalid", format!("The agent request is not valid: {detail}."))
+    }
+    pub fn agent_token_invalid(why: &str) -> Self {
+        e(
+            401,
+            "AgentTokenInvalid",
+            format!("The enrolment token cannot be used: {why}. Create a new one with `posture agents token create`."),
+        )
+    }
+    pub fn agent_token_other_instance(instance_id: &str) -> Self {
+        e(
+            403,
+            "AgentTokenWrongInstance",
+            format!("The enrolment token was created for instance {instance_id} and enrols only that one."),
+        )
+    }
+    pub fn agent_instance_exists(instance_id: &str) -> Self {
+        e(409, "AgentInstanceExists", format!("Instance {instance_id} is already registered; re-enrolling it needs a token created for it (`posture agents token create --instance-id {instance_id}`)."))
+    }
+    pub fn agent_unknown() -> Self {
+        e(401, "AgentNotFound", "No agent is enrolled under this AgentId; enrol again.")
+    }
+    pub fn agent_revoked() -> Self {
+        e(
+            403,
+            "AgentRevoked",
+            "This agent has been revoked (or replaced by a later enrolment of its instance); it must stop.",
+        )
+    }
+    pub fn agent_signature_invalid() -> Self {
+        e(
+            401,
+            "AgentSignatureInvalid",
+            "The request's Ed25519 signature does not verify with the agent's registered key.",
+        )
+    }
+    pub fn agent_version_unsupported(version: &str, minimum: &str) -> Self {
+        e(
+            426,
+            "AgentVersionUnsupported",
+            format!(
+                "Agent version {version} is older than the oldest this server accepts ({minimum}); upgrade the agent."
+            ),
+        )
+    }
+    pub fn agent_work_not_yours() -> Self {
+        e(403, "AgentWorkNotFound", "No such task or check of this agent's own instance.")
+    }
+    pub fn agent_report_stale() -> Self {
+        e(
+            409,
+            "AgentReportStale",
+            "The report's lease has expired or been taken over, or the task has moved on; nothing was written.",
+        )
+    }
+    pub fn agent_not_found(name: &str) -> Self {
+        e(404, "AgentNotFound", format!("The account has no active agent {name}."))
+    }
 }
 
 #[cfg(test)]

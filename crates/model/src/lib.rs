@@ -12,7 +12,7 @@ mod params;
 mod status;
 mod vendor;
 
-pub use action::{Dialect, Document, Snapshot, SnapshotItem, Step};
+pub use action::{ConnectorOp, Dialect, Document, OpOutput, Snapshot, SnapshotItem, Step};
 pub use error::ApiError;
 pub use lang::{Lang, Text};
 pub use params::{resolve as resolve_params, ParamError, ParamSpec, ParamType, RepairValues, UsageType};

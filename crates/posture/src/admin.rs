@@ -142,7 +142,7 @@ pub enum Instances {
     },
 }
 
-fn open(dir: &DataDir) -> Result<Store, String> {
+pub(crate) fn open(dir: &DataDir) -> Result<Store, String> {
     let at = dir.location(&crate::config::Config::load(None, &dir.data)?);
     if at.database.is_none() && !dir.data.join("posture.db").exists() {
         return Err(format!(

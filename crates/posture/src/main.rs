@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod agents_cmd;
 mod assess;
 mod bench;
 mod call;
@@ -55,6 +56,9 @@ enum Command {
     /// Register servers to assess (works beside a running serve).
     #[command(subcommand)]
     Instances(admin::Instances),
+    /// Agents: enrolment tokens, listing, revocation (works beside a running serve).
+    #[command(subcommand)]
+    Agents(agents_cmd::AgentsCmd),
     /// Assess a root directory once, with no server and no database (for CI pipelines and
     /// golden images). Exit status 0: every item passes; 1: an item fails; 2: an error.
     Assess(assess::Args),
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::Accounts(cmd) => admin::accounts(cmd),
         Command::Keys(cmd) => admin::keys(cmd),
         Command::Instances(cmd) => admin::instances(cmd),
+        Command::Agents(cmd) => agents_cmd::run(cmd),
         Command::Assess(args) => assess::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Store(cmd) => store_cmd::run(cmd),

@@ -49,9 +49,33 @@ pub struct Args {
     /// Throttling (unless the caller sets Force).
     #[arg(long, default_value_t = 30)]
     verify_interval_secs: i64,
+    /// How long the tasks and check runs of a server reached through its agent wait for an
+    /// agent not heard from: then its tasks that have changed nothing yet fail (AgentOffline)
+    /// and its part of a check run fails. 90s, 15m, 2h …
+    #[arg(long, default_value = "10m", value_parser = agent_deadline)]
+    agent_task_deadline: i64,
+    /// Agent polls that may wait for work at once (each holds a connection); past it, polls are
+    /// answered at once and agents poll again later, so agents cannot starve API clients.
+    #[arg(long, default_value_t = 512)]
+    max_agent_polls: usize,
+    /// How long an agent's poll waits for work before it is answered "nothing" (the agent
+    /// then polls again: it is also its heartbeat). 1s to 50s.
+    #[arg(long, default_value = "25s", value_parser = agent_poll_wait)]
+    agent_poll_wait: std::time::Duration,
     /// Log lines as text, or as JSON objects (one per line, for a log pipeline).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+fn agent_poll_wait(text: &str) -> Result<std::time::Duration, String> {
+    api::ops::agents::parse_duration(text)
+        .filter(|ms| (1_000..=50_000).contains(ms))
+        .map(|ms| std::time::Duration::from_millis(ms as u64))
+        .ok_or_else(|| format!("{text:?} is not a wait of 1s to 50s"))
+}
+
+fn agent_deadline(text: &str) -> Result<i64, String> {
+    api::ops::agents::parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration such as 90s, 15m or 2h"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -168,7 +192,7 @@ fn try_run(args: Args) -> Result<(), String> {
         Arc::new(catalog),
         connectors,
         providers,
-        engine::Config { lease_ms: args.lease_ms, ..Default::default() },
+        engine::Config { lease_ms: args.lease_ms, agent_deadline_ms: args.agent_task_deadline, ..Default::default() },
     );
 
     let account = ensure_admin(&store, &data, &args.listen)?;
@@ -181,10 +205,20 @@ fn try_run(args: Args) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-        let settings = api::ops::Settings { verify_interval_ms: args.verify_interval_secs.saturating_mul(1000) };
+        let settings = api::ops::Settings {
+            verify_interval_ms: args.verify_interval_secs.saturating_mul(1000),
+            max_agent_polls: args.max_agent_polls,
+            agent_poll_wait: args.agent_poll_wait,
+        };
         let app = api::App::new(store, engine, settings);
         tracing::info!(listen = %args.listen, credentials = %data.join("credentials.json").display(), "posture is serving");
-        api::http::serve(listener, Arc::new(api::gateway::Gateway(app)), http_limits, shutdown())
+        let stopping = app.clone();
+        let shutdown = async move {
+            shutdown().await;
+            // Waiting agent polls end at once instead of holding the shutdown up.
+            stopping.agents.stop();
+        };
+        api::http::serve(listener, Arc::new(api::gateway::Gateway(app)), http_limits, shutdown)
             .await
             .map_err(|e| format!("server error: {e}"))
     })?;

@@ -1,6 +1,7 @@
 //! The operations, one group per file. Each is a plain function from the caller's context and
 //! the decoded parameters to a JSON answer or an [`ApiError`]; the gateway does the rest.
 
+pub mod agents;
 mod asset_selection;
 mod check_results;
 mod check_runs;
@@ -41,11 +42,15 @@ pub struct Settings {
     /// Re-verifying the same check item within this time answers `OperateCode: Throttling`
     /// (unless `Force`).
     pub verify_interval_ms: i64,
+    /// Agent polls that may wait for work at once (past it, polls are answered at once).
+    pub max_agent_polls: usize,
+    /// How long an agent's poll waits for work.
+    pub agent_poll_wait: std::time::Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { verify_interval_ms: 30_000 }
+        Settings { verify_interval_ms: 30_000, max_agent_polls: 512, agent_poll_wait: crate::agents::POLL_WAIT }
     }
 }
 
@@ -88,6 +93,9 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("ModifyCloudVendorAccountAK", cloud_accounts::modify_cloud_vendor_account_ak),
     ("DeleteCloudVendorAccountAK", cloud_accounts::delete_cloud_vendor_account_ak),
     ("ListCloudVendorRegions", cloud_accounts::list_cloud_vendor_regions),
+    ("CreateAgentToken", agents::create_agent_token),
+    ("DescribeAgents", agents::describe_agents),
+    ("RevokeAgent", agents::revoke_agent),
 ];
 
 /// The actions that change nothing (no row, no file).
@@ -107,6 +115,7 @@ const READS_ONLY: &[&str] = &[
     "DescribeFixUsedCount",
     "DescribeCloudVendorAccountAKList",
     "ListCloudVendorRegions",
+    "DescribeAgents",
 ];
 
 /// Whether an action changes nothing (a `ClientToken` makes any action keep its answer).

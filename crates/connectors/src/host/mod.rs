@@ -181,6 +181,28 @@ fn step_scope(step: &Step) -> String {
     }
 }
 
+/// Whether every item of `snapshot` is a file that `steps` may change: the step's own file,
+/// a file beside it or below its directory (sshd's and redis's includes), or for sysctl a file
+/// of /etc/sysctl.conf or /etc/sysctl.d (edits are made only there). An agent restores or
+/// rewrites only such files, whatever snapshot a server sends it.
+pub fn snapshot_fits(steps: &[Step], snapshot: &Snapshot) -> bool {
+    snapshot.items.iter().all(|item| {
+        let key = normal_path(&item.key);
+        steps.iter().any(|step| match step {
+            Step::SetMode { file, .. } => key == normal_path(file),
+            Step::SetDirective { dialect: Dialect::Sysctl, .. } => {
+                key == "/etc/sysctl.conf" || key.starts_with("/etc/sysctl.d/")
+            }
+            Step::SetDirective { file, .. } => {
+                let file = normal_path(file);
+                let dir = file.rsplit_once('/').map_or("", |(d, _)| d);
+                key == file || (!dir.is_empty() && key.starts_with(&format!("{dir}/")))
+            }
+            Step::Cloud { .. } => false,
+        })
+    })
+}
+
 /// What one step will do, planned against the files as they are now. Backup snapshots exactly
 /// the file a plan names; apply carries the plan out.
 enum Plan {
@@ -591,6 +613,28 @@ mod tests {
         assert_eq!(c.scope(&[set(Dialect::Sysctl, "", "a", "1"), set(Dialect::Sysctl, "", "b", "2")]), "sysctl");
         let login = set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "90");
         assert_eq!(c.scope(&[sshd, login]), crate::WHOLE_INSTANCE, "two files: the whole instance");
+    }
+
+    #[test]
+    fn a_snapshot_fits_only_the_files_its_steps_may_change() {
+        let item = |key: &str| SnapshotItem {
+            key: key.into(),
+            existed: true,
+            has_content: true,
+            data: Vec::new(),
+            meta: Default::default(),
+            post_digest: None,
+        };
+        let snap = |keys: &[&str]| Snapshot { items: keys.iter().map(|k| item(k)).collect() };
+        let sshd = [set(Dialect::Sshd, "/etc/ssh/sshd_config", "PermitRootLogin", "no")];
+        assert!(snapshot_fits(&sshd, &snap(&["/etc/ssh/sshd_config", "/etc/ssh/sshd_config.d/x.conf"])));
+        assert!(!snapshot_fits(&sshd, &snap(&["/etc/sudoers"])));
+        assert!(!snapshot_fits(&sshd, &snap(&["/etc/ssh/../sudoers"])));
+        let sysctl = [set(Dialect::Sysctl, "", "net.ipv4.ip_forward", "0")];
+        assert!(snapshot_fits(&sysctl, &snap(&["/etc/sysctl.d/99-zz-posture-net.ipv4.ip_forward.conf"])));
+        assert!(!snapshot_fits(&sysctl, &snap(&["/etc/cron.d/x"])));
+        let mode = [Step::SetMode { file: "/etc/shadow".into(), mode: "0640".into() }];
+        assert!(snapshot_fits(&mode, &snap(&["/etc/shadow"])) && !snapshot_fits(&mode, &snap(&["/etc/passwd"])));
     }
 
     #[test]
