@@ -1,0 +1,116 @@
+//! `posture-agent enroll`: a new key, the server's identity and description, one signed
+//! enrolment, the state written.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+
+use client::agent::{self as wire, Enroll, HostInfo};
+
+use crate::run::Stop;
+use crate::state::{Enrolled, State};
+use crate::transport;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The service: http://HOST:PORT.
+    #[arg(long)]
+    server: String,
+    /// An enrolment token (`posture agents token create`).
+    #[arg(long, env = "POSTURE_AGENT_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The state directory (0700; its files 0600).
+    #[arg(long, default_value = crate::state::DEFAULT_STATE)]
+    state: PathBuf,
+    /// The root the agent assesses and repairs (`/`: this server).
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// The server's InstanceId (default: ROOT/etc/machine-id, else one generated and kept in
+    /// the state directory).
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// Its RegionId.
+    #[arg(long, default_value = "default")]
+    region_id: String,
+    /// Its Vendor code (2: IDC, a server of your own).
+    #[arg(long, default_value_t = 2)]
+    vendor: i64,
+    /// Allow plain http:// to an address that is not loopback (everything sent is readable on
+    /// the wire: only on a network you trust).
+    #[arg(long)]
+    insecure_http: bool,
+}
+
+/// The agent's version, reported at enrolment and checked by the service.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn run(args: Args) -> Result<(), Stop> {
+    let host = transport::authority(&args.server, args.insecure_http).map_err(Stop::usage)?;
+    if !args.root.is_dir() {
+        return Err(Stop::usage(format!("the root {} is not a directory", args.root.display())));
+    }
+    let root = args.root.canonicalize().map_err(|e| Stop::usage(format!("{}: {e}", args.root.display())))?;
+    let state = State::create(&args.state).map_err(|e| Stop::usage(format!("{}: {e}", args.state.display())))?;
+    let instance_id = match args.instance_id {
+        Some(id) => id,
+        None => match machine_id(&root) {
+            Some(id) => id,
+            None => state.generated_instance_id().map_err(|e| Stop::usage(e.to_string()))?,
+        },
+    };
+    let secret = wire::new_secret();
+    let request = Enroll {
+        token: args.token,
+        instance_id,
+        region_id: args.region_id,
+        vendor: args.vendor,
+        public_key: wire::b64(&wire::public_key(&secret)),
+        version: VERSION.to_string(),
+        info: host_info(&root, &host),
+    };
+    let answer: wire::Enrolled = transport::call(&host, &secret, wire::ENROLLING, "enroll", &request)
+        .map_err(|e| Stop::refused(format!("enrolment refused: {e}")))?;
+    // The key first: an enrolment recorded without its key could never be used.
+    state.set_key(&secret).map_err(|e| Stop::usage(format!("cannot write the key: {e}")))?;
+    let enrolled = Enrolled {
+        server: args.server.trim().trim_end_matches('/').to_string(),
+        agent_id: answer.agent_id,
+        instance_id: answer.instance_id,
+        root,
+        insecure_http: args.insecure_http,
+    };
+    state.set_enrolled(&enrolled).map_err(|e| Stop::usage(format!("cannot write the state: {e}")))?;
+    println!("{}", serde_json::json!({"AgentId": enrolled.agent_id, "InstanceId": enrolled.instance_id}));
+    Ok(())
+}
+
+/// ROOT/etc/machine-id, if it holds one.
+fn machine_id(root: &Path) -> Option<String> {
+    let id = std::fs::read_to_string(root.join("etc/machine-id")).ok()?;
+    let id = id.trim();
+    (id.len() >= 16 && id.len() <= 64 && id.chars().all(|c| c.is_ascii_hexdigit())).then(|| id.to_string())
+}
+
+/// What the agent says of its server: the root's host name and OS, the running kernel (when
+/// the root is this server's own), and the address it reaches the service from.
+fn host_info(root: &Path, service: &str) -> HostInfo {
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_default();
+    let uname = rustix::system::uname();
+    let this_server = root == Path::new("/");
+    let hostname = match read("etc/hostname").trim() {
+        "" if this_server => uname.nodename().to_string_lossy().into_owned(),
+        name => name.to_string(),
+    };
+    let os = read("etc/os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_default();
+    let kernel = if this_server { uname.release().to_string_lossy().into_owned() } else { String::new() };
+    // The local address of a (never sent) UDP "connection" to the service: the one it sees.
+    let addresses = UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect(service).map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| vec![a.ip().to_string()])
+        .unwrap_or_default();
+    HostInfo { hostname, os, kernel, addresses }
+}

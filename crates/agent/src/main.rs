@@ -1,0 +1,54 @@
+//! `posture-agent`: enrol a server with a posture service once, then run: poll for the
+//! server's work, carry it out on the server's root with the host connector, report back.
+#![forbid(unsafe_code)]
+
+mod enroll;
+mod run;
+mod state;
+mod transport;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// posture-agent — carries out a posture service's checks, repairs and rollbacks on this server.
+#[derive(Parser)]
+#[command(name = "posture-agent", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enrol this server with a posture service (once); writes the state directory.
+    Enroll(enroll::Args),
+    /// Run: poll for work, carry it out, report. Needs only the state directory.
+    Run {
+        /// The state directory written by `enroll`.
+        #[arg(long, default_value = state::DEFAULT_STATE)]
+        state: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("POSTURE_AGENT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Enroll(args) => enroll::run(args),
+        Command::Run { state } => run::run(&state),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(run::Stop { code, message }) => {
+            tracing::error!("{message}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! `posture-agent run`: poll, do, report, for as long as the service accepts the agent.
+//!
+//! Only what is compiled in runs here: a task names a check item, and its steps are rendered
+//! from the agent's own built-in catalog, with the task's values checked by the item's own
+//! parameter types; a snapshot the service sends is restored only if every file in it is one
+//! those steps may change. The service never sends a command, a path or a step to carry out.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use catalog::Catalog;
+use client::agent::{Failure, Next, Poll, Report, Work};
+use connectors::host::{snapshot_fits, HostConnector, HostSettings};
+use connectors::{Connector, ConnectorError, Target};
+use model::{ConnectorOp, Step};
+
+use crate::enroll::VERSION;
+use crate::state::State;
+use crate::transport::{self, CallError};
+
+/// Why the agent stopped (its exit status and message).
+pub struct Stop {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Stop {
+    /// A usage or local error (exit 2).
+    pub fn usage(message: impl Into<String>) -> Stop {
+        Stop { code: 2, message: message.into() }
+    }
+    /// The service refuses the agent for good (exit 3): revoked, unknown, too old.
+    pub fn refused(message: impl Into<String>) -> Stop {
+        Stop { code: 3, message: message.into() }
+    }
+}
+
+/// The largest file the agent backs up: a snapshot travels to the service in one report,
+/// base64-encoded, within the service's 1 MiB request limit.
+const MAX_FILE_BYTES: u64 = 512 * 1024;
+
+/// Codes after which the agent stops: nothing it can do will be accepted again.
+const FINAL: &[&str] = &["AgentRevoked", "AgentNotFound", "AgentVersionUnsupported", "AgentSignatureInvalid"];
+
+/// What carries work out on the root.
+pub struct Worker {
+    catalog: Catalog,
+    host: HostConnector,
+    target: Target,
+}
+
+impl Worker {
+    /// A worker on `root`.
+    pub fn new(root: PathBuf, instance_id: &str) -> Result<Worker, String> {
+        let catalog = Catalog::builtin().map_err(|e| format!("the built-in catalog: {e}"))?;
+        let host = HostConnector::new(HostSettings { max_file_bytes: MAX_FILE_BYTES, ..HostSettings::default() });
+        let target =
+            Target { instance_id: instance_id.to_string(), locator: root.display().to_string(), ..Target::default() };
+        Ok(Worker { catalog, host, target })
+    }
+
+    /// Carries one piece of work out and says how it went.
+    pub fn perform(&self, work: Work) -> Report {
+        match work {
+            Work::Check { detail_id } => {
+                Report::Check { detail_id, outcome: self.host.fetch(&self.target).map_err(failure) }
+            }
+            Work::Task { task_id, fence, status, check_id, params, op, .. } => {
+                tracing::info!(task = %task_id, check = check_id, status = %status, "task step");
+                let outcome = self.steps(check_id, &params).and_then(|steps| {
+                    let snapshot = match &op {
+                        ConnectorOp::Apply { snapshot }
+                        | ConnectorOp::Restore { snapshot }
+                        | ConnectorOp::MatchesAndFetch { snapshot } => Some(snapshot),
+                        ConnectorOp::Backup | ConnectorOp::Fetch => None,
+                    };
+                    if snapshot.is_some_and(|s| !snapshot_fits(&steps, s)) {
+                        return Err(ConnectorError::new(
+                            "StepNotAllowed",
+                            format!("the snapshot names files that check item {check_id} never changes"),
+                        ));
+                    }
+                    connectors::execute(&self.host, &self.target, &steps, op)
+                });
+                Report::Task { task_id, fence, status, outcome: outcome.map_err(failure) }
+            }
+        }
+    }
+
+    /// The steps of a check item, rendered from the agent's own catalog with checked values.
+    fn steps(&self, check_id: i64, params: &[(String, String)]) -> Result<Vec<Step>, ConnectorError> {
+        let check = self.catalog.get(check_id).filter(|c| c.asset == "host").ok_or_else(|| {
+            ConnectorError::new(
+                "CheckNotInAgentCatalog",
+                format!("check item {check_id} is not one this agent carries out"),
+            )
+        })?;
+        let repair = check.repair.as_ref().ok_or_else(|| {
+            ConnectorError::new("CheckNotInAgentCatalog", format!("check item {check_id} has no repair in this agent"))
+        })?;
+        for (name, value) in params {
+            let spec = repair.params.iter().find(|s| &s.name == name);
+            if spec.is_none_or(|s| s.kind.check_meaning(value).is_err()) {
+                return Err(ConnectorError::new(
+                    "RepairParamInvalid",
+                    format!("the value of {name} is not one check item {check_id} accepts"),
+                ));
+            }
+        }
+        Ok(check.render_steps(params))
+    }
+}
+
+fn failure(e: ConnectorError) -> Failure {
+    Failure { code: e.code.to_string(), message: e.message, retryable: e.retryable, freed: e.freed }
+}
+
+/// A pause of `base` give or take a quarter, so that agents started together spread out.
+fn jittered(base: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let _ = getrandom::getrandom(&mut b);
+    let quarter = base.as_millis() as u64 / 4;
+    let spread = if quarter == 0 { 0 } else { u64::from(u16::from_le_bytes(b)) % (2 * quarter) };
+    Duration::from_millis(base.as_millis() as u64 - quarter + spread)
+}
+
+pub fn run(dir: &std::path::Path) -> Result<(), Stop> {
+    let state = State::open(dir).map_err(Stop::usage)?;
+    let enrolled = state.enrolled().map_err(Stop::usage)?;
+    let secret = state.key().map_err(Stop::usage)?;
+    let host = transport::authority(&enrolled.server, enrolled.insecure_http).map_err(Stop::usage)?;
+    let worker = Worker::new(enrolled.root.clone(), &enrolled.instance_id).map_err(Stop::usage)?;
+    tracing::info!(server = %enrolled.server, agent = %enrolled.agent_id, instance = %enrolled.instance_id,
+        root = %enrolled.root.display(), version = VERSION, "posture-agent running");
+    let session = Session { host, secret, agent: enrolled.agent_id.clone() };
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let asked = Instant::now();
+        let mut next = match session.call("poll", &Poll { version: VERSION.to_string() }) {
+            Ok(next) => next,
+            Err(e) => {
+                stop_if_final(&e)?;
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "poll failed");
+                std::thread::sleep(jittered(backoff));
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        backoff = Duration::from_secs(1);
+        if next.work.is_none() && asked.elapsed() < Duration::from_secs(1) {
+            // Answered at once with nothing: the service is stopping or its polls are all
+            // taken. Ask again a little later.
+            std::thread::sleep(jittered(Duration::from_secs(5)));
+        }
+        while let Some(work) = next.work.take() {
+            let report = worker.perform(work);
+            next = session.report(&report)?;
+        }
+    }
+}
+
+/// The agent's signed exchanges with the service.
+struct Session {
+    host: String,
+    secret: [u8; 32],
+    agent: String,
+}
+
+impl Session {
+    fn call(&self, endpoint: &str, body: &impl serde::Serialize) -> Result<Next, CallError> {
+        transport::call(&self.host, &self.secret, &self.agent, endpoint, body)
+    }
+
+    /// Sends a report, trying again a few times when the service does not answer. A report
+    /// that never arrives is not lost work: the task's lease runs out and the step is done
+    /// again.
+    fn report(&self, report: &Report) -> Result<Next, Stop> {
+        for attempt in 1..=3u64 {
+            match self.call("report", report) {
+                Ok(next) => return Ok(next),
+                Err(e) => {
+                    stop_if_final(&e)?;
+                    if let CallError::Refused { code, .. } = &e {
+                        tracing::warn!(code = %code, error = %e, "report refused");
+                        return Ok(Next::default());
+                    }
+                    tracing::warn!(error = %e, attempt, "report not delivered");
+                    std::thread::sleep(jittered(Duration::from_secs(attempt)));
+                }
+            }
+        }
+        Ok(Next::default())
+    }
+}
+
+fn stop_if_final(e: &CallError) -> Result<(), Stop> {
+    match e {
+        CallError::Refused { code, message, .. } if FINAL.contains(&code.as_str()) => {
+            Err(Stop::refused(format!("the service refuses this agent ({code}): {message}")))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,401 @@
+//! Agents as separate processes on loopback, each with its own root: enrolment, checks,
+//! repairs and rollbacks through them, a change interrupted halfway and resumed, offline
+//! agents, isolation between agents, revocation and tokens.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use client::agent::{self as wire, Next, Poll, Report, Work};
+use common::{read, Server};
+use connectors::host::HostConnector;
+use connectors::Target;
+use serde_json::{json, Value};
+
+const SSHD: &str = "# sshd\nPort 22\nPermitRootLogin yes\nPermitEmptyPasswords no\nX11Forwarding yes\n";
+
+/// The agent binary, built beside posture by `cargo test --workspace`.
+fn agent_bin() -> PathBuf {
+    let bin = Path::new(common::bin()).with_file_name("posture-agent");
+    assert!(bin.exists(), "{} is missing: run the workspace's tests (cargo test --workspace)", bin.display());
+    bin
+}
+
+/// A server root of one agent, and its state directory.
+struct Agent {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Agent {
+    fn new() -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let sshd = dir.path().join("root/etc/ssh/sshd_config");
+        std::fs::create_dir_all(sshd.parent().unwrap()).unwrap();
+        std::fs::write(&sshd, SSHD).unwrap();
+        std::fs::write(dir.path().join("root/etc/login.defs"), "PASS_MAX_DAYS\t99999\n").unwrap();
+        Agent { dir, child: None }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn sshd(&self) -> String {
+        read(&self.root().join("etc/ssh/sshd_config"))
+    }
+
+    /// `posture-agent enroll`: exit status, stdout as JSON, stderr.
+    fn enroll(&self, server: &Server, token: &str, instance_id: &str) -> (i32, Value, String) {
+        let out = Command::new(agent_bin())
+            .args(["enroll", "--server", &format!("http://{}", server.endpoint), "--token", token])
+            .args(["--state", self.state().to_str().unwrap(), "--root", self.root().to_str().unwrap()])
+            .args(["--instance-id", instance_id, "--region-id", "lab"])
+            .output()
+            .unwrap();
+        let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code().unwrap_or(-1), json, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    fn enrolled(&self, server: &Server, token: &str, instance_id: &str) -> String {
+        let (code, v, err) = self.enroll(server, token, instance_id);
+        assert_eq!(code, 0, "enroll: {err}");
+        v["AgentId"].as_str().unwrap().to_string()
+    }
+
+    /// Starts `posture-agent run`.
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("agent.log")).unwrap();
+        let child = Command::new(agent_bin())
+            .args(["run", "--state", self.state().to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the running agent to exit by itself; its exit status.
+    fn exited(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        let c = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// The agent's secret key and id, read from its state (to act as the agent by hand).
+    fn identity(&self) -> ([u8; 32], String) {
+        let key = hex::decode(read(&self.state().join("key")).trim()).unwrap();
+        let enrolled: Value = serde_json::from_str(&read(&self.state().join("agent.json"))).unwrap();
+        (key.try_into().unwrap(), enrolled["AgentId"].as_str().unwrap().to_string())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn token(server: &Server, extra: &[&str]) -> String {
+    let data = server.data();
+    let mut args = vec!["agents", "token", "create", "--data", data.to_str().unwrap(), "--account", &server.account_id];
+    args.extend(extra);
+    let (code, v, err) = common::posture(&args);
+    assert_eq!(code, 0, "{err}");
+    v["Token"].as_str().unwrap().to_string()
+}
+
+/// One signed agent request by hand: (HTTP status, body).
+fn raw(server: &Server, secret: &[u8; 32], agent: &str, endpoint: &str, body: &Value) -> (u16, Value) {
+    raw_headers(
+        server,
+        endpoint,
+        body,
+        &wire::sign(secret, "POST", &path(endpoint), agent, store::now_ms(), &bytes(body)),
+    )
+}
+
+fn path(endpoint: &str) -> String {
+    format!("{}{endpoint}", wire::PREFIX)
+}
+
+fn bytes(body: &Value) -> Vec<u8> {
+    serde_json::to_vec(body).unwrap()
+}
+
+fn raw_headers(server: &Server, endpoint: &str, body: &Value, headers: &[(String, String)]) -> (u16, Value) {
+    let r = client::send_to(&server.endpoint, "POST", &path(endpoint), "", headers, &bytes(body)).unwrap();
+    (r.status, r.json())
+}
+
+/// Waits until the instance has a result for the check item; returns its status.
+fn result_of(server: &Server, check_id: &str, instance_id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = server.ok("ListCheckInstanceResult", &[("CheckId", check_id), ("PageSize", "100")]);
+        let row = v["BasicData"].as_array().unwrap().iter().find(|r| r["InstanceId"] == instance_id).cloned();
+        if let Some(row) = row {
+            return row["Status"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no result of {check_id} on {instance_id}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn submit(server: &Server, kind: &str, instance_id: &str, repair_task: Option<&str>) -> String {
+    let mut p = vec![("CheckId", "1001"), ("Type", kind), ("OperationTaskInstances.1.InstanceId", instance_id)];
+    if let Some(t) = repair_task {
+        p.push(("OperationTaskInstances.1.TaskId", t));
+    }
+    server.ok("SubmitOperationTask", &p)["RootTaskId"].as_str().unwrap().to_string()
+}
+
+/// Waits for a root task to finish; its one task row.
+fn finished(server: &Server, root: &str) -> Value {
+    server.wait_root(1001, root).remove(0)
+}
+
+#[test]
+fn agents_enrol_check_repair_and_roll_back_their_own_roots_byte_for_byte() {
+    let server = Server::start(&["--agent-poll-wait", "2s"]);
+    let t = token(&server, &["--uses", "2"]);
+    let (mut a, mut b) = (Agent::new(), Agent::new());
+    let a_id = a.enrolled(&server, &t, "agent-a");
+    b.enrolled(&server, &t, "agent-b");
+    // The state directory is private.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(a.state()).unwrap().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::metadata(a.state().join("key")).unwrap().mode() & 0o777, 0o600);
+    a.start();
+    b.start();
+
+    server.ok("SubmitCheck", &[]);
+    assert_eq!(result_of(&server, "1001", "agent-a"), "NOT_PASS");
+    assert_eq!(result_of(&server, "1001", "agent-b"), "NOT_PASS");
+    let agents = server.ok("DescribeAgents", &[]);
+    let listed = agents["Agents"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{agents}");
+    let mine = listed.iter().find(|x| x["AgentId"] == a_id.as_str()).unwrap();
+    assert_eq!((mine["InstanceId"].as_str(), mine["Online"].as_bool()), (Some("agent-a"), Some(true)), "{mine}");
+
+    let repair = finished(&server, &submit(&server, "REPAIR", "agent-a", None));
+    assert_eq!(repair["Status"], "REPAIR_SUCCESS_VERIFIED", "{repair}\n{}", a.log());
+    assert!(a.sshd().contains("PermitRootLogin no"), "{}", a.sshd());
+    assert_eq!(b.sshd(), SSHD, "only agent-a's root changed");
+    assert_eq!(result_of(&server, "1001", "agent-a"), "PASS");
+
+    let task = repair["TaskId"].as_str().unwrap();
+    let rollback = finished(&server, &submit(&server, "ROLLBACK", "agent-a", Some(task)));
+    assert_eq!(rollback["Status"], "ROLL_BACK_VERIFIED", "{rollback}\n{}", a.log());
+    assert_eq!(a.sshd(), SSHD, "byte for byte");
+    assert_eq!(result_of(&server, "1001", "agent-a"), "NOT_PASS");
+}
+
+#[test]
+fn an_agent_killed_halfway_through_a_change_resumes_it_once_from_the_snapshot() {
+    let server = Server::start(&["--lease-ms", "1500", "--agent-poll-wait", "2s"]);
+    let mut a = Agent::new();
+    a.enrolled(&server, &token(&server, &[]), "agent-k");
+    let (secret, agent_id) = a.identity();
+    let root = submit(&server, "REPAIR", "agent-k", None);
+
+    // Act as the agent by hand up to REPAIRING: back up, report, apply the change on disk,
+    // and die before reporting it (as kill -9 between the write and the report would).
+    let poll = json!(Poll { version: "0.1.0".into() });
+    let (status, next) = raw(&server, &secret, &agent_id, "poll", &poll);
+    assert_eq!(status, 200, "{next}");
+    let next: Next = serde_json::from_value(next).unwrap();
+    let Some(Work::Task { task_id, fence, status, op, .. }) = next.work else { panic!("no task: {next:?}") };
+    assert_eq!(status, "IN_BACKUP");
+    let steps = vec![model::Step::SetDirective {
+        dialect: model::Dialect::Sshd,
+        file: "/etc/ssh/sshd_config".into(),
+        key: "PermitRootLogin".into(),
+        value: "no".into(),
+    }];
+    let host = HostConnector::default();
+    let target = Target { instance_id: "agent-k".into(), locator: a.root().display().to_string(), ..Target::default() };
+    let backed_up = connectors::execute(&host, &target, &steps, op).unwrap();
+    let report = json!(Report::Task { task_id: task_id.clone(), fence, status, outcome: Ok(backed_up) });
+    let (code, next) = raw(&server, &secret, &agent_id, "report", &report);
+    assert_eq!(code, 200, "{next}");
+    let next: Next = serde_json::from_value(next).unwrap();
+    let Some(Work::Task { status, op, fence: same_fence, .. }) = next.work else { panic!("no next step: {next:?}") };
+    assert_eq!((status.as_str(), same_fence), ("REPAIRING", fence));
+    connectors::execute(&host, &target, &steps, op).unwrap();
+    assert!(a.sshd().contains("PermitRootLogin no"));
+
+    // The agent comes back: when the lease runs out it takes the task again at REPAIRING and
+    // re-applies on top of the snapshot taken before the first change.
+    a.start();
+    let row = finished(&server, &root);
+    assert_eq!(row["Status"], "REPAIR_SUCCESS_VERIFIED", "{row}\n{}", a.log());
+    assert_eq!(a.sshd().matches("PermitRootLogin").count(), 1, "applied once: {}", a.sshd());
+    // A late report from the first lease is refused, and changes nothing.
+    let late = json!(Report::Task {
+        task_id: task_id.clone(),
+        fence,
+        status: "REPAIRING".into(),
+        outcome: Err(client::agent::Failure {
+            code: "RepairError".into(),
+            message: "late".into(),
+            retryable: false,
+            freed: false
+        })
+    });
+    let (code, v) = raw(&server, &secret, &agent_id, "report", &late);
+    assert_eq!((code, v["Code"].as_str()), (409, Some("AgentReportStale")), "{v}");
+    // The snapshot is the one taken before the first change: the rollback restores the original.
+    let rollback = finished(&server, &submit(&server, "ROLLBACK", "agent-k", Some(&task_id)));
+    assert_eq!(rollback["Status"], "ROLL_BACK_VERIFIED", "{rollback}");
+    assert_eq!(a.sshd(), SSHD);
+}
+
+#[test]
+fn tasks_of_an_offline_agent_fail_after_the_deadline_having_changed_nothing() {
+    let server = Server::start(&["--agent-task-deadline", "3s", "--lease-ms", "1500"]);
+    let a = Agent::new();
+    a.enrolled(&server, &token(&server, &[]), "agent-off");
+    // The agent never runs: the repair waits, then fails.
+    let row = finished(&server, &submit(&server, "REPAIR", "agent-off", None));
+    assert_eq!((row["Status"].as_str(), row["ErrorCode"].as_str()), (Some("FAIL"), Some("AgentOffline")), "{row}");
+    assert_eq!(a.sshd(), SSHD, "nothing changed");
+    // Its part of a check run fails too, and the run ends.
+    let run = server.ok("SubmitCheck", &[])["TaskId"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = server.ok("ListOperationProcessDetail", &[("TaskIds.1", &run), ("PageSize", "100")]);
+        let details = v["ProcessDetails"].as_array().unwrap();
+        if !details.is_empty() && details.iter().all(|d| d["StatusCode"] != 0 && d["StatusCode"] != 1) {
+            assert_eq!(details.iter().filter(|d| d["StatusCode"] == 4).count(), 1, "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run did not end: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // It was last heard from when it enrolled.
+    let listed = server.ok("DescribeAgents", &[]);
+    assert_eq!(listed["Agents"][0]["LastSeenAt"], listed["Agents"][0]["EnrolledAt"], "{listed}");
+}
+
+#[test]
+fn an_agent_stays_in_its_own_instance() {
+    let server = Server::start(&[]);
+    let t = token(&server, &["--uses", "3"]);
+    let (a, b) = (Agent::new(), Agent::new());
+    a.enrolled(&server, &t, "agent-a");
+    let b_id = b.enrolled(&server, &t, "agent-b");
+    let (secret, a_id) = a.identity();
+    // B has a task (B's agent is not running, so it waits); A names it.
+    submit(&server, "REPAIR", "agent-b", None);
+    let b_task = server.ok("ListOperationTask", &[("CheckId", "1001")])["OperationTasks"][0]["TaskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let report = |task: &str| {
+        json!(Report::Task {
+            task_id: task.into(),
+            fence: 1,
+            status: "IN_BACKUP".into(),
+            outcome: Ok(model::OpOutput::Done)
+        })
+    };
+    let (code, v) = raw(&server, &secret, &a_id, "report", &report(&b_task));
+    assert_eq!((code, v["Code"].as_str()), (403, Some("AgentWorkNotFound")), "{v}");
+    // A cannot speak as B: the signature is checked against B's registered key.
+    let poll = json!(Poll { version: "0.1.0".into() });
+    let (code, v) = raw(&server, &secret, &b_id, "poll", &poll);
+    assert_eq!((code, v["Code"].as_str()), (401, Some("AgentSignatureInvalid")), "{v}");
+    // A's poll never hands out B's task.
+    let (code, v) = raw(&server, &secret, &a_id, "poll", &poll);
+    assert_eq!((code, v["Work"].clone()), (200, Value::Null), "{v}");
+    // A replayed request is refused.
+    let headers = wire::sign(&secret, "POST", &path("poll"), &a_id, store::now_ms(), &bytes(&poll));
+    assert_eq!(raw_headers(&server, "poll", &poll, &headers).0, 200);
+    let (code, v) = raw_headers(&server, "poll", &poll, &headers);
+    assert_eq!((code, v["Code"].as_str()), (400, Some("SignatureNonceUsed")), "{v}");
+    // A general token does not enrol an InstanceId that exists (B's snapshots stay B's).
+    let intruder = Agent::new();
+    let (code, _, err) = intruder.enroll(&server, &t, "agent-b");
+    assert_ne!(code, 0);
+    assert!(err.contains("AgentInstanceExists"), "{err}");
+    // A token made for one instance enrols only that one; it may re-enrol it (a new key),
+    // which revokes the agent it replaces.
+    let for_b = token(&server, &["--instance-id", "agent-b"]);
+    let (code, _, err) = intruder.enroll(&server, &for_b, "agent-c");
+    assert!(code != 0 && err.contains("AgentTokenWrongInstance"), "{err}");
+    let again = Agent::new();
+    again.enrolled(&server, &for_b, "agent-b");
+    let (b_secret, _) = b.identity();
+    let (code, v) = raw(&server, &b_secret, &b_id, "poll", &poll);
+    assert_eq!((code, v["Code"].as_str()), (403, Some("AgentRevoked")), "{v}");
+}
+
+#[test]
+fn revoked_agents_stop_and_spent_or_expired_tokens_and_plain_http_afar_are_refused() {
+    let server = Server::start(&["--agent-poll-wait", "2s"]);
+    let mut a = Agent::new();
+    let once = token(&server, &[]);
+    a.enrolled(&server, &once, "agent-r");
+    a.start();
+    server.ok("SubmitCheck", &[]);
+    assert_eq!(result_of(&server, "1001", "agent-r"), "NOT_PASS");
+    server.admin("agents", "revoke", &["--account", &server.account_id, "agent-r"]);
+    // Its waiting poll ends within the poll time; the next one is refused and it stops.
+    assert_eq!(a.exited(Duration::from_secs(20)), Some(3), "{}", a.log());
+    assert!(a.log().contains("AgentRevoked"), "{}", a.log());
+
+    let other = Agent::new();
+    let (code, _, err) = other.enroll(&server, &once, "agent-s");
+    assert!(code != 0 && err.contains("AgentTokenInvalid") && err.contains("used"), "{err}");
+    let short = token(&server, &["--expires", "1s"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, _, err) = other.enroll(&server, &short, "agent-s");
+    assert!(code != 0 && err.contains("AgentTokenInvalid") && err.contains("expired"), "{err}");
+
+    let out = Command::new(agent_bin())
+        .args(["enroll", "--server", "http://192.0.2.1:8080", "--token", "x", "--state"])
+        .arg(other.state())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--insecure-http"), "{err}");
+
+    // An agent older than the server accepts is refused with its own code.
+    let secret = wire::new_secret();
+    let enrol = json!(wire::Enroll {
+        token: token(&server, &[]),
+        instance_id: "agent-old".into(),
+        region_id: "lab".into(),
+        vendor: 2,
+        public_key: wire::b64(&wire::public_key(&secret)),
+        version: "0.0.1".into(),
+        info: Default::default(),
+    });
+    let (code, v) = raw(&server, &secret, wire::ENROLLING, "enroll", &enrol);
+    assert_eq!((code, v["Code"].as_str()), (426, Some("AgentVersionUnsupported")), "{v}");
+}
