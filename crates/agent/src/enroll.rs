@@ -10,6 +10,7 @@ use crate::run::Stop;
 use crate::state::{Enrolled, State};
 use crate::transport;
 
+/// `posture-agent enroll`.
 #[derive(clap::Args)]
 pub struct Args {
     /// The service: http://HOST:PORT.
@@ -43,7 +44,45 @@ pub struct Args {
 /// The agent's version, reported at enrolment and checked by the service.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub fn run(args: Args) -> Result<(), Stop> {
+/// What an enrolment needs (the command line's arguments).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The service, `http://HOST:PORT`.
+    pub server: String,
+    /// The enrolment token.
+    pub token: String,
+    /// The state directory.
+    pub state: PathBuf,
+    /// The root.
+    pub root: PathBuf,
+    /// The InstanceId, if given.
+    pub instance_id: Option<String>,
+    /// The RegionId.
+    pub region_id: String,
+    /// The Vendor code.
+    pub vendor: i64,
+    /// Plain http:// to an address that is not loopback is accepted.
+    pub insecure_http: bool,
+}
+
+impl From<Args> for Options {
+    fn from(a: Args) -> Options {
+        Options {
+            server: a.server,
+            token: a.token,
+            state: a.state,
+            root: a.root,
+            instance_id: a.instance_id,
+            region_id: a.region_id,
+            vendor: a.vendor,
+            insecure_http: a.insecure_http,
+        }
+    }
+}
+
+/// Enrols: a new key, one signed enrolment, the state written (the key first: an enrolment
+/// recorded without its key could never be used).
+pub fn enroll(args: Options) -> Result<Enrolled, Stop> {
     let host = transport::authority(&args.server, args.insecure_http).map_err(Stop::usage)?;
     if !args.root.is_dir() {
         return Err(Stop::usage(format!("the root {} is not a directory", args.root.display())));
@@ -69,7 +108,6 @@ pub fn run(args: Args) -> Result<(), Stop> {
     };
     let answer: wire::Enrolled = transport::call(&host, &secret, wire::ENROLLING, "enroll", &request)
         .map_err(|e| Stop::refused(format!("enrolment refused: {e}")))?;
-    // The key first: an enrolment recorded without its key could never be used.
     state.set_key(&secret).map_err(|e| Stop::usage(format!("cannot write the key: {e}")))?;
     let enrolled = Enrolled {
         server: args.server.trim().trim_end_matches('/').to_string(),
@@ -79,8 +117,7 @@ pub fn run(args: Args) -> Result<(), Stop> {
         insecure_http: args.insecure_http,
     };
     state.set_enrolled(&enrolled).map_err(|e| Stop::usage(format!("cannot write the state: {e}")))?;
-    println!("{}", serde_json::json!({"AgentId": enrolled.agent_id, "InstanceId": enrolled.instance_id}));
-    Ok(())
+    Ok(enrolled)
 }
 
 /// ROOT/etc/machine-id, if it holds one.

@@ -2,15 +2,11 @@
 //! server's work, carry it out on the server's root with the host connector, report back.
 #![forbid(unsafe_code)]
 
-mod enroll;
-mod run;
-mod state;
-mod transport;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use posture_agent::{enroll, run, state};
 
 /// posture-agent — carries out a posture service's checks, repairs and rollbacks on this server.
 #[derive(Parser)]
@@ -41,8 +37,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
-        Command::Enroll(args) => enroll::run(args),
-        Command::Run { state } => run::run(&state),
+        Command::Enroll(args) => enroll::enroll(args.into()).map(|e| {
+            println!("{}", serde_json::json!({"AgentId": e.agent_id, "InstanceId": e.instance_id}));
+        }),
+        Command::Run { state } => run::run_until(&state, &std::sync::atomic::AtomicBool::new(false)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

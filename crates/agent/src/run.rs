@@ -6,6 +6,7 @@
 //! those steps may change. The service never sends a command, a path or a step to carry out.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use catalog::Catalog;
@@ -19,8 +20,11 @@ use crate::state::State;
 use crate::transport::{self, CallError};
 
 /// Why the agent stopped (its exit status and message).
+#[derive(Debug)]
 pub struct Stop {
+    /// The exit status: 2 a local error, 3 refused by the service for good.
     pub code: u8,
+    /// What happened.
     pub message: String,
 }
 
@@ -124,7 +128,10 @@ fn jittered(base: Duration) -> Duration {
     Duration::from_millis(base.as_millis() as u64 - quarter + spread)
 }
 
-pub fn run(dir: &std::path::Path) -> Result<(), Stop> {
+/// Runs until the service refuses the agent for good, or `stop` is set (checked between
+/// polls; a poll waits at most the service's poll time, and the service ends waiting polls
+/// when it stops).
+pub fn run_until(dir: &std::path::Path, stop: &AtomicBool) -> Result<(), Stop> {
     let state = State::open(dir).map_err(Stop::usage)?;
     let enrolled = state.enrolled().map_err(Stop::usage)?;
     let secret = state.key().map_err(Stop::usage)?;
@@ -134,7 +141,7 @@ pub fn run(dir: &std::path::Path) -> Result<(), Stop> {
         root = %enrolled.root.display(), version = VERSION, "posture-agent running");
     let session = Session { host, secret, agent: enrolled.agent_id.clone() };
     let mut backoff = Duration::from_secs(1);
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         let asked = Instant::now();
         let mut next = match session.call("poll", &Poll { version: VERSION.to_string() }) {
             Ok(next) => next,
@@ -157,6 +164,7 @@ pub fn run(dir: &std::path::Path) -> Result<(), Stop> {
             next = session.report(&report)?;
         }
     }
+    Ok(())
 }
 
 /// The agent's signed exchanges with the service.

@@ -40,6 +40,9 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
     if matches!(req.path.as_str(), "/healthz" | "/metrics") && !matches!(req.method.as_str(), "GET" | "HEAD") {
         return error_response(&ApiError::unsupported_method(), &host, &request_id);
     }
+    if req.path == "/healthz" && app.starting.load(std::sync::atomic::Ordering::Relaxed) {
+        return json_response(503, &json!({"Status": "starting"}), None);
+    }
     if req.path == "/healthz" {
         // The node is healthy when its database answers (a load balancer takes it out if not).
         let store = app.store.clone();

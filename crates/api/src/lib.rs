@@ -28,13 +28,23 @@ pub struct App {
     pub idempotency: Mutex<()>,
     /// The agents' polls and when agents were last heard from.
     pub agents: agents::AgentHub,
+    /// Set while the node's first-start work is under way (the demo's first check through its
+    /// agents): `/healthz` answers 503 `starting` meanwhile.
+    pub starting: std::sync::atomic::AtomicBool,
 }
 
 impl App {
     /// A new app. Waiting agent polls are woken whenever the engine is.
     pub fn new(store: Arc<Store>, engine: Arc<Engine>, settings: ops::Settings) -> Arc<App> {
         let hub = agents::AgentHub::new(settings.max_agent_polls, settings.agent_poll_wait);
-        let app = Arc::new(App { store, engine, settings, idempotency: Mutex::new(()), agents: hub });
+        let app = Arc::new(App {
+            store,
+            engine,
+            settings,
+            idempotency: Mutex::new(()),
+            agents: hub,
+            starting: Default::default(),
+        });
         let weak = Arc::downgrade(&app);
         app.engine.on_wake(Box::new(move || {
             if let Some(app) = weak.upgrade() {

@@ -195,6 +195,7 @@ pub fn build(fleet_dir: &Path) -> std::io::Result<Vec<NewInstance>> {
     let mut out = Vec::new();
     for s in &FLEET {
         let root = fleet_dir.join(s.id);
+        write(&root, "etc/hostname", &format!("{}\n", s.name), 0o644)?;
         write(&root, "etc/ssh/sshd_config", &sshd_config(s.hardened_ssh), s.sshd_mode)?;
         std::fs::create_dir_all(root.join("etc/ssh/sshd_config.d"))?;
         write(&root, "etc/login.defs", &login_defs(s.pass_max_days), 0o644)?;
@@ -212,15 +213,25 @@ pub fn build(fleet_dir: &Path) -> std::io::Result<Vec<NewInstance>> {
             let text = format!("# Redis configuration file example.\n\ndaemonize yes\npidfile /run/redis/redis-server.pid\nloglevel notice\nlogfile /var/log/redis/redis-server.log\n\n{redis}\ndatabases 16\nsave 3600 1\n");
             write(&root, "etc/redis/redis.conf", &text, 0o640)?;
         }
-        out.push(NewInstance {
-            vendor: s.vendor,
-            region_id: s.region.to_string(),
-            instance_id: s.id.to_string(),
-            instance_name: s.name.to_string(),
-            connector: "host".to_string(),
-            locator: root.display().to_string(),
-            os_type: "linux".to_string(),
-        });
+        out.push(instance(fleet_dir, s));
     }
     Ok(out)
+}
+
+/// The demo's servers as `build` registers them, without writing anything (a demo on agents
+/// starts their agents at every start).
+pub fn servers(fleet_dir: &Path) -> Vec<NewInstance> {
+    FLEET.iter().map(|s| instance(fleet_dir, s)).collect()
+}
+
+fn instance(fleet_dir: &Path, s: &Server) -> NewInstance {
+    NewInstance {
+        vendor: s.vendor,
+        region_id: s.region.to_string(),
+        instance_id: s.id.to_string(),
+        instance_name: s.name.to_string(),
+        connector: "host".to_string(),
+        locator: fleet_dir.join(s.id).display().to_string(),
+        os_type: "linux".to_string(),
+    }
 }

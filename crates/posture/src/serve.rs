@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use store::{CheckRuns, Instances, Store, TaskQueue};
+use store::{Agents as _, CheckRuns, Instances, NewInstance, Store, TaskQueue};
 
 use catalog::Catalog;
 use connectors::host::HostConnector;
@@ -30,6 +31,11 @@ pub struct Args {
     /// Register the demo fleet (once) and check it.
     #[arg(long)]
     demo: bool,
+    /// How the demo's servers are reached: `agents` (each runs as a posture-agent in this
+    /// process, a thread each, over loopback HTTP, its state in DATA/agents/) or `roots` (the
+    /// engine reads their directories itself). With --database the demo keeps roots.
+    #[arg(long, value_enum, default_value_t = DemoFleet::Agents)]
+    demo_fleet: DemoFleet,
     /// Engine worker threads (0: accept tasks but do not run them). Workers mostly wait on
     /// disk and on commits, which they share (group commit), so several per core pay off.
     #[arg(long, default_value_t = 8)]
@@ -76,6 +82,12 @@ fn agent_poll_wait(text: &str) -> Result<std::time::Duration, String> {
 
 fn agent_deadline(text: &str) -> Result<i64, String> {
     api::ops::agents::parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration such as 90s, 15m or 2h"))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DemoFleet {
+    Agents,
+    Roots,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -196,9 +208,11 @@ fn try_run(args: Args) -> Result<(), String> {
     );
 
     let account = ensure_admin(&store, &data, &args.listen)?;
-    if args.demo {
-        seed_demo(&store, &engine, &account, &data)?;
-    }
+    let via_agents = args.demo_fleet == DemoFleet::Agents && at.database.is_none();
+    let demo_agents = match args.demo {
+        true => seed_demo(&store, &engine, &account, &data, via_agents)?,
+        false => Vec::new(),
+    };
     let _workers = engine.start(args.workers);
     let http_limits = config.http.limits();
 
@@ -212,10 +226,26 @@ fn try_run(args: Args) -> Result<(), String> {
         };
         let app = api::App::new(store, engine, settings);
         tracing::info!(listen = %args.listen, credentials = %data.join("credentials.json").display(), "posture is serving");
+        let stop_agents = Arc::new(AtomicBool::new(false));
+        if !demo_agents.is_empty() {
+            app.starting.store(true, Ordering::Relaxed);
+            let (app, stop) = (app.clone(), stop_agents.clone());
+            let (server, account) = (demo_server_addr(&args.listen), account.clone());
+            std::thread::Builder::new()
+                .name("posture-demo".into())
+                .spawn(move || {
+                    if let Err(e) = run_demo_agents(&app, server, &account, &data, demo_agents, &stop) {
+                        tracing::error!("the demo's agents could not start: {e}");
+                    }
+                    app.starting.store(false, Ordering::Relaxed);
+                })
+                .map_err(|e| e.to_string())?;
+        }
         let stopping = app.clone();
         let shutdown = async move {
             shutdown().await;
             // Waiting agent polls end at once instead of holding the shutdown up.
+            stop_agents.store(true, Ordering::Relaxed);
             stopping.agents.stop();
         };
         api::http::serve(listener, Arc::new(api::gateway::Gateway(app)), http_limits, shutdown)
@@ -277,24 +307,48 @@ fn ensure_admin(store: &Store, data: &Path, listen: &SocketAddr) -> Result<Strin
 
 /// Writes, registers and checks the demo fleet, once. Each part is idempotent and the whole is
 /// marked done only at its end, so a start interrupted halfway is completed by the next one.
-fn seed_demo(store: &Store, engine: &Engine, account: &str, data: &Path) -> Result<(), String> {
+/// With `via_agents`, the servers are registered as reached through their agents, and returned:
+/// their agents enrol (once) and run once the service listens, and check the fleet then.
+fn seed_demo(
+    store: &Store,
+    engine: &Engine,
+    account: &str,
+    data: &Path,
+    via_agents: bool,
+) -> Result<Vec<NewInstance>, String> {
     // Nodes sharing the data directory seed it one at a time; the next finds it marked.
     let lock = File::create(data.join("demo.lock")).map_err(|e| format!("cannot create the demo lock: {e}"))?;
     lock.lock().map_err(|e| format!("cannot lock the demo lock: {e}"))?;
-    if store.is_marked(store::marks::DEMO_SEEDED).map_err(|e| e.to_string())? {
-        return Ok(());
-    }
     let fleet = data.join("fleet");
-    let others = store
-        .list_instances(account)
-        .map_err(|e| e.to_string())?
-        .iter()
-        .any(|i| !Path::new(&i.locator).starts_with(&fleet));
+    let agents = data.join("agents");
+    if store.is_marked(store::marks::DEMO_SEEDED).map_err(|e| e.to_string())? {
+        // A demo on agents starts its agents at every start.
+        return match agents.is_dir() {
+            true => Ok(crate::demo::servers(&fleet)),
+            false => Ok(Vec::new()),
+        };
+    }
+    // A start interrupted after registering the fleet finds only the fleet's own instances.
+    let demo_ids: Vec<String> = crate::demo::servers(&fleet).into_iter().map(|i| i.instance_id).collect();
+    let others =
+        store.list_instances(account).map_err(|e| e.to_string())?.iter().any(|i| !demo_ids.contains(&i.instance_id));
     if others {
         tracing::info!("the admin account already has instances of its own; the demo fleet is not added");
-        return store.mark(store::marks::DEMO_SEEDED).map_err(|e| e.to_string());
+        store.mark(store::marks::DEMO_SEEDED).map_err(|e| e.to_string())?;
+        return Ok(Vec::new());
     }
     let instances = crate::demo::build(&fleet).map_err(|e| format!("cannot write the demo fleet: {e}"))?;
+    if via_agents {
+        std::fs::create_dir_all(&agents).map_err(|e| format!("cannot create {}: {e}", agents.display()))?;
+        // Registered now (listings show them at once); each agent's enrolment takes its
+        // instance over with a token made for it.
+        for i in &instances {
+            let mut i = i.clone();
+            i.locator = store::AGENT_LOCATOR.into();
+            store.upsert_instance(account, &i).map_err(|e| e.to_string())?;
+        }
+        return Ok(instances);
+    }
     for i in &instances {
         store.upsert_instance(account, i).map_err(|e| e.to_string())?;
     }
@@ -302,5 +356,88 @@ fn seed_demo(store: &Store, engine: &Engine, account: &str, data: &Path) -> Resu
     engine.drain();
     store.mark(store::marks::DEMO_SEEDED).map_err(|e| e.to_string())?;
     tracing::info!(servers = instances.len(), fleet = %fleet.display(), "registered and checked the demo fleet");
+    Ok(Vec::new())
+}
+
+/// The address the demo's agents reach this service at: loopback when it listens on every
+/// address.
+fn demo_server_addr(listen: &SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => std::net::IpAddr::from([127, 0, 0, 1]),
+        ip if ip.is_unspecified() => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
+/// Enrols the demo's agents (once each, with a token made for its instance), runs each on a
+/// thread of its own, and checks the fleet through them the first time.
+fn run_demo_agents(
+    app: &api::App,
+    server: SocketAddr,
+    account: &str,
+    data: &Path,
+    servers: Vec<NewInstance>,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), String> {
+    let store = &app.store;
+    for s in servers {
+        let state = data.join("agents").join(&s.instance_id);
+        let url = format!("http://{server}");
+        let kept = posture_agent::state::State::open(&state).ok().and_then(|st| st.enrolled().ok().map(|e| (st, e)));
+        if let Some((st, mut enrolled)) = kept {
+            // The demo's agents follow this serve to whatever address it listens on now.
+            if enrolled.server != url {
+                enrolled.server = url.clone();
+                enrolled.insecure_http = !server.ip().is_loopback();
+                st.set_enrolled(&enrolled).map_err(|e| format!("demo agent {}: {e}", s.instance_id))?;
+            }
+        } else {
+            let token = store
+                .create_agent_token(account, Some(&s.instance_id), 1, store::now_ms() + 600_000)
+                .map_err(|e| e.to_string())?;
+            posture_agent::enroll::enroll(posture_agent::enroll::Options {
+                server: url,
+                token,
+                state: state.clone(),
+                root: data.join("fleet").join(&s.instance_id),
+                instance_id: Some(s.instance_id.clone()),
+                region_id: s.region_id.clone(),
+                vendor: s.vendor.code(),
+                // The service's own address on this machine: the traffic does not leave it.
+                insecure_http: !server.ip().is_loopback(),
+            })
+            .map_err(|e| format!("demo agent {}: {}", s.instance_id, e.message))?;
+        }
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("demo-agent-{}", s.instance_name))
+            .spawn(move || {
+                if let Err(e) = posture_agent::run::run_until(&state, &stop) {
+                    tracing::error!(state = %state.display(), "a demo agent stopped: {}", e.message);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    if store.is_marked(store::marks::DEMO_SEEDED).map_err(|e| e.to_string())? {
+        return Ok(());
+    }
+    let run = store.create_run(account, "CHECK_ALL", "", &[], &[]).map_err(|e| e.to_string())?;
+    // This node's workers may be none (--workers 0): the run is planned here, its agents do the rest.
+    app.engine.drain();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let done =
+            store.get_run(account, &run.id).map_err(|e| e.to_string())?.is_some_and(|r| !r.status.is_unfinished());
+        if done {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("the demo fleet was not checked within 60 s".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    store.mark(store::marks::DEMO_SEEDED).map_err(|e| e.to_string())?;
+    tracing::info!(fleet = %data.join("fleet").display(), "registered and checked the demo fleet through its agents");
     Ok(())
 }

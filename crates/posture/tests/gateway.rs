@@ -265,10 +265,11 @@ fn no_input_makes_a_server_error() {
 }
 
 /// `GET /metrics` after a repair: the request, its transitions and its steps were counted;
-/// and `--log-format json` writes one JSON object per line.
+/// and `--log-format json` writes one JSON object per line. (The steps are timed where they
+/// run: on the demo's roots, by this node's workers.)
 #[test]
 fn metrics_count_a_repair_and_logs_can_be_json() {
-    let s = common::Server::start(&["--log-format", "json"]);
+    let s = common::Server::start(&["--log-format", "json", "--demo-fleet", "roots"]);
     let root = s.ok(
         "SubmitOperationTask",
         &[("CheckId", "1001"), ("Type", "REPAIR"), ("OperationTaskInstances.1.InstanceId", "i-bp1a2c3d4e5f6g7h8i9j")],

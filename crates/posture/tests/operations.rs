@@ -31,7 +31,7 @@ fn result_of(s: &Server, check: &str, instance: &str) -> String {
 
 #[test]
 fn concurrent_submissions_for_one_instance_create_exactly_one_task() {
-    let s = Arc::new(Server::start(&["--workers", "0"]));
+    let s = Arc::new(Server::start(&["--workers", "0", "--demo-fleet", "roots"]));
     let handles: Vec<_> = (0..16)
         .map(|_| {
             let s = s.clone();
@@ -301,7 +301,7 @@ fn rollbacks_of_one_file_go_latest_first_and_never_undo_an_outside_change() {
 
 #[test]
 fn a_restart_keeps_everything_and_resumes_unfinished_tasks() {
-    let mut s = Server::start(&["--workers", "0"]);
+    let mut s = Server::start(&["--workers", "0", "--demo-fleet", "roots"]);
     let creds = read(&s.data().join("credentials.json"));
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(s.data().join("credentials.json")).unwrap().permissions(),

@@ -96,7 +96,7 @@ fn temporaries(dir: &Path) -> Vec<String> {
 
 #[test]
 fn five_repairs_of_one_file_wait_their_turn_and_undo_latest_first() {
-    let mut s = Server::start(&["--workers", "0"]);
+    let mut s = Server::start(&["--workers", "0", "--demo-fleet", "roots"]);
     let path = s.fleet(WEB01, "etc/ssh/sshd_config");
     let (original, original_mode) = (read(&path), mode(&path));
     let checks = ["1001", "1003", "1004", "1005", "1006"];
@@ -440,7 +440,7 @@ fn oversized_filters_and_lists_are_clear_400s() {
 
 #[test]
 fn repair_values_that_would_leave_the_service_exposed_are_refused_with_the_reason() {
-    let s = Server::start(&["--workers", "0"]);
+    let s = Server::start(&["--workers", "0", "--demo-fleet", "roots"]);
     for value in ["0.0.0.0:6379", "[::]:6379", "[::ffff:0.0.0.0]:6379", "224.0.0.1:6379", "[ff02::1]:6379"] {
         let v = s.err(
             "SubmitOperationTask",

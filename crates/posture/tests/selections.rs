@@ -272,7 +272,7 @@ fn a_selection_of_100000_instances_is_one_root_task_in_one_call() {
     const N: usize = 100_000;
     const BATCH: usize = 2_000;
     // No workers: the tasks are written, not run (their roots do not exist).
-    let s = Server::start(&["--workers", "0"]);
+    let s = Server::start(&["--workers", "0", "--demo-fleet", "roots"]);
     let file = s.dir.path().join("fleet.jsonl");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
     for n in 0..N {

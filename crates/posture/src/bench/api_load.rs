@@ -21,7 +21,7 @@ pub fn run(clients: usize, duration_s: u64, nodes: usize, progress: &Progress) -
     // node does alone (the default pool), as docs/deploy.md advises. The database, not the
     // number of its clients, is then what bounds the rate.
     let pool = store::DEFAULT_POOL.div_ceil(nodes).to_string();
-    let mut args = vec!["--demo", "--workers", "0"];
+    let mut args = vec!["--demo", "--demo-fleet", "roots", "--workers", "0"];
     if nodes > 1 {
         args.extend(["--database-pool", pool.as_str()]);
     }
