@@ -400,3 +400,131 @@ fn revoked_agents_stop_and_spent_or_expired_tokens_and_plain_http_afar_are_refus
     let (code, v) = raw(&server, &secret, wire::ENROLLING, "enroll", &enrol);
     assert_eq!((code, v["Code"].as_str()), (426, Some("AgentVersionUnsupported")), "{v}");
 }
+
+/// Runs `ip` with these arguments; whether it succeeded (and its error text).
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// A network namespace joined to this one by a veth pair (host side `.1`, namespace side
+/// `.2`), removed when dropped.
+struct Netns {
+    name: String,
+    host_if: String,
+}
+
+impl Netns {
+    fn create(tag: u32) -> Result<Netns, String> {
+        let name = format!("posture-t{tag}");
+        let (host_if, ns_if) = (format!("pt{tag}a"), format!("pt{tag}b"));
+        ip(&["netns", "add", &name])?;
+        let ns = Netns { name, host_if };
+        let subnet = format!("10.213.{}", tag % 250);
+        ip(&["link", "add", &ns.host_if, "type", "veth", "peer", "name", &ns_if])?;
+        ip(&["link", "set", &ns_if, "netns", &ns.name])?;
+        ip(&["addr", "add", &format!("{subnet}.1/30"), "dev", &ns.host_if])?;
+        ip(&["link", "set", &ns.host_if, "up"])?;
+        ip(&["netns", "exec", &ns.name, "ip", "addr", "add", &format!("{subnet}.2/30"), "dev", &ns_if])?;
+        ip(&["netns", "exec", &ns.name, "ip", "link", "set", &ns_if, "up"])?;
+        ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.host_if]);
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+#[test]
+fn an_agent_in_its_own_network_namespace_reaches_the_server_only_through_a_veth_pair() {
+    let tag = std::process::id() % 10_000;
+    let ns = match Netns::create(tag) {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("SKIPPED: this machine does not allow network namespaces here ({e}); needs root with `ip netns`");
+            return;
+        }
+    };
+    // The service listens on the host's end of the pair only.
+    let host = format!("10.213.{}.1", tag % 250);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let endpoint = format!("{host}:{}", common::free_port());
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut serve = Command::new(common::bin())
+        .args(["serve", "--listen", &endpoint, "--data", data.to_str().unwrap(), "--agent-poll-wait", "2s"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::healthz(&endpoint).ok() != Some(200) {
+        assert!(Instant::now() < deadline, "{}", read(&dir.path().join("serve.log")));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let creds: Value = serde_json::from_str(&read(&data.join("credentials.json"))).unwrap();
+    let account = creds["AccountId"].as_str().unwrap();
+    let (code, t, err) =
+        common::posture(&["agents", "token", "create", "--data", data.to_str().unwrap(), "--account", account]);
+    assert_eq!(code, 0, "{err}");
+    let token = t["Token"].as_str().unwrap();
+
+    let mut a = Agent::new();
+    let in_ns = |args: &[&str]| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &ns.name]).arg(agent_bin()).args(args);
+        c
+    };
+    let server = format!("http://{endpoint}");
+    let (state, root) = (a.state(), a.root());
+    let enroll = |extra: &[&str]| {
+        in_ns(&[&["enroll", "--server", &server, "--token", token, "--instance-id", "agent-ns"], extra].concat())
+            .args(["--state", state.to_str().unwrap(), "--root", root.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    // Across a network, plain HTTP needs the operator's word.
+    let refused = enroll(&[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    let enrolled = enroll(&["--insecure-http"]);
+    assert!(enrolled.status.success(), "{}", String::from_utf8_lossy(&enrolled.stderr));
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    a.child =
+        Some(in_ns(&["run", "--state", state.to_str().unwrap()]).stdout(Stdio::null()).stderr(log).spawn().unwrap());
+
+    let client = common::Client {
+        endpoint: endpoint.clone(),
+        creds: client::Credentials {
+            access_key_id: creds["AccessKeyId"].as_str().unwrap().into(),
+            access_key_secret: creds["AccessKeySecret"].as_str().unwrap().into(),
+        },
+    };
+    client.ok("SubmitCheck", &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = client.ok("ListCheckInstanceResult", &[("CheckId", "1001")]);
+        if v["BasicData"].as_array().is_some_and(|rows| rows.iter().any(|r| r["InstanceId"] == "agent-ns")) {
+            assert_eq!(v["BasicData"][0]["Status"], "NOT_PASS", "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no result through the namespace: {v}\n{}",
+            read(&dir.path().join("agent.log"))
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let agents = client.ok("DescribeAgents", &[]);
+    assert_eq!(agents["Agents"][0]["Info"]["Addresses"][0], format!("10.213.{}.2", tag % 250), "{agents}");
+    a.kill9();
+    let _ = serve.kill();
+    let _ = serve.wait();
+}

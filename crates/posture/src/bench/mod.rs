@@ -2,6 +2,7 @@
 //! temporary data directory and a free loopback port, drives it through the real signed HTTP
 //! API, and measures, in the same run, the physical baseline it is bounded by.
 
+mod agents;
 mod api_load;
 mod assess;
 mod fanout;
@@ -29,6 +30,9 @@ pub enum Scenario {
     /// N registered and checked instances: the full check, and the console's listings with
     /// one client and with 64.
     Fleet,
+    /// N agents (threads of this process, each on a small root) enrolled: a full check through
+    /// them, and the service's cost of their heartbeats.
+    Agents,
     /// Every scenario above.
     All,
 }
@@ -39,7 +43,7 @@ pub struct Args {
     #[arg(value_enum)]
     scenario: Scenario,
     /// Sizes to run (repeat for several); defaults: fanout and fleet 10k,100k,1M; repair and
-    /// assess 1k,10k; api: the number of concurrent clients (64).
+    /// assess 1k,10k; agents 1k; api: the number of concurrent clients (64).
     #[arg(long)]
     scale: Vec<usize>,
     /// Seconds each api (and fleet) operation is loaded.
@@ -88,6 +92,8 @@ fn defaults(s: Scenario, smoke: bool) -> Vec<usize> {
         (Scenario::Repair | Scenario::Assess, true) => vec![100],
         (Scenario::Fleet, false) => vec![10_000, 100_000, 1_000_000],
         (Scenario::Fleet, true) => vec![200],
+        (Scenario::Agents, false) => vec![1_000],
+        (Scenario::Agents, true) => vec![20],
         (Scenario::Api, false) => vec![64],
         (Scenario::Api, true) => vec![8],
         (Scenario::All, _) => vec![],
@@ -98,7 +104,9 @@ pub fn run(args: Args) -> ExitCode {
     // Progress is for a person at a terminal: not with --json, not into a log.
     let progress = Progress { quiet: args.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) };
     let scenarios = match args.scenario {
-        Scenario::All => vec![Scenario::Fanout, Scenario::Api, Scenario::Repair, Scenario::Assess, Scenario::Fleet],
+        Scenario::All => {
+            vec![Scenario::Fanout, Scenario::Api, Scenario::Repair, Scenario::Assess, Scenario::Fleet, Scenario::Agents]
+        }
         s => vec![s],
     };
     let duration = if args.smoke { 1 } else { args.duration };
@@ -122,6 +130,7 @@ pub fn run(args: Args) -> ExitCode {
                 Scenario::Repair => repair::run(n, &progress).map(|v| vec![v]),
                 Scenario::Assess => assess::run(n, &progress).map(|v| vec![v]),
                 Scenario::Fleet => fleet_scale::run(n, duration, 64, &progress),
+                Scenario::Agents => agents::run(n, duration, &progress).map(|v| vec![v]),
                 Scenario::All => unreachable!("expanded above"),
             };
             progress.done();

@@ -1,0 +1,119 @@
+//! agents: N agents — threads of this process, each the agent library (the same code and
+//! loopback HTTP as `posture-agent`) on a small root of its own — enrolled with one service;
+//! a full check through them (time until every result is in), the service's memory and CPU;
+//! then every agent idle, polling: what a heartbeat costs the service.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::service::Service;
+use super::{fleet, r3, Progress};
+
+/// How long an idle agent's poll waits here: short, so that the heartbeat phase sees many.
+const POLL_WAIT_S: u64 = 5;
+
+/// The agents' heartbeat in production (`serve --agent-poll-wait`, 25 s): what the cost of one
+/// heartbeat is projected to.
+const PRODUCTION_POLL_S: f64 = 25.0;
+
+pub fn run(n: usize, duration: u64, progress: &Progress) -> Result<Value, String> {
+    // Every agent holds a connection while it waits: room for all of them, and their polls.
+    let config = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    std::fs::write(config.path(), format!("[http]\nmax_connections = {}\n", n + 256)).map_err(|e| e.to_string())?;
+    let (polls, wait) = ((n + 16).to_string(), format!("{POLL_WAIT_S}s"));
+    let config_path = config.path().display().to_string();
+    let svc = Service::start(&["--config", &config_path, "--max-agent-polls", &polls, "--agent-poll-wait", &wait])?;
+
+    progress.say(&format!("agents {n}: writing {n} roots"));
+    let roots = svc.path("roots");
+    fleet::write_hosts(&roots, n)?;
+    let token = svc.call("CreateAgentToken", &[("Uses", &n.to_string()), ("Expires", "2h")])?["Token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    let started = Instant::now();
+    for i in 0..n {
+        if i % 100 == 0 {
+            progress.say(&format!("agents {n}: enrolling {i}/{n}"));
+        }
+        posture_agent::enroll::enroll(posture_agent::enroll::Options {
+            server: format!("http://{}", svc.endpoint),
+            token: token.clone(),
+            state: state(&svc, i),
+            root: roots.join(format!("h{i:07}")),
+            instance_id: Some(format!("agent-{i:07}")),
+            region_id: "bench".into(),
+            vendor: 2,
+            insecure_http: false,
+        })
+        .map_err(|e| e.message)?;
+    }
+    let enrolments_per_s = n as f64 / started.elapsed().as_secs_f64();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for i in 0..n {
+        let (state, stop) = (state(&svc, i), stop.clone());
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let _ = posture_agent::run::run_until(&state, &stop);
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    // The agents' first polls are sent before the clock starts (a poll is counted when it
+    // ends, so this cannot be watched; the check wakes every waiting poll anyway).
+    std::thread::sleep(Duration::from_secs(2));
+
+    progress.say(&format!("agents {n}: full check"));
+    let (cpu0, t0) = (svc.cpu_seconds(), Instant::now());
+    let run = svc.call("SubmitCheck", &[("ScanRange", "FULL")])?;
+    let id = run["TaskId"].as_str().unwrap_or_default().to_string();
+    svc.wait(Duration::from_secs(600), || {
+        let p = svc.call("GetCheckProcess", &[("TaskId", &id)])?;
+        progress.say(&format!("agents {n}: {}/{} checked", p["FinishCount"], p["TotalCount"]));
+        Ok(p["StatusCode"] == "2")
+    })?;
+    let check_seconds = t0.elapsed().as_secs_f64();
+    let check_cpu = svc.cpu_seconds() - cpu0;
+    let failed = svc.call("ListOperationProcessDetail", &[("TaskIds.1", &id), ("StatusCodes.1", "4")])?["PageInfo"]
+        ["TotalCount"]
+        .as_i64()
+        .unwrap_or(-1);
+
+    progress.say(&format!("agents {n}: {n} agents idle, polling every {POLL_WAIT_S} s"));
+    std::thread::sleep(Duration::from_secs(POLL_WAIT_S + 1));
+    let (cpu0, polls0, t0) = (svc.cpu_seconds(), agent_requests(&svc)?, Instant::now());
+    std::thread::sleep(Duration::from_secs(duration.max(2 * POLL_WAIT_S)));
+    let (cpu, polls, seconds) = (svc.cpu_seconds() - cpu0, agent_requests(&svc)? - polls0, t0.elapsed().as_secs_f64());
+    stop.store(true, Ordering::Relaxed);
+    let cpu_per_poll = cpu / polls.max(1.0);
+    Ok(json!({
+        "scenario": "agents", "n": n,
+        "enrolments_per_s": r3(enrolments_per_s),
+        "check_seconds": r3(check_seconds), "check_server_cpu_seconds": r3(check_cpu), "check_failed": failed,
+        "server_peak_rss_mb": r3(svc.peak_rss_mb()),
+        "idle_polls_per_s": r3(polls / seconds), "idle_server_core_share": r3(cpu / seconds),
+        "server_cpu_us_per_poll": r3(cpu_per_poll * 1e6),
+        // 10,000 agents on the production heartbeat (one poll each every 25 s).
+        "projected_core_share_10k_agents": r3(cpu_per_poll * 10_000.0 / PRODUCTION_POLL_S),
+    }))
+}
+
+fn state(svc: &Service, i: usize) -> std::path::PathBuf {
+    Path::new(&svc.path("agents")).join(format!("a{i:07}"))
+}
+
+/// The agent requests the service has answered so far (its `/metrics`).
+fn agent_requests(svc: &Service) -> Result<f64, String> {
+    let text = client::send_to(&svc.endpoint, "GET", "/metrics", "", &[], b"").map_err(|e| e.to_string())?.body;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("posture_requests_total{action=\"agent\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
