@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use client::agent::{self as wire, Enroll, Enrolled, Failure, Next, Report, Work};
+use client::agent::{self as wire, Enroll, Enrolled, Failure, Next, Poll, Report, Work};
 use connectors::ConnectorError;
 use engine::{AgentWork, ReportRefusal};
 use model::{ApiError, TaskStatus, Vendor};
@@ -126,7 +126,15 @@ pub(crate) async fn handle(app: Arc<App>, req: Request) -> Result<Value, ApiErro
         ("enroll", Sender::Enrolling(e)) => blocking(move || enroll(&app, e)).await,
         ("poll", Sender::Agent(agent, instance)) => {
             app.agents.saw(&agent.id, now);
-            let work = poll(&app, &instance).await?;
+            let asked: Poll = serde_json::from_slice(&req.body)
+                .map_err(|e| ApiError::agent_request_invalid(&format!("the poll: {e}")))?;
+            if asked.version != agent.version {
+                // Upgraded in place: the version it runs now is the one that counts.
+                check_version(&asked.version)?;
+                let (a, id, version) = (app.clone(), agent.id.clone(), asked.version.clone());
+                blocking(move || a.store.set_agent_version(&id, &version).map_err(db)).await?;
+            }
+            let work = poll(&app, &agent, &instance).await?;
             Ok(serde_json::to_value(Next { work }).unwrap_or_default())
         }
         ("report", Sender::Agent(agent, instance)) => {
@@ -260,8 +268,11 @@ fn enroll(app: &App, e: Enroll) -> Result<Value, ApiError> {
     }
 }
 
-/// Waits for work of the instance, at most the poll time (not at all past the budget).
-async fn poll(app: &Arc<App>, instance: &Instance) -> Result<Option<Work>, ApiError> {
+/// Waits for work of the instance, at most the poll time (not at all past the budget). Before
+/// each look the agent is read again: a poll of an agent revoked (or replaced by a new
+/// enrolment) while it waited must not take its instance's work, which would then sit leased
+/// to an agent that is gone until the lease ran out.
+async fn poll(app: &Arc<App>, agent: &Agent, instance: &Instance) -> Result<Option<Work>, ApiError> {
     let hub = &app.agents;
     let permit = hub.polls.clone().try_acquire_owned().ok();
     let wait = if permit.is_some() { hub.poll_wait } else { Duration::ZERO };
@@ -271,8 +282,15 @@ async fn poll(app: &Arc<App>, instance: &Instance) -> Result<Option<Work>, ApiEr
         let woken = hub.work.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let (a, i) = (app.clone(), instance.clone());
-        let work = blocking(move || a.engine.agent_next(&i).map_err(db)).await?;
+        let (a, i, id) = (app.clone(), instance.clone(), agent.id.clone());
+        let work = blocking(move || {
+            match a.store.agent(&id).map_err(db)? {
+                Some(now) if now.revoked_ms.is_none() => {}
+                _ => return Err(ApiError::agent_revoked()),
+            }
+            a.engine.agent_next(&i).map_err(db)
+        })
+        .await?;
         if let Some(work) = work {
             return Ok(Some(to_wire(work)));
         }

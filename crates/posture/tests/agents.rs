@@ -207,6 +207,13 @@ fn agents_enrol_check_repair_and_roll_back_their_own_roots_byte_for_byte() {
     assert_eq!(b.sshd(), SSHD, "only agent-a's root changed");
     assert_eq!(result_of(&server, "1001", "agent-a"), "PASS");
 
+    // The agent's disk is wiped (its state gone, its root kept): it enrols again with a token
+    // made for its InstanceId, and the rollback works from the snapshot the service kept.
+    a.kill9();
+    std::fs::remove_dir_all(a.state()).unwrap();
+    let again = a.enrolled(&server, &token(&server, &["--instance-id", "agent-a"]), "agent-a");
+    assert_ne!(again, a_id, "a new agent, with a new key");
+    a.start();
     let task = repair["TaskId"].as_str().unwrap();
     let rollback = finished(&server, &submit(&server, "ROLLBACK", "agent-a", Some(task)));
     assert_eq!(rollback["Status"], "ROLL_BACK_VERIFIED", "{rollback}\n{}", a.log());
@@ -304,7 +311,7 @@ fn tasks_of_an_offline_agent_fail_after_the_deadline_having_changed_nothing() {
 
 #[test]
 fn an_agent_stays_in_its_own_instance() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--agent-poll-wait", "1s"]);
     let t = token(&server, &["--uses", "3"]);
     let (a, b) = (Agent::new(), Agent::new());
     a.enrolled(&server, &t, "agent-a");
@@ -333,6 +340,15 @@ fn an_agent_stays_in_its_own_instance() {
     // A's poll never hands out B's task.
     let (code, v) = raw(&server, &secret, &a_id, "poll", &poll);
     assert_eq!((code, v["Work"].clone()), (200, Value::Null), "{v}");
+    // An agent upgraded in place reports its new version with each poll; one older than the
+    // oldest accepted is refused.
+    let newer = json!(Poll { version: "0.2.0".into() });
+    assert_eq!(raw(&server, &secret, &a_id, "poll", &newer).0, 200);
+    let listed = server.ok("DescribeAgents", &[]);
+    let a_row = listed["Agents"].as_array().unwrap().iter().find(|x| x["AgentId"] == a_id.as_str()).unwrap().clone();
+    assert_eq!(a_row["Version"], "0.2.0", "{listed}");
+    let (code, v) = raw(&server, &secret, &a_id, "poll", &json!(Poll { version: "0.0.1".into() }));
+    assert_eq!((code, v["Code"].as_str()), (426, Some("AgentVersionUnsupported")), "{v}");
     // A replayed request is refused.
     let headers = wire::sign(&secret, "POST", &path("poll"), &a_id, store::now_ms(), &bytes(&poll));
     assert_eq!(raw_headers(&server, "poll", &poll, &headers).0, 200);

@@ -162,6 +162,9 @@ pub trait Agents: Send + Sync {
     /// the account has none such.
     fn revoke_agent(&self, account_id: &str, agent_or_instance: &str) -> Result<bool>;
 
+    /// Records the version an agent now reports (it was upgraded in place).
+    fn set_agent_version(&self, agent_id: &str, version: &str) -> Result<()>;
+
     /// Records when agents were last heard from (the API keeps them in memory and writes them
     /// a few seconds at a time: one statement per agent, one transaction in all).
     fn agents_seen(&self, seen: &[(String, i64)]) -> Result<()>;
@@ -303,6 +306,11 @@ impl Agents for Store {
             )?;
             Ok(n > 0)
         })
+    }
+
+    fn set_agent_version(&self, agent_id: &str, version: &str) -> Result<()> {
+        let (id, version) = (agent_id.to_string(), version.to_string());
+        self.write(move |tx| tx.execute("UPDATE agents SET version = ? WHERE id = ?", args![&version, &id]).map(drop))
     }
 
     fn agents_seen(&self, seen: &[(String, i64)]) -> Result<()> {
