@@ -313,7 +313,7 @@ fn to_wire(work: AgentWork) -> Work {
             task_id,
             fence,
             status: status.as_str().to_string(),
-            kind: kind.as_str().to_string(),
+            task_type: kind.as_str().to_string(),
             check_id,
             params: params.0,
             op,

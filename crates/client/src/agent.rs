@@ -147,36 +147,28 @@ pub struct Poll {
 
 /// One piece of work (the answer to a poll or a report, when there is one).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "Kind")]
+#[serde(tag = "Kind", rename_all_fields = "PascalCase")]
 pub enum Work {
     /// A step of a repair or rollback task.
     Task {
         /// The task.
-        #[serde(rename = "TaskId")]
         task_id: String,
         /// The lease; the report carries it back.
-        #[serde(rename = "Fence")]
         fence: i64,
         /// The status whose step this is.
-        #[serde(rename = "Status")]
         status: String,
         /// `REPAIR` or `ROLLBACK`.
-        #[serde(rename = "Type")]
-        kind: String,
+        task_type: String,
         /// The check item: the agent renders its steps from its own catalog.
-        #[serde(rename = "CheckId")]
         check_id: i64,
         /// The repair's values (name, value).
-        #[serde(rename = "Params")]
         params: Vec<(String, String)>,
         /// What to do.
-        #[serde(rename = "Op")]
         op: model::ConnectorOp,
     },
     /// Read the configuration for a check run.
     Check {
         /// The run's detail of this server.
-        #[serde(rename = "DetailId")]
         detail_id: String,
     },
 }
@@ -205,30 +197,24 @@ pub struct Failure {
 
 /// `POST /agent/v1/report`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "Kind")]
+#[serde(tag = "Kind", rename_all_fields = "PascalCase")]
 pub enum Report {
     /// A task's step: its outcome or its failure.
     Task {
         /// The task.
-        #[serde(rename = "TaskId")]
         task_id: String,
         /// The lease the step was done under.
-        #[serde(rename = "Fence")]
         fence: i64,
         /// The status whose step it was.
-        #[serde(rename = "Status")]
         status: String,
         /// What the step produced.
-        #[serde(rename = "Outcome")]
         outcome: Result<model::OpOutput, Failure>,
     },
     /// A check run's reading of the configuration.
     Check {
         /// The detail.
-        #[serde(rename = "DetailId")]
         detail_id: String,
         /// The document, or why it could not be read.
-        #[serde(rename = "Outcome")]
         outcome: Result<model::Document, Failure>,
     },
 }

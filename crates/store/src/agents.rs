@@ -129,10 +129,25 @@ static CLAIM_STALE_AGENT_TASK_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
     ))
 });
 
-fn claimed_from(tx: &Conn, got: Option<(String, String, i64)>) -> Result<Option<Claimed>> {
-    let Some((id, account, fence)) = got else { return Ok(None) };
-    let task = get_task_in(tx, &account, &id)?.ok_or(StoreError::NotFound)?;
-    Ok(Some(Claimed { task, fence }))
+/// Runs a claim statement (of now, the lease and one value of its own) and reads the task it
+/// leased, in one write.
+fn claim_with(
+    store: &Store,
+    sql: &'static LazyLock<[String; 2]>,
+    lease_ms: i64,
+    value: i64,
+) -> Result<Option<Claimed>> {
+    let now = now_ms();
+    store.write(move |tx| {
+        let [sqlite, postgres] = &**sql;
+        let got: Option<(String, String, i64)> =
+            tx.query_opt(tx.pick(sqlite, postgres), args![now, lease_ms, value], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        let Some((id, account, fence)) = got else { return Ok(None) };
+        let task = get_task_in(tx, &account, &id)?.ok_or(StoreError::NotFound)?;
+        Ok(Some(Claimed { task, fence }))
+    })
 }
 
 /// Agents and the work they take.
@@ -334,14 +349,7 @@ impl Agents for Store {
     }
 
     fn claim_agent_task(&self, instance_pk: i64, lease_ms: i64) -> Result<Option<Claimed>> {
-        let now = now_ms();
-        self.write(move |tx| {
-            let [sqlite, postgres] = &*CLAIM_AGENT_TASK_SQL;
-            let got = tx.query_opt(tx.pick(sqlite, postgres), args![now, lease_ms, instance_pk], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
-            claimed_from(tx, got)
-        })
+        claim_with(self, &CLAIM_AGENT_TASK_SQL, lease_ms, instance_pk)
     }
 
     fn lease_held(&self, task_id: &str, fence: i64) -> Result<bool> {
@@ -354,14 +362,7 @@ impl Agents for Store {
     }
 
     fn claim_stale_agent_task(&self, deadline_ms: i64, lease_ms: i64) -> Result<Option<Claimed>> {
-        let now = now_ms();
-        self.write(move |tx| {
-            let [sqlite, postgres] = &*CLAIM_STALE_AGENT_TASK_SQL;
-            let got = tx.query_opt(tx.pick(sqlite, postgres), args![now, lease_ms, deadline_ms], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
-            claimed_from(tx, got)
-        })
+        claim_with(self, &CLAIM_STALE_AGENT_TASK_SQL, lease_ms, deadline_ms)
     }
 
     fn agent_detail(&self, instance_pk: i64) -> Result<Option<(CheckRun, CheckRunDetail)>> {
