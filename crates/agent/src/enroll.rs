@@ -106,7 +106,8 @@ pub fn enroll(args: Options) -> Result<Enrolled, Stop> {
         version: VERSION.to_string(),
         info: host_info(&root, &host),
     };
-    let answer: wire::Enrolled = transport::call(&host, &secret, wire::ENROLLING, "enroll", &request)
+    let answer: wire::Enrolled = transport::Link::new(&host)
+        .call(&secret, wire::ENROLLING, "enroll", &request)
         .map_err(|e| Stop::refused(format!("enrolment refused: {e}")))?;
     state.set_key(&secret).map_err(|e| Stop::usage(format!("cannot write the key: {e}")))?;
     let enrolled = Enrolled {

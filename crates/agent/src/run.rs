@@ -139,7 +139,7 @@ pub fn run_until(dir: &std::path::Path, stop: &AtomicBool) -> Result<(), Stop> {
     let worker = Worker::new(enrolled.root.clone(), &enrolled.instance_id).map_err(Stop::usage)?;
     tracing::info!(server = %enrolled.server, agent = %enrolled.agent_id, instance = %enrolled.instance_id,
         root = %enrolled.root.display(), version = VERSION, "posture-agent running");
-    let session = Session { host, secret, agent: enrolled.agent_id.clone() };
+    let session = Session { link: transport::Link::new(&host), secret, agent: enrolled.agent_id.clone() };
     let mut backoff = Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) {
         let asked = Instant::now();
@@ -169,14 +169,14 @@ pub fn run_until(dir: &std::path::Path, stop: &AtomicBool) -> Result<(), Stop> {
 
 /// The agent's signed exchanges with the service.
 struct Session {
-    host: String,
+    link: transport::Link,
     secret: [u8; 32],
     agent: String,
 }
 
 impl Session {
     fn call(&self, endpoint: &str, body: &impl serde::Serialize) -> Result<Next, CallError> {
-        transport::call(&self.host, &self.secret, &self.agent, endpoint, body)
+        self.link.call(&self.secret, &self.agent, endpoint, body)
     }
 
     /// Sends a report, trying again a few times when the service does not answer. A report

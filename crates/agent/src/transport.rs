@@ -55,21 +55,62 @@ pub fn authority(server: &str, insecure_http: bool) -> Result<String, String> {
     Ok(host.to_string())
 }
 
-/// Sends `body` to `/agent/v1/<endpoint>` signed as `agent`, and decodes the answer.
-pub fn call<T: DeserializeOwned>(
-    host: &str,
-    secret: &[u8; 32],
-    agent: &str,
-    endpoint: &str,
-    body: &impl Serialize,
-) -> Result<T, CallError> {
-    let body = serde_json::to_vec(body).map_err(|e| CallError::Transport(e.to_string()))?;
-    let path = format!("{}{endpoint}", wire::PREFIX);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let mut headers = wire::sign(secret, "POST", &path, agent, now, &body);
-    headers.push(("content-type".into(), "application/json".into()));
-    let r =
-        client::send_to(host, "POST", &path, "", &headers, &body).map_err(|e| CallError::Transport(e.to_string()))?;
+/// The agent's connection to the service: one kept-alive HTTP/1.1 connection, opened again
+/// when the service has closed it (a request is sent again once, on a new connection, when the
+/// old one turns out to be closed; it is a new signed request, and a report the service had
+/// already taken is then refused as stale, which is harmless).
+pub struct Link {
+    host: String,
+    conn: std::sync::Mutex<Option<client::Connection>>,
+}
+
+impl Link {
+    /// A link to `host` (`HOST:PORT`); nothing is opened yet.
+    pub fn new(host: &str) -> Link {
+        Link { host: host.to_string(), conn: std::sync::Mutex::new(None) }
+    }
+
+    /// Sends `body` to `/agent/v1/<endpoint>` signed as `agent`, and decodes the answer.
+    pub fn call<T: DeserializeOwned>(
+        &self,
+        secret: &[u8; 32],
+        agent: &str,
+        endpoint: &str,
+        body: &impl Serialize,
+    ) -> Result<T, CallError> {
+        let body = serde_json::to_vec(body).map_err(|e| CallError::Transport(e.to_string()))?;
+        let path = format!("{}{endpoint}", wire::PREFIX);
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = None;
+        for _ in 0..2 {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            let mut headers = wire::sign(secret, "POST", &path, agent, now, &body);
+            headers.push(("content-type".into(), "application/json".into()));
+            let request = client::Request {
+                host: self.host.clone(),
+                path: path.clone(),
+                query: String::new(),
+                headers,
+                body: body.clone(),
+            };
+            let sent = match conn.as_mut() {
+                Some(c) => c.send("POST", &request),
+                None => client::Connection::open(&self.host).and_then(|c| conn.insert(c).send("POST", &request)),
+            };
+            match sent {
+                Ok(r) => return answer(r),
+                Err(e) => {
+                    *conn = None;
+                    last = Some(e);
+                }
+            }
+        }
+        Err(CallError::Transport(last.map_or_else(String::new, |e| e.to_string())))
+    }
+}
+
+fn answer<T: DeserializeOwned>(r: client::Response) -> Result<T, CallError> {
     let v = r.json();
     if r.status != 200 {
         let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();

@@ -8,7 +8,7 @@
 //! the budget a poll is answered at once and the agent polls again later.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use connectors::ConnectorError;
 use engine::{AgentWork, ReportRefusal};
 use model::{ApiError, TaskStatus, Vendor};
 use serde_json::Value;
-use store::{Agent, Agents, EnrolRefusal, Enrolment, Instance, Instances, NewInstance};
+use store::{Agent, Agents, EnrolRefusal, Enrolment, Instance, NewInstance};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::auth::{NonceCheck, WINDOW_MS};
@@ -30,19 +30,22 @@ pub const MIN_AGENT_VERSION: &str = "0.1.0";
 
 /// How long a poll waits for work: well inside the HTTP server's idle and body timeouts, and
 /// the agent's heartbeat (an agent polls again at once, so it is heard from this often).
-pub const POLL_WAIT: Duration = Duration::from_secs(25);
+pub const POLL_WAIT: Duration = Duration::from_secs(30);
 
-/// A waiting poll looks for work at least this often, woken or not.
-const RELOOK: Duration = Duration::from_secs(5);
+/// Agent requests doing their store work at once.
+const LOOKS: usize = 8;
 
 /// What the server keeps of its agents between requests.
 pub struct AgentHub {
     /// When each agent was last heard from, not yet written (written every few seconds).
     seen: Mutex<HashMap<String, i64>>,
-    /// Told whenever there may be new work (the engine's wake-ups).
+    /// Told whenever there may be new work (the engine's wake-ups), and counted.
     work: Notify,
+    generation: AtomicU64,
     /// Permits of the polls that wait.
     polls: Arc<Semaphore>,
+    /// Permits of the agents' store work on blocking threads (see [`blocking`]).
+    looks: Semaphore,
     /// How long a poll waits.
     poll_wait: Duration,
     /// Set at shutdown: waiting polls end at once.
@@ -55,7 +58,9 @@ impl AgentHub {
         AgentHub {
             seen: Mutex::new(HashMap::new()),
             work: Notify::new(),
+            generation: AtomicU64::new(0),
             polls: Arc::new(Semaphore::new(max_polls.max(1))),
+            looks: Semaphore::new(LOOKS),
             poll_wait,
             stopping: AtomicBool::new(false),
         }
@@ -63,7 +68,13 @@ impl AgentHub {
 
     /// Wakes every waiting poll to look for work.
     pub fn wake(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.work.notify_waiters();
+    }
+
+    /// How many wake-ups there have been.
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// Ends every waiting poll (shutdown).
@@ -114,41 +125,79 @@ pub(crate) async fn handle(app: Arc<App>, req: Request) -> Result<Value, ApiErro
     }
     let now = store::now_ms();
     let checker = app.clone();
-    let (sender, nonce, req) = tokio::task::spawn_blocking(move || {
+    // A poll's nonce goes to the log, as a read's does: what a poll may write (a lease of its
+    // own instance's next step) is harmless to take twice. Enrolments and reports go ahead of
+    // their writes.
+    let may_write = endpoint != "poll";
+    // Taken before a poll's first look, so that a wake-up during that look is not missed.
+    let seen = app.agents.generation();
+    let (sender, nonce, req, first) = blocking(&app.agents, move || {
         let (sender, nonce) = authenticate(&checker, &req, now)?;
-        Ok::<_, ApiError>((sender, nonce.send(&checker.store, true), req))
+        let nonce = nonce.send(&checker.store, may_write);
+        // A poll looks for work at once, on this thread: its agent was just read.
+        let first = match (&sender, may_write) {
+            (Sender::Agent(agent, instance), false) => start_poll(&checker, agent, instance, &req.body)?,
+            _ => None,
+        };
+        Ok::<_, ApiError>((sender, nonce, req, first))
     })
-    .await
-    .map_err(|_| ApiError::server_error())??;
-    // Nothing is answered before the nonce is committed, as for the API.
-    nonce.committed().await?;
+    .await?;
+    // Nothing is answered before the nonce is committed, as for the API (a poll: see below).
+    let poll_nonce = match may_write {
+        true => {
+            nonce.committed().await?;
+            None
+        }
+        false => Some(nonce),
+    };
     match (endpoint.as_str(), sender) {
-        ("enroll", Sender::Enrolling(e)) => blocking(move || enroll(&app, e)).await,
+        ("enroll", Sender::Enrolling(e)) => blocking(&app.clone().agents, move || enroll(&app, e)).await,
         ("poll", Sender::Agent(agent, instance)) => {
             app.agents.saw(&agent.id, now);
-            let asked: Poll = serde_json::from_slice(&req.body)
-                .map_err(|e| ApiError::agent_request_invalid(&format!("the poll: {e}")))?;
-            if asked.version != agent.version {
-                // Upgraded in place: the version it runs now is the one that counts.
-                check_version(&asked.version)?;
-                let (a, id, version) = (app.clone(), agent.id.clone(), asked.version.clone());
-                blocking(move || a.store.set_agent_version(&id, &version).map_err(db)).await?;
+            let work = match first {
+                Some(work) => Some(to_wire(work)),
+                None => poll(&app, &agent, &instance, seen).await?,
+            };
+            // A poll that hands out work is answered once its nonce is committed, so that no
+            // replay of it is taken even after a crash; one that found nothing (an idle agent's
+            // heartbeat, the common case) told nothing and changed nothing, so it does not wait
+            // for the disk (its nonce is written all the same, and refused again meanwhile).
+            if let (Some(_), Some(nonce)) = (&work, poll_nonce) {
+                nonce.committed().await?;
             }
-            let work = poll(&app, &agent, &instance).await?;
             Ok(serde_json::to_value(Next { work }).unwrap_or_default())
         }
         ("report", Sender::Agent(agent, instance)) => {
             app.agents.saw(&agent.id, now);
             let report: Report = serde_json::from_slice(&req.body)
                 .map_err(|e| ApiError::agent_request_invalid(&format!("the report: {e}")))?;
-            let work = blocking(move || report_to_engine(&app, &instance, report)).await?;
+            let work = blocking(&app.clone().agents, move || report_to_engine(&app, &instance, report)).await?;
             Ok(serde_json::to_value(Next { work }).unwrap_or_default())
         }
         _ => Err(ApiError::agent_request_invalid("enrol first, then poll and report as the enrolled agent")),
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+/// A poll's first part: the version the agent runs now (an agent upgraded in place is
+/// recorded; one too old is refused), then a first look for work.
+fn start_poll(app: &App, agent: &Agent, instance: &Instance, body: &[u8]) -> Result<Option<AgentWork>, ApiError> {
+    let asked: Poll =
+        serde_json::from_slice(body).map_err(|e| ApiError::agent_request_invalid(&format!("the poll: {e}")))?;
+    if asked.version != agent.version {
+        check_version(&asked.version)?;
+        app.store.set_agent_version(&agent.id, &asked.version).map_err(db)?;
+    }
+    app.engine.agent_next(instance).map_err(db)
+}
+
+/// Runs an agent request's store work on a blocking thread, a few at a time: when every
+/// agent is woken at once (a check of the whole fleet), they queue here instead of each
+/// taking a blocking thread of its own (hundreds of threads, and their memory, for nothing).
+async fn blocking<T: Send + 'static>(
+    hub: &AgentHub,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let _permit = hub.looks.acquire().await.map_err(|_| ApiError::server_error())?;
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|_| Err(ApiError::server_error()))
 }
 
@@ -186,7 +235,7 @@ fn authenticate(app: &App, req: &Request, now: i64) -> Result<(Sender, NonceChec
         let signer = format!("enroll:{}", e.public_key);
         (Sender::Enrolling(e), signer)
     } else {
-        let agent = app.store.agent(agent_id).map_err(db)?.ok_or_else(ApiError::agent_unknown)?;
+        let (agent, instance) = app.store.agent(agent_id).map_err(db)?.ok_or_else(ApiError::agent_unknown)?;
         if !verified(&agent.public_key, &agent.id) {
             return Err(ApiError::agent_signature_invalid());
         }
@@ -194,13 +243,6 @@ fn authenticate(app: &App, req: &Request, now: i64) -> Result<(Sender, NonceChec
             return Err(ApiError::agent_revoked());
         }
         check_version(&agent.version)?;
-        let instance = app
-            .store
-            .instances_by_pks(&agent.account_id, &[agent.instance_pk])
-            .map_err(db)?
-            .into_iter()
-            .next()
-            .ok_or_else(ApiError::agent_unknown)?;
         let signer = format!("agent:{}", agent.id);
         (Sender::Agent(agent, instance), signer)
     };
@@ -268,24 +310,37 @@ fn enroll(app: &App, e: Enroll) -> Result<Value, ApiError> {
     }
 }
 
-/// Waits for work of the instance, at most the poll time (not at all past the budget). Before
-/// each look the agent is read again: a poll of an agent revoked (or replaced by a new
-/// enrolment) while it waited must not take its instance's work, which would then sit leased
-/// to an agent that is gone until the lease ran out.
-async fn poll(app: &Arc<App>, agent: &Agent, instance: &Instance) -> Result<Option<Work>, ApiError> {
+/// Waits for work of the instance (after a first look that found none), at most the poll
+/// time (not at all past the budget). Before each look the agent is read again: a poll of an
+/// agent revoked (or replaced by a new enrolment) while it waited must not take its instance's
+/// work, which would then sit leased to an agent that is gone until the lease ran out.
+async fn poll(app: &Arc<App>, agent: &Agent, instance: &Instance, mut seen: u64) -> Result<Option<Work>, ApiError> {
     let hub = &app.agents;
     let permit = hub.polls.clone().try_acquire_owned().ok();
     let wait = if permit.is_some() { hub.poll_wait } else { Duration::ZERO };
     let until = tokio::time::Instant::now() + wait;
     loop {
-        // Registered before looking, so that a wake-up between the look and the wait is kept.
+        if hub.stopping.load(Ordering::Relaxed) || tokio::time::Instant::now() >= until {
+            return Ok(None);
+        }
+        // Registered before the generation is compared, so that no wake-up falls between.
         let woken = hub.work.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
+        // A lease that runs out (an agent's interrupted step) wakes no one: that step is taken
+        // at the agent's next poll. (Looking again every few seconds as well cost more than all
+        // the polls themselves: 1,000 waiting polls made 200 looks a second.)
+        if hub.generation() == seen {
+            tokio::select! {
+                _ = woken => {}
+                _ = tokio::time::sleep_until(until) => return Ok(None),
+            }
+        }
+        seen = hub.generation();
         let (a, i, id) = (app.clone(), instance.clone(), agent.id.clone());
-        let work = blocking(move || {
+        let work = blocking(hub, move || {
             match a.store.agent(&id).map_err(db)? {
-                Some(now) if now.revoked_ms.is_none() => {}
+                Some((now, _)) if now.revoked_ms.is_none() => {}
                 _ => return Err(ApiError::agent_revoked()),
             }
             a.engine.agent_next(&i).map_err(db)
@@ -293,16 +348,6 @@ async fn poll(app: &Arc<App>, agent: &Agent, instance: &Instance) -> Result<Opti
         .await?;
         if let Some(work) = work {
             return Ok(Some(to_wire(work)));
-        }
-        if hub.stopping.load(Ordering::Relaxed) || tokio::time::Instant::now() >= until {
-            return Ok(None);
-        }
-        // Also look again every few seconds: a lease that runs out (an agent's interrupted
-        // step) wakes no one.
-        let next_look = until.min(tokio::time::Instant::now() + RELOOK);
-        tokio::select! {
-            _ = woken => {}
-            _ = tokio::time::sleep_until(next_look) => {}
         }
     }
 }

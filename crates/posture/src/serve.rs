@@ -66,7 +66,7 @@ pub struct Args {
     max_agent_polls: usize,
     /// How long an agent's poll waits for work before it is answered "nothing" (the agent
     /// then polls again: it is also its heartbeat). 1s to 50s.
-    #[arg(long, default_value = "25s", value_parser = agent_poll_wait)]
+    #[arg(long, default_value = "30s", value_parser = agent_poll_wait)]
     agent_poll_wait: std::time::Duration,
     /// Log lines as text, or as JSON objects (one per line, for a log pipeline).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]

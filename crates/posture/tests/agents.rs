@@ -544,3 +544,25 @@ fn an_agent_in_its_own_network_namespace_reaches_the_server_only_through_a_veth_
     let _ = serve.kill();
     let _ = serve.wait();
 }
+
+#[test]
+fn an_agent_killed_at_random_moments_finishes_every_change_once_and_rolls_it_back_byte_for_byte() {
+    let server = Server::start(&["--lease-ms", "1500", "--agent-poll-wait", "2s"]);
+    let mut a = Agent::new();
+    a.enrolled(&server, &token(&server, &[]), "agent-r9");
+    a.start();
+    for round in 0..6u64 {
+        let root = submit(&server, "REPAIR", "agent-r9", None);
+        // Somewhere between taking the task and reporting its last step.
+        std::thread::sleep(Duration::from_millis(round * 7));
+        a.kill9();
+        a.start();
+        let repair = finished(&server, &root);
+        assert_eq!(repair["Status"], "REPAIR_SUCCESS_VERIFIED", "round {round}: {repair}\n{}", a.log());
+        assert_eq!(a.sshd().matches("PermitRootLogin").count(), 1, "round {round}: {}", a.sshd());
+        let task = repair["TaskId"].as_str().unwrap();
+        let rollback = finished(&server, &submit(&server, "ROLLBACK", "agent-r9", Some(task)));
+        assert_eq!(rollback["Status"], "ROLL_BACK_VERIFIED", "round {round}: {rollback}\n{}", a.log());
+        assert_eq!(a.sshd(), SSHD, "round {round}: byte for byte");
+    }
+}

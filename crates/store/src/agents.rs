@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 
 use sha2::{Digest, Sha256};
 
+use crate::instances::{instance_from, INSTANCE_COLS};
 use crate::runs::{detail_from, run_from, DETAIL_COLS, RUN_COLS};
 use crate::sql::{args, skip_locked, Conn, Row};
 use crate::tasks::get_task_in;
@@ -167,8 +168,9 @@ pub trait Agents: Send + Sync {
     /// revokes the instance's earlier agent, all in one transaction.
     fn enroll_agent(&self, e: &Enrolment) -> Result<std::result::Result<(Agent, Instance), EnrolRefusal>>;
 
-    /// One agent, of any account (requests name their agent before they are verified).
-    fn agent(&self, id: &str) -> Result<Option<Agent>>;
+    /// One agent, of any account (requests name their agent before they are verified), and
+    /// its instance.
+    fn agent(&self, id: &str) -> Result<Option<(Agent, Instance)>>;
 
     /// The agents of an account (revoked ones too), oldest first.
     fn list_agents(&self, account_id: &str) -> Result<Vec<Agent>>;
@@ -289,12 +291,14 @@ impl Agents for Store {
         })
     }
 
-    fn agent(&self, id: &str) -> Result<Option<Agent>> {
+    fn agent(&self, id: &str) -> Result<Option<(Agent, Instance)>> {
         self.read(|c| {
             c.query_opt(
-                &format!("SELECT {AGENT_COLS} FROM agents a JOIN instances i ON i.pk = a.instance_pk WHERE a.id = ?"),
+                &format!(
+                    "SELECT {AGENT_COLS}, {INSTANCE_COLS} FROM agents a JOIN instances i ON i.pk = a.instance_pk WHERE a.id = ?"
+                ),
                 args![id],
-                agent_from,
+                |r| Ok((agent_from(r)?, instance_from(r, 10)?)),
             )
         })
     }
