@@ -36,8 +36,10 @@ pub struct Args {
     /// engine reads their directories itself). With --database the demo keeps roots.
     #[arg(long, value_enum, default_value_t = DemoFleet::Agents)]
     demo_fleet: DemoFleet,
-    /// Engine worker threads (0: accept tasks but do not run them). Workers mostly wait on
-    /// disk and on commits, which they share (group commit), so several per core pay off.
+    /// Engine worker threads (0: accept tasks but do not run them; servers reached through
+    /// agents, the demo's among them, are run by their agents all the same). Workers mostly
+    /// wait on disk and on commits, which they share (group commit), so several per core pay
+    /// off.
     #[arg(long, default_value_t = 8)]
     workers: usize,
     /// The configuration file (default: posture.toml in the data directory, if it exists).
