@@ -241,14 +241,20 @@ impl Agents for Store {
         let digest = token_digest(&e.token);
         let now = now_ms();
         self.write(move |tx| {
-            let token: Option<(String, Option<String>, i64, i64)> = tx.query_opt(
-                "SELECT account_id, instance_id, uses_left, expires_ms FROM agent_tokens WHERE digest = ?",
-                args![&digest],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )?;
-            let Some((account_id, only, uses_left, expires_ms)) = token else {
+            let account: Option<String> =
+                tx.query_opt("SELECT account_id FROM agent_tokens WHERE digest = ?", args![&digest], |r| r.get(0))?;
+            let Some(account_id) = account else {
                 return Ok(Err(EnrolRefusal::UnknownToken));
             };
+            // On PostgreSQL, enrolments of one account take turns (its row lock): two uses of a
+            // token's last use, or two enrolments of one new InstanceId with a general token,
+            // cannot both pass the checks below. (SQLite's one writer takes turns already.)
+            crate::tasks::lock_account(tx, &account_id)?;
+            let (only, uses_left, expires_ms): (Option<String>, i64, i64) = tx.query_one(
+                "SELECT instance_id, uses_left, expires_ms FROM agent_tokens WHERE digest = ?",
+                args![&digest],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
             if expires_ms <= now {
                 return Ok(Err(EnrolRefusal::Expired));
             }
@@ -392,5 +398,63 @@ impl Agents for Store {
                 })?;
             detail_with_run(c, d)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::store;
+    use crate::Accounts;
+    use model::Vendor;
+
+    fn enrolment(token: &str, instance_id: &str) -> Enrolment {
+        Enrolment {
+            token: token.into(),
+            instance: NewInstance {
+                vendor: Vendor::Idc,
+                region_id: "r".into(),
+                instance_id: instance_id.into(),
+                instance_name: instance_id.into(),
+                connector: "host".into(),
+                locator: AGENT_LOCATOR.into(),
+                os_type: "linux".into(),
+            },
+            public_key: vec![7; 32],
+            version: "0.1.0".into(),
+            info: "{}".into(),
+        }
+    }
+
+    /// Enrols from 8 threads at once; the refusals, and how many were taken.
+    fn race(s: &Store, token: &str, instance_id: impl Fn(usize) -> String) -> (usize, Vec<EnrolRefusal>) {
+        let outcomes: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let e = enrolment(token, &instance_id(i));
+                    scope.spawn(move || s.enroll_agent(&e).unwrap())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let taken = outcomes.iter().filter(|o| o.is_ok()).count();
+        (taken, outcomes.into_iter().filter_map(|o| o.err()).collect())
+    }
+
+    crate::testutil::both_backends! {
+        fn a_token_is_used_no_more_often_than_it_allows_even_at_once() {
+            let (_d, s) = store();
+            let account = s.create_account("t").unwrap().id;
+            let once = s.create_agent_token(&account, None, 1, now_ms() + 60_000).unwrap();
+            let (taken, refused) = race(&s, &once, |i| format!("new-{i}"));
+            assert_eq!(taken, 1);
+            assert!(refused.iter().all(|r| *r == EnrolRefusal::UsedUp), "{refused:?}");
+            // A general token enrols one new InstanceId once, however many try it at once.
+            let many = s.create_agent_token(&account, None, 8, now_ms() + 60_000).unwrap();
+            let (taken, refused) = race(&s, &many, |_| "same".to_string());
+            assert_eq!(taken, 1);
+            assert!(refused.iter().all(|r| *r == EnrolRefusal::InstanceExists), "{refused:?}");
+            assert_eq!(s.list_agents(&account).unwrap().iter().filter(|a| a.revoked_ms.is_none()).count(), 2);
+        }
     }
 }

@@ -160,7 +160,7 @@ fn standing_change_after(c: &Conn, repair_task_id: &str, rollback_task_id: &str)
 /// ends releases the tasks waiting for it: a submission and an ending change of one account
 /// take turns, so a task can neither start beside the change it should wait for nor wait for
 /// a change that has already released its queue. SQLite's one writer already takes turns.
-fn lock_account(tx: &Conn, account_id: &str) -> Result<()> {
+pub(crate) fn lock_account(tx: &Conn, account_id: &str) -> Result<()> {
     if tx.dialect() == Dialect::Postgres {
         tx.query_opt(ACCOUNT_TERMS[1], args![account_id], |_| Ok(()))?;
     }
