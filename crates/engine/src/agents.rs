@@ -100,8 +100,9 @@ impl Engine {
             self.fail(&claimed, status, &e)?;
             return Ok(None);
         };
+        // No wake-up: the only work a step's end can release (the changes queued behind it on
+        // the same files) is this agent's own, which it asks for next.
         let next = self.conclude(&claimed, check, status, out)?;
-        self.wake();
         if next == status || next.is_terminal() {
             return Ok(None); // retried under a later lease, or done
         }
