@@ -228,6 +228,11 @@ fn try_run(args: Args) -> Result<(), String> {
         };
         let app = api::App::new(store, engine, settings);
         tracing::info!(listen = %args.listen, credentials = %data.join("credentials.json").display(), "posture is serving");
+        if !args.listen.ip().is_loopback() {
+            // Signed requests cannot be forged, but what they carry (results, snapshots of
+            // servers' files, enrolment tokens) is readable on the wire.
+            tracing::warn!(listen = %args.listen, "serving plain HTTP on an address that is not loopback: everything the API and the agents exchange is readable on the network; serve it on loopback behind a TLS proxy, or on a network you trust");
+        }
         let stop_agents = Arc::new(AtomicBool::new(false));
         if !demo_agents.is_empty() {
             app.starting.store(true, Ordering::Relaxed);

@@ -303,3 +303,29 @@ fn metrics_count_a_repair_and_logs_can_be_json() {
     let line: serde_json::Value = serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {first}"));
     assert!(line["level"].is_string() && line["message"].is_string(), "{line}");
 }
+
+/// Plain HTTP on an address that is not loopback is served, with a warning at start.
+#[test]
+fn plain_http_on_every_address_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let data = dir.path().join("data");
+    let mut serve = std::process::Command::new(common::bin())
+        .args(["serve", "--listen", &format!("0.0.0.0:{port}"), "--data", data.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while common::healthz(&format!("127.0.0.1:{port}")).ok() != Some(200) {
+        assert!(std::time::Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(text.contains("serving plain HTTP on an address that is not loopback"), "{text}");
+    let local = common::Server::start(&[]);
+    assert!(!local.log().contains("not loopback"), "{}", local.log());
+}
