@@ -254,6 +254,8 @@ impl crate::CheckRuns for Store {
                     )?;
                 }
                 tx.execute("UPDATE check_runs SET total = ? WHERE id = ?", args![details.len() as i64, &run_id])?;
+                // Agents waiting on other nodes may have details in this run now.
+                crate::pg::notify_work(tx)?;
             }
             Ok(())
         })
