@@ -13,6 +13,7 @@ from alibabacloud_tea_util import models as util_models
 from aliyunsdkcore.acs_exception.exceptions import ClientException as CoreClientException
 from aliyunsdkcore.acs_exception.exceptions import ServerException as CoreServerException
 from aliyunsdkcore.client import AcsClient
+from aliyunsdkcore.http import protocol_type
 from aliyunsdkcore.request import CommonRequest
 
 
@@ -29,10 +30,13 @@ def snake(name: str) -> str:
 
 
 class SasSdk:
-    """alibabacloud-sas20181203 (tea-openapi): v3 by default, v1 with signature_algorithm='v2'."""
+    """alibabacloud-sas20181203 (tea-openapi): v3 by default, v1 with signature_algorithm='v2';
+    over HTTPS trusting the CA file `ca` when given (the SDK's own `ca` option: a path; it adds
+    to the default roots, and verification is on unless RuntimeOptions.ignore_ssl is set)."""
 
-    def __init__(self, endpoint, key_id, secret, signature="v3"):
-        cfg = open_api_models.Config(access_key_id=key_id, access_key_secret=secret, endpoint=endpoint, protocol="http")
+    def __init__(self, endpoint, key_id, secret, signature="v3", ca=None):
+        cfg = open_api_models.Config(access_key_id=key_id, access_key_secret=secret, endpoint=endpoint,
+                                     protocol="https" if ca else "http", ca=ca)
         if signature == "v1":
             cfg.signature_algorithm = "v2"
         self.client = SasClient(cfg)
@@ -72,16 +76,19 @@ def flatten(prefix, value, out):
 
 
 class CoreSdk:
-    """aliyun-python-sdk-core (v1, HMAC-SHA1) with CommonRequest."""
+    """aliyun-python-sdk-core (v1, HMAC-SHA1) with CommonRequest; over HTTPS trusting the CA
+    file `ca` when given (AcsClient's `verify`). The protocol must be the SDK's own constant:
+    it compares by identity, and any other "https" string silently sends plain HTTP."""
 
-    def __init__(self, endpoint, key_id, secret):
-        self.client = AcsClient(key_id, secret, "cn-hangzhou")
+    def __init__(self, endpoint, key_id, secret, ca=None):
+        self.client = AcsClient(key_id, secret, "cn-hangzhou", verify=ca)
+        self.protocol = protocol_type.HTTPS if ca else protocol_type.HTTP
         self.endpoint = endpoint
         self.name = "aliyun-python-sdk-core"
 
     def call(self, action, params=None):
         req = CommonRequest(domain=self.endpoint, version="2018-12-03", action_name=action)
-        req.set_protocol_type("http")
+        req.set_protocol_type(self.protocol)
         req.set_method("POST")
         flat = {}
         for k, v in (params or {}).items():

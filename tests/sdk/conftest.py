@@ -3,6 +3,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -24,10 +25,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def issue_certificate(tls_dir: Path, *names: str) -> dict:
+    """`posture tls cert`: the CA of tls_dir (made once) and a new server certificate."""
+    args = [posture_bin(), "tls", "cert", "--dir", str(tls_dir)]
+    for n in names:
+        args += ["--name", n]
+    return json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+
+
 class Server:
-    def __init__(self, data: Path, demo=True, args=(), env=None, log_name="serve.log"):
+    def __init__(self, data: Path, demo=True, args=(), env=None, log_name="serve.log", tls_dir: Path = None):
         self.data = data
         data.parent.mkdir(parents=True, exist_ok=True)
+        # HTTPS with a certificate from tls_dir's CA (made there when missing).
+        self.ca = None
+        if tls_dir is not None:
+            if not (tls_dir / "server.pem").exists():
+                issue_certificate(tls_dir)
+            self.ca = tls_dir / "ca.pem"
+            args = [*args, "--tls-cert", str(tls_dir / "server.pem"), "--tls-key", str(tls_dir / "server.key"),
+                    "--tls-ca", str(self.ca)]
         self.log = open(data.parent / log_name, "w")
         # The port is picked free just before; if another process took it meanwhile, serve
         # exits at once and we try another.
@@ -50,7 +67,7 @@ class Server:
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
-                with urllib.request.urlopen(f"http://{self.endpoint}/healthz", timeout=1) as r:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1, context=self.ssl_context()) as r:
                     if r.status == 200:
                         return True
             except OSError:
@@ -59,6 +76,15 @@ class Server:
                 return False
             time.sleep(0.05)
         raise RuntimeError(f"posture serve did not answer /healthz; see {self.log.name}")
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.ca else 'http'}://{self.endpoint}"
+
+    def ssl_context(self, ca=None):
+        """A client context trusting `ca` (default: the server's CA); None for plain HTTP."""
+        ca = ca or self.ca
+        return ssl.create_default_context(cafile=str(ca)) if ca else None
 
     def fleet_file(self, instance_id: str, rel: str) -> Path:
         return self.data / "fleet" / instance_id / rel

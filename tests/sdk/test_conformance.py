@@ -21,13 +21,17 @@ FLOWS = {
 REDIS_CHECK = 1016
 
 
-def make_client(server, kind, key_id=None, secret=None):
+def make_client(server, kind, key_id=None, secret=None, ca=None):
+    """A client of `kind` for the server (over HTTPS when it serves TLS, trusting `ca`, by
+    default the CA it was given)."""
     c = server.credentials
     key_id = key_id or c["AccessKeyId"]
     secret = secret or c["AccessKeySecret"]
+    ca = ca or getattr(server, "ca", None)
+    ca = str(ca) if ca else None
     if kind == "aliyun-python-sdk-core":
-        return CoreSdk(server.endpoint, key_id, secret)
-    return SasSdk(server.endpoint, key_id, secret, signature=kind.rsplit("-", 1)[1])
+        return CoreSdk(server.endpoint, key_id, secret, ca=ca)
+    return SasSdk(server.endpoint, key_id, secret, signature=kind.rsplit("-", 1)[1], ca=ca)
 
 
 def expect_error(fn, code, status=None):
@@ -60,7 +64,12 @@ def instance_status(client, instance_id):
 
 @pytest.mark.parametrize("kind", list(FLOWS))
 def test_full_repair_and_rollback_flow(server, kind):
-    client = make_client(server, kind)
+    full_flow(server, make_client(server, kind), kind)
+
+
+def full_flow(server, client, kind):
+    """Find → detail → repair (missing, malformed, valid parameter) → verified → rollback →
+    the original bytes → a second rollback refused."""
     name, ip_port = FLOWS[kind]
 
     # 1. Failing, repairable check items.

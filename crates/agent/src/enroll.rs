@@ -13,9 +13,17 @@ use crate::transport;
 /// `posture-agent enroll`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The service: http://HOST:PORT.
+    /// The service: https://HOST:PORT (or http://HOST:PORT on loopback).
     #[arg(long)]
     server: String,
+    /// HTTPS: the CA (PEM) the service's certificate must chain to; copied into the state
+    /// and pinned, so the service can replace its certificate.
+    #[arg(long, conflicts_with = "fingerprint")]
+    ca: Option<PathBuf>,
+    /// HTTPS: the public-key pin of a CA the service sends in its chain (`sha256:HEX`, as
+    /// `posture tls fingerprint CA.pem` prints it); pinned like --ca.
+    #[arg(long)]
+    fingerprint: Option<String>,
     /// An enrolment token (`posture agents token create`).
     #[arg(long, env = "POSTURE_AGENT_TOKEN", hide_env_values = true)]
     token: String,
@@ -47,8 +55,12 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// What an enrolment needs (the command line's arguments).
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// The service, `http://HOST:PORT`.
+    /// The service, `https://HOST:PORT` (or `http://`).
     pub server: String,
+    /// HTTPS: the CA certificates (PEM text) to trust.
+    pub ca: Option<String>,
+    /// HTTPS: the pinned public key of a CA, `sha256:HEX`.
+    pub fingerprint: Option<String>,
     /// The enrolment token.
     pub token: String,
     /// The state directory.
@@ -65,10 +77,21 @@ pub struct Options {
     pub insecure_http: bool,
 }
 
-impl From<Args> for Options {
-    fn from(a: Args) -> Options {
-        Options {
+impl TryFrom<Args> for Options {
+    type Error = Stop;
+
+    fn try_from(a: Args) -> Result<Options, Stop> {
+        let ca = match &a.ca {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| Stop::usage(format!("cannot read {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        Ok(Options {
             server: a.server,
+            ca,
+            fingerprint: a.fingerprint,
             token: a.token,
             state: a.state,
             root: a.root,
@@ -76,14 +99,15 @@ impl From<Args> for Options {
             region_id: a.region_id,
             vendor: a.vendor,
             insecure_http: a.insecure_http,
-        }
+        })
     }
 }
 
 /// Enrols: a new key, one signed enrolment, the state written (the key first: an enrolment
 /// recorded without its key could never be used).
 pub fn enroll(args: Options) -> Result<Enrolled, Stop> {
-    let host = transport::authority(&args.server, args.insecure_http).map_err(Stop::usage)?;
+    let trust = transport::trust(args.ca.as_deref(), args.fingerprint.as_deref()).map_err(Stop::usage)?;
+    let endpoint = transport::endpoint(&args.server, args.insecure_http, trust.as_ref()).map_err(Stop::usage)?;
     if !args.root.is_dir() {
         return Err(Stop::usage(format!("the root {} is not a directory", args.root.display())));
     }
@@ -104,14 +128,18 @@ pub fn enroll(args: Options) -> Result<Enrolled, Stop> {
         vendor: args.vendor,
         public_key: wire::b64(&wire::public_key(&secret)),
         version: VERSION.to_string(),
-        info: host_info(&root, &host),
+        info: host_info(&root, &endpoint.authority),
     };
-    let answer: wire::Enrolled = transport::Link::new(&host)
-        .call(&secret, wire::ENROLLING, "enroll", &request)
-        .map_err(|e| Stop::refused(format!("enrolment refused: {e}")))?;
+    let answer: wire::Enrolled =
+        transport::Link::new(endpoint).call(&secret, wire::ENROLLING, "enroll", &request).map_err(|e| match e {
+            transport::CallError::Refused { .. } => Stop::refused(format!("enrolment refused: {e}")),
+            transport::CallError::Transport(_) => Stop::usage(format!("cannot reach the service: {e}")),
+        })?;
     state.set_key(&secret).map_err(|e| Stop::usage(format!("cannot write the key: {e}")))?;
     let enrolled = Enrolled {
         server: args.server.trim().trim_end_matches('/').to_string(),
+        ca: args.ca,
+        fingerprint: args.fingerprint,
         agent_id: answer.agent_id,
         instance_id: answer.instance_id,
         root,

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
-        Command::Enroll(args) => enroll::enroll(args.into()).map(|e| {
+        Command::Enroll(args) => enroll::Options::try_from(args).and_then(enroll::enroll).map(|e| {
             println!("{}", serde_json::json!({"AgentId": e.agent_id, "InstanceId": e.instance_id}));
         }),
         Command::Run { state } => run::run_until(&state, &std::sync::atomic::AtomicBool::new(false)),

@@ -135,11 +135,13 @@ pub fn run_until(dir: &std::path::Path, stop: &AtomicBool) -> Result<(), Stop> {
     let state = State::open(dir).map_err(Stop::usage)?;
     let enrolled = state.enrolled().map_err(Stop::usage)?;
     let secret = state.key().map_err(Stop::usage)?;
-    let host = transport::authority(&enrolled.server, enrolled.insecure_http).map_err(Stop::usage)?;
+    let trust = transport::trust(enrolled.ca.as_deref(), enrolled.fingerprint.as_deref()).map_err(Stop::usage)?;
+    let endpoint =
+        transport::endpoint(&enrolled.server, enrolled.insecure_http, trust.as_ref()).map_err(Stop::usage)?;
     let worker = Worker::new(enrolled.root.clone(), &enrolled.instance_id).map_err(Stop::usage)?;
     tracing::info!(server = %enrolled.server, agent = %enrolled.agent_id, instance = %enrolled.instance_id,
         root = %enrolled.root.display(), version = VERSION, "posture-agent running");
-    let session = Session { link: transport::Link::new(&host), secret, agent: enrolled.agent_id.clone() };
+    let session = Session { link: transport::Link::new(endpoint), secret, agent: enrolled.agent_id.clone() };
     let mut backoff = Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) {
         let asked = Instant::now();

@@ -18,8 +18,16 @@ const INSTANCE_ID: &str = "instance-id";
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Enrolled {
-    /// The service, `http://HOST:PORT`.
+    /// The service, `https://HOST:PORT` (or `http://`).
     pub server: String,
+    /// HTTPS: the CA certificates (PEM) the service's certificate must chain to, copied from
+    /// `enroll --ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// HTTPS: the pinned public key (`sha256:…`) of a CA in the service's chain, from
+    /// `enroll --fingerprint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     /// The agent's id.
     pub agent_id: String,
     /// The server's InstanceId.

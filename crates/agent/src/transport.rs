@@ -1,10 +1,13 @@
-//! Signed requests to the service. Plain HTTP is allowed only to a loopback address unless the
-//! operator says otherwise (`--insecure-http`): everything an agent sends (snapshots of its
-//! server's files among them) would be readable on the wire.
+//! Signed requests to the service, over HTTPS verified from the CA (or the CA's public key)
+//! pinned at enrolment. Plain HTTP is allowed only to a loopback address unless the operator
+//! says otherwise (`--insecure-http`): everything an agent sends (snapshots of its server's
+//! files among them) would be readable on the wire.
 
 use std::net::ToSocketAddrs;
 
 use client::agent as wire;
+use client::tls::Trust;
+use client::Endpoint;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -33,26 +36,43 @@ impl std::fmt::Display for CallError {
     }
 }
 
-/// `HOST:PORT` of a server URL, refusing what the agent must not use.
-pub fn authority(server: &str, insecure_http: bool) -> Result<String, String> {
-    let s = server.trim().trim_end_matches('/');
-    if s.starts_with("https://") {
-        return Err("https:// needs TLS, which this posture-agent build does not have yet; use http:// on a trusted network with --insecure-http, or a loopback address".into());
+/// How the agent trusts an HTTPS service: the CAs of a PEM text, or a CA's public-key pin.
+pub fn trust(ca: Option<&str>, fingerprint: Option<&str>) -> Result<Option<Trust>, String> {
+    match (ca, fingerprint) {
+        (Some(_), Some(_)) => Err("give the service's CA or its fingerprint, not both".into()),
+        (Some(pem), None) => Ok(Some(Trust::Ca(client::tls::certificates_pem(pem, "the CA")?))),
+        (None, Some(pin)) => Ok(Some(Trust::Pin(client::tls::parse_pin(pin)?))),
+        (None, None) => Ok(None),
     }
-    let host = s.strip_prefix("http://").unwrap_or(s);
+}
+
+/// The service at a URL, refusing what the agent must not use: https:// without a CA or pin to
+/// verify it by, plain http:// to an address that is not loopback (unless `insecure_http`).
+pub fn endpoint(server: &str, insecure_http: bool, trust: Option<&Trust>) -> Result<Endpoint, String> {
+    let s = server.trim().trim_end_matches('/');
+    let (tls, host) = match (s.strip_prefix("https://"), s.strip_prefix("http://")) {
+        (Some(host), _) => (true, host),
+        (None, Some(host)) => (false, host),
+        (None, None) => (false, s),
+    };
     if host.is_empty() || host.contains('/') {
-        return Err(format!("{server:?} is not http://HOST:PORT"));
+        return Err(format!("{server:?} is not https://HOST:PORT"));
     }
     let addrs: Vec<_> = host.to_socket_addrs().map_err(|e| format!("{host}: {e}"))?.collect();
     if addrs.is_empty() {
         return Err(format!("{host} has no address"));
     }
-    if !insecure_http && !addrs.iter().all(|a| a.ip().is_loopback()) {
-        return Err(format!(
-            "refusing plain http:// to {host}, which is not a loopback address: everything the agent sends would be readable on the wire (give --insecure-http to accept that)"
-        ));
+    match (tls, trust) {
+        (true, Some(trust)) => Endpoint::https(host, trust),
+        (true, None) => Err(format!(
+            "{server} is HTTPS: give the service's CA (--ca FILE) or its public-key fingerprint (--fingerprint sha256:HEX, from `posture tls fingerprint CA.pem`)"
+        )),
+        (false, Some(_)) => Err(format!("--ca and --fingerprint are for https://, and {server} is plain http://")),
+        (false, None) if !insecure_http && !addrs.iter().all(|a| a.ip().is_loopback()) => Err(format!(
+            "refusing plain http:// to {host}, which is not a loopback address: everything the agent sends would be readable on the wire (serve HTTPS, or give --insecure-http to accept that)"
+        )),
+        (false, None) => Ok(Endpoint::plain(host)),
     }
-    Ok(host.to_string())
 }
 
 /// The agent's connection to the service: one kept-alive HTTP/1.1 connection, opened again
@@ -60,14 +80,14 @@ pub fn authority(server: &str, insecure_http: bool) -> Result<String, String> {
 /// old one turns out to be closed; it is a new signed request, and a report the service had
 /// already taken is then refused as stale, which is harmless).
 pub struct Link {
-    host: String,
+    endpoint: Endpoint,
     conn: std::sync::Mutex<Option<client::Connection>>,
 }
 
 impl Link {
-    /// A link to `host` (`HOST:PORT`); nothing is opened yet.
-    pub fn new(host: &str) -> Link {
-        Link { host: host.to_string(), conn: std::sync::Mutex::new(None) }
+    /// A link to the service; nothing is opened yet.
+    pub fn new(endpoint: Endpoint) -> Link {
+        Link { endpoint, conn: std::sync::Mutex::new(None) }
     }
 
     /// Sends `body` to `/agent/v1/<endpoint>` signed as `agent`, and decodes the answer.
@@ -88,7 +108,7 @@ impl Link {
             let mut headers = wire::sign(secret, "POST", &path, agent, now, &body);
             headers.push(("content-type".into(), "application/json".into()));
             let request = client::Request {
-                host: self.host.clone(),
+                host: self.endpoint.authority.clone(),
                 path: path.clone(),
                 query: String::new(),
                 headers,
@@ -96,7 +116,7 @@ impl Link {
             };
             let sent = match conn.as_mut() {
                 Some(c) => c.send("POST", &request),
-                None => client::Connection::open(&self.host).and_then(|c| conn.insert(c).send("POST", &request)),
+                None => client::Connection::open_at(&self.endpoint).and_then(|c| conn.insert(c).send("POST", &request)),
             };
             match sent {
                 Ok(r) => return answer(r),
@@ -124,13 +144,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_http_only_to_loopback_unless_told() {
-        assert_eq!(authority("http://127.0.0.1:8080/", false).unwrap(), "127.0.0.1:8080");
-        assert_eq!(authority("[::1]:8080", false).unwrap(), "[::1]:8080");
-        let e = authority("http://192.0.2.1:8080", false).unwrap_err();
+    fn plain_http_only_to_loopback_unless_told_and_https_only_with_a_ca_or_pin() {
+        let at = |url: &str, insecure: bool| endpoint(url, insecure, None).map(|e| e.authority);
+        assert_eq!(at("http://127.0.0.1:8080/", false).unwrap(), "127.0.0.1:8080");
+        assert_eq!(at("[::1]:8080", false).unwrap(), "[::1]:8080");
+        let e = at("http://192.0.2.1:8080", false).unwrap_err();
         assert!(e.contains("--insecure-http"), "{e}");
-        assert_eq!(authority("http://192.0.2.1:8080", true).unwrap(), "192.0.2.1:8080");
-        assert!(authority("https://127.0.0.1:8443", false).is_err());
-        assert!(authority("http://127.0.0.1:8080/x", false).is_err());
+        assert_eq!(at("http://192.0.2.1:8080", true).unwrap(), "192.0.2.1:8080");
+        assert!(at("http://127.0.0.1:8080/x", false).is_err());
+        let e = at("https://127.0.0.1:8443", false).unwrap_err();
+        assert!(e.contains("--ca") && e.contains("--fingerprint"), "{e}");
+        let pin = trust(None, Some(&format!("sha256:{}", "ab".repeat(32)))).unwrap().unwrap();
+        let https = endpoint("https://192.0.2.1:8443", false, Some(&pin)).unwrap();
+        assert!(https.is_tls(), "HTTPS needs no --insecure-http, whatever the address");
+        assert!(endpoint("http://127.0.0.1:8080", false, Some(&pin)).is_err(), "a pin on plain http is a mistake");
+        assert!(trust(None, Some("sha256:abcd")).is_err());
+        assert!(trust(Some("not pem"), None).is_err());
     }
 }

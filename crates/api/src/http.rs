@@ -14,6 +14,9 @@
 //!   chunked`, never both; no bytes outside visible ASCII in the request target; no control
 //!   characters in header values), which leaves nothing for request smuggling to play with.
 //!
+//! Over TLS ([`crate::tls`]) the handshake must end within `header_timeout` too, and a plain
+//! HTTP request sent to the TLS port is answered, in plain HTTP, that the port is HTTPS.
+//!
 //! Heads are parsed by `httparse` (the parser hyper uses). The service behind answers one
 //! [`Request`] with one [`Response`]; [`Service::refuse`] renders the server's own refusals.
 
@@ -26,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::{timeout, Instant};
 
@@ -186,12 +189,13 @@ struct Shared {
     stop: watch::Receiver<bool>,
 }
 
-/// Serves `service` on `listener` until `shutdown` completes; then stops accepting and waits
-/// (at most `body_timeout`) for the requests under way.
+/// Serves `service` on `listener` (over TLS with `tls`) until `shutdown` completes; then stops
+/// accepting and waits (at most `body_timeout`) for the requests under way.
 pub async fn serve<S: Service>(
     listener: TcpListener,
     service: Arc<S>,
     limits: Limits,
+    tls: Option<Arc<crate::tls::Tls>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let max = connection_budget(limits.max_connections);
@@ -218,7 +222,7 @@ pub async fn serve<S: Service>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (service, shared, slots) = (service.clone(), shared.clone(), slots.clone());
+        let (service, shared, slots, tls) = (service.clone(), shared.clone(), slots.clone(), tls.clone());
         tokio::spawn(async move {
             let slot = match slots.clone().try_acquire_owned() {
                 Ok(slot) => Some(slot),
@@ -239,9 +243,16 @@ pub async fn serve<S: Service>(
                 }
             };
             let mut stream = stream;
-            match slot {
-                Some(_slot) => connection(stream, peer, &*service, &shared).await,
-                None => {
+            match (slot, tls) {
+                (Some(_slot), None) => connection(stream, peer, &*service, &shared).await,
+                (Some(_slot), Some(tls)) => {
+                    if let Some(stream) = handshake(stream, peer, &tls, &*service, &shared.limits).await {
+                        connection(stream, peer, &*service, &shared).await
+                    }
+                }
+                (None, _) => {
+                    // Said in plain HTTP even on the TLS port: a handshake would cost the slot
+                    // it is refused for.
                     let r = refusal(503, "ServiceUnavailable", "Too many connections are open; try again later.");
                     let _ = timeout(
                         Duration::from_secs(1),
@@ -257,6 +268,39 @@ pub async fn serve<S: Service>(
     let _ = stopping.send(true);
     let _ = timeout(shared.limits.body_timeout, slots.acquire_many(max as u32)).await;
     Ok(())
+}
+
+/// The TLS handshake of a new connection, within the header timeout. A client speaking plain
+/// HTTP (its first byte is not a TLS handshake record's) is told in plain HTTP to use https.
+async fn handshake<S: Service + ?Sized>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    tls: &crate::tls::Tls,
+    service: &S,
+    limits: &Limits,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    const HANDSHAKE_RECORD: u8 = 0x16;
+    let mut first = [0u8; 1];
+    match timeout(limits.header_timeout, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == HANDSHAKE_RECORD => {}
+        Ok(Ok(1)) => {
+            let r = refusal(400, "MalformedRequest", "This port serves HTTPS: send the request to https://.");
+            refuse(&mut stream, service, &r, limits).await;
+            return None;
+        }
+        _ => return None,
+    }
+    match timeout(limits.header_timeout, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake did not end within the header timeout");
+            None
+        }
+    }
 }
 
 /// A request head, parsed.

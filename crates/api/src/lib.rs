@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod http;
 pub mod ops;
 pub mod params;
+pub mod tls;
 
 pub use client::{encoding, signature, time};
 

@@ -1,7 +1,7 @@
 //! The RPC protocol's client side, shared without the gateway: the v1 and v3 signatures, the
 //! encodings and timestamps (also what the gateway verifies with), and a small blocking client
-//! that signs like the official SDK (v3 by default, v1 on request). It serves `posture call`,
-//! the tests, the benchmarks and the agent; plain HTTP only for now.
+//! that signs like the official SDK (v3 by default, v1 on request), over HTTP or HTTPS
+//! ([`tls`]). It serves `posture call`, the tests, the benchmarks and the agent.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -9,9 +9,11 @@ pub mod agent;
 pub mod encoding;
 pub mod signature;
 pub mod time;
+pub mod tls;
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::encoding::pop_encode;
@@ -71,11 +73,122 @@ fn query_string(params: &[(String, String)]) -> String {
     params.iter().map(|(k, v)| format!("{}={}", pop_encode(k), pop_encode(v))).collect::<Vec<_>>().join("&")
 }
 
-/// `host:port` from `http://host:port/` or `host:port`.
+/// `host:port` from `http://host:port/`, `https://host:port/` or `host:port`.
 pub fn authority(endpoint: &str) -> &str {
     let e = endpoint.trim();
-    let e = e.strip_prefix("http://").unwrap_or(e);
+    let e = e.strip_prefix("http://").or_else(|| e.strip_prefix("https://")).unwrap_or(e);
     e.trim_end_matches('/')
+}
+
+/// Where requests go: `HOST:PORT`, and how to speak TLS to it when it is `https://`.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// `HOST:PORT`.
+    pub authority: String,
+    tls: Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", if self.tls.is_some() { "https" } else { "http" }, self.authority)
+    }
+}
+
+impl Endpoint {
+    /// Plain HTTP to `HOST:PORT`.
+    pub fn plain(authority: &str) -> Endpoint {
+        Endpoint { authority: authority.to_string(), tls: None }
+    }
+
+    /// `https://HOST:PORT` (trusting `trust`), `http://HOST:PORT` or `HOST:PORT` (plain).
+    pub fn parse(url: &str, trust: &tls::Trust) -> Result<Endpoint, String> {
+        let authority = authority(url);
+        if authority.is_empty() || authority.contains('/') {
+            return Err(format!("{url:?} is not http(s)://HOST:PORT"));
+        }
+        if !url.trim().starts_with("https://") {
+            return Ok(Endpoint::plain(authority));
+        }
+        Endpoint::https(authority, trust)
+    }
+
+    /// HTTPS to `HOST:PORT`, trusting `trust`.
+    pub fn https(authority: &str, trust: &tls::Trust) -> Result<Endpoint, String> {
+        let name = tls::server_name(authority)?;
+        Ok(Endpoint { authority: authority.to_string(), tls: Some((trust.client_config()?, name)) })
+    }
+
+    /// Whether it is HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// A new connection (the TLS handshake done, so that a certificate refused is said at once).
+    pub fn connect(&self) -> io::Result<Stream> {
+        let tcp = TcpStream::connect(&self.authority)?;
+        tcp.set_nodelay(true)?;
+        tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let Some((config, name)) = &self.tls else { return Ok(Stream::Plain(tcp)) };
+        let conn = rustls::ClientConnection::new(config.clone(), name.clone()).map_err(io::Error::other)?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn
+                .complete_io(&mut tls.sock)
+                .map_err(|e| io::Error::new(e.kind(), format!("TLS with {} failed: {e}", self.authority)))?;
+        }
+        Ok(Stream::Tls(Box::new(tls)))
+    }
+}
+
+/// A connection: plain TCP or TLS over it.
+pub enum Stream {
+    /// Plain HTTP.
+    Plain(TcpStream),
+    /// HTTPS.
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    /// The server's certificate chain (TLS only; the leaf first).
+    pub fn peer_certificates(&self) -> Vec<Vec<u8>> {
+        match self {
+            Stream::Plain(_) => Vec::new(),
+            Stream::Tls(t) => t.conn.peer_certificates().unwrap_or_default().iter().map(|c| c.to_vec()).collect(),
+        }
+    }
+
+    /// The TLS version agreed (`TLSv1_3`, …), None for plain HTTP.
+    pub fn tls_version(&self) -> Option<String> {
+        match self {
+            Stream::Plain(_) => None,
+            Stream::Tls(t) => t.conn.protocol_version().map(|v| format!("{v:?}")),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
 }
 
 /// Above this many bytes of query string, parameters travel in a form body instead (HTTP
@@ -194,8 +307,20 @@ pub fn call(
     params: &[(String, String)],
     signing: Signing,
 ) -> io::Result<Response> {
-    let r = sign(endpoint, creds, action, params, signing);
-    send(&r.host, "POST", &r.query, &r.headers, &r.body)
+    let endpoint = Endpoint::parse(endpoint, &tls::Trust::System).map_err(io::Error::other)?;
+    call_at(&endpoint, creds, action, params, signing)
+}
+
+/// [`call`] to an [`Endpoint`] (HTTP or HTTPS).
+pub fn call_at(
+    endpoint: &Endpoint,
+    creds: &Credentials,
+    action: &str,
+    params: &[(String, String)],
+    signing: Signing,
+) -> io::Result<Response> {
+    let r = sign(&endpoint.authority, creds, action, params, signing);
+    Connection::open_at(endpoint)?.exchange("POST", &r, true)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -238,34 +363,50 @@ pub fn send_to(
     headers: &[(String, String)],
     body: &[u8],
 ) -> io::Result<Response> {
-    let mut stream = TcpStream::connect(host)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    stream.write_all(&request_bytes(host, method, path, query, headers, body, true))?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_response(&raw)
+    let request = Request {
+        host: host.to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        headers: headers.to_vec(),
+        body: body.to_vec(),
+    };
+    Connection::open(host)?.exchange(method, &request, true)
 }
 
-/// One kept-alive HTTP/1.1 connection (the load generator's): requests are sent one after
-/// another on it, answers read by their Content-Length.
+/// One kept-alive HTTP/1.1 connection (the load generator's, the agent's): requests are sent
+/// one after another on it, answers read by their Content-Length.
 pub struct Connection {
-    stream: std::io::BufReader<TcpStream>,
+    stream: std::io::BufReader<Stream>,
 }
 
 impl Connection {
-    /// Connects.
+    /// Connects (plain HTTP).
     pub fn open(host: &str) -> io::Result<Connection> {
-        let stream = TcpStream::connect(host)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        Ok(Connection { stream: std::io::BufReader::new(stream) })
+        Connection::open_at(&Endpoint::plain(host))
+    }
+
+    /// Connects to an endpoint (HTTP or HTTPS).
+    pub fn open_at(endpoint: &Endpoint) -> io::Result<Connection> {
+        Ok(Connection { stream: std::io::BufReader::new(endpoint.connect()?) })
+    }
+
+    /// The connection itself (its TLS details).
+    pub fn stream(&self) -> &Stream {
+        self.stream.get_ref()
     }
 
     /// Sends a request and reads its answer.
     pub fn send(&mut self, method: &str, r: &Request) -> io::Result<Response> {
-        use std::io::BufRead;
-        let bytes = request_bytes(&r.host, method, &r.path, &r.query, &r.headers, &r.body, false);
-        self.stream.get_mut().write_all(&bytes)?;
+        self.exchange(method, r, false)
+    }
+
+    /// Sends a request (asking the server to close afterwards when `close`) and reads its
+    /// answer: by its Content-Length, else (chunked, or neither) to the end of the stream.
+    fn exchange(&mut self, method: &str, r: &Request, close: bool) -> io::Result<Response> {
+        let bytes = request_bytes(&r.host, method, &r.path, &r.query, &r.headers, &r.body, close);
+        let out = self.stream.get_mut();
+        out.write_all(&bytes)?;
+        out.flush()?;
         let mut head = Vec::new();
         loop {
             let n = self.stream.read_until(b'\n', &mut head)?;
@@ -280,12 +421,27 @@ impl Connection {
         let len = text
             .lines()
             .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-length")))
-            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no content-length"))?;
-        let mut body = vec![0u8; len];
-        self.stream.read_exact(&mut body)?;
-        head.extend_from_slice(&body);
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+        match len {
+            Some(len) => {
+                let mut body = vec![0u8; len];
+                self.stream.read_exact(&mut body)?;
+                head.extend_from_slice(&body);
+            }
+            None if close => read_to_close(&mut self.stream, &mut head)?,
+            None => return Err(io::Error::new(io::ErrorKind::InvalidData, "no content-length")),
+        }
         parse_response(&head)
+    }
+}
+
+/// Reads to the end of the stream; a TLS peer that closes without its close_notify (as many
+/// servers do after `Connection: close`) ends it too, the answer having been framed by the
+/// close.
+fn read_to_close(stream: &mut impl Read, into: &mut Vec<u8>) -> io::Result<()> {
+    match stream.read_to_end(into) {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(()),
+        other => other.map(drop),
     }
 }
 

@@ -22,6 +22,11 @@ pub fn format_utc(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// The UTC date (year, month, day) of Unix seconds.
+pub fn utc_date(secs: i64) -> (i64, i64, i64) {
+    civil_from_days(secs.div_euclid(86_400))
+}
+
 // Howard Hinnant's algorithms.
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };

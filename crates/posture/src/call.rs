@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use client::{call, params_from_args, Credentials, Signing};
+use client::tls::Trust;
+use client::{call_at, params_from_args, Credentials, Endpoint, Signing};
 
 use crate::serve::CredentialsFile;
 
@@ -19,7 +20,7 @@ pub fn run(action: &str, args: &[String]) -> ExitCode {
 
 fn try_run(action: &str, args: &[String]) -> Result<ExitCode, String> {
     if action == "--help" || action == "-h" {
-        println!("usage: posture call <Action> [--Name value]... [--endpoint HOST:PORT] [--credentials FILE] [--signature v3|v1]");
+        println!("usage: posture call <Action> [--Name value]... [--endpoint [https://]HOST:PORT] [--ca FILE] [--credentials FILE] [--signature v3|v1]");
         return Ok(ExitCode::SUCCESS);
     }
     let mut params = params_from_args(args)?;
@@ -28,6 +29,7 @@ fn try_run(action: &str, args: &[String]) -> Result<ExitCode, String> {
         Some(params.remove(i).1)
     };
     let endpoint = take("endpoint");
+    let ca = take("ca").map(PathBuf::from);
     let cred_path =
         take("credentials").map(PathBuf::from).unwrap_or_else(|| crate::default_data_dir().join("credentials.json"));
     let signing = match take("signature").as_deref() {
@@ -39,10 +41,18 @@ fn try_run(action: &str, args: &[String]) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot read credentials {}: {e}", cred_path.display()))?;
     let file: CredentialsFile =
         serde_json::from_str(&text).map_err(|e| format!("{} is not a credentials file: {e}", cred_path.display()))?;
-    let endpoint = endpoint.unwrap_or(file.endpoint.clone());
+    // The file's Protocol and CaFile go with its Endpoint; --endpoint says its own scheme.
+    let (url, file_ca) = match endpoint {
+        Some(url) => (url, None),
+        None => (format!("{}://{}", file.protocol.as_deref().unwrap_or("http"), file.endpoint), file.ca_file.clone()),
+    };
+    let trust = match ca.or(file_ca) {
+        Some(path) => Trust::ca_file(&path)?,
+        None => Trust::System,
+    };
+    let endpoint = Endpoint::parse(&url, &trust)?;
     let creds = Credentials { access_key_id: file.access_key_id, access_key_secret: file.access_key_secret };
-    let resp =
-        call(&endpoint, &creds, action, &params, signing).map_err(|e| format!("cannot reach {endpoint}: {e}"))?;
+    let resp = call_at(&endpoint, &creds, action, &params, signing).map_err(|e| format!("cannot reach {url}: {e}"))?;
     let body = resp.json();
     if resp.status >= 400 {
         eprintln!(

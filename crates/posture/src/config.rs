@@ -18,9 +18,14 @@
 //! header_timeout_ms = 10000   # a request's head must arrive within this
 //! body_timeout_ms = 30000     # and its body within this
 //! idle_timeout_ms = 60000     # a keep-alive connection with no request is closed after this
+//!
+//! [tls]                       # HTTPS (the --tls-* flags win); paths relative to this file
+//! cert = "tls/server.pem"     # the certificate chain, PEM (re-read on SIGHUP)
+//! key = "tls/server.key"      # its key, PEM, not readable by other users
+//! ca = "tls/ca.pem"           # the CA clients trust (credentials.json's CaFile)
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -34,6 +39,20 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// `[tls]`: serve HTTPS.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key: Option<PathBuf>,
+    /// The CA clients should trust.
+    pub ca: Option<PathBuf>,
 }
 
 /// `[store]`: where the state is kept (the `--database` flag and POSTURE_DATABASE_URL win).
@@ -127,7 +146,11 @@ impl Config {
             None => return Ok(Config::default()),
         };
         let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let config: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut config.tls.cert, &mut config.tls.key, &mut config.tls.ca].into_iter().flatten() {
+            *p = base.join(&*p);
+        }
         config.connectors.aws.checked_endpoint(config.connectors.aws.endpoint_url.as_deref())?;
         config.connectors.host.settings().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(config)
@@ -175,5 +198,9 @@ mod tests {
         assert_eq!(c.http.limits().idle_timeout, std::time::Duration::from_millis(500));
         std::fs::write(&f, "[connectors.host]\nio_timeout_ms = 0\n").unwrap();
         assert!(Config::load(Some(&f), dir.path()).unwrap_err().contains("above 0"));
+        std::fs::write(&f, "[tls]\ncert = \"tls/server.pem\"\nkey = \"/etc/k.pem\"\n").unwrap();
+        let c = Config::load(Some(&f), dir.path()).unwrap();
+        assert_eq!(c.tls.cert.unwrap(), dir.path().join("tls/server.pem"), "relative to the file");
+        assert_eq!(c.tls.key.unwrap(), Path::new("/etc/k.pem"));
     }
 }

@@ -10,6 +10,7 @@ mod config;
 mod demo;
 mod serve;
 mod store_cmd;
+mod tls_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the service (Sas 2018-12-03 compatible API on HTTP).
+    /// Run the service (Sas 2018-12-03 compatible API on HTTP, or HTTPS with --tls-cert).
     Serve(serve::Args),
     /// Call one API action, signed like the official SDK, and print the JSON answer.
     ///
@@ -42,8 +43,10 @@ enum Command {
     Call {
         /// The action, e.g. ListCheckResult.
         action: String,
-        /// `--Name value` parameters, plus `--endpoint HOST:PORT`, `--credentials FILE`
-        /// (default ./posture-data/credentials.json) and `--signature v3|v1` (default v3).
+        /// `--Name value` parameters, plus `--endpoint [https://]HOST:PORT`, `--ca FILE` (the CA
+        /// to trust over HTTPS; default: credentials.json's CaFile, else the system's roots),
+        /// `--credentials FILE` (default ./posture-data/credentials.json) and
+        /// `--signature v3|v1` (default v3).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         params: Vec<String>,
     },
@@ -67,6 +70,10 @@ enum Command {
     /// The store itself: copy an installation from SQLite to PostgreSQL.
     #[command(subcommand)]
     Store(store_cmd::StoreCmd),
+    /// TLS: a private CA and server certificates (for serving HTTPS without a PKI of your
+    /// own), and the public-key pins agents enrol with.
+    #[command(subcommand)]
+    Tls(tls_cmd::TlsCmd),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +88,7 @@ fn main() -> ExitCode {
         Command::Assess(args) => assess::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Store(cmd) => store_cmd::run(cmd),
+        Command::Tls(cmd) => tls_cmd::run(cmd),
     }
 }
 

@@ -70,6 +70,18 @@ pub struct Args {
     /// then polls again: it is also its heartbeat). 1s to 50s.
     #[arg(long, default_value = "30s", value_parser = agent_poll_wait)]
     agent_poll_wait: std::time::Duration,
+    /// Serve HTTPS with this certificate chain (PEM: the server's certificate first, then its
+    /// intermediates and, for a private CA, the CA). Read again on SIGHUP: new connections get
+    /// the new certificate. Also `[tls] cert` in posture.toml. `posture tls cert` makes one.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM; refused when other users can read it).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The CA that clients on this machine trust: recorded as CaFile in credentials.json
+    /// (absent: clients use the system's roots).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
     /// Log lines as text, or as JSON objects (one per line, for a log pipeline).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -109,6 +121,84 @@ pub struct CredentialsFile {
     pub access_key_secret: String,
     #[serde(rename = "Endpoint")]
     pub endpoint: String,
+    /// `https` when the service is served over TLS.
+    #[serde(rename = "Protocol", default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// The CA to trust for it (absent: the system's roots).
+    #[serde(rename = "CaFile", default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How clients on this machine reach the service (credentials.json's Endpoint, Protocol and
+/// CaFile).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Reach {
+    endpoint: String,
+    protocol: Option<String>,
+    ca_file: Option<PathBuf>,
+}
+
+impl Reach {
+    fn of(file: &CredentialsFile) -> Reach {
+        Reach { endpoint: file.endpoint.clone(), protocol: file.protocol.clone(), ca_file: file.ca_file.clone() }
+    }
+}
+
+/// HTTPS: the certificate served, and the CA clients on this machine are told to trust.
+struct Https {
+    tls: Arc<api::tls::Tls>,
+    ca: Option<PathBuf>,
+}
+
+/// The TLS settings of the command line, else of the configuration file; the certificate and
+/// key loaded (and so checked) before anything is written.
+fn load_tls(args: &Args, config: &Config) -> Result<Option<Https>, String> {
+    let (cert, key, ca) = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone(), args.tls_ca.clone()),
+        _ => match (&config.tls.cert, &config.tls.key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone(), args.tls_ca.clone().or(config.tls.ca.clone())),
+            (None, None) if args.tls_ca.is_none() && config.tls.ca.is_none() => return Ok(None),
+            _ => {
+                return Err(
+                    "TLS needs both a certificate and a key (--tls-cert and --tls-key, or [tls] cert and key)".into()
+                )
+            }
+        },
+    };
+    let (tls, loaded) = api::tls::Tls::load(&cert, &key)?;
+    let ca = match ca {
+        Some(ca) => {
+            client::tls::certificates(&ca)?;
+            Some(ca.canonicalize().map_err(|e| format!("{}: {e}", ca.display()))?)
+        }
+        None => None,
+    };
+    tracing::info!(cert = %cert.display(), chain = loaded.chain, "serving HTTPS (TLS 1.3 and 1.2)");
+    Ok(Some(Https { tls: Arc::new(tls), ca }))
+}
+
+/// Reads the certificate again at each SIGHUP (without TLS, SIGHUP is logged and ignored
+/// rather than ending the process).
+fn reload_on_hangup(tls: Option<Arc<api::tls::Tls>>) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match tls.as_ref().map(|t| t.reload()) {
+                None => tracing::info!("SIGHUP: nothing to reload (no TLS)"),
+                Some(Ok(loaded)) => {
+                    tracing::info!(
+                        chain = loaded.chain,
+                        "SIGHUP: the TLS certificate was read again; new connections get it"
+                    )
+                }
+                Some(Err(e)) => {
+                    tracing::error!("SIGHUP: the TLS certificate was not read again, the previous one stays: {e}")
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -178,6 +268,7 @@ fn try_run(args: Args) -> Result<(), String> {
     std::fs::create_dir_all(&data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
     let _ = std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700));
     let config = Config::load(args.config.as_deref(), &data)?;
+    let tls = load_tls(&args, &config)?;
     let at = args.store.location(&config);
     // On SQLite, one serve per data directory: it owns every lease, so it frees them at start
     // and resumes the work of the previous run at once. Several nodes may share one
@@ -209,7 +300,12 @@ fn try_run(args: Args) -> Result<(), String> {
         engine::Config { lease_ms: args.lease_ms, agent_deadline_ms: args.agent_task_deadline, ..Default::default() },
     );
 
-    let account = ensure_admin(&store, &data, &args.listen)?;
+    let reach = Reach {
+        endpoint: local_addr(&args.listen).to_string(),
+        protocol: tls.as_ref().map(|_| "https".to_string()),
+        ca_file: tls.as_ref().and_then(|https| https.ca.clone()),
+    };
+    let account = ensure_admin(&store, &data, &reach)?;
     let via_agents = args.demo_fleet == DemoFleet::Agents && at.database.is_none();
     let demo_agents = match args.demo {
         true => seed_demo(&store, &engine, &account, &data, via_agents)?,
@@ -228,20 +324,22 @@ fn try_run(args: Args) -> Result<(), String> {
         };
         let app = api::App::new(store, engine, settings);
         tracing::info!(listen = %args.listen, credentials = %data.join("credentials.json").display(), "posture is serving");
-        if !args.listen.ip().is_loopback() {
+        let tls = tls.map(|https| https.tls);
+        reload_on_hangup(tls.clone())?;
+        if tls.is_none() && !args.listen.ip().is_loopback() {
             // Signed requests cannot be forged, but what they carry (results, snapshots of
             // servers' files, enrolment tokens) is readable on the wire.
-            tracing::warn!(listen = %args.listen, "serving plain HTTP on an address that is not loopback: everything the API and the agents exchange is readable on the network; serve it on loopback behind a TLS proxy, or on a network you trust");
+            tracing::warn!(listen = %args.listen, "serving plain HTTP on an address that is not loopback: everything the API and the agents exchange is readable on the network; serve HTTPS (--tls-cert, --tls-key), or serve on a network you trust");
         }
         let stop_agents = Arc::new(AtomicBool::new(false));
         if !demo_agents.is_empty() {
             app.starting.store(true, Ordering::Relaxed);
             let (app, stop) = (app.clone(), stop_agents.clone());
-            let (server, account) = (demo_server_addr(&args.listen), account.clone());
+            let (link, account) = (demo_link(&reach, &tls)?, account.clone());
             std::thread::Builder::new()
                 .name("posture-demo".into())
                 .spawn(move || {
-                    if let Err(e) = run_demo_agents(&app, server, &account, &data, demo_agents, &stop) {
+                    if let Err(e) = run_demo_agents(&app, link, &account, &data, demo_agents, &stop) {
                         tracing::error!("the demo's agents could not start: {e}");
                     }
                     app.starting.store(false, Ordering::Relaxed);
@@ -255,7 +353,7 @@ fn try_run(args: Args) -> Result<(), String> {
             stop_agents.store(true, Ordering::Relaxed);
             stopping.agents.stop();
         };
-        api::http::serve(listener, Arc::new(api::gateway::Gateway(app)), http_limits, shutdown)
+        api::http::serve(listener, Arc::new(api::gateway::Gateway(app)), http_limits, tls, shutdown)
             .await
             .map_err(|e| format!("server error: {e}"))
     })?;
@@ -279,9 +377,8 @@ async fn shutdown() {
 /// nothing or a key whose file the next start writes; a file deleted after delivery on purpose
 /// is not written again. (A data directory from before schema 6 has no mark: an existing file
 /// naming the admin key counts as delivered; a missing one is written.)
-fn ensure_admin(store: &Store, data: &Path, listen: &SocketAddr) -> Result<String, String> {
+fn ensure_admin(store: &Store, data: &Path, reach: &Reach) -> Result<String, String> {
     let path = data.join("credentials.json");
-    let endpoint = listen.to_string();
     let admin = store.admin().map_err(|e| format!("cannot create the admin account: {e}"))?;
     let existing = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<CredentialsFile>(&t).ok());
     let key = match &admin.key {
@@ -290,9 +387,11 @@ fn ensure_admin(store: &Store, data: &Path, listen: &SocketAddr) -> Result<Strin
             if !admin.delivered {
                 store.mark(store::marks::CREDENTIALS_DELIVERED).map_err(|e| e.to_string())?;
             }
-            // Keep the file's Endpoint in step with --listen.
-            if let Some(mut file) = existing.filter(|f| f.endpoint != endpoint) {
-                file.endpoint = endpoint;
+            // Keep the file's Endpoint, Protocol and CaFile in step with this start.
+            if let Some(mut file) = existing.filter(|f| Reach::of(f) != *reach) {
+                file.endpoint = reach.endpoint.clone();
+                file.protocol = reach.protocol.clone();
+                file.ca_file = reach.ca_file.clone();
                 write_private(&path, &serde_json::to_string_pretty(&file).unwrap_or_default())
                     .map_err(|e| e.to_string())?;
             }
@@ -303,7 +402,9 @@ fn ensure_admin(store: &Store, data: &Path, listen: &SocketAddr) -> Result<Strin
         account_id: admin.account.id.clone(),
         access_key_id: key.id.clone(),
         access_key_secret: key.secret.clone(),
-        endpoint,
+        endpoint: reach.endpoint.clone(),
+        protocol: reach.protocol.clone(),
+        ca_file: reach.ca_file.clone(),
     };
     write_private(&path, &serde_json::to_string_pretty(&file).unwrap_or_default())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -366,9 +467,9 @@ fn seed_demo(
     Ok(Vec::new())
 }
 
-/// The address the demo's agents reach this service at: loopback when it listens on every
-/// address.
-fn demo_server_addr(listen: &SocketAddr) -> SocketAddr {
+/// The address clients on this machine (the demo's agents among them) reach this service at:
+/// loopback when it listens on every address.
+fn local_addr(listen: &SocketAddr) -> SocketAddr {
     let ip = match listen.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => std::net::IpAddr::from([127, 0, 0, 1]),
         ip if ip.is_unspecified() => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
@@ -377,11 +478,35 @@ fn demo_server_addr(listen: &SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, listen.port())
 }
 
+/// How the demo's agents reach this service: its local address, over HTTPS when it serves
+/// it (trusting the CA clients are told to trust, else the chain it serves).
+struct DemoLink {
+    url: String,
+    ca: Option<String>,
+    /// Plain HTTP to an address that is not loopback (the service's own, on this machine).
+    insecure_http: bool,
+}
+
+fn demo_link(reach: &Reach, tls: &Option<Arc<api::tls::Tls>>) -> Result<DemoLink, String> {
+    let ca = match (tls, &reach.ca_file) {
+        (None, _) => None,
+        (Some(_), Some(ca)) => Some(ca.clone()),
+        (Some(tls), None) => Some(tls.cert_path().to_path_buf()),
+    };
+    let ca = ca.map(|p| std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))).transpose()?;
+    let local_ip = reach.endpoint.parse::<SocketAddr>().map(|a| a.ip().is_loopback()).unwrap_or(true);
+    Ok(DemoLink {
+        url: format!("{}://{}", if tls.is_some() { "https" } else { "http" }, reach.endpoint),
+        insecure_http: tls.is_none() && !local_ip,
+        ca,
+    })
+}
+
 /// Enrols the demo's agents (once each, with a token made for its instance), runs each on a
 /// thread of its own, and checks the fleet through them the first time.
 fn run_demo_agents(
     app: &api::App,
-    server: SocketAddr,
+    link: DemoLink,
     account: &str,
     data: &Path,
     servers: Vec<NewInstance>,
@@ -390,13 +515,14 @@ fn run_demo_agents(
     let store = &app.store;
     for s in servers {
         let state = data.join("agents").join(&s.instance_id);
-        let url = format!("http://{server}");
         let kept = posture_agent::state::State::open(&state).ok().and_then(|st| st.enrolled().ok().map(|e| (st, e)));
         if let Some((st, mut enrolled)) = kept {
-            // The demo's agents follow this serve to whatever address it listens on now.
-            if enrolled.server != url {
-                enrolled.server = url.clone();
-                enrolled.insecure_http = !server.ip().is_loopback();
+            // The demo's agents follow this serve to whatever address (and TLS) it has now.
+            if (&enrolled.server, &enrolled.ca) != (&link.url, &link.ca) {
+                enrolled.server = link.url.clone();
+                enrolled.ca = link.ca.clone();
+                enrolled.fingerprint = None;
+                enrolled.insecure_http = link.insecure_http;
                 st.set_enrolled(&enrolled).map_err(|e| format!("demo agent {}: {e}", s.instance_id))?;
             }
         } else {
@@ -404,7 +530,9 @@ fn run_demo_agents(
                 .create_agent_token(account, Some(&s.instance_id), 1, store::now_ms() + 600_000)
                 .map_err(|e| e.to_string())?;
             posture_agent::enroll::enroll(posture_agent::enroll::Options {
-                server: url,
+                server: link.url.clone(),
+                ca: link.ca.clone(),
+                fingerprint: None,
                 token,
                 state: state.clone(),
                 root: data.join("fleet").join(&s.instance_id),
@@ -412,7 +540,7 @@ fn run_demo_agents(
                 region_id: s.region_id.clone(),
                 vendor: s.vendor.code(),
                 // The service's own address on this machine: the traffic does not leave it.
-                insecure_http: !server.ip().is_loopback(),
+                insecure_http: link.insecure_http,
             })
             .map_err(|e| format!("demo agent {}: {}", s.instance_id, e.message))?;
         }

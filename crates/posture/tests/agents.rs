@@ -4,129 +4,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use client::agent::{self as wire, Next, Poll, Report, Work};
+use common::agents::{agent_bin, finished, result_of, submit, token, Agent, SSHD};
 use common::{read, Server};
 use connectors::host::HostConnector;
 use connectors::Target;
 use serde_json::{json, Value};
-
-const SSHD: &str = "# sshd\nPort 22\nPermitRootLogin yes\nPermitEmptyPasswords no\nX11Forwarding yes\n";
-
-/// The agent binary, built beside posture by `cargo test --workspace`.
-fn agent_bin() -> PathBuf {
-    let bin = Path::new(common::bin()).with_file_name("posture-agent");
-    assert!(bin.exists(), "{} is missing: run the workspace's tests (cargo test --workspace)", bin.display());
-    bin
-}
-
-/// A server root of one agent, and its state directory.
-struct Agent {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Agent {
-    fn new() -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let sshd = dir.path().join("root/etc/ssh/sshd_config");
-        std::fs::create_dir_all(sshd.parent().unwrap()).unwrap();
-        std::fs::write(&sshd, SSHD).unwrap();
-        std::fs::write(dir.path().join("root/etc/login.defs"), "PASS_MAX_DAYS\t99999\n").unwrap();
-        Agent { dir, child: None }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn sshd(&self) -> String {
-        read(&self.root().join("etc/ssh/sshd_config"))
-    }
-
-    /// `posture-agent enroll`: exit status, stdout as JSON, stderr.
-    fn enroll(&self, server: &Server, token: &str, instance_id: &str) -> (i32, Value, String) {
-        let out = Command::new(agent_bin())
-            .args(["enroll", "--server", &format!("http://{}", server.endpoint), "--token", token])
-            .args(["--state", self.state().to_str().unwrap(), "--root", self.root().to_str().unwrap()])
-            .args(["--instance-id", instance_id, "--region-id", "lab"])
-            .output()
-            .unwrap();
-        let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        (out.status.code().unwrap_or(-1), json, String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-
-    fn enrolled(&self, server: &Server, token: &str, instance_id: &str) -> String {
-        let (code, v, err) = self.enroll(server, token, instance_id);
-        assert_eq!(code, 0, "enroll: {err}");
-        v["AgentId"].as_str().unwrap().to_string()
-    }
-
-    /// Starts `posture-agent run`.
-    fn start(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("agent.log")).unwrap();
-        let child = Command::new(agent_bin())
-            .args(["run", "--state", self.state().to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Waits for the running agent to exit by itself; its exit status.
-    fn exited(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        let c = self.child.as_mut()?;
-        while Instant::now() < deadline {
-            if let Some(status) = c.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-
-    /// The agent's secret key and id, read from its state (to act as the agent by hand).
-    fn identity(&self) -> ([u8; 32], String) {
-        let key = hex::decode(read(&self.state().join("key")).trim()).unwrap();
-        let enrolled: Value = serde_json::from_str(&read(&self.state().join("agent.json"))).unwrap();
-        (key.try_into().unwrap(), enrolled["AgentId"].as_str().unwrap().to_string())
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn token(server: &Server, extra: &[&str]) -> String {
-    let data = server.data();
-    let mut args = vec!["agents", "token", "create", "--data", data.to_str().unwrap(), "--account", &server.account_id];
-    args.extend(extra);
-    let (code, v, err) = common::posture(&args);
-    assert_eq!(code, 0, "{err}");
-    v["Token"].as_str().unwrap().to_string()
-}
 
 /// One signed agent request by hand: (HTTP status, body).
 fn raw(server: &Server, secret: &[u8; 32], agent: &str, endpoint: &str, body: &Value) -> (u16, Value) {
@@ -149,33 +35,6 @@ fn bytes(body: &Value) -> Vec<u8> {
 fn raw_headers(server: &Server, endpoint: &str, body: &Value, headers: &[(String, String)]) -> (u16, Value) {
     let r = client::send_to(&server.endpoint, "POST", &path(endpoint), "", headers, &bytes(body)).unwrap();
     (r.status, r.json())
-}
-
-/// Waits until the instance has a result for the check item; returns its status.
-fn result_of(server: &Server, check_id: &str, instance_id: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = server.ok("ListCheckInstanceResult", &[("CheckId", check_id), ("PageSize", "100")]);
-        let row = v["BasicData"].as_array().unwrap().iter().find(|r| r["InstanceId"] == instance_id).cloned();
-        if let Some(row) = row {
-            return row["Status"].as_str().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "no result of {check_id} on {instance_id}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn submit(server: &Server, kind: &str, instance_id: &str, repair_task: Option<&str>) -> String {
-    let mut p = vec![("CheckId", "1001"), ("Type", kind), ("OperationTaskInstances.1.InstanceId", instance_id)];
-    if let Some(t) = repair_task {
-        p.push(("OperationTaskInstances.1.TaskId", t));
-    }
-    server.ok("SubmitOperationTask", &p)["RootTaskId"].as_str().unwrap().to_string()
-}
-
-/// Waits for a root task to finish; its one task row.
-fn finished(server: &Server, root: &str) -> Value {
-    server.wait_root(1001, root).remove(0)
 }
 
 #[test]
@@ -522,6 +381,7 @@ fn an_agent_in_its_own_network_namespace_reaches_the_server_only_through_a_veth_
             access_key_id: creds["AccessKeyId"].as_str().unwrap().into(),
             access_key_secret: creds["AccessKeySecret"].as_str().unwrap().into(),
         },
+        ca: None,
     };
     client.ok("SubmitCheck", &[]);
     let deadline = Instant::now() + Duration::from_secs(30);

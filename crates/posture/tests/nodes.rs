@@ -97,7 +97,7 @@ impl Cluster {
     }
 
     fn client(&self, node: &Node) -> Client {
-        Client { endpoint: node.endpoint.clone(), creds: self.creds() }
+        Client { endpoint: node.endpoint.clone(), creds: self.creds(), ca: None }
     }
 
     fn fleet(&self, instance: &str, rel: &str) -> PathBuf {

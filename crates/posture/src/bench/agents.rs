@@ -48,6 +48,8 @@ pub fn run(n: usize, duration: u64, poll_s: u64, progress: &Progress) -> Result<
         }
         posture_agent::enroll::enroll(posture_agent::enroll::Options {
             server: format!("http://{}", svc.endpoint),
+            ca: None,
+            fingerprint: None,
             token: token.clone(),
             state: state(&svc, i),
             root: roots.join(format!("h{i:07}")),

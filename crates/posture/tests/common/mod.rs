@@ -1,12 +1,15 @@
 //! A real `posture serve` on a free loopback port and a temporary data directory.
 #![allow(dead_code)]
 
+pub mod agents;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use client::{call, Credentials, Response, Signing};
+use client::tls::Trust;
+use client::{call_at, Credentials, Endpoint, Response, Signing};
 use serde_json::Value;
 
 pub struct Server {
@@ -17,6 +20,8 @@ pub struct Server {
     child: Option<Child>,
     /// Run the server with at most this many open files (`ulimit -n`).
     pub max_files: Option<u32>,
+    /// Served over HTTPS, with a certificate from this CA.
+    pub ca: Option<PathBuf>,
 }
 
 pub fn free_port() -> u16 {
@@ -48,6 +53,7 @@ impl Server {
             account_id: String::new(),
             child: None,
             max_files,
+            ca: None,
             dir,
         }
     }
@@ -76,7 +82,7 @@ impl Server {
             let mut child = command.args(&args).stdout(Stdio::null()).stderr(log).spawn().unwrap();
             let deadline = Instant::now() + Duration::from_secs(30);
             let started = loop {
-                if healthz(&self.endpoint).ok() == Some(200) {
+                if healthz_at(&self.endpoint, self.ca.as_deref()).ok() == Some(200) {
                     break true;
                 }
                 if child.try_wait().unwrap().is_some() {
@@ -131,6 +137,17 @@ impl Server {
         }
     }
 
+    /// Sends a signal (`HUP`, `TERM` …) to the server.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id().to_string();
+        assert!(Command::new("kill").arg(format!("-{name}")).arg(pid).status().unwrap().success());
+    }
+
+    /// The service's URL (`https://` when it serves TLS).
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.ca.is_some() { "https" } else { "http" }, self.endpoint)
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
@@ -178,6 +195,21 @@ impl Server {
     }
 }
 
+/// `GET /healthz` over HTTPS (trusting `ca`) or plain HTTP; the status.
+pub fn healthz_at(endpoint: &str, ca: Option<&Path>) -> std::io::Result<u16> {
+    let Some(ca) = ca else { return healthz(endpoint) };
+    let e = Endpoint::https(endpoint, &Trust::ca_file(ca).map_err(std::io::Error::other)?)
+        .map_err(std::io::Error::other)?;
+    let request = client::Request {
+        host: endpoint.into(),
+        path: "/healthz".into(),
+        query: String::new(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    Ok(client::Connection::open_at(&e)?.send("GET", &request)?.status)
+}
+
 pub fn healthz(endpoint: &str) -> std::io::Result<u16> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(endpoint)?;
@@ -213,6 +245,7 @@ impl Server {
         Client {
             endpoint: self.endpoint.clone(),
             creds: Credentials { access_key_id: key_id.into(), access_key_secret: secret.into() },
+            ca: self.ca.clone(),
         }
     }
 
@@ -231,6 +264,8 @@ impl Server {
 pub struct Client {
     pub endpoint: String,
     pub creds: Credentials,
+    /// HTTPS, trusting this CA.
+    pub ca: Option<PathBuf>,
 }
 
 impl Client {
@@ -240,7 +275,15 @@ impl Client {
 
     pub fn call_with(&self, action: &str, params: &[(&str, &str)], signing: Signing) -> Response {
         let p: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        call(&self.endpoint, &self.creds, action, &p, signing).unwrap()
+        call_at(&self.endpoint(), &self.creds, action, &p, signing).unwrap()
+    }
+
+    /// Where its requests go.
+    pub fn endpoint(&self) -> Endpoint {
+        match &self.ca {
+            Some(ca) => Endpoint::https(&self.endpoint, &Trust::ca_file(ca).unwrap()).unwrap(),
+            None => Endpoint::plain(&self.endpoint),
+        }
     }
 
     /// Calls and asserts success (HTTP 200, a RequestId, never a Code); returns the body.
