@@ -13,6 +13,8 @@ if [ -z "${POSTURE_TEST_DATABASE_URL:-}" ]; then
   echo "==> starting PostgreSQL for the tests"
   eval "$(scripts/pg.sh start)"
   trap 'scripts/pg.sh stop "$PG_TEST_DIR"' EXIT
+  # It serves TLS too: the sslmode=verify-full tests must run.
+  export POSTURE_REQUIRE_POSTGRES_TLS=1
 fi
 export POSTURE_REQUIRE_POSTGRES=1
 

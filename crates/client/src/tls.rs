@@ -99,13 +99,11 @@ impl Trust {
         Ok(Trust::Ca(certificates(path)?))
     }
 
-    /// The client configuration: these roots (or this pin), TLS 1.2+, ALPN http/1.1.
-    pub fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
+    /// How a server's certificate is verified under this trust.
+    pub fn verifier(&self) -> Result<Arc<dyn ServerCertVerifier>, String> {
         let provider = provider();
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(VERSIONS)
-            .map_err(|e| e.to_string())?;
-        let config = match self {
+        let roots = match self {
+            Trust::Pin(pin) => return Ok(Arc::new(PinVerifier { pin: *pin, provider })),
             Trust::System => {
                 let found = rustls_native_certs::load_native_certs();
                 let mut roots = RootCertStore::empty();
@@ -113,24 +111,38 @@ impl Trust {
                 if added == 0 {
                     return Err("no CA certificate found among the system's roots: give a CA file".into());
                 }
-                builder.with_root_certificates(roots).with_no_client_auth()
+                roots
             }
             Trust::Ca(certs) => {
                 let mut roots = RootCertStore::empty();
                 for c in certs {
                     roots.add(c.clone()).map_err(|e| format!("a CA certificate this client cannot use: {e}"))?;
                 }
-                builder.with_root_certificates(roots).with_no_client_auth()
+                roots
             }
-            Trust::Pin(pin) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(PinVerifier { pin: *pin, provider }))
-                .with_no_client_auth(),
         };
-        let mut config = config;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(verifier)
     }
+
+    /// The client configuration for HTTPS: this trust, TLS 1.2+, ALPN http/1.1.
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
+        client_config(self.verifier()?, b"http/1.1")
+    }
+}
+
+/// A client configuration: TLS 1.3 and 1.2, certificates verified by `verifier`, ALPN `alpn`.
+pub fn client_config(verifier: Arc<dyn ServerCertVerifier>, alpn: &[u8]) -> Result<Arc<ClientConfig>, String> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// Verifies a chain from the key it pins: the certificate of the chain that holds that key

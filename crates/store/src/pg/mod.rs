@@ -5,6 +5,8 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+mod tls;
+
 use crate::sql::{args, Conn, PgClient};
 use crate::{status_lists, Result, StoreError, SCHEMA_VERSION};
 
@@ -18,6 +20,7 @@ const MIGRATION_LOCK: i64 = 0x0070_6f73_7475_7265;
 /// Connections to one database: idle ones are reused, new ones opened up to the limit.
 pub(crate) struct Pool {
     config: postgres::Config,
+    tls: tls::PgTls,
     state: Mutex<PoolState>,
     freed: Condvar,
     /// Ends the watcher's thread (set when the store is dropped).
@@ -51,6 +54,21 @@ pub(crate) fn notify_work(c: &Conn) -> Result<()> {
     Ok(())
 }
 
+/// An error and its causes (a TLS failure is the cause of the driver's "error performing TLS
+/// handshake").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Rows changed by one write from which it refreshes the table's planner statistics.
 const BULK_ROWS: usize = 10_000;
 
@@ -74,10 +92,10 @@ impl Pool {
     /// Checks the URL and opens a first connection (so a wrong address fails at start); at
     /// most `max_open` connections are kept (at least one; the watcher's is one more).
     pub(crate) fn new(url: &str, max_open: usize) -> Result<Pool> {
-        let config: postgres::Config =
-            url.parse().map_err(|e| StoreError::Db(format!("the database URL is not valid: {e}")))?;
+        let (config, tls) = tls::parse(url).map_err(StoreError::Db)?;
         let pool = Pool {
             config,
+            tls,
             state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }),
             freed: Condvar::new(),
             closing: Arc::new(AtomicBool::new(false)),
@@ -85,6 +103,7 @@ impl Pool {
             max_open: max_open.max(1),
         };
         let first = pool.connect()?;
+        tracing::info!(tls = pool.tls.enabled(), "connected to PostgreSQL");
         let mut st = pool.lock();
         st.open += 1;
         st.idle.push(first);
@@ -99,8 +118,8 @@ impl Pool {
     fn connect(&self) -> Result<PgClient> {
         let client = self
             .config
-            .connect(postgres::NoTls)
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect: {e}")))?;
+            .connect(self.tls.clone())
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect: {}", error_chain(&e))))?;
         Ok(PgClient::new(client))
     }
 
@@ -141,14 +160,15 @@ impl Pool {
     /// newer one (another node upgraded the database) makes this node answer 503 until it is
     /// upgraded too.
     pub(crate) fn watch_work(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<()> {
-        let (config, closing, newer) = (self.config.clone(), self.closing.clone(), self.newer_schema.clone());
+        let (config, tls, closing, newer) =
+            (self.config.clone(), self.tls.clone(), self.closing.clone(), self.newer_schema.clone());
         std::thread::Builder::new()
             .name("posture-db-watcher".into())
             .spawn(move || {
                 while !closing.load(Ordering::Relaxed) {
                     let listened = (|| -> std::result::Result<(), postgres::Error> {
                         use postgres::fallible_iterator::FallibleIterator;
-                        let mut client = config.connect(postgres::NoTls)?;
+                        let mut client = config.connect(tls.clone())?;
                         client.batch_execute(&format!("LISTEN {WORK_CHANNEL}"))?;
                         wake(); // anything announced while it was not listening
                         let mut read_at = std::time::Instant::now() - SCHEMA_POLL;

@@ -1,0 +1,335 @@
+//! TLS to PostgreSQL, as libpq's `sslmode` says it, with rustls: `verify-full` (the server's
+//! certificate chains to `sslrootcert` and names the host connected to) and `verify-ca` (it
+//! chains; any name). `sslrootcert` is a PEM file of CAs, or `system` for the system's roots
+//! (as in libpq 16). `disable`, `allow` and `prefer` connect without TLS (posture never uses a
+//! TLS it does not verify: libpq's `prefer` would try one unverified); `require`, which encrypts
+//! without verifying who answers, is refused with a pointer to `verify-full`.
+//!
+//! The driver's URL parser knows neither `verify-*` nor `sslrootcert`, so both are taken out of
+//! the URL (in either of its forms) before it parses the rest.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
+use postgres::Socket;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// How connections are made: plain, or TLS verified by this configuration.
+#[derive(Clone)]
+pub(crate) struct PgTls(Option<Arc<rustls::ClientConfig>>);
+
+impl PgTls {
+    /// Whether connections are TLS.
+    pub(crate) fn enabled(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+/// Parses a database URL (or key=value string): the driver's configuration and the TLS to
+/// connect with.
+pub(crate) fn parse(url: &str) -> Result<(postgres::Config, PgTls), String> {
+    let (rest, mode, root) = take_tls_params(url);
+    let mut config: postgres::Config = rest.parse().map_err(|e| format!("the database URL is not valid: {e}"))?;
+    let verify_name = match mode.as_deref() {
+        None | Some("disable" | "allow" | "prefer") => {
+            config.ssl_mode(postgres::config::SslMode::Disable);
+            return Ok((config, PgTls(None)));
+        }
+        Some("require") => {
+            return Err("sslmode=require encrypts without verifying the server: use sslmode=verify-full with sslrootcert=CA.pem (or sslrootcert=system)".into())
+        }
+        Some("verify-ca") => false,
+        Some("verify-full") => true,
+        Some(other) => return Err(format!("sslmode={other} is not one of disable, prefer, verify-ca, verify-full")),
+    };
+    let trust = match root.as_deref() {
+        None => {
+            return Err(format!(
+                "sslmode={} needs sslrootcert=FILE (the CA of the database's certificate) or sslrootcert=system",
+                mode.unwrap_or_default()
+            ))
+        }
+        Some("system") => client::tls::Trust::System,
+        Some(file) => client::tls::Trust::ca_file(std::path::Path::new(file))?,
+    };
+    let mut verifier = trust.verifier()?;
+    if !verify_name {
+        verifier = Arc::new(AnyName(verifier));
+    }
+    config.ssl_mode(postgres::config::SslMode::Require);
+    Ok((config, PgTls(Some(client::tls::client_config(verifier, b"postgresql")?))))
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a URL (`postgres://…?k=v&…`) or a key=value string;
+/// the rest, and their values.
+fn take_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
+    let (mut mode, mut root) = (None, None);
+    let mut take = |key: &str, value: String| match key {
+        "sslmode" => {
+            mode = Some(value);
+            true
+        }
+        "sslrootcert" => {
+            root = Some(value);
+            true
+        }
+        _ => false,
+    };
+    let url = url.trim();
+    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            None => url.to_string(),
+            Some((base, query)) => {
+                let kept: Vec<&str> = query
+                    .split('&')
+                    .filter(|pair| {
+                        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                        !take(k, percent_decode(v))
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    base.to_string()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+        }
+    } else {
+        let kept: Vec<&str> = url
+            .split_whitespace()
+            .filter(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                !take(k.trim(), v.trim_matches('\'').to_string())
+            })
+            .collect();
+        kept.join(" ")
+    };
+    (rest, mode, root)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `verify-ca`: the chain is verified, the name is not.
+#[derive(Debug)]
+struct AnyName(Arc<dyn ServerCertVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+impl MakeTlsConnect<Socket> for PgTls {
+    type Stream = PgTlsStream;
+    type TlsConnect = PgTlsConnect;
+    type Error = io::Error;
+
+    /// Called for every connection, TLS or not (the driver asks before it looks at sslmode).
+    fn make_tls_connect(&mut self, domain: &str) -> io::Result<PgTlsConnect> {
+        let name = ServerName::try_from(domain.to_string())
+            .map_err(|_| io::Error::other(format!("{domain:?} is not a host name a certificate can name")));
+        Ok(PgTlsConnect { config: self.0.clone(), name })
+    }
+}
+
+/// One connection's TLS handshake (never made with sslmode=disable).
+pub(crate) struct PgTlsConnect {
+    config: Option<Arc<rustls::ClientConfig>>,
+    name: io::Result<ServerName<'static>>,
+}
+
+impl TlsConnect<Socket> for PgTlsConnect {
+    type Stream = PgTlsStream;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<PgTlsStream>> + Send>>;
+
+    fn connect(self, socket: Socket) -> Self::Future {
+        Box::pin(async move {
+            let config = self.config.ok_or_else(|| io::Error::other("TLS is not configured"))?;
+            let stream = tokio_rustls::TlsConnector::from(config).connect(self.name?, socket).await?;
+            Ok(PgTlsStream(stream))
+        })
+    }
+}
+
+/// A TLS connection to PostgreSQL.
+pub(crate) struct PgTlsStream(tokio_rustls::client::TlsStream<Socket>);
+
+impl TlsStream for PgTlsStream {
+    fn channel_binding(&self) -> ChannelBinding {
+        // SCRAM without channel binding: the server is authenticated by its verified certificate.
+        ChannelBinding::none()
+    }
+}
+
+impl AsyncRead for PgTlsStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PgTlsStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_parameters_come_out_of_either_form_of_url() {
+        let (rest, mode, root) = take_tls_params(
+            "postgres://u@db:5432/p?sslmode=verify-full&application_name=x&sslrootcert=%2Fetc%2Fca.pem",
+        );
+        assert_eq!(
+            (rest.as_str(), mode.as_deref(), root.as_deref()),
+            ("postgres://u@db:5432/p?application_name=x", Some("verify-full"), Some("/etc/ca.pem"))
+        );
+        let (rest, mode, root) = take_tls_params("host=db user=u sslmode=verify-ca sslrootcert='/etc/ca.pem'");
+        assert_eq!(
+            (rest.as_str(), mode.as_deref(), root.as_deref()),
+            ("host=db user=u", Some("verify-ca"), Some("/etc/ca.pem"))
+        );
+        let (rest, mode, _) = take_tls_params("postgres://u@db/p?sslmode=verify-full");
+        assert_eq!((rest.as_str(), mode.as_deref()), ("postgres://u@db/p", Some("verify-full")));
+    }
+
+    #[test]
+    fn unverified_tls_and_missing_roots_are_refused_and_plain_stays_plain() {
+        let e = parse("postgres://u@db/p?sslmode=require").err().unwrap();
+        assert!(e.contains("verify-full"), "{e}");
+        let e = parse("postgres://u@db/p?sslmode=verify-full").err().unwrap();
+        assert!(e.contains("sslrootcert"), "{e}");
+        let e = parse("postgres://u@db/p?sslmode=verify-full&sslrootcert=/nonexistent.pem").err().unwrap();
+        assert!(e.contains("/nonexistent.pem"), "{e}");
+        assert!(parse("postgres://u@db/p?sslmode=bogus").is_err());
+        for plain in ["postgres://u@db/p", "postgres://u@db/p?sslmode=prefer", "host=db sslmode=disable"] {
+            let (config, tls) = parse(plain).unwrap();
+            assert!(!tls.enabled() && config.get_ssl_mode() == postgres::config::SslMode::Disable, "{plain}");
+        }
+    }
+
+    /// The test server's URL and CA, when it serves TLS (scripts/pg.sh makes it so).
+    fn tls_server() -> Option<(String, String)> {
+        let (Ok(url), Ok(ca)) = (std::env::var("POSTURE_TEST_DATABASE_URL"), std::env::var("POSTURE_TEST_DATABASE_CA"))
+        else {
+            assert!(
+                std::env::var("POSTURE_REQUIRE_POSTGRES_TLS").is_err(),
+                "POSTURE_REQUIRE_POSTGRES_TLS is set but POSTURE_TEST_DATABASE_URL or _CA is not"
+            );
+            eprintln!("skipped: no PostgreSQL with TLS (POSTURE_TEST_DATABASE_URL and POSTURE_TEST_DATABASE_CA)");
+            return None;
+        };
+        Some((url, ca))
+    }
+
+    /// Connects as the store does; whether the session is TLS, or the error.
+    fn session(url: &str) -> Result<bool, String> {
+        let (config, tls) = parse(url)?;
+        let mut c = config.connect(tls).map_err(|e| super::super::error_chain(&e))?;
+        let row =
+            c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).map_err(|e| e.to_string())?;
+        Ok(row.get(0))
+    }
+
+    #[test]
+    fn verify_full_checks_the_ca_and_the_name_and_verify_ca_the_ca() {
+        let Some((url, ca)) = tls_server() else { return };
+        let port = url.split(':').nth(2).unwrap().split('/').next().unwrap().to_string();
+        let at = |host: &str, query: &str| format!("postgres://postgres@{host}:{port}/postgres?{query}");
+        // The certificate names localhost, not 127.0.0.1.
+        assert_eq!(session(&at("localhost", &format!("sslmode=verify-full&sslrootcert={ca}"))), Ok(true));
+        let e = session(&at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}"))).unwrap_err();
+        assert!(e.contains("not valid for name"), "{e}");
+        assert_eq!(session(&at("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}"))), Ok(true));
+        // Another CA is refused, whatever the mode.
+        let other = tempfile::tempdir().unwrap();
+        let other_ca = other.path().join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        std::fs::write(&other_ca, params.self_signed(&key).unwrap().pem()).unwrap();
+        for mode in ["verify-full", "verify-ca"] {
+            let e =
+                session(&at("localhost", &format!("sslmode={mode}&sslrootcert={}", other_ca.display()))).unwrap_err();
+            assert!(e.contains("invalid peer certificate"), "{mode}: {e}");
+        }
+        // And the store itself opens over TLS.
+        let db = crate::testing::TestDatabase::create().unwrap();
+        let tls_url = format!("{}?sslmode=verify-full&sslrootcert={ca}", db.url.replace("127.0.0.1", "localhost"));
+        let dir = tempfile::tempdir().unwrap();
+        let at =
+            crate::Location { data: dir.path().to_path_buf(), database: Some(tls_url), master_key: None, pool: None };
+        let store = crate::Store::connect(&at).unwrap();
+        assert_eq!(store.backend(), "postgres");
+    }
+}
