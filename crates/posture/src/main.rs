@@ -8,6 +8,7 @@ mod bench;
 mod call;
 mod config;
 mod demo;
+mod files;
 mod serve;
 mod store_cmd;
 mod tls_cmd;

@@ -2,9 +2,8 @@
 //! demo fleet, start the engine's workers and serve the API.
 
 use std::fs::File;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -222,15 +221,7 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    // A name of this process's own: nodes sharing a data directory may write it at once.
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    // The rename itself must be on disk before the file is recorded as delivered.
-    File::open(path.parent().unwrap_or(Path::new("."))).and_then(|d| d.sync_all())
+    crate::files::write_atomic(path, text, 0o600)
 }
 
 type Plugins = (Vec<Arc<dyn Connector>>, Vec<Arc<dyn CloudProvider>>);

@@ -8,8 +8,7 @@
 //! (0600), each replaced atomically, so a SIGHUP to a running serve at any time finds either
 //! the old pair or the new one.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -95,12 +94,54 @@ fn ca_params(key: &KeyPair, from: i64) -> Result<CertificateParams, String> {
     Ok(params)
 }
 
+/// What `issue` wrote.
+pub struct Issued {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// The CA's public-key pin.
+    pub ca_pin: String,
+    pub names: Vec<String>,
+    /// The CA was made by this call.
+    pub new_ca: bool,
+}
+
 fn cert(dir: &Path, names: &[String], days: u32) -> Result<(), String> {
+    let issued = issue(dir, names, days)?;
+    if issued.new_ca {
+        eprintln!("created the CA {}", issued.ca.display());
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "Certificate": issued.cert,
+            "Key": issued.key,
+            "CaFile": issued.ca,
+            "CaFingerprint": issued.ca_pin,
+            "Names": issued.names,
+            "Days": days,
+        })
+    );
+    eprintln!(
+        "serve with: posture serve --tls-cert {} --tls-key {} --tls-ca {}\nagents enrol with: --ca {} (or --fingerprint {})",
+        issued.cert.display(),
+        issued.key.display(),
+        issued.ca.display(),
+        issued.ca.display(),
+        issued.ca_pin
+    );
+    Ok(())
+}
+
+/// Issues a server certificate for `names` (default: the loopback names) valid `days`, from
+/// DIR's CA, made first when DIR has none.
+pub fn issue(dir: &Path, names: &[String], days: u32) -> Result<Issued, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     let now = now_secs();
     let (ca_key_path, ca_path) = (dir.join("ca.key"), dir.join("ca.pem"));
+    let mut new_ca = false;
     let ca_key = match std::fs::read_to_string(&ca_key_path) {
         Ok(pem) => KeyPair::from_pem(&pem).map_err(|e| format!("{} is not a key: {e}", ca_key_path.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -108,7 +149,7 @@ fn cert(dir: &Path, names: &[String], days: u32) -> Result<(), String> {
             let ca = ca_params(&key, now)?.self_signed(&key).map_err(|e| e.to_string())?;
             write_private(&ca_key_path, &key.serialize_pem())?;
             write_file(&ca_path, &ca.pem(), 0o644)?;
-            eprintln!("created the CA {}", ca_path.display());
+            new_ca = true;
             key
         }
         Err(e) => return Err(format!("cannot read {}: {e}", ca_key_path.display())),
@@ -135,44 +176,14 @@ fn cert(dir: &Path, names: &[String], days: u32) -> Result<(), String> {
     let (key_path, cert_path) = (dir.join("server.key"), dir.join("server.pem"));
     write_private(&key_path, &key.serialize_pem())?;
     write_file(&cert_path, &format!("{}{}", leaf.pem(), ca_pem), 0o644)?;
-    let pin = client::tls::format_pin(&client::tls::public_key_pin(&client::tls::certificates(&ca_path)?[0])?);
-    println!(
-        "{}",
-        serde_json::json!({
-            "Certificate": cert_path,
-            "Key": key_path,
-            "CaFile": ca_path,
-            "CaFingerprint": pin,
-            "Names": names,
-            "Days": days,
-        })
-    );
-    eprintln!(
-        "serve with: posture serve --tls-cert {} --tls-key {} --tls-ca {}\nagents enrol with: --ca {} (or --fingerprint {pin})",
-        cert_path.display(),
-        key_path.display(),
-        ca_path.display(),
-        ca_path.display()
-    );
-    Ok(())
+    let ca_pin = client::tls::format_pin(&client::tls::public_key_pin(&client::tls::certificates(&ca_path)?[0])?);
+    Ok(Issued { cert: cert_path, key: key_path, ca: ca_path, ca_pin, names, new_ca })
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), String> {
     write_file(path, text, 0o600)
 }
 
-/// Writes a file atomically with `mode`.
 fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), String> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
-    })
+    crate::files::write_atomic(path, text, mode).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -1,6 +1,7 @@
 //! api: `clients` concurrent keep-alive clients, each request signed v3 like the SDK, for
 //! `duration` seconds per operation, against the baseline of an unsigned no-op request
-//! (`GET /healthz`) on the same server stack.
+//! (`GET /healthz`) on the same server stack; over plain HTTP, then over HTTPS (TLS 1.3, a
+//! service of its own with the same set-up), each HTTPS row beside its HTTP one.
 
 use std::time::Duration;
 
@@ -15,8 +16,28 @@ const CHECKS: [i64; 16] =
     [1001, 1002, 1003, 1004, 1005, 1006, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015, 1016, 1017];
 
 pub fn run(clients: usize, duration_s: u64, nodes: usize, progress: &Progress) -> Result<Vec<Value>, String> {
+    let mut rows = run_on(false, clients, duration_s, nodes, progress)?;
+    let https = run_on(true, clients, duration_s, nodes, progress)?;
+    for (mut tls, plain) in https.into_iter().zip(rows.clone()) {
+        let rate = |v: &Value| v["req_per_s"].as_f64().unwrap_or(0.0);
+        tls["http_req_per_s"] = plain["req_per_s"].clone();
+        tls["http_p99_ms"] = plain["p99_ms"].clone();
+        tls["vs_http"] = r3(rate(&tls) / rate(&plain).max(f64::MIN_POSITIVE));
+        rows.push(tls);
+    }
+    Ok(rows)
+}
+
+fn run_on(
+    https: bool,
+    clients: usize,
+    duration_s: u64,
+    nodes: usize,
+    progress: &Progress,
+) -> Result<Vec<Value>, String> {
     let duration = Duration::from_secs(duration_s);
-    progress.say("api: starting a service with the demo fleet");
+    let transport = if https { "https" } else { "http" };
+    progress.say(&format!("api: starting a service with the demo fleet ({transport})"));
     // Several nodes share one database's connections: together they keep as many open as one
     // node does alone (the default pool), as docs/deploy.md advises. The database, not the
     // number of its clients, is then what bounds the rate.
@@ -25,7 +46,7 @@ pub fn run(clients: usize, duration_s: u64, nodes: usize, progress: &Progress) -
     if nodes > 1 {
         args.extend(["--database-pool", pool.as_str()]);
     }
-    let mut svc = Service::start(&args)?;
+    let mut svc = Service::start_on(&args, https)?;
     for _ in 1..nodes {
         svc.add_node(&args[1..])?;
     }
@@ -34,10 +55,10 @@ pub fn run(clients: usize, duration_s: u64, nodes: usize, progress: &Progress) -
     progress.say(&format!("api: registering {instances} instances for SubmitOperationTask"));
     fleet::register(&svc.store()?, &svc.account_id, instances, "i-api", |i| format!("/nonexistent/{i}"))?;
     let host = svc.endpoint.clone();
-    let hosts = svc.endpoints();
+    let hosts = svc.endpoints()?;
     let mut rows = Vec::new();
 
-    progress.say(&format!("api: baseline, unsigned GET /healthz, {clients} clients"));
+    progress.say(&format!("api: baseline, unsigned GET /healthz, {clients} clients ({transport})"));
     let healthz =
         Request { host: host.clone(), path: "/healthz".into(), query: String::new(), headers: vec![], body: vec![] };
     let cpu = svc.cpu_seconds();
@@ -82,7 +103,7 @@ pub fn run(clients: usize, duration_s: u64, nodes: usize, progress: &Progress) -
         ),
     ];
     for (op, build) in ops {
-        progress.say(&format!("api: {op}, {clients} clients for {duration_s} s"));
+        progress.say(&format!("api: {op}, {clients} clients for {duration_s} s ({transport})"));
         let cpu = svc.cpu_seconds();
         let r = load::run(&hosts, "POST", clients, duration, build, |r| {
             r.status == 200 && r.body.contains("RequestId") && !r.body.contains("\"Code\"")
@@ -92,6 +113,7 @@ pub fn run(clients: usize, duration_s: u64, nodes: usize, progress: &Progress) -
         v["baseline_server_cpu_us_per_req"] = base["server_cpu_us_per_req"].clone();
         v["scenario"] = json!("api");
         v["op"] = json!(op);
+        v["transport"] = json!(transport);
         v["n"] = json!(clients);
         v["nodes"] = json!(nodes);
         v["pool_per_node"] = json!(if nodes > 1 { store::DEFAULT_POOL.div_ceil(nodes) } else { store::DEFAULT_POOL });

@@ -63,7 +63,7 @@ pub fn run(n: usize, duration_s: u64, clients: usize, progress: &Progress) -> Re
         ),
         ("ListOperationTask", vec![pair("PageSize", &page)]),
     ];
-    let hosts = [svc.endpoint.clone()];
+    let hosts = svc.endpoints()?;
     let duration = Duration::from_secs(duration_s);
     for (op, params) in &ops {
         let action = op.split(' ').next().unwrap_or(op);

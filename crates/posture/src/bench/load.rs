@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use client::{Connection, Request};
+use client::{Connection, Endpoint, Request};
 use serde_json::{json, Value};
 
 use super::r3;
@@ -32,10 +32,10 @@ impl LoadResult {
 }
 
 /// Runs `clients` threads for `duration`, client `c` talking to `hosts[c % hosts.len()]` (the
-/// nodes of one service); `next(client, i)` builds the i-th request of a client (None: that
+/// nodes of one service, over HTTP or HTTPS); `next(client, i)` builds the i-th request of a client (None: that
 /// client is done) and `ok` judges an answer.
 pub fn run(
-    hosts: &[String],
+    hosts: &[Endpoint],
     method: &str,
     clients: usize,
     duration: Duration,
@@ -48,10 +48,10 @@ pub fn run(
         let handles: Vec<_> = (0..clients)
             .map(|c| {
                 let (next, ok) = (&next, &ok);
-                let host = hosts[c % hosts.len()].as_str();
+                let host = &hosts[c % hosts.len()];
                 scope.spawn(move || {
                     let (mut n, mut errors, mut lat) = (0, 0, Vec::new());
-                    let Ok(mut conn) = Connection::open(host) else { return (0, 1, lat) };
+                    let Ok(mut conn) = Connection::open_at(host) else { return (0, 1, lat) };
                     while Instant::now() < deadline {
                         let Some(req) = next(c, n) else { break };
                         let t = Instant::now();
@@ -60,7 +60,7 @@ pub fn run(
                             Ok(_) => errors += 1,
                             Err(_) => {
                                 errors += 1;
-                                match Connection::open(host) {
+                                match Connection::open_at(host) {
                                     Ok(c2) => conn = c2,
                                     Err(_) => break,
                                 }

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use client::{call, Credentials, Signing};
+use client::tls::Trust;
+use client::{call_at, Credentials, Endpoint, Signing};
 use serde_json::Value;
 
 pub struct Service {
@@ -17,6 +18,8 @@ pub struct Service {
     nodes: Vec<Node>,
     /// The service's PostgreSQL database (`--database`), dropped after the service.
     pub db: Option<store::testing::TestDatabase>,
+    /// Served over HTTPS, with a certificate from this CA.
+    https: Option<Trust>,
 }
 
 /// Another `serve` of the same service.
@@ -53,6 +56,11 @@ fn free_port() -> std::io::Result<u16> {
 impl Service {
     /// Starts a service with `extra` arguments (e.g. `--workers 0`).
     pub fn start(extra: &[&str]) -> Result<Service, String> {
+        Service::start_on(extra, false)
+    }
+
+    /// [`Service::start`], over HTTPS when `https` (a certificate from a CA made for it).
+    pub fn start_on(extra: &[&str], https: bool) -> Result<Service, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let data = dir.path().join("data");
@@ -60,10 +68,22 @@ impl Service {
             Some(server) => Some(store::testing::TestDatabase::create_on(&server)?),
             None => None,
         };
-        let mut extra = extra.to_vec();
+        let mut extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         if let Some(db) = &db {
-            extra.extend(["--database", db.url.as_str()]);
+            extra.extend(["--database".into(), db.url.clone()]);
         }
+        let https = match https {
+            false => None,
+            true => {
+                let issued = crate::tls_cmd::issue(&dir.path().join("tls"), &[], 30)?;
+                for (flag, path) in [("--tls-cert", &issued.cert), ("--tls-key", &issued.key), ("--tls-ca", &issued.ca)]
+                {
+                    extra.extend([flag.to_string(), path.display().to_string()]);
+                }
+                Some(Trust::ca_file(&issued.ca)?)
+            }
+        };
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         for _ in 0..5 {
             let endpoint = format!("127.0.0.1:{}", free_port().map_err(|e| e.to_string())?);
             let mut child = spawn(&exe, &endpoint, &data, &extra, &dir.path().join("serve.log"))?;
@@ -83,6 +103,7 @@ impl Service {
                         nodes: Vec::new(),
                         dir,
                         db,
+                        https,
                     });
                 }
                 if child.try_wait().map_err(|e| e.to_string())?.is_some() {
@@ -141,9 +162,17 @@ impl Service {
         Ok(child)
     }
 
-    /// Every node's address, the first node's first.
-    pub fn endpoints(&self) -> Vec<String> {
-        std::iter::once(self.endpoint.clone()).chain(self.nodes.iter().map(|n| n.endpoint.clone())).collect()
+    /// Every node, the first node first.
+    pub fn endpoints(&self) -> Result<Vec<Endpoint>, String> {
+        std::iter::once(&self.endpoint).chain(self.nodes.iter().map(|n| &n.endpoint)).map(|e| self.at(e)).collect()
+    }
+
+    /// One node's address as an endpoint (HTTPS when the service serves it).
+    fn at(&self, authority: &str) -> Result<Endpoint, String> {
+        match &self.https {
+            Some(trust) => Endpoint::https(authority, trust),
+            None => Ok(Endpoint::plain(authority)),
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -160,7 +189,7 @@ impl Service {
     /// One signed call; an API error is an Err with its code.
     pub fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<Value, String> {
         let p: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let r = call(&self.endpoint, &self.creds, action, &p, Signing::V3).map_err(|e| e.to_string())?;
+        let r = call_at(&self.at(&self.endpoint)?, &self.creds, action, &p, Signing::V3).map_err(|e| e.to_string())?;
         let v = r.json();
         if r.status != 200 {
             return Err(format!("{action}: {} {}", r.status, r.body));
