@@ -67,6 +67,10 @@ start)
   [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
   as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log"
   echo "$port" >"$dir/port"
+  if ! command -v openssl >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing openssl from the distribution's packages" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl) >&2 || true
+  fi
   if command -v openssl >/dev/null; then
     make_tls "$dir"
   else

@@ -49,12 +49,7 @@ pub fn trust(ca: Option<&str>, fingerprint: Option<&str>) -> Result<Option<Trust
 /// The service at a URL, refusing what the agent must not use: https:// without a CA or pin to
 /// verify it by, plain http:// to an address that is not loopback (unless `insecure_http`).
 pub fn endpoint(server: &str, insecure_http: bool, trust: Option<&Trust>) -> Result<Endpoint, String> {
-    let s = server.trim().trim_end_matches('/');
-    let (tls, host) = match (s.strip_prefix("https://"), s.strip_prefix("http://")) {
-        (Some(host), _) => (true, host),
-        (None, Some(host)) => (false, host),
-        (None, None) => (false, s),
-    };
+    let (tls, host) = client::split_url(server);
     if host.is_empty() || host.contains('/') {
         return Err(format!("{server:?} is not https://HOST:PORT"));
     }

@@ -280,8 +280,9 @@ async fn handshake<S: Service + ?Sized>(
     limits: &Limits,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
     const HANDSHAKE_RECORD: u8 = 0x16;
+    let deadline = Instant::now() + limits.header_timeout;
     let mut first = [0u8; 1];
-    match timeout(limits.header_timeout, stream.peek(&mut first)).await {
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
         Ok(Ok(1)) if first[0] == HANDSHAKE_RECORD => {}
         Ok(Ok(1)) => {
             let r = refusal(400, "MalformedRequest", "This port serves HTTPS: send the request to https://.");
@@ -290,7 +291,7 @@ async fn handshake<S: Service + ?Sized>(
         }
         _ => return None,
     }
-    match timeout(limits.header_timeout, tls.acceptor().accept(stream)).await {
+    match tokio::time::timeout_at(deadline, tls.acceptor().accept(stream)).await {
         Ok(Ok(stream)) => Some(stream),
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");

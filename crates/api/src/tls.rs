@@ -24,8 +24,6 @@ pub struct Tls {
 pub struct Loaded {
     /// Certificates in the chain (the leaf first).
     pub chain: usize,
-    /// The pin of the last certificate of the chain (its CA, when the chain ends with it).
-    pub last_pin: String,
 }
 
 impl Tls {
@@ -56,17 +54,17 @@ impl Tls {
 
 fn server_config(cert_path: &Path, key_path: &Path) -> Result<(Arc<ServerConfig>, Loaded), String> {
     let chain = client::tls::certificates(cert_path)?;
+    let count = chain.len();
     let key = private_key(key_path)?;
     // Refused when the key is not the certificate's.
     let mut config = ServerConfig::builder_with_provider(client::tls::provider())
         .with_protocol_versions(client::tls::VERSIONS)
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_single_cert(chain.clone(), key)
+        .with_single_cert(chain, key)
         .map_err(|e| format!("{} and {} do not go together: {e}", cert_path.display(), key_path.display()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let last = chain.last().map(client::tls::public_key_pin).transpose()?.map(|p| client::tls::format_pin(&p));
-    Ok((Arc::new(config), Loaded { chain: chain.len(), last_pin: last.unwrap_or_default() }))
+    Ok((Arc::new(config), Loaded { chain: count }))
 }
 
 /// The private key of a PEM file, which only its owner (and group) may read.

@@ -75,9 +75,18 @@ fn query_string(params: &[(String, String)]) -> String {
 
 /// `host:port` from `http://host:port/`, `https://host:port/` or `host:port`.
 pub fn authority(endpoint: &str) -> &str {
-    let e = endpoint.trim();
-    let e = e.strip_prefix("http://").or_else(|| e.strip_prefix("https://")).unwrap_or(e);
-    e.trim_end_matches('/')
+    split_url(endpoint).1
+}
+
+/// Whether a URL is `https://`, and its `host:port` (a bare `host:port` is plain HTTP).
+pub fn split_url(url: &str) -> (bool, &str) {
+    let u = url.trim();
+    let (tls, rest) = match (u.strip_prefix("https://"), u.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => (false, u),
+    };
+    (tls, rest.trim_end_matches('/'))
 }
 
 /// Where requests go: `HOST:PORT`, and how to speak TLS to it when it is `https://`.
@@ -102,14 +111,14 @@ impl Endpoint {
 
     /// `https://HOST:PORT` (trusting `trust`), `http://HOST:PORT` or `HOST:PORT` (plain).
     pub fn parse(url: &str, trust: &tls::Trust) -> Result<Endpoint, String> {
-        let authority = authority(url);
+        let (tls, authority) = split_url(url);
         if authority.is_empty() || authority.contains('/') {
             return Err(format!("{url:?} is not http(s)://HOST:PORT"));
         }
-        if !url.trim().starts_with("https://") {
-            return Ok(Endpoint::plain(authority));
+        match tls {
+            true => Endpoint::https(authority, trust),
+            false => Ok(Endpoint::plain(authority)),
         }
-        Endpoint::https(authority, trust)
     }
 
     /// HTTPS to `HOST:PORT`, trusting `trust`.
@@ -132,11 +141,24 @@ impl Endpoint {
         let conn = rustls::ClientConnection::new(config.clone(), name.clone()).map_err(io::Error::other)?;
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         while tls.conn.is_handshaking() {
-            tls.conn
-                .complete_io(&mut tls.sock)
-                .map_err(|e| io::Error::new(e.kind(), format!("TLS with {} failed: {e}", self.authority)))?;
+            tls.conn.complete_io(&mut tls.sock).map_err(|e| {
+                io::Error::new(e.kind(), format!("TLS with {} failed: {e}{}", self.authority, hint(&e.to_string())))
+            })?;
         }
         Ok(Stream::Tls(Box::new(tls)))
+    }
+}
+
+/// What a TLS failure usually means, said plainly.
+fn hint(error: &str) -> &'static str {
+    if error.contains("InvalidContentType") || error.contains("corrupt message") {
+        " (the server answered in plain HTTP: use http://, or it refused the connection before TLS)"
+    } else if error.contains("UnknownIssuer") {
+        " (the certificate is not from a CA this client trusts: give the service's CA, e.g. --ca FILE)"
+    } else if error.contains("not valid for name") || error.contains("NotValidForName") {
+        " (the certificate does not name the host or address used: connect by a name it has)"
+    } else {
+        ""
     }
 }
 
@@ -418,29 +440,34 @@ impl Connection {
             }
         }
         let text = String::from_utf8_lossy(&head);
-        let len = text
-            .lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-length")))
-            .and_then(|(_, v)| v.trim().parse::<usize>().ok());
-        match len {
-            Some(len) => {
+        let header = |name: &str| {
+            text.lines()
+                .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)))
+                .map(|(_, v)| v.trim().to_ascii_lowercase())
+        };
+        let status = text.split_whitespace().nth(1).unwrap_or_default();
+        let bodiless = method == "HEAD" || status == "204" || status == "304";
+        let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+        match header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            _ if bodiless => {}
+            Some(len) if !chunked => {
                 let mut body = vec![0u8; len];
                 self.stream.read_exact(&mut body)?;
                 head.extend_from_slice(&body);
             }
-            None if close => read_to_close(&mut self.stream, &mut head)?,
-            None => return Err(io::Error::new(io::ErrorKind::InvalidData, "no content-length")),
+            _ if close => read_to_close(&mut self.stream, &mut head, chunked)?,
+            _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "no content-length")),
         }
         parse_response(&head)
     }
 }
 
-/// Reads to the end of the stream; a TLS peer that closes without its close_notify (as many
-/// servers do after `Connection: close`) ends it too, the answer having been framed by the
-/// close.
-fn read_to_close(stream: &mut impl Read, into: &mut Vec<u8>) -> io::Result<()> {
+/// Reads to the end of the stream. A TLS peer that closes without its close_notify (as many
+/// servers do after `Connection: close`) ends it too when the body is chunked (its last chunk
+/// proves it complete); otherwise such an end may be a truncation, and is an error.
+fn read_to_close(stream: &mut impl Read, into: &mut Vec<u8>, chunked: bool) -> io::Result<()> {
     match stream.read_to_end(into) {
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && chunked => Ok(()),
         other => other.map(drop),
     }
 }

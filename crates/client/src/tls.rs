@@ -314,6 +314,20 @@ mod tests {
     }
 
     #[test]
+    fn a_server_answering_in_plain_http_is_named_as_such() {
+        use std::io::Write;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for mut tcp in listener.incoming().flatten() {
+                let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+            }
+        });
+        let e = handshake(&addr, Trust::Ca(vec![pki(&["127.0.0.1"]).ca])).unwrap_err();
+        assert!(e.contains("plain HTTP"), "{e}");
+    }
+
+    #[test]
     fn pins_parse_and_print() {
         let pin = [0xab; 32];
         assert_eq!(parse_pin(&format_pin(&pin)).unwrap(), pin);

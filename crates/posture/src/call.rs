@@ -46,6 +46,9 @@ fn try_run(action: &str, args: &[String]) -> Result<ExitCode, String> {
         Some(url) => (url, None),
         None => (format!("{}://{}", file.protocol.as_deref().unwrap_or("http"), file.endpoint), file.ca_file.clone()),
     };
+    if ca.is_some() && !client::split_url(&url).0 {
+        return Err(format!("--ca is for https://, and {url} is plain HTTP"));
+    }
     let trust = match ca.or(file_ca) {
         Some(path) => Trust::ca_file(&path)?,
         None => Trust::System,

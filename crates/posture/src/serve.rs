@@ -152,11 +152,12 @@ struct Https {
 /// The TLS settings of the command line, else of the configuration file; the certificate and
 /// key loaded (and so checked) before anything is written.
 fn load_tls(args: &Args, config: &Config) -> Result<Option<Https>, String> {
-    let (cert, key, ca) = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => (c.clone(), k.clone(), args.tls_ca.clone()),
+    let ca = args.tls_ca.clone().or(config.tls.ca.clone());
+    let (cert, key) = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => match (&config.tls.cert, &config.tls.key) {
-            (Some(c), Some(k)) => (c.clone(), k.clone(), args.tls_ca.clone().or(config.tls.ca.clone())),
-            (None, None) if args.tls_ca.is_none() && config.tls.ca.is_none() => return Ok(None),
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            (None, None) if ca.is_none() => return Ok(None),
             _ => {
                 return Err(
                     "TLS needs both a certificate and a key (--tls-cert and --tls-key, or [tls] cert and key)".into()
@@ -183,7 +184,14 @@ fn reload_on_hangup(tls: Option<Arc<api::tls::Tls>>) -> Result<(), String> {
     let mut hangups = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            match tls.as_ref().map(|t| t.reload()) {
+            // A certificate and key replaced one after the other do not match in between: a
+            // reload that fails is tried once more a moment later.
+            let mut reloaded = tls.as_ref().map(|t| t.reload());
+            if let (Some(t), Some(Err(_))) = (&tls, &reloaded) {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                reloaded = Some(t.reload());
+            }
+            match reloaded {
                 None => tracing::info!("SIGHUP: nothing to reload (no TLS)"),
                 Some(Ok(loaded)) => {
                     tracing::info!(
@@ -218,10 +226,6 @@ pub fn run(args: Args) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    crate::files::write_atomic(path, text, 0o600)
 }
 
 type Plugins = (Vec<Arc<dyn Connector>>, Vec<Arc<dyn CloudProvider>>);
@@ -383,7 +387,7 @@ fn ensure_admin(store: &Store, data: &Path, reach: &Reach) -> Result<String, Str
                 file.endpoint = reach.endpoint.clone();
                 file.protocol = reach.protocol.clone();
                 file.ca_file = reach.ca_file.clone();
-                write_private(&path, &serde_json::to_string_pretty(&file).unwrap_or_default())
+                crate::files::write_atomic(&path, &serde_json::to_string_pretty(&file).unwrap_or_default(), 0o600)
                     .map_err(|e| e.to_string())?;
             }
             return Ok(admin.account.id);
@@ -397,7 +401,7 @@ fn ensure_admin(store: &Store, data: &Path, reach: &Reach) -> Result<String, Str
         protocol: reach.protocol.clone(),
         ca_file: reach.ca_file.clone(),
     };
-    write_private(&path, &serde_json::to_string_pretty(&file).unwrap_or_default())
+    crate::files::write_atomic(&path, &serde_json::to_string_pretty(&file).unwrap_or_default(), 0o600)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     store.mark(store::marks::CREDENTIALS_DELIVERED).map_err(|e| e.to_string())?;
     tracing::info!(account = %admin.account.id, credentials = %path.display(), "wrote the admin AccessKey to credentials.json");

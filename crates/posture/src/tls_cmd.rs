@@ -5,8 +5,9 @@
 //! (DIR/ca.pem, ten years); its name is derived from its key, so the key alone is enough to
 //! issue again. Each `cert` makes a new server key and certificate: DIR/server.pem (the
 //! certificate, then the CA's, the chain `serve --tls-cert` presents) and DIR/server.key
-//! (0600), each replaced atomically, so a SIGHUP to a running serve at any time finds either
-//! the old pair or the new one.
+//! (0600), each replaced atomically (the key first). A SIGHUP between the two renames finds a
+//! key that is not the certificate's: serve then keeps its certificate and tries again a
+//! moment later.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -26,8 +27,9 @@ pub enum TlsCmd {
         /// The directory of the CA and the certificates (0700).
         #[arg(long)]
         dir: PathBuf,
-        /// A DNS name or IP address the certificate is valid for (repeat it; default:
-        /// localhost, 127.0.0.1 and ::1).
+        /// A DNS name or IP address the certificate is valid for (repeat it). localhost,
+        /// 127.0.0.1 and ::1 are always added: clients on the service's own machine
+        /// (credentials.json, the demo's agents) reach it there.
         #[arg(long = "name")]
         names: Vec<String>,
         /// Days the certificate is valid (1 to 825).
@@ -157,10 +159,12 @@ pub fn issue(dir: &Path, names: &[String], days: u32) -> Result<Issued, String> 
     let ca_pem = std::fs::read_to_string(&ca_path).map_err(|e| format!("cannot read {}: {e}", ca_path.display()))?;
     let issuer = Issuer::new(ca_params(&ca_key, now)?, &ca_key);
 
-    let names: Vec<String> = match names {
-        [] => vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
-        given => given.to_vec(),
-    };
+    let mut names: Vec<String> = names.to_vec();
+    for local in ["localhost", "127.0.0.1", "::1"] {
+        if !names.iter().any(|n| n == local) {
+            names.push(local.to_string());
+        }
+    }
     let mut params = CertificateParams::new(names.clone()).map_err(|e| format!("a --name is not valid: {e}"))?;
     let mut subject = DistinguishedName::new();
     subject.push(DnType::OrganizationName, "posture");

@@ -115,6 +115,21 @@ fn https_carries_the_api_the_cli_and_the_demo_agents_and_refuses_plain_http_and_
     assert!(err.contains("invalid peer certificate"), "{err}");
     let system = Endpoint::https(&server.endpoint, &Trust::System).and_then(|e| e.connect().map_err(|e| e.to_string()));
     assert!(system.is_err(), "a private CA is not among the system's roots");
+    // --ca on a plain http:// endpoint is a mistake, not a silent downgrade.
+    let plain = format!("http://{}", server.endpoint);
+    let ca_path = dir.join("ca.pem");
+    let (code, _, err) = posture(&[
+        "call",
+        "DescribeAgents",
+        "--credentials",
+        creds_path.to_str().unwrap(),
+        "--endpoint",
+        &plain,
+        "--ca",
+        ca_path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--ca is for https://"), "{err}");
 }
 
 #[test]
@@ -160,8 +175,10 @@ fn agents_enrol_only_with_the_pinned_ca_and_keep_working_across_a_certificate_ro
     let mut before = connect(&server, &ca).unwrap();
     assert_eq!(before.stream().peer_certificates()[0], old_leaf);
 
-    // Rotation: a new key and certificate from the same CA, then SIGHUP.
-    issue(&dir, &[]);
+    // Rotation: a new key and certificate from the same CA (for another name too: the loopback
+    // names stay in every certificate `posture tls cert` makes), then SIGHUP.
+    let names = issue(&dir, &["posture.example"])["Names"].clone();
+    assert_eq!(names, serde_json::json!(["posture.example", "localhost", "127.0.0.1", "::1"]));
     let new_leaf = leaf_of(&dir.join("server.pem"));
     assert_ne!(new_leaf, old_leaf);
     server.signal("HUP");

@@ -1,9 +1,11 @@
 //! TLS to PostgreSQL, as libpq's `sslmode` says it, with rustls: `verify-full` (the server's
 //! certificate chains to `sslrootcert` and names the host connected to) and `verify-ca` (it
 //! chains; any name). `sslrootcert` is a PEM file of CAs, or `system` for the system's roots
-//! (as in libpq 16). `disable`, `allow` and `prefer` connect without TLS (posture never uses a
-//! TLS it does not verify: libpq's `prefer` would try one unverified); `require`, which encrypts
-//! without verifying who answers, is refused with a pointer to `verify-full`.
+//! (as in libpq 16; only with `verify-full`: a public CA vouches for some name, not for this
+//! database). `sslrootcert` alone means `verify-full`. `disable`, `allow` and `prefer` connect
+//! without TLS (posture never uses a TLS it does not verify: libpq's `prefer` would try one
+//! unverified), and are refused beside an `sslrootcert` they would ignore; `require`, which
+//! encrypts without verifying who answers, is refused with a pointer to `verify-full`.
 //!
 //! The driver's URL parser knows neither `verify-*` nor `sslrootcert`, so both are taken out of
 //! the URL (in either of its forms) before it parses the rest.
@@ -18,7 +20,7 @@ use postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use postgres::Socket;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// How connections are made: plain, or TLS verified by this configuration.
@@ -35,41 +37,55 @@ impl PgTls {
 /// Parses a database URL (or key=value string): the driver's configuration and the TLS to
 /// connect with.
 pub(crate) fn parse(url: &str) -> Result<(postgres::Config, PgTls), String> {
-    let (rest, mode, root) = take_tls_params(url);
+    let (rest, mode, root) = take_tls_params(url)?;
     let mut config: postgres::Config = rest.parse().map_err(|e| format!("the database URL is not valid: {e}"))?;
+    // A CA given without a mode means verifying by it (as libpq 16 does for `system`).
+    let mode = mode.or_else(|| root.as_ref().map(|_| "verify-full".to_string()));
     let verify_name = match mode.as_deref() {
-        None | Some("disable" | "allow" | "prefer") => {
+        None | Some("disable" | "allow" | "prefer") if root.is_none() => {
             config.ssl_mode(postgres::config::SslMode::Disable);
             return Ok((config, PgTls(None)));
+        }
+        None | Some("disable" | "allow" | "prefer") => {
+            return Err(format!(
+                "sslrootcert is given but sslmode={} would not use it: use sslmode=verify-full",
+                mode.unwrap_or_default()
+            ))
         }
         Some("require") => {
             return Err("sslmode=require encrypts without verifying the server: use sslmode=verify-full with sslrootcert=CA.pem (or sslrootcert=system)".into())
         }
         Some("verify-ca") => false,
         Some("verify-full") => true,
-        Some(other) => return Err(format!("sslmode={other} is not one of disable, prefer, verify-ca, verify-full")),
+        Some(other) => {
+            return Err(format!("sslmode={other} is not one of disable, allow, prefer, verify-ca, verify-full"))
+        }
     };
-    let trust = match root.as_deref() {
-        None => {
+    let verifier: Arc<dyn ServerCertVerifier> = match (root.as_deref(), verify_name) {
+        (None, _) => {
             return Err(format!(
                 "sslmode={} needs sslrootcert=FILE (the CA of the database's certificate) or sslrootcert=system",
                 mode.unwrap_or_default()
             ))
         }
-        Some("system") => client::tls::Trust::System,
-        Some(file) => client::tls::Trust::ca_file(std::path::Path::new(file))?,
+        // Any public CA vouches for some name; without the name checked, it would vouch for
+        // any server (libpq refuses this too).
+        (Some("system"), false) => {
+            return Err(
+                "sslrootcert=system needs sslmode=verify-full: a public CA must also vouch for the host name".into()
+            )
+        }
+        (Some("system"), true) => client::tls::Trust::System.verifier()?,
+        (Some(file), true) => client::tls::Trust::ca_file(std::path::Path::new(file))?.verifier()?,
+        (Some(file), false) => Arc::new(ChainOnly::new(std::path::Path::new(file))?),
     };
-    let mut verifier = trust.verifier()?;
-    if !verify_name {
-        verifier = Arc::new(AnyName(verifier));
-    }
     config.ssl_mode(postgres::config::SslMode::Require);
     Ok((config, PgTls(Some(client::tls::client_config(verifier, b"postgresql")?))))
 }
 
 /// Takes `sslmode` and `sslrootcert` out of a URL (`postgres://…?k=v&…`) or a key=value string;
 /// the rest, and their values.
-fn take_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
+fn take_tls_params(url: &str) -> Result<(String, Option<String>, Option<String>), String> {
     let (mut mode, mut root) = (None, None);
     let mut take = |key: &str, value: String| match key {
         "sslmode" => {
@@ -91,7 +107,7 @@ fn take_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
                     .split('&')
                     .filter(|pair| {
                         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                        !take(k, percent_decode(v))
+                        !take(&percent_decode(k), percent_decode(v))
                     })
                     .collect();
                 if kept.is_empty() {
@@ -102,16 +118,48 @@ fn take_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
             }
         }
     } else {
-        let kept: Vec<&str> = url
-            .split_whitespace()
-            .filter(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                !take(k.trim(), v.trim_matches('\'').to_string())
-            })
-            .collect();
+        let mut kept = Vec::new();
+        for (k, v) in key_values(url)? {
+            if !take(&k, v.clone()) {
+                kept.push(format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")));
+            }
+        }
         kept.join(" ")
     };
-    (rest, mode, root)
+    Ok((rest, mode, root))
+}
+
+/// The pairs of a libpq key=value string: `key = value`, spaces around `=` allowed, a value
+/// bare or in single quotes with `\'` and `\\` escapes.
+fn key_values(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(out);
+        }
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace() && *c != '=')).collect();
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(format!("the database settings are not key=value pairs (at {key:?})"));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    Some('\\') => value.extend(chars.next()),
+                    Some('\'') => break,
+                    Some(c) => value.push(c),
+                    None => return Err(format!("the value of {key} has no closing quote")),
+                }
+            }
+        } else {
+            value.extend(std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace())));
+        }
+        out.push((key, value));
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -134,25 +182,41 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `verify-ca`: the chain is verified, the name is not.
+/// `verify-ca`: the chain is verified from the CAs of a file; the name is not.
 #[derive(Debug)]
-struct AnyName(Arc<dyn ServerCertVerifier>);
+struct ChainOnly {
+    roots: rustls::RootCertStore,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
 
-impl ServerCertVerifier for AnyName {
+impl ChainOnly {
+    fn new(file: &std::path::Path) -> Result<ChainOnly, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in client::tls::certificates(file)? {
+            roots.add(cert).map_err(|e| format!("{}: a CA certificate this client cannot use: {e}", file.display()))?;
+        }
+        Ok(ChainOnly { roots, provider: client::tls::provider() })
+    }
+}
+
+impl ServerCertVerifier for ChainOnly {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -161,7 +225,7 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -170,11 +234,11 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -249,17 +313,22 @@ mod tests {
     fn tls_parameters_come_out_of_either_form_of_url() {
         let (rest, mode, root) = take_tls_params(
             "postgres://u@db:5432/p?sslmode=verify-full&application_name=x&sslrootcert=%2Fetc%2Fca.pem",
-        );
+        )
+        .unwrap();
         assert_eq!(
             (rest.as_str(), mode.as_deref(), root.as_deref()),
             ("postgres://u@db:5432/p?application_name=x", Some("verify-full"), Some("/etc/ca.pem"))
         );
-        let (rest, mode, root) = take_tls_params("host=db user=u sslmode=verify-ca sslrootcert='/etc/ca.pem'");
+        let (rest, mode, root) =
+            take_tls_params(r"host=db user = u sslmode = verify-ca password='a b\'c' sslrootcert='/etc/my ca.pem'")
+                .unwrap();
         assert_eq!(
             (rest.as_str(), mode.as_deref(), root.as_deref()),
-            ("host=db user=u", Some("verify-ca"), Some("/etc/ca.pem"))
+            (r"host='db' user='u' password='a b\'c'", Some("verify-ca"), Some("/etc/my ca.pem"))
         );
-        let (rest, mode, _) = take_tls_params("postgres://u@db/p?sslmode=verify-full");
+        assert!(take_tls_params("host=db password='open").is_err());
+        assert!(take_tls_params("host db").is_err());
+        let (rest, mode, _) = take_tls_params("postgres://u@db/p?sslmode=verify-full").unwrap();
         assert_eq!((rest.as_str(), mode.as_deref()), ("postgres://u@db/p", Some("verify-full")));
     }
 
@@ -272,6 +341,14 @@ mod tests {
         let e = parse("postgres://u@db/p?sslmode=verify-full&sslrootcert=/nonexistent.pem").err().unwrap();
         assert!(e.contains("/nonexistent.pem"), "{e}");
         assert!(parse("postgres://u@db/p?sslmode=bogus").is_err());
+        // A public CA without the name checked would vouch for any server.
+        let e = parse("postgres://u@db/p?sslmode=verify-ca&sslrootcert=system").err().unwrap();
+        assert!(e.contains("verify-full"), "{e}");
+        // A CA given is used: no mode means verify-full, a weaker one is a mistake.
+        let e = parse("postgres://u@db/p?sslrootcert=/nonexistent.pem").err().unwrap();
+        assert!(e.contains("/nonexistent.pem"), "verified by the file: {e}");
+        let e = parse("postgres://u@db/p?sslmode=prefer&sslrootcert=/etc/ca.pem").err().unwrap();
+        assert!(e.contains("would not use it"), "{e}");
         for plain in ["postgres://u@db/p", "postgres://u@db/p?sslmode=prefer", "host=db sslmode=disable"] {
             let (config, tls) = parse(plain).unwrap();
             assert!(!tls.enabled() && config.get_ssl_mode() == postgres::config::SslMode::Disable, "{plain}");
