@@ -121,6 +121,9 @@ pub struct RepairDef {
     pub params: Vec<ParamSpec>,
     /// What is changed; values may contain `{Param}`, `{Param.ip}`, `{Param.port}`.
     pub steps: Vec<Step>,
+    /// How the change takes effect on a live system (host items; required for them).
+    #[serde(default)]
+    pub effect: Option<model::Effect>,
 }
 
 /// One check item.
@@ -342,6 +345,14 @@ fn validate(c: &CheckDef) -> Result<(), String> {
         if r.steps.is_empty() {
             return Err("the repair has no step".into());
         }
+        match (&r.effect, c.asset == "host") {
+            (None, true) => return Err("a repairable host item must say how it takes effect (repair.effect)".into()),
+            (Some(_), false) => {
+                return Err("repair.effect is for host items: a cloud change takes effect through its API".into())
+            }
+            (Some(effect), true) => effect.check(&r.steps)?,
+            (None, false) => {}
+        }
         let mut names: Vec<&str> = r.params.iter().map(|p| p.name.as_str()).collect();
         names.sort();
         if names.windows(2).any(|w| w[0] == w[1]) {
@@ -402,6 +413,67 @@ mod tests {
         assert!(matches!(&ipv6[0], Step::SetDirective { value, .. } if value == "::1"));
     }
 
+    /// A user file of one repairable host item whose repair section ends with `extra`.
+    fn one_item(effect: &str, steps: &str) -> Result<Catalog, LoadError> {
+        let dir = tempfile_dir();
+        let text = format!(
+            r#"[[checks]]
+id = 9001
+key = "t"
+name = {{ zh = "t", en = "t" }}
+risk = "LOW"
+description = {{ zh = "t", en = "t" }}
+solution = {{ zh = "t", en = "t" }}
+assist = {{ zh = "t", en = "t" }}
+policy = {{ type = "COMPLIANCE", standard_id = 1, standard = {{ zh = "s", en = "s" }}, requirement_id = 1, requirement = {{ zh = "r", en = "r" }}, section_id = 1, section = {{ zh = "c", en = "c" }} }}
+rule = [{{ key = "sshd.x", op = "present" }}]
+[checks.repair]
+support_type = 1
+reset = true
+flow = [{{ zh = "f", en = "f" }}]
+steps = [{steps}]
+{effect}
+"#
+        );
+        std::fs::write(dir.join("t.toml"), text).unwrap();
+        let loaded = Catalog::with_user_dir(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        loaded
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("posture-catalog-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn every_repairable_host_item_says_how_it_takes_effect_and_it_must_fit() {
+        for c in Catalog::builtin().unwrap().all() {
+            if let Some(r) = &c.repair {
+                assert_eq!(r.effect.is_some(), c.asset == "host", "{}", c.id);
+            }
+        }
+        let sshd =
+            r#"{ op = "set_directive", dialect = "sshd", file = "/etc/ssh/sshd_config", key = "X", value = "no" }"#;
+        let mode = r#"{ op = "set_mode", file = "/etc/x", mode = "0600" }"#;
+        one_item(r#"effect = { validate = "sshd", apply = "reload_sshd", live = "sshd_effective" }"#, sshd).unwrap();
+        one_item(r#"effect = { apply = "immediate" }"#, mode).unwrap();
+        for (effect, steps, says) in [
+            ("", sshd, "takes effect"),
+            (r#"effect = { apply = "reload_sshd" }"#, sshd, "without validate"),
+            (r#"effect = { apply = "immediate" }"#, sshd, "does not fit"),
+            (r#"effect = { apply = "sysctl_write", live = "proc_sys" }"#, sshd, "does not fit"),
+            (r#"effect = { validate = "sshd", apply = "reload_sshd", live = "proc_sys" }"#, sshd, "do not fit"),
+            (r#"effect = { apply = "run", command = "rm -rf /" }"#, sshd, "t.toml"),
+        ] {
+            let e = one_item(effect, steps).unwrap_err().0;
+            assert!(e.contains(says), "{effect}: {e}");
+        }
+    }
+
     #[test]
     fn a_bad_user_file_is_refused_with_its_name() {
         let dir = std::env::temp_dir().join(format!("posture-catalog-{}", std::process::id()));
@@ -424,6 +496,14 @@ mod docs_tests {
                 "docs/checks.md does not list check {}",
                 c.id
             );
+            if let Some(effect) = c.repair.as_ref().and_then(|r| r.effect) {
+                let apply = serde_json::to_value(effect.apply).unwrap();
+                assert!(
+                    doc.contains(&format!("| {} | `{}` |", c.id, apply.as_str().unwrap())),
+                    "docs/checks.md does not say how check {} takes effect",
+                    c.id
+                );
+            }
         }
     }
 }

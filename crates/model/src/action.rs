@@ -24,6 +24,100 @@ pub enum Dialect {
     Sysctl,
 }
 
+/// How a repaired setting takes effect on a live system, as the catalog declares it: each part
+/// names an operation compiled into posture and the agent, never a command from data, so no
+/// catalog file and no server can make an agent run something else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Effect {
+    /// The service's own checker, run on the candidate before it replaces the file.
+    #[serde(default)]
+    pub validate: Option<Checker>,
+    /// How the running system takes the change.
+    pub apply: Apply,
+    /// How the value in effect is read back to verify the change.
+    #[serde(default)]
+    pub live: Option<LiveReader>,
+}
+
+/// A service's own configuration checker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Checker {
+    /// `sshd -t -f CANDIDATE`, the candidate's includes re-rooted.
+    Sshd,
+}
+
+/// How the running system takes a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Apply {
+    /// Nothing to do: what is changed is what is read (a file's mode).
+    Immediate,
+    /// Read by its programs when they next run (login.defs: accounts created and passwords
+    /// changed afterwards); the result says so.
+    NextUse,
+    /// sshd re-reads its configuration: SIGHUP to its PID (the instance's `PidFile`) or
+    /// `systemctl reload` where systemd runs it. Only after the candidate was validated.
+    ReloadSshd,
+    /// The keys changed are written to `/proc/sys` (sysctl -w).
+    SysctlWrite,
+    /// Redis takes the directives changed with `CONFIG SET`.
+    RedisConfigSet,
+}
+
+/// How the value in effect is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveReader {
+    /// `sshd -T`: the effective configuration.
+    SshdEffective,
+    /// `/proc/sys/…`.
+    ProcSys,
+    /// Redis `CONFIG GET`.
+    RedisConfigGet,
+}
+
+impl Effect {
+    /// Whether the steps can take effect this way: each apply and reader serves one dialect,
+    /// set_mode takes effect at once, and sshd is never reloaded with a config not validated.
+    pub fn check(&self, steps: &[Step]) -> Result<(), String> {
+        let dialect =
+            |d: Dialect| steps.iter().all(|s| matches!(s, Step::SetDirective { dialect, .. } if *dialect == d));
+        let modes = steps.iter().all(|s| matches!(s, Step::SetMode { .. }));
+        let apply_fits = match self.apply {
+            Apply::Immediate => modes,
+            Apply::NextUse => dialect(Dialect::SpaceKv),
+            Apply::ReloadSshd => dialect(Dialect::Sshd) && self.validate == Some(Checker::Sshd),
+            Apply::SysctlWrite => dialect(Dialect::Sysctl),
+            Apply::RedisConfigSet => dialect(Dialect::Redis),
+        };
+        if !apply_fits {
+            return Err(format!(
+                "apply = {:?} does not fit the steps (or sshd would be reloaded without validate = \"sshd\")",
+                self.apply
+            ));
+        }
+        let live_fits = match self.live {
+            None => true,
+            Some(LiveReader::SshdEffective) => self.apply == Apply::ReloadSshd,
+            Some(LiveReader::ProcSys) => self.apply == Apply::SysctlWrite,
+            Some(LiveReader::RedisConfigGet) => self.apply == Apply::RedisConfigSet,
+        };
+        let validate_fits = match self.validate {
+            None => true,
+            Some(Checker::Sshd) => dialect(Dialect::Sshd),
+        };
+        if !live_fits || !validate_fits {
+            return Err(format!(
+                "validate = {:?} and live = {:?} do not fit apply = {:?}",
+                self.validate, self.live, self.apply
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One concrete change (parameters already substituted).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]

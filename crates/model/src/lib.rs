@@ -12,7 +12,9 @@ mod params;
 mod status;
 mod vendor;
 
-pub use action::{ConnectorOp, Dialect, Document, OpOutput, Snapshot, SnapshotItem, Step};
+pub use action::{
+    Apply, Checker, ConnectorOp, Dialect, Document, Effect, LiveReader, OpOutput, Snapshot, SnapshotItem, Step,
+};
 pub use error::ApiError;
 pub use lang::{Lang, Text};
 pub use params::{resolve as resolve_params, ParamError, ParamSpec, ParamType, RepairValues, UsageType};
