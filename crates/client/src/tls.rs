@@ -101,9 +101,17 @@ impl Trust {
 
     /// How a server's certificate is verified under this trust.
     pub fn verifier(&self) -> Result<Arc<dyn ServerCertVerifier>, String> {
+        self.verifier_for(true)
+    }
+
+    /// [`Trust::verifier`], checking the name the certificate is for only when `check_name`
+    /// (PostgreSQL's verify-ca does not). Without the name, only the CAs of a file can be
+    /// trusted: a public CA vouches for somebody's name, not for the server's.
+    pub fn verifier_for(&self, check_name: bool) -> Result<Arc<dyn ServerCertVerifier>, String> {
         let provider = provider();
         let roots = match self {
-            Trust::Pin(pin) => return Ok(Arc::new(PinVerifier { pin: *pin, provider })),
+            Trust::Pin(pin) if check_name => return Ok(Arc::new(PinVerifier { pin: *pin, provider })),
+            Trust::Pin(_) => return Err("a pin is verified with the host name".into()),
             Trust::System => {
                 let found = rustls_native_certs::load_native_certs();
                 let mut roots = RootCertStore::empty();
@@ -121,6 +129,12 @@ impl Trust {
                 roots
             }
         };
+        if !check_name {
+            return match self {
+                Trust::Ca(_) => Ok(Arc::new(ChainOnly { roots, provider })),
+                _ => Err("without the host name checked, only the CAs of a file can be trusted".into()),
+            };
+        }
         let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
             .map_err(|e| e.to_string())?;
@@ -143,6 +157,34 @@ pub fn client_config(verifier: Arc<dyn ServerCertVerifier>, alpn: &[u8]) -> Resu
         .with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The handshake-signature half of a verifier (the same for each here): the provider's
+/// algorithms, as rustls's own verifier uses them.
+macro_rules! handshake_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.provider.signature_verification_algorithms.supported_schemes()
+        }
+    };
 }
 
 /// Verifies a chain from the key it pins: the certificate of the chain that holds that key
@@ -186,27 +228,32 @@ impl ServerCertVerifier for PinVerifier {
         )))
     }
 
-    fn verify_tls12_signature(
+    handshake_signatures!();
+}
+
+/// `verify-ca` (PostgreSQL): the chain is verified from the CAs; the name is not.
+#[derive(Debug)]
+struct ChainOnly {
+    roots: RootCertStore,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        let algorithms = self.provider.signature_verification_algorithms.all;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(&cert, &self.roots, intermediates, now, algorithms)?;
+        Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
+    handshake_signatures!();
 }
 
 /// The host part of `HOST:PORT` (`[v6]:PORT` too), as a TLS server name.

@@ -18,9 +18,7 @@ use std::task::{Context, Poll};
 
 use postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use postgres::Socket;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// How connections are made: plain, or TLS verified by this configuration.
@@ -61,8 +59,8 @@ pub(crate) fn parse(url: &str) -> Result<(postgres::Config, PgTls), String> {
             return Err(format!("sslmode={other} is not one of disable, allow, prefer, verify-ca, verify-full"))
         }
     };
-    let verifier: Arc<dyn ServerCertVerifier> = match (root.as_deref(), verify_name) {
-        (None, _) => {
+    let trust = match root.as_deref() {
+        None => {
             return Err(format!(
                 "sslmode={} needs sslrootcert=FILE (the CA of the database's certificate) or sslrootcert=system",
                 mode.unwrap_or_default()
@@ -70,15 +68,15 @@ pub(crate) fn parse(url: &str) -> Result<(postgres::Config, PgTls), String> {
         }
         // Any public CA vouches for some name; without the name checked, it would vouch for
         // any server (libpq refuses this too).
-        (Some("system"), false) => {
+        Some("system") if !verify_name => {
             return Err(
                 "sslrootcert=system needs sslmode=verify-full: a public CA must also vouch for the host name".into()
             )
         }
-        (Some("system"), true) => client::tls::Trust::System.verifier()?,
-        (Some(file), true) => client::tls::Trust::ca_file(std::path::Path::new(file))?.verifier()?,
-        (Some(file), false) => Arc::new(ChainOnly::new(std::path::Path::new(file))?),
+        Some("system") => client::tls::Trust::System,
+        Some(file) => client::tls::Trust::ca_file(std::path::Path::new(file))?,
     };
+    let verifier = trust.verifier_for(verify_name)?;
     config.ssl_mode(postgres::config::SslMode::Require);
     Ok((config, PgTls(Some(client::tls::client_config(verifier, b"postgresql")?))))
 }
@@ -180,66 +178,6 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `verify-ca`: the chain is verified from the CAs of a file; the name is not.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: rustls::RootCertStore,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ChainOnly {
-    fn new(file: &std::path::Path) -> Result<ChainOnly, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in client::tls::certificates(file)? {
-            roots.add(cert).map_err(|e| format!("{}: a CA certificate this client cannot use: {e}", file.display()))?;
-        }
-        Ok(ChainOnly { roots, provider: client::tls::provider() })
-    }
-}
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 impl MakeTlsConnect<Socket> for PgTls {
