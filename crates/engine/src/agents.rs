@@ -9,7 +9,7 @@ use connectors::ConnectorError;
 use model::{ConnectorOp, Document, OpOutput, RepairValues, TaskStatus, TaskType};
 use store::{CheckRun, CheckRunDetail, Claimed, Instance, StoreError};
 
-use crate::tasks::Need;
+use crate::tasks::{fatal, Need};
 use crate::Engine;
 
 use TaskStatus::{Repairing, RollBacking};
@@ -96,8 +96,7 @@ impl Engine {
         }
         let claimed = Claimed { task, fence };
         let Some(check) = self.catalog.get(claimed.task.check_id) else {
-            let e = ConnectorError::new("CheckNotFound", "the check item is no longer in the catalog");
-            self.fail(&claimed, status, &e)?;
+            self.fail(&claimed, status, &fatal::check_not_found())?;
             return Ok(None);
         };
         // No wake-up: the only work a step's end can release (the changes queued behind it on
@@ -148,16 +147,13 @@ impl Engine {
         let mut status = task.status;
         let check = self.catalog.get(task.check_id);
         let fatal = match (&check, &task.params) {
-            (None, _) => Some(ConnectorError::new("CheckNotFound", "the check item is no longer in the catalog")),
-            (_, Err(text)) => Some(ConnectorError::new(
-                "TaskRecordCorrupt",
-                format!("the task's stored repair parameters cannot be read: {text:.200}"),
-            )),
+            (None, _) => Some(fatal::check_not_found()),
+            (_, Err(text)) => Some(fatal::corrupt_params(text)),
             // The agent resumes an interrupted change from its snapshot, however often it was
             // interrupted: giving up halfway would leave its server half-changed.
-            _ if task.attempts > self.config.max_attempts && !matches!(status, Repairing | RollBacking) => Some(
-                ConnectorError::new("TooManyAttempts", format!("the task was interrupted {} times", task.attempts - 1)),
-            ),
+            _ if task.attempts > self.config.max_attempts && !matches!(status, Repairing | RollBacking) => {
+                Some(fatal::too_many_attempts(task.attempts))
+            }
             _ => None,
         };
         if let Some(e) = fatal {

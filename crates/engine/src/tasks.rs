@@ -76,11 +76,7 @@ impl Engine {
         let task = &claimed.task;
         let mut status = task.status;
         let Some(check) = self.catalog.get(task.check_id) else {
-            self.fail(
-                claimed,
-                status,
-                &ConnectorError::new("CheckNotFound", "the check item is no longer in the catalog"),
-            )?;
+            self.fail(claimed, status, &fatal::check_not_found())?;
             return Ok(());
         };
         let Some(connector) = self.connector(&task.instance.connector) else {
@@ -95,21 +91,11 @@ impl Engine {
         // very thing it was meant to close.
         let params = match &task.params {
             Ok(params) => params,
-            Err(text) => {
-                let message = format!("the task's stored repair parameters cannot be read: {text:.200}");
-                return self.give_up(
-                    claimed,
-                    connector.as_ref(),
-                    status,
-                    &ConnectorError::new("TaskRecordCorrupt", message),
-                );
-            }
+            Err(text) => return self.give_up(claimed, connector.as_ref(), status, &fatal::corrupt_params(text)),
         };
         let ctx = Ctx { claimed, check, connector: connector.as_ref(), steps: check.render_steps(params) };
         if task.attempts > self.config.max_attempts && !status.is_terminal() {
-            let e =
-                ConnectorError::new("TooManyAttempts", format!("the task was interrupted {} times", task.attempts - 1));
-            return self.give_up(claimed, connector.as_ref(), status, &e);
+            return self.give_up(claimed, connector.as_ref(), status, &fatal::too_many_attempts(task.attempts));
         }
         while !status.is_terminal() {
             let started = std::time::Instant::now();
@@ -311,6 +297,29 @@ impl Engine {
                 self.fail(claimed, status, &e)
             }
         }
+    }
+}
+
+/// Why a task cannot go on, the same whoever drives it (a worker, or the engine for an agent).
+pub(crate) mod fatal {
+    use connectors::ConnectorError;
+
+    /// The task's check item is no longer in the catalog.
+    pub fn check_not_found() -> ConnectorError {
+        ConnectorError::new("CheckNotFound", "the check item is no longer in the catalog")
+    }
+
+    /// The task's stored repair parameters cannot be decoded (`text`: the decoder's error).
+    pub fn corrupt_params(text: &str) -> ConnectorError {
+        ConnectorError::new(
+            "TaskRecordCorrupt",
+            format!("the task's stored repair parameters cannot be read: {text:.200}"),
+        )
+    }
+
+    /// The task was claimed `attempts` times (interrupted one time fewer).
+    pub fn too_many_attempts(attempts: i64) -> ConnectorError {
+        ConnectorError::new("TooManyAttempts", format!("the task was interrupted {} times", attempts - 1))
     }
 }
 

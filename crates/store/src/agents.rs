@@ -75,6 +75,8 @@ fn token_digest(token: &str) -> String {
 }
 
 const AGENT_COLS: &str = "a.id, a.account_id, a.instance_pk, i.instance_id, a.public_key, a.version, a.info, a.enrolled_ms, a.last_seen_ms, a.revoked_ms";
+/// The agents with their instances (AGENT_COLS reads both).
+const AGENT_FROM: &str = " FROM agents a JOIN instances i ON i.pk = a.instance_pk";
 
 fn agent_from(r: &Row) -> Result<Agent> {
     Ok(Agent {
@@ -288,33 +290,24 @@ impl Agents for Store {
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 args![&id, &account_id, instance.pk, &e.public_key, &e.version, &e.info, now, now],
             )?;
-            let agent = tx.query_one(
-                &format!("SELECT {AGENT_COLS} FROM agents a JOIN instances i ON i.pk = a.instance_pk WHERE a.id = ?"),
-                args![&id],
-                agent_from,
-            )?;
+            let agent =
+                tx.query_one(&format!("SELECT {AGENT_COLS}{AGENT_FROM} WHERE a.id = ?"), args![&id], agent_from)?;
             Ok(Ok((agent, instance)))
         })
     }
 
     fn agent(&self, id: &str) -> Result<Option<(Agent, Instance)>> {
         self.read(|c| {
-            c.query_opt(
-                &format!(
-                    "SELECT {AGENT_COLS}, {INSTANCE_COLS} FROM agents a JOIN instances i ON i.pk = a.instance_pk WHERE a.id = ?"
-                ),
-                args![id],
-                |r| Ok((agent_from(r)?, instance_from(r, 10)?)),
-            )
+            c.query_opt(&format!("SELECT {AGENT_COLS}, {INSTANCE_COLS}{AGENT_FROM} WHERE a.id = ?"), args![id], |r| {
+                Ok((agent_from(r)?, instance_from(r, 10)?))
+            })
         })
     }
 
     fn list_agents(&self, account_id: &str) -> Result<Vec<Agent>> {
         self.read(|c| {
             c.query(
-                &format!(
-                    "SELECT {AGENT_COLS} FROM agents a JOIN instances i ON i.pk = a.instance_pk WHERE a.account_id = ? ORDER BY a.enrolled_ms, a.id"
-                ),
+                &format!("SELECT {AGENT_COLS}{AGENT_FROM} WHERE a.account_id = ? ORDER BY a.enrolled_ms, a.id"),
                 args![account_id],
                 agent_from,
             )
