@@ -88,11 +88,15 @@ impl Server {
                 if child.try_wait().unwrap().is_some() {
                     break false;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "serve did not start: {}",
-                    std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap()
-                );
+                if Instant::now() >= deadline {
+                    // Killed first: a panic here must not leave the server running.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "serve did not start: {}",
+                        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap()
+                    );
+                }
                 std::thread::sleep(Duration::from_millis(30));
             };
             self.child = Some(child);
