@@ -4,8 +4,9 @@
 # the AWS tests against a real moto_server (started by the tests on a free loopback port).
 # The store's tests run on SQLite and on PostgreSQL: a throwaway PostgreSQL server is started
 # on a free loopback port (scripts/pg.sh) unless POSTURE_TEST_DATABASE_URL names one.
-# Creates .venv on first use. Needs: cargo, python3 (with venv), PostgreSQL 15+ (installed with
-# apt when missing and run as root), network access to PyPI once.
+# Creates .venv on first use. Needs: cargo, python3 (with venv), PostgreSQL 15+, openssh-server,
+# redis-server and iproute2 (installed with apt when missing and run as root), network access
+# to PyPI once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,25 @@ if [ -z "${POSTURE_TEST_DATABASE_URL:-}" ]; then
   if [ -n "${POSTURE_TEST_DATABASE_CA:-}" ]; then export POSTURE_REQUIRE_POSTGRES_TLS=1; fi
 fi
 export POSTURE_REQUIRE_POSTGRES=1
+
+# The live-instance tests run a real sshd and redis-server, and change the kernel's parameters
+# in a network namespace of their own (unshare, ip): installed when missing (as root, with apt),
+# without letting the packages start them as services. As root they must then run.
+live_packages=()
+[ -x /usr/sbin/sshd ] || live_packages+=(openssh-server)
+[ -x /usr/bin/redis-server ] || live_packages+=(redis-server)
+[ -x /usr/sbin/ip ] || live_packages+=(iproute2)
+[ -x /usr/bin/unshare ] || live_packages+=(util-linux)
+if [ ${#live_packages[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "==> installing ${live_packages[*]} for the live-instance tests"
+  no_start=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && no_start=1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${live_packages[@]}"
+  if [ -n "$no_start" ]; then rm -f /usr/sbin/policy-rc.d; fi
+fi
+if [ "$(id -u)" = 0 ]; then export POSTURE_REQUIRE_LIVE=1; fi
 
 echo "==> cargo build"
 cargo build --workspace --all-targets --locked

@@ -37,6 +37,15 @@ pub struct Args {
     /// the state directory).
     #[arg(long)]
     instance_id: Option<String>,
+    /// Whether the root is the running system: a repair then validates with the service's own
+    /// checker, reloads the service (or sets the kernel's value, or Redis's) and reads the value
+    /// in effect back. Default: yes for `/`, no for any other root.
+    #[arg(long, value_parser = ["yes", "no"])]
+    live: Option<String>,
+    /// How the running services are reached, as JSON (default: where their packages put them):
+    /// {"sshd": {"Unit": "ssh"} or {"PidFile": "/run/sshd.pid"}, "redis": {"Address": "127.0.0.1:6379"}}.
+    #[arg(long)]
+    services: Option<String>,
     /// Its RegionId.
     #[arg(long, default_value = "default")]
     region_id: String,
@@ -67,6 +76,10 @@ pub struct Options {
     pub state: PathBuf,
     /// The root.
     pub root: PathBuf,
+    /// Whether the root is the running system (None: yes for `/`).
+    pub live: Option<bool>,
+    /// How its services are reached.
+    pub services: Option<model::Services>,
     /// The InstanceId, if given.
     pub instance_id: Option<String>,
     /// The RegionId.
@@ -88,6 +101,18 @@ impl TryFrom<Args> for Options {
             ),
             None => None,
         };
+        let services = match &a.services {
+            Some(json) => {
+                let s: model::Services = serde_json::from_str(json)
+                    .map_err(|e| Stop::usage(format!("--services is not a services description: {e}")))?;
+                s.check().map_err(|e| Stop::usage(format!("--services: {e}")))?;
+                Some(s)
+            }
+            None => None,
+        };
+        if services.is_some() && a.live.as_deref() == Some("no") {
+            return Err(Stop::usage("--services describes a live root; it cannot go with --live no"));
+        }
         Ok(Options {
             server: a.server,
             ca,
@@ -95,6 +120,8 @@ impl TryFrom<Args> for Options {
             token: a.token,
             state: a.state,
             root: a.root,
+            live: a.live.map(|l| l == "yes"),
+            services,
             instance_id: a.instance_id,
             region_id: a.region_id,
             vendor: a.vendor,
@@ -142,6 +169,7 @@ pub fn enroll(args: Options) -> Result<Enrolled, Stop> {
         fingerprint: args.fingerprint,
         agent_id: answer.agent_id,
         instance_id: answer.instance_id,
+        live: args.live.unwrap_or(root == Path::new("/")).then(|| args.services.unwrap_or_default()),
         root,
         insecure_http: args.insecure_http,
     };

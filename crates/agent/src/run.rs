@@ -13,7 +13,7 @@ use catalog::Catalog;
 use client::agent::{Failure, Next, Poll, Report, Work};
 use connectors::host::{snapshot_fits, HostConnector, HostSettings};
 use connectors::{Connector, ConnectorError, Target};
-use model::{ConnectorOp, Step};
+use model::{Change, ConnectorOp, Services};
 
 use crate::enroll::VERSION;
 use crate::state::State;
@@ -54,12 +54,17 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker on `root`.
-    pub fn new(root: PathBuf, instance_id: &str) -> Result<Worker, String> {
+    /// A worker on `root` (`live`: how its running services are reached, when it is the
+    /// running system).
+    pub fn new(root: PathBuf, instance_id: &str, live: Option<Services>) -> Result<Worker, String> {
         let catalog = Catalog::builtin().map_err(|e| format!("the built-in catalog: {e}"))?;
         let host = HostConnector::new(HostSettings { max_file_bytes: MAX_FILE_BYTES, ..HostSettings::default() });
-        let target =
-            Target { instance_id: instance_id.to_string(), locator: root.display().to_string(), ..Target::default() };
+        let target = Target {
+            instance_id: instance_id.to_string(),
+            locator: root.display().to_string(),
+            live,
+            ..Target::default()
+        };
         Ok(Worker { catalog, host, target })
     }
 
@@ -71,28 +76,28 @@ impl Worker {
             }
             Work::Task { task_id, fence, status, check_id, params, op, .. } => {
                 tracing::info!(task = %task_id, check = check_id, status = %status, "task step");
-                let outcome = self.steps(check_id, &params).and_then(|steps| {
+                let outcome = self.change(check_id, &params).and_then(|change| {
                     let snapshot = match &op {
                         ConnectorOp::Apply { snapshot }
                         | ConnectorOp::Restore { snapshot }
                         | ConnectorOp::MatchesAndFetch { snapshot } => Some(snapshot),
                         ConnectorOp::Backup | ConnectorOp::Fetch => None,
                     };
-                    if snapshot.is_some_and(|s| !snapshot_fits(&steps, s)) {
+                    if snapshot.is_some_and(|s| !snapshot_fits(&change.steps, s)) {
                         return Err(ConnectorError::new(
                             "StepNotAllowed",
-                            format!("the snapshot names files that check item {check_id} never changes"),
+                            format!("the snapshot names files or values that check item {check_id} never changes"),
                         ));
                     }
-                    connectors::execute(&self.host, &self.target, &steps, op)
+                    connectors::execute(&self.host, &self.target, &change, op)
                 });
                 Report::Task { task_id, fence, status, outcome: outcome.map_err(failure) }
             }
         }
     }
 
-    /// The steps of a check item, rendered from the agent's own catalog with checked values.
-    fn steps(&self, check_id: i64, params: &[(String, String)]) -> Result<Vec<Step>, ConnectorError> {
+    /// The change of a check item, rendered from the agent's own catalog with checked values.
+    fn change(&self, check_id: i64, params: &[(String, String)]) -> Result<Change, ConnectorError> {
         let check = self.catalog.get(check_id).filter(|c| c.asset == "host").ok_or_else(|| {
             ConnectorError::new(
                 "CheckNotInAgentCatalog",
@@ -111,7 +116,7 @@ impl Worker {
                 ));
             }
         }
-        Ok(check.render_steps(params))
+        Ok(check.change(params))
     }
 }
 
@@ -138,7 +143,8 @@ pub fn run_until(dir: &std::path::Path, stop: &AtomicBool) -> Result<(), Stop> {
     let trust = transport::trust(enrolled.ca.as_deref(), enrolled.fingerprint.as_deref()).map_err(Stop::usage)?;
     let endpoint =
         transport::endpoint(&enrolled.server, enrolled.insecure_http, trust.as_ref()).map_err(Stop::usage)?;
-    let worker = Worker::new(enrolled.root.clone(), &enrolled.instance_id).map_err(Stop::usage)?;
+    let worker =
+        Worker::new(enrolled.root.clone(), &enrolled.instance_id, enrolled.live.clone()).map_err(Stop::usage)?;
     tracing::info!(server = %enrolled.server, agent = %enrolled.agent_id, instance = %enrolled.instance_id,
         root = %enrolled.root.display(), version = VERSION, "posture-agent running");
     let session = Session { link: transport::Link::new(endpoint), secret, agent: enrolled.agent_id.clone() };

@@ -34,6 +34,10 @@ pub struct Enrolled {
     pub instance_id: String,
     /// The root the agent works on.
     pub root: PathBuf,
+    /// When the root is the running system: how its services are reached (repairs then take
+    /// effect on them); None for a root that is only files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<model::Services>,
     /// Plain http:// to an address that is not loopback was allowed at enrolment.
     #[serde(default)]
     pub insecure_http: bool,

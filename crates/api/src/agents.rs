@@ -111,7 +111,7 @@ enum Sender {
     /// An agent enrolling (its key is in the body).
     Enrolling(Enroll),
     /// An enrolled agent, and its instance.
-    Agent(Agent, Instance),
+    Agent(Agent, Box<Instance>),
 }
 
 /// Answers one agent request (its JSON body, or an error for the envelope).
@@ -244,7 +244,7 @@ fn authenticate(app: &App, req: &Request, now: i64) -> Result<(Sender, NonceChec
         }
         check_version(&agent.version)?;
         let signer = format!("agent:{}", agent.id);
-        (Sender::Agent(agent, instance), signer)
+        (Sender::Agent(agent, Box::new(instance)), signer)
     };
     let nonce = NonceCheck::record(&app.store, &signer, nonce, date_ms, now)?;
     Ok((sender, nonce))
@@ -290,6 +290,8 @@ fn enroll(app: &App, e: Enroll) -> Result<Value, ApiError> {
             connector: "host".into(),
             locator: store::AGENT_LOCATOR.into(),
             os_type: "linux".into(),
+            // The agent decides whether its root is live (its own `--live`), and acts on it.
+            live: None,
         },
         public_key: wire::unb64(&e.public_key).unwrap_or_default(),
         version: e.version.clone(),

@@ -41,6 +41,7 @@ fn world() -> World {
                     connector: "host".into(),
                     locator: root.display().to_string(),
                     os_type: "linux".into(),
+                    live: None,
                 },
             )
             .unwrap();

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use model::{Document, ParamSpec, ParamType, Step, Text};
+use model::{Document, ParamSpec, ParamType, Step, Text, LIVE};
 use serde::Deserialize;
 
 /// Risk level of a check item.
@@ -179,12 +179,29 @@ fn instance() -> String {
 
 impl CheckDef {
     /// The current values of the settings the item shows, as a document has them (the
-    /// software's default when unset): name → value.
-    pub fn shown_values<'d>(&'d self, doc: &'d Document) -> BTreeMap<&'d str, &'d str> {
-        self.config
-            .iter()
-            .filter_map(|f| doc.get(&f.key).or(f.default.as_ref()).map(|v| (f.name.as_str(), v.as_str())))
-            .collect()
+    /// software's default when unset): name → value; on a live system also the value in
+    /// effect, as `name (live)`.
+    pub fn shown_values(&self, doc: &Document) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for f in &self.config {
+            if let Some(v) = doc.get(&f.key).or(f.default.as_ref()) {
+                out.insert(f.name.clone(), v.clone());
+            }
+            if let Some(v) = doc.get(&format!("{LIVE}{}", f.key)) {
+                out.insert(format!("{} (live)", f.name), v.clone());
+            }
+        }
+        out
+    }
+
+    /// How the item's repair takes effect on a live system (None: no repair, or a cloud item).
+    pub fn effect(&self) -> Option<model::Effect> {
+        self.repair.as_ref().and_then(|r| r.effect)
+    }
+
+    /// The change a repair with these values makes: its steps and how they take effect.
+    pub fn change(&self, params: &[(String, String)]) -> model::Change {
+        model::Change { steps: self.render_steps(params), effect: self.effect() }
     }
 
     /// `RepairSupportType`: 1, 2, or 0 when the item cannot be repaired.

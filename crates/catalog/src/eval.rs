@@ -1,4 +1,4 @@
-use model::{CheckStatus, Document};
+use model::{CheckStatus, Document, LIVE};
 
 use crate::{CheckDef, Condition, Op};
 
@@ -24,14 +24,26 @@ impl Outcome {
     }
 }
 
-/// Evaluates a check item's rule on a document.
+/// Evaluates a check item's rule on a document. Where the document also holds the value in
+/// effect of a key (`live:<key>`, read from a live system), that value must hold too: a file
+/// that says one thing while the service runs another does not pass (the failing key is then
+/// `live:<key>`).
 pub fn evaluate(check: &CheckDef, doc: &Document) -> Outcome {
     if let Some(k) = &check.applies_if {
         if !doc.contains_key(k) {
             return Outcome::NotApplicable;
         }
     }
-    let failed: Vec<String> = check.rule.iter().filter(|c| !holds(c, doc)).map(|c| c.key.clone()).collect();
+    let mut failed = Vec::new();
+    for c in &check.rule {
+        if !holds(c, doc.get(&c.key)) {
+            failed.push(c.key.clone());
+        }
+        let live = format!("{LIVE}{}", c.key);
+        if doc.get(&live).is_some_and(|v| !holds(c, Some(v))) {
+            failed.push(live);
+        }
+    }
     if failed.is_empty() {
         Outcome::Pass
     } else {
@@ -39,8 +51,23 @@ pub fn evaluate(check: &CheckDef, doc: &Document) -> Outcome {
     }
 }
 
-fn holds(c: &Condition, doc: &Document) -> bool {
-    let Some(v) = doc.get(&c.key).or(c.default.as_ref()) else {
+/// The keys of the rule whose value in effect does not hold while the file's does, each said
+/// as `key: the file has X, in effect Y` (evidence of both).
+pub fn live_differences(check: &CheckDef, doc: &Document) -> Vec<String> {
+    check
+        .rule
+        .iter()
+        .filter_map(|c| {
+            let live = doc.get(&format!("{LIVE}{}", c.key))?;
+            let file = doc.get(&c.key).or(c.default.as_ref());
+            (holds(c, file) && !holds(c, Some(live)))
+                .then(|| format!("{}: the file has {:?}, in effect {:?}", c.key, file.map_or("", |v| v.as_str()), live))
+        })
+        .collect()
+}
+
+fn holds(c: &Condition, value: Option<&String>) -> bool {
+    let Some(v) = value.or(c.default.as_ref()) else {
         return false;
     };
     let v = v.trim();
@@ -159,6 +186,35 @@ mod tests {
             evaluate(c.get(1009).unwrap(), &d(&[("login_defs.PASS_MAX_DAYS", "99999")])),
             Outcome::NotPass(_)
         ));
+    }
+
+    #[test]
+    fn a_value_in_effect_must_hold_too() {
+        let c = Catalog::builtin().unwrap();
+        let root_login = c.get(1001).unwrap();
+        let file_no = [("sshd.present", "true"), ("sshd.permitrootlogin", "no")];
+        let live = |v: &str| {
+            let mut d = doc(&file_no);
+            d.insert("live:sshd.permitrootlogin".into(), v.into());
+            d
+        };
+        assert_eq!(evaluate(root_login, &live("no")), Outcome::Pass);
+        assert_eq!(evaluate(root_login, &live("yes")), Outcome::NotPass(vec!["live:sshd.permitrootlogin".into()]));
+        assert_eq!(
+            live_differences(root_login, &live("yes")),
+            vec![r#"sshd.permitrootlogin: the file has "no", in effect "yes""#.to_string()]
+        );
+        assert!(live_differences(root_login, &live("no")).is_empty());
+        // The file fails too: both keys are named, and there is no difference to explain.
+        let mut both = live("yes");
+        both.insert("sshd.permitrootlogin".into(), "yes".into());
+        assert_eq!(
+            evaluate(root_login, &both),
+            Outcome::NotPass(vec!["sshd.permitrootlogin".into(), "live:sshd.permitrootlogin".into()])
+        );
+        assert!(live_differences(root_login, &both).is_empty());
+        let shown = root_login.shown_values(&live("yes"));
+        assert_eq!((shown["PermitRootLogin"].as_str(), shown["PermitRootLogin (live)"].as_str()), ("no", "yes"));
     }
 
     #[test]

@@ -10,4 +10,4 @@ mod def;
 mod eval;
 
 pub use def::{Catalog, CheckDef, Condition, ConfigField, LoadError, Op, Policy, RepairDef, Risk};
-pub use eval::{evaluate, Outcome};
+pub use eval::{evaluate, live_differences, Outcome};

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use aws_smithy_http_client::tls;
 use clients::{AwsError, Clients, Settings};
 use connectors::{CloudCredentials, CloudIdentity, CloudProvider, Connector, ConnectorError, Discovery, Target};
-use model::{Document, Snapshot, SnapshotItem, Step, Vendor};
+use model::{Change, Document, Snapshot, SnapshotItem, Step, Vendor};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -257,8 +257,8 @@ impl Connector for AwsConnector {
         self.aws.block_on(self.kind.document(&c, &target.instance_id)).map_err(|e| e.during("FetchError"))
     }
 
-    fn backup(&self, target: &Target, steps: &[Step]) -> Result<Snapshot, ConnectorError> {
-        let aspects = self.aspects(steps)?;
+    fn backup(&self, target: &Target, change: &Change) -> Result<Snapshot, ConnectorError> {
+        let aspects = self.aspects(&change.steps)?;
         let c = self.clients(target)?;
         self.aws.block_on(async {
             let mut items = Vec::new();
@@ -278,11 +278,11 @@ impl Connector for AwsConnector {
         })
     }
 
-    fn apply(&self, target: &Target, steps: &[Step], snapshot: &mut Snapshot) -> Result<(), ConnectorError> {
+    fn apply(&self, target: &Target, change: &Change, snapshot: &mut Snapshot) -> Result<(), ConnectorError> {
         let c = self.clients(target)?;
         let id = &target.instance_id;
         self.aws.block_on(async {
-            for step in steps {
+            for step in &change.steps {
                 let Step::Cloud { action, args } = step else { continue };
                 if let Err(e) = self.kind.apply(&c, id, action, args).await {
                     // Nothing is left half-changed: what the earlier steps did is put back.
@@ -300,7 +300,7 @@ impl Connector for AwsConnector {
         })
     }
 
-    fn restore(&self, target: &Target, snapshot: &Snapshot) -> Result<(), ConnectorError> {
+    fn restore(&self, target: &Target, _change: &Change, snapshot: &Snapshot) -> Result<(), ConnectorError> {
         let c = self.clients(target)?;
         let id = &target.instance_id;
         self.aws.block_on(async {

@@ -7,7 +7,7 @@ pub mod host;
 
 pub mod cloud;
 
-use model::{ConnectorOp, Document, OpOutput, Snapshot, Step};
+use model::{Change, ConnectorOp, Document, OpOutput, Services, Snapshot, Step};
 
 pub use cloud::{CloudAsset, CloudCredentials, CloudIdentity, CloudProvider, Discovery};
 
@@ -27,6 +27,10 @@ pub struct Target {
     pub locator: String,
     /// The cloud account's keys, for instances found through one.
     pub credentials: Option<CloudCredentials>,
+    /// For a host whose root is the running system: how its services are reached. A change
+    /// then also takes effect on them (validated, applied, read back); None for a root that is
+    /// only files (the demo fleet, an image), where no live step runs.
+    pub live: Option<Services>,
 }
 
 /// Why a connector call failed. `code` becomes the task's `ErrorCode`.
@@ -90,17 +94,17 @@ pub trait Connector: Send + Sync {
         targets.iter().map(|t| self.fetch(t)).collect()
     }
 
-    /// Captures everything `steps` will change, exactly as it is now.
-    fn backup(&self, target: &Target, steps: &[Step]) -> Result<Snapshot, ConnectorError>;
+    /// Captures everything the change will change, exactly as it is now.
+    fn backup(&self, target: &Target, change: &Change) -> Result<Snapshot, ConnectorError>;
 
-    /// Carries out `steps`, then records in `snapshot` the digest of each item after the change.
+    /// Carries the change out, then records in `snapshot` the digest of each item after it.
     /// On failure nothing is left half-changed: items already changed are restored.
-    fn apply(&self, target: &Target, steps: &[Step], snapshot: &mut Snapshot) -> Result<(), ConnectorError>;
+    fn apply(&self, target: &Target, change: &Change, snapshot: &mut Snapshot) -> Result<(), ConnectorError>;
 
-    /// Puts the snapshot back. Refuses (`ConfigChangedSinceRepair`) and changes nothing if any
+    /// Puts the snapshot back (the change says how the restored state takes effect). Refuses (`ConfigChangedSinceRepair`) and changes nothing if any
     /// item changed since the repair recorded its digest (items without a recorded digest, from
     /// a repair interrupted before it was recorded, are restored unconditionally).
-    fn restore(&self, target: &Target, snapshot: &Snapshot) -> Result<(), ConnectorError>;
+    fn restore(&self, target: &Target, change: &Change, snapshot: &Snapshot) -> Result<(), ConnectorError>;
 
     /// Whether every item is exactly as the snapshot holds it (verifies a rollback).
     fn matches(&self, target: &Target, snapshot: &Snapshot) -> Result<bool, ConnectorError>;
@@ -108,15 +112,15 @@ pub trait Connector: Send + Sync {
 
 /// Runs one step's work on a connector: the engine's workers for the instances they reach, and
 /// an agent for its own server, run the same function.
-pub fn execute(c: &dyn Connector, t: &Target, steps: &[Step], op: ConnectorOp) -> Result<OpOutput, ConnectorError> {
+pub fn execute(c: &dyn Connector, t: &Target, change: &Change, op: ConnectorOp) -> Result<OpOutput, ConnectorError> {
     Ok(match op {
-        ConnectorOp::Backup => OpOutput::Snapshot { snapshot: c.backup(t, steps)? },
+        ConnectorOp::Backup => OpOutput::Snapshot { snapshot: c.backup(t, change)? },
         ConnectorOp::Apply { mut snapshot } => {
-            c.apply(t, steps, &mut snapshot)?;
+            c.apply(t, change, &mut snapshot)?;
             OpOutput::Snapshot { snapshot }
         }
         ConnectorOp::Restore { snapshot } => {
-            c.restore(t, &snapshot)?;
+            c.restore(t, change, &snapshot)?;
             OpOutput::Done
         }
         ConnectorOp::Fetch => OpOutput::Document { document: c.fetch(t)? },

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use catalog::{evaluate, CheckDef, Outcome};
 use connectors::{CloudCredentials, ConnectorError, Target};
-use model::{CheckStatus, Document, RunDetailStatus};
+use model::{CheckStatus, Document, LiveReader, RunDetailStatus, LIVE, LIVE_ERROR, LIVE_SYSTEM};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
@@ -41,10 +41,37 @@ fn result_update(
         instance_pk: instance.pk,
         vendor: instance.vendor,
         status,
-        status_message: String::new(),
+        // A file that says one thing while the service runs another: evidence of both (or
+        // why the value in effect could not be read).
+        status_message: catalog::live_differences(check, doc)
+            .into_iter()
+            .chain(live_unread(check, doc))
+            .collect::<Vec<_>>()
+            .join("; "),
         config: config_json(check, doc),
         run_id: run_id.to_string(),
     }
+}
+
+/// On a live system, an item whose value in effect is read back but was not: why (the
+/// reader's own error when it gave one).
+pub(crate) fn live_unread(check: &CheckDef, doc: &Document) -> Option<String> {
+    let reader = check.effect()?.live?;
+    if !doc.contains_key(LIVE_SYSTEM) {
+        return None;
+    }
+    let missing: Vec<&str> =
+        check.rule.iter().map(|c| c.key.as_str()).filter(|k| !doc.contains_key(&format!("{LIVE}{k}"))).collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let service = match reader {
+        LiveReader::SshdEffective => "sshd",
+        LiveReader::ProcSys => "sysctl",
+        LiveReader::RedisConfigGet => "redis",
+    };
+    let why = doc.get(&format!("{LIVE_ERROR}{service}")).map_or("it is not there", String::as_str);
+    Some(format!("the value in effect of {} could not be read: {why}", missing.join(", ")))
 }
 
 /// A detail that could not be checked.
@@ -101,6 +128,7 @@ impl Engine {
             }
         };
         Ok(Target {
+            live: instance.live.clone(),
             instance_id: instance.instance_id.clone(),
             region_id: instance.region_id.clone(),
             locator: instance.locator.clone(),

@@ -3,11 +3,14 @@
 //! re-taken only while nothing has been changed (IN_BACKUP), and a repair interrupted in
 //! REPAIRING is re-applied on top of the snapshot taken before the first change.
 
-use catalog::{CheckDef, Outcome};
+use catalog::{live_differences, CheckDef, Outcome};
 use connectors::{Connector, ConnectorError};
-use model::{ConnectorOp, OpOutput, Snapshot, Step, TaskStatus, TaskType};
+use model::{
+    Apply, Change, ConnectorOp, Document, LiveReader, OpOutput, Snapshot, TaskStatus, TaskType, LIVE, LIVE_SYSTEM,
+};
 use store::{Claimed, StoreError, TaskRow, Transition};
 
+use crate::assess::live_unread;
 use crate::Engine;
 
 use TaskStatus::*;
@@ -16,7 +19,7 @@ struct Ctx<'a> {
     claimed: &'a Claimed,
     check: &'a CheckDef,
     connector: &'a dyn Connector,
-    steps: Vec<Step>,
+    change: Change,
 }
 
 impl Engine {
@@ -91,11 +94,15 @@ impl Engine {
         // very thing it was meant to close.
         let params = match &task.params {
             Ok(params) => params,
-            Err(text) => return self.give_up(claimed, connector.as_ref(), status, &fatal::corrupt_params(text)),
+            Err(text) => {
+                let change = Change { steps: Vec::new(), effect: check.effect() };
+                return self.give_up(claimed, connector.as_ref(), &change, status, &fatal::corrupt_params(text));
+            }
         };
-        let ctx = Ctx { claimed, check, connector: connector.as_ref(), steps: check.render_steps(params) };
+        let ctx = Ctx { claimed, check, connector: connector.as_ref(), change: check.change(params) };
         if task.attempts > self.config.max_attempts && !status.is_terminal() {
-            return self.give_up(claimed, connector.as_ref(), status, &fatal::too_many_attempts(task.attempts));
+            let e = fatal::too_many_attempts(task.attempts);
+            return self.give_up(claimed, connector.as_ref(), &ctx.change, status, &e);
         }
         while !status.is_terminal() {
             let started = std::time::Instant::now();
@@ -119,13 +126,14 @@ impl Engine {
         &self,
         claimed: &Claimed,
         connector: &dyn Connector,
+        change: &Change,
         status: TaskStatus,
         e: &ConnectorError,
     ) -> store::Result<()> {
         let task = &claimed.task;
         if status == Repairing {
             let snap = self.store.get_snapshot(&task.id)?;
-            if let Err(e) = self.target(&task.instance).and_then(|target| connector.restore(&target, &snap)) {
+            if let Err(e) = self.target(&task.instance).and_then(|target| connector.restore(&target, change, &snap)) {
                 if e.retryable {
                     tracing::warn!(code = e.code, error = %e.message, "the snapshot could not be put back yet; the task waits for the next lease");
                     return Ok(());
@@ -195,7 +203,7 @@ impl Engine {
             Need::Op(op) => {
                 let out = self
                     .target(&ctx.claimed.task.instance)
-                    .and_then(|target| connectors::execute(ctx.connector, &target, &ctx.steps, op));
+                    .and_then(|target| connectors::execute(ctx.connector, &target, &ctx.change, op));
                 self.conclude(ctx.claimed, ctx.check, status, out)
             }
         }
@@ -236,57 +244,62 @@ impl Engine {
             }
             (RepairSuccessVerifying, OpOutput::Document { document }) => {
                 let (outcome, update) = self.evaluate_doc(check, &task.instance, &document, &task.id);
-                match outcome {
-                    Outcome::Pass => self.move_to(
-                        claimed,
-                        status,
-                        RepairSuccessVerified,
-                        Transition { result: Some(&update), ..Default::default() },
-                    ),
-                    outcome => {
-                        let msg = match outcome {
-                            Outcome::NotPass(keys) => {
-                                format!("the check still fails after the repair: {}", keys.join(", "))
-                            }
-                            _ => "the check no longer applies to the instance".to_string(),
-                        };
-                        self.move_to(
-                            claimed,
-                            status,
-                            RepairSuccessUnverified,
-                            Transition {
-                                error: Some(("VerifyFailed", &msg)),
-                                result: Some(&update),
-                                ..Default::default()
-                            },
-                        )
+                let verification = verification(check, &document);
+                let failure = match outcome {
+                    Outcome::Pass => live_unread(check, &document).map(|msg| ("LiveValueUnread", msg)),
+                    Outcome::NotPass(keys) if keys.iter().all(|k| k.starts_with(LIVE)) => Some((
+                        "LiveValueMismatch",
+                        format!(
+                            "the file was changed, but the value in effect is still the old one: {}",
+                            live_differences(check, &document).join("; ")
+                        ),
+                    )),
+                    Outcome::NotPass(keys) => {
+                        Some(("VerifyFailed", format!("the check still fails after the repair: {}", keys.join(", "))))
                     }
-                }
+                    Outcome::NotApplicable => {
+                        Some(("VerifyFailed", "the check no longer applies to the instance".to_string()))
+                    }
+                };
+                let (to, error) = match &failure {
+                    None => (RepairSuccessVerified, None),
+                    Some((code, msg)) => (RepairSuccessUnverified, Some((*code, msg.as_str()))),
+                };
+                self.move_to(
+                    claimed,
+                    status,
+                    to,
+                    Transition {
+                        error,
+                        result: Some(&update),
+                        verification: Some(&verification),
+                        ..Default::default()
+                    },
+                )
             }
             (RollBacking, OpOutput::Done) => self.move_to(claimed, status, RollBacked, Transition::default()),
             (RollBackVerifying, OpOutput::Matches { matches, document }) => {
                 // Whatever the files say now is the instance's result again.
                 let (_, update) = self.evaluate_doc(check, &task.instance, &document, &task.id);
-                if matches {
-                    self.move_to(
-                        claimed,
-                        status,
-                        RollBackVerified,
-                        Transition { result: Some(&update), ..Default::default() },
-                    )
+                let verification = verification(check, &document);
+                let (to, error) = if matches {
+                    (RollBackVerified, None)
                 } else {
-                    let msg = "the configuration does not match the snapshot after the restore";
-                    self.move_to(
-                        claimed,
-                        status,
-                        RollBackUnverified,
-                        Transition {
-                            error: Some(("RollbackVerifyFailed", msg)),
-                            result: Some(&update),
-                            ..Default::default()
-                        },
-                    )
-                }
+                    let msg =
+                        "the configuration (or the value in effect) does not match the snapshot after the restore";
+                    (RollBackUnverified, Some(("RollbackVerifyFailed", msg)))
+                };
+                self.move_to(
+                    claimed,
+                    status,
+                    to,
+                    Transition {
+                        error,
+                        result: Some(&update),
+                        verification: Some(&verification),
+                        ..Default::default()
+                    },
+                )
             }
             (status, out) => {
                 let got = serde_json::to_value(&out).ok().and_then(|v| v.get("output").cloned()).unwrap_or_default();
@@ -298,6 +311,32 @@ impl Engine {
             }
         }
     }
+}
+
+/// What a verification read, and how the change took effect, in words for the task.
+fn verification(check: &CheckDef, doc: &Document) -> String {
+    let Some(effect) = check.effect() else {
+        return "the resource's configuration, read back through its API".into();
+    };
+    if !doc.contains_key(LIVE_SYSTEM) {
+        return "the file only: the instance is not a live system, so no live step ran \
+                (nothing was validated by the service, reloaded or read in effect)"
+            .into();
+    }
+    let applied = match effect.apply {
+        Apply::ReloadSshd => "validated with sshd -t, then sshd reloaded",
+        Apply::SysctlWrite => "written to /proc/sys",
+        Apply::RedisConfigSet => "set in the running Redis with CONFIG SET",
+        Apply::NextUse => "takes effect when its programs next read the file (for login.defs: accounts created and passwords changed from now on)",
+        Apply::Immediate => "took effect at once",
+    };
+    let read = match effect.live {
+        Some(LiveReader::SshdEffective) => "the file and the value in effect (sshd -T)",
+        Some(LiveReader::ProcSys) => "the file and the value in effect (/proc/sys)",
+        Some(LiveReader::RedisConfigGet) => "the file and the value in effect (CONFIG GET)",
+        None => "the file",
+    };
+    format!("{applied}; verified: {read}")
 }
 
 /// Why a task cannot go on, the same whoever drives it (a worker, or the engine for an agent).

@@ -14,7 +14,7 @@ use catalog::Catalog;
 use connectors::host::HostConnector;
 use connectors::{Connector, ConnectorError, Target};
 use engine::{Config, Engine};
-use model::{DimensionType, Document, Snapshot, Step, TaskStatus, TaskType, Vendor};
+use model::{Change, DimensionType, Document, Snapshot, Step, TaskStatus, TaskType, Vendor};
 use proptest::prelude::*;
 
 /// A Debian-like sshd_config (with a Latin-1 byte in a comment) and login.defs.
@@ -50,6 +50,7 @@ fn fixture() -> Fixture {
                 connector: "host".into(),
                 locator: root.display().to_string(),
                 os_type: "linux".into(),
+                live: None,
             },
         )
         .unwrap()
@@ -243,14 +244,14 @@ impl Connector for Crashy {
     fn fetch(&self, t: &Target) -> Result<Document, ConnectorError> {
         self.around(|| self.inner.fetch(t))
     }
-    fn backup(&self, t: &Target, steps: &[Step]) -> Result<Snapshot, ConnectorError> {
-        self.around(|| self.inner.backup(t, steps))
+    fn backup(&self, t: &Target, change: &Change) -> Result<Snapshot, ConnectorError> {
+        self.around(|| self.inner.backup(t, change))
     }
-    fn apply(&self, t: &Target, steps: &[Step], snap: &mut Snapshot) -> Result<(), ConnectorError> {
-        self.around(|| self.inner.apply(t, steps, snap))
+    fn apply(&self, t: &Target, change: &Change, snap: &mut Snapshot) -> Result<(), ConnectorError> {
+        self.around(|| self.inner.apply(t, change, snap))
     }
-    fn restore(&self, t: &Target, snap: &Snapshot) -> Result<(), ConnectorError> {
-        self.around(|| self.inner.restore(t, snap))
+    fn restore(&self, t: &Target, change: &Change, snap: &Snapshot) -> Result<(), ConnectorError> {
+        self.around(|| self.inner.restore(t, change, snap))
     }
     fn matches(&self, t: &Target, snap: &Snapshot) -> Result<bool, ConnectorError> {
         self.around(|| self.inner.matches(t, snap))

@@ -12,7 +12,7 @@ use catalog::Catalog;
 use connectors::host::HostConnector;
 use connectors::{Connector, ConnectorError, Target};
 use engine::{Config, Engine};
-use model::{CheckStatus, DimensionType, Document, Snapshot, Step, TaskStatus, TaskType, Vendor};
+use model::{Change, CheckStatus, DimensionType, Document, Snapshot, TaskStatus, TaskType, Vendor};
 
 const SSHD: &str = "# sshd\nPort 22\nPermitRootLogin yes\n";
 
@@ -42,6 +42,7 @@ fn fixture() -> Fixture {
                 connector: "host".into(),
                 locator: root.display().to_string(),
                 os_type: "linux".into(),
+                live: None,
             },
         )
         .unwrap()
@@ -159,24 +160,24 @@ impl Connector for Faulty {
     fn fetch(&self, t: &Target) -> Result<Document, ConnectorError> {
         self.inner.fetch(t)
     }
-    fn backup(&self, t: &Target, steps: &[Step]) -> Result<Snapshot, ConnectorError> {
-        self.inner.backup(t, steps)
+    fn backup(&self, t: &Target, change: &Change) -> Result<Snapshot, ConnectorError> {
+        self.inner.backup(t, change)
     }
-    fn apply(&self, t: &Target, steps: &[Step], snap: &mut Snapshot) -> Result<(), ConnectorError> {
+    fn apply(&self, t: &Target, change: &Change, snap: &mut Snapshot) -> Result<(), ConnectorError> {
         std::thread::sleep(self.delay);
         let left = self.unreachable.load(Ordering::SeqCst);
         if left > 0 {
             self.unreachable.store(left - 1, Ordering::SeqCst);
             return Err(ConnectorError::transient("CloudUnavailable", "connection refused"));
         }
-        self.inner.apply(t, steps, snap)?;
+        self.inner.apply(t, change, snap)?;
         if self.crash.swap(false, Ordering::SeqCst) {
             panic!("simulated crash after the change, before it was recorded");
         }
         Ok(())
     }
-    fn restore(&self, t: &Target, snap: &Snapshot) -> Result<(), ConnectorError> {
-        self.inner.restore(t, snap)
+    fn restore(&self, t: &Target, change: &Change, snap: &Snapshot) -> Result<(), ConnectorError> {
+        self.inner.restore(t, change, snap)
     }
     fn matches(&self, t: &Target, snap: &Snapshot) -> Result<bool, ConnectorError> {
         self.inner.matches(t, snap)
@@ -318,4 +319,61 @@ fn a_step_longer_than_a_lease_keeps_its_lease_and_is_not_taken_over() {
     drop(workers);
     assert_eq!(t.status, TaskStatus::RepairSuccessVerified, "{}: {}", t.error_code, t.error_msg);
     assert_eq!(t.attempts, 1, "the heartbeat kept the lease: nobody took the task over");
+}
+
+/// The host connector on a live system whose service keeps its old value of PermitRootLogin
+/// (`Some`), or whose value in effect cannot be read (`None`): what a verification must catch.
+struct StaleService(HostConnector, Option<&'static str>);
+
+impl Connector for StaleService {
+    fn kind(&self) -> &'static str {
+        "host"
+    }
+    fn fetch(&self, t: &Target) -> Result<Document, ConnectorError> {
+        let mut doc = self.0.fetch(t)?;
+        doc.insert(model::LIVE_SYSTEM.into(), "yes".into());
+        match self.1 {
+            Some(v) => doc.insert(format!("{}sshd.permitrootlogin", model::LIVE), v.into()),
+            None => doc.insert(format!("{}sshd", model::LIVE_ERROR), "sshd -T: no hostkeys available".into()),
+        };
+        Ok(doc)
+    }
+    fn backup(&self, t: &Target, change: &Change) -> Result<Snapshot, ConnectorError> {
+        self.0.backup(t, change)
+    }
+    fn apply(&self, t: &Target, change: &Change, snap: &mut Snapshot) -> Result<(), ConnectorError> {
+        self.0.apply(t, change, snap)
+    }
+    fn restore(&self, t: &Target, change: &Change, snap: &Snapshot) -> Result<(), ConnectorError> {
+        self.0.restore(t, change, snap)
+    }
+    fn matches(&self, t: &Target, snap: &Snapshot) -> Result<bool, ConnectorError> {
+        self.0.matches(t, snap)
+    }
+}
+
+#[test]
+fn a_value_in_effect_that_did_not_follow_the_file_leaves_the_repair_unverified() {
+    for (live, code, says) in [
+        (Some("yes"), "LiveValueMismatch", r#"the file has "no", in effect "yes""#),
+        (None, "LiveValueUnread", "no hostkeys available"),
+    ] {
+        let f = fixture();
+        let engine = engine_with(&f.store, Arc::new(StaleService(HostConnector::default(), live)), 30_000);
+        let repair = submit(&f, TaskType::Repair, None);
+        engine.drain();
+        let t = f.store.get_task(&f.account, &repair).unwrap().unwrap();
+        assert_eq!((t.status, t.error_code.as_str()), (TaskStatus::RepairSuccessUnverified, code), "{}", t.error_msg);
+        assert!(t.error_msg.contains(says), "{}", t.error_msg);
+        assert!(t.verification.contains("sshd -T"), "{}", t.verification);
+        // The file was changed, and stays so: a rollback is the operator's call.
+        assert!(sshd(&f.root).contains("PermitRootLogin no"));
+    }
+    // The same file with the value in effect following it is verified.
+    let f = fixture();
+    let engine = engine_with(&f.store, Arc::new(StaleService(HostConnector::default(), Some("no"))), 30_000);
+    let repair = submit(&f, TaskType::Repair, None);
+    engine.drain();
+    let t = f.store.get_task(&f.account, &repair).unwrap().unwrap();
+    assert_eq!(t.status, TaskStatus::RepairSuccessVerified, "{}: {}", t.error_code, t.error_msg);
 }

@@ -118,6 +118,28 @@ impl Effect {
     }
 }
 
+/// What a task changes: its steps (parameters substituted) and, for a host item, how they take
+/// effect on a live system.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    /// The steps.
+    pub steps: Vec<Step>,
+    /// How they take effect (None: a cloud change, which takes effect through its API).
+    pub effect: Option<Effect>,
+}
+
+/// The prefix of what is read from, or restored to, the running system rather than a file: a
+/// document key `live:sshd.permitrootlogin` is the value sshd has in effect, a snapshot item
+/// `live:sysctl.net.ipv4.ip_forward` the kernel's value before the change.
+pub const LIVE: &str = "live:";
+
+/// The document key present (`yes`) when the values [`LIVE`] were read from a live system.
+pub const LIVE_SYSTEM: &str = "live";
+
+/// The prefix of the document keys saying why a service's values in effect could not be read
+/// (`live.error.sshd`).
+pub const LIVE_ERROR: &str = "live.error.";
+
 /// One concrete change (parameters already substituted).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -182,10 +204,30 @@ pub struct SnapshotItem {
     pub post_digest: Option<String>,
 }
 
+impl SnapshotItem {
+    /// A value of the running system before the change (`key` without the [`LIVE`] prefix).
+    pub fn live(key: &str, value: &str) -> SnapshotItem {
+        SnapshotItem {
+            key: format!("{LIVE}{key}"),
+            existed: true,
+            has_content: true,
+            data: value.as_bytes().to_vec(),
+            meta: BTreeMap::new(),
+            post_digest: None,
+        }
+    }
+
+    /// For a value of the running system, its key without the [`LIVE`] prefix.
+    pub fn live_key(&self) -> Option<&str> {
+        self.key.strip_prefix(LIVE)
+    }
+}
+
 /// The backup a rollback restores.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// Everything the repair may touch, as it was before.
+    /// Everything the repair may touch, as it was before: files, and on a live system the
+    /// values in effect that the change sets (see [`SnapshotItem::live`]).
     pub items: Vec<SnapshotItem>,
 }
 

@@ -8,15 +8,18 @@
 mod action;
 mod error;
 mod lang;
+mod live;
 mod params;
 mod status;
 mod vendor;
 
 pub use action::{
-    Apply, Checker, ConnectorOp, Dialect, Document, Effect, LiveReader, OpOutput, Snapshot, SnapshotItem, Step,
+    Apply, Change, Checker, ConnectorOp, Dialect, Document, Effect, LiveReader, OpOutput, Snapshot, SnapshotItem, Step,
+    LIVE, LIVE_ERROR, LIVE_SYSTEM,
 };
 pub use error::ApiError;
 pub use lang::{Lang, Text};
+pub use live::{Redis as RedisService, Services, Sshd as SshdService};
 pub use params::{resolve as resolve_params, ParamError, ParamSpec, ParamType, RepairValues, UsageType};
 pub use status::{CheckStatus, DimensionType, RunDetailStatus, RunStatus, TaskStatus, TaskType};
 pub use vendor::{CloudAsset, Vendor};

@@ -9,7 +9,7 @@ use store::Accounts as _;
 use store::Instances as _;
 
 use clap::{Args, Subcommand};
-use model::Vendor;
+use model::{Services, Vendor};
 use serde_json::{json, Value};
 use store::{NewInstance, Store, StoreError};
 
@@ -127,9 +127,13 @@ pub enum Keys {
 #[derive(Subcommand)]
 pub enum Instances {
     /// Register servers from JSON lines (a file, or `-` for standard input):
-    /// {"InstanceId", "RegionId", "Vendor", "InstanceName", "Root", "OsType"}.
+    /// {"InstanceId", "RegionId", "Vendor", "InstanceName", "Root", "OsType", "Live", "Services"}.
     /// Root is the filesystem root the host connector reads (`/` for the machine posture runs
-    /// on). Registering is idempotent.
+    /// on). "Live": true says the root is the running system: repairs are then validated with
+    /// the service's own checker, take effect on the running service and are verified by the
+    /// value in effect; "Services" says how to reach them, paths inside the root:
+    /// {"sshd": {"PidFile": "/run/sshd.pid"} or {"Unit": "ssh"}, "redis": {"Address": "127.0.0.1:6379"}}.
+    /// Registering is idempotent.
     Add {
         #[command(flatten)]
         dir: DataDir,
@@ -280,7 +284,21 @@ fn parse_instance(line: &str) -> Result<NewInstance, String> {
     if !matches!(os.as_str(), "linux" | "windows") {
         return Err("OsType is linux or windows".into());
     }
+    let live = match (v.get("Live"), v.get("Services")) {
+        (None | Some(Value::Bool(false)), None) => None,
+        (Some(Value::Bool(true)), None) => Some(Services::default()),
+        (Some(Value::Bool(true)), Some(services)) => {
+            let services: Services = serde_json::from_value(services.clone()).map_err(|e| format!("Services: {e}"))?;
+            services.check()?;
+            Some(services)
+        }
+        (Some(Value::Bool(_)) | None, Some(_)) => {
+            return Err("Services is for a live instance: add \"Live\": true".into())
+        }
+        (Some(_), _) => return Err("Live is true or false".into()),
+    };
     Ok(NewInstance {
+        live,
         vendor,
         region_id: field("RegionId").unwrap_or("default").to_string(),
         instance_id: id.to_string(),
@@ -305,5 +323,23 @@ mod tests {
         assert!(parse_instance(r#"{"InstanceId":"i-1","Root":"relative"}"#).is_err());
         assert!(parse_instance(r#"{"Root":"/"}"#).is_err());
         assert!(parse_instance(r#"{"InstanceId":"i-1","Root":"/","Vendor":6}"#).is_err());
+        assert_eq!(parse_instance(r#"{"InstanceId":"i-1","Root":"/"}"#).unwrap().live, None);
+        let live = parse_instance(
+            r#"{"InstanceId":"i-1","Root":"/srv/r","Live":true,"Services":{"sshd":{"PidFile":"/run/sshd.pid"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(live.live.unwrap().sshd.unwrap().pid_file.as_deref(), Some("/run/sshd.pid"));
+        assert_eq!(
+            parse_instance(r#"{"InstanceId":"i-1","Root":"/","Live":true}"#).unwrap().live,
+            Some(Services::default())
+        );
+        for bad in [
+            r#"{"InstanceId":"i-1","Root":"/","Services":{}}"#,
+            r#"{"InstanceId":"i-1","Root":"/","Live":"yes"}"#,
+            r#"{"InstanceId":"i-1","Root":"/","Live":true,"Services":{"sshd":{"Unit":"a b"}}}"#,
+            r#"{"InstanceId":"i-1","Root":"/","Live":true,"Services":{"apache":{}}}"#,
+        ] {
+            assert!(parse_instance(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -57,7 +57,7 @@ struct Finding<'a> {
     /// The settings that fail the rule.
     failed: Vec<String>,
     /// The current values of the settings the item shows.
-    shown: BTreeMap<&'a str, &'a str>,
+    shown: BTreeMap<String, String>,
 }
 
 /// Runs the command.

@@ -233,5 +233,7 @@ fn instance(fleet_dir: &Path, s: &Server) -> NewInstance {
         connector: "host".to_string(),
         locator: fleet_dir.join(s.id).display().to_string(),
         os_type: "linux".to_string(),
+        // Directories of files: their repairs say that no live step ran.
+        live: None,
     }
 }

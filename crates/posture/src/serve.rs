@@ -531,6 +531,9 @@ fn run_demo_agents(
                 token,
                 state: state.clone(),
                 root: data.join("fleet").join(&s.instance_id),
+                // A directory of files, not the running system: no live step runs.
+                live: Some(false),
+                services: None,
                 instance_id: Some(s.instance_id.clone()),
                 region_id: s.region_id.clone(),
                 vendor: s.vendor.code(),

@@ -96,12 +96,15 @@ fn an_agent_killed_halfway_through_a_change_resumes_it_once_from_the_snapshot() 
     let next: Next = serde_json::from_value(next).unwrap();
     let Some(Work::Task { task_id, fence, status, op, .. }) = next.work else { panic!("no task: {next:?}") };
     assert_eq!(status, "IN_BACKUP");
-    let steps = vec![model::Step::SetDirective {
-        dialect: model::Dialect::Sshd,
-        file: "/etc/ssh/sshd_config".into(),
-        key: "PermitRootLogin".into(),
-        value: "no".into(),
-    }];
+    let steps = model::Change {
+        steps: vec![model::Step::SetDirective {
+            dialect: model::Dialect::Sshd,
+            file: "/etc/ssh/sshd_config".into(),
+            key: "PermitRootLogin".into(),
+            value: "no".into(),
+        }],
+        effect: None,
+    };
     let host = HostConnector::default();
     let target = Target { instance_id: "agent-k".into(), locator: a.root().display().to_string(), ..Target::default() };
     let backed_up = connectors::execute(&host, &target, &steps, op).unwrap();

@@ -235,6 +235,7 @@ fn every_misuse_has_its_own_code() {
                 connector: "host".into(),
                 locator: "/nonexistent".into(),
                 os_type: "linux".into(),
+                live: None,
             },
         )
         .unwrap();

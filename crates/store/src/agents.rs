@@ -412,6 +412,7 @@ mod tests {
                 connector: "host".into(),
                 locator: AGENT_LOCATOR.into(),
                 os_type: "linux".into(),
+                live: None,
             },
             public_key: vec![7; 32],
             version: "0.1.0".into(),

@@ -22,6 +22,7 @@ fn host(i: usize) -> NewInstance {
         connector: "host".into(),
         locator: format!("/fleet/{i}"),
         os_type: "linux".into(),
+        live: None,
     }
 }
 

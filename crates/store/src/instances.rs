@@ -1,6 +1,6 @@
 use crate::sql::{args, Arg, Conn, Row, Where};
-use crate::{now_ms, Result, Store};
-use model::Vendor;
+use crate::{now_ms, Result, Store, StoreError};
+use model::{Services, Vendor};
 
 /// An instance to register.
 #[derive(Clone, Debug)]
@@ -19,6 +19,9 @@ pub struct NewInstance {
     pub locator: String,
     /// `linux` or `windows`.
     pub os_type: String,
+    /// For a host whose root is the running system: how its services are reached (None: only
+    /// files; no live step runs).
+    pub live: Option<Services>,
 }
 
 /// A registered instance.
@@ -44,6 +47,8 @@ pub struct Instance {
     pub freed: bool,
     /// The cloud account it was discovered through (None for hosts).
     pub cloud_auth_id: Option<i64>,
+    /// For a host whose root is the running system: how its services are reached.
+    pub live: Option<Services>,
 }
 
 /// The locator of an instance reached through its agent (a root is an absolute path): the
@@ -57,23 +62,23 @@ impl Instance {
     }
 }
 
-const UPSERT_INSTANCE: &str = "INSERT INTO instances (account_id, vendor, region_id, instance_id, instance_name, connector, locator, os_type, created_ms)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+const UPSERT_INSTANCE: &str = "INSERT INTO instances (account_id, vendor, region_id, instance_id, instance_name, connector, locator, os_type, live, created_ms)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
      ON CONFLICT (account_id, vendor, region_id, instance_id) DO UPDATE SET
        instance_name = excluded.instance_name, connector = excluded.connector, locator = excluded.locator,
-       os_type = excluded.os_type, freed = 0";
+       os_type = excluded.os_type, live = excluded.live, freed = 0";
 
-/// Instances registered by one statement (9 parameters each: within SQLite's limit of 32,766).
+/// Instances registered by one statement (10 parameters each: within SQLite's limit of 32,766).
 const UPSERT_ROWS: usize = 500;
 
 /// [`UPSERT_INSTANCE`] for `rows` instances at once.
 fn upsert_rows_sql(rows: usize) -> String {
-    let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     UPSERT_INSTANCE.replacen(one, &vec![one; rows].join(", "), 1)
 }
 
 pub(crate) const INSTANCE_COLS: &str =
-    "i.pk, i.account_id, i.vendor, i.region_id, i.instance_id, i.instance_name, i.connector, i.locator, i.freed, i.cloud_auth_id";
+    "i.pk, i.account_id, i.vendor, i.region_id, i.instance_id, i.instance_name, i.connector, i.locator, i.freed, i.cloud_auth_id, i.live";
 
 pub(crate) fn instance_from(r: &Row, at: usize) -> Result<Instance> {
     Ok(Instance {
@@ -87,7 +92,17 @@ pub(crate) fn instance_from(r: &Row, at: usize) -> Result<Instance> {
         locator: r.get(at + 7)?,
         freed: r.get(at + 8)?,
         cloud_auth_id: r.get(at + 9)?,
+        live: live_from(r.get(at + 10)?)?,
     })
+}
+
+/// The stored form of [`NewInstance::live`]: JSON, NULL for a root that is only files.
+fn live_text(live: &Option<Services>) -> Option<String> {
+    live.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default())
+}
+
+fn live_from(text: Option<String>) -> Result<Option<Services>> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("instances.live: {e}")))).transpose()
 }
 
 /// Registers one instance in a transaction under way and returns it.
@@ -103,6 +118,7 @@ pub(crate) fn upsert_in(tx: &Conn, account_id: &str, n: &NewInstance) -> Result<
             &n.connector,
             &n.locator,
             &n.os_type,
+            live_text(&n.live),
             now_ms()
         ],
     )?;
@@ -130,7 +146,7 @@ impl crate::Instances for Store {
         let rows: Vec<NewInstance> = kept.into_iter().map(|i| list[i].clone()).collect();
         self.write(move |tx| {
             for chunk in rows.chunks(UPSERT_ROWS) {
-                let mut values = Vec::with_capacity(chunk.len() * 9);
+                let mut values = Vec::with_capacity(chunk.len() * 10);
                 for n in chunk {
                     values.extend([
                         Arg::from(account_id.as_str()),
@@ -141,6 +157,7 @@ impl crate::Instances for Store {
                         n.connector.as_str().into(),
                         n.locator.as_str().into(),
                         n.os_type.as_str().into(),
+                        live_text(&n.live).into(),
                         now.into(),
                     ]);
                 }

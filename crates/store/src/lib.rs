@@ -299,7 +299,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -351,6 +351,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         }
         if version < 10 {
             c.execute_batch(&format!("{} PRAGMA user_version = 10;", status_lists(include_str!("migration_10.sql"))))?;
+        }
+        if version < 11 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 11;", include_str!("migration_11.sql")))?;
         }
         Ok(())
     })

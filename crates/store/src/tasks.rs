@@ -213,6 +213,8 @@ pub struct TaskRow {
     pub updated_ms: i64,
     /// A repair with a rollback done or under way.
     pub rolled_back: bool,
+    /// What its verification read (the file, the value in effect), or why no live step ran.
+    pub verification: String,
 }
 
 /// A task a worker holds: it may write only with this fence.
@@ -235,6 +237,8 @@ pub struct Transition<'a> {
     pub snapshot: Option<&'a Snapshot>,
     /// A check result to store with it.
     pub result: Option<&'a ResultUpdate>,
+    /// What the verification read (kept when None).
+    pub verification: Option<&'a str>,
 }
 
 /// An instance filter entry: each part that is set must match.
@@ -273,7 +277,7 @@ pub struct TaskFilter {
 
 /// The task's columns, and whether it is a repair with a rollback done or under way (read off
 /// the partial index `tasks_one_rollback`, whose own terms it states).
-const TASK_COLS: &str = "t.id, t.root_id, t.account_id, t.check_id, t.type, t.status, t.repair_task_id, t.params, t.error_code, t.error_msg, t.instance_freed, t.attempts, t.created_ms, t.updated_ms,
+const TASK_COLS: &str = "t.id, t.root_id, t.account_id, t.check_id, t.type, t.status, t.repair_task_id, t.params, t.error_code, t.error_msg, t.instance_freed, t.attempts, t.created_ms, t.updated_ms, t.verification,
     EXISTS (SELECT 1 FROM tasks b WHERE b.repair_task_id = t.id AND b.type = 'ROLLBACK' AND b.status <> 'ROLL_BACK_FAIL')";
 
 fn task_from(r: &Row) -> Result<TaskRow> {
@@ -297,8 +301,9 @@ fn task_from(r: &Row) -> Result<TaskRow> {
         attempts: r.get(11)?,
         created_ms: r.get(12)?,
         updated_ms: r.get(13)?,
-        rolled_back: r.get(14)?,
-        instance: instance_from(r, 15)?,
+        verification: r.get(14)?,
+        rolled_back: r.get(15)?,
+        instance: instance_from(r, 16)?,
     })
 }
 
@@ -554,6 +559,7 @@ impl crate::TaskQueue for Store {
         let now = now_ms();
         let error = extra.error.map(|(c, m)| (c.to_string(), m.to_string()));
         let (freed, snapshot, result) = (extra.freed, extra.snapshot.cloned(), extra.result.cloned());
+        let verification = extra.verification.map(str::to_string);
         self.write(move |tx| {
             let t = &claimed.task;
             let (code, msg) = error.unwrap_or_default();
@@ -562,9 +568,21 @@ impl crate::TaskQueue for Store {
             }
             let n = tx.execute(
                 "UPDATE tasks SET status = ?, updated_ms = ?, error_code = ?, error_msg = ?, instance_freed = ?,
-                        lease_until_ms = CASE WHEN ? THEN 0 ELSE lease_until_ms END
+                        lease_until_ms = CASE WHEN ? THEN 0 ELSE lease_until_ms END,
+                        verification = COALESCE(?, verification)
                  WHERE id = ? AND fence = ? AND status = ?",
-                args![to.as_str(), now, &code, &msg, freed, to.is_terminal(), &t.id, claimed.fence, from.as_str()],
+                args![
+                    to.as_str(),
+                    now,
+                    &code,
+                    &msg,
+                    freed,
+                    to.is_terminal(),
+                    &verification,
+                    &t.id,
+                    claimed.fence,
+                    from.as_str()
+                ],
             )?;
             if n == 0 {
                 return Err(StoreError::LeaseLost);
@@ -694,6 +712,7 @@ mod tests {
                     connector: "host".into(),
                     locator: "/x".into(),
                     os_type: "linux".into(),
+                    live: None,
                 },
             )
             .unwrap();

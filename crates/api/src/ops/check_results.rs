@@ -163,14 +163,21 @@ fn check_of<'a>(ctx: &'a Ctx, p: &Params) -> Result<&'a CheckDef, ApiError> {
 }
 
 /// `InstanceInfo.Config`: the current values of the settings the item shows.
+/// The item's shown settings of one result; on a live system each is followed by its value in
+/// effect (`Name (live)`), so a file and a service that disagree show both.
 fn config_values(c: &CheckDef, stored: &str, lang: Lang) -> Vec<Value> {
     let values: BTreeMap<String, String> = serde_json::from_str(stored).unwrap_or_default();
-    c.config
-        .iter()
-        .map(|f| {
-            json!({"Name": f.name, "ShowName": f.show_name.get(lang), "Value": values.get(&f.name).cloned().unwrap_or_default()})
-        })
-        .collect()
+    let mut out = Vec::new();
+    for f in &c.config {
+        let show = f.show_name.get(lang);
+        out.push(json!({"Name": f.name, "ShowName": show, "Value": values.get(&f.name).cloned().unwrap_or_default()}));
+        let live = format!("{} (live)", f.name);
+        if let Some(v) = values.get(&live) {
+            let in_effect = if lang == Lang::Zh { "生效值" } else { "in effect" };
+            out.push(json!({"Name": live, "ShowName": format!("{show} ({in_effect})"), "Value": v}));
+        }
+    }
+    out
 }
 
 /// ListCheckInstanceResult: the instances of one check item.

@@ -241,6 +241,9 @@ fn task_row(ctx: &Ctx, t: &TaskRow, lang: model::Lang) -> Value {
         "SupportRollBack": can_roll_back,
         "ErrorCode": t.error_code,
         "ErrorMsg": t.error_msg,
+        // posture: what the verification read (the file, the value in effect) and how the
+        // change took effect, or that no live step ran.
+        "Verification": t.verification,
         "DealTime": t.updated_ms,
         "LastCheckTime": t.updated_ms,
     })

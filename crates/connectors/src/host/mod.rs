@@ -10,6 +10,7 @@
 mod bounded;
 mod directives;
 mod files;
+mod live;
 mod paths;
 
 use std::collections::BTreeSet;
@@ -18,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use model::{Dialect, Document, Snapshot, SnapshotItem, Step};
+use model::{Change, Dialect, Document, Snapshot, SnapshotItem, Step};
 
 pub use files::{Limits, DEFAULT_MAX_FILE_BYTES};
 pub use paths::resolve_in_root;
@@ -26,6 +27,7 @@ pub use paths::resolve_in_root;
 use crate::{Connector, ConnectorError, Target, WHOLE_INSTANCE};
 use bounded::{Bounded, Late};
 use directives::{ConfigSet, Context, Edit};
+use live::{Live, Overlay};
 
 /// Files whose mode, uid and gid are part of the document (`file:<path>.mode` …).
 const MODE_FILES: [&str; 5] = ["/etc/ssh/sshd_config", "/etc/shadow", "/etc/gshadow", "/etc/passwd", "/etc/group"];
@@ -157,7 +159,7 @@ fn io_err<'a>(code: &'static str, what: &'a str) -> impl Fn(io::Error) -> Connec
 
 /// `/etc//ssh/./sshd_config`, `/etc/ssh/../ssh/sshd_config` → `/etc/ssh/sshd_config`, so that
 /// one file has one scope (`..` stops at the root, as `resolve_in_root` does).
-fn normal_path(p: &str) -> String {
+pub(crate) fn normal_path(p: &str) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in Path::new(p).components() {
         match c {
@@ -187,6 +189,16 @@ fn step_scope(step: &Step) -> String {
 /// rewrites only such files, whatever snapshot a server sends it.
 pub fn snapshot_fits(steps: &[Step], snapshot: &Snapshot) -> bool {
     snapshot.items.iter().all(|item| {
+        if let Some(live) = item.live_key() {
+            // A value in effect is restored only for a key the steps set.
+            return steps.iter().any(|step| match step {
+                Step::SetDirective { dialect: Dialect::Sysctl, key, .. } => live == format!("sysctl.{key}"),
+                Step::SetDirective { dialect: Dialect::Redis, key, .. } => {
+                    live == format!("redis.{}", key.to_ascii_lowercase())
+                }
+                _ => false,
+            });
+        }
         let key = normal_path(&item.key);
         steps.iter().any(|step| match step {
             Step::SetMode { file, .. } => key == normal_path(file),
@@ -201,6 +213,16 @@ pub fn snapshot_fits(steps: &[Step], snapshot: &Snapshot) -> bool {
             Step::Cloud { .. } => false,
         })
     })
+}
+
+/// The files of a snapshot (its other items are values in effect).
+fn file_items(snapshot: &Snapshot) -> impl Iterator<Item = &SnapshotItem> {
+    snapshot.items.iter().filter(|i| i.live_key().is_none())
+}
+
+/// The running system of a live target (None: a root that is only files).
+fn live_of<'a>(t: &'a Target, root: &'a Path, limits: &'a Limits) -> Option<Live<'a>> {
+    t.live.as_ref().map(|services| Live { root, services, limits })
 }
 
 /// What one step will do, planned against the files as they are now. Backup snapshots exactly
@@ -280,7 +302,7 @@ fn current_digest(root: &Path, item: &SnapshotItem, limits: &Limits) -> io::Resu
 /// Removes what writes of the snapshot's files interrupted by a crash left behind (called
 /// before a resumed change or restore writes them again).
 fn sweep(root: &Path, snapshot: &Snapshot) {
-    for item in &snapshot.items {
+    for item in file_items(snapshot) {
         if let Ok(real) = resolve_in_root(root, &item.key) {
             let n = files::sweep_temporaries(root, &real);
             if n > 0 {
@@ -325,14 +347,17 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
             .collect();
         doc.insert("shadow.empty_password_accounts".into(), empty.join(","));
     }
+    if let Some(live) = live_of(t, &root, limits) {
+        live.read(&mut doc);
+    }
     Ok(doc)
 }
 
-fn backup(t: &Target, steps: &[Step], limits: &Limits) -> Result<Snapshot, ConnectorError> {
+fn backup(t: &Target, change: &Change, limits: &Limits) -> Result<Snapshot, ConnectorError> {
     let root = root_of(t)?;
     let mut seen = BTreeSet::new();
     let mut snapshot = Snapshot::default();
-    for step in steps {
+    for step in &change.steps {
         let plan = Plan::of(&root, step, limits).map_err(io_err("BackUpError", "plan"))?;
         let (logical, real, content) = plan.target();
         if seen.insert(logical.to_string()) {
@@ -341,14 +366,18 @@ fn backup(t: &Target, steps: &[Step], limits: &Limits) -> Result<Snapshot, Conne
                 .push(files::capture(&root, logical, real, content, limits).map_err(io_err("BackUpError", logical))?);
         }
     }
+    if let Some(live) = live_of(t, &root, limits) {
+        snapshot.items.extend(live.capture(change)?);
+    }
     Ok(snapshot)
 }
 
-fn apply(t: &Target, steps: &[Step], mut snapshot: Snapshot, limits: &Limits) -> Result<Snapshot, ConnectorError> {
+fn apply(t: &Target, change: &Change, mut snapshot: Snapshot, limits: &Limits) -> Result<Snapshot, ConnectorError> {
     let root = root_of(t)?;
+    let live = live_of(t, &root, limits);
     sweep(&root, &snapshot);
     let mut result = Ok(());
-    for step in steps {
+    for step in &change.steps {
         let plan = match Plan::of(&root, step, limits) {
             Ok(plan) => plan,
             Err(e) => {
@@ -365,31 +394,56 @@ fn apply(t: &Target, steps: &[Step], mut snapshot: Snapshot, limits: &Limits) ->
             ));
             break;
         }
+        // On a live system, the service's own checker sees the candidate before it is written.
+        if let (Some(live), Plan::Write(edit)) = (&live, &plan) {
+            let candidate = Overlay::from([(normal_path(&edit.logical), Some(edit.text.clone()))]);
+            if let Err(e) = live.validate(change, &candidate) {
+                result = Err(e);
+                break;
+            }
+        }
         if let Err(e) = plan.apply(&root, limits) {
             result = Err(io_err("RepairError", logical)(e));
             break;
         }
     }
+    if result.is_ok() {
+        if let Some(live) = &live {
+            match live.take_effect(change, &snapshot) {
+                Ok(done) => tracing::info!(instance = %t.instance_id, done = %done, "the change took effect"),
+                Err(e) => result = Err(e),
+            }
+        }
+    }
     if let Err(e) = result {
-        // Leave nothing half-changed: put back every item that differs from the snapshot.
-        for item in &snapshot.items {
+        // Leave nothing half-changed: put back every file that differs from the snapshot, and
+        // what the running system had.
+        for item in file_items(&snapshot) {
             if current_digest(&root, item, limits).ok().as_deref() != Some(files::digest_of_item(item).as_str()) {
                 let _ = restore_item(&root, item);
             }
         }
+        if let Some(live) = &live {
+            if e.code == "LiveApplyFailed" {
+                if let Err(again) = live.put_back(change, &snapshot) {
+                    tracing::error!(instance = %t.instance_id, error = %again.message, "the running system could not be put back after a failed change");
+                }
+            }
+        }
         return Err(e);
     }
-    for item in &mut snapshot.items {
+    for item in snapshot.items.iter_mut().filter(|i| i.live_key().is_none()) {
         item.post_digest = Some(current_digest(&root, item, limits).map_err(io_err("RepairError", &item.key))?);
     }
     Ok(snapshot)
 }
 
-fn restore(t: &Target, snapshot: &Snapshot, limits: &Limits) -> Result<(), ConnectorError> {
+fn restore(t: &Target, change: &Change, snapshot: &Snapshot, limits: &Limits) -> Result<(), ConnectorError> {
     let root = root_of(t)?;
+    let live = live_of(t, &root, limits);
     sweep(&root, snapshot);
     // Check every item first: a rollback is all or nothing.
-    for item in &snapshot.items {
+    for item in file_items(snapshot) {
         let now = current_digest(&root, item, limits).map_err(io_err("RollbackError", &item.key))?;
         let pre = files::digest_of_item(item);
         // No post digest: the repair was interrupted before it was recorded, so the change
@@ -404,24 +458,38 @@ fn restore(t: &Target, snapshot: &Snapshot, limits: &Limits) -> Result<(), Conne
             ));
         }
     }
-    for item in &snapshot.items {
+    // The service's own checker must accept what is put back, or nothing is.
+    if let Some(live) = &live {
+        let restored: Overlay = file_items(snapshot)
+            .filter(|i| i.has_content || !i.existed)
+            .map(|i| (normal_path(&i.key), i.existed.then(|| i.data.clone())))
+            .collect();
+        live.validate(change, &restored)?;
+    }
+    for item in file_items(snapshot) {
         if current_digest(&root, item, limits).ok() != Some(files::digest_of_item(item)) {
             restore_item(&root, item).map_err(io_err("RollbackError", &item.key))?;
         }
+    }
+    if let Some(live) = &live {
+        live.put_back(change, snapshot)?;
     }
     Ok(())
 }
 
 fn matches(t: &Target, snapshot: &Snapshot, limits: &Limits) -> Result<bool, ConnectorError> {
     let root = root_of(t)?;
-    for item in &snapshot.items {
+    for item in file_items(snapshot) {
         if current_digest(&root, item, limits).map_err(io_err("RollbackError", &item.key))?
             != files::digest_of_item(item)
         {
             return Ok(false);
         }
     }
-    Ok(true)
+    match live_of(t, &root, limits) {
+        Some(live) => live.matches(snapshot),
+        None => Ok(true),
+    }
 }
 
 impl Connector for HostConnector {
@@ -455,20 +523,20 @@ impl Connector for HostConnector {
         }
     }
 
-    fn backup(&self, t: &Target, steps: &[Step]) -> Result<Snapshot, ConnectorError> {
-        let (t, steps, limits) = (t.clone(), steps.to_vec(), self.limits());
-        self.bounded("BackUpError", move || backup(&t, &steps, &limits))
+    fn backup(&self, t: &Target, change: &Change) -> Result<Snapshot, ConnectorError> {
+        let (t, change, limits) = (t.clone(), change.clone(), self.limits());
+        self.bounded("BackUpError", move || backup(&t, &change, &limits))
     }
 
-    fn apply(&self, t: &Target, steps: &[Step], snapshot: &mut Snapshot) -> Result<(), ConnectorError> {
-        let (steps, snap, limits) = (steps.to_vec(), snapshot.clone(), self.limits());
-        *snapshot = self.changing(t, "RepairError", move |t| apply(t, &steps, snap, &limits))?;
+    fn apply(&self, t: &Target, change: &Change, snapshot: &mut Snapshot) -> Result<(), ConnectorError> {
+        let (change, snap, limits) = (change.clone(), snapshot.clone(), self.limits());
+        *snapshot = self.changing(t, "RepairError", move |t| apply(t, &change, snap, &limits))?;
         Ok(())
     }
 
-    fn restore(&self, t: &Target, snapshot: &Snapshot) -> Result<(), ConnectorError> {
-        let (snap, limits) = (snapshot.clone(), self.limits());
-        self.changing(t, "RollbackError", move |t| restore(t, &snap, &limits))
+    fn restore(&self, t: &Target, change: &Change, snapshot: &Snapshot) -> Result<(), ConnectorError> {
+        let (change, snap, limits) = (change.clone(), snapshot.clone(), self.limits());
+        self.changing(t, "RollbackError", move |t| restore(t, &change, &snap, &limits))
     }
 
     fn matches(&self, t: &Target, snapshot: &Snapshot) -> Result<bool, ConnectorError> {
@@ -498,6 +566,11 @@ mod tests {
         (t, target)
     }
 
+    /// A change of files only (the target is not live, so its effect is never used).
+    fn files_only(steps: &[Step]) -> Change {
+        Change { steps: steps.to_vec(), effect: None }
+    }
+
     fn set(dialect: Dialect, file: &str, key: &str, value: &str) -> Step {
         Step::SetDirective { dialect, file: file.into(), key: key.into(), value: value.into() }
     }
@@ -513,22 +586,22 @@ mod tests {
             set(Dialect::Sshd, "/etc/ssh/sshd_config", "PermitRootLogin", "no"),
             Step::SetMode { file: "/etc/ssh/sshd_config".into(), mode: "0600".into() },
         ];
-        let mut snap = c.backup(&target, &steps).unwrap();
+        let mut snap = c.backup(&target, &files_only(&steps)).unwrap();
         assert_eq!(snap.items.len(), 1, "one file, snapshotted once");
-        c.apply(&target, &steps, &mut snap).unwrap();
+        c.apply(&target, &files_only(&steps), &mut snap).unwrap();
         let after = c.fetch(&target).unwrap();
         assert_eq!(after["sshd.permitrootlogin"], "no");
         assert_eq!(after["file:/etc/ssh/sshd_config.mode"], "0600");
         let text = std::fs::read_to_string(t.path().join("etc/ssh/sshd_config")).unwrap();
         assert_eq!(text, SSHD.replace("PermitRootLogin yes", "PermitRootLogin no"), "only the line in effect changed");
         assert!(!c.matches(&target, &snap).unwrap());
-        c.restore(&target, &snap).unwrap();
+        c.restore(&target, &Change::default(), &snap).unwrap();
         assert!(c.matches(&target, &snap).unwrap());
         assert_eq!(std::fs::read_to_string(t.path().join("etc/ssh/sshd_config")).unwrap(), SSHD);
         let mode = std::fs::metadata(t.path().join("etc/ssh/sshd_config")).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o644);
         // Restoring twice (a retried rollback) is harmless.
-        c.restore(&target, &snap).unwrap();
+        c.restore(&target, &Change::default(), &snap).unwrap();
         assert!(c.matches(&target, &snap).unwrap());
     }
 
@@ -537,13 +610,13 @@ mod tests {
         let (t, target) = host(&[("/etc/sysctl.conf", "# nothing\n", 0o644)]);
         let c = HostConnector::default();
         let steps = vec![set(Dialect::Sysctl, "", "net.ipv4.ip_forward", "0")];
-        let mut snap = c.backup(&target, &steps).unwrap();
+        let mut snap = c.backup(&target, &files_only(&steps)).unwrap();
         assert!(!snap.items[0].existed);
-        c.apply(&target, &steps, &mut snap).unwrap();
+        c.apply(&target, &files_only(&steps), &mut snap).unwrap();
         let dropin = t.path().join("etc/sysctl.d/99-zz-posture-net.ipv4.ip_forward.conf");
         assert!(dropin.exists());
         assert_eq!(c.fetch(&target).unwrap()["sysctl.net.ipv4.ip_forward"], "0");
-        c.restore(&target, &snap).unwrap();
+        c.restore(&target, &Change::default(), &snap).unwrap();
         assert!(!dropin.exists());
     }
 
@@ -552,11 +625,11 @@ mod tests {
         let (t, target) = host(&[("/etc/login.defs", "PASS_MAX_DAYS 99999\n", 0o644)]);
         let c = HostConnector::default();
         let steps = vec![set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "90")];
-        let mut snap = c.backup(&target, &steps).unwrap();
-        c.apply(&target, &steps, &mut snap).unwrap();
+        let mut snap = c.backup(&target, &files_only(&steps)).unwrap();
+        c.apply(&target, &files_only(&steps), &mut snap).unwrap();
         let path = t.path().join("etc/login.defs");
         std::fs::write(&path, "PASS_MAX_DAYS 90\nPASS_MIN_DAYS 1\n").unwrap();
-        let err = c.restore(&target, &snap).unwrap_err();
+        let err = c.restore(&target, &Change::default(), &snap).unwrap_err();
         assert_eq!(err.code, "ConfigChangedSinceRepair");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "PASS_MAX_DAYS 90\nPASS_MIN_DAYS 1\n", "nothing touched");
     }
@@ -570,8 +643,8 @@ mod tests {
             // Plans fine, fails when carried out: the file does not exist.
             Step::SetMode { file: "/etc/redis/missing.conf".into(), mode: "0600".into() },
         ];
-        let mut snap = c.backup(&target, &steps).unwrap();
-        let err = c.apply(&target, &steps, &mut snap).unwrap_err();
+        let mut snap = c.backup(&target, &files_only(&steps)).unwrap();
+        let err = c.apply(&target, &files_only(&steps), &mut snap).unwrap_err();
         assert_eq!(err.code, "RepairError");
         assert_eq!(
             std::fs::read_to_string(t.path().join("etc/redis/redis.conf")).unwrap(),
@@ -584,10 +657,11 @@ mod tests {
         let (t, target) =
             host(&[("/etc/login.defs", "PASS_MAX_DAYS 99999\n", 0o644), ("/etc/ssh/sshd_config", SSHD, 0o644)]);
         let c = HostConnector::default();
-        let mut snap = c.backup(&target, &[set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "90")]).unwrap();
+        let mut snap =
+            c.backup(&target, &files_only(&[set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "90")])).unwrap();
         // Steps that plan a file the backup did not capture (as if the configuration had moved).
         let other = vec![set(Dialect::Sshd, "/etc/ssh/sshd_config", "PermitRootLogin", "no")];
-        let err = c.apply(&target, &other, &mut snap).unwrap_err();
+        let err = c.apply(&target, &files_only(&other), &mut snap).unwrap_err();
         assert_eq!(err.code, "ConfigChangedSinceBackup");
         assert_eq!(std::fs::read_to_string(t.path().join("etc/ssh/sshd_config")).unwrap(), SSHD);
     }
@@ -596,7 +670,7 @@ mod tests {
     fn control_characters_never_reach_a_file() {
         let (t, target) = host(&[("/etc/login.defs", "PASS_MAX_DAYS 99999\n", 0o644)]);
         let steps = vec![set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "90\nUMASK 000")];
-        assert_eq!(HostConnector::default().backup(&target, &steps).unwrap_err().code, "BackUpError");
+        assert_eq!(HostConnector::default().backup(&target, &files_only(&steps)).unwrap_err().code, "BackUpError");
         assert_eq!(std::fs::read_to_string(t.path().join("etc/login.defs")).unwrap(), "PASS_MAX_DAYS 99999\n");
     }
 
@@ -633,6 +707,13 @@ mod tests {
         let sysctl = [set(Dialect::Sysctl, "", "net.ipv4.ip_forward", "0")];
         assert!(snapshot_fits(&sysctl, &snap(&["/etc/sysctl.d/99-zz-posture-net.ipv4.ip_forward.conf"])));
         assert!(!snapshot_fits(&sysctl, &snap(&["/etc/cron.d/x"])));
+        // Values in effect: only the keys the steps set.
+        let live = |key: &str| Snapshot { items: vec![SnapshotItem::live(key, "1")] };
+        assert!(snapshot_fits(&sysctl, &live("sysctl.net.ipv4.ip_forward")));
+        assert!(!snapshot_fits(&sysctl, &live("sysctl.kernel.modules_disabled")));
+        assert!(!snapshot_fits(&sshd, &live("sysctl.net.ipv4.ip_forward")));
+        let redis = [set(Dialect::Redis, "/etc/redis/redis.conf", "Bind", "127.0.0.1")];
+        assert!(snapshot_fits(&redis, &live("redis.bind")) && !snapshot_fits(&redis, &live("redis.dir")));
         let mode = [Step::SetMode { file: "/etc/shadow".into(), mode: "0640".into() }];
         assert!(snapshot_fits(&mode, &snap(&["/etc/shadow"])) && !snapshot_fits(&mode, &snap(&["/etc/passwd"])));
     }

@@ -53,6 +53,9 @@ pub fn run(n: usize, duration: u64, poll_s: u64, progress: &Progress) -> Result<
             token: token.clone(),
             state: state(&svc, i),
             root: roots.join(format!("h{i:07}")),
+            // A directory of files, not the running system: no live step runs.
+            live: Some(false),
+            services: None,
             instance_id: Some(format!("agent-{i:07}")),
             region_id: "bench".into(),
             vendor: 2,

@@ -25,6 +25,7 @@ pub fn register(
                 connector: "host".into(),
                 locator: root(i),
                 os_type: "linux".into(),
+                live: None,
             })
             .collect();
         store.upsert_instances(account, &batch).map_err(|e| e.to_string())?;

@@ -292,6 +292,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 10 {
             c.batch(&status_lists(include_str!("migration_10.sql")))?;
         }
+        if version < 11 {
+            c.batch(include_str!("migration_11.sql"))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });
