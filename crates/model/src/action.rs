@@ -176,6 +176,19 @@ pub enum Step {
 }
 
 impl Step {
+    /// The value in effect the step sets on a live system, named as documents and snapshots
+    /// name it after the [`LIVE`] prefix (`sysctl.net.ipv4.ip_forward`, `redis.bind`); None for
+    /// a step whose effect is not a single value (sshd's directives take effect by a reload).
+    pub fn live_key(&self) -> Option<String> {
+        match self {
+            Step::SetDirective { dialect: Dialect::Sysctl, key, .. } => Some(format!("sysctl.{key}")),
+            Step::SetDirective { dialect: Dialect::Redis, key, .. } => {
+                Some(format!("redis.{}", key.to_ascii_lowercase()))
+            }
+            _ => None,
+        }
+    }
+
     /// Every value the step carries (what placeholders and control characters are looked for in).
     pub fn values(&self) -> Vec<&str> {
         match self {

@@ -241,6 +241,21 @@ fn sshd_repairs_are_validated_reloaded_and_verified_in_effect_and_rolled_back_al
     assert!(unknown["ErrorMsg"].as_str().unwrap().contains("Bad configuration option: Frobnicate"), "{unknown}");
     assert!(!sshd.config().contains("Frobnicate") && sshd.reloads() == 2 && sshd.alive());
 
+    // A PID file naming another process: it is never signalled, and the repair is undone.
+    let pid_file = root.join("run/sshd.pid");
+    std::fs::write(&pid_file, format!("{}\n", std::process::id())).unwrap();
+    let before = sshd.config();
+    let x11 = run(&server, "1004", "REPAIR", "live-ssh", &[]);
+    assert_eq!(
+        (x11["Status"].as_str(), x11["ErrorCode"].as_str()),
+        (Some("REPAIR_FAIL"), Some("LiveApplyFailed")),
+        "{x11}"
+    );
+    assert!(x11["ErrorMsg"].as_str().unwrap().contains("is not sshd"), "{x11}");
+    assert_eq!(sshd.config(), before, "the file is put back");
+    std::fs::write(&pid_file, format!("{}\n", sshd.pid)).unwrap();
+    assert_eq!(sshd.reloads(), 2);
+
     // Rollbacks, latest first: each restores, validates, reloads and verifies.
     let undone = rollback(&server, "1003", "live-ssh", &tries);
     assert_eq!(undone["Status"], "ROLL_BACK_VERIFIED", "{undone}");
@@ -354,6 +369,21 @@ fn redis_repairs_take_effect_with_config_set_and_a_file_unlike_the_service_fails
     assert_eq!(redis.get("bind"), "0.0.0.0");
     assert_eq!(read(&conf), original);
 
+    // A bind that posture could not reach Redis on afterwards is refused before anything changes.
+    let away = run(
+        &server,
+        "1016",
+        "REPAIR",
+        "live-redis",
+        &[("RepairTempParam.1.Name", "IPPort"), ("RepairTempParam.1.Value", &format!("10.9.9.9:{}", redis.port))],
+    );
+    assert_eq!(
+        (away["Status"].as_str(), away["ErrorCode"].as_str()),
+        (Some("REPAIR_FAIL"), Some("ServiceWouldBeUnreachable")),
+        "{away}"
+    );
+    assert_eq!((read(&conf), redis.get("bind")), (original.clone(), "0.0.0.0".to_string()));
+
     // The file says protected-mode yes; the running Redis still has no: NOT_PASS, both shown.
     std::fs::write(&conf, original.replace("protected-mode no", "protected-mode yes")).unwrap();
     check_now(&server);
@@ -383,6 +413,25 @@ fn a_root_that_is_not_live_says_no_live_step_ran() {
     let verification = row["Verification"].as_str().unwrap();
     assert!(verification.contains("not a live system") && verification.contains("no live step ran"), "{verification}");
 }
+
+/// A test-only check item on a per-namespace kernel parameter that takes more than two values.
+const TTL_ITEM: &str = r#"[[checks]]
+id = 9902
+key = "test-sysctl-default-ttl"
+name = { zh = "测试", en = "test: the default TTL is 64" }
+risk = "LOW"
+description = { zh = "t", en = "t" }
+solution = { zh = "t", en = "t" }
+assist = { zh = "t", en = "t" }
+policy = { type = "COMPLIANCE", standard_id = 1, standard = { zh = "s", en = "s" }, requirement_id = 1, requirement = { zh = "r", en = "r" }, section_id = 1, section = { zh = "c", en = "c" } }
+rule = [{ key = "sysctl.net.ipv4.ip_default_ttl", default = "64", op = "eq", value = "64" }]
+[checks.repair]
+support_type = 1
+reset = false
+flow = [{ zh = "f", en = "f" }]
+steps = [{ op = "set_directive", dialect = "sysctl", key = "net.ipv4.ip_default_ttl", value = "64" }]
+effect = { apply = "sysctl_write", live = "proc_sys" }
+"#;
 
 /// Set by the outer sysctl test for the copy of this test binary it runs in a network
 /// namespace of its own, where per-namespace kernel parameters can be changed safely.
@@ -420,7 +469,9 @@ fn sysctl_in_this_namespace() {
     let set = |v: &str| std::fs::write(forward, format!("{v}\n")).unwrap();
     let get = || read(forward).trim().to_string();
     set("1");
-    let server = Server::start(&[]);
+    let catalog = tempfile::tempdir().unwrap();
+    std::fs::write(catalog.path().join("test.toml"), TTL_ITEM).unwrap();
+    let server = Server::start(&["--catalog-dir", catalog.path().to_str().unwrap()]);
     let (_dir, root) = live_root();
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::write(root.join("etc/sysctl.conf"), "# routing on\nnet.ipv4.ip_forward = 1\n").unwrap();
@@ -444,6 +495,26 @@ fn sysctl_in_this_namespace() {
         (shown(&r, "net.ipv4.ip_forward").as_str(), shown(&r, "net.ipv4.ip_forward (live)").as_str()),
         ("0", "1")
     );
+    // A value in effect changed by someone after the repair is not undone by its rollback (a
+    // test-only item on a per-namespace key with more than two values).
+    let ttl = Path::new("/proc/sys/net/ipv4/ip_default_ttl");
+    std::fs::write(ttl, "100\n").unwrap();
+    let repair = run(&server, "9902", "REPAIR", "live-kernel", &[]);
+    assert_eq!(repair["Status"], "REPAIR_SUCCESS_VERIFIED", "{repair}");
+    assert_eq!(read(ttl).trim(), "64");
+    std::fs::write(ttl, "77\n").unwrap();
+    let refused = rollback(&server, "9902", "live-kernel", &repair);
+    assert_eq!(
+        (refused["Status"].as_str(), refused["ErrorCode"].as_str()),
+        (Some("ROLL_BACK_FAIL"), Some("ConfigChangedSinceRepair")),
+        "{refused}"
+    );
+    assert_eq!(read(ttl).trim(), "77", "nothing changed");
+    assert!(read(&root.join("etc/sysctl.d/99-zz-posture-net.ipv4.ip_default_ttl.conf")).contains("= 64"));
+    std::fs::write(ttl, "64\n").unwrap();
+    let undone = rollback(&server, "9902", "live-kernel", &repair);
+    assert_eq!(undone["Status"], "ROLL_BACK_VERIFIED", "{undone}");
+    assert_eq!(read(ttl).trim(), "100", "the value before the repair is back");
 }
 
 #[test]

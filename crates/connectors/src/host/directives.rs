@@ -58,7 +58,8 @@ pub struct Edit {
 
 const SYSCTL_DIRS: [&str; 5] =
     ["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"];
-const MAX_INCLUDE_DEPTH: usize = 8;
+/// How deep sshd's `Include`s are followed (sshd itself stops at 16).
+pub const MAX_INCLUDE_DEPTH: usize = 8;
 
 fn read(root: &Path, logical: &str, limits: &Limits) -> io::Result<Source> {
     let real = resolve_in_root(root, logical)?;
@@ -153,14 +154,8 @@ impl ConfigSet {
             let include = key == "include";
             self.entries.push(Entry { src: idx, line, key, value: value.clone(), in_match });
             if include && depth < MAX_INCLUDE_DEPTH {
-                for pattern in value.split_whitespace() {
-                    // Relative includes are relative to /etc/ssh (sshd_config(5)).
-                    let pattern =
-                        if pattern.starts_with('/') { pattern.to_string() } else { format!("/etc/ssh/{pattern}") };
-                    for real in glob_in_root(root, &pattern) {
-                        let logical = logical_of(root, &real);
-                        self.add_sshd(root, &logical, in_match, depth + 1, limits)?;
-                    }
+                for logical in sshd_includes(root, &value) {
+                    self.add_sshd(root, &logical, in_match, depth + 1, limits)?;
                 }
             }
         }
@@ -256,6 +251,19 @@ impl ConfigSet {
         }
         Ok(Edit { logical: main.logical.clone(), real: main.real.clone(), text: lines.join(&b'\n') })
     }
+}
+
+/// The files an sshd `Include` line names, in the order sshd reads them: each pattern (relative
+/// ones are relative to /etc/ssh, sshd_config(5)) expanded inside the root, as paths inside it.
+pub fn sshd_includes(root: &Path, value: &str) -> Vec<String> {
+    value
+        .split_whitespace()
+        .flat_map(|pattern| {
+            let pattern = if pattern.starts_with('/') { pattern.to_string() } else { format!("/etc/ssh/{pattern}") };
+            glob_in_root(root, &pattern)
+        })
+        .map(|real| logical_of(root, &real))
+        .collect()
 }
 
 fn logical_of(root: &Path, real: &Path) -> String {

@@ -191,13 +191,7 @@ pub fn snapshot_fits(steps: &[Step], snapshot: &Snapshot) -> bool {
     snapshot.items.iter().all(|item| {
         if let Some(live) = item.live_key() {
             // A value in effect is restored only for a key the steps set.
-            return steps.iter().any(|step| match step {
-                Step::SetDirective { dialect: Dialect::Sysctl, key, .. } => live == format!("sysctl.{key}"),
-                Step::SetDirective { dialect: Dialect::Redis, key, .. } => {
-                    live == format!("redis.{}", key.to_ascii_lowercase())
-                }
-                _ => false,
-            });
+            return steps.iter().any(|step| step.live_key().as_deref() == Some(live));
         }
         let key = normal_path(&item.key);
         steps.iter().any(|step| match step {
@@ -375,6 +369,9 @@ fn backup(t: &Target, change: &Change, limits: &Limits) -> Result<Snapshot, Conn
 fn apply(t: &Target, change: &Change, mut snapshot: Snapshot, limits: &Limits) -> Result<Snapshot, ConnectorError> {
     let root = root_of(t)?;
     let live = live_of(t, &root, limits);
+    if let Some(live) = &live {
+        live.reachable_after(change)?;
+    }
     sweep(&root, &snapshot);
     let mut result = Ok(());
     for step in &change.steps {
@@ -407,27 +404,31 @@ fn apply(t: &Target, change: &Change, mut snapshot: Snapshot, limits: &Limits) -
             break;
         }
     }
+    let mut took_effect = false;
     if result.is_ok() {
         if let Some(live) = &live {
-            match live.take_effect(change, &snapshot) {
+            took_effect = true;
+            match live.take_effect(change, &mut snapshot) {
                 Ok(done) => tracing::info!(instance = %t.instance_id, done = %done, "the change took effect"),
                 Err(e) => result = Err(e),
             }
         }
     }
-    if let Err(e) = result {
+    if let Err(mut e) = result {
         // Leave nothing half-changed: put back every file that differs from the snapshot, and
-        // what the running system had.
+        // then what the running system had (the change, or an earlier attempt of it, may have
+        // reached it).
+        let mut restored = false;
         for item in file_items(&snapshot) {
             if current_digest(&root, item, limits).ok().as_deref() != Some(files::digest_of_item(item).as_str()) {
+                restored = true;
                 let _ = restore_item(&root, item);
             }
         }
-        if let Some(live) = &live {
-            if e.code == "LiveApplyFailed" {
-                if let Err(again) = live.put_back(change, &snapshot) {
-                    tracing::error!(instance = %t.instance_id, error = %again.message, "the running system could not be put back after a failed change");
-                }
+        if let Some(live) = live.as_ref().filter(|_| restored || took_effect) {
+            if let Err(again) = live.put_back(change, &snapshot) {
+                tracing::error!(instance = %t.instance_id, error = %again.message, "the running system could not be put back after a failed change");
+                e.message = format!("{}; then {}", e.message, again.message);
             }
         }
         return Err(e);
@@ -458,8 +459,10 @@ fn restore(t: &Target, change: &Change, snapshot: &Snapshot, limits: &Limits) ->
             ));
         }
     }
-    // The service's own checker must accept what is put back, or nothing is.
+    // The service's own checker must accept what is put back, or nothing is; and a value in
+    // effect changed since the repair is not undone either.
     if let Some(live) = &live {
+        live.unchanged_since(snapshot)?;
         let restored: Overlay = file_items(snapshot)
             .filter(|i| i.has_content || !i.existed)
             .map(|i| (normal_path(&i.key), i.existed.then(|| i.data.clone())))

@@ -3,19 +3,20 @@
 //! Both read a copy of the root's configuration whose `Include`, `HostKey` and
 //! `HostCertificate` paths are re-rooted, so that sshd never reads the host's own /etc for an
 //! instance whose root is elsewhere; candidates (a repair's new bytes, a rollback's restored
-//! ones) are laid over the files they will replace.
+//! ones) are laid over the files they will replace. Lines keep their numbers, so sshd's
+//! messages point at the root's own lines.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use model::{Dialect, SshdService};
 
 use super::command::{self, Ran};
 use super::Overlay;
-use crate::host::directives::parse_line;
+use crate::host::directives::{parse_line, sshd_includes, MAX_INCLUDE_DEPTH};
 use crate::host::files::{self, Limits};
-use crate::host::paths::{glob_in_root, resolve_in_root};
+use crate::host::paths::resolve_in_root;
 
 const SSHD: [&str; 3] = ["/usr/sbin/sshd", "/usr/local/sbin/sshd", "/sbin/sshd"];
 const SYSTEMCTL: [&str; 2] = ["/usr/bin/systemctl", "/bin/systemctl"];
@@ -23,8 +24,11 @@ const SYSTEMCTL: [&str; 2] = ["/usr/bin/systemctl", "/bin/systemctl"];
 const DEFAULT_HOST_KEYS: [&str; 3] =
     ["/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ecdsa_key", "/etc/ssh/ssh_host_ed25519_key"];
 const MAIN: &str = "/etc/ssh/sshd_config";
-const MAX_DEPTH: usize = 8;
-const CHECK_LIMIT: Duration = Duration::from_secs(5);
+/// The most files one configuration may include, all levels together.
+const MAX_FILES: usize = 256;
+/// Time limits of the steps: together within the host connector's limit of one call (10 s).
+const CHECK_LIMIT: Duration = Duration::from_secs(3);
+const SYSTEMCTL_LIMIT: Duration = Duration::from_secs(5);
 /// How long a reloaded sshd may take to listen again.
 const RELOAD_LIMIT: Duration = Duration::from_secs(5);
 
@@ -38,23 +42,13 @@ pub enum Failure {
 
 /// `sshd -t` on the root's configuration with `overlay` laid over it.
 pub fn validate(root: &Path, overlay: &Overlay, limits: &Limits) -> Result<(), Failure> {
-    let tree = Tree::build(root, overlay, limits).map_err(Failure::Unavailable)?;
-    let ran = sshd(&["-t", "-f", &tree.main()])?;
-    if ran.ok {
-        Ok(())
-    } else {
-        Err(Failure::Refused(tree.explain(&ran)))
-    }
+    Tree::build(root, overlay, limits).map_err(Failure::Unavailable)?.run("-t").map(drop)
 }
 
 /// `sshd -T`: every keyword in effect (lower case) and its value (repeated keywords joined with
 /// a space).
 pub fn effective(root: &Path, limits: &Limits) -> Result<BTreeMap<String, String>, Failure> {
-    let tree = Tree::build(root, &Overlay::new(), limits).map_err(Failure::Unavailable)?;
-    let ran = sshd(&["-T", "-f", &tree.main()])?;
-    if !ran.ok {
-        return Err(Failure::Refused(tree.explain(&ran)));
-    }
+    let ran = Tree::build(root, &Overlay::new(), limits).map_err(Failure::Unavailable)?.run("-T")?;
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     for line in ran.stdout.lines() {
         if let Some((k, v)) = line.split_once(' ') {
@@ -69,18 +63,9 @@ pub fn effective(root: &Path, limits: &Limits) -> Result<BTreeMap<String, String
     Ok(out)
 }
 
-fn sshd(args: &[&str]) -> Result<Ran, Failure> {
-    let program = command::program(&SSHD).ok_or_else(|| {
-        Failure::Unavailable(
-            "sshd is not installed on this machine (looked in /usr/sbin, /usr/local/sbin, /sbin)".into(),
-        )
-    })?;
-    command::run(&program, args, CHECK_LIMIT).map_err(Failure::Unavailable)
-}
-
 /// Makes the running sshd re-read its configuration: `systemctl reload UNIT`, or SIGHUP to the
-/// PID in its PID file, then waits until it listens again on new sockets (it re-executes itself
-/// on SIGHUP, keeping its PID). Returns what was done.
+/// listening sshd whose PID is in its PID file, then waits until it listens again on new
+/// sockets (it re-executes itself on SIGHUP, keeping its PID). Returns what was done.
 pub fn reload(root: &Path, service: Option<&SshdService>) -> Result<String, String> {
     let default_unit = root == Path::new("/") && Path::new("/run/systemd/system").is_dir();
     match service {
@@ -94,7 +79,7 @@ pub fn reload(root: &Path, service: Option<&SshdService>) -> Result<String, Stri
 
 fn reload_unit(unit: &str) -> Result<String, String> {
     let program = command::program(&SYSTEMCTL).ok_or("systemctl is not installed on this machine")?;
-    let ran = command::run(&program, &["reload", "--", unit], Duration::from_secs(8))?;
+    let ran = command::run(&program, &["reload", "--", unit], SYSTEMCTL_LIMIT)?;
     if ran.ok {
         Ok(format!("systemctl reload {unit}"))
     } else {
@@ -103,50 +88,72 @@ fn reload_unit(unit: &str) -> Result<String, String> {
 }
 
 fn reload_pid(root: &Path, pid_file: &str) -> Result<String, String> {
+    use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
     let real = resolve_in_root(root, pid_file).map_err(|e| format!("{pid_file}: {e}"))?;
     let text = files::read(root, &real, &Limits { max_file_bytes: 64 })
         .map_err(|e| format!("{pid_file}: {e}"))?
         .ok_or_else(|| format!("sshd is not running: its PID file {pid_file} does not exist"))?;
-    let pid: i32 = String::from_utf8_lossy(&text)
+    let pid = String::from_utf8_lossy(&text)
         .trim()
         .parse()
         .ok()
         .filter(|p| *p > 1)
+        .and_then(Pid::from_raw)
         .ok_or_else(|| format!("{pid_file} does not hold a PID"))?;
-    // Never signal a process that is not sshd (a stale PID file, a reused PID).
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if comm.trim() != "sshd" {
-        return Err(format!("PID {pid} from {pid_file} is not a running sshd"));
+    let n = pid.as_raw_nonzero().get();
+    // The process is held first, so that the checks below and the signal are about the same
+    // one even if it exits and its PID is reused meanwhile.
+    let held = pidfd_open(pid, PidfdFlags::empty()).map_err(|e| format!("PID {n} from {pid_file}: {e}"))?;
+    // Never signal what is not the listening sshd: a stale PID file may name another program,
+    // or one of sshd's per-connection processes (a user's session).
+    let exe = std::fs::read_link(format!("/proc/{n}/exe")).unwrap_or_default();
+    if exe.file_name().is_none_or(|name| name != "sshd") {
+        return Err(format!("PID {n} from {pid_file} is not sshd ({})", exe.display()));
     }
-    let before = sockets(pid);
-    let pid_t = rustix::process::Pid::from_raw(pid).ok_or("no such PID")?;
-    rustix::process::kill_process(pid_t, rustix::process::Signal::HUP)
-        .map_err(|e| format!("cannot signal sshd (PID {pid}): {e}"))?;
+    let before = listening(n)?;
+    if before.is_empty() {
+        return Err(format!("PID {n} from {pid_file} is an sshd that listens on nothing: not the daemon"));
+    }
+    pidfd_send_signal(&held, Signal::HUP).map_err(|e| format!("cannot signal sshd (PID {n}): {e}"))?;
     let deadline = Instant::now() + RELOAD_LIMIT;
     loop {
-        let now = sockets(pid);
-        if !now.is_empty() && now.is_disjoint(&before) {
-            return Ok(format!("SIGHUP to sshd (PID {pid}); it re-read its configuration and listens again"));
+        std::thread::sleep(Duration::from_millis(20));
+        if !Path::new(&format!("/proc/{n}")).exists() {
+            return Err(format!("sshd (PID {n}) exited after SIGHUP"));
         }
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            return Err(format!("sshd (PID {pid}) exited after SIGHUP"));
+        let now = listening(n).unwrap_or_default();
+        if !now.is_empty() && now.is_disjoint(&before) {
+            return Ok(format!("SIGHUP to sshd (PID {n}); it re-read its configuration and listens again"));
         }
         if Instant::now() >= deadline {
-            return Err(format!("sshd (PID {pid}) did not listen again within {} s of SIGHUP", RELOAD_LIMIT.as_secs()));
+            return Err(format!("sshd (PID {n}) did not listen again within {} s of SIGHUP", RELOAD_LIMIT.as_secs()));
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-/// The sockets a process holds (their inode numbers): a re-executed sshd opens new ones.
-fn sockets(pid: i32) -> std::collections::BTreeSet<String> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Default::default();
-    };
-    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .map(|l| l.to_string_lossy().into_owned())
-        .filter(|l| l.starts_with("socket:"))
-        .collect()
+/// The listening TCP sockets a process holds (their inodes): those of its descriptors that its
+/// network namespace lists in state LISTEN. A re-executed sshd opens new ones.
+fn listening(pid: i32) -> Result<BTreeSet<String>, String> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map_err(|e| format!("cannot read the sockets of sshd (PID {pid}): {e}"))?;
+    let held: BTreeSet<String> = dir
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| l.to_string_lossy().strip_prefix("socket:[")?.strip_suffix(']').map(String::from))
+        .collect();
+    let mut listening = BTreeSet::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            if f.get(3) == Some(&"0A") {
+                if let Some(inode) = f.get(9).filter(|i| held.contains(**i)) {
+                    listening.insert(inode.to_string());
+                }
+            }
+        }
+    }
+    Ok(listening)
 }
 
 /// A re-rooted copy of the configuration in a private temporary directory (removed on drop).
@@ -154,6 +161,8 @@ struct Tree {
     dir: PathBuf,
     /// Copy path → the file it stands for, to name files in sshd's messages as the root does.
     names: Vec<(String, String)>,
+    /// Options given on sshd's command line (the root's host keys, when none is named).
+    options: Vec<String>,
 }
 
 impl Drop for Tree {
@@ -171,24 +180,45 @@ impl Tree {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
-        let mut tree = Tree { dir, names: Vec::new() };
+        let mut tree = Tree { dir, names: Vec::new(), options: Vec::new() };
         let mut host_keys = false;
         let text = tree.copy(root, MAIN, overlay, limits, 0, &mut host_keys)?;
-        let mut main = Vec::new();
         if !host_keys && root != Path::new("/") {
             // sshd would load the host's own keys: name the root's instead (those missing are
             // skipped by sshd as its defaults are; none at all is refused, as on the instance).
-            for key in DEFAULT_HOST_KEYS {
-                main.extend_from_slice(format!("HostKey {}\n", reroot(root, key)).as_bytes());
-            }
+            tree.options.extend(DEFAULT_HOST_KEYS.iter().map(|k| format!("HostKey={}", reroot(root, k))));
         }
-        main.extend_from_slice(&text);
-        tree.write("sshd_config", MAIN, &main)?;
+        tree.write("sshd_config", MAIN, &text)?;
         Ok(tree)
     }
 
-    fn main(&self) -> String {
-        self.dir.join("sshd_config").display().to_string()
+    /// `sshd MODE -f COPY`: its output, or why it failed (its message naming the root's files).
+    fn run(&self, mode: &str) -> Result<Ran, Failure> {
+        let program = command::program(&SSHD).ok_or_else(|| {
+            Failure::Unavailable(
+                "sshd is not installed on this machine (looked in /usr/sbin, /usr/local/sbin, /sbin)".into(),
+            )
+        })?;
+        let main = self.dir.join("sshd_config").display().to_string();
+        let mut args = vec![mode, "-f", &main];
+        for o in &self.options {
+            args.extend(["-o", o]);
+        }
+        let ran = command::run(&program, &args, CHECK_LIMIT).map_err(Failure::Unavailable)?;
+        if ran.ok {
+            return Ok(ran);
+        }
+        let mut text = format!("{}{}", ran.stderr.trim(), ran.stdout.trim());
+        for (copy, logical) in &self.names {
+            text = text.replace(copy, logical);
+        }
+        let text: String = text.chars().take(2000).collect();
+        // What sshd needs of the machine, not of the configuration.
+        if text.contains("Missing privilege separation directory") {
+            Err(Failure::Unavailable(text))
+        } else {
+            Err(Failure::Refused(text))
+        }
     }
 
     fn write(&mut self, name: &str, logical: &str, text: &[u8]) -> Result<String, String> {
@@ -199,8 +229,8 @@ impl Tree {
         Ok(path)
     }
 
-    /// The text of `logical` (from the overlay, else the root) with its paths re-rooted; the
-    /// files it includes are copied too.
+    /// The text of `logical` (from the overlay, else the root) with its paths re-rooted, line
+    /// for line; the files it includes are copied too.
     fn copy(
         &mut self,
         root: &Path,
@@ -225,28 +255,28 @@ impl Tree {
             let parsed = parse_line(Dialect::Sshd, &String::from_utf8_lossy(line));
             match parsed.as_ref().map(|(k, v)| (k.as_str(), v.as_str())) {
                 Some(("include", patterns)) => {
-                    if depth >= MAX_DEPTH {
-                        return Err(format!("{logical}: includes nested more than {MAX_DEPTH} deep"));
-                    }
                     let mut copies = Vec::new();
-                    for pattern in patterns.split_whitespace() {
-                        let pattern =
-                            if pattern.starts_with('/') { pattern.to_string() } else { format!("/etc/ssh/{pattern}") };
-                        for real in glob_in_root(root, &pattern) {
-                            let included = format!("/{}", real.strip_prefix(root).unwrap_or(&real).display());
+                    if depth < MAX_INCLUDE_DEPTH {
+                        for included in sshd_includes(root, patterns) {
+                            if self.names.len() >= MAX_FILES {
+                                return Err(format!("the configuration includes more than {MAX_FILES} files"));
+                            }
                             let text = self.copy(root, &included, overlay, limits, depth + 1, host_keys)?;
                             let name = format!("include-{}.conf", self.names.len());
                             copies.push(self.write(&name, &included, &text)?);
                         }
                     }
-                    // An Include that matches nothing includes nothing (sshd accepts it).
-                    if !copies.is_empty() {
-                        out.extend_from_slice(format!("Include {}\n", copies.join(" ")).as_bytes());
-                    }
+                    // One line for one: an Include that matches nothing includes nothing.
+                    let line = if copies.is_empty() {
+                        "# (an Include that matches nothing)".to_string()
+                    } else {
+                        format!("Include {}", copies.join(" "))
+                    };
+                    out.extend_from_slice(format!("{line}\n").as_bytes());
                 }
                 Some((key @ ("hostkey" | "hostcertificate"), path)) => {
                     *host_keys |= key == "hostkey";
-                    out.extend_from_slice(format!("{key} {}\n", reroot(root, path)).as_bytes());
+                    out.extend_from_slice(format!("{key} \"{}\"\n", reroot(root, path)).as_bytes());
                 }
                 _ => {
                     out.extend_from_slice(line);
@@ -258,25 +288,20 @@ impl Tree {
         }
         Ok(out)
     }
-
-    /// sshd's message, with the copies named as the files they stand for.
-    fn explain(&self, ran: &Ran) -> String {
-        let mut text = format!("{}{}", ran.stderr.trim(), ran.stdout.trim());
-        for (copy, logical) in &self.names {
-            text = text.replace(copy, logical);
-        }
-        text.chars().take(2000).collect()
-    }
 }
 
-/// A path named in the configuration, inside the root: paths already under the root (a daemon
-/// started on the root's own configuration names them so) are kept.
+/// A path named in the configuration, inside the root. A path already under the root (a daemon
+/// started on the root's own configuration names them so) is kept as long as it cannot climb
+/// out of it with `..`.
 fn reroot(root: &Path, path: &str) -> String {
-    if root == Path::new("/") || Path::new(path).starts_with(root) {
+    let p = Path::new(path);
+    let climbs = p.components().any(|c| c == Component::ParentDir);
+    if root == Path::new("/") || (p.starts_with(root) && !climbs) {
         return path.to_string();
     }
-    resolve_in_root(root, path)
-        .map_or_else(|_| root.join(path.trim_start_matches('/')).display().to_string(), |p| p.display().to_string())
+    let inside = p.strip_prefix(root).map_or(path.to_string(), |rest| format!("/{}", rest.display()));
+    resolve_in_root(root, &inside)
+        .map_or_else(|_| root.join(inside.trim_start_matches('/')).display().to_string(), |p| p.display().to_string())
 }
 
 #[cfg(test)]
@@ -346,6 +371,8 @@ mod tests {
         let root = Path::new("/srv/r");
         assert_eq!(reroot(root, "/etc/ssh/k"), "/srv/r/etc/ssh/k");
         assert_eq!(reroot(root, "/srv/r/etc/ssh/k"), "/srv/r/etc/ssh/k", "already inside");
+        assert_eq!(reroot(root, "/srv/r/../../etc/ssh/k"), "/srv/r/etc/ssh/k", "never out of it");
+        assert_eq!(reroot(root, "/etc/../../x"), "/srv/r/x");
         assert_eq!(reroot(Path::new("/"), "/etc/ssh/k"), "/etc/ssh/k");
     }
 }
