@@ -73,6 +73,12 @@ pub enum Op {
     NoWildcardAddr,
     /// The key is present with a non-empty value.
     Present,
+    /// The value, a list separated by commas or spaces, holds none of `values`
+    /// (case-insensitive): no weak cipher, no `none` banner.
+    NoneOf,
+    /// The value, numbers separated by colons (sshd's `MaxStartups 10:30:60`), is field by field
+    /// at most `value`'s (a missing field counts as the first).
+    FieldsLe,
 }
 
 /// One condition of a rule.
@@ -157,6 +163,12 @@ pub struct CheckDef {
     pub assist: Text,
     /// Its place in a standard.
     pub policy: Policy,
+    /// The CIS recommendation it checks (`5.2.7`), in the benchmark its file names.
+    #[serde(default)]
+    pub cis: Option<String>,
+    /// The CIS benchmark (and version) of `cis`: the file's `benchmark`.
+    #[serde(skip)]
+    pub benchmark: String,
     /// All conditions must hold for PASS.
     pub rule: Vec<Condition>,
     /// Current values shown per instance.
@@ -265,7 +277,11 @@ impl std::fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct File {
+    /// The CIS benchmark its items' `cis` ids are from.
+    #[serde(default)]
+    benchmark: String,
     checks: Vec<CheckDef>,
 }
 
@@ -316,7 +332,11 @@ impl Catalog {
 
     fn add_file(&mut self, name: &str, text: &str) -> Result<(), LoadError> {
         let file: File = toml::from_str(text).map_err(|e| LoadError(format!("{name}: {e}")))?;
-        for check in file.checks {
+        for mut check in file.checks {
+            check.benchmark = file.benchmark.clone();
+            if check.cis.is_some() && check.benchmark.is_empty() {
+                return Err(LoadError(format!("{name}: check {} names a CIS id, and the file no benchmark", check.id)));
+            }
             validate(&check).map_err(|e| LoadError(format!("{name}: check {}: {e}", check.id)))?;
             if self.checks.contains_key(&check.id) {
                 return Err(LoadError(format!("{name}: check id {} is defined twice", check.id)));
@@ -347,11 +367,11 @@ fn validate(c: &CheckDef) -> Result<(), String> {
         return Err("the rule has no condition".into());
     }
     for cond in &c.rule {
-        let needs_value = matches!(cond.op, Op::Eq | Op::Le | Op::Ge | Op::LeDuration | Op::ModeAtMost);
+        let needs_value = matches!(cond.op, Op::Eq | Op::Le | Op::Ge | Op::LeDuration | Op::ModeAtMost | Op::FieldsLe);
         if needs_value && cond.value.is_none() {
             return Err(format!("condition on {} needs a value", cond.key));
         }
-        if cond.op == Op::In && cond.values.is_empty() {
+        if matches!(cond.op, Op::In | Op::NoneOf) && cond.values.is_empty() {
             return Err(format!("condition on {} needs values", cond.key));
         }
     }
@@ -508,9 +528,10 @@ mod docs_tests {
     fn docs_checks_md_lists_every_item() {
         let doc = include_str!("../../../docs/checks.md");
         for c in super::Catalog::builtin().unwrap().all() {
+            let cis = c.cis.as_deref().unwrap_or("—");
             assert!(
-                doc.contains(&format!("| {} | {} |", c.id, c.name.en)),
-                "docs/checks.md does not list check {}",
+                doc.contains(&format!("| {} | {} | {} | {} |", c.id, c.name.en, c.risk.upper(), cis)),
+                "docs/checks.md does not list check {} with its risk and CIS id (scripts/checks_table.py)",
                 c.id
             );
             if let Some(effect) = c.repair.as_ref().and_then(|r| r.effect) {

@@ -87,6 +87,21 @@ fn holds(c: &Condition, value: Option<&String>) -> bool {
             !addrs.is_empty() && addrs.iter().all(|a| !is_wildcard(a))
         }
         Op::Present => !v.is_empty(),
+        Op::NoneOf => {
+            let listed = v.split([',', ' ', '\t']).filter(|x| !x.is_empty());
+            !v.is_empty() && !listed.into_iter().any(|x| c.values.iter().any(|bad| bad.eq_ignore_ascii_case(x)))
+        }
+        Op::FieldsLe => {
+            let fields = |s: &str| s.split(':').map(int).collect::<Option<Vec<i64>>>();
+            match (fields(v), fields(operand)) {
+                (Some(have), Some(max)) if !have.is_empty() && have.len() <= max.len() => {
+                    // sshd: `MaxStartups 10` is `10:100:10`, i.e. refuse only at the start value.
+                    let full: Vec<i64> = (0..max.len()).map(|i| have.get(i).copied().unwrap_or(have[0])).collect();
+                    full.iter().zip(&max).all(|(a, b)| a <= b)
+                }
+                _ => false,
+            }
+        }
     }
 }
 
@@ -215,6 +230,31 @@ mod tests {
         assert!(live_differences(root_login, &both).is_empty());
         let shown = root_login.shown_values(&live("yes"));
         assert_eq!((shown["PermitRootLogin"].as_str(), shown["PermitRootLogin (live)"].as_str()), ("no", "yes"));
+    }
+
+    #[test]
+    fn lists_and_colon_fields() {
+        let c = Catalog::builtin().unwrap();
+        let d = |k: &str, v: &str| doc(&[("sshd.present", "true"), (k, v)]);
+        let ciphers = c.all().find(|c| c.key == "sshd-strong-ciphers").unwrap();
+        assert_eq!(evaluate(ciphers, &d("sshd.ciphers", "aes256-gcm@openssh.com,aes128-ctr")), Outcome::Pass);
+        assert!(matches!(evaluate(ciphers, &d("sshd.ciphers", "aes128-ctr,AES128-CBC")), Outcome::NotPass(_)));
+        let startups = c.all().find(|c| c.key == "sshd-max-startups").unwrap();
+        assert_eq!(evaluate(startups, &d("sshd.maxstartups", "10:30:60")), Outcome::Pass);
+        assert_eq!(
+            evaluate(startups, &d("sshd.maxstartups", "5:50:20")),
+            Outcome::NotPass(vec!["sshd.maxstartups".into()])
+        );
+        assert!(matches!(evaluate(startups, &d("sshd.maxstartups", "10:30:100")), Outcome::NotPass(_)));
+        assert_eq!(evaluate(startups, &d("sshd.maxstartups", "8")), Outcome::Pass, "one field: 8:8:8");
+        assert!(matches!(evaluate(startups, &d("sshd.maxstartups", "x:1")), Outcome::NotPass(_)));
+        assert!(
+            matches!(evaluate(startups, &doc(&[("sshd.present", "true")])), Outcome::NotPass(_)),
+            "default 10:30:100"
+        );
+        let banner = c.all().find(|c| c.key == "sshd-banner").unwrap();
+        assert!(matches!(evaluate(banner, &d("sshd.banner", "none")), Outcome::NotPass(_)));
+        assert_eq!(evaluate(banner, &d("sshd.banner", "/etc/issue.net")), Outcome::Pass);
     }
 
     #[test]

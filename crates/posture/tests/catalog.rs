@@ -1,0 +1,114 @@
+//! The whole Linux catalog on two fixture roots (tests/fixtures/roots): every item fails on
+//! `fail/` and passes on `pass/`, and every repairable item is repaired, verified and rolled back
+//! byte for byte through a real `posture serve`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use catalog::{Catalog, CheckDef};
+use common::Server;
+use serde_json::Value;
+
+/// A copy of fixture root `name` with the modes git does not keep: on `fail/` looser than the
+/// permission items allow, on `pass/` as they require.
+fn root(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roots").join(name);
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join(name);
+    let copied = Command::new("cp").arg("-r").arg(&from).arg(&to).status().unwrap();
+    assert!(copied.success());
+    let modes: [(&str, u32, u32); 3] =
+        [("etc/ssh/sshd_config", 0o644, 0o600), ("etc/shadow", 0o644, 0o640), ("etc/passwd", 0o666, 0o644)];
+    for (file, failing, passing) in modes {
+        let mode = if name == "fail" { failing } else { passing };
+        std::fs::set_permissions(to.join(file), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    (dir, to)
+}
+
+fn host_items() -> Vec<CheckDef> {
+    Catalog::builtin().unwrap().for_asset("host").cloned().collect()
+}
+
+/// `posture assess --root ROOT --format json`: status by CheckId.
+fn assess(root: &Path) -> BTreeMap<i64, String> {
+    let out = Command::new(common::bin()).args(["assess", "--format", "json", "--root"]).arg(root).output().unwrap();
+    let items: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    items.iter().map(|i| (i["CheckId"].as_i64().unwrap(), i["Status"].as_str().unwrap().to_string())).collect()
+}
+
+#[test]
+fn every_linux_item_fails_on_the_failing_root_and_passes_on_the_passing_one() {
+    for (name, want) in [("fail", "NOT_PASS"), ("pass", "PASS")] {
+        let (_dir, root) = root(name);
+        let got = assess(&root);
+        for item in host_items() {
+            assert_eq!(got.get(&item.id).map(String::as_str), Some(want), "{} on {name}/: {got:?}", item.id);
+        }
+    }
+}
+
+/// Every file under `root` with its mode and bytes.
+fn tree(root: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                dirs.push(e.path());
+            } else {
+                let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
+                out.insert(rel, (meta.permissions().mode() & 0o7777, std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_repairable_linux_item_is_repaired_verified_and_rolled_back_byte_for_byte() {
+    let server = Server::start(&[]);
+    let (_dir, root) = root("fail");
+    let line = serde_json::json!({"InstanceId": "catalog-1", "Root": root});
+    let file = server.dir.path().join("instances.jsonl");
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    server.admin("instances", "add", &["--account", &server.account_id, "--file", file.to_str().unwrap()]);
+    let original = tree(&root);
+    // Repair-only items last: what they change stays changed.
+    let mut items: Vec<CheckDef> = host_items().into_iter().filter(|c| c.repair.is_some()).collect();
+    items.sort_by_key(|c| (!c.supports_rollback(), c.id));
+    assert!(items.len() >= 40, "{}", items.len());
+    for item in &items {
+        let id = item.id.to_string();
+        let mut p =
+            vec![("CheckId", id.as_str()), ("Type", "REPAIR"), ("OperationTaskInstances.1.InstanceId", "catalog-1")];
+        // A required parameter without a default: the one IP:PORT item.
+        if item.id == 1016 {
+            p.extend([("RepairTempParam.1.Name", "IPPort"), ("RepairTempParam.1.Value", "127.0.0.1:6379")]);
+        }
+        let submitted = server.ok("SubmitOperationTask", &p);
+        let repair = server.wait_root(item.id, submitted["RootTaskId"].as_str().unwrap()).remove(0);
+        assert_eq!(repair["Status"], "REPAIR_SUCCESS_VERIFIED", "{}: {repair}", item.id);
+        assert_ne!(tree(&root), original, "{}: the repair changed something", item.id);
+        if !item.supports_rollback() {
+            continue;
+        }
+        let submitted = server.ok(
+            "SubmitOperationTask",
+            &[
+                ("CheckId", id.as_str()),
+                ("Type", "ROLLBACK"),
+                ("OperationTaskInstances.1.InstanceId", "catalog-1"),
+                ("OperationTaskInstances.1.TaskId", repair["TaskId"].as_str().unwrap()),
+            ],
+        );
+        let undone = server.wait_root(item.id, submitted["RootTaskId"].as_str().unwrap()).remove(0);
+        assert_eq!(undone["Status"], "ROLL_BACK_VERIFIED", "{}: {undone}", item.id);
+        assert_eq!(tree(&root), original, "{}: the rollback is byte for byte, modes included", item.id);
+    }
+}
