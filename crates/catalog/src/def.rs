@@ -76,6 +76,9 @@ pub enum Op {
     /// The value, a list separated by commas or spaces, holds none of `values`
     /// (case-insensitive): no weak cipher, no `none` banner.
     NoneOf,
+    /// The value, an octal mask (a umask), has every bit of the octal `value` set: it masks at
+    /// least as much.
+    MaskAtLeast,
     /// The value, numbers separated by colons (sshd's `MaxStartups 10:30:60`), is field by field
     /// at most `value`'s (a missing field counts as the first).
     FieldsLe,

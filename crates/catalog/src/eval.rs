@@ -82,6 +82,10 @@ fn holds(c: &Condition, value: Option<&String>) -> bool {
             (u32::from_str_radix(v, 8), u32::from_str_radix(operand, 8)),
             (Ok(mode), Ok(max)) if mode & 0o7777 & !max == 0
         ),
+        Op::MaskAtLeast => matches!(
+            (u32::from_str_radix(v, 8), u32::from_str_radix(operand, 8)),
+            (Ok(mask), Ok(least)) if mask & least == least
+        ),
         Op::NoWildcardAddr => {
             let addrs: Vec<&str> = v.split_whitespace().collect();
             !addrs.is_empty() && addrs.iter().all(|a| !is_wildcard(a))
@@ -252,6 +256,13 @@ mod tests {
             matches!(evaluate(startups, &doc(&[("sshd.present", "true")])), Outcome::NotPass(_)),
             "default 10:30:100"
         );
+        let umask = c.get(1060).unwrap();
+        let u = |v: &str| doc(&[("login_defs.present", "true"), ("login_defs.UMASK", v)]);
+        assert_eq!(evaluate(umask, &u("027")), Outcome::Pass);
+        assert_eq!(evaluate(umask, &u("077")), Outcome::Pass);
+        assert!(matches!(evaluate(umask, &u("022")), Outcome::NotPass(_)));
+        assert!(matches!(evaluate(umask, &u("007")), Outcome::NotPass(_)));
+        assert!(matches!(evaluate(umask, &u("0x1")), Outcome::NotPass(_)));
         let banner = c.all().find(|c| c.key == "sshd-banner").unwrap();
         assert!(matches!(evaluate(banner, &d("sshd.banner", "none")), Outcome::NotPass(_)));
         assert_eq!(evaluate(banner, &d("sshd.banner", "/etc/issue.net")), Outcome::Pass);

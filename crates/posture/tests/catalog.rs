@@ -21,8 +21,22 @@ fn root(name: &str) -> (tempfile::TempDir, PathBuf) {
     let to = dir.path().join(name);
     let copied = Command::new("cp").arg("-r").arg(&from).arg(&to).status().unwrap();
     assert!(copied.success());
-    let modes: [(&str, u32, u32); 3] =
-        [("etc/ssh/sshd_config", 0o644, 0o600), ("etc/shadow", 0o644, 0o640), ("etc/passwd", 0o666, 0o644)];
+    let modes: [(&str, u32, u32); 14] = [
+        ("etc/ssh/sshd_config", 0o644, 0o600),
+        ("etc/shadow", 0o644, 0o640),
+        ("etc/shadow-", 0o644, 0o600),
+        ("etc/gshadow", 0o644, 0o640),
+        ("etc/gshadow-", 0o666, 0o400),
+        ("etc/passwd", 0o666, 0o644),
+        ("etc/passwd-", 0o664, 0o600),
+        ("etc/group", 0o666, 0o644),
+        ("etc/group-", 0o646, 0o644),
+        ("etc/crontab", 0o644, 0o600),
+        ("etc/motd", 0o666, 0o644),
+        ("etc/issue", 0o664, 0o444),
+        ("etc/issue.net", 0o646, 0o644),
+        ("boot/grub/grub.cfg", 0o644, 0o400),
+    ];
     for (file, failing, passing) in modes {
         let mode = if name == "fail" { failing } else { passing };
         std::fs::set_permissions(to.join(file), std::fs::Permissions::from_mode(mode)).unwrap();

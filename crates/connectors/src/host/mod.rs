@@ -30,7 +30,22 @@ use directives::{ConfigSet, Context, Edit};
 use live::{Live, Overlay};
 
 /// Files whose mode, uid and gid are part of the document (`file:<path>.mode` …).
-const MODE_FILES: [&str; 5] = ["/etc/ssh/sshd_config", "/etc/shadow", "/etc/gshadow", "/etc/passwd", "/etc/group"];
+const MODE_FILES: [&str; 14] = [
+    "/etc/ssh/sshd_config",
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/passwd",
+    "/etc/passwd-",
+    "/etc/group",
+    "/etc/group-",
+    "/etc/crontab",
+    "/etc/motd",
+    "/etc/issue",
+    "/etc/issue.net",
+    "/boot/grub/grub.cfg",
+];
 
 /// The configurations the document is made of: (dialect, main file, document prefix, marker).
 const SOURCES: [(Dialect, &str, &str); 4] = [
