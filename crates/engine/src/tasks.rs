@@ -327,7 +327,7 @@ fn verification(check: &CheckDef, doc: &Document) -> String {
         Apply::ReloadSshd => "validated with sshd -t, then sshd reloaded",
         Apply::SysctlWrite => "written to /proc/sys",
         Apply::RedisConfigSet => "set in the running Redis with CONFIG SET",
-        Apply::NextUse => "takes effect when its programs next read the file (for login.defs: accounts created and passwords changed from now on)",
+        Apply::NextUse => "takes effect when it is next read (login.defs: by the account tools, for accounts and passwords changed from now on; modprobe.d: at the module's next load, a module loaded now staying loaded)",
         Apply::Immediate => "took effect at once",
     };
     let read = match effect.live {

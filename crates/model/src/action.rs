@@ -22,6 +22,10 @@ pub enum Dialect {
     Redis,
     /// sysctl: `key = value` across sysctl.d and sysctl.conf, the last assignment wins.
     Sysctl,
+    /// modprobe.d: `install MODULE COMMAND…` and `blacklist MODULE` across the modprobe.d
+    /// directories, files in name order, the first `install` of a module wins. Keys are
+    /// `MODULE.install` and `MODULE.blacklist` (`-` in a module name is `_`, as for modprobe).
+    Modprobe,
 }
 
 /// How a repaired setting takes effect on a live system, as the catalog declares it: each part
@@ -87,7 +91,9 @@ impl Effect {
         let modes = steps.iter().all(|s| matches!(s, Step::SetMode { .. }));
         let apply_fits = match self.apply {
             Apply::Immediate => modes,
-            Apply::NextUse => dialect(Dialect::SpaceKv),
+            Apply::NextUse => steps
+                .iter()
+                .all(|s| matches!(s, Step::SetDirective { dialect: Dialect::SpaceKv | Dialect::Modprobe, .. })),
             Apply::ReloadSshd => dialect(Dialect::Sshd) && self.validate == Some(Checker::Sshd),
             Apply::SysctlWrite => dialect(Dialect::Sysctl),
             Apply::RedisConfigSet => dialect(Dialect::Redis),

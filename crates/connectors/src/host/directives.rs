@@ -58,6 +58,22 @@ pub struct Edit {
 
 const SYSCTL_DIRS: [&str; 5] =
     ["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"];
+/// modprobe.d(5): a file in an earlier directory hides one of the same name in a later one.
+const MODPROBE_DIRS: [&str; 5] =
+    ["/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d"];
+
+/// The `*.conf` files of `dirs` by name, each from the first directory that has it, in name
+/// order: how systemd-sysctl and modprobe read their drop-in directories.
+fn drop_ins(root: &Path, dirs: &[&str]) -> Vec<String> {
+    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+    for dir in dirs {
+        for p in glob_in_root(root, &format!("{dir}/*.conf")) {
+            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            by_name.entry(name.clone()).or_insert_with(|| format!("{dir}/{name}"));
+        }
+    }
+    by_name.into_values().collect()
+}
 /// How deep sshd's `Include`s are followed (sshd itself stops at 16).
 pub const MAX_INCLUDE_DEPTH: usize = 8;
 
@@ -95,14 +111,12 @@ impl ConfigSet {
         let mut set = ConfigSet { dialect, sources: Vec::new(), entries: Vec::new() };
         match dialect {
             Dialect::Sysctl => {
-                let mut by_name: BTreeMap<String, String> = BTreeMap::new();
-                for dir in SYSCTL_DIRS {
-                    for p in glob_in_root(root, &format!("{dir}/*.conf")) {
-                        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                        by_name.entry(name.clone()).or_insert_with(|| format!("{dir}/{name}"));
-                    }
+                for logical in drop_ins(root, &SYSCTL_DIRS).into_iter().chain(["/etc/sysctl.conf".to_string()]) {
+                    set.add(read(root, &logical, limits)?, false);
                 }
-                for logical in by_name.into_values().chain(["/etc/sysctl.conf".to_string()]) {
+            }
+            Dialect::Modprobe => {
+                for logical in drop_ins(root, &MODPROBE_DIRS) {
                     set.add(read(root, &logical, limits)?, false);
                 }
             }
@@ -171,7 +185,7 @@ impl ConfigSet {
         match self.dialect {
             Dialect::Sshd | Dialect::Redis => key.to_ascii_lowercase(),
             Dialect::Sysctl => key.replace('/', "."),
-            Dialect::SpaceKv => key.to_string(),
+            Dialect::SpaceKv | Dialect::Modprobe => key.to_string(),
         }
     }
 
@@ -180,7 +194,7 @@ impl ConfigSet {
         let key = self.norm(key);
         let mut candidates = self.entries.iter().filter(|e| e.key == key && !e.in_match);
         match self.dialect {
-            Dialect::Sshd => candidates.next(),
+            Dialect::Sshd | Dialect::Modprobe => candidates.next(),
             _ => candidates.next_back(),
         }
     }
@@ -190,7 +204,7 @@ impl ConfigSet {
         let mut out = BTreeMap::new();
         for e in self.entries.iter().filter(|e| !e.in_match && e.key != "include" && e.key != "match") {
             match self.dialect {
-                Dialect::Sshd => {
+                Dialect::Sshd | Dialect::Modprobe => {
                     out.entry(e.key.clone()).or_insert_with(|| e.value.clone());
                 }
                 _ => {
@@ -207,11 +221,13 @@ impl ConfigSet {
     pub fn plan_set(&self, root: &Path, key: &str, value: &str) -> io::Result<Edit> {
         let directive = match self.dialect {
             Dialect::Sysctl => format!("{key} = {value}"),
+            Dialect::Modprobe => modprobe_line(key, value)?,
             _ => format!("{key} {value}"),
         };
+        let drop_in_dialect = matches!(self.dialect, Dialect::Sysctl | Dialect::Modprobe);
         if let Some(e) = self.effective(key) {
             let src = &self.sources[e.src];
-            if self.dialect != Dialect::Sysctl || src.logical.starts_with("/etc/") {
+            if !drop_in_dialect || src.logical.starts_with("/etc/") {
                 let mut lines = lines_of(src.text.as_deref().unwrap_or_default());
                 let old = lines[e.line];
                 let indent = &old[..old.iter().take_while(|b| b.is_ascii_whitespace()).count()];
@@ -221,6 +237,15 @@ impl ConfigSet {
                 lines[e.line] = &new_line;
                 return Ok(Edit { logical: src.logical.clone(), real: src.real.clone(), text: lines.join(&b'\n') });
             }
+        }
+        if self.dialect == Dialect::Modprobe {
+            // The first `install` of a module wins: a drop-in of posture's sorts before the
+            // vendor files that may set it.
+            let logical = format!("/etc/modprobe.d/00-posture-{key}.conf");
+            let real = resolve_in_root(root, &logical)?;
+            let text =
+                format!("# Written by posture: a repair set this. Its rollback removes the file.\n{directive}\n");
+            return Ok(Edit { logical, real, text: text.into_bytes() });
         }
         if self.dialect == Dialect::Sysctl {
             let logical = format!("/etc/sysctl.d/99-zz-posture-{}.conf", key.replace('/', "."));
@@ -270,6 +295,25 @@ fn logical_of(root: &Path, real: &Path) -> String {
     format!("/{}", real.strip_prefix(root).unwrap_or(real).display())
 }
 
+/// A module name as modprobe compares it (`usb-storage` is `usb_storage`); None for what is not
+/// one (a key of another shape never reaches a file).
+fn module_name(name: &str) -> Option<String> {
+    let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    ok.then(|| name.replace('-', "_"))
+}
+
+/// The modprobe.d line of key `MODULE.install` (value: the command) or `MODULE.blacklist`.
+fn modprobe_line(key: &str, value: &str) -> io::Result<String> {
+    let refused = || io::Error::other(format!("{key} is not MODULE.install or MODULE.blacklist"));
+    let (module, command) = key.rsplit_once('.').ok_or_else(refused)?;
+    let module = module_name(module).ok_or_else(refused)?;
+    match command {
+        "install" => Ok(format!("install {module} {value}")),
+        "blacklist" => Ok(format!("blacklist {module}")),
+        _ => Err(refused()),
+    }
+}
+
 /// Splits one line into (normalised key, value), or None for blanks and comments.
 pub fn parse_line(dialect: Dialect, line: &str) -> Option<(String, String)> {
     let l = line.trim();
@@ -277,6 +321,15 @@ pub fn parse_line(dialect: Dialect, line: &str) -> Option<(String, String)> {
         return None;
     }
     match dialect {
+        Dialect::Modprobe => {
+            let mut words = l.split_whitespace();
+            let (command, module) = (words.next()?, module_name(words.next()?)?);
+            match command {
+                "install" => Some((format!("{module}.install"), words.collect::<Vec<_>>().join(" "))),
+                "blacklist" => Some((format!("{module}.blacklist"), "yes".to_string())),
+                _ => None,
+            }
+        }
         Dialect::Sysctl => {
             let (k, v) = l.split_once('=')?;
             let k = k.trim().trim_start_matches('-').trim().replace('/', ".");
@@ -395,6 +448,32 @@ mod tests {
         assert_eq!(set.values()["PASS_MAX_DAYS"], "99999");
         let e = set.plan_set(t.path(), "PASS_MAX_DAYS", "90").unwrap();
         assert_eq!(e.text, b"# r\xe9glage \xa9 2024\r\nPASS_MAX_DAYS 90\r\nUMASK 022\r\n");
+    }
+
+    #[test]
+    fn modprobe_reads_drop_ins_in_name_order_and_the_first_install_wins() {
+        let t = root_with(&[
+            ("/lib/modprobe.d/10-vendor.conf", "install usb-storage /sbin/modprobe --ignore-install usb-storage\n"),
+            ("/etc/modprobe.d/20-local.conf", "install usb_storage /bin/false\nblacklist usb-storage\noptions x y=1\n"),
+            ("/lib/modprobe.d/20-local.conf", "install cramfs /bin/true\n"),
+        ]);
+        let set = ConfigSet::load(t.path(), Dialect::Modprobe, "", &Limits::default()).unwrap();
+        let values = set.values();
+        assert_eq!(values["usb_storage.install"], "/sbin/modprobe --ignore-install usb-storage", "10- sorts first");
+        assert_eq!(values["usb_storage.blacklist"], "yes");
+        assert!(!values.contains_key("cramfs.install"), "/etc's 20-local.conf hides /lib's");
+        // Not set in /etc: a drop-in of posture's, named to be read first (the first install
+        // wins, and vendor files are never edited).
+        let edit = set.plan_set(t.path(), "cramfs.install", "/bin/false").unwrap();
+        assert_eq!(edit.logical, "/etc/modprobe.d/00-posture-cramfs.install.conf");
+        let text = String::from_utf8(edit.text).unwrap();
+        assert!(text.ends_with("install cramfs /bin/false\n"), "{text:?}");
+        let edit = set.plan_set(t.path(), "usb_storage.install", "/bin/false").unwrap();
+        assert_eq!(edit.logical, "/etc/modprobe.d/00-posture-usb_storage.install.conf", "over the vendor's line");
+        let edit = set.plan_set(t.path(), "usb_storage.blacklist", "yes").unwrap();
+        assert_eq!(edit.logical, "/etc/modprobe.d/20-local.conf", "the line in effect, edited in place");
+        assert!(set.plan_set(t.path(), "x/../y.install", "/bin/false").is_err());
+        assert!(set.plan_set(t.path(), "cramfs.options", "x").is_err());
     }
 
     #[test]

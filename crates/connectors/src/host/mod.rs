@@ -48,11 +48,12 @@ const MODE_FILES: [&str; 14] = [
 ];
 
 /// The configurations the document is made of: (dialect, main file, document prefix, marker).
-const SOURCES: [(Dialect, &str, &str); 4] = [
+const SOURCES: [(Dialect, &str, &str); 5] = [
     (Dialect::Sshd, "/etc/ssh/sshd_config", "sshd"),
     (Dialect::SpaceKv, "/etc/login.defs", "login_defs"),
     (Dialect::Redis, "/etc/redis/redis.conf", "redis"),
     (Dialect::Sysctl, "", "sysctl"),
+    (Dialect::Modprobe, "", "modprobe"),
 ];
 
 /// What the host connector accepts and how long it waits.
@@ -189,10 +190,11 @@ pub(crate) fn normal_path(p: &str) -> String {
 }
 
 /// The scope of one step: a file (for sshd, its main file stands for everything it includes),
-/// or every sysctl file at once (a key's effective line may be in any of them).
+/// or every sysctl (modprobe) file at once (a key's effective line may be in any of them).
 fn step_scope(step: &Step) -> String {
     match step {
         Step::SetDirective { dialect: Dialect::Sysctl, .. } => "sysctl".to_string(),
+        Step::SetDirective { dialect: Dialect::Modprobe, .. } => "modprobe".to_string(),
         Step::SetDirective { file, .. } | Step::SetMode { file, .. } => format!("file:{}", normal_path(file)),
         Step::Cloud { .. } => WHOLE_INSTANCE.to_string(),
     }
@@ -200,7 +202,8 @@ fn step_scope(step: &Step) -> String {
 
 /// Whether every item of `snapshot` is a file that `steps` may change: the step's own file,
 /// a file beside it or below its directory (sshd's and redis's includes), or for sysctl a file
-/// of /etc/sysctl.conf or /etc/sysctl.d (edits are made only there). An agent restores or
+/// of /etc/sysctl.conf or /etc/sysctl.d, for modprobe one of /etc/modprobe.d (edits are made
+/// only there). An agent restores or
 /// rewrites only such files, whatever snapshot a server sends it.
 pub fn snapshot_fits(steps: &[Step], snapshot: &Snapshot) -> bool {
     snapshot.items.iter().all(|item| {
@@ -214,6 +217,7 @@ pub fn snapshot_fits(steps: &[Step], snapshot: &Snapshot) -> bool {
             Step::SetDirective { dialect: Dialect::Sysctl, .. } => {
                 key == "/etc/sysctl.conf" || key.starts_with("/etc/sysctl.d/")
             }
+            Step::SetDirective { dialect: Dialect::Modprobe, .. } => key.starts_with("/etc/modprobe.d/"),
             Step::SetDirective { file, .. } => {
                 let file = normal_path(file);
                 let dir = file.rsplit_once('/').map_or("", |(d, _)| d);
@@ -326,7 +330,8 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
     let mut doc = Document::new();
     for (dialect, file, prefix) in SOURCES {
         let set = ConfigSet::load(&root, dialect, file, limits).map_err(io_err("CheckError", prefix))?;
-        if dialect != Dialect::Sysctl && set.exists() {
+        // Drop-in directories have no main file whose presence means anything.
+        if !file.is_empty() && set.exists() {
             doc.insert(format!("{prefix}.present"), "true".into());
         }
         for (k, v) in set.values() {
