@@ -22,6 +22,11 @@ pub enum Dialect {
     Redis,
     /// sysctl: `key = value` across sysctl.d and sysctl.conf, the last assignment wins.
     Sysctl,
+    /// `key=value` files (spaces around `=` allowed, `[section]` lines ignored), the main file
+    /// then `FILE.d/*.conf` in name order, the last assignment wins, keys case-sensitive:
+    /// pwquality.conf, faillock.conf, pwhistory.conf, /etc/default/useradd. Edits write
+    /// `key=value`, which every one of them reads.
+    EqKv,
     /// modprobe.d: `install MODULE COMMAND…` and `blacklist MODULE` across the modprobe.d
     /// directories, files in name order, the first `install` of a module wins. Keys are
     /// `MODULE.install` and `MODULE.blacklist` (`-` in a module name is `_`, as for modprobe).
@@ -91,9 +96,9 @@ impl Effect {
         let modes = steps.iter().all(|s| matches!(s, Step::SetMode { .. }));
         let apply_fits = match self.apply {
             Apply::Immediate => modes,
-            Apply::NextUse => steps
-                .iter()
-                .all(|s| matches!(s, Step::SetDirective { dialect: Dialect::SpaceKv | Dialect::Modprobe, .. })),
+            Apply::NextUse => steps.iter().all(|s| {
+                matches!(s, Step::SetDirective { dialect: Dialect::SpaceKv | Dialect::EqKv | Dialect::Modprobe, .. })
+            }),
             Apply::ReloadSshd => dialect(Dialect::Sshd) && self.validate == Some(Checker::Sshd),
             Apply::SysctlWrite => dialect(Dialect::Sysctl),
             Apply::RedisConfigSet => dialect(Dialect::Redis),

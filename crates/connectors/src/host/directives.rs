@@ -121,6 +121,12 @@ impl ConfigSet {
                 }
             }
             Dialect::Sshd => set.add_sshd(root, file, false, 0, limits)?,
+            Dialect::EqKv => {
+                set.add(read(root, file, limits)?, false);
+                for logical in drop_ins(root, &[&format!("{file}.d")]) {
+                    set.add(read(root, &logical, limits)?, false);
+                }
+            }
             Dialect::SpaceKv | Dialect::Redis => set.add(read(root, file, limits)?, false),
         }
         Ok(set)
@@ -185,7 +191,7 @@ impl ConfigSet {
         match self.dialect {
             Dialect::Sshd | Dialect::Redis => key.to_ascii_lowercase(),
             Dialect::Sysctl => key.replace('/', "."),
-            Dialect::SpaceKv | Dialect::Modprobe => key.to_string(),
+            Dialect::SpaceKv | Dialect::EqKv | Dialect::Modprobe => key.to_string(),
         }
     }
 
@@ -222,6 +228,7 @@ impl ConfigSet {
         let directive = match self.dialect {
             Dialect::Sysctl => format!("{key} = {value}"),
             Dialect::Modprobe => modprobe_line(key, value)?,
+            Dialect::EqKv => format!("{key}={value}"),
             _ => format!("{key} {value}"),
         };
         let drop_in_dialect = matches!(self.dialect, Dialect::Sysctl | Dialect::Modprobe);
@@ -329,6 +336,14 @@ pub fn parse_line(dialect: Dialect, line: &str) -> Option<(String, String)> {
                 "blacklist" => Some((format!("{module}.blacklist"), "yes".to_string())),
                 _ => None,
             }
+        }
+        Dialect::EqKv => {
+            if l.starts_with('[') {
+                return None;
+            }
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            let k = k.trim();
+            (!k.is_empty()).then(|| (k.to_string(), v.trim().to_string()))
         }
         Dialect::Sysctl => {
             let (k, v) = l.split_once('=')?;
@@ -474,6 +489,26 @@ mod tests {
         assert_eq!(edit.logical, "/etc/modprobe.d/20-local.conf", "the line in effect, edited in place");
         assert!(set.plan_set(t.path(), "x/../y.install", "/bin/false").is_err());
         assert!(set.plan_set(t.path(), "cramfs.options", "x").is_err());
+    }
+
+    #[test]
+    fn key_equals_value_files_read_their_drop_ins_last_and_are_edited_as_key_equals_value() {
+        let t = root_with(&[
+            ("/etc/security/pwquality.conf", "# defaults\n# minlen = 9\nminlen = 8\nenforce_for_root\n"),
+            ("/etc/security/pwquality.conf.d/50-local.conf", "[section]\nminclass=3\nminlen = 12\n"),
+        ]);
+        let set = ConfigSet::load(t.path(), Dialect::EqKv, "/etc/security/pwquality.conf", &Limits::default()).unwrap();
+        let values = set.values();
+        assert_eq!((values["minlen"].as_str(), values["minclass"].as_str()), ("12", "3"));
+        assert_eq!(values["enforce_for_root"], "", "a flag is present with no value");
+        let edit = set.plan_set(t.path(), "minlen", "14").unwrap();
+        assert_eq!(edit.logical, "/etc/security/pwquality.conf.d/50-local.conf", "the assignment in effect");
+        assert_eq!(String::from_utf8(edit.text).unwrap(), "[section]\nminclass=3\nminlen=14\n");
+        let edit = set.plan_set(t.path(), "difok", "5").unwrap();
+        assert!(
+            String::from_utf8(edit.text).unwrap().ends_with("enforce_for_root\ndifok=5\n"),
+            "appended to the main file"
+        );
     }
 
     #[test]

@@ -48,12 +48,16 @@ const MODE_FILES: [&str; 14] = [
 ];
 
 /// The configurations the document is made of: (dialect, main file, document prefix, marker).
-const SOURCES: [(Dialect, &str, &str); 5] = [
+const SOURCES: [(Dialect, &str, &str); 9] = [
     (Dialect::Sshd, "/etc/ssh/sshd_config", "sshd"),
     (Dialect::SpaceKv, "/etc/login.defs", "login_defs"),
     (Dialect::Redis, "/etc/redis/redis.conf", "redis"),
     (Dialect::Sysctl, "", "sysctl"),
     (Dialect::Modprobe, "", "modprobe"),
+    (Dialect::EqKv, "/etc/security/pwquality.conf", "pwquality"),
+    (Dialect::EqKv, "/etc/security/faillock.conf", "faillock"),
+    (Dialect::EqKv, "/etc/security/pwhistory.conf", "pwhistory"),
+    (Dialect::EqKv, "/etc/default/useradd", "useradd"),
 ];
 
 /// What the host connector accepts and how long it waits.
