@@ -7,6 +7,7 @@
 //! file with other hard links, and every call is bounded by `io_timeout` so that a hung
 //! filesystem cannot hold the engine's workers (see `files.rs` and `bounded.rs`).
 
+mod accounts;
 mod bounded;
 mod directives;
 mod files;
@@ -351,19 +352,16 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
             doc.insert(format!("file:{f}.gid"), m.gid().to_string());
         }
     }
-    let shadow = resolve_in_root(&root, "/etc/shadow").map_err(io_err("CheckError", "/etc/shadow"))?;
-    if let Some(bytes) = files::read(&root, &shadow, limits).map_err(io_err("CheckError", "/etc/shadow"))? {
-        doc.insert("shadow.present".into(), "true".into());
-        let text = String::from_utf8_lossy(&bytes);
-        let empty: Vec<&str> = text
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split(':');
-                let (user, pw) = (f.next()?, f.next()?);
-                pw.is_empty().then_some(user)
-            })
-            .collect();
-        doc.insert("shadow.empty_password_accounts".into(), empty.join(","));
+    let read = |f: &str| -> Result<Option<String>, ConnectorError> {
+        let real = resolve_in_root(&root, f).map_err(io_err("CheckError", f))?;
+        let bytes = files::read(&root, &real, limits).map_err(io_err("CheckError", f))?;
+        Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    };
+    if let Some(shadow) = read("/etc/shadow")? {
+        accounts::shadow_facts(&shadow, &mut doc);
+    }
+    if let Some(passwd) = read("/etc/passwd")? {
+        accounts::passwd_facts(&passwd, read("/etc/group")?.as_deref(), &mut doc);
     }
     if let Some(live) = live_of(t, &root, limits) {
         live.read(&mut doc);
