@@ -73,6 +73,9 @@ pub enum Op {
     NoWildcardAddr,
     /// The key is present with a non-empty value.
     Present,
+    /// The value, a list separated by commas or spaces, holds every one of `values`
+    /// (case-insensitive): mount options such as `nodev`.
+    AllOf,
     /// The value, a list separated by commas or spaces, holds none of `values`
     /// (case-insensitive): no weak cipher, no `none` banner.
     NoneOf,
@@ -374,7 +377,7 @@ fn validate(c: &CheckDef) -> Result<(), String> {
         if needs_value && cond.value.is_none() {
             return Err(format!("condition on {} needs a value", cond.key));
         }
-        if matches!(cond.op, Op::In | Op::NoneOf) && cond.values.is_empty() {
+        if matches!(cond.op, Op::In | Op::NoneOf | Op::AllOf) && cond.values.is_empty() {
             return Err(format!("condition on {} needs values", cond.key));
         }
     }

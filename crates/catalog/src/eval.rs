@@ -91,10 +91,8 @@ fn holds(c: &Condition, value: Option<&String>) -> bool {
             !addrs.is_empty() && addrs.iter().all(|a| !is_wildcard(a))
         }
         Op::Present => !v.is_empty(),
-        Op::NoneOf => {
-            let listed = v.split([',', ' ', '\t']).filter(|x| !x.is_empty());
-            !v.is_empty() && !listed.into_iter().any(|x| c.values.iter().any(|bad| bad.eq_ignore_ascii_case(x)))
-        }
+        Op::NoneOf => !v.is_empty() && !list(v).any(|x| c.values.iter().any(|bad| bad.eq_ignore_ascii_case(x))),
+        Op::AllOf => c.values.iter().all(|want| list(v).any(|x| want.eq_ignore_ascii_case(x))),
         Op::FieldsLe => {
             let fields = |s: &str| s.split(':').map(int).collect::<Option<Vec<i64>>>();
             match (fields(v), fields(operand)) {
@@ -107,6 +105,11 @@ fn holds(c: &Condition, value: Option<&String>) -> bool {
             }
         }
     }
+}
+
+/// The items of a list separated by commas, spaces or tabs.
+fn list(v: &str) -> impl Iterator<Item = &str> {
+    v.split([',', ' ', '\t']).filter(|x| !x.is_empty())
 }
 
 fn int(s: &str) -> Option<i64> {

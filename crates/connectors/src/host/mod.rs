@@ -12,6 +12,7 @@ mod bounded;
 mod directives;
 mod files;
 mod live;
+mod mounts;
 mod paths;
 
 use std::collections::BTreeSet;
@@ -49,7 +50,7 @@ const MODE_FILES: [&str; 14] = [
 ];
 
 /// The configurations the document is made of: (dialect, main file, document prefix, marker).
-const SOURCES: [(Dialect, &str, &str); 9] = [
+const SOURCES: [(Dialect, &str, &str); 10] = [
     (Dialect::Sshd, "/etc/ssh/sshd_config", "sshd"),
     (Dialect::SpaceKv, "/etc/login.defs", "login_defs"),
     (Dialect::Redis, "/etc/redis/redis.conf", "redis"),
@@ -59,6 +60,7 @@ const SOURCES: [(Dialect, &str, &str); 9] = [
     (Dialect::EqKv, "/etc/security/faillock.conf", "faillock"),
     (Dialect::EqKv, "/etc/security/pwhistory.conf", "pwhistory"),
     (Dialect::EqKv, "/etc/default/useradd", "useradd"),
+    (Dialect::EqKv, "/etc/systemd/journald.conf", "journald"),
 ];
 
 /// What the host connector accepts and how long it waits.
@@ -363,10 +365,35 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
     if let Some(passwd) = read("/etc/passwd")? {
         accounts::passwd_facts(&passwd, read("/etc/group")?.as_deref(), &mut doc);
     }
+    if let Some(fstab) = read("/etc/fstab")? {
+        mounts::fstab_facts(&fstab, &mut doc);
+    }
+    host_key_facts(&root, &mut doc).map_err(io_err("CheckError", "/etc/ssh/ssh_host_*_key"))?;
     if let Some(live) = live_of(t, &root, limits) {
         live.read(&mut doc);
     }
     Ok(doc)
+}
+
+/// sshd's host keys whose mode grants more than they should (private keys 0600, public keys
+/// 0644), as `path(mode)` lists: `sshd.host_private_keys_loose`, `sshd.host_public_keys_loose`.
+fn host_key_facts(root: &Path, doc: &mut Document) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut loose = |pattern: &str, allowed: u32, key: &str| -> io::Result<()> {
+        let mut found = Vec::new();
+        for real in paths::glob_in_root(root, pattern) {
+            if let Some(m) = files::meta(root, &real)? {
+                let mode = m.mode() & 0o7777;
+                if mode & !allowed != 0 {
+                    found.push(format!("/{}({mode:04o})", real.strip_prefix(root).unwrap_or(&real).display()));
+                }
+            }
+        }
+        doc.insert(key.to_string(), found.join(","));
+        Ok(())
+    };
+    loose("/etc/ssh/ssh_host_*_key", 0o600, "sshd.host_private_keys_loose")?;
+    loose("/etc/ssh/ssh_host_*_key.pub", 0o644, "sshd.host_public_keys_loose")
 }
 
 fn backup(t: &Target, change: &Change, limits: &Limits) -> Result<Snapshot, ConnectorError> {
