@@ -73,6 +73,8 @@ pub enum Op {
     NoWildcardAddr,
     /// The key is present with a non-empty value.
     Present,
+    /// The key is absent (a package that is not installed).
+    Absent,
     /// The value, a list separated by commas or spaces, holds every one of `values`
     /// (case-insensitive): mount options such as `nodev`.
     AllOf,

@@ -67,6 +67,9 @@ pub fn live_differences(check: &CheckDef, doc: &Document) -> Vec<String> {
 }
 
 fn holds(c: &Condition, value: Option<&String>) -> bool {
+    if c.op == Op::Absent {
+        return value.is_none();
+    }
     let Some(v) = value.or(c.default.as_ref()) else {
         return false;
     };
@@ -91,6 +94,7 @@ fn holds(c: &Condition, value: Option<&String>) -> bool {
             !addrs.is_empty() && addrs.iter().all(|a| !is_wildcard(a))
         }
         Op::Present => !v.is_empty(),
+        Op::Absent => false,
         Op::NoneOf => !v.is_empty() && !list(v).any(|x| c.values.iter().any(|bad| bad.eq_ignore_ascii_case(x))),
         Op::AllOf => c.values.iter().all(|want| list(v).any(|x| want.eq_ignore_ascii_case(x))),
         Op::FieldsLe => {

@@ -13,6 +13,7 @@ mod directives;
 mod files;
 mod live;
 mod mounts;
+mod packages;
 mod paths;
 
 use std::collections::BTreeSet;
@@ -369,6 +370,11 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
         mounts::fstab_facts(&fstab, &mut doc);
     }
     host_key_facts(&root, &mut doc).map_err(io_err("CheckError", "/etc/ssh/ssh_host_*_key"))?;
+    let status = resolve_in_root(&root, packages::STATUS).map_err(io_err("CheckError", packages::STATUS))?;
+    let status_limits = Limits { max_file_bytes: packages::MAX_STATUS_BYTES };
+    if let Some(bytes) = files::read(&root, &status, &status_limits).map_err(io_err("CheckError", packages::STATUS))? {
+        packages::installed(&String::from_utf8_lossy(&bytes), &mut doc);
+    }
     if let Some(live) = live_of(t, &root, limits) {
         live.read(&mut doc);
     }
