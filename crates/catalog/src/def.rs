@@ -2,7 +2,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use model::{Document, ParamSpec, ParamType, Step, Text, LIVE};
+use model::{Document, ParamSpec, ParamType, Step, Text, LIVE, SOURCE};
+
+/// The source shown for a value that no file sets: the software's default applies.
+pub const NOT_SET: &str = "default: not set in any file";
 use serde::Deserialize;
 
 /// Risk level of a check item.
@@ -199,13 +202,24 @@ fn instance() -> String {
 
 impl CheckDef {
     /// The current values of the settings the item shows, as a document has them (the
-    /// software's default when unset): name → value; on a live system also the value in
-    /// effect, as `name (live)`.
+    /// software's default when unset): name → value; with where each came from, as
+    /// `name (source)` (the file and line that set it, or that nothing did and the default
+    /// applies); on a live system also the value in effect, as `name (live)`.
     pub fn shown_values(&self, doc: &Document) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for f in &self.config {
-            if let Some(v) = doc.get(&f.key).or(f.default.as_ref()) {
-                out.insert(f.name.clone(), v.clone());
+            match (doc.get(&f.key), &f.default) {
+                (Some(v), _) => {
+                    out.insert(f.name.clone(), v.clone());
+                    if let Some(line) = doc.get(&format!("{SOURCE}{}", f.key)) {
+                        out.insert(format!("{} (source)", f.name), line.clone());
+                    }
+                }
+                (None, Some(default)) => {
+                    out.insert(f.name.clone(), default.clone());
+                    out.insert(format!("{} (source)", f.name), NOT_SET.to_string());
+                }
+                (None, None) => {}
             }
             if let Some(v) = doc.get(&format!("{LIVE}{}", f.key)) {
                 out.insert(format!("{} (live)", f.name), v.clone());

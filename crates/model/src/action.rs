@@ -144,6 +144,10 @@ pub struct Change {
 /// `live:sysctl.net.ipv4.ip_forward` the kernel's value before the change.
 pub const LIVE: &str = "live:";
 
+/// The prefix of the document key saying which line of which file set a value
+/// (`src:sshd.permitrootlogin` = `/etc/ssh/sshd_config:4`): evidence for a result.
+pub const SOURCE: &str = "src:";
+
 /// The document key present (`yes`) when the values [`LIVE`] were read from a live system.
 pub const LIVE_SYSTEM: &str = "live";
 

@@ -15,7 +15,7 @@ mod vendor;
 
 pub use action::{
     Apply, Change, Checker, ConnectorOp, Dialect, Document, Effect, LiveReader, OpOutput, Snapshot, SnapshotItem, Step,
-    LIVE, LIVE_ERROR, LIVE_SYSTEM,
+    LIVE, LIVE_ERROR, LIVE_SYSTEM, SOURCE,
 };
 pub use error::ApiError;
 pub use lang::{Lang, Text};

@@ -72,7 +72,12 @@ fn junit_and_sarif_carry_the_failures_for_ci_systems() {
     assert_eq!(code, 1);
     assert!(junit.starts_with("<?xml"), "{junit}");
     assert!(junit.contains("tests=\"3\" failures=\"1\" skipped=\"1\""), "{junit}");
-    assert!(junit.contains("<failure message=\"failing: sshd.permitrootlogin; PermitRootLogin=yes\""), "{junit}");
+    assert!(
+        junit.contains(
+            "<failure message=\"failing: sshd.permitrootlogin; PermitRootLogin=yes, PermitRootLogin (source)=/etc/ssh/sshd_config:2\""
+        ),
+        "the value and the line that set it: {junit}"
+    );
     assert!(junit.contains("<skipped message=\"not applicable\"/>"), "{junit}");
     assert_eq!(junit.matches("<testcase ").count(), junit.matches("</testcase>").count());
 

@@ -50,11 +50,31 @@ fn host_items() -> Vec<CheckDef> {
     Catalog::builtin().unwrap().for_asset("host").cloned().collect()
 }
 
-/// `posture assess --root ROOT --format json`: status by CheckId.
-fn assess(root: &Path) -> BTreeMap<i64, String> {
+/// `posture assess --root ROOT --format json`: every item's answer.
+fn assess_json(root: &Path) -> Vec<Value> {
     let out = Command::new(common::bin()).args(["assess", "--format", "json", "--root"]).arg(root).output().unwrap();
-    let items: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Status by CheckId.
+fn assess(root: &Path) -> BTreeMap<i64, String> {
+    let items = assess_json(root);
     items.iter().map(|i| (i["CheckId"].as_i64().unwrap(), i["Status"].as_str().unwrap().to_string())).collect()
+}
+
+#[test]
+fn each_result_names_the_line_that_decided_it_or_says_the_default_applies() {
+    let (_dir, root) = root("pass");
+    let items = assess_json(&root);
+    let config = |id: i64| items.iter().find(|i| i["CheckId"] == id).unwrap()["Evidence"]["Config"].clone();
+    // MaxAuthTries is set twice; the drop-in, read first, decides.
+    let tries = config(1003);
+    assert_eq!(tries["MaxAuthTries"], "2");
+    assert_eq!(tries["MaxAuthTries (source)"], "/etc/ssh/sshd_config.d/10-hardening.conf:2");
+    // No KexAlgorithms anywhere: sshd's default list, said to be the default.
+    assert_eq!(config(1027)["KexAlgorithms (source)"], "default: not set in any file");
+    // sysctl.conf (read last) overrides sysctl.d.
+    assert_eq!(config(1012)["net.ipv4.ip_forward (source)"], "/etc/sysctl.conf:2");
 }
 
 /// 1088 (/tmp is a mount of its own) fails only where fstab has no /tmp, where the /tmp option

@@ -163,18 +163,21 @@ fn check_of<'a>(ctx: &'a Ctx, p: &Params) -> Result<&'a CheckDef, ApiError> {
 }
 
 /// `InstanceInfo.Config`: the current values of the settings the item shows.
-/// The item's shown settings of one result; on a live system each is followed by its value in
-/// effect (`Name (live)`), so a file and a service that disagree show both.
+/// The item's shown settings of one result, each followed by where it came from (`Name
+/// (source)`: a file and line, or the default) and on a live system by its value in effect
+/// (`Name (live)`), so a file and a service that disagree show both.
 fn config_values(c: &CheckDef, stored: &str, lang: Lang) -> Vec<Value> {
     let values: BTreeMap<String, String> = serde_json::from_str(stored).unwrap_or_default();
     let mut out = Vec::new();
     for f in &c.config {
         let show = f.show_name.get(lang);
         out.push(json!({"Name": f.name, "ShowName": show, "Value": values.get(&f.name).cloned().unwrap_or_default()}));
-        let live = format!("{} (live)", f.name);
-        if let Some(v) = values.get(&live) {
-            let in_effect = if lang == Lang::Zh { "生效值" } else { "in effect" };
-            out.push(json!({"Name": live, "ShowName": format!("{show} ({in_effect})"), "Value": v}));
+        for (suffix, zh, en) in [("source", "来源", "source"), ("live", "生效值", "in effect")] {
+            let name = format!("{} ({suffix})", f.name);
+            if let Some(v) = values.get(&name) {
+                let shown = if lang == Lang::Zh { zh } else { en };
+                out.push(json!({"Name": name, "ShowName": format!("{show} ({shown})"), "Value": v}));
+            }
         }
     }
     out

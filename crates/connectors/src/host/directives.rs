@@ -206,15 +206,22 @@ impl ConfigSet {
     }
 
     /// The effective value of every key.
+    #[cfg(test)]
     pub fn values(&self) -> BTreeMap<String, String> {
+        self.sourced_values().into_iter().map(|(k, (v, _))| (k, v)).collect()
+    }
+
+    /// The effective value of every key, with the line that sets it (`/etc/ssh/sshd_config:4`).
+    pub fn sourced_values(&self) -> BTreeMap<String, (String, String)> {
         let mut out = BTreeMap::new();
         for e in self.entries.iter().filter(|e| !e.in_match && e.key != "include" && e.key != "match") {
+            let sourced = || (e.value.clone(), format!("{}:{}", self.sources[e.src].logical, e.line + 1));
             match self.dialect {
                 Dialect::Sshd | Dialect::Modprobe => {
-                    out.entry(e.key.clone()).or_insert_with(|| e.value.clone());
+                    out.entry(e.key.clone()).or_insert_with(sourced);
                 }
                 _ => {
-                    out.insert(e.key.clone(), e.value.clone());
+                    out.insert(e.key.clone(), sourced());
                 }
             }
         }

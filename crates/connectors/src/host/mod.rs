@@ -22,7 +22,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use model::{Change, Dialect, Document, Snapshot, SnapshotItem, Step};
+use model::{Change, Dialect, Document, Snapshot, SnapshotItem, Step, SOURCE};
 
 pub use files::{Limits, DEFAULT_MAX_FILE_BYTES};
 pub use paths::resolve_in_root;
@@ -342,7 +342,8 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
         if !file.is_empty() && set.exists() {
             doc.insert(format!("{prefix}.present"), "true".into());
         }
-        for (k, v) in set.values() {
+        for (k, (v, line)) in set.sourced_values() {
+            doc.insert(format!("{SOURCE}{prefix}.{k}"), line);
             doc.insert(format!("{prefix}.{k}"), v);
         }
     }
@@ -639,6 +640,7 @@ mod tests {
         let c = HostConnector::default();
         let before = c.fetch(&target).unwrap();
         assert_eq!(before["sshd.permitrootlogin"], "yes");
+        assert_eq!(before["src:sshd.permitrootlogin"], "/etc/ssh/sshd_config:4", "the line that decided it");
         assert_eq!(before["file:/etc/ssh/sshd_config.mode"], "0644");
         let steps = vec![
             set(Dialect::Sshd, "/etc/ssh/sshd_config", "PermitRootLogin", "no"),
