@@ -83,7 +83,11 @@ def full_flow(server, client, kind):
     failing = client.call("ListCheckInstanceResult", {"CheckId": REDIS_CHECK, "Statuses": ["NOT_PASS"], "Lang": "en"})
     row = next(r for r in failing["BasicData"] if r["InstanceName"] == name)
     instance_id, region = row["InstanceId"], row["RegionId"]
-    assert {c["Name"] for c in row["InstanceInfo"]["Config"]} == {"bind", "port"}
+    # Each setting, then the line that set it, or that the default applies.
+    config = {c["Name"]: c["Value"] for c in row["InstanceInfo"]["Config"]}
+    assert {n for n in config if not n.endswith(" (source)")} == {"bind", "port"}, config
+    sources = [v for n, v in config.items() if n.endswith(" (source)")]
+    assert sources and all(v.startswith("/etc/redis/redis.conf:") or v == "default: not set in any file" for v in sources), config
     assert failing["PageInfo"]["Count"] == str(len(failing["BasicData"]))
 
     # 3. Repair metadata: the IPPort parameter, supplied at submit time, required.
