@@ -220,6 +220,21 @@ impl Engine {
         Ok(to)
     }
 
+    /// Ends a verification in `to`, with why it is not verified (if so), the instance's result
+    /// as read, and what was read.
+    fn end_verification(
+        &self,
+        claimed: &Claimed,
+        from: TaskStatus,
+        to: TaskStatus,
+        error: Option<(&str, &str)>,
+        update: &store::ResultUpdate,
+        verification: &str,
+    ) -> store::Result<TaskStatus> {
+        let extra = Transition { error, result: Some(update), verification: Some(verification), ..Default::default() };
+        self.move_to(claimed, from, to, extra)
+    }
+
     /// Writes the transition that the outcome of the step of `status` calls for (wherever the
     /// connector's work ran); returns the new status.
     pub(crate) fn conclude(
@@ -265,17 +280,7 @@ impl Engine {
                     None => (RepairSuccessVerified, None),
                     Some((code, msg)) => (RepairSuccessUnverified, Some((*code, msg.as_str()))),
                 };
-                self.move_to(
-                    claimed,
-                    status,
-                    to,
-                    Transition {
-                        error,
-                        result: Some(&update),
-                        verification: Some(&verification),
-                        ..Default::default()
-                    },
-                )
+                self.end_verification(claimed, status, to, error, &update, &verification)
             }
             (RollBacking, OpOutput::Done) => self.move_to(claimed, status, RollBacked, Transition::default()),
             (RollBackVerifying, OpOutput::Matches { matches, document }) => {
@@ -289,17 +294,7 @@ impl Engine {
                         "the configuration (or the value in effect) does not match the snapshot after the restore";
                     (RollBackUnverified, Some(("RollbackVerifyFailed", msg)))
                 };
-                self.move_to(
-                    claimed,
-                    status,
-                    to,
-                    Transition {
-                        error,
-                        result: Some(&update),
-                        verification: Some(&verification),
-                        ..Default::default()
-                    },
-                )
+                self.end_verification(claimed, status, to, error, &update, &verification)
             }
             (status, out) => {
                 let got = serde_json::to_value(&out).ok().and_then(|v| v.get("output").cloned()).unwrap_or_default();
