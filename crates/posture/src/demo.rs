@@ -169,7 +169,7 @@ PASS_MAX_DAYS\t{max_days}\nPASS_MIN_DAYS\t0\nPASS_WARN_AGE\t7\n\nUID_MIN\t\t\t 1
 }
 
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nbin:x:2:2:bin:/bin:/usr/sbin/nologin\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\nredis:x:101:102::/var/lib/redis:/usr/sbin/nologin\nops:x:1000:1000:Ops,,,:/home/ops:/bin/bash\n";
-const GROUP: &str = "root:x:0:\ndaemon:x:1:\nbin:x:2:\nshadow:x:42:\nredis:x:102:\nops:x:1000:\n";
+const GROUP: &str = "root:x:0:\ndaemon:x:1:\nbin:x:2:\nshadow:x:42:\nredis:x:102:\nops:x:1000:\nnogroup:x:65534:\n";
 
 fn shadow(empty_password_user: bool) -> String {
     let mut s = String::from(
@@ -188,6 +188,70 @@ fn write(root: &Path, rel: &str, text: &str, mode: u32) -> std::io::Result<()> {
     std::fs::create_dir_all(p.parent().expect("a parent"))?;
     std::fs::write(&p, text)?;
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+}
+
+/// The kernel modules CIS wants kept from loading.
+const MODULES: [&str; 12] =
+    ["cramfs", "freevxfs", "hfs", "hfsplus", "jffs2", "squashfs", "udf", "usb-storage", "dccp", "sctp", "rds", "tipc"];
+
+/// One installed package as dpkg's status file lists it.
+fn dpkg_entry(package: &str) -> String {
+    format!("Package: {package}\nStatus: install ok installed\nPriority: optional\nVersion: 1.0-1\nDescription: {package}\n")
+}
+
+/// The rest of a Debian server's files the catalog reads — mounts, modules, PAM, journald,
+/// packages, banners, backups, host keys — hardened or as a default install leaves them.
+fn system_files(root: &Path, hardened: bool) -> std::io::Result<()> {
+    let (tmp, shm) = if hardened {
+        ("defaults,nodev,nosuid,noexec", "defaults,nodev,nosuid,noexec")
+    } else {
+        ("defaults", "defaults,nodev")
+    };
+    write(root, "etc/fstab", &format!("# /etc/fstab\nUUID=7e3f / ext4 errors=remount-ro 0 1\ntmpfs /tmp tmpfs {tmp} 0 0\ntmpfs /dev/shm tmpfs {shm} 0 0\n"), 0o644)?;
+    if hardened {
+        let lines: String = MODULES.iter().map(|m| format!("install {m} /bin/false\nblacklist {m}\n")).collect();
+        write(root, "etc/modprobe.d/cis.conf", &lines, 0o644)?;
+    }
+    let (minlen, unlock, inactive, storage) = if hardened {
+        ("minlen = 14\nminclass = 4\n", "unlock_time = 900\n", "INACTIVE=30\n", "Storage=persistent\n")
+    } else {
+        ("# minlen = 8\n", "# unlock_time = 600\n", "", "#Storage=auto\n")
+    };
+    write(
+        root,
+        "etc/security/pwquality.conf",
+        &format!("# Configuration for systemwide password quality limits\n{minlen}"),
+        0o644,
+    )?;
+    write(root, "etc/security/faillock.conf", &format!("# deny = 3\n{unlock}"), 0o644)?;
+    write(root, "etc/security/pwhistory.conf", "# remember = 10\n", 0o644)?;
+    write(root, "etc/default/useradd", &format!("# Default values for useradd(8)\nSHELL=/bin/sh\n{inactive}"), 0o644)?;
+    write(root, "etc/systemd/journald.conf", &format!("[Journal]\n{storage}#Compress=yes\n"), 0o644)?;
+    let mut packages = vec!["base-files", "openssh-server", "sudo", "rsyslog", "apparmor"];
+    packages.extend(if hardened { ["aide", "auditd"] } else { ["telnet", "rsync"] });
+    write(root, "var/lib/dpkg/status", &packages.iter().map(|p| dpkg_entry(p)).collect::<Vec<_>>().join("\n"), 0o644)?;
+    for banner in ["etc/motd", "etc/issue", "etc/issue.net"] {
+        write(root, banner, "Authorised use only.\n", 0o644)?;
+    }
+    write(
+        root,
+        "etc/crontab",
+        "SHELL=/bin/sh\n17 * * * * root cd / && run-parts --report /etc/cron.hourly\n",
+        if hardened { 0o600 } else { 0o644 },
+    )?;
+    write(root, "boot/grub/grub.cfg", "# grub.cfg\nset timeout=5\n", if hardened { 0o400 } else { 0o444 })?;
+    write(root, "etc/passwd-", PASSWD, 0o644)?;
+    write(root, "etc/group-", GROUP, 0o644)?;
+    write(root, "etc/shadow-", &shadow(false), 0o600)?;
+    write(root, "etc/gshadow", "root:*::\nshadow:*::\n", 0o640)?;
+    write(root, "etc/gshadow-", "root:*::\nshadow:*::\n", 0o600)?;
+    write(
+        root,
+        "etc/ssh/ssh_host_ed25519_key",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n(demo)\n-----END OPENSSH PRIVATE KEY-----\n",
+        if hardened { 0o600 } else { 0o640 },
+    )?;
+    write(root, "etc/ssh/ssh_host_ed25519_key.pub", "ssh-ed25519 AAAA demo\n", 0o644)
 }
 
 /// Writes the fleet's files under `fleet_dir` and returns the instances to register.
@@ -209,6 +273,7 @@ pub fn build(fleet_dir: &Path) -> std::io::Result<Vec<NewInstance>> {
             0o644,
         )?;
         std::fs::create_dir_all(root.join("etc/sysctl.d"))?;
+        system_files(&root, s.hardened_ssh)?;
         if let Some(redis) = s.redis {
             let text = format!("# Redis configuration file example.\n\ndaemonize yes\npidfile /run/redis/redis-server.pid\nloglevel notice\nlogfile /var/log/redis/redis-server.log\n\n{redis}\ndatabases 16\nsave 3600 1\n");
             write(&root, "etc/redis/redis.conf", &text, 0o640)?;
