@@ -153,18 +153,9 @@ fn tasks_of_an_offline_agent_fail_after_the_deadline_having_changed_nothing() {
     assert_eq!((row["Status"].as_str(), row["ErrorCode"].as_str()), (Some("FAIL"), Some("AgentOffline")), "{row}");
     assert_eq!(a.sshd(), SSHD, "nothing changed");
     // Its part of a check run fails too, and the run ends.
-    let run = server.ok("SubmitCheck", &[])["TaskId"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = server.ok("ListOperationProcessDetail", &[("TaskIds.1", &run), ("PageSize", "100")]);
-        let details = v["ProcessDetails"].as_array().unwrap();
-        if !details.is_empty() && details.iter().all(|d| d["StatusCode"] != 0 && d["StatusCode"] != 1) {
-            assert_eq!(details.iter().filter(|d| d["StatusCode"] == 4).count(), 1, "{v}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the run did not end: {v}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let v = server.check_run(Duration::from_secs(30));
+    let details = v["ProcessDetails"].as_array().unwrap();
+    assert_eq!(details.iter().filter(|d| d["StatusCode"] == 4).count(), 1, "{v}");
     // It was last heard from when it enrolled.
     let listed = server.ok("DescribeAgents", &[]);
     let off = listed["Agents"].as_array().unwrap().iter().find(|a| a["InstanceId"] == "agent-off").unwrap().clone();

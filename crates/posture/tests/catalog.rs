@@ -121,10 +121,7 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
 fn every_repairable_linux_item_is_repaired_verified_and_rolled_back_byte_for_byte() {
     let server = Server::start(&[]);
     let (_dir, root) = root("fail");
-    let line = serde_json::json!({"InstanceId": "catalog-1", "Root": root});
-    let file = server.dir.path().join("instances.jsonl");
-    std::fs::write(&file, format!("{line}\n")).unwrap();
-    server.admin("instances", "add", &["--account", &server.account_id, "--file", file.to_str().unwrap()]);
+    server.add_instance(&serde_json::json!({"InstanceId": "catalog-1", "Root": root}));
     let original = tree(&root);
     // Repair-only items last: what they change stays changed.
     let mut items: Vec<CheckDef> = host_items().into_iter().filter(|c| c.repair.is_some()).collect();
@@ -132,29 +129,16 @@ fn every_repairable_linux_item_is_repaired_verified_and_rolled_back_byte_for_byt
     assert!(items.len() >= 40, "{}", items.len());
     for item in &items {
         let id = item.id.to_string();
-        let mut p =
-            vec![("CheckId", id.as_str()), ("Type", "REPAIR"), ("OperationTaskInstances.1.InstanceId", "catalog-1")];
         // A required parameter without a default: the one IP:PORT item.
-        if item.id == 1016 {
-            p.extend([("RepairTempParam.1.Name", "IPPort"), ("RepairTempParam.1.Value", "127.0.0.1:6379")]);
-        }
-        let submitted = server.ok("SubmitOperationTask", &p);
-        let repair = server.wait_root(item.id, submitted["RootTaskId"].as_str().unwrap()).remove(0);
+        let ip_port = [("RepairTempParam.1.Name", "IPPort"), ("RepairTempParam.1.Value", "127.0.0.1:6379")];
+        let extra: &[(&str, &str)] = if item.id == 1016 { &ip_port } else { &[] };
+        let repair = server.run_task(&id, "REPAIR", "catalog-1", extra);
         assert_eq!(repair["Status"], "REPAIR_SUCCESS_VERIFIED", "{}: {repair}", item.id);
         assert_ne!(tree(&root), original, "{}: the repair changed something", item.id);
         if !item.supports_rollback() {
             continue;
         }
-        let submitted = server.ok(
-            "SubmitOperationTask",
-            &[
-                ("CheckId", id.as_str()),
-                ("Type", "ROLLBACK"),
-                ("OperationTaskInstances.1.InstanceId", "catalog-1"),
-                ("OperationTaskInstances.1.TaskId", repair["TaskId"].as_str().unwrap()),
-            ],
-        );
-        let undone = server.wait_root(item.id, submitted["RootTaskId"].as_str().unwrap()).remove(0);
+        let undone = server.roll_back(&id, "catalog-1", &repair);
         assert_eq!(undone["Status"], "ROLL_BACK_VERIFIED", "{}: {undone}", item.id);
         assert_eq!(tree(&root), original, "{}: the rollback is byte for byte, modes included", item.id);
     }

@@ -43,26 +43,14 @@ fn live_root() -> (tempfile::TempDir, PathBuf) {
 
 /// Registers `root` as the live instance `id` with these services.
 fn register(server: &Server, id: &str, root: &Path, services: Value) {
-    let line =
-        serde_json::json!({"InstanceId": id, "InstanceName": id, "Root": root, "Live": true, "Services": services});
-    let file = server.dir.path().join(format!("{id}.jsonl"));
-    std::fs::write(&file, format!("{line}\n")).unwrap();
-    server.admin("instances", "add", &["--account", &server.account_id, "--file", file.to_str().unwrap()]);
+    server.add_instance(
+        &serde_json::json!({"InstanceId": id, "InstanceName": id, "Root": root, "Live": true, "Services": services}),
+    );
 }
 
 /// Runs a check of every instance and waits for it.
 fn check_now(server: &Server) {
-    let run = server.ok("SubmitCheck", &[])["TaskId"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = server.ok("ListOperationProcessDetail", &[("TaskIds.1", &run), ("PageSize", "100")]);
-        let details = v["ProcessDetails"].as_array().unwrap();
-        if !details.is_empty() && details.iter().all(|d| d["StatusCode"] != 0 && d["StatusCode"] != 1) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the check run did not finish: {v}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.check_run(Duration::from_secs(60));
 }
 
 /// The result of one item on one instance: its row of ListCheckInstanceResult.
@@ -79,19 +67,6 @@ fn shown(result: &Value, name: &str) -> String {
         .find(|c| c["Name"] == name)
         .map(|c| c["Value"].as_str().unwrap_or_default().to_string())
         .unwrap_or_default()
-}
-
-/// Submits a task and waits for it; its row.
-fn run(server: &Server, check: &str, kind: &str, id: &str, extra: &[(&str, &str)]) -> Value {
-    let check_id: i64 = check.parse().unwrap();
-    let mut p = vec![("CheckId", check), ("Type", kind), ("OperationTaskInstances.1.InstanceId", id)];
-    p.extend_from_slice(extra);
-    let root = server.ok("SubmitOperationTask", &p)["RootTaskId"].as_str().unwrap().to_string();
-    server.wait_root(check_id, &root).remove(0)
-}
-
-fn rollback(server: &Server, check: &str, id: &str, repair: &Value) -> Value {
-    run(server, check, "ROLLBACK", id, &[("OperationTaskInstances.1.TaskId", repair["TaskId"].as_str().unwrap())])
 }
 
 /// A real sshd on a loopback port, its configuration, host key, PID file and log in a root.
@@ -213,7 +188,7 @@ fn sshd_repairs_are_validated_reloaded_and_verified_in_effect_and_rolled_back_al
 
     // PermitRootLogin, then MaxAuthTries: each validated, reloaded (same PID), verified by sshd -T.
     let original = sshd.config();
-    let root_login = run(&server, "1001", "REPAIR", "live-ssh", &[]);
+    let root_login = server.run_task("1001", "REPAIR", "live-ssh", &[]);
     assert_eq!(root_login["Status"], "REPAIR_SUCCESS_VERIFIED", "{root_login}\n{}", sshd.log());
     let verification = root_login["Verification"].as_str().unwrap();
     assert!(verification.contains("sshd -t") && verification.contains("sshd -T"), "{verification}");
@@ -221,8 +196,7 @@ fn sshd_repairs_are_validated_reloaded_and_verified_in_effect_and_rolled_back_al
     assert!(sshd.alive(), "the same sshd process (PID {}) runs on", sshd.pid);
     assert_eq!(read(&root.join("run/sshd.pid")).trim(), sshd.pid.to_string());
     assert_eq!(sshd.effective("permitrootlogin"), "no");
-    let tries = run(
-        &server,
+    let tries = server.run_task(
         "1003",
         "REPAIR",
         "live-ssh",
@@ -235,7 +209,7 @@ fn sshd_repairs_are_validated_reloaded_and_verified_in_effect_and_rolled_back_al
     assert_eq!((after["Status"].as_str(), shown(&after, "PermitRootLogin (live)").as_str()), (Some("PASS"), "no"));
 
     // A directive sshd does not know is refused by sshd -t: nothing written, nothing reloaded.
-    let unknown = run(&server, "9901", "REPAIR", "live-ssh", &[]);
+    let unknown = server.run_task("9901", "REPAIR", "live-ssh", &[]);
     assert_eq!(unknown["Status"], "REPAIR_FAIL", "{unknown}");
     assert_eq!(unknown["ErrorCode"], "ServiceRejectedConfig", "{unknown}");
     assert!(unknown["ErrorMsg"].as_str().unwrap().contains("Bad configuration option: Frobnicate"), "{unknown}");
@@ -245,7 +219,7 @@ fn sshd_repairs_are_validated_reloaded_and_verified_in_effect_and_rolled_back_al
     let pid_file = root.join("run/sshd.pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).unwrap();
     let before = sshd.config();
-    let x11 = run(&server, "1004", "REPAIR", "live-ssh", &[]);
+    let x11 = server.run_task("1004", "REPAIR", "live-ssh", &[]);
     assert_eq!(
         (x11["Status"].as_str(), x11["ErrorCode"].as_str()),
         (Some("REPAIR_FAIL"), Some("LiveApplyFailed")),
@@ -257,7 +231,7 @@ fn sshd_repairs_are_validated_reloaded_and_verified_in_effect_and_rolled_back_al
     assert_eq!(sshd.reloads(), 2);
 
     // Rollbacks, latest first: each restores, validates, reloads and verifies.
-    let undone = rollback(&server, "1003", "live-ssh", &tries);
+    let undone = server.roll_back("1003", "live-ssh", &tries);
     assert_eq!(undone["Status"], "ROLL_BACK_VERIFIED", "{undone}");
     assert_eq!((sshd.reloads(), sshd.effective("maxauthtries").as_str()), (3, "6"));
     assert!(undone["Verification"].as_str().unwrap().contains("sshd -T"), "{undone}");
@@ -267,7 +241,7 @@ fn sshd_repairs_are_validated_reloaded_and_verified_in_effect_and_rolled_back_al
     let saved = std::fs::read(&key).unwrap();
     std::fs::remove_file(&key).unwrap();
     let repaired = sshd.config();
-    let refused = rollback(&server, "1001", "live-ssh", &root_login);
+    let refused = server.roll_back("1001", "live-ssh", &root_login);
     assert_eq!(
         (refused["Status"].as_str(), refused["ErrorCode"].as_str()),
         (Some("ROLL_BACK_FAIL"), Some("ServiceRejectedConfig")),
@@ -277,7 +251,7 @@ fn sshd_repairs_are_validated_reloaded_and_verified_in_effect_and_rolled_back_al
     assert_eq!(sshd.reloads(), 3);
     std::fs::write(&key, saved).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let undone = rollback(&server, "1001", "live-ssh", &root_login);
+    let undone = server.roll_back("1001", "live-ssh", &root_login);
     assert_eq!(undone["Status"], "ROLL_BACK_VERIFIED", "{undone}");
     assert_eq!(sshd.config(), original, "byte for byte");
     assert_eq!((sshd.reloads(), sshd.effective("permitrootlogin").as_str()), (4, "yes"));
@@ -353,8 +327,7 @@ fn redis_repairs_take_effect_with_config_set_and_a_file_unlike_the_service_fails
     let conf = root.join("etc/redis/redis.conf");
     let original = read(&conf);
 
-    let bind = run(
-        &server,
+    let bind = server.run_task(
         "1016",
         "REPAIR",
         "live-redis",
@@ -364,14 +337,13 @@ fn redis_repairs_take_effect_with_config_set_and_a_file_unlike_the_service_fails
     assert!(bind["Verification"].as_str().unwrap().contains("CONFIG GET"), "{bind}");
     assert_eq!(redis.get("bind"), "127.0.0.1");
     assert!(read(&conf).contains("bind 127.0.0.1\n"));
-    let undone = rollback(&server, "1016", "live-redis", &bind);
+    let undone = server.roll_back("1016", "live-redis", &bind);
     assert_eq!(undone["Status"], "ROLL_BACK_VERIFIED", "{undone}");
     assert_eq!(redis.get("bind"), "0.0.0.0");
     assert_eq!(read(&conf), original);
 
     // A bind that posture could not reach Redis on afterwards is refused before anything changes.
-    let away = run(
-        &server,
+    let away = server.run_task(
         "1016",
         "REPAIR",
         "live-redis",
@@ -396,10 +368,10 @@ fn redis_repairs_take_effect_with_config_set_and_a_file_unlike_the_service_fails
     );
     assert!(r["StatusMessage"].as_str().unwrap().contains("in effect \"no\""), "{r}");
     // The repair finds the file right and makes the running Redis follow it.
-    let fixed = run(&server, "1017", "REPAIR", "live-redis", &[]);
+    let fixed = server.run_task("1017", "REPAIR", "live-redis", &[]);
     assert_eq!(fixed["Status"], "REPAIR_SUCCESS_VERIFIED", "{fixed}");
     assert_eq!(redis.get("protected-mode"), "yes");
-    let undone = rollback(&server, "1017", "live-redis", &fixed);
+    let undone = server.roll_back("1017", "live-redis", &fixed);
     assert_eq!(undone["Status"], "ROLL_BACK_VERIFIED", "{undone}");
     assert_eq!(redis.get("protected-mode"), "no", "the value in effect before the repair is back");
 }
@@ -408,7 +380,7 @@ fn redis_repairs_take_effect_with_config_set_and_a_file_unlike_the_service_fails
 fn a_root_that_is_not_live_says_no_live_step_ran() {
     let server = Server::start(&[]);
     let web01 = "i-bp1a2c3d4e5f6g7h8i9j";
-    let row = run(&server, "1001", "REPAIR", web01, &[]);
+    let row = server.run_task("1001", "REPAIR", web01, &[]);
     assert_eq!(row["Status"], "REPAIR_SUCCESS_VERIFIED", "{row}");
     let verification = row["Verification"].as_str().unwrap();
     assert!(verification.contains("not a live system") && verification.contains("no live step ran"), "{verification}");
@@ -477,11 +449,11 @@ fn sysctl_in_this_namespace() {
     std::fs::write(root.join("etc/sysctl.conf"), "# routing on\nnet.ipv4.ip_forward = 1\n").unwrap();
     register(&server, "live-kernel", &root, serde_json::json!({}));
 
-    let repair = run(&server, "1012", "REPAIR", "live-kernel", &[]);
+    let repair = server.run_task("1012", "REPAIR", "live-kernel", &[]);
     assert_eq!(repair["Status"], "REPAIR_SUCCESS_VERIFIED", "{repair}");
     assert!(repair["Verification"].as_str().unwrap().contains("/proc/sys"), "{repair}");
     assert_eq!(get(), "0", "the kernel follows the repair");
-    let undone = rollback(&server, "1012", "live-kernel", &repair);
+    let undone = server.roll_back("1012", "live-kernel", &repair);
     assert_eq!(undone["Status"], "ROLL_BACK_VERIFIED", "{undone}");
     assert_eq!(get(), "1", "and the rollback");
     assert_eq!(read(&root.join("etc/sysctl.conf")), "# routing on\nnet.ipv4.ip_forward = 1\n");
@@ -499,11 +471,11 @@ fn sysctl_in_this_namespace() {
     // test-only item on a per-namespace key with more than two values).
     let ttl = Path::new("/proc/sys/net/ipv4/ip_default_ttl");
     std::fs::write(ttl, "100\n").unwrap();
-    let repair = run(&server, "9902", "REPAIR", "live-kernel", &[]);
+    let repair = server.run_task("9902", "REPAIR", "live-kernel", &[]);
     assert_eq!(repair["Status"], "REPAIR_SUCCESS_VERIFIED", "{repair}");
     assert_eq!(read(ttl).trim(), "64");
     std::fs::write(ttl, "77\n").unwrap();
-    let refused = rollback(&server, "9902", "live-kernel", &repair);
+    let refused = server.roll_back("9902", "live-kernel", &repair);
     assert_eq!(
         (refused["Status"].as_str(), refused["ErrorCode"].as_str()),
         (Some("ROLL_BACK_FAIL"), Some("ConfigChangedSinceRepair")),
@@ -512,7 +484,7 @@ fn sysctl_in_this_namespace() {
     assert_eq!(read(ttl).trim(), "77", "nothing changed");
     assert!(read(&root.join("etc/sysctl.d/99-zz-posture-net.ipv4.ip_default_ttl.conf")).contains("= 64"));
     std::fs::write(ttl, "64\n").unwrap();
-    let undone = rollback(&server, "9902", "live-kernel", &repair);
+    let undone = server.roll_back("9902", "live-kernel", &repair);
     assert_eq!(undone["Status"], "ROLL_BACK_VERIFIED", "{undone}");
     assert_eq!(read(ttl).trim(), "100", "the value before the repair is back");
 }

@@ -356,25 +356,23 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
             doc.insert(format!("file:{f}.gid"), m.gid().to_string());
         }
     }
-    let read = |f: &str| -> Result<Option<String>, ConnectorError> {
+    let read = |f: &str, limits: &Limits| -> Result<Option<String>, ConnectorError> {
         let real = resolve_in_root(&root, f).map_err(io_err("CheckError", f))?;
         let bytes = files::read(&root, &real, limits).map_err(io_err("CheckError", f))?;
         Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
     };
-    if let Some(shadow) = read("/etc/shadow")? {
+    if let Some(shadow) = read("/etc/shadow", limits)? {
         accounts::shadow_facts(&shadow, &mut doc);
     }
-    if let Some(passwd) = read("/etc/passwd")? {
-        accounts::passwd_facts(&passwd, read("/etc/group")?.as_deref(), &mut doc);
+    if let Some(passwd) = read("/etc/passwd", limits)? {
+        accounts::passwd_facts(&passwd, read("/etc/group", limits)?.as_deref(), &mut doc);
     }
-    if let Some(fstab) = read("/etc/fstab")? {
+    if let Some(fstab) = read("/etc/fstab", limits)? {
         mounts::fstab_facts(&fstab, &mut doc);
     }
     host_key_facts(&root, &mut doc).map_err(io_err("CheckError", "/etc/ssh/ssh_host_*_key"))?;
-    let status = resolve_in_root(&root, packages::STATUS).map_err(io_err("CheckError", packages::STATUS))?;
-    let status_limits = Limits { max_file_bytes: packages::MAX_STATUS_BYTES };
-    if let Some(bytes) = files::read(&root, &status, &status_limits).map_err(io_err("CheckError", packages::STATUS))? {
-        packages::installed(&String::from_utf8_lossy(&bytes), &mut doc);
+    if let Some(status) = read(packages::STATUS, &Limits { max_file_bytes: packages::MAX_STATUS_BYTES })? {
+        packages::installed(&status, &mut doc);
     }
     if let Some(live) = live_of(t, &root, limits) {
         live.read(&mut doc);

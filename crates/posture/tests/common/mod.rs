@@ -182,6 +182,43 @@ impl Server {
         self.data().join("fleet").join(instance).join(rel)
     }
 
+    /// Registers one instance from its JSON line (`posture instances add`).
+    pub fn add_instance(&self, line: &Value) {
+        let file = self.dir.path().join(format!("{}.jsonl", line["InstanceId"].as_str().unwrap()));
+        std::fs::write(&file, format!("{line}\n")).unwrap();
+        self.admin("instances", "add", &["--account", &self.account_id, "--file", file.to_str().unwrap()]);
+    }
+
+    /// Submits a task of `check` on `instance` and waits for it; its row.
+    pub fn run_task(&self, check: &str, kind: &str, instance: &str, extra: &[(&str, &str)]) -> Value {
+        let mut p = vec![("CheckId", check), ("Type", kind), ("OperationTaskInstances.1.InstanceId", instance)];
+        p.extend_from_slice(extra);
+        let root = self.ok("SubmitOperationTask", &p)["RootTaskId"].as_str().unwrap().to_string();
+        self.wait_root(check.parse().unwrap(), &root).remove(0)
+    }
+
+    /// Rolls back the repair whose row is `repair` and waits for it; its row.
+    pub fn roll_back(&self, check: &str, instance: &str, repair: &Value) -> Value {
+        let task = repair["TaskId"].as_str().unwrap();
+        self.run_task(check, "ROLLBACK", instance, &[("OperationTaskInstances.1.TaskId", task)])
+    }
+
+    /// Runs a check of every instance and waits, at most `within`, for each instance's part to
+    /// end; returns the run's details as ListOperationProcessDetail last answered.
+    pub fn check_run(&self, within: Duration) -> Value {
+        let run = self.ok("SubmitCheck", &[])["TaskId"].as_str().unwrap().to_string();
+        let deadline = Instant::now() + within;
+        loop {
+            let v = self.ok("ListOperationProcessDetail", &[("TaskIds.1", &run), ("PageSize", "100")]);
+            let details = v["ProcessDetails"].as_array().unwrap();
+            if !details.is_empty() && details.iter().all(|d| d["StatusCode"] != 0 && d["StatusCode"] != 1) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "the check run did not end: {v}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Polls ListOperationTask until the task of `root` is terminal; returns its row.
     pub fn wait_root(&self, check_id: i64, root: &str) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(30);

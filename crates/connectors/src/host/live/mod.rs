@@ -76,7 +76,10 @@ impl Live<'_> {
                 format!("{why}: posture could not verify the change or roll it back, so nothing was changed"),
             )
         };
-        let at = self.redis_address().map_err(|e| ConnectorError::new("RepairError", e))?;
+        let at = self
+            .redis_conf()
+            .and_then(|conf| self.redis_address(&conf))
+            .map_err(|e| ConnectorError::new("RepairError", e))?;
         for (key, value) in directives(change, Dialect::Redis) {
             if key.eq_ignore_ascii_case("port") && value.trim().parse::<u16>().ok() != Some(at.port()) {
                 return Err(refuse(format!(
@@ -263,22 +266,23 @@ impl Live<'_> {
     }
 
     /// Where the running Redis answers: the instance's `Address`, else the loopback address on
-    /// the port its configuration names (6379 when none).
-    fn redis_address(&self) -> Result<SocketAddr, String> {
+    /// the port its configuration (`conf`) names (6379 when none).
+    fn redis_address(&self, conf: &ConfigSet) -> Result<SocketAddr, String> {
         if let Some(r) = &self.services.redis {
             return r.address.parse().map_err(|_| format!("Services.redis.Address {:?} is not IP:PORT", r.address));
         }
-        let conf = ConfigSet::load(self.root, Dialect::Redis, REDIS_CONF, self.limits)
-            .map_err(|e| format!("{REDIS_CONF}: {e}"))?;
         let port = conf.effective("port").and_then(|e| e.value.parse::<u16>().ok()).unwrap_or(6379);
         Ok(SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
+    fn redis_conf(&self) -> Result<ConfigSet, String> {
+        ConfigSet::load(self.root, Dialect::Redis, REDIS_CONF, self.limits).map_err(|e| format!("{REDIS_CONF}: {e}"))
+    }
+
     /// A connection to the running Redis, authenticated with the root's `requirepass`.
     fn redis(&self) -> Result<redis::Conn, String> {
-        let conf = ConfigSet::load(self.root, Dialect::Redis, REDIS_CONF, self.limits)
-            .map_err(|e| format!("{REDIS_CONF}: {e}"))?;
+        let conf = self.redis_conf()?;
         let password = conf.effective("requirepass").map(|e| e.value.trim_matches('"').to_string());
-        redis::Conn::open(self.redis_address()?, password.as_deref().filter(|p| !p.is_empty()))
+        redis::Conn::open(self.redis_address(&conf)?, password.as_deref().filter(|p| !p.is_empty()))
     }
 }
