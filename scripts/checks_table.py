@@ -71,7 +71,7 @@ def linux():
 def aws():
     print(row(["CheckId", "item", "risk", "CIS", "asset", "rule (PASS when)", "repair", "cloud action", "parameters"]))
     print(row(["---"] * 9))
-    for c in load("aws"):
+    for c in sorted(load("aws"), key=lambda c: c["id"]):
         steps = (c.get("repair") or {}).get("steps", [])
         change = "; ".join(cloud_change(s) for s in steps) or "—"
         print(row([c["id"], c["name"]["en"], c["risk"], c.get("cis", "—"), f"`{c['asset']}`", rule(c), repair_kind(c), change, params(c)]))

@@ -112,14 +112,18 @@ class Moto:
 
     def __init__(self, workdir: Path):
         self.log = open(workdir / "moto.log", "w")
-        self.bin = str(Path(sys.executable).with_name("moto_server"))
+        # moto_server, with the fix of moto_server.py (signed GET requests).
+        self.cmd = [sys.executable, str(Path(__file__).with_name("moto_server.py"))]
         self.start()
 
     def start(self):
         for _ in range(5):
             self.port = free_port()
             self.url = f"http://127.0.0.1:{self.port}"
-            self.proc = subprocess.Popen([self.bin, "-H", "127.0.0.1", "-p", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT)
+            # AWS's managed policies (AWSSupportAccess, AWSCloudShellFullAccess) exist only when
+            # moto loads them.
+            self.proc = subprocess.Popen([*self.cmd, "-H", "127.0.0.1", "-p", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT,
+                                         env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"})
             deadline = time.time() + 30
             while time.time() < deadline and self.proc.poll() is None:
                 try:
@@ -140,9 +144,10 @@ class Moto:
         self._post("/moto-api/reset")
         iam = self.client("iam", "anything", "anything")
         iam.create_user(UserName="posture")
-        policy = iam.create_policy(PolicyName="allow-all", PolicyDocument=json.dumps(
+        # Inline, so that the account has no attached customer policy allowing *:* (CIS 1.16)
+        # unless a test attaches one.
+        iam.put_user_policy(UserName="posture", PolicyName="allow-all", PolicyDocument=json.dumps(
             {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
-        iam.attach_user_policy(UserName="posture", PolicyArn=policy["Policy"]["Arn"])
         key = iam.create_access_key(UserName="posture")["AccessKey"]
         self._post("/moto-api/reset-auth", b"0")
         self.key = (key["AccessKeyId"], key["SecretAccessKey"])

@@ -220,6 +220,12 @@ ITEMS = [
 
 @pytest.mark.parametrize("item", ITEMS, ids=lambda i: str(i.check_id))
 def test_every_aws_item_repairs_and_rolls_back_for_real(aws_server, moto, item):
+    repair_then_roll_back(aws_server, moto, item)
+
+
+def repair_then_roll_back(aws_server, moto, item):
+    """Seed → NOT_PASS → REPAIR verified, the state fixed → ROLLBACK verified, the state exactly
+    the original (or, for a repair-only item, the rollback refused)."""
     client = sas(aws_server)
     instance_id, region = item.seed(moto)
     original = item.read(moto, instance_id)

@@ -31,6 +31,11 @@ pub(crate) struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
+    pub kms: aws_sdk_kms::Client,
+    pub rds: aws_sdk_rds::Client,
+    pub efs: aws_sdk_efs::Client,
+    pub config: aws_sdk_config::Client,
 }
 
 /// `global` resources (IAM) are reached through us-east-1.
@@ -61,7 +66,7 @@ impl Clients {
             .operation_attempt_timeout(Duration::from_secs(8))
             .operation_timeout(Duration::from_secs(20))
             .build();
-        // Each service's builder has the same shape; a macro keeps the four in step.
+        // Each service's builder has the same shape; a macro keeps them in step.
         macro_rules! client {
             ($sdk:ident $(, $extra:ident($arg:expr))*) => {{
                 let mut b = $sdk::config::Builder::new()
@@ -84,6 +89,11 @@ impl Clients {
             s3: client!(aws_sdk_s3, force_path_style(settings.endpoint_url.is_some())),
             iam: client!(aws_sdk_iam),
             sts: client!(aws_sdk_sts),
+            cloudtrail: client!(aws_sdk_cloudtrail),
+            kms: client!(aws_sdk_kms),
+            rds: client!(aws_sdk_rds),
+            efs: client!(aws_sdk_efs),
+            config: client!(aws_sdk_config),
         }
     }
 }
@@ -109,8 +119,20 @@ pub(crate) struct AwsError {
     pub message: String,
 }
 
-const GONE: &[&str] =
-    &["InvalidGroup.NotFound", "InvalidGroupId.NotFound", "InvalidInstanceID.NotFound", "NoSuchBucket", "InvalidID"];
+const GONE: &[&str] = &[
+    "InvalidGroup.NotFound",
+    "InvalidGroupId.NotFound",
+    "InvalidInstanceID.NotFound",
+    "NoSuchBucket",
+    "InvalidID",
+    "TrailNotFoundException",
+    "NotFoundException",
+    "DBInstanceNotFound",
+    "FileSystemNotFound",
+    "InvalidVpcID.NotFound",
+    "InvalidNetworkAclID.NotFound",
+    "NoSuchEntity",
+];
 const REFUSED: &[&str] = &[
     "InvalidClientTokenId",
     "SignatureDoesNotMatch",
@@ -212,7 +234,12 @@ pub(crate) fn done_unless<E>(res: Result<(), SdkError<E, HttpResponse>>, code: &
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    match res.map_err(AwsError::from) {
+    done_if(res.map_err(AwsError::from), code)
+}
+
+/// [`done_unless`] of a call whose error is already classified.
+pub(crate) fn done_if(res: Result<(), AwsError>, code: &str) -> Result<(), AwsError> {
+    match res {
         Err(e) if e.is(code) => Ok(()),
         other => other,
     }

@@ -28,8 +28,14 @@ pub(crate) async fn discover(aws: &Aws, credentials: &CloudCredentials, regions:
             return d;
         }
     };
-    d.assets.push(asset(Kind::Iam, "global", &account, format!("AWS account {account} (IAM)")));
-    d.complete_regions.push("global".into());
+    d.assets.push(asset(Kind::Iam, "global", &account, format!("AWS account {account}")));
+    match crate::iam_user::list(&home).await {
+        Ok(users) => {
+            d.assets.extend(users.into_iter().map(|(id, name)| asset(Kind::IamUser, "global", &id, name)));
+            d.complete_regions.push("global".into());
+        }
+        Err(e) => d.errors.push(format!("iam:ListUsers: {}", e.message)),
+    }
 
     let buckets = match list_buckets(aws, credentials).await {
         Ok(b) => Some(b),
@@ -41,25 +47,39 @@ pub(crate) async fn discover(aws: &Aws, credentials: &CloudCredentials, regions:
     for region in regions {
         let c = aws.clients(credentials, region);
         let mut complete = buckets.is_some();
-        let mut fail = |what: &str, e: AwsError| {
-            complete = false;
-            d.errors.push(format!("{region} {what}: {}", e.message));
-        };
         let mut found = Vec::new();
-        match security_groups(&c).await {
-            Ok(groups) => {
-                found.extend(groups.into_iter().map(|(id, name)| asset(Kind::SecurityGroup, region, &id, name)))
+        let mut add = |kind: Kind, what: &str, listed: Result<Vec<(String, String)>, AwsError>| match listed {
+            Ok(list) => found.extend(list.into_iter().map(|(id, name)| asset(kind, region, &id, name))),
+            Err(e) => {
+                complete = false;
+                d.errors.push(format!("{region} {what}: {}", e.message));
             }
-            Err(e) => fail("ec2:DescribeSecurityGroups", e),
-        }
-        match c.ec2.get_ebs_encryption_by_default().send().await {
-            Ok(_) => found.push(asset(Kind::Ebs, region, &account, format!("EBS defaults of {account} in {region}"))),
-            Err(e) => fail("ec2:GetEbsEncryptionByDefault", e.into()),
-        }
-        match instances(&c).await {
-            Ok(list) => found.extend(list.into_iter().map(|(id, name)| asset(Kind::Ec2, region, &id, name))),
-            Err(e) => fail("ec2:DescribeInstances", e),
-        }
+        };
+        // The per-region settings of the account are one instance each: EBS's named by the
+        // account id, AWS Config's by `<account id>-config` (an instance is unique by id and region).
+        let region_wide = |id: String, what: &str| vec![(id, format!("{what} of {account} in {region}"))];
+        add(Kind::SecurityGroup, "ec2:DescribeSecurityGroups", security_groups(&c).await);
+        add(Kind::Nacl, "ec2:DescribeNetworkAcls", crate::nacl::list(&c).await);
+        add(Kind::Vpc, "ec2:DescribeVpcs", crate::vpc::list(&c).await);
+        let ebs = c.ec2.get_ebs_encryption_by_default().send().await;
+        add(
+            Kind::Ebs,
+            "ec2:GetEbsEncryptionByDefault",
+            ebs.map(|_| region_wide(account.clone(), "EBS defaults")).map_err(AwsError::from),
+        );
+        add(Kind::Ec2, "ec2:DescribeInstances", instances(&c).await);
+        add(Kind::Trail, "cloudtrail:DescribeTrails", crate::trail::list(&c, region).await);
+        add(Kind::Kms, "kms:ListKeys", crate::kms::list(&c).await);
+        add(Kind::Rds, "rds:DescribeDBInstances", crate::rds::list(&c).await);
+        add(Kind::Efs, "elasticfilesystem:DescribeFileSystems", crate::efs::list(&c).await);
+        let recorders = c.config.describe_configuration_recorders().send().await;
+        add(
+            Kind::Config,
+            "config:DescribeConfigurationRecorders",
+            recorders
+                .map(|_| region_wide(crate::recorder::instance_id(&account), "AWS Config"))
+                .map_err(AwsError::from),
+        );
         for (bucket, bucket_region) in buckets.iter().flatten() {
             if bucket_region == region {
                 found.push(asset(Kind::Bucket, region, bucket, bucket.clone()));

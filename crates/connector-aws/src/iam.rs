@@ -1,4 +1,7 @@
-//! The account's IAM password policy (`aws.iam`, one instance per account, region `global`).
+//! The account (`aws.iam`, one instance per account, region `global`): the IAM password policy
+//! (the one aspect a repair changes), the root user's keys and MFA, account-wide IAM findings
+//! (policies that allow everything, the support role, CloudShell full access, expired server
+//! certificates) and the account's trails as seen from us-east-1.
 
 use std::collections::BTreeMap;
 
@@ -43,8 +46,9 @@ pub(crate) async fn read(c: &Clients) -> Result<Value, AwsError> {
 }
 
 pub(crate) async fn document(c: &Clients) -> Result<Document, AwsError> {
+    let mut d = account_document(c).await?;
+    d.extend(crate::trail::account_document(c).await?);
     let policy = read(c).await?;
-    let mut d = Document::new();
     if policy.is_null() {
         return Ok(d);
     }
@@ -111,4 +115,127 @@ pub(crate) async fn write(c: &Clients, want: &Value) -> Result<(), AwsError> {
         .send()
         .await?;
     Ok(())
+}
+
+const SUPPORT_POLICY: &str = "arn:aws:iam::aws:policy/AWSSupportAccess";
+const CLOUDSHELL_POLICY: &str = "arn:aws:iam::aws:policy/AWSCloudShellFullAccess";
+
+/// Whether a policy document (as IAM returns it: URL-encoded JSON) has a statement allowing
+/// every action on every resource.
+pub(crate) fn allows_everything(document: &str) -> bool {
+    let text = if document.trim_start().starts_with('{') {
+        document.into()
+    } else {
+        percent_encoding::percent_decode_str(document).decode_utf8_lossy()
+    };
+    let Ok(policy) = serde_json::from_str::<Value>(&text) else { return false };
+    let statements = match &policy["Statement"] {
+        Value::Array(a) => a.clone(),
+        s => vec![s.clone()],
+    };
+    let has_star = |v: &Value| match v {
+        Value::String(s) => s == "*",
+        Value::Array(a) => a.iter().any(|x| x == "*"),
+        _ => false,
+    };
+    statements.iter().any(|s| s["Effect"] == "Allow" && has_star(&s["Action"]) && has_star(&s["Resource"]))
+}
+
+/// The users, groups and roles a managed policy is attached to (none when the policy does not
+/// exist, as in an emulator without AWS's managed policies).
+async fn attached_to(c: &Clients, arn: &str) -> Result<Vec<String>, AwsError> {
+    match c.iam.list_entities_for_policy().policy_arn(arn).send().await.map_err(AwsError::from) {
+        Ok(out) => Ok(out
+            .policy_users()
+            .iter()
+            .filter_map(|u| u.user_name().map(|n| format!("user {n}")))
+            .chain(out.policy_groups().iter().filter_map(|g| g.group_name().map(|n| format!("group {n}"))))
+            .chain(out.policy_roles().iter().filter_map(|r| r.role_name().map(|n| format!("role {n}"))))
+            .collect()),
+        Err(e) if e.is("NoSuchEntity") => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The customer managed policies attached somewhere whose default version allows everything.
+async fn admin_policies(c: &Clients) -> Result<Vec<String>, AwsError> {
+    use aws_sdk_iam::types::PolicyScopeType;
+    let mut found = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = c
+            .iam
+            .list_policies()
+            .scope(PolicyScopeType::Local)
+            .only_attached(true)
+            .set_marker(marker.take())
+            .send()
+            .await?;
+        for p in page.policies() {
+            let (Some(arn), Some(version)) = (p.arn(), p.default_version_id()) else { continue };
+            let v = c.iam.get_policy_version().policy_arn(arn).version_id(version).send().await?;
+            if v.policy_version().and_then(|v| v.document()).is_some_and(allows_everything) {
+                found.push(p.policy_name().unwrap_or(arn).to_string());
+            }
+        }
+        match page.marker() {
+            Some(m) if page.is_truncated() && !m.is_empty() => marker = Some(m.to_string()),
+            _ => return Ok(found),
+        }
+    }
+}
+
+async fn account_document(c: &Clients) -> Result<Document, AwsError> {
+    use aws_sdk_iam::types::{AssignmentStatusType, SummaryKeyType};
+    let mut d = Document::new();
+    let summary = c.iam.get_account_summary().send().await?;
+    let summary = summary.summary_map();
+    let get = |k: SummaryKeyType| summary.and_then(|m| m.get(&k)).copied().unwrap_or(0);
+    d.insert("account.root_access_keys".into(), get(SummaryKeyType::AccountAccessKeysPresent).to_string());
+    d.insert("account.root_mfa".into(), get(SummaryKeyType::AccountMfaEnabled).to_string());
+    let virtual_mfa = c.iam.list_virtual_mfa_devices().assignment_status(AssignmentStatusType::Assigned).send().await?;
+    let root_virtual = virtual_mfa.virtual_mfa_devices().iter().any(|m| {
+        m.serial_number().ends_with(":mfa/root-account-mfa-device")
+            || m.user().is_some_and(|u| u.arn().ends_with(":root"))
+    });
+    d.insert("account.root_virtual_mfa".into(), if root_virtual { "yes" } else { "no" }.into());
+
+    let support = attached_to(c, SUPPORT_POLICY).await?;
+    d.insert("account.support_roles".into(), support.len().to_string());
+    d.insert("account.support_role_list".into(), support.join(", "));
+    let cloudshell = attached_to(c, CLOUDSHELL_POLICY).await?;
+    d.insert("account.cloudshell_full_access".into(), cloudshell.len().to_string());
+    d.insert("account.cloudshell_full_access_list".into(), cloudshell.join(", "));
+    let admin = admin_policies(c).await?;
+    d.insert("account.admin_policies".into(), admin.len().to_string());
+    d.insert("account.admin_policy_list".into(), admin.join(", "));
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let certs = c.iam.list_server_certificates().send().await?;
+    let expired: Vec<String> = certs
+        .server_certificate_metadata_list()
+        .iter()
+        .filter(|m| m.expiration().is_some_and(|e| e.secs() < now))
+        .map(|m| m.server_certificate_name().to_string())
+        .collect();
+    d.insert("account.expired_certificates".into(), expired.len().to_string());
+    d.insert("account.expired_certificate_list".into(), expired.join(", "));
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_allowing_everything_is_found_encoded_or_not() {
+        let admin = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        assert!(allows_everything(admin));
+        assert!(allows_everything(&admin.replace('{', "%7B").replace('}', "%7D").replace('"', "%22")));
+        let one = r#"{"Statement":{"Effect":"Allow","Action":["s3:*","*"],"Resource":["*"]}}"#;
+        assert!(allows_everything(one));
+        assert!(!allows_everything(r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#));
+        assert!(!allows_everything(r#"{"Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#));
+        assert!(!allows_everything("not json"));
+    }
 }

@@ -1,8 +1,10 @@
-//! The AWS connector: security groups, S3 buckets, the IAM password policy, EBS encryption by
+//! The AWS connector: security groups, network ACLs, VPC flow logs, S3 buckets, the account (IAM
+//! password policy, root user, account-wide IAM and CloudTrail findings), IAM users, CloudTrail
+//! trails, KMS keys, RDS instances, EFS file systems, AWS Config recorders, EBS encryption by
 //! default and EC2 metadata options, read and repaired through the AWS SDK for Rust.
 //!
-//! Each resource kind is a [`Connector`] (`aws.sg`, `aws.s3`, `aws.iam`, `aws.ebs`, `aws.ec2`)
-//! over the same machinery: a resource is a set of *aspects* (a group's inbound rules, a
+//! Each resource kind is a [`Connector`] (`aws.sg`, `aws.s3`, `aws.iam`, …, see [`Kind`]) over
+//! the same machinery: a resource is a set of *aspects* (a group's inbound rules, a
 //! bucket's ACL, …), each read as the exact JSON of what the API answered (`null` for "there is
 //! none"). A backup stores the aspects a repair's steps touch; a restore makes each aspect equal
 //! to the stored one again, after checking that nobody changed it since the repair.
@@ -13,9 +15,17 @@ mod clients;
 mod discover;
 mod ebs;
 mod ec2;
+mod efs;
 mod iam;
+mod iam_user;
+mod kms;
+mod nacl;
+mod rds;
+mod recorder;
 mod s3;
 mod sg;
+mod trail;
+mod vpc;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -69,10 +79,32 @@ enum Kind {
     Iam,
     Ebs,
     Ec2,
+    IamUser,
+    Trail,
+    Kms,
+    Rds,
+    Efs,
+    Config,
+    Vpc,
+    Nacl,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [Kind::SecurityGroup, Kind::Bucket, Kind::Iam, Kind::Ebs, Kind::Ec2];
+    const ALL: [Kind; 13] = [
+        Kind::SecurityGroup,
+        Kind::Bucket,
+        Kind::Iam,
+        Kind::Ebs,
+        Kind::Ec2,
+        Kind::IamUser,
+        Kind::Trail,
+        Kind::Kms,
+        Kind::Rds,
+        Kind::Efs,
+        Kind::Config,
+        Kind::Vpc,
+        Kind::Nacl,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -81,6 +113,14 @@ impl Kind {
             Kind::Iam => "aws.iam",
             Kind::Ebs => "aws.ebs",
             Kind::Ec2 => "aws.ec2",
+            Kind::IamUser => "aws.iam_user",
+            Kind::Trail => "aws.trail",
+            Kind::Kms => "aws.kms",
+            Kind::Rds => "aws.rds",
+            Kind::Efs => "aws.efs",
+            Kind::Config => "aws.config",
+            Kind::Vpc => "aws.vpc",
+            Kind::Nacl => "aws.nacl",
         }
     }
 
@@ -88,13 +128,28 @@ impl Kind {
     fn aspects_of(self, action: &str) -> Option<&'static str> {
         let aspect = match (self, action) {
             (Kind::SecurityGroup, "sg.replace_world_ingress" | "sg.revoke_all_ingress") => sg::INGRESS,
+            (Kind::SecurityGroup, "sg.revoke_all_egress") => sg::EGRESS,
             (Kind::Bucket, "s3.block_public_access") => s3::PUBLIC_ACCESS_BLOCK,
             (Kind::Bucket, "s3.acl_private") => s3::ACL,
             (Kind::Bucket, "s3.default_encryption") => s3::ENCRYPTION,
             (Kind::Bucket, "s3.enable_versioning") => s3::VERSIONING,
+            (Kind::Bucket, "s3.deny_insecure_transport") => s3::POLICY,
             (Kind::Iam, "iam.password_policy") => iam::PASSWORD_POLICY,
             (Kind::Ebs, "ebs.enable_default_encryption") => ebs::ENCRYPTION_BY_DEFAULT,
             (Kind::Ec2, "ec2.require_imdsv2") => ec2::METADATA_OPTIONS,
+            (Kind::IamUser, "iam_user.deactivate_idle_keys") => iam_user::ACCESS_KEYS,
+            (Kind::Trail, "trail.multi_region") => trail::MULTI_REGION,
+            (Kind::Trail, "trail.start_logging") => trail::LOGGING,
+            (Kind::Trail, "trail.log_validation") => trail::LOG_VALIDATION,
+            (Kind::Trail, "trail.encrypt") => trail::KMS,
+            (Kind::Trail, "trail.bucket_logging") => trail::BUCKET_LOGGING,
+            (Kind::Kms, "kms.enable_rotation") => kms::ROTATION,
+            (Kind::Rds, "rds.private") => rds::PUBLIC,
+            (Kind::Rds, "rds.auto_minor_version_upgrade") => rds::MINOR_UPGRADE,
+            (Kind::Rds, "rds.backup_retention") => rds::BACKUP,
+            (Kind::Config, "config.start_recorder") => recorder::RECORDING,
+            (Kind::Vpc, "vpc.flow_logs") => vpc::FLOW_LOGS,
+            (Kind::Nacl, "nacl.deny_world_ingress") => nacl::INGRESS,
             _ => return None,
         };
         Some(aspect)
@@ -107,16 +162,32 @@ impl Kind {
             Kind::Iam => iam::document(c).await,
             Kind::Ebs => ebs::document(c).await,
             Kind::Ec2 => ec2::document(c, id).await,
+            Kind::IamUser => iam_user::document(c, id).await,
+            Kind::Trail => trail::document(c, id).await,
+            Kind::Kms => kms::document(c, id).await,
+            Kind::Rds => rds::document(c, id).await,
+            Kind::Efs => efs::document(c, id).await,
+            Kind::Config => recorder::document(c).await,
+            Kind::Vpc => vpc::document(c, id).await,
+            Kind::Nacl => nacl::document(c, id).await,
         }
     }
 
     async fn read(self, c: &Clients, id: &str, aspect: &str) -> Result<Value, AwsError> {
         match self {
-            Kind::SecurityGroup => sg::read(c, id).await,
+            Kind::SecurityGroup => sg::read(c, id, aspect).await,
             Kind::Bucket => s3::read(c, id, aspect).await,
             Kind::Iam => iam::read(c).await,
             Kind::Ebs => ebs::read(c).await,
             Kind::Ec2 => ec2::read(c, id).await,
+            Kind::IamUser => iam_user::read(c, id).await,
+            Kind::Trail => trail::read(c, id, aspect).await,
+            Kind::Kms => kms::read(c, id).await,
+            Kind::Rds => rds::read(c, id, aspect).await,
+            Kind::Efs => efs::read(c, id).await,
+            Kind::Config => recorder::read(c).await,
+            Kind::Vpc => vpc::read(c, id).await,
+            Kind::Nacl => nacl::read(c, id).await,
         }
     }
 
@@ -127,21 +198,37 @@ impl Kind {
             Kind::Iam => iam::apply(c, action, args).await,
             Kind::Ebs => ebs::apply(c, action).await,
             Kind::Ec2 => ec2::apply(c, id, action).await,
+            Kind::IamUser => iam_user::apply(c, id, action, args).await,
+            Kind::Trail => trail::apply(c, id, action, args).await,
+            Kind::Kms => kms::apply(c, id, action).await,
+            Kind::Rds => rds::apply(c, id, action, args).await,
+            Kind::Efs => Err(AwsError::other(format!("{action}: an EFS file system is read only"))),
+            Kind::Config => recorder::apply(c, action).await,
+            Kind::Vpc => vpc::apply(c, id, action, args).await,
+            Kind::Nacl => nacl::apply(c, id, action, args).await,
         }
     }
 
     async fn write(self, c: &Clients, id: &str, aspect: &str, want: &Value) -> Result<(), AwsError> {
         match self {
-            Kind::SecurityGroup => sg::write(c, id, want).await,
+            Kind::SecurityGroup => sg::write(c, id, aspect, want).await,
             Kind::Bucket => s3::write(c, id, aspect, want).await,
             Kind::Iam => iam::write(c, want).await,
             Kind::Ebs => ebs::write(c, want).await,
             Kind::Ec2 => ec2::write(c, id, want).await,
+            Kind::IamUser => iam_user::write(c, id, want).await,
+            Kind::Trail => trail::write(c, id, aspect, want).await,
+            Kind::Kms => kms::write(c, id, want).await,
+            Kind::Rds => rds::write(c, id, aspect, want).await,
+            Kind::Efs => Err(AwsError::other("an EFS file system is read only")),
+            Kind::Config => recorder::write(c, want).await,
+            Kind::Vpc => vpc::write(c, id, want).await,
+            Kind::Nacl => nacl::write(c, id, want).await,
         }
     }
 }
 
-/// The AWS side shared by the five connectors and the provider: where calls go, the HTTPS
+/// The AWS side shared by the connectors and the provider: where calls go, the HTTPS
 /// client, a small runtime for the SDK's futures, and the clients of each account and region.
 pub struct Aws {
     settings: Settings,
@@ -164,7 +251,7 @@ impl Aws {
         Ok(Arc::new(Aws { settings: Settings { endpoint_url, http }, runtime, clients: Mutex::new(HashMap::new()) }))
     }
 
-    /// The five connectors.
+    /// One connector per kind.
     pub fn connectors(self: &Arc<Self>) -> Vec<Arc<dyn Connector>> {
         Kind::ALL.iter().map(|k| Arc::new(AwsConnector { kind: *k, aws: self.clone() }) as Arc<dyn Connector>).collect()
     }

@@ -1,11 +1,12 @@
-//! S3 buckets (`aws.s3`): the public access block, the ACL, default encryption and versioning,
-//! each an aspect read exactly as the API answers it (`null` when there is none).
+//! S3 buckets (`aws.s3`): the public access block, the ACL, default encryption, versioning, the
+//! bucket policy and server access logging, each an aspect read exactly as the API answers it
+//! (`null` when there is none).
 
 use std::collections::BTreeMap;
 
 use aws_sdk_s3::types::{
-    AccessControlPolicy, BucketCannedAcl, BucketVersioningStatus, Grant, Grantee, Owner, Permission,
-    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    AccessControlPolicy, BucketCannedAcl, BucketLoggingStatus, BucketVersioningStatus, Grant, Grantee, LoggingEnabled,
+    Owner, Permission, PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Type, VersioningConfiguration,
 };
 use model::Document;
@@ -17,6 +18,11 @@ pub(crate) const PUBLIC_ACCESS_BLOCK: &str = "public_access_block";
 pub(crate) const ACL: &str = "acl";
 pub(crate) const ENCRYPTION: &str = "encryption";
 pub(crate) const VERSIONING: &str = "versioning";
+pub(crate) const POLICY: &str = "policy";
+pub(crate) const LOGGING: &str = "logging";
+
+/// The statement `s3.deny_insecure_transport` adds (CIS AWS 2.1.1).
+const DENY_HTTP_SID: &str = "PostureDenyInsecureTransport";
 
 const PUBLIC_GROUPS: &[&str] =
     &["http://acs.amazonaws.com/groups/global/AllUsers", "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"];
@@ -93,8 +99,88 @@ pub(crate) async fn read(c: &Clients, bucket: &str, aspect: &str) -> Result<Valu
             }
             Err(e) => Err(e.into()),
         },
+        // The policy is stored parsed, so that its digest does not depend on whitespace.
+        POLICY => match c.s3.get_bucket_policy().bucket(bucket).send().await.map_err(AwsError::from) {
+            Err(e) if e.is("NoSuchBucketPolicy") => Ok(Value::Null),
+            Err(e) => Err(e),
+            Ok(out) => match out.policy() {
+                None | Some("") => Ok(Value::Null),
+                Some(text) => serde_json::from_str(text)
+                    .map_err(|e| AwsError::other(format!("the policy of {bucket} is not JSON: {e}"))),
+            },
+        },
+        LOGGING => {
+            let out = c.s3.get_bucket_logging().bucket(bucket).send().await?;
+            Ok(match out.logging_enabled() {
+                Some(l) => json!({"TargetBucket": l.target_bucket(), "TargetPrefix": l.target_prefix()}),
+                None => Value::Null,
+            })
+        }
         other => Err(AwsError::other(format!("{other} is not an aspect of a bucket"))),
     }
+}
+
+/// A policy statement's list field (a string or a list of strings).
+fn strings(v: &Value) -> Vec<&str> {
+    match v {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn everyone(principal: &Value) -> bool {
+    principal == "*" || strings(&principal["AWS"]).contains(&"*")
+}
+
+/// The statements of a bucket policy that allow everyone without a condition.
+fn public_statements(policy: &Value) -> Vec<String> {
+    statements(policy)
+        .filter(|s| s["Effect"] == "Allow" && everyone(&s["Principal"]) && s.get("Condition").is_none())
+        .map(|s| format!("policy:{}", s["Sid"].as_str().unwrap_or("(no Sid)")))
+        .collect()
+}
+
+fn statements(policy: &Value) -> impl Iterator<Item = &Value> {
+    match &policy["Statement"] {
+        Value::Array(a) => a.iter().collect::<Vec<_>>(),
+        s @ Value::Object(_) => vec![s],
+        _ => Vec::new(),
+    }
+    .into_iter()
+}
+
+/// Whether the policy denies every request that does not use TLS: a Deny for everyone, of
+/// every S3 action, on condition `aws:SecureTransport` false.
+fn denies_http(policy: &Value) -> bool {
+    statements(policy).any(|s| {
+        let insecure = &s["Condition"]["Bool"]["aws:SecureTransport"];
+        s["Effect"] == "Deny"
+            && everyone(&s["Principal"])
+            && strings(&s["Action"]).iter().any(|a| *a == "s3:*" || *a == "*")
+            && (insecure == "false" || insecure == false || strings(insecure) == ["false"])
+    })
+}
+
+/// The ACL's grants to everyone (`AllUsers:READ`, …).
+fn acl_public_grants(acl: &Value) -> Vec<String> {
+    acl["Grants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| g["Grantee"]["URI"].as_str().is_some_and(|u| PUBLIC_GROUPS.contains(&u)))
+        .map(|g| {
+            let who = g["Grantee"]["URI"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("");
+            format!("{who}:{}", g["Permission"].as_str().unwrap_or(""))
+        })
+        .collect()
+}
+
+/// The grants (ACL) and policy statements that make a bucket readable by everyone.
+pub(crate) async fn public_grants(c: &Clients, bucket: &str) -> Result<Vec<String>, AwsError> {
+    let mut found = acl_public_grants(&read(c, bucket, ACL).await?);
+    found.extend(public_statements(&read(c, bucket, POLICY).await?));
+    Ok(found)
 }
 
 pub(crate) async fn document(c: &Clients, bucket: &str) -> Result<Document, AwsError> {
@@ -109,25 +195,21 @@ pub(crate) async fn document(c: &Clients, bucket: &str) -> Result<Document, AwsE
             d.insert(key.into(), pab.get(*field).and_then(Value::as_bool).unwrap_or(false).to_string());
         }
     }
-    let acl = read(c, bucket, ACL).await?;
-    let public: Vec<String> = acl["Grants"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|g| g["Grantee"]["URI"].as_str().is_some_and(|u| PUBLIC_GROUPS.contains(&u)))
-        .map(|g| {
-            let who = g["Grantee"]["URI"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("");
-            format!("{who}:{}", g["Permission"].as_str().unwrap_or(""))
-        })
-        .collect();
+    let public = acl_public_grants(&read(c, bucket, ACL).await?);
     d.insert("s3.acl.public".into(), if public.is_empty() { "no" } else { "yes" }.into());
     d.insert("s3.acl.public_grants".into(), public.join(", "));
     if let Some(algo) = read(c, bucket, ENCRYPTION).await?["Rules"][0]["SSEAlgorithm"].as_str() {
         d.insert("s3.encryption".into(), algo.to_string());
     }
-    if let Some(status) = read(c, bucket, VERSIONING).await?["Status"].as_str() {
+    let versioning = read(c, bucket, VERSIONING).await?;
+    if let Some(status) = versioning["Status"].as_str() {
         d.insert("s3.versioning".into(), status.to_string());
     }
+    if let Some(mfa) = versioning["MFADelete"].as_str() {
+        d.insert("s3.mfa_delete".into(), mfa.to_string());
+    }
+    let policy = read(c, bucket, POLICY).await?;
+    d.insert("s3.policy_denies_http".into(), if denies_http(&policy) { "yes" } else { "no" }.into());
     Ok(d)
 }
 
@@ -155,6 +237,28 @@ pub(crate) async fn apply(
             let cfg = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
             c.s3.put_bucket_versioning().bucket(bucket).versioning_configuration(cfg).send().await?;
             Ok(())
+        }
+        "s3.deny_insecure_transport" => {
+            let mut policy = match read(c, bucket, POLICY).await? {
+                Value::Null => json!({"Version": "2012-10-17", "Statement": []}),
+                p => p,
+            };
+            if denies_http(&policy) {
+                return Ok(());
+            }
+            let deny = json!({
+                "Sid": DENY_HTTP_SID,
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            });
+            match &mut policy["Statement"] {
+                Value::Array(list) => list.push(deny),
+                one => *one = json!([one.take(), deny]),
+            }
+            write(c, bucket, POLICY, &policy).await
         }
         other => Err(AwsError::other(format!("{other} is not a bucket action"))),
     }
@@ -233,6 +337,26 @@ pub(crate) async fn write(c: &Clients, bucket: &str, aspect: &str, want: &Value)
             };
             let cfg = VersioningConfiguration::builder().status(status).build();
             c.s3.put_bucket_versioning().bucket(bucket).versioning_configuration(cfg).send().await?;
+        }
+        (POLICY, Value::Null) => {
+            c.s3.delete_bucket_policy().bucket(bucket).send().await?;
+        }
+        (POLICY, w) => {
+            c.s3.put_bucket_policy().bucket(bucket).policy(w.to_string()).send().await?;
+        }
+        (LOGGING, w) => {
+            let enabled = match w["TargetBucket"].as_str() {
+                Some(target) => Some(
+                    LoggingEnabled::builder()
+                        .target_bucket(target)
+                        .target_prefix(w["TargetPrefix"].as_str().unwrap_or(""))
+                        .build()
+                        .map_err(build_err)?,
+                ),
+                None => None,
+            };
+            let status = BucketLoggingStatus::builder().set_logging_enabled(enabled).build();
+            c.s3.put_bucket_logging().bucket(bucket).bucket_logging_status(status).send().await?;
         }
         (other, _) => return Err(AwsError::other(format!("{other} is not an aspect of a bucket"))),
     }

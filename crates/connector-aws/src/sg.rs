@@ -1,6 +1,6 @@
-//! Security groups (`aws.sg`): inbound rules, each flattened to one source so that two rule
-//! sets can be compared and a restore can revoke exactly what was added and re-authorize
-//! exactly what was removed.
+//! Security groups (`aws.sg`): inbound and outbound rules (two aspects), each rule flattened to
+//! one source so that two rule sets can be compared and a restore can revoke exactly what was
+//! added and re-authorize exactly what was removed.
 
 use std::collections::BTreeMap;
 
@@ -9,10 +9,12 @@ use model::Document;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::clients::{done_unless, AwsError, Clients};
+use crate::clients::{done_if, AwsError, Clients};
 
-/// The one aspect: the group's inbound rules.
+/// The group's inbound rules.
 pub(crate) const INGRESS: &str = "ingress";
+/// The group's outbound rules.
+pub(crate) const EGRESS: &str = "egress";
 
 /// One inbound rule with one source.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -124,23 +126,46 @@ pub(crate) fn flatten(perms: &[IpPermission]) -> Vec<Rule> {
     rules
 }
 
-/// The group as the API describes it: (name, inbound rules).
-async fn describe(c: &Clients, group_id: &str) -> Result<(String, Vec<Rule>), AwsError> {
+/// The group as the API describes it.
+struct Group {
+    name: String,
+    ingress: Vec<Rule>,
+    egress: Vec<Rule>,
+}
+
+impl Group {
+    fn rules(&self, aspect: &str) -> Result<&[Rule], AwsError> {
+        match aspect {
+            INGRESS => Ok(&self.ingress),
+            EGRESS => Ok(&self.egress),
+            other => Err(AwsError::other(format!("{other} is not an aspect of a security group"))),
+        }
+    }
+}
+
+async fn describe(c: &Clients, group_id: &str) -> Result<Group, AwsError> {
     let out = c.ec2.describe_security_groups().group_ids(group_id).send().await?;
     let Some(g) = out.security_groups().first() else {
         return Err(AwsError::gone("InvalidGroup.NotFound", format!("{group_id} does not exist")));
     };
-    Ok((g.group_name().unwrap_or("").to_string(), flatten(g.ip_permissions())))
+    Ok(Group {
+        name: g.group_name().unwrap_or("").to_string(),
+        ingress: flatten(g.ip_permissions()),
+        egress: flatten(g.ip_permissions_egress()),
+    })
 }
 
-pub(crate) async fn read(c: &Clients, group_id: &str) -> Result<Value, AwsError> {
-    let (_, rules) = describe(c, group_id).await?;
-    Ok(serde_json::to_value(rules).unwrap_or_default())
+pub(crate) async fn read(c: &Clients, group_id: &str, aspect: &str) -> Result<Value, AwsError> {
+    let g = describe(c, group_id).await?;
+    Ok(serde_json::to_value(g.rules(aspect)?).unwrap_or_default())
 }
 
 pub(crate) async fn document(c: &Clients, group_id: &str) -> Result<Document, AwsError> {
-    let (name, rules) = describe(c, group_id).await?;
-    Ok(document_of(&name, &rules))
+    let g = describe(c, group_id).await?;
+    let mut d = document_of(&g.name, &g.ingress);
+    d.insert("sg.egress_rules".into(), g.egress.len().to_string());
+    d.insert("sg.egress_list".into(), g.egress.iter().map(|r| r.show()).collect::<Vec<_>>().join(", "));
+    Ok(d)
 }
 
 pub(crate) fn document_of(name: &str, rules: &[Rule]) -> Document {
@@ -190,7 +215,11 @@ pub(crate) async fn apply(
     action: &str,
     args: &BTreeMap<String, String>,
 ) -> Result<(), AwsError> {
-    let (_, current) = describe(c, group_id).await?;
+    let g = describe(c, group_id).await?;
+    if action == "sg.revoke_all_egress" {
+        return converge(c, group_id, EGRESS, &g.egress, &[]).await;
+    }
+    let current = g.ingress;
     let want: Vec<Rule> = match action {
         "sg.replace_world_ingress" => {
             let ports = args.get("ports").map(String::as_str).unwrap_or("");
@@ -205,28 +234,63 @@ pub(crate) async fn apply(
         "sg.revoke_all_ingress" => Vec::new(),
         other => return Err(AwsError::other(format!("{other} is not a security group action"))),
     };
-    converge(c, group_id, &current, &want).await
+    converge(c, group_id, INGRESS, &current, &want).await
 }
 
-pub(crate) async fn write(c: &Clients, group_id: &str, want: &Value) -> Result<(), AwsError> {
+pub(crate) async fn write(c: &Clients, group_id: &str, aspect: &str, want: &Value) -> Result<(), AwsError> {
     let want: Vec<Rule> =
         serde_json::from_value(want.clone()).map_err(|e| AwsError::other(format!("snapshot of {group_id}: {e}")))?;
-    let (_, current) = describe(c, group_id).await?;
-    converge(c, group_id, &current, &want).await
+    let g = describe(c, group_id).await?;
+    converge(c, group_id, aspect, g.rules(aspect)?, &want).await
 }
 
 /// Revokes the rules not wanted, then authorizes the wanted ones that are missing, one rule per
 /// call so that a call repeated after a crash (already revoked, already there) is harmless.
-async fn converge(c: &Clients, group_id: &str, current: &[Rule], want: &[Rule]) -> Result<(), AwsError> {
+async fn converge(c: &Clients, group_id: &str, aspect: &str, current: &[Rule], want: &[Rule]) -> Result<(), AwsError> {
+    let ingress = aspect == INGRESS;
     for r in current.iter().filter(|r| !want.contains(r)) {
-        let res =
-            c.ec2.revoke_security_group_ingress().group_id(group_id).ip_permissions(r.permission(false)).send().await;
-        done_unless(res.map(drop), "InvalidPermission.NotFound")?;
+        let res = if ingress {
+            c.ec2
+                .revoke_security_group_ingress()
+                .group_id(group_id)
+                .ip_permissions(r.permission(false))
+                .send()
+                .await
+                .map(drop)
+                .map_err(AwsError::from)
+        } else {
+            c.ec2
+                .revoke_security_group_egress()
+                .group_id(group_id)
+                .ip_permissions(r.permission(false))
+                .send()
+                .await
+                .map(drop)
+                .map_err(AwsError::from)
+        };
+        done_if(res, "InvalidPermission.NotFound")?;
     }
     for r in want.iter().filter(|r| !current.contains(r)) {
-        let res =
-            c.ec2.authorize_security_group_ingress().group_id(group_id).ip_permissions(r.permission(true)).send().await;
-        done_unless(res.map(drop), "InvalidPermission.Duplicate")?;
+        let res = if ingress {
+            c.ec2
+                .authorize_security_group_ingress()
+                .group_id(group_id)
+                .ip_permissions(r.permission(true))
+                .send()
+                .await
+                .map(drop)
+                .map_err(AwsError::from)
+        } else {
+            c.ec2
+                .authorize_security_group_egress()
+                .group_id(group_id)
+                .ip_permissions(r.permission(true))
+                .send()
+                .await
+                .map(drop)
+                .map_err(AwsError::from)
+        };
+        done_if(res, "InvalidPermission.Duplicate")?;
     }
     Ok(())
 }
