@@ -80,7 +80,22 @@ def aws():
 VALIDATE = {"sshd": "`sshd -t` (includes re-rooted)"}
 LIVE = {"sshd_effective": "`sshd -T`", "proc_sys": "`/proc/sys`", "redis_config_get": "`CONFIG GET`"}
 IMMEDIATE = "the file's mode is what is in effect"
-NEXT_USE = "none: read by useradd/passwd/chage when they run (stated in the result)"
+# Who reads a file that takes effect at its next use (`next_use`), by the step's file.
+READERS = [
+    ("/etc/login.defs", "useradd/passwd/chage when they run"),
+    ("/etc/default/useradd", "useradd when it runs"),
+    ("/etc/security/", "PAM at the next login"),
+    ("/etc/modprobe.d/", "modprobe at the next load of the module (and at boot)"),
+    ("/etc/systemd/journald.conf", "systemd-journald when it restarts"),
+    ("/etc/audit/auditd.conf", "auditd when it restarts"),
+]
+
+
+def next_use(c):
+    step = c["repair"]["steps"][0]
+    where = step.get("file") or ("/etc/modprobe.d/" if step.get("dialect") == "modprobe" else "")
+    reader = next((r for prefix, r in READERS if where.startswith(prefix)), "its program when it next runs")
+    return f"none: read by {reader} (stated in the result)"
 
 
 def effects():
@@ -90,7 +105,7 @@ def effects():
         e = (c.get("repair") or {}).get("effect")
         if not e:
             continue
-        live = LIVE.get(e.get("live"), {"immediate": IMMEDIATE, "next_use": NEXT_USE}.get(e["apply"], "—"))
+        live = LIVE.get(e.get("live"), {"immediate": IMMEDIATE, "next_use": next_use(c)}.get(e["apply"], "—"))
         if e.get("live") == "proc_sys":
             keys = [s["key"] for s in c["repair"]["steps"]]
             live = ", ".join(f"`/proc/sys/{k.replace('.', '/')}`" for k in keys)

@@ -322,7 +322,7 @@ fn verification(check: &CheckDef, doc: &Document) -> String {
         Apply::ReloadSshd => "validated with sshd -t, then sshd reloaded",
         Apply::SysctlWrite => "written to /proc/sys",
         Apply::RedisConfigSet => "set in the running Redis with CONFIG SET",
-        Apply::NextUse => "takes effect when it is next read (login.defs: by the account tools, for accounts and passwords changed from now on; modprobe.d: at the module's next load, a module loaded now staying loaded)",
+        Apply::NextUse => "takes effect when it is next read (login.defs: by the account tools, for accounts and passwords changed from now on; PAM files: at the next login; modprobe.d: at the module's next load, a module loaded now staying loaded; journald.conf and auditd.conf: when the daemon restarts)",
         Apply::Immediate => "took effect at once",
     };
     let read = match effect.live {

@@ -144,6 +144,7 @@ const FLEET: [Server; 8] = [
 pub(crate) fn sshd_config(hardened: bool) -> String {
     let (root, x11, tries, grace, empty) =
         if hardened { ("no", "no", "3", "30", "no") } else { ("yes", "yes", "6", "2m", "no") };
+    let access = if hardened { "AllowGroups sudo sshusers\n" } else { "" };
     format!(
         "\n# This is the sshd server system-wide configuration file.  See\n# sshd_config(5) for more information.\n\n\
 # The strategy used for options in the default sshd_config shipped with\n# OpenSSH is to specify options with their default value where\n\
@@ -151,7 +152,7 @@ pub(crate) fn sshd_config(hardened: bool) -> String {
 Include /etc/ssh/sshd_config.d/*.conf\n\n#Port 22\n#AddressFamily any\n#ListenAddress 0.0.0.0\n\n\
 # Authentication:\n\nLoginGraceTime {grace}\nPermitRootLogin {root}\n#StrictModes yes\nMaxAuthTries {tries}\n#MaxSessions 10\n\n\
 #PubkeyAuthentication yes\n\n# To disable tunneled clear text passwords, change to no here!\n#PasswordAuthentication yes\nPermitEmptyPasswords {empty}\n\n\
-KbdInteractiveAuthentication no\nUsePAM yes\n\nX11Forwarding {x11}\nPrintMotd no\n\n\
+KbdInteractiveAuthentication no\nUsePAM yes\n{access}\nX11Forwarding {x11}\nPrintMotd no\n\n\
 # Allow client to pass locale environment variables\nAcceptEnv LANG LC_*\n\n\
 # override default of no subsystems\nSubsystem\tsftp\t/usr/lib/openssh/sftp-server\n\n\
 # Example of overriding settings on a per-user basis\n#Match User anoncvs\n#\tX11Forwarding no\n#\tPermitTTY no\n"
@@ -207,7 +208,17 @@ fn system_files(root: &Path, hardened: bool) -> std::io::Result<()> {
     } else {
         ("defaults", "defaults,nodev")
     };
-    write(root, "etc/fstab", &format!("# /etc/fstab\nUUID=7e3f / ext4 errors=remount-ro 0 1\ntmpfs /tmp tmpfs {tmp} 0 0\ntmpfs /dev/shm tmpfs {shm} 0 0\n"), 0o644)?;
+    let (var_tmp, home) =
+        if hardened { ("defaults,nodev,nosuid,noexec", "defaults,nodev,nosuid") } else { ("defaults", "defaults") };
+    write(
+        root,
+        "etc/fstab",
+        &format!(
+            "# /etc/fstab\nUUID=7e3f / ext4 errors=remount-ro 0 1\ntmpfs /tmp tmpfs {tmp} 0 0\ntmpfs /dev/shm tmpfs {shm} 0 0\n\
+             UUID=9a1c /var/tmp ext4 {var_tmp} 0 2\nUUID=4b2d /home ext4 {home} 0 2\n"
+        ),
+        0o644,
+    )?;
     if hardened {
         let lines: String = MODULES.iter().map(|m| format!("install {m} /bin/false\nblacklist {m}\n")).collect();
         write(root, "etc/modprobe.d/cis.conf", &lines, 0o644)?;
@@ -227,11 +238,65 @@ fn system_files(root: &Path, hardened: bool) -> std::io::Result<()> {
     write(root, "etc/security/pwhistory.conf", "# remember = 10\n", 0o644)?;
     write(root, "etc/default/useradd", &format!("# Default values for useradd(8)\nSHELL=/bin/sh\n{inactive}"), 0o644)?;
     write(root, "etc/systemd/journald.conf", &format!("[Journal]\n{storage}#Compress=yes\n"), 0o644)?;
-    let mut packages = vec!["base-files", "openssh-server", "sudo", "rsyslog", "apparmor"];
+    let mut packages = vec!["base-files", "openssh-server", "sudo", "rsyslog", "apparmor", "at"];
     packages.extend(if hardened { ["aide", "auditd"] } else { ["telnet", "rsync"] });
     write(root, "var/lib/dpkg/status", &packages.iter().map(|p| dpkg_entry(p)).collect::<Vec<_>>().join("\n"), 0o644)?;
+    write(
+        root,
+        "etc/os-release",
+        "PRETTY_NAME=\"Ubuntu 22.04.3 LTS\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nID=ubuntu\nID_LIKE=debian\n",
+        0o644,
+    )?;
     for banner in ["etc/motd", "etc/issue", "etc/issue.net"] {
         write(root, banner, "Authorised use only.\n", 0o644)?;
+    }
+    if !hardened {
+        write(root, "etc/issue", "Ubuntu 22.04.3 LTS \\n \\l\n\n", 0o644)?;
+    }
+    let audit = if hardened {
+        "max_log_file_action = keep_logs\nspace_left_action = email\naction_mail_acct = root\nadmin_space_left_action = single\n"
+    } else {
+        "max_log_file_action = ROTATE\nspace_left_action = SYSLOG\nadmin_space_left_action = SUSPEND\n"
+    };
+    write(
+        root,
+        "etc/audit/auditd.conf",
+        &format!("log_file = /var/log/audit/audit.log\nmax_log_file = 8\n{audit}"),
+        0o640,
+    )?;
+    let cron_dir = if hardened { 0o700 } else { 0o755 };
+    for dir in ["etc/cron.hourly", "etc/cron.daily", "etc/cron.weekly", "etc/cron.monthly", "etc/cron.d"] {
+        write(root, &format!("{dir}/.placeholder"), "# keeps the directory\n", 0o644)?;
+        std::fs::set_permissions(root.join(dir), std::fs::Permissions::from_mode(cron_dir))?;
+    }
+    if hardened {
+        write(root, "etc/cron.allow", "root\n", 0o640)?;
+        write(root, "etc/at.allow", "root\n", 0o640)?;
+    } else {
+        write(root, "etc/at.deny", "guest\n", 0o640)?;
+    }
+    let sudo_defaults = if hardened { "Defaults\tuse_pty\nDefaults\tlogfile=\"/var/log/sudo.log\"\n" } else { "" };
+    write(
+        root,
+        "etc/sudoers",
+        &format!("Defaults\tenv_reset\nDefaults\tmail_badpass\n{sudo_defaults}root\tALL=(ALL:ALL) ALL\n%sudo\tALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n"),
+        0o440,
+    )?;
+    if !hardened {
+        write(
+            root,
+            "etc/sudoers.d/90-cloud-init-users",
+            "# Created by cloud-init\nubuntu ALL=(ALL) NOPASSWD:ALL\n",
+            0o440,
+        )?;
+        let wants = root.join("etc/systemd/system/multi-user.target.wants");
+        std::fs::create_dir_all(&wants)?;
+        for unit in ["cups.service", "avahi-daemon.service"] {
+            let link = wants.join(unit);
+            if link.symlink_metadata().is_err() {
+                std::os::unix::fs::symlink(format!("/lib/systemd/system/{unit}"), link)?;
+            }
+        }
     }
     write(
         root,
@@ -239,7 +304,11 @@ fn system_files(root: &Path, hardened: bool) -> std::io::Result<()> {
         "SHELL=/bin/sh\n17 * * * * root cd / && run-parts --report /etc/cron.hourly\n",
         if hardened { 0o600 } else { 0o644 },
     )?;
-    write(root, "boot/grub/grub.cfg", "# grub.cfg\nset timeout=5\n", if hardened { 0o400 } else { 0o444 })?;
+    let apparmor = if hardened { " apparmor=1 security=apparmor" } else { "" };
+    let grub = format!(
+        "# grub.cfg\nset timeout=5\nmenuentry 'Ubuntu' {{\n\tlinux\t/boot/vmlinuz-5.15.0-91-generic root=UUID=7e3f ro quiet splash{apparmor}\n}}\n"
+    );
+    write(root, "boot/grub/grub.cfg", &grub, if hardened { 0o400 } else { 0o444 })?;
     write(root, "etc/passwd-", PASSWD, 0o644)?;
     write(root, "etc/group-", GROUP, 0o644)?;
     write(root, "etc/shadow-", &shadow(false), 0o600)?;

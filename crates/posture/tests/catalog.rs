@@ -39,6 +39,11 @@ fn root(name: &str) -> (tempfile::TempDir, PathBuf) {
         ("etc/issue.net", 0o646, 0o644),
         ("boot/grub/grub.cfg", 0o644, 0o400),
     ];
+    let dirs = ["etc/cron.hourly", "etc/cron.daily", "etc/cron.weekly", "etc/cron.monthly", "etc/cron.d"];
+    let modes = modes.into_iter().chain(dirs.map(|d| (d, 0o755, 0o700)));
+    // Files that exist on one root only (the allow lists pass, the deny lists fail).
+    let only: [(&str, &str, u32); 2] = [("pass", "etc/cron.allow", 0o640), ("pass", "etc/at.allow", 0o600)];
+    let modes = modes.chain(only.into_iter().filter(|(r, ..)| *r == name).map(|(_, f, m)| (f, m, m)));
     for (file, failing, passing) in modes {
         let mode = if name == "fail" { failing } else { passing };
         std::fs::set_permissions(to.join(file), std::fs::Permissions::from_mode(mode)).unwrap();
@@ -99,18 +104,21 @@ fn every_linux_item_fails_on_the_failing_root_and_passes_on_the_passing_one() {
     assert!(!got.contains_key(&1089), "no /tmp mount: its options do not apply");
 }
 
-/// Every file under `root` with its mode and bytes.
+/// Every file under `root` with its mode and bytes (a link: its target).
 fn tree(root: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
     let mut out = BTreeMap::new();
     let mut dirs = vec![root.to_path_buf()];
     while let Some(dir) = dirs.pop() {
         for e in std::fs::read_dir(&dir).unwrap().flatten() {
-            let meta = e.metadata().unwrap();
-            if meta.is_dir() {
+            let meta = e.path().symlink_metadata().unwrap();
+            let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.is_symlink() {
+                out.insert(rel, (0, std::fs::read_link(e.path()).unwrap().into_os_string().into_encoded_bytes()));
+            } else if meta.is_dir() {
                 dirs.push(e.path());
             } else {
-                let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
-                out.insert(rel, (meta.permissions().mode() & 0o7777, std::fs::read(e.path()).unwrap()));
+                out.insert(rel, (mode, std::fs::read(e.path()).unwrap()));
             }
         }
     }

@@ -103,6 +103,7 @@ fn kind_of(ft: FileType) -> &'static str {
         FileType::Socket => "socket",
         FileType::Directory => "directory",
         FileType::Symlink => "symbolic link",
+        FileType::RegularFile => "regular file",
         _ => "special file",
     }
 }
@@ -222,6 +223,18 @@ fn read_with_meta(root: &Path, real: &Path, limits: &Limits) -> io::Result<Optio
 /// The metadata of a regular file (None if it does not exist), refusing special files.
 pub fn meta(root: &Path, real: &Path) -> io::Result<Option<fs::Metadata>> {
     Ok(open_regular(root, real)?.map(|(_, m)| m))
+}
+
+/// A directory's (mode, uid, gid), without following a link: None if it does not exist; an
+/// error if something else is there.
+pub fn dir_meta(root: &Path, real: &Path) -> io::Result<Option<(u32, u32, u32)>> {
+    let Some((dir, name)) = parent_in(root, real, false)? else { return Ok(None) };
+    let Some(st) = stat_in(&dir, &name)? else { return Ok(None) };
+    let kind = FileType::from_raw_mode(st.st_mode);
+    if kind != FileType::Directory {
+        return Err(io::Error::other(format!("{} is a {}, not a directory", real.display(), kind_of(kind))));
+    }
+    Ok(Some((st.st_mode & 0o7777, st.st_uid, st.st_gid)))
 }
 
 /// What a file is now: None if it does not exist.

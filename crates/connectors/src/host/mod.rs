@@ -8,6 +8,7 @@
 //! filesystem cannot hold the engine's workers (see `files.rs` and `bounded.rs`).
 
 mod accounts;
+mod boot;
 mod bounded;
 mod directives;
 mod files;
@@ -15,6 +16,8 @@ mod live;
 mod mounts;
 mod packages;
 mod paths;
+mod sudoers;
+mod units;
 
 use std::collections::BTreeSet;
 use std::io;
@@ -33,7 +36,7 @@ use directives::{ConfigSet, Context, Edit};
 use live::{Live, Overlay};
 
 /// Files whose mode, uid and gid are part of the document (`file:<path>.mode` …).
-const MODE_FILES: [&str; 14] = [
+const MODE_FILES: [&str; 18] = [
     "/etc/ssh/sshd_config",
     "/etc/shadow",
     "/etc/shadow-",
@@ -48,10 +51,21 @@ const MODE_FILES: [&str; 14] = [
     "/etc/issue",
     "/etc/issue.net",
     "/boot/grub/grub.cfg",
+    "/etc/cron.allow",
+    "/etc/cron.deny",
+    "/etc/at.allow",
+    "/etc/at.deny",
 ];
 
+/// Directories whose mode, uid and gid are part of the document (`dir:<path>.mode` …).
+const MODE_DIRS: [&str; 5] =
+    ["/etc/cron.hourly", "/etc/cron.daily", "/etc/cron.weekly", "/etc/cron.monthly", "/etc/cron.d"];
+
+/// The banners whose text is searched for details of the system.
+const BANNERS: [&str; 3] = ["/etc/motd", "/etc/issue", "/etc/issue.net"];
+
 /// The configurations the document is made of: (dialect, main file, document prefix, marker).
-const SOURCES: [(Dialect, &str, &str); 10] = [
+const SOURCES: [(Dialect, &str, &str); 11] = [
     (Dialect::Sshd, "/etc/ssh/sshd_config", "sshd"),
     (Dialect::SpaceKv, "/etc/login.defs", "login_defs"),
     (Dialect::Redis, "/etc/redis/redis.conf", "redis"),
@@ -62,6 +76,7 @@ const SOURCES: [(Dialect, &str, &str); 10] = [
     (Dialect::EqKv, "/etc/security/pwhistory.conf", "pwhistory"),
     (Dialect::EqKv, "/etc/default/useradd", "useradd"),
     (Dialect::EqKv, "/etc/systemd/journald.conf", "journald"),
+    (Dialect::EqKv, "/etc/audit/auditd.conf", "auditd"),
 ];
 
 /// What the host connector accepts and how long it waits.
@@ -370,12 +385,50 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
     if let Some(fstab) = read("/etc/fstab", limits)? {
         mounts::fstab_facts(&fstab, &mut doc);
     }
+    for d in MODE_DIRS {
+        let real = resolve_in_root(&root, d).map_err(io_err("CheckError", d))?;
+        if let Some((mode, uid, gid)) = files::dir_meta(&root, &real).map_err(io_err("CheckError", d))? {
+            doc.insert(format!("dir:{d}.mode"), format!("{mode:04o}"));
+            doc.insert(format!("dir:{d}.uid"), uid.to_string());
+            doc.insert(format!("dir:{d}.gid"), gid.to_string());
+        }
+    }
+    if let Some(cfg) = read("/boot/grub/grub.cfg", limits)? {
+        boot::grub_facts(&cfg, &mut doc);
+    }
+    let os_release = match read("/etc/os-release", limits)? {
+        Some(text) => Some(text),
+        None => read("/usr/lib/os-release", limits)?,
+    };
+    let os_id = os_release.as_deref().and_then(boot::os_id);
+    for b in BANNERS {
+        if let Some(text) = read(b, limits)? {
+            boot::banner_facts(b, &text, os_id.as_deref(), &mut doc);
+        }
+    }
+    let list = |dir: &str| -> Vec<String> {
+        paths::glob_in_root(&root, &format!("{dir}/*"))
+            .into_iter()
+            .filter_map(|p| p.strip_prefix(&root).ok().map(|rel| format!("/{}", rel.display())))
+            .collect()
+    };
+    let policy = sudoers::collect(&mut |f: &str| read(f, limits), &list)?;
+    sudoers::facts(&policy, &mut doc);
+    units::enabled_units(&root, &mut doc);
     host_key_facts(&root, &mut doc).map_err(io_err("CheckError", "/etc/ssh/ssh_host_*_key"))?;
     if let Some(status) = read(packages::STATUS, &Limits { max_file_bytes: packages::MAX_STATUS_BYTES })? {
         packages::installed(&status, &mut doc);
     }
     if let Some(live) = live_of(t, &root, limits) {
         live.read(&mut doc);
+    }
+    // CIS 5.2.4 asks for any of four directives (after the live values, which may have them).
+    let lists: Vec<String> = ["allowusers", "allowgroups", "denyusers", "denygroups"]
+        .iter()
+        .filter_map(|k| doc.get(&format!("sshd.{k}")).map(|v| format!("{k} {v}")))
+        .collect();
+    if !lists.is_empty() {
+        doc.insert("sshd.access_lists".into(), lists.join("; "));
     }
     Ok(doc)
 }
