@@ -19,6 +19,8 @@ def rule(c):
         operand = r.get("value", "")
         if "values" in r:
             operand = repr(r["values"])
+        if r["op"] == "audit_rules":
+            operand = "; ".join(f"`{v}`" for v in r["values"])
         unset = f" (unset = {r['default']!r})" if "default" in r else ""
         parts.append(f"`{r['key']}` {r['op']} {operand}{unset}".replace("  ", " "))
     return "; ".join(parts)

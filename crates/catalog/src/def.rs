@@ -90,6 +90,9 @@ pub enum Op {
     /// The value, numbers separated by colons (sshd's `MaxStartups 10:30:60`), is field by field
     /// at most `value`'s (a missing field counts as the first).
     FieldsLe,
+    /// The value, Linux audit rules (one per line), records at least what each of `values` does
+    /// (see the `audit` module for what counts).
+    AuditRules,
 }
 
 /// One condition of a rule.
@@ -393,7 +396,7 @@ fn validate(c: &CheckDef) -> Result<(), String> {
         if needs_value && cond.value.is_none() {
             return Err(format!("condition on {} needs a value", cond.key));
         }
-        if matches!(cond.op, Op::In | Op::NoneOf | Op::AllOf) && cond.values.is_empty() {
+        if matches!(cond.op, Op::In | Op::NoneOf | Op::AllOf | Op::AuditRules) && cond.values.is_empty() {
             return Err(format!("condition on {} needs values", cond.key));
         }
     }

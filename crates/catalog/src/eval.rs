@@ -97,6 +97,7 @@ fn holds(c: &Condition, value: Option<&String>) -> bool {
         Op::Absent => false,
         Op::NoneOf => !v.is_empty() && !list(v).any(|x| c.values.iter().any(|bad| bad.eq_ignore_ascii_case(x))),
         Op::AllOf => c.values.iter().all(|want| list(v).any(|x| want.eq_ignore_ascii_case(x))),
+        Op::AuditRules => crate::audit::covers(v, &c.values),
         Op::FieldsLe => {
             let fields = |s: &str| s.split(':').map(int).collect::<Option<Vec<i64>>>();
             match (fields(v), fields(operand)) {

@@ -264,6 +264,15 @@ fn system_files(root: &Path, hardened: bool) -> std::io::Result<()> {
         &format!("log_file = /var/log/audit/audit.log\nmax_log_file = 8\n{audit}"),
         0o640,
     )?;
+    let mut rules = String::from("## First rule - delete all\n-D\n-b 8192\n--backlog_wait_time 60000\n-f 1\n");
+    if hardened {
+        // The rules the catalog's audit items ask for (the last one, `-e 2`, among them).
+        let catalog = catalog::Catalog::builtin().map_err(|e| std::io::Error::other(e.to_string()))?;
+        for c in catalog.all().flat_map(|c| &c.rule).filter(|c| c.op == catalog::Op::AuditRules) {
+            rules.extend(c.values.iter().map(|l| format!("{l}\n")));
+        }
+    }
+    write(root, "etc/audit/rules.d/audit.rules", &rules, 0o640)?;
     let cron_dir = if hardened { 0o700 } else { 0o755 };
     for dir in ["etc/cron.hourly", "etc/cron.daily", "etc/cron.weekly", "etc/cron.monthly", "etc/cron.d"] {
         write(root, &format!("{dir}/.placeholder"), "# keeps the directory\n", 0o644)?;

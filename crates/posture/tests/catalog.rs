@@ -104,6 +104,49 @@ fn every_linux_item_fails_on_the_failing_root_and_passes_on_the_passing_one() {
     assert!(!got.contains_key(&1089), "no /tmp mount: its options do not apply");
 }
 
+/// Configuration reached through links, as the software follows them: sshd_config and a
+/// sudoers drop-in moved elsewhere in the root and linked back (absolutely, and relatively)
+/// give the same verdicts as the passing root itself; a link out of the root stays inside it.
+#[test]
+fn linked_files_are_judged_as_their_targets_inside_the_root() {
+    let (_dir, root) = root("pass");
+    let want = assess(&root);
+    let srv = root.join("srv");
+    std::fs::create_dir_all(&srv).unwrap();
+    std::fs::rename(root.join("etc/ssh/sshd_config"), srv.join("sshd_config")).unwrap();
+    std::os::unix::fs::symlink("/srv/sshd_config", root.join("etc/ssh/sshd_config")).unwrap();
+    std::fs::rename(root.join("etc/sudoers.d/50-cis"), srv.join("50-cis")).unwrap();
+    std::os::unix::fs::symlink("../../srv/50-cis", root.join("etc/sudoers.d/50-cis")).unwrap();
+    assert_eq!(assess(&root), want);
+    // /etc/audit/auditd.conf pointing at the host's own file: re-rooted, so it is missing here
+    // and the auditd items do not apply — the host's file is never read.
+    std::fs::remove_file(root.join("etc/audit/auditd.conf")).unwrap();
+    std::os::unix::fs::symlink("/proc/self/environ", root.join("etc/audit/auditd.conf")).unwrap();
+    let got = assess(&root);
+    assert!(!got.contains_key(&1129) && !got.contains_key(&1131), "{got:?}");
+}
+
+/// An empty root: exactly the items that need no file apply (their rule judges the software's
+/// own defaults); every item with `applies_if` is left out, none fails for a missing file.
+#[test]
+fn on_an_empty_root_only_items_without_a_precondition_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    let got = assess(dir.path());
+    for item in host_items() {
+        assert_eq!(
+            got.contains_key(&item.id),
+            item.applies_if.is_none(),
+            "{} ({:?}): {got:?}",
+            item.id,
+            item.applies_if
+        );
+    }
+    // Unset kernel parameters are the kernel's defaults: IP forwarding off passes, accepting
+    // redirects (on by default) fails.
+    assert_eq!((got[&1012].as_str(), got[&1013].as_str()), ("PASS", "NOT_PASS"));
+}
+
 /// Every file under `root` with its mode and bytes (a link: its target).
 fn tree(root: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
     let mut out = BTreeMap::new();

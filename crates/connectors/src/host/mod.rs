@@ -412,6 +412,22 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
             .filter_map(|p| p.strip_prefix(&root).ok().map(|rel| format!("/{}", rel.display())))
             .collect()
     };
+    // The audit rules augenrules loads: rules.d/*.rules in name order, comments dropped.
+    let rule_files = list("/etc/audit/rules.d");
+    let rule_files: Vec<&String> = rule_files.iter().filter(|f| f.ends_with(".rules")).collect();
+    let mut rules = String::new();
+    for f in &rule_files {
+        for line in read(f, limits)?.unwrap_or_default().lines().map(str::trim) {
+            if !line.is_empty() && !line.starts_with('#') {
+                rules.push_str(line);
+                rules.push('\n');
+            }
+        }
+    }
+    if !rule_files.is_empty() {
+        doc.insert("auditd.rules".into(), rules);
+        doc.insert("auditd.rules_files".into(), rule_files.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", "));
+    }
     let policy = sudoers::collect(&mut |f: &str| read(f, limits), &list)?;
     sudoers::facts(&policy, &mut doc);
     units::enabled_units(&root, &mut doc);

@@ -44,18 +44,23 @@ pub fn write_hosts(dir: &Path, n: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// A copy of a host's tree: files with their modes, directories with theirs, links as links
+/// (a unit's link into /lib need not exist in the copy).
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {
         let e = e?;
         let target = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
+        let kind = e.file_type()?;
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(e.path())?, &target)?;
+        } else if kind.is_dir() {
             copy_tree(&e.path(), &target)?;
         } else {
             std::fs::copy(e.path(), &target)?;
         }
     }
-    Ok(())
+    std::fs::set_permissions(to, std::fs::metadata(from)?.permissions())
 }
 
 /// Every regular file under `dir`, recursively.
