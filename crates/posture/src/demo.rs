@@ -278,6 +278,16 @@ fn system_files(root: &Path, hardened: bool) -> std::io::Result<()> {
         write(root, &format!("{dir}/.placeholder"), "# keeps the directory\n", 0o644)?;
         std::fs::set_permissions(root.join(dir), std::fs::Permissions::from_mode(cron_dir))?;
     }
+    let dropin = if hardened { 0o600 } else { 0o644 };
+    write(root, "etc/ssh/sshd_config.d/50-cloud-init.conf", "# written by cloud-init\n", dropin)?;
+    if !hardened {
+        write(
+            root,
+            "etc/profile.d/legacy.sh",
+            "# left writable by an installer\nexport PATH=$PATH:/opt/tool/bin\n",
+            0o666,
+        )?;
+    }
     if hardened {
         write(root, "etc/cron.allow", "root\n", 0o640)?;
         write(root, "etc/at.allow", "root\n", 0o640)?;

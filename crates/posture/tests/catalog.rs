@@ -42,7 +42,14 @@ fn root(name: &str) -> (tempfile::TempDir, PathBuf) {
     let dirs = ["etc/cron.hourly", "etc/cron.daily", "etc/cron.weekly", "etc/cron.monthly", "etc/cron.d"];
     let modes = modes.into_iter().chain(dirs.map(|d| (d, 0o755, 0o700)));
     // Files that exist on one root only (the allow lists pass, the deny lists fail).
-    let only: [(&str, &str, u32); 2] = [("pass", "etc/cron.allow", 0o640), ("pass", "etc/at.allow", 0o600)];
+    let only: [(&str, &str, u32); 6] = [
+        ("pass", "etc/cron.allow", 0o640),
+        ("pass", "etc/at.allow", 0o600),
+        ("pass", "etc/ssh/sshd_config.d/10-hardening.conf", 0o600),
+        ("pass", "etc/sudoers.d/50-cis", 0o440),
+        ("pass", "etc/sudoers.d/disabled.conf", 0o440),
+        ("fail", "etc/profile.d/legacy.sh", 0o666),
+    ];
     let modes = modes.chain(only.into_iter().filter(|(r, ..)| *r == name).map(|(_, f, m)| (f, m, m)));
     for (file, failing, passing) in modes {
         let mode = if name == "fail" { failing } else { passing };

@@ -18,6 +18,7 @@ mod packages;
 mod paths;
 mod sudoers;
 mod units;
+mod walk;
 
 use std::collections::BTreeSet;
 use std::io;
@@ -431,7 +432,8 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
     let policy = sudoers::collect(&mut |f: &str| read(f, limits), &list)?;
     sudoers::facts(&policy, &mut doc);
     units::enabled_units(&root, &mut doc);
-    host_key_facts(&root, &mut doc).map_err(io_err("CheckError", "/etc/ssh/ssh_host_*_key"))?;
+    loose_file_facts(&root, &mut doc).map_err(io_err("CheckError", "the modes of key and drop-in files"))?;
+    walk::world_writable(&root, &mut doc);
     if let Some(status) = read(packages::STATUS, &Limits { max_file_bytes: packages::MAX_STATUS_BYTES })? {
         packages::installed(&status, &mut doc);
     }
@@ -449,11 +451,18 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
     Ok(doc)
 }
 
-/// sshd's host keys whose mode grants more than they should (private keys 0600, public keys
-/// 0644), as `path(mode)` lists: `sshd.host_private_keys_loose`, `sshd.host_public_keys_loose`.
-fn host_key_facts(root: &Path, doc: &mut Document) -> io::Result<()> {
+/// Sets of files whose mode must grant no more than a limit, found by name: (pattern, the
+/// most a mode may grant, the document key listing the files that grant more as `path(mode)`).
+const LOOSE_FILES: [(&str, u32, &str); 4] = [
+    ("/etc/ssh/ssh_host_*_key", 0o600, "sshd.host_private_keys_loose"),
+    ("/etc/ssh/ssh_host_*_key.pub", 0o644, "sshd.host_public_keys_loose"),
+    ("/etc/ssh/sshd_config.d/*.conf", 0o600, "sshd.dropins_loose"),
+    ("/etc/sudoers.d/*", 0o440, "sudo.dropins_loose"),
+];
+
+fn loose_file_facts(root: &Path, doc: &mut Document) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let mut loose = |pattern: &str, allowed: u32, key: &str| -> io::Result<()> {
+    for (pattern, allowed, key) in LOOSE_FILES {
         let mut found = Vec::new();
         for real in paths::glob_in_root(root, pattern) {
             if let Some(m) = files::meta(root, &real)? {
@@ -464,10 +473,8 @@ fn host_key_facts(root: &Path, doc: &mut Document) -> io::Result<()> {
             }
         }
         doc.insert(key.to_string(), found.join(","));
-        Ok(())
-    };
-    loose("/etc/ssh/ssh_host_*_key", 0o600, "sshd.host_private_keys_loose")?;
-    loose("/etc/ssh/ssh_host_*_key.pub", 0o644, "sshd.host_public_keys_loose")
+    }
+    Ok(())
 }
 
 fn backup(t: &Target, change: &Change, limits: &Limits) -> Result<Snapshot, ConnectorError> {
