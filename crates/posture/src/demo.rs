@@ -172,11 +172,14 @@ PASS_MAX_DAYS\t{max_days}\nPASS_MIN_DAYS\t0\nPASS_WARN_AGE\t7\n\nUID_MIN\t\t\t 1
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nbin:x:2:2:bin:/bin:/usr/sbin/nologin\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\nredis:x:101:102::/var/lib/redis:/usr/sbin/nologin\nops:x:1000:1000:Ops,,,:/home/ops:/bin/bash\n";
 const GROUP: &str = "root:x:0:\ndaemon:x:1:\nbin:x:2:\nshadow:x:42:\nredis:x:102:\nops:x:1000:\nnogroup:x:65534:\n";
 
-fn shadow(empty_password_user: bool) -> String {
-    let mut s = String::from(
-        "root:$y$j9T$Fk3pQm2x$0d8sZbq1Yt7c9WnQm3uR5eVx2aLk4Hj6Gf8Ds0Pq1Zo:19800:0:99999:7:::\n\
+/// /etc/shadow: the accounts with a password age as CIS asks on hardened servers, as a default
+/// install leaves them (no minimum, no expiry, no inactivity lock) elsewhere.
+fn shadow(empty_password_user: bool, hardened: bool) -> String {
+    let aging = if hardened { "1:365:7:30:" } else { "0:99999:7::" };
+    let mut s = format!(
+        "root:$y$j9T$Fk3pQm2x$0d8sZbq1Yt7c9WnQm3uR5eVx2aLk4Hj6Gf8Ds0Pq1Zo:19800:{aging}:\n\
 daemon:*:19800:0:99999:7:::\nbin:*:19800:0:99999:7:::\nsshd:!:19800::::::\nredis:!:19800::::::\n\
-ops:$y$j9T$Qw7eRt5y$Uy3iOp9aSd1fGh5jKl7zXc2vBn4mQw6eRt8yUi0oPa1:19800:0:99999:7:::\n",
+ops:$y$j9T$Qw7eRt5y$Uy3iOp9aSd1fGh5jKl7zXc2vBn4mQw6eRt8yUi0oPa1:19800:{aging}:\n",
     );
     if empty_password_user {
         s.push_str("guest::19800:0:99999:7:::\n");
@@ -237,7 +240,8 @@ fn system_files(root: &Path, hardened: bool) -> std::io::Result<()> {
     write(root, "etc/security/faillock.conf", &format!("# deny = 3\n{unlock}"), 0o644)?;
     write(root, "etc/security/pwhistory.conf", "# remember = 10\n", 0o644)?;
     write(root, "etc/default/useradd", &format!("# Default values for useradd(8)\nSHELL=/bin/sh\n{inactive}"), 0o644)?;
-    write(root, "etc/systemd/journald.conf", &format!("[Journal]\n{storage}#Compress=yes\n"), 0o644)?;
+    let forward = if hardened { "#ForwardToSyslog=yes\n" } else { "ForwardToSyslog=no\n" };
+    write(root, "etc/systemd/journald.conf", &format!("[Journal]\n{storage}#Compress=yes\n{forward}"), 0o644)?;
     let mut packages = vec!["base-files", "openssh-server", "sudo", "rsyslog", "apparmor", "at"];
     packages.extend(if hardened { ["aide", "auditd"] } else { ["telnet", "rsync"] });
     write(root, "var/lib/dpkg/status", &packages.iter().map(|p| dpkg_entry(p)).collect::<Vec<_>>().join("\n"), 0o644)?;
@@ -330,7 +334,7 @@ fn system_files(root: &Path, hardened: bool) -> std::io::Result<()> {
     write(root, "boot/grub/grub.cfg", &grub, if hardened { 0o400 } else { 0o444 })?;
     write(root, "etc/passwd-", PASSWD, 0o644)?;
     write(root, "etc/group-", GROUP, 0o644)?;
-    write(root, "etc/shadow-", &shadow(false), 0o600)?;
+    write(root, "etc/shadow-", &shadow(false, hardened), 0o600)?;
     write(root, "etc/gshadow", "root:*::\nshadow:*::\n", 0o640)?;
     write(root, "etc/gshadow-", "root:*::\nshadow:*::\n", 0o600)?;
     write(
@@ -353,7 +357,7 @@ pub fn build(fleet_dir: &Path) -> std::io::Result<Vec<NewInstance>> {
         write(&root, "etc/login.defs", &login_defs(s.pass_max_days), 0o644)?;
         write(&root, "etc/passwd", PASSWD, s.passwd_mode)?;
         write(&root, "etc/group", GROUP, 0o644)?;
-        write(&root, "etc/shadow", &shadow(s.empty_password_user), s.shadow_mode)?;
+        write(&root, "etc/shadow", &shadow(s.empty_password_user, s.hardened_ssh), s.shadow_mode)?;
         write(
             &root,
             "etc/sysctl.conf",

@@ -58,11 +58,42 @@ pub fn passwd_facts(passwd: &str, group: Option<&str>, doc: &mut Document) {
     put("group.shadow_members", members.into_iter().collect::<Vec<_>>().join(","));
 }
 
-/// /etc/shadow's facts (`shadow.…`).
+/// /etc/shadow's facts (`shadow.…`): accounts with an empty password, and the password aging
+/// of every account that has a password (not locked with `!` or `*`), each list naming the
+/// accounts at fault with their value. An empty field is shadow(5)'s "none": no minimum age,
+/// no maximum, no warning, no inactivity lock.
 pub fn shadow_facts(shadow: &str, doc: &mut Document) {
+    shadow_facts_at(shadow, days_since_epoch(), doc)
+}
+
+/// Whether a shadow field's value (None: empty) is at fault, given today's day number.
+type AtFault = fn(Option<i64>, i64) -> bool;
+
+fn days_since_epoch() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64 / 86_400)
+}
+
+fn shadow_facts_at(shadow: &str, today: i64, doc: &mut Document) {
     doc.insert("shadow.present".into(), "true".into());
     let empty: Vec<&str> = records(shadow).filter(|f| f.len() >= 2 && f[1].is_empty()).map(|f| f[0]).collect();
     doc.insert("shadow.empty_password_accounts".into(), empty.join(","));
+    let with_password: Vec<Vec<&str>> =
+        records(shadow).filter(|f| f.len() >= 7 && !f[1].is_empty() && !f[1].starts_with(['!', '*'])).collect();
+    let checks: [(&str, usize, AtFault); 5] = [
+        ("shadow.min_days_under_1", 3, |v, _| v.is_none_or(|d| d < 1)),
+        ("shadow.max_days_over_365", 4, |v, _| v.is_none_or(|d| d > 365)),
+        ("shadow.warn_days_under_7", 5, |v, _| v.is_none_or(|d| d < 7)),
+        ("shadow.inactive_over_30", 6, |v, _| v.is_none_or(|d| !(0..=30).contains(&d))),
+        ("shadow.changed_in_future", 2, |v, today| v.is_some_and(|d| d > today)),
+    ];
+    for (key, field, at_fault) in checks {
+        let found: Vec<String> = with_password
+            .iter()
+            .filter(|f| at_fault(f[field].trim().parse().ok(), today))
+            .map(|f| format!("{}({})", f[0], if f[field].is_empty() { "unset" } else { f[field] }))
+            .collect();
+        doc.insert(key.into(), found.join(","));
+    }
 }
 
 #[cfg(test)]
@@ -93,5 +124,17 @@ mod tests {
         let mut d = Document::new();
         shadow_facts("root:$y$x:1::::::\nguest::1::::::\n", &mut d);
         assert_eq!(d["shadow.empty_password_accounts"], "guest");
+    }
+
+    #[test]
+    fn password_aging_is_judged_for_accounts_with_a_password_only() {
+        let shadow = "root:$y$x:19000:1:365:7:30::\nold:$6$y:30000:0:99999:7:::\nlocked:!:19000:0:99999:0:::\n";
+        let mut d = Document::new();
+        shadow_facts_at(shadow, 20000, &mut d);
+        assert_eq!(d["shadow.min_days_under_1"], "old(0)");
+        assert_eq!(d["shadow.max_days_over_365"], "old(99999)");
+        assert_eq!(d["shadow.warn_days_under_7"], "", "the locked account is not judged");
+        assert_eq!(d["shadow.inactive_over_30"], "old(unset)");
+        assert_eq!(d["shadow.changed_in_future"], "old(30000)");
     }
 }
