@@ -282,6 +282,19 @@ fn system_files(root: &Path, hardened: bool) -> std::io::Result<()> {
         write(root, &format!("{dir}/.placeholder"), "# keeps the directory\n", 0o644)?;
         std::fs::set_permissions(root.join(dir), std::fs::Permissions::from_mode(cron_dir))?;
     }
+    let (core, path) = if hardened {
+        ("*\thard\tcore\t0\n", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    } else {
+        (
+            "#*\thard\tcore\t0\n",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/games:/usr/local/games:/snap/bin",
+        )
+    };
+    write(root, "etc/security/limits.conf", &format!("# /etc/security/limits.conf\n{core}"), 0o644)?;
+    write(root, "etc/environment", &format!("PATH=\"{path}\"\n"), 0o644)?;
+    for dir in ["usr/local/sbin", "usr/local/bin", "usr/sbin", "usr/bin", "sbin", "bin"] {
+        std::fs::create_dir_all(root.join(dir))?;
+    }
     let dropin = if hardened { 0o600 } else { 0o644 };
     write(root, "etc/ssh/sshd_config.d/50-cloud-init.conf", "# written by cloud-init\n", dropin)?;
     if !hardened {

@@ -11,6 +11,7 @@ mod accounts;
 mod boot;
 mod bounded;
 mod directives;
+mod environment;
 mod files;
 mod live;
 mod mounts;
@@ -428,6 +429,18 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
     if !rule_files.is_empty() {
         doc.insert("auditd.rules".into(), rules);
         doc.insert("auditd.rules_files".into(), rule_files.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", "));
+    }
+    let mut limit_files = Vec::new();
+    for f in std::iter::once("/etc/security/limits.conf".to_string()).chain(list("/etc/security/limits.d")) {
+        if f.ends_with(".conf") {
+            if let Some(text) = read(&f, limits)? {
+                limit_files.push((f, text));
+            }
+        }
+    }
+    environment::core_limit(&limit_files, &mut doc);
+    if let Some(env) = read("/etc/environment", limits)? {
+        environment::root_path(&root, &env, &mut doc);
     }
     let policy = sudoers::collect(&mut |f: &str| read(f, limits), &list)?;
     sudoers::facts(&policy, &mut doc);
