@@ -326,6 +326,20 @@ def public_trail_bucket(moto):
     return name, region
 
 
+def instance_without_role(moto):
+    from test_aws import new_instance
+    return new_instance(moto)
+
+
+def attach_instance_profile(moto, instance_id):
+    iam = moto.client("iam")
+    iam.create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+    iam.create_instance_profile(InstanceProfileName="app")
+    iam.add_role_to_instance_profile(InstanceProfileName="app", RoleName="app")
+    moto.client("ec2").associate_iam_instance_profile(IamInstanceProfile={"Name": "app"}, InstanceId=instance_id)
+
+
 def unencrypted_fs(moto):
     return moto.client("efs").create_file_system(CreationToken="plain", Encrypted=False)["FileSystemId"], REGION
 
@@ -352,6 +366,7 @@ DETECTS = [
                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "arn:aws:s3:::*"},
                                                        {"Effect": "Allow", "Action": ["ec2:*", "iam:*", "sts:*", "cloudtrail:*", "kms:*", "rds:*", "elasticfilesystem:*", "config:*", "s3:*"], "Resource": "*"}]}))),
     Detect(2056, public_trail_bucket, "NOT_PASS", lambda m, t: m.client("s3").put_bucket_acl(Bucket=f"{t}-logs", ACL="private")),
+    Detect(2042, instance_without_role, "NOT_PASS", attach_instance_profile),
     Detect(2102, lambda m: stopped_recorder(m, all_supported=False), "NOT_PASS",
            lambda m, _id: m.client("config").put_configuration_recorder(ConfigurationRecorder={
                "name": "default", "roleARN": f"arn:aws:iam::{ACCOUNT}:role/config",

@@ -1,5 +1,6 @@
-//! EC2 instances' metadata options (`aws.ec2`). moto does not implement the
-//! `metadata-options.http-tokens` filter, so instances are read one by one and judged here.
+//! EC2 instances (`aws.ec2`): metadata options, and the instance profile (read only). moto
+//! does not implement the `metadata-options.http-tokens` filter, so instances are read one by
+//! one and judged here.
 
 use aws_sdk_ec2::types::{HttpTokensState, InstanceMetadataEndpointState, InstanceStateName};
 use model::Document;
@@ -9,7 +10,18 @@ use crate::clients::{AwsError, Clients};
 
 pub(crate) const METADATA_OPTIONS: &str = "metadata_options";
 
+/// The instance's metadata options (the aspect a repair changes).
 pub(crate) async fn read(c: &Clients, instance_id: &str) -> Result<Value, AwsError> {
+    let i = describe(c, instance_id).await?;
+    let m = i.metadata_options();
+    Ok(json!({
+        "HttpTokens": m.and_then(|m| m.http_tokens()).map(|t| t.as_str()),
+        "HttpEndpoint": m.and_then(|m| m.http_endpoint()).map(|e| e.as_str()),
+        "HttpPutResponseHopLimit": m.and_then(|m| m.http_put_response_hop_limit()),
+    }))
+}
+
+async fn describe(c: &Clients, instance_id: &str) -> Result<aws_sdk_ec2::types::Instance, AwsError> {
     let out = c.ec2.describe_instances().instance_ids(instance_id).send().await?;
     let instance = out.reservations().iter().flat_map(|r| r.instances()).find(|i| i.instance_id() == Some(instance_id));
     let gone =
@@ -19,17 +31,16 @@ pub(crate) async fn read(c: &Clients, instance_id: &str) -> Result<Value, AwsErr
     {
         return Err(gone());
     }
-    let m = i.metadata_options();
-    Ok(json!({
-        "HttpTokens": m.and_then(|m| m.http_tokens()).map(|t| t.as_str()),
-        "HttpEndpoint": m.and_then(|m| m.http_endpoint()).map(|e| e.as_str()),
-        "HttpPutResponseHopLimit": m.and_then(|m| m.http_put_response_hop_limit()),
-    }))
+    Ok(i.clone())
 }
 
 pub(crate) async fn document(c: &Clients, instance_id: &str) -> Result<Document, AwsError> {
     let m = read(c, instance_id).await?;
     let mut d = Document::new();
+    // CIS 1.18: the instance reaches AWS through a role, not keys stored on it.
+    if let Some(profile) = describe(c, instance_id).await?.iam_instance_profile().and_then(|p| p.arn()) {
+        d.insert("ec2.instance_profile".into(), profile.to_string());
+    }
     for (field, key) in [("HttpTokens", "ec2.http_tokens"), ("HttpEndpoint", "ec2.http_endpoint")] {
         if let Some(v) = m[field].as_str() {
             d.insert(key.into(), v.to_string());
