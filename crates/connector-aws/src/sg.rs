@@ -247,48 +247,33 @@ pub(crate) async fn write(c: &Clients, group_id: &str, aspect: &str, want: &Valu
 /// Revokes the rules not wanted, then authorizes the wanted ones that are missing, one rule per
 /// call so that a call repeated after a crash (already revoked, already there) is harmless.
 async fn converge(c: &Clients, group_id: &str, aspect: &str, current: &[Rule], want: &[Rule]) -> Result<(), AwsError> {
-    let ingress = aspect == INGRESS;
-    for r in current.iter().filter(|r| !want.contains(r)) {
-        let res = if ingress {
+    // The four calls differ only in their name: (operation, rule, with its description).
+    macro_rules! call {
+        ($op:ident, $rule:expr, $described:expr) => {
             c.ec2
-                .revoke_security_group_ingress()
+                .$op()
                 .group_id(group_id)
-                .ip_permissions(r.permission(false))
-                .send()
-                .await
-                .map(drop)
-                .map_err(AwsError::from)
-        } else {
-            c.ec2
-                .revoke_security_group_egress()
-                .group_id(group_id)
-                .ip_permissions(r.permission(false))
+                .ip_permissions($rule.permission($described))
                 .send()
                 .await
                 .map(drop)
                 .map_err(AwsError::from)
         };
+    }
+    let ingress = aspect == INGRESS;
+    for r in current.iter().filter(|r| !want.contains(r)) {
+        let res = if ingress {
+            call!(revoke_security_group_ingress, r, false)
+        } else {
+            call!(revoke_security_group_egress, r, false)
+        };
         done_if(res, "InvalidPermission.NotFound")?;
     }
     for r in want.iter().filter(|r| !current.contains(r)) {
         let res = if ingress {
-            c.ec2
-                .authorize_security_group_ingress()
-                .group_id(group_id)
-                .ip_permissions(r.permission(true))
-                .send()
-                .await
-                .map(drop)
-                .map_err(AwsError::from)
+            call!(authorize_security_group_ingress, r, true)
         } else {
-            c.ec2
-                .authorize_security_group_egress()
-                .group_id(group_id)
-                .ip_permissions(r.permission(true))
-                .send()
-                .await
-                .map(drop)
-                .map_err(AwsError::from)
+            call!(authorize_security_group_egress, r, true)
         };
         done_if(res, "InvalidPermission.Duplicate")?;
     }
