@@ -107,12 +107,15 @@ impl Sshd {
             .unwrap();
         let mut sshd = Sshd { pid: child.id(), child, root: root.to_path_buf() };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !sshd.log().contains("Server listening") {
+        // sshd writes its pid file just after it says it is listening: wait for both.
+        let pid_file = root.join("run/sshd.pid");
+        let pid_written = || std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim().parse::<u32>().is_ok());
+        while !sshd.log().contains("Server listening") || !pid_written() {
             assert!(sshd.child.try_wait().unwrap().is_none(), "sshd exited: {}", sshd.log());
             assert!(Instant::now() < deadline, "sshd did not start: {}", sshd.log());
             std::thread::sleep(Duration::from_millis(20));
         }
-        sshd.pid = read(&root.join("run/sshd.pid")).trim().parse().unwrap();
+        sshd.pid = read(&pid_file).trim().parse().unwrap();
         sshd
     }
 
