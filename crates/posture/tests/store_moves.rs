@@ -81,20 +81,6 @@ fn a_sqlite_installation_copied_to_postgres_rolls_back_what_it_repaired_there() 
     assert!(err.contains("master key does not match"), "{err}");
 }
 
-/// Copies a directory tree.
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
-
 /// `tests/fixtures/v5-data` (see its README): written by the last release of schema 5, with
 /// the admin's sealed key, a cloud account and a repair of web-01's redis.conf awaiting its
 /// rollback.
@@ -109,7 +95,7 @@ fn a_data_directory_of_the_schema_5_release_opens_and_its_repair_rolls_back_byte
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v5-data");
     let mut s = Server::unstarted(None);
     let data = s.data();
-    copy_tree(&fixture, &data);
+    common::copy_tree(&fixture, &data);
     // Git keeps neither owners nor modes: put back what the old release left.
     let conf = data.join("fleet").join(WEB01).join("etc/redis/redis.conf");
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o640)).unwrap();

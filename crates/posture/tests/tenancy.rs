@@ -101,7 +101,7 @@ fn one_account_cannot_reach_another() {
     // B's servers: a copy of web-01 under the same InstanceId, and one only B has.
     let b_root = s.dir.path().join("fleet-b");
     for (id, from) in [(WEB01, WEB01), ("i-bonly", "c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6")] {
-        copy_tree(&s.fleet(from, ""), &b_root.join(id));
+        common::copy_tree(&s.fleet(from, ""), &b_root.join(id));
     }
     let lines = format!(
         "{{\"InstanceId\":\"{WEB01}\",\"RegionId\":\"cn-hangzhou\",\"Vendor\":0,\"Root\":\"{}\"}}\n{{\"InstanceId\":\"i-bonly\",\"RegionId\":\"cn-beijing\",\"Vendor\":\"IDC\",\"Root\":\"{}\"}}\n",
@@ -253,19 +253,6 @@ fn one_account_cannot_reach_another() {
         &[("CheckId", "1004"), ("Type", "REPAIR"), ("OperationTaskInstances.1.InstanceId", WEB01)],
     );
     assert!(v["RootTaskId"].is_string(), "{v}");
-}
-
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 fn wait_run(c: &Client, run: &str) {
