@@ -414,35 +414,21 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
             .filter_map(|p| p.strip_prefix(&root).ok().map(|rel| format!("/{}", rel.display())))
             .collect()
     };
-    // The audit rules augenrules loads: rules.d/*.rules in name order, comments dropped.
-    let rule_files = list("/etc/audit/rules.d");
-    let rule_files: Vec<&String> = rule_files.iter().filter(|f| f.ends_with(".rules")).collect();
-    let mut rules = String::new();
-    for f in &rule_files {
-        for line in read(f, limits)?.unwrap_or_default().lines().map(str::trim) {
-            if !line.is_empty() && !line.starts_with('#') {
-                rules.push_str(line);
-                rules.push('\n');
-            }
+    let text = |f: &str| read(f, limits);
+    audit_rule_facts(&text, &list, &mut doc)?;
+    let limit_files = std::iter::once("/etc/security/limits.conf".to_string())
+        .chain(list("/etc/security/limits.d").into_iter().filter(|f| f.ends_with(".conf")));
+    let mut read_limits = Vec::new();
+    for f in limit_files {
+        if let Some(t) = text(&f)? {
+            read_limits.push((f, t));
         }
     }
-    if !rule_files.is_empty() {
-        doc.insert("auditd.rules".into(), rules);
-        doc.insert("auditd.rules_files".into(), rule_files.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", "));
-    }
-    let mut limit_files = Vec::new();
-    for f in std::iter::once("/etc/security/limits.conf".to_string()).chain(list("/etc/security/limits.d")) {
-        if f.ends_with(".conf") {
-            if let Some(text) = read(&f, limits)? {
-                limit_files.push((f, text));
-            }
-        }
-    }
-    environment::core_limit(&limit_files, &mut doc);
-    if let Some(env) = read("/etc/environment", limits)? {
+    environment::core_limit(&read_limits, &mut doc);
+    if let Some(env) = text("/etc/environment")? {
         environment::root_path(&root, &env, &mut doc);
     }
-    let policy = sudoers::collect(&mut |f: &str| read(f, limits), &list)?;
+    let policy = sudoers::collect(&mut |f: &str| text(f), &list)?;
     sudoers::facts(&policy, &mut doc);
     units::enabled_units(&root, &mut doc);
     loose_file_facts(&root, &mut doc).map_err(io_err("CheckError", "the modes of key and drop-in files"))?;
@@ -462,6 +448,31 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
         doc.insert("sshd.access_lists".into(), lists.join("; "));
     }
     Ok(doc)
+}
+
+/// The audit rules augenrules loads (`auditd.rules`: the lines of rules.d/*.rules in name
+/// order, comments dropped) and the files they come from (`auditd.rules_files`).
+fn audit_rule_facts(
+    text: &dyn Fn(&str) -> Result<Option<String>, ConnectorError>,
+    list: &dyn Fn(&str) -> Vec<String>,
+    doc: &mut Document,
+) -> Result<(), ConnectorError> {
+    let files: Vec<String> = list("/etc/audit/rules.d").into_iter().filter(|f| f.ends_with(".rules")).collect();
+    if files.is_empty() {
+        return Ok(());
+    }
+    let mut rules = String::new();
+    for f in &files {
+        for line in text(f)?.unwrap_or_default().lines().map(str::trim) {
+            if !line.is_empty() && !line.starts_with('#') {
+                rules.push_str(line);
+                rules.push('\n');
+            }
+        }
+    }
+    doc.insert("auditd.rules".into(), rules);
+    doc.insert("auditd.rules_files".into(), files.join(", "));
+    Ok(())
 }
 
 /// Sets of files whose mode must grant no more than a limit, found by name: (pattern, the
