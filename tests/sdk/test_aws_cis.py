@@ -218,6 +218,20 @@ def test_two_repairs_of_one_trail_roll_back_in_either_order(aws_server, moto):
     assert trail_settings(moto, name) == {"multi": False, "validation": False, "kms": None}
 
 
+def test_a_trail_whose_bucket_cannot_be_read_still_answers_its_own_items(aws_server, moto):
+    """A trail's bucket is often in another account: the bucket's items (2055, 2056) do not
+    apply, the trail's own items still answer."""
+    client = sas(aws_server)
+    name, region = trail(moto)
+    moto.client("s3").delete_bucket(Bucket=f"{name}-logs")
+    register(client, moto)
+    check_all(client)
+    assert result(client, 2052, name, region)["Status"] == "NOT_PASS"
+    for bucket_item in (2055, 2056):
+        rows = client.call("ListCheckInstanceResult", {"CheckId": bucket_item, "PageSize": 100})["BasicData"]
+        assert name not in {r["InstanceId"] for r in rows}, rows
+
+
 def test_bad_repair_parameters_are_refused_before_anything_changes(aws_server, moto):
     client = sas(aws_server)
     name, region = trail(moto)

@@ -9,7 +9,7 @@ use aws_sdk_cloudtrail::types::Trail;
 use model::Document;
 use serde_json::{json, Value};
 
-use crate::clients::{AwsError, Clients};
+use crate::clients::{AwsError, Clients, Failure};
 use crate::s3;
 
 pub(crate) const MULTI_REGION: &str = "multi_region";
@@ -60,28 +60,35 @@ pub(crate) async fn document(c: &Clients, name: &str) -> Result<Document, AwsErr
     }
     let Some(bucket) = t.s3_bucket_name() else { return Ok(d) };
     d.insert("trail.bucket".into(), bucket.to_string());
-    // The bucket is another resource: its absence is a finding about the trail, not the trail
-    // being gone.
-    let missing = |e: &AwsError| e.is("NoSuchBucket");
-    match s3::read(c, bucket, s3::LOGGING).await {
-        Ok(Value::Object(l)) => {
-            d.insert("trail.bucket_logging".into(), l.get("TargetBucket").and_then(Value::as_str).unwrap_or("").into());
-        }
-        Ok(_) => {}
-        Err(e) if missing(&e) => {
-            d.insert("trail.bucket_missing".into(), "yes".into());
-            return Ok(d);
-        }
-        Err(e) => return Err(e),
-    }
-    let public = match s3::public_grants(c, bucket).await {
-        Ok(found) => found,
-        Err(e) if missing(&e) => Vec::new(),
-        Err(e) => return Err(e),
+    // The bucket is another resource, often in another region or account: not being able to
+    // read it is a finding about the bucket (its items then do not apply, the reason is kept),
+    // not an error of the trail, whose own items still answer.
+    let logging = match bucket_part(s3::read(c, bucket, s3::LOGGING).await, &mut d)? {
+        Some(l) => l,
+        None => return Ok(d),
     };
+    if let Value::Object(l) = logging {
+        d.insert("trail.bucket_logging".into(), l.get("TargetBucket").and_then(Value::as_str).unwrap_or("").into());
+    }
+    let Some(public) = bucket_part(s3::public_grants(c, bucket).await, &mut d)? else { return Ok(d) };
+    d.insert("trail.bucket_readable".into(), "yes".into());
     d.insert("trail.bucket_public".into(), if public.is_empty() { "no" } else { "yes" }.into());
     d.insert("trail.bucket_public_grants".into(), public.join(", "));
     Ok(d)
+}
+
+/// A read of the trail's bucket: its value, or None with the reason kept in the document
+/// (`trail.bucket_unreadable`); only a transient failure is an error of the whole fetch.
+fn bucket_part<T>(read: Result<T, AwsError>, d: &mut Document) -> Result<Option<T>, AwsError> {
+    match read {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.failure == Failure::Transient => Err(e),
+        Err(e) => {
+            let why = if e.code.is_empty() { e.message } else { format!("AWS {}: {}", e.code, e.message) };
+            d.insert("trail.bucket_unreadable".into(), why);
+            Ok(None)
+        }
+    }
 }
 
 pub(crate) async fn apply(
