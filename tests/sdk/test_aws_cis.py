@@ -18,7 +18,8 @@ from typing import Callable, Optional
 import pytest
 
 from conftest import Server, free_port
-from test_aws import ACCOUNT, REGION, Item, absent_on, check_all, register, repair_then_roll_back, result, run_task, sas
+from test_aws import (ACCOUNT, REGION, Item, absent_on, check_all, new_instance, register, repair_then_roll_back, result,
+                      run_task, sas)
 
 WORLD = "0.0.0.0/0"
 CONFIG = f"{ACCOUNT}-config"  # the instance of a region's AWS Config settings
@@ -340,11 +341,6 @@ def public_trail_bucket(moto):
     return name, region
 
 
-def instance_without_role(moto):
-    from test_aws import new_instance
-    return new_instance(moto)
-
-
 def attach_instance_profile(moto, instance_id):
     iam = moto.client("iam")
     iam.create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
@@ -380,7 +376,7 @@ DETECTS = [
                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "arn:aws:s3:::*"},
                                                        {"Effect": "Allow", "Action": ["ec2:*", "iam:*", "sts:*", "cloudtrail:*", "kms:*", "rds:*", "elasticfilesystem:*", "config:*", "s3:*"], "Resource": "*"}]}))),
     Detect(2056, public_trail_bucket, "NOT_PASS", lambda m, t: m.client("s3").put_bucket_acl(Bucket=f"{t}-logs", ACL="private")),
-    Detect(2042, instance_without_role, "NOT_PASS", attach_instance_profile),
+    Detect(2042, new_instance, "NOT_PASS", attach_instance_profile),
     Detect(2102, lambda m: stopped_recorder(m, all_supported=False), "NOT_PASS",
            lambda m, _id: m.client("config").put_configuration_recorder(ConfigurationRecorder={
                "name": "default", "roleARN": f"arn:aws:iam::{ACCOUNT}:role/config",

@@ -12,13 +12,16 @@ pub(crate) const METADATA_OPTIONS: &str = "metadata_options";
 
 /// The instance's metadata options (the aspect a repair changes).
 pub(crate) async fn read(c: &Clients, instance_id: &str) -> Result<Value, AwsError> {
-    let i = describe(c, instance_id).await?;
+    Ok(metadata_options(&describe(c, instance_id).await?))
+}
+
+fn metadata_options(i: &aws_sdk_ec2::types::Instance) -> Value {
     let m = i.metadata_options();
-    Ok(json!({
+    json!({
         "HttpTokens": m.and_then(|m| m.http_tokens()).map(|t| t.as_str()),
         "HttpEndpoint": m.and_then(|m| m.http_endpoint()).map(|e| e.as_str()),
         "HttpPutResponseHopLimit": m.and_then(|m| m.http_put_response_hop_limit()),
-    }))
+    })
 }
 
 async fn describe(c: &Clients, instance_id: &str) -> Result<aws_sdk_ec2::types::Instance, AwsError> {
@@ -35,10 +38,11 @@ async fn describe(c: &Clients, instance_id: &str) -> Result<aws_sdk_ec2::types::
 }
 
 pub(crate) async fn document(c: &Clients, instance_id: &str) -> Result<Document, AwsError> {
-    let m = read(c, instance_id).await?;
+    let i = describe(c, instance_id).await?;
+    let m = metadata_options(&i);
     let mut d = Document::new();
     // CIS 1.18: the instance reaches AWS through a role, not keys stored on it.
-    if let Some(profile) = describe(c, instance_id).await?.iam_instance_profile().and_then(|p| p.arn()) {
+    if let Some(profile) = i.iam_instance_profile().and_then(|p| p.arn()) {
         d.insert("ec2.instance_profile".into(), profile.to_string());
     }
     for (field, key) in [("HttpTokens", "ec2.http_tokens"), ("HttpEndpoint", "ec2.http_endpoint")] {

@@ -210,7 +210,7 @@ async fn account_document(c: &Clients) -> Result<Document, AwsError> {
     d.insert("account.admin_policies".into(), admin.len().to_string());
     d.insert("account.admin_policy_list".into(), admin.join(", "));
 
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let now = crate::iam_user::unix_now();
     let certs = c.iam.list_server_certificates().send().await?;
     let expired: Vec<String> = certs
         .server_certificate_metadata_list()

@@ -15,10 +15,14 @@ use crate::iam::allows_everything;
 
 pub(crate) const ACCESS_KEYS: &str = "access_keys";
 
+/// Seconds since the Unix epoch, now.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Whole days from `then` to now (0 for a date in the future).
 fn days_since(then: &DateTime) -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    (now - then.secs()).max(0) / 86_400
+    (unix_now() - then.secs()).max(0) / 86_400
 }
 
 /// One access key: its status, age and idle time (days since last use, or since creation when

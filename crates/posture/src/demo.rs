@@ -205,7 +205,7 @@ fn dpkg_entry(package: &str) -> String {
 
 /// The rest of a Debian server's files the catalog reads — mounts, modules, PAM, journald,
 /// packages, banners, backups, host keys — hardened or as a default install leaves them.
-fn system_files(root: &Path, hardened: bool) -> std::io::Result<()> {
+fn system_files(root: &Path, hardened: bool, cis_audit_rules: &str) -> std::io::Result<()> {
     let (tmp, shm) = if hardened {
         ("defaults,nodev,nosuid,noexec", "defaults,nodev,nosuid,noexec")
     } else {
@@ -270,11 +270,7 @@ fn system_files(root: &Path, hardened: bool) -> std::io::Result<()> {
     )?;
     let mut rules = String::from("## First rule - delete all\n-D\n-b 8192\n--backlog_wait_time 60000\n-f 1\n");
     if hardened {
-        // The rules the catalog's audit items ask for (the last one, `-e 2`, among them).
-        let catalog = catalog::Catalog::builtin().map_err(|e| std::io::Error::other(e.to_string()))?;
-        for c in catalog.all().flat_map(|c| &c.rule).filter(|c| c.op == catalog::Op::AuditRules) {
-            rules.extend(c.values.iter().map(|l| format!("{l}\n")));
-        }
+        rules.push_str(cis_audit_rules);
     }
     write(root, "etc/audit/rules.d/audit.rules", &rules, 0o640)?;
     let cron_dir = if hardened { 0o700 } else { 0o755 };
@@ -360,7 +356,16 @@ fn system_files(root: &Path, hardened: bool) -> std::io::Result<()> {
 }
 
 /// Writes the fleet's files under `fleet_dir` and returns the instances to register.
+/// The rules the catalog's audit items ask for, one per line (the last one, `-e 2`, among
+/// them): what a hardened server loads.
+fn cis_audit_rules() -> std::io::Result<String> {
+    let catalog = catalog::Catalog::builtin().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let rules = catalog.all().flat_map(|c| &c.rule).filter(|c| c.op == catalog::Op::AuditRules);
+    Ok(rules.flat_map(|c| &c.values).map(|l| format!("{l}\n")).collect())
+}
+
 pub fn build(fleet_dir: &Path) -> std::io::Result<Vec<NewInstance>> {
+    let cis_audit_rules = cis_audit_rules()?;
     let mut out = Vec::new();
     for s in &FLEET {
         let root = fleet_dir.join(s.id);
@@ -378,7 +383,7 @@ pub fn build(fleet_dir: &Path) -> std::io::Result<Vec<NewInstance>> {
             0o644,
         )?;
         std::fs::create_dir_all(root.join("etc/sysctl.d"))?;
-        system_files(&root, s.hardened_ssh)?;
+        system_files(&root, s.hardened_ssh, &cis_audit_rules)?;
         if let Some(redis) = s.redis {
             let text = format!("# Redis configuration file example.\n\ndaemonize yes\npidfile /run/redis/redis-server.pid\nloglevel notice\nlogfile /var/log/redis/redis-server.log\n\n{redis}\ndatabases 16\nsave 3600 1\n");
             write(&root, "etc/redis/redis.conf", &text, 0o640)?;

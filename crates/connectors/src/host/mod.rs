@@ -368,9 +368,7 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
         let real = resolve_in_root(&root, f).map_err(io_err("CheckError", f))?;
         if let Some(m) = files::meta(&root, &real).map_err(io_err("CheckError", f))? {
             use std::os::unix::fs::MetadataExt;
-            doc.insert(format!("file:{f}.mode"), format!("{:04o}", m.mode() & 0o7777));
-            doc.insert(format!("file:{f}.uid"), m.uid().to_string());
-            doc.insert(format!("file:{f}.gid"), m.gid().to_string());
+            owner_facts(&mut doc, &format!("file:{f}"), (m.mode() & 0o7777, m.uid(), m.gid()));
         }
     }
     let read = |f: &str, limits: &Limits| -> Result<Option<String>, ConnectorError> {
@@ -389,10 +387,8 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
     }
     for d in MODE_DIRS {
         let real = resolve_in_root(&root, d).map_err(io_err("CheckError", d))?;
-        if let Some((mode, uid, gid)) = files::dir_meta(&root, &real).map_err(io_err("CheckError", d))? {
-            doc.insert(format!("dir:{d}.mode"), format!("{mode:04o}"));
-            doc.insert(format!("dir:{d}.uid"), uid.to_string());
-            doc.insert(format!("dir:{d}.gid"), gid.to_string());
+        if let Some(meta) = files::dir_meta(&root, &real).map_err(io_err("CheckError", d))? {
+            owner_facts(&mut doc, &format!("dir:{d}"), meta);
         }
     }
     if let Some(cfg) = read("/boot/grub/grub.cfg", limits)? {
@@ -448,6 +444,13 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
         doc.insert("sshd.access_lists".into(), lists.join("; "));
     }
     Ok(doc)
+}
+
+/// `<prefix>.mode` (octal), `.uid` and `.gid` of a file or directory.
+fn owner_facts(doc: &mut Document, prefix: &str, (mode, uid, gid): (u32, u32, u32)) {
+    doc.insert(format!("{prefix}.mode"), format!("{mode:04o}"));
+    doc.insert(format!("{prefix}.uid"), uid.to_string());
+    doc.insert(format!("{prefix}.gid"), gid.to_string());
 }
 
 /// The audit rules augenrules loads (`auditd.rules`: the lines of rules.d/*.rules in name
