@@ -95,6 +95,28 @@ pub enum Op {
     AuditRules,
 }
 
+impl Op {
+    /// The name a catalog file spells it with.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Eq => "eq",
+            Op::In => "in",
+            Op::Le => "le",
+            Op::Ge => "ge",
+            Op::LeDuration => "le_duration",
+            Op::ModeAtMost => "mode_at_most",
+            Op::NoWildcardAddr => "no_wildcard_addr",
+            Op::Present => "present",
+            Op::Absent => "absent",
+            Op::AllOf => "all_of",
+            Op::NoneOf => "none_of",
+            Op::MaskAtLeast => "mask_at_least",
+            Op::FieldsLe => "fields_le",
+            Op::AuditRules => "audit_rules",
+        }
+    }
+}
+
 /// One condition of a rule.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Condition {
@@ -246,6 +268,30 @@ impl CheckDef {
         self.repair.as_ref().map_or(0, |r| r.support_type)
     }
 
+    /// The vendor whose resources the item judges: None for host items (servers on any vendor).
+    pub fn vendor(&self) -> Option<model::Vendor> {
+        self.asset.starts_with("aws.").then_some(model::Vendor::Aws)
+    }
+
+    /// The rule as one line (`ListCheckItems.CheckRule`): its conditions joined by `and`, each
+    /// as `key op operand`, with the value assumed when the key is absent.
+    pub fn rule_text(&self) -> String {
+        let conditions: Vec<String> = self
+            .rule
+            .iter()
+            .map(|c| {
+                let operand = match (&c.value, c.values.as_slice()) {
+                    (Some(v), _) => format!(" {v}"),
+                    (None, []) => String::new(),
+                    (None, vs) => format!(" [{}]", vs.join(", ")),
+                };
+                let default = c.default.as_ref().map(|d| format!(" (absent: {d})")).unwrap_or_default();
+                format!("{} {}{operand}{default}", c.key, c.op.name())
+            })
+            .collect();
+        conditions.join(" and ")
+    }
+
     /// Whether a repair of this item can be rolled back.
     pub fn supports_rollback(&self) -> bool {
         self.repair_support_type() == 1
@@ -366,6 +412,9 @@ impl Catalog {
             if self.checks.contains_key(&check.id) {
                 return Err(LoadError(format!("{name}: check id {} is defined twice", check.id)));
             }
+            if let Some(e) = self.checks.values().find_map(|c| crate::structure::conflict(&c.policy, &check.policy)) {
+                return Err(LoadError(format!("{name}: check {}: {e}", check.id)));
+            }
             self.checks.insert(check.id, check);
         }
         Ok(())
@@ -379,6 +428,11 @@ impl Catalog {
     /// Every check item, by id.
     pub fn all(&self) -> impl Iterator<Item = &CheckDef> {
         self.checks.values()
+    }
+
+    /// The standards of every item, as a tree.
+    pub fn structure(&self) -> Vec<crate::Standard<'_>> {
+        crate::structure::structure(self.checks.values())
     }
 
     /// The items a connector kind evaluates.
@@ -487,7 +541,7 @@ risk = "LOW"
 description = {{ zh = "t", en = "t" }}
 solution = {{ zh = "t", en = "t" }}
 assist = {{ zh = "t", en = "t" }}
-policy = {{ type = "COMPLIANCE", standard_id = 1, standard = {{ zh = "s", en = "s" }}, requirement_id = 1, requirement = {{ zh = "r", en = "r" }}, section_id = 1, section = {{ zh = "c", en = "c" }} }}
+policy = {{ type = "COMPLIANCE", standard_id = 9, standard = {{ zh = "s", en = "s" }}, requirement_id = 91, requirement = {{ zh = "r", en = "r" }}, section_id = 911, section = {{ zh = "c", en = "c" }} }}
 rule = [{{ key = "sshd.x", op = "present" }}]
 [checks.repair]
 support_type = 1
@@ -533,6 +587,48 @@ steps = [{steps}]
         ] {
             let e = one_item(effect, steps).unwrap_err().0;
             assert!(e.contains(says), "{effect}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_user_item_cannot_rename_or_move_a_standard_requirement_or_section() {
+        let builtin = Catalog::builtin().unwrap();
+        let p = &builtin.get(1001).unwrap().policy;
+        let (s, r, c) = (p.standard_id, p.requirement_id, p.section_id);
+        let place = |sid: i64, sname: &str, rid: i64, cid: i64| {
+            format!(
+                r#"[[checks]]
+id = 9002
+key = "t"
+name = {{ zh = "t", en = "t" }}
+risk = "LOW"
+description = {{ zh = "t", en = "t" }}
+solution = {{ zh = "t", en = "t" }}
+assist = {{ zh = "t", en = "t" }}
+policy = {{ type = "COMPLIANCE", standard_id = {sid}, standard = {{ zh = "{sname}", en = "{sname}" }}, requirement_id = {rid}, requirement = {{ zh = "{r}", en = "{r}" }}, section_id = {cid}, section = {{ zh = "{c}", en = "{c}" }} }}
+rule = [{{ key = "sshd.x", op = "present" }}]
+"#,
+                r = p.requirement.en,
+                c = p.section.en,
+            )
+        };
+        let load = |text: String| {
+            let dir = tempfile_dir();
+            std::fs::write(dir.join("t.toml"), text).unwrap();
+            let loaded = Catalog::with_user_dir(&dir);
+            std::fs::remove_dir_all(&dir).unwrap();
+            loaded
+        };
+        // A standard of its own, with its own requirement and section, loads.
+        let joined = load(place(77, "New", 771, 7711)).unwrap();
+        assert_eq!(joined.structure().iter().filter(|st| st.id == 77).count(), 1);
+        for (text, says) in [
+            (place(s, "Another name", r, c), format!("standard {s}")),
+            (place(77, "New", r, 7711), format!("requirement {r}")),
+            (place(77, "New", 771, c), format!("section {c}")),
+        ] {
+            let e = load(text).unwrap_err().0;
+            assert!(e.contains(&says) && e.contains("t.toml"), "{e}");
         }
     }
 

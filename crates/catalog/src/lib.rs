@@ -9,6 +9,8 @@
 mod audit;
 mod def;
 mod eval;
+mod structure;
 
 pub use def::{Catalog, CheckDef, Condition, ConfigField, LoadError, Op, Policy, RepairDef, Risk};
 pub use eval::{evaluate, live_differences, Outcome};
+pub use structure::{structure, Requirement, Section, Standard};

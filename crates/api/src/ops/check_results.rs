@@ -11,7 +11,7 @@ use super::{db, known_check, object, page_info, Ctx};
 use crate::params::Params;
 
 /// The aggregate status of a check item over its instances: the worst one wins.
-fn aggregate_status(agg: Option<&ResultAggregate>) -> CheckStatus {
+pub(super) fn aggregate_status(agg: Option<&ResultAggregate>) -> CheckStatus {
     let count = |s: CheckStatus| agg.and_then(|a| a.counts.get(s.as_str())).copied().unwrap_or(0);
     [CheckStatus::NotPass, CheckStatus::Failed, CheckStatus::Checking, CheckStatus::Pass, CheckStatus::Whitelist]
         .into_iter()
@@ -40,12 +40,14 @@ fn vendor_fields(agg: Option<&ResultAggregate>) -> (i64, &'static str, &'static 
     }
 }
 
-fn policies(c: &CheckDef, lang: Lang) -> Value {
+/// `CheckPolicies`: where the item sits in its standard.
+pub(super) fn policies(c: &CheckDef, lang: Lang) -> Value {
     let p = &c.policy;
     json!([{
         "StandardId": p.standard_id, "StandardShowName": p.standard.get(lang),
         "RequirementId": p.requirement_id, "RequirementShowName": p.requirement.get(lang),
         "SectionId": p.section_id, "SectionShowName": p.section.get(lang),
+        "Type": p.standard_type,
     }])
 }
 
@@ -57,8 +59,31 @@ fn operation_type(c: &CheckDef) -> &'static str {
     }
 }
 
-fn one_of<'a>(allowed: &'a [&str]) -> impl Fn(&str) -> bool + 'a {
+pub(super) fn one_of<'a>(allowed: &'a [&str]) -> impl Fn(&str) -> bool + 'a {
     move |v| allowed.contains(&v)
+}
+
+/// The vendor codes `Vendors` names (each in any of its spellings).
+pub(super) fn vendor_codes(p: &Params) -> Result<Vec<i64>, ApiError> {
+    let mut codes = Vec::new();
+    for name in &p.list("Vendors")? {
+        let matched: Vec<i64> = Vendor::ALL.iter().filter(|v| v.matches_name(name)).map(|v| v.code()).collect();
+        if matched.is_empty() {
+            return Err(ApiError::invalid_parameter("Vendors"));
+        }
+        codes.extend(matched);
+    }
+    Ok(codes)
+}
+
+/// Each item's results counted by status, over the instances given (all when none) of the
+/// vendors given (all when none).
+pub(super) fn aggregates(
+    ctx: &Ctx,
+    instance_ids: &[String],
+    vendor_codes: &[i64],
+) -> Result<BTreeMap<i64, ResultAggregate>, ApiError> {
+    ctx.store.aggregate_results(ctx.account_id, instance_ids, vendor_codes).map_err(db)
 }
 
 /// ListCheckResult: check items with their aggregate result.
@@ -78,18 +103,9 @@ pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let requirement_ids = p.int_list("RequirementIds")?;
     let types = p.list("Types")?;
     let custom_param = p.bool("CustomParam")?;
-    let vendor_names = p.list("Vendors")?;
-    let mut vendor_codes = Vec::new();
-    for name in &vendor_names {
-        let matched: Vec<i64> = Vendor::ALL.iter().filter(|v| v.matches_name(name)).map(|v| v.code()).collect();
-        if matched.is_empty() {
-            return Err(ApiError::invalid_parameter("Vendors"));
-        }
-        vendor_codes.extend(matched);
-    }
+    let vendor_codes = vendor_codes(p)?;
     let scoped = !instance_ids.is_empty() || !vendor_codes.is_empty();
-    let aggregates: BTreeMap<i64, ResultAggregate> =
-        ctx.store.aggregate_results(ctx.account_id, &instance_ids, &vendor_codes).map_err(db)?;
+    let aggregates = aggregates(ctx, &instance_ids, &vendor_codes)?;
 
     let mut rows: Vec<(&CheckDef, CheckStatus)> = ctx
         .catalog()

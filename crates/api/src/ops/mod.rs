@@ -5,6 +5,7 @@ pub mod agents;
 mod asset_selection;
 mod check_results;
 mod check_runs;
+mod check_standards;
 mod cloud_accounts;
 mod operation_tasks;
 mod quota;
@@ -68,6 +69,11 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("ListCheckResult", check_results::list_check_result),
     ("ListCheckInstanceResult", check_results::list_check_instance_result),
     ("GetCheckDetail", check_results::get_check_detail),
+    ("GetCheckSummary", check_standards::get_check_summary),
+    ("ListCheckStandard", check_standards::list_check_standard),
+    ("GetCheckStructure", check_standards::get_check_structure),
+    ("ListCheckItems", check_standards::list_check_items),
+    ("ListCheckPolicies", check_standards::list_check_policies),
     ("SubmitOperationTask", operation_tasks::submit_operation_task),
     ("ListOperationTask", operation_tasks::list_operation_task),
     ("ListOperationCheck", operation_tasks::list_operation_check),
@@ -103,6 +109,11 @@ const READS_ONLY: &[&str] = &[
     "ListCheckResult",
     "ListCheckInstanceResult",
     "GetCheckDetail",
+    "GetCheckSummary",
+    "ListCheckStandard",
+    "GetCheckStructure",
+    "ListCheckItems",
+    "ListCheckPolicies",
     "ListOperationTask",
     "ListOperationCheck",
     "GetCheckProcess",
