@@ -7,6 +7,7 @@
 mod agents;
 mod assess;
 mod discover;
+mod schedule;
 mod tasks;
 
 use std::collections::HashMap;
@@ -22,6 +23,10 @@ use store::{Claimed, WorkerStore};
 
 pub use agents::{AgentWork, ReportRefusal};
 pub use assess::evaluate_instance;
+pub use schedule::{default_schedule, due_window, selected_checks, WINDOWS};
+
+/// How often each node looks for schedules whose window is open (a window is hours long).
+pub const SCHEDULE_POLL: Duration = Duration::from_secs(5);
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -187,9 +192,11 @@ impl Engine {
 
     /// Every second, applies the whitelist expiries that have fallen due (any node may; reads
     /// apply their account's due expiries themselves, so this only keeps the counters current
-    /// between reads), and fails the tasks of agents gone past the deadline. A thread of its
+    /// between reads), and fails the tasks of agents gone past the deadline; every
+    /// [`SCHEDULE_POLL`], starts the runs of schedules whose window is open. A thread of its
     /// own: a large expiry must not delay the heartbeat.
     fn expiry_loop(&self) {
+        let mut last_schedules = Instant::now() - SCHEDULE_POLL;
         while !self.stop.load(Ordering::Relaxed) {
             let (m, cv) = &self.wake;
             let guard = m.lock().unwrap_or_else(|p| p.into_inner());
@@ -199,6 +206,12 @@ impl Engine {
             }
             if let Err(e) = self.fail_offline_agent_tasks() {
                 tracing::warn!(error = %e, "the tasks of offline agents could not be failed; tried again in a second");
+            }
+            if last_schedules.elapsed() >= SCHEDULE_POLL {
+                last_schedules = Instant::now();
+                if let Err(e) = self.start_due_schedules(store::now_ms()) {
+                    tracing::warn!(error = %e, "due schedules could not be started; tried again shortly");
+                }
             }
         }
     }

@@ -32,6 +32,7 @@ const TABLES: &[&str] = &[
     "idempotency",
     "nonces",
     "service_state",
+    "check_schedules",
 ];
 
 /// Rows copied, per table.

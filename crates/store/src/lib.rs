@@ -20,6 +20,7 @@ mod nonces;
 mod pg;
 mod results;
 mod runs;
+mod schedules;
 mod seam;
 mod secrets;
 mod selections;
@@ -50,6 +51,7 @@ pub use nonces::{NewNonce, NonceWait};
 pub use pg::DEFAULT_POOL;
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};
 pub use runs::{uuid_like, CheckRun, CheckRunDetail, DetailOutcome, RunFilter};
+pub use schedules::{Schedule, Schedules, SCHEDULE_SOURCE};
 pub use seam::{
     Accounts, ApiStore, CheckRuns, CloudAccounts, Idempotency, Instances, Results, Selections, TaskQueue, Whitelists,
     WorkerStore,
@@ -299,7 +301,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -354,6 +356,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         }
         if version < 11 {
             c.execute_batch(&format!("{} PRAGMA user_version = 11;", include_str!("migration_11.sql")))?;
+        }
+        if version < 12 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 12;", include_str!("migration_12.sql")))?;
         }
         Ok(())
     })

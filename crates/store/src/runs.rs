@@ -1,6 +1,6 @@
 use std::sync::{Arc, LazyLock};
 
-use crate::sql::{args, skip_locked, Row, Where};
+use crate::sql::{args, skip_locked, Conn, Row, Where};
 use crate::{counts, new_id, now_ms, Result, ResultUpdate, Store, StoreError};
 use model::{RunDetailStatus, RunStatus, Vendor};
 
@@ -192,6 +192,24 @@ pub fn uuid_like() -> String {
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
+/// Writes a new check run (workers on every node hear of it) and returns its id.
+pub(crate) fn insert_run(
+    tx: &Conn,
+    account_id: &str,
+    task_type: &str,
+    source: &str,
+    check_ids: &[i64],
+    instance_pks: &[i64],
+) -> Result<String> {
+    let id = uuid_like();
+    tx.execute(
+        "INSERT INTO check_runs (id, account_id, task_type, task_source, check_ids, instance_pks, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        args![&id, account_id, task_type, source, json(check_ids), json(instance_pks), now_ms()],
+    )?;
+    crate::pg::notify_work(tx)?;
+    Ok(id)
+}
+
 fn json(v: &[i64]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
@@ -210,14 +228,8 @@ impl crate::CheckRuns for Store {
         let source = source.to_string();
         let check_ids = check_ids.to_vec();
         let instance_pks = instance_pks.to_vec();
-        let id = uuid_like();
-        let now = now_ms();
         self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO check_runs (id, account_id, task_type, task_source, check_ids, instance_pks, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                args![&id, &account_id, &task_type, &source, json(&check_ids), json(&instance_pks), now],
-            )?;
-            crate::pg::notify_work(tx)?;
+            let id = insert_run(tx, &account_id, &task_type, &source, &check_ids, &instance_pks)?;
             Ok((account_id, id))
         })
         .and_then(|(account_id, id)| self.get_run(&account_id, &id)?.ok_or(StoreError::NotFound))

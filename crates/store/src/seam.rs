@@ -340,13 +340,23 @@ pub trait Idempotency: Send + Sync {
 }
 
 /// What a worker needs of a store: the queue, check runs, and the inventory they act on.
-pub trait WorkerStore: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents {}
+pub trait WorkerStore: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents + Schedules {}
 
-impl<T: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents> WorkerStore for T {}
+impl<T: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents + Schedules> WorkerStore for T {}
 
 /// What the API's operations need of a store: everything an action reads or changes.
 pub trait ApiStore:
-    TaskQueue + CheckRuns + Instances + CloudAccounts + Accounts + Results + Selections + Whitelists + Idempotency + Agents
+    TaskQueue
+    + CheckRuns
+    + Instances
+    + CloudAccounts
+    + Accounts
+    + Results
+    + Selections
+    + Whitelists
+    + Idempotency
+    + Agents
+    + Schedules
 {
 }
 
@@ -361,5 +371,6 @@ impl<T> ApiStore for T where
         + Whitelists
         + Idempotency
         + Agents
+        + Schedules
 {
 }

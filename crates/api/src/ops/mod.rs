@@ -3,6 +3,7 @@
 
 pub mod agents;
 mod asset_selection;
+mod check_config;
 mod check_results;
 mod check_runs;
 mod check_standards;
@@ -74,6 +75,8 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("GetCheckStructure", check_standards::get_check_structure),
     ("ListCheckItems", check_standards::list_check_items),
     ("ListCheckPolicies", check_standards::list_check_policies),
+    ("GetCheckConfig", check_config::get_check_config),
+    ("ChangeCheckConfig", check_config::change_check_config),
     ("SubmitOperationTask", operation_tasks::submit_operation_task),
     ("ListOperationTask", operation_tasks::list_operation_task),
     ("ListOperationCheck", operation_tasks::list_operation_check),
@@ -114,6 +117,7 @@ const READS_ONLY: &[&str] = &[
     "GetCheckStructure",
     "ListCheckItems",
     "ListCheckPolicies",
+    "GetCheckConfig",
     "ListOperationTask",
     "ListOperationCheck",
     "GetCheckProcess",

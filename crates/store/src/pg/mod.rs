@@ -295,6 +295,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 11 {
             c.batch(include_str!("migration_11.sql"))?;
         }
+        if version < 12 {
+            c.batch(include_str!("migration_12.sql"))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });
