@@ -241,8 +241,19 @@ fn check_version(v: Option<&str>) -> Result<(), ApiError> {
 pub fn policy_allows(policy: &str, action: &str) -> bool {
     let patterns: Vec<&str> = match policy {
         "Admin" => vec!["*"],
-        "Operator" => vec!["List*", "Get*", "Describe*", "Check*", "SubmitOperationTask", "Verify*", "SubmitCheck"],
-        "ReadOnly" => vec!["List*", "Get*", "Describe*", "Check*"],
+        "Operator" => {
+            vec![
+                "List*",
+                "Get*",
+                "Describe*",
+                "Check*",
+                "ExportRecord",
+                "SubmitOperationTask",
+                "Verify*",
+                "SubmitCheck",
+            ]
+        }
+        "ReadOnly" => vec!["List*", "Get*", "Describe*", "Check*", "ExportRecord"],
         custom => custom.split(',').map(str::trim).collect(),
     };
     patterns.iter().any(|p| wildcard(p.as_bytes(), action.as_bytes()))

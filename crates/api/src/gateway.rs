@@ -60,6 +60,12 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
     if req.path == "/metrics" {
         return metrics_response(app).await;
     }
+    if let Some(rest) = req.path.strip_prefix("/exports/") {
+        if !matches!(req.method.as_str(), "GET" | "HEAD") {
+            return error_response(&ApiError::unsupported_method(), &host, &request_id);
+        }
+        return export_download(app, rest.to_string(), &req.query, &host, &request_id).await;
+    }
     if req.path.starts_with(client::agent::PREFIX) {
         let started = std::time::Instant::now();
         let answer = crate::agents::handle(app, req).await;
@@ -93,6 +99,47 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
             }
             error_response(&e, &host, &request_id)
         }
+    }
+}
+
+/// `GET /exports/<id>/<file>?token=…`: an export's CSV (its file name) or JSON (the same stem,
+/// `.json`), for whoever holds its link (ExportRecord, DescribeExportInfo), from any node.
+/// A wrong token, an expired link and an unknown export are all `404`.
+async fn export_download(app: Arc<App>, rest: String, query: &str, host: &str, request_id: &str) -> Response {
+    let token = form_decode(query).into_iter().find(|(k, _)| k == "token").map(|(_, v)| v).unwrap_or_default();
+    let Some((id, name)) =
+        rest.split_once('/').and_then(|(id, name)| Some((id.parse::<i64>().ok()?, name.to_string())))
+    else {
+        return error_response(&ApiError::export_not_found(0), host, request_id);
+    };
+    let store = app.store.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        use store::Exports;
+        store.export_download(id, &token, store::now_ms())
+    })
+    .await;
+    let (file_name, csv, json) = match found {
+        Ok(Ok(Some(found))) => found,
+        Ok(Ok(None)) => return error_response(&ApiError::export_not_found(id), host, request_id),
+        Ok(Err(e)) => return error_response(&ops::db(e), host, request_id),
+        Err(_) => return error_response(&ApiError::server_error(), host, request_id),
+    };
+    let json_name = format!("{}.json", file_name.trim_end_matches(".csv"));
+    let (body, kind) = if name == file_name {
+        (csv, "text/csv;charset=utf-8")
+    } else if name == json_name {
+        (json, "application/json;charset=utf-8")
+    } else {
+        return error_response(&ApiError::export_not_found(id), host, request_id);
+    };
+    Response {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), kind.into()),
+            ("content-disposition".into(), format!("attachment; filename=\"{name}\"")),
+            ("cache-control".into(), "no-store".into()),
+        ],
+        body: body.into_bytes(),
     }
 }
 
@@ -154,6 +201,8 @@ async fn process(app: Arc<App>, req: Request, action: &mut &'static str) -> Resu
         body: req.body,
     };
     *action = ops::label(raw.action());
+    let scheme = if app.settings.https { "https" } else { "http" };
+    let origin = format!("{scheme}://{}", raw.header("host").unwrap_or_default());
     // Authentication and the operation touch the store (blocking SQLite): off the async threads.
     // A panic in there becomes a JoinError, answered as ServerError, never a dropped connection.
     let ran = tokio::task::spawn_blocking(move || {
@@ -175,6 +224,7 @@ async fn process(app: Arc<App>, req: Request, action: &mut &'static str) -> Resu
                 account_id: &key.account_id,
                 settings: &app.settings,
                 idempotency: &app.idempotency,
+                origin: &origin,
             };
             ops::run(&ctx, &action, op, &params)
         });

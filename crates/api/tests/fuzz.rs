@@ -212,6 +212,7 @@ proptest! {
                 account_id: &w.account,
                 settings: &w.settings,
                 idempotency: &w.idempotency,
+                origin: "http://127.0.0.1",
             };
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 Params::new(pairs.clone()).and_then(|p| run(&ctx, name, op, &p))

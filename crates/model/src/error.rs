@@ -110,6 +110,16 @@ impl ApiError {
     pub fn instance_ids_required() -> Self {
         e(400, "-101", "InstanceIds is mandatory for this action.")
     }
+    pub fn export_not_found(id: i64) -> Self {
+        e(404, "InvalidExportId.NotFound", format!("The export {id} does not exist (or has expired and was deleted)."))
+    }
+    pub fn export_too_large(max: usize) -> Self {
+        e(
+            400,
+            "ExportTooLarge",
+            format!("The export would hold more than {max} results: narrow it with Params (CheckIds, Statuses, InstanceIds)."),
+        )
+    }
     pub fn check_not_found(check_id: i64) -> Self {
         e(404, "InvalidCheckId.NotFound", format!("The check item {check_id} does not exist."))
     }

@@ -316,6 +316,7 @@ fn try_run(args: Args) -> Result<(), String> {
             verify_interval_ms: args.verify_interval_secs.saturating_mul(1000),
             max_agent_polls: args.max_agent_polls,
             agent_poll_wait: args.agent_poll_wait,
+            https: tls.is_some(),
         };
         let app = api::App::new(store, engine, settings);
         tracing::info!(listen = %args.listen, credentials = %data.join("credentials.json").display(), "posture is serving");

@@ -33,6 +33,7 @@ const TABLES: &[&str] = &[
     "nonces",
     "service_state",
     "check_schedules",
+    "exports",
 ];
 
 /// Rows copied, per table.

@@ -357,6 +357,7 @@ pub trait ApiStore:
     + Idempotency
     + Agents
     + Schedules
+    + Exports
 {
 }
 
@@ -372,5 +373,6 @@ impl<T> ApiStore for T where
         + Idempotency
         + Agents
         + Schedules
+        + Exports
 {
 }

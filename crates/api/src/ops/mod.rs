@@ -8,6 +8,7 @@ mod check_results;
 mod check_runs;
 mod check_standards;
 mod cloud_accounts;
+mod exports;
 mod operation_tasks;
 mod quota;
 mod whitelists;
@@ -36,6 +37,9 @@ pub struct Ctx<'a> {
     pub settings: &'a Settings,
     /// Serialises calls that carry a ClientToken, so a retry racing its original waits for it.
     pub idempotency: &'a Mutex<()>,
+    /// The scheme and host the caller reached this node by (`https://posture.example:8443`),
+    /// for links in answers.
+    pub origin: &'a str,
 }
 
 /// Service settings the operations read.
@@ -48,11 +52,18 @@ pub struct Settings {
     pub max_agent_polls: usize,
     /// How long an agent's poll waits for work.
     pub agent_poll_wait: std::time::Duration,
+    /// Whether the node serves HTTPS (links in answers say so).
+    pub https: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { verify_interval_ms: 30_000, max_agent_polls: 512, agent_poll_wait: crate::agents::POLL_WAIT }
+        Settings {
+            verify_interval_ms: 30_000,
+            max_agent_polls: 512,
+            agent_poll_wait: crate::agents::POLL_WAIT,
+            https: false,
+        }
     }
 }
 
@@ -77,6 +88,8 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("ListCheckPolicies", check_standards::list_check_policies),
     ("GetCheckConfig", check_config::get_check_config),
     ("ChangeCheckConfig", check_config::change_check_config),
+    ("ExportRecord", exports::export_record),
+    ("DescribeExportInfo", exports::describe_export_info),
     ("SubmitOperationTask", operation_tasks::submit_operation_task),
     ("ListOperationTask", operation_tasks::list_operation_task),
     ("ListOperationCheck", operation_tasks::list_operation_check),
@@ -118,6 +131,7 @@ const READS_ONLY: &[&str] = &[
     "ListCheckItems",
     "ListCheckPolicies",
     "GetCheckConfig",
+    "DescribeExportInfo",
     "ListOperationTask",
     "ListOperationCheck",
     "GetCheckProcess",

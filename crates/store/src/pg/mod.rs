@@ -298,6 +298,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 12 {
             c.batch(include_str!("migration_12.sql"))?;
         }
+        if version < 13 {
+            c.batch(include_str!("migration_13.sql"))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });
