@@ -373,3 +373,19 @@ def test_moto_stopped_during_a_task_is_retried_then_fails_cleanly(tmp_path):
     finally:
         moto.stop()
         moto.log.close()
+
+
+def test_a_registered_account_is_discovered_and_checked_without_a_submit_check(aws_server, moto):
+    client = sas(aws_server)
+    group, region = new_group(moto, "discovered", tcp(22, ["0.0.0.0/0"]))
+    register(client, moto)
+    deadline = time.time() + 60
+    while True:
+        procs = client.call("ListOperationProcess", {"PageSize": 100})["Processes"]
+        runs = [p for p in procs if p["TaskSource"] == "CLOUD_ACCOUNT"]
+        if runs and runs[0]["StatusCode"] == 2:
+            break
+        assert time.time() < deadline, procs
+        time.sleep(0.1)
+    assert len(runs) == 1 and runs[0]["TaskType"] == "CHECK_POLICY"
+    assert result(client, 2001, group, region)["Status"] == "NOT_PASS"

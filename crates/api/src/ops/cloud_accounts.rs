@@ -96,6 +96,23 @@ fn account_json(a: &CloudAccount) -> Value {
     })
 }
 
+/// Starts a check of the vendor's items over the account, whose first step discovers the
+/// resources of its cloud accounts: a registered account's resources appear without a
+/// SubmitCheck. The run is durable (any node's workers carry it out); if it cannot be started,
+/// the next check or scheduled run discovers them.
+fn discover_now(ctx: &Ctx, vendor: model::Vendor) {
+    let items: Vec<i64> = ctx.catalog().all().filter(|c| c.vendor() == Some(vendor)).map(|c| c.id).collect();
+    match ctx.store.create_run(ctx.account_id, "CHECK_POLICY", DISCOVERY_SOURCE, &items, &[]) {
+        Ok(_) => ctx.engine.wake(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the check of a new cloud account could not be started; the next check discovers it")
+        }
+    }
+}
+
+/// The `TaskSource` of the check a cloud account's registration starts.
+pub const DISCOVERY_SOURCE: &str = "CLOUD_ACCOUNT";
+
 /// AddCloudVendorAccountAK.
 pub fn add_cloud_vendor_account_ak(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let provider = provider(ctx, p.str("Vendor"))?;
@@ -131,7 +148,10 @@ pub fn add_cloud_vendor_account_ak(ctx: &Ctx, p: &Params) -> Result<Value, ApiEr
         vendor_user,
     };
     match ctx.store.add_cloud_account(ctx.account_id, &new) {
-        Ok(a) => Ok(json!({"Data": account_json(&a)})),
+        Ok(a) => {
+            discover_now(ctx, provider.vendor());
+            Ok(json!({"Data": account_json(&a)}))
+        }
         Err(StoreError::Conflict) => Err(ApiError::cloud_account_exists(&new.secret_id)),
         Err(e) => Err(db(e)),
     }
