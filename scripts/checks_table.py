@@ -22,6 +22,10 @@ def rule(c):
         if r["op"] == "audit_rules":
             operand = "; ".join(f"`{v}`" for v in r["values"])
         unset = f" (unset = {r['default']!r})" if "default" in r else ""
+        for custom in c.get("custom", []):
+            if operand == "{" + custom["name"] + "}":
+                threshold = f"the account's threshold, default {custom['default']}"
+                unset = f" ({threshold}; unset = {r['default']!r})" if "default" in r else f" ({threshold})"
         parts.append(f"`{r['key']}` {r['op']} {operand}{unset}".replace("  ", " "))
     return "; ".join(parts)
 

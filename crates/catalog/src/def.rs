@@ -149,6 +149,24 @@ pub struct ConfigField {
     pub show_name: Text,
 }
 
+/// A threshold of an item that an account may set.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomConfig {
+    /// `Name`, unique within the item.
+    pub name: String,
+    /// `ShowName`.
+    pub show_name: Text,
+    /// The value's type (`TypeDefine`).
+    #[serde(rename = "type_define")]
+    pub kind: ParamType,
+    /// `DefaultValue`: what the rule uses until the account sets a value.
+    pub default: String,
+}
+
+/// An account's values of an item's custom configs, by name.
+pub type CustomValues = BTreeMap<String, String>;
+
 /// How a check item is repaired.
 #[derive(Clone, Debug, Deserialize)]
 pub struct RepairDef {
@@ -205,8 +223,17 @@ pub struct CheckDef {
     /// The CIS benchmark (and version) of `cis`: the file's `benchmark`.
     #[serde(skip)]
     pub benchmark: String,
-    /// All conditions must hold for PASS.
+    /// All conditions must hold for PASS (with the default values of `custom`: see
+    /// [`CheckDef::customised`] for an account's).
     pub rule: Vec<Condition>,
+    /// The rule as written, where a value may name a custom config as `{Name}`.
+    #[serde(skip)]
+    pub rule_template: Vec<Condition>,
+    /// Thresholds an account may set (`CustomConfigs`, ChangeCheckCustomConfig), each named
+    /// as `{Name}` in the rule's values and, when a repair parameter has its name, that
+    /// parameter's default.
+    #[serde(default)]
+    pub custom: Vec<CustomConfig>,
     /// Current values shown per instance.
     #[serde(default)]
     pub config: Vec<ConfigField>,
@@ -266,6 +293,44 @@ impl CheckDef {
     /// `RepairSupportType`: 1, 2, or 0 when the item cannot be repaired.
     pub fn repair_support_type(&self) -> i64 {
         self.repair.as_ref().map_or(0, |r| r.support_type)
+    }
+
+    /// The item as an account sees it: its rule with the account's custom values (each
+    /// default where it set none), and repair parameters named like a custom config defaulting
+    /// to its value. Borrowed when the account set nothing that differs from the defaults.
+    pub fn customised(&self, values: Option<&CustomValues>) -> std::borrow::Cow<'_, CheckDef> {
+        let set: Vec<(String, String)> = self
+            .custom
+            .iter()
+            .filter_map(|c| values?.get(&c.name).filter(|v| **v != c.default).map(|v| (c.name.clone(), v.clone())))
+            .collect();
+        if set.is_empty() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut item = self.clone();
+        item.rule = self.rule_with(&set);
+        if let Some(r) = &mut item.repair {
+            for p in &mut r.params {
+                if let Some((_, v)) = set.iter().find(|(n, _)| *n == p.name) {
+                    p.default = Some(v.clone());
+                }
+            }
+        }
+        std::borrow::Cow::Owned(item)
+    }
+
+    /// The rule's template with `values` (then the defaults) in place of `{Name}`.
+    fn rule_with(&self, values: &[(String, String)]) -> Vec<Condition> {
+        let defaults: Vec<(String, String)> = self.custom.iter().map(|c| (c.name.clone(), c.default.clone())).collect();
+        let fill = |v: &str| substitute(&substitute(v, values), &defaults);
+        self.rule_template
+            .iter()
+            .map(|c| Condition {
+                value: c.value.as_deref().map(fill),
+                values: c.values.iter().map(|v| fill(v)).collect(),
+                ..c.clone()
+            })
+            .collect()
     }
 
     /// The vendor whose resources the item judges: None for host items (servers on any vendor).
@@ -408,6 +473,8 @@ impl Catalog {
             if check.cis.is_some() && check.benchmark.is_empty() {
                 return Err(LoadError(format!("{name}: check {} names a CIS id, and the file no benchmark", check.id)));
             }
+            check.rule_template = std::mem::take(&mut check.rule);
+            check.rule = check.rule_with(&[]);
             validate(&check).map_err(|e| LoadError(format!("{name}: check {}: {e}", check.id)))?;
             if self.checks.contains_key(&check.id) {
                 return Err(LoadError(format!("{name}: check id {} is defined twice", check.id)));
@@ -444,6 +511,21 @@ impl Catalog {
 fn validate(c: &CheckDef) -> Result<(), String> {
     if c.rule.is_empty() {
         return Err("the rule has no condition".into());
+    }
+    for custom in &c.custom {
+        if custom.kind.check(&custom.default).as_deref() != Some(custom.default.as_str()) {
+            return Err(format!(
+                "custom config {}: the default {:?} is not a value of its type",
+                custom.name, custom.default
+            ));
+        }
+        if c.custom.iter().filter(|o| o.name == custom.name).count() > 1 {
+            return Err(format!("custom config {} is defined twice", custom.name));
+        }
+    }
+    // Every `{Name}` left in the rule names no custom config.
+    if let Some(cond) = c.rule.iter().find(|cond| cond.value.iter().chain(&cond.values).any(|v| v.contains('{'))) {
+        return Err(format!("the condition on {} names a custom config the item does not define", cond.key));
     }
     for cond in &c.rule {
         let needs_value = matches!(cond.op, Op::Eq | Op::Le | Op::Ge | Op::LeDuration | Op::ModeAtMost | Op::FieldsLe);
@@ -588,6 +670,60 @@ steps = [{steps}]
             let e = one_item(effect, steps).unwrap_err().0;
             assert!(e.contains(says), "{effect}: {e}");
         }
+    }
+
+    #[test]
+    fn an_accounts_custom_threshold_changes_the_rule_and_the_repairs_default() {
+        let catalog = Catalog::builtin().unwrap();
+        let item = catalog.get(1009).unwrap();
+        let doc: Document =
+            [("login_defs.present".to_string(), "true".to_string()), ("login_defs.PASS_MAX_DAYS".into(), "90".into())]
+                .into_iter()
+                .collect();
+        assert_eq!(crate::evaluate(item, &doc), crate::Outcome::Pass);
+        assert!(matches!(item.customised(None), std::borrow::Cow::Borrowed(_)));
+        let same: CustomValues = [("PassMaxDays".to_string(), "365".to_string())].into_iter().collect();
+        assert!(matches!(item.customised(Some(&same)), std::borrow::Cow::Borrowed(_)), "the default is no change");
+        let stricter: CustomValues = [("PassMaxDays".to_string(), "60".to_string())].into_iter().collect();
+        let mine = item.customised(Some(&stricter));
+        assert!(matches!(crate::evaluate(&mine, &doc), crate::Outcome::NotPass(_)));
+        let param = &mine.repair.as_ref().unwrap().params[0];
+        assert_eq!((param.name.as_str(), param.default.as_deref()), ("PassMaxDays", Some("60")));
+        assert_eq!(item.rule[0].value.as_deref(), Some("365"), "the catalog's own item is unchanged");
+    }
+
+    #[test]
+    fn a_rule_may_name_only_its_own_custom_configs_with_valid_defaults() {
+        let file = |custom: &str, value: &str| {
+            format!(
+                r#"[[checks]]
+id = 9003
+key = "t"
+name = {{ zh = "t", en = "t" }}
+risk = "LOW"
+description = {{ zh = "t", en = "t" }}
+solution = {{ zh = "t", en = "t" }}
+assist = {{ zh = "t", en = "t" }}
+policy = {{ type = "COMPLIANCE", standard_id = 9, standard = {{ zh = "s", en = "s" }}, requirement_id = 91, requirement = {{ zh = "r", en = "r" }}, section_id = 911, section = {{ zh = "c", en = "c" }} }}
+rule = [{{ key = "sshd.x", op = "le", value = "{value}" }}]
+{custom}
+"#
+            )
+        };
+        let load = |text: String| {
+            let dir = tempfile_dir();
+            std::fs::write(dir.join("t.toml"), text).unwrap();
+            let loaded = Catalog::with_user_dir(&dir);
+            std::fs::remove_dir_all(&dir).unwrap();
+            loaded
+        };
+        let limit = r#"custom = [{ name = "Limit", show_name = { zh = "l", en = "l" }, type_define = { type = "NUMBER", range = [1, 9] }, default = "5" }]"#;
+        let loaded = load(file(limit, "{Limit}")).unwrap();
+        assert_eq!(loaded.get(9003).unwrap().rule[0].value.as_deref(), Some("5"));
+        let e = load(file("", "{Limit}")).unwrap_err().0;
+        assert!(e.contains("names a custom config"), "{e}");
+        let e = load(file(&limit.replace("\"5\"", "\"50\""), "{Limit}")).unwrap_err().0;
+        assert!(e.contains("not a value of its type"), "{e}");
     }
 
     #[test]

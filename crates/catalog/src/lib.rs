@@ -11,6 +11,8 @@ mod def;
 mod eval;
 mod structure;
 
-pub use def::{Catalog, CheckDef, Condition, ConfigField, LoadError, Op, Policy, RepairDef, Risk};
+pub use def::{
+    Catalog, CheckDef, Condition, ConfigField, CustomConfig, CustomValues, LoadError, Op, Policy, RepairDef, Risk,
+};
 pub use eval::{evaluate, live_differences, Outcome};
 pub use structure::{structure, Requirement, Section, Standard};

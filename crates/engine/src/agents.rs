@@ -95,7 +95,8 @@ impl Engine {
             return Err(ReportRefusal::Stale);
         }
         let claimed = Claimed { task, fence };
-        let Some(check) = self.catalog.get(claimed.task.check_id) else {
+        let check = self.account_check(&claimed.task.instance.account_id, claimed.task.check_id)?;
+        let Some(check) = check.as_deref() else {
             self.fail(&claimed, status, &fatal::check_not_found())?;
             return Ok(None);
         };
@@ -136,7 +137,8 @@ impl Engine {
         detail: &CheckRunDetail,
         doc: Result<Document, ConnectorError>,
     ) -> store::Result<()> {
-        let (outcome, _) = self.assess_one(run, Some(instance), detail, Some(doc));
+        let checks = self.account_checks(&run.account_id)?;
+        let (outcome, _) = self.assess_one(run, &checks, Some(instance), detail, Some(doc));
         self.store.finish_details(run, vec![outcome])
     }
 

@@ -21,6 +21,7 @@ const PAGE: i64 = 4096;
 /// Instances a reader thread reads and evaluates at a time.
 const PART: usize = 32;
 
+use crate::custom::AccountChecks;
 use crate::Engine;
 
 /// The config values a check item shows, as stored (JSON object name → value).
@@ -183,6 +184,8 @@ impl Engine {
             }
         }
         self.store.set_run_details(run, plan)?;
+        // The account's thresholds, read once for the run.
+        let checks = self.account_checks(&run.account_id)?;
         // Agents waiting for work may have details in this run now.
         self.wake();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -211,7 +214,7 @@ impl Engine {
             if overdue.len() >= CHUNK {
                 self.write_outcomes(run, std::mem::take(&mut overdue))?;
             }
-            self.check_page(run, &by_pk, &direct, threads)?;
+            self.check_page(run, &checks, &by_pk, &direct, threads)?;
         }
         if !overdue.is_empty() {
             self.write_outcomes(run, overdue)?;
@@ -232,6 +235,7 @@ impl Engine {
     fn check_page(
         &self,
         run: &CheckRun,
+        checks: &AccountChecks,
         by_pk: &HashMap<i64, &Instance>,
         pending: &[CheckRunDetail],
         threads: usize,
@@ -247,7 +251,7 @@ impl Engine {
                         let Some(part) = parts.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
                         // A part whose evaluation panicked is left unfinished, as a crash would.
                         let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            self.assess_part(run, by_pk, part)
+                            self.assess_part(run, checks, by_pk, part)
                         }))
                         .unwrap_or_default();
                         if tx.send(outcomes).is_err() {
@@ -292,6 +296,7 @@ impl Engine {
     fn assess_part(
         &self,
         run: &CheckRun,
+        checks: &AccountChecks,
         by_pk: &HashMap<i64, &Instance>,
         part: &[CheckRunDetail],
     ) -> Vec<(DetailOutcome, Option<i64>)> {
@@ -316,7 +321,10 @@ impl Engine {
                 docs[*i] = Some(doc);
             }
         }
-        part.iter().zip(docs).map(|(d, doc)| self.assess_one(run, by_pk.get(&d.instance_pk).copied(), d, doc)).collect()
+        part.iter()
+            .zip(docs)
+            .map(|(d, doc)| self.assess_one(run, checks, by_pk.get(&d.instance_pk).copied(), d, doc))
+            .collect()
     }
 
     /// Evaluates one instance of a run on what was read of it; the second value is its key if
@@ -324,6 +332,7 @@ impl Engine {
     pub(crate) fn assess_one(
         &self,
         run: &CheckRun,
+        checks: &AccountChecks,
         instance: Option<&Instance>,
         d: &CheckRunDetail,
         doc: Option<Result<Document, ConnectorError>>,
@@ -332,8 +341,8 @@ impl Engine {
         let (Some(instance), Some(doc)) = (instance, doc) else { return (failed, None) };
         match doc {
             Ok(doc) => {
-                let checks = d.check_ids.iter().filter_map(|id| self.catalog.get(*id));
-                let (results, removed) = evaluate_instance(checks, instance, &doc, &run.id);
+                let items = d.check_ids.iter().filter_map(|id| checks.get(&self.catalog, *id));
+                let (results, removed) = evaluate_instance(items, instance, &doc, &run.id);
                 (DetailOutcome { status: RunDetailStatus::Succeeded, results, removed, ..failed }, None)
             }
             Err(e) => {

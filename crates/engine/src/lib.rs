@@ -6,6 +6,7 @@
 
 mod agents;
 mod assess;
+mod custom;
 mod discover;
 mod schedule;
 mod tasks;

@@ -78,7 +78,9 @@ impl Engine {
     fn try_drive(&self, claimed: &Claimed) -> store::Result<()> {
         let task = &claimed.task;
         let mut status = task.status;
-        let Some(check) = self.catalog.get(task.check_id) else {
+        // The item as its account set it: a verification judges by the account's thresholds.
+        let check = self.account_check(&task.instance.account_id, task.check_id)?;
+        let Some(check) = check.as_deref() else {
             self.fail(claimed, status, &fatal::check_not_found())?;
             return Ok(());
         };

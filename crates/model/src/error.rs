@@ -110,6 +110,16 @@ impl ApiError {
     pub fn instance_ids_required() -> Self {
         e(400, "-101", "InstanceIds is mandatory for this action.")
     }
+    pub fn illegal_custom_config(names: &[String]) -> Self {
+        e(
+            400,
+            "IllegalCustomConfig",
+            format!(
+                "Not a custom config of this item, or a value its type refuses (GetCheckDetail lists them): {}. Nothing was changed.",
+                names.join(", ")
+            ),
+        )
+    }
     pub fn export_not_found(id: i64) -> Self {
         e(404, "InvalidExportId.NotFound", format!("The export {id} does not exist (or has expired and was deleted)."))
     }

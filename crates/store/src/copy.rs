@@ -34,6 +34,7 @@ const TABLES: &[&str] = &[
     "service_state",
     "check_schedules",
     "exports",
+    "check_custom_configs",
 ];
 
 /// Rows copied, per table.

@@ -14,6 +14,7 @@ mod cloud;
 mod conformance;
 mod copy;
 mod counts;
+mod custom_configs;
 mod exports;
 mod idempotency;
 mod instances;
@@ -46,6 +47,7 @@ pub use accounts::{AccessKey, Account, KeyInfo};
 pub use agents::{Agent, Agents, EnrolRefusal, Enrolment};
 pub use cloud::{CloudAccount, CloudAccountChange, NewCloudAccount};
 pub use copy::CopyReport;
+pub use custom_configs::{AccountCustomValues, CustomConfigs};
 pub use exports::{ExportInfo, Exports, NewExport};
 pub use idempotency::{answer_in_advance, with_client_token};
 pub use instances::{Instance, NewInstance, AGENT_LOCATOR};
@@ -303,7 +305,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 14;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -364,6 +366,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         }
         if version < 13 {
             c.execute_batch(&format!("{} PRAGMA user_version = 13;", include_str!("migration_13.sql")))?;
+        }
+        if version < 14 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 14;", include_str!("migration_14.sql")))?;
         }
         Ok(())
     })

@@ -340,9 +340,15 @@ pub trait Idempotency: Send + Sync {
 }
 
 /// What a worker needs of a store: the queue, check runs, and the inventory they act on.
-pub trait WorkerStore: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents + Schedules {}
+pub trait WorkerStore:
+    TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents + Schedules + CustomConfigs
+{
+}
 
-impl<T: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents + Schedules> WorkerStore for T {}
+impl<T> WorkerStore for T where
+    T: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents + Schedules + CustomConfigs
+{
+}
 
 /// What the API's operations need of a store: everything an action reads or changes.
 pub trait ApiStore:
@@ -358,6 +364,7 @@ pub trait ApiStore:
     + Agents
     + Schedules
     + Exports
+    + CustomConfigs
 {
 }
 
@@ -374,5 +381,6 @@ impl<T> ApiStore for T where
         + Agents
         + Schedules
         + Exports
+        + CustomConfigs
 {
 }

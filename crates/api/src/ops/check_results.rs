@@ -125,8 +125,7 @@ pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         .filter(|c| standard_ids.is_empty() || standard_ids.contains(&c.policy.standard_id))
         .filter(|c| requirement_ids.is_empty() || requirement_ids.contains(&c.policy.requirement_id))
         .filter(|c| types.is_empty() || types.contains(&c.policy.standard_type))
-        // posture's check items have no custom check parameters (CustomConfigs).
-        .filter(|_| custom_param != Some(true))
+        .filter(|c| custom_param.is_none_or(|wanted| wanted != c.custom.is_empty()))
         .filter(|c| !scoped || aggregates.contains_key(&c.id))
         .map(|c| (c, aggregate_status(aggregates.get(&c.id))))
         .filter(|(_, s)| statuses.is_empty() || statuses.contains(s))
@@ -261,10 +260,30 @@ pub fn list_check_instance_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiErr
     ]))
 }
 
-/// GetCheckDetail: description, solution and repair metadata of a check item.
+/// `CustomConfigs`: the item's thresholds with the account's values (the default where it set none).
+fn custom_configs(ctx: &Ctx, c: &CheckDef, lang: Lang) -> Result<Vec<Value>, ApiError> {
+    let values = ctx.store.custom_values(ctx.account_id).map_err(db)?;
+    let mine = values.get(&c.id);
+    Ok(c.custom
+        .iter()
+        .map(|f| {
+            json!({
+                "Name": f.name,
+                "ShowName": f.show_name.get(lang),
+                "TypeDefine": f.kind.type_define(),
+                "DefaultValue": f.default,
+                "Value": mine.and_then(|m| m.get(&f.name)).unwrap_or(&f.default),
+            })
+        })
+        .collect())
+}
+
+/// GetCheckDetail: description, solution and repair metadata of a check item, with the
+/// caller's account's thresholds.
 pub fn get_check_detail(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let lang = p.lang();
     let c = check_of(ctx, p)?;
+    let mine = super::account_view(ctx, c)?;
     let text = |t: &model::Text| json!({"Type": "text", "Value": t.get(lang), "Link": ""});
     let repair = c.repair.as_ref();
     let flow: Vec<Value> = repair
@@ -282,11 +301,17 @@ pub fn get_check_detail(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
             r.params
                 .iter()
                 .map(|s| {
+                    // The account's threshold, where one names this parameter.
+                    let value = mine
+                        .repair
+                        .as_ref()
+                        .and_then(|m| m.params.iter().find(|m| m.name == s.name))
+                        .and_then(|m| m.default.clone());
                     json!({
                         "Name": s.name,
                         "ShowName": s.show_name.get(lang),
                         "UsageType": (s.usage as u8).to_string(),
-                        "Value": s.default.clone().unwrap_or_default(),
+                        "Value": value.unwrap_or_default(),
                         "DefaultValue": s.default.clone().unwrap_or_default(),
                         "TypeDefine": s.kind.type_define(),
                         "CustomFlag": s.caller_may_set(),
@@ -306,7 +331,7 @@ pub fn get_check_detail(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         "Description": text(&c.description),
         "Solution": text(&c.solution),
         "AssistInfo": text(&c.assist),
-        "CustomConfigs": [],
+        "CustomConfigs": custom_configs(ctx, c, lang)?,
         "RepairSetting": {
             "RepairSupport": repair.is_some(),
             "RepairSupportType": support_type,

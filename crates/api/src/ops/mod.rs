@@ -8,6 +8,7 @@ mod check_results;
 mod check_runs;
 mod check_standards;
 mod cloud_accounts;
+mod custom_configs;
 mod exports;
 mod operation_tasks;
 mod quota;
@@ -88,6 +89,7 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("ListCheckPolicies", check_standards::list_check_policies),
     ("GetCheckConfig", check_config::get_check_config),
     ("ChangeCheckConfig", check_config::change_check_config),
+    ("ChangeCheckCustomConfig", custom_configs::change_check_custom_config),
     ("ExportRecord", exports::export_record),
     ("DescribeExportInfo", exports::describe_export_info),
     ("SubmitOperationTask", operation_tasks::submit_operation_task),
@@ -303,6 +305,16 @@ pub(crate) fn instances_by_ids(ctx: &Ctx, ids: &[String]) -> Result<Vec<Instance
 /// The check item, or `InvalidCheckId.NotFound`.
 pub(crate) fn known_check<'a>(ctx: &'a Ctx, id: i64) -> Result<&'a catalog::CheckDef, ApiError> {
     ctx.catalog().get(id).ok_or_else(|| ApiError::check_not_found(id))
+}
+
+/// The item as the caller's account set it (its custom configs' values in the rule, and as the
+/// defaults of the repair parameters named like them).
+pub(crate) fn account_view<'a>(
+    ctx: &Ctx,
+    check: &'a catalog::CheckDef,
+) -> Result<std::borrow::Cow<'a, catalog::CheckDef>, ApiError> {
+    let values = ctx.store.custom_values(ctx.account_id).map_err(db)?;
+    Ok(check.customised(values.get(&check.id)))
 }
 
 /// A check item's name in the caller's language.

@@ -100,7 +100,8 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         ),
     };
     let params = match kind {
-        TaskType::Repair => repair_params(check, p)?,
+        // An account's threshold is the default of the repair parameter named like it.
+        TaskType::Repair => repair_params(&*super::account_view(ctx, check)?, p)?,
         TaskType::Rollback => model::RepairValues::default(),
     };
     let mut named = named_instances(ctx, p)?;

@@ -301,6 +301,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 13 {
             c.batch(include_str!("migration_13.sql"))?;
         }
+        if version < 14 {
+            c.batch(include_str!("migration_14.sql"))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });
