@@ -41,6 +41,15 @@ def test_a_threshold_changes_verdicts_and_the_next_repair(server):
     client.call("ChangeCheckCustomConfig", {"CheckId": CHECK, "CustomConfigs": [{"Name": "PassMaxDays", "Value": "60"}]})
     runs = recheck_done(client, 0)
     assert custom(client)["PassMaxDays"]["Value"] == "60"
+    # ListCheckItem lists every item with the account's values.
+    listed, page = [], 1
+    while len(listed) < (r := client.call("ListCheckItem", {"CurrentPage": page, "PageSize": 100}))["PageInfo"]["TotalCount"]:
+        listed += r["CheckItems"]
+        page += 1
+    item = next(i for i in listed if i["CheckId"] == CHECK)
+    assert [(c["Name"], c["Value"], c["DefaultValue"]) for c in item["CustomConfigs"]] == [("PassMaxDays", "60", "365")]
+    assert item["InstanceEstimatedCount"] == len(statuses(client)) and item["SectionIds"] == [55]
+    assert sum(1 for i in listed if i["CustomConfigs"]) == 4
     now = statuses(client)
     assert (now["web-02"], now["cache-01"], now["idc-build-01"], now["jump-sg"]) == ("NOT_PASS", "NOT_PASS", "NOT_PASS", "PASS")
     detail = client.call("GetCheckDetail", {"CheckId": CHECK})

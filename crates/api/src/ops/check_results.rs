@@ -260,11 +260,10 @@ pub fn list_check_instance_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiErr
     ]))
 }
 
-/// `CustomConfigs`: the item's thresholds with the account's values (the default where it set none).
-fn custom_configs(ctx: &Ctx, c: &CheckDef, lang: Lang) -> Result<Vec<Value>, ApiError> {
-    let values = ctx.store.custom_values(ctx.account_id).map_err(db)?;
-    let mine = values.get(&c.id);
-    Ok(c.custom
+/// `CustomConfigs`: the item's thresholds with the account's values (`mine`; the default
+/// where it set none).
+pub(super) fn custom_configs(c: &CheckDef, mine: Option<&catalog::CustomValues>, lang: Lang) -> Vec<Value> {
+    c.custom
         .iter()
         .map(|f| {
             json!({
@@ -275,7 +274,7 @@ fn custom_configs(ctx: &Ctx, c: &CheckDef, lang: Lang) -> Result<Vec<Value>, Api
                 "Value": mine.and_then(|m| m.get(&f.name)).unwrap_or(&f.default),
             })
         })
-        .collect())
+        .collect()
 }
 
 /// GetCheckDetail: description, solution and repair metadata of a check item, with the
@@ -331,7 +330,7 @@ pub fn get_check_detail(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         "Description": text(&c.description),
         "Solution": text(&c.solution),
         "AssistInfo": text(&c.assist),
-        "CustomConfigs": custom_configs(ctx, c, lang)?,
+        "CustomConfigs": custom_configs(c, ctx.store.custom_values(ctx.account_id).map_err(db)?.get(&c.id), lang),
         "RepairSetting": {
             "RepairSupport": repair.is_some(),
             "RepairSupportType": support_type,
