@@ -611,10 +611,13 @@ mod tests {
         assert!(matches!(&ipv6[0], Step::SetDirective { value, .. } if value == "::1"));
     }
 
-    /// A user file of one repairable host item whose repair section ends with `extra`.
-    fn one_item(effect: &str, steps: &str) -> Result<Catalog, LoadError> {
-        let dir = tempfile_dir();
-        let text = format!(
+    /// A place in a standard of its own (no built-in item is there).
+    const OWN_PLACE: &str = r#"{ type = "COMPLIANCE", standard_id = 9, standard = { zh = "s", en = "s" }, requirement_id = 91, requirement = { zh = "r", en = "r" }, section_id = 911, section = { zh = "c", en = "c" } }"#;
+
+    /// A user catalog file of one item placed by `policy` (an inline table), with `rule`
+    /// and then `rest` (more fields, or a repair section).
+    fn item_file(policy: &str, rule: &str, rest: &str) -> String {
+        format!(
             r#"[[checks]]
 id = 9001
 key = "t"
@@ -623,20 +626,26 @@ risk = "LOW"
 description = {{ zh = "t", en = "t" }}
 solution = {{ zh = "t", en = "t" }}
 assist = {{ zh = "t", en = "t" }}
-policy = {{ type = "COMPLIANCE", standard_id = 9, standard = {{ zh = "s", en = "s" }}, requirement_id = 91, requirement = {{ zh = "r", en = "r" }}, section_id = 911, section = {{ zh = "c", en = "c" }} }}
-rule = [{{ key = "sshd.x", op = "present" }}]
-[checks.repair]
-support_type = 1
-reset = true
-flow = [{{ zh = "f", en = "f" }}]
-steps = [{steps}]
-{effect}
+policy = {policy}
+rule = [{rule}]
+{rest}
 "#
-        );
+        )
+    }
+
+    /// The built-in catalog with `text` as its one user file.
+    fn load_user_file(text: &str) -> Result<Catalog, LoadError> {
+        let dir = tempfile_dir();
         std::fs::write(dir.join("t.toml"), text).unwrap();
         let loaded = Catalog::with_user_dir(&dir);
         std::fs::remove_dir_all(&dir).unwrap();
         loaded
+    }
+
+    /// A user file of one repairable host item with these steps and `effect` line.
+    fn one_item(effect: &str, steps: &str) -> Result<Catalog, LoadError> {
+        let repair = format!("[checks.repair]\nsupport_type = 1\nreset = true\nflow = [{{ zh = \"f\", en = \"f\" }}]\nsteps = [{steps}]\n{effect}");
+        load_user_file(&item_file(OWN_PLACE, r#"{ key = "sshd.x", op = "present" }"#, &repair))
     }
 
     fn tempfile_dir() -> std::path::PathBuf {
@@ -695,34 +704,14 @@ steps = [{steps}]
     #[test]
     fn a_rule_may_name_only_its_own_custom_configs_with_valid_defaults() {
         let file = |custom: &str, value: &str| {
-            format!(
-                r#"[[checks]]
-id = 9003
-key = "t"
-name = {{ zh = "t", en = "t" }}
-risk = "LOW"
-description = {{ zh = "t", en = "t" }}
-solution = {{ zh = "t", en = "t" }}
-assist = {{ zh = "t", en = "t" }}
-policy = {{ type = "COMPLIANCE", standard_id = 9, standard = {{ zh = "s", en = "s" }}, requirement_id = 91, requirement = {{ zh = "r", en = "r" }}, section_id = 911, section = {{ zh = "c", en = "c" }} }}
-rule = [{{ key = "sshd.x", op = "le", value = "{value}" }}]
-{custom}
-"#
-            )
-        };
-        let load = |text: String| {
-            let dir = tempfile_dir();
-            std::fs::write(dir.join("t.toml"), text).unwrap();
-            let loaded = Catalog::with_user_dir(&dir);
-            std::fs::remove_dir_all(&dir).unwrap();
-            loaded
+            item_file(OWN_PLACE, &format!(r#"{{ key = "sshd.x", op = "le", value = "{value}" }}"#), custom)
         };
         let limit = r#"custom = [{ name = "Limit", show_name = { zh = "l", en = "l" }, type_define = { type = "NUMBER", range = [1, 9] }, default = "5" }]"#;
-        let loaded = load(file(limit, "{Limit}")).unwrap();
-        assert_eq!(loaded.get(9003).unwrap().rule[0].value.as_deref(), Some("5"));
-        let e = load(file("", "{Limit}")).unwrap_err().0;
+        let loaded = load_user_file(&file(limit, "{Limit}")).unwrap();
+        assert_eq!(loaded.get(9001).unwrap().rule[0].value.as_deref(), Some("5"));
+        let e = load_user_file(&file("", "{Limit}")).unwrap_err().0;
         assert!(e.contains("names a custom config"), "{e}");
-        let e = load(file(&limit.replace("\"5\"", "\"50\""), "{Limit}")).unwrap_err().0;
+        let e = load_user_file(&file(&limit.replace("\"5\"", "\"50\""), "{Limit}")).unwrap_err().0;
         assert!(e.contains("not a value of its type"), "{e}");
     }
 
@@ -732,38 +721,22 @@ rule = [{{ key = "sshd.x", op = "le", value = "{value}" }}]
         let p = &builtin.get(1001).unwrap().policy;
         let (s, r, c) = (p.standard_id, p.requirement_id, p.section_id);
         let place = |sid: i64, sname: &str, rid: i64, cid: i64| {
-            format!(
-                r#"[[checks]]
-id = 9002
-key = "t"
-name = {{ zh = "t", en = "t" }}
-risk = "LOW"
-description = {{ zh = "t", en = "t" }}
-solution = {{ zh = "t", en = "t" }}
-assist = {{ zh = "t", en = "t" }}
-policy = {{ type = "COMPLIANCE", standard_id = {sid}, standard = {{ zh = "{sname}", en = "{sname}" }}, requirement_id = {rid}, requirement = {{ zh = "{r}", en = "{r}" }}, section_id = {cid}, section = {{ zh = "{c}", en = "{c}" }} }}
-rule = [{{ key = "sshd.x", op = "present" }}]
-"#,
+            let policy = format!(
+                r#"{{ type = "COMPLIANCE", standard_id = {sid}, standard = {{ zh = "{sname}", en = "{sname}" }}, requirement_id = {rid}, requirement = {{ zh = "{r}", en = "{r}" }}, section_id = {cid}, section = {{ zh = "{c}", en = "{c}" }} }}"#,
                 r = p.requirement.en,
                 c = p.section.en,
-            )
-        };
-        let load = |text: String| {
-            let dir = tempfile_dir();
-            std::fs::write(dir.join("t.toml"), text).unwrap();
-            let loaded = Catalog::with_user_dir(&dir);
-            std::fs::remove_dir_all(&dir).unwrap();
-            loaded
+            );
+            item_file(&policy, r#"{ key = "sshd.x", op = "present" }"#, "")
         };
         // A standard of its own, with its own requirement and section, loads.
-        let joined = load(place(77, "New", 771, 7711)).unwrap();
+        let joined = load_user_file(&place(77, "New", 771, 7711)).unwrap();
         assert_eq!(joined.structure().iter().filter(|st| st.id == 77).count(), 1);
         for (text, says) in [
             (place(s, "Another name", r, c), format!("standard {s}")),
             (place(77, "New", r, 7711), format!("requirement {r}")),
             (place(77, "New", 771, c), format!("section {c}")),
         ] {
-            let e = load(text).unwrap_err().0;
+            let e = load_user_file(&text).unwrap_err().0;
             assert!(e.contains(&says) && e.contains("t.toml"), "{e}");
         }
     }
