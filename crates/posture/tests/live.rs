@@ -162,7 +162,7 @@ applies_if = "sshd.present"
 description = { zh = "t", en = "t" }
 solution = { zh = "t", en = "t" }
 assist = { zh = "t", en = "t" }
-policy = { type = "COMPLIANCE", standard_id = 1, standard = { zh = "s", en = "s" }, requirement_id = 1, requirement = { zh = "r", en = "r" }, section_id = 1, section = { zh = "c", en = "c" } }
+policy = { type = "COMPLIANCE", standard_id = 99, standard = { zh = "s", en = "s" }, requirement_id = 991, requirement = { zh = "r", en = "r" }, section_id = 9911, section = { zh = "c", en = "c" } }
 rule = [{ key = "sshd.frobnicate", op = "present" }]
 [checks.repair]
 support_type = 1
@@ -398,7 +398,7 @@ risk = "LOW"
 description = { zh = "t", en = "t" }
 solution = { zh = "t", en = "t" }
 assist = { zh = "t", en = "t" }
-policy = { type = "COMPLIANCE", standard_id = 1, standard = { zh = "s", en = "s" }, requirement_id = 1, requirement = { zh = "r", en = "r" }, section_id = 1, section = { zh = "c", en = "c" } }
+policy = { type = "COMPLIANCE", standard_id = 99, standard = { zh = "s", en = "s" }, requirement_id = 991, requirement = { zh = "r", en = "r" }, section_id = 9911, section = { zh = "c", en = "c" } }
 rule = [{ key = "sysctl.net.ipv4.ip_default_ttl", default = "64", op = "eq", value = "64" }]
 [checks.repair]
 support_type = 1
