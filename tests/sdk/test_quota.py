@@ -3,7 +3,7 @@ sees them: HTTP 200 answers carrying an OperateCode, and the quota operations.""
 import subprocess
 
 from conftest import posture_bin
-from test_conformance import make_client, wait_for_task
+from test_conformance import expect_error, make_client, wait_for_task
 
 WEB01 = "i-bp1a2c3d4e5f6g7h8i9j"
 
@@ -75,3 +75,24 @@ def test_quota_errors_are_clear(server):
     expect_error(lambda: client.call("CheckTrialFixCount", {}), "MissingParameter", 400)
     expect_error(lambda: client.call("CheckTrialFixCount", {"Type": "kernel"}), "InvalidParameter", 400)
     expect_error(lambda: client.call("CheckTrialFixCount", {"Type": "cve", "Info": "not json"}), "InvalidParameter", 400)
+
+
+def test_an_account_wide_instance_limit_refuses_a_larger_submission(server):
+    client = make_client(server, "sas-sdk-v3")
+    limit = lambda value: subprocess.run(  # noqa: E731
+        [posture_bin(), "accounts", "set-limits", "--data", str(server.data), "--account", server.credentials["AccountId"],
+         "--max-instances", str(value)], check=True, capture_output=True)
+    failing = client.call("ListCheckInstanceResult", {"CheckId": 1001, "Statuses": ["NOT_PASS"], "PageSize": 100})["BasicData"]
+    assert len(failing) >= 2
+    limit(1)
+    every_failing = {"CheckId": 1001, "Type": "REPAIR", "DimensionType": "CHECK_ID"}
+    e = expect_error(lambda: client.call("SubmitOperationTask", every_failing), "InstanceLimitExceeded", 400)
+    assert f"touch {len(failing)} instances" in e.message and "at most 1" in e.message
+    assert client.call("ListOperationTask", {"CheckId": 1001})["PageInfo"]["TotalCount"] == 0, "nothing was submitted"
+    one = repair(client, 1001, failing[0]["InstanceId"])
+    assert wait_for_task(client, 1001, one["RootTaskId"])["Status"] == "REPAIR_SUCCESS_VERIFIED"
+    limit("unlimited")
+    assert client.call("SubmitOperationTask", every_failing)["RootTaskId"]
+    bad = subprocess.run([posture_bin(), "accounts", "set-limits", "--data", str(server.data), "--account",
+                          server.credentials["AccountId"], "--max-instances", "0"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--max-instances" in bad.stderr

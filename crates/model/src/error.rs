@@ -120,6 +120,13 @@ impl ApiError {
             ),
         )
     }
+    pub fn instance_limit_exceeded(instances: i64, max: i64) -> Self {
+        e(
+            400,
+            "InstanceLimitExceeded",
+            format!("This submission would touch {instances} instances; the account allows at most {max} in one submission (posture accounts set-limits). Nothing was submitted."),
+        )
+    }
     pub fn export_not_found(id: i64) -> Self {
         e(404, "InvalidExportId.NotFound", format!("The export {id} does not exist (or has expired and was deleted)."))
     }

@@ -75,6 +75,18 @@ pub enum Accounts {
         #[arg(long)]
         trial: Option<bool>,
     },
+    /// Set how many instances one submission (SubmitOperationTask) of an account may touch; a
+    /// larger one is refused with InstanceLimitExceeded and nothing is submitted.
+    SetLimits {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The account.
+        #[arg(long)]
+        account: String,
+        /// A number of instances (at least 1), or `unlimited`.
+        #[arg(long)]
+        max_instances: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -197,7 +209,7 @@ pub fn accounts(cmd: Accounts) -> ExitCode {
         }
         Accounts::List { dir } => {
             let list = open(&dir)?.list_accounts().map_err(|e| e.to_string())?;
-            Ok(Value::Array(list.into_iter().map(|a| json!({"AccountId": a.id, "Name": a.name, "Repairs": a.repair_quota.map_or(json!("unlimited"), |q| json!(q)), "Trial": a.trial})).collect()))
+            Ok(Value::Array(list.into_iter().map(|a| json!({"AccountId": a.id, "Name": a.name, "Repairs": a.repair_quota.map_or(json!("unlimited"), |q| json!(q)), "Trial": a.trial, "MaxInstancesPerSubmission": a.max_submission_instances.map_or(json!("unlimited"), |m| json!(m))})).collect()))
         }
         Accounts::SetQuota { dir, account, repairs, trial } => {
             let quota = match repairs.as_str() {
@@ -209,6 +221,21 @@ pub fn accounts(cmd: Accounts) -> ExitCode {
             let a = open(&dir)?.set_quota(&account, quota, trial).map_err(not_found("account", &account))?;
             Ok(
                 json!({"AccountId": a.id, "Repairs": a.repair_quota.map_or(json!("unlimited"), |q| json!(q)), "Trial": a.trial}),
+            )
+        }
+        Accounts::SetLimits { dir, account, max_instances } => {
+            let max = match max_instances.as_str() {
+                "unlimited" => None,
+                n => Some(
+                    n.parse::<i64>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or("--max-instances takes a number ≥ 1 or `unlimited`")?,
+                ),
+            };
+            let a = open(&dir)?.set_limits(&account, max).map_err(not_found("account", &account))?;
+            Ok(
+                json!({"AccountId": a.id, "MaxInstancesPerSubmission": a.max_submission_instances.map_or(json!("unlimited"), |m| json!(m))}),
             )
         }
     })())

@@ -13,6 +13,8 @@ pub struct Account {
     pub repair_quota: Option<i64>,
     /// A trial account may look but not repair.
     pub trial: bool,
+    /// The most instances one submission may touch (None: no limit).
+    pub max_submission_instances: Option<i64>,
 }
 
 /// An AccessKey, with its secret opened (only the gateway needs it).
@@ -45,10 +47,16 @@ pub struct KeyInfo {
     pub created_ms: i64,
 }
 
-const ACCOUNT_COLS: &str = "id, name, repair_quota, trial";
+const ACCOUNT_COLS: &str = "id, name, repair_quota, trial, max_submission_instances";
 
 fn account_from(r: &Row) -> Result<Account> {
-    Ok(Account { id: r.get(0)?, name: r.get(1)?, repair_quota: r.get(2)?, trial: r.get(3)? })
+    Ok(Account {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        repair_quota: r.get(2)?,
+        trial: r.get(3)?,
+        max_submission_instances: r.get(4)?,
+    })
 }
 
 impl crate::Accounts for Store {
@@ -65,7 +73,7 @@ impl crate::Accounts for Store {
             )?;
             Ok(())
         })?;
-        Ok(Account { id, name: name.to_string(), repair_quota: None, trial: false })
+        Ok(Account { id, name: name.to_string(), repair_quota: None, trial: false, max_submission_instances: None })
     }
 
     fn first_account(&self) -> Result<Option<Account>> {
@@ -90,6 +98,20 @@ impl crate::Accounts for Store {
             let n = tx.execute(
                 "UPDATE accounts SET repair_quota = ?, trial = COALESCE(?, trial) WHERE id = ?",
                 args![repairs, trial, &account_id],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.query_one(&format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?"), args![&account_id], account_from)
+        })
+    }
+
+    fn set_limits(&self, account_id: &str, max_submission_instances: Option<i64>) -> Result<Account> {
+        let account_id = account_id.to_string();
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE accounts SET max_submission_instances = ? WHERE id = ?",
+                args![max_submission_instances, &account_id],
             )?;
             if n == 0 {
                 return Err(StoreError::NotFound);

@@ -65,6 +65,30 @@ crate::testutil::both_backends! {
         assert!(s.claim_task(60_000).unwrap().is_none());
     }
 
+    fn a_submission_over_the_accounts_instance_limit_writes_nothing() {
+        let (_p, s) = store();
+        let acct = account(&s);
+        s.upsert_instances(&acct, &(0..5).map(host).collect::<Vec<_>>()).unwrap();
+        let pks: Vec<i64> = s.list_instances(&acct).unwrap().iter().map(|i| i.pk).collect();
+        assert_eq!(s.set_limits(&acct, Some(2)).unwrap().max_submission_instances, Some(2));
+        let over = s.submit(&acct, &repair_of(1001, &pks[..3])).unwrap();
+        assert_eq!(over, SubmitOutcome::OverInstanceLimit { instances: 3, max: 2 });
+        // A selection's instances count too: they are added in the same transaction.
+        let (sel, _) = s.create_selection(&acct, "limits", "instance", "all").unwrap();
+        s.apply_criteria(&acct, &sel, &[Criterion::RegionId("cn-hangzhou".into())], false, true).unwrap();
+        let selected = Submission {
+            selection: Some(SelectionSource { selection: sel, connector: "host".into(), params: RepairValues::default() }),
+            ..repair_of(1002, &[])
+        };
+        assert_eq!(s.submit(&acct, &selected).unwrap(), SubmitOutcome::OverInstanceLimit { instances: 3, max: 2 });
+        assert_eq!(s.list_tasks(&acct, &TaskFilter::default()).unwrap().1, 0, "nothing was written");
+        assert_eq!(s.repair_usage(&acct).unwrap().0, 0, "nor counted against the quota");
+        assert_eq!(s.submit(&acct, &repair_of(1001, &pks[..2])).unwrap(), SubmitOutcome::Created(2));
+        s.set_limits(&acct, None).unwrap();
+        assert_eq!(s.submit(&acct, &repair_of(1003, &pks)).unwrap(), SubmitOutcome::Created(5));
+        assert_eq!(s.set_limits("0000", Some(1)).err(), Some(StoreError::NotFound));
+    }
+
     fn a_selection_of_100000_instances_is_built_and_repaired_in_single_statements() {
         let (_p, s) = store();
         let acct = account(&s);

@@ -88,6 +88,14 @@ pub enum StoreError {
     UnknownInstance(String),
     /// The account's repair authorization does not cover the submission.
     QuotaExhausted,
+    /// A submission would touch more instances than its account allows one (`TaskQueue::submit`
+    /// answers it as an outcome; the transaction is rolled back).
+    OverLimit {
+        /// Instances it would touch.
+        instances: i64,
+        /// The account's limit.
+        max: i64,
+    },
     /// A submission would create no task.
     NothingToDo,
     /// A rollback of `repair` while a later change of the same scope (`newer`) still stands.
@@ -117,6 +125,9 @@ impl std::fmt::Display for StoreError {
             StoreError::IllegalTransition(t) => write!(f, "illegal transition {t}"),
             StoreError::UnknownInstance(id) => write!(f, "unknown instance {id}"),
             StoreError::QuotaExhausted => f.write_str("repair authorization exhausted"),
+            StoreError::OverLimit { instances, max } => {
+                write!(f, "a submission of {instances} instances, over the account's limit of {max}")
+            }
             StoreError::NothingToDo => f.write_str("nothing to do"),
             StoreError::NotLatest { repair, newer } => write!(f, "{repair} is not the latest change: {newer} stands"),
             StoreError::TokenUsed => f.write_str("the ClientToken was used by another call"),
@@ -305,7 +316,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 14;
+pub const SCHEMA_VERSION: i64 = 15;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -369,6 +380,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         }
         if version < 14 {
             c.execute_batch(&format!("{} PRAGMA user_version = 14;", include_str!("migration_14.sql")))?;
+        }
+        if version < 15 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 15;", include_str!("migration_15.sql")))?;
         }
         Ok(())
     })

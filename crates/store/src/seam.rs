@@ -219,6 +219,9 @@ pub trait Accounts: Send + Sync {
     /// Sets an account's repair authorization (None: unlimited) and, if given, its trial flag.
     fn set_quota(&self, account_id: &str, repairs: Option<i64>, trial: Option<bool>) -> Result<Account>;
 
+    /// Sets the most instances one submission of the account may touch (None: no limit).
+    fn set_limits(&self, account_id: &str, max_submission_instances: Option<i64>) -> Result<Account>;
+
     /// Creates an AccessKey for an account; the secret is returned here and never again.
     fn create_key(&self, account_id: &str, policy: &str) -> Result<AccessKey>;
 

@@ -73,6 +73,14 @@ pub enum SubmitOutcome {
     TrialUnauthorized,
     /// The repair authorization does not cover it; nothing was written.
     QuotaExhausted,
+    /// It would touch more instances than the account allows one submission; nothing was
+    /// written.
+    OverInstanceLimit {
+        /// Instances it would touch.
+        instances: i64,
+        /// The account's limit.
+        max: i64,
+    },
 }
 
 /// Whether the tasks `a` and `b` may touch the same thing on their instance (the same scope, or
@@ -170,8 +178,8 @@ pub(crate) fn lock_account(tx: &Conn, account_id: &str) -> Result<()> {
 /// An account's repair quota and trial flag, as read (SQLite) and as read under the account's
 /// row lock ([`lock_account`]) on PostgreSQL: a submission takes the lock with this read.
 const ACCOUNT_TERMS: [&str; 2] = [
-    "SELECT repair_quota, trial FROM accounts WHERE id = ?",
-    "SELECT repair_quota, trial FROM accounts WHERE id = ? FOR UPDATE",
+    "SELECT repair_quota, trial, max_submission_instances FROM accounts WHERE id = ?",
+    "SELECT repair_quota, trial, max_submission_instances FROM accounts WHERE id = ? FOR UPDATE",
 ];
 
 /// Repair tasks that count against the authorization: every one but those that changed nothing.
@@ -327,9 +335,9 @@ impl crate::TaskQueue for Store {
         let status = TaskStatus::initial(s.kind);
         let repair = s.kind == TaskType::Repair;
         let result = self.write(move |tx| {
-            let (quota, trial): (Option<i64>, bool) =
+            let (quota, trial, limit): (Option<i64>, bool, Option<i64>) =
                 tx.query_one(tx.pick(ACCOUNT_TERMS[0], ACCOUNT_TERMS[1]), args![&account_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })?;
             if repair && trial {
                 return Ok(SubmitOutcome::TrialUnauthorized);
@@ -412,6 +420,9 @@ impl crate::TaskQueue for Store {
             if created == 0 {
                 return Err(StoreError::NothingToDo);
             }
+            if let Some(max) = limit.filter(|max| created > *max) {
+                return Err(StoreError::OverLimit { instances: created, max }); // rolls it all back
+            }
             // The account's task count, kept for the unfiltered listing's TotalCount (tasks are
             // never deleted; on PostgreSQL the account's row is already locked by this write).
             tx.execute("UPDATE accounts SET tasks_total = tasks_total + ? WHERE id = ?", args![created, &account_id])?;
@@ -429,6 +440,7 @@ impl crate::TaskQueue for Store {
         });
         match result {
             Err(StoreError::QuotaExhausted) => Ok(SubmitOutcome::QuotaExhausted),
+            Err(StoreError::OverLimit { instances, max }) => Ok(SubmitOutcome::OverInstanceLimit { instances, max }),
             other => other,
         }
     }

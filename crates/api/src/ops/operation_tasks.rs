@@ -170,6 +170,9 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         }
         Ok(SubmitOutcome::TrialUnauthorized) => Ok(json!({"OperateCode": "ActionTrialUnauthorized"})),
         Ok(SubmitOutcome::QuotaExhausted) => Ok(json!({"OperateCode": "AuthorizationExhaust"})),
+        Ok(SubmitOutcome::OverInstanceLimit { instances, max }) => {
+            Err(ApiError::instance_limit_exceeded(instances, max))
+        }
         Err(StoreError::Conflict) => Err(ApiError::repair_task_conflict()),
         Err(StoreError::NothingToDo) => Err(ApiError::no_instance_to_operate()),
         Err(StoreError::NotLatest { repair, newer }) => Err(ApiError::rollback_not_latest(&repair, &newer)),

@@ -304,6 +304,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 14 {
             c.batch(include_str!("migration_14.sql"))?;
         }
+        if version < 15 {
+            c.batch(include_str!("migration_15.sql"))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });
