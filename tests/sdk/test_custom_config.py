@@ -47,6 +47,8 @@ def test_a_threshold_changes_verdicts_and_the_next_repair(server):
         listed += r["CheckItems"]
         page += 1
     item = next(i for i in listed if i["CheckId"] == CHECK)
+    rule = client.call("ListCheckItems", {"CheckId": CHECK})["CheckItems"][0]["CheckRule"]
+    assert rule.startswith("login_defs.PASS_MAX_DAYS le 60"), rule
     assert [(c["Name"], c["Value"], c["DefaultValue"]) for c in item["CustomConfigs"]] == [("PassMaxDays", "60", "365")]
     assert item["InstanceEstimatedCount"] == len(statuses(client)) and item["SectionIds"] == [55]
     assert sum(1 for i in listed if i["CustomConfigs"]) == 4
@@ -62,6 +64,11 @@ def test_a_threshold_changes_verdicts_and_the_next_repair(server):
     login_defs = server.fleet_file(row["InstanceId"], "etc/login.defs")
     original = login_defs.read_bytes()
     target = {"InstanceId": row["InstanceId"], "RegionId": row["RegionId"]}
+    # A value given that the account's threshold would fail is refused before anything runs.
+    looser = {"CheckId": CHECK, "Type": "REPAIR", "OperationTaskInstances": [target],
+              "RepairTempParam": [{"Name": "PassMaxDays", "Value": "90"}]}
+    e = expect_error(lambda: client.call("SubmitOperationTask", looser), "ErrorParamFormat.PassMaxDays", 400)
+    assert "le 60" in e.message, e.message
     answer = client.call("SubmitOperationTask", {"CheckId": CHECK, "Type": "REPAIR", "OperationTaskInstances": [target]})
     repair = wait_for_task(client, CHECK, answer["RootTaskId"])
     assert repair["Status"] == "REPAIR_SUCCESS_VERIFIED", repair

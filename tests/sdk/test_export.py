@@ -75,3 +75,17 @@ def test_an_export_can_be_narrowed_and_bad_input_is_refused(server):
         with pytest.raises(urllib.error.HTTPError) as e:
             download(link)
         assert e.value.code == 404
+
+
+def test_links_use_the_public_url_when_one_is_set(tmp_path):
+    from conftest import Server
+    s = Server(tmp_path / "data", args=("--public-url", "https://posture.example:9443"))
+    try:
+        client = make_client(s, "sas-sdk-v3")
+        made = client.call("ExportRecord", {"ExportType": "baselineCspm"})
+        link = client.call("DescribeExportInfo", {"ExportId": made["Id"]})["Link"]
+        assert link.startswith(f"https://posture.example:9443/exports/{made['Id']}/{made['FileName']}?token="), link
+        # The same path on the node itself downloads it (the proxy would forward it there).
+        assert download(link.replace("https://posture.example:9443", s.url))[0].startswith("text/csv")
+    finally:
+        s.stop()

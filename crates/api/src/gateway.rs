@@ -113,25 +113,23 @@ async fn export_download(app: Arc<App>, rest: String, query: &str, host: &str, r
         return error_response(&ApiError::export_not_found(0), host, request_id);
     };
     let store = app.store.clone();
+    let json = name.ends_with(".json");
     let found = tokio::task::spawn_blocking(move || {
         use store::Exports;
-        store.export_download(id, &token, store::now_ms())
+        store.export_download(id, &token, json, store::now_ms())
     })
     .await;
-    let (file_name, csv, json) = match found {
+    let (file_name, body) = match found {
         Ok(Ok(Some(found))) => found,
         Ok(Ok(None)) => return error_response(&ApiError::export_not_found(id), host, request_id),
         Ok(Err(e)) => return error_response(&ops::db(e), host, request_id),
         Err(_) => return error_response(&ApiError::server_error(), host, request_id),
     };
-    let json_name = format!("{}.json", file_name.trim_end_matches(".csv"));
-    let (body, kind) = if name == file_name {
-        (csv, "text/csv;charset=utf-8")
-    } else if name == json_name {
-        (json, "application/json;charset=utf-8")
-    } else {
+    let asked = if json { format!("{}.json", file_name.trim_end_matches(".csv")) } else { file_name };
+    if name != asked {
         return error_response(&ApiError::export_not_found(id), host, request_id);
-    };
+    }
+    let kind = if json { "application/json;charset=utf-8" } else { "text/csv;charset=utf-8" };
     Response {
         status: 200,
         headers: vec![
@@ -201,8 +199,14 @@ async fn process(app: Arc<App>, req: Request, action: &mut &'static str) -> Resu
         body: req.body,
     };
     *action = ops::label(raw.action());
-    let scheme = if app.settings.https { "https" } else { "http" };
-    let origin = format!("{scheme}://{}", raw.header("host").unwrap_or_default());
+    let origin = match &app.settings.public_url {
+        Some(url) => url.clone(),
+        None => format!(
+            "{}://{}",
+            if app.settings.https { "https" } else { "http" },
+            raw.header("host").unwrap_or_default()
+        ),
+    };
     // Authentication and the operation touch the store (blocking SQLite): off the async threads.
     // A panic in there becomes a JoinError, answered as ServerError, never a dropped connection.
     let ran = tokio::task::spawn_blocking(move || {

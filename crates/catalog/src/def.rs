@@ -319,6 +319,22 @@ impl CheckDef {
         std::borrow::Cow::Owned(item)
     }
 
+    /// Why a repair value given for the parameter `name` would not meet this item's own rule
+    /// (with the thresholds it has: call it on [`CheckDef::customised`]'s item), where the rule
+    /// compares against the custom config of that name: a repair that writes it would fail its
+    /// verification.
+    pub fn looser_than_threshold(&self, name: &str, value: &str) -> Option<String> {
+        let placeholder = format!("{{{name}}}");
+        self.rule_template.iter().zip(&self.rule).find_map(|(template, rule)| {
+            let names_it = template.value.as_deref() == Some(placeholder.as_str());
+            let fails = names_it && !crate::eval::holds(rule, Some(&value.to_string()));
+            fails.then(|| {
+                let threshold = rule.value.as_deref().unwrap_or_default();
+                format!("{value} does not meet the threshold this check judges by ({} {threshold})", rule.op.name())
+            })
+        })
+    }
+
     /// The rule's template with `values` (then the defaults) in place of `{Name}`.
     fn rule_with(&self, values: &[(String, String)]) -> Vec<Condition> {
         let defaults: Vec<(String, String)> = self.custom.iter().map(|c| (c.name.clone(), c.default.clone())).collect();
@@ -385,6 +401,15 @@ impl CheckDef {
             })
             .collect()
     }
+}
+
+/// Whether `v` holds `{Name}`: a brace, a letter, then letters and digits up to a brace.
+fn names_a_config(v: &str) -> bool {
+    v.split('{').skip(1).any(|rest| {
+        rest.split_once('}').is_some_and(|(name, _)| {
+            name.starts_with(|c: char| c.is_ascii_alphabetic()) && name.chars().all(|c| c.is_ascii_alphanumeric())
+        })
+    })
 }
 
 /// Replaces `{Name}`, `{Name.ip}` and `{Name.port}` with the parameter's value.
@@ -523,8 +548,9 @@ fn validate(c: &CheckDef) -> Result<(), String> {
             return Err(format!("custom config {} is defined twice", custom.name));
         }
     }
-    // Every `{Name}` left in the rule names no custom config.
-    if let Some(cond) = c.rule.iter().find(|cond| cond.value.iter().chain(&cond.values).any(|v| v.contains('{'))) {
+    // Every `{Name}` left in the rule names no custom config (a `{` in any other form is a
+    // value like any other).
+    if let Some(cond) = c.rule.iter().find(|cond| cond.value.iter().chain(&cond.values).any(|v| names_a_config(v))) {
         return Err(format!("the condition on {} names a custom config the item does not define", cond.key));
     }
     for cond in &c.rule {
@@ -699,6 +725,11 @@ rule = [{rule}]
         let param = &mine.repair.as_ref().unwrap().params[0];
         assert_eq!((param.name.as_str(), param.default.as_deref()), ("PassMaxDays", Some("60")));
         assert_eq!(item.rule[0].value.as_deref(), Some("365"), "the catalog's own item is unchanged");
+        // A repair value looser than the account's threshold would fail its verification.
+        assert_eq!(mine.looser_than_threshold("PassMaxDays", "60"), None);
+        assert!(mine.looser_than_threshold("PassMaxDays", "90").is_some_and(|why| why.contains("le 60")));
+        assert_eq!(item.looser_than_threshold("PassMaxDays", "90"), None);
+        assert_eq!(mine.looser_than_threshold("Other", "90"), None);
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub fn live_differences(check: &CheckDef, doc: &Document) -> Vec<String> {
         .collect()
 }
 
-fn holds(c: &Condition, value: Option<&String>) -> bool {
+pub(crate) fn holds(c: &Condition, value: Option<&String>) -> bool {
     if c.op == Op::Absent {
         return value.is_none();
     }

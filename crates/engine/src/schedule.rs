@@ -69,7 +69,7 @@ impl Engine {
             if checks.is_empty() {
                 continue;
             }
-            if let Some(run) = self.store.start_scheduled_run(&account, window, &checks)? {
+            if let Some(run) = self.store.start_scheduled_run(&account, &schedule, window, &checks)? {
                 tracing::info!(account = %account, run = %run.id, items = checks.len(), window_ms = window, "scheduled check started");
                 started += 1;
             }

@@ -56,6 +56,11 @@ pub struct Args {
     /// Throttling (unless the caller sets Force).
     #[arg(long, default_value_t = 30)]
     verify_interval_secs: i64,
+    /// The address clients reach this service by (`https://posture.example.com`), for the
+    /// links in answers (ExportRecord's download). Set it behind a proxy or load balancer that
+    /// terminates TLS; without it, links use the Host the caller sent and this node's scheme
+    #[arg(long, env = "POSTURE_PUBLIC_URL", value_parser = parse_public_url)]
+    public_url: Option<String>,
     /// How long the tasks and check runs of a server reached through its agent wait for an
     /// agent not heard from: then its tasks that have changed nothing yet fail (AgentOffline)
     /// and its part of a check run fails. 90s, 15m, 2h …
@@ -317,6 +322,7 @@ fn try_run(args: Args) -> Result<(), String> {
             max_agent_polls: args.max_agent_polls,
             agent_poll_wait: args.agent_poll_wait,
             https: tls.is_some(),
+            public_url: args.public_url.clone(),
         };
         let app = api::App::new(store, engine, settings);
         tracing::info!(listen = %args.listen, credentials = %data.join("credentials.json").display(), "posture is serving");
@@ -574,4 +580,16 @@ fn run_demo_agents(
     store.mark(store::marks::DEMO_SEEDED).map_err(|e| e.to_string())?;
     tracing::info!(fleet = %data.join("fleet").display(), "registered and checked the demo fleet through its agents");
     Ok(())
+}
+
+/// `--public-url`: `http://` or `https://`, a host, no path, query or trailing slash.
+fn parse_public_url(v: &str) -> Result<String, String> {
+    let rest = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ', '@']) => Ok(v.to_string()),
+        _ => {
+            Err("an http:// or https:// address with a host and nothing after it (https://posture.example.com:8443)"
+                .into())
+        }
+    }
 }

@@ -626,7 +626,7 @@ mod tests {
                 NewWhitelist { check_id: 1003, instance_pks: pks[4..].to_vec(), expires_ms: Some(now + 3_600_000), ..Default::default() },
             ];
             s.add_whitelists(&account, &rules).unwrap();
-            // Back to schema 7: what schemas 8 to 11 added is gone.
+            // Back to schema 7: what schemas 8 to 15 added is gone.
             s.write(|tx| {
                 tx.batch(
                     "DROP INDEX whitelist_expiring; DROP TABLE result_counts; DROP TABLE result_latest; DROP TABLE result_blocks;
@@ -635,7 +635,9 @@ mod tests {
                      ALTER TABLE whitelist_rules DROP COLUMN expiry_applied; ALTER TABLE accounts DROP COLUMN tasks_total;
                      DROP TABLE agents; DROP TABLE agent_tokens; DROP INDEX tasks_agent_due; DROP INDEX tasks_due;
                      DROP INDEX check_run_details_pending; ALTER TABLE tasks DROP COLUMN agent;
-                     ALTER TABLE instances DROP COLUMN live; ALTER TABLE tasks DROP COLUMN verification;",
+                     ALTER TABLE instances DROP COLUMN live; ALTER TABLE tasks DROP COLUMN verification;
+                     DROP TABLE check_schedules; DROP TABLE exports; DROP TABLE check_custom_configs;
+                     ALTER TABLE accounts DROP COLUMN max_submission_instances;",
                 )?;
                 match tx.dialect() {
                     crate::sql::Dialect::Sqlite => tx.batch("PRAGMA user_version = 7"),

@@ -1,6 +1,7 @@
 //! Exports of check results (ExportRecord): the report, made once, kept in the database so
 //! that any node serves its download, and reachable by the capability token of its link until
-//! it expires. Expired exports are deleted when the next one is made.
+//! it expires. Expired exports, and an account's exports beyond its last [`KEPT_PER_ACCOUNT`],
+//! are deleted when the next one is made.
 
 use crate::sql::args;
 use crate::{now_ms, Result, Store};
@@ -47,11 +48,15 @@ pub trait Exports: Send + Sync {
     /// An export of the account, expired or not (None once deleted or never made).
     fn export_info(&self, account_id: &str, id: i64) -> Result<Option<ExportInfo>>;
 
-    /// The export's (file name, CSV, JSON) if `token` is its token and it has not expired.
-    fn export_download(&self, id: i64, token: &str, now_ms: i64) -> Result<Option<(String, String, String)>>;
+    /// The export's file name and its CSV (or, with `json`, its JSON) if `token` is its token
+    /// and it has not expired. The token is checked before the report is read.
+    fn export_download(&self, id: i64, token: &str, json: bool, now_ms: i64) -> Result<Option<(String, String)>>;
 }
 
 const INFO_COLS: &str = "id, file_name, total, token, created_ms, expires_ms";
+
+/// Exports an account keeps at most (the oldest go first): a caller cannot fill the database.
+pub const KEPT_PER_ACCOUNT: i64 = 5;
 
 impl Exports for Store {
     fn create_export(&self, account_id: &str, e: &NewExport) -> Result<i64> {
@@ -59,11 +64,17 @@ impl Exports for Store {
         self.write(move |tx| {
             let now = now_ms();
             tx.execute("DELETE FROM exports WHERE expires_ms < ?", args![now])?;
-            tx.value(
+            let id: i64 = tx.value(
                 "INSERT INTO exports (account_id, file_name, total, csv, json, token, created_ms, expires_ms)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 args![&account_id, &e.file_name, e.total, &e.csv, &e.json, &e.token, now, e.expires_ms],
-            )
+            )?;
+            tx.execute(
+                "DELETE FROM exports WHERE account_id = ? AND id NOT IN
+                   (SELECT id FROM exports WHERE account_id = ? ORDER BY id DESC LIMIT ?)",
+                args![&account_id, &account_id, KEPT_PER_ACCOUNT],
+            )?;
+            Ok(id)
         })
     }
 
@@ -86,16 +97,22 @@ impl Exports for Store {
         })
     }
 
-    fn export_download(&self, id: i64, token: &str, now_ms: i64) -> Result<Option<(String, String, String)>> {
-        let found: Option<(String, String, String, String)> = self.read(|c| {
-            c.query_opt(
-                "SELECT file_name, csv, json, token FROM exports WHERE id = ? AND expires_ms > ?",
+    fn export_download(&self, id: i64, token: &str, json: bool, now_ms: i64) -> Result<Option<(String, String)>> {
+        self.read(|c| {
+            let found: Option<(String, String)> = c.query_opt(
+                "SELECT file_name, token FROM exports WHERE id = ? AND expires_ms > ?",
                 args![id, now_ms],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-        })?;
-        // Compared in constant time: the token is the only thing between the link and the data.
-        Ok(found.filter(|f| constant_time_eq(f.3.as_bytes(), token.as_bytes())).map(|(n, csv, json, _)| (n, csv, json)))
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            // Compared in constant time, and before the report is read: the token is the only
+            // thing between the link and the data, and a wrong one costs a small read.
+            let Some((file_name, _)) = found.filter(|f| constant_time_eq(f.1.as_bytes(), token.as_bytes())) else {
+                return Ok(None);
+            };
+            let column = if json { "json" } else { "csv" };
+            let body: String = c.value(&format!("SELECT {column} FROM exports WHERE id = ?"), args![id])?;
+            Ok(Some((file_name, body)))
+        })
     }
 }
 
@@ -130,16 +147,23 @@ mod tests {
             let info = s.export_info(&acct, id).unwrap().unwrap();
             assert_eq!((info.file_name.as_str(), info.total, info.token.as_str()), ("r.csv", 2, "t0k3n"));
             assert_eq!(s.export_info(&other, id).unwrap(), None, "another account's");
-            let got = s.export_download(id, "t0k3n", now_ms()).unwrap().unwrap();
+            let got = s.export_download(id, "t0k3n", false, now_ms()).unwrap().unwrap();
             assert_eq!((got.0.as_str(), got.1.as_str()), ("r.csv", "a,b\n1,2\n"));
-            assert!(s.export_download(id, "t0k3m", now_ms()).unwrap().is_none());
-            assert!(s.export_download(id, "", now_ms()).unwrap().is_none());
-            assert!(s.export_download(id, "t0k3n", later).unwrap().is_none(), "expired");
+            assert_eq!(s.export_download(id, "t0k3n", true, now_ms()).unwrap().unwrap().1, "[]");
+            assert!(s.export_download(id, "t0k3m", false, now_ms()).unwrap().is_none());
+            assert!(s.export_download(id, "", false, now_ms()).unwrap().is_none());
+            assert!(s.export_download(id, "t0k3n", false, later).unwrap().is_none(), "expired");
             // An expired export is deleted when the next is made.
             let old = s.create_export(&acct, &export(now_ms() - 1)).unwrap();
             s.create_export(&acct, &export(later)).unwrap();
             assert_eq!(s.export_info(&acct, old).unwrap(), None);
             assert!(s.export_info(&acct, id).unwrap().is_some());
+            // An account keeps its last few; another account's are not touched.
+            let theirs = s.create_export(&other, &export(later)).unwrap();
+            let newest: Vec<i64> = (0..KEPT_PER_ACCOUNT).map(|_| s.create_export(&acct, &export(later)).unwrap()).collect();
+            assert_eq!(s.export_info(&acct, id).unwrap(), None, "the oldest went");
+            assert!(newest.iter().all(|n| s.export_info(&acct, *n).unwrap().is_some()));
+            assert!(s.export_info(&other, theirs).unwrap().is_some());
         }
     }
 }

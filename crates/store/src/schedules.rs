@@ -77,10 +77,17 @@ pub trait Schedules: Send + Sync {
     /// Every enabled schedule, with the start of the last window claimed.
     fn enabled_schedules(&self) -> Result<Vec<(String, Schedule, i64)>>;
 
-    /// Claims the window starting at `window_ms` and starts its run of `check_ids` (every
-    /// instance of the account), in one transaction; None when the window was claimed
-    /// already (by this node or another).
-    fn start_scheduled_run(&self, account_id: &str, window_ms: i64, check_ids: &[i64]) -> Result<Option<CheckRun>>;
+    /// Claims the window starting at `window_ms` of the schedule `as_read` and starts its run
+    /// of `check_ids` (every instance of the account), in one transaction; None when the
+    /// window was claimed already (by this node or another), or the schedule changed since it
+    /// was read (the next look reads the new one).
+    fn start_scheduled_run(
+        &self,
+        account_id: &str,
+        as_read: &Schedule,
+        window_ms: i64,
+        check_ids: &[i64],
+    ) -> Result<Option<CheckRun>>;
 }
 
 /// The `task_source` of scheduled runs.
@@ -114,22 +121,30 @@ impl Schedules for Store {
         })?;
         let mut out = Vec::new();
         for (account, config, last) in rows {
-            let s = Schedule::from_json(&config)?;
-            if s.enabled {
-                out.push((account, s, last));
+            // One account's unreadable schedule does not stop the others'.
+            match Schedule::from_json(&config) {
+                Ok(s) if s.enabled => out.push((account, s, last)),
+                Ok(_) => {}
+                Err(e) => tracing::error!(account = %account, error = %e, "an unreadable schedule is skipped"),
             }
         }
         Ok(out)
     }
 
-    fn start_scheduled_run(&self, account_id: &str, window_ms: i64, check_ids: &[i64]) -> Result<Option<CheckRun>> {
-        let (account_id, check_ids) = (account_id.to_string(), check_ids.to_vec());
+    fn start_scheduled_run(
+        &self,
+        account_id: &str,
+        as_read: &Schedule,
+        window_ms: i64,
+        check_ids: &[i64],
+    ) -> Result<Option<CheckRun>> {
+        let (account_id, check_ids, config) = (account_id.to_string(), check_ids.to_vec(), as_read.to_json());
         let started = self.write(move |tx| {
             // On PostgreSQL a second node's UPDATE waits for the first's commit, then finds the
             // window claimed: one run per window.
             let claimed = tx.execute(
-                "UPDATE check_schedules SET last_window_ms = ? WHERE account_id = ? AND last_window_ms < ?",
-                args![window_ms, &account_id, window_ms],
+                "UPDATE check_schedules SET last_window_ms = ? WHERE account_id = ? AND last_window_ms < ? AND config = ?",
+                args![window_ms, &account_id, window_ms, &config],
             )?;
             if claimed == 0 {
                 return Ok(None);
@@ -187,7 +202,7 @@ mod tests {
                 let handles: Vec<_> = (0..8)
                     .map(|_| {
                         let (s, acct) = (s.clone(), acct.clone());
-                        scope.spawn(move || s.start_scheduled_run(&acct, 1_000, &[1001, 1016]).unwrap())
+                        scope.spawn(move || s.start_scheduled_run(&acct, &schedule(), 1_000, &[1001, 1016]).unwrap())
                     })
                     .collect();
                 handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -196,14 +211,17 @@ mod tests {
             assert_eq!(runs.len(), 1, "one run for the window");
             assert_eq!((runs[0].task_type.as_str(), runs[0].check_ids.as_slice()), ("CHECK_POLICY", &[1001, 1016][..]));
             // Changing the schedule keeps the claim; an earlier window is never run late.
-            s.set_schedule(&acct, &Schedule { cycle_days: vec![2], ..schedule() }).unwrap();
-            assert!(s.start_scheduled_run(&acct, 1_000, &[1001]).unwrap().is_none());
-            assert!(s.start_scheduled_run(&acct, 500, &[1001]).unwrap().is_none());
+            let changed = Schedule { cycle_days: vec![2], ..schedule() };
+            s.set_schedule(&acct, &changed).unwrap();
+            assert!(s.start_scheduled_run(&acct, &changed, 1_000, &[1001]).unwrap().is_none());
+            assert!(s.start_scheduled_run(&acct, &changed, 500, &[1001]).unwrap().is_none());
             assert_eq!(s.enabled_schedules().unwrap()[0].2, 1_000);
-            assert!(s.start_scheduled_run(&acct, 2_000, &[1001]).unwrap().is_some());
+            // A node that read the schedule before it changed does not start the old one.
+            assert!(s.start_scheduled_run(&acct, &schedule(), 2_000, &[1001]).unwrap().is_none());
+            assert!(s.start_scheduled_run(&acct, &changed, 2_000, &[1001]).unwrap().is_some());
         }
 
-        fn a_corrupt_schedule_is_an_error_not_a_default() {
+        fn a_corrupt_schedule_is_an_error_not_a_default_and_does_not_stop_the_others() {
             let (_p, s) = store();
             let acct = s.create_account("schedules").unwrap().id;
             s.set_schedule(&acct, &schedule()).unwrap();
@@ -211,7 +229,10 @@ mod tests {
             s.write(move |tx| tx.execute("UPDATE check_schedules SET config = '{\"enabled\": 1}' WHERE account_id = ?", args![&a]))
                 .unwrap();
             assert!(matches!(s.schedule(&acct), Err(StoreError::Corrupt(_))));
-            assert!(matches!(s.enabled_schedules(), Err(StoreError::Corrupt(_))));
+            // Another account's schedule is still listed.
+            let other = s.create_account("other").unwrap().id;
+            s.set_schedule(&other, &schedule()).unwrap();
+            assert_eq!(s.enabled_schedules().unwrap().into_iter().map(|(a, ..)| a).collect::<Vec<_>>(), [other]);
         }
     }
 }

@@ -253,6 +253,7 @@ pub fn list_check_items(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         .filter(|_| check_types.is_empty() || check_types.iter().any(|t| t == "SYSTEM"))
         .filter(|_| statuses.is_empty() || statuses.iter().any(|s| s == "RELEASE"))
         .collect();
+    let values = ctx.store.custom_values(ctx.account_id).map_err(super::db)?;
     let items: Vec<Value> = kept
         .iter()
         .skip(offset as usize)
@@ -262,7 +263,8 @@ pub fn list_check_items(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
                 "CheckId": c.id,
                 "CheckShowName": c.name.get(lang),
                 "CheckType": "SYSTEM",
-                "CheckRule": c.rule_text(),
+                // The rule the account is judged by (its thresholds in place).
+                "CheckRule": c.customised(values.get(&c.id)).rule_text(),
                 "InstanceType": c.instance_type,
                 "InstanceSubType": c.instance_sub_type,
                 "Vendor": c.vendor().map_or("", |v| v.name()),

@@ -102,6 +102,10 @@ fn account_json(a: &CloudAccount) -> Value {
 /// the next check or scheduled run discovers them.
 fn discover_now(ctx: &Ctx, vendor: model::Vendor) {
     let items: Vec<i64> = ctx.catalog().all().filter(|c| c.vendor() == Some(vendor)).map(|c| c.id).collect();
+    // No item judges this vendor's resources (an empty list would mean every item).
+    if items.is_empty() {
+        return;
+    }
     match ctx.store.create_run(ctx.account_id, "CHECK_POLICY", DISCOVERY_SOURCE, &items, &[]) {
         Ok(_) => ctx.engine.wake(),
         Err(e) => {

@@ -60,6 +60,10 @@ fn narrowing(p: &Params) -> Result<Narrowing, ApiError> {
     let mut n = Narrowing::default();
     for (k, v) in obj {
         let list = v.as_array().ok_or_else(bad)?;
+        // Each entry becomes a term of a query: as many as any list parameter may hold.
+        if list.len() > crate::params::MAX_ITEMS {
+            return Err(ApiError::too_many_items(&format!("Params.{k}"), crate::params::MAX_ITEMS));
+        }
         match k.as_str() {
             "CheckIds" => n.check_ids = list.iter().map(|x| x.as_i64().ok_or_else(bad)).collect::<Result<_, _>>()?,
             "Statuses" => {
@@ -125,6 +129,9 @@ fn csv_field(v: &Value) -> String {
 /// ExportRecord: the account's results (narrowed by `Params`), with their evidence, as CSV
 /// and JSON. Made before the answer, so DescribeExportInfo finds it done.
 pub fn export_record(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    // One report is built at a time on a node (each may hold up to MAX_ROWS rows in memory).
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let lang = p.lang();
     if p.required("ExportType")? != EXPORT_TYPE {
         return Err(ApiError::invalid_parameter("ExportType"));
@@ -155,11 +162,12 @@ pub fn export_record(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
             }
         }
     }
+    // RFC 4180: CRLF after every record.
     let mut csv = COLUMNS.join(",");
-    csv.push('\n');
+    csv.push_str("\r\n");
     for r in &rows {
         csv.push_str(&r.iter().map(|(_, v)| csv_field(v)).collect::<Vec<_>>().join(","));
-        csv.push('\n');
+        csv.push_str("\r\n");
     }
     let json_rows: Vec<Value> =
         rows.into_iter().map(|r| Value::Object(r.into_iter().map(|(k, v)| (k.to_string(), v)).collect())).collect();

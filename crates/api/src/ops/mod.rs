@@ -55,6 +55,9 @@ pub struct Settings {
     pub agent_poll_wait: std::time::Duration,
     /// Whether the node serves HTTPS (links in answers say so).
     pub https: bool,
+    /// The address clients reach the service by, for links in answers (`--public-url`);
+    /// None: the Host the caller sent, with this node's scheme.
+    pub public_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -64,6 +67,7 @@ impl Default for Settings {
             max_agent_polls: 512,
             agent_poll_wait: crate::agents::POLL_WAIT,
             https: false,
+            public_url: None,
         }
     }
 }

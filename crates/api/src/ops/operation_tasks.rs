@@ -55,6 +55,10 @@ fn named_instances(ctx: &Ctx, p: &Params) -> Result<Vec<Named>, ApiError> {
     Ok(out)
 }
 
+/// The repair's values: those given (`RepairTempParam`) and the defaults of the others, a
+/// parameter named like a custom config defaulting to the account's threshold (`check` is the
+/// item as the account set it). A value given that would not meet that threshold is refused:
+/// the repair would write it and then fail its verification.
 fn repair_params(check: &CheckDef, p: &Params) -> Result<model::RepairValues, ApiError> {
     let mut given = Vec::new();
     for (n, o) in p.objects("RepairTempParam")?.iter().enumerate() {
@@ -66,11 +70,17 @@ fn repair_params(check: &CheckDef, p: &Params) -> Result<model::RepairValues, Ap
         given.push((name.to_string(), o.get("Value").cloned().unwrap_or_default()));
     }
     let specs = check.repair.as_ref().map(|r| r.params.as_slice()).unwrap_or_default();
-    model::resolve_params(specs, &given).map_err(|e| match e {
+    let values = model::resolve_params(specs, &given).map_err(|e| match e {
         ParamError::Missing(name) => ApiError::param_not_customized(&name),
         ParamError::Format(name) => ApiError::param_format(&name),
         ParamError::Meaning(name, why) => ApiError::param_meaning(&name, &why),
-    })
+    })?;
+    for (name, value) in values.iter() {
+        if let Some(why) = check.looser_than_threshold(name, value) {
+            return Err(ApiError::param_meaning(name, &why));
+        }
+    }
+    Ok(values)
 }
 
 /// SubmitOperationTask: one root task, one task per instance, written in one transaction.
