@@ -249,6 +249,7 @@ pub fn policy_allows(policy: &str, action: &str) -> bool {
                 "Check*",
                 "ExportRecord",
                 "SubmitOperationTask",
+                "CancelOperationTask",
                 "Verify*",
                 "SubmitCheck",
             ]

@@ -167,6 +167,8 @@ wire_enum! {
         RollBackUnverified = "ROLL_BACK_UNVERIFIED",
         /// Restored and re-evaluated.
         RollBackVerified = "ROLL_BACK_VERIFIED",
+        /// Cancelled (CancelOperationTask, a posture extension) before it changed anything.
+        Cancelled = "CANCELLED",
     }
 }
 
@@ -176,15 +178,17 @@ impl TaskStatus {
     pub fn next(self) -> &'static [TaskStatus] {
         use TaskStatus::*;
         match self {
-            Init => &[InBackup, Fail],
+            // CANCELLED: a task that has changed nothing yet may be cancelled (the store's cancel
+            // writes it, taking the lease away; it is never a worker's step).
+            Init => &[InBackup, Fail, Cancelled],
             // A queued task is released by the store when the change before it ends.
-            Throttling => &[Init, RollBackInit],
-            InBackup => &[BackedUp, BackupFail],
-            BackedUp => &[Repairing, RepairFail],
+            Throttling => &[Init, RollBackInit, Cancelled],
+            InBackup => &[BackedUp, BackupFail, Cancelled],
+            BackedUp => &[Repairing, RepairFail, Cancelled],
             Repairing => &[RepairSuccess, RepairFail],
             RepairSuccess => &[RepairSuccessVerifying],
             RepairSuccessVerifying => &[RepairSuccessVerified, RepairSuccessUnverified],
-            RollBackInit => &[RollBacking, RollBackFail],
+            RollBackInit => &[RollBacking, RollBackFail, Cancelled],
             RollBacking => &[RollBacked, RollBackFail],
             RollBacked => &[RollBackVerifying],
             RollBackVerifying => &[RollBackVerified, RollBackUnverified],
@@ -197,6 +201,7 @@ impl TaskStatus {
             | RollBackFail
             | RollBackUnverified
             | RollBackVerified
+            | Cancelled
             | RepairReExecute => &[],
         }
     }
@@ -228,7 +233,8 @@ impl TaskStatus {
             | RepairSuccessVerified
             | RollBackFail
             | RollBackUnverified
-            | RollBackVerified => &[],
+            | RollBackVerified
+            | Cancelled => &[],
         }
     }
 
@@ -249,6 +255,7 @@ impl TaskStatus {
                 | RollBackFail
                 | RollBackUnverified
                 | RollBackVerified
+                | Cancelled
         )
     }
 
@@ -299,6 +306,7 @@ impl TaskStatus {
             RollBackVerifying => ("回滚验证中", "Verifying rollback"),
             RollBackUnverified => ("回滚验证未通过", "Rollback not verified"),
             RollBackVerified => ("回滚已验证", "Rollback verified"),
+            Cancelled => ("已取消", "Cancelled"),
         };
         lang.pick(zh, en)
     }
@@ -314,12 +322,16 @@ mod tests {
     const ALLOWED: &[(TaskStatus, TaskStatus)] = &[
         (Init, InBackup),
         (Init, Fail),
+        (Init, Cancelled),
         (Throttling, Init),
         (Throttling, RollBackInit),
+        (Throttling, Cancelled),
         (InBackup, BackedUp),
         (InBackup, BackupFail),
+        (InBackup, Cancelled),
         (BackedUp, Repairing),
         (BackedUp, RepairFail),
+        (BackedUp, Cancelled),
         (Repairing, RepairSuccess),
         (Repairing, RepairFail),
         (RepairSuccess, RepairSuccessVerifying),
@@ -327,6 +339,7 @@ mod tests {
         (RepairSuccessVerifying, RepairSuccessUnverified),
         (RollBackInit, RollBacking),
         (RollBackInit, RollBackFail),
+        (RollBackInit, Cancelled),
         (RollBacking, RollBacked),
         (RollBacking, RollBackFail),
         (RollBacked, RollBackVerifying),

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod agents;
+mod cancel;
 mod cloud;
 #[cfg(test)]
 mod conformance;
@@ -45,6 +46,7 @@ use sql::{args, Conn};
 
 pub use accounts::{AccessKey, Account, KeyInfo};
 pub use agents::{Agent, Agents, EnrolRefusal, Enrolment};
+pub use cancel::{CancelOutcome, Cancels};
 pub use cloud::{CloudAccount, CloudAccountChange, NewCloudAccount};
 pub use copy::CopyReport;
 pub use custom_configs::{AccountCustomValues, CustomConfigs};
@@ -316,7 +318,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 15;
+pub const SCHEMA_VERSION: i64 = 16;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -383,6 +385,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         }
         if version < 15 {
             c.execute_batch(&format!("{} PRAGMA user_version = 15;", include_str!("migration_15.sql")))?;
+        }
+        if version < 16 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 16;", include_str!("migration_16.sql")))?;
         }
         Ok(())
     })

@@ -368,6 +368,7 @@ pub trait ApiStore:
     + Schedules
     + Exports
     + CustomConfigs
+    + Cancels
 {
 }
 
@@ -385,5 +386,6 @@ impl<T> ApiStore for T where
         + Schedules
         + Exports
         + CustomConfigs
+        + Cancels
 {
 }

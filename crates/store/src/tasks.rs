@@ -141,7 +141,7 @@ fn with_active(sql: &str) -> String {
 /// one thread, and the statement cache is looked up by the text.
 static STANDING_CHANGE_AFTER_SQL: LazyLock<String> = LazyLock::new(|| with_active(STANDING_CHANGE_AFTER));
 static RELEASE_WAITING_SQL: LazyLock<String> = LazyLock::new(|| with_active(RELEASE_WAITING));
-static INSERT_TASK_SQL: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static INSERT_TASK_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, repair_task_id, params, scope, created_ms, updated_ms, agent)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, {}, ?8, ?9, ?10, ?11, ?12, (SELECT {VIA_AGENT} FROM instances i WHERE i.pk = ?5))",
@@ -168,6 +168,19 @@ fn standing_change_after(c: &Conn, repair_task_id: &str, rollback_task_id: &str)
 /// ends releases the tasks waiting for it: a submission and an ending change of one account
 /// take turns, so a task can neither start beside the change it should wait for nor wait for
 /// a change that has already released its queue. SQLite's one writer already takes turns.
+/// A change of instance `pk` is over: the tasks waiting for it (and for nothing else) may go.
+pub(crate) fn release_waiting(tx: &Conn, pk: i64, now: i64) -> Result<()> {
+    let released: Vec<(String, String)> =
+        tx.query(&RELEASE_WAITING_SQL, args![pk, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if !released.is_empty() {
+        crate::pg::notify_work(tx)?;
+    }
+    for (id, status) in released {
+        tx.execute("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, ?, ?)", args![&id, &status, now])?;
+    }
+    Ok(())
+}
+
 pub(crate) fn lock_account(tx: &Conn, account_id: &str) -> Result<()> {
     if tx.dialect() == Dialect::Postgres {
         tx.query_opt(ACCOUNT_TERMS[1], args![account_id], |_| Ok(()))?;
@@ -183,7 +196,7 @@ const ACCOUNT_TERMS: [&str; 2] = [
 ];
 
 /// Repair tasks that count against the authorization: every one but those that changed nothing.
-const COUNTED_REPAIRS: &str = "type = 'REPAIR' AND status NOT IN ('FAIL', 'BACKUP_FAIL', 'REPAIR_FAIL')";
+const COUNTED_REPAIRS: &str = "type = 'REPAIR' AND status NOT IN ('FAIL', 'BACKUP_FAIL', 'REPAIR_FAIL', 'CANCELLED')";
 
 /// A stored task with its instance.
 #[derive(Clone, Debug)]
@@ -601,16 +614,12 @@ impl crate::TaskQueue for Store {
             }
             const EVENT: &str = "INSERT INTO task_events (task_id, status, at_ms) VALUES (?, ?, ?)";
             tx.execute(EVENT, args![&t.id, to.as_str(), now])?;
+            if to.repair_applied() {
+                // Cancelled while it changed the configuration: its rollback is written now.
+                crate::cancel::roll_back_if_cancelled(tx, &t.id, now)?;
+            }
             if to.is_terminal() {
-                // The change is over: the tasks waiting for it (and for nothing else) may go.
-                let released: Vec<(String, String)> =
-                    tx.query(&RELEASE_WAITING_SQL, args![t.instance.pk, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                if !released.is_empty() {
-                    crate::pg::notify_work(tx)?;
-                }
-                for (id, status) in released {
-                    tx.execute(EVENT, args![&id, &status, now])?;
-                }
+                release_waiting(tx, t.instance.pk, now)?;
             }
             if matches!(to, TaskStatus::Fail | TaskStatus::BackupFail | TaskStatus::RepairFail) {
                 // A repair that changed nothing gives its authorization back.

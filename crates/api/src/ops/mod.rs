@@ -100,6 +100,7 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("SubmitOperationTask", operation_tasks::submit_operation_task),
     ("ListOperationTask", operation_tasks::list_operation_task),
     ("ListOperationCheck", operation_tasks::list_operation_check),
+    ("CancelOperationTask", operation_tasks::cancel_operation_task),
     ("SubmitCheck", check_runs::submit_check),
     ("GetCheckProcess", check_runs::get_check_process),
     ("VerifyCheckResult", check_runs::verify_check_result),

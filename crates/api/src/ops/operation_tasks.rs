@@ -336,3 +336,32 @@ pub fn list_operation_check(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         .collect();
     Ok(object([("OperationTaskInstanceDetails", Value::Array(details))]))
 }
+
+/// CancelOperationTask (a posture extension): `RootTaskId`, optionally `TaskIds.N` of it. Each
+/// task that has changed nothing yet ends CANCELLED; a repair changing the configuration
+/// finishes its step and is then rolled back from its snapshot; the others are left as they
+/// are. The answer says which, task by task.
+pub fn cancel_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let root = p.required("RootTaskId")?;
+    let task_ids = p.list("TaskIds")?;
+    let done = match ctx.store.cancel(ctx.account_id, root, &task_ids) {
+        Ok(done) => done,
+        Err(StoreError::NotFound) => {
+            let missing = task_ids.first().map_or(root, String::as_str);
+            return Err(ApiError::task_not_found(missing));
+        }
+        Err(e) => return Err(db(e)),
+    };
+    // Workers waiting on the files the cancelled tasks held may go on.
+    ctx.engine.wake();
+    let pks: Vec<i64> = done.iter().map(|(_, pk, _)| *pk).collect();
+    let instances = ctx.store.instances_by_pks(ctx.account_id, &pks).map_err(db)?;
+    let tasks: Vec<Value> = done
+        .into_iter()
+        .map(|(id, pk, outcome)| {
+            let instance = instances.iter().find(|i| i.pk == pk).map_or("", |i| i.instance_id.as_str());
+            json!({"TaskId": id, "InstanceId": instance, "Cancel": outcome.as_str()})
+        })
+        .collect();
+    Ok(json!({"RootTaskId": root, "Tasks": tasks}))
+}

@@ -307,6 +307,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 15 {
             c.batch(include_str!("migration_15.sql"))?;
         }
+        if version < 16 {
+            c.batch(include_str!("migration_16.sql"))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });

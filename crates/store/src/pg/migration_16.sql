@@ -1,0 +1,3 @@
+-- Schema 16: CancelOperationTask. A repair cancelled while it was changing the configuration
+-- finishes its step and is then rolled back: `cancel_requested` marks it until it ends.
+ALTER TABLE tasks ADD COLUMN cancel_requested BIGINT NOT NULL DEFAULT 0;

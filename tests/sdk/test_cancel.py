@@ -1,0 +1,59 @@
+"""CancelOperationTask (a posture extension) through the official core SDK's generic request
+(CommonRequest, as any SDK user would call an action its SDK does not model), over real HTTP:
+a task that has changed nothing ends CANCELLED with its file untouched and its authorization
+given back; a verified one is left as it is; unknown ids and a ReadOnly key are refused.
+(Cancelling a repair while it changes the file — finished, then rolled back from its snapshot
+— is timed in the store's conformance suite, crates/store/src/cancel.rs, on both backends.)"""
+import json
+import subprocess
+
+from conftest import Server, posture_bin
+from test_conformance import expect_error, make_client, wait_for_task
+
+WEB01 = "i-bp1a2c3d4e5f6g7h8i9j"
+
+
+def repair(client, check_id):
+    return client.call("SubmitOperationTask", {"CheckId": check_id, "Type": "REPAIR", "OperationTaskInstances": [{"InstanceId": WEB01}]})
+
+
+def test_a_task_that_changed_nothing_is_cancelled_and_its_file_untouched(tmp_path):
+    # No workers: a submitted task waits in INIT until cancelled.
+    s = Server(tmp_path / "data", args=("--demo-fleet", "roots", "--workers", "0"))
+    try:
+        client = make_client(s, "aliyun-python-sdk-core")
+        sshd = s.fleet_file(WEB01, "etc/ssh/sshd_config")
+        before = sshd.read_bytes()
+        root = repair(client, 1001)["RootTaskId"]
+        used = client.call("DescribeFixUsedCount")["UsedCount"]
+        answer = client.call("CancelOperationTask", {"RootTaskId": root})
+        (task,) = answer["Tasks"]
+        assert (task["InstanceId"], task["Cancel"]) == (WEB01, "CANCELLED"), answer
+        row = client.call("ListOperationTask", {"CheckId": 1001})["OperationTasks"][0]
+        assert (row["TaskId"], row["Status"]) == (task["TaskId"], "CANCELLED"), row
+        assert sshd.read_bytes() == before
+        assert client.call("DescribeFixUsedCount")["UsedCount"] == used - 1, "its authorization is given back"
+        # Cancelled is over: the item can be repaired again, and a second cancel changes nothing.
+        repair(client, 1001)
+        assert client.call("CancelOperationTask", {"RootTaskId": root})["Tasks"][0]["Cancel"] == "UNCHANGED"
+        expect_error(lambda: client.call("CancelOperationTask", {"RootTaskId": "f" * 32}), "InvalidTaskId.NotFound", 404)
+        expect_error(lambda: client.call("CancelOperationTask", {"RootTaskId": root, "TaskIds": ["nope"]}),
+                     "InvalidTaskId.NotFound", 404)
+        expect_error(lambda: client.call("CancelOperationTask", {}), "MissingParameter", 400)
+        keys = json.loads(subprocess.run(
+            [posture_bin(), "keys", "create", "--data", str(s.data), "--account", s.credentials["AccountId"],
+             "--policy", "ReadOnly"], check=True, capture_output=True, text=True).stdout)
+        reader = make_client(s, "aliyun-python-sdk-core", keys["AccessKeyId"], keys["AccessKeySecret"])
+        expect_error(lambda: reader.call("CancelOperationTask", {"RootTaskId": root}), "NoPermission", 403)
+    finally:
+        s.stop()
+
+
+def test_a_verified_repair_is_left_as_it_is(server):
+    client = make_client(server, "aliyun-python-sdk-core")
+    root = repair(client, 1001)["RootTaskId"]
+    assert wait_for_task(client, 1001, root)["Status"] == "REPAIR_SUCCESS_VERIFIED"
+    (task,) = client.call("CancelOperationTask", {"RootTaskId": root})["Tasks"]
+    assert task["Cancel"] == "UNCHANGED"
+    row = client.call("ListOperationTask", {"CheckId": 1001})["OperationTasks"][0]
+    assert row["Status"] == "REPAIR_SUCCESS_VERIFIED"
