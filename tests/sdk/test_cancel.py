@@ -5,6 +5,7 @@ given back; a verified one is left as it is; unknown ids and a ReadOnly key are 
 (Cancelling a repair while it changes the file — finished, then rolled back from its snapshot
 — is timed in the store's conformance suite, crates/store/src/cancel.rs, on both backends.)"""
 import json
+import time
 import subprocess
 
 from conftest import Server, posture_bin
@@ -57,3 +58,34 @@ def test_a_verified_repair_is_left_as_it_is(server):
     assert task["Cancel"] == "UNCHANGED"
     row = client.call("ListOperationTask", {"CheckId": 1001})["OperationTasks"][0]
     assert row["Status"] == "REPAIR_SUCCESS_VERIFIED"
+
+
+def test_a_failure_threshold_stops_a_root_whose_instances_fail(tmp_path):
+    # One worker: the tasks run one after another, in the order they were created.
+    s = Server(tmp_path / "data", args=("--demo-fleet", "roots", "--workers", "1"))
+    try:
+        client = make_client(s, "aliyun-python-sdk-core")
+        failing = client.call("ListCheckInstanceResult", {"CheckId": 1001, "Statuses": ["NOT_PASS"], "PageSize": 100})["BasicData"]
+        assert len(failing) >= 3
+        # A file with a second name is never changed: every repair of these instances fails.
+        for row in failing:
+            conf = s.fleet_file(row["InstanceId"], "etc/ssh/sshd_config")
+            conf.with_name("second-name").hardlink_to(conf)
+        for bad in ("0", "1.5", "101%", "some"):
+            expect_error(lambda: client.call("SubmitOperationTask", {"CheckId": 1001, "Type": "REPAIR", "DimensionType": "CHECK_ID",
+                                                                      "FailureThreshold": bad}), "InvalidParameter", 400)
+        root = client.call("SubmitOperationTask", {"CheckId": 1001, "Type": "REPAIR", "DimensionType": "CHECK_ID",
+                                                   "FailureThreshold": "1"})["RootTaskId"]
+        deadline = time.time() + 30
+        while True:
+            rows = [r for r in client.call("ListOperationTask", {"CheckId": 1001, "PageSize": 100})["OperationTasks"] if r["RootTaskId"] == root]
+            if all(r["Status"] in ("REPAIR_FAIL", "BACKUP_FAIL", "FAIL", "CANCELLED") for r in rows):
+                break
+            assert time.time() < deadline, rows
+            time.sleep(0.05)
+        statuses = sorted(r["Status"] for r in rows)
+        assert len(rows) == len(failing) and statuses.count("CANCELLED") == len(failing) - 1, statuses
+        cancelled = [r for r in rows if r["Status"] == "CANCELLED"]
+        assert all(r["ErrorCode"] == "FailureThresholdReached" for r in cancelled), cancelled
+    finally:
+        s.stop()

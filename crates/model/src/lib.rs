@@ -21,5 +21,5 @@ pub use error::ApiError;
 pub use lang::{Lang, Text};
 pub use live::{Redis as RedisService, Services, Sshd as SshdService};
 pub use params::{resolve as resolve_params, ParamError, ParamSpec, ParamType, RepairValues, UsageType};
-pub use status::{CheckStatus, DimensionType, RunDetailStatus, RunStatus, TaskStatus, TaskType};
+pub use status::{CheckStatus, DimensionType, FailureThreshold, RunDetailStatus, RunStatus, TaskStatus, TaskType};
 pub use vendor::{CloudAsset, Vendor};

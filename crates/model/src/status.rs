@@ -312,6 +312,52 @@ impl TaskStatus {
     }
 }
 
+/// When a root task stops (SubmitOperationTask's `FailureThreshold`, a posture extension): once
+/// this many of its tasks have failed, its tasks that have changed nothing end `CANCELLED`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureThreshold {
+    /// `3`: three failed tasks.
+    Count(i64),
+    /// `10%`: a tenth of the root's tasks (at least one).
+    Percent(i64),
+}
+
+impl FailureThreshold {
+    /// `N` (≥ 1) or `N%` (1 … 100); None for anything else.
+    pub fn parse(v: &str) -> Option<FailureThreshold> {
+        let v = v.trim();
+        let number = |s: &str| s.parse::<i64>().ok().filter(|n| *n >= 1 && s.bytes().all(|b| b.is_ascii_digit()));
+        match v.strip_suffix('%') {
+            Some(p) => number(p).filter(|p| *p <= 100).map(FailureThreshold::Percent),
+            None => number(v).map(FailureThreshold::Count),
+        }
+    }
+
+    /// Whether `failed` of `total` tasks reach it.
+    pub fn reached(self, failed: i64, total: i64) -> bool {
+        match self {
+            FailureThreshold::Count(n) => failed >= n,
+            FailureThreshold::Percent(p) => failed >= 1 && failed * 100 >= p * total,
+        }
+    }
+
+    /// The stored (and wire) spelling.
+    pub fn as_string(self) -> String {
+        match self {
+            FailureThreshold::Count(n) => n.to_string(),
+            FailureThreshold::Percent(p) => format!("{p}%"),
+        }
+    }
+}
+
+impl TaskStatus {
+    /// A task that ended without doing what it was for (counted by a `FailureThreshold`).
+    pub fn is_failure(self) -> bool {
+        use TaskStatus::*;
+        matches!(self, Fail | BackupFail | RepairFail | RepairSuccessUnverified | RollBackFail | RollBackUnverified)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +392,22 @@ mod tests {
         (RollBackVerifying, RollBackVerified),
         (RollBackVerifying, RollBackUnverified),
     ];
+
+    #[test]
+    fn failure_thresholds_parse_strictly_and_count_or_take_a_share() {
+        assert_eq!(FailureThreshold::parse("3"), Some(FailureThreshold::Count(3)));
+        assert_eq!(FailureThreshold::parse("10%"), Some(FailureThreshold::Percent(10)));
+        for bad in ["0", "0%", "101%", "-1", "+3", "1.5", "%", "", "3 %", "ten"] {
+            assert_eq!(FailureThreshold::parse(bad), None, "{bad:?}");
+        }
+        assert!(!FailureThreshold::Count(2).reached(1, 10) && FailureThreshold::Count(2).reached(2, 10));
+        assert!(!FailureThreshold::Percent(50).reached(1, 4) && FailureThreshold::Percent(50).reached(2, 4));
+        assert!(!FailureThreshold::Percent(1).reached(0, 4), "no failure never stops a root");
+        assert_eq!(
+            FailureThreshold::parse(&FailureThreshold::Percent(10).as_string()),
+            Some(FailureThreshold::Percent(10))
+        );
+    }
 
     #[test]
     fn transition_table_is_exactly_the_documented_one() {

@@ -82,26 +82,15 @@ impl Cancels for Store {
                     TaskStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("tasks.status: {status}")))?;
                 let outcome = CancelOutcome::of(&kind, status);
                 match outcome {
-                    CancelOutcome::Cancelled => {
-                        tx.execute(
-                            "UPDATE tasks SET status = 'CANCELLED', fence = fence + 1, lease_until_ms = 0, updated_ms = ?,
-                                    error_code = 'Cancelled', error_msg = 'cancelled before it changed anything'
-                             WHERE id = ?",
-                            args![now, &id],
-                        )?;
-                        tx.execute(
-                            "INSERT INTO task_events (task_id, status, at_ms) VALUES (?, 'CANCELLED', ?)",
-                            args![&id, now],
-                        )?;
-                        if kind == TaskType::Repair.as_str() {
-                            // It changed nothing: its authorization is given back.
-                            tx.execute(
-                                "UPDATE accounts SET repairs_used = repairs_used - 1 WHERE id = ?",
-                                args![&account_id],
-                            )?;
-                        }
-                        release_waiting(tx, pk, now)?;
-                    }
+                    CancelOutcome::Cancelled => cancel_unstarted(
+                        tx,
+                        &account_id,
+                        &id,
+                        pk,
+                        &kind,
+                        ("Cancelled", "cancelled before it changed anything"),
+                        now,
+                    )?,
                     CancelOutcome::RollbackAfterStep => {
                         tx.execute("UPDATE tasks SET cancel_requested = 1 WHERE id = ?", args![&id])?;
                     }
@@ -112,6 +101,61 @@ impl Cancels for Store {
             Ok(out)
         })
     }
+}
+
+/// Ends a task that has changed nothing `CANCELLED` with `why` (code, message), taking its
+/// lease away (the fence moves), giving a repair's authorization back and releasing what
+/// waited for it.
+fn cancel_unstarted(
+    tx: &Conn,
+    account_id: &str,
+    id: &str,
+    pk: i64,
+    kind: &str,
+    why: (&str, &str),
+    now: i64,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE tasks SET status = 'CANCELLED', fence = fence + 1, lease_until_ms = 0, updated_ms = ?,
+                error_code = ?, error_msg = ?
+         WHERE id = ?",
+        args![now, why.0, why.1, id],
+    )?;
+    tx.execute("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, 'CANCELLED', ?)", args![id, now])?;
+    if kind == TaskType::Repair.as_str() {
+        tx.execute("UPDATE accounts SET repairs_used = repairs_used - 1 WHERE id = ?", args![account_id])?;
+    }
+    release_waiting(tx, pk, now)
+}
+
+/// Within the transaction that ends task `task_id` failed: if its root's `FailureThreshold`
+/// is reached, its tasks that have changed nothing end `CANCELLED` (`FailureThresholdReached`).
+pub(crate) fn stop_at_failure_threshold(tx: &Conn, task_id: &str, now: i64) -> Result<()> {
+    let root: Option<(String, String, Option<String>)> = tx.query_opt(
+        "SELECT r.id, r.account_id, r.failure_threshold FROM tasks t JOIN root_tasks r ON r.id = t.root_id WHERE t.id = ?",
+        args![task_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let Some((root_id, account_id, Some(threshold))) = root else { return Ok(()) };
+    let threshold = model::FailureThreshold::parse(&threshold)
+        .ok_or_else(|| StoreError::Corrupt(format!("root_tasks.failure_threshold: {threshold}")))?;
+    let tasks: Vec<(String, i64, String, String)> = tx.query(
+        "SELECT id, instance_pk, type, status FROM tasks WHERE root_id = ? ORDER BY rowid",
+        args![&root_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let statuses: Vec<Option<TaskStatus>> = tasks.iter().map(|t| TaskStatus::parse(&t.3)).collect();
+    let failed = statuses.iter().filter(|s| s.is_some_and(TaskStatus::is_failure)).count() as i64;
+    if !threshold.reached(failed, tasks.len() as i64) {
+        return Ok(());
+    }
+    let why = format!("the root task's FailureThreshold {} was reached ({failed} failed)", threshold.as_string());
+    for ((id, pk, kind, _), status) in tasks.iter().zip(statuses) {
+        if status.is_some_and(|s| s.can_move_to(TaskStatus::Cancelled)) {
+            cancel_unstarted(tx, &account_id, id, *pk, kind, ("FailureThresholdReached", &why), now)?;
+        }
+    }
+    Ok(())
 }
 
 /// Within the transaction that ends repair `repair_id` applied: if it was cancelled while it was
@@ -164,7 +208,74 @@ mod tests {
         }
     }
 
+    /// A root of one REPAIR task on each of `n` new instances; their ids.
+    fn root_of(s: &Store, acct: &str, n: usize, threshold: Option<model::FailureThreshold>) -> (String, Vec<String>) {
+        let hosts: Vec<NewInstance> = (0..n)
+            .map(|i| NewInstance {
+                vendor: Vendor::Aliyun,
+                region_id: "cn-hangzhou".into(),
+                instance_id: format!("i-{i}-{}", new_id(4)),
+                instance_name: format!("h{i}"),
+                connector: "host".into(),
+                locator: format!("/fleet/{i}"),
+                os_type: "linux".into(),
+                live: None,
+            })
+            .collect();
+        s.upsert_instances(acct, &hosts).unwrap();
+        let wanted: Vec<String> = hosts.iter().map(|h| h.instance_id.clone()).collect();
+        let pks: Vec<i64> = s.find_instances_by_ids(acct, &wanted).unwrap().iter().map(|i| i.pk).collect();
+        let root = new_id(16);
+        let tasks: Vec<NewTask> = pks
+            .iter()
+            .map(|pk| NewTask {
+                id: task_id(),
+                instance_pk: *pk,
+                repair_task_id: None,
+                params: RepairValues::default(),
+            })
+            .collect();
+        let ids = tasks.iter().map(|t| t.id.clone()).collect();
+        let sub = Submission {
+            root_id: root.clone(),
+            check_id: 1001,
+            kind: TaskType::Repair,
+            dimension: DimensionType::Instance,
+            tasks,
+            selection: None,
+            scope: "file:/etc/ssh/sshd_config".into(),
+            failure_threshold: threshold,
+        };
+        s.submit(acct, &sub).unwrap();
+        (root, ids)
+    }
+
     crate::testutil::both_backends! {
+        fn a_failure_threshold_cancels_what_has_not_started_once_reached() {
+            let (_p, s) = store();
+            let acct = s.create_account("threshold").unwrap().id;
+            for (threshold, failures_to_stop) in [(model::FailureThreshold::Count(1), 1), (model::FailureThreshold::Percent(50), 2)] {
+                let (_, ids) = root_of(&s, &acct, 4, Some(threshold));
+                for i in 0..failures_to_stop {
+                    let c = s.claim_task(60_000).unwrap().unwrap();
+                    assert_eq!(c.task.id, ids[i]);
+                    let still_waiting = s.get_task(&acct, &ids[3]).unwrap().unwrap().status;
+                    assert_eq!(still_waiting, Init, "{threshold:?}: not reached before failure {}", i + 1);
+                    s.transition(&c, Init, Fail, Transition { error: Some(("X", "y")), ..Default::default() }).unwrap();
+                }
+                for id in &ids[failures_to_stop..] {
+                    let t = s.get_task(&acct, id).unwrap().unwrap();
+                    assert_eq!((t.status, t.error_code.as_str()), (Cancelled, "FailureThresholdReached"), "{threshold:?}");
+                }
+                assert!(s.claim_task(0).unwrap().is_none());
+            }
+            // Without a threshold, a failure stops nothing.
+            let (_, ids) = root_of(&s, &acct, 2, None);
+            let c = s.claim_task(60_000).unwrap().unwrap();
+            s.transition(&c, Init, Fail, Transition::default()).unwrap();
+            assert_eq!(s.get_task(&acct, &ids[1]).unwrap().unwrap().status, Init);
+        }
+
         fn a_cancel_ends_what_changed_nothing_and_rolls_back_what_was_changing() {
             let (_p, s) = store();
             let acct = s.create_account("cancel").unwrap().id;
@@ -196,6 +307,7 @@ mod tests {
                 tasks,
                 selection: None,
                 scope: "file:/etc/ssh/sshd_config".into(),
+                failure_threshold: None,
             };
             s.submit(&acct, &sub).unwrap();
             // Task 0 stays INIT; 1 is backing up; 2 is changing the configuration; 3 is done.

@@ -40,6 +40,8 @@ pub struct Submission {
     /// What the repair changes on each instance (the connector's scope of its steps). A
     /// rollback takes its repair's scope instead.
     pub scope: String,
+    /// Once this many of its tasks have failed, the others that changed nothing are cancelled.
+    pub failure_threshold: Option<model::FailureThreshold>,
 }
 
 /// A ClientToken of a call, with the digest of the parameters it came with.
@@ -356,8 +358,16 @@ impl crate::TaskQueue for Store {
                 return Ok(SubmitOutcome::TrialUnauthorized);
             }
             tx.execute(
-                "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                args![&s.root_id, &account_id, s.check_id, s.kind.as_str(), s.dimension.as_str(), now],
+                "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms, failure_threshold) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                args![
+                    &s.root_id,
+                    &account_id,
+                    s.check_id,
+                    s.kind.as_str(),
+                    s.dimension.as_str(),
+                    now,
+                    s.failure_threshold.map(|f| f.as_string())
+                ],
             )?;
             let mut created = 0i64;
             for t in &s.tasks {
@@ -618,6 +628,9 @@ impl crate::TaskQueue for Store {
                 // Cancelled while it changed the configuration: its rollback is written now.
                 crate::cancel::roll_back_if_cancelled(tx, &t.id, now)?;
             }
+            if to.is_failure() {
+                crate::cancel::stop_at_failure_threshold(tx, &t.id, now)?;
+            }
             if to.is_terminal() {
                 release_waiting(tx, t.instance.pk, now)?;
             }
@@ -754,6 +767,7 @@ mod tests {
             }],
             selection: None,
             scope: "file:/etc/ssh/sshd_config".into(),
+            failure_threshold: None,
         }
     }
 

@@ -109,6 +109,14 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
                 .ok_or_else(|| ApiError::relation_key_not_found(key))?,
         ),
     };
+    // A posture extension: once this many tasks have failed, the rest that changed nothing
+    // are cancelled.
+    let failure_threshold = match p.str("FailureThreshold") {
+        None => None,
+        Some(v) => {
+            Some(model::FailureThreshold::parse(v).ok_or_else(|| ApiError::invalid_parameter("FailureThreshold"))?)
+        }
+    };
     let params = match kind {
         // An account's threshold is the default of the repair parameter named like it.
         TaskType::Repair => repair_params(&*super::account_view(ctx, check)?, p)?,
@@ -172,7 +180,7 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     // between the commit and the answer gets this RootTaskId.
     let answer = json!({"RootTaskId": root_id});
     store::answer_in_advance(&answer.to_string());
-    let submission = Submission { root_id, check_id, kind, dimension, tasks, selection, scope };
+    let submission = Submission { root_id, check_id, kind, dimension, tasks, selection, scope, failure_threshold };
     match ctx.store.submit(ctx.account_id, &submission) {
         Ok(SubmitOutcome::Created(_)) => {
             ctx.engine.wake();
