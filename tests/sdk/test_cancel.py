@@ -89,3 +89,20 @@ def test_a_failure_threshold_stops_a_root_whose_instances_fail(tmp_path):
         assert all(r["ErrorCode"] == "FailureThresholdReached" for r in cancelled), cancelled
     finally:
         s.stop()
+
+
+def test_a_canary_and_a_concurrency_limit_through_the_generic_request(server):
+    client = make_client(server, "aliyun-python-sdk-core")
+    every_failing = {"CheckId": 1004, "Type": "REPAIR", "DimensionType": "CHECK_ID"}
+    for name in ("MaxConcurrency", "CanaryCount"):
+        for bad in ("0", "-1", "two"):
+            expect_error(lambda: client.call("SubmitOperationTask", {**every_failing, name: bad}), "InvalidParameter", 400)
+    failing = client.call("ListCheckInstanceResult", {"CheckId": 1004, "Statuses": ["NOT_PASS"], "PageSize": 100})["BasicData"]
+    root = client.call("SubmitOperationTask", {**every_failing, "CanaryCount": "1", "MaxConcurrency": "1"})["RootTaskId"]
+    deadline = time.time() + 60
+    while True:
+        rows = [r for r in client.call("ListOperationTask", {"CheckId": 1004, "PageSize": 100})["OperationTasks"] if r["RootTaskId"] == root]
+        if len(rows) == len(failing) and all(r["Status"] == "REPAIR_SUCCESS_VERIFIED" for r in rows):
+            break
+        assert time.time() < deadline, [(r["InstanceId"], r["Status"], r["ErrorCode"]) for r in rows]
+        time.sleep(0.1)

@@ -89,7 +89,7 @@ impl Fixture {
                 }],
                 selection: None,
                 scope: HostConnector::default().scope(&check.render_steps(&params)),
-                failure_threshold: None,
+                limits: Default::default(),
             },
         )?;
         Ok(id)

@@ -78,7 +78,7 @@ fn submit(f: &Fixture, kind: TaskType, repair: Option<&str>) -> String {
                 }],
                 selection: None,
                 scope: "file:/etc/ssh/sshd_config".into(),
-                failure_threshold: None,
+                limits: Default::default(),
             },
         )
         .unwrap();

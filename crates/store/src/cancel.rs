@@ -9,7 +9,7 @@
 use model::{TaskStatus, TaskType};
 
 use crate::sql::{args, Conn};
-use crate::tasks::{lock_account, release_waiting, INSERT_TASK_SQL};
+use crate::tasks::{lock_account, release_waiting, RootLimits, INSERT_TASK_SQL};
 use crate::{new_id, now_ms, task_id, Result, Store, StoreError};
 
 /// What a cancel did to one task.
@@ -98,9 +98,86 @@ impl Cancels for Store {
                 }
                 out.push((id, pk, outcome));
             }
+            if let Some((first, ..)) = out.first() {
+                // A cancelled canary is not a verified one: what it held back is cancelled too.
+                release_held(tx, first, now)?;
+            }
             Ok(out)
         })
     }
+}
+
+/// A held task's lease: far in the future, so no claim (a worker's or an agent's) takes it.
+const HELD_UNTIL: i64 = i64::MAX / 2;
+
+/// Within a submission: holds the root's tasks beyond the first `min(MaxConcurrency,
+/// CanaryCount)` (in creation order), to be released by [`release_held`].
+pub(crate) fn hold_beyond_first(tx: &Conn, root_id: &str, limits: &RootLimits) -> Result<()> {
+    let first = match (limits.max_concurrency, limits.canary_count) {
+        (None, None) => return Ok(()),
+        (max, canary) => max.unwrap_or(i64::MAX).min(canary.unwrap_or(i64::MAX)),
+    };
+    tx.execute(
+        "UPDATE tasks SET held = 1, lease_until_ms = ? WHERE root_id = ?
+           AND rowid NOT IN (SELECT rowid FROM tasks WHERE root_id = ? ORDER BY rowid LIMIT ?)",
+        args![HELD_UNTIL, root_id, root_id, first],
+    )?;
+    Ok(())
+}
+
+/// Within the transaction that ends task `task_id` (or cancels tasks of its root): releases
+/// what its root's limits now allow. While its canary tasks (the first `CanaryCount`) have not
+/// all ended, only they may run; once they have, the others are released if every one was
+/// verified, else cancelled (`CanaryFailed`). At most `MaxConcurrency` released tasks are
+/// unfinished at once.
+pub(crate) fn release_held(tx: &Conn, task_id: &str, now: i64) -> Result<()> {
+    let root: Option<(String, String, Option<i64>, Option<i64>)> = tx.query_opt(
+        "SELECT r.id, r.account_id, r.max_concurrency, r.canary_count FROM tasks t JOIN root_tasks r ON r.id = t.root_id WHERE t.id = ?",
+        args![task_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let Some((root_id, account_id, max, canary)) = root else { return Ok(()) };
+    if max.is_none() && canary.is_none() {
+        return Ok(());
+    }
+    let tasks: Vec<(String, i64, String, String, bool)> = tx.query(
+        "SELECT id, instance_pk, type, status, held FROM tasks WHERE root_id = ? ORDER BY rowid",
+        args![&root_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )?;
+    let status = |s: &str| TaskStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("tasks.status: {s}")));
+    let mut candidates: Vec<&(String, i64, String, String, bool)> = tasks.iter().filter(|t| t.4).collect();
+    if let Some(n) = canary {
+        let canaries = &tasks[..(n as usize).min(tasks.len())];
+        let ended: Vec<TaskStatus> = canaries.iter().map(|t| status(&t.3)).collect::<Result<_>>()?;
+        if ended.iter().any(|s| !s.is_terminal()) {
+            candidates.retain(|t| canaries.iter().any(|c| c.0 == t.0));
+        } else if ended.iter().any(|s| !matches!(s, TaskStatus::RepairSuccessVerified | TaskStatus::RollBackVerified)) {
+            let why = ("CanaryFailed", "a canary task of the root task was not verified");
+            for (id, pk, kind, s, _) in candidates {
+                if status(s)?.can_move_to(TaskStatus::Cancelled) {
+                    cancel_unstarted(tx, &account_id, id, *pk, kind, why, now)?;
+                }
+            }
+            return Ok(());
+        }
+    }
+    let mut running = 0;
+    for t in tasks.iter().filter(|t| !t.4) {
+        if !status(&t.3)?.is_terminal() {
+            running += 1;
+        }
+    }
+    let free = max.map_or(usize::MAX, |m| (m - running).max(0) as usize);
+    let mut released = 0;
+    for (id, ..) in candidates.into_iter().take(free) {
+        tx.execute("UPDATE tasks SET held = 0, lease_until_ms = 0, updated_ms = ? WHERE id = ?", args![now, id])?;
+        released += 1;
+    }
+    if released > 0 {
+        crate::pg::notify_work(tx)?;
+    }
+    Ok(())
 }
 
 /// Ends a task that has changed nothing `CANCELLED` with `why` (code, message), taking its
@@ -116,7 +193,7 @@ fn cancel_unstarted(
     now: i64,
 ) -> Result<()> {
     tx.execute(
-        "UPDATE tasks SET status = 'CANCELLED', fence = fence + 1, lease_until_ms = 0, updated_ms = ?,
+        "UPDATE tasks SET status = 'CANCELLED', fence = fence + 1, lease_until_ms = 0, held = 0, updated_ms = ?,
                 error_code = ?, error_msg = ?
          WHERE id = ?",
         args![now, why.0, why.1, id],
@@ -210,6 +287,10 @@ mod tests {
 
     /// A root of one REPAIR task on each of `n` new instances; their ids.
     fn root_of(s: &Store, acct: &str, n: usize, threshold: Option<model::FailureThreshold>) -> (String, Vec<String>) {
+        root_with(s, acct, n, RootLimits { failure_threshold: threshold, ..Default::default() })
+    }
+
+    fn root_with(s: &Store, acct: &str, n: usize, limits: RootLimits) -> (String, Vec<String>) {
         let hosts: Vec<NewInstance> = (0..n)
             .map(|i| NewInstance {
                 vendor: Vendor::Aliyun,
@@ -244,13 +325,51 @@ mod tests {
             tasks,
             selection: None,
             scope: "file:/etc/ssh/sshd_config".into(),
-            failure_threshold: threshold,
+            limits,
         };
         s.submit(acct, &sub).unwrap();
         (root, ids)
     }
 
     crate::testutil::both_backends! {
+        fn max_concurrency_holds_the_rest_until_a_task_ends() {
+            let (_p, s) = store();
+            let acct = s.create_account("concurrency").unwrap().id;
+            let (_, ids) = root_with(&s, &acct, 4, RootLimits { max_concurrency: Some(2), ..Default::default() });
+            let first = s.claim_task(60_000).unwrap().unwrap();
+            let second = s.claim_task(60_000).unwrap().unwrap();
+            assert_eq!((first.task.id.as_str(), second.task.id.as_str()), (ids[0].as_str(), ids[1].as_str()));
+            assert!(s.claim_task(60_000).unwrap().is_none(), "two under way: the rest are held");
+            walk(&s, &first, &[Init, InBackup, BackedUp, Repairing, RepairSuccess, RepairSuccessVerifying, RepairSuccessVerified]);
+            let third = s.claim_task(60_000).unwrap().unwrap();
+            assert_eq!(third.task.id, ids[2]);
+            assert!(s.claim_task(60_000).unwrap().is_none());
+            s.transition(&second, Init, Fail, Transition::default()).unwrap();
+            assert_eq!(s.claim_task(60_000).unwrap().unwrap().task.id, ids[3]);
+        }
+
+        fn a_canary_holds_the_rest_until_verified_and_cancels_them_if_not() {
+            let (_p, s) = store();
+            let acct = s.create_account("canary").unwrap().id;
+            let canary = RootLimits { canary_count: Some(1), ..Default::default() };
+            let (_, ids) = root_with(&s, &acct, 3, canary);
+            let c = s.claim_task(60_000).unwrap().unwrap();
+            assert_eq!(c.task.id, ids[0]);
+            assert!(s.claim_task(60_000).unwrap().is_none(), "held behind the canary");
+            walk(&s, &c, &[Init, InBackup, BackedUp, Repairing, RepairSuccess, RepairSuccessVerifying, RepairSuccessVerified]);
+            let released: Vec<String> = (0..2).map(|_| s.claim_task(60_000).unwrap().unwrap().task.id).collect();
+            assert_eq!(released, ids[1..]);
+
+            let (_, ids) = root_with(&s, &acct, 3, canary);
+            let c = s.claim_task(60_000).unwrap().unwrap();
+            walk(&s, &c, &[Init, InBackup, BackedUp, Repairing, RepairSuccess, RepairSuccessVerifying, RepairSuccessUnverified]);
+            for id in &ids[1..] {
+                let t = s.get_task(&acct, id).unwrap().unwrap();
+                assert_eq!((t.status, t.error_code.as_str()), (Cancelled, "CanaryFailed"));
+            }
+            assert!(s.claim_task(0).unwrap().is_none());
+        }
+
         fn a_failure_threshold_cancels_what_has_not_started_once_reached() {
             let (_p, s) = store();
             let acct = s.create_account("threshold").unwrap().id;
@@ -307,7 +426,7 @@ mod tests {
                 tasks,
                 selection: None,
                 scope: "file:/etc/ssh/sshd_config".into(),
-                failure_threshold: None,
+                limits: Default::default(),
             };
             s.submit(&acct, &sub).unwrap();
             // Task 0 stays INIT; 1 is backing up; 2 is changing the configuration; 3 is done.

@@ -43,7 +43,7 @@ fn repair_of(check_id: i64, pks: &[i64]) -> Submission {
             .collect(),
         selection: None,
         scope: format!("file:/etc/{check_id}"),
-        failure_threshold: None,
+        limits: Default::default(),
     }
 }
 

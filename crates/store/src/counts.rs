@@ -638,7 +638,8 @@ mod tests {
                      ALTER TABLE instances DROP COLUMN live; ALTER TABLE tasks DROP COLUMN verification;
                      DROP TABLE check_schedules; DROP TABLE exports; DROP TABLE check_custom_configs;
                      ALTER TABLE accounts DROP COLUMN max_submission_instances; ALTER TABLE tasks DROP COLUMN cancel_requested;
-                     ALTER TABLE root_tasks DROP COLUMN failure_threshold;",
+                     ALTER TABLE root_tasks DROP COLUMN failure_threshold; ALTER TABLE root_tasks DROP COLUMN max_concurrency;
+                     ALTER TABLE root_tasks DROP COLUMN canary_count; ALTER TABLE tasks DROP COLUMN held;",
                 )?;
                 match tx.dialect() {
                     crate::sql::Dialect::Sqlite => tx.batch("PRAGMA user_version = 7"),

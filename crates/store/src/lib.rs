@@ -65,8 +65,8 @@ pub use seam::{
 pub use selections::{Criterion, Selection};
 pub use service_state::{marks, Admin};
 pub use tasks::{
-    Claimed, ClientToken, InstanceMatch, NewTask, SelectionSource, Submission, SubmitOutcome, TaskFilter, TaskRow,
-    Transition,
+    Claimed, ClientToken, InstanceMatch, NewTask, RootLimits, SelectionSource, Submission, SubmitOutcome, TaskFilter,
+    TaskRow, Transition,
 };
 pub use whitelists::NewWhitelist;
 
@@ -203,6 +203,9 @@ enum Db {
 /// SQLite: one writer connection owned by the committer thread (group commit, see
 /// [`Store::write`]), a few readers (WAL lets them read while it writes).
 struct Lite {
+    /// Told after a commit that announced work (`pg::notify_work`): SQLite's counterpart of
+    /// PostgreSQL's NOTIFY, for this process (the only one writing).
+    watchers: Watchers,
     jobs: Option<Mutex<mpsc::Sender<Box<dyn Job>>>>,
     committer: Option<JoinHandle<()>>,
     readers: Vec<Mutex<Connection>>,
@@ -250,7 +253,15 @@ impl<T: Send, F: FnOnce(&Conn) -> Result<T> + Send> Job for TypedJob<T, F> {
 /// The committer: takes every job waiting (up to MAX_BATCH), runs each in its own savepoint so
 /// a failing one is undone alone, commits them together (one fsync for all), then answers.
 /// Nobody is answered before the commit that holds their write.
-fn committer_loop(c: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
+/// Who hears that a commit announced work.
+type Watchers = std::sync::Arc<Mutex<Vec<Box<dyn Fn() + Send + Sync>>>>;
+
+thread_local! {
+    /// Set on the committer's thread by a write that announced work (`pg::notify_work`).
+    pub(crate) static ANNOUNCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn committer_loop(c: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, watchers: Watchers) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -277,6 +288,11 @@ fn committer_loop(c: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
         let committed = c.execute_batch("COMMIT").map_err(|e| e.to_string());
         if committed.is_err() {
             let _ = c.execute_batch("ROLLBACK");
+        }
+        if ANNOUNCED.take() && committed.is_ok() {
+            for watch in watchers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                watch();
+            }
         }
         for j in batch {
             j.answer(committed.clone());
@@ -451,12 +467,19 @@ impl Store {
         let nonces = nonces::Nonces::open(path)?;
         let readers = (0..READERS).map(|_| open_conn(path).map(Mutex::new)).collect::<rusqlite::Result<_>>()?;
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let watchers = Watchers::default();
+        let heard = watchers.clone();
         let committer = std::thread::Builder::new()
             .name("posture-committer".into())
-            .spawn(move || committer_loop(writer, rx))
+            .spawn(move || committer_loop(writer, rx, heard))
             .map_err(|e| StoreError::Db(e.to_string()))?;
-        let lite =
-            Lite { jobs: Some(Mutex::new(tx)), committer: Some(committer), readers, next_reader: AtomicUsize::new(0) };
+        let lite = Lite {
+            watchers,
+            jobs: Some(Mutex::new(tx)),
+            committer: Some(committer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        };
         Ok(Store { sealer, db: Db::Lite(lite), nonces })
     }
 

@@ -45,9 +45,11 @@ pub trait TaskQueue: Send + Sync {
     /// than a lease); `LeaseLost` if another worker has it or it has ended.
     fn extend_lease(&self, claimed: &Claimed, lease_ms: i64) -> Result<()>;
 
-    /// Calls `wake` whenever work is submitted through another process on the same database
-    /// (PostgreSQL: LISTEN/NOTIFY, from a thread of its own that reconnects by itself). On
-    /// SQLite one `serve` owns the data directory and wakes its own workers: nothing to watch.
+    /// Calls `wake` whenever a write announces work (tasks submitted or released, a check run
+    /// created): on PostgreSQL any node's (LISTEN/NOTIFY, from a thread of its own that
+    /// reconnects by itself); on SQLite, where one `serve` owns the data directory, its own,
+    /// told by the committer after the commit (a task a root's limits held back is released by
+    /// another task's ending, which no caller wakes for).
     fn watch_work(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<()>;
 
     /// Moves a task `from → to` (only along the table, only with the current fence), writing its

@@ -40,8 +40,20 @@ pub struct Submission {
     /// What the repair changes on each instance (the connector's scope of its steps). A
     /// rollback takes its repair's scope instead.
     pub scope: String,
+    /// How far the change may spread (posture extensions; none by default).
+    pub limits: RootLimits,
+}
+
+/// How far a root task's change may spread (SubmitOperationTask's posture extensions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RootLimits {
     /// Once this many of its tasks have failed, the others that changed nothing are cancelled.
     pub failure_threshold: Option<model::FailureThreshold>,
+    /// Tasks of the root under way at once, at most.
+    pub max_concurrency: Option<i64>,
+    /// The first this many tasks run first; the others wait until those are verified, and are
+    /// cancelled if one is not.
+    pub canary_count: Option<i64>,
 }
 
 /// A ClientToken of a call, with the digest of the parameters it came with.
@@ -358,7 +370,8 @@ impl crate::TaskQueue for Store {
                 return Ok(SubmitOutcome::TrialUnauthorized);
             }
             tx.execute(
-                "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms, failure_threshold) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms, failure_threshold, max_concurrency, canary_count)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 args![
                     &s.root_id,
                     &account_id,
@@ -366,7 +379,9 @@ impl crate::TaskQueue for Store {
                     s.kind.as_str(),
                     s.dimension.as_str(),
                     now,
-                    s.failure_threshold.map(|f| f.as_string())
+                    s.limits.failure_threshold.map(|f| f.as_string()),
+                    s.limits.max_concurrency,
+                    s.limits.canary_count
                 ],
             )?;
             let mut created = 0i64;
@@ -446,6 +461,7 @@ impl crate::TaskQueue for Store {
             if let Some(max) = limit.filter(|max| created > *max) {
                 return Err(StoreError::OverLimit { instances: created, max }); // rolls it all back
             }
+            crate::cancel::hold_beyond_first(tx, &s.root_id, &s.limits)?;
             // The account's task count, kept for the unfiltered listing's TotalCount (tasks are
             // never deleted; on PostgreSQL the account's row is already locked by this write).
             tx.execute("UPDATE accounts SET tasks_total = tasks_total + ? WHERE id = ?", args![created, &account_id])?;
@@ -581,7 +597,10 @@ impl crate::TaskQueue for Store {
 
     fn watch_work(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<()> {
         match &self.db {
-            crate::Db::Lite(_) => Ok(()),
+            crate::Db::Lite(lite) => {
+                lite.watchers.lock().unwrap_or_else(|e| e.into_inner()).push(wake);
+                Ok(())
+            }
             crate::Db::Pg(pool) => pool.watch_work(wake),
         }
     }
@@ -630,6 +649,9 @@ impl crate::TaskQueue for Store {
             }
             if to.is_failure() {
                 crate::cancel::stop_at_failure_threshold(tx, &t.id, now)?;
+            }
+            if to.is_terminal() {
+                crate::cancel::release_held(tx, &t.id, now)?;
             }
             if to.is_terminal() {
                 release_waiting(tx, t.instance.pk, now)?;
@@ -767,7 +789,7 @@ mod tests {
             }],
             selection: None,
             scope: "file:/etc/ssh/sshd_config".into(),
-            failure_threshold: None,
+            limits: Default::default(),
         }
     }
 

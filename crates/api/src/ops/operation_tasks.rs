@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 use store::{
-    Instance, InstanceMatch, NewTask, SelectionSource, StoreError, Submission, SubmitOutcome, TaskFilter, TaskRow,
+    Instance, InstanceMatch, NewTask, RootLimits, SelectionSource, StoreError, Submission, SubmitOutcome, TaskFilter,
+    TaskRow,
 };
 
 use catalog::CheckDef;
@@ -83,6 +84,27 @@ fn repair_params(check: &CheckDef, p: &Params) -> Result<model::RepairValues, Ap
     Ok(values)
 }
 
+/// `FailureThreshold`, `MaxConcurrency` and `CanaryCount` (posture extensions; docs/api.md).
+fn root_limits(p: &Params) -> Result<RootLimits, ApiError> {
+    let failure_threshold = match p.str("FailureThreshold") {
+        None => None,
+        Some(v) => {
+            Some(model::FailureThreshold::parse(v).ok_or_else(|| ApiError::invalid_parameter("FailureThreshold"))?)
+        }
+    };
+    let positive = |name: &str| -> Result<Option<i64>, ApiError> {
+        match p.int(name)? {
+            Some(n) if n < 1 => Err(ApiError::invalid_parameter(name)),
+            n => Ok(n),
+        }
+    };
+    Ok(RootLimits {
+        failure_threshold,
+        max_concurrency: positive("MaxConcurrency")?,
+        canary_count: positive("CanaryCount")?,
+    })
+}
+
 /// SubmitOperationTask: one root task, one task per instance, written in one transaction.
 pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let check_id = p.required_int("CheckId")?;
@@ -109,14 +131,7 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
                 .ok_or_else(|| ApiError::relation_key_not_found(key))?,
         ),
     };
-    // A posture extension: once this many tasks have failed, the rest that changed nothing
-    // are cancelled.
-    let failure_threshold = match p.str("FailureThreshold") {
-        None => None,
-        Some(v) => {
-            Some(model::FailureThreshold::parse(v).ok_or_else(|| ApiError::invalid_parameter("FailureThreshold"))?)
-        }
-    };
+    let limits = root_limits(p)?;
     let params = match kind {
         // An account's threshold is the default of the repair parameter named like it.
         TaskType::Repair => repair_params(&*super::account_view(ctx, check)?, p)?,
@@ -180,7 +195,7 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     // between the commit and the answer gets this RootTaskId.
     let answer = json!({"RootTaskId": root_id});
     store::answer_in_advance(&answer.to_string());
-    let submission = Submission { root_id, check_id, kind, dimension, tasks, selection, scope, failure_threshold };
+    let submission = Submission { root_id, check_id, kind, dimension, tasks, selection, scope, limits };
     match ctx.store.submit(ctx.account_id, &submission) {
         Ok(SubmitOutcome::Created(_)) => {
             ctx.engine.wake();

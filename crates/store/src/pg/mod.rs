@@ -45,11 +45,14 @@ impl Drop for Pool {
 /// The channel new work is announced on.
 const WORK_CHANNEL: &str = "posture_work";
 
-/// Within a write on PostgreSQL: tells every node's watcher, when the transaction commits, that
-/// there is work (tasks submitted or released, a check run created).
+/// Within a write: tells the watchers, once the transaction commits, that there is work (tasks
+/// submitted or released, a check run created) — every node's on PostgreSQL (NOTIFY), this
+/// process's on SQLite (the committer tells them after its commit).
 pub(crate) fn notify_work(c: &Conn) -> Result<()> {
-    if c.dialect() == crate::sql::Dialect::Postgres {
-        c.batch(&format!("NOTIFY {WORK_CHANNEL}"))?;
+    match c.dialect() {
+        crate::sql::Dialect::Postgres => c.batch(&format!("NOTIFY {WORK_CHANNEL}"))?,
+        // The committer tells this process's watchers once the write is committed.
+        crate::sql::Dialect::Sqlite => crate::ANNOUNCED.set(true),
     }
     Ok(())
 }
