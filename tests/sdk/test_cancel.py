@@ -106,3 +106,34 @@ def test_a_canary_and_a_concurrency_limit_through_the_generic_request(server):
             break
         assert time.time() < deadline, [(r["InstanceId"], r["Status"], r["ErrorCode"]) for r in rows]
         time.sleep(0.1)
+
+
+def spans(client, task_ids):
+    """Each task's time under way, from DescribeOperationTaskHistory: first step to its end."""
+    out = []
+    for task_id in task_ids:
+        history = client.call("DescribeOperationTaskHistory", {"TaskId": task_id})["History"]
+        start = next(h["Time"] for h in history if h["Status"] == "IN_BACKUP")
+        end = history[-1]["Time"]
+        assert history[-1]["Status"] == "REPAIR_SUCCESS_VERIFIED", history
+        out.append((start, end))
+    return out
+
+
+def test_max_concurrency_is_never_exceeded_as_the_task_histories_show(server):
+    client = make_client(server, "aliyun-python-sdk-core")
+    failing = client.call("ListCheckInstanceResult", {"CheckId": 1005, "Statuses": ["NOT_PASS"], "PageSize": 100})["BasicData"]
+    assert len(failing) >= 3
+    root = client.call("SubmitOperationTask", {"CheckId": 1005, "Type": "REPAIR", "DimensionType": "CHECK_ID",
+                                               "MaxConcurrency": "1"})["RootTaskId"]
+    deadline = time.time() + 60
+    while True:
+        rows = [r for r in client.call("ListOperationTask", {"CheckId": 1005, "PageSize": 100})["OperationTasks"] if r["RootTaskId"] == root]
+        if len(rows) == len(failing) and all(r["Status"] == "REPAIR_SUCCESS_VERIFIED" for r in rows):
+            break
+        assert time.time() < deadline, [(r["InstanceId"], r["Status"]) for r in rows]
+        time.sleep(0.1)
+    times = spans(client, [r["TaskId"] for r in rows])
+    at_once = max(sum(1 for s, e in times if s <= t < e) for t, _ in times)
+    assert at_once == 1, times
+    expect_error(lambda: client.call("DescribeOperationTaskHistory", {"TaskId": "0" * 32}), "InvalidTaskId.NotFound", 404)

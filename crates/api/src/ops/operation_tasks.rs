@@ -388,3 +388,19 @@ pub fn cancel_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         .collect();
     Ok(json!({"RootTaskId": root, "Tasks": tasks}))
 }
+
+/// DescribeOperationTaskHistory (a posture extension): every status a task of the caller's
+/// account went through, with when, oldest first (its creation first).
+pub fn describe_operation_task_history(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let id = p.required("TaskId")?;
+    // Another account's task is as unknown as one that does not exist.
+    ctx.store.get_task(ctx.account_id, id).map_err(db)?.ok_or_else(|| ApiError::task_not_found(id))?;
+    let history: Vec<Value> = ctx
+        .store
+        .task_events(id)
+        .map_err(db)?
+        .into_iter()
+        .map(|(status, at_ms)| json!({"Status": status, "Time": at_ms}))
+        .collect();
+    Ok(json!({"TaskId": id, "History": history}))
+}
