@@ -178,8 +178,8 @@ impl TaskStatus {
     pub fn next(self) -> &'static [TaskStatus] {
         use TaskStatus::*;
         match self {
-            // CANCELLED: a task that has changed nothing yet may be cancelled (the store's cancel
-            // writes it, taking the lease away; it is never a worker's step).
+            // CANCELLED: a repair that has changed nothing yet may be cancelled (the store's
+            // cancel writes it, taking the lease away; it is never a worker's step).
             Init => &[InBackup, Fail, Cancelled],
             // A queued task is released by the store when the change before it ends.
             Throttling => &[Init, RollBackInit, Cancelled],
@@ -188,7 +188,8 @@ impl TaskStatus {
             Repairing => &[RepairSuccess, RepairFail],
             RepairSuccess => &[RepairSuccessVerifying],
             RepairSuccessVerifying => &[RepairSuccessVerified, RepairSuccessUnverified],
-            RollBackInit => &[RollBacking, RollBackFail, Cancelled],
+            // A rollback is never cancelled: it is what keeps a repair undoable.
+            RollBackInit => &[RollBacking, RollBackFail],
             RollBacking => &[RollBacked, RollBackFail],
             RollBacked => &[RollBackVerifying],
             RollBackVerifying => &[RollBackVerified, RollBackUnverified],
@@ -385,7 +386,6 @@ mod tests {
         (RepairSuccessVerifying, RepairSuccessUnverified),
         (RollBackInit, RollBacking),
         (RollBackInit, RollBackFail),
-        (RollBackInit, Cancelled),
         (RollBacking, RollBacked),
         (RollBacking, RollBackFail),
         (RollBacked, RollBackVerifying),

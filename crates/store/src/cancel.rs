@@ -35,11 +35,14 @@ impl CancelOutcome {
 
     fn of(kind: &str, status: TaskStatus) -> CancelOutcome {
         use TaskStatus::*;
+        // A rollback is left to restore, queued or not: cancelled, it would leave its repair
+        // applied and block every later rollback of it.
+        if kind != TaskType::Repair.as_str() {
+            return CancelOutcome::Unchanged;
+        }
         match status {
             s if s.can_move_to(Cancelled) => CancelOutcome::Cancelled,
-            Repairing | RepairSuccess | RepairSuccessVerifying if kind == TaskType::Repair.as_str() => {
-                CancelOutcome::RollbackAfterStep
-            }
+            Repairing | RepairSuccess | RepairSuccessVerifying => CancelOutcome::RollbackAfterStep,
             _ => CancelOutcome::Unchanged,
         }
     }
@@ -80,17 +83,19 @@ impl Cancels for Store {
                 }
                 let status =
                     TaskStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("tasks.status: {status}")))?;
-                let outcome = CancelOutcome::of(&kind, status);
+                let mut outcome = CancelOutcome::of(&kind, status);
+                if outcome == CancelOutcome::Cancelled {
+                    let why = ("Cancelled", "cancelled before it changed anything");
+                    if !cancel_unstarted(tx, &account_id, &id, pk, &kind, status, why, now)? {
+                        // On PostgreSQL a worker moved it on meanwhile (to REPAIRING): it is
+                        // changing the configuration now.
+                        let moved: String = tx.value("SELECT status FROM tasks WHERE id = ?", args![&id])?;
+                        outcome =
+                            TaskStatus::parse(&moved).map_or(CancelOutcome::Unchanged, |s| CancelOutcome::of(&kind, s));
+                    }
+                }
                 match outcome {
-                    CancelOutcome::Cancelled => cancel_unstarted(
-                        tx,
-                        &account_id,
-                        &id,
-                        pk,
-                        &kind,
-                        ("Cancelled", "cancelled before it changed anything"),
-                        now,
-                    )?,
+                    CancelOutcome::Cancelled => {}
                     CancelOutcome::RollbackAfterStep => {
                         tx.execute("UPDATE tasks SET cancel_requested = 1 WHERE id = ?", args![&id])?;
                     }
@@ -140,23 +145,31 @@ pub(crate) fn release_held(tx: &Conn, task_id: &str, now: i64) -> Result<()> {
     if max.is_none() && canary.is_none() {
         return Ok(());
     }
-    let tasks: Vec<(String, i64, String, String, bool)> = tx.query(
-        "SELECT id, instance_pk, type, status, held FROM tasks WHERE root_id = ? ORDER BY rowid",
+    // (id, instance, type, status, held, cancel requested)
+    type Row = (String, i64, String, String, bool, bool);
+    let tasks: Vec<Row> = tx.query(
+        "SELECT id, instance_pk, type, status, held, cancel_requested FROM tasks WHERE root_id = ? ORDER BY rowid",
         args![&root_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
     )?;
     let status = |s: &str| TaskStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("tasks.status: {s}")));
-    let mut candidates: Vec<&(String, i64, String, String, bool)> = tasks.iter().filter(|t| t.4).collect();
+    let mut candidates: Vec<&Row> = tasks.iter().filter(|t| t.4).collect();
     if let Some(n) = canary {
         let canaries = &tasks[..(n as usize).min(tasks.len())];
         let ended: Vec<TaskStatus> = canaries.iter().map(|t| status(&t.3)).collect::<Result<_>>()?;
+        // Verified, and not cancelled meanwhile (a cancelled one is being rolled back).
+        let verified = ended
+            .iter()
+            .zip(canaries)
+            .all(|(s, t)| matches!(s, TaskStatus::RepairSuccessVerified | TaskStatus::RollBackVerified) && !t.5);
         if ended.iter().any(|s| !s.is_terminal()) {
             candidates.retain(|t| canaries.iter().any(|c| c.0 == t.0));
-        } else if ended.iter().any(|s| !matches!(s, TaskStatus::RepairSuccessVerified | TaskStatus::RollBackVerified)) {
+        } else if !verified {
             let why = ("CanaryFailed", "a canary task of the root task was not verified");
-            for (id, pk, kind, s, _) in candidates {
-                if status(s)?.can_move_to(TaskStatus::Cancelled) {
-                    cancel_unstarted(tx, &account_id, id, *pk, kind, why, now)?;
+            for (id, pk, kind, s, ..) in candidates {
+                let s = status(s)?;
+                if CancelOutcome::of(kind, s) == CancelOutcome::Cancelled {
+                    cancel_unstarted(tx, &account_id, id, *pk, kind, s, why, now)?;
                 }
             }
             return Ok(());
@@ -180,29 +193,36 @@ pub(crate) fn release_held(tx: &Conn, task_id: &str, now: i64) -> Result<()> {
     Ok(())
 }
 
-/// Ends a task that has changed nothing `CANCELLED` with `why` (code, message), taking its
-/// lease away (the fence moves), giving a repair's authorization back and releasing what
-/// waited for it.
+/// Ends a task that has changed nothing, still in `status` (as read), `CANCELLED` with `why`
+/// (code, message), taking its lease away (the fence moves), giving a repair's authorization
+/// back and releasing what waited for it. False, and nothing written, if it is no longer in
+/// `status` (on PostgreSQL a worker may have moved it on since it was read).
+#[allow(clippy::too_many_arguments)]
 fn cancel_unstarted(
     tx: &Conn,
     account_id: &str,
     id: &str,
     pk: i64,
     kind: &str,
+    status: TaskStatus,
     why: (&str, &str),
     now: i64,
-) -> Result<()> {
-    tx.execute(
+) -> Result<bool> {
+    let n = tx.execute(
         "UPDATE tasks SET status = 'CANCELLED', fence = fence + 1, lease_until_ms = 0, held = 0, updated_ms = ?,
                 error_code = ?, error_msg = ?
-         WHERE id = ?",
-        args![now, why.0, why.1, id],
+         WHERE id = ? AND status = ?",
+        args![now, why.0, why.1, id, status.as_str()],
     )?;
+    if n == 0 {
+        return Ok(false);
+    }
     tx.execute("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, 'CANCELLED', ?)", args![id, now])?;
     if kind == TaskType::Repair.as_str() {
         tx.execute("UPDATE accounts SET repairs_used = repairs_used - 1 WHERE id = ?", args![account_id])?;
     }
-    release_waiting(tx, pk, now)
+    release_waiting(tx, pk, now)?;
+    Ok(true)
 }
 
 /// Within the transaction that ends task `task_id` failed: if its root's `FailureThreshold`
@@ -228,8 +248,8 @@ pub(crate) fn stop_at_failure_threshold(tx: &Conn, task_id: &str, now: i64) -> R
     }
     let why = format!("the root task's FailureThreshold {} was reached ({failed} failed)", threshold.as_string());
     for ((id, pk, kind, _), status) in tasks.iter().zip(statuses) {
-        if status.is_some_and(|s| s.can_move_to(TaskStatus::Cancelled)) {
-            cancel_unstarted(tx, &account_id, id, *pk, kind, ("FailureThresholdReached", &why), now)?;
+        if let Some(s) = status.filter(|s| CancelOutcome::of(kind, *s) == CancelOutcome::Cancelled) {
+            cancel_unstarted(tx, &account_id, id, *pk, kind, s, ("FailureThresholdReached", &why), now)?;
         }
     }
     Ok(())
@@ -346,6 +366,11 @@ mod tests {
             assert!(s.claim_task(60_000).unwrap().is_none());
             s.transition(&second, Init, Fail, Transition::default()).unwrap();
             assert_eq!(s.claim_task(60_000).unwrap().unwrap().task.id, ids[3]);
+            // A restart frees leases, never a held task.
+            let (_, more) = root_with(&s, &acct, 3, RootLimits { max_concurrency: Some(1), ..Default::default() });
+            s.release_leases().unwrap();
+            let claimed: Vec<String> = std::iter::from_fn(|| s.claim_task(60_000).unwrap()).map(|c| c.task.id).collect();
+            assert!(claimed.contains(&more[0]) && !claimed.contains(&more[1]) && !claimed.contains(&more[2]), "{claimed:?}");
         }
 
         fn a_canary_holds_the_rest_until_verified_and_cancels_them_if_not() {
@@ -456,6 +481,10 @@ mod tests {
             assert_eq!((rollback.task.kind, rollback.task.status), (TaskType::Rollback, RollBackInit));
             assert_eq!(rollback.task.repair_task_id.as_deref(), Some(ids[2].as_str()));
             assert!(!s.has_rollback(&ids[3]).unwrap(), "a verified repair is left as it is");
+            // A rollback is never cancelled: it keeps its repair undoable.
+            let theirs: Vec<CancelOutcome> =
+                s.cancel(&acct, &rollback.task.root_id, &[]).unwrap().into_iter().map(|(.., o)| o).collect();
+            assert_eq!(theirs, [O::Unchanged]);
             // A second cancel changes nothing more.
             let again: Vec<CancelOutcome> = s.cancel(&acct, &root, &[]).unwrap().into_iter().map(|(.., o)| o).collect();
             assert_eq!(again, [O::Unchanged; 4]);

@@ -261,7 +261,26 @@ thread_local! {
     pub(crate) static ANNOUNCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Tells the watchers on a thread of their own: a watcher may hold the last reference to what
+/// owns this store, which must never be dropped on the committer's own thread.
+fn notifier(watchers: Watchers) -> mpsc::Sender<()> {
+    let (tx, rx) = mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new().name("posture-work-news".into()).spawn(move || {
+        while rx.recv().is_ok() {
+            while rx.try_recv().is_ok() {} // one call for every announcement waiting
+            for watch in watchers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                watch();
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "work announcements will not wake the engine; it looks every idle_poll");
+    }
+    tx
+}
+
 fn committer_loop(c: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, watchers: Watchers) {
+    let news = notifier(watchers);
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -290,9 +309,7 @@ fn committer_loop(c: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, watchers: W
             let _ = c.execute_batch("ROLLBACK");
         }
         if ANNOUNCED.take() && committed.is_ok() {
-            for watch in watchers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                watch();
-            }
+            let _ = news.send(());
         }
         for j in batch {
             j.answer(committed.clone());

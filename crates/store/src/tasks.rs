@@ -729,7 +729,8 @@ impl crate::TaskQueue for Store {
     fn release_leases(&self) -> Result<i64> {
         self.write(move |tx| {
             let n =
-                tx.execute(&format!("UPDATE tasks SET lease_until_ms = 0 WHERE status IN ({})", active_list()), &[])?;
+                // Held tasks stay held: only a task of their root ending releases them.
+                tx.execute(&format!("UPDATE tasks SET lease_until_ms = 0 WHERE status IN ({}) AND held = 0", active_list()), &[])?;
             tx.execute(
                 &format!(
                     "UPDATE check_runs SET lease_until_ms = 0 WHERE status_code IN ({})",

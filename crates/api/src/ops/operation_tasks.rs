@@ -132,6 +132,11 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         ),
     };
     let limits = root_limits(p)?;
+    // A rollback is never held back or cancelled: it is what keeps a repair undoable.
+    if kind == TaskType::Rollback && limits != RootLimits::default() {
+        let given = ["FailureThreshold", "MaxConcurrency", "CanaryCount"].into_iter().find(|n| p.str(n).is_some());
+        return Err(ApiError::invalid_parameter(given.unwrap_or("FailureThreshold")));
+    }
     let params = match kind {
         // An account's threshold is the default of the repair parameter named like it.
         TaskType::Repair => repair_params(&*super::account_view(ctx, check)?, p)?,
