@@ -4,12 +4,12 @@
 //! fence moves, so a worker or agent in the middle of its backup cannot write again); a repair
 //! that is changing the configuration finishes its step and, once it has ended applied, is
 //! rolled back from its snapshot by a ROLLBACK task its ending writes (see
-//! [`roll_back_if_cancelled`]); a task that has ended, or a rollback under way, is left as it is.
+//! [`roll_back_if_cancelled`]); a task that has ended, and every rollback, is left as it is.
 
 use model::{TaskStatus, TaskType};
 
 use crate::sql::{args, Conn};
-use crate::tasks::{lock_account, release_waiting, RootLimits, INSERT_TASK_SQL};
+use crate::tasks::{give_back_authorization, lock_account, record_event, release_waiting, RootLimits, INSERT_TASK_SQL};
 use crate::{new_id, now_ms, task_id, Result, Store, StoreError};
 
 /// What a cancel did to one task.
@@ -19,7 +19,7 @@ pub enum CancelOutcome {
     Cancelled,
     /// It is changing the configuration: it finishes its step and is then rolled back.
     RollbackAfterStep,
-    /// It has ended, or is a rollback under way: left as it is.
+    /// It has ended, or is a rollback: left as it is.
     Unchanged,
 }
 
@@ -94,12 +94,8 @@ impl Cancels for Store {
                             TaskStatus::parse(&moved).map_or(CancelOutcome::Unchanged, |s| CancelOutcome::of(&kind, s));
                     }
                 }
-                match outcome {
-                    CancelOutcome::Cancelled => {}
-                    CancelOutcome::RollbackAfterStep => {
-                        tx.execute("UPDATE tasks SET cancel_requested = 1 WHERE id = ?", args![&id])?;
-                    }
-                    CancelOutcome::Unchanged => {}
+                if outcome == CancelOutcome::RollbackAfterStep {
+                    tx.execute("UPDATE tasks SET cancel_requested = 1 WHERE id = ?", args![&id])?;
                 }
                 out.push((id, pk, outcome));
             }
@@ -217,9 +213,9 @@ fn cancel_unstarted(
     if n == 0 {
         return Ok(false);
     }
-    tx.execute("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, 'CANCELLED', ?)", args![id, now])?;
+    record_event(tx, id, TaskStatus::Cancelled.as_str(), now)?;
     if kind == TaskType::Repair.as_str() {
-        tx.execute("UPDATE accounts SET repairs_used = repairs_used - 1 WHERE id = ?", args![account_id])?;
+        give_back_authorization(tx, account_id)?;
     }
     release_waiting(tx, pk, now)?;
     Ok(true)
@@ -294,7 +290,7 @@ pub(crate) fn roll_back_if_cancelled(tx: &Conn, repair_id: &str, now: i64) -> Re
 
 #[cfg(test)]
 mod tests {
-    use model::{DimensionType, RepairValues, TaskStatus::*, TaskType, Vendor};
+    use model::{DimensionType, RepairValues, TaskStatus::*, TaskType};
 
     use crate::testutil::store;
     use crate::*;
@@ -311,18 +307,9 @@ mod tests {
     }
 
     fn root_with(s: &Store, acct: &str, n: usize, limits: RootLimits) -> (String, Vec<String>) {
-        let hosts: Vec<NewInstance> = (0..n)
-            .map(|i| NewInstance {
-                vendor: Vendor::Aliyun,
-                region_id: "cn-hangzhou".into(),
-                instance_id: format!("i-{i}-{}", new_id(4)),
-                instance_name: format!("h{i}"),
-                connector: "host".into(),
-                locator: format!("/fleet/{i}"),
-                os_type: "linux".into(),
-                live: None,
-            })
-            .collect();
+        // New instances each time, after those the account has.
+        let first = s.list_instances(acct).unwrap().len();
+        let hosts: Vec<NewInstance> = (first..first + n).map(crate::conformance::host).collect();
         s.upsert_instances(acct, &hosts).unwrap();
         let wanted: Vec<String> = hosts.iter().map(|h| h.instance_id.clone()).collect();
         let pks: Vec<i64> = s.find_instances_by_ids(acct, &wanted).unwrap().iter().map(|i| i.pk).collect();
@@ -423,37 +410,7 @@ mod tests {
         fn a_cancel_ends_what_changed_nothing_and_rolls_back_what_was_changing() {
             let (_p, s) = store();
             let acct = s.create_account("cancel").unwrap().id;
-            let hosts: Vec<NewInstance> = (0..4)
-                .map(|i| NewInstance {
-                    vendor: Vendor::Aliyun,
-                    region_id: "cn-hangzhou".into(),
-                    instance_id: format!("i-{i}"),
-                    instance_name: format!("h{i}"),
-                    connector: "host".into(),
-                    locator: format!("/fleet/{i}"),
-                    os_type: "linux".into(),
-                    live: None,
-                })
-                .collect();
-            s.upsert_instances(&acct, &hosts).unwrap();
-            let pks: Vec<i64> = s.list_instances(&acct).unwrap().iter().map(|i| i.pk).collect();
-            let root = new_id(16);
-            let tasks: Vec<NewTask> = pks
-                .iter()
-                .map(|pk| NewTask { id: task_id(), instance_pk: *pk, repair_task_id: None, params: RepairValues::default() })
-                .collect();
-            let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
-            let sub = Submission {
-                root_id: root.clone(),
-                check_id: 1001,
-                kind: TaskType::Repair,
-                dimension: DimensionType::Instance,
-                tasks,
-                selection: None,
-                scope: "file:/etc/ssh/sshd_config".into(),
-                limits: Default::default(),
-            };
-            s.submit(&acct, &sub).unwrap();
+            let (root, ids) = root_with(&s, &acct, 4, RootLimits::default());
             // Task 0 stays INIT; 1 is backing up; 2 is changing the configuration; 3 is done.
             let claimed: Vec<Claimed> = (0..4).map(|_| s.claim_task(60_000).unwrap().unwrap()).collect();
             walk(&s, &claimed[1], &[Init, InBackup]);

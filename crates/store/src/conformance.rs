@@ -13,7 +13,7 @@ fn account(s: &Store) -> String {
     s.create_account("conformance").unwrap().id
 }
 
-fn host(i: usize) -> NewInstance {
+pub(crate) fn host(i: usize) -> NewInstance {
     NewInstance {
         vendor: Vendor::Aliyun,
         region_id: if i.is_multiple_of(2) { "cn-hangzhou" } else { "us-east-1" }.into(),

@@ -250,9 +250,6 @@ impl<T: Send, F: FnOnce(&Conn) -> Result<T> + Send> Job for TypedJob<T, F> {
     }
 }
 
-/// The committer: takes every job waiting (up to MAX_BATCH), runs each in its own savepoint so
-/// a failing one is undone alone, commits them together (one fsync for all), then answers.
-/// Nobody is answered before the commit that holds their write.
 /// Who hears that a commit announced work.
 type Watchers = std::sync::Arc<Mutex<Vec<Box<dyn Fn() + Send + Sync>>>>;
 
@@ -279,6 +276,9 @@ fn notifier(watchers: Watchers) -> mpsc::Sender<()> {
     tx
 }
 
+/// The committer: takes every job waiting (up to MAX_BATCH), runs each in its own savepoint so
+/// a failing one is undone alone, commits them together (one fsync for all), then answers.
+/// Nobody is answered before the commit that holds their write; the watchers hear after it.
 fn committer_loop(c: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, watchers: Watchers) {
     let news = notifier(watchers);
     while let Ok(first) = jobs.recv() {

@@ -182,6 +182,13 @@ fn standing_change_after(c: &Conn, repair_task_id: &str, rollback_task_id: &str)
 /// ends releases the tasks waiting for it: a submission and an ending change of one account
 /// take turns, so a task can neither start beside the change it should wait for nor wait for
 /// a change that has already released its queue. SQLite's one writer already takes turns.
+pub(crate) fn lock_account(tx: &Conn, account_id: &str) -> Result<()> {
+    if tx.dialect() == Dialect::Postgres {
+        tx.query_opt(ACCOUNT_TERMS[1], args![account_id], |_| Ok(()))?;
+    }
+    Ok(())
+}
+
 /// A change of instance `pk` is over: the tasks waiting for it (and for nothing else) may go.
 pub(crate) fn release_waiting(tx: &Conn, pk: i64, now: i64) -> Result<()> {
     let released: Vec<(String, String)> =
@@ -190,19 +197,25 @@ pub(crate) fn release_waiting(tx: &Conn, pk: i64, now: i64) -> Result<()> {
         crate::pg::notify_work(tx)?;
     }
     for (id, status) in released {
-        tx.execute("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, ?, ?)", args![&id, &status, now])?;
+        record_event(tx, &id, &status, now)?;
     }
     Ok(())
 }
 
-pub(crate) fn lock_account(tx: &Conn, account_id: &str) -> Result<()> {
-    if tx.dialect() == Dialect::Postgres {
-        tx.query_opt(ACCOUNT_TERMS[1], args![account_id], |_| Ok(()))?;
-    }
+/// A repair that changed nothing (failed, or cancelled) gives its authorization back; see
+/// [`COUNTED_REPAIRS`].
+pub(crate) fn give_back_authorization(tx: &Conn, account_id: &str) -> Result<()> {
+    tx.execute("UPDATE accounts SET repairs_used = repairs_used - 1 WHERE id = ?", args![account_id])?;
     Ok(())
 }
 
-/// An account's repair quota and trial flag, as read (SQLite) and as read under the account's
+/// Records that task `id` entered `status` at `now` (its history).
+pub(crate) fn record_event(tx: &Conn, id: &str, status: &str, now: i64) -> Result<()> {
+    tx.execute("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, ?, ?)", args![id, status, now])?;
+    Ok(())
+}
+
+/// An account's repair quota, trial flag and instance limit, as read (SQLite) and as read under the account's
 /// row lock ([`lock_account`]) on PostgreSQL: a submission takes the lock with this read.
 const ACCOUNT_TERMS: [&str; 2] = [
     "SELECT repair_quota, trial, max_submission_instances FROM accounts WHERE id = ?",
@@ -641,8 +654,7 @@ impl crate::TaskQueue for Store {
             if n == 0 {
                 return Err(StoreError::LeaseLost);
             }
-            const EVENT: &str = "INSERT INTO task_events (task_id, status, at_ms) VALUES (?, ?, ?)";
-            tx.execute(EVENT, args![&t.id, to.as_str(), now])?;
+            record_event(tx, &t.id, to.as_str(), now)?;
             if to.repair_applied() {
                 // Cancelled while it changed the configuration: its rollback is written now.
                 crate::cancel::roll_back_if_cancelled(tx, &t.id, now)?;
@@ -652,13 +664,10 @@ impl crate::TaskQueue for Store {
             }
             if to.is_terminal() {
                 crate::cancel::release_held(tx, &t.id, now)?;
-            }
-            if to.is_terminal() {
                 release_waiting(tx, t.instance.pk, now)?;
             }
             if matches!(to, TaskStatus::Fail | TaskStatus::BackupFail | TaskStatus::RepairFail) {
-                // A repair that changed nothing gives its authorization back.
-                tx.execute("UPDATE accounts SET repairs_used = repairs_used - 1 WHERE id = ?", args![&t.account_id])?;
+                give_back_authorization(tx, &t.account_id)?;
             }
             if let Some(snap) = &snapshot {
                 tx.execute("DELETE FROM snapshots WHERE task_id = ?", args![&t.id])?;
