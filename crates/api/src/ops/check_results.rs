@@ -282,7 +282,9 @@ pub(super) fn custom_configs(c: &CheckDef, mine: Option<&catalog::CustomValues>,
 pub fn get_check_detail(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let lang = p.lang();
     let c = check_of(ctx, p)?;
-    let mine = super::account_view(ctx, c)?;
+    // The account's thresholds: the repair values they set, and the CustomConfigs below.
+    let values = ctx.store.custom_values(ctx.account_id).map_err(db)?;
+    let mine = c.customised(values.get(&c.id));
     let text = |t: &model::Text| json!({"Type": "text", "Value": t.get(lang), "Link": ""});
     let repair = c.repair.as_ref();
     let flow: Vec<Value> = repair
@@ -330,7 +332,7 @@ pub fn get_check_detail(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         "Description": text(&c.description),
         "Solution": text(&c.solution),
         "AssistInfo": text(&c.assist),
-        "CustomConfigs": custom_configs(c, ctx.store.custom_values(ctx.account_id).map_err(db)?.get(&c.id), lang),
+        "CustomConfigs": custom_configs(c, values.get(&c.id), lang),
         "RepairSetting": {
             "RepairSupport": repair.is_some(),
             "RepairSupportType": support_type,
