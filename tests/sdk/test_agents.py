@@ -1,6 +1,7 @@
 """Agents as separate processes on loopback, each with its own root, driven through the
 official Sas SDK (v3 and v1): a check, then a repair verified and a rollback verified through
-an agent, the root byte-identical after it; the other agent's root untouched."""
+an agent, the root byte-identical after it; the other agent's root untouched; a preview
+answered by the agent, equal to the change its repair then makes."""
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from conftest import posture_bin
 from test_conformance import make_client, wait_for_task
+from test_preview import patched
 
 SSHD = "# sshd\nPort 22\nPermitRootLogin yes\nPermitEmptyPasswords no\n"
 
@@ -61,11 +63,19 @@ def test_repair_and_rollback_through_agents_with_the_official_sdk(server, tmp_pa
             for a in agents:
                 assert result(client, a.root.parent.name) == "NOT_PASS"
             one = agents[0]
+            # The agent plans the repair on its own root and answers the preview: the diff,
+            # applied to the file, is the file the repair then writes.
+            (planned,) = make_client(server, "aliyun-python-sdk-core").call("PreviewOperationTask", {
+                "CheckId": 1001, "Type": "REPAIR", "OperationTaskInstances": [{"InstanceId": "agent-one"}]})["Instances"]
+            assert planned["Outcome"] == "CHANGE", planned
+            (change,) = planned["Changes"]
+            assert change["File"] == "/etc/ssh/sshd_config" and one.sshd.read_text() == SSHD
             repair = client.call("SubmitOperationTask", {
                 "CheckId": 1001, "Type": "REPAIR", "OperationTaskInstances": [{"InstanceId": "agent-one"}]})
             task = wait_for_task(client, 1001, repair["RootTaskId"])
             assert task["Status"] == "REPAIR_SUCCESS_VERIFIED", task
             assert "PermitRootLogin no" in one.sshd.read_text()
+            assert one.sshd.read_text() == patched(SSHD, change["Diff"])
             assert agents[1].sshd.read_text() == SSHD
             rollback = client.call("SubmitOperationTask", {
                 "CheckId": 1001, "Type": "ROLLBACK",

@@ -389,3 +389,59 @@ def test_a_registered_account_is_discovered_and_checked_without_a_submit_check(a
         time.sleep(0.1)
     assert len(runs) == 1 and runs[0]["TaskType"] == "CHECK_POLICY"
     assert result(client, 2001, group, region)["Status"] == "NOT_PASS"
+
+
+# --- PreviewOperationTask on cloud resources ---------------------------------------------------
+
+
+def ingress_aspect(moto, group_id):
+    """A group's inbound rules in the form the preview shows them (the connector's `ingress`)."""
+    (g,) = moto.client("ec2").describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+    rules = []
+    for p in g["IpPermissions"]:
+        all_ports = p["IpProtocol"] == "-1"
+        head = {"proto": p["IpProtocol"], "from": None if all_ports else p.get("FromPort"),
+                "to": None if all_ports else p.get("ToPort")}
+        rules += [{**head, "source": f"cidr4:{r['CidrIp']}", "description": r.get("Description")} for r in p.get("IpRanges", [])]
+        rules += [{**head, "source": f"cidr6:{r['CidrIpv6']}", "description": r.get("Description")} for r in p.get("Ipv6Ranges", [])]
+    return sorted(rules, key=lambda r: (r["proto"], r["from"], r["to"], r["source"], r["description"] or ""))
+
+
+def policy_aspect(moto):
+    p = password_policy(moto)
+    keys = ("MinimumPasswordLength", "MaxPasswordAge", "PasswordReusePrevention", "RequireSymbols", "RequireNumbers",
+            "RequireUppercaseCharacters", "RequireLowercaseCharacters", "AllowUsersToChangePassword", "HardExpiry")
+    return None if p is None else {k: p.get(k) for k in keys}
+
+
+def test_a_cloud_preview_shows_each_aspect_before_and_as_the_repair_leaves_it(aws_server, moto):
+    """The preview's Before is the resource as boto3 reads it now; its After is the resource as
+    boto3 reads it once the repair is verified; and nothing changes in between."""
+    c = aws_server.credentials
+    client = CoreSdk(aws_server.endpoint, c["AccessKeyId"], c["AccessKeySecret"])
+    group, _ = new_group(moto, "preview-ssh", tcp(22, ["0.0.0.0/0", "10.1.0.0/16"], desc="ssh"), tcp(443, ["0.0.0.0/0"]))
+    bucket_name, _ = bucket(moto, "posture-preview")
+    set_policy(moto, MinimumPasswordLength=8, RequireSymbols=True)
+    register(client, moto)
+    check_all(client)
+    cases = [
+        (2001, group, REGION, "ingress", lambda: ingress_aspect(moto, group), (("AllowedCidr", "192.0.2.0/24"),)),
+        (2011, bucket_name, REGION, "public_access_block", lambda: pab(moto, bucket_name), ()),
+        (2021, ACCOUNT, "global", "password_policy", lambda: policy_aspect(moto), ()),
+    ]
+    for check_id, instance_id, region, aspect, read, params in cases:
+        before = read()
+        req = {"CheckId": check_id, "Type": "REPAIR", "OperationTaskInstances": [{"InstanceId": instance_id, "RegionId": region}]}
+        if params:
+            req["RepairTempParam"] = [{"Name": n, "Value": v} for n, v in params]
+        (row,) = client.call("PreviewOperationTask", req)["Instances"]
+        assert row["Outcome"] == "CHANGE", row
+        (change,) = row["Changes"]
+        assert (change["Kind"], change["Aspect"]) == ("CLOUD_STATE", aspect), change
+        assert change["Before"] == before, (check_id, change["Before"], before)
+        assert read() == before, "a preview changes nothing"
+        repair = run_task(client, check_id, "REPAIR", instance_id, region, params)
+        assert repair["Status"] == "REPAIR_SUCCESS_VERIFIED", repair
+        assert change["After"] == read(), (check_id, change["After"], read())
+        (again,) = client.call("PreviewOperationTask", req)["Instances"]
+        assert again["Outcome"] == "NO_CHANGE", again

@@ -74,6 +74,12 @@ impl Worker {
             Work::Check { detail_id } => {
                 Report::Check { detail_id, outcome: self.host.fetch(&self.target).map_err(failure) }
             }
+            Work::Preview { preview_id, check_id, params } => {
+                tracing::info!(preview = %preview_id, check = check_id, "preview");
+                let outcome =
+                    self.change(check_id, &params).and_then(|change| self.host.preview(&self.target, &change));
+                Report::Preview { preview_id, outcome: outcome.map_err(failure) }
+            }
             Work::Task { task_id, fence, status, check_id, params, op, .. } => {
                 tracing::info!(task = %task_id, check = check_id, status = %status, "task step");
                 let outcome = self.change(check_id, &params).and_then(|change| {

@@ -28,6 +28,14 @@ use crate::App;
 /// The oldest agent version the server accepts.
 pub const MIN_AGENT_VERSION: &str = "0.1.0";
 
+/// The oldest agent version that previews changes (older ones cannot read the request).
+pub const PREVIEW_AGENT_VERSION: &str = "0.2.0";
+
+/// Whether an agent of this version previews changes.
+fn previews(version: &str) -> bool {
+    version_parts(version) >= version_parts(PREVIEW_AGENT_VERSION)
+}
+
 /// How long a poll waits for work: well inside the HTTP server's idle and body timeouts, and
 /// the agent's heartbeat (an agent polls again at once, so it is heard from this often).
 pub const POLL_WAIT: Duration = Duration::from_secs(30);
@@ -171,7 +179,7 @@ pub(crate) async fn handle(app: Arc<App>, req: Request) -> Result<Value, ApiErro
             app.agents.saw(&agent.id, now);
             let report: Report = serde_json::from_slice(&req.body)
                 .map_err(|e| ApiError::agent_request_invalid(&format!("the report: {e}")))?;
-            let work = blocking(&app.clone().agents, move || report_to_engine(&app, &instance, report)).await?;
+            let work = blocking(&app.clone().agents, move || report_to_engine(&app, &agent, &instance, report)).await?;
             Ok(serde_json::to_value(Next { work }).unwrap_or_default())
         }
         _ => Err(ApiError::agent_request_invalid("enrol first, then poll and report as the enrolled agent")),
@@ -187,7 +195,7 @@ fn start_poll(app: &App, agent: &Agent, instance: &Instance, body: &[u8]) -> Res
         check_version(&asked.version)?;
         app.store.set_agent_version(&agent.id, &asked.version).map_err(db)?;
     }
-    app.engine.agent_next(instance).map_err(db)
+    app.engine.agent_next(instance, previews(&asked.version)).map_err(db)
 }
 
 /// Runs an agent request's store work on a blocking thread, a few at a time: when every
@@ -341,11 +349,11 @@ async fn poll(app: &Arc<App>, agent: &Agent, instance: &Instance, mut seen: u64)
         seen = hub.generation();
         let (a, i, id) = (app.clone(), instance.clone(), agent.id.clone());
         let work = blocking(hub, move || {
-            match a.store.agent(&id).map_err(db)? {
-                Some((now, _)) if now.revoked_ms.is_none() => {}
+            let version = match a.store.agent(&id).map_err(db)? {
+                Some((now, _)) if now.revoked_ms.is_none() => now.version,
                 _ => return Err(ApiError::agent_revoked()),
-            }
-            a.engine.agent_next(&i).map_err(db)
+            };
+            a.engine.agent_next(&i, previews(&version)).map_err(db)
         })
         .await?;
         if let Some(work) = work {
@@ -366,6 +374,7 @@ fn to_wire(work: AgentWork) -> Work {
             op,
         },
         AgentWork::Check { detail_id } => Work::Check { detail_id },
+        AgentWork::Preview { preview_id, check_id, params } => Work::Preview { preview_id, check_id, params: params.0 },
     }
 }
 
@@ -386,6 +395,7 @@ const AGENT_CODES: &[&str] = &[
     "CheckNotInAgentCatalog",
     "StepNotAllowed",
     "RepairParamInvalid",
+    "PreviewError",
 ];
 
 fn connector_error(f: Failure) -> ConnectorError {
@@ -394,12 +404,13 @@ fn connector_error(f: Failure) -> ConnectorError {
     ConnectorError { code, message: message.chars().take(2000).collect(), freed: f.freed, retryable: f.retryable }
 }
 
-fn report_to_engine(app: &App, instance: &Instance, report: Report) -> Result<Option<Work>, ApiError> {
+fn report_to_engine(app: &App, agent: &Agent, instance: &Instance, report: Report) -> Result<Option<Work>, ApiError> {
     let refused = |r: ReportRefusal| match r {
         ReportRefusal::NotYours => ApiError::agent_work_not_yours(),
         ReportRefusal::Stale => ApiError::agent_report_stale(),
         ReportRefusal::Store(e) => db(e),
     };
+    let next_work = || Ok(app.engine.agent_next(instance, previews(&agent.version)).map_err(db)?.map(to_wire));
     match report {
         Report::Task { task_id, fence, status, outcome } => {
             let status = TaskStatus::parse(&status)
@@ -410,12 +421,16 @@ fn report_to_engine(app: &App, instance: &Instance, report: Report) -> Result<Op
                 .map_err(refused)?;
             match next {
                 Some(work) => Ok(Some(to_wire(work))),
-                None => Ok(app.engine.agent_next(instance).map_err(db)?.map(to_wire)),
+                None => next_work(),
             }
         }
         Report::Check { detail_id, outcome } => {
             app.engine.agent_check(instance, &detail_id, outcome.map_err(connector_error)).map_err(refused)?;
-            Ok(app.engine.agent_next(instance).map_err(db)?.map(to_wire))
+            next_work()
+        }
+        Report::Preview { preview_id, outcome } => {
+            app.engine.agent_preview(instance, &preview_id, outcome.map_err(connector_error)).map_err(refused)?;
+            next_work()
         }
     }
 }

@@ -250,6 +250,7 @@ pub fn policy_allows(policy: &str, action: &str) -> bool {
                 "ExportRecord",
                 "SubmitOperationTask",
                 "CancelOperationTask",
+                "PreviewOperationTask",
                 "Verify*",
                 "SubmitCheck",
             ]

@@ -171,6 +171,15 @@ pub enum Work {
         /// The run's detail of this server.
         detail_id: String,
     },
+    /// Plan a repair and say what it would change, changing nothing (agents from 0.2.0).
+    Preview {
+        /// The request; the report names it.
+        preview_id: String,
+        /// The check item: the agent renders its steps from its own catalog.
+        check_id: i64,
+        /// The repair's values (name, value).
+        params: Vec<(String, String)>,
+    },
 }
 
 /// The answer to a poll or a report.
@@ -216,6 +225,13 @@ pub enum Report {
         detail_id: String,
         /// The document, or why it could not be read.
         outcome: Result<model::Document, Failure>,
+    },
+    /// What a repair would change, or why it could not be planned.
+    Preview {
+        /// The request.
+        preview_id: String,
+        /// The planned changes.
+        outcome: Result<Vec<model::PlannedChange>, Failure>,
     },
 }
 

@@ -24,6 +24,14 @@ pub(crate) async fn apply(c: &Clients, action: &str) -> Result<(), AwsError> {
     }
 }
 
+/// What the setting will read as after [`apply`] carried `action` out; calls nothing.
+pub(crate) fn planned(action: &str) -> Result<Value, AwsError> {
+    match action {
+        "ebs.enable_default_encryption" => Ok(json!({"EbsEncryptionByDefault": true})),
+        other => Err(AwsError::other(format!("{other} is not an EBS action"))),
+    }
+}
+
 pub(crate) async fn write(c: &Clients, want: &Value) -> Result<(), AwsError> {
     if want["EbsEncryptionByDefault"].as_bool().unwrap_or(false) {
         c.ec2.enable_ebs_encryption_by_default().send().await?;
@@ -31,4 +39,15 @@ pub(crate) async fn write(c: &Clients, want: &Value) -> Result<(), AwsError> {
         c.ec2.disable_ebs_encryption_by_default().send().await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encryption_by_default_is_planned_on() {
+        assert_eq!(planned("ebs.enable_default_encryption").unwrap(), json!({"EbsEncryptionByDefault": true}));
+        assert!(planned("ebs.disable_default_encryption").is_err());
+    }
 }

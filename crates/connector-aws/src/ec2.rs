@@ -69,6 +69,20 @@ pub(crate) async fn apply(c: &Clients, instance_id: &str, action: &str) -> Resul
     }
 }
 
+/// What the metadata options will read as after [`apply`] carried `action` out on options that
+/// read as `before`; calls nothing. The hop limit is not in the request, so AWS keeps it (moto
+/// replaces every option and answers no hop limit after it).
+pub(crate) fn planned(action: &str, before: &Value) -> Result<Value, AwsError> {
+    match action {
+        "ec2.require_imdsv2" => Ok(json!({
+            "HttpTokens": HttpTokensState::Required.as_str(),
+            "HttpEndpoint": InstanceMetadataEndpointState::Enabled.as_str(),
+            "HttpPutResponseHopLimit": before.get("HttpPutResponseHopLimit").cloned().unwrap_or(Value::Null),
+        })),
+        other => Err(AwsError::other(format!("{other} is not an EC2 instance action"))),
+    }
+}
+
 pub(crate) async fn write(c: &Clients, instance_id: &str, want: &Value) -> Result<(), AwsError> {
     c.ec2
         .modify_instance_metadata_options()
@@ -79,4 +93,21 @@ pub(crate) async fn write(c: &Clients, instance_id: &str, want: &Value) -> Resul
         .send()
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imdsv2_is_planned_required_and_the_hop_limit_kept() {
+        let before = json!({"HttpTokens": "optional", "HttpEndpoint": "disabled", "HttpPutResponseHopLimit": 2});
+        assert_eq!(
+            planned("ec2.require_imdsv2", &before).unwrap(),
+            json!({"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 2})
+        );
+        let done = json!({"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1});
+        assert_eq!(planned("ec2.require_imdsv2", &done).unwrap(), done);
+        assert!(planned("ec2.stop", &done).is_err());
+    }
 }

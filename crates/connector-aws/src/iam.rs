@@ -74,11 +74,18 @@ pub(crate) async fn document(c: &Clients) -> Result<Document, AwsError> {
 
 /// `iam.password_policy`: the current policy (or none) with the given fields changed.
 pub(crate) async fn apply(c: &Clients, action: &str, args: &BTreeMap<String, String>) -> Result<(), AwsError> {
+    let want = wanted(action, args, &read(c).await?)?;
+    write(c, &want).await
+}
+
+/// The policy `action` writes over the policy read as `current`: it, with the fields `args`
+/// name set to their values.
+fn wanted(action: &str, args: &BTreeMap<String, String>, current: &Value) -> Result<Value, AwsError> {
     if action != "iam.password_policy" {
         return Err(AwsError::other(format!("{action} is not an IAM action")));
     }
-    let mut policy = match read(c).await? {
-        Value::Object(m) => m,
+    let mut policy = match current {
+        Value::Object(m) => m.clone(),
         _ => Map::new(),
     };
     for (name, value) in args {
@@ -91,7 +98,42 @@ pub(crate) async fn apply(c: &Clients, action: &str, args: &BTreeMap<String, Str
         };
         policy.insert(name.clone(), v);
     }
-    write(c, &Value::Object(policy)).await
+    Ok(Value::Object(policy))
+}
+
+/// The ranges UpdateAccountPasswordPolicy accepts for the numbers (it refuses anything else).
+const RANGES: [(&str, i64, i64); 3] =
+    [("MinimumPasswordLength", 6, 128), ("MaxPasswordAge", 1, 1095), ("PasswordReusePrevention", 1, 24)];
+
+/// What the policy will read as (the JSON of [`read`]) after [`apply`] carried `action` out on
+/// the policy read as `before` (`null`: none); calls nothing.
+///
+/// The update sets every field: a field [`write`] leaves out takes AWS's default, which is
+/// what the read then answers: MinimumPasswordLength 6, every flag (HardExpiry included) false,
+/// MaxPasswordAge and PasswordReusePrevention absent (`null`: passwords never expire, any
+/// password may be reused). moto answers MaxPasswordAge 0 where AWS leaves it out.
+pub(crate) fn planned(action: &str, args: &BTreeMap<String, String>, before: &Value) -> Result<Value, AwsError> {
+    let want = wanted(action, args, before)?;
+    for (field, low, high) in RANGES {
+        if let Some(n) = args.get(field).and_then(|v| v.parse::<i64>().ok()) {
+            if !(low..=high).contains(&n) {
+                return Err(AwsError::other(format!("{field}={n}: AWS accepts {low} to {high}")));
+            }
+        }
+    }
+    let number = |f: &str| want[f].as_i64();
+    let flag = |f: &str| want[f].as_bool().unwrap_or(false);
+    Ok(json!({
+        "MinimumPasswordLength": number("MinimumPasswordLength").unwrap_or(6),
+        "MaxPasswordAge": number("MaxPasswordAge"),
+        "PasswordReusePrevention": number("PasswordReusePrevention"),
+        "RequireSymbols": flag("RequireSymbols"),
+        "RequireNumbers": flag("RequireNumbers"),
+        "RequireUppercaseCharacters": flag("RequireUppercaseCharacters"),
+        "RequireLowercaseCharacters": flag("RequireLowercaseCharacters"),
+        "AllowUsersToChangePassword": flag("AllowUsersToChangePassword"),
+        "HardExpiry": flag("HardExpiry"),
+    }))
 }
 
 /// Sets the policy to `want`, or deletes it for `null`.
@@ -226,6 +268,72 @@ async fn account_document(c: &Clients) -> Result<Document, AwsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_password_policy_is_planned_with_aws_defaults_for_what_is_not_set() {
+        let a = args(&[("MinimumPasswordLength", "14"), ("AllowUsersToChangePassword", "true")]);
+        // No policy yet: the fields not given take AWS's defaults.
+        assert_eq!(
+            planned("iam.password_policy", &a, &Value::Null).unwrap(),
+            json!({
+                "MinimumPasswordLength": 14,
+                "MaxPasswordAge": null,
+                "PasswordReusePrevention": null,
+                "RequireSymbols": false,
+                "RequireNumbers": false,
+                "RequireUppercaseCharacters": false,
+                "RequireLowercaseCharacters": false,
+                "AllowUsersToChangePassword": true,
+                "HardExpiry": false,
+            })
+        );
+        // A policy: every field keeps its value but those given.
+        let before = json!({
+            "MinimumPasswordLength": 8,
+            "MaxPasswordAge": 90,
+            "PasswordReusePrevention": 5,
+            "RequireSymbols": true,
+            "RequireNumbers": true,
+            "RequireUppercaseCharacters": false,
+            "RequireLowercaseCharacters": false,
+            "AllowUsersToChangePassword": false,
+            "HardExpiry": true,
+        });
+        let mut want = before.clone();
+        want["PasswordReusePrevention"] = json!(24);
+        assert_eq!(planned("iam.password_policy", &args(&[("PasswordReusePrevention", "24")]), &before).unwrap(), want);
+        let flags = args(&[
+            ("RequireSymbols", "true"),
+            ("RequireNumbers", "true"),
+            ("RequireUppercaseCharacters", "true"),
+            ("RequireLowercaseCharacters", "true"),
+        ]);
+        let after = planned("iam.password_policy", &flags, &before).unwrap();
+        assert_eq!(
+            (after["RequireUppercaseCharacters"].clone(), after["MaxPasswordAge"].clone()),
+            (json!(true), json!(90))
+        );
+        // The same again: nothing changes.
+        assert_eq!(planned("iam.password_policy", &flags, &after).unwrap(), after);
+        assert_eq!(
+            planned("iam.password_policy", &args(&[("MaxPasswordAge", "60")]), &before).unwrap()["MaxPasswordAge"],
+            60
+        );
+        // What apply or AWS would refuse.
+        for bad in [
+            ("MaxPasswordAge", "0"),
+            ("MinimumPasswordLength", "200"),
+            ("PasswordReusePrevention", "x"),
+            ("Color", "1"),
+        ] {
+            assert!(planned("iam.password_policy", &args(&[bad]), &before).is_err(), "{bad:?}");
+        }
+        assert!(planned("iam.delete_users", &BTreeMap::new(), &before).is_err());
+    }
 
     #[test]
     fn a_policy_allowing_everything_is_found_encoded_or_not() {

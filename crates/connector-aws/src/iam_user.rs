@@ -108,16 +108,47 @@ pub(crate) async fn apply(
     action: &str,
     args: &BTreeMap<String, String>,
 ) -> Result<(), AwsError> {
-    if action != "iam_user.deactivate_idle_keys" {
-        return Err(AwsError::other(format!("{action} is not an IAM user action")));
-    }
-    let days: i64 = args.get("days").and_then(|d| d.parse().ok()).ok_or_else(|| AwsError::other("no days"))?;
+    let days = idle_limit(action, args)?;
     for k in keys(c, user).await? {
         if k.active && k.idle > days {
             set_status(c, user, &k.id, StatusType::Inactive).await?;
         }
     }
     Ok(())
+}
+
+/// The idle days beyond which `iam_user.deactivate_idle_keys` deactivates a key.
+fn idle_limit(action: &str, args: &BTreeMap<String, String>) -> Result<i64, AwsError> {
+    if action != "iam_user.deactivate_idle_keys" {
+        return Err(AwsError::other(format!("{action} is not an IAM user action")));
+    }
+    args.get("days").and_then(|d| d.parse().ok()).ok_or_else(|| AwsError::other("no days"))
+}
+
+/// Each access key's idle days (what [`apply`] judges a key by; the aspect holds only the
+/// status). Read only.
+pub(crate) async fn idle_days(c: &Clients, user: &str) -> Result<BTreeMap<String, i64>, AwsError> {
+    Ok(keys(c, user).await?.into_iter().map(|k| (k.id, k.idle)).collect())
+}
+
+/// What the keys will read as after [`apply`] carried `action` out on keys that read as
+/// `before`, idle as `idle` says (see [`idle_days`]); calls nothing. Idle days are whole days
+/// counted from now: a key exactly at the limit when planned may be past it when repaired.
+pub(crate) fn planned(
+    action: &str,
+    args: &BTreeMap<String, String>,
+    before: &Value,
+    idle: &BTreeMap<String, i64>,
+) -> Result<Value, AwsError> {
+    let days = idle_limit(action, args)?;
+    let mut keys = before.as_array().cloned().unwrap_or_default();
+    for k in &mut keys {
+        let id = k["AccessKeyId"].as_str().unwrap_or("");
+        if k["Status"] == "Active" && idle.get(id).is_some_and(|i| *i > days) {
+            k["Status"] = Value::from("Inactive");
+        }
+    }
+    Ok(Value::Array(keys))
 }
 
 /// Gives each key the status `want` holds; a key deleted since cannot be brought back.
@@ -151,5 +182,36 @@ pub(crate) async fn list(c: &Clients) -> Result<Vec<(String, String)>, AwsError>
             Some(m) if page.is_truncated() && !m.is_empty() => marker = Some(m.to_string()),
             _ => return Ok(out),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_active_keys_idle_too_long_are_planned_inactive() {
+        let before = json!([
+            {"AccessKeyId": "AKIAAAAAAAAAAAAAAAAA", "Status": "Active"},
+            {"AccessKeyId": "AKIABBBBBBBBBBBBBBBB", "Status": "Active"},
+            {"AccessKeyId": "AKIACCCCCCCCCCCCCCCC", "Status": "Inactive"},
+        ]);
+        let idle = BTreeMap::from([
+            ("AKIAAAAAAAAAAAAAAAAA".to_string(), 46),
+            ("AKIABBBBBBBBBBBBBBBB".to_string(), 45),
+            ("AKIACCCCCCCCCCCCCCCC".to_string(), 400),
+        ]);
+        let args = BTreeMap::from([("days".to_string(), "45".to_string())]);
+        assert_eq!(
+            planned("iam_user.deactivate_idle_keys", &args, &before, &idle).unwrap(),
+            json!([
+                {"AccessKeyId": "AKIAAAAAAAAAAAAAAAAA", "Status": "Inactive"},
+                {"AccessKeyId": "AKIABBBBBBBBBBBBBBBB", "Status": "Active"},
+                {"AccessKeyId": "AKIACCCCCCCCCCCCCCCC", "Status": "Inactive"},
+            ])
+        );
+        assert_eq!(planned("iam_user.deactivate_idle_keys", &args, &json!([]), &idle).unwrap(), json!([]));
+        assert!(planned("iam_user.deactivate_idle_keys", &BTreeMap::new(), &before, &idle).is_err(), "no days");
+        assert!(planned("iam_user.delete_keys", &args, &before, &idle).is_err());
     }
 }

@@ -44,6 +44,14 @@ pub(crate) async fn apply(c: &Clients, key_id: &str, action: &str) -> Result<(),
     }
 }
 
+/// What the rotation status will read as after [`apply`] carried `action` out; calls nothing.
+pub(crate) fn planned(action: &str) -> Result<Value, AwsError> {
+    match action {
+        "kms.enable_rotation" => Ok(json!({"KeyRotationEnabled": true})),
+        other => Err(AwsError::other(format!("{other} is not a KMS key action"))),
+    }
+}
+
 pub(crate) async fn write(c: &Clients, key_id: &str, want: &Value) -> Result<(), AwsError> {
     if want["KeyRotationEnabled"].as_bool().unwrap_or(false) {
         c.kms.enable_key_rotation().key_id(key_id).send().await?;
@@ -77,5 +85,16 @@ pub(crate) async fn list(c: &Clients) -> Result<Vec<(String, String)>, AwsError>
             Some(m) if page.truncated() && !m.is_empty() => marker = Some(m.to_string()),
             _ => return Ok(out),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_is_planned_on() {
+        assert_eq!(planned("kms.enable_rotation").unwrap(), json!({"KeyRotationEnabled": true}));
+        assert!(planned("kms.schedule_deletion").is_err());
     }
 }

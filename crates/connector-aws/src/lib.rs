@@ -7,7 +7,9 @@
 //! the same machinery: a resource is a set of *aspects* (a group's inbound rules, a
 //! bucket's ACL, …), each read as the exact JSON of what the API answered (`null` for "there is
 //! none"). A backup stores the aspects a repair's steps touch; a restore makes each aspect equal
-//! to the stored one again, after checking that nobody changed it since the repair.
+//! to the stored one again, after checking that nobody changed it since the repair. A preview
+//! reads the same aspects and plans, calling nothing that writes, the JSON each will read as
+//! after the repair (each module's `planned`, next to its `apply` and `read`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -34,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use aws_smithy_http_client::tls;
 use clients::{AwsError, Clients, Settings};
 use connectors::{CloudCredentials, CloudIdentity, CloudProvider, Connector, ConnectorError, Discovery, Target};
-use model::{Change, Document, Snapshot, SnapshotItem, Step, Vendor};
+use model::{Change, Document, PlannedChange, Snapshot, SnapshotItem, Step, Vendor};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -209,6 +211,74 @@ impl Kind {
         }
     }
 
+    /// What a plan of `action` needs to know besides the aspect itself, read (never written)
+    /// once for the step.
+    async fn facts(
+        self,
+        c: &Clients,
+        id: &str,
+        action: &str,
+        args: &BTreeMap<String, String>,
+    ) -> Result<Facts, AwsError> {
+        let mut facts = Facts::default();
+        match (self, action) {
+            (Kind::IamUser, "iam_user.deactivate_idle_keys") => facts.idle_days = iam_user::idle_days(c, id).await?,
+            (Kind::Trail, "trail.encrypt") => {
+                if let Some(key) = args.get("kms_key") {
+                    facts.kms_key_arn = Some(trail::key_arn(c, key).await?);
+                }
+            }
+            (Kind::Config, _) => facts.has_recorder = recorder::exists(c).await?,
+            _ => {}
+        }
+        Ok(facts)
+    }
+
+    /// What `aspect` will read as (exactly the JSON of [`Kind::read`]) after [`Kind::apply`]
+    /// carried `action` out on the resource `id` whose aspect reads as `before`. Pure: one
+    /// function per module, next to its `apply` and `read`.
+    fn planned(
+        self,
+        id: &str,
+        aspect: &str,
+        action: &str,
+        args: &BTreeMap<String, String>,
+        before: &Value,
+        facts: &Facts,
+    ) -> Result<Value, AwsError> {
+        if self.aspects_of(action) != Some(aspect) {
+            return Err(AwsError::other(format!("{action} does not change the {aspect} of {}", self.name())));
+        }
+        match self {
+            Kind::SecurityGroup => sg::planned(action, args, before),
+            Kind::Bucket => s3::planned(id, action, args, before),
+            Kind::Iam => iam::planned(action, args, before),
+            Kind::Ebs => ebs::planned(action),
+            Kind::Ec2 => ec2::planned(action, before),
+            Kind::IamUser => iam_user::planned(action, args, before, &facts.idle_days),
+            Kind::Trail => trail::planned(action, args, facts.kms_key_arn.as_deref()),
+            Kind::Kms => kms::planned(action),
+            Kind::Rds => rds::planned(action, args),
+            Kind::Efs => Err(AwsError::other(format!("{action}: an EFS file system is read only"))),
+            Kind::Config => recorder::planned(action, facts.has_recorder),
+            Kind::Vpc => vpc::planned(action, args, before),
+            Kind::Nacl => nacl::planned(action, args, before),
+        }
+    }
+
+    /// What `aspect` will read as after every step that changes it, in order, from `before`
+    /// (`facts`: each step's, see [`Kind::facts`]).
+    fn plan(self, id: &str, aspect: &str, steps: &[Step], facts: &[Facts], before: &Value) -> Result<Value, AwsError> {
+        let mut state = before.clone();
+        for (step, facts) in steps.iter().zip(facts) {
+            let Step::Cloud { action, args } = step else { continue };
+            if self.aspects_of(action) == Some(aspect) {
+                state = self.planned(id, aspect, action, args, &state, facts)?;
+            }
+        }
+        Ok(state)
+    }
+
     async fn write(self, c: &Clients, id: &str, aspect: &str, want: &Value) -> Result<(), AwsError> {
         match self {
             Kind::SecurityGroup => sg::write(c, id, aspect, want).await,
@@ -226,6 +296,17 @@ impl Kind {
             Kind::Nacl => nacl::write(c, id, want).await,
         }
     }
+}
+
+/// What planning a step needs to know besides the aspect it changes (see [`Kind::facts`]).
+#[derive(Clone, Debug, Default)]
+struct Facts {
+    /// `iam_user.deactivate_idle_keys`: each access key's idle days.
+    idle_days: BTreeMap<String, i64>,
+    /// `trail.encrypt`: the ARN of the key given, as CloudTrail will describe it.
+    kms_key_arn: Option<String>,
+    /// `config.*`: whether the region has a configuration recorder.
+    has_recorder: bool,
 }
 
 /// The AWS side shared by the connectors and the provider: where calls go, the HTTPS
@@ -293,16 +374,16 @@ impl AwsConnector {
         Ok(self.aws.clients(credentials, &target.region_id))
     }
 
-    fn aspects(&self, steps: &[Step]) -> Result<Vec<&'static str>, ConnectorError> {
+    /// The aspects the steps change, in the order they first change them (`stage`: the error
+    /// code of a step that is not this kind's).
+    fn aspects(&self, steps: &[Step], stage: &'static str) -> Result<Vec<&'static str>, ConnectorError> {
         let mut aspects = Vec::new();
         for step in steps {
             let aspect = match step {
                 Step::Cloud { action, .. } => self.kind.aspects_of(action),
                 _ => None,
             }
-            .ok_or_else(|| {
-                ConnectorError::new("BackUpError", format!("{step:?} is not a step for {}", self.kind.name()))
-            })?;
+            .ok_or_else(|| ConnectorError::new(stage, format!("{step:?} is not a step for {}", self.kind.name())))?;
             if !aspects.contains(&aspect) {
                 aspects.push(aspect);
             }
@@ -333,7 +414,7 @@ impl Connector for AwsConnector {
 
     /// The one aspect the steps change (several aspects, or an unknown step: the whole resource).
     fn scope(&self, steps: &[Step]) -> String {
-        match self.aspects(steps).as_deref() {
+        match self.aspects(steps, "BackUpError").as_deref() {
             Ok([aspect]) => format!("aspect:{aspect}"),
             _ => connectors::WHOLE_INSTANCE.to_string(),
         }
@@ -344,8 +425,38 @@ impl Connector for AwsConnector {
         self.aws.block_on(self.kind.document(&c, &target.instance_id)).map_err(|e| e.during("FetchError"))
     }
 
+    /// Each aspect the steps change, read as backup reads it, and what it will read as after
+    /// apply: planned from what was read (and, for a few actions, read-only facts such as a
+    /// key's idle days), without calling any API that changes anything.
+    fn preview(&self, target: &Target, change: &Change) -> Result<Vec<PlannedChange>, ConnectorError> {
+        const STAGE: &str = "PreviewError";
+        let aspects = self.aspects(&change.steps, STAGE)?;
+        let c = self.clients(target)?;
+        let id = &target.instance_id;
+        self.aws.block_on(async {
+            let mut facts = Vec::new();
+            for step in &change.steps {
+                facts.push(match step {
+                    Step::Cloud { action, args } => {
+                        self.kind.facts(&c, id, action, args).await.map_err(|e| e.during(STAGE))?
+                    }
+                    _ => Facts::default(),
+                });
+            }
+            let mut planned = Vec::new();
+            for aspect in aspects {
+                let before = self.kind.read(&c, id, aspect).await.map_err(|e| e.during(STAGE))?;
+                let after = self.kind.plan(id, aspect, &change.steps, &facts, &before).map_err(|e| e.during(STAGE))?;
+                if after != before {
+                    planned.push(PlannedChange::CloudState { aspect: aspect.to_string(), before, after });
+                }
+            }
+            Ok(planned)
+        })
+    }
+
     fn backup(&self, target: &Target, change: &Change) -> Result<Snapshot, ConnectorError> {
-        let aspects = self.aspects(&change.steps)?;
+        let aspects = self.aspects(&change.steps, "BackUpError")?;
         let c = self.clients(target)?;
         self.aws.block_on(async {
             let mut items = Vec::new();
@@ -475,6 +586,154 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// An aspect as `read` answers it, for the plans below.
+    fn read_as(kind: Kind, aspect: &str) -> Value {
+        use serde_json::json;
+        match (kind, aspect) {
+            (Kind::SecurityGroup, _) => json!([
+                {"proto": "-1", "from": null, "to": null, "source": "cidr4:0.0.0.0/0", "description": null},
+                {"proto": "tcp", "from": 22, "to": 22, "source": "cidr4:0.0.0.0/0", "description": "ssh"},
+                {"proto": "tcp", "from": 3389, "to": 3389, "source": "cidr6:::/0", "description": null},
+            ]),
+            (Kind::Bucket, s3::PUBLIC_ACCESS_BLOCK) => Value::Null,
+            (Kind::Bucket, s3::ACL) => json!({"Owner": {"ID": "c0ffee"}, "Grants": [
+                {"Grantee": {"Type": "CanonicalUser", "ID": "c0ffee", "URI": null, "EmailAddress": null}, "Permission": "FULL_CONTROL"},
+                {"Grantee": {"Type": "Group", "ID": null, "URI": "http://acs.amazonaws.com/groups/global/AllUsers", "EmailAddress": null}, "Permission": "READ"},
+            ]}),
+            (Kind::Bucket, s3::ENCRYPTION) => Value::Null,
+            (Kind::Bucket, s3::VERSIONING) => json!({"Status": null, "MFADelete": null}),
+            (Kind::Bucket, s3::POLICY) => Value::Null,
+            (Kind::Iam, _) => json!({
+                "MinimumPasswordLength": 8, "MaxPasswordAge": null, "PasswordReusePrevention": null,
+                "RequireSymbols": false, "RequireNumbers": false, "RequireUppercaseCharacters": false,
+                "RequireLowercaseCharacters": false, "AllowUsersToChangePassword": false, "HardExpiry": false,
+            }),
+            (Kind::Ebs, _) => json!({"EbsEncryptionByDefault": false}),
+            (Kind::Ec2, _) => {
+                json!({"HttpTokens": "optional", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1})
+            }
+            (Kind::IamUser, _) => json!([{"AccessKeyId": "AKIAIDLE", "Status": "Active"}]),
+            (Kind::Trail, trail::MULTI_REGION) => json!({"IsMultiRegionTrail": false}),
+            (Kind::Trail, trail::LOGGING) => json!({"IsLogging": false}),
+            (Kind::Trail, trail::LOG_VALIDATION) => json!({"LogFileValidationEnabled": false}),
+            (Kind::Trail, trail::KMS) => json!({"KmsKeyId": null}),
+            (Kind::Trail, trail::BUCKET_LOGGING) => Value::Null,
+            (Kind::Kms, _) => json!({"KeyRotationEnabled": false}),
+            (Kind::Rds, rds::PUBLIC) => json!({"PubliclyAccessible": true}),
+            (Kind::Rds, rds::MINOR_UPGRADE) => json!({"AutoMinorVersionUpgrade": false}),
+            (Kind::Rds, rds::BACKUP) => json!({"BackupRetentionPeriod": 1}),
+            (Kind::Config, _) => json!({"Recording": false}),
+            (Kind::Vpc, _) => json!([]),
+            (Kind::Nacl, _) => json!([
+                {"rule": 100, "protocol": "-1", "allow": true, "cidr": "0.0.0.0/0", "from": null, "to": null, "icmp": null},
+            ]),
+            (kind, aspect) => panic!("no sample of the {aspect} of {}", kind.name()),
+        }
+    }
+
+    /// The facts a preview would read for these samples.
+    fn facts_of_samples() -> Facts {
+        Facts {
+            idle_days: BTreeMap::from([("AKIAIDLE".to_string(), 400)]),
+            kms_key_arn: Some("arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab".into()),
+            has_recorder: true,
+        }
+    }
+
+    /// A value for each parameter the catalog's AWS items need one for (the others have defaults).
+    fn sample_param(name: &str) -> &'static str {
+        match name {
+            "AllowedCidr" => "10.0.0.0/8",
+            "KmsKeyId" => "alias/cloudtrail",
+            "TargetBucket" => "access-logs",
+            "FlowLogBucketArn" => "arn:aws:s3:::flow-logs",
+            other => panic!("no sample value for the parameter {other}"),
+        }
+    }
+
+    /// Every action of every AWS item of the catalog has a plan: from a realistic state of the
+    /// aspect it changes it plans a state of the same shape, and a changed one (every sample is
+    /// a state the repair changes).
+    #[test]
+    fn every_catalog_action_has_a_plan() {
+        let catalog = catalog::Catalog::builtin().unwrap();
+        let mut planned = 0;
+        for item in catalog.all().filter(|c| c.asset.starts_with("aws.")) {
+            let Some(repair) = &item.repair else { continue };
+            let kind = *Kind::ALL.iter().find(|k| k.name() == item.asset).unwrap();
+            let params: Vec<(String, String)> = repair
+                .params
+                .iter()
+                .map(|p| (p.name.clone(), p.default.clone().unwrap_or_else(|| sample_param(&p.name).to_string())))
+                .collect();
+            for step in item.render_steps(&params) {
+                let Step::Cloud { action, args } = &step else { panic!("{}: {step:?}", item.id) };
+                let aspect = kind.aspects_of(action).unwrap();
+                let before = read_as(kind, aspect);
+                let after = kind
+                    .planned("r-1", aspect, action, args, &before, &facts_of_samples())
+                    .unwrap_or_else(|e| panic!("check {}: {action} has no plan: {}", item.id, e.message));
+                assert_ne!(after, before, "check {}: {action} plans no change from {before}", item.id);
+                if !before.is_null() {
+                    assert_eq!(
+                        std::mem::discriminant(&after),
+                        std::mem::discriminant(&before),
+                        "check {}: {action} plans {after} from {before}",
+                        item.id
+                    );
+                }
+                planned += 1;
+            }
+        }
+        assert!(planned >= 20, "{planned} actions planned");
+        // An action of another kind, or of another aspect, has no plan.
+        let none = BTreeMap::new();
+        let facts = Facts::default();
+        assert!(Kind::Bucket.planned("b", s3::ACL, "sg.revoke_all_ingress", &none, &Value::Null, &facts).is_err());
+        assert!(Kind::Bucket.planned("b", s3::ACL, "s3.block_public_access", &none, &Value::Null, &facts).is_err());
+        assert!(Kind::Efs.planned("fs-1", "x", "efs.encrypt", &none, &Value::Null, &facts).is_err());
+    }
+
+    /// Two steps on one aspect compose (the second is planned from the first's result); steps
+    /// on another aspect leave it alone.
+    #[test]
+    fn steps_on_one_aspect_compose_in_order() {
+        let step = |action: &str, args: &[(&str, &str)]| Step::Cloud {
+            action: action.to_string(),
+            args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        let steps = [
+            step("sg.replace_world_ingress", &[("ports", "22"), ("cidr", "10.0.0.0/8")]),
+            step("sg.revoke_all_egress", &[]),
+            step("sg.replace_world_ingress", &[("ports", "3389"), ("cidr", "192.168.0.0/16")]),
+        ];
+        let facts = vec![Facts::default(); steps.len()];
+        let before = serde_json::json!([
+            {"proto": "tcp", "from": 22, "to": 22, "source": "cidr4:0.0.0.0/0", "description": "ssh"},
+            {"proto": "tcp", "from": 3389, "to": 3389, "source": "cidr4:0.0.0.0/0", "description": null},
+        ]);
+        let after = Kind::SecurityGroup.plan("sg-1", sg::INGRESS, &steps, &facts, &before).unwrap();
+        assert_eq!(
+            after,
+            serde_json::json!([
+                {"proto": "tcp", "from": 22, "to": 22, "source": "cidr4:10.0.0.0/8", "description": "ssh"},
+                {"proto": "tcp", "from": 3389, "to": 3389, "source": "cidr4:192.168.0.0/16", "description": null},
+            ])
+        );
+        let egress = serde_json::json!([{"proto": "-1", "from": null, "to": null, "source": "cidr4:0.0.0.0/0", "description": null}]);
+        assert_eq!(
+            Kind::SecurityGroup.plan("sg-1", sg::EGRESS, &steps, &facts, &egress).unwrap(),
+            serde_json::json!([])
+        );
+        // Two password policy steps: the second keeps what the first set.
+        let steps = [
+            step("iam.password_policy", &[("MinimumPasswordLength", "14")]),
+            step("iam.password_policy", &[("RequireSymbols", "true")]),
+        ];
+        let after = Kind::Iam.plan("acct", iam::PASSWORD_POLICY, &steps, &facts, &Value::Null).unwrap();
+        assert_eq!((after["MinimumPasswordLength"].clone(), after["RequireSymbols"].clone()), (14.into(), true.into()));
     }
 
     #[test]

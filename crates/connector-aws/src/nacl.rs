@@ -119,13 +119,24 @@ pub(crate) async fn apply(
     action: &str,
     args: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), AwsError> {
+    let current = entries(c, id).await?;
+    let want = wanted(&current, action, args)?;
+    converge(c, id, &current, &want).await
+}
+
+/// The inbound entries an action asks for, given the entries there are: for each address family
+/// whose world reaches the port, a DENY entry just below the entry that lets it in.
+fn wanted(
+    current: &[Entry],
+    action: &str,
+    args: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<Entry>, AwsError> {
     if action != "nacl.deny_world_ingress" {
         return Err(AwsError::other(format!("{action} is not a network ACL action")));
     }
     let port: i32 = args.get("port").and_then(|p| p.parse().ok()).ok_or_else(|| AwsError::other("no port"))?;
-    let current = entries(c, id).await?;
-    let mut want = current.clone();
-    for allow in open_to_world(&current, port) {
+    let mut want = current.to_vec();
+    for allow in open_to_world(current, port) {
         let taken = |n: i32| want.iter().any(|e| e.rule == n);
         let Some(rule) = (1..allow.rule).rev().find(|n| !taken(*n)) else {
             return Err(AwsError::other(format!(
@@ -143,7 +154,22 @@ pub(crate) async fn apply(
             icmp: None,
         });
     }
-    converge(c, id, &current, &want).await
+    Ok(want)
+}
+
+/// What the inbound entries will read as after [`apply`] carried `action` out on entries that
+/// read as `before`; calls nothing. [`converge`] makes every rule number hold what `want` has
+/// (a TCP entry has no ICMP type and code), so they read as `want`, sorted as [`read`] sorts.
+pub(crate) fn planned(
+    action: &str,
+    args: &std::collections::BTreeMap<String, String>,
+    before: &Value,
+) -> Result<Value, AwsError> {
+    let current: Vec<Entry> =
+        serde_json::from_value(before.clone()).map_err(|e| AwsError::other(format!("the entries read: {e}")))?;
+    let mut want = wanted(&current, action, args)?;
+    want.sort();
+    Ok(serde_json::to_value(want).unwrap_or_default())
 }
 
 pub(crate) async fn write(c: &Clients, id: &str, want: &Value) -> Result<(), AwsError> {
@@ -228,6 +254,33 @@ mod tests {
             to: ports.map(|p| p.1),
             icmp: None,
         }
+    }
+
+    #[test]
+    fn a_deny_entry_is_planned_below_each_world_allow() {
+        let port = |p: &str| std::collections::BTreeMap::from([("port".to_string(), p.to_string())]);
+        // AWS's default ACL, with an IPv6 allow-all too.
+        let before =
+            serde_json::to_value([entry(100, "-1", true, WORLD4, None), entry(101, "-1", true, WORLD6, None)]).unwrap();
+        let after = planned("nacl.deny_world_ingress", &port("22"), &before).unwrap();
+        // Rule 100 lets the IPv4 world in: DENY at 99; rule 101 the IPv6 world: DENY at the first
+        // free number below it, 98. Sorted by rule number, as read sorts them.
+        assert_eq!(
+            after,
+            serde_json::json!([
+                {"rule": 98, "protocol": "6", "allow": false, "cidr": "::/0", "from": 22, "to": 22, "icmp": null},
+                {"rule": 99, "protocol": "6", "allow": false, "cidr": "0.0.0.0/0", "from": 22, "to": 22, "icmp": null},
+                {"rule": 100, "protocol": "-1", "allow": true, "cidr": "0.0.0.0/0", "from": null, "to": null, "icmp": null},
+                {"rule": 101, "protocol": "-1", "allow": true, "cidr": "::/0", "from": null, "to": null, "icmp": null},
+            ])
+        );
+        // Planned again: the world no longer reaches 22, nothing changes.
+        assert_eq!(planned("nacl.deny_world_ingress", &port("22"), &after).unwrap(), after);
+        // No rule number free below the allow.
+        let full = serde_json::to_value([entry(1, "-1", true, WORLD4, None)]).unwrap();
+        assert!(planned("nacl.deny_world_ingress", &port("22"), &full).is_err());
+        assert!(planned("nacl.deny_world_ingress", &port("ssh"), &before).is_err());
+        assert!(planned("nacl.allow", &port("22"), &before).is_err());
     }
 
     #[test]

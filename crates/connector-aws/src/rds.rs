@@ -49,18 +49,34 @@ pub(crate) async fn apply(
     action: &str,
     args: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), AwsError> {
+    let (aspect, want) = wanted(action, args)?;
+    write(c, id, aspect, &want).await
+}
+
+/// The aspect an action changes and what it writes there (the JSON of [`read`]).
+fn wanted(action: &str, args: &std::collections::BTreeMap<String, String>) -> Result<(&'static str, Value), AwsError> {
     match action {
-        "rds.private" => write(c, id, PUBLIC, &json!({"PubliclyAccessible": false})).await,
-        "rds.auto_minor_version_upgrade" => {
-            write(c, id, MINOR_UPGRADE, &json!({"AutoMinorVersionUpgrade": true})).await
-        }
+        "rds.private" => Ok((PUBLIC, json!({"PubliclyAccessible": false}))),
+        "rds.auto_minor_version_upgrade" => Ok((MINOR_UPGRADE, json!({"AutoMinorVersionUpgrade": true}))),
         "rds.backup_retention" => {
             let days = args.get("days").and_then(|d| d.parse::<i64>().ok());
             let days = days.ok_or_else(|| AwsError::other("rds.backup_retention needs days"))?;
-            write(c, id, BACKUP, &json!({"BackupRetentionPeriod": days})).await
+            Ok((BACKUP, json!({"BackupRetentionPeriod": days})))
         }
         other => Err(AwsError::other(format!("{other} is not a DB instance action"))),
     }
+}
+
+/// What the aspect `action` changes will read as after [`apply`] carried it out: what it
+/// writes, since every change is applied immediately (AWS shows a change in
+/// PendingModifiedValues until the instance has made it, a few minutes at most; this is the
+/// state it then reads as). Calls nothing.
+pub(crate) fn planned(action: &str, args: &std::collections::BTreeMap<String, String>) -> Result<Value, AwsError> {
+    let (aspect, want) = wanted(action, args)?;
+    if let Some(days) = want["BackupRetentionPeriod"].as_i64().filter(|d| !(0..=35).contains(d)) {
+        return Err(AwsError::other(format!("{aspect}: AWS keeps backups 0 to 35 days, not {days}")));
+    }
+    Ok(want)
 }
 
 /// Every change is applied immediately, not in the next maintenance window, so that the check
@@ -90,5 +106,24 @@ pub(crate) async fn list(c: &Clients) -> Result<Vec<(String, String)>, AwsError>
             Some(m) if !m.is_empty() => marker = Some(m.to_string()),
             _ => return Ok(out),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn each_action_plans_its_aspect() {
+        let none = BTreeMap::new();
+        assert_eq!(planned("rds.private", &none).unwrap(), json!({"PubliclyAccessible": false}));
+        assert_eq!(planned("rds.auto_minor_version_upgrade", &none).unwrap(), json!({"AutoMinorVersionUpgrade": true}));
+        let days = |d: &str| BTreeMap::from([("days".to_string(), d.to_string())]);
+        assert_eq!(planned("rds.backup_retention", &days("7")).unwrap(), json!({"BackupRetentionPeriod": 7}));
+        assert!(planned("rds.backup_retention", &days("36")).is_err(), "AWS keeps 35 days at most");
+        assert!(planned("rds.backup_retention", &days("week")).is_err());
+        assert!(planned("rds.backup_retention", &none).is_err());
+        assert!(planned("rds.reboot", &none).is_err());
     }
 }

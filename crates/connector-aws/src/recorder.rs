@@ -47,12 +47,30 @@ pub(crate) async fn apply(c: &Clients, action: &str) -> Result<(), AwsError> {
     }
 }
 
+/// Whether the region has a configuration recorder (without one, [`write`] fails).
+pub(crate) async fn exists(c: &Clients) -> Result<bool, AwsError> {
+    Ok(recorder(c).await?.is_some())
+}
+
+/// What the recording status will read as after [`apply`] carried `action` out in a region that
+/// has a recorder (`has_recorder`, see [`exists`]); without one the repair fails, and so does
+/// its plan. Calls nothing.
+pub(crate) fn planned(action: &str, has_recorder: bool) -> Result<Value, AwsError> {
+    match action {
+        "config.start_recorder" if has_recorder => Ok(json!({"Recording": true})),
+        "config.start_recorder" => Err(no_recorder()),
+        other => Err(AwsError::other(format!("{other} is not an AWS Config action"))),
+    }
+}
+
+fn no_recorder() -> AwsError {
+    AwsError::other(
+        "the region has no configuration recorder: create one (it needs an IAM role and a delivery channel)",
+    )
+}
+
 pub(crate) async fn write(c: &Clients, want: &Value) -> Result<(), AwsError> {
-    let Some(r) = recorder(c).await? else {
-        return Err(AwsError::other(
-            "the region has no configuration recorder: create one (it needs an IAM role and a delivery channel)",
-        ));
-    };
+    let Some(r) = recorder(c).await? else { return Err(no_recorder()) };
     let name = r.name().unwrap_or("default");
     if want["Recording"].as_bool().unwrap_or(false) {
         c.config.start_configuration_recorder().configuration_recorder_name(name).send().await?;
@@ -60,4 +78,17 @@ pub(crate) async fn write(c: &Clients, want: &Value) -> Result<(), AwsError> {
         c.config.stop_configuration_recorder().configuration_recorder_name(name).send().await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starting_plans_recording_where_there_is_a_recorder() {
+        assert_eq!(planned("config.start_recorder", true).unwrap(), json!({"Recording": true}));
+        let e = planned("config.start_recorder", false).unwrap_err();
+        assert!(e.message.contains("no configuration recorder"), "{}", e.message);
+        assert!(planned("config.delete_recorder", true).is_err());
+    }
 }

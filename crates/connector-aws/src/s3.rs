@@ -220,48 +220,95 @@ pub(crate) async fn apply(
     args: &BTreeMap<String, String>,
 ) -> Result<(), AwsError> {
     match action {
-        "s3.block_public_access" => {
-            let all_on = PAB_FIELDS.iter().map(|f| (f.to_string(), Value::Bool(true))).collect();
-            write(c, bucket, PUBLIC_ACCESS_BLOCK, &Value::Object(all_on)).await
-        }
+        "s3.block_public_access" => write(c, bucket, PUBLIC_ACCESS_BLOCK, &all_blocked()).await,
         "s3.acl_private" => {
             c.s3.put_bucket_acl().bucket(bucket).acl(BucketCannedAcl::Private).send().await?;
             Ok(())
         }
-        "s3.default_encryption" => {
-            let algo = args.get("algorithm").map(String::as_str).unwrap_or("AES256");
-            let want = json!({"Rules": [{"SSEAlgorithm": algo, "KMSMasterKeyID": null, "BucketKeyEnabled": null}]});
-            write(c, bucket, ENCRYPTION, &want).await
-        }
+        "s3.default_encryption" => write(c, bucket, ENCRYPTION, &encryption_wanted(args)).await,
         "s3.enable_versioning" => {
             let cfg = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
             c.s3.put_bucket_versioning().bucket(bucket).versioning_configuration(cfg).send().await?;
             Ok(())
         }
-        "s3.deny_insecure_transport" => {
-            let mut policy = match read(c, bucket, POLICY).await? {
-                Value::Null => json!({"Version": "2012-10-17", "Statement": []}),
-                p => p,
-            };
-            if denies_http(&policy) {
-                return Ok(());
-            }
-            let deny = json!({
-                "Sid": DENY_HTTP_SID,
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            });
-            match &mut policy["Statement"] {
-                Value::Array(list) => list.push(deny),
-                one => *one = json!([one.take(), deny]),
-            }
-            write(c, bucket, POLICY, &policy).await
-        }
+        "s3.deny_insecure_transport" => match with_deny_http(bucket, read(c, bucket, POLICY).await?) {
+            Some(policy) => write(c, bucket, POLICY, &policy).await,
+            None => Ok(()),
+        },
         other => Err(AwsError::other(format!("{other} is not a bucket action"))),
     }
+}
+
+/// The public access block with every setting on.
+fn all_blocked() -> Value {
+    Value::Object(PAB_FIELDS.iter().map(|f| (f.to_string(), Value::Bool(true))).collect())
+}
+
+/// The default encryption `s3.default_encryption` writes (SSE-S3 unless told otherwise; with
+/// aws:kms and no key, S3 uses the AWS managed key `aws/s3`).
+fn encryption_wanted(args: &BTreeMap<String, String>) -> Value {
+    let algo = args.get("algorithm").map(String::as_str).unwrap_or("AES256");
+    json!({"Rules": [{"SSEAlgorithm": algo, "KMSMasterKeyID": null, "BucketKeyEnabled": null}]})
+}
+
+/// The policy with the statement denying plain HTTP added (None: it already denies it).
+fn with_deny_http(bucket: &str, policy: Value) -> Option<Value> {
+    let mut policy = match policy {
+        Value::Null => json!({"Version": "2012-10-17", "Statement": []}),
+        p => p,
+    };
+    if denies_http(&policy) {
+        return None;
+    }
+    let deny = json!({
+        "Sid": DENY_HTTP_SID,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    });
+    match &mut policy["Statement"] {
+        Value::Array(list) => list.push(deny),
+        one => *one = json!([one.take(), deny]),
+    }
+    Some(policy)
+}
+
+/// What the aspect an action changes will read as (the JSON of [`read`]) after [`apply`]
+/// carried it out on the bucket whose aspect reads as `before`; calls nothing.
+pub(crate) fn planned(
+    bucket: &str,
+    action: &str,
+    args: &BTreeMap<String, String>,
+    before: &Value,
+) -> Result<Value, AwsError> {
+    Ok(match action {
+        "s3.block_public_access" => all_blocked(),
+        // The canned ACL `private`: the owner, and one grant of FULL_CONTROL to the owner. The
+        // owner is the bucket's, as read now; should the read not name it (it always does), the
+        // grant names a placeholder: only AWS knows the canonical id.
+        "s3.acl_private" => {
+            let owner = before.get("Owner").cloned().unwrap_or(Value::Null);
+            let id = owner["ID"].as_str().unwrap_or("(the bucket owner's canonical id, known to AWS)").to_string();
+            let grantee = json!({"Type": "CanonicalUser", "ID": id, "URI": null, "EmailAddress": null});
+            json!({"Owner": owner, "Grants": [{"Grantee": grantee, "Permission": "FULL_CONTROL"}]})
+        }
+        // PutBucketEncryption replaces the whole configuration; a rule written without
+        // BucketKeyEnabled reads back with it false (AWS and moto alike).
+        "s3.default_encryption" => {
+            let mut want = encryption_wanted(args);
+            want["Rules"][0]["BucketKeyEnabled"] = Value::Bool(false);
+            want
+        }
+        // The request names no MfaDelete, which therefore stays as it is.
+        "s3.enable_versioning" => {
+            json!({"Status": "Enabled", "MFADelete": before.get("MFADelete").cloned().unwrap_or(Value::Null)})
+        }
+        // S3 answers the policy as it was put; the read parses it, so only its content counts.
+        "s3.deny_insecure_transport" => with_deny_http(bucket, before.clone()).unwrap_or_else(|| before.clone()),
+        other => return Err(AwsError::other(format!("{other} is not a bucket action"))),
+    })
 }
 
 /// Makes an aspect what `want` says (`null`: there is none).
@@ -372,4 +419,87 @@ pub(crate) async fn region_of(c: &Clients, bucket: &str) -> Result<String, AwsEr
         Some("EU") => "eu-west-1".to_string(),
         Some(r) => r.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWNER: &str = "75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a";
+
+    fn plan(action: &str, args: &[(&str, &str)], before: &Value) -> Value {
+        let args = args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        planned("logs-bucket", action, &args, before).unwrap()
+    }
+
+    #[test]
+    fn the_public_access_block_is_planned_all_on() {
+        let all = json!({"BlockPublicAcls": true, "IgnorePublicAcls": true, "BlockPublicPolicy": true, "RestrictPublicBuckets": true});
+        assert_eq!(plan("s3.block_public_access", &[], &Value::Null), all);
+        let some = json!({"BlockPublicAcls": true, "IgnorePublicAcls": false, "BlockPublicPolicy": false, "RestrictPublicBuckets": false});
+        assert_eq!(plan("s3.block_public_access", &[], &some), all);
+    }
+
+    #[test]
+    fn a_private_acl_is_the_owner_s_full_control() {
+        let grant = |grantee: Value, permission: &str| json!({"Grantee": grantee, "Permission": permission});
+        let owner = json!({"Type": "CanonicalUser", "ID": OWNER, "URI": null, "EmailAddress": null});
+        let all_users = json!({"Type": "Group", "ID": null, "URI": PUBLIC_GROUPS[0], "EmailAddress": null});
+        let before =
+            json!({"Owner": {"ID": OWNER}, "Grants": [grant(owner.clone(), "FULL_CONTROL"), grant(all_users, "READ")]});
+        let after = plan("s3.acl_private", &[], &before);
+        assert_eq!(after, json!({"Owner": {"ID": OWNER}, "Grants": [grant(owner, "FULL_CONTROL")]}));
+        assert!(acl_public_grants(&after).is_empty());
+        // Planned from the private ACL, it is the same: nothing to change.
+        assert_eq!(plan("s3.acl_private", &[], &after), after);
+    }
+
+    #[test]
+    fn default_encryption_replaces_the_configuration() {
+        let before = json!({"Rules": [{"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "arn:aws:kms:us-east-1:123456789012:key/1", "BucketKeyEnabled": true}]});
+        assert_eq!(
+            plan("s3.default_encryption", &[("algorithm", "AES256")], &before),
+            json!({"Rules": [{"SSEAlgorithm": "AES256", "KMSMasterKeyID": null, "BucketKeyEnabled": false}]})
+        );
+        assert_eq!(
+            plan("s3.default_encryption", &[("algorithm", "aws:kms")], &Value::Null),
+            json!({"Rules": [{"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": null, "BucketKeyEnabled": false}]})
+        );
+        assert_eq!(plan("s3.default_encryption", &[], &Value::Null)["Rules"][0]["SSEAlgorithm"], "AES256");
+    }
+
+    #[test]
+    fn versioning_is_enabled_and_mfa_delete_left_as_it_is() {
+        let never = json!({"Status": null, "MFADelete": null});
+        assert_eq!(plan("s3.enable_versioning", &[], &never), json!({"Status": "Enabled", "MFADelete": null}));
+        let suspended = json!({"Status": "Suspended", "MFADelete": "Disabled"});
+        assert_eq!(
+            plan("s3.enable_versioning", &[], &suspended),
+            json!({"Status": "Enabled", "MFADelete": "Disabled"})
+        );
+    }
+
+    #[test]
+    fn the_deny_http_statement_is_added_once() {
+        let deny = json!({
+            "Sid": DENY_HTTP_SID,
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": ["arn:aws:s3:::logs-bucket", "arn:aws:s3:::logs-bucket/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        });
+        let after = plan("s3.deny_insecure_transport", &[], &Value::Null);
+        assert_eq!(after, json!({"Version": "2012-10-17", "Statement": [deny.clone()]}));
+        assert!(denies_http(&after));
+        assert_eq!(plan("s3.deny_insecure_transport", &[], &after), after, "already denied: unchanged");
+        // A single statement (not a list) becomes a list of two.
+        let read = json!({"Sid": "Read", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "s3:GetObject", "Resource": "arn:aws:s3:::logs-bucket/*"});
+        let before = json!({"Version": "2012-10-17", "Id": "p1", "Statement": read.clone()});
+        assert_eq!(
+            plan("s3.deny_insecure_transport", &[], &before),
+            json!({"Version": "2012-10-17", "Id": "p1", "Statement": [read, deny]})
+        );
+        assert!(planned("b", "s3.make_public", &BTreeMap::new(), &Value::Null).is_err());
+    }
 }

@@ -71,6 +71,11 @@ impl Rule {
         p.build()
     }
 
+    /// Whether AWS takes the two for the same rule (it ignores the description).
+    fn same_permission(&self, other: &Rule) -> bool {
+        (&self.proto, self.from, self.to, &self.source) == (&other.proto, other.from, other.to, &other.source)
+    }
+
     fn with_source(&self, cidr: &str) -> Rule {
         let source = if cidr.contains(':') { format!("cidr6:{cidr}") } else { format!("cidr4:{cidr}") };
         Rule { source, ..self.clone() }
@@ -216,11 +221,25 @@ pub(crate) async fn apply(
     args: &BTreeMap<String, String>,
 ) -> Result<(), AwsError> {
     let g = describe(c, group_id).await?;
-    if action == "sg.revoke_all_egress" {
-        return converge(c, group_id, EGRESS, &g.egress, &[]).await;
+    let aspect = aspect_of(action)?;
+    let current = g.rules(aspect)?;
+    let want = wanted(current, action, args)?;
+    converge(c, group_id, aspect, current, &want).await
+}
+
+/// The aspect an action changes.
+fn aspect_of(action: &str) -> Result<&'static str, AwsError> {
+    match action {
+        "sg.replace_world_ingress" | "sg.revoke_all_ingress" => Ok(INGRESS),
+        "sg.revoke_all_egress" => Ok(EGRESS),
+        other => Err(AwsError::other(format!("{other} is not a security group action"))),
     }
-    let current = g.ingress;
-    let want: Vec<Rule> = match action {
+}
+
+/// The rules an action asks the aspect to have, given the rules it has: what [`apply`]
+/// converges to.
+fn wanted(current: &[Rule], action: &str, args: &BTreeMap<String, String>) -> Result<Vec<Rule>, AwsError> {
+    match action {
         "sg.replace_world_ingress" => {
             let ports = args.get("ports").map(String::as_str).unwrap_or("");
             let cidr = args.get("cidr").ok_or_else(|| AwsError::other("sg.replace_world_ingress needs a cidr"))?;
@@ -229,12 +248,38 @@ pub(crate) async fn apply(
                 current.iter().map(|r| if ports.offends(r) { r.with_source(cidr) } else { r.clone() }).collect();
             want.sort();
             want.dedup();
-            want
+            Ok(want)
         }
-        "sg.revoke_all_ingress" => Vec::new(),
-        other => return Err(AwsError::other(format!("{other} is not a security group action"))),
-    };
-    converge(c, group_id, INGRESS, &current, &want).await
+        "sg.revoke_all_ingress" | "sg.revoke_all_egress" => Ok(Vec::new()),
+        other => Err(AwsError::other(format!("{other} is not a security group action"))),
+    }
+}
+
+/// The rules the aspect will read as after [`apply`] carried `action` out on rules that read as
+/// `before` (the JSON of [`read`]); calls nothing.
+pub(crate) fn planned(action: &str, args: &BTreeMap<String, String>, before: &Value) -> Result<Value, AwsError> {
+    aspect_of(action)?;
+    let current: Vec<Rule> =
+        serde_json::from_value(before.clone()).map_err(|e| AwsError::other(format!("the rules read: {e}")))?;
+    let want = wanted(&current, action, args)?;
+    Ok(serde_json::to_value(converged(&current, &want)).unwrap_or_default())
+}
+
+/// What the rules read as after [`converge`] from `current` to `want`. AWS tells rules apart by
+/// protocol, ports and source, not by description: revoking takes the rule whatever its
+/// description, and authorizing a rule whose protocol, ports and source are already there (with
+/// another description) is a duplicate that changes nothing, so the rule keeps the description
+/// it has (between two wanted rules that differ only in description, the first authorized, in
+/// sorted order, is the one that stays).
+fn converged(current: &[Rule], want: &[Rule]) -> Vec<Rule> {
+    let mut after: Vec<Rule> = current.iter().filter(|r| want.contains(r)).cloned().collect();
+    for r in want.iter().filter(|r| !current.contains(r)) {
+        if !after.iter().any(|a| a.same_permission(r)) {
+            after.push(r.clone());
+        }
+    }
+    after.sort();
+    after
 }
 
 pub(crate) async fn write(c: &Clients, group_id: &str, aspect: &str, want: &Value) -> Result<(), AwsError> {
@@ -303,6 +348,76 @@ mod tests {
         let all = document_of("default", &[rule("-1", None, None, "cidr4:0.0.0.0/0")]);
         assert_eq!((all["sg.world_tcp_22"].as_str(), all["sg.world_tcp_3389"].as_str()), ("open", "open"));
         assert_eq!(all["sg.default"], "yes");
+    }
+
+    fn args(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn replacing_world_ingress_plans_the_rules_as_aws_will_read_them() {
+        let before = serde_json::json!([
+            {"proto": "tcp", "from": 22, "to": 22, "source": "cidr4:0.0.0.0/0", "description": "ssh"},
+            {"proto": "tcp", "from": 22, "to": 22, "source": "cidr6:::/0", "description": null},
+            {"proto": "tcp", "from": 443, "to": 443, "source": "cidr4:0.0.0.0/0", "description": null},
+            {"proto": "tcp", "from": 3389, "to": 3389, "source": "group:123456789012/sg-0abc", "description": null},
+        ]);
+        let a = args(&[("ports", "22"), ("cidr", "10.0.0.0/8")]);
+        // Both world rules for 22 become one rule from 10.0.0.0/8: AWS keeps the first one
+        // authorized (sorted, the one without description) and refuses the other as a duplicate.
+        let after = planned("sg.replace_world_ingress", &a, &before).unwrap();
+        assert_eq!(
+            after,
+            serde_json::json!([
+                {"proto": "tcp", "from": 22, "to": 22, "source": "cidr4:10.0.0.0/8", "description": null},
+                {"proto": "tcp", "from": 443, "to": 443, "source": "cidr4:0.0.0.0/0", "description": null},
+                {"proto": "tcp", "from": 3389, "to": 3389, "source": "group:123456789012/sg-0abc", "description": null},
+            ])
+        );
+        // A rule that is already there keeps its description.
+        let before = serde_json::json!([
+            {"proto": "tcp", "from": 22, "to": 22, "source": "cidr4:0.0.0.0/0", "description": "ssh"},
+            {"proto": "tcp", "from": 22, "to": 22, "source": "cidr4:10.0.0.0/8", "description": "office"},
+        ]);
+        assert_eq!(
+            planned("sg.replace_world_ingress", &a, &before).unwrap(),
+            serde_json::json!([{"proto": "tcp", "from": 22, "to": 22, "source": "cidr4:10.0.0.0/8", "description": "office"}])
+        );
+        // All ports: every protocol from anywhere, to an IPv6 network, description kept.
+        let before = serde_json::json!([
+            {"proto": "-1", "from": null, "to": null, "source": "cidr4:0.0.0.0/0", "description": "any"},
+            {"proto": "tcp", "from": 22, "to": 22, "source": "cidr4:0.0.0.0/0", "description": null},
+        ]);
+        let a = args(&[("ports", "all"), ("cidr", "2001:db8::/32")]);
+        assert_eq!(
+            planned("sg.replace_world_ingress", &a, &before).unwrap(),
+            serde_json::json!([
+                {"proto": "-1", "from": null, "to": null, "source": "cidr6:2001:db8::/32", "description": "any"},
+                {"proto": "tcp", "from": 22, "to": 22, "source": "cidr4:0.0.0.0/0", "description": null},
+            ])
+        );
+        // Nothing open to the world: nothing changes.
+        let closed = serde_json::json!([{"proto": "tcp", "from": 22, "to": 22, "source": "cidr4:10.0.0.0/8", "description": null}]);
+        assert_eq!(
+            planned("sg.replace_world_ingress", &args(&[("ports", "22"), ("cidr", "10.1.0.0/16")]), &closed).unwrap(),
+            closed
+        );
+        assert!(planned("sg.replace_world_ingress", &args(&[("ports", "22")]), &closed).is_err(), "no cidr");
+        assert!(
+            planned("sg.replace_world_ingress", &args(&[("ports", "ssh"), ("cidr", "10.0.0.0/8")]), &closed).is_err()
+        );
+    }
+
+    #[test]
+    fn revoking_every_rule_plans_none() {
+        let before = serde_json::json!([
+            {"proto": "-1", "from": null, "to": null, "source": "cidr4:0.0.0.0/0", "description": null},
+            {"proto": "-1", "from": null, "to": null, "source": "group:123456789012/sg-0abc", "description": null},
+        ]);
+        for action in ["sg.revoke_all_ingress", "sg.revoke_all_egress"] {
+            assert_eq!(planned(action, &BTreeMap::new(), &before).unwrap(), serde_json::json!([]));
+        }
+        assert!(planned("sg.open_everything", &BTreeMap::new(), &before).is_err());
     }
 
     #[test]

@@ -97,18 +97,60 @@ pub(crate) async fn apply(
     action: &str,
     args: &BTreeMap<String, String>,
 ) -> Result<(), AwsError> {
+    let (aspect, want) = wanted(action, args)?;
+    write(c, name, aspect, &want).await
+}
+
+/// The aspect an action changes and what it writes there (the JSON of [`read`]).
+fn wanted(action: &str, args: &BTreeMap<String, String>) -> Result<(&'static str, Value), AwsError> {
     let arg = |n: &str| args.get(n).cloned().ok_or_else(|| AwsError::other(format!("{action} needs {n}")));
-    match action {
-        "trail.multi_region" => write(c, name, MULTI_REGION, &json!({"IsMultiRegionTrail": true})).await,
-        "trail.start_logging" => write(c, name, LOGGING, &json!({"IsLogging": true})).await,
-        "trail.log_validation" => write(c, name, LOG_VALIDATION, &json!({"LogFileValidationEnabled": true})).await,
-        "trail.encrypt" => write(c, name, KMS, &json!({"KmsKeyId": arg("kms_key")?})).await,
+    Ok(match action {
+        "trail.multi_region" => (MULTI_REGION, json!({"IsMultiRegionTrail": true})),
+        "trail.start_logging" => (LOGGING, json!({"IsLogging": true})),
+        "trail.log_validation" => (LOG_VALIDATION, json!({"LogFileValidationEnabled": true})),
+        "trail.encrypt" => (KMS, json!({"KmsKeyId": arg("kms_key")?})),
         "trail.bucket_logging" => {
-            let want = json!({"TargetBucket": arg("target_bucket")?, "TargetPrefix": arg("prefix")?});
-            write(c, name, BUCKET_LOGGING, &want).await
+            (BUCKET_LOGGING, json!({"TargetBucket": arg("target_bucket")?, "TargetPrefix": arg("prefix")?}))
         }
-        other => Err(AwsError::other(format!("{other} is not a trail action"))),
+        other => return Err(AwsError::other(format!("{other} is not a trail action"))),
+    })
+}
+
+/// The ARN of the KMS key `key` names (a key ARN, an alias ARN, `alias/…`, or a key id),
+/// which is how CloudTrail stores and describes a trail's key whatever form it was given in.
+/// Read only: DescribeKey, unless `key` is already a key ARN.
+pub(crate) async fn key_arn(c: &Clients, key: &str) -> Result<String, AwsError> {
+    if is_key_arn(key) {
+        return Ok(key.to_string());
     }
+    match c.kms.describe_key().key_id(key).send().await.map_err(AwsError::from) {
+        Ok(out) => out
+            .key_metadata()
+            .and_then(|m| m.arn())
+            .map(str::to_string)
+            .ok_or_else(|| AwsError::other(format!("KMS describes no ARN for the key {key}"))),
+        // The key is missing, not the trail: the repair would fail (CloudTrail refuses a key it
+        // cannot find), which is no reason to take the trail for gone.
+        Err(e) if e.failure == Failure::Gone => {
+            Err(AwsError::other(format!("the KMS key {key} does not exist: AWS {}: {}", e.code, e.message)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn is_key_arn(key: &str) -> bool {
+    key.starts_with("arn:") && key.split(':').nth(2) == Some("kms") && key.contains(":key/")
+}
+
+/// What the aspect `action` changes will read as after [`apply`] carried it out: what it
+/// writes, except that CloudTrail describes the key of `trail.encrypt` by its ARN (`key_arn`,
+/// see [`key_arn`]; None: as given). Calls nothing.
+pub(crate) fn planned(action: &str, args: &BTreeMap<String, String>, key_arn: Option<&str>) -> Result<Value, AwsError> {
+    let (aspect, mut want) = wanted(action, args)?;
+    if let (KMS, Some(arn)) = (aspect, key_arn) {
+        want["KmsKeyId"] = Value::from(arn);
+    }
+    Ok(want)
 }
 
 pub(crate) async fn write(c: &Clients, name: &str, aspect: &str, want: &Value) -> Result<(), AwsError> {
@@ -236,4 +278,44 @@ pub(crate) async fn account_document(c: &Clients) -> Result<Document, AwsError> 
         }
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn each_action_plans_its_aspect() {
+        let none = BTreeMap::new();
+        assert_eq!(planned("trail.multi_region", &none, None).unwrap(), json!({"IsMultiRegionTrail": true}));
+        assert_eq!(planned("trail.start_logging", &none, None).unwrap(), json!({"IsLogging": true}));
+        assert_eq!(planned("trail.log_validation", &none, None).unwrap(), json!({"LogFileValidationEnabled": true}));
+        let logging = args(&[("target_bucket", "access-logs"), ("prefix", "cloudtrail-access/")]);
+        assert_eq!(
+            planned("trail.bucket_logging", &logging, None).unwrap(),
+            json!({"TargetBucket": "access-logs", "TargetPrefix": "cloudtrail-access/"})
+        );
+        assert!(planned("trail.bucket_logging", &args(&[("target_bucket", "b")]), None).is_err(), "no prefix");
+        assert!(planned("trail.delete", &none, None).is_err());
+    }
+
+    #[test]
+    fn a_trail_s_key_is_planned_as_its_arn() {
+        let arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        assert!(is_key_arn(arn));
+        assert!(!is_key_arn("arn:aws:kms:us-east-1:123456789012:alias/trail"));
+        assert!(!is_key_arn("alias/trail"));
+        assert!(!is_key_arn("1234abcd-12ab-34cd-56ef-1234567890ab"));
+        assert_eq!(planned("trail.encrypt", &args(&[("kms_key", arn)]), Some(arn)).unwrap(), json!({"KmsKeyId": arn}));
+        // An alias: CloudTrail describes the key it names by the key's ARN.
+        assert_eq!(
+            planned("trail.encrypt", &args(&[("kms_key", "alias/trail")]), Some(arn)).unwrap(),
+            json!({"KmsKeyId": arn})
+        );
+        assert!(planned("trail.encrypt", &BTreeMap::new(), None).is_err());
+    }
 }

@@ -57,14 +57,9 @@ pub(crate) async fn apply(
     action: &str,
     args: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), AwsError> {
-    if action != "vpc.flow_logs" {
-        return Err(AwsError::other(format!("{action} is not a VPC action")));
-    }
-    let bucket = args.get("bucket_arn").ok_or_else(|| AwsError::other("vpc.flow_logs needs bucket_arn"))?;
-    let traffic = args.get("traffic").map_or("ALL", String::as_str);
+    let (bucket, traffic) = wanted(action, args)?;
     // A repair repeated after a crash finds its flow log already there.
-    let logs = read(c, vpc).await?;
-    if logs.as_array().into_iter().flatten().any(|l| l["LogDestination"] == bucket.as_str()) {
+    if delivers_to(&read(c, vpc).await?, bucket) {
         return Ok(());
     }
     let out = c
@@ -85,6 +80,51 @@ pub(crate) async fn apply(
         )));
     }
     Ok(())
+}
+
+/// The bucket (ARN) and the traffic (`ALL`, `ACCEPT`, `REJECT`) of the flow log an action adds.
+fn wanted<'a>(
+    action: &str,
+    args: &'a std::collections::BTreeMap<String, String>,
+) -> Result<(&'a str, &'a str), AwsError> {
+    if action != "vpc.flow_logs" {
+        return Err(AwsError::other(format!("{action} is not a VPC action")));
+    }
+    let bucket = args.get("bucket_arn").ok_or_else(|| AwsError::other("vpc.flow_logs needs bucket_arn"))?;
+    Ok((bucket, args.get("traffic").map_or("ALL", String::as_str)))
+}
+
+/// Whether one of the flow logs (as [`read`]) already delivers to `bucket`.
+fn delivers_to(logs: &Value, bucket: &str) -> bool {
+    logs.as_array().into_iter().flatten().any(|l| l["LogDestination"] == bucket)
+}
+
+/// What stands for the id of a flow log not created yet: AWS assigns it (`fl-…`) when it
+/// creates the flow log, and nothing can tell it in advance.
+pub(crate) const ASSIGNED_BY_AWS: &str = "(assigned by AWS)";
+
+/// What the flow logs will read as after [`apply`] carried `action` out on flow logs that read as
+/// `before`; calls nothing. The flow log a repair adds has every field as it will read, except
+/// its id, [`ASSIGNED_BY_AWS`]; the list stays sorted by id as [`read`] sorts it (the
+/// placeholder sorts first, where the real id may sort anywhere).
+pub(crate) fn planned(
+    action: &str,
+    args: &std::collections::BTreeMap<String, String>,
+    before: &Value,
+) -> Result<Value, AwsError> {
+    let (bucket, traffic) = wanted(action, args)?;
+    if delivers_to(before, bucket) {
+        return Ok(before.clone());
+    }
+    let mut logs = before.as_array().cloned().unwrap_or_default();
+    logs.push(json!({
+        "FlowLogId": ASSIGNED_BY_AWS,
+        "TrafficType": TrafficType::from(traffic).as_str(),
+        "LogDestinationType": LogDestinationType::S3.as_str(),
+        "LogDestination": bucket,
+    }));
+    logs.sort_by_key(|l| l["FlowLogId"].as_str().unwrap_or("").to_string());
+    Ok(Value::Array(logs))
 }
 
 /// Deletes the flow logs `want` does not have; one it has that is gone cannot be recreated.
@@ -117,5 +157,31 @@ pub(crate) async fn list(c: &Clients) -> Result<Vec<(String, String)>, AwsError>
             Some(t) if !t.is_empty() => token = Some(t.to_string()),
             _ => return Ok(out),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn a_flow_log_is_planned_once_with_its_id_left_to_aws() {
+        let args = BTreeMap::from([
+            ("bucket_arn".to_string(), "arn:aws:s3:::flow-logs".to_string()),
+            ("traffic".to_string(), "REJECT".to_string()),
+        ]);
+        let other = json!({"FlowLogId": "fl-0123456789abcdef0", "TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs", "LogDestination": "vpc-logs"});
+        let added = json!({"FlowLogId": ASSIGNED_BY_AWS, "TrafficType": "REJECT", "LogDestinationType": "s3", "LogDestination": "arn:aws:s3:::flow-logs"});
+        assert_eq!(planned("vpc.flow_logs", &args, &json!([])).unwrap(), json!([added.clone()]));
+        assert_eq!(planned("vpc.flow_logs", &args, &json!([other.clone()])).unwrap(), json!([added, other]));
+        // Already delivering to the bucket (whatever the traffic): nothing is added.
+        let there = json!([{"FlowLogId": "fl-1", "TrafficType": "ALL", "LogDestinationType": "s3", "LogDestination": "arn:aws:s3:::flow-logs"}]);
+        assert_eq!(planned("vpc.flow_logs", &args, &there).unwrap(), there);
+        // Traffic defaults to ALL.
+        let bucket_only = BTreeMap::from([("bucket_arn".to_string(), "arn:aws:s3:::flow-logs".to_string())]);
+        assert_eq!(planned("vpc.flow_logs", &bucket_only, &json!([])).unwrap()[0]["TrafficType"], "ALL");
+        assert!(planned("vpc.flow_logs", &BTreeMap::new(), &json!([])).is_err());
+        assert!(planned("vpc.delete", &args, &json!([])).is_err());
     }
 }

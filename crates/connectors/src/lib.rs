@@ -7,7 +7,7 @@ pub mod host;
 
 pub mod cloud;
 
-use model::{Change, ConnectorOp, Document, OpOutput, Services, Snapshot, Step};
+use model::{Change, ConnectorOp, Document, OpOutput, PlannedChange, Services, Snapshot, Step};
 
 pub use cloud::{CloudAsset, CloudCredentials, CloudIdentity, CloudProvider, Discovery};
 
@@ -92,6 +92,17 @@ pub trait Connector: Send + Sync {
     /// batches: a connector may do a batch as one call).
     fn fetch_each(&self, targets: &[Target]) -> Vec<Result<Document, ConnectorError>> {
         targets.iter().map(|t| self.fetch(t)).collect()
+    }
+
+    /// What `change` would change on the instance, planned against it as it is now, exactly as
+    /// [`Connector::apply`] would carry it out; changes nothing. Empty: the instance is already
+    /// as the change would leave it.
+    fn preview(&self, target: &Target, change: &Change) -> Result<Vec<PlannedChange>, ConnectorError> {
+        let _ = (target, change);
+        Err(ConnectorError::new(
+            "PreviewNotSupported",
+            format!("the {} connector cannot preview a change", self.kind()),
+        ))
     }
 
     /// Captures everything the change will change, exactly as it is now.

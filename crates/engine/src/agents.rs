@@ -6,9 +6,10 @@
 //! agent reads its configuration and the engine evaluates it with the server's catalog.
 
 use connectors::ConnectorError;
-use model::{ConnectorOp, Document, OpOutput, RepairValues, TaskStatus, TaskType};
-use store::{CheckRun, CheckRunDetail, Claimed, Instance, StoreError};
+use model::{ConnectorOp, Document, OpOutput, PlannedChange, RepairValues, TaskStatus, TaskType};
+use store::{CheckRun, CheckRunDetail, Claimed, Instance, PreviewRequest, StoreError};
 
+use crate::preview::preview_answer_json;
 use crate::tasks::{fatal, Need};
 use crate::Engine;
 
@@ -39,6 +40,15 @@ pub enum AgentWork {
         /// The run's detail of this instance.
         detail_id: String,
     },
+    /// Plan a repair on the instance and say what it would change, changing nothing.
+    Preview {
+        /// The request; the answer names it.
+        preview_id: String,
+        /// The check item (the agent renders the steps from its own catalog).
+        check_id: i64,
+        /// The values the repair would run with.
+        params: RepairValues,
+    },
 }
 
 /// Why an agent's report was not taken.
@@ -63,11 +73,24 @@ impl From<StoreError> for ReportRefusal {
 }
 
 impl Engine {
-    /// The next piece of work for the agent of `instance`: a step of one of its tasks first,
-    /// else its part of a running check run; None when there is nothing to do.
-    pub fn agent_next(&self, instance: &Instance) -> store::Result<Option<AgentWork>> {
+    /// The next piece of work for the agent of `instance`: a preview first (someone waits for
+    /// it), then a step of one of its tasks, else its part of a running check run; None when
+    /// there is nothing to do. An agent too old to preview (`previews` false) has the
+    /// requests of its instance answered for it with `AgentVersionUnsupported`.
+    pub fn agent_next(&self, instance: &Instance, previews: bool) -> store::Result<Option<AgentWork>> {
         if !self.store.agent_has_work(instance.pk)? {
             return Ok(None);
+        }
+        while let Some(asked) = self.store.next_preview(instance.pk)? {
+            if previews {
+                let PreviewRequest { id, check_id, params } = asked;
+                return Ok(Some(AgentWork::Preview { preview_id: id, check_id, params }));
+            }
+            let refused = ConnectorError::new(
+                "AgentVersionUnsupported",
+                "the instance's agent is too old to preview a change; upgrade it to preview",
+            );
+            self.store.answer_preview(instance.pk, &asked.id, &preview_answer_json(&Err(refused)))?;
         }
         while let Some(claimed) = self.store.claim_agent_task(instance.pk, self.config.lease_ms)? {
             if let Some(work) = self.advance(claimed)? {
@@ -110,6 +133,19 @@ impl Engine {
         let mut claimed = claimed;
         claimed.task.status = next;
         Ok(self.advance(claimed)?)
+    }
+
+    /// Takes an agent's answer to a preview request of its instance.
+    pub fn agent_preview(
+        &self,
+        instance: &Instance,
+        preview_id: &str,
+        answer: Result<Vec<PlannedChange>, ConnectorError>,
+    ) -> Result<(), ReportRefusal> {
+        match self.store.answer_preview(instance.pk, preview_id, &preview_answer_json(&answer))? {
+            true => Ok(()),
+            false => Err(ReportRefusal::NotYours),
+        }
     }
 
     /// Takes an agent's reading of its configuration for a check run's detail.

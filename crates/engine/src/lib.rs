@@ -8,6 +8,7 @@ mod agents;
 mod assess;
 mod custom;
 mod discover;
+mod preview;
 mod schedule;
 mod tasks;
 
@@ -24,6 +25,7 @@ use store::{Claimed, WorkerStore};
 
 pub use agents::{AgentWork, ReportRefusal};
 pub use assess::evaluate_instance;
+pub use preview::{preview_answer_json, preview_answer_of, PreviewAnswer};
 pub use schedule::{default_schedule, due_window, selected_checks, WINDOWS};
 
 /// How often each node looks for schedules whose window is open (a window is hours long).

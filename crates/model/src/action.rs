@@ -311,6 +311,42 @@ pub enum OpOutput {
     },
 }
 
+/// One thing a change would change on its instance, planned against the instance as it is and
+/// without changing anything (PreviewOperationTask). What would stay as it is is not listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PlannedChange {
+    /// A file's content: created, or edited as the unified diff says.
+    FileContent {
+        /// The path inside the instance root.
+        file: String,
+        /// The file does not exist yet: the change creates it.
+        created: bool,
+        /// A unified diff (`--- a/…`, `+++ b/…`, hunks with 3 lines of context) from the file as
+        /// it is to the file as the change writes it.
+        diff: String,
+    },
+    /// A file's permission bits.
+    FileMode {
+        /// The path inside the instance root.
+        file: String,
+        /// The mode now, in octal (`0644`).
+        before: String,
+        /// The mode the change sets.
+        after: String,
+    },
+    /// One aspect of a cloud resource (its inbound rules, its public access block, …), as the
+    /// cloud's API reads it now and as it will read after the change.
+    CloudState {
+        /// The aspect.
+        aspect: String,
+        /// Its state now (`null`: there is none).
+        before: serde_json::Value,
+        /// Its state after the change.
+        after: serde_json::Value,
+    },
+}
+
 mod base64_bytes {
     use base64::Engine;
     use serde::{Deserialize, Deserializer, Serializer};

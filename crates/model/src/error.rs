@@ -213,6 +213,13 @@ impl ApiError {
             format!("The repair parameter {name} is unknown or its value has the wrong format."),
         )
     }
+    pub fn preview_type_unsupported() -> Self {
+        e(
+            400,
+            "PreviewTypeUnsupported",
+            "PreviewOperationTask previews repairs (Type REPAIR). A rollback puts back its repair's snapshot exactly.",
+        )
+    }
     pub fn repair_task_conflict() -> Self {
         e(400, "RepairTaskConflict", "Fix task conflicts.")
     }
@@ -311,7 +318,7 @@ impl ApiError {
         )
     }
     pub fn agent_work_not_yours() -> Self {
-        e(403, "AgentWorkNotFound", "No such task or check of this agent's own instance.")
+        e(403, "AgentWorkNotFound", "No such task, check or preview of this agent's own instance.")
     }
     pub fn agent_report_stale() -> Self {
         e(

@@ -14,8 +14,8 @@ mod status;
 mod vendor;
 
 pub use action::{
-    Apply, Change, Checker, ConnectorOp, Dialect, Document, Effect, LiveReader, OpOutput, Snapshot, SnapshotItem, Step,
-    LIVE, LIVE_ERROR, LIVE_SYSTEM, SOURCE,
+    Apply, Change, Checker, ConnectorOp, Dialect, Document, Effect, LiveReader, OpOutput, PlannedChange, Snapshot,
+    SnapshotItem, Step, LIVE, LIVE_ERROR, LIVE_SYSTEM, SOURCE,
 };
 pub use error::ApiError;
 pub use lang::{Lang, Text};

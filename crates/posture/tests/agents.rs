@@ -420,3 +420,72 @@ fn an_agent_killed_at_random_moments_finishes_every_change_once_and_rolls_it_bac
         assert_eq!(a.sshd(), SSHD, "round {round}: byte for byte");
     }
 }
+
+#[test]
+fn a_preview_is_answered_by_the_instances_agent_and_only_by_it() {
+    let server = Server::start(&["--agent-poll-wait", "2s"]);
+    let (a, b) = (Agent::new(), Agent::new());
+    let t = token(&server, &["--uses", "2"]);
+    a.enrolled(&server, &t, "agent-p");
+    b.enrolled(&server, &t, "agent-q");
+    let ((secret, agent_id), (other_secret, other_id)) = (a.identity(), b.identity());
+    let preview = || {
+        let v = server.ok(
+            "PreviewOperationTask",
+            &[("CheckId", "1001"), ("Type", "REPAIR"), ("OperationTaskInstances.1.InstanceId", "agent-p")],
+        );
+        v["Instances"][0].clone()
+    };
+    let poll = |version: &str| -> Option<Work> {
+        let (status, next) = raw(&server, &secret, &agent_id, "poll", &json!(Poll { version: version.into() }));
+        assert_eq!(status, 200, "{next}");
+        serde_json::from_value::<Next>(next).unwrap().work
+    };
+    std::thread::scope(|s| {
+        // An agent too old to read a preview request has it answered for it.
+        let asked = s.spawn(preview);
+        while !asked.is_finished() {
+            assert!(poll("0.1.0").is_none(), "a preview is never handed to an agent older than 0.2.0");
+        }
+        let row = asked.join().unwrap();
+        assert_eq!(
+            (row["Outcome"].as_str(), row["SkipCode"].as_str()),
+            (Some("SKIPPED"), Some("AgentVersionUnsupported"))
+        );
+
+        // A current agent plans it on its root; another agent's answer is refused.
+        let asked = s.spawn(preview);
+        let work = loop {
+            if let Some(work) = poll(env!("CARGO_PKG_VERSION")) {
+                break work;
+            }
+        };
+        let Work::Preview { preview_id, check_id, params } = work else { panic!("not a preview: {work:?}") };
+        assert_eq!((check_id, params), (1001, vec![]));
+        let planned = vec![model::PlannedChange::FileMode {
+            file: "/etc/ssh/sshd_config".into(),
+            before: "0644".into(),
+            after: "0600".into(),
+        }];
+        let report = json!(Report::Preview { preview_id: preview_id.clone(), outcome: Ok(planned) });
+        let (code, refused) = raw(&server, &other_secret, &other_id, "report", &report);
+        assert_eq!((code, refused["Code"].as_str()), (403, Some("AgentWorkNotFound")), "{refused}");
+        let (code, next) = raw(&server, &secret, &agent_id, "report", &report);
+        assert_eq!(code, 200, "{next}");
+        let row = asked.join().unwrap();
+        assert_eq!(row["Outcome"], "CHANGE", "{row}");
+        assert_eq!(
+            row["Changes"][0],
+            json!({"Kind": "FILE_MODE", "File": "/etc/ssh/sshd_config", "Before": "0644", "After": "0600"})
+        );
+        // Answered once: a second answer is refused.
+        let (code, _) = raw(&server, &secret, &agent_id, "report", &report);
+        assert_eq!(code, 403);
+    });
+
+    // An agent that does not poll leaves its instance unplanned, with the reason.
+    let row = preview();
+    assert_eq!((row["Outcome"].as_str(), row["SkipCode"].as_str()), (Some("SKIPPED"), Some("AgentNoAnswer")), "{row}");
+    assert_eq!(a.sshd(), SSHD, "nothing was changed");
+}
+

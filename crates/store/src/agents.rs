@@ -108,13 +108,17 @@ static CLAIM_AGENT_TASK_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
     ))
 });
 
-/// Whether instance `?1`'s agent has a due task or an unchecked detail of a running run.
+/// Whether instance `?1`'s agent has a due task, an unchecked detail of a running run or a
+/// preview to answer.
 static AGENT_HAS_WORK_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT EXISTS (SELECT 1 FROM tasks WHERE instance_pk = ?1 AND status IN ({}) AND agent = 1 AND lease_until_ms < ?2)
              OR EXISTS (SELECT 1 FROM check_run_details d WHERE d.instance_pk = ?1 AND d.status_code IN (0, 1)
-                          AND EXISTS (SELECT 1 FROM check_runs r WHERE r.id = d.run_id AND r.status_code = ?3))",
-        crate::status_list(TaskStatus::is_claimable)
+                          AND EXISTS (SELECT 1 FROM check_runs r WHERE r.id = d.run_id AND r.status_code = ?3))
+             OR EXISTS (SELECT 1 FROM agent_previews p WHERE p.instance_pk = ?1 AND p.answer IS NULL
+                          AND p.created_ms >= ?2 - {})",
+        crate::status_list(TaskStatus::is_claimable),
+        crate::PREVIEW_TTL_MS
     )
 });
 

@@ -26,7 +26,7 @@ pub(crate) fn host(i: usize) -> NewInstance {
     }
 }
 
-fn repair_of(check_id: i64, pks: &[i64]) -> Submission {
+pub(crate) fn repair_of(check_id: i64, pks: &[i64]) -> Submission {
     Submission {
         root_id: new_id(16),
         check_id,

@@ -35,6 +35,7 @@ const TABLES: &[&str] = &[
     "check_schedules",
     "exports",
     "check_custom_configs",
+    "agent_previews",
 ];
 
 /// Rows copied, per table.

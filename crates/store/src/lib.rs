@@ -21,6 +21,7 @@ mod idempotency;
 mod instances;
 mod nonces;
 mod pg;
+mod previews;
 mod results;
 mod runs;
 mod schedules;
@@ -55,6 +56,7 @@ pub use idempotency::{answer_in_advance, with_client_token};
 pub use instances::{Instance, NewInstance, AGENT_LOCATOR};
 pub use nonces::{NewNonce, NonceWait};
 pub use pg::DEFAULT_POOL;
+pub use previews::{ActiveChange, PreviewRequest, Previews, PREVIEW_TTL_MS};
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};
 pub use runs::{uuid_like, CheckRun, CheckRunDetail, DetailOutcome, RunFilter};
 pub use schedules::{Schedule, Schedules, SCHEDULE_SOURCE};
@@ -351,7 +353,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 16;
+pub const SCHEMA_VERSION: i64 = 17;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -421,6 +423,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         }
         if version < 16 {
             c.execute_batch(&format!("{} PRAGMA user_version = 16;", include_str!("migration_16.sql")))?;
+        }
+        if version < 17 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 17;", include_str!("migration_17.sql")))?;
         }
         Ok(())
     })

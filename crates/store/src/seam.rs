@@ -346,12 +346,12 @@ pub trait Idempotency: Send + Sync {
 
 /// What a worker needs of a store: the queue, check runs, and the inventory they act on.
 pub trait WorkerStore:
-    TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents + Schedules + CustomConfigs
+    TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents + Previews + Schedules + CustomConfigs
 {
 }
 
 impl<T> WorkerStore for T where
-    T: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents + Schedules + CustomConfigs
+    T: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents + Previews + Schedules + CustomConfigs
 {
 }
 
@@ -367,6 +367,7 @@ pub trait ApiStore:
     + Whitelists
     + Idempotency
     + Agents
+    + Previews
     + Schedules
     + Exports
     + CustomConfigs
@@ -385,6 +386,7 @@ impl<T> ApiStore for T where
         + Whitelists
         + Idempotency
         + Agents
+        + Previews
         + Schedules
         + Exports
         + CustomConfigs

@@ -11,6 +11,7 @@ mod cloud_accounts;
 mod custom_configs;
 mod exports;
 mod operation_tasks;
+mod preview;
 mod quota;
 mod whitelists;
 
@@ -101,6 +102,7 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("ListOperationTask", operation_tasks::list_operation_task),
     ("ListOperationCheck", operation_tasks::list_operation_check),
     ("CancelOperationTask", operation_tasks::cancel_operation_task),
+    ("PreviewOperationTask", preview::preview_operation_task),
     ("DescribeOperationTaskHistory", operation_tasks::describe_operation_task_history),
     ("SubmitCheck", check_runs::submit_check),
     ("GetCheckProcess", check_runs::get_check_process),

@@ -15,9 +15,9 @@ use super::{check_name, db, known_check, object, page_info, unique_match, vendor
 use crate::params::Params;
 
 /// One `OperationTaskInstances.N` entry, resolved.
-struct Named {
-    instance: Instance,
-    task_id: Option<String>,
+pub(super) struct Named {
+    pub instance: Instance,
+    pub task_id: Option<String>,
 }
 
 fn named_instances(ctx: &Ctx, p: &Params) -> Result<Vec<Named>, ApiError> {
@@ -105,8 +105,33 @@ fn root_limits(p: &Params) -> Result<RootLimits, ApiError> {
     })
 }
 
-/// SubmitOperationTask: one root task, one task per instance, written in one transaction.
-pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+/// A SubmitOperationTask request, resolved: what its submission (and its preview) act on.
+pub(super) struct Asked<'c> {
+    pub check_id: i64,
+    pub kind: TaskType,
+    pub dimension: DimensionType,
+    /// The item as the catalog has it.
+    pub check: &'c CheckDef,
+    /// The selection a RelationKey names.
+    pub relation: Option<store::Selection>,
+    pub limits: RootLimits,
+    /// The repair's values (the account's thresholds as defaults).
+    pub params: model::RepairValues,
+    /// The instances named (or, by CheckId, every failing one).
+    pub named: Vec<Named>,
+}
+
+impl Asked<'_> {
+    /// What the steps change on an instance: changes of the same scope are serialised.
+    pub fn scope(&self, ctx: &Ctx) -> String {
+        ctx.engine
+            .connector(&self.check.asset)
+            .map_or_else(|| connectors::WHOLE_INSTANCE.to_string(), |c| c.scope(&self.check.render_steps(&self.params)))
+    }
+}
+
+/// Reads and checks SubmitOperationTask's parameters, and finds the instances they name.
+pub(super) fn asked<'c>(ctx: &'c Ctx, p: &Params) -> Result<Asked<'c>, ApiError> {
     let check_id = p.required_int("CheckId")?;
     let kind = TaskType::parse(p.required("Type")?).ok_or_else(|| ApiError::invalid_parameter("Type"))?;
     let dimension = match p.str("DimensionType") {
@@ -161,6 +186,14 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
             }
         }
     }
+    Ok(Asked { check_id, kind, dimension, check, relation, limits, params, named })
+}
+
+/// SubmitOperationTask: one root task, one task per instance, written in one transaction.
+pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let asked = asked(ctx, p)?;
+    let scope = asked.scope(ctx);
+    let Asked { check_id, kind, dimension, check, relation, limits, params, named } = asked;
     let whitelisted = match kind {
         TaskType::Repair => {
             let pks: Vec<i64> = named.iter().map(|n| n.instance.pk).collect();
@@ -190,11 +223,6 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let root_id = store::new_id(16);
     let selection =
         relation.map(|selection| SelectionSource { selection, connector: check.asset.clone(), params: params.clone() });
-    // What the steps change on an instance: changes of the same scope are serialised.
-    let scope = ctx
-        .engine
-        .connector(&check.asset)
-        .map_or_else(|| connectors::WHOLE_INSTANCE.to_string(), |c| c.scope(&check.render_steps(&params)));
     // The answer is known before the tasks are written, so a ClientToken's answer is kept
     // whole in the same transaction (not only that the call ran): a retry after a crash
     // between the commit and the answer gets this RootTaskId.

@@ -62,13 +62,26 @@ const SYSCTL_DIRS: [&str; 5] =
 const MODPROBE_DIRS: [&str; 5] =
     ["/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d"];
 
+/// Files as the steps of a change planned so far leave them (path inside the root, as the
+/// plan names it → the whole new content), read in place of the files on disk: a preview plans
+/// each step on top of the ones before it, as apply finds them written.
+pub type Pending = BTreeMap<String, Vec<u8>>;
+
 /// The `*.conf` files of `dirs` by name, each from the first directory that has it, in name
-/// order: how systemd-sysctl and modprobe read their drop-in directories.
-fn drop_ins(root: &Path, dirs: &[&str]) -> Vec<String> {
+/// order: how systemd-sysctl and modprobe read their drop-in directories (a file `pending`
+/// creates included).
+fn drop_ins(root: &Path, dirs: &[&str], pending: &Pending) -> Vec<String> {
     let mut by_name: BTreeMap<String, String> = BTreeMap::new();
     for dir in dirs {
-        for p in glob_in_root(root, &format!("{dir}/*.conf")) {
-            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let on_disk = glob_in_root(root, &format!("{dir}/*.conf"))
+            .into_iter()
+            .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        let planned = pending
+            .keys()
+            .filter_map(|k| k.strip_prefix(dir)?.strip_prefix('/'))
+            .filter(|name| !name.contains('/') && name.ends_with(".conf"))
+            .map(String::from);
+        for name in on_disk.chain(planned) {
             by_name.entry(name.clone()).or_insert_with(|| format!("{dir}/{name}"));
         }
     }
@@ -77,10 +90,14 @@ fn drop_ins(root: &Path, dirs: &[&str]) -> Vec<String> {
 /// How deep sshd's `Include`s are followed (sshd itself stops at 16).
 pub const MAX_INCLUDE_DEPTH: usize = 8;
 
-fn read(root: &Path, logical: &str, limits: &Limits) -> io::Result<Source> {
+fn read(root: &Path, logical: &str, limits: &Limits, pending: &Pending) -> io::Result<Source> {
     let real = resolve_in_root(root, logical)?;
-    let text =
-        files::read(root, &real, limits).map_err(|e| io::Error::new(e.kind(), Context(logical.to_string(), e)))?;
+    let text = match pending.get(logical) {
+        Some(planned) => Some(planned.clone()),
+        None => {
+            files::read(root, &real, limits).map_err(|e| io::Error::new(e.kind(), Context(logical.to_string(), e)))?
+        }
+    };
     Ok(Source { logical: logical.to_string(), real, text })
 }
 
@@ -108,26 +125,38 @@ fn lines_of(text: &[u8]) -> Vec<&[u8]> {
 impl ConfigSet {
     /// Loads the configuration of `dialect` whose main file is `file` (sysctl ignores `file`).
     pub fn load(root: &Path, dialect: Dialect, file: &str, limits: &Limits) -> io::Result<ConfigSet> {
+        ConfigSet::load_over(root, dialect, file, limits, &Pending::new())
+    }
+
+    /// [`ConfigSet::load`], with the files of `pending` as it holds them.
+    pub fn load_over(
+        root: &Path,
+        dialect: Dialect,
+        file: &str,
+        limits: &Limits,
+        pending: &Pending,
+    ) -> io::Result<ConfigSet> {
         let mut set = ConfigSet { dialect, sources: Vec::new(), entries: Vec::new() };
         match dialect {
             Dialect::Sysctl => {
-                for logical in drop_ins(root, &SYSCTL_DIRS).into_iter().chain(["/etc/sysctl.conf".to_string()]) {
-                    set.add(read(root, &logical, limits)?, false);
+                let files = drop_ins(root, &SYSCTL_DIRS, pending).into_iter().chain(["/etc/sysctl.conf".to_string()]);
+                for logical in files {
+                    set.add(read(root, &logical, limits, pending)?, false);
                 }
             }
             Dialect::Modprobe => {
-                for logical in drop_ins(root, &MODPROBE_DIRS) {
-                    set.add(read(root, &logical, limits)?, false);
+                for logical in drop_ins(root, &MODPROBE_DIRS, pending) {
+                    set.add(read(root, &logical, limits, pending)?, false);
                 }
             }
-            Dialect::Sshd => set.add_sshd(root, file, false, 0, limits)?,
+            Dialect::Sshd => set.add_sshd(root, file, false, 0, limits, pending)?,
             Dialect::EqKv => {
-                set.add(read(root, file, limits)?, false);
-                for logical in drop_ins(root, &[&format!("{file}.d")]) {
-                    set.add(read(root, &logical, limits)?, false);
+                set.add(read(root, file, limits, pending)?, false);
+                for logical in drop_ins(root, &[&format!("{file}.d")], pending) {
+                    set.add(read(root, &logical, limits, pending)?, false);
                 }
             }
-            Dialect::SpaceKv | Dialect::Redis => set.add(read(root, file, limits)?, false),
+            Dialect::SpaceKv | Dialect::Redis => set.add(read(root, file, limits, pending)?, false),
         }
         Ok(set)
     }
@@ -155,8 +184,9 @@ impl ConfigSet {
         inherited_match: bool,
         depth: usize,
         limits: &Limits,
+        pending: &Pending,
     ) -> io::Result<()> {
-        let src = read(root, file, limits)?;
+        let src = read(root, file, limits, pending)?;
         let idx = self.sources.len();
         let lines: Vec<String> = lines_of(src.text.as_deref().unwrap_or_default())
             .into_iter()
@@ -175,7 +205,7 @@ impl ConfigSet {
             self.entries.push(Entry { src: idx, line, key, value: value.clone(), in_match });
             if include && depth < MAX_INCLUDE_DEPTH {
                 for logical in sshd_includes(root, &value) {
-                    self.add_sshd(root, &logical, in_match, depth + 1, limits)?;
+                    self.add_sshd(root, &logical, in_match, depth + 1, limits, pending)?;
                 }
             }
         }

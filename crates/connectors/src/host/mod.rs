@@ -27,14 +27,14 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use model::{Change, Dialect, Document, Snapshot, SnapshotItem, Step, SOURCE};
+use model::{Change, Dialect, Document, PlannedChange, Snapshot, SnapshotItem, Step, SOURCE};
 
 pub use files::{Limits, DEFAULT_MAX_FILE_BYTES};
 pub use paths::resolve_in_root;
 
 use crate::{Connector, ConnectorError, Target, WHOLE_INSTANCE};
 use bounded::{Bounded, Late};
-use directives::{ConfigSet, Context, Edit};
+use directives::{ConfigSet, Context, Edit, Pending};
 use live::{Live, Overlay};
 
 /// Files whose mode, uid and gid are part of the document (`file:<path>.mode` …).
@@ -273,14 +273,15 @@ enum Plan {
 }
 
 impl Plan {
-    fn of(root: &Path, step: &Step, limits: &Limits) -> io::Result<Plan> {
+    /// The plan of `step` on the files as they are, or as `pending` holds them.
+    fn of(root: &Path, step: &Step, limits: &Limits, pending: &Pending) -> io::Result<Plan> {
         if step.values().iter().any(|v| v.chars().any(char::is_control)) {
             return Err(io::Error::other("a repair value holds a control character"));
         }
         match step {
-            Step::SetDirective { dialect, file, key, value } => {
-                Ok(Plan::Write(ConfigSet::load(root, *dialect, file, limits)?.plan_set(root, key, value)?))
-            }
+            Step::SetDirective { dialect, file, key, value } => Ok(Plan::Write(
+                ConfigSet::load_over(root, *dialect, file, limits, pending)?.plan_set(root, key, value)?,
+            )),
             Step::SetMode { file, mode } => {
                 let mode = u32::from_str_radix(mode, 8)
                     .ok()
@@ -509,7 +510,7 @@ fn backup(t: &Target, change: &Change, limits: &Limits) -> Result<Snapshot, Conn
     let mut seen = BTreeSet::new();
     let mut snapshot = Snapshot::default();
     for step in &change.steps {
-        let plan = Plan::of(&root, step, limits).map_err(io_err("BackUpError", "plan"))?;
+        let plan = Plan::of(&root, step, limits, &Pending::new()).map_err(io_err("BackUpError", "plan"))?;
         let (logical, real, content) = plan.target();
         if seen.insert(logical.to_string()) {
             snapshot
@@ -532,7 +533,7 @@ fn apply(t: &Target, change: &Change, mut snapshot: Snapshot, limits: &Limits) -
     sweep(&root, &snapshot);
     let mut result = Ok(());
     for step in &change.steps {
-        let plan = match Plan::of(&root, step, limits) {
+        let plan = match Plan::of(&root, step, limits, &Pending::new()) {
             Ok(plan) => plan,
             Err(e) => {
                 result = Err(io_err("RepairError", "plan")(e));
@@ -594,6 +595,73 @@ fn apply(t: &Target, change: &Change, mut snapshot: Snapshot, limits: &Limits) -
         item.post_digest = Some(current_digest(&root, item, limits).map_err(io_err("RepairError", &item.key))?);
     }
     Ok(snapshot)
+}
+
+/// What apply would write, planned step after step on top of the files as the steps before
+/// leave them (each step of apply reads what the one before wrote), and nothing written.
+fn preview(t: &Target, change: &Change, limits: &Limits) -> Result<Vec<PlannedChange>, ConnectorError> {
+    let root = root_of(t)?;
+    let mut pending = Pending::new();
+    // Each file the steps write, in the order first written, with its content now (None: the
+    // change creates it); and each file whose mode is set: (file, mode now, mode set).
+    let mut written: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+    let mut modes: Vec<(String, u32, u32)> = Vec::new();
+    for step in &change.steps {
+        match Plan::of(&root, step, limits, &pending).map_err(io_err("PreviewError", "plan"))? {
+            Plan::Write(edit) => {
+                if !written.iter().any(|(f, _)| *f == edit.logical) {
+                    let now = files::read(&root, &edit.real, limits).map_err(io_err("PreviewError", &edit.logical))?;
+                    written.push((edit.logical.clone(), now));
+                }
+                pending.insert(edit.logical, edit.text);
+            }
+            Plan::Mode { logical, real, mode } => {
+                let now = match files::state(&root, &real, false, limits).map_err(io_err("PreviewError", &logical))? {
+                    Some(s) => s.mode,
+                    // Created by an earlier step of the change: with 0644 (see Plan::apply).
+                    None if pending.contains_key(&logical) => 0o644,
+                    None => {
+                        return Err(ConnectorError::new("PreviewError", format!("{logical} does not exist")));
+                    }
+                };
+                match modes.iter_mut().find(|(f, ..)| *f == logical) {
+                    Some(m) => m.2 = mode,
+                    None => modes.push((logical, now, mode)),
+                }
+            }
+        }
+    }
+    let mut planned = Vec::new();
+    for (file, before) in written {
+        let after = &pending[&file];
+        if before.as_ref() != Some(after) {
+            let diff = unified_diff(&file, before.as_deref(), after);
+            planned.push(PlannedChange::FileContent { file, created: before.is_none(), diff });
+        }
+    }
+    for (file, before, after) in modes {
+        if before != after {
+            planned.push(PlannedChange::FileMode {
+                file,
+                before: format!("{before:04o}"),
+                after: format!("{after:04o}"),
+            });
+        }
+    }
+    Ok(planned)
+}
+
+/// A unified diff of a file's content (`None`: it does not exist), three lines of context. A
+/// byte that is not UTF-8 shows as U+FFFD here only: the repair writes every byte it keeps as
+/// it was.
+fn unified_diff(file: &str, before: Option<&[u8]>, after: &[u8]) -> String {
+    let (old, new) = (String::from_utf8_lossy(before.unwrap_or_default()), String::from_utf8_lossy(after));
+    let old_name = if before.is_some() { format!("a{file}") } else { "/dev/null".to_string() };
+    similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
+        .unified_diff()
+        .context_radius(3)
+        .header(&old_name, &format!("b{file}"))
+        .to_string()
 }
 
 fn restore(t: &Target, change: &Change, snapshot: &Snapshot, limits: &Limits) -> Result<(), ConnectorError> {
@@ -683,6 +751,11 @@ impl Connector for HostConnector {
         }
     }
 
+    fn preview(&self, t: &Target, change: &Change) -> Result<Vec<PlannedChange>, ConnectorError> {
+        let (t, change, limits) = (t.clone(), change.clone(), self.limits());
+        self.bounded("PreviewError", move || preview(&t, &change, &limits))
+    }
+
     fn backup(&self, t: &Target, change: &Change) -> Result<Snapshot, ConnectorError> {
         let (t, change, limits) = (t.clone(), change.clone(), self.limits());
         self.bounded("BackUpError", move || backup(&t, &change, &limits))
@@ -764,6 +837,105 @@ mod tests {
         // Restoring twice (a retried rollback) is harmless.
         c.restore(&target, &Change::default(), &snap).unwrap();
         assert!(c.matches(&target, &snap).unwrap());
+    }
+
+    /// Applies a unified diff to `before` (what `patch` does), refusing a hunk whose context
+    /// or removed lines do not match.
+    fn patched(before: &str, diff: &str) -> String {
+        let old: Vec<&str> = before.split_inclusive('\n').collect();
+        let mut out = String::new();
+        let mut at = 0; // lines of `old` consumed
+        let mut lines = diff.split_inclusive('\n').skip(2).peekable();
+        while let Some(header) = lines.next() {
+            let start: usize = header.trim_start_matches("@@ -").split([',', ' ']).next().unwrap().parse().unwrap();
+            let start = start.saturating_sub(1).max(at);
+            out.extend(old[at..start].iter().copied());
+            at = start;
+            while let Some(l) = lines.next_if(|l| !l.starts_with("@@")) {
+                let (sign, text) = l.split_at(1);
+                let no_newline = lines.next_if(|n| n.starts_with("\\")).is_some();
+                let text = if no_newline { text.trim_end_matches('\n') } else { text };
+                if sign != "+" {
+                    assert_eq!(old[at], text, "the diff does not apply at line {}", at + 1);
+                    at += 1;
+                }
+                if sign != "-" {
+                    out.push_str(text);
+                }
+            }
+        }
+        out.extend(old[at..].iter().copied());
+        out
+    }
+
+    #[test]
+    fn a_preview_is_exactly_what_the_repair_then_writes_and_writes_nothing() {
+        let redis = "# redis\nbind 0.0.0.0\nprotected-mode yes\n\n# the port\nport 6379\ndaemonize no";
+        let (t, target) = host(&[
+            ("/etc/redis/redis.conf", redis, 0o640),
+            ("/etc/ssh/sshd_config", SSHD, 0o644),
+            ("/etc/sysctl.conf", "# nothing\n", 0o644),
+        ]);
+        let c = HostConnector::default();
+        for steps in [
+            // Two steps on one file compose: the second is planned on what the first wrote.
+            vec![
+                set(Dialect::Redis, "/etc/redis/redis.conf", "bind", "127.0.0.1"),
+                set(Dialect::Redis, "/etc/redis/redis.conf", "port", "6380"),
+                Step::SetMode { file: "/etc/redis/redis.conf".into(), mode: "0600".into() },
+            ],
+            vec![set(Dialect::Sshd, "/etc/ssh/sshd_config", "MaxAuthTries", "4")],
+            vec![set(Dialect::Sysctl, "", "net.ipv4.ip_forward", "0")],
+        ] {
+            let change = files_only(&steps);
+            let before = c.fetch(&target).unwrap();
+            let planned = c.preview(&target, &change).unwrap();
+            assert_eq!(c.fetch(&target).unwrap(), before, "a preview changes nothing");
+            assert!(!planned.is_empty());
+            let mut snap = c.backup(&target, &change).unwrap();
+            let old: Vec<_> = snap.items.iter().map(|i| (i.key.clone(), i.existed, i.data.clone())).collect();
+            c.apply(&target, &change, &mut snap).unwrap();
+            for p in &planned {
+                match p {
+                    PlannedChange::FileContent { file, created, diff } => {
+                        let (_, existed, data) = old.iter().find(|(k, ..)| k == file).unwrap();
+                        assert_eq!(*created, !existed);
+                        let now = std::fs::read_to_string(t.path().join(file.trim_start_matches('/'))).unwrap();
+                        assert_eq!(patched(&String::from_utf8_lossy(data), diff), now, "{diff}");
+                    }
+                    PlannedChange::FileMode { file, before, after } => {
+                        assert_eq!(
+                            (file.as_str(), before.as_str(), after.as_str()),
+                            ("/etc/redis/redis.conf", "0640", "0600")
+                        );
+                        let meta = std::fs::metadata(t.path().join("etc/redis/redis.conf")).unwrap();
+                        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+                    }
+                    PlannedChange::CloudState { .. } => panic!("a host plans no cloud state"),
+                }
+            }
+            // Once done, the same change has nothing left to do.
+            assert_eq!(c.preview(&target, &change).unwrap(), vec![]);
+        }
+        let redis_diff = match &c
+            .preview(&target, &files_only(&[set(Dialect::Redis, "/etc/redis/redis.conf", "port", "6381")]))
+            .unwrap()[0]
+        {
+            PlannedChange::FileContent { diff, .. } => diff.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(redis_diff.starts_with("--- a/etc/redis/redis.conf\n+++ b/etc/redis/redis.conf\n@@ "), "{redis_diff}");
+        assert!(redis_diff.contains("\n-port 6380\n+port 6381\n"), "{redis_diff}");
+    }
+
+    #[test]
+    fn a_preview_of_a_missing_file_or_bad_value_is_an_error_not_a_change() {
+        let (_t, target) = host(&[("/etc/login.defs", "PASS_MAX_DAYS 99999\n", 0o644)]);
+        let c = HostConnector::default();
+        let missing = files_only(&[Step::SetMode { file: "/etc/nothing".into(), mode: "0600".into() }]);
+        assert_eq!(c.preview(&target, &missing).unwrap_err().code, "PreviewError");
+        let control = files_only(&[set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "9\n0")]);
+        assert_eq!(c.preview(&target, &control).unwrap_err().code, "PreviewError");
     }
 
     #[test]

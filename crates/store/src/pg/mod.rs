@@ -313,6 +313,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 16 {
             c.batch(include_str!("migration_16.sql"))?;
         }
+        if version < 17 {
+            c.batch(include_str!("migration_17.sql"))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });
