@@ -2,8 +2,9 @@
 (CommonRequest, as any SDK user would call an action its SDK does not model), over real HTTP:
 a task that has changed nothing ends CANCELLED with its file untouched and its authorization
 given back; a verified one is left as it is; unknown ids and a ReadOnly key are refused.
-(Cancelling a repair while it changes the file — finished, then rolled back from its snapshot
-— is timed in the store's conformance suite, crates/store/src/cancel.rs, on both backends.)"""
+(Cancelling a repair while it backs up or changes the file — finished, then rolled back from
+its snapshot — needs the step held at that point: crates/posture/tests/agents.rs does it over
+HTTP with an agent driven step by step, and the store's conformance suite on both backends.)"""
 import json
 import time
 import subprocess

@@ -489,3 +489,76 @@ fn a_preview_is_answered_by_the_instances_agent_and_only_by_it() {
     assert_eq!(a.sshd(), SSHD, "nothing was changed");
 }
 
+#[test]
+fn a_cancel_in_each_phase_of_a_change_leaves_the_file_as_it_promises() {
+    let server = Server::start(&["--agent-poll-wait", "1s", "--lease-ms", "60000"]);
+    let a = Agent::new();
+    a.enrolled(&server, &token(&server, &[]), "agent-c");
+    let (secret, agent_id) = a.identity();
+    let host = HostConnector::default();
+    let target = Target { instance_id: "agent-c".into(), locator: a.root().display().to_string(), ..Target::default() };
+    let change = model::Change {
+        steps: vec![model::Step::SetDirective {
+            dialect: model::Dialect::Sshd,
+            file: "/etc/ssh/sshd_config".into(),
+            key: "PermitRootLogin".into(),
+            value: "no".into(),
+        }],
+        effect: None,
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    // The agent's next task step, by hand.
+    let next_step = || loop {
+        let (status, next) = raw(&server, &secret, &agent_id, "poll", &json!(Poll { version: version.into() }));
+        assert_eq!(status, 200, "{next}");
+        if let Some(work) = serde_json::from_value::<Next>(next).unwrap().work {
+            break work;
+        }
+    };
+    let report = |work: Work| -> (u16, Value) {
+        let Work::Task { task_id, fence, status, op, .. } = work else { panic!("not a task: {work:?}") };
+        let out = connectors::execute(&host, &target, &change, op).unwrap();
+        raw(&server, &secret, &agent_id, "report", &json!(Report::Task { task_id, fence, status, outcome: Ok(out) }))
+    };
+    let cancel = |root: &str| server.ok("CancelOperationTask", &[("RootTaskId", root)])["Tasks"][0]["Cancel"].clone();
+
+    // Cancelled while the agent backs up: CANCELLED at once, the backup's report refused, the
+    // file untouched.
+    let root = submit(&server, "REPAIR", "agent-c", None);
+    let backup = next_step();
+    assert!(matches!(&backup, Work::Task { status, .. } if status == "IN_BACKUP"), "{backup:?}");
+    assert_eq!(cancel(&root), "CANCELLED");
+    let (code, v) = report(backup);
+    assert_eq!((code, v["Code"].as_str()), (409, Some("AgentReportStale")), "{v}");
+    assert_eq!(finished(&server, &root)["Status"], "CANCELLED");
+    assert_eq!(a.sshd(), SSHD);
+
+    // Cancelled while the agent changes the file: the step finishes and is verified, then a
+    // rollback (handed to the same agent) puts the file back byte for byte.
+    let root = submit(&server, "REPAIR", "agent-c", None);
+    let (code, v) = report(next_step()); // the backup; its answer is the change
+    assert_eq!(code, 200, "{v}");
+    let apply: Next = serde_json::from_value(v).unwrap();
+    let apply = apply.work.unwrap();
+    assert!(matches!(&apply, Work::Task { status, .. } if status == "REPAIRING"), "{apply:?}");
+    assert_eq!(cancel(&root), "ROLLBACK_AFTER_STEP");
+    let mut step = Some(apply);
+    while let Some(work) = step.take() {
+        let (code, v) = report(work);
+        assert_eq!(code, 200, "{v}");
+        step = serde_json::from_value::<Next>(v).unwrap().work;
+        if step.is_none()
+            && server.ok("ListOperationTask", &[("Type", "ROLLBACK")])["OperationTasks"][0]["Status"]
+                != "ROLL_BACK_VERIFIED"
+        {
+            step = Some(next_step());
+        }
+    }
+    let repair = finished(&server, &root);
+    assert_eq!(repair["Status"], "REPAIR_SUCCESS_VERIFIED", "{repair}");
+    let rollback = server.ok("ListOperationTask", &[("Type", "ROLLBACK")])["OperationTasks"][0].clone();
+    assert_eq!(rollback["Status"], "ROLL_BACK_VERIFIED", "{rollback}");
+    assert_eq!(a.sshd(), SSHD, "byte for byte");
+    // Cancelling it again changes nothing.
+    assert_eq!(cancel(&root), "UNCHANGED");
+}

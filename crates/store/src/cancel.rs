@@ -261,7 +261,7 @@ pub(crate) fn roll_back_if_cancelled(tx: &Conn, repair_id: &str, now: i64) -> Re
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
     let Some((account_id, check_id, pk, scope)) = row else { return Ok(false) };
-    let root_id = new_id(16);
+    let (root_id, rollback_id) = (new_id(16), task_id());
     tx.execute(
         "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms) VALUES (?, ?, ?, 'ROLLBACK', 'INSTANCE', ?)",
         args![&root_id, &account_id, check_id, now],
@@ -269,7 +269,7 @@ pub(crate) fn roll_back_if_cancelled(tx: &Conn, repair_id: &str, now: i64) -> Re
     tx.execute(
         &INSERT_TASK_SQL,
         args![
-            task_id(),
+            &rollback_id,
             &root_id,
             &account_id,
             check_id,
@@ -282,6 +282,15 @@ pub(crate) fn roll_back_if_cancelled(tx: &Conn, repair_id: &str, now: i64) -> Re
             now,
             now
         ],
+    )?;
+    // Changes of the same scope queued behind the repair (submitted while it ran) wait for its
+    // rollback: run first, they would be built on the change the cancel undoes, and the
+    // rollback would then be refused as no longer the latest change.
+    tx.execute(
+        "UPDATE tasks SET waits_for = ?1
+         WHERE instance_pk = ?2 AND status = 'THROTTLING' AND id <> ?1
+           AND rowid > (SELECT rowid FROM tasks WHERE id = ?3) AND (scope = ?4 OR scope = '*' OR ?4 = '*')",
+        args![&rollback_id, pk, repair_id, &scope],
     )?;
     tx.execute("UPDATE accounts SET tasks_total = tasks_total + 1 WHERE id = ?", args![&account_id])?;
     crate::pg::notify_work(tx)?;
@@ -445,6 +454,34 @@ mod tests {
             // A second cancel changes nothing more.
             let again: Vec<CancelOutcome> = s.cancel(&acct, &root, &[]).unwrap().into_iter().map(|(.., o)| o).collect();
             assert_eq!(again, [O::Unchanged; 4]);
+        }
+
+        fn a_cancelled_change_is_rolled_back_before_the_changes_queued_behind_it() {
+            let (_p, s) = store();
+            let acct = s.create_account("cancel-queue").unwrap().id;
+            let (root, ids) = root_with(&s, &acct, 1, RootLimits::default());
+            let pk = s.get_task(&acct, &ids[0]).unwrap().unwrap().instance.pk;
+            let first = s.claim_task(60_000).unwrap().unwrap();
+            walk(&s, &first, &[Init, InBackup, BackedUp, Repairing]);
+            // Another item of the same file, submitted while the first changes it, waits.
+            let mut queued = crate::conformance::repair_of(1003, &[pk]);
+            queued.scope = "file:/etc/ssh/sshd_config".into(); // root_with's
+            s.submit(&acct, &queued).unwrap();
+            let queued_id = queued.tasks[0].id.clone();
+            assert_eq!(s.get_task(&acct, &queued_id).unwrap().unwrap().status, Throttling);
+
+            assert_eq!(s.cancel(&acct, &root, &[]).unwrap()[0].2, CancelOutcome::RollbackAfterStep);
+            walk(&s, &first, &[Repairing, RepairSuccess, RepairSuccessVerifying, RepairSuccessVerified]);
+            // The rollback goes first; the queued change waits for it, and does not make it
+            // "no longer the latest change".
+            let rollback = s.claim_task(60_000).unwrap().unwrap();
+            assert_eq!((rollback.task.kind, rollback.task.status), (TaskType::Rollback, RollBackInit));
+            assert_eq!(s.get_task(&acct, &queued_id).unwrap().unwrap().status, Throttling);
+            assert_eq!(s.standing_change_after(&ids[0], &rollback.task.id).unwrap(), None);
+            assert!(s.claim_task(60_000).unwrap().is_none(), "the queued change is not claimable yet");
+            walk(&s, &rollback, &[RollBackInit, RollBacking, RollBacked, RollBackVerifying, RollBackVerified]);
+            assert_eq!(s.get_task(&acct, &queued_id).unwrap().unwrap().status, Init, "released once it has ended");
+            assert_eq!(s.claim_task(60_000).unwrap().unwrap().task.id, queued_id);
         }
     }
 }

@@ -640,7 +640,7 @@ mod tests {
                      ALTER TABLE accounts DROP COLUMN max_submission_instances; ALTER TABLE tasks DROP COLUMN cancel_requested;
                      ALTER TABLE root_tasks DROP COLUMN failure_threshold; ALTER TABLE root_tasks DROP COLUMN max_concurrency;
                      ALTER TABLE root_tasks DROP COLUMN canary_count; ALTER TABLE tasks DROP COLUMN held;
-                     DROP TABLE agent_previews;",
+                     DROP TABLE agent_previews; ALTER TABLE tasks DROP COLUMN waits_for;",
                 )?;
                 match tx.dialect() {
                     crate::sql::Dialect::Sqlite => tx.batch("PRAGMA user_version = 7"),

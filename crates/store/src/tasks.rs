@@ -112,7 +112,7 @@ macro_rules! overlap {
 const STANDING_CHANGE_AFTER: &str = concat!(
     "SELECT n.id FROM tasks r JOIN tasks n ON n.instance_pk = r.instance_pk AND n.rowid > r.rowid
      WHERE r.id = ?1 AND n.rowid < COALESCE((SELECT rowid FROM tasks WHERE id = ?2), 9223372036854775807)
-       AND n.type = 'REPAIR' AND ",
+       AND n.type = 'REPAIR' AND (n.waits_for IS NULL OR n.waits_for <> ?2) AND ",
     overlap!("n", "r"),
     " AND (n.status IN ({ACTIVE})
             OR (n.status IN ('REPAIR_SUCCESS_VERIFIED', 'REPAIR_SUCCESS_UNVERIFIED')
@@ -134,15 +134,18 @@ fn status_of_new(pk: &str, scope: &str, status: &str) -> String {
     with_active(STATUS_OF_NEW).replace("{PK}", pk).replace("{SCOPE}", scope).replace("{STATUS}", status)
 }
 
-/// Releases the waiting tasks of instance `?1` that no earlier unfinished task overlaps: they
-/// go to their type's initial status, in the same transaction as the change that ended.
+/// Releases the waiting tasks of instance `?1` that no earlier unfinished task overlaps (except
+/// those that wait for it, see [`crate::cancel::roll_back_if_cancelled`]), nor wait for an
+/// unfinished task: they go to their type's initial status, in the same transaction as the
+/// change that ended.
 const RELEASE_WAITING: &str = concat!(
     "UPDATE tasks SET status = CASE type WHEN 'ROLLBACK' THEN 'ROLL_BACK_INIT' ELSE 'INIT' END, updated_ms = ?2
      WHERE instance_pk = ?1 AND (status IN ({ACTIVE})) = TRUE AND status = 'THROTTLING'
        AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.instance_pk = tasks.instance_pk AND (o.status IN ({ACTIVE})) = TRUE
-                       AND o.rowid < tasks.rowid AND ",
+                       AND o.rowid < tasks.rowid AND (o.waits_for IS NULL OR o.waits_for <> tasks.id) AND ",
     overlap!("o", "tasks"),
     ")
+       AND NOT EXISTS (SELECT 1 FROM tasks w WHERE w.id = tasks.waits_for AND (w.status IN ({ACTIVE})) = TRUE)
      RETURNING id, status"
 );
 
