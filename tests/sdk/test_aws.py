@@ -325,6 +325,12 @@ def test_wrong_keys_are_refused_at_registration_and_secrets_never_come_back(aws_
         if f.is_file():
             assert secret.encode() not in f.read_bytes(), f"the secret is not stored in clear ({f.name})"
     assert secret not in (aws_server.data.parent / "serve.log").read_text()
+    # The audit trail has every attempt, done or refused, with the secret redacted.
+    core = CoreSdk(aws_server.endpoint, c["AccessKeyId"], c["AccessKeySecret"])
+    trail = core.call("DescribeAuditLog", {"ActionName": "AddCloudVendorAccountAK", "PageSize": 100})["Records"]
+    assert [r["Outcome"] for r in trail].count("OK") == 1 and len(trail) == 7, trail
+    assert all(r["Parameters"]["SecretKey"] == "(redacted)" for r in trail), trail
+    assert secret not in str(trail) and secret not in str(core.call("DescribeAuditLog", {"PageSize": 100}))
     client.call("DeleteCloudVendorAccountAK", {"AuthId": added["AuthId"]})
     expect_error(lambda: client.call("DeleteCloudVendorAccountAK", {"AuthId": added["AuthId"]}), "CloudAccountNotFound", 404)
 

@@ -17,7 +17,7 @@ use connectors::ConnectorError;
 use engine::{AgentWork, ReportRefusal};
 use model::{ApiError, TaskStatus, Vendor};
 use serde_json::Value;
-use store::{Agent, Agents, EnrolRefusal, Enrolment, Instance, NewInstance};
+use store::{Agent, Agents, Audit, EnrolRefusal, Enrolment, Instance, NewInstance};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::auth::{NonceCheck, WINDOW_MS};
@@ -132,6 +132,7 @@ pub(crate) async fn handle(app: Arc<App>, req: Request) -> Result<Value, ApiErro
         return Err(ApiError::agent_path_not_found(&req.path));
     }
     let now = store::now_ms();
+    let source = req.peer.ip().to_string();
     let checker = app.clone();
     // A poll's nonce goes to the log, as a read's does: what a poll may write (a lease of its
     // own instance's next step) is harmless to take twice. Enrolments and reports go ahead of
@@ -159,7 +160,7 @@ pub(crate) async fn handle(app: Arc<App>, req: Request) -> Result<Value, ApiErro
         false => Some(nonce),
     };
     match (endpoint.as_str(), sender) {
-        ("enroll", Sender::Enrolling(e)) => blocking(&app.clone().agents, move || enroll(&app, e)).await,
+        ("enroll", Sender::Enrolling(e)) => blocking(&app.clone().agents, move || enroll(&app, e, &source)).await,
         ("poll", Sender::Agent(agent, instance)) => {
             app.agents.saw(&agent.id, now);
             let work = match first {
@@ -282,7 +283,7 @@ fn field<'a>(value: &'a str, name: &str, required: bool) -> Result<&'a str, ApiE
     Ok(v)
 }
 
-fn enroll(app: &App, e: Enroll) -> Result<Value, ApiError> {
+fn enroll(app: &App, e: Enroll, source: &str) -> Result<Value, ApiError> {
     let instance_id = field(&e.instance_id, "InstanceId", true)?.to_string();
     let region_id = field(&e.region_id, "RegionId", false)?.to_string();
     let hostname = field(&e.info.hostname, "Hostname", false)?;
@@ -308,6 +309,20 @@ fn enroll(app: &App, e: Enroll) -> Result<Value, ApiError> {
     match app.store.enroll_agent(&enrolment).map_err(db)? {
         Ok((agent, instance)) => {
             tracing::info!(agent = %agent.id, instance = %instance.instance_id, account = %agent.account_id, "agent enrolled");
+            // The token is a secret: the record names the instance and the agent's key.
+            let params = [("InstanceId", &instance.instance_id), ("PublicKey", &e.public_key), ("Version", &e.version)]
+                .map(|(k, v)| (k.to_string(), v.clone()));
+            let mut entry = crate::ops::audit::entry(
+                &agent.account_id,
+                &format!("agent:{}", agent.id),
+                source,
+                "AgentEnroll",
+                &params,
+            );
+            entry.outcome = "OK".into();
+            if let Err(err) = app.store.record_audit(&entry, app.settings.audit_retention_ms) {
+                tracing::error!(error = %err, "the enrolment could not be recorded in the audit trail");
+            }
             let answer =
                 Enrolled { agent_id: agent.id, instance_id: instance.instance_id, poll_seconds: POLL_WAIT.as_secs() };
             Ok(serde_json::to_value(answer).unwrap_or_default())

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use model::ApiError;
 use serde_json::{json, Value};
+use store::Audit;
 
 use crate::auth::{authenticate, policy_allows, RawRequest};
 use crate::encoding::form_decode;
@@ -79,7 +80,7 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
     }
     let started = std::time::Instant::now();
     let mut action = "unknown";
-    let answer = process(app, req, &mut action).await;
+    let answer = process(app, req, &mut action, &request_id).await;
     let code = answer.as_ref().map_or_else(|e| e.code.as_str(), |_| "OK");
     let m = metrics::global();
     m.requests.inc(&[action, code]);
@@ -181,7 +182,7 @@ async fn metrics_response(app: Arc<App>) -> Response {
 }
 
 /// Runs one API request; `action` is set to its action's name (a metrics label) once known.
-async fn process(app: Arc<App>, req: Request, action: &mut &'static str) -> Result<Value, ApiError> {
+async fn process(app: Arc<App>, req: Request, action: &mut &'static str, request_id: &str) -> Result<Value, ApiError> {
     if req.method != "GET" && req.method != "POST" {
         return Err(ApiError::unsupported_method());
     }
@@ -207,6 +208,7 @@ async fn process(app: Arc<App>, req: Request, action: &mut &'static str) -> Resu
             raw.header("host").unwrap_or_default()
         ),
     };
+    let (source, request_id) = (req.peer.ip().to_string(), request_id.to_string());
     // Authentication and the operation touch the store (blocking SQLite): off the async threads.
     // A panic in there becomes a JoinError, answered as ServerError, never a dropped connection.
     let ran = tokio::task::spawn_blocking(move || {
@@ -229,9 +231,20 @@ async fn process(app: Arc<App>, req: Request, action: &mut &'static str) -> Resu
                 settings: &app.settings,
                 idempotency: &app.idempotency,
                 origin: &origin,
+                key_id: &key.id,
             };
             ops::run(&ctx, &action, op, &params)
         });
+        // Every call of an action that may change something is recorded, refused or not,
+        // before it is answered.
+        if ops::changes_state(&action) {
+            let mut e = ops::audit::entry(&key.account_id, &key.id, &source, &action, &raw.all_params());
+            e.outcome = answer.as_ref().map_or_else(|e| e.code.clone(), |_| "OK".to_string());
+            e.request_id = request_id;
+            if let Err(err) = app.store.record_audit(&e, app.settings.audit_retention_ms) {
+                tracing::error!(error = %err, action = %action, "the call could not be recorded in the audit trail");
+            }
+        }
         Ok((answer, nonce))
     })
     .await

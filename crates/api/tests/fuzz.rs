@@ -213,6 +213,7 @@ proptest! {
                 settings: &w.settings,
                 idempotency: &w.idempotency,
                 origin: "http://127.0.0.1",
+                key_id: "LTAIfuzz",
             };
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 Params::new(pairs.clone()).and_then(|p| run(&ctx, name, op, &p))

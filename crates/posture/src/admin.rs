@@ -6,6 +6,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use store::Accounts as _;
+use store::Audit as _;
 use store::Instances as _;
 
 use clap::{Args, Subcommand};
@@ -201,12 +202,45 @@ pub fn valid_policy(p: &str) -> bool {
             }))
 }
 
+/// Runs a command that changes something and records it in the audit trail (who: `cli:` and
+/// the user, from `local`), done or refused: `f` answers the account it acted for and what to
+/// print; a refusal is recorded for `account`, when the command named one.
+pub(crate) fn audited(
+    dir: &DataDir,
+    account: Option<&str>,
+    action: &str,
+    params: Value,
+    f: impl FnOnce(&Store) -> Result<(String, Value), String>,
+) -> Result<Value, String> {
+    let store = open(dir)?;
+    let result = f(&store);
+    let (account_id, outcome) = match &result {
+        Ok((account_id, _)) => (account_id.clone(), "OK".to_string()),
+        Err(_) => (account.unwrap_or_default().to_string(), "Refused".to_string()),
+    };
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let entry = store::AuditEntry {
+        account_id,
+        at_ms: store::now_ms(),
+        actor: format!("cli:{user}"),
+        source: "local".into(),
+        action: action.into(),
+        params: params.to_string(),
+        outcome,
+        request_id: String::new(),
+    };
+    if let Err(e) = store.record_audit(&entry, None) {
+        eprintln!("warning: the audit trail could not record this command: {e}");
+    }
+    result.map(|(_, out)| out)
+}
+
 pub fn accounts(cmd: Accounts) -> ExitCode {
     done((|| match cmd {
-        Accounts::Create { dir, name } => {
-            let a = open(&dir)?.create_account(&name).map_err(|e| e.to_string())?;
-            Ok(json!({"AccountId": a.id}))
-        }
+        Accounts::Create { dir, name } => audited(&dir, None, "AccountsCreate", json!({"Name": name}), |store| {
+            let a = store.create_account(&name).map_err(|e| e.to_string())?;
+            Ok((a.id.clone(), json!({"AccountId": a.id})))
+        }),
         Accounts::List { dir } => {
             let list = open(&dir)?.list_accounts().map_err(|e| e.to_string())?;
             Ok(Value::Array(list.into_iter().map(|a| json!({"AccountId": a.id, "Name": a.name, "Repairs": a.repair_quota.map_or(json!("unlimited"), |q| json!(q)), "Trial": a.trial, "MaxInstancesPerSubmission": a.max_submission_instances.map_or(json!("unlimited"), |m| json!(m))})).collect()))
@@ -218,10 +252,12 @@ pub fn accounts(cmd: Accounts) -> ExitCode {
                     n.parse::<i64>().ok().filter(|n| *n >= 0).ok_or("--repairs takes a number ≥ 0 or `unlimited`")?,
                 ),
             };
-            let a = open(&dir)?.set_quota(&account, quota, trial).map_err(not_found("account", &account))?;
-            Ok(
-                json!({"AccountId": a.id, "Repairs": a.repair_quota.map_or(json!("unlimited"), |q| json!(q)), "Trial": a.trial}),
-            )
+            let params = json!({"AccountId": account, "Repairs": repairs, "Trial": trial});
+            audited(&dir, Some(&account), "AccountsSetQuota", params, |store| {
+                let a = store.set_quota(&account, quota, trial).map_err(not_found("account", &account))?;
+                let out = json!({"AccountId": a.id, "Repairs": a.repair_quota.map_or(json!("unlimited"), |q| json!(q)), "Trial": a.trial});
+                Ok((a.id, out))
+            })
         }
         Accounts::SetLimits { dir, account, max_instances } => {
             let max = match max_instances.as_str() {
@@ -233,10 +269,12 @@ pub fn accounts(cmd: Accounts) -> ExitCode {
                         .ok_or("--max-instances takes a number ≥ 1 or `unlimited`")?,
                 ),
             };
-            let a = open(&dir)?.set_limits(&account, max).map_err(not_found("account", &account))?;
-            Ok(
-                json!({"AccountId": a.id, "MaxInstancesPerSubmission": a.max_submission_instances.map_or(json!("unlimited"), |m| json!(m))}),
-            )
+            let params = json!({"AccountId": account, "MaxInstances": max_instances});
+            audited(&dir, Some(&account), "AccountsSetLimits", params, |store| {
+                let a = store.set_limits(&account, max).map_err(not_found("account", &account))?;
+                let out = json!({"AccountId": a.id, "MaxInstancesPerSubmission": a.max_submission_instances.map_or(json!("unlimited"), |m| json!(m))});
+                Ok((a.id, out))
+            })
         }
     })())
 }
@@ -247,26 +285,37 @@ pub fn keys(cmd: Keys) -> ExitCode {
             if !valid_policy(&policy) {
                 return Err(format!("{policy:?} is not a policy: use Admin, Operator, ReadOnly or action patterns like List*,GetCheckDetail"));
             }
-            let k = open(&dir)?.create_key(&account, &policy).map_err(not_found("account", &account))?;
-            Ok(json!({"AccessKeyId": k.id, "AccessKeySecret": k.secret}))
+            audited(&dir, Some(&account), "KeysCreate", json!({"AccountId": account, "Policy": policy}), |store| {
+                let k = store.create_key(&account, &policy).map_err(not_found("account", &account))?;
+                Ok((k.account_id, json!({"AccessKeyId": k.id, "AccessKeySecret": k.secret})))
+            })
         }
         Keys::List { dir, account } => {
             let list = open(&dir)?.list_keys(account.as_deref()).map_err(|e| e.to_string())?;
             Ok(Value::Array(list.into_iter().map(|k| json!({"AccessKeyId": k.id, "AccountId": k.account_id, "Policy": k.policy, "Enabled": k.enabled, "CreateTime": k.created_ms})).collect()))
         }
-        Keys::Disable { dir, key } => {
-            open(&dir)?.set_key_enabled(&key, false).map_err(not_found("AccessKey", &key))?;
-            Ok(json!({"AccessKeyId": key, "Enabled": false}))
-        }
-        Keys::Enable { dir, key } => {
-            open(&dir)?.set_key_enabled(&key, true).map_err(not_found("AccessKey", &key))?;
-            Ok(json!({"AccessKeyId": key, "Enabled": true}))
-        }
-        Keys::Delete { dir, key } => {
-            open(&dir)?.delete_key(&key).map_err(not_found("AccessKey", &key))?;
-            Ok(json!({"AccessKeyId": key, "Deleted": true}))
-        }
+        Keys::Disable { dir, key } => key_change(&dir, &key, "KeysDisable", |s| s.set_key_enabled(&key, false)),
+        Keys::Enable { dir, key } => key_change(&dir, &key, "KeysEnable", |s| s.set_key_enabled(&key, true)),
+        Keys::Delete { dir, key } => key_change(&dir, &key, "KeysDelete", |s| s.delete_key(&key)),
     })())
+}
+
+/// Disables, enables or deletes a key, recorded for the key's account.
+fn key_change(
+    dir: &DataDir,
+    key: &str,
+    action: &str,
+    change: impl FnOnce(&Store) -> store::Result<()>,
+) -> Result<Value, String> {
+    let owner = open(dir)?.get_key(key).map_err(|e| e.to_string())?.map(|k| k.account_id);
+    audited(dir, owner.as_deref(), action, json!({"AccessKeyId": key}), |store| {
+        change(store).map_err(not_found("AccessKey", key))?;
+        let out = match action {
+            "KeysDelete" => json!({"AccessKeyId": key, "Deleted": true}),
+            _ => json!({"AccessKeyId": key, "Enabled": action == "KeysEnable"}),
+        };
+        Ok((owner.clone().unwrap_or_default(), out))
+    })
 }
 
 pub fn instances(cmd: Instances) -> ExitCode {

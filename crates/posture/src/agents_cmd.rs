@@ -7,7 +7,7 @@ use clap::Subcommand;
 use serde_json::Value;
 use store::{Accounts as _, Agents as _};
 
-use crate::admin::{done, open, DataDir};
+use crate::admin::{audited, done, open, DataDir};
 
 #[derive(Subcommand)]
 pub enum AgentsCmd {
@@ -60,9 +60,13 @@ pub enum TokenCmd {
 pub fn run(cmd: AgentsCmd) -> ExitCode {
     done((|| match cmd {
         AgentsCmd::Token(TokenCmd::Create { dir, account, expires, uses, instance_id }) => {
-            let store = open(&dir)?;
-            store.get_account(&account).map_err(|e| e.to_string())?.ok_or(format!("no account {account}"))?;
-            api::ops::agents::create_token(&store, &account, instance_id.as_deref(), &expires, uses)
+            let params =
+                serde_json::json!({"AccountId": account, "Expires": expires, "Uses": uses, "InstanceId": instance_id});
+            audited(&dir, Some(&account), "AgentsTokenCreate", params, |store| {
+                store.get_account(&account).map_err(|e| e.to_string())?.ok_or(format!("no account {account}"))?;
+                let out = api::ops::agents::create_token(store, &account, instance_id.as_deref(), &expires, uses)?;
+                Ok((account.clone(), out))
+            })
         }
         AgentsCmd::List { dir, account } => {
             let now = store::now_ms();
@@ -72,10 +76,13 @@ pub fn run(cmd: AgentsCmd) -> ExitCode {
             ))
         }
         AgentsCmd::Revoke { dir, account, agent } => {
-            if !open(&dir)?.revoke_agent(&account, &agent).map_err(|e| e.to_string())? {
-                return Err(format!("the account {account} has no active agent {agent}"));
-            }
-            Ok(serde_json::json!({"Revoked": agent}))
+            let params = serde_json::json!({"AccountId": account, "Agent": agent});
+            audited(&dir, Some(&account), "AgentsRevoke", params, |store| {
+                if !store.revoke_agent(&account, &agent).map_err(|e| e.to_string())? {
+                    return Err(format!("the account {account} has no active agent {agent}"));
+                }
+                Ok((account.clone(), serde_json::json!({"Revoked": agent})))
+            })
         }
     })())
 }

@@ -4,6 +4,7 @@
 mod admin;
 mod agents_cmd;
 mod assess;
+mod audit_cmd;
 mod bench;
 mod call;
 mod config;
@@ -63,6 +64,9 @@ enum Command {
     /// Agents: enrolment tokens, listing, revocation (works beside a running serve).
     #[command(subcommand)]
     Agents(agents_cmd::AgentsCmd),
+    /// The audit trail of an account: every call that changed (or tried to change) something,
+    /// who made it, from where, and how it ended; newest first (works beside a running serve).
+    Audit(audit_cmd::Args),
     /// Assess a root directory once, with no server and no database (for CI pipelines and
     /// golden images). Exit status 0: every item passes; 1: an item fails; 2: an error.
     Assess(assess::Args),
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Store(cmd) => store_cmd::run(cmd),
         Command::Tls(cmd) => tls_cmd::run(cmd),
+        Command::Audit(args) => audit_cmd::run(args),
     }
 }
 

@@ -66,6 +66,11 @@ pub struct Args {
     /// and its part of a check run fails. 90s, 15m, 2h …
     #[arg(long, default_value = "10m", value_parser = agent_deadline)]
     agent_task_deadline: i64,
+    /// How many days audit records are kept (DescribeAuditLog, `posture audit`); `forever`
+    /// keeps them all. Older records are removed as new ones are written. The default, a year
+    /// and a month, lets a yearly review see the whole year.
+    #[arg(long, default_value = "400", value_parser = audit_retention)]
+    audit_retention_days: Retention,
     /// Agent polls that may wait for work at once (each holds a connection); past it, polls are
     /// answered at once and agents poll again later, so agents cannot starve API clients.
     #[arg(long, default_value_t = 512)]
@@ -89,6 +94,22 @@ pub struct Args {
     /// Log lines as text, or as JSON objects (one per line, for a log pipeline).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// Days audit records are kept (None: for ever).
+#[derive(Clone, Copy, Debug)]
+struct Retention(Option<i64>);
+
+fn audit_retention(text: &str) -> Result<Retention, String> {
+    match text {
+        "forever" => Ok(Retention(None)),
+        n => n
+            .parse::<i64>()
+            .ok()
+            .filter(|d| (1..=36_500).contains(d))
+            .map(|d| Retention(Some(d)))
+            .ok_or_else(|| format!("{text:?}: give a number of days from 1 to 36500, or `forever`")),
+    }
 }
 
 fn agent_poll_wait(text: &str) -> Result<std::time::Duration, String> {
@@ -323,6 +344,7 @@ fn try_run(args: Args) -> Result<(), String> {
             agent_poll_wait: args.agent_poll_wait,
             https: tls.is_some(),
             public_url: args.public_url.clone(),
+            audit_retention_ms: args.audit_retention_days.0.map(|d| d * 86_400_000),
         };
         let app = api::App::new(store, engine, settings);
         tracing::info!(listen = %args.listen, credentials = %data.join("credentials.json").display(), "posture is serving");

@@ -36,6 +36,7 @@ const TABLES: &[&str] = &[
     "exports",
     "check_custom_configs",
     "agent_previews",
+    "audit_log",
 ];
 
 /// Rows copied, per table.

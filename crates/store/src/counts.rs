@@ -626,7 +626,7 @@ mod tests {
                 NewWhitelist { check_id: 1003, instance_pks: pks[4..].to_vec(), expires_ms: Some(now + 3_600_000), ..Default::default() },
             ];
             s.add_whitelists(&account, &rules).unwrap();
-            // Back to schema 7: what schemas 8 to 17 added is gone.
+            // Back to schema 7: what schemas 8 to 18 added is gone.
             s.write(|tx| {
                 tx.batch(
                     "DROP INDEX whitelist_expiring; DROP TABLE result_counts; DROP TABLE result_latest; DROP TABLE result_blocks;
@@ -640,7 +640,9 @@ mod tests {
                      ALTER TABLE accounts DROP COLUMN max_submission_instances; ALTER TABLE tasks DROP COLUMN cancel_requested;
                      ALTER TABLE root_tasks DROP COLUMN failure_threshold; ALTER TABLE root_tasks DROP COLUMN max_concurrency;
                      ALTER TABLE root_tasks DROP COLUMN canary_count; ALTER TABLE tasks DROP COLUMN held;
-                     DROP TABLE agent_previews; ALTER TABLE tasks DROP COLUMN waits_for;",
+                     DROP TABLE agent_previews; ALTER TABLE tasks DROP COLUMN waits_for;
+                     DROP TABLE audit_log; ALTER TABLE task_events DROP COLUMN actor;
+                     ALTER TABLE root_tasks DROP COLUMN submitted_by;",
                 )?;
                 match tx.dialect() {
                     crate::sql::Dialect::Sqlite => tx.batch("PRAGMA user_version = 7"),

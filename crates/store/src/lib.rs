@@ -9,6 +9,7 @@
 
 mod accounts;
 mod agents;
+mod audit;
 mod cancel;
 mod cloud;
 #[cfg(test)]
@@ -47,6 +48,7 @@ use sql::{args, Conn};
 
 pub use accounts::{AccessKey, Account, KeyInfo};
 pub use agents::{Agent, Agents, EnrolRefusal, Enrolment};
+pub use audit::{Audit, AuditEntry, AuditFilter, AuditRecord};
 pub use cancel::{CancelOutcome, Cancels};
 pub use cloud::{CloudAccount, CloudAccountChange, NewCloudAccount};
 pub use copy::CopyReport;
@@ -353,7 +355,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 17;
+pub const SCHEMA_VERSION: i64 = 18;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -426,6 +428,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         }
         if version < 17 {
             c.execute_batch(&format!("{} PRAGMA user_version = 17;", include_str!("migration_17.sql")))?;
+        }
+        if version < 18 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 18;", include_str!("migration_18.sql")))?;
         }
         Ok(())
     })

@@ -372,6 +372,7 @@ pub trait ApiStore:
     + Exports
     + CustomConfigs
     + Cancels
+    + Audit
 {
 }
 
@@ -391,5 +392,6 @@ impl<T> ApiStore for T where
         + Exports
         + CustomConfigs
         + Cancels
+        + Audit
 {
 }

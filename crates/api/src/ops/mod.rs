@@ -3,6 +3,7 @@
 
 pub mod agents;
 mod asset_selection;
+pub mod audit;
 mod check_config;
 mod check_results;
 mod check_runs;
@@ -42,6 +43,8 @@ pub struct Ctx<'a> {
     /// The scheme and host the caller reached this node by (`https://posture.example:8443`),
     /// for links in answers.
     pub origin: &'a str,
+    /// The caller's AccessKeyId (who drove what the call changes).
+    pub key_id: &'a str,
 }
 
 /// Service settings the operations read.
@@ -56,6 +59,8 @@ pub struct Settings {
     pub agent_poll_wait: std::time::Duration,
     /// Whether the node serves HTTPS (links in answers say so).
     pub https: bool,
+    /// How long audit records are kept (`--audit-retention-days`; None: for ever).
+    pub audit_retention_ms: Option<i64>,
     /// The address clients reach the service by, for links in answers (`--public-url`);
     /// None: the Host the caller sent, with this node's scheme.
     pub public_url: Option<String>,
@@ -69,6 +74,7 @@ impl Default for Settings {
             agent_poll_wait: crate::agents::POLL_WAIT,
             https: false,
             public_url: None,
+            audit_retention_ms: None,
         }
     }
 }
@@ -104,6 +110,7 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("CancelOperationTask", operation_tasks::cancel_operation_task),
     ("PreviewOperationTask", preview::preview_operation_task),
     ("DescribeOperationTaskHistory", operation_tasks::describe_operation_task_history),
+    ("DescribeAuditLog", audit::describe_audit_log),
     ("SubmitCheck", check_runs::submit_check),
     ("GetCheckProcess", check_runs::get_check_process),
     ("VerifyCheckResult", check_runs::verify_check_result),
@@ -147,6 +154,7 @@ const READS_ONLY: &[&str] = &[
     "ListOperationTask",
     "ListOperationCheck",
     "DescribeOperationTaskHistory",
+    "DescribeAuditLog",
     "GetCheckProcess",
     "ListOperationProcess",
     "ListOperationProcessDetail",
@@ -160,13 +168,18 @@ const READS_ONLY: &[&str] = &[
     "DescribeAgents",
 ];
 
+/// Whether an action may change something (its calls are recorded in the audit trail).
+pub fn changes_state(action: &str) -> bool {
+    find(action).is_some() && !READS_ONLY.contains(&action)
+}
+
 /// Whether an action changes nothing (a `ClientToken` makes any action keep its answer).
 pub fn reads_only(action: &str, p: &Params) -> bool {
     READS_ONLY.contains(&action) && p.str("ClientToken").is_none()
 }
 
 /// Parameters that belong to the request's signature or transport, not to the operation.
-const COMMON_PARAMS: &[&str] = &[
+pub(crate) const COMMON_PARAMS: &[&str] = &[
     "AccessKeyId",
     "Action",
     "Format",

@@ -316,6 +316,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 17 {
             c.batch(include_str!("migration_17.sql"))?;
         }
+        if version < 18 {
+            c.batch(include_str!("migration_18.sql"))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });
