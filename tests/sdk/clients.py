@@ -84,6 +84,7 @@ class CoreSdk:
         self.client = AcsClient(key_id, secret, "cn-hangzhou", verify=ca)
         self.protocol = protocol_type.HTTPS if ca else protocol_type.HTTP
         self.endpoint = endpoint
+        self.key_id = key_id
         self.name = "aliyun-python-sdk-core"
 
     def call(self, action, params=None):

@@ -35,6 +35,10 @@ def test_a_task_that_changed_nothing_is_cancelled_and_its_file_untouched(tmp_pat
         assert (row["TaskId"], row["Status"]) == (task["TaskId"], "CANCELLED"), row
         assert sshd.read_bytes() == before
         assert client.call("DescribeFixUsedCount")["UsedCount"] == used - 1, "its authorization is given back"
+        # Its history says who did what: submitted and cancelled by this key.
+        me = s.credentials["AccessKeyId"]
+        history = client.call("DescribeOperationTaskHistory", {"TaskId": task["TaskId"]})["History"]
+        assert [(h["Status"], h["Actor"]) for h in history] == [("INIT", me), ("CANCELLED", me)], history
         # Cancelled is over: the item can be repaired again, and a second cancel changes nothing.
         repair(client, 1001)
         assert client.call("CancelOperationTask", {"RootTaskId": root})["Tasks"][0]["Cancel"] == "UNCHANGED"
@@ -114,6 +118,10 @@ def spans(client, task_ids):
     out = []
     for task_id in task_ids:
         history = client.call("DescribeOperationTaskHistory", {"TaskId": task_id})["History"]
+        # Submitted by the caller; every step after by the demo server's agent (or the service,
+        # releasing it).
+        assert history[0]["Actor"] == client.key_id, history
+        assert all(h["Actor"].startswith("agent:agt-") or h["Actor"] == "posture" for h in history[1:]), history
         start = next(h["Time"] for h in history if h["Status"] == "IN_BACKUP")
         end = history[-1]["Time"]
         assert history[-1]["Status"] == "REPAIR_SUCCESS_VERIFIED", history

@@ -196,7 +196,7 @@ fn start_poll(app: &App, agent: &Agent, instance: &Instance, body: &[u8]) -> Res
         check_version(&asked.version)?;
         app.store.set_agent_version(&agent.id, &asked.version).map_err(db)?;
     }
-    app.engine.agent_next(instance, previews(&asked.version)).map_err(db)
+    app.engine.agent_next(instance, &agent.id, previews(&asked.version)).map_err(db)
 }
 
 /// Runs an agent request's store work on a blocking thread, a few at a time: when every
@@ -368,7 +368,7 @@ async fn poll(app: &Arc<App>, agent: &Agent, instance: &Instance, mut seen: u64)
                 Some((now, _)) if now.revoked_ms.is_none() => now.version,
                 _ => return Err(ApiError::agent_revoked()),
             };
-            a.engine.agent_next(&i, previews(&version)).map_err(db)
+            a.engine.agent_next(&i, &id, previews(&version)).map_err(db)
         })
         .await?;
         if let Some(work) = work {
@@ -425,14 +425,15 @@ fn report_to_engine(app: &App, agent: &Agent, instance: &Instance, report: Repor
         ReportRefusal::Stale => ApiError::agent_report_stale(),
         ReportRefusal::Store(e) => db(e),
     };
-    let next_work = || Ok(app.engine.agent_next(instance, previews(&agent.version)).map_err(db)?.map(to_wire));
+    let next_work =
+        || Ok(app.engine.agent_next(instance, &agent.id, previews(&agent.version)).map_err(db)?.map(to_wire));
     match report {
         Report::Task { task_id, fence, status, outcome } => {
             let status = TaskStatus::parse(&status)
                 .ok_or_else(|| ApiError::agent_request_invalid("Status is not a task status"))?;
             let next = app
                 .engine
-                .agent_report(instance, &task_id, fence, status, outcome.map_err(connector_error))
+                .agent_report(instance, &agent.id, &task_id, fence, status, outcome.map_err(connector_error))
                 .map_err(refused)?;
             match next {
                 Some(work) => Ok(Some(to_wire(work))),

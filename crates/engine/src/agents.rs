@@ -72,12 +72,17 @@ impl From<StoreError> for ReportRefusal {
     }
 }
 
+/// An agent as the actor of a task's history.
+fn agent_actor(agent_id: &str) -> String {
+    format!("agent:{agent_id}")
+}
+
 impl Engine {
     /// The next piece of work for the agent of `instance`: a preview first (someone waits for
     /// it), then a step of one of its tasks, else its part of a running check run; None when
     /// there is nothing to do. An agent too old to preview (`previews` false) has the
     /// requests of its instance answered for it with `AgentVersionUnsupported`.
-    pub fn agent_next(&self, instance: &Instance, previews: bool) -> store::Result<Option<AgentWork>> {
+    pub fn agent_next(&self, instance: &Instance, agent_id: &str, previews: bool) -> store::Result<Option<AgentWork>> {
         if !self.store.agent_has_work(instance.pk)? {
             return Ok(None);
         }
@@ -92,7 +97,8 @@ impl Engine {
             );
             self.store.answer_preview(instance.pk, &asked.id, &preview_answer_json(&Err(refused)))?;
         }
-        while let Some(claimed) = self.store.claim_agent_task(instance.pk, self.config.lease_ms)? {
+        while let Some(mut claimed) = self.store.claim_agent_task(instance.pk, self.config.lease_ms)? {
+            claimed.by = agent_actor(agent_id);
             if let Some(work) = self.advance(claimed)? {
                 return Ok(Some(work));
             }
@@ -105,6 +111,7 @@ impl Engine {
     pub fn agent_report(
         &self,
         instance: &Instance,
+        agent_id: &str,
         task_id: &str,
         fence: i64,
         status: TaskStatus,
@@ -117,7 +124,7 @@ impl Engine {
         if task.status != status || !self.store.lease_held(task_id, fence)? {
             return Err(ReportRefusal::Stale);
         }
-        let claimed = Claimed { task, fence };
+        let claimed = Claimed { task, fence, by: agent_actor(agent_id) };
         let check = self.account_check(&claimed.task.instance.account_id, claimed.task.check_id)?;
         let Some(check) = check.as_deref() else {
             self.fail(&claimed, status, &fatal::check_not_found())?;

@@ -98,6 +98,7 @@ impl Fleet {
             selection: None,
             scope: HostConnector::default().scope(&check.render_steps(&params)),
             limits,
+            submitted_by: "LTAItest".into(),
         };
         self.store.submit(&self.account, &submission).unwrap();
         ids
@@ -132,8 +133,9 @@ impl Fleet {
         ids.iter()
             .filter_map(|id| {
                 let events = self.store.task_events(id).unwrap();
-                let start = events.iter().find(|(s, _)| s == "IN_BACKUP")?.1;
-                let end = events.iter().rev().find(|(s, _)| TaskStatus::parse(s).is_some_and(|s| s.is_terminal()))?.1;
+                let start = events.iter().find(|e| e.status == "IN_BACKUP")?.at_ms;
+                let end =
+                    events.iter().rev().find(|e| TaskStatus::parse(&e.status).is_some_and(|s| s.is_terminal()))?.at_ms;
                 Some((start, end))
             })
             .collect()

@@ -90,6 +90,7 @@ impl Fixture {
                 selection: None,
                 scope: HostConnector::default().scope(&check.render_steps(&params)),
                 limits: Default::default(),
+                submitted_by: "LTAItest".into(),
             },
         )?;
         Ok(id)
@@ -163,8 +164,8 @@ fn five_repairs_of_one_file_run_one_after_another_and_undo_in_reverse() {
         .iter()
         .map(|id| {
             let ev = f.store.task_events(id).unwrap();
-            let start = ev.iter().find(|e| e.0 == "IN_BACKUP").unwrap().1;
-            (start, ev.last().unwrap().1)
+            let start = ev.iter().find(|e| e.status == "IN_BACKUP").unwrap().at_ms;
+            (start, ev.last().unwrap().at_ms)
         })
         .collect();
     for w in spans.windows(2) {

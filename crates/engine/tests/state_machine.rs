@@ -79,6 +79,7 @@ fn submit(f: &Fixture, kind: TaskType, repair: Option<&str>) -> String {
                 selection: None,
                 scope: "file:/etc/ssh/sshd_config".into(),
                 limits: Default::default(),
+                submitted_by: "LTAItest".into(),
             },
         )
         .unwrap();
@@ -99,7 +100,9 @@ fn repair_verify_rollback_walks_every_status_and_restores_the_bytes() {
     assert_eq!(t.status, TaskStatus::RepairSuccessVerified, "{}: {}", t.error_code, t.error_msg);
     assert_eq!(sshd(&f.root), SSHD.replace("PermitRootLogin yes", "PermitRootLogin no"));
     assert_eq!(f.store.result_status(&f.account, 1001, f.pk).unwrap(), Some(CheckStatus::Pass));
-    let events: Vec<String> = f.store.task_events(&repair).unwrap().into_iter().map(|e| e.0).collect();
+    let history = f.store.task_events(&repair).unwrap();
+    assert!(history.iter().skip(1).all(|e| e.actor == store::WORKER_ACTOR), "driven by a worker: {history:?}");
+    let events: Vec<String> = history.into_iter().map(|e| e.status).collect();
     assert_eq!(
         events,
         [
@@ -119,7 +122,7 @@ fn repair_verify_rollback_walks_every_status_and_restores_the_bytes() {
     assert_eq!(t.status, TaskStatus::RollBackVerified, "{}: {}", t.error_code, t.error_msg);
     assert_eq!(sshd(&f.root), SSHD, "byte for byte");
     assert_eq!(f.store.result_status(&f.account, 1001, f.pk).unwrap(), Some(CheckStatus::NotPass));
-    let events: Vec<String> = f.store.task_events(&rollback).unwrap().into_iter().map(|e| e.0).collect();
+    let events: Vec<String> = f.store.task_events(&rollback).unwrap().into_iter().map(|e| e.status).collect();
     assert_eq!(events, ["ROLL_BACK_INIT", "ROLL_BACKING", "ROLL_BACKED", "ROLL_BACK_VERIFYING", "ROLL_BACK_VERIFIED"]);
 }
 

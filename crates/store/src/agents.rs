@@ -143,6 +143,7 @@ fn claim_with(
     sql: &'static LazyLock<[String; 2]>,
     lease_ms: i64,
     value: i64,
+    by: &'static str,
 ) -> Result<Option<Claimed>> {
     let now = now_ms();
     store.write(move |tx| {
@@ -153,7 +154,7 @@ fn claim_with(
             })?;
         let Some((id, account, fence)) = got else { return Ok(None) };
         let task = get_task_in(tx, &account, &id)?.ok_or(StoreError::NotFound)?;
-        Ok(Some(Claimed { task, fence }))
+        Ok(Some(Claimed { task, fence, by: by.to_string() }))
     })
 }
 
@@ -356,7 +357,8 @@ impl Agents for Store {
     }
 
     fn claim_agent_task(&self, instance_pk: i64, lease_ms: i64) -> Result<Option<Claimed>> {
-        claim_with(self, &CLAIM_AGENT_TASK_SQL, lease_ms, instance_pk)
+        // The engine names the agent it hands the task to.
+        claim_with(self, &CLAIM_AGENT_TASK_SQL, lease_ms, instance_pk, "agent")
     }
 
     fn lease_held(&self, task_id: &str, fence: i64) -> Result<bool> {
@@ -369,7 +371,7 @@ impl Agents for Store {
     }
 
     fn claim_stale_agent_task(&self, deadline_ms: i64, lease_ms: i64) -> Result<Option<Claimed>> {
-        claim_with(self, &CLAIM_STALE_AGENT_TASK_SQL, lease_ms, deadline_ms)
+        claim_with(self, &CLAIM_STALE_AGENT_TASK_SQL, lease_ms, deadline_ms, crate::SERVICE_ACTOR)
     }
 
     fn agent_detail(&self, instance_pk: i64) -> Result<Option<(CheckRun, CheckRunDetail)>> {

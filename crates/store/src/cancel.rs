@@ -9,7 +9,9 @@
 use model::{TaskStatus, TaskType};
 
 use crate::sql::{args, Conn};
-use crate::tasks::{give_back_authorization, lock_account, record_event, release_waiting, RootLimits, INSERT_TASK_SQL};
+use crate::tasks::{
+    give_back_authorization, lock_account, record_event, release_waiting, RootLimits, INSERT_TASK_SQL, SERVICE_ACTOR,
+};
 use crate::{new_id, now_ms, task_id, Result, Store, StoreError};
 
 /// What a cancel did to one task.
@@ -53,8 +55,15 @@ pub trait Cancels: Send + Sync {
     /// Cancels the tasks of the account's root task `root_id` (only `task_ids` when given):
     /// each task's id, instance key and outcome, in creation order. `NotFound` if the root, or
     /// one of `task_ids` in it, does not exist.
-    fn cancel(&self, account_id: &str, root_id: &str, task_ids: &[String])
-        -> Result<Vec<(String, i64, CancelOutcome)>>;
+    /// `actor` (the AccessKeyId) is recorded as who cancelled them, and as who submitted the
+    /// rollbacks the cancel leads to.
+    fn cancel(
+        &self,
+        account_id: &str,
+        root_id: &str,
+        task_ids: &[String],
+        actor: &str,
+    ) -> Result<Vec<(String, i64, CancelOutcome)>>;
 }
 
 impl Cancels for Store {
@@ -63,8 +72,10 @@ impl Cancels for Store {
         account_id: &str,
         root_id: &str,
         task_ids: &[String],
+        actor: &str,
     ) -> Result<Vec<(String, i64, CancelOutcome)>> {
-        let (account_id, root_id, task_ids) = (account_id.to_string(), root_id.to_string(), task_ids.to_vec());
+        let (account_id, root_id, task_ids, actor) =
+            (account_id.to_string(), root_id.to_string(), task_ids.to_vec(), actor.to_string());
         self.write(move |tx| {
             lock_account(tx, &account_id)?;
             let tasks: Vec<(String, i64, String, String)> = tx.query(
@@ -86,7 +97,7 @@ impl Cancels for Store {
                 let mut outcome = CancelOutcome::of(&kind, status);
                 if outcome == CancelOutcome::Cancelled {
                     let why = ("Cancelled", "cancelled before it changed anything");
-                    if !cancel_unstarted(tx, &account_id, &id, pk, &kind, status, why, now)? {
+                    if !cancel_unstarted(tx, &account_id, &id, pk, &kind, status, why, now, &actor)? {
                         // On PostgreSQL a worker moved it on meanwhile (to REPAIRING): it is
                         // changing the configuration now.
                         let moved: String = tx.value("SELECT status FROM tasks WHERE id = ?", args![&id])?;
@@ -95,7 +106,10 @@ impl Cancels for Store {
                     }
                 }
                 if outcome == CancelOutcome::RollbackAfterStep {
-                    tx.execute("UPDATE tasks SET cancel_requested = 1 WHERE id = ?", args![&id])?;
+                    tx.execute(
+                        "UPDATE tasks SET cancel_requested = 1, cancelled_by = ? WHERE id = ?",
+                        args![&actor, &id],
+                    )?;
                 }
                 out.push((id, pk, outcome));
             }
@@ -165,7 +179,7 @@ pub(crate) fn release_held(tx: &Conn, task_id: &str, now: i64) -> Result<()> {
             for (id, pk, kind, s, ..) in candidates {
                 let s = status(s)?;
                 if CancelOutcome::of(kind, s) == CancelOutcome::Cancelled {
-                    cancel_unstarted(tx, &account_id, id, *pk, kind, s, why, now)?;
+                    cancel_unstarted(tx, &account_id, id, *pk, kind, s, why, now, SERVICE_ACTOR)?;
                 }
             }
             return Ok(());
@@ -203,6 +217,7 @@ fn cancel_unstarted(
     status: TaskStatus,
     why: (&str, &str),
     now: i64,
+    actor: &str,
 ) -> Result<bool> {
     let n = tx.execute(
         "UPDATE tasks SET status = 'CANCELLED', fence = fence + 1, lease_until_ms = 0, held = 0, updated_ms = ?,
@@ -213,7 +228,7 @@ fn cancel_unstarted(
     if n == 0 {
         return Ok(false);
     }
-    record_event(tx, id, TaskStatus::Cancelled.as_str(), now)?;
+    record_event(tx, id, TaskStatus::Cancelled.as_str(), now, actor)?;
     if kind == TaskType::Repair.as_str() {
         give_back_authorization(tx, account_id)?;
     }
@@ -245,7 +260,7 @@ pub(crate) fn stop_at_failure_threshold(tx: &Conn, task_id: &str, now: i64) -> R
     let why = format!("the root task's FailureThreshold {} was reached ({failed} failed)", threshold.as_string());
     for ((id, pk, kind, _), status) in tasks.iter().zip(statuses) {
         if let Some(s) = status.filter(|s| CancelOutcome::of(kind, *s) == CancelOutcome::Cancelled) {
-            cancel_unstarted(tx, &account_id, id, *pk, kind, s, ("FailureThresholdReached", &why), now)?;
+            cancel_unstarted(tx, &account_id, id, *pk, kind, s, ("FailureThresholdReached", &why), now, SERVICE_ACTOR)?;
         }
     }
     Ok(())
@@ -255,16 +270,17 @@ pub(crate) fn stop_at_failure_threshold(tx: &Conn, task_id: &str, now: i64) -> R
 /// changing the configuration, writes the ROLLBACK task (a root of its own) that restores its
 /// snapshot. Returns whether it did.
 pub(crate) fn roll_back_if_cancelled(tx: &Conn, repair_id: &str, now: i64) -> Result<bool> {
-    let row: Option<(String, i64, i64, String)> = tx.query_opt(
-        "SELECT account_id, check_id, instance_pk, scope FROM tasks WHERE id = ? AND cancel_requested = 1",
+    let row: Option<(String, i64, i64, String, Option<String>)> = tx.query_opt(
+        "SELECT account_id, check_id, instance_pk, scope, cancelled_by FROM tasks WHERE id = ? AND cancel_requested = 1",
         args![repair_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
-    let Some((account_id, check_id, pk, scope)) = row else { return Ok(false) };
+    let Some((account_id, check_id, pk, scope, cancelled_by)) = row else { return Ok(false) };
     let (root_id, rollback_id) = (new_id(16), task_id());
     tx.execute(
-        "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms) VALUES (?, ?, ?, 'ROLLBACK', 'INSTANCE', ?)",
-        args![&root_id, &account_id, check_id, now],
+        "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms, submitted_by)
+         VALUES (?, ?, ?, 'ROLLBACK', 'INSTANCE', ?, ?)",
+        args![&root_id, &account_id, check_id, now, cancelled_by.as_deref().unwrap_or(SERVICE_ACTOR)],
     )?;
     tx.execute(
         &INSERT_TASK_SQL,
@@ -342,6 +358,7 @@ mod tests {
             selection: None,
             scope: "file:/etc/ssh/sshd_config".into(),
             limits,
+            submitted_by: "LTAIsubmitter".into(),
         };
         s.submit(acct, &sub).unwrap();
         (root, ids)
@@ -427,9 +444,9 @@ mod tests {
             walk(&s, &claimed[3], &[Init, InBackup, BackedUp, Repairing, RepairSuccess, RepairSuccessVerifying, RepairSuccessVerified]);
             assert_eq!(s.repair_usage(&acct).unwrap().0, 4);
 
-            assert_eq!(s.cancel(&acct, &root, &["no-such-task".into()]), Err(StoreError::NotFound));
-            assert_eq!(s.cancel("0000", &root, &[]), Err(StoreError::NotFound), "another account's root");
-            let outcomes: Vec<CancelOutcome> = s.cancel(&acct, &root, &[]).unwrap().into_iter().map(|(.., o)| o).collect();
+            assert_eq!(s.cancel(&acct, &root, &["no-such-task".into()], "LTAIcanceller"), Err(StoreError::NotFound));
+            assert_eq!(s.cancel("0000", &root, &[], "LTAIcanceller"), Err(StoreError::NotFound), "another account's root");
+            let outcomes: Vec<CancelOutcome> = s.cancel(&acct, &root, &[], "LTAIcanceller").unwrap().into_iter().map(|(.., o)| o).collect();
             use CancelOutcome as O;
             assert_eq!(outcomes, [O::Cancelled, O::Cancelled, O::RollbackAfterStep, O::Unchanged]);
             let status = |i: usize| s.get_task(&acct, &ids[i]).unwrap().unwrap().status;
@@ -446,13 +463,19 @@ mod tests {
             let rollback = s.claim_task(60_000).unwrap().unwrap();
             assert_eq!((rollback.task.kind, rollback.task.status), (TaskType::Rollback, RollBackInit));
             assert_eq!(rollback.task.repair_task_id.as_deref(), Some(ids[2].as_str()));
+            // Who did what: the canceller cancelled, and the rollback is theirs.
+            let history = |id: &str| -> Vec<(String, String)> {
+                s.task_events(id).unwrap().into_iter().map(|e| (e.status, e.actor)).collect()
+            };
+            assert_eq!(history(&ids[0]), [("INIT".into(), "LTAIsubmitter".into()), ("CANCELLED".into(), "LTAIcanceller".into())]);
+            assert_eq!(history(&rollback.task.id), [("ROLL_BACK_INIT".into(), "LTAIcanceller".into())]);
             assert!(!s.has_rollback(&ids[3]).unwrap(), "a verified repair is left as it is");
             // A rollback is never cancelled: it keeps its repair undoable.
             let theirs: Vec<CancelOutcome> =
-                s.cancel(&acct, &rollback.task.root_id, &[]).unwrap().into_iter().map(|(.., o)| o).collect();
+                s.cancel(&acct, &rollback.task.root_id, &[], "LTAIcanceller").unwrap().into_iter().map(|(.., o)| o).collect();
             assert_eq!(theirs, [O::Unchanged]);
             // A second cancel changes nothing more.
-            let again: Vec<CancelOutcome> = s.cancel(&acct, &root, &[]).unwrap().into_iter().map(|(.., o)| o).collect();
+            let again: Vec<CancelOutcome> = s.cancel(&acct, &root, &[], "LTAIcanceller").unwrap().into_iter().map(|(.., o)| o).collect();
             assert_eq!(again, [O::Unchanged; 4]);
         }
 
@@ -470,7 +493,7 @@ mod tests {
             let queued_id = queued.tasks[0].id.clone();
             assert_eq!(s.get_task(&acct, &queued_id).unwrap().unwrap().status, Throttling);
 
-            assert_eq!(s.cancel(&acct, &root, &[]).unwrap()[0].2, CancelOutcome::RollbackAfterStep);
+            assert_eq!(s.cancel(&acct, &root, &[], "LTAIcanceller").unwrap()[0].2, CancelOutcome::RollbackAfterStep);
             walk(&s, &first, &[Repairing, RepairSuccess, RepairSuccessVerifying, RepairSuccessVerified]);
             // The rollback goes first; the queued change waits for it, and does not make it
             // "no longer the latest change".

@@ -44,6 +44,7 @@ pub(crate) fn repair_of(check_id: i64, pks: &[i64]) -> Submission {
         selection: None,
         scope: format!("file:/etc/{check_id}"),
         limits: Default::default(),
+        submitted_by: "LTAIsubmitter".into(),
     }
 }
 

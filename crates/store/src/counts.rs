@@ -642,7 +642,7 @@ mod tests {
                      ALTER TABLE root_tasks DROP COLUMN canary_count; ALTER TABLE tasks DROP COLUMN held;
                      DROP TABLE agent_previews; ALTER TABLE tasks DROP COLUMN waits_for;
                      DROP TABLE audit_log; ALTER TABLE task_events DROP COLUMN actor;
-                     ALTER TABLE root_tasks DROP COLUMN submitted_by;",
+                     ALTER TABLE root_tasks DROP COLUMN submitted_by; ALTER TABLE tasks DROP COLUMN cancelled_by;",
                 )?;
                 match tx.dialect() {
                     crate::sql::Dialect::Sqlite => tx.batch("PRAGMA user_version = 7"),

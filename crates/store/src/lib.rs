@@ -69,8 +69,8 @@ pub use seam::{
 pub use selections::{Criterion, Selection};
 pub use service_state::{marks, Admin};
 pub use tasks::{
-    Claimed, ClientToken, InstanceMatch, NewTask, RootLimits, SelectionSource, Submission, SubmitOutcome, TaskFilter,
-    TaskRow, Transition,
+    Claimed, ClientToken, InstanceMatch, NewTask, RootLimits, SelectionSource, Submission, SubmitOutcome, TaskEvent,
+    TaskFilter, TaskRow, Transition, SERVICE_ACTOR, WORKER_ACTOR,
 };
 pub use whitelists::NewWhitelist;
 

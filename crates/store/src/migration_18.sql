@@ -21,3 +21,5 @@ CREATE INDEX IF NOT EXISTS audit_by_time ON audit_log (at_ms);
 -- what the service decides itself), and who submitted each root task.
 ALTER TABLE task_events ADD COLUMN actor TEXT;
 ALTER TABLE root_tasks ADD COLUMN submitted_by TEXT;
+-- Who cancelled a task (its rollback after the step is then theirs).
+ALTER TABLE tasks ADD COLUMN cancelled_by TEXT;

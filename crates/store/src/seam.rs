@@ -61,7 +61,7 @@ pub trait TaskQueue: Send + Sync {
 
     /// Every status a task went through, with its time: its creation (the initial status at
     /// `created_ms`, kept in the task row itself), then each transition.
-    fn task_events(&self, task_id: &str) -> Result<Vec<(String, i64)>>;
+    fn task_events(&self, task_id: &str) -> Result<Vec<TaskEvent>>;
 
     /// Frees every lease (tasks and check runs): called by a `serve` that holds the data
     /// directory's lock, so no other worker can be holding one. Returns the unfinished tasks.

@@ -42,6 +42,20 @@ pub struct Submission {
     pub scope: String,
     /// How far the change may spread (posture extensions; none by default).
     pub limits: RootLimits,
+    /// Who submitted it (the AccessKeyId): its tasks' history starts with them.
+    pub submitted_by: String,
+}
+
+/// One entry of a task's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskEvent {
+    /// The status it entered.
+    pub status: String,
+    /// When (ms).
+    pub at_ms: i64,
+    /// Who drove it there: an AccessKeyId (a submission, a cancel), [`WORKER_ACTOR`],
+    /// `agent:<AgentId>` or [`SERVICE_ACTOR`]; empty for what was recorded before schema 18.
+    pub actor: String,
 }
 
 /// How far a root task's change may spread (SubmitOperationTask's posture extensions).
@@ -200,7 +214,7 @@ pub(crate) fn release_waiting(tx: &Conn, pk: i64, now: i64) -> Result<()> {
         crate::pg::notify_work(tx)?;
     }
     for (id, status) in released {
-        record_event(tx, &id, &status, now)?;
+        record_event(tx, &id, &status, now, SERVICE_ACTOR)?;
     }
     Ok(())
 }
@@ -212,9 +226,19 @@ pub(crate) fn give_back_authorization(tx: &Conn, account_id: &str) -> Result<()>
     Ok(())
 }
 
-/// Records that task `id` entered `status` at `now` (its history).
-pub(crate) fn record_event(tx: &Conn, id: &str, status: &str, now: i64) -> Result<()> {
-    tx.execute("INSERT INTO task_events (task_id, status, at_ms) VALUES (?, ?, ?)", args![id, status, now])?;
+/// Who drove a transition the service decided itself (a queue released, a threshold reached,
+/// a canary's verdict, an offline agent's task failed).
+pub const SERVICE_ACTOR: &str = "posture";
+
+/// Who drives the transitions of a task a worker of the engine claimed.
+pub const WORKER_ACTOR: &str = "worker";
+
+/// Records that task `id` entered `status` at `now`, driven by `actor` (its history).
+pub(crate) fn record_event(tx: &Conn, id: &str, status: &str, now: i64, actor: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO task_events (task_id, status, at_ms, actor) VALUES (?, ?, ?, ?)",
+        args![id, status, now, actor],
+    )?;
     Ok(())
 }
 
@@ -275,6 +299,9 @@ pub struct Claimed {
     pub task: TaskRow,
     /// The fence of this lease.
     pub fence: i64,
+    /// Who drives it under this lease (its history's actor): [`WORKER_ACTOR`],
+    /// `agent:<AgentId>`, or [`SERVICE_ACTOR`].
+    pub by: String,
 }
 
 /// What a transition writes besides the status.
@@ -386,8 +413,8 @@ impl crate::TaskQueue for Store {
                 return Ok(SubmitOutcome::TrialUnauthorized);
             }
             tx.execute(
-                "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms, failure_threshold, max_concurrency, canary_count)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms, failure_threshold, max_concurrency, canary_count, submitted_by)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 args![
                     &s.root_id,
                     &account_id,
@@ -397,7 +424,8 @@ impl crate::TaskQueue for Store {
                     now,
                     s.limits.failure_threshold.map(|f| f.as_string()),
                     s.limits.max_concurrency,
-                    s.limits.canary_count
+                    s.limits.canary_count,
+                    &s.submitted_by
                 ],
             )?;
             let mut created = 0i64;
@@ -593,7 +621,7 @@ impl crate::TaskQueue for Store {
                 return Ok(None);
             };
             let task = get_task_in(tx, &account, &id)?.ok_or(StoreError::NotFound)?;
-            Ok(Some(Claimed { task, fence }))
+            Ok(Some(Claimed { task, fence, by: WORKER_ACTOR.to_string() }))
         })
     }
 
@@ -657,7 +685,7 @@ impl crate::TaskQueue for Store {
             if n == 0 {
                 return Err(StoreError::LeaseLost);
             }
-            record_event(tx, &t.id, to.as_str(), now)?;
+            record_event(tx, &t.id, to.as_str(), now, &claimed.by)?;
             if to.repair_applied() {
                 // Cancelled while it changed the configuration: its rollback is written now.
                 crate::cancel::roll_back_if_cancelled(tx, &t.id, now)?;
@@ -714,25 +742,27 @@ impl crate::TaskQueue for Store {
         })
     }
 
-    fn task_events(&self, task_id: &str) -> Result<Vec<(String, i64)>> {
+    fn task_events(&self, task_id: &str) -> Result<Vec<TaskEvent>> {
         self.read(|c| {
-            let created: Option<(String, String, i64)> =
-                c.query_opt("SELECT type, status, created_ms FROM tasks WHERE id = ?", args![task_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?;
-            let Some((kind, status, at)) = created else { return Ok(Vec::new()) };
-            let rows: Vec<(String, i64)> = c.query(
-                "SELECT status, at_ms FROM task_events WHERE task_id = ? ORDER BY rowid",
+            let created: Option<(String, String, i64, Option<String>)> = c.query_opt(
+                "SELECT t.type, t.status, t.created_ms, r.submitted_by FROM tasks t JOIN root_tasks r ON r.id = t.root_id
+                 WHERE t.id = ?",
                 args![task_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+            let Some((kind, status, at, by)) = created else { return Ok(Vec::new()) };
+            let rows: Vec<TaskEvent> = c.query(
+                "SELECT status, at_ms, actor FROM task_events WHERE task_id = ? ORDER BY rowid",
+                args![task_id],
+                |r| Ok(TaskEvent { status: r.get(0)?, at_ms: r.get(1)?, actor: r.get::<Option<String>>(2)?.unwrap_or_default() }),
             )?;
             // A task that waited was created THROTTLING: it is waiting still, or its first
             // event is its release to the type's initial status.
             let mut initial = TaskStatus::initial(TaskType::parse(&kind).unwrap_or(TaskType::Repair));
-            if status == TaskStatus::Throttling.as_str() || rows.first().is_some_and(|(s, _)| s == initial.as_str()) {
+            if status == TaskStatus::Throttling.as_str() || rows.first().is_some_and(|e| e.status == initial.as_str()) {
                 initial = TaskStatus::Throttling;
             }
-            let mut out = vec![(initial.as_str().to_string(), at)];
+            let mut out = vec![TaskEvent { status: initial.as_str().to_string(), at_ms: at, actor: by.unwrap_or_default() }];
             out.extend(rows);
             Ok(out)
         })
@@ -803,6 +833,7 @@ mod tests {
             selection: None,
             scope: "file:/etc/ssh/sshd_config".into(),
             limits: Default::default(),
+            submitted_by: "LTAIsubmitter".into(),
         }
     }
 
@@ -936,7 +967,8 @@ mod tests {
             assert_eq!(status_of(&s, &acct, &second), TaskStatus::Init);
             assert_eq!(status_of(&s, &acct, &third), TaskStatus::Throttling);
             let events = s.task_events(&second.tasks[0].id).unwrap();
-            assert_eq!(events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["THROTTLING", "INIT"]);
+            let seen: Vec<(&str, &str)> = events.iter().map(|e| (e.status.as_str(), e.actor.as_str())).collect();
+            assert_eq!(seen, [("THROTTLING", "LTAIsubmitter"), ("INIT", SERVICE_ACTOR)], "submitted, then released");
             let next = s.claim_task(60_000).unwrap().unwrap();
             assert_eq!(next.task.id, second.tasks[0].id);
             drive(&s, &next, &APPLIED);
@@ -1030,7 +1062,8 @@ mod tests {
             s.transition(&second, TaskStatus::Init, TaskStatus::InBackup, Transition::default()).unwrap();
             assert!(s.claim_task(60_000).unwrap().is_none(), "leased tasks are not handed out twice");
             let events = s.task_events(&second.task.id).unwrap();
-            assert_eq!(events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["INIT", "IN_BACKUP"]);
+            let seen: Vec<(&str, &str)> = events.iter().map(|e| (e.status.as_str(), e.actor.as_str())).collect();
+            assert_eq!(seen, [("INIT", "LTAIsubmitter"), ("IN_BACKUP", WORKER_ACTOR)], "submitted, then a worker");
         }
         fn concurrent_submissions_for_one_instance_yield_exactly_one_task() {
             let (_d, s) = store();

@@ -228,7 +228,8 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     // between the commit and the answer gets this RootTaskId.
     let answer = json!({"RootTaskId": root_id});
     store::answer_in_advance(&answer.to_string());
-    let submission = Submission { root_id, check_id, kind, dimension, tasks, selection, scope, limits };
+    let submitted_by = ctx.key_id.to_string();
+    let submission = Submission { root_id, check_id, kind, dimension, tasks, selection, scope, limits, submitted_by };
     match ctx.store.submit(ctx.account_id, &submission) {
         Ok(SubmitOutcome::Created(_)) => {
             ctx.engine.wake();
@@ -400,7 +401,7 @@ pub fn list_operation_check(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
 pub fn cancel_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let root = p.required("RootTaskId")?;
     let task_ids = p.list("TaskIds")?;
-    let done = match ctx.store.cancel(ctx.account_id, root, &task_ids) {
+    let done = match ctx.store.cancel(ctx.account_id, root, &task_ids, ctx.key_id) {
         Ok(done) => done,
         Err(StoreError::NotFound) => {
             let missing = task_ids.first().map_or(root, String::as_str);
@@ -433,7 +434,7 @@ pub fn describe_operation_task_history(ctx: &Ctx, p: &Params) -> Result<Value, A
         .task_events(id)
         .map_err(db)?
         .into_iter()
-        .map(|(status, at_ms)| json!({"Status": status, "Time": at_ms}))
+        .map(|e| json!({"Status": e.status, "Time": e.at_ms, "Actor": e.actor}))
         .collect();
     Ok(json!({"TaskId": id, "History": history}))
 }
