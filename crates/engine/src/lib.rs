@@ -207,6 +207,14 @@ impl Engine {
             if let Err(e) = self.store.apply_due_expiries() {
                 tracing::warn!(error = %e, "whitelist expiries could not be applied; reads apply them meanwhile");
             }
+            match self.store.expire_approvals() {
+                Ok(0) => {}
+                // What waited behind them on the same files may go.
+                Ok(_) => self.wake(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "expired approvals could not be cancelled; tried again in a second")
+                }
+            }
             if let Err(e) = self.fail_offline_agent_tasks() {
                 tracing::warn!(error = %e, "the tasks of offline agents could not be failed; tried again in a second");
             }

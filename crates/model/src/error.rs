@@ -213,6 +213,13 @@ impl ApiError {
             format!("The repair parameter {name} is unknown or its value has the wrong format."),
         )
     }
+    pub fn approval_by_submitter() -> Self {
+        e(
+            403,
+            "ApprovalBySubmitter",
+            "The key that submitted a root task cannot approve or reject it: another key must (two-person rule).",
+        )
+    }
     pub fn preview_type_unsupported() -> Self {
         e(
             400,

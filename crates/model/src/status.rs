@@ -169,6 +169,9 @@ wire_enum! {
         RollBackVerified = "ROLL_BACK_VERIFIED",
         /// Cancelled (CancelOperationTask, a posture extension) before it changed anything.
         Cancelled = "CANCELLED",
+        /// Submitted where approval is required (a posture extension): waits for an
+        /// ApproveOperationTask by another key, then joins its file's queue.
+        WaitApproval = "WAIT_APPROVAL",
     }
 }
 
@@ -183,6 +186,9 @@ impl TaskStatus {
             Init => &[InBackup, Fail, Cancelled],
             // A queued task is released by the store when the change before it ends.
             Throttling => &[Init, RollBackInit, Cancelled],
+            // Approved: it joins the queue of what it changes (INIT, or THROTTLING behind a
+            // change under way); rejected, expired or cancelled: CANCELLED.
+            WaitApproval => &[Init, Throttling, Cancelled],
             InBackup => &[BackedUp, BackupFail, Cancelled],
             BackedUp => &[Repairing, RepairFail, Cancelled],
             Repairing => &[RepairSuccess, RepairFail],
@@ -223,9 +229,11 @@ impl TaskStatus {
             RollBackInit | RollBacking => &[RollBackFail],
             RollBacked => &[RollBackVerifying, RollBackUnverified],
             RollBackVerifying => &[RollBackUnverified],
-            // A queued task leaves THROTTLING only when released by the store; reserved and
-            // terminal statuses have no way out.
+            // A queued task leaves THROTTLING only when released by the store, a waiting one
+            // WAIT_APPROVAL only when approved or cancelled; reserved and terminal statuses
+            // have no way out.
             Throttling
+            | WaitApproval
             | RepairReExecute
             | Fail
             | BackupFail
@@ -273,9 +281,10 @@ impl TaskStatus {
         }
     }
 
-    /// Whether a worker may lease a task in this status (unfinished and not queued).
+    /// Whether a worker may lease a task in this status (unfinished, not queued, not waiting
+    /// for approval).
     pub fn is_claimable(self) -> bool {
-        !self.is_terminal() && self != TaskStatus::Throttling
+        !self.is_terminal() && !matches!(self, TaskStatus::Throttling | TaskStatus::WaitApproval)
     }
 
     /// Whether a repair task in this status changed the configuration and so can be rolled back.
@@ -308,6 +317,7 @@ impl TaskStatus {
             RollBackUnverified => ("回滚验证未通过", "Rollback not verified"),
             RollBackVerified => ("回滚已验证", "Rollback verified"),
             Cancelled => ("已取消", "Cancelled"),
+            WaitApproval => ("待审批", "Waiting for approval"),
         };
         lang.pick(zh, en)
     }
@@ -373,6 +383,9 @@ mod tests {
         (Throttling, Init),
         (Throttling, RollBackInit),
         (Throttling, Cancelled),
+        (WaitApproval, Init),
+        (WaitApproval, Throttling),
+        (WaitApproval, Cancelled),
         (InBackup, BackedUp),
         (InBackup, BackupFail),
         (InBackup, Cancelled),
@@ -427,7 +440,8 @@ mod tests {
                 assert!(at.can_move_to(step), "{s}: {at} -> {step} is not an edge");
                 at = step;
             }
-            let runnable = !s.is_terminal() && !matches!(s, TaskStatus::Throttling | TaskStatus::RepairReExecute);
+            let runnable = !s.is_terminal()
+                && !matches!(s, TaskStatus::Throttling | TaskStatus::WaitApproval | TaskStatus::RepairReExecute);
             assert_eq!(!path.is_empty(), runnable, "{s} has a failure path exactly when a worker can run it");
             assert!(path.is_empty() || at.is_terminal(), "{s} ends in {at}, not terminal");
         }

@@ -6,6 +6,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use store::Accounts as _;
+use store::Approvals as _;
 use store::Audit as _;
 use store::Instances as _;
 
@@ -87,6 +88,25 @@ pub enum Accounts {
         /// A number of instances (at least 1), or `unlimited`.
         #[arg(long)]
         max_instances: String,
+    },
+    /// Require (or not) that another key approves an account's repairs before they run
+    /// (ApproveOperationTask); with --check-id, for one item only (`inherit`: the item follows
+    /// the account again). Waits not answered within --expiry end CANCELLED.
+    SetApproval {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The account.
+        #[arg(long)]
+        account: String,
+        /// `true` or `false`; with --check-id also `inherit`.
+        #[arg(long)]
+        required: Option<String>,
+        /// One check item instead of the whole account.
+        #[arg(long)]
+        check_id: Option<i64>,
+        /// How long a task waits for approval: 90s, 24h, 7d (1 second to 30 days).
+        #[arg(long)]
+        expiry: Option<String>,
     },
 }
 
@@ -274,6 +294,36 @@ pub fn accounts(cmd: Accounts) -> ExitCode {
                 let a = store.set_limits(&account, max).map_err(not_found("account", &account))?;
                 let out = json!({"AccountId": a.id, "MaxInstancesPerSubmission": a.max_submission_instances.map_or(json!("unlimited"), |m| json!(m))});
                 Ok((a.id, out))
+            })
+        }
+        Accounts::SetApproval { dir, account, required, check_id, expiry } => {
+            let flag = |text: &str| match text {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(format!(
+                    "--required takes true or false{}",
+                    if check_id.is_some() { " or inherit" } else { "" }
+                )),
+            };
+            let mut change = store::ApprovalChange::default();
+            match (check_id, required.as_deref()) {
+                (Some(id), Some("inherit")) => change.item = Some((id, None)),
+                (Some(id), Some(text)) => change.item = Some((id, Some(flag(text)?))),
+                (Some(_), None) => return Err("--check-id needs --required".into()),
+                (None, text) => change.required = text.map(flag).transpose()?,
+            }
+            if let Some(text) = &expiry {
+                let ms = api::ops::approvals::parse_expiry(text)
+                    .ok_or("--expiry takes a duration from 1s to 30d, such as 90s, 24h or 7d")?;
+                change.expiry_ms = Some(ms);
+            }
+            if change == store::ApprovalChange::default() {
+                return Err("give --required or --expiry".into());
+            }
+            let params = json!({"AccountId": account, "Required": required, "CheckId": check_id, "Expiry": expiry});
+            audited(&dir, Some(&account), "AccountsSetApproval", params, |store| {
+                let c = store.set_approval(&account, &change).map_err(not_found("account", &account))?;
+                Ok((account.clone(), api::ops::approvals::config_json(&c)))
             })
         }
     })())

@@ -208,7 +208,7 @@ pub(crate) fn release_held(tx: &Conn, task_id: &str, now: i64) -> Result<()> {
 /// back and releasing what waited for it. False, and nothing written, if it is no longer in
 /// `status` (on PostgreSQL a worker may have moved it on since it was read).
 #[allow(clippy::too_many_arguments)]
-fn cancel_unstarted(
+pub(crate) fn cancel_unstarted(
     tx: &Conn,
     account_id: &str,
     id: &str,

@@ -37,6 +37,7 @@ const TABLES: &[&str] = &[
     "check_custom_configs",
     "agent_previews",
     "audit_log",
+    "approval_overrides",
 ];
 
 /// Rows copied, per table.

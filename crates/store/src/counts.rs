@@ -642,7 +642,10 @@ mod tests {
                      ALTER TABLE root_tasks DROP COLUMN canary_count; ALTER TABLE tasks DROP COLUMN held;
                      DROP TABLE agent_previews; ALTER TABLE tasks DROP COLUMN waits_for;
                      DROP TABLE audit_log; ALTER TABLE task_events DROP COLUMN actor;
-                     ALTER TABLE root_tasks DROP COLUMN submitted_by; ALTER TABLE tasks DROP COLUMN cancelled_by;",
+                     ALTER TABLE root_tasks DROP COLUMN submitted_by; ALTER TABLE tasks DROP COLUMN cancelled_by;
+                     DROP TABLE approval_overrides; DROP INDEX tasks_waiting_approval;
+                     ALTER TABLE accounts DROP COLUMN approval_required; ALTER TABLE accounts DROP COLUMN approval_expiry_ms;
+                     ALTER TABLE root_tasks DROP COLUMN awaited_approval;",
                 )?;
                 match tx.dialect() {
                     crate::sql::Dialect::Sqlite => tx.batch("PRAGMA user_version = 7"),

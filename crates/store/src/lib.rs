@@ -9,6 +9,7 @@
 
 mod accounts;
 mod agents;
+mod approvals;
 mod audit;
 mod cancel;
 mod cloud;
@@ -48,6 +49,7 @@ use sql::{args, Conn};
 
 pub use accounts::{AccessKey, Account, KeyInfo};
 pub use agents::{Agent, Agents, EnrolRefusal, Enrolment};
+pub use approvals::{ApprovalChange, ApprovalConfig, ApprovalOutcome, Approvals, DEFAULT_APPROVAL_EXPIRY_MS};
 pub use audit::{Audit, AuditEntry, AuditFilter, AuditRecord};
 pub use cancel::{CancelOutcome, Cancels};
 pub use cloud::{CloudAccount, CloudAccountChange, NewCloudAccount};
@@ -430,7 +432,7 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
             c.execute_batch(&format!("{} PRAGMA user_version = 17;", include_str!("migration_17.sql")))?;
         }
         if version < 18 {
-            c.execute_batch(&format!("{} PRAGMA user_version = 18;", include_str!("migration_18.sql")))?;
+            c.execute_batch(&format!("{} PRAGMA user_version = 18;", status_lists(include_str!("migration_18.sql"))))?;
         }
         Ok(())
     })

@@ -42,8 +42,8 @@ pub struct ActiveChange {
 /// Previews.
 pub trait Previews: Send + Sync {
     /// The unfinished tasks of the account on `instance_pks` that a repair of `check_id`
-    /// touching `scope` would meet (the same item: a conflict; the same scope: it would queue
-    /// behind them), oldest first.
+    /// touching `scope` would meet (the same item: a conflict; the same scope, unless it waits
+    /// for approval and so holds no queue: it would queue behind them), oldest first.
     fn changes_under_way(
         &self,
         account_id: &str,
@@ -90,7 +90,7 @@ impl Previews for Store {
         let sql = format!(
             "SELECT instance_pk, id, check_id FROM tasks
              WHERE account_id = ? AND instance_pk IN ({}) AND status IN ({})
-               AND (check_id = ? OR scope = ? OR scope = '*' OR ? = '*')
+               AND (check_id = ? OR (status <> 'WAIT_APPROVAL' AND (scope = ? OR scope = '*' OR ? = '*')))
              ORDER BY rowid",
             placeholders(instance_pks.len()),
             crate::status_list(|s| !s.is_terminal())

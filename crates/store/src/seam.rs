@@ -346,12 +346,30 @@ pub trait Idempotency: Send + Sync {
 
 /// What a worker needs of a store: the queue, check runs, and the inventory they act on.
 pub trait WorkerStore:
-    TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents + Previews + Schedules + CustomConfigs
+    TaskQueue
+    + CheckRuns
+    + Instances
+    + CloudAccounts
+    + Whitelists
+    + Agents
+    + Previews
+    + Schedules
+    + CustomConfigs
+    + Approvals
 {
 }
 
 impl<T> WorkerStore for T where
-    T: TaskQueue + CheckRuns + Instances + CloudAccounts + Whitelists + Agents + Previews + Schedules + CustomConfigs
+    T: TaskQueue
+        + CheckRuns
+        + Instances
+        + CloudAccounts
+        + Whitelists
+        + Agents
+        + Previews
+        + Schedules
+        + CustomConfigs
+        + Approvals
 {
 }
 
@@ -373,6 +391,7 @@ pub trait ApiStore:
     + CustomConfigs
     + Cancels
     + Audit
+    + Approvals
 {
 }
 
@@ -393,5 +412,6 @@ impl<T> ApiStore for T where
         + CustomConfigs
         + Cancels
         + Audit
+        + Approvals
 {
 }

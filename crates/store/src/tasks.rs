@@ -97,6 +97,9 @@ pub struct SelectionSource {
 pub enum SubmitOutcome {
     /// The root task and this many tasks were written.
     Created(i64),
+    /// The root task and this many tasks were written, waiting for approval
+    /// (`WAIT_APPROVAL`): the account, or this item of it, requires it.
+    AwaitingApproval(i64),
     /// A trial account may not repair; nothing was written.
     TrialUnauthorized,
     /// The repair authorization does not cover it; nothing was written.
@@ -118,6 +121,7 @@ macro_rules! overlap {
         concat!("(", $a, ".scope = ", $b, ".scope OR ", $a, ".scope = '*' OR ", $b, ".scope = '*')")
     };
 }
+pub(crate) use overlap;
 
 /// The latest change of the same scope after repair `?1` (and before task `?2`, the rollback,
 /// when it exists) that still stands, on the same instance: a repair that is unfinished, or
@@ -128,7 +132,7 @@ const STANDING_CHANGE_AFTER: &str = concat!(
      WHERE r.id = ?1 AND n.rowid < COALESCE((SELECT rowid FROM tasks WHERE id = ?2), 9223372036854775807)
        AND n.type = 'REPAIR' AND (n.waits_for IS NULL OR n.waits_for <> ?2) AND ",
     overlap!("n", "r"),
-    " AND (n.status IN ({ACTIVE})
+    " AND ((n.status IN ({ACTIVE}) AND n.status <> 'WAIT_APPROVAL')
             OR (n.status IN ('REPAIR_SUCCESS_VERIFIED', 'REPAIR_SUCCESS_UNVERIFIED')
                 AND NOT EXISTS (SELECT 1 FROM tasks b WHERE b.repair_task_id = n.id AND b.type = 'ROLLBACK'
                                 AND b.status <> 'ROLL_BACK_FAIL')))
@@ -137,10 +141,11 @@ const STANDING_CHANGE_AFTER: &str = concat!(
 
 /// The status a new task on instance `{PK}` touching scope `{SCOPE}` starts in: `{STATUS}` (its
 /// type's initial status), or THROTTLING while an earlier unfinished change of the instance may
-/// touch the same thing. An expression inside the INSERT, so it costs no statement of its own.
-const STATUS_OF_NEW: &str =
-    "CASE WHEN EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = {PK} AND (x.status IN ({ACTIVE})) = TRUE
-                                AND (x.scope = {SCOPE} OR x.scope = '*' OR {SCOPE} = '*'))
+/// touch the same thing; WAIT_APPROVAL as it is (it joins the queue once approved, see
+/// `approvals.rs`). An expression inside the INSERT, so it costs no statement of its own.
+const STATUS_OF_NEW: &str = "CASE WHEN {STATUS} = 'WAIT_APPROVAL' THEN {STATUS}
+                             WHEN EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = {PK} AND (x.status IN ({ACTIVE})) = TRUE
+                                AND x.status <> 'WAIT_APPROVAL' AND (x.scope = {SCOPE} OR x.scope = '*' OR {SCOPE} = '*'))
                              THEN 'THROTTLING' ELSE {STATUS} END";
 
 /// [`STATUS_OF_NEW`] with its parts filled in.
@@ -156,6 +161,7 @@ const RELEASE_WAITING: &str = concat!(
     "UPDATE tasks SET status = CASE type WHEN 'ROLLBACK' THEN 'ROLL_BACK_INIT' ELSE 'INIT' END, updated_ms = ?2
      WHERE instance_pk = ?1 AND (status IN ({ACTIVE})) = TRUE AND status = 'THROTTLING'
        AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.instance_pk = tasks.instance_pk AND (o.status IN ({ACTIVE})) = TRUE
+                       AND o.status <> 'WAIT_APPROVAL'
                        AND o.rowid < tasks.rowid AND (o.waits_for IS NULL OR o.waits_for <> tasks.id) AND ",
     overlap!("o", "tasks"),
     ")
@@ -245,8 +251,8 @@ pub(crate) fn record_event(tx: &Conn, id: &str, status: &str, now: i64, actor: &
 /// An account's repair quota, trial flag and instance limit, as read (SQLite) and as read under the account's
 /// row lock ([`lock_account`]) on PostgreSQL: a submission takes the lock with this read.
 const ACCOUNT_TERMS: [&str; 2] = [
-    "SELECT repair_quota, trial, max_submission_instances FROM accounts WHERE id = ?",
-    "SELECT repair_quota, trial, max_submission_instances FROM accounts WHERE id = ? FOR UPDATE",
+    "SELECT repair_quota, trial, max_submission_instances, approval_required FROM accounts WHERE id = ?",
+    "SELECT repair_quota, trial, max_submission_instances, approval_required FROM accounts WHERE id = ? FOR UPDATE",
 ];
 
 /// Repair tasks that count against the authorization: every one but those that changed nothing.
@@ -402,19 +408,23 @@ impl crate::TaskQueue for Store {
         let account_id = account_id.to_string();
         let s = s.clone();
         let now = now_ms();
-        let status = TaskStatus::initial(s.kind);
         let repair = s.kind == TaskType::Repair;
         let result = self.write(move |tx| {
-            let (quota, trial, limit): (Option<i64>, bool, Option<i64>) =
+            let (quota, trial, limit, approval): (Option<i64>, bool, Option<i64>, bool) =
                 tx.query_one(tx.pick(ACCOUNT_TERMS[0], ACCOUNT_TERMS[1]), args![&account_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })?;
             if repair && trial {
                 return Ok(SubmitOutcome::TrialUnauthorized);
             }
+            // Decided in the submission's transaction (on PostgreSQL under the account's lock),
+            // so a change of the setting applies to whole submissions. A rollback never waits:
+            // it is what keeps a repair undoable.
+            let awaiting = repair && crate::approvals::required_in(tx, &account_id, s.check_id, approval)?;
+            let status = if awaiting { TaskStatus::WaitApproval } else { TaskStatus::initial(s.kind) };
             tx.execute(
-                "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms, failure_threshold, max_concurrency, canary_count, submitted_by)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO root_tasks (id, account_id, check_id, type, dimension, created_ms, failure_threshold, max_concurrency, canary_count, submitted_by, awaited_approval)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 args![
                     &s.root_id,
                     &account_id,
@@ -425,7 +435,8 @@ impl crate::TaskQueue for Store {
                     s.limits.failure_threshold.map(|f| f.as_string()),
                     s.limits.max_concurrency,
                     s.limits.canary_count,
-                    &s.submitted_by
+                    &s.submitted_by,
+                    awaiting
                 ],
             )?;
             let mut created = 0i64;
@@ -509,7 +520,9 @@ impl crate::TaskQueue for Store {
             // The account's task count, kept for the unfiltered listing's TotalCount (tasks are
             // never deleted; on PostgreSQL the account's row is already locked by this write).
             tx.execute("UPDATE accounts SET tasks_total = tasks_total + ? WHERE id = ?", args![created, &account_id])?;
-            crate::pg::notify_work(tx)?;
+            if !awaiting {
+                crate::pg::notify_work(tx)?;
+            }
             if repair {
                 let used: i64 = tx.value(
                     "UPDATE accounts SET repairs_used = repairs_used + ? WHERE id = ? RETURNING repairs_used",
@@ -519,7 +532,7 @@ impl crate::TaskQueue for Store {
                     return Err(StoreError::QuotaExhausted); // rolls the whole submission back
                 }
             }
-            Ok(SubmitOutcome::Created(created))
+            Ok(if awaiting { SubmitOutcome::AwaitingApproval(created) } else { SubmitOutcome::Created(created) })
         });
         match result {
             Err(StoreError::QuotaExhausted) => Ok(SubmitOutcome::QuotaExhausted),
@@ -744,25 +757,36 @@ impl crate::TaskQueue for Store {
 
     fn task_events(&self, task_id: &str) -> Result<Vec<TaskEvent>> {
         self.read(|c| {
-            let created: Option<(String, String, i64, Option<String>)> = c.query_opt(
-                "SELECT t.type, t.status, t.created_ms, r.submitted_by FROM tasks t JOIN root_tasks r ON r.id = t.root_id
-                 WHERE t.id = ?",
+            let created: Option<(String, String, i64, Option<String>, bool)> = c.query_opt(
+                "SELECT t.type, t.status, t.created_ms, r.submitted_by, r.awaited_approval FROM tasks t
+                 JOIN root_tasks r ON r.id = t.root_id WHERE t.id = ?",
                 args![task_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )?;
-            let Some((kind, status, at, by)) = created else { return Ok(Vec::new()) };
+            let Some((kind, status, at, by, awaited_approval)) = created else { return Ok(Vec::new()) };
             let rows: Vec<TaskEvent> = c.query(
                 "SELECT status, at_ms, actor FROM task_events WHERE task_id = ? ORDER BY rowid",
                 args![task_id],
-                |r| Ok(TaskEvent { status: r.get(0)?, at_ms: r.get(1)?, actor: r.get::<Option<String>>(2)?.unwrap_or_default() }),
+                |r| {
+                    Ok(TaskEvent {
+                        status: r.get(0)?,
+                        at_ms: r.get(1)?,
+                        actor: r.get::<Option<String>>(2)?.unwrap_or_default(),
+                    })
+                },
             )?;
             // A task that waited was created THROTTLING: it is waiting still, or its first
             // event is its release to the type's initial status.
             let mut initial = TaskStatus::initial(TaskType::parse(&kind).unwrap_or(TaskType::Repair));
-            if status == TaskStatus::Throttling.as_str() || rows.first().is_some_and(|e| e.status == initial.as_str()) {
+            if awaited_approval {
+                initial = TaskStatus::WaitApproval;
+            } else if status == TaskStatus::Throttling.as_str()
+                || rows.first().is_some_and(|e| e.status == initial.as_str())
+            {
                 initial = TaskStatus::Throttling;
             }
-            let mut out = vec![TaskEvent { status: initial.as_str().to_string(), at_ms: at, actor: by.unwrap_or_default() }];
+            let mut out =
+                vec![TaskEvent { status: initial.as_str().to_string(), at_ms: at, actor: by.unwrap_or_default() }];
             out.extend(rows);
             Ok(out)
         })

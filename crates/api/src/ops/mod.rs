@@ -2,6 +2,7 @@
 //! the decoded parameters to a JSON answer or an [`ApiError`]; the gateway does the rest.
 
 pub mod agents;
+pub mod approvals;
 mod asset_selection;
 pub mod audit;
 mod check_config;
@@ -111,6 +112,10 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("PreviewOperationTask", preview::preview_operation_task),
     ("DescribeOperationTaskHistory", operation_tasks::describe_operation_task_history),
     ("DescribeAuditLog", audit::describe_audit_log),
+    ("ApproveOperationTask", approvals::approve_operation_task),
+    ("RejectOperationTask", approvals::reject_operation_task),
+    ("DescribeApprovalConfig", approvals::describe_approval_config),
+    ("ModifyApprovalConfig", approvals::modify_approval_config),
     ("SubmitCheck", check_runs::submit_check),
     ("GetCheckProcess", check_runs::get_check_process),
     ("VerifyCheckResult", check_runs::verify_check_result),
@@ -155,6 +160,7 @@ const READS_ONLY: &[&str] = &[
     "ListOperationCheck",
     "DescribeOperationTaskHistory",
     "DescribeAuditLog",
+    "DescribeApprovalConfig",
     "GetCheckProcess",
     "ListOperationProcess",
     "ListOperationProcessDetail",

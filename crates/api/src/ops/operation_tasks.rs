@@ -231,7 +231,7 @@ pub fn submit_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let submitted_by = ctx.key_id.to_string();
     let submission = Submission { root_id, check_id, kind, dimension, tasks, selection, scope, limits, submitted_by };
     match ctx.store.submit(ctx.account_id, &submission) {
-        Ok(SubmitOutcome::Created(_)) => {
+        Ok(SubmitOutcome::Created(_) | SubmitOutcome::AwaitingApproval(_)) => {
             ctx.engine.wake();
             Ok(answer)
         }
@@ -320,6 +320,36 @@ fn task_row(ctx: &Ctx, t: &TaskRow, lang: model::Lang) -> Value {
     })
 }
 
+/// For the rows waiting for approval, who must act (posture: `Approval`): a key other than the
+/// one that submitted the root task, whose policy allows ApproveOperationTask, by when.
+fn add_who_must_approve(ctx: &Ctx, rows: &[TaskRow], out: &mut [Value]) -> Result<(), ApiError> {
+    let mut expiry_ms = None;
+    let mut submitters: BTreeMap<String, String> = BTreeMap::new();
+    for (t, row) in rows.iter().zip(out) {
+        if t.status != TaskStatus::WaitApproval {
+            continue;
+        }
+        let expiry = match expiry_ms {
+            Some(ms) => ms,
+            None => *expiry_ms.insert(ctx.store.approval_config(ctx.account_id).map_err(db)?.expiry_ms),
+        };
+        let submitter = match submitters.get(&t.root_id) {
+            Some(s) => s.clone(),
+            None => {
+                let s = ctx.store.root_submitter(ctx.account_id, &t.root_id).map_err(db)?;
+                submitters.insert(t.root_id.clone(), s.clone());
+                s
+            }
+        };
+        row["Approval"] = json!({
+            "SubmittedBy": submitter,
+            "ApproverPolicy": "Admin, or a policy naming ApproveOperationTask; not the submitting key",
+            "ExpiresAt": t.created_ms + expiry,
+        });
+    }
+    Ok(())
+}
+
 /// ListOperationTask: one row per instance task, newest first.
 pub fn list_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let lang = p.lang();
@@ -335,7 +365,8 @@ pub fn list_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         ..Default::default()
     };
     let (rows, total) = ctx.store.list_tasks(ctx.account_id, &filter).map_err(db)?;
-    let tasks: Vec<Value> = rows.iter().map(|t| task_row(ctx, t, lang)).collect();
+    let mut tasks: Vec<Value> = rows.iter().map(|t| task_row(ctx, t, lang)).collect();
+    add_who_must_approve(ctx, &rows, &mut tasks)?;
     Ok(object([("PageInfo", page_info(tasks.len(), page, size, total)), ("OperationTasks", Value::Array(tasks))]))
 }
 

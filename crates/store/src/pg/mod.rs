@@ -317,7 +317,7 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
             c.batch(include_str!("migration_17.sql"))?;
         }
         if version < 18 {
-            c.batch(include_str!("migration_18.sql"))?;
+            c.batch(&status_lists(include_str!("migration_18.sql")))?;
         }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
