@@ -299,15 +299,8 @@ pub(crate) fn roll_back_if_cancelled(tx: &Conn, repair_id: &str, now: i64) -> Re
             now
         ],
     )?;
-    // Changes of the same scope queued behind the repair (submitted while it ran) wait for its
-    // rollback: run first, they would be built on the change the cancel undoes, and the
-    // rollback would then be refused as no longer the latest change.
-    tx.execute(
-        "UPDATE tasks SET waits_for = ?1
-         WHERE instance_pk = ?2 AND status = 'THROTTLING' AND id <> ?1
-           AND rowid > (SELECT rowid FROM tasks WHERE id = ?3) AND (scope = ?4 OR scope = '*' OR ?4 = '*')",
-        args![&rollback_id, pk, repair_id, &scope],
-    )?;
+    // The changes queued behind the repair (submitted while it ran) wait for this rollback:
+    // see RELEASE_WAITING.
     tx.execute("UPDATE accounts SET tasks_total = tasks_total + 1 WHERE id = ?", args![&account_id])?;
     crate::pg::notify_work(tx)?;
     Ok(true)
@@ -505,6 +498,44 @@ mod tests {
             walk(&s, &rollback, &[RollBackInit, RollBacking, RollBacked, RollBackVerifying, RollBackVerified]);
             assert_eq!(s.get_task(&acct, &queued_id).unwrap().unwrap().status, Init, "released once it has ended");
             assert_eq!(s.claim_task(60_000).unwrap().unwrap().task.id, queued_id);
+        }
+
+        fn a_change_queued_behind_two_cancelled_repairs_waits_for_both_rollbacks() {
+            let (_p, s) = store();
+            let acct = s.create_account("cancel-two").unwrap().id;
+            s.upsert_instances(&acct, &[crate::conformance::host(0)]).unwrap();
+            let pk = s.list_instances(&acct).unwrap()[0].pk;
+            let scoped = |check_id, scope: &str| {
+                let mut sub = crate::conformance::repair_of(check_id, &[pk]);
+                sub.scope = scope.into();
+                sub
+            };
+            // Two repairs of two files change them; a change of the whole instance queues.
+            let (first, second) = (scoped(1009, "file:/etc/login.defs"), scoped(1001, "file:/etc/ssh/sshd_config"));
+            s.submit(&acct, &first).unwrap();
+            s.submit(&acct, &second).unwrap();
+            let (a, b) = (s.claim_task(60_000).unwrap().unwrap(), s.claim_task(60_000).unwrap().unwrap());
+            walk(&s, &a, &[Init, InBackup, BackedUp, Repairing]);
+            walk(&s, &b, &[Init, InBackup, BackedUp, Repairing]);
+            let whole = scoped(9100, "*");
+            s.submit(&acct, &whole).unwrap();
+            let status = |id: &str| s.get_task(&acct, id).unwrap().unwrap().status;
+            assert_eq!(status(&whole.tasks[0].id), Throttling);
+            s.cancel(&acct, &first.root_id, &[], "k").unwrap();
+            s.cancel(&acct, &second.root_id, &[], "k").unwrap();
+            let done = [Repairing, RepairSuccess, RepairSuccessVerifying, RepairSuccessVerified];
+            walk(&s, &a, &done);
+            let undo_a = s.claim_task(60_000).unwrap().unwrap();
+            assert_eq!(undo_a.task.repair_task_id.as_deref(), Some(first.tasks[0].id.as_str()));
+            walk(&s, &undo_a, &[RollBackInit, RollBacking]); // holds login.defs
+            walk(&s, &b, &done);
+            let undo_b = s.claim_task(60_000).unwrap().unwrap();
+            assert_eq!(undo_b.task.repair_task_id.as_deref(), Some(second.tasks[0].id.as_str()));
+            walk(&s, &undo_b, &[RollBackInit, RollBacking, RollBacked, RollBackVerifying, RollBackVerified]);
+            assert_eq!(status(&whole.tasks[0].id), Throttling, "the first rollback is still restoring");
+            assert_eq!(s.standing_change_after(&first.tasks[0].id, &undo_a.task.id).unwrap(), None);
+            walk(&s, &undo_a, &[RollBacking, RollBacked, RollBackVerifying, RollBackVerified]);
+            assert_eq!(status(&whole.tasks[0].id), Init, "released once both are undone");
         }
     }
 }

@@ -640,7 +640,7 @@ mod tests {
                      ALTER TABLE accounts DROP COLUMN max_submission_instances; ALTER TABLE tasks DROP COLUMN cancel_requested;
                      ALTER TABLE root_tasks DROP COLUMN failure_threshold; ALTER TABLE root_tasks DROP COLUMN max_concurrency;
                      ALTER TABLE root_tasks DROP COLUMN canary_count; ALTER TABLE tasks DROP COLUMN held;
-                     DROP TABLE agent_previews; ALTER TABLE tasks DROP COLUMN waits_for;
+                     DROP TABLE agent_previews;
                      DROP TABLE audit_log; ALTER TABLE task_events DROP COLUMN actor;
                      ALTER TABLE root_tasks DROP COLUMN submitted_by; ALTER TABLE tasks DROP COLUMN cancelled_by;
                      DROP TABLE approval_overrides; DROP INDEX tasks_waiting_approval;

@@ -124,15 +124,17 @@ macro_rules! overlap {
 pub(crate) use overlap;
 
 /// The latest change of the same scope after repair `?1` (and before task `?2`, the rollback,
-/// when it exists) that still stands, on the same instance: a repair that is unfinished, or
-/// applied and neither rolled back nor being rolled back. While one exists, restoring `?1`'s
-/// snapshot would undo (or race) it, so the rollback of `?1` is refused, naming it.
+/// when it exists) that still stands, on the same instance: a repair that has started (not
+/// queued, not waiting for approval: those change nothing before the rollback, which goes
+/// ahead of them, see [`RELEASE_WAITING`]), or applied and neither rolled back nor being
+/// rolled back. While one exists, restoring `?1`'s snapshot would undo (or race) it, so the
+/// rollback of `?1` is refused, naming it.
 const STANDING_CHANGE_AFTER: &str = concat!(
     "SELECT n.id FROM tasks r JOIN tasks n ON n.instance_pk = r.instance_pk AND n.rowid > r.rowid
      WHERE r.id = ?1 AND n.rowid < COALESCE((SELECT rowid FROM tasks WHERE id = ?2), 9223372036854775807)
-       AND n.type = 'REPAIR' AND (n.waits_for IS NULL OR n.waits_for <> ?2) AND ",
+       AND n.type = 'REPAIR' AND ",
     overlap!("n", "r"),
-    " AND ((n.status IN ({ACTIVE}) AND n.status <> 'WAIT_APPROVAL')
+    " AND ((n.status IN ({ACTIVE}) AND n.status NOT IN ('WAIT_APPROVAL', 'THROTTLING'))
             OR (n.status IN ('REPAIR_SUCCESS_VERIFIED', 'REPAIR_SUCCESS_UNVERIFIED')
                 AND NOT EXISTS (SELECT 1 FROM tasks b WHERE b.repair_task_id = n.id AND b.type = 'ROLLBACK'
                                 AND b.status <> 'ROLL_BACK_FAIL')))
@@ -153,19 +155,25 @@ fn status_of_new(pk: &str, scope: &str, status: &str) -> String {
     with_active(STATUS_OF_NEW).replace("{PK}", pk).replace("{SCOPE}", scope).replace("{STATUS}", status)
 }
 
-/// Releases the waiting tasks of instance `?1` that no earlier unfinished task overlaps (except
-/// those that wait for it, see [`crate::cancel::roll_back_if_cancelled`]), nor wait for an
-/// unfinished task: they go to their type's initial status, in the same transaction as the
-/// change that ended.
+/// Releases the waiting tasks of instance `?1` that no other unfinished task overlapping them
+/// must go before: they go to their type's initial status, in the same transaction as the
+/// change that ended. Changes go in the order they were submitted, but for the rollback a
+/// cancel writes once a cancelled repair has finished its step
+/// ([`crate::cancel::roll_back_if_cancelled`]): it goes before the repairs queued after that
+/// repair (which would otherwise be built on the change it undoes, and make it "no longer the
+/// latest"), and they wait for it. Rollbacks among themselves keep their order (the latest
+/// change is undone first).
 const RELEASE_WAITING: &str = concat!(
     "UPDATE tasks SET status = CASE type WHEN 'ROLLBACK' THEN 'ROLL_BACK_INIT' ELSE 'INIT' END, updated_ms = ?2
      WHERE instance_pk = ?1 AND (status IN ({ACTIVE})) = TRUE AND status = 'THROTTLING'
        AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.instance_pk = tasks.instance_pk AND (o.status IN ({ACTIVE})) = TRUE
-                       AND o.status <> 'WAIT_APPROVAL'
-                       AND o.rowid < tasks.rowid AND (o.waits_for IS NULL OR o.waits_for <> tasks.id) AND ",
+                       AND o.status <> 'WAIT_APPROVAL' AND ",
     overlap!("o", "tasks"),
-    ")
-       AND NOT EXISTS (SELECT 1 FROM tasks w WHERE w.id = tasks.waits_for AND (w.status IN ({ACTIVE})) = TRUE)
+    "     AND ((o.rowid < tasks.rowid
+                             AND NOT (tasks.type = 'ROLLBACK' AND o.type = 'REPAIR' AND o.status = 'THROTTLING'
+                                      AND o.rowid > (SELECT r.rowid FROM tasks r WHERE r.id = tasks.repair_task_id)))
+                         OR (tasks.type = 'REPAIR' AND o.type = 'ROLLBACK' AND o.rowid > tasks.rowid
+                             AND (SELECT r.rowid FROM tasks r WHERE r.id = o.repair_task_id) < tasks.rowid)))
      RETURNING id, status"
 );
 

@@ -13,7 +13,3 @@ CREATE TABLE IF NOT EXISTS agent_previews (
 );
 CREATE INDEX IF NOT EXISTS agent_previews_open ON agent_previews (instance_pk, created_ms) WHERE answer IS NULL;
 
--- The rollback a cancel writes for a repair that finished its step: changes of the same scope
--- already queued behind that repair wait for it (`waits_for`), so that the cancelled repair is
--- undone before anything is built on top of it.
-ALTER TABLE tasks ADD COLUMN waits_for TEXT;
