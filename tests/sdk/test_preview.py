@@ -158,3 +158,28 @@ def test_instances_that_would_be_skipped_say_why(tmp_path):
         assert client.call("ListOperationTask", {})["PageInfo"]["TotalCount"] == 1
     finally:
         s.stop()
+
+
+def test_pages_cover_named_then_selected_instances_once_each(server):
+    client = make_client(server, "aliyun-python-sdk-core")
+    failing = [r["InstanceId"] for r in preview(client, 1003)["Instances"]]
+    assert len(failing) >= 3, failing
+    key = client.call("CreateAssetSelectionConfig", {"BusinessType": "preview-pages", "TargetType": "instance",
+                                                     "Platform": "linux"})["Data"]["SelectionKey"]
+    # The selection holds all three; two of them are also named: each is one instance.
+    client.call("AddAssetSelectionCriteria", {"SelectionKey": key, "TargetOperationList": [
+        {"Target": i, "Operation": "add"} for i in failing[:3]]})
+    named = [{"InstanceId": i} for i in failing[:2]]
+    seen = []
+    for page in (1, 2, 3, 4):
+        answer = client.call("PreviewOperationTask", {"CheckId": 1003, "Type": "REPAIR", "RelationKey": "preview-pages",
+                                                      "OperationTaskInstances": named, "PageSize": 1, "CurrentPage": page})
+        assert answer["PageInfo"]["TotalCount"] == 3, answer["PageInfo"]
+        seen += [r["InstanceId"] for r in answer["Instances"]]
+    assert seen == failing[:3], seen
+    # A ClientToken keeps nothing: the next preview reads the instances again.
+    req = {"CheckId": 1003, "Type": "REPAIR", "OperationTaskInstances": named[:1], "ClientToken": "same"}
+    assert client.call("PreviewOperationTask", req)["Instances"][0]["Outcome"] == "CHANGE"
+    root = client.call("SubmitOperationTask", {k: v for k, v in req.items() if k != "ClientToken"})["RootTaskId"]
+    wait_for_root(client, 1003, root)
+    assert client.call("PreviewOperationTask", req)["Instances"][0]["Outcome"] == "NO_CHANGE"

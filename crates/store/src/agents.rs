@@ -118,7 +118,7 @@ static AGENT_HAS_WORK_SQL: LazyLock<String> = LazyLock::new(|| {
              OR EXISTS (SELECT 1 FROM agent_previews p WHERE p.instance_pk = ?1 AND p.answer IS NULL
                           AND p.created_ms >= ?2 - {})",
         crate::status_list(TaskStatus::is_claimable),
-        crate::PREVIEW_TTL_MS
+        crate::PREVIEW_WAIT_MS
     )
 });
 

@@ -60,7 +60,7 @@ pub use idempotency::{answer_in_advance, with_client_token};
 pub use instances::{Instance, NewInstance, AGENT_LOCATOR};
 pub use nonces::{NewNonce, NonceWait};
 pub use pg::DEFAULT_POOL;
-pub use previews::{ActiveChange, PreviewRequest, Previews, PREVIEW_TTL_MS};
+pub use previews::{ActiveChange, PreviewRequest, Previews, PREVIEW_WAIT_MS};
 pub use results::{ResultAggregate, ResultFilter, ResultRow, ResultUpdate};
 pub use runs::{uuid_like, CheckRun, CheckRunDetail, DetailOutcome, RunFilter};
 pub use schedules::{Schedule, Schedules, SCHEDULE_SOURCE};

@@ -10,12 +10,14 @@ use model::RepairValues;
 use crate::sql::{args, Arg};
 use crate::{new_id, now_ms, placeholders, Result, Store, StoreError};
 
-/// How long a request is offered to its agent: a preview waits seconds for its agents, so an
-/// older request has no one left to read its answer.
-pub const PREVIEW_TTL_MS: i64 = 30_000;
+/// How long a preview waits for the agents of its instances, and so how long a request is
+/// offered to its agent (no one reads a later answer). Well under the official SDKs' 10-second
+/// read timeout.
+pub const PREVIEW_WAIT_MS: i64 = 5_000;
 
-/// Requests older than this are removed by the next batch.
-const FORGET_AFTER_MS: i64 = 60_000;
+/// Requests a preview could not remove itself (its node stopped) are removed by the next batch
+/// once this old.
+const FORGET_AFTER_MS: i64 = 12 * PREVIEW_WAIT_MS;
 
 /// A preview asked of an agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +64,7 @@ pub trait Previews: Send + Sync {
         instance_pks: &[i64],
     ) -> Result<Vec<String>>;
 
-    /// The oldest request of an instance not yet answered (nor older than [`PREVIEW_TTL_MS`]).
+    /// The oldest request of an instance not yet answered (nor older than [`PREVIEW_WAIT_MS`]).
     fn next_preview(&self, instance_pk: i64) -> Result<Option<PreviewRequest>>;
 
     /// Records the answer (JSON) to a request of this instance; false if it has no such
@@ -71,6 +73,13 @@ pub trait Previews: Send + Sync {
 
     /// The answers given so far to these requests of the account: (id, answer JSON).
     fn preview_answers(&self, account_id: &str, ids: &[String]) -> Result<Vec<(String, String)>>;
+
+    /// Removes these requests (their preview is over: an agent no longer takes them).
+    fn forget_previews(&self, ids: &[String]) -> Result<()>;
+
+    /// When the active agents of these instances of the account were last heard from:
+    /// (instance key, ms).
+    fn agents_last_seen(&self, account_id: &str, instance_pks: &[i64]) -> Result<Vec<(i64, i64)>>;
 }
 
 impl Previews for Store {
@@ -131,7 +140,7 @@ impl Previews for Store {
             c.query_opt(
                 "SELECT id, check_id, params FROM agent_previews
                  WHERE instance_pk = ? AND answer IS NULL AND created_ms >= ? ORDER BY created_ms LIMIT 1",
-                args![instance_pk, now_ms() - PREVIEW_TTL_MS],
+                args![instance_pk, now_ms() - PREVIEW_WAIT_MS],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
         })?;
@@ -161,6 +170,31 @@ impl Previews for Store {
         let sql = format!(
             "SELECT id, answer FROM agent_previews WHERE account_id = ? AND id IN ({}) AND answer IS NOT NULL",
             placeholders(ids.len())
+        );
+        self.read(|c| c.query(&sql, &a, |r| Ok((r.get(0)?, r.get(1)?))))
+    }
+
+    fn forget_previews(&self, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let sql = format!("DELETE FROM agent_previews WHERE id IN ({})", placeholders(ids.len()));
+        let ids = ids.to_vec();
+        self.write(move |tx| {
+            let a: Vec<Arg> = ids.iter().map(|id| Arg::from(id.as_str())).collect();
+            tx.execute(&sql, &a).map(drop)
+        })
+    }
+
+    fn agents_last_seen(&self, account_id: &str, instance_pks: &[i64]) -> Result<Vec<(i64, i64)>> {
+        if instance_pks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut a: Vec<Arg> = vec![account_id.into()];
+        a.extend(instance_pks.iter().map(|p| Arg::from(*p)));
+        let sql = format!(
+            "SELECT instance_pk, last_seen_ms FROM agents WHERE account_id = ? AND instance_pk IN ({}) AND revoked_ms IS NULL",
+            placeholders(instance_pks.len())
         );
         self.read(|c| c.query(&sql, &a, |r| Ok((r.get(0)?, r.get(1)?))))
     }

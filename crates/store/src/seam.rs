@@ -302,6 +302,18 @@ pub trait Selections: Send + Sync {
         limit: i64,
     ) -> Result<(Vec<(String, String)>, i64)>;
 
+    /// One page of a selection's instances reached through `connector`, leaving out
+    /// `exclude_pks` (instances already counted), in key order, and how many there are.
+    fn selected_instances_page(
+        &self,
+        account_id: &str,
+        s: &Selection,
+        connector: &str,
+        exclude_pks: &[i64],
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<Instance>, i64)>;
+
     /// Which of these instance ids the selection holds (id, name).
     fn selected_among(&self, account_id: &str, s: &Selection, ids: &[String]) -> Result<Vec<(String, String)>>;
 }

@@ -6,6 +6,7 @@ use model::Vendor;
 
 use crate::sql::{args, Arg, Row, Where};
 use crate::whitelists::whitelisted_sql;
+use crate::Instance;
 use crate::{now_ms, Result, Store, StoreError};
 
 /// A selection.
@@ -220,6 +221,35 @@ impl crate::Selections for Store {
                 &format!("SELECT i.instance_id, i.instance_name{from} ORDER BY i.pk LIMIT ? OFFSET ?"),
                 &page,
                 |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok((rows, total))
+        })
+    }
+
+    fn selected_instances_page(
+        &self,
+        account_id: &str,
+        s: &Selection,
+        connector: &str,
+        exclude_pks: &[i64],
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<Instance>, i64)> {
+        let (from, mut args) = selected_instances(account_id, s);
+        args.push(connector.to_string().into());
+        let mut sql = format!("{from} AND i.connector = ?");
+        if !exclude_pks.is_empty() {
+            sql += &format!(" AND i.pk NOT IN ({})", crate::placeholders(exclude_pks.len()));
+            args.extend(exclude_pks.iter().map(|pk| Arg::from(*pk)));
+        }
+        self.read(|c| {
+            let total: i64 = c.value(&format!("SELECT COUNT(*){sql}"), &args)?;
+            let mut page = args.clone();
+            page.extend([limit.into(), offset.into()]);
+            let rows = c.query(
+                &format!("SELECT {}{sql} ORDER BY i.pk LIMIT ? OFFSET ?", crate::instances::INSTANCE_COLS),
+                &page,
+                |r| crate::instances::instance_from(r, 0),
             )?;
             Ok((rows, total))
         })

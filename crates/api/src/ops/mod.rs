@@ -207,6 +207,11 @@ pub(crate) const COMMON_PARAMS: &[&str] = &[
 /// The operation's first write records the token in its own transaction (`store::with_client_token`),
 /// so no retry, on any node, runs again an operation that changed something.
 pub fn run(ctx: &Ctx, action: &str, op: Op, p: &Params) -> Result<Value, ApiError> {
+    // A preview's answer is of the instances as they are now: one kept for a token would
+    // answer a later call with what is no longer true.
+    if action == "PreviewOperationTask" {
+        return op(ctx, p);
+    }
     let Some(token) = p.str("ClientToken") else { return op(ctx, p) };
     if token.len() > 64 || !token.is_ascii() {
         return Err(ApiError::invalid_parameter("ClientToken"));

@@ -4,6 +4,7 @@
 //! Each instance is planned by its connector against the instance as it is now (an agent plans
 //! its own server). The choices are written down in docs/api.md ("PreviewOperationTask").
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use model::{ApiError, PlannedChange, TaskType};
@@ -16,10 +17,16 @@ use crate::params::Params;
 
 /// How long a preview waits for the agents of its instances to answer (an agent answers at
 /// its next poll, at once when it is idle).
-pub const AGENT_WAIT: Duration = Duration::from_secs(10);
+const AGENT_WAIT: Duration = Duration::from_millis(store::PREVIEW_WAIT_MS as u64);
 
 /// Instances planned at once (each plan reads files or calls a cloud API).
 const PLANNERS: usize = 8;
+
+/// Previews waiting for agents at once, on this node: each holds a blocking thread while it
+/// waits, so past this a preview does not ask agents (their instances are skipped, to be
+/// previewed again shortly) rather than take threads the API and the agents need.
+const MAX_WAITING: usize = 16;
+static WAITING: AtomicUsize = AtomicUsize::new(0);
 
 /// What a preview found for one instance.
 enum Outcome {
@@ -39,17 +46,20 @@ impl Outcome {
 /// first, then those of the RelationKey's selection), each with its planned changes or the
 /// reason it would be skipped.
 pub fn preview_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
-    let asked = asked(ctx, p)?;
-    if asked.kind == TaskType::Rollback {
+    if TaskType::parse(p.required("Type")?) == Some(TaskType::Rollback) {
         return Err(ApiError::preview_type_unsupported());
     }
+    let asked = asked(ctx, p)?;
     let (page, size, offset) = p.page(20, 100)?;
     let (instances, total) = page_of_instances(ctx, &asked, offset, size)?;
     let mut outcomes = skips(ctx, &asked, &instances)?;
     let change = asked.check.change(&asked.params);
     let (direct, via_agent): (Vec<usize>, Vec<usize>) =
         (0..instances.len()).filter(|i| outcomes[*i].is_none()).partition(|i| !instances[*i].via_agent());
-    let asked_agents = ask_agents(ctx, &asked, &instances, &via_agent)?;
+    let (asked_agents, unreachable) = ask_agents(ctx, &asked, &instances, &via_agent)?;
+    for (i, outcome) in unreachable {
+        outcomes[i] = Some(outcome);
+    }
     for (i, planned) in plan_each(ctx, &instances, &direct, &change) {
         outcomes[i] = Some(planned);
     }
@@ -69,8 +79,10 @@ pub fn preview_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> 
     }))
 }
 
-/// The page `offset..offset + size` of the instances named (or failing) followed by those of
-/// the selection, and how many there are in all.
+/// The page `offset..offset + size` of the instances a submission would act on — those named
+/// (or failing), then those of the selection of the item's kind that are not named (an
+/// instance named and selected is one task, as the submission makes it) — and how many there
+/// are in all.
 fn page_of_instances(ctx: &Ctx, asked: &Asked, offset: i64, size: i64) -> Result<(Vec<Instance>, i64), ApiError> {
     let named: Vec<&Instance> = asked.named.iter().map(|n| &n.instance).collect();
     let skip = usize::try_from(offset).unwrap_or(usize::MAX);
@@ -79,21 +91,14 @@ fn page_of_instances(ctx: &Ctx, asked: &Asked, offset: i64, size: i64) -> Result
     if let Some(selection) = &asked.relation {
         let from = (offset - named.len() as i64).max(0);
         let want = size - page.len() as i64;
-        let (targets, in_selection) =
-            ctx.store.list_selection_targets(ctx.account_id, selection, from, want.max(1)).map_err(db)?;
+        let named_pks: Vec<i64> = named.iter().map(|i| i.pk).collect();
+        let (selected, in_selection) = ctx
+            .store
+            .selected_instances_page(ctx.account_id, selection, &asked.check.asset, &named_pks, from, want.max(1))
+            .map_err(db)?;
         total += in_selection;
         if want > 0 {
-            let ids: Vec<String> = targets.into_iter().map(|(id, _)| id).collect();
-            let found = ctx.store.find_instances_by_ids(ctx.account_id, &ids).map_err(db)?;
-            for id in &ids {
-                // The instances of the item's kind, each once (an instance named and selected
-                // is one task).
-                for i in found.iter().filter(|i| &i.instance_id == id && i.connector == asked.check.asset) {
-                    if !named.iter().any(|n| n.pk == i.pk) && !page.iter().any(|p| p.pk == i.pk) {
-                        page.push(i.clone());
-                    }
-                }
-            }
+            page.extend(selected);
         }
     }
     Ok((page, total))
@@ -161,29 +166,114 @@ fn plan_each(ctx: &Ctx, instances: &[Instance], which: &[usize], change: &model:
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        // A planner that panicked leaves its instances unplanned, said as such.
+        handles
+            .into_iter()
+            .zip(which.chunks(chunk))
+            .flat_map(|(h, part)| {
+                h.join().unwrap_or_else(|_| {
+                    let failed =
+                        || Outcome::Skipped("PreviewError".into(), "planning failed unexpectedly".into(), None);
+                    part.iter().map(|i| (*i, failed())).collect()
+                })
+            })
+            .collect()
     })
 }
 
-/// Asks the agents of these instances for their plans: (instance index, request id).
+/// The requests asked of agents: (instance index, request id), and the permit that lets this
+/// preview wait for them.
+struct Asking {
+    requests: Vec<(usize, String)>,
+    _permit: Option<WaitPermit>,
+}
+
+/// One of the [`MAX_WAITING`] previews that may wait for agents at once.
+struct WaitPermit;
+
+impl WaitPermit {
+    fn take() -> Option<WaitPermit> {
+        let taken = WAITING.fetch_add(1, Ordering::SeqCst) < MAX_WAITING;
+        if taken {
+            Some(WaitPermit)
+        } else {
+            WAITING.fetch_sub(1, Ordering::SeqCst);
+            None
+        }
+    }
+}
+
+impl Drop for WaitPermit {
+    fn drop(&mut self) {
+        WAITING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Asks the agents of these instances that are online for their plans; those offline (not
+/// heard from as DescribeAgents' `Online` counts) are skipped at once, as are all of them when
+/// too many previews already wait for agents on this node.
 fn ask_agents(
     ctx: &Ctx,
     asked: &Asked,
     instances: &[Instance],
     which: &[usize],
-) -> Result<Vec<(usize, String)>, ApiError> {
+) -> Result<(Asking, Vec<(usize, Outcome)>), ApiError> {
+    let mut skipped = Vec::new();
     if which.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Asking { requests: Vec::new(), _permit: None }, skipped));
     }
+    let Some(permit) = WaitPermit::take() else {
+        let busy = || {
+            Outcome::Skipped(
+                "AgentNoAnswer".into(),
+                "too many previews are waiting for agents on this node; preview again shortly".into(),
+                None,
+            )
+        };
+        return Ok((Asking { requests: Vec::new(), _permit: None }, which.iter().map(|i| (*i, busy())).collect()));
+    };
     let pks: Vec<i64> = which.iter().map(|i| instances[*i].pk).collect();
-    let ids = ctx.store.request_previews(ctx.account_id, asked.check_id, &asked.params, &pks).map_err(db)?;
+    let seen = ctx.store.agents_last_seen(ctx.account_id, &pks).map_err(db)?;
+    let online_since = store::now_ms() - super::agents::ONLINE_MS;
+    let mut online = Vec::new();
+    for i in which {
+        match seen.iter().find(|(pk, _)| *pk == instances[*i].pk) {
+            Some((_, at)) if *at >= online_since => online.push(*i),
+            _ => skipped.push((
+                *i,
+                Outcome::Skipped(
+                    "AgentOffline".into(),
+                    format!(
+                        "the instance's agent has not been heard from for {} s; nothing is planned",
+                        super::agents::ONLINE_MS / 1000
+                    ),
+                    None,
+                ),
+            )),
+        }
+    }
+    let pks: Vec<i64> = online.iter().map(|i| instances[*i].pk).collect();
+    let ids = match pks.is_empty() {
+        true => Vec::new(),
+        false => ctx.store.request_previews(ctx.account_id, asked.check_id, &asked.params, &pks).map_err(db)?,
+    };
     ctx.engine.wake();
-    Ok(which.iter().copied().zip(ids).collect())
+    Ok((Asking { requests: online.into_iter().zip(ids).collect(), _permit: Some(permit) }, skipped))
 }
 
 /// The agents' answers, waiting up to [`AGENT_WAIT`] for all of them; an instance whose agent
-/// has not answered by then is left out (see [`no_answer`]).
-fn wait_for_agents(ctx: &Ctx, mut waiting: Vec<(usize, String)>) -> Result<Vec<(usize, Outcome)>, ApiError> {
+/// has not answered by then is left out (see [`no_answer`]). The requests are removed at the
+/// end, answered or not: no agent takes an abandoned one.
+fn wait_for_agents(ctx: &Ctx, asking: Asking) -> Result<Vec<(usize, Outcome)>, ApiError> {
+    let all: Vec<String> = asking.requests.iter().map(|(_, id)| id.clone()).collect();
+    let done = collect_answers(ctx, asking.requests);
+    if let Err(e) = ctx.store.forget_previews(&all) {
+        tracing::warn!(error = %e, "preview requests could not be removed; the next preview removes them");
+    }
+    done
+}
+
+fn collect_answers(ctx: &Ctx, mut waiting: Vec<(usize, String)>) -> Result<Vec<(usize, Outcome)>, ApiError> {
     let until = Instant::now() + AGENT_WAIT;
     let mut done = Vec::new();
     while !waiting.is_empty() {

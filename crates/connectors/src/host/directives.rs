@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use model::Dialect;
 
 use super::files::{self, Limits};
-use super::paths::{glob_in_root, resolve_in_root};
+use super::paths::{glob_in_root, glob_named_in_root, resolve_in_root};
 
 /// One file of a configuration set.
 #[derive(Debug)]
@@ -62,10 +62,10 @@ const SYSCTL_DIRS: [&str; 5] =
 const MODPROBE_DIRS: [&str; 5] =
     ["/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d"];
 
-/// Files as the steps of a change planned so far leave them (path inside the root, as the
-/// plan names it → the whole new content), read in place of the files on disk: a preview plans
-/// each step on top of the ones before it, as apply finds them written.
-pub type Pending = BTreeMap<String, Vec<u8>>;
+/// Files as the steps of a change planned so far leave them (the real path, so that two names
+/// of one file are one file → the whole new content), read in place of the files on disk: each
+/// step is planned on top of the ones before it, as apply finds them written.
+pub type Pending = BTreeMap<PathBuf, Vec<u8>>;
 
 /// The `*.conf` files of `dirs` by name, each from the first directory that has it, in name
 /// order: how systemd-sysctl and modprobe read their drop-in directories (a file `pending`
@@ -73,14 +73,14 @@ pub type Pending = BTreeMap<String, Vec<u8>>;
 fn drop_ins(root: &Path, dirs: &[&str], pending: &Pending) -> Vec<String> {
     let mut by_name: BTreeMap<String, String> = BTreeMap::new();
     for dir in dirs {
-        let on_disk = glob_in_root(root, &format!("{dir}/*.conf"))
-            .into_iter()
-            .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        // The entries' own names: a drop-in that is a symbolic link is read under its name.
+        let on_disk = glob_named_in_root(root, &format!("{dir}/*.conf")).into_iter().map(|(name, _)| name);
+        let real_dir = resolve_in_root(root, dir).ok();
         let planned = pending
             .keys()
-            .filter_map(|k| k.strip_prefix(dir)?.strip_prefix('/'))
-            .filter(|name| !name.contains('/') && name.ends_with(".conf"))
-            .map(String::from);
+            .filter(|k| real_dir.is_some() && k.parent() == real_dir.as_deref())
+            .filter_map(|k| k.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .filter(|name| name.ends_with(".conf"));
         for name in on_disk.chain(planned) {
             by_name.entry(name.clone()).or_insert_with(|| format!("{dir}/{name}"));
         }
@@ -92,7 +92,7 @@ pub const MAX_INCLUDE_DEPTH: usize = 8;
 
 fn read(root: &Path, logical: &str, limits: &Limits, pending: &Pending) -> io::Result<Source> {
     let real = resolve_in_root(root, logical)?;
-    let text = match pending.get(logical) {
+    let text = match pending.get(&real) {
         Some(planned) => Some(planned.clone()),
         None => {
             files::read(root, &real, limits).map_err(|e| io::Error::new(e.kind(), Context(logical.to_string(), e)))?
@@ -416,6 +416,15 @@ mod tests {
             std::fs::write(full, text).unwrap();
         }
         t
+    }
+
+    #[test]
+    fn a_drop_in_that_is_a_symbolic_link_is_read_under_its_own_name() {
+        let t = root_with(&[("/opt/fwd.conf", "net.ipv4.ip_forward = 1\n"), ("/etc/sysctl.d/.keep", "")]);
+        std::os::unix::fs::symlink("/opt/fwd.conf", t.path().join("etc/sysctl.d/50-fwd.conf")).unwrap();
+        let set = ConfigSet::load(t.path(), Dialect::Sysctl, "", &Limits::default()).unwrap();
+        assert_eq!(set.values()["net.ipv4.ip_forward"], "1");
+        assert_eq!(set.sources[0].logical, "/etc/sysctl.d/50-fwd.conf");
     }
 
     #[test]

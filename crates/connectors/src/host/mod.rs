@@ -509,8 +509,7 @@ fn backup(t: &Target, change: &Change, limits: &Limits) -> Result<Snapshot, Conn
     let root = root_of(t)?;
     let mut seen = BTreeSet::new();
     let mut snapshot = Snapshot::default();
-    for step in &change.steps {
-        let plan = Plan::of(&root, step, limits, &Pending::new()).map_err(io_err("BackUpError", "plan"))?;
+    for plan in plan_steps(&root, &change.steps, limits).map_err(io_err("BackUpError", "plan"))? {
         let (logical, real, content) = plan.target();
         if seen.insert(logical.to_string()) {
             snapshot
@@ -597,58 +596,72 @@ fn apply(t: &Target, change: &Change, mut snapshot: Snapshot, limits: &Limits) -
     Ok(snapshot)
 }
 
-/// What apply would write, planned step after step on top of the files as the steps before
-/// leave them (each step of apply reads what the one before wrote), and nothing written.
+/// What apply would do, planned as backup plans it ([`plan_steps`]) and each file read as
+/// backup captures it (so a file backup would refuse — special, too large, hard-linked — is
+/// refused here too), and on a live system checked as apply checks it (the service stays
+/// reachable, its own checker accepts the candidate); nothing is written.
 fn preview(t: &Target, change: &Change, limits: &Limits) -> Result<Vec<PlannedChange>, ConnectorError> {
     let root = root_of(t)?;
-    let mut pending = Pending::new();
-    // Each file the steps write, in the order first written, with its content now (None: the
-    // change creates it); and each file whose mode is set: (file, mode now, mode set).
-    let mut written: Vec<(String, Option<Vec<u8>>)> = Vec::new();
-    let mut modes: Vec<(String, u32, u32)> = Vec::new();
-    for step in &change.steps {
-        match Plan::of(&root, step, limits, &pending).map_err(io_err("PreviewError", "plan"))? {
-            Plan::Write(edit) => {
-                if !written.iter().any(|(f, _)| *f == edit.logical) {
-                    let now = files::read(&root, &edit.real, limits).map_err(io_err("PreviewError", &edit.logical))?;
-                    written.push((edit.logical.clone(), now));
-                }
-                pending.insert(edit.logical, edit.text);
-            }
-            Plan::Mode { logical, real, mode } => {
-                let now = match files::state(&root, &real, false, limits).map_err(io_err("PreviewError", &logical))? {
-                    Some(s) => s.mode,
-                    // Created by an earlier step of the change: with 0644 (see Plan::apply).
-                    None if pending.contains_key(&logical) => 0o644,
-                    None => {
-                        return Err(ConnectorError::new("PreviewError", format!("{logical} does not exist")));
-                    }
-                };
-                match modes.iter_mut().find(|(f, ..)| *f == logical) {
-                    Some(m) => m.2 = mode,
-                    None => modes.push((logical, now, mode)),
-                }
-            }
+    let plans = plan_steps(&root, &change.steps, limits).map_err(io_err("PreviewError", "plan"))?;
+    let live = live_of(t, &root, limits);
+    if let Some(live) = &live {
+        live.reachable_after(change)?;
+    }
+    // Each file once, however it is named (two names of one file are one file to apply too).
+    let mut before: Vec<(SnapshotItem, &Path)> = Vec::new();
+    for plan in &plans {
+        let (logical, real, content) = plan.target();
+        if !before.iter().any(|(_, r)| *r == real) {
+            let item =
+                files::capture(&root, logical, real, content, limits).map_err(io_err("PreviewError", logical))?;
+            before.push((item, real));
         }
     }
     let mut planned = Vec::new();
-    for (file, before) in written {
-        let after = &pending[&file];
-        if before.as_ref() != Some(after) {
-            let diff = unified_diff(&file, before.as_deref(), after);
-            planned.push(PlannedChange::FileContent { file, created: before.is_none(), diff });
+    let mut candidate = Overlay::new();
+    for (item, real) in &before {
+        let last = plans.iter().rev().find(|p| p.target().1 == *real);
+        match last {
+            Some(Plan::Write(edit)) => {
+                let now = item.existed.then_some(item.data.as_slice());
+                if now != Some(edit.text.as_slice()) {
+                    candidate.insert(normal_path(&edit.logical), Some(edit.text.clone()));
+                    let diff = unified_diff(&item.key, now, &edit.text);
+                    planned.push(PlannedChange::FileContent { file: item.key.clone(), created: !item.existed, diff });
+                }
+            }
+            Some(Plan::Mode { mode, .. }) => {
+                if !item.existed {
+                    return Err(ConnectorError::new("PreviewError", format!("{} does not exist", item.key)));
+                }
+                let now = files::meta_of(item, "mode");
+                if now != *mode {
+                    let (before, after) = (format!("{now:04o}"), format!("{mode:04o}"));
+                    planned.push(PlannedChange::FileMode { file: item.key.clone(), before, after });
+                }
+            }
+            None => {}
         }
     }
-    for (file, before, after) in modes {
-        if before != after {
-            planned.push(PlannedChange::FileMode {
-                file,
-                before: format!("{before:04o}"),
-                after: format!("{after:04o}"),
-            });
-        }
+    if let (Some(live), false) = (&live, candidate.is_empty()) {
+        live.validate(change, &candidate)?;
     }
     Ok(planned)
+}
+
+/// The plans of a change's steps, each planned over the files as the steps before it leave
+/// them: what apply, which writes each before planning the next, finds.
+fn plan_steps(root: &Path, steps: &[Step], limits: &Limits) -> io::Result<Vec<Plan>> {
+    let mut pending = Pending::new();
+    let mut plans = Vec::with_capacity(steps.len());
+    for step in steps {
+        let plan = Plan::of(root, step, limits, &pending)?;
+        if let Plan::Write(edit) = &plan {
+            pending.insert(edit.real.clone(), edit.text.clone());
+        }
+        plans.push(plan);
+    }
+    Ok(plans)
 }
 
 /// A unified diff of a file's content (`None`: it does not exist), three lines of context. A
@@ -656,12 +669,29 @@ fn preview(t: &Target, change: &Change, limits: &Limits) -> Result<Vec<PlannedCh
 /// it was.
 fn unified_diff(file: &str, before: Option<&[u8]>, after: &[u8]) -> String {
     let (old, new) = (String::from_utf8_lossy(before.unwrap_or_default()), String::from_utf8_lossy(after));
+    let (old_lines, new_lines) = (diff_lines(&old), diff_lines(&new));
+    let (old_lines, new_lines): (Vec<&str>, Vec<&str>) =
+        (old_lines.iter().map(String::as_str).collect(), new_lines.iter().map(String::as_str).collect());
     let old_name = if before.is_some() { format!("a{file}") } else { "/dev/null".to_string() };
-    similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
+    similar::TextDiff::configure()
+        .diff_slices(&old_lines, &new_lines)
         .unified_diff()
+        .missing_newline_hint(false)
         .context_radius(3)
         .header(&old_name, &format!("b{file}"))
         .to_string()
+}
+
+/// A text's lines for [`unified_diff`], without their `\n`: lines end at `\n` only, as the
+/// repair and `patch` split them (a lone `\r` is part of its line). A last line without a
+/// newline carries the diff format's marker, so that it differs from the same line with one.
+fn diff_lines(text: &str) -> Vec<String> {
+    text.split_inclusive('\n')
+        .map(|l| match l.strip_suffix('\n') {
+            Some(line) => line.to_string(),
+            None => format!("{l}\n\\ No newline at end of file"),
+        })
+        .collect()
 }
 
 fn restore(t: &Target, change: &Change, snapshot: &Snapshot, limits: &Limits) -> Result<(), ConnectorError> {
@@ -875,6 +905,7 @@ mod tests {
             ("/etc/redis/redis.conf", redis, 0o640),
             ("/etc/ssh/sshd_config", SSHD, 0o644),
             ("/etc/sysctl.conf", "# nothing\n", 0o644),
+            ("/etc/security/pwquality.conf", "# a\rb\nminlen = 8\r\ndifok = 3\r", 0o644),
         ]);
         let c = HostConnector::default();
         for steps in [
@@ -886,6 +917,8 @@ mod tests {
             ],
             vec![set(Dialect::Sshd, "/etc/ssh/sshd_config", "MaxAuthTries", "4")],
             vec![set(Dialect::Sysctl, "", "net.ipv4.ip_forward", "0")],
+            // A carriage return inside a line, and one at the very end without a newline.
+            vec![set(Dialect::EqKv, "/etc/security/pwquality.conf", "minlen", "14")],
         ] {
             let change = files_only(&steps);
             let before = c.fetch(&target).unwrap();
@@ -929,6 +962,15 @@ mod tests {
     }
 
     #[test]
+    fn diffs_split_lines_at_newlines_only_and_mark_a_missing_final_newline() {
+        let diff = unified_diff("/f", Some(b"a\rb\nend"), b"a\rb\nend\n");
+        assert_eq!(diff, "--- a/f\n+++ b/f\n@@ -1,2 +1,2 @@\n a\rb\n-end\n\\ No newline at end of file\n+end\n");
+        assert_eq!(patched("a\rb\nend", &diff), "a\rb\nend\n");
+        let created = unified_diff("/g", None, b"x = 1\n");
+        assert_eq!(created, "--- /dev/null\n+++ b/g\n@@ -0,0 +1 @@\n+x = 1\n");
+    }
+
+    #[test]
     fn a_preview_of_a_missing_file_or_bad_value_is_an_error_not_a_change() {
         let (_t, target) = host(&[("/etc/login.defs", "PASS_MAX_DAYS 99999\n", 0o644)]);
         let c = HostConnector::default();
@@ -936,6 +978,10 @@ mod tests {
         assert_eq!(c.preview(&target, &missing).unwrap_err().code, "PreviewError");
         let control = files_only(&[set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "9\n0")]);
         assert_eq!(c.preview(&target, &control).unwrap_err().code, "PreviewError");
+        // A file the backup would refuse is refused by the preview too.
+        std::fs::hard_link(_t.path().join("etc/login.defs"), _t.path().join("etc/second-name")).unwrap();
+        let change = files_only(&[set(Dialect::SpaceKv, "/etc/login.defs", "PASS_MAX_DAYS", "90")]);
+        assert_eq!(c.preview(&target, &change).unwrap_err().code, "ConfigFileHardLinked");
     }
 
     #[test]

@@ -52,12 +52,22 @@ fn parts(p: &Path) -> Vec<String> {
 /// Expands a glob whose last component may hold `*` and `?` (as sshd's `Include` uses), inside
 /// the root, sorted by name like glob(3).
 pub fn glob_in_root(root: &Path, pattern: &str) -> Vec<PathBuf> {
+    glob_named_in_root(root, pattern).into_iter().map(|(_, real)| real).collect()
+}
+
+/// [`glob_in_root`], with each match's own name in its directory (a symbolic link's name, not
+/// its target's).
+pub fn glob_named_in_root(root: &Path, pattern: &str) -> Vec<(String, PathBuf)> {
     let (dir, name) = match pattern.rfind('/') {
         Some(i) => (&pattern[..i], &pattern[i + 1..]),
         None => ("", pattern),
     };
     if !name.contains(['*', '?']) {
-        return resolve_in_root(root, pattern).into_iter().filter(|p| p.exists()).collect();
+        return resolve_in_root(root, pattern)
+            .into_iter()
+            .filter(|p| p.exists())
+            .map(|p| (name.to_string(), p))
+            .collect();
     }
     let Ok(dir) = resolve_in_root(root, if dir.is_empty() { "/" } else { dir }) else {
         return Vec::new();
@@ -72,7 +82,11 @@ pub fn glob_in_root(root: &Path, pattern: &str) -> Vec<PathBuf> {
         .collect();
     names.sort();
     let rel = pattern[..pattern.len() - name.len()].to_string();
-    names.into_iter().filter_map(|n| resolve_in_root(root, &format!("{rel}{n}")).ok()).filter(|p| p.is_file()).collect()
+    names
+        .into_iter()
+        .filter_map(|n| resolve_in_root(root, &format!("{rel}{n}")).ok().map(|p| (n, p)))
+        .filter(|(_, p)| p.is_file())
+        .collect()
 }
 
 fn wildcard(p: &[u8], s: &[u8]) -> bool {
