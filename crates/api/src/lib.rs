@@ -9,6 +9,7 @@ pub mod http;
 pub mod ops;
 pub mod params;
 pub mod tls;
+pub mod webhooks;
 
 pub use client::{encoding, signature, time};
 
@@ -53,6 +54,7 @@ impl App {
             }
         }));
         agents::AgentHub::start_flushing(&app, std::time::Duration::from_secs(2));
+        webhooks::start_delivering(&app);
         app
     }
 }

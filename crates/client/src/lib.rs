@@ -135,8 +135,30 @@ impl Endpoint {
     /// A new connection (the TLS handshake done, so that a certificate refused is said at once).
     pub fn connect(&self) -> io::Result<Stream> {
         let tcp = TcpStream::connect(&self.authority)?;
-        tcp.set_nodelay(true)?;
         tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
+        self.over(tcp)
+    }
+
+    /// [`Endpoint::connect`], with connecting, and then every read and write, bounded by
+    /// `timeout` (for servers that may hang: webhook receivers).
+    pub fn connect_within(&self, timeout: Duration) -> io::Result<Stream> {
+        use std::net::ToSocketAddrs;
+        let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{} has no address", self.authority));
+        for addr in self.authority.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(tcp) => {
+                    tcp.set_read_timeout(Some(timeout))?;
+                    tcp.set_write_timeout(Some(timeout))?;
+                    return self.over(tcp);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn over(&self, tcp: TcpStream) -> io::Result<Stream> {
+        tcp.set_nodelay(true)?;
         let Some((config, name)) = &self.tls else { return Ok(Stream::Plain(tcp)) };
         let conn = rustls::ClientConnection::new(config.clone(), name.clone()).map_err(io::Error::other)?;
         let mut tls = rustls::StreamOwned::new(conn, tcp);
@@ -393,6 +415,12 @@ pub fn send_to(
         body: body.to_vec(),
     };
     Connection::open(host)?.exchange(method, &request, true)
+}
+
+/// One request on a new connection to `endpoint` (`Connection: close`), every step within
+/// `timeout`.
+pub fn send_within(endpoint: &Endpoint, timeout: Duration, method: &str, r: &Request) -> io::Result<Response> {
+    Connection { stream: std::io::BufReader::new(endpoint.connect_within(timeout)?) }.exchange(method, r, true)
 }
 
 /// One kept-alive HTTP/1.1 connection (the load generator's, the agent's): requests are sent

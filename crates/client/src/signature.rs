@@ -121,8 +121,13 @@ pub fn v3_string_to_sign(canonical_request: &str) -> String {
 
 /// Hex HMAC-SHA256 with the raw secret.
 pub fn v3_sign(secret: &str, string_to_sign: &str) -> String {
+    hmac_sha256_hex(secret, string_to_sign.as_bytes())
+}
+
+/// Hex HMAC-SHA256 of `data` keyed by `secret` (also how webhook deliveries are signed).
+pub fn hmac_sha256_hex(secret: &str, data: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    mac.update(string_to_sign.as_bytes());
+    mac.update(data);
     hex::encode(mac.finalize().into_bytes())
 }
 

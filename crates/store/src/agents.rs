@@ -344,7 +344,7 @@ impl Agents for Store {
         self.write(move |tx| {
             for (id, at) in &seen {
                 tx.execute(
-                    "UPDATE agents SET last_seen_ms = ? WHERE id = ? AND last_seen_ms < ?",
+                    "UPDATE agents SET last_seen_ms = ?, offline_reported = 0 WHERE id = ? AND last_seen_ms < ?",
                     args![*at, id, *at],
                 )?;
             }

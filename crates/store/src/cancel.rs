@@ -229,6 +229,7 @@ pub(crate) fn cancel_unstarted(
         return Ok(false);
     }
     record_event(tx, id, TaskStatus::Cancelled.as_str(), now, actor)?;
+    crate::webhooks::task_ended(tx, account_id, id)?;
     if kind == TaskType::Repair.as_str() {
         give_back_authorization(tx, account_id)?;
     }

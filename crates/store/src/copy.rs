@@ -38,6 +38,8 @@ const TABLES: &[&str] = &[
     "agent_previews",
     "audit_log",
     "approval_overrides",
+    "webhooks",
+    "webhook_deliveries",
 ];
 
 /// Rows copied, per table.

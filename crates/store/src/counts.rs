@@ -201,6 +201,9 @@ pub(crate) fn write_result(tx: &Conn, account: &str, u: &ResultUpdate, now: i64,
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?,
     };
+    if previous.as_deref() == Some("PASS") && status == "NOT_PASS" {
+        crate::webhooks::check_failed(tx, account, u.check_id, u.instance_pk)?;
+    }
     let from = previous.map(|p| counted(&p, whitelisted)).transpose()?;
     tally.moved(u.check_id, vendor, u.instance_pk, from, Some(counted(status, whitelisted)?));
     tally.evaluated(u.check_id, now, &u.run_id);
@@ -645,7 +648,8 @@ mod tests {
                      ALTER TABLE root_tasks DROP COLUMN submitted_by; ALTER TABLE tasks DROP COLUMN cancelled_by;
                      DROP TABLE approval_overrides; DROP INDEX tasks_waiting_approval;
                      ALTER TABLE accounts DROP COLUMN approval_required; ALTER TABLE accounts DROP COLUMN approval_expiry_ms;
-                     ALTER TABLE root_tasks DROP COLUMN awaited_approval;",
+                     ALTER TABLE root_tasks DROP COLUMN awaited_approval;
+                     DROP TABLE webhook_deliveries; DROP TABLE webhooks;",
                 )?;
                 match tx.dialect() {
                     crate::sql::Dialect::Sqlite => tx.batch("PRAGMA user_version = 7"),

@@ -35,6 +35,7 @@ mod sql;
 mod tasks;
 #[doc(hidden)]
 pub mod testing;
+mod webhooks;
 mod whitelists;
 
 use std::path::Path;
@@ -74,6 +75,7 @@ pub use tasks::{
     Claimed, ClientToken, InstanceMatch, NewTask, RootLimits, SelectionSource, Submission, SubmitOutcome, TaskEvent,
     TaskFilter, TaskRow, Transition, SERVICE_ACTOR, WORKER_ACTOR,
 };
+pub use webhooks::{Delivery, DueDelivery, Webhook, Webhooks, EVENTS as WEBHOOK_EVENTS};
 pub use whitelists::NewWhitelist;
 
 /// Why a store call failed.

@@ -368,6 +368,7 @@ pub trait WorkerStore:
     + Schedules
     + CustomConfigs
     + Approvals
+    + Webhooks
 {
 }
 
@@ -382,6 +383,7 @@ impl<T> WorkerStore for T where
         + Schedules
         + CustomConfigs
         + Approvals
+        + Webhooks
 {
 }
 
@@ -404,6 +406,7 @@ pub trait ApiStore:
     + Cancels
     + Audit
     + Approvals
+    + Webhooks
 {
 }
 
@@ -425,5 +428,6 @@ impl<T> ApiStore for T where
         + Cancels
         + Audit
         + Approvals
+        + Webhooks
 {
 }

@@ -717,6 +717,7 @@ impl crate::TaskQueue for Store {
             if to.is_terminal() {
                 crate::cancel::release_held(tx, &t.id, now)?;
                 release_waiting(tx, t.instance.pk, now)?;
+                crate::webhooks::task_ended(tx, &t.account_id, &t.id)?;
             }
             if matches!(to, TaskStatus::Fail | TaskStatus::BackupFail | TaskStatus::RepairFail) {
                 give_back_authorization(tx, &t.account_id)?;

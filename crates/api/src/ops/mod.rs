@@ -15,6 +15,7 @@ mod exports;
 mod operation_tasks;
 mod preview;
 mod quota;
+mod webhooks;
 mod whitelists;
 
 use std::sync::{Arc, Mutex};
@@ -116,6 +117,9 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("RejectOperationTask", approvals::reject_operation_task),
     ("DescribeApprovalConfig", approvals::describe_approval_config),
     ("ModifyApprovalConfig", approvals::modify_approval_config),
+    ("CreateWebhook", webhooks::create_webhook),
+    ("ListWebhooks", webhooks::list_webhooks),
+    ("DeleteWebhook", webhooks::delete_webhook),
     ("SubmitCheck", check_runs::submit_check),
     ("GetCheckProcess", check_runs::get_check_process),
     ("VerifyCheckResult", check_runs::verify_check_result),
@@ -161,6 +165,7 @@ const READS_ONLY: &[&str] = &[
     "DescribeOperationTaskHistory",
     "DescribeAuditLog",
     "DescribeApprovalConfig",
+    "ListWebhooks",
     "GetCheckProcess",
     "ListOperationProcess",
     "ListOperationProcessDetail",

@@ -41,3 +41,35 @@ CREATE INDEX IF NOT EXISTS tasks_waiting_approval ON tasks (created_ms) WHERE st
 -- WAIT_APPROVAL is unfinished: one unfinished task of an item per instance counts it too.
 DROP INDEX IF EXISTS tasks_one_active;
 CREATE UNIQUE INDEX tasks_one_active ON tasks (instance_pk, check_id) WHERE status IN ({ACTIVE});
+
+-- Webhooks (CreateWebhook, ListWebhooks, DeleteWebhook): an account's endpoints and the events
+-- they hear. Each event is written as a delivery in the transaction of the change it reports
+-- (an outbox), so it is delivered at least once; deliveries are retried with backoff.
+CREATE TABLE IF NOT EXISTS webhooks (
+    id            TEXT PRIMARY KEY,
+    account_id    TEXT NOT NULL REFERENCES accounts(id),
+    url           TEXT NOT NULL,
+    sealed_secret BYTEA NOT NULL,
+    events        TEXT NOT NULL,
+    created_ms    BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhooks_by_account ON webhooks (account_id);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id              TEXT PRIMARY KEY,
+    webhook_id      TEXT NOT NULL,
+    account_id      TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    created_ms      BIGINT NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    next_ms         BIGINT NOT NULL,
+    lease_until_ms  BIGINT NOT NULL DEFAULT 0,
+    last_attempt_ms BIGINT,
+    last_result     TEXT,
+    delivered_ms    BIGINT,
+    given_up        BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (next_ms) WHERE delivered_ms IS NULL AND given_up = 0;
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_hook ON webhook_deliveries (webhook_id, created_ms);
+-- Whether an agent's going offline has been reported (reset when it is heard from again).
+ALTER TABLE agents ADD COLUMN offline_reported BIGINT NOT NULL DEFAULT 0;
