@@ -6,6 +6,7 @@
 
 mod agents;
 mod assess;
+mod auto;
 mod custom;
 mod discover;
 mod preview;
@@ -222,6 +223,9 @@ impl Engine {
                 last_schedules = Instant::now();
                 if let Err(e) = self.start_due_schedules(store::now_ms()) {
                     tracing::warn!(error = %e, "due schedules could not be started; tried again shortly");
+                }
+                if let Err(e) = self.auto_remediate_ended_runs() {
+                    tracing::warn!(error = %e, "auto-remediation could not act on ended check runs; tried again shortly");
                 }
             }
         }

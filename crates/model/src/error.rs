@@ -213,6 +213,9 @@ impl ApiError {
             format!("The repair parameter {name} is unknown or its value has the wrong format."),
         )
     }
+    pub fn auto_rule_not_found(id: &str) -> Self {
+        e(404, "AutoRemediationNotFound", format!("The auto-remediation rule {id} does not exist."))
+    }
     pub fn webhook_not_found(id: &str) -> Self {
         e(404, "WebhookNotFound", format!("The webhook {id} does not exist."))
     }

@@ -40,6 +40,7 @@ const TABLES: &[&str] = &[
     "approval_overrides",
     "webhooks",
     "webhook_deliveries",
+    "auto_remediations",
 ];
 
 /// Rows copied, per table.

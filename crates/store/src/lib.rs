@@ -11,6 +11,7 @@ mod accounts;
 mod agents;
 mod approvals;
 mod audit;
+mod auto_remediation;
 mod cancel;
 mod cloud;
 #[cfg(test)]
@@ -52,6 +53,7 @@ pub use accounts::{AccessKey, Account, KeyInfo};
 pub use agents::{Agent, Agents, EnrolRefusal, Enrolment};
 pub use approvals::{ApprovalChange, ApprovalConfig, ApprovalOutcome, Approvals, DEFAULT_APPROVAL_EXPIRY_MS};
 pub use audit::{Audit, AuditEntry, AuditFilter, AuditRecord};
+pub use auto_remediation::{auto_actor, AutoCandidates, AutoRemediations, AutoRule};
 pub use cancel::{CancelOutcome, Cancels};
 pub use cloud::{CloudAccount, CloudAccountChange, NewCloudAccount};
 pub use copy::CopyReport;

@@ -74,3 +74,23 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (next_ms
 CREATE INDEX IF NOT EXISTS webhook_deliveries_by_hook ON webhook_deliveries (webhook_id, created_ms);
 -- Whether an agent's going offline has been reported (reset when it is heard from again).
 ALTER TABLE agents ADD COLUMN offline_reported INTEGER NOT NULL DEFAULT 0;
+
+-- Auto-remediation (CreateAutoRemediation): after each check run, an account's rules repair the
+-- instances failing their item. `auto_remediated` marks the runs already acted on (those
+-- ended before this schema never are).
+CREATE TABLE IF NOT EXISTS auto_remediations (
+    id                TEXT PRIMARY KEY,
+    account_id        TEXT NOT NULL REFERENCES accounts(id),
+    check_id          INTEGER NOT NULL,
+    relation_key      TEXT,
+    params            TEXT NOT NULL,
+    failure_threshold TEXT,
+    max_concurrency   INTEGER,
+    canary_count      INTEGER,
+    created_by        TEXT NOT NULL,
+    created_ms        INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS auto_remediations_by_account ON auto_remediations (account_id);
+ALTER TABLE check_runs ADD COLUMN auto_remediated INTEGER NOT NULL DEFAULT 0;
+UPDATE check_runs SET auto_remediated = 1;
+CREATE INDEX IF NOT EXISTS check_runs_to_remediate ON check_runs (ended_ms) WHERE auto_remediated = 0 AND ended_ms > 0;

@@ -369,6 +369,8 @@ pub trait WorkerStore:
     + CustomConfigs
     + Approvals
     + Webhooks
+    + AutoRemediations
+    + Audit
 {
 }
 
@@ -384,6 +386,8 @@ impl<T> WorkerStore for T where
         + CustomConfigs
         + Approvals
         + Webhooks
+        + AutoRemediations
+        + Audit
 {
 }
 
@@ -407,6 +411,7 @@ pub trait ApiStore:
     + Audit
     + Approvals
     + Webhooks
+    + AutoRemediations
 {
 }
 
@@ -429,5 +434,6 @@ impl<T> ApiStore for T where
         + Audit
         + Approvals
         + Webhooks
+        + AutoRemediations
 {
 }

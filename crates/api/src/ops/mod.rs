@@ -5,6 +5,7 @@ pub mod agents;
 pub mod approvals;
 mod asset_selection;
 pub mod audit;
+mod auto_remediation;
 mod check_config;
 mod check_results;
 mod check_runs;
@@ -120,6 +121,9 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("CreateWebhook", webhooks::create_webhook),
     ("ListWebhooks", webhooks::list_webhooks),
     ("DeleteWebhook", webhooks::delete_webhook),
+    ("CreateAutoRemediation", auto_remediation::create_auto_remediation),
+    ("ListAutoRemediations", auto_remediation::list_auto_remediations),
+    ("DeleteAutoRemediation", auto_remediation::delete_auto_remediation),
     ("SubmitCheck", check_runs::submit_check),
     ("GetCheckProcess", check_runs::get_check_process),
     ("VerifyCheckResult", check_runs::verify_check_result),
@@ -166,6 +170,7 @@ const READS_ONLY: &[&str] = &[
     "DescribeAuditLog",
     "DescribeApprovalConfig",
     "ListWebhooks",
+    "ListAutoRemediations",
     "GetCheckProcess",
     "ListOperationProcess",
     "ListOperationProcessDetail",

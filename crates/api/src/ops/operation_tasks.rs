@@ -60,7 +60,7 @@ fn named_instances(ctx: &Ctx, p: &Params) -> Result<Vec<Named>, ApiError> {
 /// parameter named like a custom config defaulting to the account's threshold (`check` is the
 /// item as the account set it). A value given that would not meet that threshold is refused:
 /// the repair would write it and then fail its verification.
-fn repair_params(check: &CheckDef, p: &Params) -> Result<model::RepairValues, ApiError> {
+pub(super) fn repair_params(check: &CheckDef, p: &Params) -> Result<model::RepairValues, ApiError> {
     let mut given = Vec::new();
     for (n, o) in p.objects("RepairTempParam")?.iter().enumerate() {
         let name = o
@@ -85,7 +85,7 @@ fn repair_params(check: &CheckDef, p: &Params) -> Result<model::RepairValues, Ap
 }
 
 /// `FailureThreshold`, `MaxConcurrency` and `CanaryCount` (posture extensions; docs/api.md).
-fn root_limits(p: &Params) -> Result<RootLimits, ApiError> {
+pub(super) fn root_limits(p: &Params) -> Result<RootLimits, ApiError> {
     let failure_threshold = match p.str("FailureThreshold") {
         None => None,
         Some(v) => {
