@@ -310,8 +310,9 @@ fn enroll(app: &App, e: Enroll, source: &str) -> Result<Value, ApiError> {
         Ok((agent, instance)) => {
             tracing::info!(agent = %agent.id, instance = %instance.instance_id, account = %agent.account_id, "agent enrolled");
             // The token is a secret: the record names the instance and the agent's key.
-            let params = [("InstanceId", &instance.instance_id), ("PublicKey", &e.public_key), ("Version", &e.version)]
-                .map(|(k, v)| (k.to_string(), v.clone()));
+            let params =
+                [("InstanceId", &instance.instance_id), ("PublicKey", &e.public_key), ("AgentVersion", &e.version)]
+                    .map(|(k, v)| (k.to_string(), v.clone()));
             let mut entry = crate::ops::audit::entry(
                 &agent.account_id,
                 &format!("agent:{}", agent.id),
