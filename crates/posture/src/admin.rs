@@ -238,7 +238,11 @@ pub(crate) fn audited(
         Ok((account_id, _)) => (account_id.clone(), "OK".to_string()),
         Err(_) => (account.unwrap_or_default().to_string(), "Refused".to_string()),
     };
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    // The user id is the process's own (an environment variable could say anything).
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid().to_string()).unwrap_or_else(|_| "?".into());
+    let name = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+    let user = if name.is_empty() { format!("uid {uid}") } else { format!("{name} (uid {uid})") };
     let entry = store::AuditEntry {
         account_id,
         at_ms: store::now_ms(),
@@ -386,8 +390,15 @@ pub fn instances(cmd: Instances) -> ExitCode {
                 }
                 batch.push(parse_instance(&line).map_err(|e| format!("line {}: {e}", n + 1))?);
             }
-            let count = store.upsert_instances(&account, &batch).map_err(|e| e.to_string())?;
-            Ok(json!({"Registered": count}))
+            drop(store);
+            // The record names each instance and where it is (its root: where repairs write).
+            let listed: Vec<Value> =
+                batch.iter().take(100).map(|i| json!({"InstanceId": i.instance_id, "Root": i.locator})).collect();
+            let params = json!({"AccountId": account, "Count": batch.len(), "Instances (first 100)": listed});
+            audited(&dir, Some(&account), "InstancesAdd", params, |store| {
+                let count = store.upsert_instances(&account, &batch).map_err(|e| e.to_string())?;
+                Ok((account.clone(), json!({"Registered": count})))
+            })
         }
     })())
 }

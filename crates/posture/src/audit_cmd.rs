@@ -44,7 +44,9 @@ pub fn run(args: Args) -> ExitCode {
         Ok(records) => {
             for r in records {
                 let at = client::time::format_utc(r["Time"].as_i64().unwrap_or_default() / 1000);
-                let field = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                // One record, one line: a control character (a newline, an escape) is shown
+                // escaped, so that no record can forge another or drive the terminal.
+                let field = |k: &str| r[k].as_str().unwrap_or_default().escape_debug().to_string();
                 println!(
                     "{at}  {}  {}  {}  {}  {}",
                     field("Actor"),

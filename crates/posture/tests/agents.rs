@@ -14,6 +14,19 @@ use connectors::host::HostConnector;
 use connectors::Target;
 use serde_json::{json, Value};
 
+/// Item 1001's change, as an agent carries it out.
+fn permit_root_login_no() -> model::Change {
+    model::Change {
+        steps: vec![model::Step::SetDirective {
+            dialect: model::Dialect::Sshd,
+            file: "/etc/ssh/sshd_config".into(),
+            key: "PermitRootLogin".into(),
+            value: "no".into(),
+        }],
+        effect: None,
+    }
+}
+
 /// One signed agent request by hand: (HTTP status, body).
 fn raw(server: &Server, secret: &[u8; 32], agent: &str, endpoint: &str, body: &Value) -> (u16, Value) {
     raw_headers(
@@ -96,15 +109,7 @@ fn an_agent_killed_halfway_through_a_change_resumes_it_once_from_the_snapshot() 
     let next: Next = serde_json::from_value(next).unwrap();
     let Some(Work::Task { task_id, fence, status, op, .. }) = next.work else { panic!("no task: {next:?}") };
     assert_eq!(status, "IN_BACKUP");
-    let steps = model::Change {
-        steps: vec![model::Step::SetDirective {
-            dialect: model::Dialect::Sshd,
-            file: "/etc/ssh/sshd_config".into(),
-            key: "PermitRootLogin".into(),
-            value: "no".into(),
-        }],
-        effect: None,
-    };
+    let steps = permit_root_login_no();
     let host = HostConnector::default();
     let target = Target { instance_id: "agent-k".into(), locator: a.root().display().to_string(), ..Target::default() };
     let backed_up = connectors::execute(&host, &target, &steps, op).unwrap();
@@ -497,15 +502,7 @@ fn a_cancel_in_each_phase_of_a_change_leaves_the_file_as_it_promises() {
     let (secret, agent_id) = a.identity();
     let host = HostConnector::default();
     let target = Target { instance_id: "agent-c".into(), locator: a.root().display().to_string(), ..Target::default() };
-    let change = model::Change {
-        steps: vec![model::Step::SetDirective {
-            dialect: model::Dialect::Sshd,
-            file: "/etc/ssh/sshd_config".into(),
-            key: "PermitRootLogin".into(),
-            value: "no".into(),
-        }],
-        effect: None,
-    };
+    let change = permit_root_login_no();
     let version = env!("CARGO_PKG_VERSION");
     // The agent's next task step, by hand.
     let next_step = || loop {

@@ -99,9 +99,10 @@ pub(crate) fn required_in(tx: &Conn, account_id: &str, check_id: i64, account_re
 }
 
 /// An approved task's status: THROTTLING while another change under way on its instance may
-/// touch the same thing, else INIT (a repair's initial status).
+/// touch the same thing, else INIT (a repair's initial status); and its place in the order of
+/// changes, `?3`: after every change created before the approval.
 const APPROVE: &str = concat!(
-    "UPDATE tasks SET updated_ms = ?1, status = CASE WHEN EXISTS (
+    "UPDATE tasks SET updated_ms = ?1, approved_pos = ?3, status = CASE WHEN EXISTS (
         SELECT 1 FROM tasks x WHERE x.instance_pk = tasks.instance_pk AND x.id <> tasks.id
           AND x.status NOT IN ({TERMINAL}) AND x.status <> 'WAIT_APPROVAL' AND ",
     overlap!("x", "tasks"),
@@ -182,26 +183,27 @@ impl Approvals for Store {
             (account_id.to_string(), root_id.to_string(), task_ids.to_vec(), actor.to_string());
         let approve_sql = APPROVE.replace("{TERMINAL}", &crate::status_list(TaskStatus::is_terminal));
         self.write(move |tx| {
-            lock_account(tx, &account_id)?;
-            let tasks: Vec<(String, i64, String, String)> = tx.query(
-                "SELECT id, instance_pk, type, status FROM tasks WHERE account_id = ? AND root_id = ? ORDER BY rowid",
-                args![&account_id, &root_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )?;
-            if tasks.is_empty() || task_ids.iter().any(|id| !tasks.iter().any(|t| &t.0 == id)) {
-                return Err(StoreError::NotFound);
-            }
+            let tasks = crate::cancel::tasks_named(tx, &account_id, &root_id, &task_ids)?;
             let now = now_ms();
             let mut out = Vec::new();
             let mut approved = false;
+            // Every task created so far (on PostgreSQL, of this account: under its lock) comes
+            // before what is approved now; what is created later comes after.
+            let mut next_pos: i64 = tx.value(
+                tx.pick(
+                    "SELECT MAX(COALESCE((SELECT MAX(rowid) FROM tasks), 0) * 1000000,
+                                COALESCE((SELECT MAX(approved_pos) FROM tasks), 0)) + 1",
+                    "SELECT GREATEST(COALESCE((SELECT MAX(rowid) FROM tasks), 0) * 1000000,
+                                     COALESCE((SELECT MAX(approved_pos) FROM tasks), 0)) + 1",
+                ),
+                &[],
+            )?;
             for (id, pk, kind, status) in tasks {
-                if !task_ids.is_empty() && !task_ids.contains(&id) {
-                    continue;
-                }
                 let outcome = match (status == TaskStatus::WaitApproval.as_str(), approve) {
                     (false, _) => ApprovalOutcome::Unchanged,
                     (true, true) => {
-                        let to: Option<String> = tx.query_opt(&approve_sql, args![now, &id], |r| r.get(0))?;
+                        let to: Option<String> = tx.query_opt(&approve_sql, args![now, &id, next_pos], |r| r.get(0))?;
+                        next_pos += 1;
                         match to {
                             Some(to) => {
                                 record_event(tx, &id, &to, now, &actor)?;
@@ -236,6 +238,11 @@ impl Approvals for Store {
             if approved {
                 crate::pg::notify_work(tx)?;
             }
+            // A canary rejected, or a task of a limited root ended: what it held back may go
+            // (or is cancelled, for a canary).
+            if let Some((first, ..)) = out.iter().find(|(.., o)| *o == ApprovalOutcome::Rejected) {
+                crate::cancel::release_held(tx, first, now)?;
+            }
             Ok(out)
         })
     }
@@ -256,6 +263,7 @@ impl Approvals for Store {
                 let why = ("ApprovalExpired", "no one approved it within the account's approval expiry");
                 if cancel_unstarted(tx, &account_id, &id, pk, &kind, TaskStatus::WaitApproval, why, now, SERVICE_ACTOR)?
                 {
+                    crate::cancel::release_held(tx, &id, now)?;
                     n += 1;
                 }
             }
@@ -317,6 +325,71 @@ mod tests {
             assert_eq!((task.status, task.error_code.as_str()), (Cancelled, "ApprovalRejected"));
             assert_eq!(s.repair_usage(&acct).unwrap().0, used - 1, "a rejected repair gives its authorization back");
             assert_eq!(s.decide(&acct, &waiting.root_id, &["nope".into()], true, "k"), Err(StoreError::NotFound));
+        }
+
+        fn an_approved_change_takes_its_place_when_approved() {
+            let (_p, s) = store();
+            let acct = s.create_account("approval-order").unwrap().id;
+            s.upsert_instances(&acct, &[host(0)]).unwrap();
+            let pk = s.list_instances(&acct).unwrap()[0].pk;
+            s.set_approval(&acct, &ApprovalChange { required: Some(true), ..Default::default() }).unwrap();
+            s.set_approval(&acct, &ApprovalChange { item: Some((1004, Some(false))), ..Default::default() }).unwrap();
+            s.set_approval(&acct, &ApprovalChange { item: Some((1003, Some(false))), ..Default::default() }).unwrap();
+            let on_file = |check_id| {
+                let mut sub = repair_of(check_id, &[pk]);
+                sub.scope = "file:/etc/ssh/sshd_config".into();
+                sub
+            };
+            let applied = [Init, InBackup, BackedUp, Repairing, RepairSuccess, RepairSuccessVerifying, RepairSuccessVerified];
+            let walk = |c: &Claimed, path: &[model::TaskStatus]| {
+                for w in path.windows(2) {
+                    s.transition(c, w[0], w[1], Transition::default()).unwrap();
+                }
+            };
+            // A waits; R is submitted after it and applied; A is approved and applied after R.
+            let a = on_file(1001);
+            s.submit(&acct, &a).unwrap();
+            let r = on_file(1004);
+            s.submit(&acct, &r).unwrap();
+            walk(&s.claim_task(60_000).unwrap().unwrap(), &applied);
+            s.decide(&acct, &a.root_id, &[], true, "LTAIapprover").unwrap();
+            walk(&s.claim_task(60_000).unwrap().unwrap(), &applied);
+            // A is the latest change of the file: it may be rolled back, R may not.
+            assert_eq!(s.standing_change_after(&a.tasks[0].id, "").unwrap(), None);
+            assert_eq!(s.standing_change_after(&r.tasks[0].id, "").unwrap(), Some(a.tasks[0].id.clone()));
+
+            // A change approved while another is under way comes after it: rolling back what
+            // came before that one is refused while it stands (no queue that waits in a circle).
+            let y = on_file(1005);
+            s.submit(&acct, &y).unwrap();
+            let r2 = on_file(1003);
+            s.submit(&acct, &r2).unwrap();
+            walk(&s.claim_task(60_000).unwrap().unwrap(), &applied);
+            s.decide(&acct, &y.root_id, &[], true, "LTAIapprover").unwrap();
+            let running = s.claim_task(60_000).unwrap().unwrap();
+            walk(&running, &[Init, InBackup, BackedUp, Repairing]);
+            let mut undo = repair_of(1003, &[pk]);
+            undo.kind = model::TaskType::Rollback;
+            undo.tasks[0].repair_task_id = Some(r2.tasks[0].id.clone());
+            assert_eq!(
+                s.submit(&acct, &undo),
+                Err(StoreError::NotLatest { repair: r2.tasks[0].id.clone(), newer: y.tasks[0].id.clone() })
+            );
+        }
+
+        fn a_rejected_or_expired_task_releases_what_its_root_held_back() {
+            let (_p, s) = store();
+            let acct = s.create_account("approval-held").unwrap().id;
+            s.upsert_instances(&acct, &[host(0), host(1), host(2)]).unwrap();
+            let pks: Vec<i64> = s.list_instances(&acct).unwrap().iter().map(|i| i.pk).collect();
+            s.set_approval(&acct, &ApprovalChange { required: Some(true), ..Default::default() }).unwrap();
+            let mut sub = repair_of(1001, &pks);
+            sub.limits.max_concurrency = Some(1);
+            s.submit(&acct, &sub).unwrap();
+            s.decide(&acct, &sub.root_id, &[sub.tasks[0].id.clone()], false, "LTAIapprover").unwrap();
+            s.decide(&acct, &sub.root_id, &[], true, "LTAIapprover").unwrap();
+            let next = s.claim_task(60_000).unwrap().expect("the rejection released the next task");
+            assert_eq!(next.task.id, sub.tasks[1].id);
         }
 
         fn an_unanswered_wait_expires_cancelled() {

@@ -240,17 +240,7 @@ mod tests {
             s.upsert_instances(&acct, &[host(0), host(1)]).unwrap();
             let pks: Vec<i64> = s.list_instances(&acct).unwrap().iter().map(|i| i.pk).collect();
             for pk in &pks {
-                let u = ResultUpdate {
-                    check_id: 1009, instance_pk: *pk, vendor: model::Vendor::Aliyun, status: model::CheckStatus::NotPass,
-                    status_message: String::new(), config: "{}".into(), run_id: "r".into(),
-                };
-                let acct = acct.clone();
-                s.write(move |tx| {
-                    let mut tally = crate::counts::Tally::default();
-                    crate::counts::write_result(tx, &acct, &u, now_ms(), &mut tally)?;
-                    tally.apply(tx, &acct)
-                })
-                .unwrap();
+                crate::conformance::record_result(&s, &acct, 1009, *pk, model::CheckStatus::NotPass);
             }
             let rule = s.create_auto_rule(&acct, &AutoRule {
                 id: String::new(), check_id: 1009, relation_key: None, params: RepairValues::default(),

@@ -77,21 +77,10 @@ impl Cancels for Store {
         let (account_id, root_id, task_ids, actor) =
             (account_id.to_string(), root_id.to_string(), task_ids.to_vec(), actor.to_string());
         self.write(move |tx| {
-            lock_account(tx, &account_id)?;
-            let tasks: Vec<(String, i64, String, String)> = tx.query(
-                "SELECT id, instance_pk, type, status FROM tasks WHERE account_id = ? AND root_id = ? ORDER BY rowid",
-                args![&account_id, &root_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )?;
-            if tasks.is_empty() || task_ids.iter().any(|id| !tasks.iter().any(|t| &t.0 == id)) {
-                return Err(StoreError::NotFound);
-            }
+            let tasks = tasks_named(tx, &account_id, &root_id, &task_ids)?;
             let now = now_ms();
             let mut out = Vec::new();
             for (id, pk, kind, status) in tasks {
-                if !task_ids.is_empty() && !task_ids.contains(&id) {
-                    continue;
-                }
                 let status =
                     TaskStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("tasks.status: {status}")))?;
                 let mut outcome = CancelOutcome::of(&kind, status);
@@ -120,6 +109,27 @@ impl Cancels for Store {
             Ok(out)
         })
     }
+}
+
+/// The tasks of the account's root task `root_id` a decision about it acts on (only
+/// `task_ids` when given), in creation order: (id, instance key, type, status), under the
+/// account's lock. `NotFound` if the root, or one of `task_ids` in it, does not exist.
+pub(crate) fn tasks_named(
+    tx: &Conn,
+    account_id: &str,
+    root_id: &str,
+    task_ids: &[String],
+) -> Result<Vec<(String, i64, String, String)>> {
+    lock_account(tx, account_id)?;
+    let tasks: Vec<(String, i64, String, String)> = tx.query(
+        "SELECT id, instance_pk, type, status FROM tasks WHERE account_id = ? AND root_id = ? ORDER BY rowid",
+        args![account_id, root_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    if tasks.is_empty() || task_ids.iter().any(|id| !tasks.iter().any(|t| &t.0 == id)) {
+        return Err(StoreError::NotFound);
+    }
+    Ok(tasks.into_iter().filter(|t| task_ids.is_empty() || task_ids.contains(&t.0)).collect())
 }
 
 /// A held task's lease: far in the future, so no claim (a worker's or an agent's) takes it.

@@ -650,7 +650,8 @@ mod tests {
                      ALTER TABLE accounts DROP COLUMN approval_required; ALTER TABLE accounts DROP COLUMN approval_expiry_ms;
                      ALTER TABLE root_tasks DROP COLUMN awaited_approval;
                      DROP TABLE webhook_deliveries; DROP TABLE webhooks; DROP TABLE auto_remediations;
-                     DROP INDEX check_runs_to_remediate; ALTER TABLE check_runs DROP COLUMN auto_remediated;",
+                     DROP INDEX check_runs_to_remediate; ALTER TABLE check_runs DROP COLUMN auto_remediated;
+                     DROP INDEX tasks_approved_pos; ALTER TABLE tasks DROP COLUMN approved_pos;",
                 )?;
                 match tx.dialect() {
                     crate::sql::Dialect::Sqlite => tx.batch("PRAGMA user_version = 7"),

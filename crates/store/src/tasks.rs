@@ -123,6 +123,14 @@ macro_rules! overlap {
 }
 pub(crate) use overlap;
 
+/// Task `$t`'s place in the order of changes of its instance: its creation, or its approval for
+/// a task that waited for one (see `approvals.rs`).
+macro_rules! pos {
+    ($t:literal) => {
+        concat!("COALESCE(", $t, ".approved_pos, ", $t, ".rowid * 1000000)")
+    };
+}
+
 /// The latest change of the same scope after repair `?1` (and before task `?2`, the rollback,
 /// when it exists) that still stands, on the same instance: a repair that has started (not
 /// queued, not waiting for approval: those change nothing before the rollback, which goes
@@ -130,15 +138,25 @@ pub(crate) use overlap;
 /// rolled back. While one exists, restoring `?1`'s snapshot would undo (or race) it, so the
 /// rollback of `?1` is refused, naming it.
 const STANDING_CHANGE_AFTER: &str = concat!(
-    "SELECT n.id FROM tasks r JOIN tasks n ON n.instance_pk = r.instance_pk AND n.rowid > r.rowid
-     WHERE r.id = ?1 AND n.rowid < COALESCE((SELECT rowid FROM tasks WHERE id = ?2), 9223372036854775807)
+    "SELECT n.id FROM tasks r JOIN tasks n ON n.instance_pk = r.instance_pk AND ",
+    pos!("n"),
+    " > ",
+    pos!("r"),
+    "
+     WHERE r.id = ?1 AND ",
+    pos!("n"),
+    " < COALESCE((SELECT ",
+    pos!("b"),
+    " FROM tasks b WHERE b.id = ?2), 9223372036854775807)
        AND n.type = 'REPAIR' AND ",
     overlap!("n", "r"),
     " AND ((n.status IN ({ACTIVE}) AND n.status NOT IN ('WAIT_APPROVAL', 'THROTTLING'))
             OR (n.status IN ('REPAIR_SUCCESS_VERIFIED', 'REPAIR_SUCCESS_UNVERIFIED')
                 AND NOT EXISTS (SELECT 1 FROM tasks b WHERE b.repair_task_id = n.id AND b.type = 'ROLLBACK'
                                 AND b.status <> 'ROLL_BACK_FAIL')))
-     ORDER BY n.rowid DESC LIMIT 1"
+     ORDER BY ",
+    pos!("n"),
+    " DESC LIMIT 1"
 );
 
 /// The status a new task on instance `{PK}` touching scope `{SCOPE}` starts in: `{STATUS}` (its
@@ -169,11 +187,27 @@ const RELEASE_WAITING: &str = concat!(
        AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.instance_pk = tasks.instance_pk AND (o.status IN ({ACTIVE})) = TRUE
                        AND o.status <> 'WAIT_APPROVAL' AND ",
     overlap!("o", "tasks"),
-    "     AND ((o.rowid < tasks.rowid
+    "     AND ((",
+    pos!("o"),
+    " < ",
+    pos!("tasks"),
+    "
                              AND NOT (tasks.type = 'ROLLBACK' AND o.type = 'REPAIR' AND o.status = 'THROTTLING'
-                                      AND o.rowid > (SELECT r.rowid FROM tasks r WHERE r.id = tasks.repair_task_id)))
-                         OR (tasks.type = 'REPAIR' AND o.type = 'ROLLBACK' AND o.rowid > tasks.rowid
-                             AND (SELECT r.rowid FROM tasks r WHERE r.id = o.repair_task_id) < tasks.rowid)))
+                                      AND ",
+    pos!("o"),
+    " > (SELECT ",
+    pos!("r"),
+    " FROM tasks r WHERE r.id = tasks.repair_task_id)))
+                         OR (tasks.type = 'REPAIR' AND o.type = 'ROLLBACK' AND ",
+    pos!("o"),
+    " > ",
+    pos!("tasks"),
+    "
+                             AND (SELECT ",
+    pos!("r"),
+    " FROM tasks r WHERE r.id = o.repair_task_id) < ",
+    pos!("tasks"),
+    ")))
      RETURNING id, status"
 );
 

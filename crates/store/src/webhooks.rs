@@ -322,7 +322,7 @@ impl Webhooks for Store {
 
 #[cfg(test)]
 mod tests {
-    use model::{CheckStatus, TaskStatus::*, Vendor};
+    use model::{CheckStatus, TaskStatus::*};
 
     use crate::conformance::{host, repair_of};
     use crate::testutil::store;
@@ -371,18 +371,8 @@ mod tests {
             assert_eq!((shown[0].attempts, shown[0].given_up, shown[0].last_result.as_deref()), (2, true, Some("HTTP 500")));
 
             // A result that was PASS turning NOT_PASS is heard by the webhook of every event.
-            let result = |status| ResultUpdate {
-                check_id: 1003, instance_pk: pks[0], vendor: Vendor::Aliyun, status, status_message: String::new(),
-                config: "{}".into(), run_id: "r".into(),
-            };
             for status in [CheckStatus::Pass, CheckStatus::NotPass] {
-                let (acct, u) = (acct.clone(), result(status));
-                s.write(move |tx| {
-                    let mut tally = crate::counts::Tally::default();
-                    crate::counts::write_result(tx, &acct, &u, now_ms(), &mut tally)?;
-                    tally.apply(tx, &acct)
-                })
-                .unwrap();
+                crate::conformance::record_result(&s, &acct, 1003, pks[0], status);
             }
             let failed = s.claim_deliveries(60_000, 10).unwrap();
             assert_eq!(failed.iter().map(|d| d.event.as_str()).collect::<Vec<_>>(), ["check.failed"]);

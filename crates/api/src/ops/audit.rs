@@ -8,10 +8,10 @@ use store::{AuditEntry, AuditFilter, AuditRecord};
 use super::{db, page_info, Ctx, COMMON_PARAMS};
 use crate::params::Params;
 
-/// Longest value kept of one parameter, and most parameters kept, in a record (a request may
-/// be up to 1 MiB; its record is bounded).
-const MAX_VALUE_CHARS: usize = 512;
-const MAX_PARAMS: usize = 200;
+/// Longest value kept of one parameter (bytes), and most bytes of parameters kept, in a record
+/// (a request may be up to 1 MiB; its record is bounded, whoever sends it).
+const MAX_VALUE_BYTES: usize = 256;
+const MAX_RECORD_BYTES: usize = 8 * 1024;
 
 /// The text that stands in for a secret's value.
 pub const REDACTED: &str = "(redacted)";
@@ -25,25 +25,41 @@ fn is_secret(name: &str) -> bool {
         || (last.contains("token") && last != "clienttoken")
 }
 
-/// A call's parameters as its record keeps them: a JSON object, the request's signature and
-/// transport parameters left out, secrets redacted, long values and long lists cut short.
+/// A call's parameters as its record keeps them: a JSON object of each parameter's first value
+/// (the one the operation reads), the request's signature and transport parameters left out,
+/// secrets redacted, a long value cut, and past [`MAX_RECORD_BYTES`] the names of the rest only
+/// (a name the action does not know cannot push one it reads out of the record: every name
+/// is kept).
 pub fn recorded_params(pairs: &[(String, String)]) -> String {
     let mut kept = Map::new();
+    let mut size = 0;
+    let mut unshown = Vec::new();
     let mine = pairs.iter().filter(|(k, _)| !COMMON_PARAMS.contains(&k.as_str()) || k == "ClientToken");
-    for (n, (name, value)) in mine.enumerate() {
-        if n == MAX_PARAMS {
-            kept.insert("…".into(), json!(format!("{} more parameters", pairs.len() - MAX_PARAMS)));
-            break;
+    for (name, value) in mine {
+        if kept.contains_key(name) || unshown.contains(&name.as_str()) {
+            continue;
         }
         let value = if is_secret(name) {
             REDACTED.to_string()
-        } else if value.chars().count() > MAX_VALUE_CHARS {
-            let cut: String = value.chars().take(MAX_VALUE_CHARS).collect();
-            format!("{cut}…({} characters in all)", value.chars().count())
+        } else if value.len() > MAX_VALUE_BYTES {
+            let mut end = MAX_VALUE_BYTES;
+            while !value.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}…({} bytes in all)", &value[..end], value.len())
         } else {
             value.clone()
         };
-        kept.insert(name.clone(), Value::String(value));
+        size += name.len() + value.len() + 6;
+        if size > MAX_RECORD_BYTES {
+            unshown.push(name.as_str());
+        } else {
+            kept.insert(name.clone(), Value::String(value));
+        }
+    }
+    if !unshown.is_empty() {
+        let names: String = unshown.join(",").chars().take(MAX_RECORD_BYTES).collect();
+        kept.insert("…".into(), json!(format!("values not kept: {names}")));
     }
     Value::Object(kept).to_string()
 }
@@ -124,6 +140,14 @@ mod tests {
         );
         let long = vec![("Reason".to_string(), "x".repeat(5000))];
         let kept: Value = serde_json::from_str(&recorded_params(&long)).unwrap();
-        assert!(kept["Reason"].as_str().unwrap().ends_with("…(5000 characters in all)"));
+        assert!(kept["Reason"].as_str().unwrap().ends_with("…(5000 bytes in all)"));
+        // The first value is the one the operation reads; padding cannot hide a parameter.
+        let twice = vec![("Required".to_string(), "true".to_string()), ("Required".to_string(), "false".to_string())];
+        assert_eq!(serde_json::from_str::<Value>(&recorded_params(&twice)).unwrap()["Required"], "true");
+        let mut padded: Vec<(String, String)> = (0..400).map(|i| (format!("Junk{i}"), "é".repeat(300))).collect();
+        padded.push(("Expiry".into(), "2s".into()));
+        let text = recorded_params(&padded);
+        assert!(text.len() < 3 * MAX_RECORD_BYTES, "{}", text.len());
+        assert!(text.contains("Expiry"), "every name is kept");
     }
 }

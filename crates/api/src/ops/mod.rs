@@ -218,8 +218,9 @@ pub(crate) const COMMON_PARAMS: &[&str] = &[
 /// so no retry, on any node, runs again an operation that changed something.
 pub fn run(ctx: &Ctx, action: &str, op: Op, p: &Params) -> Result<Value, ApiError> {
     // A preview's answer is of the instances as they are now: one kept for a token would
-    // answer a later call with what is no longer true.
-    if action == "PreviewOperationTask" {
+    // answer a later call with what is no longer true. An answer holding a secret (an
+    // enrolment token, a webhook's secret) is never kept: it would be stored in clear.
+    if matches!(action, "PreviewOperationTask" | "CreateAgentToken" | "CreateWebhook") {
         return op(ctx, p);
     }
     let Some(token) = p.str("ClientToken") else { return op(ctx, p) };
@@ -229,6 +230,10 @@ pub fn run(ctx: &Ctx, action: &str, op: Op, p: &Params) -> Result<Value, ApiErro
     let mut pairs: Vec<&(String, String)> =
         p.pairs().iter().filter(|(k, _)| !COMMON_PARAMS.contains(&k.as_str())).collect();
     pairs.sort();
+    // The key is part of what a token stands for: another key's retry with the same token is
+    // another call (refused as a mismatch), never handed the first key's answer.
+    let caller = ("AccessKeyId".to_string(), ctx.key_id.to_string());
+    pairs.push(&caller);
     let digest = hex::encode(Sha256::digest(serde_json::to_vec(&pairs).unwrap_or_default()));
     let _serial = ctx.idempotency.lock().unwrap_or_else(|e| e.into_inner());
     let kept = || kept_answer(ctx, action, token, &digest);

@@ -68,6 +68,10 @@ pub(super) fn repair_params(check: &CheckDef, p: &Params) -> Result<model::Repai
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ApiError::missing_parameter(&format!("RepairTempParam.{}.Name", n + 1)))?;
+        // A name is echoed in error codes (ErrorParamFormat.<Name>): no control character.
+        if name.chars().any(char::is_control) {
+            return Err(ApiError::invalid_parameter(&format!("RepairTempParam.{}.Name", n + 1)));
+        }
         given.push((name.to_string(), o.get("Value").cloned().unwrap_or_default()));
     }
     let specs = check.repair.as_ref().map(|r| r.params.as_slice()).unwrap_or_default();

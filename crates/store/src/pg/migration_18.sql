@@ -93,3 +93,9 @@ CREATE INDEX IF NOT EXISTS auto_remediations_by_account ON auto_remediations (ac
 ALTER TABLE check_runs ADD COLUMN auto_remediated BIGINT NOT NULL DEFAULT 0;
 UPDATE check_runs SET auto_remediated = 1;
 CREATE INDEX IF NOT EXISTS check_runs_to_remediate ON check_runs (ended_ms) WHERE auto_remediated = 0 AND ended_ms > 0;
+
+-- A task's place in the order of changes of its instance is its creation (rowid), but for a
+-- task approved after waiting: it takes its place when approved (approved_pos, in the same
+-- number space as rowid × 1,000,000, after every task created before the approval).
+ALTER TABLE tasks ADD COLUMN approved_pos BIGINT;
+CREATE INDEX IF NOT EXISTS tasks_approved_pos ON tasks (approved_pos) WHERE approved_pos IS NOT NULL;
