@@ -401,13 +401,13 @@ impl Agents for Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::testutil::store;
     use crate::Accounts;
     use model::Vendor;
 
-    fn enrolment(token: &str, instance_id: &str) -> Enrolment {
+    pub(crate) fn enrolment(token: &str, instance_id: &str) -> Enrolment {
         Enrolment {
             token: token.into(),
             instance: NewInstance {

@@ -378,6 +378,19 @@ mod tests {
             assert_eq!(failed.iter().map(|d| d.event.as_str()).collect::<Vec<_>>(), ["check.failed"]);
             assert_eq!(failed[0].secret, all_secret);
 
+            // An agent not heard from is reported once, and again after it was heard from.
+            let token = s.create_agent_token(&acct, None, 1, now_ms() + 60_000).unwrap();
+            let (agent, _) = s.enroll_agent(&crate::agents::tests::enrolment(&token, "agent-h")).unwrap().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            assert_eq!(s.report_offline_agents(1).unwrap(), 1);
+            assert_eq!(s.report_offline_agents(1).unwrap(), 0, "once");
+            let gone = s.claim_deliveries(60_000, 10).unwrap();
+            assert_eq!(gone.iter().map(|d| d.event.as_str()).collect::<Vec<_>>(), ["agent.offline"]);
+            assert!(gone[0].body.contains(&agent.id) && gone[0].body.contains("agent-h"));
+            s.agents_seen(&[(agent.id.clone(), now_ms())]).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            assert_eq!(s.report_offline_agents(1).unwrap(), 1, "heard from, then gone again");
+
             assert!(s.delete_webhook(&acct, &hook.id).unwrap());
             assert!(!s.delete_webhook(&acct, &hook.id).unwrap());
             assert_eq!(s.list_webhooks(&acct).unwrap().len(), 1);
