@@ -29,6 +29,9 @@ const BATCH: usize = 16;
 /// How often the thread looks for due deliveries, and for agents gone offline.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 
+/// How long deliveries made or given up are kept (ListWebhooks shows the latest of them).
+const KEEP_DELIVERIES: Duration = Duration::from_secs(7 * 86_400);
+
 /// The wait before attempt `attempts + 1`: 1 s, doubling, at most 512 s.
 pub fn backoff(attempts: i64) -> Duration {
     Duration::from_secs(1u64 << attempts.clamp(0, 9))
@@ -117,8 +120,16 @@ pub fn deliver_due(store: &dyn Webhooks) -> store::Result<usize> {
 /// `Online` counts them).
 pub fn start_delivering(app: &Arc<App>) {
     let weak: Weak<App> = Arc::downgrade(app);
+    let mut last_prune = std::time::Instant::now();
     let _ = std::thread::Builder::new().name("posture-webhooks".into()).spawn(move || loop {
         let Some(app) = weak.upgrade() else { return };
+        if last_prune.elapsed() >= Duration::from_secs(60) {
+            last_prune = std::time::Instant::now();
+            let before = store::now_ms() - KEEP_DELIVERIES.as_millis() as i64;
+            if let Err(e) = app.store.prune_deliveries(before) {
+                tracing::warn!(error = %e, "old webhook deliveries could not be removed");
+            }
+        }
         if let Err(e) = app.store.report_offline_agents(crate::ops::agents::ONLINE_MS) {
             tracing::warn!(error = %e, "agents gone offline could not be reported");
         }

@@ -90,6 +90,9 @@ pub trait Webhooks: Send + Sync {
     /// Reports (`agent.offline`) each active agent not heard from for `offline_ms`, once until
     /// it is heard from again; how many.
     fn report_offline_agents(&self, offline_ms: i64) -> Result<usize>;
+
+    /// Removes the deliveries made or given up that are older than `before_ms`; how many.
+    fn prune_deliveries(&self, before_ms: i64) -> Result<usize>;
 }
 
 /// Writes the deliveries of `event` (its `body`) for the account's webhooks that hear it, in
@@ -300,6 +303,15 @@ impl Webhooks for Store {
         })
     }
 
+    fn prune_deliveries(&self, before_ms: i64) -> Result<usize> {
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM webhook_deliveries WHERE created_ms < ? AND (delivered_ms IS NOT NULL OR given_up = 1)",
+                args![before_ms],
+            )
+        })
+    }
+
     fn report_offline_agents(&self, offline_ms: i64) -> Result<usize> {
         self.write(move |tx| {
             let gone: Vec<(String, String, String, i64)> = tx.query(
@@ -390,6 +402,12 @@ mod tests {
             s.agents_seen(&[(agent.id.clone(), now_ms())]).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(5));
             assert_eq!(s.report_offline_agents(1).unwrap(), 1, "heard from, then gone again");
+
+            // Made or given up, old deliveries go; those still due stay.
+            let due_now = s.list_webhooks(&acct).unwrap().iter().flat_map(|(_, d)| d.clone()).filter(|d| d.delivered_ms.is_none() && !d.given_up).count();
+            assert!(s.prune_deliveries(now_ms() + 1).unwrap() >= 2);
+            let left: Vec<Delivery> = s.list_webhooks(&acct).unwrap().into_iter().flat_map(|(_, d)| d).collect();
+            assert!(left.iter().all(|d| d.delivered_ms.is_none() && !d.given_up) && left.len() == due_now, "{left:?}");
 
             assert!(s.delete_webhook(&acct, &hook.id).unwrap());
             assert!(!s.delete_webhook(&acct, &hook.id).unwrap());
