@@ -100,3 +100,42 @@ def test_events_are_delivered_signed_and_retried_until_the_receiver_answers(serv
     assert client.call("DeleteWebhook", {"WebhookId": hook["WebhookId"]})["Deleted"]
     expect_error(lambda: client.call("DeleteWebhook", {"WebhookId": hook["WebhookId"]}), "WebhookNotFound", 404)
     assert client.call("ListWebhooks", {})["Webhooks"] == []
+
+
+def test_a_receiver_that_never_answers_holds_only_its_own_deliveries(server):
+    import socket
+    client = make_client(server, "aliyun-python-sdk-core")
+    # A receiver that accepts, then sends one byte every half second and never a line.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held = []
+
+    def drip():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+            threading.Thread(target=lambda c=conn: [c.send(b"H") or time.sleep(0.5) for _ in range(100)], daemon=True).start()
+
+    threading.Thread(target=drip, daemon=True).start()
+    good_port = free_port()
+    receiver = Receiver(good_port)
+    try:
+        client.call("CreateWebhook", {"Url": f"http://127.0.0.1:{listener.getsockname()[1]}/slow", "Events": ["task.finished"]})
+        client.call("CreateWebhook", {"Url": f"http://127.0.0.1:{good_port}/ok", "Events": ["task.finished"]})
+        started = time.time()
+        root = client.call("SubmitOperationTask", {"CheckId": 1001, "Type": "REPAIR",
+                                                   "OperationTaskInstances": [{"InstanceId": WEB01}]})["RootTaskId"]
+        wait_for_task(client, 1001, root)
+        while not receiver.received and time.time() - started < 8:
+            time.sleep(0.1)
+        assert receiver.received, "the healthy receiver waited for the one that never answers"
+        assert held, "the slow receiver was tried too"
+    finally:
+        receiver.stop()
+        listener.close()
+        for c in held:
+            c.close()

@@ -193,6 +193,14 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// Bounds each later read (a deadline shrinks it before each read).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Plain(t) => t.set_read_timeout(timeout),
+            Stream::Tls(t) => t.sock.set_read_timeout(timeout),
+        }
+    }
+
     /// The server's certificate chain (TLS only; the leaf first).
     pub fn peer_certificates(&self) -> Vec<Vec<u8>> {
         match self {
@@ -368,7 +376,9 @@ pub fn call_at(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn request_bytes(
+/// The bytes of one HTTP/1.1 request (the caller has checked that nothing in it can break a
+/// line: see `api::webhooks::target` for URLs from outside).
+pub fn request_bytes(
     host: &str,
     method: &str,
     path: &str,

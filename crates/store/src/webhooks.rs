@@ -5,11 +5,9 @@
 //! node holds), so every node may deliver; a delivery may arrive more than once (after a lease
 //! ran out), never with another id.
 
-use std::sync::LazyLock;
-
 use serde_json::Value;
 
-use crate::sql::{args, skip_locked, Conn};
+use crate::sql::{args, skip_locked, Arg, Conn};
 use crate::{new_id, now_ms, Result, Store, StoreError};
 
 /// The events a webhook may hear.
@@ -57,6 +55,8 @@ pub struct Delivery {
 pub struct DueDelivery {
     /// The delivery id.
     pub id: String,
+    /// Its webhook.
+    pub webhook_id: String,
     /// Where to POST it.
     pub url: String,
     /// The webhook's secret (signs the body).
@@ -81,8 +81,10 @@ pub trait Webhooks: Send + Sync {
     /// Deletes a webhook of the account and its deliveries; false if it has none such.
     fn delete_webhook(&self, account_id: &str, id: &str) -> Result<bool>;
 
-    /// Leases up to `limit` deliveries due now for `lease_ms`.
-    fn claim_deliveries(&self, lease_ms: i64, limit: usize) -> Result<Vec<DueDelivery>>;
+    /// Leases up to `limit` deliveries due now for `lease_ms`, oldest first, at most one per
+    /// webhook and none of the webhooks in `busy` (a webhook's deliveries go one at a time on
+    /// a node, so that a slow receiver holds only its own).
+    fn claim_deliveries(&self, lease_ms: i64, limit: usize, busy: &[String]) -> Result<Vec<DueDelivery>>;
 
     /// Records an attempt: delivered, or to be tried again at `retry_at_ms` (None: given up).
     fn record_attempt(&self, id: &str, result: &str, delivered: bool, retry_at_ms: Option<i64>) -> Result<()>;
@@ -169,16 +171,22 @@ pub(crate) fn check_failed(tx: &Conn, account_id: &str, check_id: i64, instance_
     emit(tx, account_id, "check.failed", &body)
 }
 
-static CLAIM_DELIVERY_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
-    skip_locked(
+/// The claim of one due delivery of a webhook not among `n` excluded ones (`?3` …).
+fn claim_delivery_sql(n: usize) -> [String; 2] {
+    let excluded = match n {
+        0 => String::new(),
+        n => {
+            format!("AND webhook_id NOT IN ({})", (0..n).map(|i| format!("?{}", i + 3)).collect::<Vec<_>>().join(", "))
+        }
+    };
+    skip_locked(format!(
         "UPDATE webhook_deliveries SET lease_until_ms = ?1 + ?2
          WHERE rowid = (SELECT rowid FROM webhook_deliveries
-                         WHERE delivered_ms IS NULL AND given_up = 0 AND next_ms <= ?1 AND lease_until_ms < ?1
+                         WHERE delivered_ms IS NULL AND given_up = 0 AND next_ms <= ?1 AND lease_until_ms < ?1 {excluded}
                          ORDER BY next_ms LIMIT 1)
          RETURNING id, webhook_id, event, body, attempts"
-            .to_string(),
-    )
-});
+    ))
+}
 
 impl Webhooks for Store {
     fn create_webhook(&self, account_id: &str, url: &str, events: &[String]) -> Result<(Webhook, String)> {
@@ -255,17 +263,21 @@ impl Webhooks for Store {
         })
     }
 
-    fn claim_deliveries(&self, lease_ms: i64, limit: usize) -> Result<Vec<DueDelivery>> {
+    fn claim_deliveries(&self, lease_ms: i64, limit: usize, busy: &[String]) -> Result<Vec<DueDelivery>> {
         let mut out = Vec::new();
+        let mut excluded = busy.to_vec();
         while out.len() < limit {
             let now = now_ms();
+            let [sqlite, postgres] = claim_delivery_sql(excluded.len());
+            let mut a: Vec<Arg> = vec![now.into(), lease_ms.into()];
+            a.extend(excluded.iter().map(|w| Arg::from(w.clone())));
             let claimed: Option<(String, String, String, String, i64)> = self.write(move |tx| {
-                let [sqlite, postgres] = &*CLAIM_DELIVERY_SQL;
-                tx.query_opt(tx.pick(sqlite, postgres), args![now, lease_ms], |r| {
+                tx.query_opt(tx.pick(&sqlite, &postgres), &a, |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })
             })?;
             let Some((id, hook, event, body, attempts)) = claimed else { break };
+            excluded.push(hook.clone());
             let found: Option<(String, Vec<u8>)> = self.read(|c| {
                 c.query_opt("SELECT url, sealed_secret FROM webhooks WHERE id = ?", args![&hook], |r| {
                     Ok((r.get(0)?, r.get(1)?))
@@ -277,7 +289,7 @@ impl Webhooks for Store {
                 .sealer
                 .open(&hook, &sealed)
                 .ok_or_else(|| StoreError::Db(format!("the secret of {hook} does not open with this master key")))?;
-            out.push(DueDelivery { id, url, secret, event, body, attempts });
+            out.push(DueDelivery { id, webhook_id: hook, url, secret, event, body, attempts });
         }
         Ok(out)
     }
@@ -346,6 +358,18 @@ mod tests {
         }
     }
 
+    /// Every delivery due now (a claim takes at most one per webhook).
+    fn claim_all(s: &Store) -> Result<Vec<DueDelivery>> {
+        let mut all = Vec::new();
+        loop {
+            let some = s.claim_deliveries(60_000, 10, &[])?;
+            if some.is_empty() {
+                return Ok(all);
+            }
+            all.extend(some);
+        }
+    }
+
     crate::testutil::both_backends! {
         fn events_become_deliveries_in_the_transaction_of_the_change_and_are_retried() {
             let (_p, s) = store();
@@ -360,22 +384,26 @@ mod tests {
             s.submit(&acct, &sub).unwrap();
             let (a, b) = (s.claim_task(60_000).unwrap().unwrap(), s.claim_task(60_000).unwrap().unwrap());
             walk(&s, &a, &[Init, Fail]);
-            let due = s.claim_deliveries(60_000, 10).unwrap();
+            let one = s.claim_deliveries(60_000, 10, std::slice::from_ref(&hook.id)).unwrap();
+            assert_eq!(one.len(), 1, "a busy webhook's deliveries wait");
+            assert_ne!(one[0].webhook_id, hook.id);
+            let mut due = one;
+            due.extend(claim_all(&s).unwrap());
             assert_eq!(due.iter().map(|d| d.event.as_str()).collect::<Vec<_>>(), ["task.finished", "task.finished"], "one per webhook");
             assert!(due.iter().any(|d| d.secret == secret) && due.iter().any(|d| d.secret == all_secret));
             let body: serde_json::Value = serde_json::from_str(&due[0].body).unwrap();
             assert_eq!((body["TaskId"].as_str(), body["Status"].as_str()), (Some(a.task.id.as_str()), Some("FAIL")));
             assert_eq!(body["DeliveryId"].as_str(), Some(due[0].id.as_str()));
-            assert!(s.claim_deliveries(60_000, 10).unwrap().is_empty(), "leased");
+            assert!(claim_all(&s).unwrap().is_empty(), "leased");
             walk(&s, &b, &[Init, Fail]);
-            let last = s.claim_deliveries(60_000, 10).unwrap();
+            let last = claim_all(&s).unwrap();
             let events: Vec<&str> = last.iter().map(|d| d.event.as_str()).collect();
             assert_eq!(events.iter().filter(|e| **e == "root.finished").count(), 2, "the root's last task: {events:?}");
 
             // Failed attempts are retried when due; a delivered one never again.
             s.record_attempt(&due[0].id, "connection refused", false, Some(now_ms() - 1)).unwrap();
             s.record_attempt(&due[1].id, "HTTP 200", true, None).unwrap();
-            let again = s.claim_deliveries(60_000, 10).unwrap();
+            let again = claim_all(&s).unwrap();
             assert_eq!(again.iter().map(|d| (d.id.as_str(), d.attempts)).collect::<Vec<_>>(), [(due[0].id.as_str(), 1)]);
             s.record_attempt(&due[0].id, "HTTP 500", false, None).unwrap();
             let listed = s.list_webhooks(&acct).unwrap();
@@ -386,7 +414,7 @@ mod tests {
             for status in [CheckStatus::Pass, CheckStatus::NotPass] {
                 crate::conformance::record_result(&s, &acct, 1003, pks[0], status);
             }
-            let failed = s.claim_deliveries(60_000, 10).unwrap();
+            let failed = claim_all(&s).unwrap();
             assert_eq!(failed.iter().map(|d| d.event.as_str()).collect::<Vec<_>>(), ["check.failed"]);
             assert_eq!(failed[0].secret, all_secret);
 
@@ -396,7 +424,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
             assert_eq!(s.report_offline_agents(1).unwrap(), 1);
             assert_eq!(s.report_offline_agents(1).unwrap(), 0, "once");
-            let gone = s.claim_deliveries(60_000, 10).unwrap();
+            let gone = claim_all(&s).unwrap();
             assert_eq!(gone.iter().map(|d| d.event.as_str()).collect::<Vec<_>>(), ["agent.offline"]);
             assert!(gone[0].body.contains(&agent.id) && gone[0].body.contains("agent-h"));
             s.agents_seen(&[(agent.id.clone(), now_ms())]).unwrap();
