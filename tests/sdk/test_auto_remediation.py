@@ -75,6 +75,9 @@ def test_a_rule_repairs_after_each_run_and_never_fights_a_rollback(tmp_path):
         check_and_wait(client)
         waiting = wait_for(lambda: tasks_of(client, 1010))
         assert all(t["Status"] == "WAIT_APPROVAL" for t in waiting), waiting
+        # The rule's repairs are its creator's: that key may not approve them (two-person rule).
+        expect_error(lambda: client.call("ApproveOperationTask", {"RootTaskId": waiting[0]["RootTaskId"]}),
+                     "ApprovalBySubmitter", 403)
 
         assert client.call("DeleteAutoRemediation", {"RuleId": rule})["Deleted"]
         expect_error(lambda: client.call("DeleteAutoRemediation", {"RuleId": rule}), "AutoRemediationNotFound", 404)

@@ -56,13 +56,17 @@ pub trait AutoRemediations: Send + Sync {
     /// Deletes a rule; false if the account has none such.
     fn delete_auto_rule(&self, account_id: &str, id: &str) -> Result<bool>;
 
-    /// A check run that has ended and not been acted on yet, marked as acted on: (run id,
-    /// account id). Runs of accounts without rules are marked without being handed out.
-    fn claim_ended_run(&self) -> Result<Option<(String, String)>>;
+    /// A check run that has ended and not been acted on yet, marked as acted on. Runs of
+    /// accounts without rules are marked without being handed out.
+    fn claim_ended_run(&self) -> Result<Option<crate::CheckRun>>;
 
     /// The instances failing `rule`'s item now (not whitelisted, in its selection, with no
-    /// task of the item under way), but those a person undid an automatic repair on.
+    /// task of the item under way), but those where a person decided otherwise, or where
+    /// the rule's last repair failed (see [`LEFT_ALONE`]).
     fn auto_candidates(&self, account_id: &str, rule: &AutoRule) -> Result<AutoCandidates>;
+
+    /// Whether the key that created a rule still exists and is enabled (a rule acts for it).
+    fn rule_creator_active(&self, account_id: &str, key_id: &str) -> Result<bool>;
 }
 
 fn rule_from(r: &crate::sql::Row) -> Result<AutoRule> {
@@ -91,19 +95,41 @@ fn rule_from(r: &crate::sql::Row) -> Result<AutoRule> {
 
 const RULE_COLS: &str = "id, account_id, check_id, relation_key, params, failure_threshold, max_concurrency, canary_count, created_by, created_ms";
 
-/// Whether a person (not a rule, not the service) rolled back an automatic repair of
-/// `r.check_id` on instance `i.pk`: its rollback's root was submitted by a key.
-const UNDONE_BY_A_PERSON: &str = "SELECT br.submitted_by FROM tasks r
-       JOIN root_tasks rr ON rr.id = r.root_id
-       JOIN tasks b ON b.repair_task_id = r.id AND b.type = 'ROLLBACK'
-       JOIN root_tasks br ON br.id = b.root_id
-      WHERE r.account_id = ?1 AND r.check_id = ?2 AND r.instance_pk = i.pk AND r.type = 'REPAIR'
-        AND rr.submitted_by LIKE 'auto:%' AND br.submitted_by NOT LIKE 'auto:%' AND br.submitted_by <> ?3
-      LIMIT 1";
+/// Why a rule leaves instance `i.pk` alone for item `?2` (NULL: it does not), the first that
+/// holds of:
+/// - a person (a key: not a rule, not the service) rolled back a repair of the item there
+///   that was automatic, or made since the rule was created (`?5`);
+/// - a person cancelled or rejected an automatic repair of the item there;
+/// - the latest automatic repair of the item there failed (a person looks first: a rule does
+///   not retry a failing change at every run).
+const LEFT_ALONE: &str = "COALESCE(
+      (SELECT 'a repair of it was rolled back by ' || br.submitted_by FROM tasks r
+         JOIN root_tasks rr ON rr.id = r.root_id
+         JOIN tasks b ON b.repair_task_id = r.id AND b.type = 'ROLLBACK'
+         JOIN root_tasks br ON br.id = b.root_id
+        WHERE r.account_id = ?1 AND r.check_id = ?2 AND r.instance_pk = i.pk AND r.type = 'REPAIR'
+          AND (rr.submitted_by LIKE 'auto:%' OR b.created_ms >= ?5)
+          AND br.submitted_by NOT LIKE 'auto:%' AND br.submitted_by <> ?3
+        LIMIT 1),
+      (SELECT 'an automatic repair of it was cancelled or rejected by ' || e.actor FROM tasks r
+         JOIN root_tasks rr ON rr.id = r.root_id
+         JOIN task_events e ON e.task_id = r.id AND e.status = 'CANCELLED'
+        WHERE r.account_id = ?1 AND r.check_id = ?2 AND r.instance_pk = i.pk AND r.type = 'REPAIR'
+          AND rr.submitted_by LIKE 'auto:%' AND e.actor NOT LIKE 'auto:%' AND e.actor <> ?3
+        LIMIT 1),
+      (SELECT 'its last automatic repair failed (' || r.status || ' ' || r.error_code || ')' FROM tasks r
+         JOIN root_tasks rr ON rr.id = r.root_id
+        WHERE r.account_id = ?1 AND r.check_id = ?2 AND r.instance_pk = i.pk AND r.type = 'REPAIR'
+          AND rr.submitted_by LIKE 'auto:%'
+          AND r.rowid = (SELECT MAX(l.rowid) FROM tasks l JOIN root_tasks lr ON lr.id = l.root_id
+                          WHERE l.account_id = ?1 AND l.check_id = ?2 AND l.instance_pk = i.pk AND l.type = 'REPAIR'
+                            AND lr.submitted_by LIKE 'auto:%')
+          AND r.status IN ('FAIL', 'BACKUP_FAIL', 'REPAIR_FAIL', 'REPAIR_SUCCESS_UNVERIFIED')))";
 
 /// The rule's selection as a term on `i` (its key is `?4`), and that key.
 fn selection_filter(c: &Conn, account_id: &str, relation_key: &Option<String>) -> Result<(&'static str, String)> {
-    let Some(key) = relation_key else { return Ok(("", String::new())) };
+    // The term always names `?4`, so that it has a type on PostgreSQL.
+    let Some(key) = relation_key else { return Ok(("AND ?4 = ''", String::new())) };
     let selection: Option<(String, String)> = c.query_opt(
         "SELECT selection_key, target_type FROM selections WHERE account_id = ? AND business_type = ?",
         args![account_id, key],
@@ -162,7 +188,7 @@ impl AutoRemediations for Store {
         })
     }
 
-    fn claim_ended_run(&self) -> Result<Option<(String, String)>> {
+    fn claim_ended_run(&self) -> Result<Option<crate::CheckRun>> {
         // Looked for by every node every few seconds: a read first, so that an idle service
         // writes nothing.
         let any: bool = self.read(|c| {
@@ -183,7 +209,20 @@ impl AutoRemediations for Store {
                     AND auto_remediated = 0
                   RETURNING id, account_id",
                 &[],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
+            )
+        })
+        .and_then(|claimed| match claimed {
+            Some((id, account_id)) => crate::CheckRuns::get_run(self, &account_id, &id),
+            None => Ok(None),
+        })
+    }
+
+    fn rule_creator_active(&self, account_id: &str, key_id: &str) -> Result<bool> {
+        self.read(|c| {
+            c.value(
+                "SELECT EXISTS (SELECT 1 FROM access_keys WHERE id = ? AND account_id = ? AND enabled = TRUE)",
+                args![key_id, account_id],
             )
         })
     }
@@ -192,7 +231,7 @@ impl AutoRemediations for Store {
         self.read(|c| {
             let (in_selection, selection_key) = selection_filter(c, account_id, &rule.relation_key)?;
             let sql = format!(
-                "SELECT i.pk, i.instance_id, ({UNDONE_BY_A_PERSON})
+                "SELECT i.pk, i.instance_id, {LEFT_ALONE}
                    FROM check_results cr JOIN instances i ON i.pk = cr.instance_pk
                   WHERE cr.account_id = ?1 AND cr.check_id = ?2 AND cr.status = 'NOT_PASS' AND i.freed = 0
                     AND NOT {} {in_selection}
@@ -201,17 +240,15 @@ impl AutoRemediations for Store {
                 crate::whitelists::whitelisted_sql("cr.account_id", "cr.check_id", "cr.instance_pk"),
                 crate::status_list(|s| !s.is_terminal())
             );
-            let mut a: Vec<Arg> = args![account_id, rule.check_id, SERVICE_ACTOR].to_vec();
-            if !in_selection.is_empty() {
-                a.push(selection_key.into());
-            }
+            let a: Vec<Arg> =
+                args![account_id, rule.check_id, SERVICE_ACTOR, selection_key, rule.created_ms].to_vec();
             let rows: Vec<(i64, String, Option<String>)> =
                 c.query(&sql, &a, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             let mut out = AutoCandidates::default();
             for (pk, instance_id, undone_by) in rows {
                 match undone_by {
                     None => out.repair.push(pk),
-                    Some(by) => out.left.push((instance_id, format!("an automatic repair of it was rolled back by {by}"))),
+                    Some(why) => out.left.push((instance_id, why)),
                 }
             }
             Ok(out)
@@ -268,8 +305,18 @@ mod tests {
             assert_eq!(found.left.len(), 1);
             assert!(found.left[0].1.contains("LTAIperson"), "{:?}", found.left);
 
+            // The rule's repair of instance 1 failed: it is not tried again at every run.
+            let mut again = crate::conformance::repair_of(1009, &pks[1..]);
+            again.submitted_by = auto_actor(&rule.id);
+            s.submit(&acct, &again).unwrap();
+            let c = s.claim_task(60_000).unwrap().unwrap();
+            walk(&s, &c, &[Init, InBackup, BackedUp, Repairing, RepairFail]);
+            let found = s.auto_candidates(&acct, &rule).unwrap();
+            assert_eq!((found.repair.len(), found.left.len()), (0, 2), "{found:?}");
+            assert!(found.left[1].1.contains("last automatic repair failed"), "{:?}", found.left);
+
             // Each ended run is handed out once.
-            assert_eq!(s.claim_ended_run().unwrap(), None);
+            assert!(s.claim_ended_run().unwrap().is_none());
             assert!(s.delete_auto_rule(&acct, &rule.id).unwrap());
             assert!(!s.delete_auto_rule(&acct, &rule.id).unwrap());
         }

@@ -28,6 +28,14 @@ fn decide(ctx: &Ctx, p: &Params, approve: bool) -> Result<Value, ApiError> {
         Err(StoreError::NotFound) => return Err(ApiError::task_not_found(root)),
         Err(e) => return Err(db(e)),
     };
+    // A rule's repairs are its creator's: that key may not approve them either.
+    let submitter = match submitter.strip_prefix("auto:") {
+        Some(rule) => {
+            let rules = ctx.store.auto_rules(ctx.account_id).map_err(db)?;
+            rules.into_iter().find(|r| r.id == rule).map_or(submitter.clone(), |r| r.created_by)
+        }
+        None => submitter,
+    };
     if submitter == ctx.key_id {
         return Err(ApiError::approval_by_submitter());
     }
