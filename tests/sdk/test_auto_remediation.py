@@ -68,13 +68,24 @@ def test_a_rule_repairs_after_each_run_and_never_fights_a_rollback(tmp_path):
         assert left["InstanceId"] == undone["InstanceId"] and s.credentials["AccessKeyId"] in left["Reason"], left
         assert len(tasks_of(client, 1009)) == len(failing), "no new repair of the instance a person rolled back"
 
-        # Where approval is required, the rule's repairs wait for it like anyone's.
-        subprocess.run([posture_bin(), "accounts", "set-approval", "--data", str(s.data), "--account",
-                        s.credentials["AccountId"], "--required", "true"], check=True, capture_output=True)
+        # Past the account's limit on one submission, a rule repairs that many at each run.
+        def admin(*args):
+            subprocess.run([posture_bin(), "accounts", *args, "--data", str(s.data), "--account",
+                            s.credentials["AccountId"]], check=True, capture_output=True)
+        failing_1010 = client.call("ListCheckInstanceResult", {"CheckId": 1010, "Statuses": ["NOT_PASS"]})["BasicData"]
+        assert len(failing_1010) >= 3, failing_1010
+        admin("set-limits", "--max-instances", "1")
         client.call("CreateAutoRemediation", {"CheckId": 1010})
+        for n in (1, 2):
+            check_and_wait(client)
+            wait_for(lambda: len(tasks_of(client, 1010)) == n and all(t["Status"] in FINAL for t in tasks_of(client, 1010)))
+        admin("set-limits", "--max-instances", "unlimited")
+
+        # Where approval is required, the rule's repairs wait for it like anyone's.
+        admin("set-approval", "--required", "true")
         check_and_wait(client)
-        waiting = wait_for(lambda: tasks_of(client, 1010))
-        assert all(t["Status"] == "WAIT_APPROVAL" for t in waiting), waiting
+        waiting = wait_for(lambda: [t for t in tasks_of(client, 1010) if t["Status"] == "WAIT_APPROVAL"])
+        assert len(waiting) == len(failing_1010) - 2, waiting
         # The rule's repairs are its creator's: that key may not approve them (two-person rule).
         expect_error(lambda: client.call("ApproveOperationTask", {"RootTaskId": waiting[0]["RootTaskId"]}),
                      "ApprovalBySubmitter", 403)

@@ -68,7 +68,7 @@ impl Engine {
                     params: rule.params.clone(),
                 })
                 .collect();
-            let submission = Submission {
+            let mut submission = Submission {
                 root_id: store::new_id(16),
                 check_id: rule.check_id,
                 kind: TaskType::Repair,
@@ -79,7 +79,17 @@ impl Engine {
                 limits: rule.limits,
                 submitted_by: actor.clone(),
             };
-            outcome = match self.store.submit(account_id, &submission) {
+            let mut submitted_now = self.store.submit(account_id, &submission);
+            // More than the account lets one submission touch: the first that many (in key
+            // order) now, the rest at the next runs.
+            if let Ok(SubmitOutcome::OverInstanceLimit { max, .. }) = submitted_now {
+                if max >= 1 {
+                    submission.tasks.truncate(max as usize);
+                    submission.root_id = store::new_id(16);
+                    submitted_now = self.store.submit(account_id, &submission);
+                }
+            }
+            outcome = match submitted_now {
                 Ok(SubmitOutcome::Created(n) | SubmitOutcome::AwaitingApproval(n)) => {
                     (root, submitted) = (Some(submission.root_id.clone()), n);
                     "OK"
