@@ -319,7 +319,7 @@ pub(crate) fn roll_back_if_cancelled(tx: &Conn, repair_id: &str, now: i64) -> Re
 
 #[cfg(test)]
 mod tests {
-    use model::{DimensionType, RepairValues, TaskStatus::*, TaskType};
+    use model::{TaskStatus::*, TaskType};
 
     use crate::testutil::store;
     use crate::*;
@@ -342,28 +342,10 @@ mod tests {
         s.upsert_instances(acct, &hosts).unwrap();
         let wanted: Vec<String> = hosts.iter().map(|h| h.instance_id.clone()).collect();
         let pks: Vec<i64> = s.find_instances_by_ids(acct, &wanted).unwrap().iter().map(|i| i.pk).collect();
-        let root = new_id(16);
-        let tasks: Vec<NewTask> = pks
-            .iter()
-            .map(|pk| NewTask {
-                id: task_id(),
-                instance_pk: *pk,
-                repair_task_id: None,
-                params: RepairValues::default(),
-            })
-            .collect();
-        let ids = tasks.iter().map(|t| t.id.clone()).collect();
-        let sub = Submission {
-            root_id: root.clone(),
-            check_id: 1001,
-            kind: TaskType::Repair,
-            dimension: DimensionType::Instance,
-            tasks,
-            selection: None,
-            scope: "file:/etc/ssh/sshd_config".into(),
-            limits,
-            submitted_by: "LTAIsubmitter".into(),
-        };
+        let mut sub = crate::conformance::repair_of(1001, &pks);
+        sub.scope = "file:/etc/ssh/sshd_config".into();
+        sub.limits = limits;
+        let (root, ids) = (sub.root_id.clone(), sub.tasks.iter().map(|t| t.id.clone()).collect());
         s.submit(acct, &sub).unwrap();
         (root, ids)
     }
