@@ -226,14 +226,13 @@ pub fn valid_policy(p: &str) -> bool {
 /// the user, from `local`), done or refused: `f` answers the account it acted for and what to
 /// print; a refusal is recorded for `account`, when the command named one.
 pub(crate) fn audited(
-    dir: &DataDir,
+    store: &Store,
     account: Option<&str>,
     action: &str,
     params: Value,
     f: impl FnOnce(&Store) -> Result<(String, Value), String>,
 ) -> Result<Value, String> {
-    let store = open(dir)?;
-    let result = f(&store);
+    let result = f(store);
     let (account_id, outcome) = match &result {
         Ok((account_id, _)) => (account_id.clone(), "OK".to_string()),
         Err(_) => (account.unwrap_or_default().to_string(), "Refused".to_string()),
@@ -261,10 +260,12 @@ pub(crate) fn audited(
 
 pub fn accounts(cmd: Accounts) -> ExitCode {
     done((|| match cmd {
-        Accounts::Create { dir, name } => audited(&dir, None, "AccountsCreate", json!({"Name": name}), |store| {
-            let a = store.create_account(&name).map_err(|e| e.to_string())?;
-            Ok((a.id.clone(), json!({"AccountId": a.id})))
-        }),
+        Accounts::Create { dir, name } => {
+            audited(&open(&dir)?, None, "AccountsCreate", json!({"Name": name}), |store| {
+                let a = store.create_account(&name).map_err(|e| e.to_string())?;
+                Ok((a.id.clone(), json!({"AccountId": a.id})))
+            })
+        }
         Accounts::List { dir } => {
             let list = open(&dir)?.list_accounts().map_err(|e| e.to_string())?;
             Ok(Value::Array(list.into_iter().map(|a| json!({"AccountId": a.id, "Name": a.name, "Repairs": a.repair_quota.map_or(json!("unlimited"), |q| json!(q)), "Trial": a.trial, "MaxInstancesPerSubmission": a.max_submission_instances.map_or(json!("unlimited"), |m| json!(m))})).collect()))
@@ -277,7 +278,7 @@ pub fn accounts(cmd: Accounts) -> ExitCode {
                 ),
             };
             let params = json!({"AccountId": account, "Repairs": repairs, "Trial": trial});
-            audited(&dir, Some(&account), "AccountsSetQuota", params, |store| {
+            audited(&open(&dir)?, Some(&account), "AccountsSetQuota", params, |store| {
                 let a = store.set_quota(&account, quota, trial).map_err(not_found("account", &account))?;
                 let out = json!({"AccountId": a.id, "Repairs": a.repair_quota.map_or(json!("unlimited"), |q| json!(q)), "Trial": a.trial});
                 Ok((a.id, out))
@@ -294,7 +295,7 @@ pub fn accounts(cmd: Accounts) -> ExitCode {
                 ),
             };
             let params = json!({"AccountId": account, "MaxInstances": max_instances});
-            audited(&dir, Some(&account), "AccountsSetLimits", params, |store| {
+            audited(&open(&dir)?, Some(&account), "AccountsSetLimits", params, |store| {
                 let a = store.set_limits(&account, max).map_err(not_found("account", &account))?;
                 let out = json!({"AccountId": a.id, "MaxInstancesPerSubmission": a.max_submission_instances.map_or(json!("unlimited"), |m| json!(m))});
                 Ok((a.id, out))
@@ -325,7 +326,7 @@ pub fn accounts(cmd: Accounts) -> ExitCode {
                 return Err("give --required or --expiry".into());
             }
             let params = json!({"AccountId": account, "Required": required, "CheckId": check_id, "Expiry": expiry});
-            audited(&dir, Some(&account), "AccountsSetApproval", params, |store| {
+            audited(&open(&dir)?, Some(&account), "AccountsSetApproval", params, |store| {
                 let c = store.set_approval(&account, &change).map_err(not_found("account", &account))?;
                 Ok((account.clone(), api::ops::approvals::config_json(&c)))
             })
@@ -339,10 +340,16 @@ pub fn keys(cmd: Keys) -> ExitCode {
             if !valid_policy(&policy) {
                 return Err(format!("{policy:?} is not a policy: use Admin, Operator, ReadOnly or action patterns like List*,GetCheckDetail"));
             }
-            audited(&dir, Some(&account), "KeysCreate", json!({"AccountId": account, "Policy": policy}), |store| {
-                let k = store.create_key(&account, &policy).map_err(not_found("account", &account))?;
-                Ok((k.account_id, json!({"AccessKeyId": k.id, "AccessKeySecret": k.secret})))
-            })
+            audited(
+                &open(&dir)?,
+                Some(&account),
+                "KeysCreate",
+                json!({"AccountId": account, "Policy": policy}),
+                |store| {
+                    let k = store.create_key(&account, &policy).map_err(not_found("account", &account))?;
+                    Ok((k.account_id, json!({"AccessKeyId": k.id, "AccessKeySecret": k.secret})))
+                },
+            )
         }
         Keys::List { dir, account } => {
             let list = open(&dir)?.list_keys(account.as_deref()).map_err(|e| e.to_string())?;
@@ -361,8 +368,9 @@ fn key_change(
     action: &str,
     change: impl FnOnce(&Store) -> store::Result<()>,
 ) -> Result<Value, String> {
-    let owner = open(dir)?.get_key(key).map_err(|e| e.to_string())?.map(|k| k.account_id);
-    audited(dir, owner.as_deref(), action, json!({"AccessKeyId": key}), |store| {
+    let store = open(dir)?;
+    let owner = store.get_key(key).map_err(|e| e.to_string())?.map(|k| k.account_id);
+    audited(&store, owner.as_deref(), action, json!({"AccessKeyId": key}), |store| {
         change(store).map_err(not_found("AccessKey", key))?;
         let out = match action {
             "KeysDelete" => json!({"AccessKeyId": key, "Deleted": true}),
@@ -390,12 +398,11 @@ pub fn instances(cmd: Instances) -> ExitCode {
                 }
                 batch.push(parse_instance(&line).map_err(|e| format!("line {}: {e}", n + 1))?);
             }
-            drop(store);
             // The record names each instance and where it is (its root: where repairs write).
             let listed: Vec<Value> =
                 batch.iter().take(100).map(|i| json!({"InstanceId": i.instance_id, "Root": i.locator})).collect();
             let params = json!({"AccountId": account, "Count": batch.len(), "Instances (first 100)": listed});
-            audited(&dir, Some(&account), "InstancesAdd", params, |store| {
+            audited(&store, Some(&account), "InstancesAdd", params, |store| {
                 let count = store.upsert_instances(&account, &batch).map_err(|e| e.to_string())?;
                 Ok((account.clone(), json!({"Registered": count})))
             })

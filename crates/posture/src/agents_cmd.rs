@@ -62,7 +62,7 @@ pub fn run(cmd: AgentsCmd) -> ExitCode {
         AgentsCmd::Token(TokenCmd::Create { dir, account, expires, uses, instance_id }) => {
             let params =
                 serde_json::json!({"AccountId": account, "Expires": expires, "Uses": uses, "InstanceId": instance_id});
-            audited(&dir, Some(&account), "AgentsTokenCreate", params, |store| {
+            audited(&open(&dir)?, Some(&account), "AgentsTokenCreate", params, |store| {
                 store.get_account(&account).map_err(|e| e.to_string())?.ok_or(format!("no account {account}"))?;
                 let out = api::ops::agents::create_token(store, &account, instance_id.as_deref(), &expires, uses)?;
                 Ok((account.clone(), out))
@@ -77,7 +77,7 @@ pub fn run(cmd: AgentsCmd) -> ExitCode {
         }
         AgentsCmd::Revoke { dir, account, agent } => {
             let params = serde_json::json!({"AccountId": account, "Agent": agent});
-            audited(&dir, Some(&account), "AgentsRevoke", params, |store| {
+            audited(&open(&dir)?, Some(&account), "AgentsRevoke", params, |store| {
                 if !store.revoke_agent(&account, &agent).map_err(|e| e.to_string())? {
                     return Err(format!("the account {account} has no active agent {agent}"));
                 }
