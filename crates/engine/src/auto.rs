@@ -44,7 +44,8 @@ impl Engine {
         let Some(check) = self.catalog.get(rule.check_id) else { return Ok(false) };
         let mut found = self.store.auto_candidates(account_id, rule)?;
         if !run.instance_pks.is_empty() {
-            found.repair.retain(|pk| run.instance_pks.contains(pk));
+            let checked: std::collections::HashSet<i64> = run.instance_pks.iter().copied().collect();
+            found.repair.retain(|pk| checked.contains(pk));
         }
         if found.repair.is_empty() && found.left.is_empty() {
             return Ok(false);
