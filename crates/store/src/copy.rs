@@ -39,6 +39,7 @@ const TABLES: &[&str] = &[
     "audit_log",
     "approval_overrides",
     "webhooks",
+    "console_sessions",
     "webhook_deliveries",
     "auto_remediations",
 ];

@@ -16,6 +16,7 @@ mod cancel;
 mod cloud;
 #[cfg(test)]
 mod conformance;
+mod console;
 mod copy;
 mod counts;
 mod custom_configs;
@@ -56,6 +57,7 @@ pub use audit::{Audit, AuditEntry, AuditFilter, AuditRecord};
 pub use auto_remediation::{auto_actor, AutoCandidates, AutoRemediations, AutoRule};
 pub use cancel::{CancelOutcome, Cancels};
 pub use cloud::{CloudAccount, CloudAccountChange, NewCloudAccount};
+pub use console::{Console, ConsoleSession, SessionKind, TrendPoint};
 pub use copy::CopyReport;
 pub use custom_configs::{AccountCustomValues, CustomConfigs};
 pub use exports::{ExportInfo, Exports, NewExport};
@@ -78,7 +80,7 @@ pub use tasks::{
     TaskFilter, TaskRow, Transition, SERVICE_ACTOR, WORKER_ACTOR,
 };
 pub use webhooks::{Delivery, DueDelivery, Webhook, Webhooks, EVENTS as WEBHOOK_EVENTS};
-pub use whitelists::NewWhitelist;
+pub use whitelists::{NewWhitelist, WhitelistRule};
 
 /// Why a store call failed.
 #[derive(Debug, PartialEq, Eq)]
@@ -361,7 +363,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 18;
+pub const SCHEMA_VERSION: i64 = 19;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -437,6 +439,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         }
         if version < 18 {
             c.execute_batch(&format!("{} PRAGMA user_version = 18;", status_lists(include_str!("migration_18.sql"))))?;
+        }
+        if version < 19 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 19;", include_str!("migration_19.sql")))?;
         }
         Ok(())
     })

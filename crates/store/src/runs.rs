@@ -306,6 +306,7 @@ impl crate::CheckRuns for Store {
                  WHERE id = ? AND status_code = ? AND total > 0 AND finished >= total",
                 args![RunStatus::Completed.code(), now, &run_id, RunStatus::Checking.code()],
             )?;
+            crate::console::record_summary(tx, &run_id, &account_id)?;
             Ok(())
         })
     }
@@ -353,6 +354,7 @@ impl crate::CheckRuns for Store {
                 "UPDATE check_runs SET status_code = ?, ended_ms = ?, lease_until_ms = 0 WHERE id = ? AND fence = ? AND status_code <> ?",
                 args![RunStatus::Completed.code(), now_ms(), &run.id, run.fence, RunStatus::Completed.code()],
             )?;
+            crate::console::record_summary(tx, &run.id, &run.account_id)?;
             Ok(())
         })
     }

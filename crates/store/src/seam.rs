@@ -336,6 +336,10 @@ pub trait Whitelists: Send + Sync {
     /// would mean "every instance"). Returns how many rules or entries went.
     fn remove_whitelists(&self, account_id: &str, check_ids: &[i64], instance_pks: &[i64]) -> Result<usize>;
 
+    /// The rules of a check item in force at `now_ms` (oldest first), each with the ids of its
+    /// instances (at most 100 per rule; none: every instance).
+    fn whitelist_rules(&self, account_id: &str, check_id: i64, now_ms: i64) -> Result<Vec<WhitelistRule>>;
+
     /// Which of these instances are exempted from a check item now (one query).
     fn whitelisted_among(&self, account_id: &str, check_id: i64, instance_pks: &[i64]) -> Result<Vec<i64>>;
 }
@@ -412,6 +416,7 @@ pub trait ApiStore:
     + Approvals
     + Webhooks
     + AutoRemediations
+    + Console
 {
 }
 
@@ -435,5 +440,6 @@ impl<T> ApiStore for T where
         + Approvals
         + Webhooks
         + AutoRemediations
+        + Console
 {
 }

@@ -385,6 +385,8 @@ pub struct TaskFilter {
     pub check_id: Option<i64>,
     /// Task id.
     pub task_id: Option<String>,
+    /// Root task id.
+    pub root_id: Option<String>,
     /// Repair or rollback.
     pub kind: Option<TaskType>,
     /// Statuses.
@@ -617,6 +619,7 @@ impl crate::TaskQueue for Store {
         let wh = Where::new("t.account_id = ?", [account_id.into()])
             .and_some("t.check_id = ?", f.check_id)
             .and_some("t.id = ?", f.task_id.as_ref())
+            .and_some("t.root_id = ?", f.root_id.as_ref())
             .and_some("t.type = ?", f.kind.map(|k| k.as_str()))
             .and_in("t.status", f.statuses.iter().map(|s| s.as_str()))
             .and_some("t.created_ms >= ?", f.start_ms)
@@ -626,6 +629,7 @@ impl crate::TaskQueue for Store {
         // counted through the tasks' indexes alone unless the filter names instances.
         let unfiltered = f.check_id.is_none()
             && f.task_id.is_none()
+            && f.root_id.is_none()
             && f.kind.is_none()
             && f.statuses.is_empty()
             && f.instances.is_empty()

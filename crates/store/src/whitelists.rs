@@ -27,9 +27,60 @@ pub struct NewWhitelist {
     pub expires_ms: Option<i64>,
 }
 
+/// A whitelist rule in force.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WhitelistRule {
+    /// Its id.
+    pub id: i64,
+    /// The ids of the instances it exempts (at most 100 listed; empty: every instance).
+    pub instance_ids: Vec<String>,
+    /// How many instances it exempts (0: every instance).
+    pub instance_count: i64,
+    /// `Remark`.
+    pub remark: String,
+    /// Why the risk is accepted.
+    pub reason: String,
+    /// When it stops applying (ms; None: never).
+    pub expires_ms: Option<i64>,
+    /// When it was added (ms).
+    pub created_ms: i64,
+}
+
 impl crate::Whitelists for Store {
     fn apply_due_expiries(&self) -> Result<usize> {
         self.settle_expiries(None)
+    }
+
+    fn whitelist_rules(&self, account_id: &str, check_id: i64, now_ms: i64) -> Result<Vec<WhitelistRule>> {
+        self.read(|c| {
+            let mut rules = c.query(
+                "SELECT id, remark, reason, expires_ms, created_ms,
+                        (SELECT COUNT(*) FROM whitelist_entries e WHERE e.rule_id = r.id)
+                 FROM whitelist_rules r
+                 WHERE account_id = ? AND check_id = ? AND (expires_ms IS NULL OR expires_ms > ?) ORDER BY id",
+                args![account_id, check_id, now_ms],
+                |r| {
+                    Ok(WhitelistRule {
+                        id: r.get(0)?,
+                        remark: r.get(1)?,
+                        reason: r.get(2)?,
+                        expires_ms: r.get(3)?,
+                        created_ms: r.get(4)?,
+                        instance_count: r.get(5)?,
+                        instance_ids: Vec::new(),
+                    })
+                },
+            )?;
+            for rule in &mut rules {
+                rule.instance_ids = c.query(
+                    "SELECT i.instance_id FROM whitelist_entries e JOIN instances i ON i.pk = e.instance_pk
+                     WHERE e.rule_id = ? ORDER BY i.pk LIMIT 100",
+                    args![rule.id],
+                    |r| r.get(0),
+                )?;
+            }
+            Ok(rules)
+        })
     }
 
     fn add_whitelists(&self, account_id: &str, rules: &[NewWhitelist]) -> Result<Vec<i64>> {

@@ -319,6 +319,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 18 {
             c.batch(&status_lists(include_str!("migration_18.sql")))?;
         }
+        if version < 19 {
+            c.batch(include_str!("migration_19.sql"))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });
