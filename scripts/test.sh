@@ -5,7 +5,7 @@
 # The store's tests run on SQLite and on PostgreSQL: a throwaway PostgreSQL server is started
 # on a free loopback port (scripts/pg.sh) unless POSTURE_TEST_DATABASE_URL names one.
 # Creates .venv on first use. Needs: cargo, python3 (with venv), PostgreSQL 15+, openssh-server,
-# redis-server and iproute2 (installed with apt when missing and run as root), network access
+# redis-server, iproute2 and chromium (installed with apt when missing and run as root), network access
 # to PyPI once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +28,9 @@ live_packages=()
 [ -x /usr/bin/redis-server ] || live_packages+=(redis-server)
 [ -x /usr/sbin/ip ] || live_packages+=(iproute2)
 [ -x /usr/bin/unshare ] || live_packages+=(util-linux)
+# The console's end-to-end tests drive Debian's Chromium (Playwright launches it; it downloads
+# no browser of its own).
+[ -x /usr/bin/chromium ] || live_packages+=(chromium chromium-driver)
 if [ ${#live_packages[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "==> installing ${live_packages[*]} for the live-instance tests"
   no_start=""
@@ -37,14 +40,14 @@ if [ ${#live_packages[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${live_packages[@]}"
   if [ -n "$no_start" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
-if [ "$(id -u)" = 0 ]; then export POSTURE_REQUIRE_LIVE=1; fi
+if [ "$(id -u)" = 0 ]; then export POSTURE_REQUIRE_LIVE=1 POSTURE_REQUIRE_BROWSER=1; fi
 
 echo "==> cargo build"
 cargo build --workspace --all-targets --locked
 echo "==> cargo test"
 cargo test --workspace --locked
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import alibabacloud_sas20181203, aliyunsdkcore, pytest, moto, boto3" 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import alibabacloud_sas20181203, aliyunsdkcore, pytest, moto, boto3, playwright" 2>/dev/null; then
   echo "==> creating .venv with the official SDKs and moto"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt

@@ -236,12 +236,15 @@ fn check_version(v: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
+/// Actions that a policy wildcard never covers.
+const ADMIN_ONLY: &[&str] = &["DescribeAuditLog", "DescribeAccessKeys"];
+
 /// The actions a policy allows: a built-in name (`Admin`, `Operator`, `ReadOnly`) or a
 /// comma-separated list of action patterns with `*` wildcards.
 pub fn policy_allows(policy: &str, action: &str) -> bool {
-    // The audit trail is an administrator's: a policy other than Admin reads it only by naming
-    // it (not through `Describe*`).
-    if action == "DescribeAuditLog" {
+    // The audit trail and the account's keys are an administrator's: a policy other than Admin
+    // reads them only by naming them (not through `Describe*`).
+    if ADMIN_ONLY.contains(&action) {
         return policy == "Admin" || policy.split(',').any(|p| p.trim() == action);
     }
     let patterns: Vec<&str> = match policy {
@@ -286,5 +289,8 @@ mod tests {
         assert!(policy_allows("Operator", "VerifyCheckResult"));
         assert!(policy_allows("List*, GetCheckDetail", "GetCheckDetail"));
         assert!(!policy_allows("List*", "GetCheckDetail"));
+        assert!(!policy_allows("ReadOnly", "DescribeAccessKeys"), "Describe* does not cover the keys");
+        assert!(policy_allows("Admin", "DescribeAccessKeys"));
+        assert!(policy_allows("ReadOnly,DescribeAccessKeys", "DescribeAccessKeys"));
     }
 }

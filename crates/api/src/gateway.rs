@@ -67,6 +67,9 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
         }
         return export_download(app, rest.to_string(), &req.query, &host, &request_id).await;
     }
+    if req.path == "/console" || req.path.starts_with("/console/") {
+        return crate::console::handle(app, req, &request_id).await;
+    }
     if req.path.starts_with(client::agent::PREFIX) {
         let started = std::time::Instant::now();
         let answer = crate::agents::handle(app, req).await;
@@ -143,7 +146,7 @@ async fn export_download(app: Arc<App>, rest: String, query: &str, host: &str, r
 }
 
 /// The error envelope (rpc-protocol.md).
-fn error_response(e: &ApiError, host: &str, request_id: &str) -> Response {
+pub(crate) fn error_response(e: &ApiError, host: &str, request_id: &str) -> Response {
     let body = json!({
         "RequestId": request_id,
         "HostId": host,
@@ -154,7 +157,7 @@ fn error_response(e: &ApiError, host: &str, request_id: &str) -> Response {
     json_response(e.status, &body, Some(request_id))
 }
 
-fn json_response(status: u16, body: &Value, request_id: Option<&str>) -> Response {
+pub(crate) fn json_response(status: u16, body: &Value, request_id: Option<&str>) -> Response {
     let mut headers = vec![("content-type".to_string(), "application/json;charset=utf-8".to_string())];
     if let Some(id) = request_id {
         headers.push(("x-acs-request-id".to_string(), id.to_string()));
@@ -200,51 +203,26 @@ async fn process(app: Arc<App>, req: Request, action: &mut &'static str, request
         body: req.body,
     };
     *action = ops::label(raw.action());
-    let origin = match &app.settings.public_url {
-        Some(url) => url.clone(),
-        None => format!(
-            "{}://{}",
-            if app.settings.https { "https" } else { "http" },
-            raw.header("host").unwrap_or_default()
-        ),
-    };
+    let origin = origin(&app, raw.header("host"));
     let (source, request_id) = (req.peer.ip().to_string(), request_id.to_string());
     // Authentication and the operation touch the store (blocking SQLite): off the async threads.
     // A panic in there becomes a JoinError, answered as ServerError, never a dropped connection.
     let ran = tokio::task::spawn_blocking(move || {
         let caller = authenticate(&app.store, &raw, store::now_ms())?;
-        let (nonce, key, action) = (caller.nonce, caller.key, caller.action);
-        let prepared = match ops::find(&action) {
-            None => Err(ApiError::action_not_found()),
-            Some(_) if !policy_allows(&key.policy, &action) => Err(ApiError::no_permission()),
-            Some(op) => Params::new(raw.all_params()).map(|p| (op, p)),
-        };
+        let params = raw.all_params();
+        let prepared = authorise(&caller.key.policy, &caller.action, &params);
         // The nonce goes to disk before the operation runs: a request that may write has it
         // committed with its writes or before them, never after.
-        let may_write = !prepared.as_ref().is_ok_and(|(_, p)| ops::reads_only(&action, p));
-        let nonce = nonce.send(&app.store, may_write);
-        let answer = prepared.and_then(|(op, params)| {
-            let ctx = Ctx {
-                store: &*app.store,
-                engine: &app.engine,
-                account_id: &key.account_id,
-                settings: &app.settings,
-                idempotency: &app.idempotency,
-                origin: &origin,
-                key_id: &key.id,
-            };
-            ops::run(&ctx, &action, op, &params)
-        });
-        // Every call of an action that may change something is recorded, refused or not,
-        // before it is answered.
-        if ops::changes_state(&action) {
-            let mut e = ops::audit::entry(&key.account_id, &key.id, &source, &action, &raw.all_params());
-            e.outcome = answer.as_ref().map_or_else(|e| e.code.clone(), |_| "OK".to_string());
-            e.request_id = request_id;
-            if let Err(err) = app.store.record_audit(&e, app.settings.audit_retention_ms) {
-                tracing::error!(error = %err, action = %action, "the call could not be recorded in the audit trail");
-            }
-        }
+        let may_write = !prepared.as_ref().is_ok_and(|(_, p)| ops::reads_only(&caller.action, p));
+        let nonce = caller.nonce.send(&app.store, may_write);
+        let call = Call {
+            key: &caller.key,
+            action: &caller.action,
+            params: &params,
+            source: &source,
+            request_id: &request_id,
+        };
+        let answer = perform(&app, &call, prepared, &origin);
         Ok((answer, nonce))
     })
     .await
@@ -256,5 +234,69 @@ async fn process(app: Arc<App>, req: Request, action: &mut &'static str, request
     // accepted, even after a crash. The wait holds no thread.
     let (answer, nonce) = ran?;
     nonce.committed().await?;
+    answer
+}
+
+/// The scheme and host a caller reached this node by, for links in answers.
+pub(crate) fn origin(app: &App, host: Option<&str>) -> String {
+    match &app.settings.public_url {
+        Some(url) => url.clone(),
+        None => format!("{}://{}", if app.settings.https { "https" } else { "http" }, host.unwrap_or_default()),
+    }
+}
+
+/// The operation of `action` with its parameters, if the policy allows the action.
+pub(crate) fn authorise(
+    policy: &str,
+    action: &str,
+    params: &[(String, String)],
+) -> Result<(ops::Op, Params), ApiError> {
+    match ops::find(action) {
+        None => Err(ApiError::action_not_found()),
+        Some(_) if !policy_allows(policy, action) => Err(ApiError::no_permission()),
+        Some(op) => Params::new(params.to_vec()).map(|p| (op, p)),
+    }
+}
+
+/// One call of an action by an authenticated key (a signed request, or a console session).
+pub(crate) struct Call<'a> {
+    pub key: &'a store::AccessKey,
+    pub action: &'a str,
+    /// Every parameter as received (what the audit trail records).
+    pub params: &'a [(String, String)],
+    /// The client's address.
+    pub source: &'a str,
+    pub request_id: &'a str,
+}
+
+/// Runs an authorised call with the key's account, and records every call of an action that
+/// may change something in the audit trail, refused or not, before it is answered. The API and
+/// the console both call through here: one path, one authorisation.
+pub(crate) fn perform(
+    app: &App,
+    call: &Call,
+    prepared: Result<(ops::Op, Params), ApiError>,
+    origin: &str,
+) -> Result<Value, ApiError> {
+    let answer = prepared.and_then(|(op, params)| {
+        let ctx = Ctx {
+            store: &*app.store,
+            engine: &app.engine,
+            account_id: &call.key.account_id,
+            settings: &app.settings,
+            idempotency: &app.idempotency,
+            origin,
+            key_id: &call.key.id,
+        };
+        ops::run(&ctx, call.action, op, &params)
+    });
+    if ops::changes_state(call.action) {
+        let mut e = ops::audit::entry(&call.key.account_id, &call.key.id, call.source, call.action, call.params);
+        e.outcome = answer.as_ref().map_or_else(|e| e.code.clone(), |_| "OK".to_string());
+        e.request_id = call.request_id.to_string();
+        if let Err(err) = app.store.record_audit(&e, app.settings.audit_retention_ms) {
+            tracing::error!(error = %err, action = %call.action, "the call could not be recorded in the audit trail");
+        }
+    }
     answer
 }

@@ -647,6 +647,8 @@ async fn read_line<IO: AsyncRead + Unpin>(io: &mut IO, buf: &mut Vec<u8>) -> Res
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        304 => "Not Modified",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",

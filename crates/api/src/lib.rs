@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod console;
 pub mod gateway;
 pub mod http;
 pub mod ops;

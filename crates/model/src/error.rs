@@ -64,6 +64,29 @@ impl ApiError {
     pub fn access_key_inactive() -> Self {
         e(400, "InvalidAccessKeyId.Inactive", "Specified access key is disabled.")
     }
+    /// The console's sign-in was refused: the same answer for an unknown key, a wrong secret, a
+    /// disabled key and a used or expired sign-in link (nothing tells which).
+    pub fn console_sign_in_failed() -> Self {
+        e(401, "Console.SignInFailed", "The AccessKeyId and secret (or the sign-in link) were not accepted.")
+    }
+    /// A console call without a session in force (never signed in, signed out, idle or expired,
+    /// or its key disabled or deleted).
+    pub fn console_session_required() -> Self {
+        e(401, "Console.SessionRequired", "Sign in to the console (the session has ended or never began).")
+    }
+    /// A console call that changes something without the session's CSRF token, or sent from
+    /// another site.
+    pub fn console_csrf_refused() -> Self {
+        e(
+            403,
+            "Console.CsrfRefused",
+            "The request does not carry this session's CSRF token, or comes from another site.",
+        )
+    }
+    /// A path under `/console/` that the console does not serve.
+    pub fn console_not_found() -> Self {
+        e(404, "Console.NotFound", "The console has no such page.")
+    }
     pub fn timestamp_expired() -> Self {
         e(400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
     }

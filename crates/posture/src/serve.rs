@@ -348,6 +348,7 @@ fn try_run(args: Args) -> Result<(), String> {
         };
         let app = api::App::new(store, engine, settings);
         tracing::info!(listen = %args.listen, credentials = %data.join("credentials.json").display(), "posture is serving");
+        print_console_address(&app.store, &reach, &args.public_url, args.demo);
         let tls = tls.map(|https| https.tls);
         reload_on_hangup(tls.clone())?;
         if tls.is_none() && !args.listen.ip().is_loopback() {
@@ -493,6 +494,26 @@ fn seed_demo(
 
 /// The address clients on this machine (the demo's agents among them) reach this service at:
 /// loopback when it listens on every address.
+/// Prints where the web console is; with `--demo`, a one-time sign-in link for the admin key
+/// too (a newcomer signs in without copying the secret).
+fn print_console_address(store: &Store, reach: &Reach, public_url: &Option<String>, demo: bool) {
+    let base = match public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => format!("{}://{}", reach.protocol.as_deref().unwrap_or("http"), reach.endpoint),
+    };
+    let console = format!("{base}/console/");
+    println!("posture is serving: the API at {base}/, the web console at {console}");
+    if !demo {
+        return;
+    }
+    let key = store.admin().ok().and_then(|admin| admin.key).filter(|k| k.enabled);
+    match key.map(|k| api::console::sign_in_link(store, &k.id, &console)) {
+        Some(Ok(link)) => println!("sign in to the console once with this link (valid for 24 hours): {link}"),
+        Some(Err(e)) => tracing::warn!(error = %e, "could not open a sign-in link for the console"),
+        None => println!("sign in to the console with an AccessKey (`posture keys create`)"),
+    }
+}
+
 fn local_addr(listen: &SocketAddr) -> SocketAddr {
     let ip = match listen.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => std::net::IpAddr::from([127, 0, 0, 1]),

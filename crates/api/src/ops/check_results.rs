@@ -332,6 +332,8 @@ pub fn get_check_detail(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         "Description": text(&c.description),
         "Solution": text(&c.solution),
         "AssistInfo": text(&c.assist),
+        "Cis": c.cis,
+        "Benchmark": c.benchmark,
         "CustomConfigs": custom_configs(c, values.get(&c.id), lang),
         "RepairSetting": {
             "RepairSupport": repair.is_some(),

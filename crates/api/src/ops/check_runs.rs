@@ -47,6 +47,29 @@ pub fn get_check_process(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     Ok(json!({"TaskId": run.id, "TotalCount": run.total, "FinishCount": run.finished, "StatusCode": code}))
 }
 
+/// DescribeCheckTrend (a posture action): the account's results when each of its last check
+/// runs completed (`Count`, 1 … 100, default 30), oldest first — the overview's trend.
+pub fn describe_check_trend(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let count = p.int("Count")?.unwrap_or(30);
+    if !(1..=100).contains(&count) {
+        return Err(ApiError::invalid_parameter("Count"));
+    }
+    let points = ctx.store.check_trend(ctx.account_id, count).map_err(db)?;
+    let points: Vec<Value> = points
+        .iter()
+        .map(|t| {
+            json!({
+                "TaskId": t.run_id,
+                "EndTime": t.ended_ms,
+                "PassCount": t.pass,
+                "FailCount": t.fail,
+                "FailingCheckCount": t.failing_items,
+            })
+        })
+        .collect();
+    Ok(json!({"Points": points}))
+}
+
 /// `Data.OperateCode: Throttling` when one of these items was verified on one of these
 /// instances within the service's verify interval (unless `Force`).
 fn throttled(ctx: &Ctx, p: &Params, checks: &[i64], pks: &[i64]) -> Result<Option<Value>, ApiError> {

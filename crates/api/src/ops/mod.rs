@@ -13,6 +13,7 @@ mod check_standards;
 mod cloud_accounts;
 mod custom_configs;
 mod exports;
+mod inventory;
 mod operation_tasks;
 mod preview;
 mod quota;
@@ -126,6 +127,7 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("DeleteAutoRemediation", auto_remediation::delete_auto_remediation),
     ("SubmitCheck", check_runs::submit_check),
     ("GetCheckProcess", check_runs::get_check_process),
+    ("DescribeCheckTrend", check_runs::describe_check_trend),
     ("VerifyCheckResult", check_runs::verify_check_result),
     ("VerifyCheckInstanceResult", check_runs::verify_check_instance_result),
     ("ListOperationProcess", check_runs::list_operation_process),
@@ -139,6 +141,7 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("RemoveCheckResultWhiteList", whitelists::remove_check_result_white_list),
     ("AddCheckInstanceResultWhiteList", whitelists::add_check_instance_result_white_list),
     ("RemoveCheckInstanceResultWhiteList", whitelists::remove_check_instance_result_white_list),
+    ("ListCheckWhiteList", whitelists::list_check_white_list),
     ("CheckTrialFixCount", quota::check_trial_fix_count),
     ("DescribeFixUsedCount", quota::describe_fix_used_count),
     ("AddCloudVendorAccountAK", cloud_accounts::add_cloud_vendor_account_ak),
@@ -149,6 +152,8 @@ pub const OPERATIONS: &[(&str, Op)] = &[
     ("CreateAgentToken", agents::create_agent_token),
     ("DescribeAgents", agents::describe_agents),
     ("RevokeAgent", agents::revoke_agent),
+    ("ListInstances", inventory::list_instances),
+    ("DescribeAccessKeys", inventory::describe_access_keys),
 ];
 
 /// The actions that change nothing (no row, no file).
@@ -182,6 +187,10 @@ const READS_ONLY: &[&str] = &[
     "DescribeCloudVendorAccountAKList",
     "ListCloudVendorRegions",
     "DescribeAgents",
+    "DescribeCheckTrend",
+    "ListCheckWhiteList",
+    "ListInstances",
+    "DescribeAccessKeys",
 ];
 
 /// Whether an action may change something (its calls are recorded in the audit trail).

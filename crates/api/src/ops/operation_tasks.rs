@@ -361,6 +361,7 @@ pub fn list_operation_task(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let filter = TaskFilter {
         check_id: p.int("CheckId")?,
         task_id: p.str("TaskId").map(String::from),
+        root_id: p.str("RootTaskId").map(String::from),
         kind: task_type(p)?,
         statuses: p.parsed_list("Statuses", TaskStatus::parse)?,
         instances: instance_filters(p)?,

@@ -109,3 +109,26 @@ pub fn remove_check_instance_result_white_list(ctx: &Ctx, p: &Params) -> Result<
     ctx.store.remove_whitelists(ctx.account_id, &[check], &pks).map_err(db)?;
     Ok(json!({}))
 }
+
+/// ListCheckWhiteList (a posture action): the rules of a check item in force now, with why the
+/// risk is accepted and until when.
+pub fn list_check_white_list(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let check = p.required_int("CheckId")?;
+    known_check(ctx, check)?;
+    let rules = ctx.store.whitelist_rules(ctx.account_id, check, store::now_ms()).map_err(db)?;
+    let rules: Vec<Value> = rules
+        .iter()
+        .map(|r| {
+            json!({
+                "RuleId": r.id,
+                "InstanceIds": r.instance_ids,
+                "InstanceCount": r.instance_count,
+                "Remark": r.remark,
+                "Reason": r.reason,
+                "ExpireTime": r.expires_ms,
+                "CreateTime": r.created_ms,
+            })
+        })
+        .collect();
+    Ok(json!({"Rules": rules}))
+}

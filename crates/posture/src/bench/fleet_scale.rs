@@ -1,6 +1,8 @@
 //! fleet: N registered and checked instances, then what the console reads, with one client and
 //! with 64: ListCheckResult, ListCheckInstanceResult (first page, and the last: a deep page),
-//! ListOperationTask; and the full check's time, the service's peak RSS and the database's size.
+//! ListOperationTask; the web console's check items page (its first load in bytes, and its call
+//! through a console session); and the full check's time, the service's peak RSS and the
+//! database's size.
 //! Instances share a few demo-like roots (the check still reads and evaluates each one).
 
 use std::time::{Duration, Instant};
@@ -65,6 +67,9 @@ pub fn run(n: usize, duration_s: u64, clients: usize, progress: &Progress) -> Re
     ];
     let hosts = svc.endpoints()?;
     let duration = Duration::from_secs(duration_s);
+    let console = ConsoleSession::open(&svc)?;
+    rows.push(json!({"scenario": "fleet", "n": n, "op": "console: first load of the check items page",
+        "bytes": console.first_load_bytes(&svc)?}));
     for (op, params) in &ops {
         let action = op.split(' ').next().unwrap_or(op);
         let request = || -> Request { sign(&svc.endpoint, &svc.creds, action, params, Signing::V3) };
@@ -86,7 +91,108 @@ pub fn run(n: usize, duration_s: u64, clients: usize, progress: &Progress) -> Re
             rows.push(v);
         }
     }
+    // The console's check items page: its one call, through a session (cookie and CSRF token).
+    let page_call = console.request(&svc, &[("Action", "ListCheckResult"), ("PageSize", &page), ("Lang", "en")]);
+    for c in [1, clients] {
+        progress.say(&format!("fleet {n}: console check items page, {c} clients for {duration_s} s"));
+        let r = load::run(
+            &hosts,
+            "POST",
+            c,
+            duration,
+            |_, _| Some(page_call.clone()),
+            |r| r.status == 200 && r.body.contains("Checks"),
+        );
+        let mut v = r.figures();
+        v["scenario"] = json!("fleet");
+        v["n"] = json!(n);
+        v["op"] = json!("console: check items page");
+        v["clients"] = json!(c);
+        rows.push(v);
+    }
     Ok(rows)
+}
+
+/// A web console session of the service's admin key.
+struct ConsoleSession {
+    cookie: String,
+    csrf: String,
+}
+
+impl ConsoleSession {
+    fn open(svc: &Service) -> Result<ConsoleSession, String> {
+        let body = format!(
+            "AccessKeyId={}&AccessKeySecret={}",
+            client::encoding::pop_encode(&svc.creds.access_key_id),
+            client::encoding::pop_encode(&svc.creds.access_key_secret)
+        );
+        let r = Self::send(svc, "POST", "/console/session", Vec::new(), body.into_bytes())?;
+        let cookie = r.headers.iter().find(|(k, _)| k == "set-cookie").map(|(_, v)| v.clone()).unwrap_or_default();
+        let cookie = cookie.split(';').next().unwrap_or_default().to_string();
+        let csrf = r.json()["CsrfToken"].as_str().unwrap_or_default().to_string();
+        match r.status == 200 && !csrf.is_empty() {
+            true => Ok(ConsoleSession { cookie, csrf }),
+            false => Err(format!("console sign-in: {} {}", r.status, r.body)),
+        }
+    }
+
+    fn send(
+        svc: &Service,
+        method: &str,
+        path: &str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Result<client::Response, String> {
+        let mut headers = headers;
+        headers.push(("host".into(), svc.endpoint.clone()));
+        if !body.is_empty() {
+            headers.push(("content-type".into(), "application/x-www-form-urlencoded".into()));
+        }
+        let r = Request { host: svc.endpoint.clone(), path: path.into(), query: String::new(), headers, body };
+        client::Connection::open(&svc.endpoint).and_then(|mut c| c.send(method, &r)).map_err(|e| e.to_string())
+    }
+
+    /// A call of the console's script.
+    fn request(&self, svc: &Service, params: &[(&str, &str)]) -> Request {
+        let body: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", client::encoding::pop_encode(k), client::encoding::pop_encode(v)))
+            .collect();
+        Request {
+            host: svc.endpoint.clone(),
+            path: "/console/api".into(),
+            query: String::new(),
+            headers: vec![
+                ("host".into(), svc.endpoint.clone()),
+                ("cookie".into(), self.cookie.clone()),
+                ("x-posture-csrf".into(), self.csrf.clone()),
+                ("content-type".into(), "application/x-www-form-urlencoded".into()),
+            ],
+            body: body.join("&").into_bytes(),
+        }
+    }
+
+    /// What a browser transfers to show the check items page the first time: the page, its
+    /// script and style, and the page's calls (the session, the items, the standards).
+    fn first_load_bytes(&self, svc: &Service) -> Result<usize, String> {
+        let mut total = 0;
+        for path in ["/console/", "/console/console.js", "/console/console.css"] {
+            total += Self::send(svc, "GET", path, Vec::new(), Vec::new())?.body.len();
+        }
+        let session = vec![("cookie".to_string(), self.cookie.clone())];
+        total += Self::send(svc, "GET", "/console/session", session, Vec::new())?.body.len();
+        for action in ["ListCheckResult", "ListCheckStandard"] {
+            let r = self.request(svc, &[("Action", action), ("PageSize", "20"), ("Lang", "en")]);
+            let answer = client::Connection::open(&svc.endpoint)
+                .and_then(|mut c| c.send("POST", &r))
+                .map_err(|e| e.to_string())?;
+            if answer.status != 200 {
+                return Err(format!("console {action}: {} {}", answer.status, answer.body));
+            }
+            total += answer.body.len();
+        }
+        Ok(total)
+    }
 }
 
 fn pair(k: &str, v: &str) -> (String, String) {

@@ -1,0 +1,612 @@
+// posture console. Every view reads and changes through POST /console/api, the API's own
+// actions run with the session's key (the server holds them to the key's policy and account).
+// No framework: DOM built with createElement and textContent only, so nothing a server's file
+// or a name holds is ever parsed as HTML.
+"use strict";
+
+const session = { csrf: "", allowed: new Set(), keyId: "", policy: "" };
+let timers = [];
+
+// ---------- DOM helpers ----------
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "text") el.textContent = v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+const main = () => document.getElementById("main");
+function show(...nodes) {
+  const m = main();
+  m.replaceChildren(...nodes);
+}
+function say(text, isError) {
+  const s = document.getElementById("status");
+  s.className = isError ? "status error" : "status";
+  s.textContent = text || "";
+}
+function time(ms) {
+  return ms ? new Date(Number(ms)).toLocaleString() : "—";
+}
+function statusBadge(status) {
+  const cls = /NOT_PASS|FAIL|UNVERIFIED|REJECT|OFFLINE/.test(status) ? "fail" : /PASS|VERIFIED|SUCCESS|ONLINE/.test(status) ? "pass" : "warn";
+  return h("span", { class: "badge " + cls, text: status || "—" });
+}
+function table(headers, rows) {
+  return h("div", { class: "table-wrap" },
+    h("table", {}, h("thead", {}, h("tr", {}, headers.map((t) => h("th", { scope: "col", text: t })))),
+      h("tbody", {}, rows.length ? rows : [h("tr", {}, h("td", { colspan: headers.length, class: "muted", text: "Nothing to show." }))])));
+}
+// A labelled control: the label names the control alone (its text is the accessible name).
+function field(id, label, control, ...extra) {
+  return h("div", { class: "field" }, h("label", { for: id, text: label }), control, ...extra);
+}
+function can(action) {
+  return session.allowed.has(action);
+}
+
+// ---------- the API ----------
+function flatten(params, prefix, out) {
+  for (const [k, v] of Object.entries(params)) {
+    const name = prefix ? prefix + "." + k : k;
+    if (v === undefined || v === null || v === "") continue;
+    if (Array.isArray(v)) v.forEach((item, i) => {
+      if (typeof item === "object") flatten(item, name + "." + (i + 1), out);
+      else out.append(name + "." + (i + 1), String(item));
+    });
+    else if (typeof v === "object") flatten(v, name, out);
+    else out.append(name, String(v));
+  }
+  return out;
+}
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body.Message || "HTTP " + status);
+    this.status = status;
+    this.code = body.Code || "HTTP" + status;
+  }
+}
+async function post(path, body) {
+  const headers = { "content-type": "application/x-www-form-urlencoded" };
+  if (session.csrf) headers["x-posture-csrf"] = session.csrf;
+  const r = await fetch(path, { method: "POST", headers, body, credentials: "same-origin" });
+  const json = await r.json().catch(() => ({}));
+  if (!r.ok) {
+    if (r.status === 401 && json.Code === "Console.SessionRequired") signedOut("Your session has ended: sign in again.");
+    throw new ApiError(r.status, json);
+  }
+  return json;
+}
+function api(action, params) {
+  return post("/console/api", flatten(Object.assign({ Action: action, Lang: "en" }, params || {}), "", new URLSearchParams()));
+}
+
+// ---------- session ----------
+function signedIn(s) {
+  session.csrf = s.CsrfToken;
+  session.allowed = new Set(s.Allowed || []);
+  session.keyId = s.AccessKeyId;
+  session.policy = s.Policy;
+  document.getElementById("nav").hidden = false;
+  document.getElementById("signout").hidden = false;
+  document.getElementById("who").textContent = s.AccessKeyId + " · " + s.Policy + " · account " + s.AccountId;
+}
+function signedOut(message) {
+  session.csrf = "";
+  session.allowed = new Set();
+  document.getElementById("nav").hidden = true;
+  document.getElementById("signout").hidden = true;
+  document.getElementById("who").textContent = "";
+  stopTimers();
+  viewSignIn(message);
+}
+function viewSignIn(message) {
+  const id = h("input", { id: "ak", name: "AccessKeyId", autocomplete: "username", required: true });
+  const secret = h("input", { id: "sk", name: "AccessKeySecret", type: "password", autocomplete: "current-password", required: true });
+  const error = h("p", { class: "field-error", id: "signin-error", role: "alert" });
+  const form = h("form", { class: "signin", "aria-labelledby": "signin-title", onsubmit: async (e) => {
+    e.preventDefault();
+    error.textContent = "";
+    try {
+      const s = await post("/console/session", new URLSearchParams({ AccessKeyId: id.value.trim(), AccessKeySecret: secret.value }));
+      secret.value = "";
+      signedIn(s);
+      location.hash = "#/overview";
+      route();
+    } catch (err) {
+      error.textContent = err.message + " (" + err.code + ")";
+    }
+  } },
+  h("h1", { id: "signin-title", text: "Sign in to posture" }),
+  message ? h("p", { text: message }) : null,
+  field("ak", "AccessKeyId", id),
+  field("sk", "AccessKeySecret", secret),
+  error,
+  h("button", { class: "primary", type: "submit", text: "Sign in" }),
+  h("p", { class: "muted", text: "The key's policy decides what you can see and do; the console acts with it, exactly as the API does." }));
+  show(form);
+  id.focus();
+}
+async function start() {
+  document.getElementById("signout").addEventListener("click", async () => {
+    try { await post("/console/signout", ""); } catch (e) { /* already ended */ }
+    signedOut("You are signed out.");
+  });
+  window.addEventListener("hashchange", route);
+  if (ticketInAddress()) return route();
+  const r = await fetch("/console/session", { credentials: "same-origin" });
+  if (!r.ok) return viewSignIn();
+  signedIn(await r.json());
+  route();
+}
+
+// ---------- router ----------
+function stopTimers() {
+  timers.forEach(clearTimeout);
+  timers = [];
+}
+function parseHash() {
+  const [path, query] = location.hash.replace(/^#/, "").split("?");
+  return { parts: path.split("/").filter(Boolean), query: new URLSearchParams(query || "") };
+}
+// A one-time sign-in link (`serve --demo`) carries its ticket in the fragment, which no server
+// log sees; it is taken out of the address at once.
+function ticketInAddress() {
+  return new URLSearchParams(location.hash.slice(1)).get("ticket");
+}
+async function useTicket(ticket) {
+  history.replaceState(null, "", location.pathname + "#/overview");
+  try {
+    signedIn(await post("/console/session", new URLSearchParams({ Ticket: ticket })));
+    return route();
+  } catch (e) {
+    return signedOut("The sign-in link was not accepted (each link works once): sign in with your AccessKey.");
+  }
+}
+async function route() {
+  const ticket = ticketInAddress();
+  if (ticket) return useTicket(ticket);
+  if (!session.csrf) return;
+  stopTimers();
+  say("");
+  const { parts, query } = parseHash();
+  const section = parts[0] || "overview";
+  for (const a of document.querySelectorAll("#nav a")) {
+    if (a.dataset.section === section) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  try {
+    if (section === "items" && parts[1]) await viewItem(Number(parts[1]), query);
+    else if (section === "items") await viewItems(query);
+    else if (section === "tasks" && parts[1]) await viewRoot(parts[1]);
+    else if (section === "tasks") await viewTasks(query);
+    else if (section === "assets") await viewAssets(query);
+    else await viewOverview();
+  } catch (e) {
+    if (session.csrf) show(h("h1", { text: "Something went wrong" }), h("p", { class: "fail", text: e.message + " (" + (e.code || "error") + ")" }));
+  }
+  main().focus({ preventScroll: true });
+}
+
+// ---------- overview ----------
+async function viewOverview() {
+  const [summary, trend, runs] = await Promise.all([
+    api("GetCheckSummary", {}),
+    api("DescribeCheckTrend", { Count: 30 }),
+    api("ListOperationProcess", { PageSize: 1 }).catch(() => ({ Processes: [] })),
+  ]);
+  const o = summary.OverallStatistic || {};
+  const cards = h("div", { class: "cards" },
+    card("Items passing", o.PassCount, "pass"), card("Items failing", o.NotPassCount, "fail"),
+    card("Failing, high risk", o.NotPassHighCount, "fail"), card("Failing, medium risk", o.NotPassMediumCount, "warn"),
+    card("Failing, low risk", o.NotPassLowCount, ""), card("Not checked", o.NotCheckCount, "muted"));
+  const standards = [];
+  for (const t of summary.Summarys || []) for (const s of t.Standards || []) {
+    standards.push(h("tr", {}, h("td", { text: s.ShowName }), h("td", { class: "pass", text: s.PassCount }), h("td", { class: "fail", text: s.FailCount }),
+      h("td", { text: s.RiskLevelHighCount }), h("td", { text: s.RiskLevelMediumCount }), h("td", { text: s.RiskLevelLowCount })));
+  }
+  const runBox = h("div", { id: "last-run" });
+  const last = (runs.Processes || [])[0];
+  renderRun(runBox, last ? last.TaskId : null);
+  const checkNow = can("SubmitCheck") ? h("button", { class: "primary", type: "button", text: "Check now", onclick: async (e) => {
+    e.target.disabled = true;
+    try {
+      const r = await api("SubmitCheck", {});
+      say("Check run " + r.TaskId + " started.");
+      renderRun(runBox, r.TaskId);
+    } catch (err) { say(err.message + " (" + err.code + ")", true); }
+    e.target.disabled = false;
+  } }) : null;
+  show(h("h1", { text: "Overview" }), cards,
+    h("h2", { text: "Last check run" }), runBox, checkNow,
+    h("h2", { text: "Trend" }), trendChart(trend.Points || []),
+    h("h2", { text: "By standard" }), table(["Standard", "Passing", "Failing", "High", "Medium", "Low"], standards));
+}
+function card(label, n, cls) {
+  return h("div", { class: "card" }, h("div", { class: "n " + cls, text: n === undefined ? "—" : n }), h("div", { class: "muted", text: label }));
+}
+async function renderRun(box, runId) {
+  if (!runId) { box.replaceChildren(h("p", { class: "muted", text: "No check run yet." })); return; }
+  const p = await api("GetCheckProcess", { TaskId: runId });
+  const total = Number(p.TotalCount) || 0, done = Number(p.FinishCount) || 0;
+  const finished = ["2", "4", "5"].includes(String(p.StatusCode));
+  const pct = total ? Math.round((100 * done) / total) : finished ? 100 : 0;
+  const bar = h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct, "aria-label": "Check run progress" }, h("div"));
+  bar.firstChild.style.width = pct + "%";
+  box.replaceChildren(h("p", {}, "Run ", h("code", { text: runId }), ": ", finished ? "completed" : "checking", ", " + done + " of " + total + " instances."), bar);
+  if (!finished) timers.push(setTimeout(() => renderRun(box, runId).catch(() => {}), 1500));
+}
+function trendChart(points) {
+  if (!points.length) return h("p", { class: "muted", text: "The trend starts with the first completed check run." });
+  const ns = "http://www.w3.org/2000/svg", W = 700, H = 200, pad = 30;
+  const max = Math.max(1, ...points.map((p) => Math.max(p.PassCount, p.FailCount)));
+  const x = (i) => pad + (points.length === 1 ? (W - 2 * pad) / 2 : (i * (W - 2 * pad)) / (points.length - 1));
+  const y = (v) => H - pad - (v * (H - 2 * pad)) / max;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("class", "trend");
+  svg.setAttribute("role", "img");
+  const lastP = points[points.length - 1];
+  svg.setAttribute("aria-label", `Results at the last ${points.length} check runs: now ${lastP.PassCount} passing and ${lastP.FailCount} failing.`);
+  for (const [key, color] of [["PassCount", "#1a7f37"], ["FailCount", "#b42318"]]) {
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", points.map((p, i) => `${x(i)},${y(p[key])}`).join(" "));
+    line.setAttribute("fill", "none");
+    line.setAttribute("stroke", color);
+    line.setAttribute("stroke-width", "2.5");
+    svg.append(line);
+    points.forEach((p, i) => {
+      const dot = document.createElementNS(ns, "circle");
+      dot.setAttribute("cx", x(i)); dot.setAttribute("cy", y(p[key])); dot.setAttribute("r", "3.5"); dot.setAttribute("fill", color);
+      const title = document.createElementNS(ns, "title");
+      title.textContent = `${time(p.EndTime)}: ${p.PassCount} passing, ${p.FailCount} failing, ${p.FailingCheckCount} items failing`;
+      dot.append(title);
+      svg.append(dot);
+    });
+  }
+  const axis = document.createElementNS(ns, "text");
+  axis.setAttribute("x", 4); axis.setAttribute("y", 14); axis.setAttribute("font-size", "11"); axis.textContent = String(max);
+  svg.append(axis);
+  return h("figure", {}, svg, h("figcaption", { class: "legend" }, h("span", { class: "pass", text: "● passing results" }), "  ", h("span", { class: "fail", text: "● failing results" }), ` (item × instance), at each of the last ${points.length} completed check runs`));
+}
+
+// ---------- check items ----------
+const STATUSES = ["NOT_PASS", "PASS", "WHITELIST", "NOT_CHECK", "CHECKING"];
+function select(name, label, options, value) {
+  const id = "f-" + name;
+  const el = h("select", { id, name }, h("option", { value: "", text: "Any" }), options.map(([v, t]) => h("option", { value: v, text: t, selected: v === value })));
+  return field(id, label, el);
+}
+async function viewItems(q) {
+  const page = Number(q.get("page")) || 1;
+  const params = { CurrentPage: page, PageSize: 20 };
+  if (q.get("status")) params.Statuses = [q.get("status")];
+  if (q.get("risk")) params.RiskLevels = [q.get("risk")];
+  if (q.get("vendor")) params.Vendors = [q.get("vendor")];
+  if (q.get("standard")) params.StandardIds = [q.get("standard")];
+  if (q.get("q")) params.CheckKey = q.get("q");
+  if (q.get("sort")) params.SortTypes = [q.get("sort")];
+  const [list, standards] = await Promise.all([api("ListCheckResult", params), api("ListCheckStandard", {}).catch(() => ({ Standards: [] }))]);
+  const text = h("input", { id: "f-q", name: "q", value: q.get("q") || "", type: "search" });
+  const form = h("form", { class: "filters", role: "search", "aria-label": "Filter check items", onsubmit: (e) => {
+    e.preventDefault();
+    const f = new URLSearchParams();
+    for (const el of e.target.elements) if (el.name && el.value) f.set(el.name, el.value);
+    location.hash = "#/items?" + f.toString();
+  } },
+  select("status", "Status", STATUSES.map((s) => [s, s]), q.get("status")),
+  select("risk", "Risk", [["HIGH", "High"], ["MEDIUM", "Medium"], ["LOW", "Low"]], q.get("risk")),
+  select("vendor", "Vendor", [["AWS", "AWS"], ["ALIYUN", "Alibaba Cloud"], ["TENCENT", "Tencent"], ["MICROSOFT", "Microsoft"]], q.get("vendor")),
+  select("standard", "Standard", (standards.Standards || []).map((s) => [String(s.Id), s.ShowName]), q.get("standard")),
+  field("f-q", "Name contains", text),
+  select("sort", "Sort by", [["RISK_LEVEL", "Risk"], ["STATUS", "Status"]], q.get("sort")),
+  h("button", { type: "submit", class: "primary", text: "Apply" }));
+  const rows = (list.Checks || []).map((c) => h("tr", {},
+    h("td", {}, h("a", { href: "#/items/" + c.CheckId, text: c.CheckShowName })),
+    h("td", {}, statusBadge(c.Status)), h("td", { text: c.RiskLevel }), h("td", { class: "hide-narrow", text: c.Vendor }),
+    h("td", { class: "hide-narrow", text: c.OperationType === "SUPPORT_REPAIR" ? "yes" : "no" }), h("td", { class: "hide-narrow", text: time(c.LastCheckTime) })));
+  show(h("h1", { text: "Check items" }), form,
+    table(["Item", "Status", "Risk", "Vendor", "Repairable", "Last checked"], rows),
+    pager(list.PageInfo, page, (p) => { q.set("page", p); location.hash = "#/items?" + q.toString(); }));
+}
+function pager(info, page, go) {
+  const total = Number(info && info.TotalCount) || 0, size = Number(info && info.PageSize) || 20;
+  const pages = Math.max(1, Math.ceil(total / size));
+  return h("nav", { class: "pager", "aria-label": "Pages" },
+    h("button", { type: "button", text: "Previous", disabled: page <= 1, onclick: () => go(page - 1) }),
+    h("span", { text: `Page ${page} of ${pages} (${total} in all)` }),
+    h("button", { type: "button", text: "Next", disabled: page >= pages, onclick: () => go(page + 1) }));
+}
+
+// ---------- item detail ----------
+async function viewItem(checkId, q) {
+  const page = Number(q.get("page")) || 1;
+  const [detail, list, failing, whitelist] = await Promise.all([
+    api("GetCheckDetail", { CheckId: checkId }),
+    api("ListCheckResult", { CheckIds: [checkId], PageSize: 1 }),
+    api("ListCheckInstanceResult", { CheckId: checkId, Statuses: ["NOT_PASS"], CurrentPage: page, PageSize: 20 }),
+    api("ListCheckWhiteList", { CheckId: checkId }).catch(() => ({ Rules: [] })),
+  ]);
+  const item = (list.Checks || [])[0] || { CheckShowName: "Check item " + checkId };
+  const repair = detail.RepairSetting || {};
+  const rows = (failing.BasicData || []).map((r) => h("tr", {},
+    h("td", {}, h("code", { text: r.InstanceId })), h("td", { text: r.InstanceName }), h("td", { class: "hide-narrow", text: r.RegionId }),
+    h("td", {}, statusBadge(r.Status)),
+    h("td", {}, ((r.InstanceInfo || {}).Config || []).map((c) => h("div", {}, h("strong", { text: (c.ShowName || c.Name) + ": " }), h("code", { text: c.Value })))),
+    h("td", { class: "hide-narrow", text: r.StatusMessage || "" })));
+  const rules = (whitelist.Rules || []).map((r) => h("tr", {},
+    h("td", { text: r.InstanceCount ? r.InstanceIds.join(", ") + (r.InstanceCount > r.InstanceIds.length ? " …" : "") : "every instance" }),
+    h("td", { text: r.Reason || r.Remark || "—" }), h("td", { text: r.ExpireTime ? time(r.ExpireTime) : "never" })));
+  const fixable = repair.RepairSupport && can("SubmitOperationTask");
+  show(
+    h("p", {}, h("a", { href: "#/items", text: "← Check items" })),
+    h("h1", { text: item.CheckShowName }),
+    h("p", {}, statusBadge(item.Status), " ", h("span", { text: "Risk " + (item.RiskLevel || "—") }), detail.Cis ? h("span", { text: " · CIS " + detail.Cis + (detail.Benchmark ? " (" + detail.Benchmark + ")" : "") }) : null),
+    h("h2", { text: "What it checks" }), h("p", { text: (detail.Description || {}).Value || "" }),
+    h("h2", { text: "How it is judged" }), h("p", { text: (detail.AssistInfo || {}).Value || "" }),
+    h("h2", { text: "How to fix it" }), h("p", { text: (detail.Solution || {}).Value || "" }),
+    repair.RepairSupport ? h("ol", {}, (repair.FlowStep || []).map((s) => h("li", { text: s.ShowText }))) : h("p", { class: "muted", text: "posture does not repair this item." }),
+    fixable ? h("button", { class: "primary", type: "button", id: "fix", text: "Fix…", onclick: () => fixDialog(checkId, item, detail) }) : null,
+    h("h2", { text: "Failing instances" }),
+    table(["Instance", "Name", "Region", "Result", "Current values (evidence)", "Message"], rows),
+    pager(failing.PageInfo, page, (p) => { location.hash = "#/items/" + checkId + "?page=" + p; }),
+    h("h2", { text: "Whitelist (accepted risk)" }),
+    table(["Instances", "Reason", "Expires"], rules));
+}
+
+// Checks a value against a repair parameter's TypeDefine as it is typed: the format only (the
+// server's check, which also refuses values that would defeat the fix, is the last word).
+function validator(typeDefine) {
+  let t = {};
+  try { t = JSON.parse(typeDefine || "{}"); } catch (e) { t = {}; }
+  const ipv4 = (s) => /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(s) && s.split(".").every((p) => Number(p) <= 255 && String(Number(p)) === p);
+  const ipv6 = (s) => s.includes(":") && /^[0-9a-fA-F:.]+$/.test(s) && (() => { try { return new URL("http://[" + s + "]/").hostname.length > 2; } catch (e) { return false; } })();
+  const ip = (s) => ipv4(s) || ipv6(s);
+  const port = (s) => /^\d{1,5}$/.test(s) && Number(s) >= 1 && Number(s) <= 65535;
+  switch (t.type) {
+    case "IP": return (v) => ip(v) ? "" : "Enter an IPv4 or IPv6 address, such as 127.0.0.1.";
+    case "PORT": return (v) => port(v) ? "" : "Enter a port from 1 to 65535.";
+    case "IP:PORT": return (v) => {
+      const m = /^\[([^\]]+)\]:(\d+)$/.exec(v) || /^([^:\[\]]+):(\d+)$/.exec(v);
+      return m && ip(m[1]) && port(m[2]) ? "" : "Enter an address and port, such as 127.0.0.1:6379 or [::1]:6379.";
+    };
+    case "CIDR": return (v) => {
+      const [addr, bits, extra] = v.split("/");
+      const max = ipv4(addr || "") ? 32 : ipv6(addr || "") ? 128 : -1;
+      return extra === undefined && max > 0 && /^\d{1,3}$/.test(bits || "") && Number(bits) <= max ? "" : "Enter a network such as 10.0.0.0/8.";
+    };
+    case "NUMBER": return (v) => {
+      const [lo, hi] = t.range || [-Infinity, Infinity];
+      return /^-?\d+$/.test(v) && Number(v) >= lo && Number(v) <= hi ? "" : `Enter a whole number from ${lo} to ${hi}.`;
+    };
+    case "ENUM": return (v) => (t.values || []).includes(v) ? "" : "Choose one of: " + (t.values || []).join(", ") + ".";
+    case "BOOL": return (v) => /^(true|false)$/i.test(v) ? "" : "Enter true or false.";
+    case "STRING": return (v) => { try { return new RegExp("^(?:" + t.pattern + ")$").test(v) ? "" : "The value does not have the expected form."; } catch (e) { return ""; } };
+    default: return () => "";
+  }
+}
+
+async function allFailing(checkId, filter) {
+  const out = [];
+  for (let page = 1; page <= 10; page++) {
+    const r = await api("ListCheckInstanceResult", Object.assign({ CheckId: checkId, Statuses: ["NOT_PASS"], CurrentPage: page, PageSize: 100 }, filter || {}));
+    out.push(...(r.BasicData || []));
+    if ((r.BasicData || []).length < 100) break;
+  }
+  return out;
+}
+
+async function fixDialog(checkId, item, detail) {
+  const configs = ((detail.RepairSetting || {}).RepairConfigs || []).filter((c) => c.UsageType !== "1");
+  const failing = await allFailing(checkId);
+  const fields = configs.map((c) => {
+    const id = "p-" + c.Name, errId = id + "-error";
+    const input = h("input", { id, name: c.Name, value: c.Value || c.DefaultValue || "", "aria-describedby": errId, autocomplete: "off",
+      required: c.EmptyParamSwitch === "1" });
+    const error = h("span", { class: "field-error", id: errId });
+    const check = validator(c.TypeDefine);
+    const validate = () => {
+      const msg = input.value === "" ? (c.EmptyParamSwitch === "1" ? "A value is required." : "") : check(input.value.trim());
+      error.textContent = msg;
+      input.setAttribute("aria-invalid", msg ? "true" : "false");
+      return !msg;
+    };
+    input.addEventListener("input", validate);
+    return { c, input, error, validate, el: field(id, (c.ShowName || c.Name) + " (" + c.Name + ")", input, error) };
+  });
+  const picks = failing.map((r) => ({ r, box: h("input", { type: "checkbox", checked: true, "aria-label": "Repair " + r.InstanceId }) }));
+  const mode = (v, label, checked) => h("label", { class: "inline" }, h("input", { type: "radio", name: "scope", value: v, checked }), label);
+  const filterInput = h("input", { id: "scope-filter", placeholder: "instance id or name contains" });
+  const result = h("div", { id: "fix-result", "aria-live": "polite" });
+  const chosen = async (dialog) => {
+    const scope = dialog.querySelector("input[name=scope]:checked").value;
+    if (scope === "hand") return picks.filter((p) => p.box.checked).map((p) => p.r);
+    if (scope === "filter") {
+      const k = filterInput.value.trim().toLowerCase();
+      return failing.filter((r) => r.InstanceId.toLowerCase().includes(k) || (r.InstanceName || "").toLowerCase().includes(k));
+    }
+    return failing;
+  };
+  const request = async (dialog) => {
+    if (!fields.map((f) => f.validate()).every(Boolean)) throw new Error("Correct the highlighted values first.");
+    const instances = await chosen(dialog);
+    if (!instances.length) throw new Error("Choose at least one instance.");
+    return {
+      CheckId: checkId, Type: "REPAIR",
+      OperationTaskInstances: instances.map((r) => ({ InstanceId: r.InstanceId, RegionId: r.RegionId })),
+      RepairTempParam: fields.map((f) => ({ Name: f.c.Name, Value: f.input.value.trim() })).filter((p) => p.Value !== ""),
+    };
+  };
+  // A refusal that names a parameter is shown at its field.
+  const showError = (err) => {
+    const name = (err.code || "").split(".").slice(1).join(".");
+    const f = fields.find((x) => x.c.Name === name);
+    if (f) { f.error.textContent = err.message; f.input.setAttribute("aria-invalid", "true"); f.input.focus(); }
+    result.replaceChildren(h("p", { class: "fail", role: "alert", text: err.message + (err.code ? " (" + err.code + ")" : "") }));
+  };
+  const dialog = h("dialog", { "aria-labelledby": "fix-title" },
+    h("h2", { id: "fix-title", text: "Fix: " + item.CheckShowName }),
+    h("form", { method: "dialog", onsubmit: (e) => e.preventDefault() },
+      fields.length ? h("fieldset", {}, h("legend", { text: "Repair parameters" }), fields.map((f) => f.el)) : h("p", { class: "muted", text: "This repair takes no parameters." }),
+      h("fieldset", {}, h("legend", { text: "Instances (" + failing.length + " failing)" }),
+        mode("all", "All failing instances", true), mode("filter", "Failing instances matching ", false), filterInput, mode("hand", "Chosen below", false),
+        h("div", { class: "table-wrap" }, h("table", {}, h("tbody", {}, picks.map((p) => h("tr", {}, h("td", {}, p.box), h("td", {}, h("code", { text: p.r.InstanceId })), h("td", { text: p.r.InstanceName }))))))),
+      result,
+      h("div", { class: "row" },
+        can("PreviewOperationTask") ? h("button", { type: "button", id: "preview", text: "Preview changes", onclick: async () => {
+          try {
+            const r = await api("PreviewOperationTask", await request(dialog));
+            result.replaceChildren(h("h3", { text: "What the repair would change" }), ...(r.Instances || []).map(previewOf));
+          } catch (err) { showError(err); }
+        } }) : null,
+        h("button", { type: "button", class: "primary", id: "submit-fix", text: "Repair", onclick: async () => {
+          try {
+            const r = await api("SubmitOperationTask", await request(dialog));
+            dialog.close();
+            location.hash = "#/tasks/" + r.RootTaskId;
+          } catch (err) { showError(err); }
+        } }),
+        h("button", { type: "button", text: "Close", onclick: () => dialog.close() }))));
+  dialog.addEventListener("close", () => dialog.remove());
+  document.body.append(dialog);
+  dialog.showModal();
+  (fields[0] ? fields[0].input : dialog.querySelector("#submit-fix")).focus();
+}
+function previewOf(p) {
+  const head = h("p", {}, h("code", { text: p.InstanceId }), " ", statusBadge(p.Outcome), p.SkipCode ? " " + p.SkipCode : "", p.SkipMessage ? ": " + p.SkipMessage : "");
+  const changes = (p.Changes || []).map((c) => h("div", {},
+    h("p", {}, h("strong", { text: c.File || c.Aspect || "" }), c.Kind === "FILE_MODE" ? ` mode ${c.Before} → ${c.After}` : c.Created ? " (created)" : ""),
+    c.Diff ? h("pre", { text: c.Diff }) : null,
+    c.Kind === "CLOUD_STATE" ? h("pre", { text: JSON.stringify(c.Before, null, 2) + "\n→\n" + JSON.stringify(c.After, null, 2) }) : null));
+  return h("div", { class: "card" }, head, changes);
+}
+
+// ---------- tasks ----------
+const REPAIR_STEPS = ["INIT", "IN_BACKUP", "BACKED_UP", "REPAIRING", "REPAIR_SUCCESS", "REPAIR_SUCCESS_VERIFYING", "REPAIR_SUCCESS_VERIFIED"];
+const ROLLBACK_STEPS = ["ROLL_BACK_INIT", "ROLL_BACKING", "ROLL_BACKED", "ROLL_BACK_VERIFYING", "ROLL_BACK_VERIFIED"];
+const FINAL = /VERIFIED$|UNVERIFIED$|FAIL$|CANCELLED$/;
+function steps(t) {
+  const path = t.Type === "ROLLBACK" ? ROLLBACK_STEPS : REPAIR_STEPS;
+  const at = path.indexOf(t.Status);
+  if (at < 0) return h("span", {}, statusBadge(t.Status));
+  return h("ol", { class: "steps", "aria-label": "Progress: " + t.Status },
+    path.map((s, i) => h("li", { class: i < at ? "done" : i === at ? (FINAL.test(s) ? "done" : "now") : "", text: s.replace(/_/g, " ").toLowerCase(), "aria-current": i === at ? "step" : null })));
+}
+async function viewTasks(q) {
+  const page = Number(q.get("page")) || 1;
+  const list = await api("ListOperationTask", { CurrentPage: page, PageSize: 20 });
+  const rows = (list.OperationTasks || []).map((t) => h("tr", {},
+    h("td", { class: "hide-narrow", text: time(t.DealTime) }),
+    h("td", {}, h("a", { href: "#/tasks/" + t.RootTaskId, text: t.CheckShowName })),
+    h("td", {}, h("code", { text: t.InstanceId })), h("td", { text: t.Type }), h("td", {}, statusBadge(t.Status)),
+    h("td", { class: "hide-narrow", text: t.ErrorCode || "" })));
+  show(h("h1", { text: "Tasks" }), table(["Last change", "Item", "Instance", "Type", "Status", "Error"], rows),
+    pager(list.PageInfo, page, (p) => { location.hash = "#/tasks?page=" + p; }));
+}
+async function viewRoot(rootId) {
+  const list = await api("ListOperationTask", { RootTaskId: rootId, PageSize: 100 });
+  const tasks = list.OperationTasks || [];
+  const picks = tasks.map((t) => ({ t, box: t.SupportRollBack && can("SubmitOperationTask") ? h("input", { type: "checkbox", "aria-label": "Roll back " + t.InstanceId }) : null }));
+  const rows = picks.map(({ t, box }) => h("tr", { "data-task": t.TaskId },
+    h("td", {}, box || ""), h("td", {}, h("code", { text: t.InstanceId })), h("td", { text: t.Type }),
+    h("td", {}, statusBadge(t.Status), steps(t)),
+    h("td", { text: [t.ErrorCode, t.ErrorMsg].filter(Boolean).join(": ") }),
+    h("td", { class: "hide-narrow", text: time(t.DealTime) })));
+  const busy = tasks.some((t) => !FINAL.test(t.Status));
+  const waiting = tasks.some((t) => t.Status === "WAIT_APPROVAL");
+  const act = async (label, fn) => {
+    try { await fn(); say(label); await viewRoot(rootId); } catch (err) { say(err.message + " (" + err.code + ")", true); }
+  };
+  const rollback = picks.some((p) => p.box) ? h("button", { type: "button", class: "danger", id: "rollback", text: "Roll back selected", onclick: () => act("Rollback submitted.", async () => {
+    const chosen = picks.filter((p) => p.box && p.box.checked).map((p) => p.t);
+    if (!chosen.length) throw new ApiError(400, { Code: "NothingSelected", Message: "Select the tasks to roll back" });
+    const byCheck = new Map();
+    for (const t of chosen) (byCheck.get(t.CheckId) || byCheck.set(t.CheckId, []).get(t.CheckId)).push(t);
+    let last = null;
+    for (const [checkId, ts] of byCheck) {
+      last = await api("SubmitOperationTask", { CheckId: checkId, Type: "ROLLBACK", OperationTaskInstances: ts.map((t) => ({ InstanceId: t.InstanceId, RegionId: t.RegionId, TaskId: t.TaskId })) });
+    }
+    if (last) location.hash = "#/tasks/" + last.RootTaskId;
+  }) }) : null;
+  const cancel = busy && can("CancelOperationTask") ? h("button", { type: "button", class: "danger", text: "Cancel", onclick: () => act("Cancel requested.", () => api("CancelOperationTask", { RootTaskId: rootId })) }) : null;
+  const approve = waiting && can("ApproveOperationTask") ? h("button", { type: "button", text: "Approve", onclick: () => act("Approved.", () => api("ApproveOperationTask", { RootTaskId: rootId })) }) : null;
+  const reject = waiting && can("RejectOperationTask") ? h("button", { type: "button", text: "Reject", onclick: () => act("Rejected.", () => api("RejectOperationTask", { RootTaskId: rootId })) }) : null;
+  const first = tasks[0] || {};
+  show(h("p", {}, h("a", { href: "#/tasks", text: "← Tasks" })),
+    h("h1", { text: (first.Type === "ROLLBACK" ? "Rollback: " : "Repair: ") + (first.CheckShowName || rootId) }),
+    h("p", { class: "muted" }, "Root task ", h("code", { text: rootId }), busy ? " · updating live" : " · finished"),
+    first.CheckId ? h("p", {}, h("a", { href: "#/items/" + first.CheckId, text: "Open the check item" })) : null,
+    table(["", "Instance", "Type", "Status", "Error", "Last change"], rows),
+    h("div", { class: "row" }, rollback, cancel, approve, reject));
+  if (busy) timers.push(setTimeout(() => viewRoot(rootId).catch(() => {}), 1500));
+}
+
+// ---------- assets ----------
+async function viewAssets(q) {
+  const page = Number(q.get("page")) || 1;
+  const [instances, agents, clouds, keys] = await Promise.all([
+    api("ListInstances", { CurrentPage: page, PageSize: 20, InstanceIdKey: q.get("q") || "" }),
+    api("DescribeAgents", {}).catch(() => ({ Agents: [] })),
+    api("DescribeCloudVendorAccountAKList", {}).catch(() => ({ Data: [] })),
+    can("DescribeAccessKeys") ? api("DescribeAccessKeys", {}) : Promise.resolve(null),
+  ]);
+  const agentOf = new Map((agents.Agents || []).map((a) => [a.InstanceId, a]));
+  const rows = (instances.Instances || []).map((i) => {
+    const a = agentOf.get(i.InstanceId);
+    return h("tr", {}, h("td", {}, h("code", { text: i.InstanceId })), h("td", { text: i.InstanceName }), h("td", { class: "hide-narrow", text: i.RegionId }),
+      h("td", { text: i.Vendor }), h("td", { text: a ? (a.Online ? "agent online" : "agent offline") : i.ThroughAgent ? "agent (not enrolled)" : i.Connector }));
+  });
+  const search = h("input", { id: "a-q", type: "search", value: q.get("q") || "" });
+  const sections = [h("h1", { text: "Assets" }),
+    h("form", { class: "filters", role: "search", onsubmit: (e) => { e.preventDefault(); location.hash = "#/assets?q=" + encodeURIComponent(search.value); } },
+      field("a-q", "Instance id or name contains", search), h("button", { type: "submit", text: "Search" })),
+    h("h2", { text: "Servers and cloud resources" }),
+    table(["Instance", "Name", "Region", "Vendor", "Reached through"], rows),
+    pager(instances.PageInfo, page, (p) => { q.set("page", p); location.hash = "#/assets?" + q.toString(); }),
+    h("h2", { text: "Agents" }),
+    table(["Agent", "Instance", "State", "Version", "Last heard"], (agents.Agents || []).map((a) => h("tr", {},
+      h("td", {}, h("code", { text: a.AgentId })), h("td", { text: a.InstanceId }), h("td", {}, statusBadge(a.Online ? "ONLINE" : "OFFLINE")),
+      h("td", { text: a.Version || "" }), h("td", { text: time(a.LastSeenAt) })))),
+    h("h2", { text: "Cloud accounts" }),
+    table(["Id", "Vendor", "AccessKey", "Alias", "State"], (clouds.Data || []).map((c) => h("tr", {},
+      h("td", { text: c.AuthId }), h("td", { text: c.Vendor }), h("td", {}, h("code", { text: c.SecretId })), h("td", { text: c.VendorAuthAlias || "" }),
+      h("td", { text: c.ServiceStatus === 0 ? "in use" : c.Message || "exception" }))))];
+  if (can("AddCloudVendorAccountAK")) sections.push(addCloudForm());
+  if (keys) {
+    const acc = keys.Account || {};
+    sections.push(h("h2", { text: "Account and keys" }),
+      h("p", {}, "Account ", h("code", { text: acc.AccountId }), ` (${acc.Name}) · repairs allowed: ${acc.RepairQuota === null ? "unlimited" : acc.RepairQuota}` +
+        ` · instances per submission: ${acc.MaxSubmissionInstances === null ? "no limit" : acc.MaxSubmissionInstances}`),
+      table(["AccessKeyId", "Policy", "State", "Created"], (keys.AccessKeys || []).map((k) => h("tr", {},
+        h("td", {}, h("code", { text: k.AccessKeyId })), h("td", { text: k.Policy }), h("td", { text: k.Enabled ? "enabled" : "disabled" }), h("td", { text: time(k.CreateTime) })))),
+      h("p", { class: "muted", text: "Keys and accounts are created and disabled with `posture keys` and `posture accounts` on the server." }));
+  }
+  show(...sections);
+}
+function addCloudForm() {
+  const f = (id, label, attrs) => { const input = h("input", Object.assign({ id, name: id }, attrs || {})); return [field(id, label, input), input]; };
+  const [idL, id] = f("c-id", "AWS access key id", { required: true, autocomplete: "off" });
+  const [secretL, secret] = f("c-secret", "Secret access key (never shown again)", { type: "password", required: true, autocomplete: "new-password" });
+  const [regionsL, regions] = f("c-regions", "Regions (comma-separated)", { value: "us-east-1", required: true });
+  const [aliasL, alias] = f("c-alias", "Alias");
+  const out = h("p", { "aria-live": "polite" });
+  return h("form", { class: "filters", "aria-label": "Add an AWS account", onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      await api("AddCloudVendorAccountAK", { Vendor: "AWS", SecretId: id.value.trim(), SecretKey: secret.value, VendorAuthAlias: alias.value,
+        Regions: regions.value.split(",").map((r) => r.trim()).filter(Boolean) });
+      secret.value = "";
+      say("The AWS account was added; its resources are discovered at the next check run.");
+      route();
+    } catch (err) { secret.value = ""; out.textContent = err.message + " (" + err.code + ")"; out.className = "fail"; }
+  } }, h("h3", { text: "Add an AWS account" }), idL, secretL, regionsL, aliasL, h("button", { type: "submit", text: "Add" }), out);
+}
+
+start();
