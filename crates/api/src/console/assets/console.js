@@ -245,36 +245,38 @@ async function renderRun(box, runId) {
 }
 function trendChart(points) {
   if (!points.length) return h("p", { class: "muted", text: "The trend starts with the first completed check run." });
-  const ns = "http://www.w3.org/2000/svg", W = 700, H = 200, pad = 30;
-  const max = Math.max(1, ...points.map((p) => Math.max(p.PassCount, p.FailCount)));
-  const x = (i) => pad + (points.length === 1 ? (W - 2 * pad) / 2 : (i * (W - 2 * pad)) / (points.length - 1));
-  const y = (v) => H - pad - (v * (H - 2 * pad)) / max;
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  svg.setAttribute("class", "trend");
-  svg.setAttribute("role", "img");
-  const lastP = points[points.length - 1];
-  svg.setAttribute("aria-label", `Results at the last ${points.length} check runs: now ${lastP.PassCount} passing and ${lastP.FailCount} failing.`);
-  for (const [key, color] of [["PassCount", "#1a7f37"], ["FailCount", "#b42318"]]) {
-    const line = document.createElementNS(ns, "polyline");
-    line.setAttribute("points", points.map((p, i) => `${x(i)},${y(p[key])}`).join(" "));
-    line.setAttribute("fill", "none");
-    line.setAttribute("stroke", color);
-    line.setAttribute("stroke-width", "2.5");
-    svg.append(line);
-    points.forEach((p, i) => {
-      const dot = document.createElementNS(ns, "circle");
-      dot.setAttribute("cx", x(i)); dot.setAttribute("cy", y(p[key])); dot.setAttribute("r", "3.5"); dot.setAttribute("fill", color);
-      const title = document.createElementNS(ns, "title");
-      title.textContent = `${time(p.EndTime)}: ${p.PassCount} passing, ${p.FailCount} failing, ${p.FailingCheckCount} items failing`;
-      dot.append(title);
-      svg.append(dot);
-    });
-  }
-  const axis = document.createElementNS(ns, "text");
-  axis.setAttribute("x", 4); axis.setAttribute("y", 14); axis.setAttribute("font-size", "11"); axis.textContent = String(max);
-  svg.append(axis);
-  return h("figure", {}, svg, h("figcaption", { class: "legend" }, h("span", { class: "pass", text: "● passing results" }), "  ", h("span", { class: "fail", text: "● failing results" }), ` (item × instance), at each of the last ${points.length} completed check runs`));
+  return h("div", { class: "charts" },
+    lineChart(points, "FailCount", "#b42318", "Failing results"),
+    lineChart(points, "PassCount", "#1a7f37", "Passing results"),
+    lineChart(points, "FailingCheckCount", "#8a5300", "Items failing somewhere"));
+}
+// One series over the runs, its axis fitted to its own range (a fleet's counts move by a few
+// percent, which a zero-based axis would flatten).
+function lineChart(points, key, color, label) {
+  const ns = "http://www.w3.org/2000/svg", W = 320, H = 150, left = 44, pad = 14;
+  const values = points.map((p) => Number(p[key]) || 0);
+  let lo = Math.min(...values), hi = Math.max(...values);
+  if (lo === hi) { lo = Math.max(0, lo - 1); hi = hi + 1; }
+  const x = (i) => left + (points.length === 1 ? (W - left - pad) / 2 : (i * (W - left - pad)) / (points.length - 1));
+  const y = (v) => H - pad - ((v - lo) * (H - 2 * pad)) / (hi - lo);
+  const el = (tag, attrs, text) => {
+    const e = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  };
+  const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, class: "trend", role: "img",
+    "aria-label": `${label} at the last ${points.length} check runs: from ${values[0]} to ${values[values.length - 1]}.` });
+  svg.append(el("line", { x1: left, y1: pad, x2: left, y2: H - pad, stroke: "#8c959f" }));
+  svg.append(el("text", { x: left - 4, y: pad + 4, "font-size": 11, "text-anchor": "end" }, String(hi)));
+  svg.append(el("text", { x: left - 4, y: H - pad, "font-size": 11, "text-anchor": "end" }, String(lo)));
+  svg.append(el("polyline", { points: values.map((v, i) => `${x(i)},${y(v)}`).join(" "), fill: "none", stroke: color, "stroke-width": 2.5 }));
+  values.forEach((v, i) => {
+    const dot = el("circle", { cx: x(i), cy: y(v), r: 3.5, fill: color });
+    dot.append(el("title", {}, `${time(points[i].EndTime)}: ${v}`));
+    svg.append(dot);
+  });
+  return h("figure", { class: "chart" }, svg, h("figcaption", { class: "legend" }, label + ": ", h("strong", { text: String(values[values.length - 1]) }), ` now, over the last ${points.length} completed check runs`));
 }
 
 // ---------- check items ----------
