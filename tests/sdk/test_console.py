@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, Server, posture_bin
+from test_nodes import database  # noqa: F401  (a fixture: a throwaway PostgreSQL database)
 
 CHROMIUM = os.environ.get("POSTURE_CHROMIUM", "/usr/bin/chromium")
 SHOTS = ROOT / "target" / "console-screenshots"
@@ -303,3 +304,57 @@ def test_page_weight_of_the_check_items_page(server, browser):
     total = sum(sizes)
     print(f"\nconsole: first load of the check items page transferred {total} bytes in {len(sizes)} responses")
     assert total < 300_000
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input, select, button')]
+    .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+    .map(e => e.outerHTML)"""
+
+
+def test_keyboard_use_and_every_control_labelled(server, browser):
+    page = page_of(browser)
+    page.goto(sign_in_link(server))
+    page.get_by_role("heading", name="Overview").wait_for()
+    for route, heading in [("#/overview", "Overview"), ("#/items", "Check items"), ("#/items/1016", REDIS_ITEM),
+                           ("#/tasks", "Tasks"), ("#/assets", "Assets")]:
+        page.goto(f"{server.url}/console/{route}")
+        page.get_by_role("heading", name=heading, exact=True).wait_for()
+        assert page.evaluate(UNLABELLED) == [], route
+    # The item page with the keyboard alone: Tab to the Fix button, Enter opens the dialog with
+    # the focus on its first field, Escape closes it and gives the page back.
+    page.goto(f"{server.url}/console/#/items/1016")
+    page.get_by_role("button", name="Fix…").wait_for()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "fix":
+            break
+    else:
+        pytest.fail("the Fix button cannot be reached with Tab")
+    page.keyboard.press("Enter")
+    page.get_by_role("dialog").wait_for()
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'p-IPPort'")
+    assert page.evaluate(UNLABELLED) == []
+    page.keyboard.press("Escape")
+    page.get_by_role("dialog").wait_for(state="detached")
+
+
+def test_a_session_is_honoured_and_ended_by_every_node(tmp_path, browser, database):
+    data = tmp_path / "data"
+    first = Server(data, args=("--database", database), log_name="node-0.log")
+    second = Server(data, args=("--database", database), log_name="node-1.log")
+    try:
+        page = page_of(browser)
+        link = re.search(r"(http://\S+/console/#ticket=[0-9a-f]{64})", (tmp_path / "node-0.log").read_text()).group(1)
+        page.goto(link)
+        page.get_by_role("heading", name="Overview").wait_for()
+        # The browser sends the cookie to the other node (the same host); that node knows the
+        # session from the database.
+        page.goto(f"{second.url}/console/#/items/1016")
+        page.get_by_role("cell", name=WEB_01).wait_for()
+        page.get_by_role("button", name="Sign out").click()
+        page.get_by_role("heading", name="Sign in to posture").wait_for()
+        page.goto(f"{first.url}/console/#/items")
+        page.get_by_role("heading", name="Sign in to posture").wait_for()
+    finally:
+        second.stop()
+        first.stop()

@@ -335,6 +335,9 @@ fn try_run(args: Args) -> Result<(), String> {
     let _workers = engine.start(args.workers);
     let http_limits = config.http.limits();
 
+    // Before the runtime starts: the store blocks (a new PostgreSQL connection may not be opened
+    // on an async thread). The listener is bound already.
+    print_console_address(&store, &reach, &args.public_url, args.demo);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
@@ -348,7 +351,6 @@ fn try_run(args: Args) -> Result<(), String> {
         };
         let app = api::App::new(store, engine, settings);
         tracing::info!(listen = %args.listen, credentials = %data.join("credentials.json").display(), "posture is serving");
-        print_console_address(&app.store, &reach, &args.public_url, args.demo);
         let tls = tls.map(|https| https.tls);
         reload_on_hangup(tls.clone())?;
         if tls.is_none() && !args.listen.ip().is_loopback() {

@@ -425,7 +425,7 @@ async function fixDialog(checkId, item, detail) {
   });
   const picks = failing.map((r) => ({ r, box: h("input", { type: "checkbox", checked: true, "aria-label": "Repair " + r.InstanceId }) }));
   const mode = (v, label, checked) => h("label", { class: "inline" }, h("input", { type: "radio", name: "scope", value: v, checked }), label);
-  const filterInput = h("input", { id: "scope-filter", placeholder: "instance id or name contains" });
+  const filterInput = h("input", { id: "scope-filter", placeholder: "instance id or name contains", "aria-label": "Instance id or name contains" });
   const result = h("div", { id: "fix-result", "aria-live": "polite" });
   const chosen = async (dialog) => {
     const scope = dialog.querySelector("input[name=scope]:checked").value;
