@@ -115,6 +115,18 @@ fn files_routes_and_headers() {
         "Action=SubmitCheck",
     );
     assert_eq!(forged.json()["Code"], "Console.SessionRequired", "an unknown token opens nothing");
+    // A second session cookie (planted) is not chosen between: neither is used.
+    let me = session(&s, &s.creds.access_key_id, &s.creds.access_key_secret);
+    let planted = session(&s, &s.creds.access_key_id, &s.creds.access_key_secret);
+    let both = format!("{}; {}", planted.cookie, me.cookie);
+    let r = http(&s, "GET", "/console/session", &[("cookie", &both)], "");
+    assert_eq!((r.status, r.json()["Code"].as_str()), (401, Some("Console.SessionRequired")));
+    // Audit records say the call came through the console.
+    let r =
+        http(&s, "POST", "/console/api", &[("cookie", &me.cookie), ("x-posture-csrf", &me.csrf)], "Action=SubmitCheck");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let audit = s.ok("DescribeAuditLog", &[("ActionName", "SubmitCheck")]);
+    assert!(audit["Records"][0]["SourceIp"].as_str().unwrap().ends_with("(console)"), "{audit}");
 }
 
 #[test]
@@ -229,11 +241,13 @@ fn sign_in_sessions_csrf_and_the_audit_trail() {
         assert!(records.iter().any(|r| r == expected), "{expected} not in {records:?}");
     }
 
-    // Disabling the key ends its sessions at once.
+    // Disabling the key ends its sessions at once; enabling it again brings none back.
     s.admin("keys", "disable", &["--key", &id]);
+    s.admin("keys", "enable", &["--key", &id]);
     let ended = http(&s, "GET", "/console/session", &[("cookie", &me.cookie)], "");
     assert_eq!((ended.status, ended.json()["Code"].as_str()), (401, Some("Console.SessionRequired")));
     assert_eq!(call(&s, &other, &[("Action", "ListInstances")]).status, 401);
+    s.admin("keys", "disable", &["--key", &id]);
     assert_eq!(sign_in(&s, &id, &secret).json()["Code"], "Console.SignInFailed", "a disabled key signs in no more");
 }
 

@@ -182,18 +182,26 @@ impl crate::Accounts for Store {
     fn set_key_enabled(&self, key_id: &str, enabled: bool) -> Result<()> {
         let key_id = key_id.to_string();
         self.write(move |tx| {
-            match tx.execute("UPDATE access_keys SET enabled = ? WHERE id = ?", args![enabled, &key_id])? {
-                0 => Err(StoreError::NotFound),
-                _ => Ok(()),
+            if tx.execute("UPDATE access_keys SET enabled = ? WHERE id = ?", args![enabled, &key_id])? == 0 {
+                return Err(StoreError::NotFound);
             }
+            // A disabled key's console sessions and sign-in link end with it (enabling it again
+            // brings none back).
+            if !enabled {
+                tx.execute("DELETE FROM console_sessions WHERE key_id = ?", args![&key_id])?;
+            }
+            Ok(())
         })
     }
 
     fn delete_key(&self, key_id: &str) -> Result<()> {
         let key_id = key_id.to_string();
-        self.write(move |tx| match tx.execute("DELETE FROM access_keys WHERE id = ?", args![&key_id])? {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
+        self.write(move |tx| {
+            tx.execute("DELETE FROM console_sessions WHERE key_id = ?", args![&key_id])?;
+            match tx.execute("DELETE FROM access_keys WHERE id = ?", args![&key_id])? {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
+            }
         })
     }
 }

@@ -71,8 +71,15 @@ pub trait Console: Send + Sync {
     ) -> Result<()>;
 
     /// The session under `token_hash`, if it is in force at `now_ms` (used within `idle_ms` and
-    /// before its absolute expiry); marks it used. Sessions past their time are removed.
-    fn console_session(&self, token_hash: &str, now_ms: i64, idle_ms: i64) -> Result<Option<ConsoleSession>>;
+    /// before its absolute expiry); with `used`, marks it used (a page's own polling does not
+    /// keep a session alive). Sessions past their time are removed.
+    fn console_session(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        idle_ms: i64,
+        used: bool,
+    ) -> Result<Option<ConsoleSession>>;
 
     /// Uses up a sign-in link: its key, if the link is in force (once only, on every node).
     fn take_console_ticket(&self, token_hash: &str, now_ms: i64) -> Result<Option<String>>;
@@ -96,6 +103,14 @@ impl Console for Store {
         let (hash, key) = (token_hash.to_string(), key_id.to_string());
         self.write(move |tx| {
             tx.execute("DELETE FROM console_sessions WHERE expires_ms <= ?", args![now_ms])?;
+            // A key has one sign-in link at a time: a new one (each start of serve --demo)
+            // voids the last.
+            if kind == SessionKind::Ticket {
+                tx.execute(
+                    "DELETE FROM console_sessions WHERE key_id = ? AND kind = ?",
+                    args![&key, SessionKind::Ticket.as_str()],
+                )?;
+            }
             tx.execute(
                 "INSERT INTO console_sessions (token_hash, kind, key_id, created_ms, seen_ms, expires_ms)
                  VALUES (?, ?, ?, ?, ?, ?)",
@@ -105,7 +120,13 @@ impl Console for Store {
         })
     }
 
-    fn console_session(&self, token_hash: &str, now_ms: i64, idle_ms: i64) -> Result<Option<ConsoleSession>> {
+    fn console_session(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        idle_ms: i64,
+        used: bool,
+    ) -> Result<Option<ConsoleSession>> {
         let found = self.read(|c| {
             c.query_opt(
                 "SELECT key_id, created_ms, seen_ms, expires_ms FROM console_sessions WHERE token_hash = ? AND kind = ?",
@@ -122,7 +143,7 @@ impl Console for Store {
             })?;
             return Ok(None);
         }
-        if now_ms - s.seen_ms >= TOUCH_EVERY_MS {
+        if used && now_ms - s.seen_ms >= TOUCH_EVERY_MS {
             s.seen_ms = now_ms;
             self.write(move |tx| {
                 tx.execute("UPDATE console_sessions SET seen_ms = ? WHERE token_hash = ?", args![now_ms, &hash])?;
@@ -204,33 +225,54 @@ mod tests {
             let (_p, s) = store();
             let now = now_ms();
             s.open_console_session("h1", SessionKind::Session, "LTAIk", now, now + 10_000).unwrap();
-            let got = s.console_session("h1", now + 1_000, 5_000).unwrap().unwrap();
+            let got = s.console_session("h1", now + 1_000, 5_000, true).unwrap().unwrap();
             assert_eq!((got.key_id.as_str(), got.expires_ms), ("LTAIk", now + 10_000));
-            assert!(s.console_session("h2", now, 5_000).unwrap().is_none(), "an unknown token opens nothing");
-            assert!(s.console_session("h1", now + 5_000, 5_000).unwrap().is_none(), "idle for 5 s: ended");
-            assert!(s.console_session("h1", now, 5_000).unwrap().is_none(), "an ended session is gone");
+            assert!(s.console_session("h2", now, 5_000, true).unwrap().is_none(), "an unknown token opens nothing");
+            assert!(s.console_session("h1", now + 5_000, 5_000, true).unwrap().is_none(), "idle for 5 s: ended");
+            assert!(s.console_session("h1", now, 5_000, true).unwrap().is_none(), "an ended session is gone");
 
             // Use keeps it alive (the last use is written once a minute), not past its expiry.
             s.open_console_session("h3", SessionKind::Session, "LTAIk", now, now + 200_000).unwrap();
-            assert!(s.console_session("h3", now + 61_000, 100_000).unwrap().is_some());
-            assert!(s.console_session("h3", now + 150_000, 100_000).unwrap().is_some(), "used 89 s ago");
-            assert!(s.console_session("h3", now + 200_000, 1_000_000).unwrap().is_none(), "absolute expiry");
+            assert!(s.console_session("h3", now + 61_000, 100_000, true).unwrap().is_some());
+            assert!(s.console_session("h3", now + 150_000, 100_000, true).unwrap().is_some(), "used 89 s ago");
+            assert!(s.console_session("h3", now + 200_000, 1_000_000, true).unwrap().is_none(), "absolute expiry");
+            // A page's polling is no use: it does not keep the session alive.
+            s.open_console_session("h6", SessionKind::Session, "LTAIk", now, now + 500_000).unwrap();
+            assert!(s.console_session("h6", now + 90_000, 100_000, false).unwrap().is_some());
+            assert!(s.console_session("h6", now + 100_000, 100_000, false).unwrap().is_none(), "idle since it opened");
 
             // Signing out.
             s.open_console_session("h4", SessionKind::Session, "LTAIk", now, now + 10_000).unwrap();
             s.end_console_session("h4").unwrap();
-            assert!(s.console_session("h4", now, 5_000).unwrap().is_none());
+            assert!(s.console_session("h4", now, 5_000, true).unwrap().is_none());
 
             // A sign-in link is no session, and opens one key once.
             s.open_console_session("t1", SessionKind::Ticket, "LTAIk", now, now + 10_000).unwrap();
-            assert!(s.console_session("t1", now, 5_000).unwrap().is_none(), "a link is not a session");
+            assert!(s.console_session("t1", now, 5_000, true).unwrap().is_none(), "a link is not a session");
             assert_eq!(s.take_console_ticket("t1", now).unwrap().as_deref(), Some("LTAIk"));
             assert_eq!(s.take_console_ticket("t1", now).unwrap(), None, "used once");
             s.open_console_session("t2", SessionKind::Ticket, "LTAIk", now, now + 10_000).unwrap();
             assert_eq!(s.take_console_ticket("t2", now + 10_000).unwrap(), None, "expired");
             s.open_console_session("h5", SessionKind::Session, "LTAIk", now, now + 10_000).unwrap();
             assert_eq!(s.take_console_ticket("h5", now).unwrap(), None, "a session is not a link");
-            assert!(s.console_session("h5", now, 5_000).unwrap().is_some(), "and is left alone");
+            assert!(s.console_session("h5", now, 5_000, true).unwrap().is_some(), "and is left alone");
+            // Disabling a key ends its sessions and its link; enabling it again brings none back.
+            let acct = s.create_account("console").unwrap().id;
+            let key = s.create_key(&acct, "Admin").unwrap().id;
+            s.open_console_session("k1", SessionKind::Session, &key, now, now + 10_000).unwrap();
+            s.open_console_session("k2", SessionKind::Ticket, &key, now, now + 10_000).unwrap();
+            s.set_key_enabled(&key, false).unwrap();
+            s.set_key_enabled(&key, true).unwrap();
+            assert!(s.console_session("k1", now, 5_000, true).unwrap().is_none());
+            assert_eq!(s.take_console_ticket("k2", now).unwrap(), None);
+            s.open_console_session("k3", SessionKind::Session, &key, now, now + 10_000).unwrap();
+            s.delete_key(&key).unwrap();
+            assert!(s.console_session("k3", now, 5_000, true).unwrap().is_none(), "deleted with its key");
+            // A key's new link voids its last one.
+            s.open_console_session("t3", SessionKind::Ticket, "LTAIk", now, now + 10_000).unwrap();
+            s.open_console_session("t4", SessionKind::Ticket, "LTAIk", now, now + 10_000).unwrap();
+            assert_eq!(s.take_console_ticket("t3", now).unwrap(), None);
+            assert_eq!(s.take_console_ticket("t4", now).unwrap().as_deref(), Some("LTAIk"));
         }
     }
 }

@@ -34,6 +34,7 @@ pub const TICKET_MS: i64 = 24 * 60 * 60 * 1000;
 
 const COOKIE: &str = "posture_session";
 const CSRF_HEADER: &str = "x-posture-csrf";
+const POLL_HEADER: &str = "x-posture-poll";
 
 /// The page, its script and its style: (path, content type, body).
 const ASSETS: &[(&str, &str, &str)] = &[
@@ -120,16 +121,21 @@ fn json_ok(body: &Value) -> Response {
     r
 }
 
-/// The token in the request's session cookie.
+/// The token in the request's session cookie. Two session cookies (one planted by whoever
+/// could set a cookie for this host, sent first for a longer path) are refused rather than one
+/// of them chosen: the browser would otherwise be pinned to a session not its own.
 fn cookie_token(req: &Request) -> Option<String> {
-    req.headers
+    let mut found = req
+        .headers
         .iter()
         .filter(|(k, _)| k == "cookie")
         .flat_map(|(_, v)| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, v)| v.to_string())
-        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|(name, _)| *name == COOKIE)
+        .map(|(_, v)| v.to_string());
+    let token = found.next()?;
+    let well_formed = token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit());
+    (well_formed && found.next().is_none()).then_some(token)
 }
 
 fn token_hash(token: &str) -> String {
@@ -143,24 +149,31 @@ fn csrf_token(token: &str) -> String {
 }
 
 /// A state-changing request must come from this site: `Sec-Fetch-Site` (which browsers set
-/// and pages cannot) is `same-origin` when present, else `Origin`, when present, names this
-/// host.
-fn same_site(req: &Request) -> bool {
+/// and pages cannot) is `same-origin` when present, else `Origin`, when present, is this
+/// node's origin (its scheme and the Host asked for, or `--public-url`'s).
+fn same_site(app: &App, req: &Request) -> bool {
+    same_site_as(app.settings.https, app.settings.public_url.as_deref(), req)
+}
+
+fn same_site_as(https: bool, public_url: Option<&str>, req: &Request) -> bool {
     if let Some(site) = req.header("sec-fetch-site") {
         return matches!(site, "same-origin" | "none");
     }
-    match (req.header("origin"), req.header("host")) {
-        (Some(origin), Some(host)) => origin.split_once("://").is_some_and(|(_, h)| h.eq_ignore_ascii_case(host)),
-        (Some(_), None) => false,
-        (None, _) => true,
-    }
+    let Some(origin) = req.header("origin") else { return true };
+    let scheme = if https { "https" } else { "http" };
+    let asked = req.header("host").map(|host| format!("{scheme}://{host}"));
+    let public = public_url.map(|u| u.trim_end_matches('/'));
+    let is_origin = |o: &str| o.eq_ignore_ascii_case(origin);
+    asked.as_deref().is_some_and(is_origin) || public.is_some_and(is_origin)
 }
 
 /// The session of the request and its key, if both are in force.
 fn session(app: &App, req: &Request) -> Result<(String, store::AccessKey, store::ConsoleSession), ApiError> {
     let token = cookie_token(req).ok_or_else(ApiError::console_session_required)?;
     let now = store::now_ms();
-    let found = app.store.console_session(&token_hash(&token), now, IDLE_MS).map_err(crate::ops::db)?;
+    // The page marks the calls of its own polling: they do not keep an unattended tab signed in.
+    let used = req.header(POLL_HEADER).is_none();
+    let found = app.store.console_session(&token_hash(&token), now, IDLE_MS, used).map_err(crate::ops::db)?;
     let session = found.ok_or_else(ApiError::console_session_required)?;
     match app.store.get_key(&session.key_id).map_err(crate::ops::db)? {
         Some(key) if key.enabled => Ok((token, key, session)),
@@ -176,7 +189,7 @@ fn session(app: &App, req: &Request) -> Result<(String, store::AccessKey, store:
 fn checked_session(app: &App, req: &Request) -> Result<(String, store::AccessKey), ApiError> {
     let (token, key, _) = session(app, req)?;
     let sent = req.header(CSRF_HEADER).unwrap_or_default();
-    if !same_site(req) || !constant_time_eq(sent.as_bytes(), csrf_token(&token).as_bytes()) {
+    if !same_site(app, req) || !constant_time_eq(sent.as_bytes(), csrf_token(&token).as_bytes()) {
         return Err(ApiError::console_csrf_refused());
     }
     Ok((token, key))
@@ -221,7 +234,7 @@ fn field<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 fn sign_in(app: &App, req: &Request) -> Result<Response, ApiError> {
-    if !same_site(req) {
+    if !same_site(app, req) {
         return Err(ApiError::console_csrf_refused());
     }
     let params = form(req);
@@ -277,9 +290,15 @@ fn sign_out(app: &App, req: &Request) -> Result<Response, ApiError> {
     Ok(r)
 }
 
+/// Where a call came from, as the audit trail records it: the client's address, and that it
+/// came through the console.
+fn source(req: &Request) -> String {
+    format!("{} (console)", req.peer.ip())
+}
+
 /// Records a sign-in or sign-out in the audit trail of the key's account.
 fn record(app: &App, req: &Request, key: &store::AccessKey, action: &str, outcome: &str) {
-    let mut e = crate::ops::audit::entry(&key.account_id, &key.id, &req.peer.ip().to_string(), action, &[]);
+    let mut e = crate::ops::audit::entry(&key.account_id, &key.id, &source(req), action, &[]);
     e.outcome = outcome.to_string();
     if let Err(err) = app.store.record_audit(&e, app.settings.audit_retention_ms) {
         tracing::error!(error = %err, action, "the console sign-in could not be recorded in the audit trail");
@@ -292,7 +311,7 @@ fn call(app: &App, req: &Request, request_id: &str) -> Result<Response, ApiError
     let params: Vec<(String, String)> = form(req).into_iter().filter(|(k, _)| k != "AccessKeyId").collect();
     let action = field(&params, "Action").unwrap_or_default().trim().to_string();
     let prepared = authorise(&key.policy, &action, &params);
-    let source = req.peer.ip().to_string();
+    let source = source(req);
     let call = Call { key: &key, action: &action, params: &params, source: &source, request_id };
     let origin = gateway::origin(app, req.header("host"));
     let mut body = perform(app, &call, prepared, &origin)?;
@@ -328,12 +347,18 @@ mod tests {
 
     #[test]
     fn only_requests_of_this_site_change_anything() {
-        assert!(same_site(&req(&[("sec-fetch-site", "same-origin")])));
-        assert!(!same_site(&req(&[("sec-fetch-site", "cross-site"), ("origin", "http://a:1"), ("host", "a:1")])));
-        assert!(!same_site(&req(&[("sec-fetch-site", "same-site")])));
-        assert!(same_site(&req(&[("origin", "http://127.0.0.1:8080"), ("host", "127.0.0.1:8080")])));
-        assert!(!same_site(&req(&[("origin", "http://evil.example"), ("host", "127.0.0.1:8080")])));
-        assert!(same_site(&req(&[])), "a client that is no browser sends neither (the CSRF token still applies)");
+        let same = |h: &[(&str, &str)]| same_site_as(false, None, &req(h));
+        assert!(same(&[("sec-fetch-site", "same-origin")]));
+        assert!(!same(&[("sec-fetch-site", "cross-site"), ("origin", "http://a:1"), ("host", "a:1")]));
+        assert!(!same(&[("sec-fetch-site", "same-site")]));
+        assert!(same(&[("origin", "http://127.0.0.1:8080"), ("host", "127.0.0.1:8080")]));
+        assert!(!same(&[("origin", "http://evil.example"), ("host", "127.0.0.1:8080")]));
+        assert!(!same(&[("origin", "evil://127.0.0.1:8080"), ("host", "127.0.0.1:8080")]), "the scheme counts");
+        assert!(!same(&[("origin", "null"), ("host", "127.0.0.1:8080")]));
+        assert!(same(&[]), "a client that is no browser sends neither (the CSRF token still applies)");
+        let behind_proxy = [("origin", "https://posture.example"), ("host", "10.0.0.5:8080")];
+        assert!(same_site_as(false, Some("https://posture.example/"), &req(&behind_proxy)));
+        assert!(!same_site_as(true, None, &req(&[("origin", "http://a:1"), ("host", "a:1")])), "http to an https node");
     }
 
     #[test]
@@ -343,6 +368,12 @@ mod tests {
         assert_eq!(cookie_token(&with(&format!("a=1; {COOKIE}={token}; b=2"))), Some(token.clone()));
         assert_eq!(cookie_token(&with(&format!("{COOKIE}=x{token}"))), None);
         assert_eq!(cookie_token(&with("a=1")), None);
+        let other = "cd".repeat(32);
+        assert_eq!(cookie_token(&with(&format!("{COOKIE}={other}; {COOKIE}={token}"))), None, "two: neither");
+        assert_eq!(
+            cookie_token(&req(&[("cookie", &format!("{COOKIE}=zz")), ("cookie", &format!("{COOKIE}={token}"))])),
+            None
+        );
         assert_ne!(csrf_token(&token), token_hash(&token), "the CSRF token is not the stored hash");
     }
 }

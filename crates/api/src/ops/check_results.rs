@@ -334,6 +334,14 @@ pub fn get_check_detail(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         "AssistInfo": text(&c.assist),
         "Cis": c.cis,
         "Benchmark": c.benchmark,
+        // How it is judged: every condition must hold, with the account's thresholds.
+        "Rule": mine.rule.iter().map(|r| json!({
+            "Key": r.key,
+            "Operator": r.op.name(),
+            "Value": r.value,
+            "Values": r.values,
+            "Default": r.default,
+        })).collect::<Vec<_>>(),
         "CustomConfigs": custom_configs(c, values.get(&c.id), lang),
         "RepairSetting": {
             "RepairSupport": repair.is_some(),

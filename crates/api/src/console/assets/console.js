@@ -23,10 +23,24 @@ function h(tag, attrs, ...children) {
   return el;
 }
 const main = () => document.getElementById("main");
-function show(...nodes) {
-  const m = main();
-  m.replaceChildren(...nodes);
+// Each navigation gets a number; a view that is still loading when the next one starts must
+// not paint over it, nor schedule more polling.
+let navigation = 0;
+function current(seq) {
+  return seq === navigation;
 }
+function paint(seq, ...nodes) {
+  if (current(seq)) main().replaceChildren(...nodes);
+}
+function show(...nodes) {
+  main().replaceChildren(...nodes);
+}
+// Polling for a view: its calls are marked as the page's own (they do not keep an unattended
+// session alive), and it stops with its navigation.
+function later(seq, fn, ms) {
+  if (current(seq)) timers.push(setTimeout(() => { if (current(seq)) fn().catch(() => {}); }, ms));
+}
+let flash = "";
 function say(text, isError) {
   const s = document.getElementById("status");
   s.className = isError ? "status error" : "status";
@@ -39,9 +53,11 @@ function statusBadge(status) {
   const cls = /NOT_PASS|FAIL|UNVERIFIED|REJECT|OFFLINE/.test(status) ? "fail" : /PASS|VERIFIED|SUCCESS|ONLINE/.test(status) ? "pass" : "warn";
   return h("span", { class: "badge " + cls, text: status || "—" });
 }
+// Headers written "~Name" mark columns hidden on a narrow screen (their cells say "hide-narrow").
 function table(headers, rows) {
+  const th = (t) => t.startsWith("~") ? h("th", { scope: "col", class: "hide-narrow", text: t.slice(1) }) : h("th", { scope: "col", text: t });
   return h("div", { class: "table-wrap" },
-    h("table", {}, h("thead", {}, h("tr", {}, headers.map((t) => h("th", { scope: "col", text: t })))),
+    h("table", {}, h("thead", {}, h("tr", {}, headers.map(th))),
       h("tbody", {}, rows.length ? rows : [h("tr", {}, h("td", { colspan: headers.length, class: "muted", text: "Nothing to show." }))])));
 }
 // A labelled control: the label names the control alone (its text is the accessible name).
@@ -73,9 +89,10 @@ class ApiError extends Error {
     this.code = body.Code || "HTTP" + status;
   }
 }
-async function post(path, body) {
+async function post(path, body, poll) {
   const headers = { "content-type": "application/x-www-form-urlencoded" };
   if (session.csrf) headers["x-posture-csrf"] = session.csrf;
+  if (poll) headers["x-posture-poll"] = "1";
   const r = await fetch(path, { method: "POST", headers, body, credentials: "same-origin" });
   const json = await r.json().catch(() => ({}));
   if (!r.ok) {
@@ -84,8 +101,8 @@ async function post(path, body) {
   }
   return json;
 }
-function api(action, params) {
-  return post("/console/api", flatten(Object.assign({ Action: action, Lang: "en" }, params || {}), "", new URLSearchParams()));
+function api(action, params, poll) {
+  return post("/console/api", flatten(Object.assign({ Action: action, Lang: "en" }, params || {}), "", new URLSearchParams()), poll);
 }
 
 // ---------- session ----------
@@ -136,7 +153,12 @@ function viewSignIn(message) {
 }
 async function start() {
   document.getElementById("signout").addEventListener("click", async () => {
-    try { await post("/console/signout", ""); } catch (e) { /* already ended */ }
+    try {
+      await post("/console/signout", "");
+    } catch (e) {
+      // Already ended is signed out; anything else is not, and must not look as if it were.
+      if (e.status !== 401) return say("Signing out failed: " + e.message + " (" + e.code + "). You are still signed in.", true);
+    }
     signedOut("You are signed out.");
   });
   window.addEventListener("hashchange", route);
@@ -159,10 +181,16 @@ function parseHash() {
 // A one-time sign-in link (`serve --demo`) carries its ticket in the fragment, which no server
 // log sees; it is taken out of the address at once.
 function ticketInAddress() {
-  return new URLSearchParams(location.hash.slice(1)).get("ticket");
+  const m = /^#ticket=([0-9a-f]{64})$/.exec(location.hash);
+  return m && m[1];
 }
 async function useTicket(ticket) {
   history.replaceState(null, "", location.pathname + "#/overview");
+  // A link signs in as its key: the session in force (perhaps another key's) ends first.
+  if (session.csrf) {
+    try { await post("/console/signout", ""); } catch (e) { /* ended already */ }
+    signedOut();
+  }
   try {
     signedIn(await post("/console/session", new URLSearchParams({ Ticket: ticket })));
     return route();
@@ -175,7 +203,9 @@ async function route() {
   if (ticket) return useTicket(ticket);
   if (!session.csrf) return;
   stopTimers();
-  say("");
+  const seq = ++navigation;
+  say(flash);
+  flash = "";
   const { parts, query } = parseHash();
   const section = parts[0] || "overview";
   for (const a of document.querySelectorAll("#nav a")) {
@@ -183,20 +213,20 @@ async function route() {
     else a.removeAttribute("aria-current");
   }
   try {
-    if (section === "items" && parts[1]) await viewItem(Number(parts[1]), query);
-    else if (section === "items") await viewItems(query);
-    else if (section === "tasks" && parts[1]) await viewRoot(parts[1]);
-    else if (section === "tasks") await viewTasks(query);
-    else if (section === "assets") await viewAssets(query);
-    else await viewOverview();
+    if (section === "items" && parts[1]) await viewItem(seq, Number(parts[1]), query);
+    else if (section === "items") await viewItems(seq, query);
+    else if (section === "tasks" && parts[1]) await viewRoot(seq, parts[1], {});
+    else if (section === "tasks") await viewTasks(seq, query);
+    else if (section === "assets") await viewAssets(seq, query);
+    else await viewOverview(seq);
   } catch (e) {
-    if (session.csrf) show(h("h1", { text: "Something went wrong" }), h("p", { class: "fail", text: e.message + " (" + (e.code || "error") + ")" }));
+    if (session.csrf) paint(seq, h("h1", { text: "Something went wrong" }), h("p", { class: "fail", text: e.message + " (" + (e.code || "error") + ")" }));
   }
-  main().focus({ preventScroll: true });
+  if (current(seq)) main().focus({ preventScroll: true });
 }
 
 // ---------- overview ----------
-async function viewOverview() {
+async function viewOverview(seq) {
   const [summary, trend, runs] = await Promise.all([
     api("GetCheckSummary", {}),
     api("DescribeCheckTrend", { Count: 30 }),
@@ -214,17 +244,17 @@ async function viewOverview() {
   }
   const runBox = h("div", { id: "last-run" });
   const last = (runs.Processes || [])[0];
-  renderRun(runBox, last ? last.TaskId : null);
+  renderRun(seq, runBox, last ? last.TaskId : null);
   const checkNow = can("SubmitCheck") ? h("button", { class: "primary", type: "button", text: "Check now", onclick: async (e) => {
     e.target.disabled = true;
     try {
       const r = await api("SubmitCheck", {});
       say("Check run " + r.TaskId + " started.");
-      renderRun(runBox, r.TaskId);
+      renderRun(seq, runBox, r.TaskId);
     } catch (err) { say(err.message + " (" + err.code + ")", true); }
     e.target.disabled = false;
   } }) : null;
-  show(h("h1", { text: "Overview" }), cards,
+  paint(seq, h("h1", { text: "Overview" }), cards,
     h("h2", { text: "Last check run" }), runBox, checkNow,
     h("h2", { text: "Trend" }), trendChart(trend.Points || []),
     h("h2", { text: "By standard" }), table(["Standard", "Passing", "Failing", "High", "Medium", "Low"], standards));
@@ -232,16 +262,17 @@ async function viewOverview() {
 function card(label, n, cls) {
   return h("div", { class: "card" }, h("div", { class: "n " + cls, text: n === undefined ? "—" : n }), h("div", { class: "muted", text: label }));
 }
-async function renderRun(box, runId) {
+async function renderRun(seq, box, runId, poll) {
   if (!runId) { box.replaceChildren(h("p", { class: "muted", text: "No check run yet." })); return; }
-  const p = await api("GetCheckProcess", { TaskId: runId });
+  const p = await api("GetCheckProcess", { TaskId: runId }, poll);
+  if (String(p.StatusCode) === "5") { box.replaceChildren(h("p", { class: "muted", text: "The last check run is no longer known." })); return; }
   const total = Number(p.TotalCount) || 0, done = Number(p.FinishCount) || 0;
   const finished = ["2", "4", "5"].includes(String(p.StatusCode));
   const pct = total ? Math.round((100 * done) / total) : finished ? 100 : 0;
   const bar = h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct, "aria-label": "Check run progress" }, h("div"));
   bar.firstChild.style.width = pct + "%";
   box.replaceChildren(h("p", {}, "Run ", h("code", { text: runId }), ": ", finished ? "completed" : "checking", ", " + done + " of " + total + " instances."), bar);
-  if (!finished) timers.push(setTimeout(() => renderRun(box, runId).catch(() => {}), 1500));
+  if (!finished) later(seq, () => renderRun(seq, box, runId, true), 1500);
 }
 function trendChart(points) {
   if (!points.length) return h("p", { class: "muted", text: "The trend starts with the first completed check run." });
@@ -286,7 +317,7 @@ function select(name, label, options, value) {
   const el = h("select", { id, name }, h("option", { value: "", text: "Any" }), options.map(([v, t]) => h("option", { value: v, text: t, selected: v === value })));
   return field(id, label, el);
 }
-async function viewItems(q) {
+async function viewItems(seq, q) {
   const page = Number(q.get("page")) || 1;
   const params = { CurrentPage: page, PageSize: 20 };
   if (q.get("status")) params.Statuses = [q.get("status")];
@@ -314,8 +345,8 @@ async function viewItems(q) {
     h("td", {}, h("a", { href: "#/items/" + c.CheckId, text: c.CheckShowName })),
     h("td", {}, statusBadge(c.Status)), h("td", { text: c.RiskLevel }), h("td", { class: "hide-narrow", text: c.Vendor }),
     h("td", { class: "hide-narrow", text: c.OperationType === "SUPPORT_REPAIR" ? "yes" : "no" }), h("td", { class: "hide-narrow", text: time(c.LastCheckTime) })));
-  show(h("h1", { text: "Check items" }), form,
-    table(["Item", "Status", "Risk", "Vendor", "Repairable", "Last checked"], rows),
+  paint(seq, h("h1", { text: "Check items" }), form,
+    table(["Item", "Status", "Risk", "~Vendor", "~Repairable", "~Last checked"], rows),
     pager(list.PageInfo, page, (p) => { q.set("page", p); location.hash = "#/items?" + q.toString(); }));
 }
 function pager(info, page, go) {
@@ -328,7 +359,7 @@ function pager(info, page, go) {
 }
 
 // ---------- item detail ----------
-async function viewItem(checkId, q) {
+async function viewItem(seq, checkId, q) {
   const page = Number(q.get("page")) || 1;
   const [detail, list, failing, whitelist] = await Promise.all([
     api("GetCheckDetail", { CheckId: checkId }),
@@ -347,20 +378,34 @@ async function viewItem(checkId, q) {
     h("td", { text: r.InstanceCount ? r.InstanceIds.join(", ") + (r.InstanceCount > r.InstanceIds.length ? " …" : "") : "every instance" }),
     h("td", { text: r.Reason || r.Remark || "—" }), h("td", { text: r.ExpireTime ? time(r.ExpireTime) : "never" })));
   const fixable = repair.RepairSupport && can("SubmitOperationTask");
-  show(
+  paint(seq,
     h("p", {}, h("a", { href: "#/items", text: "← Check items" })),
     h("h1", { text: item.CheckShowName }),
     h("p", {}, statusBadge(item.Status), " ", h("span", { text: "Risk " + (item.RiskLevel || "—") }), detail.Cis ? h("span", { text: " · CIS " + detail.Cis + (detail.Benchmark ? " (" + detail.Benchmark + ")" : "") }) : null),
     h("h2", { text: "What it checks" }), h("p", { text: (detail.Description || {}).Value || "" }),
-    h("h2", { text: "How it is judged" }), h("p", { text: (detail.AssistInfo || {}).Value || "" }),
+    h("h2", { text: "How it is judged" }), ruleOf(detail.Rule || []),
+    (detail.AssistInfo || {}).Value ? h("p", { class: "muted", text: detail.AssistInfo.Value }) : null,
     h("h2", { text: "How to fix it" }), h("p", { text: (detail.Solution || {}).Value || "" }),
     repair.RepairSupport ? h("ol", {}, (repair.FlowStep || []).map((s) => h("li", { text: s.ShowText }))) : h("p", { class: "muted", text: "posture does not repair this item." }),
     fixable ? h("button", { class: "primary", type: "button", id: "fix", text: "Fix…", onclick: () => fixDialog(checkId, item, detail) }) : null,
     h("h2", { text: "Failing instances" }),
-    table(["Instance", "Name", "Region", "Result", "Current values (evidence)", "Message"], rows),
+    table(["Instance", "Name", "~Region", "Result", "Current values (evidence)", "~Message"], rows),
     pager(failing.PageInfo, page, (p) => { location.hash = "#/items/" + checkId + "?page=" + p; }),
     h("h2", { text: "Whitelist (accepted risk)" }),
     table(["Instances", "Reason", "Expires"], rules));
+}
+
+// The item's rule as a list: every condition must hold for PASS (the account's thresholds).
+const OPERATORS = { eq: "is", in: "is one of", le: "is at most", ge: "is at least", le_duration: "is at most (seconds)",
+  mode_at_most: "grants no more than mode", no_wildcard_addr: "lists no wildcard address", present: "is set",
+  absent: "is not set", all_of: "includes all of", none_of: "includes none of", mask_at_least: "masks at least",
+  fields_le: "is field by field at most", audit_rules: "records at least the audit rules" };
+function ruleOf(rule) {
+  if (!rule.length) return h("p", { class: "muted", text: "—" });
+  return h("ul", {}, rule.map((c) => h("li", {},
+    h("code", { text: c.Key }), " " + (OPERATORS[c.Operator] || c.Operator) + " ",
+    c.Value ? h("code", { text: c.Value }) : null, (c.Values || []).length ? h("code", { text: c.Values.join(", ") }) : null,
+    c.Default ? h("span", { class: "muted", text: " (when not set: " + c.Default + ")" }) : null)));
 }
 
 // Checks a value against a repair parameter's TypeDefine as it is typed: the format only (the
@@ -501,7 +546,7 @@ function steps(t) {
   return h("ol", { class: "steps", "aria-label": "Progress: " + t.Status },
     path.map((s, i) => h("li", { class: i < at ? "done" : i === at ? (FINAL.test(s) ? "done" : "now") : "", text: s.replace(/_/g, " ").toLowerCase(), "aria-current": i === at ? "step" : null })));
 }
-async function viewTasks(q) {
+async function viewTasks(seq, q) {
   const page = Number(q.get("page")) || 1;
   const list = await api("ListOperationTask", { CurrentPage: page, PageSize: 20 });
   const rows = (list.OperationTasks || []).map((t) => h("tr", {},
@@ -509,49 +554,84 @@ async function viewTasks(q) {
     h("td", {}, h("a", { href: "#/tasks/" + t.RootTaskId, text: t.CheckShowName })),
     h("td", {}, h("code", { text: t.InstanceId })), h("td", { text: t.Type }), h("td", {}, statusBadge(t.Status)),
     h("td", { class: "hide-narrow", text: t.ErrorCode || "" })));
-  show(h("h1", { text: "Tasks" }), table(["Last change", "Item", "Instance", "Type", "Status", "Error"], rows),
+  paint(seq, h("h1", { text: "Tasks" }), table(["~Last change", "Item", "Instance", "Type", "Status", "~Error"], rows),
     pager(list.PageInfo, page, (p) => { location.hash = "#/tasks?page=" + p; }));
 }
-async function viewRoot(rootId) {
-  const list = await api("ListOperationTask", { RootTaskId: rootId, PageSize: 100 });
+// A root task's page. It is polled while its tasks move: redrawn only when a status changes,
+// with the ticked boxes and the focused control kept; every 1.5 s while a step runs, every 10 s
+// while tasks only wait (for approval, or for an earlier change), and not after 30 minutes
+// without a change (the page says so).
+async function viewRoot(seq, rootId, state, poll) {
+  const list = await api("ListOperationTask", { RootTaskId: rootId, PageSize: 100 }, poll);
+  if (!current(seq)) return;
   const tasks = list.OperationTasks || [];
-  const picks = tasks.map((t) => ({ t, box: t.SupportRollBack && can("SubmitOperationTask") ? h("input", { type: "checkbox", "aria-label": "Roll back " + t.InstanceId }) : null }));
+  const now = Date.now();
+  const signature = tasks.map((t) => t.TaskId + ":" + t.Status + ":" + t.SupportRollBack).join(",");
+  const busy = tasks.some((t) => !FINAL.test(t.Status));
+  const running = tasks.some((t) => !FINAL.test(t.Status) && !["WAIT_APPROVAL", "THROTTLING"].includes(t.Status));
+  if (signature !== state.signature) {
+    state.signature = signature;
+    state.changed = now;
+    renderRoot(seq, rootId, tasks, busy, state);
+  }
+  const quiet = now - state.changed > 30 * 60 * 1000;
+  if (busy && quiet) {
+    const note = document.getElementById("live");
+    if (note) note.textContent = " · no change for 30 minutes: updates paused (reload to resume)";
+  } else if (busy) {
+    later(seq, () => viewRoot(seq, rootId, state, true), running ? 1500 : 10000);
+  }
+}
+function renderRoot(seq, rootId, tasks, busy, state) {
+  const focused = document.activeElement && document.activeElement.id;
+  const ticked = new Set([...document.querySelectorAll("input[data-rollback]:checked")].map((b) => b.dataset.rollback));
+  const picks = tasks.map((t) => ({ t, box: t.SupportRollBack && can("SubmitOperationTask")
+    ? h("input", { type: "checkbox", id: "rb-" + t.TaskId, "data-rollback": t.TaskId, checked: ticked.has(t.TaskId), "aria-label": "Roll back " + t.InstanceId }) : null }));
   const rows = picks.map(({ t, box }) => h("tr", { "data-task": t.TaskId },
     h("td", {}, box || ""), h("td", {}, h("code", { text: t.InstanceId })), h("td", { text: t.Type }),
     h("td", {}, statusBadge(t.Status), steps(t)),
     h("td", { text: [t.ErrorCode, t.ErrorMsg].filter(Boolean).join(": ") }),
     h("td", { class: "hide-narrow", text: time(t.DealTime) })));
-  const busy = tasks.some((t) => !FINAL.test(t.Status));
-  const waiting = tasks.some((t) => t.Status === "WAIT_APPROVAL");
+  const waiting = tasks.filter((t) => t.Status === "WAIT_APPROVAL");
+  // The submitter of a root cannot approve it (the two-person rule): no button that would be refused.
+  const mayDecide = waiting.some((t) => !t.Approval || t.Approval.SubmittedBy !== session.keyId);
   const act = async (label, fn) => {
-    try { await fn(); say(label); await viewRoot(rootId); } catch (err) { say(err.message + " (" + err.code + ")", true); }
+    try {
+      await fn();
+      flash = label;
+      route();
+    } catch (err) { say(err.message + " (" + err.code + ")", true); }
   };
-  const rollback = picks.some((p) => p.box) ? h("button", { type: "button", class: "danger", id: "rollback", text: "Roll back selected", onclick: () => act("Rollback submitted.", async () => {
+  const rollback = picks.some((p) => p.box) ? h("button", { type: "button", class: "danger", id: "rollback", text: "Roll back selected", onclick: async () => {
     const chosen = picks.filter((p) => p.box && p.box.checked).map((p) => p.t);
-    if (!chosen.length) throw new ApiError(400, { Code: "NothingSelected", Message: "Select the tasks to roll back" });
-    const byCheck = new Map();
-    for (const t of chosen) (byCheck.get(t.CheckId) || byCheck.set(t.CheckId, []).get(t.CheckId)).push(t);
-    let last = null;
-    for (const [checkId, ts] of byCheck) {
-      last = await api("SubmitOperationTask", { CheckId: checkId, Type: "ROLLBACK", OperationTaskInstances: ts.map((t) => ({ InstanceId: t.InstanceId, RegionId: t.RegionId, TaskId: t.TaskId })) });
-    }
-    if (last) location.hash = "#/tasks/" + last.RootTaskId;
-  }) }) : null;
-  const cancel = busy && can("CancelOperationTask") ? h("button", { type: "button", class: "danger", text: "Cancel", onclick: () => act("Cancel requested.", () => api("CancelOperationTask", { RootTaskId: rootId })) }) : null;
-  const approve = waiting && can("ApproveOperationTask") ? h("button", { type: "button", text: "Approve", onclick: () => act("Approved.", () => api("ApproveOperationTask", { RootTaskId: rootId })) }) : null;
-  const reject = waiting && can("RejectOperationTask") ? h("button", { type: "button", text: "Reject", onclick: () => act("Rejected.", () => api("RejectOperationTask", { RootTaskId: rootId })) }) : null;
+    if (!chosen.length) return say("Select the repairs to roll back.", true);
+    try {
+      const byCheck = new Map();
+      for (const t of chosen) (byCheck.get(t.CheckId) || byCheck.set(t.CheckId, []).get(t.CheckId)).push(t);
+      let last = null;
+      for (const [checkId, ts] of byCheck) {
+        last = await api("SubmitOperationTask", { CheckId: checkId, Type: "ROLLBACK", OperationTaskInstances: ts.map((t) => ({ InstanceId: t.InstanceId, RegionId: t.RegionId, TaskId: t.TaskId })) });
+      }
+      flash = "Rollback submitted.";
+      location.hash = "#/tasks/" + last.RootTaskId;
+    } catch (err) { say(err.message + " (" + err.code + ")", true); }
+  } }) : null;
+  const cancel = busy && can("CancelOperationTask") ? h("button", { type: "button", class: "danger", id: "cancel", text: "Cancel", onclick: () => act("Cancel requested.", () => api("CancelOperationTask", { RootTaskId: rootId })) }) : null;
+  const approve = mayDecide && can("ApproveOperationTask") ? h("button", { type: "button", id: "approve", text: "Approve", onclick: () => act("Approved.", () => api("ApproveOperationTask", { RootTaskId: rootId })) }) : null;
+  const reject = mayDecide && can("RejectOperationTask") ? h("button", { type: "button", id: "reject", text: "Reject", onclick: () => act("Rejected.", () => api("RejectOperationTask", { RootTaskId: rootId })) }) : null;
   const first = tasks[0] || {};
-  show(h("p", {}, h("a", { href: "#/tasks", text: "← Tasks" })),
+  paint(seq, h("p", {}, h("a", { href: "#/tasks", text: "← Tasks" })),
     h("h1", { text: (first.Type === "ROLLBACK" ? "Rollback: " : "Repair: ") + (first.CheckShowName || rootId) }),
-    h("p", { class: "muted" }, "Root task ", h("code", { text: rootId }), busy ? " · updating live" : " · finished"),
+    h("p", { class: "muted" }, "Root task ", h("code", { text: rootId }), h("span", { id: "live", text: busy ? " · updating live" : " · finished" })),
     first.CheckId ? h("p", {}, h("a", { href: "#/items/" + first.CheckId, text: "Open the check item" })) : null,
-    table(["", "Instance", "Type", "Status", "Error", "Last change"], rows),
+    table(["Select", "Instance", "Type", "Status", "Error", "~Last change"], rows),
     h("div", { class: "row" }, rollback, cancel, approve, reject));
-  if (busy) timers.push(setTimeout(() => viewRoot(rootId).catch(() => {}), 1500));
+  const again = focused && document.getElementById(focused);
+  if (again) again.focus();
 }
 
 // ---------- assets ----------
-async function viewAssets(q) {
+async function viewAssets(seq, q) {
   const page = Number(q.get("page")) || 1;
   const [instances, agents, clouds, keys] = await Promise.all([
     api("ListInstances", { CurrentPage: page, PageSize: 20, InstanceIdKey: q.get("q") || "" }),
@@ -570,7 +650,7 @@ async function viewAssets(q) {
     h("form", { class: "filters", role: "search", onsubmit: (e) => { e.preventDefault(); location.hash = "#/assets?q=" + encodeURIComponent(search.value); } },
       field("a-q", "Instance id or name contains", search), h("button", { type: "submit", text: "Search" })),
     h("h2", { text: "Servers and cloud resources" }),
-    table(["Instance", "Name", "Region", "Vendor", "Reached through"], rows),
+    table(["Instance", "Name", "~Region", "Vendor", "Reached through"], rows),
     pager(instances.PageInfo, page, (p) => { q.set("page", p); location.hash = "#/assets?" + q.toString(); }),
     h("h2", { text: "Agents" }),
     table(["Agent", "Instance", "State", "Version", "Last heard"], (agents.Agents || []).map((a) => h("tr", {},
@@ -590,7 +670,7 @@ async function viewAssets(q) {
         h("td", {}, h("code", { text: k.AccessKeyId })), h("td", { text: k.Policy }), h("td", { text: k.Enabled ? "enabled" : "disabled" }), h("td", { text: time(k.CreateTime) })))),
       h("p", { class: "muted", text: "Keys and accounts are created and disabled with `posture keys` and `posture accounts` on the server." }));
   }
-  show(...sections);
+  paint(seq, ...sections);
 }
 function addCloudForm() {
   const f = (id, label, attrs) => { const input = h("input", Object.assign({ id, name: id }, attrs || {})); return [field(id, label, input), input]; };
