@@ -359,3 +359,25 @@ def test_a_session_is_honoured_and_ended_by_every_node(tmp_path, browser, databa
     finally:
         second.stop()
         first.stop()
+
+
+def test_a_link_ends_the_session_in_force_and_other_tabs_follow(server, browser):
+    key = cli(server, "keys", "create", "--account", server.credentials["AccountId"], "--policy", "ReadOnly")
+    first = page_of(browser)
+    sign_in_with_key(first, server, key)
+    old = next(c for c in first.context.cookies() if c["name"] == "posture_session")["value"]
+    # The link opened in a new tab of the same browser: the ReadOnly session ends on the server.
+    second = first.context.new_page()
+    second.goto(sign_in_link(server))
+    second.get_by_role("heading", name="Overview").wait_for()
+    assert "ticket" not in second.url
+    req = urllib.request.Request(f"{server.url}/console/session", headers={"Cookie": f"posture_session={old}"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=5)
+    assert e.value.code == 401
+    # The first tab, still showing the ReadOnly key, takes up the session in force at its next
+    # call instead of failing.
+    first.get_by_role("link", name="Check items").click()
+    first.get_by_text("this tab now acts as " + server.credentials["AccessKeyId"]).wait_for()
+    first.get_by_role("heading", name="Check items").wait_for()
+    assert server.credentials["AccessKeyId"] in first.locator("#who").inner_text()

@@ -93,10 +93,16 @@ async function post(path, body, poll) {
   const headers = { "content-type": "application/x-www-form-urlencoded" };
   if (session.csrf) headers["x-posture-csrf"] = session.csrf;
   if (poll) headers["x-posture-poll"] = "1";
-  const r = await fetch(path, { method: "POST", headers, body, credentials: "same-origin" });
+  let r;
+  try {
+    r = await fetch(path, { method: "POST", headers, body, credentials: "same-origin" });
+  } catch (e) {
+    throw new ApiError(0, { Code: "NetworkError", Message: "The service could not be reached" });
+  }
   const json = await r.json().catch(() => ({}));
   if (!r.ok) {
     if (r.status === 401 && json.Code === "Console.SessionRequired") signedOut("Your session has ended: sign in again.");
+    if (r.status === 403 && json.Code === "Console.CsrfRefused" && session.csrf) await sessionChanged();
     throw new ApiError(r.status, json);
   }
   return json;
@@ -115,7 +121,19 @@ function signedIn(s) {
   document.getElementById("signout").hidden = false;
   document.getElementById("who").textContent = s.AccessKeyId + " · " + s.Policy + " · account " + s.AccountId;
 }
+// Another tab signed in (its cookie replaced this tab's session): take up the session in force,
+// or the sign-in form if there is none.
+async function sessionChanged() {
+  const r = await fetch("/console/session", { credentials: "same-origin" }).catch(() => null);
+  if (!r || !r.ok) return signedOut("Your session has ended: sign in again.");
+  const s = await r.json();
+  if (s.CsrfToken === session.csrf) return;
+  signedIn(s);
+  flash = "You signed in again in another tab: this tab now acts as " + s.AccessKeyId + " (" + s.Policy + ").";
+  route();
+}
 function signedOut(message) {
+  navigation++; // no view still loading paints over the sign-in form
   session.csrf = "";
   session.allowed = new Set();
   document.getElementById("nav").hidden = true;
@@ -135,8 +153,8 @@ function viewSignIn(message) {
       const s = await post("/console/session", new URLSearchParams({ AccessKeyId: id.value.trim(), AccessKeySecret: secret.value }));
       secret.value = "";
       signedIn(s);
-      location.hash = "#/overview";
-      route();
+      if (location.hash === "#/overview") route();
+      else location.hash = "#/overview";
     } catch (err) {
       error.textContent = err.message + " (" + err.code + ")";
     }
@@ -157,12 +175,12 @@ async function start() {
       await post("/console/signout", "");
     } catch (e) {
       // Already ended is signed out; anything else is not, and must not look as if it were.
-      if (e.status !== 401) return say("Signing out failed: " + e.message + " (" + e.code + "). You are still signed in.", true);
+      if (e.code !== "Console.SessionRequired") return say("Signing out failed: " + e.message + " (" + e.code + "). You are still signed in.", true);
     }
     signedOut("You are signed out.");
   });
   window.addEventListener("hashchange", route);
-  if (ticketInAddress()) return route();
+  if (location.hash.includes("ticket=")) return route();
   const r = await fetch("/console/session", { credentials: "same-origin" });
   if (!r.ok) return viewSignIn();
   signedIn(await r.json());
@@ -181,16 +199,24 @@ function parseHash() {
 // A one-time sign-in link (`serve --demo`) carries its ticket in the fragment, which no server
 // log sees; it is taken out of the address at once.
 function ticketInAddress() {
+  if (!location.hash.includes("ticket=")) return null;
   const m = /^#ticket=([0-9a-f]{64})$/.exec(location.hash);
-  return m && m[1];
+  // Whatever the fragment, a ticket leaves the address bar and the history at once.
+  history.replaceState(null, "", location.pathname + "#/overview");
+  return m ? m[1] : "malformed";
 }
 async function useTicket(ticket) {
-  history.replaceState(null, "", location.pathname + "#/overview");
-  // A link signs in as its key: the session in force (perhaps another key's) ends first.
+  // A link signs in as its key: the session in force (perhaps another key's, perhaps of a tab
+  // opened before) ends first.
+  if (!session.csrf) {
+    const r = await fetch("/console/session", { credentials: "same-origin" }).catch(() => null);
+    if (r && r.ok) session.csrf = (await r.json()).CsrfToken;
+  }
   if (session.csrf) {
     try { await post("/console/signout", ""); } catch (e) { /* ended already */ }
     signedOut();
   }
+  if (ticket === "malformed") return signedOut("The sign-in link is incomplete: copy all of it, or sign in with your AccessKey.");
   try {
     signedIn(await post("/console/session", new URLSearchParams({ Ticket: ticket })));
     return route();
@@ -244,16 +270,18 @@ async function viewOverview(seq) {
   }
   const runBox = h("div", { id: "last-run" });
   const last = (runs.Processes || [])[0];
-  renderRun(seq, runBox, last ? last.TaskId : null);
-  const checkNow = can("SubmitCheck") ? h("button", { class: "primary", type: "button", text: "Check now", onclick: async (e) => {
+  const checkNow = can("SubmitCheck") ? h("button", { class: "primary", type: "button", id: "check-now", text: "Check now", onclick: async (e) => {
     e.target.disabled = true;
     try {
       const r = await api("SubmitCheck", {});
       say("Check run " + r.TaskId + " started.");
-      renderRun(seq, runBox, r.TaskId);
-    } catch (err) { say(err.message + " (" + err.code + ")", true); }
-    e.target.disabled = false;
+      followRun(seq, runBox, r.TaskId, e.target);
+    } catch (err) {
+      say(err.message + " (" + err.code + ")", true);
+      e.target.disabled = false;
+    }
   } }) : null;
+  followRun(seq, runBox, last ? last.TaskId : null, checkNow);
   paint(seq, h("h1", { text: "Overview" }), cards,
     h("h2", { text: "Last check run" }), runBox, checkNow,
     h("h2", { text: "Trend" }), trendChart(trend.Points || []),
@@ -262,9 +290,17 @@ async function viewOverview(seq) {
 function card(label, n, cls) {
   return h("div", { class: "card" }, h("div", { class: "n " + cls, text: n === undefined ? "—" : n }), h("div", { class: "muted", text: label }));
 }
-async function renderRun(seq, box, runId, poll) {
+// Shows one check run's progress in `box`, polling until it ends; following another run stops
+// following this one. "Check now" stays off while the run it follows checks.
+function followRun(seq, box, runId, button) {
+  box.dataset.run = runId || "";
+  renderRun(seq, box, runId, false, button).catch((e) => say(e.message + " (" + e.code + ")", true));
+}
+async function renderRun(seq, box, runId, poll, button) {
+  if (box.dataset.run !== (runId || "")) return;
   if (!runId) { box.replaceChildren(h("p", { class: "muted", text: "No check run yet." })); return; }
   const p = await api("GetCheckProcess", { TaskId: runId }, poll);
+  if (box.dataset.run !== runId) return;
   if (String(p.StatusCode) === "5") { box.replaceChildren(h("p", { class: "muted", text: "The last check run is no longer known." })); return; }
   const total = Number(p.TotalCount) || 0, done = Number(p.FinishCount) || 0;
   const finished = ["2", "4", "5"].includes(String(p.StatusCode));
@@ -272,7 +308,8 @@ async function renderRun(seq, box, runId, poll) {
   const bar = h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct, "aria-label": "Check run progress" }, h("div"));
   bar.firstChild.style.width = pct + "%";
   box.replaceChildren(h("p", {}, "Run ", h("code", { text: runId }), ": ", finished ? "completed" : "checking", ", " + done + " of " + total + " instances."), bar);
-  if (!finished) later(seq, () => renderRun(seq, box, runId, true), 1500);
+  if (button) button.disabled = !finished;
+  if (!finished) later(seq, () => renderRun(seq, box, runId, true, button), 1500);
 }
 function trendChart(points) {
   if (!points.length) return h("p", { class: "muted", text: "The trend starts with the first completed check run." });
@@ -542,7 +579,7 @@ const FINAL = /VERIFIED$|UNVERIFIED$|FAIL$|CANCELLED$/;
 function steps(t) {
   const path = t.Type === "ROLLBACK" ? ROLLBACK_STEPS : REPAIR_STEPS;
   const at = path.indexOf(t.Status);
-  if (at < 0) return h("span", {}, statusBadge(t.Status));
+  if (at < 0) return null; // no path to show (waiting, cancelled, failed): the badge says it
   return h("ol", { class: "steps", "aria-label": "Progress: " + t.Status },
     path.map((s, i) => h("li", { class: i < at ? "done" : i === at ? (FINAL.test(s) ? "done" : "now") : "", text: s.replace(/_/g, " ").toLowerCase(), "aria-current": i === at ? "step" : null })));
 }
@@ -596,15 +633,21 @@ function renderRoot(seq, rootId, tasks, busy, state) {
   // The submitter of a root cannot approve it (the two-person rule): no button that would be refused.
   const mayDecide = waiting.some((t) => !t.Approval || t.Approval.SubmittedBy !== session.keyId);
   const act = async (label, fn) => {
+    const buttons = [...document.querySelectorAll(".row button")];
+    buttons.forEach((b) => { b.disabled = true; });
     try {
       await fn();
       flash = label;
       route();
-    } catch (err) { say(err.message + " (" + err.code + ")", true); }
+    } catch (err) {
+      say(err.message + " (" + err.code + ")", true);
+      buttons.forEach((b) => { b.disabled = false; });
+    }
   };
-  const rollback = picks.some((p) => p.box) ? h("button", { type: "button", class: "danger", id: "rollback", text: "Roll back selected", onclick: async () => {
+  const rollback = picks.some((p) => p.box) ? h("button", { type: "button", class: "danger", id: "rollback", text: "Roll back selected", onclick: async (e) => {
     const chosen = picks.filter((p) => p.box && p.box.checked).map((p) => p.t);
     if (!chosen.length) return say("Select the repairs to roll back.", true);
+    e.target.disabled = true;
     try {
       const byCheck = new Map();
       for (const t of chosen) (byCheck.get(t.CheckId) || byCheck.set(t.CheckId, []).get(t.CheckId)).push(t);
@@ -614,16 +657,19 @@ function renderRoot(seq, rootId, tasks, busy, state) {
       }
       flash = "Rollback submitted.";
       location.hash = "#/tasks/" + last.RootTaskId;
-    } catch (err) { say(err.message + " (" + err.code + ")", true); }
+    } catch (err) {
+      say(err.message + " (" + err.code + ")", true);
+      e.target.disabled = false;
+    }
   } }) : null;
   const cancel = busy && can("CancelOperationTask") ? h("button", { type: "button", class: "danger", id: "cancel", text: "Cancel", onclick: () => act("Cancel requested.", () => api("CancelOperationTask", { RootTaskId: rootId })) }) : null;
   const approve = mayDecide && can("ApproveOperationTask") ? h("button", { type: "button", id: "approve", text: "Approve", onclick: () => act("Approved.", () => api("ApproveOperationTask", { RootTaskId: rootId })) }) : null;
   const reject = mayDecide && can("RejectOperationTask") ? h("button", { type: "button", id: "reject", text: "Reject", onclick: () => act("Rejected.", () => api("RejectOperationTask", { RootTaskId: rootId })) }) : null;
   const first = tasks[0] || {};
-  paint(seq, h("p", {}, h("a", { href: "#/tasks", text: "← Tasks" })),
+  paint(seq, h("p", {}, h("a", { href: "#/tasks", id: "back", text: "← Tasks" })),
     h("h1", { text: (first.Type === "ROLLBACK" ? "Rollback: " : "Repair: ") + (first.CheckShowName || rootId) }),
     h("p", { class: "muted" }, "Root task ", h("code", { text: rootId }), h("span", { id: "live", text: busy ? " · updating live" : " · finished" })),
-    first.CheckId ? h("p", {}, h("a", { href: "#/items/" + first.CheckId, text: "Open the check item" })) : null,
+    first.CheckId ? h("p", {}, h("a", { href: "#/items/" + first.CheckId, id: "open-item", text: "Open the check item" })) : null,
     table(["Select", "Instance", "Type", "Status", "Error", "~Last change"], rows),
     h("div", { class: "row" }, rollback, cancel, approve, reject));
   const again = focused && document.getElementById(focused);
