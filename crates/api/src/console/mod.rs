@@ -63,17 +63,9 @@ pub async fn handle(app: Arc<App>, req: Request, request_id: &str) -> Response {
         (_, "/console/session" | "/console/signout" | "/console/api") => Err(ApiError::unsupported_method()),
         _ => Err(ApiError::console_not_found()),
     };
-    match answer {
-        Ok(mut r) => {
-            r.headers.extend(security_headers());
-            r
-        }
-        Err(e) => {
-            let mut r = error_response(&e, &host, request_id);
-            r.headers.extend(security_headers());
-            r
-        }
-    }
+    let mut r = answer.unwrap_or_else(|e| error_response(&e, &host, request_id));
+    r.headers.extend(security_headers());
+    r
 }
 
 /// Runs `f` off the async threads (the store blocks); a panic answers ServerError.
