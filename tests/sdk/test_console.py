@@ -381,3 +381,26 @@ def test_a_link_ends_the_session_in_force_and_other_tabs_follow(server, browser)
     first.get_by_text("this tab now acts as " + server.credentials["AccessKeyId"]).wait_for()
     first.get_by_role("heading", name="Check items").wait_for()
     assert server.credentials["AccessKeyId"] in first.locator("#who").inner_text()
+
+
+def test_repair_parameters_are_checked_as_they_are_typed(server, browser):
+    """The fix dialog's checks, run in the page's own script for each TypeDefine posture uses."""
+    page = page_of(browser)
+    page.goto(f"{server.url}/console/")
+    page.get_by_role("heading", name="Sign in to posture").wait_for()
+    cases = [
+        ('{"type":"IP:PORT"}', "127.0.0.1:6379", True), ('{"type":"IP:PORT"}', "[::1]:6379", True),
+        ('{"type":"IP:PORT"}', "127.0.0.1:99999", False), ('{"type":"IP:PORT"}', "::1:6379", False),
+        ('{"type":"IP:PORT"}', "256.1.1.1:80", False), ('{"type":"IP:PORT"}', "01.2.3.4:80", False),
+        ('{"type":"CIDR"}', "10.0.0.0/8", True), ('{"type":"CIDR"}', "2001:db8::/32", True),
+        ('{"type":"CIDR"}', "10.0.0.0/33", False), ('{"type":"CIDR"}', "10.0.0.0", False), ('{"type":"CIDR"}', "10.0.0.0/8/1", False),
+        ('{"type":"NUMBER","range":[1,365]}', "60", True), ('{"type":"NUMBER","range":[1,365]}', "0", False),
+        ('{"type":"NUMBER","range":[1,365]}', "366", False), ('{"type":"NUMBER","range":[1,365]}', "6x", False),
+        ('{"type":"PORT"}', "22", True), ('{"type":"PORT"}', "0", False), ('{"type":"PORT"}', "65536", False),
+        ('{"type":"ENUM","values":["yes","no"]}', "no", True), ('{"type":"ENUM","values":["yes","no"]}', "maybe", False),
+        ('{"type":"BOOL"}', "true", True), ('{"type":"BOOL"}', "yes", False),
+        ('{"type":"STRING","pattern":"[a-z]+"}', "abc", True), ('{"type":"STRING","pattern":"[a-z]+"}', "abc1", False),
+    ]
+    got = page.evaluate("cases => cases.map(([t, v]) => validator(t)(v) === '')", [[t, v] for t, v, _ in cases])
+    wrong = [(t, v) for (t, v, ok), accepted in zip(cases, got) if ok != accepted]
+    assert wrong == [], wrong
