@@ -404,3 +404,25 @@ def test_repair_parameters_are_checked_as_they_are_typed(server, browser):
     got = page.evaluate("cases => cases.map(([t, v]) => validator(t)(v) === '')", [[t, v] for t, v, _ in cases])
     wrong = [(t, v) for (t, v, ok), accepted in zip(cases, got) if ok != accepted]
     assert wrong == [], wrong
+
+
+def test_add_an_aws_account_from_the_console(aws_server, moto, browser):
+    """The assets page's form against a real moto_server: the keys are verified with a real
+    call, the account is listed, and its secret is never on the page again."""
+    key_id, secret = moto.key
+    page = page_of(browser)
+    sign_in_with_key(page, aws_server, aws_server.credentials)
+    page.get_by_role("link", name="Assets").click()
+    page.get_by_role("heading", name="Add an AWS account").wait_for()
+    page.get_by_label("AWS access key id").fill(key_id)
+    page.get_by_label("Secret access key (never shown again)").fill("wrong" + secret)
+    page.get_by_role("button", name="Add", exact=True).click()
+    page.get_by_text("CloudAccessKeyInvalid").wait_for()
+    assert page.get_by_label("Secret access key (never shown again)").input_value() == "", "a refused secret is cleared"
+    page.get_by_label("Secret access key (never shown again)").fill(secret)
+    page.get_by_label("Alias").fill("moto")
+    page.get_by_role("button", name="Add", exact=True).click()
+    page.get_by_text("The AWS account was added").wait_for()
+    page.get_by_role("cell", name=key_id).wait_for()
+    assert secret not in page.content()
+    shot(page, "assets-aws")

@@ -682,7 +682,7 @@ async function viewAssets(seq, q) {
   const [instances, agents, clouds, keys] = await Promise.all([
     api("ListInstances", { CurrentPage: page, PageSize: 20, InstanceIdKey: q.get("q") || "" }),
     api("DescribeAgents", {}).catch(() => ({ Agents: [] })),
-    api("DescribeCloudVendorAccountAKList", {}).catch(() => ({ Data: [] })),
+    api("DescribeCloudVendorAccountAKList", {}).catch(() => ({ CloudVendorAccountAKs: [] })),
     can("DescribeAccessKeys") ? api("DescribeAccessKeys", {}) : Promise.resolve(null),
   ]);
   const agentOf = new Map((agents.Agents || []).map((a) => [a.InstanceId, a]));
@@ -703,7 +703,7 @@ async function viewAssets(seq, q) {
       h("td", {}, h("code", { text: a.AgentId })), h("td", { text: a.InstanceId }), h("td", {}, statusBadge(a.Online ? "ONLINE" : "OFFLINE")),
       h("td", { text: a.Version || "" }), h("td", { text: time(a.LastSeenAt) })))),
     h("h2", { text: "Cloud accounts" }),
-    table(["Id", "Vendor", "AccessKey", "Alias", "State"], (clouds.Data || []).map((c) => h("tr", {},
+    table(["Id", "Vendor", "AccessKey", "Alias", "State"], (clouds.CloudVendorAccountAKs || []).map((c) => h("tr", {},
       h("td", { text: c.AuthId }), h("td", { text: c.Vendor }), h("td", {}, h("code", { text: c.SecretId })), h("td", { text: c.VendorAuthAlias || "" }),
       h("td", { text: c.ServiceStatus === 0 ? "in use" : c.Message || "exception" }))))];
   if (can("AddCloudVendorAccountAK")) sections.push(addCloudForm());
@@ -731,7 +731,7 @@ function addCloudForm() {
       await api("AddCloudVendorAccountAK", { Vendor: "AWS", SecretId: id.value.trim(), SecretKey: secret.value, VendorAuthAlias: alias.value,
         Regions: regions.value.split(",").map((r) => r.trim()).filter(Boolean) });
       secret.value = "";
-      say("The AWS account was added; its resources are discovered at the next check run.");
+      flash = "The AWS account was added; its resources are discovered at the next check run.";
       route();
     } catch (err) { secret.value = ""; out.textContent = err.message + " (" + err.code + ")"; out.className = "fail"; }
   } }, h("h3", { text: "Add an AWS account" }), idL, secretL, regionsL, aliasL, h("button", { type: "submit", text: "Add" }), out);
