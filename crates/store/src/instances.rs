@@ -213,6 +213,32 @@ impl crate::Instances for Store {
         })
     }
 
+    fn instances_page(
+        &self,
+        account_id: &str,
+        key: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<Instance>, i64)> {
+        let pattern = key.map(crate::sql::like);
+        let wh = Where::new("account_id = ? AND freed = 0", [account_id.into()]).and_any(match &pattern {
+            None => Vec::new(),
+            Some(p) => vec![
+                vec![("i.instance_id LIKE ? ESCAPE '\\'", p.into())],
+                vec![("i.instance_name LIKE ? ESCAPE '\\'", p.into())],
+            ],
+        });
+        self.read(|c| {
+            let total: i64 = c.value(&format!("SELECT COUNT(*) FROM instances i{}", wh.sql()), wh.args())?;
+            let rows = c.query(
+                &format!("SELECT {INSTANCE_COLS} FROM instances i{} ORDER BY pk LIMIT ? OFFSET ?", wh.sql()),
+                &wh.paged(limit, offset),
+                |r| instance_from(r, 0),
+            )?;
+            Ok((rows, total))
+        })
+    }
+
     fn instance_connectors(&self, account_id: &str) -> Result<Vec<(i64, String)>> {
         self.read(|c| {
             c.query(
@@ -244,5 +270,44 @@ impl crate::Instances for Store {
             tx.execute("UPDATE instances SET freed = 1 WHERE account_id = ? AND pk = ?", args![&account_id, pk])?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::store;
+    use crate::*;
+    use model::Vendor;
+
+    crate::testutil::both_backends! {
+        fn instances_are_paged_and_found_by_id_or_name_with_wildcards_taken_literally() {
+            let (_p, s) = store();
+            let acct = s.create_account("page").unwrap().id;
+            let other = s.create_account("other").unwrap().id;
+            let new = |id: &str, name: &str| NewInstance {
+                vendor: Vendor::Aliyun,
+                region_id: "cn-hangzhou".into(),
+                instance_id: id.into(),
+                instance_name: name.into(),
+                connector: "host".into(),
+                locator: "/nowhere".into(),
+                os_type: "linux".into(),
+                live: None,
+            };
+            let list = [new("i-1", "web-01"), new("i-2", "Web-02"), new("i-3", "db_1"), new("i-4", "dbx1"), new("i-5", "gone")];
+            s.upsert_instances(&acct, &list).unwrap();
+            s.upsert_instances(&other, &[new("i-9", "web-09")]).unwrap();
+            let gone = s.find_instances(&acct, "i-5").unwrap()[0].pk;
+            s.mark_freed(&acct, gone).unwrap();
+            let ids = |key: Option<&str>, offset, limit| {
+                let (rows, total) = s.instances_page(&acct, key, offset, limit).unwrap();
+                (rows.into_iter().map(|i| i.instance_id).collect::<Vec<_>>(), total)
+            };
+            assert_eq!(ids(None, 0, 10), (vec!["i-1".into(), "i-2".into(), "i-3".into(), "i-4".into()], 4), "released left out");
+            assert_eq!(ids(None, 1, 2), (vec!["i-2".into(), "i-3".into()], 4));
+            assert_eq!(ids(Some("WEB"), 0, 10).1, 2, "case-blind, the other account's left out");
+            assert_eq!(ids(Some("_"), 0, 10), (vec!["i-3".into()], 1), "an underscore is an underscore");
+            assert_eq!(ids(Some("i-4"), 0, 10), (vec!["i-4".into()], 1), "by id");
+        }
     }
 }

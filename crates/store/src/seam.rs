@@ -149,6 +149,16 @@ pub trait Instances: Send + Sync {
     /// Every instance of the account.
     fn list_instances(&self, account_id: &str) -> Result<Vec<Instance>>;
 
+    /// One page of the account's instances not released, in the order they were added, whose
+    /// id or name contains `key` (case-blind), and how many match in all.
+    fn instances_page(
+        &self,
+        account_id: &str,
+        key: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<Instance>, i64)>;
+
     /// The key and connector of every instance of the account not released (a few bytes
     /// each, for planning a run over a large fleet).
     fn instance_connectors(&self, account_id: &str) -> Result<Vec<(i64, String)>>;

@@ -9,25 +9,13 @@ use super::{db, Ctx};
 use crate::params::Params;
 
 /// ListInstances: one page of the account's instances (released ones left out), in the order
-/// they were added; `InstanceIdKey` keeps those whose id or name contains it.
+/// they were added; `InstanceIdKey` keeps those whose id or name contains it (case-blind).
 pub fn list_instances(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let (page, size, offset) = p.page(20, 100)?;
-    let key = p.str("InstanceIdKey").map(str::to_lowercase);
-    let matching: Vec<_> = ctx
-        .store
-        .list_instances(ctx.account_id)
-        .map_err(db)?
-        .into_iter()
-        .filter(|i| !i.freed)
-        .filter(|i| {
-            key.as_deref()
-                .is_none_or(|k| i.instance_id.to_lowercase().contains(k) || i.instance_name.to_lowercase().contains(k))
-        })
-        .collect();
-    let rows: Vec<Value> = matching
+    let key = p.str("InstanceIdKey").filter(|k| !k.is_empty());
+    let (instances, total) = ctx.store.instances_page(ctx.account_id, key, offset, size).map_err(db)?;
+    let rows: Vec<Value> = instances
         .iter()
-        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-        .take(size as usize)
         .map(|i| {
             json!({
                 "InstanceId": i.instance_id,
@@ -42,7 +30,7 @@ pub fn list_instances(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         .collect();
     Ok(json!({
         "Instances": rows,
-        "PageInfo": {"Count": rows.len(), "CurrentPage": page, "PageSize": size, "TotalCount": matching.len()},
+        "PageInfo": {"Count": rows.len(), "CurrentPage": page, "PageSize": size, "TotalCount": total},
     }))
 }
 
