@@ -68,7 +68,13 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
         return export_download(app, rest.to_string(), &req.query, &host, &request_id).await;
     }
     if req.path == "/console" || req.path.starts_with("/console/") {
-        return crate::console::handle(app, req, &request_id).await;
+        let started = std::time::Instant::now();
+        let r = crate::console::handle(app, req, &request_id).await;
+        let m = metrics::global();
+        let code = if r.status < 400 { "OK".to_string() } else { r.status.to_string() };
+        m.requests.inc(&["console", &code]);
+        m.request_seconds.observe(&["console"], started.elapsed());
+        return r;
     }
     if req.path.starts_with(client::agent::PREFIX) {
         let started = std::time::Instant::now();

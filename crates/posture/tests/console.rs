@@ -115,6 +115,13 @@ fn files_routes_and_headers() {
         "Action=SubmitCheck",
     );
     assert_eq!(forged.json()["Code"], "Console.SessionRequired", "an unknown token opens nothing");
+    let metrics = http(&s, "GET", "/metrics", &[], "").body;
+    for line in [
+        "posture_requests_total{action=\"console\",code=\"OK\"}",
+        "posture_requests_total{action=\"console\",code=\"401\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
     // A second session cookie (planted) is not chosen between: neither is used.
     let me = session(&s, &s.creds.access_key_id, &s.creds.access_key_secret);
     let planted = session(&s, &s.creds.access_key_id, &s.creds.access_key_secret);
