@@ -426,3 +426,27 @@ def test_add_an_aws_account_from_the_console(aws_server, moto, browser):
     page.get_by_role("cell", name=key_id).wait_for()
     assert secret not in page.content()
     shot(page, "assets-aws")
+
+
+def test_all_failing_instances_are_left_to_the_server(server, browser):
+    """'All failing instances' is sent as DimensionType CHECK_ID: the preview covers every
+    failing instance, and the repair creates a task on each."""
+    page = page_of(browser)
+    page.goto(sign_in_link(server))
+    page.get_by_role("heading", name="Overview").wait_for()
+    page.goto(f"{server.url}/console/#/items/1016")
+    page.get_by_role("button", name="Fix…").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Instances (3 failing)").wait_for()
+    assert dialog.get_by_label("All failing instances").is_checked()
+    dialog.get_by_label(re.compile("IPPort")).fill("127.0.0.1:6379")
+    calls = []
+    page.on("request", lambda r: calls.append(r.post_data or "") if r.url.endswith("/console/api") else None)
+    dialog.get_by_role("button", name="Preview changes").click()
+    dialog.get_by_text("What the repair would change").wait_for()
+    assert dialog.locator(".card").count() == 3
+    preview = next(c for c in calls if "PreviewOperationTask" in c)
+    assert "DimensionType=CHECK_ID" in preview and "OperationTaskInstances" not in preview
+    dialog.get_by_role("button", name="Repair", exact=True).click()
+    page.get_by_role("heading", name=f"Repair: {REDIS_ITEM}").wait_for()
+    assert page.get_by_role("row").count() == 4, "a task on each of the 3 failing instances"

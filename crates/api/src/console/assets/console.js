@@ -477,19 +477,24 @@ function validator(typeDefine) {
   }
 }
 
-async function allFailing(checkId, filter) {
+// The failing instances the dialog lists to choose from (at most 1,000; "all failing" is sent
+// as DimensionType CHECK_ID, which the server resolves whatever their number), and how many
+// fail in all.
+async function failingInstances(checkId) {
   const out = [];
+  let total = 0;
   for (let page = 1; page <= 10; page++) {
-    const r = await api("ListCheckInstanceResult", Object.assign({ CheckId: checkId, Statuses: ["NOT_PASS"], CurrentPage: page, PageSize: 100 }, filter || {}));
+    const r = await api("ListCheckInstanceResult", { CheckId: checkId, Statuses: ["NOT_PASS"], CurrentPage: page, PageSize: 100 });
+    total = Number((r.PageInfo || {}).TotalCount) || 0;
     out.push(...(r.BasicData || []));
     if ((r.BasicData || []).length < 100) break;
   }
-  return out;
+  return { listed: out, total };
 }
 
 async function fixDialog(checkId, item, detail) {
   const configs = ((detail.RepairSetting || {}).RepairConfigs || []).filter((c) => c.UsageType !== "1");
-  const failing = await allFailing(checkId);
+  const { listed: failing, total: failingTotal } = await failingInstances(checkId);
   const fields = configs.map((c) => {
     const id = "p-" + c.Name, errId = id + "-error";
     const input = h("input", { id, name: c.Name, value: c.Value || c.DefaultValue || "", "aria-describedby": errId, autocomplete: "off",
@@ -520,13 +525,12 @@ async function fixDialog(checkId, item, detail) {
   };
   const request = async (dialog) => {
     if (!fields.map((f) => f.validate()).every(Boolean)) throw new Error("Correct the highlighted values first.");
+    const params = { RepairTempParam: fields.map((f) => ({ Name: f.c.Name, Value: f.input.value.trim() })).filter((p) => p.Value !== "") };
+    // Every failing instance: the server picks them (whitelisted ones left out), however many.
+    if (dialog.querySelector("input[name=scope]:checked").value === "all") return Object.assign({ CheckId: checkId, Type: "REPAIR", DimensionType: "CHECK_ID" }, params);
     const instances = await chosen(dialog);
     if (!instances.length) throw new Error("Choose at least one instance.");
-    return {
-      CheckId: checkId, Type: "REPAIR",
-      OperationTaskInstances: instances.map((r) => ({ InstanceId: r.InstanceId, RegionId: r.RegionId })),
-      RepairTempParam: fields.map((f) => ({ Name: f.c.Name, Value: f.input.value.trim() })).filter((p) => p.Value !== ""),
-    };
+    return Object.assign({ CheckId: checkId, Type: "REPAIR", OperationTaskInstances: instances.map((r) => ({ InstanceId: r.InstanceId, RegionId: r.RegionId })) }, params);
   };
   // A refusal that names a parameter is shown at its field.
   const showError = (err) => {
@@ -539,7 +543,7 @@ async function fixDialog(checkId, item, detail) {
     h("h2", { id: "fix-title", text: "Fix: " + item.CheckShowName }),
     h("form", { method: "dialog", onsubmit: (e) => e.preventDefault() },
       fields.length ? h("fieldset", {}, h("legend", { text: "Repair parameters" }), fields.map((f) => f.el)) : h("p", { class: "muted", text: "This repair takes no parameters." }),
-      h("fieldset", {}, h("legend", { text: "Instances (" + failing.length + " failing)" }),
+      h("fieldset", {}, h("legend", { text: "Instances (" + failingTotal + " failing" + (failingTotal > failing.length ? ", the first " + failing.length + " listed" : "") + ")" }),
         mode("all", "All failing instances", true), mode("filter", "Failing instances matching ", false), filterInput, mode("hand", "Chosen below", false),
         h("div", { class: "table-wrap" }, h("table", {}, h("tbody", {}, picks.map((p) => h("tr", {}, h("td", {}, p.box), h("td", {}, h("code", { text: p.r.InstanceId })), h("td", { text: p.r.InstanceName }))))))),
       result,
@@ -547,7 +551,10 @@ async function fixDialog(checkId, item, detail) {
         can("PreviewOperationTask") ? h("button", { type: "button", id: "preview", text: "Preview changes", onclick: async () => {
           try {
             const r = await api("PreviewOperationTask", await request(dialog));
-            result.replaceChildren(h("h3", { text: "What the repair would change" }), ...(r.Instances || []).map(previewOf));
+            const shown = (r.Instances || []).length, total = Number((r.PageInfo || {}).TotalCount) || shown;
+            result.replaceChildren(h("h3", { text: "What the repair would change" }),
+              total > shown ? h("p", { class: "muted", text: `The first ${shown} of ${total} instances:` }) : null,
+              ...(r.Instances || []).map(previewOf));
           } catch (err) { showError(err); }
         } }) : null,
         h("button", { type: "button", class: "primary", id: "submit-fix", text: "Repair", onclick: async () => {
