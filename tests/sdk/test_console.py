@@ -104,7 +104,7 @@ def test_sign_in_repair_and_roll_back_from_the_browser(server, browser):
     shot(page, "check-items")
     page.get_by_role("link", name=REDIS_ITEM).click()
     page.get_by_role("heading", name=REDIS_ITEM).wait_for()
-    page.get_by_role("cell", name=WEB_01).wait_for()
+    page.get_by_role("cell", name=WEB_01, exact=True).wait_for()
     shot(page, "check-item")
 
     # The fix dialog: a bad IP:PORT is refused as it is typed.
@@ -193,7 +193,7 @@ def test_read_only_key_sees_no_fix_and_its_forged_calls_are_refused(server, brow
     assert page.get_by_role("button", name="Check now").count() == 0
     page.goto(f"{server.url}/console/#/items/1016")
     page.get_by_role("heading", name=REDIS_ITEM).wait_for()
-    page.get_by_role("cell", name=WEB_01).wait_for()
+    page.get_by_role("cell", name=WEB_01, exact=True).wait_for()
     assert page.get_by_role("button", name="Fix…").count() == 0
     # A request the page would never send, with the session and its CSRF token: the key's
     # policy refuses it, as the API would.
@@ -351,7 +351,7 @@ def test_a_session_is_honoured_and_ended_by_every_node(tmp_path, browser, databa
         # The browser sends the cookie to the other node (the same host); that node knows the
         # session from the database.
         page.goto(f"{second.url}/console/#/items/1016")
-        page.get_by_role("cell", name=WEB_01).wait_for()
+        page.get_by_role("cell", name=WEB_01, exact=True).wait_for()
         page.get_by_role("button", name="Sign out").click()
         page.get_by_role("heading", name="Sign in to posture").wait_for()
         page.goto(f"{first.url}/console/#/items")
@@ -450,3 +450,30 @@ def test_all_failing_instances_are_left_to_the_server(server, browser):
     dialog.get_by_role("button", name="Repair", exact=True).click()
     page.get_by_role("heading", name=f"Repair: {REDIS_ITEM}").wait_for()
     assert page.get_by_role("row").count() == 4, "a task on each of the 3 failing instances"
+
+
+def test_accept_a_risk_with_a_reason_and_an_expiry_then_remove_it(server, browser):
+    page = page_of(browser)
+    page.goto(sign_in_link(server))
+    page.get_by_role("heading", name="Overview").wait_for()
+    page.goto(f"{server.url}/console/#/items/1016")
+    page.get_by_role("button", name=f"Accept the risk on {WEB_01}").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Accept risk").click()
+    dialog.get_by_text("Say why the risk is accepted").wait_for()
+    dialog.get_by_label("Reason").fill("lab box, firewalled")
+    dialog.get_by_label(re.compile("Until")).fill("2099-12-31")
+    dialog.get_by_role("button", name="Accept risk").click()
+    page.get_by_text(f"The risk on {WEB_01} is accepted until 2099-12-31").wait_for()
+    rule = page.get_by_role("row").filter(has_text="lab box, firewalled")
+    rule.wait_for()
+    assert "2099" in rule.inner_text()
+    assert page.get_by_role("button", name=f"Accept the risk on {WEB_01}").count() == 0, "no longer failing"
+    result = console_call(page, {"Action": "ListCheckInstanceResult", "CheckId": "1016", "InstanceIds.1": WEB_01})
+    assert result["body"]["BasicData"][0]["Status"] == "WHITELIST"
+    shot(page, "check-item-whitelist")
+    # Removed: the instance fails again.
+    rule.get_by_role("button", name=re.compile("Remove the rule")).click()
+    page.get_by_text("The rule was removed").wait_for()
+    page.get_by_role("button", name=f"Accept the risk on {WEB_01}").wait_for()
+    assert page.errors == []

@@ -410,10 +410,22 @@ async function viewItem(seq, checkId, q) {
     h("td", {}, h("code", { text: r.InstanceId })), h("td", { text: r.InstanceName }), h("td", { class: "hide-narrow", text: r.RegionId }),
     h("td", {}, statusBadge(r.Status)),
     h("td", {}, ((r.InstanceInfo || {}).Config || []).map((c) => h("div", {}, h("strong", { text: (c.ShowName || c.Name) + ": " }), h("code", { text: c.Value })))),
-    h("td", { class: "hide-narrow", text: r.StatusMessage || "" })));
+    h("td", { class: "hide-narrow", text: r.StatusMessage || "" }),
+    can("AddCheckInstanceResultWhiteList") ? h("td", {}, h("button", { type: "button", text: "Accept risk…", "aria-label": "Accept the risk on " + r.InstanceId,
+      onclick: () => acceptRiskDialog(checkId, r) })) : null));
+  const mayRemove = can("RemoveCheckResultWhiteList");
   const rules = (whitelist.Rules || []).map((r) => h("tr", {},
     h("td", { text: r.InstanceCount ? r.InstanceIds.join(", ") + (r.InstanceCount > r.InstanceIds.length ? " …" : "") : "every instance" }),
-    h("td", { text: r.Reason || r.Remark || "—" }), h("td", { text: r.ExpireTime ? time(r.ExpireTime) : "never" })));
+    h("td", { text: r.Reason || r.Remark || "—" }), h("td", { text: r.ExpireTime ? time(r.ExpireTime) : "never" }),
+    mayRemove ? h("td", {}, h("button", { type: "button", class: "danger", text: "Remove", "aria-label": "Remove the rule for " + (r.InstanceIds.join(", ") || "every instance"),
+      onclick: async (e) => {
+        e.target.disabled = true;
+        try {
+          await api("RemoveCheckResultWhiteList", { RuleId: r.RuleId });
+          flash = "The rule was removed: the instances are judged again from their last results.";
+          route();
+        } catch (err) { say(err.message + " (" + err.code + ")", true); e.target.disabled = false; }
+      } })) : null));
   const fixable = repair.RepairSupport && can("SubmitOperationTask");
   paint(seq,
     h("p", {}, h("a", { href: "#/items", text: "← Check items" })),
@@ -426,10 +438,41 @@ async function viewItem(seq, checkId, q) {
     repair.RepairSupport ? h("ol", {}, (repair.FlowStep || []).map((s) => h("li", { text: s.ShowText }))) : h("p", { class: "muted", text: "posture does not repair this item." }),
     fixable ? h("button", { class: "primary", type: "button", id: "fix", text: "Fix…", onclick: () => fixDialog(checkId, item, detail) }) : null,
     h("h2", { text: "Failing instances" }),
-    table(["Instance", "Name", "~Region", "Result", "Current values (evidence)", "~Message"], rows),
+    table(["Instance", "Name", "~Region", "Result", "Current values (evidence)", "~Message", ...(can("AddCheckInstanceResultWhiteList") ? ["Whitelist"] : [])], rows),
     pager(failing.PageInfo, page, (p) => { location.hash = "#/items/" + checkId + "?page=" + p; }),
     h("h2", { text: "Whitelist (accepted risk)" }),
-    table(["Instances", "Reason", "Expires"], rules));
+    table(["Instances", "Reason", "Expires", ...(mayRemove ? ["Remove"] : [])], rules));
+}
+
+// Whitelisting one failing instance: why the risk is accepted (required, so the record says)
+// and until when (optional).
+function acceptRiskDialog(checkId, r) {
+  const reason = h("input", { id: "wl-reason", maxlength: 1000, "aria-describedby": "wl-error", "aria-required": "true" });
+  const until = h("input", { id: "wl-until", type: "date" });
+  const error = h("p", { class: "field-error", id: "wl-error", role: "alert" });
+  const dialog = h("dialog", { "aria-labelledby": "wl-title" },
+    h("h2", { id: "wl-title", text: "Accept the risk on " + r.InstanceId }),
+    h("p", { class: "muted", text: "The instance then counts as WHITELIST for this item, and no repair touches it." }),
+    h("form", { method: "dialog", onsubmit: async (e) => {
+      e.preventDefault();
+      if (!reason.value.trim()) { error.textContent = "Say why the risk is accepted."; reason.focus(); return; }
+      const params = { CheckId: checkId, InstanceIds: [r.InstanceId], Reason: reason.value.trim() };
+      if (until.value) params.ExpireTime = new Date(until.value + "T23:59:59").getTime();
+      try {
+        await api("AddCheckInstanceResultWhiteList", params);
+        dialog.close();
+        flash = "The risk on " + r.InstanceId + " is accepted" + (until.value ? " until " + until.value : "") + ".";
+        route();
+      } catch (err) { error.textContent = err.message + " (" + err.code + ")"; }
+    } },
+    field("wl-reason", "Reason", reason),
+    field("wl-until", "Until (optional; none: until removed)", until),
+    error,
+    h("div", { class: "row" }, h("button", { type: "submit", class: "primary", text: "Accept risk" }), h("button", { type: "button", text: "Close", onclick: () => dialog.close() }))));
+  dialog.addEventListener("close", () => dialog.remove());
+  document.body.append(dialog);
+  dialog.showModal();
+  reason.focus();
 }
 
 // The item's rule as a list: every condition must hold for PASS (the account's thresholds).
