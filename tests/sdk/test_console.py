@@ -195,6 +195,7 @@ def test_read_only_key_sees_no_fix_and_its_forged_calls_are_refused(server, brow
     page.get_by_role("heading", name=REDIS_ITEM).wait_for()
     page.get_by_role("cell", name=WEB_01, exact=True).wait_for()
     assert page.get_by_role("button", name="Fix…").count() == 0
+    assert page.get_by_role("button", name=re.compile("Accept the risk")).count() == 0
     # A request the page would never send, with the session and its CSRF token: the key's
     # policy refuses it, as the API would.
     forged = console_call(page, {"Action": "SubmitOperationTask", "CheckId": "1016", "Type": "REPAIR",
