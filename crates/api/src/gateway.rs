@@ -70,18 +70,14 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
     if req.path == "/console" || req.path.starts_with("/console/") {
         let started = std::time::Instant::now();
         let r = crate::console::handle(app, req, &request_id).await;
-        let m = metrics::global();
         let code = if r.status < 400 { "OK".to_string() } else { r.status.to_string() };
-        m.requests.inc(&["console", &code]);
-        m.request_seconds.observe(&["console"], started.elapsed());
+        count("console", &code, started);
         return r;
     }
     if req.path.starts_with(client::agent::PREFIX) {
         let started = std::time::Instant::now();
         let answer = crate::agents::handle(app, req).await;
-        let m = metrics::global();
-        m.requests.inc(&["agent", answer.as_ref().map_or_else(|e| e.code.as_str(), |_| "OK")]);
-        m.request_seconds.observe(&["agent"], started.elapsed());
+        count("agent", answer.as_ref().map_or_else(|e| e.code.as_str(), |_| "OK"), started);
         return match answer {
             Ok(body) => json_response(200, &body, Some(&request_id)),
             Err(e) => error_response(&e, &host, &request_id),
@@ -90,17 +86,9 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
     let started = std::time::Instant::now();
     let mut action = "unknown";
     let answer = process(app, req, &mut action, &request_id).await;
-    let code = answer.as_ref().map_or_else(|e| e.code.as_str(), |_| "OK");
-    let m = metrics::global();
-    m.requests.inc(&[action, code]);
-    m.request_seconds.observe(&[action], started.elapsed());
+    count(action, answer.as_ref().map_or_else(|e| e.code.as_str(), |_| "OK"), started);
     match answer {
-        Ok(mut body) => {
-            if let Value::Object(map) = &mut body {
-                map.insert("RequestId".into(), Value::String(request_id.clone()));
-            }
-            json_response(200, &body, Some(&request_id))
-        }
+        Ok(body) => json_response(200, &with_request_id(body, &request_id), Some(&request_id)),
         Err(e) => {
             if e.status >= 500 {
                 tracing::error!(request_id = %request_id, code = %e.code, "request failed with a server error");
@@ -109,6 +97,34 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
             }
             error_response(&e, &host, &request_id)
         }
+    }
+}
+
+/// Counts one request in the metrics: its label (an action, `agent` or `console`), its outcome
+/// and its time.
+fn count(label: &str, code: &str, started: std::time::Instant) {
+    let m = metrics::global();
+    m.requests.inc(&[label, code]);
+    m.request_seconds.observe(&[label], started.elapsed());
+}
+
+/// An action's answer with the request's id in it, as every answer of the API carries.
+pub(crate) fn with_request_id(mut body: Value, request_id: &str) -> Value {
+    if let Value::Object(map) = &mut body {
+        map.insert("RequestId".into(), Value::String(request_id.to_string()));
+    }
+    body
+}
+
+/// The parameters of a form body (`application/x-www-form-urlencoded`); none for another body.
+pub(crate) fn form_params(req: &Request) -> Vec<(String, String)> {
+    let is_form = req
+        .header("content-type")
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if is_form {
+        form_decode(&String::from_utf8_lossy(&req.body))
+    } else {
+        Vec::new()
     }
 }
 
@@ -198,13 +214,10 @@ async fn process(app: Arc<App>, req: Request, action: &mut &'static str, request
     if req.path != "/" {
         return Err(ApiError::action_not_found());
     }
-    let is_form = req
-        .header("content-type")
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
     let raw = RawRequest {
         method: req.method.clone(),
         query: form_decode(&req.query),
-        body_params: if is_form { form_decode(&String::from_utf8_lossy(&req.body)) } else { Vec::new() },
+        body_params: form_params(&req),
         headers: req.headers,
         body: req.body,
     };

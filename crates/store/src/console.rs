@@ -135,16 +135,13 @@ impl Console for Store {
             )
         })?;
         let Some(mut s) = found else { return Ok(None) };
-        let hash = token_hash.to_string();
         if s.expires_ms <= now_ms || s.seen_ms + idle_ms <= now_ms {
-            self.write(move |tx| {
-                tx.execute("DELETE FROM console_sessions WHERE token_hash = ?", args![&hash])?;
-                Ok(())
-            })?;
+            self.end_console_session(token_hash)?;
             return Ok(None);
         }
         if used && now_ms - s.seen_ms >= TOUCH_EVERY_MS {
             s.seen_ms = now_ms;
+            let hash = token_hash.to_string();
             self.write(move |tx| {
                 tx.execute("UPDATE console_sessions SET seen_ms = ? WHERE token_hash = ?", args![now_ms, &hash])?;
                 Ok(())
@@ -200,7 +197,7 @@ impl Console for Store {
     }
 }
 
-/// Records the account's results on run `run_id` if the write just completed it (in the
+/// Records the account's results on run `run_id`, which the write just completed (in the
 /// completing transaction, so the counts are those the run left).
 pub(crate) fn record_summary(tx: &Conn, run_id: &str, account_id: &str) -> Result<()> {
     tx.execute(

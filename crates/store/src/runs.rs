@@ -301,12 +301,14 @@ impl crate::CheckRuns for Store {
             tally.apply(tx, &account_id)?;
             // The last instance ends the run, whoever checked it: a worker, or an agent that
             // reports after the worker has left the run to its agents.
-            tx.execute(
+            let completed = tx.execute(
                 "UPDATE check_runs SET status_code = ?, ended_ms = ?, lease_until_ms = 0
                  WHERE id = ? AND status_code = ? AND total > 0 AND finished >= total",
                 args![RunStatus::Completed.code(), now, &run_id, RunStatus::Checking.code()],
             )?;
-            crate::console::record_summary(tx, &run_id, &account_id)?;
+            if completed > 0 {
+                crate::console::record_summary(tx, &run_id, &account_id)?;
+            }
             Ok(())
         })
     }
@@ -350,11 +352,13 @@ impl crate::CheckRuns for Store {
     fn finish_run(&self, run: &CheckRun) -> Result<()> {
         let run = run.clone();
         self.write(move |tx| {
-            tx.execute(
+            let completed = tx.execute(
                 "UPDATE check_runs SET status_code = ?, ended_ms = ?, lease_until_ms = 0 WHERE id = ? AND fence = ? AND status_code <> ?",
                 args![RunStatus::Completed.code(), now_ms(), &run.id, run.fence, RunStatus::Completed.code()],
             )?;
-            crate::console::record_summary(tx, &run.id, &run.account_id)?;
+            if completed > 0 {
+                crate::console::record_summary(tx, &run.id, &run.account_id)?;
+            }
             Ok(())
         })
     }

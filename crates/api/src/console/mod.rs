@@ -19,8 +19,7 @@ use model::ApiError;
 use serde_json::{json, Value};
 use store::{Accounts, Audit, Console, SessionKind};
 
-use crate::encoding::form_decode;
-use crate::gateway::{self, authorise, error_response, json_response, perform, Call};
+use crate::gateway::{self, authorise, error_response, form_params, json_response, perform, with_request_id, Call};
 use crate::http::{Request, Response};
 use crate::signature::{constant_time_eq, sha256_hex};
 use crate::App;
@@ -167,13 +166,11 @@ fn session(app: &App, req: &Request) -> Result<(String, store::AccessKey, store:
     let used = req.header(POLL_HEADER).is_none();
     let found = app.store.console_session(&token_hash(&token), now, IDLE_MS, used).map_err(crate::ops::db)?;
     let session = found.ok_or_else(ApiError::console_session_required)?;
+    // Disabling or deleting a key removes its sessions in the same write; a key read here as
+    // disabled or gone was changed since the session was read.
     match app.store.get_key(&session.key_id).map_err(crate::ops::db)? {
         Some(key) if key.enabled => Ok((token, key, session)),
-        _ => {
-            // Its key was disabled or deleted: the session ends with it.
-            app.store.end_console_session(&token_hash(&token)).map_err(crate::ops::db)?;
-            Err(ApiError::console_session_required())
-        }
+        _ => Err(ApiError::console_session_required()),
     }
 }
 
@@ -210,17 +207,6 @@ fn whoami(app: &App, req: &Request) -> Result<Response, ApiError> {
     Ok(json_ok(&session_json(&key, &token, session.expires_ms)))
 }
 
-fn form(req: &Request) -> Vec<(String, String)> {
-    let is_form = req
-        .header("content-type")
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-    if is_form {
-        form_decode(&String::from_utf8_lossy(&req.body))
-    } else {
-        Vec::new()
-    }
-}
-
 fn field<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
@@ -229,7 +215,7 @@ fn sign_in(app: &App, req: &Request) -> Result<Response, ApiError> {
     if !same_site(app, req) {
         return Err(ApiError::console_csrf_refused());
     }
-    let params = form(req);
+    let params = form_params(req);
     let now = store::now_ms();
     let key = match field(&params, "Ticket") {
         Some(ticket) => {
@@ -300,17 +286,14 @@ fn record(app: &App, req: &Request, key: &store::AccessKey, action: &str, outcom
 /// One action, with the session's key: the API's authorisation, scope and audit trail.
 fn call(app: &App, req: &Request, request_id: &str) -> Result<Response, ApiError> {
     let (_, key) = checked_session(app, req)?;
-    let params: Vec<(String, String)> = form(req).into_iter().filter(|(k, _)| k != "AccessKeyId").collect();
+    let params: Vec<(String, String)> = form_params(req).into_iter().filter(|(k, _)| k != "AccessKeyId").collect();
     let action = field(&params, "Action").unwrap_or_default().trim().to_string();
     let prepared = authorise(&key.policy, &action, &params);
     let source = source(req);
     let call = Call { key: &key, action: &action, params: &params, source: &source, request_id };
     let origin = gateway::origin(app, req.header("host"));
-    let mut body = perform(app, &call, prepared, &origin)?;
-    if let Value::Object(map) = &mut body {
-        map.insert("RequestId".into(), Value::String(request_id.to_string()));
-    }
-    Ok(json_ok(&body))
+    let body = perform(app, &call, prepared, &origin)?;
+    Ok(json_ok(&with_request_id(body, request_id)))
 }
 
 /// Opens a one-time sign-in link for `key_id` (`serve --demo` prints it): the fragment the

@@ -92,7 +92,7 @@ pub fn run(n: usize, duration_s: u64, clients: usize, progress: &Progress) -> Re
         }
     }
     // The console's check items page: its one call, through a session (cookie and CSRF token).
-    let page_call = console.request(&svc, &[("Action", "ListCheckResult"), ("PageSize", &page), ("Lang", "en")]);
+    let page_call = console.call(&svc, &[("Action", "ListCheckResult"), ("PageSize", &page), ("Lang", "en")]);
     for c in [1, clients] {
         progress.say(&format!("fleet {n}: console check items page, {c} clients for {duration_s} s"));
         let r = load::run(
@@ -121,12 +121,9 @@ struct ConsoleSession {
 
 impl ConsoleSession {
     fn open(svc: &Service) -> Result<ConsoleSession, String> {
-        let body = format!(
-            "AccessKeyId={}&AccessKeySecret={}",
-            client::encoding::pop_encode(&svc.creds.access_key_id),
-            client::encoding::pop_encode(&svc.creds.access_key_secret)
-        );
-        let r = Self::send(svc, "POST", "/console/session", Vec::new(), body.into_bytes())?;
+        let body =
+            form(&[("AccessKeyId", &svc.creds.access_key_id), ("AccessKeySecret", &svc.creds.access_key_secret)]);
+        let r = exchange(svc, "POST", &request(svc, "/console/session", Vec::new(), body))?;
         let cookie = r.headers.iter().find(|(k, _)| k == "set-cookie").map(|(_, v)| v.clone()).unwrap_or_default();
         let cookie = cookie.split(';').next().unwrap_or_default().to_string();
         let csrf = r.json()["CsrfToken"].as_str().unwrap_or_default().to_string();
@@ -136,40 +133,10 @@ impl ConsoleSession {
         }
     }
 
-    fn send(
-        svc: &Service,
-        method: &str,
-        path: &str,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    ) -> Result<client::Response, String> {
-        let mut headers = headers;
-        headers.push(("host".into(), svc.endpoint.clone()));
-        if !body.is_empty() {
-            headers.push(("content-type".into(), "application/x-www-form-urlencoded".into()));
-        }
-        let r = Request { host: svc.endpoint.clone(), path: path.into(), query: String::new(), headers, body };
-        client::Connection::open(&svc.endpoint).and_then(|mut c| c.send(method, &r)).map_err(|e| e.to_string())
-    }
-
     /// A call of the console's script.
-    fn request(&self, svc: &Service, params: &[(&str, &str)]) -> Request {
-        let body: Vec<String> = params
-            .iter()
-            .map(|(k, v)| format!("{}={}", client::encoding::pop_encode(k), client::encoding::pop_encode(v)))
-            .collect();
-        Request {
-            host: svc.endpoint.clone(),
-            path: "/console/api".into(),
-            query: String::new(),
-            headers: vec![
-                ("host".into(), svc.endpoint.clone()),
-                ("cookie".into(), self.cookie.clone()),
-                ("x-posture-csrf".into(), self.csrf.clone()),
-                ("content-type".into(), "application/x-www-form-urlencoded".into()),
-            ],
-            body: body.join("&").into_bytes(),
-        }
+    fn call(&self, svc: &Service, params: &[(&str, &str)]) -> Request {
+        let headers = vec![("cookie".into(), self.cookie.clone()), ("x-posture-csrf".into(), self.csrf.clone())];
+        request(svc, "/console/api", headers, form(params))
     }
 
     /// What a browser transfers to show the check items page the first time: the page, its
@@ -177,15 +144,13 @@ impl ConsoleSession {
     fn first_load_bytes(&self, svc: &Service) -> Result<usize, String> {
         let mut total = 0;
         for path in ["/console/", "/console/console.js", "/console/console.css"] {
-            total += Self::send(svc, "GET", path, Vec::new(), Vec::new())?.body.len();
+            total += exchange(svc, "GET", &request(svc, path, Vec::new(), String::new()))?.body.len();
         }
         let session = vec![("cookie".to_string(), self.cookie.clone())];
-        total += Self::send(svc, "GET", "/console/session", session, Vec::new())?.body.len();
+        total += exchange(svc, "GET", &request(svc, "/console/session", session, String::new()))?.body.len();
         for action in ["ListCheckResult", "ListCheckStandard"] {
-            let r = self.request(svc, &[("Action", action), ("PageSize", "20"), ("Lang", "en")]);
-            let answer = client::Connection::open(&svc.endpoint)
-                .and_then(|mut c| c.send("POST", &r))
-                .map_err(|e| e.to_string())?;
+            let answer =
+                exchange(svc, "POST", &self.call(svc, &[("Action", action), ("PageSize", "20"), ("Lang", "en")]))?;
             if answer.status != 200 {
                 return Err(format!("console {action}: {} {}", answer.status, answer.body));
             }
@@ -193,6 +158,28 @@ impl ConsoleSession {
         }
         Ok(total)
     }
+}
+
+/// A request to the service at `path`, with a form body when `body` is not empty.
+fn request(svc: &Service, path: &str, mut headers: Vec<(String, String)>, body: String) -> Request {
+    headers.push(("host".into(), svc.endpoint.clone()));
+    if !body.is_empty() {
+        headers.push(("content-type".into(), "application/x-www-form-urlencoded".into()));
+    }
+    Request { host: svc.endpoint.clone(), path: path.into(), query: String::new(), headers, body: body.into_bytes() }
+}
+
+/// Sends one request on a new connection.
+fn exchange(svc: &Service, method: &str, r: &Request) -> Result<client::Response, String> {
+    client::Connection::open(&svc.endpoint).and_then(|mut c| c.send(method, r)).map_err(|e| e.to_string())
+}
+
+fn form(params: &[(&str, &str)]) -> String {
+    let pairs: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", client::encoding::pop_encode(k), client::encoding::pop_encode(v)))
+        .collect();
+    pairs.join("&")
 }
 
 fn pair(k: &str, v: &str) -> (String, String) {

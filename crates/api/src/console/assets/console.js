@@ -121,12 +121,17 @@ function signedIn(s) {
   document.getElementById("signout").hidden = false;
   document.getElementById("who").textContent = s.AccessKeyId + " · " + s.Policy + " · account " + s.AccountId;
 }
+// The session this browser's cookie holds (GET /console/session), or null if there is none or
+// the service cannot be reached.
+async function currentSession() {
+  const r = await fetch("/console/session", { credentials: "same-origin" }).catch(() => null);
+  return r && r.ok ? r.json() : null;
+}
 // Another tab signed in (its cookie replaced this tab's session): take up the session in force,
 // or the sign-in form if there is none.
 async function sessionChanged() {
-  const r = await fetch("/console/session", { credentials: "same-origin" }).catch(() => null);
-  if (!r || !r.ok) return signedOut("Your session has ended: sign in again.");
-  const s = await r.json();
+  const s = await currentSession();
+  if (!s) return signedOut("Your session has ended: sign in again.");
   if (s.CsrfToken === session.csrf) return;
   signedIn(s);
   flash = "You signed in again in another tab: this tab now acts as " + s.AccessKeyId + " (" + s.Policy + ").";
@@ -181,9 +186,9 @@ async function start() {
   });
   window.addEventListener("hashchange", route);
   if (location.hash.includes("ticket=")) return route();
-  const r = await fetch("/console/session", { credentials: "same-origin" });
-  if (!r.ok) return viewSignIn();
-  signedIn(await r.json());
+  const s = await currentSession();
+  if (!s) return viewSignIn();
+  signedIn(s);
   route();
 }
 
@@ -209,8 +214,8 @@ async function useTicket(ticket) {
   // A link signs in as its key: the session in force (perhaps another key's, perhaps of a tab
   // opened before) ends first.
   if (!session.csrf) {
-    const r = await fetch("/console/session", { credentials: "same-origin" }).catch(() => null);
-    if (r && r.ok) session.csrf = (await r.json()).CsrfToken;
+    const s = await currentSession();
+    if (s) session.csrf = s.CsrfToken;
   }
   if (session.csrf) {
     try { await post("/console/signout", ""); } catch (e) { /* ended already */ }
