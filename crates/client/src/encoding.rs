@@ -14,6 +14,13 @@ pub fn pop_encode(s: &str) -> String {
     out
 }
 
+/// Encodes pairs as a query string or form body, each name and value POP-encoded, in order.
+pub fn form_encode<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    let encoded: Vec<String> =
+        pairs.iter().map(|(k, v)| format!("{}={}", pop_encode(k.as_ref()), pop_encode(v.as_ref()))).collect();
+    encoded.join("&")
+}
+
 /// Decodes `application/x-www-form-urlencoded` text (`+` is a space, `%XX` a byte) into pairs,
 /// in order. Invalid escapes are kept literally; invalid UTF-8 becomes U+FFFD.
 pub fn form_decode(s: &str) -> Vec<(String, String)> {

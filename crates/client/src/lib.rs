@@ -16,7 +16,6 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::encoding::pop_encode;
 use crate::signature::{
     sha256_hex, v1_sign, v1_string_to_sign, v3_canonical_request, v3_sign, v3_string_to_sign, V3_ALGORITHM,
 };
@@ -67,10 +66,6 @@ fn nonce() -> String {
     let mut b = [0u8; 16];
     getrandom::getrandom(&mut b).expect("the OS random source works");
     hex::encode(b)
-}
-
-fn query_string(params: &[(String, String)]) -> String {
-    params.iter().map(|(k, v)| format!("{}={}", pop_encode(k), pop_encode(v))).collect::<Vec<_>>().join("&")
 }
 
 /// `host:port` from `http://host:port/`, `https://host:port/` or `host:port`.
@@ -287,7 +282,7 @@ pub fn sign_at(
     let form = || ("content-type".to_string(), "application/x-www-form-urlencoded".to_string());
     match signing {
         Signing::V3 => {
-            let encoded = query_string(params);
+            let encoded = encoding::form_encode(params);
             let (query, body, in_query) = if encoded.len() > MAX_QUERY {
                 (String::new(), encoded, &[][..])
             } else {
@@ -333,7 +328,7 @@ pub fn sign_at(
             all.extend(params.iter().cloned());
             let sig = v1_sign(&creds.access_key_secret, &v1_string_to_sign("POST", &all));
             all.push(("Signature".into(), sig));
-            let encoded = query_string(&all);
+            let encoded = encoding::form_encode(&all);
             let headers = vec![("host".to_string(), host.clone())];
             if encoded.len() > MAX_QUERY {
                 Request {
@@ -593,6 +588,6 @@ mod tests {
     #[test]
     fn query_strings_round_trip_through_the_server_decoder() {
         let p = vec![("RepairTempParam.1.Value".to_string(), "a b*c~/中+&=".to_string())];
-        assert_eq!(form_decode(&query_string(&p)), p);
+        assert_eq!(form_decode(&encoding::form_encode(&p)), p);
     }
 }

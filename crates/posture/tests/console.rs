@@ -44,14 +44,6 @@ fn http(s: &common::Server, method: &str, path: &str, headers: &[(&str, &str)], 
     Reply { status, headers, body: body.to_string() }
 }
 
-fn form(params: &[(&str, &str)]) -> String {
-    params
-        .iter()
-        .map(|(k, v)| format!("{}={}", api::encoding::pop_encode(k), api::encoding::pop_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 /// A signed-in session: its cookie header and CSRF token.
 struct Session {
     cookie: String,
@@ -59,7 +51,13 @@ struct Session {
 }
 
 fn sign_in(s: &common::Server, id: &str, secret: &str) -> Reply {
-    http(s, "POST", "/console/session", &[], &form(&[("AccessKeyId", id), ("AccessKeySecret", secret)]))
+    http(
+        s,
+        "POST",
+        "/console/session",
+        &[],
+        &api::encoding::form_encode(&[("AccessKeyId", id), ("AccessKeySecret", secret)]),
+    )
 }
 
 fn session(s: &common::Server, id: &str, secret: &str) -> Session {
@@ -70,7 +68,13 @@ fn session(s: &common::Server, id: &str, secret: &str) -> Session {
 }
 
 fn call(s: &common::Server, session: &Session, params: &[(&str, &str)]) -> Reply {
-    http(s, "POST", "/console/api", &[("cookie", &session.cookie), ("x-posture-csrf", &session.csrf)], &form(params))
+    http(
+        s,
+        "POST",
+        "/console/api",
+        &[("cookie", &session.cookie), ("x-posture-csrf", &session.csrf)],
+        &api::encoding::form_encode(params),
+    )
 }
 
 fn ok(s: &common::Server, session: &Session, params: &[(&str, &str)]) -> Value {

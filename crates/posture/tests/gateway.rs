@@ -3,7 +3,7 @@
 
 mod common;
 
-use api::encoding::pop_encode;
+use api::encoding::form_encode;
 use api::signature::{sha256_hex, v1_sign, v1_string_to_sign, v3_canonical_request, v3_sign, v3_string_to_sign};
 use api::time::format_utc;
 use client::send;
@@ -45,7 +45,7 @@ fn v3_request(
             names.join(";")
         ),
     ));
-    let qs = q.iter().map(|(k, v)| format!("{}={}", pop_encode(k), pop_encode(v))).collect::<Vec<_>>().join("&");
+    let qs = form_encode(&q);
     (qs, headers)
 }
 
@@ -75,10 +75,6 @@ fn v1_params(
     let sig = v1_sign(&s.creds.access_key_secret, &v1_string_to_sign(method, &p));
     p.push(("Signature".into(), sig));
     p
-}
-
-fn form(p: &[(String, String)]) -> String {
-    p.iter().map(|(k, v)| format!("{}={}", pop_encode(k), pop_encode(v))).collect::<Vec<_>>().join("&")
 }
 
 fn code(r: &client::Response) -> (u16, String) {
@@ -119,7 +115,7 @@ fn every_documented_rejection_over_http() {
         assert_eq!(code(&send(&s.endpoint, "POST", &q, &h, b"").unwrap()), (400, "InvalidTimeStamp.Expired".into()));
         let p = v1_params(&s, "POST", "ListCheckResult", &[], &ts, &store::new_id(16));
         assert_eq!(
-            code(&send(&s.endpoint, "POST", &form(&p), &[], b"").unwrap()),
+            code(&send(&s.endpoint, "POST", &form_encode(&p), &[], b"").unwrap()),
             (400, "InvalidTimeStamp.Expired".into())
         );
     }
@@ -129,8 +125,11 @@ fn every_documented_rejection_over_http() {
     assert_eq!(send(&s.endpoint, "POST", &q, &h, b"").unwrap().status, 200);
     assert_eq!(code(&send(&s.endpoint, "POST", &q, &h, b"").unwrap()), (400, "SignatureNonceUsed".into()));
     let p = v1_params(&s, "GET", "ListCheckResult", &[], &now_utc(), &store::new_id(16));
-    assert_eq!(send(&s.endpoint, "GET", &form(&p), &[], b"").unwrap().status, 200);
-    assert_eq!(code(&send(&s.endpoint, "GET", &form(&p), &[], b"").unwrap()), (400, "SignatureNonceUsed".into()));
+    assert_eq!(send(&s.endpoint, "GET", &form_encode(&p), &[], b"").unwrap().status, 200);
+    assert_eq!(
+        code(&send(&s.endpoint, "GET", &form_encode(&p), &[], b"").unwrap()),
+        (400, "SignatureNonceUsed".into())
+    );
 
     // Unknown action, missing parameter, bad version, no signature at all.
     s.err("NoSuchAction", &[], 404, "InvalidAction.NotFound");
@@ -144,7 +143,7 @@ fn every_documented_rejection_over_http() {
         p.push(("Signature".into(), v1_sign(&s.creds.access_key_secret, &v1_string_to_sign("POST", &p))));
         p
     };
-    assert_eq!(code(&send(&s.endpoint, "POST", &form(&p), &[], b"").unwrap()), (400, "InvalidParameter".into()));
+    assert_eq!(code(&send(&s.endpoint, "POST", &form_encode(&p), &[], b"").unwrap()), (400, "InvalidParameter".into()));
     let r = send(&s.endpoint, "POST", "Action=ListCheckResult", &[], b"").unwrap();
     assert_eq!(code(&r), (400, "MissingParameter".into()));
     assert!(r.json()["Message"].as_str().unwrap().contains("AccessKeyId"));
@@ -177,18 +176,21 @@ fn v1_from_the_query_from_a_form_body_and_by_get() {
         "POST",
         "",
         &[("content-type".into(), "application/x-www-form-urlencoded".into())],
-        form(&p).as_bytes(),
+        form_encode(&p).as_bytes(),
     )
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["RepairSetting"]["RepairConfigs"][0]["Name"], "IPPort");
     // GET with the query (ListOperationTask is a GET action in the SDK metadata).
     let p = v1_params(&s, "GET", "ListOperationTask", &[("PageSize", "5")], &now_utc(), &store::new_id(16));
-    let r = send(&s.endpoint, "GET", &form(&p), &[], b"").unwrap();
+    let r = send(&s.endpoint, "GET", &form_encode(&p), &[], b"").unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     // A signature computed for GET does not pass as POST.
     let p = v1_params(&s, "GET", "ListCheckResult", &[], &now_utc(), &store::new_id(16));
-    assert_eq!(code(&send(&s.endpoint, "POST", &form(&p), &[], b"").unwrap()), (400, "SignatureDoesNotMatch".into()));
+    assert_eq!(
+        code(&send(&s.endpoint, "POST", &form_encode(&p), &[], b"").unwrap()),
+        (400, "SignatureDoesNotMatch".into())
+    );
     // The client's own v1 signing.
     assert_eq!(s.call_with("ListCheckResult", &[("Lang", "en")], client::Signing::V1).status, 200);
 }

@@ -121,8 +121,10 @@ struct ConsoleSession {
 
 impl ConsoleSession {
     fn open(svc: &Service) -> Result<ConsoleSession, String> {
-        let body =
-            form(&[("AccessKeyId", &svc.creds.access_key_id), ("AccessKeySecret", &svc.creds.access_key_secret)]);
+        let body = client::encoding::form_encode(&[
+            ("AccessKeyId", &svc.creds.access_key_id),
+            ("AccessKeySecret", &svc.creds.access_key_secret),
+        ]);
         let r = exchange(svc, "POST", &request(svc, "/console/session", Vec::new(), body))?;
         let cookie = r.headers.iter().find(|(k, _)| k == "set-cookie").map(|(_, v)| v.clone()).unwrap_or_default();
         let cookie = cookie.split(';').next().unwrap_or_default().to_string();
@@ -136,7 +138,7 @@ impl ConsoleSession {
     /// A call of the console's script.
     fn call(&self, svc: &Service, params: &[(&str, &str)]) -> Request {
         let headers = vec![("cookie".into(), self.cookie.clone()), ("x-posture-csrf".into(), self.csrf.clone())];
-        request(svc, "/console/api", headers, form(params))
+        request(svc, "/console/api", headers, client::encoding::form_encode(params))
     }
 
     /// What a browser transfers to show the check items page the first time: the page, its
@@ -172,14 +174,6 @@ fn request(svc: &Service, path: &str, mut headers: Vec<(String, String)>, body: 
 /// Sends one request on a new connection.
 fn exchange(svc: &Service, method: &str, r: &Request) -> Result<client::Response, String> {
     client::Connection::open(&svc.endpoint).and_then(|mut c| c.send(method, r)).map_err(|e| e.to_string())
-}
-
-fn form(params: &[(&str, &str)]) -> String {
-    let pairs: Vec<String> = params
-        .iter()
-        .map(|(k, v)| format!("{}={}", client::encoding::pop_encode(k), client::encoding::pop_encode(v)))
-        .collect();
-    pairs.join("&")
 }
 
 fn pair(k: &str, v: &str) -> (String, String) {
