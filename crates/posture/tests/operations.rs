@@ -344,14 +344,32 @@ fn listings_page_and_filter() {
     let total = all["PageInfo"]["TotalCount"].as_i64().unwrap();
     let catalog = catalog::Catalog::builtin().unwrap();
     assert_eq!(total as usize, catalog.all().count(), "every item of the catalog: the host items and the AWS items");
+    // A page's items read only their own results; sorted by status, every item's are read:
+    // both give each item the same status and counts.
+    let mut by_status = std::collections::BTreeMap::new();
+    for page in 1..=(total + 99) / 100 {
+        let v = s.ok(
+            "ListCheckResult",
+            &[("SortTypes.1", "STATUS"), ("PageSize", "100"), ("CurrentPage", &page.to_string())],
+        );
+        for c in v["Checks"].as_array().unwrap() {
+            by_status.insert(c["CheckId"].as_i64().unwrap(), (c["Status"].clone(), c["StatusCounts"].clone()));
+        }
+    }
+    assert_eq!(by_status.len() as i64, total);
     let mut seen = Vec::new();
     for page in 1..=(total + 4) / 5 {
         let v = s.ok("ListCheckResult", &[("PageSize", "5"), ("CurrentPage", &page.to_string())]);
-        seen.extend(v["Checks"].as_array().unwrap().iter().map(|c| c["CheckId"].as_i64().unwrap()));
+        for c in v["Checks"].as_array().unwrap() {
+            let id = c["CheckId"].as_i64().unwrap();
+            assert_eq!(by_status[&id], (c["Status"].clone(), c["StatusCounts"].clone()), "item {id}");
+            seen.push(id);
+        }
     }
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len() as i64, total);
+    assert!(by_status.values().any(|(s, _)| s == "NOT_PASS") && by_status.values().any(|(s, _)| s == "PASS"));
     let high = s.ok("ListCheckResult", &[("RiskLevels.1", "HIGH"), ("PageSize", "100")]);
     assert!(high["Checks"].as_array().unwrap().iter().all(|c| c["RiskLevel"] == "HIGH"));
     let sorted = s.ok("ListCheckResult", &[("SortTypes.1", "STATUS"), ("PageSize", "100")]);

@@ -224,7 +224,7 @@ crate::testutil::both_backends! {
         assert!(s.pending_details(&again, 0, 10).unwrap().is_empty(), "finished details are not pending");
         s.finish_run(&again).unwrap();
         assert_eq!(s.get_run(&acct, &run.id).unwrap().unwrap().finished, 2);
-        let agg = s.aggregate_results(&acct, &[], &[]).unwrap();
+        let agg = s.aggregate_results(&acct, &[], &[], &[]).unwrap();
         assert_eq!(agg[&1001].counts.get("NOT_PASS"), Some(&2));
         assert_eq!(s.failing_instances(&acct, 1001).unwrap().len(), 2);
     }

@@ -562,8 +562,8 @@ mod tests {
         while now_ms() <= latest_expiry {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        let kept = s.aggregate_results(&account, &[], &[]).unwrap();
-        let counted = s.count_results(&account, &[], &[]).unwrap();
+        let kept = s.aggregate_results(&account, &[], &[], &[]).unwrap();
+        let counted = s.count_results(&account, &[], &[], &[]).unwrap();
         assert_eq!(kept.keys().collect::<Vec<_>>(), counted.keys().collect::<Vec<_>>());
         for (check, k) in &kept {
             let c = &counted[check];

@@ -205,13 +205,15 @@ impl Store {
         account_id: &str,
         instance_ids: &[String],
         vendors: &[i64],
+        check_ids: &[i64],
     ) -> Result<BTreeMap<i64, ResultAggregate>> {
         // Grouped by (item, status) only, so rows come in index order; the vendors of a group
         // are summarised by their smallest and largest code (the answer needs only "one
         // vendor, or several").
         let wh = Where::new("r.account_id = ?", [account_id.into()])
             .and_in("i.instance_id", instance_ids)
-            .and_in("i.vendor", vendors.iter().copied());
+            .and_in("i.vendor", vendors.iter().copied())
+            .and_in("r.check_id", check_ids.iter().copied());
         let sql = format!(
             "SELECT r.check_id, {{STATUS}} AS st, COUNT(*), MAX(r.last_ms), MAX(r.check_run_id), MIN(i.vendor), MAX(i.vendor)
              FROM check_results r JOIN instances i ON i.pk = r.instance_pk{} GROUP BY r.check_id, st",
@@ -249,13 +251,17 @@ impl crate::Results for Store {
         account_id: &str,
         instance_ids: &[String],
         vendors: &[i64],
+        check_ids: &[i64],
     ) -> Result<BTreeMap<i64, ResultAggregate>> {
         self.settle_expiries(Some(account_id))?;
         if !instance_ids.is_empty() {
-            return self.count_results(account_id, instance_ids, vendors);
+            return self.count_results(account_id, instance_ids, vendors, check_ids);
         }
         // The counters kept by the writes: a row per (item, vendor, status) with results.
-        let wh = Where::new("account_id = ? AND n <> 0", [account_id.into()]).and_in("vendor", vendors.iter().copied());
+        let wh = Where::new("account_id = ? AND n <> 0", [account_id.into()])
+            .and_in("vendor", vendors.iter().copied())
+            .and_in("check_id", check_ids.iter().copied());
+        let latest = Where::new("account_id = ?", [account_id.into()]).and_in("check_id", check_ids.iter().copied());
         self.read(|c| {
             let mut out: BTreeMap<i64, ResultAggregate> = BTreeMap::new();
             c.query(
@@ -276,8 +282,8 @@ impl crate::Results for Store {
             )?;
             // The item's latest evaluation, on any vendor.
             c.query(
-                "SELECT check_id, last_ms, run_id FROM result_latest WHERE account_id = ?",
-                args![account_id],
+                &format!("SELECT check_id, last_ms, run_id FROM result_latest{}", latest.sql()),
+                latest.args(),
                 |r| {
                     if let Some(agg) = out.get_mut(&r.get::<i64>(0)?) {
                         agg.last_ms = r.get(1)?;

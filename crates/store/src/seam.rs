@@ -252,12 +252,14 @@ pub trait Accounts: Send + Sync {
 
 /// Check results: the effective status of each item on each instance, whitelists applied.
 pub trait Results: Send + Sync {
-    /// Results per check item, optionally only on these instances / vendors.
+    /// Results per check item, optionally only on these instances / vendors, and only of these
+    /// items.
     fn aggregate_results(
         &self,
         account_id: &str,
         instance_ids: &[String],
         vendors: &[i64],
+        check_ids: &[i64],
     ) -> Result<BTreeMap<i64, ResultAggregate>>;
 
     /// One page of a check item's results, and the total.

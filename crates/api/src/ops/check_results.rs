@@ -77,13 +77,14 @@ pub(super) fn vendor_codes(p: &Params) -> Result<Vec<i64>, ApiError> {
 }
 
 /// Each item's results counted by status, over the instances given (all when none) of the
-/// vendors given (all when none).
+/// vendors given (all when none), for the items given (all when none).
 pub(super) fn aggregates(
     ctx: &Ctx,
     instance_ids: &[String],
     vendor_codes: &[i64],
+    check_ids: &[i64],
 ) -> Result<BTreeMap<i64, ResultAggregate>, ApiError> {
-    ctx.store.aggregate_results(ctx.account_id, instance_ids, vendor_codes).map_err(db)
+    ctx.store.aggregate_results(ctx.account_id, instance_ids, vendor_codes, check_ids).map_err(db)
 }
 
 /// ListCheckResult: check items with their aggregate result.
@@ -105,7 +106,10 @@ pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let custom_param = p.bool("CustomParam")?;
     let vendor_codes = vendor_codes(p)?;
     let scoped = !instance_ids.is_empty() || !vendor_codes.is_empty();
-    let aggregates = aggregates(ctx, &instance_ids, &vendor_codes)?;
+    // Every item's results are read only when they choose or order the items; otherwise only
+    // the page's are (a page of 20 of a catalog of hundreds).
+    let by_results = scoped || !statuses.is_empty() || sort_types.iter().any(|s| s == "STATUS");
+    let everything = if by_results { aggregates(ctx, &instance_ids, &vendor_codes, &[])? } else { BTreeMap::new() };
 
     let mut rows: Vec<(&CheckDef, CheckStatus)> = ctx
         .catalog()
@@ -126,8 +130,8 @@ pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         .filter(|c| requirement_ids.is_empty() || requirement_ids.contains(&c.policy.requirement_id))
         .filter(|c| types.is_empty() || types.contains(&c.policy.standard_type))
         .filter(|c| custom_param.is_none_or(|wanted| wanted != c.custom.is_empty()))
-        .filter(|c| !scoped || aggregates.contains_key(&c.id))
-        .map(|c| (c, aggregate_status(aggregates.get(&c.id))))
+        .filter(|c| !scoped || everything.contains_key(&c.id))
+        .map(|c| (c, aggregate_status(everything.get(&c.id))))
         .filter(|(_, s)| statuses.is_empty() || statuses.contains(s))
         .collect();
     for sort in sort_types.iter().rev() {
@@ -137,10 +141,19 @@ pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         }
     }
     let total = rows.len() as i64;
+    let mut rows: Vec<_> = rows.into_iter().skip(offset as usize).take(size as usize).collect();
+    let aggregates = if by_results {
+        everything
+    } else {
+        let ids: Vec<i64> = rows.iter().map(|(c, _)| c.id).collect();
+        let page = if ids.is_empty() { BTreeMap::new() } else { aggregates(ctx, &[], &[], &ids)? };
+        for (c, status) in rows.iter_mut() {
+            *status = aggregate_status(page.get(&c.id));
+        }
+        page
+    };
     let checks: Vec<Value> = rows
         .into_iter()
-        .skip(offset as usize)
-        .take(size as usize)
         .map(|(c, status)| {
             let agg = aggregates.get(&c.id);
             let (asset_vendor, vendor, vendor_show) = vendor_fields(agg);

@@ -89,7 +89,7 @@ pub fn get_check_summary(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let with_items = p.bool("IsItemStatistic")?.unwrap_or(false);
     p.list("TaskSources")?;
     let vendors = vendor_codes(p)?;
-    let aggregates = aggregates(ctx, &[], &vendors)?;
+    let aggregates = aggregates(ctx, &[], &vendors, &[])?;
     let in_scope = |c: &&CheckDef| vendors.is_empty() || aggregates.contains_key(&c.id);
     let verdict = |c: &CheckDef| Verdict::of(aggregate_status(aggregates.get(&c.id)));
     let tree = catalog::structure(ctx.catalog().all().filter(in_scope));
@@ -158,7 +158,7 @@ pub fn list_check_standard(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let instance_sub_types = p.list("InstanceSubTypes")?;
     p.list("TaskSources")?;
     let vendors = vendor_codes(p)?;
-    let with_results = if instance_ids.is_empty() { None } else { Some(aggregates(ctx, &instance_ids, &[])?) };
+    let with_results = if instance_ids.is_empty() { None } else { Some(aggregates(ctx, &instance_ids, &[], &[])?) };
     let tree = catalog::structure(
         ctx.catalog()
             .all()

@@ -19,7 +19,7 @@ pub fn list_check_item(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let (page, size, offset) = p.page(20, 100)?;
     p.list("TaskSources")?;
     let values = ctx.store.custom_values(ctx.account_id).map_err(db)?;
-    let counts = aggregates(ctx, &[], &[])?;
+    let counts = aggregates(ctx, &[], &[], &[])?;
     let all: Vec<&catalog::CheckDef> = ctx.catalog().all().collect();
     let items: Vec<Value> = all
         .iter()
