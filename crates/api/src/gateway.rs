@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use model::ApiError;
 use serde_json::{json, Value};
-use store::Audit;
 
 use crate::auth::{authenticate, policy_allows, RawRequest};
 use crate::encoding::form_decode;
@@ -289,33 +288,38 @@ pub(crate) struct Call<'a> {
 }
 
 /// Runs an authorised call with the key's account, and records every call of an action that
-/// may change something in the audit trail, refused or not, before it is answered. The API and
-/// the console both call through here: one path, one authorisation.
+/// may change something in the audit trail, refused or not, before it is answered (the record
+/// rides the call's first write: `store::audited`). The API and the console both call through
+/// here: one path, one authorisation.
 pub(crate) fn perform(
     app: &App,
     call: &Call,
     prepared: Result<(ops::Op, Params), ApiError>,
     origin: &str,
 ) -> Result<Value, ApiError> {
-    let answer = prepared.and_then(|(op, params)| {
-        let ctx = Ctx {
-            store: &*app.store,
-            engine: &app.engine,
-            account_id: &call.key.account_id,
-            settings: &app.settings,
-            idempotency: &app.idempotency,
-            origin,
-            key_id: &call.key.id,
-        };
-        ops::run(&ctx, call.action, op, &params)
-    });
-    if ops::changes_state(call.action) {
-        let mut e = ops::audit::entry(&call.key.account_id, &call.key.id, call.source, call.action, call.params);
-        e.outcome = answer.as_ref().map_or_else(|e| e.code.clone(), |_| "OK".to_string());
-        e.request_id = call.request_id.to_string();
-        if let Err(err) = app.store.record_audit(&e, app.settings.audit_retention_ms) {
-            tracing::error!(error = %err, action = %call.action, "the call could not be recorded in the audit trail");
-        }
+    let run = || {
+        prepared.and_then(|(op, params)| {
+            let ctx = Ctx {
+                store: &*app.store,
+                engine: &app.engine,
+                account_id: &call.key.account_id,
+                settings: &app.settings,
+                idempotency: &app.idempotency,
+                origin,
+                key_id: &call.key.id,
+            };
+            ops::run(&ctx, call.action, op, &params)
+        })
+    };
+    if !ops::changes_state(call.action) {
+        return run();
+    }
+    let mut e = ops::audit::entry(&call.key.account_id, &call.key.id, call.source, call.action, call.params);
+    e.request_id = call.request_id.to_string();
+    let outcome = |a: &Result<Value, ApiError>| a.as_ref().map_or_else(|e| e.code.clone(), |_| "OK".to_string());
+    let (answer, recorded) = store::audited(&app.store, e, app.settings.audit_retention_ms, run, outcome);
+    if let Err(err) = recorded {
+        tracing::error!(error = %err, action = %call.action, "the call could not be recorded in the audit trail");
     }
     answer
 }

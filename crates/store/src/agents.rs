@@ -102,9 +102,9 @@ const NOT_YET_CHANGING: &str = "'INIT', 'IN_BACKUP', 'BACKED_UP', 'ROLL_BACK_INI
 static CLAIM_AGENT_TASK_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
     skip_locked(format!(
         "UPDATE tasks SET lease_until_ms = CAST(?1 AS BIGINT) + ?2, fence = fence + 1, attempts = attempts + 1
-         WHERE rowid = (SELECT rowid FROM tasks WHERE instance_pk = ?3 AND status IN ({}) AND agent = 1 AND lease_until_ms < ?1 ORDER BY rowid LIMIT 1)
+         WHERE rowid = (SELECT rowid FROM tasks WHERE instance_pk = ?3 AND {} AND agent = 1 AND lease_until_ms < ?1 ORDER BY rowid LIMIT 1)
          RETURNING id, account_id, fence",
-        crate::status_list(TaskStatus::is_claimable)
+        crate::status_in("status", TaskStatus::is_claimable)
     ))
 });
 
@@ -112,12 +112,12 @@ static CLAIM_AGENT_TASK_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
 /// preview to answer.
 static AGENT_HAS_WORK_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT EXISTS (SELECT 1 FROM tasks WHERE instance_pk = ?1 AND status IN ({}) AND agent = 1 AND lease_until_ms < ?2)
+        "SELECT EXISTS (SELECT 1 FROM tasks WHERE instance_pk = ?1 AND {} AND agent = 1 AND lease_until_ms < ?2)
              OR EXISTS (SELECT 1 FROM check_run_details d WHERE d.instance_pk = ?1 AND d.status_code IN (0, 1)
                           AND EXISTS (SELECT 1 FROM check_runs r WHERE r.id = d.run_id AND r.status_code = ?3))
              OR EXISTS (SELECT 1 FROM agent_previews p WHERE p.instance_pk = ?1 AND p.answer IS NULL
                           AND p.created_ms >= ?2 - {})",
-        crate::status_list(TaskStatus::is_claimable),
+        crate::status_in("status", TaskStatus::is_claimable),
         crate::PREVIEW_WAIT_MS
     )
 });
@@ -127,12 +127,12 @@ static AGENT_HAS_WORK_SQL: LazyLock<String> = LazyLock::new(|| {
 static CLAIM_STALE_AGENT_TASK_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
     skip_locked(format!(
         "UPDATE tasks SET lease_until_ms = CAST(?1 AS BIGINT) + ?2, fence = fence + 1
-         WHERE rowid = (SELECT rowid FROM tasks t WHERE t.status IN ({}) AND t.agent = 1 AND t.status IN ({NOT_YET_CHANGING})
+         WHERE rowid = (SELECT rowid FROM tasks t WHERE {} AND t.agent = 1 AND t.status IN ({NOT_YET_CHANGING})
                           AND t.lease_until_ms < ?1 AND t.created_ms < ?1 - ?3
                           AND COALESCE((SELECT MAX(a.last_seen_ms) FROM agents a WHERE a.instance_pk = t.instance_pk AND a.revoked_ms IS NULL), 0) < ?1 - ?3
                         LIMIT 1)
          RETURNING id, account_id, fence",
-        crate::status_list(TaskStatus::is_claimable)
+        crate::status_in("t.status", TaskStatus::is_claimable)
     ))
 });
 

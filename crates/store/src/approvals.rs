@@ -104,7 +104,7 @@ pub(crate) fn required_in(tx: &Conn, account_id: &str, check_id: i64, account_re
 const APPROVE: &str = concat!(
     "UPDATE tasks SET updated_ms = ?1, approved_pos = ?3, status = CASE WHEN EXISTS (
         SELECT 1 FROM tasks x WHERE x.instance_pk = tasks.instance_pk AND x.id <> tasks.id
-          AND x.status NOT IN ({TERMINAL}) AND x.status <> 'WAIT_APPROVAL' AND ",
+          AND NOT {x.status IS TERMINAL} AND x.status <> 'WAIT_APPROVAL' AND ",
     overlap!("x", "tasks"),
     ") THEN 'THROTTLING' ELSE 'INIT' END
      WHERE id = ?2 AND status = 'WAIT_APPROVAL'
@@ -181,7 +181,7 @@ impl Approvals for Store {
     ) -> Result<Vec<(String, i64, ApprovalOutcome)>> {
         let (account_id, root_id, task_ids, actor) =
             (account_id.to_string(), root_id.to_string(), task_ids.to_vec(), actor.to_string());
-        let approve_sql = APPROVE.replace("{TERMINAL}", &crate::status_list(TaskStatus::is_terminal));
+        let approve_sql = crate::status_sets(APPROVE);
         self.write(move |tx| {
             let tasks = crate::cancel::tasks_named(tx, &account_id, &root_id, &task_ids)?;
             let now = now_ms();

@@ -1,8 +1,17 @@
 //! The audit trail: one record per call that may change something (an API action, an agent's
 //! enrolment, a `posture` administration command), written before the call is answered. The
-//! store offers no way to change a record; the only deletion is the retention's.
+//! store offers no way to change a record, except that a record written with its call's first
+//! write (see [`audited`]) gets its outcome once, when the call fails after that write; the
+//! only deletion is the retention's.
+//!
+//! An API call's record rides the call's first write, like its ClientToken
+//! (`idempotency`): it is inserted in that write's transaction, so a call that changes
+//! something waits for one commit, not for a second one of its record. A call that writes
+//! nothing (a refusal, a replayed ClientToken) is recorded by a write of its own afterwards.
 
-use crate::sql::{args, Where};
+use std::cell::RefCell;
+
+use crate::sql::{args, Conn, Where};
 use crate::{now_ms, Result, Store};
 
 /// A call to record.
@@ -63,20 +72,97 @@ pub trait Audit: Send + Sync {
     fn list_audit(&self, account_id: &str, f: &AuditFilter) -> Result<(Vec<AuditRecord>, i64)>;
 }
 
+/// Writes a record in a transaction (after the retention's deletion, with `keep_ms`); its id.
+fn insert(tx: &Conn, e: &AuditEntry, keep_ms: Option<i64>) -> Result<i64> {
+    if let Some(keep) = keep_ms {
+        tx.execute("DELETE FROM audit_log WHERE at_ms < ?", args![now_ms() - keep])?;
+    }
+    tx.value(
+        "INSERT INTO audit_log (account_id, at_ms, actor, source, action, params, outcome, request_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        args![&e.account_id, e.at_ms, &e.actor, &e.source, &e.action, &e.params, &e.outcome, &e.request_id],
+    )
+}
+
+/// The record of the call this thread runs ([`audited`]).
+#[derive(Clone)]
+pub(crate) enum Riding {
+    /// Waiting for the call's first write, with the retention to apply.
+    Waiting(AuditEntry, Option<i64>),
+    /// Written (outcome `OK`) with that write: its id.
+    Written(i64),
+}
+
+thread_local! {
+    static RIDING: RefCell<Option<Riding>> = const { RefCell::new(None) };
+}
+
+/// The record waiting for this thread's next write, taken (only a call's first write takes it).
+pub(crate) fn take_waiting() -> Option<Riding> {
+    RIDING.with(|r| {
+        let mut r = r.borrow_mut();
+        match r.as_ref() {
+            Some(Riding::Waiting(..)) => r.take(),
+            _ => None,
+        }
+    })
+}
+
+/// Inserts a waiting record in a write's transaction, its outcome `OK`; its id.
+pub(crate) fn ride(tx: &Conn, waiting: &Riding) -> Result<Option<i64>> {
+    match waiting {
+        Riding::Waiting(e, keep_ms) => {
+            insert(tx, &AuditEntry { outcome: "OK".into(), ..e.clone() }, *keep_ms).map(Some)
+        }
+        Riding::Written(_) => Ok(None),
+    }
+}
+
+/// After the write that carried it: written with that write's commit (`Some(id)`), or
+/// waiting again for the next one (the write failed, so its record was undone with it).
+pub(crate) fn after_write(waiting: Riding, written: Option<i64>) {
+    RIDING.with(|r| *r.borrow_mut() = Some(written.map_or(waiting, Riding::Written)));
+}
+
+/// Runs `op`, one call to record as `entry` (its outcome is set here), so that its record is
+/// written with the call's first write (see the module's documentation); `outcome` names what
+/// the call's answer was (`OK` or its error code). Recording may fail while the call did not:
+/// the second value says so.
+pub fn audited<T>(
+    store: &Store,
+    entry: AuditEntry,
+    keep_ms: Option<i64>,
+    op: impl FnOnce() -> T,
+    outcome: impl FnOnce(&T) -> String,
+) -> (T, Result<()>) {
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            RIDING.with(|r| r.borrow_mut().take());
+        }
+    }
+    RIDING.with(|r| *r.borrow_mut() = Some(Riding::Waiting(entry, keep_ms)));
+    let clear = Clear;
+    let answer = op();
+    let outcome = outcome(&answer);
+    let riding = RIDING.with(|r| r.borrow_mut().take());
+    drop(clear);
+    let recorded = match riding {
+        Some(Riding::Waiting(e, keep_ms)) => store.record_audit(&AuditEntry { outcome, ..e }, keep_ms),
+        // Written as OK with the first write, and the call failed after it.
+        Some(Riding::Written(id)) if outcome != "OK" => store.write(move |tx| {
+            tx.execute("UPDATE audit_log SET outcome = ? WHERE id = ?", args![&outcome, id])?;
+            Ok(())
+        }),
+        _ => Ok(()),
+    };
+    (answer, recorded)
+}
+
 impl Audit for Store {
     fn record_audit(&self, entry: &AuditEntry, keep_ms: Option<i64>) -> Result<()> {
         let e = entry.clone();
-        self.write(move |tx| {
-            if let Some(keep) = keep_ms {
-                tx.execute("DELETE FROM audit_log WHERE at_ms < ?", args![now_ms() - keep])?;
-            }
-            tx.execute(
-                "INSERT INTO audit_log (account_id, at_ms, actor, source, action, params, outcome, request_id)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                args![&e.account_id, e.at_ms, &e.actor, &e.source, &e.action, &e.params, &e.outcome, &e.request_id],
-            )?;
-            Ok(())
-        })
+        self.write(move |tx| insert(tx, &e, keep_ms).map(|_| ()))
     }
 
     fn list_audit(&self, account_id: &str, f: &AuditFilter) -> Result<(Vec<AuditRecord>, i64)> {
@@ -159,6 +245,49 @@ mod tests {
             // The retention removes what is older than it, when the next record is written.
             s.record_audit(&entry(&acct, "ExportRecord", "OK", now), Some(2_500)).unwrap();
             assert_eq!(list(AuditFilter::default()).1, 3, "the record of 3 s ago is gone");
+        }
+
+        fn an_audited_call_s_record_rides_its_first_write_and_gets_its_outcome_once() {
+            let (_p, s) = store();
+            let acct = s.create_account("riding").unwrap().id;
+            let write = |fail: bool| {
+                s.write(move |tx| {
+                    tx.execute("INSERT INTO idempotency (account_id, action, client_token, params_digest, response, created_ms) VALUES ('x', 'a', ?, '', '', 0)", crate::sql::args![uuid_like()])?;
+                    if fail { Err(StoreError::Db("refused".into())) } else { Ok(()) }
+                })
+            };
+            let outcome = |r: &std::result::Result<(), String>| r.clone().err().unwrap_or_else(|| "OK".into());
+            let records = || -> Vec<String> {
+                let (rows, _) = s.list_audit(&acct, &AuditFilter { limit: 10, ..Default::default() }).unwrap();
+                rows.into_iter().rev().map(|r| format!("{}:{}", r.entry.action, r.entry.outcome)).collect()
+            };
+            // A call that writes: recorded with that write, before the call even ends.
+            let (_, rec) = audited(&s, entry(&acct, "Writes", "", now_ms()), None, || {
+                write(false).unwrap();
+                assert_eq!(records(), ["Writes:OK"], "committed with the call's first write");
+                write(false).unwrap();
+                Ok(())
+            }, outcome);
+            rec.unwrap();
+            // Its first write refused: its record was undone with it, and is written alone.
+            let (_, rec) = audited(&s, entry(&acct, "Refused", "", now_ms()), None, || {
+                write(true).unwrap_err();
+                Err("Refused.Code".to_string())
+            }, outcome);
+            rec.unwrap();
+            // Failing after a write: the record's outcome is the failure's.
+            let (_, rec) = audited(&s, entry(&acct, "FailsLate", "", now_ms()), None, || {
+                write(false).unwrap();
+                Err("Late.Code".to_string())
+            }, outcome);
+            rec.unwrap();
+            // Writing nothing: recorded alone.
+            let (_, rec) = audited(&s, entry(&acct, "Reads", "", now_ms()), None, || Ok(()), outcome);
+            rec.unwrap();
+            assert_eq!(records(), ["Writes:OK", "Refused:Refused.Code", "FailsLate:Late.Code", "Reads:OK"]);
+            // Outside an audited call, writes carry no record.
+            write(false).unwrap();
+            assert_eq!(records().len(), 4);
         }
     }
 }

@@ -235,13 +235,12 @@ impl AutoRemediations for Store {
                    FROM check_results cr JOIN instances i ON i.pk = cr.instance_pk
                   WHERE cr.account_id = ?1 AND cr.check_id = ?2 AND cr.status = 'NOT_PASS' AND i.freed = 0
                     AND NOT {} {in_selection}
-                    AND NOT EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = i.pk AND x.check_id = ?2 AND x.status IN ({}))
+                    AND NOT EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = i.pk AND x.check_id = ?2 AND {})
                   ORDER BY i.pk",
                 crate::whitelists::whitelisted_sql("cr.account_id", "cr.check_id", "cr.instance_pk"),
-                crate::status_list(|s| !s.is_terminal())
+                crate::status_in("x.status", |s| !s.is_terminal())
             );
-            let a: Vec<Arg> =
-                args![account_id, rule.check_id, SERVICE_ACTOR, selection_key, rule.created_ms].to_vec();
+            let a: Vec<Arg> = args![account_id, rule.check_id, SERVICE_ACTOR, selection_key, rule.created_ms].to_vec();
             let rows: Vec<(i64, String, Option<String>)> =
                 c.query(&sql, &a, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             let mut out = AutoCandidates::default();

@@ -53,7 +53,7 @@ use sql::{args, Conn};
 pub use accounts::{AccessKey, Account, KeyInfo};
 pub use agents::{Agent, Agents, EnrolRefusal, Enrolment};
 pub use approvals::{ApprovalChange, ApprovalConfig, ApprovalOutcome, Approvals, DEFAULT_APPROVAL_EXPIRY_MS};
-pub use audit::{Audit, AuditEntry, AuditFilter, AuditRecord};
+pub use audit::{audited, Audit, AuditEntry, AuditFilter, AuditRecord};
 pub use auto_remediation::{auto_actor, AutoCandidates, AutoRemediations, AutoRule};
 pub use cancel::{CancelOutcome, Cancels};
 pub use cloud::{CloudAccount, CloudAccountChange, NewCloudAccount};
@@ -363,7 +363,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 19;
+pub const SCHEMA_VERSION: i64 = 20;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -443,6 +443,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         if version < 19 {
             c.execute_batch(&format!("{} PRAGMA user_version = 19;", include_str!("migration_19.sql")))?;
         }
+        if version < 20 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 20;", status_sets(include_str!("migration_20.sql"))))?;
+        }
         Ok(())
     })
 }
@@ -466,6 +469,46 @@ pub(crate) fn status_list(keep: impl Fn(model::TaskStatus) -> bool) -> String {
 fn status_lists(sql: &str) -> String {
     sql.replace("{ACTIVE}", &status_list(|s| !s.is_terminal()))
         .replace("{CLAIMABLE}", &status_list(|s| s.is_claimable()))
+}
+
+/// Whether `column` holds one of the statuses for which `keep` holds:
+/// `(column = 'INIT' OR column = 'IN_BACKUP' OR …)`.
+///
+/// Not `column IN ('INIT', …)`: SQLite builds a temporary b-tree for an IN list of more than
+/// two values each time it evaluates one, and a partial index's condition is evaluated on every
+/// insert and update of a task (four of them: a third of a submission's write went there),
+/// while an OR of equalities is tested in place. PostgreSQL reads both alike and proves its
+/// partial indexes (still written with IN lists) from either.
+pub(crate) fn status_in(column: &str, keep: impl Fn(model::TaskStatus) -> bool) -> String {
+    let terms: Vec<String> =
+        model::TaskStatus::ALL.iter().filter(|s| keep(**s)).map(|s| format!("{column} = '{}'", s.as_str())).collect();
+    format!("({})", terms.join(" OR "))
+}
+
+/// Replaces `{<column> IS ACTIVE}`, `{<column> IS CLAIMABLE}` and `{<column> IS TERMINAL}` with
+/// [`status_in`] of that column.
+pub(crate) fn status_sets(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() * 2);
+    let mut rest = sql;
+    while let Some(open) = rest.find('{') {
+        let Some(len) = rest[open..].find('}') else { break };
+        let inner = &rest[open + 1..open + len];
+        let set: Option<(&str, fn(model::TaskStatus) -> bool)> = if let Some(c) = inner.strip_suffix(" IS ACTIVE") {
+            Some((c, |s| !s.is_terminal()))
+        } else if let Some(c) = inner.strip_suffix(" IS CLAIMABLE") {
+            Some((c, model::TaskStatus::is_claimable))
+        } else {
+            inner.strip_suffix(" IS TERMINAL").map(|c| (c, model::TaskStatus::is_terminal as fn(_) -> bool))
+        };
+        out.push_str(&rest[..open]);
+        match set {
+            Some((column, keep)) => out.push_str(&status_in(column, keep)),
+            None => out.push_str(&rest[open..=open + len]),
+        }
+        rest = &rest[open + len + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Store {
@@ -592,16 +635,22 @@ impl Store {
     /// callers share one commit (group commit) made by the committer thread, which is why `f`
     /// owns its data; on PostgreSQL, `f` runs in its own transaction on a pooled connection.
     /// Inside an API call that carries a ClientToken, the call's first write also records the
-    /// token (see `idempotency`).
+    /// token (see `idempotency`), and inside an audited call, the call's record (`audit`).
     pub(crate) fn write<T: Send + 'static>(&self, f: impl FnOnce(&Conn) -> Result<T> + Send + 'static) -> Result<T> {
         let token = idempotency::take_pending();
+        let audit = audit::take_waiting();
+        let carried = audit.clone();
         let f = move |tx: &Conn| {
             if let Some(token) = &token {
                 idempotency::record(tx, token)?;
             }
-            f(tx)
+            let written = match &carried {
+                Some(record) => audit::ride(tx, record)?,
+                None => None,
+            };
+            Ok((f(tx)?, written))
         };
-        match &self.db {
+        let done = match &self.db {
             Db::Lite(_) => {
                 let (reply, answer) = mpsc::channel();
                 if !self.send_job(Box::new(TypedJob { work: Some(f), result: None, reply })) {
@@ -610,7 +659,11 @@ impl Store {
                 answer.recv().unwrap_or_else(|_| Err(StoreError::Db("the committer stopped".into())))
             }
             Db::Pg(pool) => pool.transaction(f),
+        };
+        if let Some(audit) = audit {
+            audit::after_write(audit, done.as_ref().ok().and_then(|(_, written)| *written));
         }
+        done.map(|(v, _)| v)
     }
 
     /// Hands a job to the SQLite committer; false if the store is closed (or is not SQLite).

@@ -98,11 +98,11 @@ impl Previews for Store {
         a.extend([check_id.into(), scope.into(), scope.into()]);
         let sql = format!(
             "SELECT instance_pk, id, check_id FROM tasks
-             WHERE account_id = ? AND instance_pk IN ({}) AND status IN ({})
+             WHERE account_id = ? AND instance_pk IN ({}) AND {}
                AND (check_id = ? OR (status <> 'WAIT_APPROVAL' AND (scope = ? OR scope = '*' OR ? = '*')))
              ORDER BY rowid",
             placeholders(instance_pks.len()),
-            crate::status_list(|s| !s.is_terminal())
+            crate::status_in("status", |s| !s.is_terminal())
         );
         self.read(|c| {
             c.query(&sql, &a, |r| Ok(ActiveChange { instance_pk: r.get(0)?, task_id: r.get(1)?, check_id: r.get(2)? }))

@@ -150,7 +150,7 @@ const STANDING_CHANGE_AFTER: &str = concat!(
     " FROM tasks b WHERE b.id = ?2), 9223372036854775807)
        AND n.type = 'REPAIR' AND ",
     overlap!("n", "r"),
-    " AND ((n.status IN ({ACTIVE}) AND n.status NOT IN ('WAIT_APPROVAL', 'THROTTLING'))
+    " AND (({n.status IS ACTIVE} AND n.status NOT IN ('WAIT_APPROVAL', 'THROTTLING'))
             OR (n.status IN ('REPAIR_SUCCESS_VERIFIED', 'REPAIR_SUCCESS_UNVERIFIED')
                 AND NOT EXISTS (SELECT 1 FROM tasks b WHERE b.repair_task_id = n.id AND b.type = 'ROLLBACK'
                                 AND b.status <> 'ROLL_BACK_FAIL')))
@@ -164,7 +164,7 @@ const STANDING_CHANGE_AFTER: &str = concat!(
 /// touch the same thing; WAIT_APPROVAL as it is (it joins the queue once approved, see
 /// `approvals.rs`). An expression inside the INSERT, so it costs no statement of its own.
 const STATUS_OF_NEW: &str = "CASE WHEN {STATUS} = 'WAIT_APPROVAL' THEN {STATUS}
-                             WHEN EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = {PK} AND (x.status IN ({ACTIVE})) = TRUE
+                             WHEN EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = {PK} AND {x.status IS ACTIVE} = TRUE
                                 AND x.status <> 'WAIT_APPROVAL' AND (x.scope = {SCOPE} OR x.scope = '*' OR {SCOPE} = '*'))
                              THEN 'THROTTLING' ELSE {STATUS} END";
 
@@ -183,8 +183,8 @@ fn status_of_new(pk: &str, scope: &str, status: &str) -> String {
 /// change is undone first).
 const RELEASE_WAITING: &str = concat!(
     "UPDATE tasks SET status = CASE type WHEN 'ROLLBACK' THEN 'ROLL_BACK_INIT' ELSE 'INIT' END, updated_ms = ?2
-     WHERE instance_pk = ?1 AND (status IN ({ACTIVE})) = TRUE AND status = 'THROTTLING'
-       AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.instance_pk = tasks.instance_pk AND (o.status IN ({ACTIVE})) = TRUE
+     WHERE instance_pk = ?1 AND {status IS ACTIVE} = TRUE AND status = 'THROTTLING'
+       AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.instance_pk = tasks.instance_pk AND {o.status IS ACTIVE} = TRUE
                        AND o.status <> 'WAIT_APPROVAL' AND ",
     overlap!("o", "tasks"),
     "     AND ((",
@@ -211,9 +211,9 @@ const RELEASE_WAITING: &str = concat!(
      RETURNING id, status"
 );
 
-/// `sql` with `{ACTIVE}` filled in (the unfinished statuses).
+/// `sql` with its status sets filled in (`crate::status_sets`).
 fn with_active(sql: &str) -> String {
-    sql.replace("{ACTIVE}", &active_list())
+    crate::status_sets(sql)
 }
 
 /// SQL run on every submission, transition or claim, built once: the committer runs it on its
@@ -230,9 +230,9 @@ pub(crate) static INSERT_TASK_SQL: LazyLock<String> = LazyLock::new(|| {
 static CLAIM_TASK_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
     skip_locked(format!(
         "UPDATE tasks SET lease_until_ms = CAST(?1 AS BIGINT) + ?2, fence = fence + 1, attempts = attempts + 1
-         WHERE rowid = (SELECT rowid FROM tasks INDEXED BY tasks_due WHERE status IN ({}) AND agent = 0 AND lease_until_ms < ?1 ORDER BY lease_until_ms, rowid LIMIT 1)
+         WHERE rowid = (SELECT rowid FROM tasks INDEXED BY tasks_due WHERE {} AND agent = 0 AND lease_until_ms < ?1 ORDER BY lease_until_ms, rowid LIMIT 1)
          RETURNING id, account_id, fence",
-        crate::status_list(TaskStatus::is_claimable)
+        crate::status_in("status", TaskStatus::is_claimable)
     ))
 });
 
@@ -439,8 +439,9 @@ fn select_tasks() -> String {
     format!("SELECT {TASK_COLS}, {INSTANCE_COLS} FROM tasks t JOIN instances i ON i.pk = t.instance_pk")
 }
 
-fn active_list() -> String {
-    crate::status_list(|s| !s.is_terminal())
+/// A task's status is unfinished.
+fn active() -> String {
+    crate::status_in("status", |s| !s.is_terminal())
 }
 
 pub(crate) fn get_task_in(c: &Conn, account_id: &str, id: &str) -> Result<Option<TaskRow>> {
@@ -843,7 +844,7 @@ impl crate::TaskQueue for Store {
         self.write(move |tx| {
             let n =
                 // Held tasks stay held: only a task of their root ending releases them.
-                tx.execute(&format!("UPDATE tasks SET lease_until_ms = 0 WHERE status IN ({}) AND held = 0", active_list()), &[])?;
+                tx.execute(&format!("UPDATE tasks SET lease_until_ms = 0 WHERE {} AND held = 0", active()), &[])?;
             tx.execute(
                 &format!(
                     "UPDATE check_runs SET lease_until_ms = 0 WHERE status_code IN ({})",
@@ -856,7 +857,7 @@ impl crate::TaskQueue for Store {
     }
 
     fn count_active_tasks(&self) -> Result<i64> {
-        self.read(|c| c.value(&format!("SELECT COUNT(*) FROM tasks WHERE status IN ({})", active_list()), &[]))
+        self.read(|c| c.value(&format!("SELECT COUNT(*) FROM tasks WHERE {}", active()), &[]))
     }
 }
 
@@ -958,6 +959,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn no_task_index_tests_a_status_set_with_an_in_list() {
+        // An IN list of more than two values costs SQLite a temporary b-tree at every insert
+        // and update of a task that evaluates it (`crate::status_in`).
+        let (_d, s) = store();
+        let defs: Vec<String> = s
+            .read(|c| {
+                c.query("SELECT sql FROM sqlite_master WHERE tbl_name = 'tasks' AND sql IS NOT NULL", &[], |r| r.get(0))
+            })
+            .unwrap();
+        let indexes: Vec<&String> = defs.iter().filter(|d| d.starts_with("CREATE") && d.contains("INDEX")).collect();
+        assert!(indexes.len() >= 8, "{indexes:?}");
+        for def in indexes {
+            assert!(!def.contains("status IN ("), "{def}");
+        }
+        let claim = &CLAIM_TASK_SQL[0];
+        assert!(claim.contains("INDEXED BY tasks_due") && claim.contains("status = 'INIT' OR"), "{claim}");
     }
 
     crate::testutil::both_backends! {
