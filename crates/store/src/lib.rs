@@ -485,22 +485,26 @@ pub(crate) fn status_in(column: &str, keep: impl Fn(model::TaskStatus) -> bool) 
     format!("({})", terms.join(" OR "))
 }
 
+/// Which statuses a set holds.
+type StatusSet = fn(model::TaskStatus) -> bool;
+
+/// The status sets SQL text names as `{<column> IS <SET>}` (see [`status_sets`]).
+const STATUS_SETS: [(&str, StatusSet); 3] = [
+    (" IS ACTIVE", |s| !s.is_terminal()),
+    (" IS CLAIMABLE", model::TaskStatus::is_claimable),
+    (" IS TERMINAL", model::TaskStatus::is_terminal),
+];
+
 /// Replaces `{<column> IS ACTIVE}`, `{<column> IS CLAIMABLE}` and `{<column> IS TERMINAL}` with
-/// [`status_in`] of that column.
+/// [`status_in`] of that column; other braces are left as they are.
 pub(crate) fn status_sets(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() * 2);
     let mut rest = sql;
     while let Some(open) = rest.find('{') {
         let Some(len) = rest[open..].find('}') else { break };
         let inner = &rest[open + 1..open + len];
-        let set: Option<(&str, fn(model::TaskStatus) -> bool)> = if let Some(c) = inner.strip_suffix(" IS ACTIVE") {
-            Some((c, |s| !s.is_terminal()))
-        } else if let Some(c) = inner.strip_suffix(" IS CLAIMABLE") {
-            Some((c, model::TaskStatus::is_claimable))
-        } else {
-            inner.strip_suffix(" IS TERMINAL").map(|c| (c, model::TaskStatus::is_terminal as fn(_) -> bool))
-        };
         out.push_str(&rest[..open]);
+        let set = STATUS_SETS.iter().find_map(|(suffix, keep)| inner.strip_suffix(suffix).map(|c| (c, keep)));
         match set {
             Some((column, keep)) => out.push_str(&status_in(column, keep)),
             None => out.push_str(&rest[open..=open + len]),

@@ -42,8 +42,11 @@ const PRUNE_CHUNK: i64 = 2_000;
 /// Rows of aged-out buckets deleted from the main database with each writing request's nonce
 /// (more than the one it adds, so the table shrinks back; few, so no request pays for many).
 const PRUNE_PER_WRITE: i64 = 16;
-/// How long the flusher gathers nonces before it commits them.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+/// How long the flusher gathers nonces before it commits them: every read waits about this
+/// long for its nonce. Measured (api scenario, 64 clients, 2 cores): 0.5–1 ms answered
+/// ListOperationTask 10–20 % faster than 2 ms, and no gather at all slower than either (a
+/// commit per handful of nonces).
+const GATHER: std::time::Duration = std::time::Duration::from_micros(1_000);
 
 type NonceDigest = [u8; 16];
 

@@ -563,19 +563,18 @@ impl crate::TaskQueue for Store {
             }
             crate::cancel::hold_beyond_first(tx, &s.root_id, &s.limits)?;
             // The account's task count, kept for the unfiltered listing's TotalCount (tasks are
-            // never deleted; on PostgreSQL the account's row is already locked by this write).
-            tx.execute("UPDATE accounts SET tasks_total = tasks_total + ? WHERE id = ?", args![created, &account_id])?;
+            // never deleted; on PostgreSQL the account's row is already locked by this write),
+            // and for a repair the authorizations it uses, in one statement.
+            let used: i64 = tx.value(
+                "UPDATE accounts SET tasks_total = tasks_total + ?1, repairs_used = repairs_used + CASE WHEN ?2 THEN ?1 ELSE 0 END
+                 WHERE id = ?3 RETURNING repairs_used",
+                args![created, repair, &account_id],
+            )?;
             if !awaiting {
                 crate::pg::notify_work(tx)?;
             }
-            if repair {
-                let used: i64 = tx.value(
-                    "UPDATE accounts SET repairs_used = repairs_used + ? WHERE id = ? RETURNING repairs_used",
-                    args![created, &account_id],
-                )?;
-                if quota.is_some_and(|q| used > q) {
-                    return Err(StoreError::QuotaExhausted); // rolls the whole submission back
-                }
+            if repair && quota.is_some_and(|q| used > q) {
+                return Err(StoreError::QuotaExhausted); // rolls the whole submission back
             }
             Ok(if awaiting { SubmitOutcome::AwaitingApproval(created) } else { SubmitOutcome::Created(created) })
         });
