@@ -475,10 +475,11 @@ fn status_lists(sql: &str) -> String {
 /// `(column = 'INIT' OR column = 'IN_BACKUP' OR …)`.
 ///
 /// Not `column IN ('INIT', …)`: SQLite builds a temporary b-tree for an IN list of more than
-/// two values each time it evaluates one, and a partial index's condition is evaluated on every
-/// insert and update of a task (four of them: a third of a submission's write went there),
-/// while an OR of equalities is tested in place. PostgreSQL reads both alike and proves its
-/// partial indexes (still written with IN lists) from either.
+/// two values each time it evaluates one, and the conditions of four task indexes are evaluated
+/// at every insert and update of a task, while an OR of equalities is tested in place (100,000
+/// inserts into a table with three such indexes: 1.32 s with IN lists, 0.36 s with ORs).
+/// PostgreSQL reads both alike and proves its partial indexes (still written with IN lists)
+/// from either.
 pub(crate) fn status_in(column: &str, keep: impl Fn(model::TaskStatus) -> bool) -> String {
     let terms: Vec<String> =
         model::TaskStatus::ALL.iter().filter(|s| keep(**s)).map(|s| format!("{column} = '{}'", s.as_str())).collect();

@@ -170,7 +170,7 @@ const STATUS_OF_NEW: &str = "CASE WHEN {STATUS} = 'WAIT_APPROVAL' THEN {STATUS}
 
 /// [`STATUS_OF_NEW`] with its parts filled in.
 fn status_of_new(pk: &str, scope: &str, status: &str) -> String {
-    with_active(STATUS_OF_NEW).replace("{PK}", pk).replace("{SCOPE}", scope).replace("{STATUS}", status)
+    crate::status_sets(STATUS_OF_NEW).replace("{PK}", pk).replace("{SCOPE}", scope).replace("{STATUS}", status)
 }
 
 /// Releases the waiting tasks of instance `?1` that no other unfinished task overlapping them
@@ -211,15 +211,10 @@ const RELEASE_WAITING: &str = concat!(
      RETURNING id, status"
 );
 
-/// `sql` with its status sets filled in (`crate::status_sets`).
-fn with_active(sql: &str) -> String {
-    crate::status_sets(sql)
-}
-
 /// SQL run on every submission, transition or claim, built once: the committer runs it on its
 /// one thread, and the statement cache is looked up by the text.
-static STANDING_CHANGE_AFTER_SQL: LazyLock<String> = LazyLock::new(|| with_active(STANDING_CHANGE_AFTER));
-static RELEASE_WAITING_SQL: LazyLock<String> = LazyLock::new(|| with_active(RELEASE_WAITING));
+static STANDING_CHANGE_AFTER_SQL: LazyLock<String> = LazyLock::new(|| crate::status_sets(STANDING_CHANGE_AFTER));
+static RELEASE_WAITING_SQL: LazyLock<String> = LazyLock::new(|| crate::status_sets(RELEASE_WAITING));
 pub(crate) static INSERT_TASK_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, repair_task_id, params, scope, created_ms, updated_ms, agent)
@@ -942,7 +937,7 @@ mod tests {
             let plan: Vec<String> = s
                 .read(|c| {
                     let args: Vec<Arg> = (0..args).map(|i| Arg::from(i as i64)).collect();
-                    c.query(&format!("EXPLAIN QUERY PLAN {}", with_active(sql)), &args, |r| r.get::<String>(3))
+                    c.query(&format!("EXPLAIN QUERY PLAN {}", crate::status_sets(sql)), &args, |r| r.get::<String>(3))
                 })
                 .unwrap();
             assert!(
