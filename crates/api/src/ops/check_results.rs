@@ -43,12 +43,15 @@ fn vendor_fields(agg: Option<&ResultAggregate>) -> (i64, &'static str, &'static 
 /// `CheckPolicies`: where the item sits in its standard.
 pub(super) fn policies(c: &CheckDef, lang: Lang) -> Value {
     let p = &c.policy;
-    json!([{
-        "StandardId": p.standard_id, "StandardShowName": p.standard.get(lang),
-        "RequirementId": p.requirement_id, "RequirementShowName": p.requirement.get(lang),
-        "SectionId": p.section_id, "SectionShowName": p.section.get(lang),
-        "Type": p.standard_type,
-    }])
+    Value::Array(vec![object([
+        ("RequirementId", json!(p.requirement_id)),
+        ("RequirementShowName", json!(p.requirement.get(lang))),
+        ("SectionId", json!(p.section_id)),
+        ("SectionShowName", json!(p.section.get(lang))),
+        ("StandardId", json!(p.standard_id)),
+        ("StandardShowName", json!(p.standard.get(lang))),
+        ("Type", json!(p.standard_type)),
+    ])])
 }
 
 fn operation_type(c: &CheckDef) -> &'static str {
@@ -157,30 +160,32 @@ pub fn list_check_result(ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         .map(|(c, status)| {
             let agg = aggregates.get(&c.id);
             let (asset_vendor, vendor, vendor_show) = vendor_fields(agg);
-            json!({
-                "CheckId": c.id,
-                "CheckShowName": c.name.get(lang),
-                "CheckType": "SYSTEM",
-                "CheckSaleType": 1,
-                "Status": status.as_str(),
-                "StatusMessage": "",
-                "RiskLevel": c.risk.upper(),
-                "OperationType": operation_type(c),
-                "InstanceType": c.instance_type,
-                "InstanceSubType": c.instance_sub_type,
-                "AssetType": 0,
-                "AssetSubType": 0,
-                "AssetVendor": asset_vendor,
-                "Vendor": vendor,
-                "VendorShowName": vendor_show,
-                "LastCheckTime": agg.map_or(0, |a| a.last_ms),
-                "TaskId": agg.map_or("", |a| a.run_id.as_str()),
-                "TrialPermission": false,
-                "TrialPermissionType": 1,
-                "CheckPolicies": policies(c, lang),
+            // Built from its fields in key order (`object`), not inserted one by one: a page's
+            // rows were a quarter of this action's CPU.
+            object([
+                ("AssetSubType", json!(0)),
+                ("AssetType", json!(0)),
+                ("AssetVendor", json!(asset_vendor)),
+                ("CheckId", json!(c.id)),
+                ("CheckPolicies", policies(c, lang)),
+                ("CheckSaleType", json!(1)),
+                ("CheckShowName", json!(c.name.get(lang))),
+                ("CheckType", json!("SYSTEM")),
+                ("InstanceSubType", json!(c.instance_sub_type)),
+                ("InstanceType", json!(c.instance_type)),
+                ("LastCheckTime", json!(agg.map_or(0, |a| a.last_ms))),
+                ("OperationType", json!(operation_type(c))),
+                ("RiskLevel", json!(c.risk.upper())),
+                ("Status", json!(status.as_str())),
                 // posture's extension: how many instances have each status.
-                "StatusCounts": agg.map_or(json!({}), |a| json!(a.counts)),
-            })
+                ("StatusCounts", agg.map_or(json!({}), |a| json!(a.counts))),
+                ("StatusMessage", json!("")),
+                ("TaskId", json!(agg.map_or("", |a| a.run_id.as_str()))),
+                ("TrialPermission", json!(false)),
+                ("TrialPermissionType", json!(1)),
+                ("Vendor", json!(vendor)),
+                ("VendorShowName", json!(vendor_show)),
+            ])
         })
         .collect();
     Ok(object([("PageInfo", page_info(checks.len(), page, size, total)), ("Checks", Value::Array(checks))]))
