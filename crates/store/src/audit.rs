@@ -84,12 +84,18 @@ fn insert(tx: &Conn, e: &AuditEntry, keep_ms: Option<i64>) -> Result<i64> {
     )
 }
 
-/// The record of the call this thread runs ([`audited`]).
+/// A call's record waiting for the call's first write ([`audited`]): its outcome `OK`, and the
+/// retention to apply.
 #[derive(Clone)]
-pub(crate) enum Riding {
-    /// Waiting for the call's first write, with the retention to apply.
-    Waiting(AuditEntry, Option<i64>),
-    /// Written (outcome `OK`) with that write: its id.
+pub(crate) struct Waiting {
+    entry: AuditEntry,
+    keep_ms: Option<i64>,
+}
+
+/// The record of the call this thread runs.
+enum Riding {
+    Waiting(Waiting),
+    /// Written with the call's first write: its id.
     Written(i64),
 }
 
@@ -98,30 +104,28 @@ thread_local! {
 }
 
 /// The record waiting for this thread's next write, taken (only a call's first write takes it).
-pub(crate) fn take_waiting() -> Option<Riding> {
+pub(crate) fn take_waiting() -> Option<Waiting> {
     RIDING.with(|r| {
         let mut r = r.borrow_mut();
-        match r.as_ref() {
-            Some(Riding::Waiting(..)) => r.take(),
-            _ => None,
+        match r.take() {
+            Some(Riding::Waiting(w)) => Some(w),
+            other => {
+                *r = other;
+                None
+            }
         }
     })
 }
 
-/// Inserts a waiting record in a write's transaction, its outcome `OK`; its id.
-pub(crate) fn ride(tx: &Conn, waiting: &Riding) -> Result<Option<i64>> {
-    match waiting {
-        Riding::Waiting(e, keep_ms) => {
-            insert(tx, &AuditEntry { outcome: "OK".into(), ..e.clone() }, *keep_ms).map(Some)
-        }
-        Riding::Written(_) => Ok(None),
-    }
+/// Inserts a waiting record in a write's transaction; its id.
+pub(crate) fn ride(tx: &Conn, w: &Waiting) -> Result<i64> {
+    insert(tx, &w.entry, w.keep_ms)
 }
 
 /// After the write that carried it: written with that write's commit (`Some(id)`), or
 /// waiting again for the next one (the write failed, so its record was undone with it).
-pub(crate) fn after_write(waiting: Riding, written: Option<i64>) {
-    RIDING.with(|r| *r.borrow_mut() = Some(written.map_or(waiting, Riding::Written)));
+pub(crate) fn after_write(w: Waiting, written: Option<i64>) {
+    RIDING.with(|r| *r.borrow_mut() = Some(written.map_or(Riding::Waiting(w), Riding::Written)));
 }
 
 /// Runs `op`, one call to record as `entry` (its outcome is set here), so that its record is
@@ -141,14 +145,15 @@ pub fn audited<T>(
             RIDING.with(|r| r.borrow_mut().take());
         }
     }
-    RIDING.with(|r| *r.borrow_mut() = Some(Riding::Waiting(entry, keep_ms)));
+    let entry = AuditEntry { outcome: "OK".into(), ..entry };
+    RIDING.with(|r| *r.borrow_mut() = Some(Riding::Waiting(Waiting { entry, keep_ms })));
     let clear = Clear;
     let answer = op();
     let outcome = outcome(&answer);
     let riding = RIDING.with(|r| r.borrow_mut().take());
     drop(clear);
     let recorded = match riding {
-        Some(Riding::Waiting(e, keep_ms)) => store.record_audit(&AuditEntry { outcome, ..e }, keep_ms),
+        Some(Riding::Waiting(w)) => store.record_audit(&AuditEntry { outcome, ..w.entry }, w.keep_ms),
         // Written as OK with the first write, and the call failed after it.
         Some(Riding::Written(id)) if outcome != "OK" => store.write(move |tx| {
             tx.execute("UPDATE audit_log SET outcome = ? WHERE id = ?", args![&outcome, id])?;

@@ -649,22 +649,22 @@ impl Store {
             if let Some(token) = &token {
                 idempotency::record(tx, token)?;
             }
-            let written = match &carried {
-                Some(record) => audit::ride(tx, record)?,
-                None => None,
-            };
+            let written = carried.as_ref().map(|record| audit::ride(tx, record)).transpose()?;
             Ok((f(tx)?, written))
         };
         let done = match &self.db {
             Db::Lite(_) => {
                 let (reply, answer) = mpsc::channel();
-                if !self.send_job(Box::new(TypedJob { work: Some(f), result: None, reply })) {
-                    return Err(StoreError::Db("the store is closed".into()));
+                if self.send_job(Box::new(TypedJob { work: Some(f), result: None, reply })) {
+                    answer.recv().unwrap_or_else(|_| Err(StoreError::Db("the committer stopped".into())))
+                } else {
+                    Err(StoreError::Db("the store is closed".into()))
                 }
-                answer.recv().unwrap_or_else(|_| Err(StoreError::Db("the committer stopped".into())))
             }
             Db::Pg(pool) => pool.transaction(f),
         };
+        // A record that did not ride (the write failed, or never reached the committer) waits
+        // for the call's next write, or is written alone at the call's end.
         if let Some(audit) = audit {
             audit::after_write(audit, done.as_ref().ok().and_then(|(_, written)| *written));
         }
