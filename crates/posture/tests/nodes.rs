@@ -435,3 +435,26 @@ fn a_node_that_loses_its_database_answers_503_and_recovers_by_itself() {
         assert!(is_terminal(&t[0]), "{t:?}");
     }
 }
+
+#[test]
+fn the_api_benchmark_loads_every_node_over_http_and_https() {
+    // Each node must serve what the first serves: over HTTPS, a node started without the
+    // certificate refused every client sent to it.
+    let Some(db) = TestDatabase::create() else { return };
+    let out = Command::new(bin())
+        .args(["bench", "api", "--smoke", "--json", "--nodes", "2", "--database", &db.url])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bench api failed");
+    let rows: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row["nodes"], 2, "{row}");
+        assert_eq!(row["errors"], 0, "{row}");
+        assert!(row["requests"].as_u64().unwrap() > 0, "{row}");
+    }
+    let https = rows.iter().filter(|r| r["transport"] == "https").count();
+    assert_eq!(https, 3, "{rows:?}");
+}

@@ -20,6 +20,8 @@ pub struct Service {
     pub db: Option<store::testing::TestDatabase>,
     /// Served over HTTPS, with a certificate from this CA.
     https: Option<Trust>,
+    /// The arguments that serve it so (`--tls-cert` …): every node and restart gets them too.
+    tls_args: Vec<String>,
 }
 
 /// Another `serve` of the same service.
@@ -72,17 +74,19 @@ impl Service {
         if let Some(db) = &db {
             extra.extend(["--database".into(), db.url.clone()]);
         }
+        let mut tls_args = Vec::new();
         let https = match https {
             false => None,
             true => {
                 let issued = crate::tls_cmd::issue(&dir.path().join("tls"), &[], 30)?;
                 for (flag, path) in [("--tls-cert", &issued.cert), ("--tls-key", &issued.key), ("--tls-ca", &issued.ca)]
                 {
-                    extra.extend([flag.to_string(), path.display().to_string()]);
+                    tls_args.extend([flag.to_string(), path.display().to_string()]);
                 }
                 Some(Trust::ca_file(&issued.ca)?)
             }
         };
+        extra.extend(tls_args.iter().cloned());
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         for _ in 0..5 {
             let endpoint = format!("127.0.0.1:{}", free_port().map_err(|e| e.to_string())?);
@@ -104,6 +108,7 @@ impl Service {
                         dir,
                         db,
                         https,
+                        tls_args,
                     });
                 }
                 if child.try_wait().map_err(|e| e.to_string())?.is_some() {
@@ -150,6 +155,7 @@ impl Service {
         if let Some(db) = &self.db {
             extra.extend(["--database", db.url.as_str()]);
         }
+        extra.extend(self.tls_args.iter().map(String::as_str));
         let mut child = spawn(&exe, endpoint, &self.data(), &extra, log)?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while client::send(endpoint, "GET", "", &[], b"").is_err() {
