@@ -363,7 +363,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 20;
+pub const SCHEMA_VERSION: i64 = 21;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -445,6 +445,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         }
         if version < 20 {
             c.execute_batch(&format!("{} PRAGMA user_version = 20;", status_sets(include_str!("migration_20.sql"))))?;
+        }
+        if version < 21 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 21;", status_sets(include_str!("migration_21.sql"))))?;
         }
         Ok(())
     })
