@@ -10,7 +10,8 @@ use model::{TaskStatus, TaskType};
 
 use crate::sql::{args, Conn};
 use crate::tasks::{
-    give_back_authorization, lock_account, record_event, release_waiting, RootLimits, INSERT_TASK_SQL, SERVICE_ACTOR,
+    give_back_authorization, insert_tasks_sql, lock_account, record_event, release_waiting, task_rows_args, RootLimits,
+    SERVICE_ACTOR,
 };
 use crate::{new_id, now_ms, task_id, Result, Store, StoreError};
 
@@ -293,23 +294,16 @@ pub(crate) fn roll_back_if_cancelled(tx: &Conn, repair_id: &str, now: i64) -> Re
          VALUES (?, ?, ?, 'ROLLBACK', 'INSTANCE', ?, ?)",
         args![&root_id, &account_id, check_id, now, cancelled_by.as_deref().unwrap_or(SERVICE_ACTOR)],
     )?;
-    tx.execute(
-        &INSERT_TASK_SQL,
-        args![
-            &rollback_id,
-            &root_id,
-            &account_id,
-            check_id,
-            pk,
-            TaskType::Rollback.as_str(),
-            TaskStatus::RollBackInit.as_str(),
-            repair_id,
-            model::RepairValues::default().to_json(),
-            &scope,
-            now,
-            now
-        ],
-    )?;
+    let root = [
+        root_id.as_str().into(),
+        account_id.as_str().into(),
+        check_id.into(),
+        TaskType::Rollback.as_str().into(),
+        TaskStatus::RollBackInit.as_str().into(),
+        now.into(),
+    ];
+    let row = (rollback_id.as_str(), pk, Some(repair_id), model::RepairValues::default().to_json(), scope.as_str());
+    tx.execute(&insert_tasks_sql(1), &task_rows_args(root, [row]))?;
     // The changes queued behind the repair (submitted while it ran) wait for this rollback:
     // see RELEASE_WAITING.
     tx.execute("UPDATE accounts SET tasks_total = tasks_total + 1 WHERE id = ?", args![&account_id])?;

@@ -215,13 +215,56 @@ const RELEASE_WAITING: &str = concat!(
 /// one thread, and the statement cache is looked up by the text.
 static STANDING_CHANGE_AFTER_SQL: LazyLock<String> = LazyLock::new(|| crate::status_sets(STANDING_CHANGE_AFTER));
 static RELEASE_WAITING_SQL: LazyLock<String> = LazyLock::new(|| crate::status_sets(RELEASE_WAITING));
-pub(crate) static INSERT_TASK_SQL: LazyLock<String> = LazyLock::new(|| {
+/// The INSERT of `rows` tasks of one root, in one statement: on PostgreSQL every statement is a
+/// round trip, made while the submission holds its account's row lock ([`lock_account`]), so
+/// a statement per task kept the lock ten times as long. Parameters: `?1` root, `?2` account,
+/// `?3` check item, `?4` type, `?5` initial status, `?6` now; then five per task (see
+/// [`task_rows_args`]): id, instance, repair undone, parameters, scope. A task's THROTTLING
+/// test cannot see the others of its statement, and needs not: a root has one task per instance.
+pub(crate) fn insert_tasks_sql(rows: usize) -> std::borrow::Cow<'static, str> {
+    // Built once for the sizes submissions usually have: the text is also the statement
+    // cache's key.
+    static SMALL: LazyLock<Vec<String>> = LazyLock::new(|| (1..=32).map(build_insert_tasks).collect());
+    match SMALL.get(rows.wrapping_sub(1)) {
+        Some(sql) => std::borrow::Cow::Borrowed(sql),
+        None => std::borrow::Cow::Owned(build_insert_tasks(rows)),
+    }
+}
+
+fn build_insert_tasks(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let at = |k: usize| format!("?{}", 7 + 5 * r + k);
+            let (id, pk, repair, params, scope) = (at(0), at(1), at(2), at(3), at(4));
+            format!(
+                "({id}, ?1, ?2, ?3, {pk}, ?4, {}, {repair}, {params}, {scope}, ?6, ?6, (SELECT {VIA_AGENT} FROM instances i WHERE i.pk = {pk}))",
+                status_of_new(&pk, &scope, "?5")
+            )
+        })
+        .collect();
     format!(
         "INSERT INTO tasks (id, root_id, account_id, check_id, instance_pk, type, status, repair_task_id, params, scope, created_ms, updated_ms, agent)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, {}, ?8, ?9, ?10, ?11, ?12, (SELECT {VIA_AGENT} FROM instances i WHERE i.pk = ?5))",
-        status_of_new("?5", "?10", "?7")
+         VALUES {}",
+        values.join(",\n                ")
     )
-});
+}
+
+/// The arguments of [`insert_tasks_sql`]: the root's, then each task's (id, instance, repair
+/// undone, parameters as JSON, scope).
+pub(crate) fn task_rows_args<'a>(
+    root: [Arg<'a>; 6],
+    tasks: impl IntoIterator<Item = (&'a str, i64, Option<&'a str>, String, &'a str)>,
+) -> Vec<Arg<'a>> {
+    let mut args = Vec::from(root);
+    for (id, pk, repair, params, scope) in tasks {
+        args.extend([id.into(), pk.into(), repair.into(), params.into(), scope.into()]);
+    }
+    args
+}
+
+/// Most tasks one INSERT writes (five parameters each, well within both databases' limits).
+const TASKS_PER_INSERT: usize = 500;
+
 static CLAIM_TASK_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
     skip_locked(format!(
         "UPDATE tasks SET lease_until_ms = CAST(?1 AS BIGINT) + ?2, fence = fence + 1, attempts = attempts + 1
@@ -479,9 +522,9 @@ impl crate::TaskQueue for Store {
                     awaiting
                 ],
             )?;
-            let mut created = 0i64;
+            let mut scopes = Vec::with_capacity(s.tasks.len());
             for t in &s.tasks {
-                let scope = match (&t.repair_task_id, s.kind) {
+                scopes.push(match (&t.repair_task_id, s.kind) {
                     (Some(repair), TaskType::Rollback) => {
                         // Decided here, in the transaction that writes the rollback, so no
                         // later change can slip in between the check and the write.
@@ -492,14 +535,23 @@ impl crate::TaskQueue for Store {
                             .unwrap_or_else(|| s.scope.clone())
                     }
                     _ => s.scope.clone(),
-                };
-                created += tx.execute(
-                    &INSERT_TASK_SQL,
-                    args![
-                        &t.id, &s.root_id, &account_id, s.check_id, t.instance_pk, s.kind.as_str(), status.as_str(),
-                        &t.repair_task_id, t.params.to_json(), scope, now, now
-                    ],
-                )? as i64;
+                });
+            }
+            let mut created = 0i64;
+            let listed: Vec<(&NewTask, &String)> = s.tasks.iter().zip(&scopes).collect();
+            for chunk in listed.chunks(TASKS_PER_INSERT) {
+                let root = [
+                    s.root_id.as_str().into(),
+                    account_id.as_str().into(),
+                    s.check_id.into(),
+                    s.kind.as_str().into(),
+                    status.as_str().into(),
+                    now.into(),
+                ];
+                let rows = chunk.iter().map(|(t, scope)| {
+                    (t.id.as_str(), t.instance_pk, t.repair_task_id.as_deref(), t.params.to_json(), scope.as_str())
+                });
+                created += tx.execute(&insert_tasks_sql(chunk.len()), &task_rows_args(root, rows))? as i64;
             }
             if let (Some(src), true) = (&s.selection, repair) {
                 // One statement for the whole selection, however large.
@@ -1165,6 +1217,49 @@ mod tests {
             assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
             assert!(results.iter().filter(|r| r.is_err()).all(|r| *r == Err(StoreError::Conflict)));
             assert_eq!(s.count_active_tasks().unwrap(), 1);
+        }
+
+        fn a_submission_larger_than_one_insert_writes_every_task_with_its_own_status() {
+            let (_d, s) = store();
+            let (acct, first) = setup(&s);
+            let mut pks = vec![first];
+            for n in 1..1_001 {
+                let i = NewInstance {
+                    vendor: Vendor::Aliyun,
+                    region_id: "cn-hangzhou".into(),
+                    instance_id: format!("i-more-{n}"),
+                    instance_name: format!("host {n}"),
+                    connector: "host".into(),
+                    locator: format!("/x{n}"),
+                    os_type: "linux".into(),
+                    live: None,
+                };
+                pks.push(s.upsert_instance(&acct, &i).unwrap().pk);
+            }
+            // An unfinished change of the same file on one instance of the second statement:
+            // only that instance's new task waits.
+            let busy = pks[700];
+            let earlier = Submission { check_id: 1003, ..submission(busy, TaskType::Repair, None) };
+            s.submit(&acct, &earlier).unwrap();
+            let mut sub = submission(first, TaskType::Repair, None);
+            sub.tasks = pks
+                .iter()
+                .map(|&pk| NewTask {
+                    id: crate::task_id(),
+                    instance_pk: pk,
+                    repair_task_id: None,
+                    params: RepairValues::default(),
+                })
+                .collect();
+            assert!(matches!(s.submit(&acct, &sub).unwrap(), SubmitOutcome::Created(1_001)));
+            let filter = TaskFilter { root_id: Some(sub.root_id.clone()), limit: 2_000, ..Default::default() };
+            let (tasks, total) = s.list_tasks(&acct, &filter).unwrap();
+            assert_eq!((tasks.len(), total), (1_001, 1_001));
+            for t in &tasks {
+                let want = if t.instance.pk == busy { TaskStatus::Throttling } else { TaskStatus::Init };
+                assert_eq!(t.status, want, "{}", t.instance.instance_id);
+                assert_eq!((t.check_id, t.kind), (1001, TaskType::Repair));
+            }
         }
     }
 }
