@@ -132,4 +132,8 @@ fn a_data_directory_of_the_schema_5_release_opens_and_its_repair_rolls_back_byte
     let done = s.wait_root(1016, &root)[0].clone();
     assert_eq!(done["Status"], "ROLL_BACK_VERIFIED", "{done}\n{}", s.log());
     assert_eq!(read(&conf), read(&fixture.join("original-redis.conf")), "byte for byte");
+    // The item's task count, filled by the upgrade from the tasks it found (schema 21), and kept
+    // by the rollback: the repair and its rollback.
+    let listed = s.ok("ListOperationTask", &[("CheckId", "1016")]);
+    assert_eq!(listed["PageInfo"]["TotalCount"], 2, "{listed}");
 }

@@ -104,7 +104,7 @@ pub(crate) fn required_in(tx: &Conn, account_id: &str, check_id: i64, account_re
 const APPROVE: &str = concat!(
     "UPDATE tasks SET updated_ms = ?1, approved_pos = ?3, status = CASE WHEN EXISTS (
         SELECT 1 FROM tasks x WHERE x.instance_pk = tasks.instance_pk AND x.id <> tasks.id
-          AND NOT {x.status IS TERMINAL} AND x.status <> 'WAIT_APPROVAL' AND ",
+          AND {x.status IS ACTIVE} AND x.status <> 'WAIT_APPROVAL' AND ",
     overlap!("x", "tasks"),
     ") THEN 'THROTTLING' ELSE 'INIT' END
      WHERE id = ?2 AND status = 'WAIT_APPROVAL'

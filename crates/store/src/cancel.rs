@@ -10,8 +10,8 @@ use model::{TaskStatus, TaskType};
 
 use crate::sql::{args, Conn};
 use crate::tasks::{
-    give_back_authorization, insert_tasks_sql, lock_account, record_event, release_waiting, task_rows_args, RootLimits,
-    SERVICE_ACTOR,
+    count_tasks, give_back_authorization, insert_tasks_sql, lock_account, record_event, release_waiting,
+    task_rows_args, RootLimits, SERVICE_ACTOR,
 };
 use crate::{new_id, now_ms, task_id, Result, Store, StoreError};
 
@@ -307,6 +307,7 @@ pub(crate) fn roll_back_if_cancelled(tx: &Conn, repair_id: &str, now: i64) -> Re
     // The changes queued behind the repair (submitted while it ran) wait for this rollback:
     // see RELEASE_WAITING.
     tx.execute("UPDATE accounts SET tasks_total = tasks_total + 1 WHERE id = ?", args![&account_id])?;
+    count_tasks(tx, &account_id, check_id, 1)?;
     crate::pg::notify_work(tx)?;
     Ok(true)
 }
@@ -457,6 +458,9 @@ mod tests {
             // A second cancel changes nothing more.
             let again: Vec<CancelOutcome> = s.cancel(&acct, &root, &[], "LTAIcanceller").unwrap().into_iter().map(|(.., o)| o).collect();
             assert_eq!(again, [O::Unchanged; 4]);
+            // The rollback the cancel wrote is counted with its item's tasks.
+            let filter = crate::TaskFilter { check_id: Some(rollback.task.check_id), limit: 1, ..Default::default() };
+            assert_eq!(s.list_tasks(&acct, &filter).unwrap().1, 5);
         }
 
         fn a_cancelled_change_is_rolled_back_before_the_changes_queued_behind_it() {

@@ -18,6 +18,7 @@ const TABLES: &[&str] = &[
     "check_results",
     "root_tasks",
     "tasks",
+    "task_counts",
     "task_events",
     "snapshots",
     "check_runs",

@@ -629,7 +629,7 @@ mod tests {
                 NewWhitelist { check_id: 1003, instance_pks: pks[4..].to_vec(), expires_ms: Some(now + 3_600_000), ..Default::default() },
             ];
             s.add_whitelists(&account, &rules).unwrap();
-            // Back to schema 7: what schemas 8 to 19 added is gone.
+            // Back to schema 7: what schemas 8 to 21 added is gone.
             s.write(|tx| {
                 tx.batch(
                     "DROP INDEX whitelist_expiring; DROP TABLE result_counts; DROP TABLE result_latest; DROP TABLE result_blocks;
@@ -652,7 +652,7 @@ mod tests {
                      DROP TABLE webhook_deliveries; DROP TABLE webhooks; DROP TABLE auto_remediations;
                      DROP INDEX check_runs_to_remediate; ALTER TABLE check_runs DROP COLUMN auto_remediated;
                      DROP INDEX tasks_approved_pos; ALTER TABLE tasks DROP COLUMN approved_pos;
-                     DROP TABLE console_sessions; DROP INDEX check_runs_trend; ALTER TABLE check_runs DROP COLUMN summary_pass;
+                     DROP TABLE console_sessions; DROP INDEX check_runs_trend; DROP TABLE task_counts; ALTER TABLE check_runs DROP COLUMN summary_pass;
                      ALTER TABLE check_runs DROP COLUMN summary_fail; ALTER TABLE check_runs DROP COLUMN summary_failing_items;",
                 )?;
                 match tx.dialect() {

@@ -493,13 +493,10 @@ pub(crate) fn status_in(column: &str, keep: impl Fn(model::TaskStatus) -> bool) 
 type StatusSet = fn(model::TaskStatus) -> bool;
 
 /// The status sets SQL text names as `{<column> IS <SET>}` (see [`status_sets`]).
-const STATUS_SETS: [(&str, StatusSet); 3] = [
-    (" IS ACTIVE", |s| !s.is_terminal()),
-    (" IS CLAIMABLE", model::TaskStatus::is_claimable),
-    (" IS TERMINAL", model::TaskStatus::is_terminal),
-];
+const STATUS_SETS: [(&str, StatusSet); 2] =
+    [(" IS ACTIVE", |s| !s.is_terminal()), (" IS CLAIMABLE", model::TaskStatus::is_claimable)];
 
-/// Replaces `{<column> IS ACTIVE}`, `{<column> IS CLAIMABLE}` and `{<column> IS TERMINAL}` with
+/// Replaces `{<column> IS ACTIVE}` and `{<column> IS CLAIMABLE}` with
 /// [`status_in`] of that column; other braces are left as they are.
 pub(crate) fn status_sets(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() * 2);

@@ -222,9 +222,9 @@ static RELEASE_WAITING_SQL: LazyLock<String> = LazyLock::new(|| crate::status_se
 /// [`task_rows_args`]): id, instance, repair undone, parameters, scope. A task's THROTTLING
 /// test cannot see the others of its statement, and needs not: a root has one task per instance.
 pub(crate) fn insert_tasks_sql(rows: usize) -> std::borrow::Cow<'static, str> {
-    // Built once for the sizes submissions usually have: the text is also the statement
-    // cache's key.
-    static SMALL: LazyLock<Vec<String>> = LazyLock::new(|| (1..=32).map(build_insert_tasks).collect());
+    // Built once for every size a submission uses (up to TASKS_PER_INSERT): the text is also
+    // the statement cache's key.
+    static SMALL: LazyLock<Vec<String>> = LazyLock::new(|| (1..=TASKS_PER_INSERT).map(build_insert_tasks).collect());
     match SMALL.get(rows.wrapping_sub(1)) {
         Some(sql) => std::borrow::Cow::Borrowed(sql),
         None => std::borrow::Cow::Owned(build_insert_tasks(rows)),
@@ -262,8 +262,9 @@ pub(crate) fn task_rows_args<'a>(
     args
 }
 
-/// Most tasks one INSERT writes (five parameters each, well within both databases' limits).
-const TASKS_PER_INSERT: usize = 500;
+/// Most tasks one INSERT writes: the sizes [`insert_tasks_sql`] builds once. (Larger statements
+/// cost SQLite more per row: each row's THROTTLING test keeps its cursors open to the end.)
+const TASKS_PER_INSERT: usize = 32;
 
 static CLAIM_TASK_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
     skip_locked(format!(
@@ -324,6 +325,16 @@ pub(crate) fn record_event(tx: &Conn, id: &str, status: &str, now: i64, actor: &
     tx.execute(
         "INSERT INTO task_events (task_id, status, at_ms, actor) VALUES (?, ?, ?, ?)",
         args![id, status, now, actor],
+    )?;
+    Ok(())
+}
+
+/// Counts `n` new tasks of item `check_id` of an account (`task_counts`).
+pub(crate) fn count_tasks(tx: &Conn, account_id: &str, check_id: i64, n: i64) -> Result<()> {
+    tx.execute(
+        "INSERT INTO task_counts (account_id, check_id, n) VALUES (?, ?, ?)
+         ON CONFLICT (account_id, check_id) DO UPDATE SET n = task_counts.n + excluded.n",
+        args![account_id, check_id, n],
     )?;
     Ok(())
 }
@@ -609,6 +620,7 @@ impl crate::TaskQueue for Store {
                 return Err(StoreError::OverLimit { instances: created, max }); // rolls it all back
             }
             crate::cancel::hold_beyond_first(tx, &s.root_id, &s.limits)?;
+            count_tasks(tx, &account_id, s.check_id, created)?;
             // The account's task count, kept for the unfiltered listing's TotalCount (tasks are
             // never deleted; on PostgreSQL the account's row is already locked by this write),
             // and for a repair the authorizations it uses, in one statement.
@@ -672,10 +684,9 @@ impl crate::TaskQueue for Store {
             .and_some("t.created_ms >= ?", f.start_ms)
             .and_some("t.created_ms <= ?", f.end_ms)
             .and_any(instances);
-        // Unfiltered, the total is the account's count kept by the submissions; filtered, it is
-        // counted through the tasks' indexes alone unless the filter names instances.
-        let unfiltered = f.check_id.is_none()
-            && f.task_id.is_none()
+        // Unfiltered, the total is the account's count kept by the submissions, and filtered by
+        // the check item alone, the item's (`task_counts`); otherwise it is counted.
+        let only_check_id = f.task_id.is_none()
             && f.root_id.is_none()
             && f.kind.is_none()
             && f.statuses.is_empty()
@@ -685,11 +696,18 @@ impl crate::TaskQueue for Store {
         let counted =
             if f.instances.is_empty() { "tasks t" } else { "tasks t JOIN instances i ON i.pk = t.instance_pk" };
         self.read(|c| {
-            let total: i64 = if unfiltered {
-                c.query_opt("SELECT tasks_total FROM accounts WHERE id = ?", args![account_id], |r| r.get(0))?
-                    .unwrap_or(0)
-            } else {
-                c.value(&format!("SELECT COUNT(*) FROM {counted}{}", wh.sql()), wh.args())?
+            let total: i64 = match (only_check_id, f.check_id) {
+                (true, None) => c
+                    .query_opt("SELECT tasks_total FROM accounts WHERE id = ?", args![account_id], |r| r.get(0))?
+                    .unwrap_or(0),
+                (true, Some(check_id)) => c
+                    .query_opt(
+                        "SELECT n FROM task_counts WHERE account_id = ? AND check_id = ?",
+                        args![account_id, check_id],
+                        |r| r.get(0),
+                    )?
+                    .unwrap_or(0),
+                (false, _) => c.value(&format!("SELECT COUNT(*) FROM {counted}{}", wh.sql()), wh.args())?,
             };
             let rows = c.query(
                 &format!("{}{} ORDER BY t.rowid DESC LIMIT ? OFFSET ?", select_tasks(), wh.sql()),
@@ -1252,6 +1270,11 @@ mod tests {
                 })
                 .collect();
             assert!(matches!(s.submit(&acct, &sub).unwrap(), SubmitOutcome::Created(1_001)));
+            // Filtered by the item alone, the total is the item's count kept by the writes.
+            for (check_id, n) in [(1001, 1_001), (1003, 1), (1004, 0)] {
+                let filter = TaskFilter { check_id: Some(check_id), limit: 1, ..Default::default() };
+                assert_eq!(s.list_tasks(&acct, &filter).unwrap().1, n, "{check_id}");
+            }
             let filter = TaskFilter { root_id: Some(sub.root_id.clone()), limit: 2_000, ..Default::default() };
             let (tasks, total) = s.list_tasks(&acct, &filter).unwrap();
             assert_eq!((tasks.len(), total), (1_001, 1_001));

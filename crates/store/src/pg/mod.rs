@@ -322,6 +322,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 19 {
             c.batch(include_str!("migration_19.sql"))?;
         }
+        if version < 21 {
+            c.batch(include_str!("migration_21.sql"))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });
