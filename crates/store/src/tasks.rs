@@ -339,6 +339,28 @@ pub(crate) fn count_tasks(tx: &Conn, account_id: &str, check_id: i64, n: i64) ->
     Ok(())
 }
 
+/// Counts a submission's `created` tasks: the account's task count (the unfiltered listing's
+/// TotalCount; tasks are never deleted), its item's ([`count_tasks`]) and, for a repair, the
+/// authorizations it uses; returns the authorizations used. On PostgreSQL the account's row is
+/// already locked by this write, and it is one statement: one round trip under the lock.
+fn count_submitted(tx: &Conn, account_id: &str, check_id: i64, created: i64, repair: bool) -> Result<i64> {
+    const ACCOUNT: &str = "UPDATE accounts SET tasks_total = tasks_total + ?1,
+                                  repairs_used = repairs_used + CASE WHEN ?2 THEN ?1 ELSE 0 END
+                           WHERE id = ?3 RETURNING repairs_used";
+    static WITH_ITEM: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH item AS (INSERT INTO task_counts (account_id, check_id, n) VALUES (?3, ?4, ?1)
+                           ON CONFLICT (account_id, check_id) DO UPDATE SET n = task_counts.n + excluded.n)
+             {ACCOUNT}"
+        )
+    });
+    if tx.dialect() == Dialect::Postgres {
+        return tx.value(&WITH_ITEM, args![created, repair, account_id, check_id]);
+    }
+    count_tasks(tx, account_id, check_id, created)?;
+    tx.value(ACCOUNT, args![created, repair, account_id])
+}
+
 /// An account's repair quota, trial flag and instance limit, as read (SQLite) and as read under the account's
 /// row lock ([`lock_account`]) on PostgreSQL: a submission takes the lock with this read.
 const ACCOUNT_TERMS: [&str; 2] = [
@@ -620,15 +642,7 @@ impl crate::TaskQueue for Store {
                 return Err(StoreError::OverLimit { instances: created, max }); // rolls it all back
             }
             crate::cancel::hold_beyond_first(tx, &s.root_id, &s.limits)?;
-            count_tasks(tx, &account_id, s.check_id, created)?;
-            // The account's task count, kept for the unfiltered listing's TotalCount (tasks are
-            // never deleted; on PostgreSQL the account's row is already locked by this write),
-            // and for a repair the authorizations it uses, in one statement.
-            let used: i64 = tx.value(
-                "UPDATE accounts SET tasks_total = tasks_total + ?1, repairs_used = repairs_used + CASE WHEN ?2 THEN ?1 ELSE 0 END
-                 WHERE id = ?3 RETURNING repairs_used",
-                args![created, repair, &account_id],
-            )?;
+            let used = count_submitted(tx, &account_id, s.check_id, created, repair)?;
             if !awaiting {
                 crate::pg::notify_work(tx)?;
             }
