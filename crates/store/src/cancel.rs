@@ -10,7 +10,7 @@ use model::{TaskStatus, TaskType};
 
 use crate::sql::{args, Conn};
 use crate::tasks::{
-    count_tasks, give_back_authorization, insert_tasks_sql, lock_account, record_event, release_waiting,
+    count_new_tasks, give_back_authorization, insert_tasks_sql, lock_account, record_event, release_waiting,
     task_rows_args, RootLimits, SERVICE_ACTOR,
 };
 use crate::{new_id, now_ms, task_id, Result, Store, StoreError};
@@ -303,11 +303,10 @@ pub(crate) fn roll_back_if_cancelled(tx: &Conn, repair_id: &str, now: i64) -> Re
         now.into(),
     ];
     let row = (rollback_id.as_str(), pk, Some(repair_id), model::RepairValues::default().to_json(), scope.as_str());
-    tx.execute(&insert_tasks_sql(1), &task_rows_args(root, [row]))?;
+    tx.execute(insert_tasks_sql(1), &task_rows_args(root, [row]))?;
     // The changes queued behind the repair (submitted while it ran) wait for this rollback:
     // see RELEASE_WAITING.
-    tx.execute("UPDATE accounts SET tasks_total = tasks_total + 1 WHERE id = ?", args![&account_id])?;
-    count_tasks(tx, &account_id, check_id, 1)?;
+    count_new_tasks(tx, &account_id, check_id, 1, false)?;
     crate::pg::notify_work(tx)?;
     Ok(true)
 }

@@ -221,14 +221,12 @@ static RELEASE_WAITING_SQL: LazyLock<String> = LazyLock::new(|| crate::status_se
 /// `?3` check item, `?4` type, `?5` initial status, `?6` now; then five per task (see
 /// [`task_rows_args`]): id, instance, repair undone, parameters, scope. A task's THROTTLING
 /// test cannot see the others of its statement, and needs not: a root has one task per instance.
-pub(crate) fn insert_tasks_sql(rows: usize) -> std::borrow::Cow<'static, str> {
-    // Built once for every size a submission uses (up to TASKS_PER_INSERT): the text is also
-    // the statement cache's key.
-    static SMALL: LazyLock<Vec<String>> = LazyLock::new(|| (1..=TASKS_PER_INSERT).map(build_insert_tasks).collect());
-    match SMALL.get(rows.wrapping_sub(1)) {
-        Some(sql) => std::borrow::Cow::Borrowed(sql),
-        None => std::borrow::Cow::Owned(build_insert_tasks(rows)),
-    }
+/// `rows` is 1 to [`TASKS_PER_INSERT`].
+pub(crate) fn insert_tasks_sql(rows: usize) -> &'static str {
+    // Built once for every size (1 to TASKS_PER_INSERT): the text is also the statement cache's
+    // key.
+    static BY_SIZE: LazyLock<Vec<String>> = LazyLock::new(|| (1..=TASKS_PER_INSERT).map(build_insert_tasks).collect());
+    &BY_SIZE[rows - 1]
 }
 
 fn build_insert_tasks(rows: usize) -> String {
@@ -329,35 +327,22 @@ pub(crate) fn record_event(tx: &Conn, id: &str, status: &str, now: i64, actor: &
     Ok(())
 }
 
-/// Counts `n` new tasks of item `check_id` of an account (`task_counts`).
-pub(crate) fn count_tasks(tx: &Conn, account_id: &str, check_id: i64, n: i64) -> Result<()> {
-    tx.execute(
-        "INSERT INTO task_counts (account_id, check_id, n) VALUES (?, ?, ?)
-         ON CONFLICT (account_id, check_id) DO UPDATE SET n = task_counts.n + excluded.n",
-        args![account_id, check_id, n],
-    )?;
-    Ok(())
-}
-
-/// Counts a submission's `created` tasks: the account's task count (the unfiltered listing's
-/// TotalCount; tasks are never deleted), its item's ([`count_tasks`]) and, for a repair, the
-/// authorizations it uses; returns the authorizations used. On PostgreSQL the account's row is
-/// already locked by this write, and it is one statement: one round trip under the lock.
-fn count_submitted(tx: &Conn, account_id: &str, check_id: i64, created: i64, repair: bool) -> Result<i64> {
+/// Counts `created` new tasks of item `check_id` of an account: the account's task count (the
+/// unfiltered listing's TotalCount; tasks are never deleted), the item's (`task_counts`, the
+/// listing filtered by the item alone) and, for a repair, the authorizations it uses; returns
+/// the authorizations used. On PostgreSQL the account's row is already locked by this write,
+/// and it is one statement: one round trip under the lock.
+pub(crate) fn count_new_tasks(tx: &Conn, account_id: &str, check_id: i64, created: i64, repair: bool) -> Result<i64> {
+    const ITEM: &str = "INSERT INTO task_counts (account_id, check_id, n) VALUES (?3, ?4, ?1)
+                        ON CONFLICT (account_id, check_id) DO UPDATE SET n = task_counts.n + excluded.n";
     const ACCOUNT: &str = "UPDATE accounts SET tasks_total = tasks_total + ?1,
                                   repairs_used = repairs_used + CASE WHEN ?2 THEN ?1 ELSE 0 END
                            WHERE id = ?3 RETURNING repairs_used";
-    static WITH_ITEM: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "WITH item AS (INSERT INTO task_counts (account_id, check_id, n) VALUES (?3, ?4, ?1)
-                           ON CONFLICT (account_id, check_id) DO UPDATE SET n = task_counts.n + excluded.n)
-             {ACCOUNT}"
-        )
-    });
+    static WITH_ITEM: LazyLock<String> = LazyLock::new(|| format!("WITH item AS ({ITEM}) {ACCOUNT}"));
     if tx.dialect() == Dialect::Postgres {
         return tx.value(&WITH_ITEM, args![created, repair, account_id, check_id]);
     }
-    count_tasks(tx, account_id, check_id, created)?;
+    tx.execute(ITEM, args![created, repair, account_id, check_id])?;
     tx.value(ACCOUNT, args![created, repair, account_id])
 }
 
@@ -584,7 +569,7 @@ impl crate::TaskQueue for Store {
                 let rows = chunk.iter().map(|(t, scope)| {
                     (t.id.as_str(), t.instance_pk, t.repair_task_id.as_deref(), t.params.to_json(), scope.as_str())
                 });
-                created += tx.execute(&insert_tasks_sql(chunk.len()), &task_rows_args(root, rows))? as i64;
+                created += tx.execute(insert_tasks_sql(chunk.len()), &task_rows_args(root, rows))? as i64;
             }
             if let (Some(src), true) = (&s.selection, repair) {
                 // One statement for the whole selection, however large.
@@ -642,7 +627,7 @@ impl crate::TaskQueue for Store {
                 return Err(StoreError::OverLimit { instances: created, max }); // rolls it all back
             }
             crate::cancel::hold_beyond_first(tx, &s.root_id, &s.limits)?;
-            let used = count_submitted(tx, &account_id, s.check_id, created, repair)?;
+            let used = count_new_tasks(tx, &account_id, s.check_id, created, repair)?;
             if !awaiting {
                 crate::pg::notify_work(tx)?;
             }
@@ -948,23 +933,23 @@ mod tests {
     use crate::{Instances, TaskQueue};
     use model::Vendor;
 
+    /// A host instance of this id, name and root.
+    fn host(id: &str, name: &str, locator: &str) -> NewInstance {
+        NewInstance {
+            vendor: Vendor::Aliyun,
+            region_id: "cn-hangzhou".into(),
+            instance_id: id.into(),
+            instance_name: name.into(),
+            connector: "host".into(),
+            locator: locator.into(),
+            os_type: "linux".into(),
+            live: None,
+        }
+    }
+
     fn setup(s: &Store) -> (String, i64) {
         let a = s.create_account("t").unwrap();
-        let i = s
-            .upsert_instance(
-                &a.id,
-                &NewInstance {
-                    vendor: Vendor::Aliyun,
-                    region_id: "cn-hangzhou".into(),
-                    instance_id: "i-1".into(),
-                    instance_name: "one".into(),
-                    connector: "host".into(),
-                    locator: "/x".into(),
-                    os_type: "linux".into(),
-                    live: None,
-                },
-            )
-            .unwrap();
+        let i = s.upsert_instance(&a.id, &host("i-1", "one", "/x")).unwrap();
         (a.id, i.pk)
     }
 
@@ -1256,16 +1241,7 @@ mod tests {
             let (acct, first) = setup(&s);
             let mut pks = vec![first];
             for n in 1..1_001 {
-                let i = NewInstance {
-                    vendor: Vendor::Aliyun,
-                    region_id: "cn-hangzhou".into(),
-                    instance_id: format!("i-more-{n}"),
-                    instance_name: format!("host {n}"),
-                    connector: "host".into(),
-                    locator: format!("/x{n}"),
-                    os_type: "linux".into(),
-                    live: None,
-                };
+                let i = host(&format!("i-more-{n}"), &format!("host {n}"), &format!("/x{n}"));
                 pks.push(s.upsert_instance(&acct, &i).unwrap().pk);
             }
             // An unfinished change of the same file on one instance of the second statement:
