@@ -16,7 +16,8 @@
 //! rules take it exclusively ([`lock_whitelisting`]): whether a new result is exempted, and which
 //! results a rule change flips, are then decided against settled rules and results.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::LazyLock;
 
 use model::CheckStatus;
 
@@ -66,9 +67,13 @@ impl Tally {
 
     /// `check` was evaluated at `at_ms` by `run_id`.
     fn evaluated(&mut self, check: i64, at_ms: i64, run_id: &str) {
-        let e = self.latest.entry(check).or_insert((at_ms, run_id.to_string()));
-        if at_ms >= e.0 {
-            *e = (at_ms, run_id.to_string());
+        match self.latest.get_mut(&check) {
+            // The results of one write mostly share their time and run: nothing to copy then.
+            Some(e) if at_ms > e.0 || (at_ms == e.0 && e.1 != run_id) => *e = (at_ms, run_id.to_string()),
+            Some(_) => {}
+            None => {
+                self.latest.insert(check, (at_ms, run_id.to_string()));
+            }
         }
     }
 
@@ -161,51 +166,140 @@ pub(crate) fn lock_whitelisting(tx: &Conn, account: &str, exclusive: bool) -> Re
 /// Writes a new result of an item on an instance (created, or replacing the last one) and
 /// tallies the counter it leaves and the one it joins.
 pub(crate) fn write_result(tx: &Conn, account: &str, u: &ResultUpdate, now: i64, tally: &mut Tally) -> Result<()> {
-    let status = u.status.as_str();
-    let vendor = u.vendor.code();
-    let (previous, whitelisted) = match tx.dialect() {
-        // One writer at a time: the row read is the row replaced. A point read and a plain
-        // write cost SQLite half what one upsert with `RETURNING` does (docs/performance.md).
+    write_results(tx, account, std::slice::from_ref(u), now, tally)
+}
+
+/// Writes new results of items on **one** instance (a check run's results of a host) and
+/// tallies their counters.
+pub(crate) fn write_results(
+    tx: &Conn,
+    account: &str,
+    results: &[ResultUpdate],
+    now: i64,
+    tally: &mut Tally,
+) -> Result<()> {
+    let Some(first) = results.first() else { return Ok(()) };
+    debug_assert!(results.iter().all(|u| u.instance_pk == first.instance_pk));
+    match tx.dialect() {
+        // One writer at a time: the rows read are the rows replaced. The instance's earlier
+        // results are one range of the key (schema 22), read once; a plain write each then
+        // costs SQLite half what an upsert with `RETURNING` does (docs/performance.md).
         Dialect::Sqlite => {
-            let old: Option<(i64, String, bool)> = tx.query_opt(
-                "SELECT id, status, whitelisted FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?",
-                args![account, u.check_id, u.instance_pk],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            let mut earlier: HashMap<i64, (i64, String, bool)> = HashMap::new();
+            tx.query(
+                "SELECT check_id, id, status, whitelisted FROM check_results WHERE instance_pk = ? AND account_id = ?",
+                args![first.instance_pk, account],
+                |r| {
+                    earlier.insert(r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?));
+                    Ok(())
+                },
             )?;
-            match old {
-                Some((id, previous, whitelisted)) => {
-                    tx.execute(
-                        "UPDATE check_results SET prev_status = status, status = ?, status_message = ?, config = ?, last_ms = ?, check_run_id = ?
-                         WHERE id = ?",
-                        args![status, &u.status_message, &u.config, now, &u.run_id, id],
-                    )?;
-                    (Some(previous), whitelisted)
+            let mut created: Vec<(&ResultUpdate, bool)> = Vec::new();
+            for u in results {
+                match earlier.remove(&u.check_id) {
+                    Some((id, previous, whitelisted)) => {
+                        tx.execute(
+                            "UPDATE check_results SET prev_status = status, status = ?, status_message = ?, config = ?, last_ms = ?, check_run_id = ?
+                             WHERE id = ?",
+                            args![u.status.as_str(), &u.status_message, &u.config, now, &u.run_id, id],
+                        )?;
+                        result_written(tx, account, u, Some(previous), whitelisted, now, tally)?;
+                    }
+                    None => created.push((u, tally.exempted(tx, account, u.check_id, u.instance_pk, now)?)),
                 }
-                None => {
-                    let whitelisted = tally.exempted(tx, account, u.check_id, u.instance_pk, now)?;
-                    tx.execute(
-                        "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id, vendor, whitelisted)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        args![account, u.check_id, u.instance_pk, status, &u.status_message, &u.config, now, now, &u.run_id, vendor, whitelisted],
-                    )?;
-                    (None, whitelisted)
+            }
+            // New results (a first check writes all of an instance's) go many to a statement.
+            for rows in created.chunks(RESULTS_PER_INSERT) {
+                let mut a: Vec<Arg> = vec![account.into(), first.instance_pk.into(), now.into()];
+                for (u, whitelisted) in rows {
+                    a.extend([
+                        u.check_id.into(),
+                        u.status.as_str().into(),
+                        u.status_message.as_str().into(),
+                        u.config.as_str().into(),
+                        u.run_id.as_str().into(),
+                        u.vendor.code().into(),
+                        (*whitelisted).into(),
+                    ]);
+                }
+                tx.execute(insert_results_sql(rows.len()), &a)?;
+                for (u, whitelisted) in rows {
+                    result_written(tx, account, u, None, *whitelisted, now, tally)?;
                 }
             }
         }
         // Transactions run side by side: the row keeps the status it replaces (`prev_status`),
         // so `RETURNING` says which counter the result leaves, also when another transaction
         // inserted the row meanwhile (the insert then becomes the update).
-        Dialect::Postgres => tx.query_one(
-            &UPSERT_RESULT_SQL,
-            args![account, u.check_id, u.instance_pk, status, &u.status_message, &u.config, now, &u.run_id, vendor],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?,
-    };
+        Dialect::Postgres => {
+            for u in results {
+                let (previous, whitelisted) = tx.query_one(
+                    &UPSERT_RESULT_SQL,
+                    args![
+                        account,
+                        u.check_id,
+                        u.instance_pk,
+                        u.status.as_str(),
+                        &u.status_message,
+                        &u.config,
+                        now,
+                        &u.run_id,
+                        u.vendor.code()
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                result_written(tx, account, u, previous, whitelisted, now, tally)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// New results written by one statement at most (a statement per result cost SQLite as much
+/// again as the rows themselves).
+const RESULTS_PER_INSERT: usize = 32;
+
+/// An INSERT of `rows` (1 to [`RESULTS_PER_INSERT`]) new results of one instance: `?1`
+/// account, `?2` instance, `?3` now, then seven per result: item, status, message, config, run,
+/// vendor, whitelisted.
+fn insert_results_sql(rows: usize) -> &'static str {
+    // Built once for every size: the text is also the statement cache's key.
+    static BY_SIZE: LazyLock<Vec<String>> = LazyLock::new(|| {
+        (1..=RESULTS_PER_INSERT)
+            .map(|n| {
+                let values: Vec<String> = (0..n)
+                    .map(|r| {
+                        let at = |k: usize| format!("?{}", 4 + 7 * r + k);
+                        format!("(?1, {}, ?2, {}, {}, {}, ?3, ?3, {}, {}, {})", at(0), at(1), at(2), at(3), at(4), at(5), at(6))
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id, vendor, whitelisted)
+                     VALUES {}",
+                    values.join(", ")
+                )
+            })
+            .collect()
+    });
+    &BY_SIZE[rows - 1]
+}
+
+/// What follows a result's write: the regression event, and its counters.
+fn result_written(
+    tx: &Conn,
+    account: &str,
+    u: &ResultUpdate,
+    previous: Option<String>,
+    whitelisted: bool,
+    now: i64,
+    tally: &mut Tally,
+) -> Result<()> {
+    let status = u.status.as_str();
     if previous.as_deref() == Some("PASS") && status == "NOT_PASS" {
         crate::webhooks::check_failed(tx, account, u.check_id, u.instance_pk)?;
     }
     let from = previous.map(|p| counted(&p, whitelisted)).transpose()?;
-    tally.moved(u.check_id, vendor, u.instance_pk, from, Some(counted(status, whitelisted)?));
+    tally.moved(u.check_id, u.vendor.code(), u.instance_pk, from, Some(counted(status, whitelisted)?));
     tally.evaluated(u.check_id, now, &u.run_id);
     Ok(())
 }
@@ -214,7 +308,7 @@ static UPSERT_RESULT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new
     format!(
         "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id, vendor, whitelisted, prev_status)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, CASE WHEN {} THEN 1 ELSE 0 END, NULL)
-         ON CONFLICT (account_id, check_id, instance_pk) DO UPDATE SET
+         ON CONFLICT (instance_pk, check_id) DO UPDATE SET
            prev_status = check_results.status, status = excluded.status, status_message = excluded.status_message,
            config = excluded.config, last_ms = excluded.last_ms, check_run_id = excluded.check_run_id
          RETURNING prev_status, whitelisted",
@@ -282,7 +376,11 @@ pub(crate) fn refresh_exemptions(
         Ok(())
     };
     match concerned {
-        Concerned::All => flip("", Vec::new(), tally),
+        // The item's results are found through the account's instances (the results are keyed
+        // by instance since schema 22).
+        Concerned::All => {
+            flip("AND instance_pk IN (SELECT pk FROM instances WHERE account_id = ?1)", Vec::new(), tally)
+        }
         Concerned::ListedBy(rule) => flip(
             "AND instance_pk IN (SELECT instance_pk FROM whitelist_entries WHERE rule_id = ?4)",
             vec![rule.into()],
@@ -629,7 +727,7 @@ mod tests {
                 NewWhitelist { check_id: 1003, instance_pks: pks[4..].to_vec(), expires_ms: Some(now + 3_600_000), ..Default::default() },
             ];
             s.add_whitelists(&account, &rules).unwrap();
-            // Back to schema 7: what schemas 8 to 21 added is gone.
+            // Back to schema 7: what schemas 8 to 22 added is gone.
             s.write(|tx| {
                 tx.batch(
                     "DROP INDEX whitelist_expiring; DROP TABLE result_counts; DROP TABLE result_latest; DROP TABLE result_blocks;
@@ -655,9 +753,19 @@ mod tests {
                      DROP TABLE console_sessions; DROP INDEX check_runs_trend; DROP TABLE task_counts; ALTER TABLE check_runs DROP COLUMN summary_pass;
                      ALTER TABLE check_runs DROP COLUMN summary_fail; ALTER TABLE check_runs DROP COLUMN summary_failing_items;",
                 )?;
+                // Schema 22's keys of the results undone too.
                 match tx.dialect() {
-                    crate::sql::Dialect::Sqlite => tx.batch("PRAGMA user_version = 7"),
-                    crate::sql::Dialect::Postgres => tx.batch("UPDATE schema_version SET version = 7"),
+                    crate::sql::Dialect::Sqlite => tx.batch(
+                        "DROP INDEX results_failing; CREATE INDEX results_by_status ON check_results (account_id, check_id, status);
+                         PRAGMA user_version = 7",
+                    ),
+                    crate::sql::Dialect::Postgres => tx.batch(
+                        "DROP INDEX results_failing;
+                         ALTER TABLE check_results DROP CONSTRAINT check_results_instance_pk_check_id_key;
+                         ALTER TABLE check_results ADD UNIQUE (account_id, check_id, instance_pk);
+                         CREATE INDEX results_by_status ON check_results (account_id, check_id, status);
+                         UPDATE schema_version SET version = 7",
+                    ),
                 }
             })
             .unwrap();

@@ -363,7 +363,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 21;
+pub const SCHEMA_VERSION: i64 = 22;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -448,6 +448,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         }
         if version < 21 {
             c.execute_batch(&format!("{} PRAGMA user_version = 21;", status_sets(include_str!("migration_21.sql"))))?;
+        }
+        if version < 22 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 22;", include_str!("migration_22.sql")))?;
         }
         Ok(())
     })

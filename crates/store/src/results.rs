@@ -4,7 +4,7 @@ use model::{CheckStatus, Vendor};
 
 use crate::counts::BLOCK_BITS;
 use crate::instances::{instance_from, INSTANCE_COLS};
-use crate::sql::{args, Conn, Row, Where};
+use crate::sql::{args, Conn, Dialect, Row, Where};
 use crate::whitelists::whitelisted_sql;
 use crate::{Instance, Result, Store, StoreError};
 
@@ -113,7 +113,15 @@ fn failing_first_sql() -> String {
 static SELECT_RESULTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("SELECT r.id, {COUNTED_STATUS}, r.status_message, r.config, r.first_ms, r.last_ms, {INSTANCE_COLS}")
 });
-const RESULTS_FROM: &str = " FROM check_results r JOIN instances i ON i.pk = r.instance_pk";
+/// Results with their instances, found through the instances (results are keyed by instance
+/// since schema 22): SQLite is told to loop over the instances (`CROSS JOIN` fixes the order),
+/// each probing its result of the item by key.
+fn results_from(c: &Conn) -> &'static str {
+    match c.dialect() {
+        Dialect::Sqlite => " FROM instances i CROSS JOIN check_results r ON r.instance_pk = i.pk",
+        Dialect::Postgres => " FROM instances i JOIN check_results r ON r.instance_pk = i.pk",
+    }
+}
 
 fn result_from(r: &Row) -> Result<ResultRow> {
     let status: String = r.get(1)?;
@@ -126,6 +134,29 @@ fn result_from(r: &Row) -> Result<ResultRow> {
         last_ms: r.get(5)?,
         instance: instance_from(r, 6)?,
     })
+}
+
+/// The query of a page of an item's results with one of `statuses` in one block of instances
+/// (`LIMIT ? OFFSET ?` last): each of the block's instances probes its result by key.
+fn block_page<'a>(
+    c: &Conn,
+    account_id: &'a str,
+    check_id: i64,
+    block: i64,
+    statuses: &[&'a str],
+) -> (String, Where<'a>) {
+    let wh = Where::new(
+        "i.account_id = ? AND r.check_id = ? AND i.pk >= ? AND i.pk < ?",
+        [account_id.into(), check_id.into(), (block << BLOCK_BITS).into(), ((block + 1) << BLOCK_BITS).into()],
+    )
+    .and_in(COUNTED_STATUS, statuses.iter().copied());
+    // SQLite would rather find the account's instances by its index and sort them: it is told
+    // to step through the block's keys (`NOT INDEXED` leaves it the rowid alone).
+    let from = match c.dialect() {
+        Dialect::Sqlite => " FROM instances i NOT INDEXED CROSS JOIN check_results r ON r.instance_pk = i.pk",
+        Dialect::Postgres => results_from(c),
+    };
+    (format!("{}{from}{} ORDER BY i.pk LIMIT ? OFFSET ?", *SELECT_RESULTS, wh.sql()), wh)
 }
 
 /// A page of an item's results filtered by status only, in instance order (failing first
@@ -166,21 +197,8 @@ fn page_by_blocks(c: &Conn, account_id: &str, check_id: i64, f: &ResultFilter) -
                     skip -= n;
                     continue;
                 }
-                let wh = Where::new(
-                    "r.account_id = ? AND r.check_id = ? AND r.instance_pk >= ? AND r.instance_pk < ?",
-                    [
-                        account_id.into(),
-                        check_id.into(),
-                        (block << BLOCK_BITS).into(),
-                        ((block + 1) << BLOCK_BITS).into(),
-                    ],
-                )
-                .and_in(COUNTED_STATUS, group.iter().copied());
-                let got = c.query(
-                    &format!("{}{RESULTS_FROM}{} ORDER BY r.instance_pk LIMIT ? OFFSET ?", *SELECT_RESULTS, wh.sql()),
-                    &wh.paged(left, skip),
-                    result_from,
-                )?;
+                let (sql, wh) = block_page(c, account_id, check_id, block, group);
+                let got = c.query(&sql, &wh.paged(left, skip), result_from)?;
                 // Rows written since the counters were read may make a block hold fewer.
                 skip = 0;
                 left -= got.len() as i64;
@@ -207,21 +225,21 @@ impl Store {
         vendors: &[i64],
         check_ids: &[i64],
     ) -> Result<BTreeMap<i64, ResultAggregate>> {
-        // Grouped by (item, status) only, so rows come in index order; the vendors of a group
-        // are summarised by their smallest and largest code (the answer needs only "one
-        // vendor, or several").
-        let wh = Where::new("r.account_id = ?", [account_id.into()])
+        // Grouped by (item, status) only; the vendors of a group are summarised by their
+        // smallest and largest code (the answer needs only "one vendor, or several").
+        let wh = Where::new("i.account_id = ?", [account_id.into()])
             .and_in("i.instance_id", instance_ids)
             .and_in("i.vendor", vendors.iter().copied())
             .and_in("r.check_id", check_ids.iter().copied());
         let sql = format!(
             "SELECT r.check_id, {{STATUS}} AS st, COUNT(*), MAX(r.last_ms), MAX(r.check_run_id), MIN(i.vendor), MAX(i.vendor)
-             FROM check_results r JOIN instances i ON i.pk = r.instance_pk{} GROUP BY r.check_id, st",
+             {{FROM}}{} GROUP BY r.check_id, st",
             wh.sql()
         );
         self.read(|c| {
             let mut out: BTreeMap<i64, ResultAggregate> = BTreeMap::new();
-            c.query(&sql.replace("{STATUS}", COUNTED_STATUS), wh.args(), |r| {
+            let sql = sql.replace("{STATUS}", COUNTED_STATUS).replace("{FROM}", results_from(c));
+            c.query(&sql, wh.args(), |r| {
                 let status: String = r.get(1)?;
                 let Some(status) = CheckStatus::parse(&status) else {
                     return Ok(());
@@ -244,6 +262,16 @@ impl Store {
         })
     }
 }
+
+/// An item's failing instances: the index of failing results (`results_failing`), in
+/// instance order.
+static FAILING_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {INSTANCE_COLS} FROM check_results r JOIN instances i ON i.pk = r.instance_pk
+         WHERE r.account_id = ? AND r.check_id = ? AND r.status = 'NOT_PASS' AND NOT {} ORDER BY r.instance_pk",
+        whitelisted_sql("r.account_id", "r.check_id", "r.instance_pk")
+    )
+});
 
 impl crate::Results for Store {
     fn aggregate_results(
@@ -305,7 +333,7 @@ impl crate::Results for Store {
             && [&f.instance_id_key, &f.instance_name_key, &f.region_id_key]
                 .iter()
                 .all(|k| k.as_deref().unwrap_or("").is_empty());
-        let wh = Where::new("r.account_id = ? AND r.check_id = ?", [account_id.into(), check_id.into()])
+        let wh = Where::new("i.account_id = ? AND r.check_id = ?", [account_id.into(), check_id.into()])
             .and_contains("i.instance_id", f.instance_id_key.as_deref())
             .and_contains("i.instance_name", f.instance_name_key.as_deref())
             .and_contains("i.region_id", f.region_id_key.as_deref())
@@ -321,30 +349,17 @@ impl crate::Results for Store {
                 )?;
                 return Ok((page_by_blocks(c, account_id, check_id, f)?, total));
             }
-            let total: i64 = c.value(&format!("SELECT COUNT(*){RESULTS_FROM}{}", wh.sql()), wh.args())?;
-            let order = if f.sort_by_status {
-                format!("{}, r.instance_pk", failing_first_sql())
-            } else {
-                "r.instance_pk".into()
-            };
-            let sql = format!("{}{RESULTS_FROM}{} ORDER BY {order} LIMIT ? OFFSET ?", *SELECT_RESULTS, wh.sql());
+            let from = results_from(c);
+            let total: i64 = c.value(&format!("SELECT COUNT(*){from}{}", wh.sql()), wh.args())?;
+            let order = if f.sort_by_status { format!("{}, i.pk", failing_first_sql()) } else { "i.pk".into() };
+            let sql = format!("{}{from}{} ORDER BY {order} LIMIT ? OFFSET ?", *SELECT_RESULTS, wh.sql());
             let rows = c.query(&sql, &wh.paged(f.limit, f.offset), result_from)?;
             Ok((rows, total))
         })
     }
 
     fn failing_instances(&self, account_id: &str, check_id: i64) -> Result<Vec<Instance>> {
-        self.read(|c| {
-            c.query(
-                &format!(
-                    "SELECT {INSTANCE_COLS} FROM check_results r JOIN instances i ON i.pk = r.instance_pk
-                     WHERE r.account_id = ? AND r.check_id = ? AND r.status = 'NOT_PASS' AND NOT {} ORDER BY i.pk",
-                    whitelisted_sql("r.account_id", "r.check_id", "r.instance_pk")
-                ),
-                args![account_id, check_id],
-                |r| instance_from(r, 0),
-            )
-        })
+        self.read(|c| c.query(&FAILING_SQL, args![account_id, check_id], |r| instance_from(r, 0)))
     }
 
     fn result_status(&self, account_id: &str, check_id: i64, instance_pk: i64) -> Result<Option<CheckStatus>> {
@@ -359,5 +374,38 @@ impl crate::Results for Store {
             )?;
             Ok(s.and_then(|s| CheckStatus::parse(&s)))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::Arg;
+    use crate::testutil::store;
+
+    fn plan(s: &Store, sql: &str, args: &[Arg]) -> Vec<String> {
+        s.read(|c| c.query(&format!("EXPLAIN QUERY PLAN {sql}"), args, |r| r.get::<String>(3))).unwrap()
+    }
+
+    /// Since schema 22 no index of the results starts with the item: an item's listing loops
+    /// over a block of instances, each seeking its result by key, and its failing instances
+    /// read the index of failing results. Neither reads the other results of the fleet.
+    #[test]
+    fn an_items_results_are_read_through_their_instances_or_the_failing_index() {
+        let (_d, s) = store();
+        let (sql, wh) = s.read(|c| Ok(block_page(c, "a", 1001, 3, &["PASS", "NOT_PASS"]))).unwrap();
+        let steps = plan(&s, &sql, &wh.paged(20, 0));
+        assert!(
+            steps.iter().any(|p| p.starts_with("SEARCH i USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)")),
+            "{steps:?}"
+        );
+        assert!(
+            steps.iter().any(|p| p.contains("SEARCH r USING INDEX") && p.contains("(instance_pk=? AND check_id=?)")),
+            "{steps:?}"
+        );
+        assert!(!steps.iter().any(|p| p.starts_with("SCAN")), "{steps:?}");
+        let steps = plan(&s, &FAILING_SQL, args!["a", 1001]);
+        assert!(steps.iter().any(|p| p.contains("results_failing (account_id=? AND check_id=?)")), "{steps:?}");
+        assert!(!steps.iter().any(|p| p.starts_with("SCAN") || p.contains("TEMP B-TREE")), "{steps:?}");
     }
 }

@@ -290,9 +290,7 @@ impl crate::CheckRuns for Store {
                 if n == 0 {
                     continue;
                 }
-                for r in &d.results {
-                    counts::write_result(tx, &account_id, r, now, &mut tally)?;
-                }
+                counts::write_results(tx, &account_id, &d.results, now, &mut tally)?;
                 for (check_id, pk) in &d.removed {
                     counts::delete_result(tx, &account_id, *check_id, *pk, &mut tally)?;
                 }

@@ -325,6 +325,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 21 {
             c.batch(include_str!("migration_21.sql"))?;
         }
+        if version < 22 {
+            c.batch(include_str!("migration_22.sql"))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });
