@@ -259,11 +259,12 @@ impl CheckDef {
     /// applies); on a live system also the value in effect, as `name (live)`.
     pub fn shown_values(&self, doc: &Document) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
+        let live = crate::eval::has_live_values(doc);
         for f in &self.config {
             match (doc.get(&f.key), &f.default) {
                 (Some(v), _) => {
                     out.insert(f.name.clone(), v.clone());
-                    if let Some(line) = doc.get(&format!("{SOURCE}{}", f.key)) {
+                    if let Some(line) = crate::eval::get_prefixed(doc, SOURCE, &f.key) {
                         out.insert(format!("{} (source)", f.name), line.clone());
                     }
                 }
@@ -273,7 +274,7 @@ impl CheckDef {
                 }
                 (None, None) => {}
             }
-            if let Some(v) = doc.get(&format!("{LIVE}{}", f.key)) {
+            if let Some(v) = live.then(|| crate::eval::get_prefixed(doc, LIVE, &f.key)).flatten() {
                 out.insert(format!("{} (live)", f.name), v.clone());
             }
         }

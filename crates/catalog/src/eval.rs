@@ -39,9 +39,8 @@ pub fn evaluate(check: &CheckDef, doc: &Document) -> Outcome {
         if !holds(c, doc.get(&c.key)) {
             failed.push(c.key.clone());
         }
-        let live = format!("{LIVE}{}", c.key);
-        if doc.get(&live).is_some_and(|v| !holds(c, Some(v))) {
-            failed.push(live);
+        if get_prefixed(doc, LIVE, &c.key).is_some_and(|v| !holds(c, Some(v))) {
+            failed.push(format!("{LIVE}{}", c.key));
         }
     }
     if failed.is_empty() {
@@ -54,16 +53,39 @@ pub fn evaluate(check: &CheckDef, doc: &Document) -> Outcome {
 /// The keys of the rule whose value in effect does not hold while the file's does, each said
 /// as `key: the file has X, in effect Y` (evidence of both).
 pub fn live_differences(check: &CheckDef, doc: &Document) -> Vec<String> {
+    if !has_live_values(doc) {
+        return Vec::new();
+    }
     check
         .rule
         .iter()
         .filter_map(|c| {
-            let live = doc.get(&format!("{LIVE}{}", c.key))?;
+            let live = get_prefixed(doc, LIVE, &c.key)?;
             let file = doc.get(&c.key).or(c.default.as_ref());
             (holds(c, file) && !holds(c, Some(live)))
                 .then(|| format!("{}: the file has {:?}, in effect {:?}", c.key, file.map_or("", |v| v.as_str()), live))
         })
         .collect()
+}
+
+/// Whether the document holds any value in effect (`live:…`): most are files only, and then no
+/// item needs to look for one.
+pub fn has_live_values(doc: &Document) -> bool {
+    use std::ops::Bound;
+    doc.range::<str, _>((Bound::Included(LIVE), Bound::Unbounded)).next().is_some_and(|(k, _)| k.starts_with(LIVE))
+}
+
+/// `doc[prefix + key]`, without a new string for each look (evidence is written for every
+/// result of a check).
+pub(crate) fn get_prefixed<'a>(doc: &'a Document, prefix: &str, key: &str) -> Option<&'a String> {
+    thread_local!(static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) });
+    KEY.with(|k| {
+        let mut k = k.borrow_mut();
+        k.clear();
+        k.push_str(prefix);
+        k.push_str(key);
+        doc.get(k.as_str())
+    })
 }
 
 pub(crate) fn holds(c: &Condition, value: Option<&String>) -> bool {
