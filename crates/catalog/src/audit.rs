@@ -12,7 +12,9 @@
 //!
 //! Keys (`-k`, `-F key=`) name rules for searching the log and do not change what is recorded.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 
 /// One rule, normalised.
 #[derive(Debug, PartialEq, Eq)]
@@ -67,15 +69,40 @@ fn normal_field(f: &str) -> String {
 
 /// Whether the loaded rules record everything each required line does.
 pub fn covers(loaded: &str, required: &[String]) -> bool {
-    let have: Vec<Rule> = loaded.lines().filter_map(parse).collect();
-    required.iter().filter_map(|r| parse(r)).all(|want| match &want {
+    // A host's rules are the same text for each of the twenty-odd items that read them, and an
+    // item's own rules never change: each is parsed once per thread (parsing every time was
+    // most of the time a check spent evaluating rules).
+    thread_local! {
+        static LOADED: RefCell<(String, Rc<Vec<Rule>>)> = RefCell::new((String::new(), Rc::new(Vec::new())));
+        static REQUIRED: RefCell<HashMap<Vec<String>, Rc<Vec<Rule>>>> = RefCell::new(HashMap::new());
+    }
+    let have = LOADED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != loaded {
+            *c = (loaded.to_string(), Rc::new(loaded.lines().filter_map(parse).collect()));
+        }
+        c.1.clone()
+    });
+    let wanted = REQUIRED.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(rules) = c.get(required) {
+            return rules.clone();
+        }
+        if c.len() >= 4096 {
+            c.clear(); // items of custom catalogs come and go: bounded
+        }
+        let rules: Rc<Vec<Rule>> = Rc::new(required.iter().filter_map(|r| parse(r)).collect());
+        c.insert(required.to_vec(), rules.clone());
+        rules
+    });
+    wanted.iter().all(|want| match &want {
         Rule::Watch { path, perms } => {
             have.iter().any(|h| matches!(h, Rule::Watch { path: p, perms: q } if p == path && perms.is_subset(q)))
         }
         Rule::Syscall { list, fields, syscalls } => {
             let mut union = BTreeSet::new();
             let mut found = false;
-            for h in &have {
+            for h in have.iter() {
                 if let Rule::Syscall { list: l, fields: f, syscalls: s } = h {
                     if l == list && f == fields {
                         found = true;

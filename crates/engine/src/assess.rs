@@ -268,19 +268,33 @@ impl Engine {
         })
     }
 
-    /// Writes the outcomes the readers send, a commit per [`CHUNK`] instances.
+    /// Writes the outcomes the readers send, a commit per [`CHUNK`] instances. A chunk is
+    /// committed on a thread of its own while the next is gathered: waiting here for each
+    /// commit would stop the readers as soon as the channel is full (a chunk is more than the
+    /// channel holds). Chunks are still committed one after the other, in order.
     fn write_all(&self, run: &CheckRun, rx: Receiver<Vec<(DetailOutcome, Option<i64>)>>) -> store::Result<()> {
-        let mut batch: Vec<(DetailOutcome, Option<i64>)> = Vec::with_capacity(CHUNK + PART);
-        for outcomes in rx {
-            batch.extend(outcomes);
-            if batch.len() >= CHUNK {
-                self.write_outcomes(run, std::mem::take(&mut batch))?;
+        std::thread::scope(|scope| {
+            let mut committing: Option<std::thread::ScopedJoinHandle<'_, store::Result<()>>> = None;
+            let committed = |handle: Option<std::thread::ScopedJoinHandle<'_, store::Result<()>>>| {
+                handle.map_or(Ok(()), |h| {
+                    h.join().unwrap_or_else(|_| Err(store::StoreError::Db("a commit of a check run panicked".into())))
+                })
+            };
+            let mut batch: Vec<(DetailOutcome, Option<i64>)> = Vec::with_capacity(CHUNK + PART);
+            for outcomes in rx {
+                batch.extend(outcomes);
+                if batch.len() >= CHUNK {
+                    committed(committing.take())?;
+                    let chunk = std::mem::take(&mut batch);
+                    committing = Some(scope.spawn(move || self.write_outcomes(run, chunk)));
+                }
             }
-        }
-        if !batch.is_empty() {
-            self.write_outcomes(run, batch)?;
-        }
-        Ok(())
+            committed(committing.take())?;
+            if !batch.is_empty() {
+                self.write_outcomes(run, batch)?;
+            }
+            Ok(())
+        })
     }
 
     /// Commits the outcomes of some instances of a run, and extends the run's lease.

@@ -75,7 +75,8 @@ fn drop_ins(root: &Path, dirs: &[&str], pending: &Pending) -> Vec<String> {
     for dir in dirs {
         // The entries' own names: a drop-in that is a symbolic link is read under its name.
         let on_disk = glob_named_in_root(root, &format!("{dir}/*.conf")).into_iter().map(|(name, _)| name);
-        let real_dir = resolve_in_root(root, dir).ok();
+        // Where the directory really is matters only to files a change plans.
+        let real_dir = if pending.is_empty() { None } else { resolve_in_root(root, dir).ok() };
         let planned = pending
             .keys()
             .filter(|k| real_dir.is_some() && k.parent() == real_dir.as_deref())

@@ -10,17 +10,24 @@
 //! of its own), opened `O_NONBLOCK` (a FIFO swapped in cannot block) and checked again on the
 //! descriptor. A file larger than the limit is refused before it is read whole. A file with
 //! more than one hard link is never changed: its other names may be outside the root.
+//!
+//! A check of one instance holds its root open ([`hold_root`]): its reads then reach a path in
+//! one `openat2` that refuses any link and any step out of the root, and take each directory
+//! as the check first opened it — one view of the instance for the check, never a file
+//! outside the root. Changes never use the directories a check kept.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Permissions};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use model::SnapshotItem;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, CWD};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
@@ -112,18 +119,110 @@ fn errno(e: Errno) -> io::Error {
     e.into()
 }
 
+thread_local! {
+    /// The root this thread holds open (see [`hold_root`]).
+    static HELD_ROOT: RefCell<Option<Held>> = const { RefCell::new(None) };
+}
+
+/// A root held open, and the directories under it opened for reading meanwhile (by their path
+/// relative to the root).
+struct Held {
+    root: PathBuf,
+    fd: Rc<OwnedFd>,
+    dirs: HashMap<PathBuf, Rc<OwnedFd>>,
+}
+
+/// Holds the root open on this thread while the guard lives.
+pub struct HeldRoot(());
+
+impl Drop for HeldRoot {
+    fn drop(&mut self) {
+        HELD_ROOT.with(|h| h.borrow_mut().take());
+    }
+}
+
+/// Holds `root` open on this thread until the guard is dropped: a check reads dozens of files
+/// of one root, and each then starts from the directory held instead of resolving the root's
+/// own path again, and reads a directory's files through one descriptor of it. Held for one
+/// check of one instance only, which only reads: a root or directory replaced later is opened
+/// anew.
+pub fn hold_root(root: &Path) -> io::Result<HeldRoot> {
+    let fd = Rc::new(open_root(root)?);
+    HELD_ROOT.with(|h| *h.borrow_mut() = Some(Held { root: root.to_path_buf(), fd, dirs: HashMap::new() }));
+    Ok(HeldRoot(()))
+}
+
+/// The root itself is configuration, not content of the instance: it may be a link.
+fn open_root(root: &Path) -> io::Result<OwnedFd> {
+    rustix::fs::openat(CWD, root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(errno)
+}
+
+/// The root directory: the one this thread holds when it is `root`, else opened now.
+pub(crate) fn root_dir(root: &Path) -> io::Result<Rc<OwnedFd>> {
+    let held = HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| h.root == root).map(|h| h.fd.clone()));
+    match held {
+        Some(fd) => Ok(fd),
+        None => Ok(Rc::new(open_root(root)?)),
+    }
+}
+
+/// Opens `rel` (relative, plain names only) under `dir` in one system call, refusing any
+/// symbolic link on the way and any step out of `dir` (`openat2` with `RESOLVE_NO_SYMLINKS`
+/// and `RESOLVE_BENEATH`). `Err` when that cannot answer (a link is there, or the kernel has
+/// no `openat2`): the caller then walks the path one step at a time.
+pub(crate) fn open_beneath(dir: &OwnedFd, rel: &Path, flags: OFlags) -> Result<Option<OwnedFd>, Errno> {
+    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    match rustix::fs::openat2(dir, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Why a file's directory is looked for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// To read: the directory as this thread's held root first found it will do.
+    Read,
+    /// To change: the directory there now.
+    Change,
+    /// To write, creating the missing directories.
+    Create,
+}
+
 /// The directory holding `real` (a path under `root`), reached from the root one directory at
 /// a time without following any symbolic link, and the file's name in it. Missing directories
-/// are created when `create`; otherwise None means the file cannot exist.
-fn parent_in(root: &Path, real: &Path, create: bool) -> io::Result<Option<(OwnedFd, OsString)>> {
+/// are created by [`Walk::Create`]; otherwise None means the file cannot exist.
+fn parent_in(root: &Path, real: &Path, walk: Walk) -> io::Result<Option<(Rc<OwnedFd>, OsString)>> {
+    let create = walk == Walk::Create;
     let rel = real
         .strip_prefix(root)
         .map_err(|_| io::Error::other(format!("{} is outside the root {}", real.display(), root.display())))?;
     let name = rel.file_name().ok_or_else(|| io::Error::other("no file name"))?.to_os_string();
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    // The root itself is configuration, not content of the instance: it may be a link.
-    let mut dir = rustix::fs::openat(CWD, root, dir_flags, Mode::empty()).map_err(errno)?;
-    for c in rel.parent().map(Path::components).into_iter().flatten() {
+    let root_fd = root_dir(root)?;
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    // The whole walk in one call when nothing on it is a link (else the walk below says what).
+    if !create && parent.components().all(|c| matches!(c, Component::Normal(_))) {
+        let held = |h: &Held| walk == Walk::Read && h.root == root;
+        if let Some(dir) =
+            HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| held(h)).and_then(|h| h.dirs.get(parent).cloned()))
+        {
+            return Ok(Some((dir, name)));
+        }
+        if let Ok(found) = open_beneath(&root_fd, parent, dir_flags) {
+            let Some(dir) = found.map(Rc::new) else { return Ok(None) };
+            HELD_ROOT.with(|h| {
+                if let Some(h) = h.borrow_mut().as_mut().filter(|h| held(h)) {
+                    h.dirs.insert(parent.to_path_buf(), dir.clone());
+                }
+            });
+            return Ok(Some((dir, name)));
+        }
+    }
+    let mut dir = rustix::io::dup(&*root_fd).map_err(errno)?;
+    for c in parent.components() {
         let Component::Normal(part) = c else { return Err(Refusal::PathChanged.into_io()) };
         let step = |dir: &OwnedFd| rustix::fs::openat(dir, part, dir_flags | OFlags::NOFOLLOW, Mode::empty());
         dir = match step(&dir) {
@@ -139,7 +238,7 @@ fn parent_in(root: &Path, real: &Path, create: bool) -> io::Result<Option<(Owned
             Err(e) => return Err(refused_step(e)),
         };
     }
-    Ok(Some((dir, name)))
+    Ok(Some((Rc::new(dir), name)))
 }
 
 /// A directory that cannot be entered without following a link (`ELOOP`), or is not one.
@@ -179,8 +278,8 @@ fn changeable(st: &rustix::fs::Stat) -> io::Result<()> {
 
 /// Opens a regular file for reading, without following a link and without blocking. None if
 /// it does not exist. A device is refused before any open.
-fn open_regular(root: &Path, real: &Path) -> io::Result<Option<(File, fs::Metadata)>> {
-    let Some((dir, name)) = parent_in(root, real, false)? else { return Ok(None) };
+fn open_regular(root: &Path, real: &Path, walk: Walk) -> io::Result<Option<(File, fs::Metadata)>> {
+    let Some((dir, name)) = parent_in(root, real, walk)? else { return Ok(None) };
     let Some(st) = stat_in(&dir, &name)? else { return Ok(None) };
     let kind = FileType::from_raw_mode(st.st_mode);
     if kind != FileType::RegularFile {
@@ -206,7 +305,7 @@ pub fn read(root: &Path, real: &Path, limits: &Limits) -> io::Result<Option<Vec<
 }
 
 fn read_with_meta(root: &Path, real: &Path, limits: &Limits) -> io::Result<Option<(Vec<u8>, fs::Metadata)>> {
-    let Some((file, meta)) = open_regular(root, real)? else { return Ok(None) };
+    let Some((file, meta)) = open_regular(root, real, Walk::Read)? else { return Ok(None) };
     let limit = limits.max_file_bytes;
     if meta.len() > limit {
         return Err(Refusal::TooLarge { size: meta.len(), limit }.into_io());
@@ -222,13 +321,26 @@ fn read_with_meta(root: &Path, real: &Path, limits: &Limits) -> io::Result<Optio
 
 /// The metadata of a regular file (None if it does not exist), refusing special files.
 pub fn meta(root: &Path, real: &Path) -> io::Result<Option<fs::Metadata>> {
-    Ok(open_regular(root, real)?.map(|(_, m)| m))
+    Ok(open_regular(root, real, Walk::Read)?.map(|(_, m)| m))
+}
+
+/// A regular file's (mode, uid, gid), looked at by name without opening it (a check reads the
+/// owners of many files it never reads): None if it does not exist; special files and links
+/// are refused as [`meta`] refuses them.
+pub fn owner(root: &Path, real: &Path) -> io::Result<Option<(u32, u32, u32)>> {
+    let Some((dir, name)) = parent_in(root, real, Walk::Read)? else { return Ok(None) };
+    let Some(st) = stat_in(&dir, &name)? else { return Ok(None) };
+    let kind = FileType::from_raw_mode(st.st_mode);
+    if kind != FileType::RegularFile {
+        return Err(Refusal::NotRegular(kind_of(kind)).into_io());
+    }
+    Ok(Some((st.st_mode & 0o7777, st.st_uid, st.st_gid)))
 }
 
 /// A directory's (mode, uid, gid), without following a link: None if it does not exist; an
 /// error if something else is there.
 pub fn dir_meta(root: &Path, real: &Path) -> io::Result<Option<(u32, u32, u32)>> {
-    let Some((dir, name)) = parent_in(root, real, false)? else { return Ok(None) };
+    let Some((dir, name)) = parent_in(root, real, Walk::Read)? else { return Ok(None) };
     let Some(st) = stat_in(&dir, &name)? else { return Ok(None) };
     let kind = FileType::from_raw_mode(st.st_mode);
     if kind != FileType::Directory {
@@ -325,7 +437,7 @@ fn temp_prefix(name: &OsStr) -> String {
 /// target never exists with the wrong permissions. The file it replaces must be regular and
 /// have no other names.
 pub fn write_atomic(root: &Path, real: &Path, data: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
-    let (dir, name) = parent_in(root, real, true)?.ok_or_else(|| io::Error::other("no parent directory"))?;
+    let (dir, name) = parent_in(root, real, Walk::Create)?.ok_or_else(|| io::Error::other("no parent directory"))?;
     if let Some(st) = stat_in(&dir, &name)? {
         changeable(&st)?;
     }
@@ -355,7 +467,7 @@ pub fn write_atomic(root: &Path, real: &Path, data: &[u8], mode: u32, owner: Opt
 /// Removes the temporary files a write of `real` interrupted by a crash left beside it (only
 /// names this module makes: `.<name>.posture-<16 hex>`, regular files). Returns how many.
 pub fn sweep_temporaries(root: &Path, real: &Path) -> usize {
-    let Ok(Some((dir, name))) = parent_in(root, real, false) else { return 0 };
+    let Ok(Some((dir, name))) = parent_in(root, real, Walk::Change) else { return 0 };
     let prefix = temp_prefix(&name);
     let Ok(entries) = rustix::fs::Dir::read_from(&dir) else { return 0 };
     let mut removed = 0;
@@ -379,7 +491,8 @@ pub fn sweep_temporaries(root: &Path, real: &Path) -> usize {
 /// Sets mode and owner (owner only when it differs, so an unprivileged service can still
 /// restore modes of its own files), through a descriptor of the regular file itself.
 pub fn set_meta(root: &Path, real: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
-    let (file, m) = open_regular(root, real)?.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))?;
+    let (file, m) = open_regular(root, real, Walk::Change)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))?;
     if m.nlink() > 1 {
         return Err(Refusal::HardLinked(m.nlink()).into_io());
     }
@@ -391,7 +504,7 @@ pub fn set_meta(root: &Path, real: &Path, mode: u32, uid: u32, gid: u32) -> io::
 
 /// Removes a file the snapshot says did not exist (a missing one is fine).
 pub fn remove(root: &Path, real: &Path) -> io::Result<()> {
-    let Some((dir, name)) = parent_in(root, real, false)? else { return Ok(()) };
+    let Some((dir, name)) = parent_in(root, real, Walk::Change)? else { return Ok(()) };
     let Some(st) = stat_in(&dir, &name)? else { return Ok(()) };
     changeable(&st)?;
     match rustix::fs::unlinkat(&dir, &name, AtFlags::empty()) {
@@ -423,6 +536,7 @@ mod tests {
         // Would block forever without O_NONBLOCK (no writer ever comes).
         assert_eq!(code(read(root, &fifo, &Limits::default()).unwrap_err()), "ConfigFileNotRegular");
         assert_eq!(code(set_meta(root, &fifo, 0o600, 0, 0).unwrap_err()), "ConfigFileNotRegular");
+        assert_eq!(code(owner(root, &fifo).unwrap_err()), "ConfigFileNotRegular");
         assert_eq!(code(write_atomic(root, &fifo, b"x", 0o644, None).unwrap_err()), "ConfigFileNotRegular");
         assert_eq!(
             code(read(Path::new("/dev"), Path::new("/dev/zero"), &Limits::default()).unwrap_err()),
@@ -460,21 +574,41 @@ mod tests {
 
     #[test]
     fn a_link_put_into_the_path_is_never_followed() {
+        a_link_put_into_the_path(false);
+    }
+
+    /// The same while a check holds the root (one call per path, directories kept open).
+    #[test]
+    fn a_link_put_into_the_path_of_a_held_root_is_never_followed() {
+        a_link_put_into_the_path(true);
+    }
+
+    fn a_link_put_into_the_path(held: bool) {
         let t = tempfile::tempdir().unwrap();
         let (root, outside) = (t.path().join("root"), t.path().join("outside"));
         fs::create_dir_all(root.join("etc")).unwrap();
         fs::create_dir_all(&outside).unwrap();
         fs::write(outside.join("shadow"), "secret").unwrap();
         fs::set_permissions(outside.join("shadow"), Permissions::from_mode(0o600)).unwrap();
+        let _held = held.then(|| hold_root(&root).unwrap());
         // The final name a link: refused.
         std::os::unix::fs::symlink(outside.join("shadow"), root.join("etc/link")).unwrap();
         assert_eq!(code(read(&root, &root.join("etc/link"), &Limits::default()).unwrap_err()), "ConfigFileNotRegular");
+        assert_eq!(code(owner(&root, &root.join("etc/link")).unwrap_err()), "ConfigFileNotRegular");
         // A directory of the path swapped for a link after resolution: refused for every
         // operation, and the file outside is untouched.
         fs::remove_dir_all(root.join("etc")).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("etc")).unwrap();
         let target = root.join("etc/shadow");
-        assert_eq!(code(read(&root, &target, &Limits::default()).unwrap_err()), "ConfigFileNotRegular");
+        if held {
+            // A check reads the directory as it first opened it (now removed): nothing there,
+            // and never the file outside.
+            assert_eq!(read(&root, &target, &Limits::default()).unwrap(), None);
+            assert_eq!(owner(&root, &target).unwrap(), None);
+        } else {
+            assert_eq!(code(read(&root, &target, &Limits::default()).unwrap_err()), "ConfigFileNotRegular");
+            assert_eq!(code(owner(&root, &target).unwrap_err()), "ConfigFileNotRegular");
+        }
         assert_eq!(code(set_meta(&root, &target, 0o644, 0, 0).unwrap_err()), "ConfigFileNotRegular");
         assert_eq!(code(write_atomic(&root, &target, b"owned", 0o644, None).unwrap_err()), "ConfigFileNotRegular");
         assert_eq!(code(remove(&root, &target).unwrap_err()), "ConfigFileNotRegular");

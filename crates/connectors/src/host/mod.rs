@@ -353,6 +353,7 @@ fn sweep(root: &Path, snapshot: &Snapshot) {
 
 fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
     let root = root_of(t)?;
+    let _held = files::hold_root(&root).map_err(io_err("CheckError", "the root"))?;
     let mut doc = Document::new();
     for (dialect, file, prefix) in SOURCES {
         let set = ConfigSet::load(&root, dialect, file, limits).map_err(io_err("CheckError", prefix))?;
@@ -367,9 +368,8 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
     }
     for f in MODE_FILES {
         let real = resolve_in_root(&root, f).map_err(io_err("CheckError", f))?;
-        if let Some(m) = files::meta(&root, &real).map_err(io_err("CheckError", f))? {
-            use std::os::unix::fs::MetadataExt;
-            owner_facts(&mut doc, &format!("file:{f}"), (m.mode() & 0o7777, m.uid(), m.gid()));
+        if let Some(owner) = files::owner(&root, &real).map_err(io_err("CheckError", f))? {
+            owner_facts(&mut doc, &format!("file:{f}"), owner);
         }
     }
     let read = |f: &str, limits: &Limits| -> Result<Option<String>, ConnectorError> {
@@ -489,12 +489,10 @@ const LOOSE_FILES: [(&str, u32, &str); 4] = [
 ];
 
 fn loose_file_facts(root: &Path, doc: &mut Document) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
     for (pattern, allowed, key) in LOOSE_FILES {
         let mut found = Vec::new();
         for real in paths::glob_in_root(root, pattern) {
-            if let Some(m) = files::meta(root, &real)? {
-                let mode = m.mode() & 0o7777;
+            if let Some((mode, ..)) = files::owner(root, &real)? {
                 if mode & !allowed != 0 {
                     found.push(format!("/{}({mode:04o})", real.strip_prefix(root).unwrap_or(&real).display()));
                 }

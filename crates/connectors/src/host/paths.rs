@@ -10,7 +10,18 @@ const MAX_LINKS: usize = 40;
 
 /// Resolves `path` (absolute or relative, always taken inside `root`) to a real path under `root`.
 pub fn resolve_in_root(root: &Path, path: &str) -> io::Result<PathBuf> {
-    let mut pending: VecDeque<String> = parts(Path::new(path)).into();
+    let names = parts(Path::new(path));
+    // Most paths hold no link and no `..`: then one `openat2` that refuses links says so, and
+    // the path is itself (missing from some point on: the same, as nothing there can be a
+    // link). Anything else is resolved step by step below.
+    if !names.iter().any(|p| p == "..") {
+        let rel: PathBuf = names.iter().collect();
+        let root_fd = super::files::root_dir(root)?;
+        if let Ok(_found) = super::files::open_beneath(&root_fd, &rel, rustix::fs::OFlags::PATH) {
+            return Ok(root.join(rel));
+        }
+    }
+    let mut pending: VecDeque<String> = names.into();
     let mut resolved: Vec<String> = Vec::new();
     let mut links = 0;
     while let Some(part) = pending.pop_front() {
@@ -75,17 +86,23 @@ pub fn glob_named_in_root(root: &Path, pattern: &str) -> Vec<(String, PathBuf)> 
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
-    let mut names: Vec<String> = entries
+    let mut names: Vec<(String, Option<std::fs::FileType>)> = entries
         .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.') && wildcard(name.as_bytes(), n.as_bytes()))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.file_type().ok()))
+        .filter(|(n, _)| !n.starts_with('.') && wildcard(name.as_bytes(), n.as_bytes()))
         .collect();
-    names.sort();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
     let rel = pattern[..pattern.len() - name.len()].to_string();
     names
         .into_iter()
-        .filter_map(|n| resolve_in_root(root, &format!("{rel}{n}")).ok().map(|p| (n, p)))
-        .filter(|(_, p)| p.is_file())
+        .filter_map(|(n, kind)| match kind {
+            // The entry's own type (from the directory, no look of its own): a file that is not
+            // a link is itself; a directory or a special file is not a match.
+            Some(k) if k.is_file() => Some((dir.join(&n), n)),
+            Some(k) if !k.is_symlink() => None,
+            _ => resolve_in_root(root, &format!("{rel}{n}")).ok().filter(|p| p.is_file()).map(|p| (p, n)),
+        })
+        .map(|(p, n)| (n, p))
         .collect()
 }
 
@@ -106,6 +123,16 @@ mod tests {
 
     #[test]
     fn symlinks_never_leave_the_root() {
+        symlinks_never_leave(false);
+    }
+
+    /// The same answers from the one-call path (`openat2`) and the held root's directories.
+    #[test]
+    fn symlinks_never_leave_a_held_root() {
+        symlinks_never_leave(true);
+    }
+
+    fn symlinks_never_leave(held: bool) {
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("root");
         std::fs::create_dir_all(root.join("etc/mysql")).unwrap();
@@ -120,6 +147,29 @@ mod tests {
         // A loop is an error, not a hang.
         symlink("/etc/loop", root.join("etc/loop")).unwrap();
         assert!(resolve_in_root(&root, "/etc/loop").is_err());
+        let _held = held.then(|| super::super::files::hold_root(&root).unwrap());
+        // A link in a directory of the path, plain paths, missing ones, and a file as a directory.
+        symlink("/etc/alternatives", root.join("etc/alt")).unwrap();
+        std::fs::write(root.join("etc/alternatives/my.cnf"), "x").unwrap();
+        assert_eq!(resolve_in_root(&root, "/etc/alt/my.cnf").unwrap(), root.join("etc/alternatives/my.cnf"));
+        assert_eq!(resolve_in_root(&root, "etc/mysql").unwrap(), root.join("etc/mysql"));
+        assert_eq!(resolve_in_root(&root, "/etc/none/x").unwrap(), root.join("etc/none/x"));
+        assert_eq!(
+            resolve_in_root(&root, "/etc/alternatives/my.cnf/x").unwrap(),
+            root.join("etc/alternatives/my.cnf/x")
+        );
+        assert_eq!(resolve_in_root(&root, "/").unwrap(), root.join(""));
+        // A glob's matches: files, links to files (by their own name), never directories.
+        std::fs::create_dir_all(root.join("etc/d/sub.conf")).unwrap();
+        std::fs::write(root.join("etc/d/a.conf"), "").unwrap();
+        symlink("/etc/alternatives/my.cnf", root.join("etc/d/b.conf")).unwrap();
+        symlink("/etc/mysql", root.join("etc/d/c.conf")).unwrap();
+        let got = glob_named_in_root(&root, "/etc/d/*.conf");
+        let want = vec![
+            ("a.conf".to_string(), root.join("etc/d/a.conf")),
+            ("b.conf".to_string(), root.join("etc/alternatives/my.cnf")),
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -33,11 +33,12 @@ pub fn world_writable(root: &Path, doc: &mut Document) {
                 stack.clear();
                 break;
             }
-            // symlink_metadata: a link is neither followed nor judged (its target is).
-            let Ok(m) = e.path().symlink_metadata() else { continue };
-            if m.is_dir() {
+            // The entry's own type, not its target's: a link is neither followed nor judged (its
+            // target is). Only files are looked at, by name in their directory.
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
                 stack.push(e.path());
-            } else if m.is_file() && m.mode() & 0o002 != 0 {
+            } else if kind.is_file() && e.metadata().is_ok_and(|m| m.mode() & 0o002 != 0) {
                 found.push(format!("/{}", e.path().strip_prefix(root).unwrap_or(&e.path()).display()));
             }
         }
