@@ -25,9 +25,9 @@ use crate::results::ResultUpdate;
 use crate::sql::{args, Arg, Conn, Dialect, Where};
 use crate::{now_ms, Result, Store, StoreError};
 
-/// Instances per block of `result_blocks`: `instance_pk >> BLOCK_BITS` (1,024; 2 in this
+/// Instances per block of `result_blocks`: `instance_pk >> BLOCK_BITS` (1,024; 4 in this
 /// crate's tests, so that a handful of instances spans many blocks).
-pub(crate) const BLOCK_BITS: u32 = if cfg!(test) { 1 } else { 10 };
+pub(crate) const BLOCK_BITS: u32 = if cfg!(test) { 2 } else { 10 };
 
 /// `sql` with its `{BLOCK_BITS}` spelled out.
 pub(crate) fn blocks_sql(sql: &str) -> String {

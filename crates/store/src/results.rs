@@ -137,13 +137,15 @@ fn result_from(r: &Row) -> Result<ResultRow> {
 }
 
 /// The query of a page of an item's results with one of `statuses` in one block of instances
-/// (`LIMIT ? OFFSET ?` last): each of the block's instances probes its result by key.
+/// (`LIMIT ? OFFSET ?` last), in instance order or its reverse: each of the block's instances
+/// probes its result by key.
 fn block_page<'a>(
     c: &Conn,
     account_id: &'a str,
     check_id: i64,
     block: i64,
     statuses: &[&'a str],
+    reverse: bool,
 ) -> (String, Where<'a>) {
     let wh = Where::new(
         "i.account_id = ? AND r.check_id = ? AND i.pk >= ? AND i.pk < ?",
@@ -156,13 +158,15 @@ fn block_page<'a>(
         Dialect::Sqlite => " FROM instances i NOT INDEXED CROSS JOIN check_results r ON r.instance_pk = i.pk",
         Dialect::Postgres => results_from(c),
     };
-    (format!("{}{from}{} ORDER BY i.pk LIMIT ? OFFSET ?", *SELECT_RESULTS, wh.sql()), wh)
+    let order = if reverse { "DESC" } else { "ASC" };
+    (format!("{}{from}{} ORDER BY i.pk {order} LIMIT ? OFFSET ?", *SELECT_RESULTS, wh.sql()), wh)
 }
 
 /// A page of an item's results filtered by status only, in instance order (failing first
 /// when asked): the counters per block of instances (`result_blocks`) say which blocks hold
-/// the page and how many rows of the first come before it, so only those blocks' rows are
-/// read — one counter row per status and 1,024 instances, never the rows before the page.
+/// the page and how many rows of the first come before it, so only those blocks are read —
+/// one counter row per status and 1,024 instances, and at most half a block of instances
+/// besides the page's.
 fn page_by_blocks(c: &Conn, account_id: &str, check_id: i64, f: &ResultFilter) -> Result<Vec<ResultRow>> {
     let wanted = |s: &CheckStatus| f.statuses.is_empty() || f.statuses.contains(s);
     // The statuses listed together, group after group.
@@ -197,8 +201,18 @@ fn page_by_blocks(c: &Conn, account_id: &str, check_id: i64, f: &ResultFilter) -
                     skip -= n;
                     continue;
                 }
-                let (sql, wh) = block_page(c, account_id, check_id, block, group);
-                let got = c.query(&sql, &wh.paged(left, skip), result_from)?;
+                // A block's rows are found by probing its instances one by one, those skipped
+                // too: rows from the middle of the block on are read from its end.
+                let got = if 2 * skip >= n {
+                    let take = left.min(n - skip);
+                    let (sql, wh) = block_page(c, account_id, check_id, block, group, true);
+                    let mut got = c.query(&sql, &wh.paged(take, n - skip - take), result_from)?;
+                    got.reverse();
+                    got
+                } else {
+                    let (sql, wh) = block_page(c, account_id, check_id, block, group, false);
+                    c.query(&sql, &wh.paged(left, skip), result_from)?
+                };
                 // Rows written since the counters were read may make a block hold fewer.
                 skip = 0;
                 left -= got.len() as i64;
@@ -393,7 +407,7 @@ mod tests {
     #[test]
     fn an_items_results_are_read_through_their_instances_or_the_failing_index() {
         let (_d, s) = store();
-        let (sql, wh) = s.read(|c| Ok(block_page(c, "a", 1001, 3, &["PASS", "NOT_PASS"]))).unwrap();
+        let (sql, wh) = s.read(|c| Ok(block_page(c, "a", 1001, 3, &["PASS", "NOT_PASS"], true))).unwrap();
         let steps = plan(&s, &sql, &wh.paged(20, 0));
         assert!(
             steps.iter().any(|p| p.starts_with("SEARCH i USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)")),
