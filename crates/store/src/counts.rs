@@ -230,33 +230,40 @@ pub(crate) fn write_results(
         }
         // Transactions run side by side: the row keeps the status it replaces (`prev_status`),
         // so `RETURNING` says which counter the result leaves, also when another transaction
-        // inserted the row meanwhile (the insert then becomes the update).
+        // inserted the row meanwhile (the insert then becomes the update). An instance's results
+        // go many to a statement: each statement is a round trip.
         Dialect::Postgres => {
-            for u in results {
-                let (previous, whitelisted) = tx.query_one(
-                    &UPSERT_RESULT_SQL,
-                    args![
-                        account,
-                        u.check_id,
-                        u.instance_pk,
-                        u.status.as_str(),
-                        &u.status_message,
-                        &u.config,
-                        now,
-                        &u.run_id,
-                        u.vendor.code()
-                    ],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                result_written(tx, account, u, previous, whitelisted, now, tally)?;
+            for rows in results.chunks(RESULTS_PER_INSERT) {
+                let mut a: Vec<Arg> = vec![account.into(), first.instance_pk.into(), now.into()];
+                for u in rows {
+                    a.extend([
+                        u.check_id.into(),
+                        u.status.as_str().into(),
+                        u.status_message.as_str().into(),
+                        u.config.as_str().into(),
+                        u.run_id.as_str().into(),
+                        u.vendor.code().into(),
+                    ]);
+                }
+                let mut replaced: HashMap<i64, (Option<String>, bool)> = HashMap::new();
+                tx.query(upsert_results_sql(rows.len()), &a, |r| {
+                    replaced.insert(r.get(0)?, (r.get(1)?, r.get(2)?));
+                    Ok(())
+                })?;
+                for u in rows {
+                    let (previous, whitelisted) = replaced.remove(&u.check_id).ok_or_else(|| {
+                        StoreError::Db(format!("the write of item {}'s result returned nothing", u.check_id))
+                    })?;
+                    result_written(tx, account, u, previous, whitelisted, now, tally)?;
+                }
             }
         }
     }
     Ok(())
 }
 
-/// New results written by one statement at most (a statement per result cost SQLite as much
-/// again as the rows themselves).
+/// Results written by one statement at most (a statement per result cost SQLite as much again
+/// as the rows themselves, and PostgreSQL a round trip each).
 const RESULTS_PER_INSERT: usize = 32;
 
 /// An INSERT of `rows` (1 to [`RESULTS_PER_INSERT`]) new results of one instance: `?1`
@@ -304,17 +311,43 @@ fn result_written(
     Ok(())
 }
 
-static UPSERT_RESULT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id, vendor, whitelisted, prev_status)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, CASE WHEN {} THEN 1 ELSE 0 END, NULL)
-         ON CONFLICT (instance_pk, check_id) DO UPDATE SET
-           prev_status = check_results.status, status = excluded.status, status_message = excluded.status_message,
-           config = excluded.config, last_ms = excluded.last_ms, check_run_id = excluded.check_run_id
-         RETURNING prev_status, whitelisted",
-        exempted_at("?1", "?2", "?3", "?7")
-    )
-});
+/// PostgreSQL's upsert of `rows` (1 to [`RESULTS_PER_INSERT`]) results of one instance: `?1`
+/// account, `?2` instance, `?3` now, then six per result: item, status, message, config, run,
+/// vendor. It returns each item with the status it replaced (None: new) and whether a rule
+/// exempts it.
+fn upsert_results_sql(rows: usize) -> &'static str {
+    static BY_SIZE: LazyLock<Vec<String>> = LazyLock::new(|| {
+        (1..=RESULTS_PER_INSERT)
+            .map(|n| {
+                let values: Vec<String> = (0..n)
+                    .map(|r| {
+                        let at = |k: usize| format!("?{}", 4 + 6 * r + k);
+                        format!(
+                            "(?1, {}, ?2, {}, {}, {}, ?3, ?3, {}, {}, CASE WHEN {} THEN 1 ELSE 0 END, NULL)",
+                            at(0),
+                            at(1),
+                            at(2),
+                            at(3),
+                            at(4),
+                            at(5),
+                            exempted_at("?1", &at(0), "?2", "?3")
+                        )
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id, vendor, whitelisted, prev_status)
+                     VALUES {}
+                     ON CONFLICT (instance_pk, check_id) DO UPDATE SET
+                       prev_status = check_results.status, status = excluded.status, status_message = excluded.status_message,
+                       config = excluded.config, last_ms = excluded.last_ms, check_run_id = excluded.check_run_id
+                     RETURNING check_id, prev_status, whitelisted",
+                    values.join(", ")
+                )
+            })
+            .collect()
+    });
+    &BY_SIZE[rows - 1]
+}
 
 /// Deletes the result of an item on an instance (the item no longer applies to it).
 pub(crate) fn delete_result(tx: &Conn, account: &str, check: i64, pk: i64, tally: &mut Tally) -> Result<()> {
@@ -456,7 +489,10 @@ mod tests {
 
     use model::{CheckStatus, Vendor};
 
-    use super::{apply_due_expiries, blocks_sql, delete_result, exempted_at, lock_whitelisting, write_result, Tally};
+    use super::{
+        apply_due_expiries, blocks_sql, delete_result, exempted_at, lock_whitelisting, write_result, write_results,
+        Tally,
+    };
     use crate::sql::args;
     use crate::testutil::store;
     use crate::{
@@ -588,20 +624,26 @@ mod tests {
             let op = rng.below(100);
             match op {
                 0..=39 => {
-                    let u = ResultUpdate {
-                        check_id: check,
-                        instance_pk: pk,
-                        vendor: vendors[&pk],
-                        status: STATUSES[rng.below(STATUSES.len())],
-                        status_message: String::new(),
-                        config: "{}".into(),
-                        run_id: format!("run-{step}"),
-                    };
+                    // The results of some items on one instance, written together as a check
+                    // writes them (new ones and replacements in one call).
+                    let items: Vec<i64> = CHECKS.iter().copied().filter(|c| *c == check || rng.below(3) == 0).collect();
+                    let updates: Vec<ResultUpdate> = items
+                        .iter()
+                        .map(|c| ResultUpdate {
+                            check_id: *c,
+                            instance_pk: pk,
+                            vendor: vendors[&pk],
+                            status: STATUSES[rng.below(STATUSES.len())],
+                            status_message: String::new(),
+                            config: "{}".into(),
+                            run_id: format!("run-{step}"),
+                        })
+                        .collect();
                     let acct = account.clone();
                     s.write(move |tx| {
                         lock_whitelisting(tx, &acct, false)?;
                         let mut tally = Tally::default();
-                        write_result(tx, &acct, &u, now_ms(), &mut tally)?;
+                        write_results(tx, &acct, &updates, now_ms(), &mut tally)?;
                         tally.apply(tx, &acct)
                     })
                     .unwrap();
