@@ -450,6 +450,12 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
             c.execute_batch(&format!("{} PRAGMA user_version = 21;", status_sets(include_str!("migration_21.sql"))))?;
         }
         if version < 22 {
+            if version > 0 {
+                tracing::info!(
+                    from = version,
+                    "upgrading the schema: the check results are rewritten keyed by instance (about a minute per ten million results)"
+                );
+            }
             c.execute_batch(&format!("{} PRAGMA user_version = 22;", include_str!("migration_22.sql")))?;
         }
         Ok(())
