@@ -210,19 +210,8 @@ pub(crate) fn write_results(
             }
             // New results (a first check writes all of an instance's) go many to a statement.
             for rows in created.chunks(RESULTS_PER_INSERT) {
-                let mut a: Vec<Arg> = vec![account.into(), first.instance_pk.into(), now.into()];
-                for (u, whitelisted) in rows {
-                    a.extend([
-                        u.check_id.into(),
-                        u.status.as_str().into(),
-                        u.status_message.as_str().into(),
-                        u.config.as_str().into(),
-                        u.run_id.as_str().into(),
-                        u.vendor.code().into(),
-                        (*whitelisted).into(),
-                    ]);
-                }
-                tx.execute(insert_results_sql(rows.len()), &a)?;
+                let a = result_rows_args(account, first.instance_pk, now, rows.iter().map(|(u, w)| (*u, Some(*w))));
+                tx.execute(results_sql(Dialect::Sqlite, rows.len()), &a)?;
                 for (u, whitelisted) in rows {
                     result_written(tx, account, u, None, *whitelisted, now, tally)?;
                 }
@@ -234,19 +223,9 @@ pub(crate) fn write_results(
         // go many to a statement: each statement is a round trip.
         Dialect::Postgres => {
             for rows in results.chunks(RESULTS_PER_INSERT) {
-                let mut a: Vec<Arg> = vec![account.into(), first.instance_pk.into(), now.into()];
-                for u in rows {
-                    a.extend([
-                        u.check_id.into(),
-                        u.status.as_str().into(),
-                        u.status_message.as_str().into(),
-                        u.config.as_str().into(),
-                        u.run_id.as_str().into(),
-                        u.vendor.code().into(),
-                    ]);
-                }
+                let a = result_rows_args(account, first.instance_pk, now, rows.iter().map(|u| (u, None)));
                 let mut replaced: HashMap<i64, (Option<String>, bool)> = HashMap::new();
-                tx.query(upsert_results_sql(rows.len()), &a, |r| {
+                tx.query(results_sql(Dialect::Postgres, rows.len()), &a, |r| {
                     replaced.insert(r.get(0)?, (r.get(1)?, r.get(2)?));
                     Ok(())
                 })?;
@@ -266,29 +245,75 @@ pub(crate) fn write_results(
 /// as the rows themselves, and PostgreSQL a round trip each).
 const RESULTS_PER_INSERT: usize = 32;
 
-/// An INSERT of `rows` (1 to [`RESULTS_PER_INSERT`]) new results of one instance: `?1`
-/// account, `?2` instance, `?3` now, then seven per result: item, status, message, config, run,
-/// vendor, whitelisted.
-fn insert_results_sql(rows: usize) -> &'static str {
+/// The statement that writes `rows` (1 to [`RESULTS_PER_INSERT`]) results of one instance: `?1`
+/// account, `?2` instance, `?3` now, then per result (see [`result_rows_args`]) its item,
+/// status, message, config, run and vendor, and on SQLite whether a rule exempts it. SQLite's
+/// inserts new results only (their instance's earlier ones are updated by id); PostgreSQL's is
+/// an upsert that decides the exemption itself and returns each item with the status it
+/// replaced (None: new) and whether a rule exempts it.
+fn results_sql(dialect: Dialect, rows: usize) -> &'static str {
     // Built once for every size: the text is also the statement cache's key.
-    static BY_SIZE: LazyLock<Vec<String>> = LazyLock::new(|| {
-        (1..=RESULTS_PER_INSERT)
-            .map(|n| {
-                let values: Vec<String> = (0..n)
-                    .map(|r| {
-                        let at = |k: usize| format!("?{}", 4 + 7 * r + k);
-                        format!("(?1, {}, ?2, {}, {}, {}, ?3, ?3, {}, {}, {})", at(0), at(1), at(2), at(3), at(4), at(5), at(6))
-                    })
-                    .collect();
-                format!(
-                    "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id, vendor, whitelisted)
-                     VALUES {}",
-                    values.join(", ")
-                )
-            })
-            .collect()
+    static BY_SIZE: LazyLock<[Vec<String>; 2]> = LazyLock::new(|| {
+        [Dialect::Sqlite, Dialect::Postgres]
+            .map(|d| (1..=RESULTS_PER_INSERT).map(|n| build_results_sql(d, n)).collect())
     });
-    &BY_SIZE[rows - 1]
+    let sizes = match dialect {
+        Dialect::Sqlite => &BY_SIZE[0],
+        Dialect::Postgres => &BY_SIZE[1],
+    };
+    &sizes[rows - 1]
+}
+
+fn build_results_sql(dialect: Dialect, rows: usize) -> String {
+    let per_row = if dialect == Dialect::Sqlite { 7 } else { 6 };
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let at = |k: usize| format!("?{}", 4 + per_row * r + k);
+            let whitelisted = match dialect {
+                Dialect::Sqlite => at(6),
+                Dialect::Postgres => format!("CASE WHEN {} THEN 1 ELSE 0 END", exempted_at("?1", &at(0), "?2", "?3")),
+            };
+            format!("(?1, {}, ?2, {}, {}, {}, ?3, ?3, {}, {}, {whitelisted})", at(0), at(1), at(2), at(3), at(4), at(5))
+        })
+        .collect();
+    let insert = format!(
+        "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id, vendor, whitelisted)
+         VALUES {}",
+        values.join(", ")
+    );
+    match dialect {
+        Dialect::Sqlite => insert,
+        Dialect::Postgres => format!(
+            "{insert}
+             ON CONFLICT (instance_pk, check_id) DO UPDATE SET
+               prev_status = check_results.status, status = excluded.status, status_message = excluded.status_message,
+               config = excluded.config, last_ms = excluded.last_ms, check_run_id = excluded.check_run_id
+             RETURNING check_id, prev_status, whitelisted"
+        ),
+    }
+}
+
+/// The arguments of [`results_sql`]: the instance's, then each result's (with whether a rule
+/// exempts it when the caller decided that).
+fn result_rows_args<'a>(
+    account: &'a str,
+    instance_pk: i64,
+    now: i64,
+    rows: impl Iterator<Item = (&'a ResultUpdate, Option<bool>)>,
+) -> Vec<Arg<'a>> {
+    let mut a: Vec<Arg> = vec![account.into(), instance_pk.into(), now.into()];
+    for (u, whitelisted) in rows {
+        a.extend([
+            u.check_id.into(),
+            u.status.as_str().into(),
+            u.status_message.as_str().into(),
+            u.config.as_str().into(),
+            u.run_id.as_str().into(),
+            u.vendor.code().into(),
+        ]);
+        a.extend(whitelisted.map(Arg::from));
+    }
+    a
 }
 
 /// What follows a result's write: the regression event, and its counters.
@@ -309,44 +334,6 @@ fn result_written(
     tally.moved(u.check_id, u.vendor.code(), u.instance_pk, from, Some(counted(status, whitelisted)?));
     tally.evaluated(u.check_id, now, &u.run_id);
     Ok(())
-}
-
-/// PostgreSQL's upsert of `rows` (1 to [`RESULTS_PER_INSERT`]) results of one instance: `?1`
-/// account, `?2` instance, `?3` now, then six per result: item, status, message, config, run,
-/// vendor. It returns each item with the status it replaced (None: new) and whether a rule
-/// exempts it.
-fn upsert_results_sql(rows: usize) -> &'static str {
-    static BY_SIZE: LazyLock<Vec<String>> = LazyLock::new(|| {
-        (1..=RESULTS_PER_INSERT)
-            .map(|n| {
-                let values: Vec<String> = (0..n)
-                    .map(|r| {
-                        let at = |k: usize| format!("?{}", 4 + 6 * r + k);
-                        format!(
-                            "(?1, {}, ?2, {}, {}, {}, ?3, ?3, {}, {}, CASE WHEN {} THEN 1 ELSE 0 END, NULL)",
-                            at(0),
-                            at(1),
-                            at(2),
-                            at(3),
-                            at(4),
-                            at(5),
-                            exempted_at("?1", &at(0), "?2", "?3")
-                        )
-                    })
-                    .collect();
-                format!(
-                    "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id, vendor, whitelisted, prev_status)
-                     VALUES {}
-                     ON CONFLICT (instance_pk, check_id) DO UPDATE SET
-                       prev_status = check_results.status, status = excluded.status, status_message = excluded.status_message,
-                       config = excluded.config, last_ms = excluded.last_ms, check_run_id = excluded.check_run_id
-                     RETURNING check_id, prev_status, whitelisted",
-                    values.join(", ")
-                )
-            })
-            .collect()
-    });
-    &BY_SIZE[rows - 1]
 }
 
 /// Deletes the result of an item on an instance (the item no longer applies to it).
