@@ -17,7 +17,7 @@ pub fn resolve_in_root(root: &Path, path: &str) -> io::Result<PathBuf> {
     if !names.iter().any(|p| p == "..") {
         let rel: PathBuf = names.iter().collect();
         let root_fd = super::files::root_dir(root)?;
-        if let Ok(_found) = super::files::open_beneath(&root_fd, &rel, rustix::fs::OFlags::PATH) {
+        if super::files::open_beneath(&root_fd, &rel, rustix::fs::OFlags::PATH).is_ok() {
             return Ok(root.join(rel));
         }
     }
@@ -98,11 +98,13 @@ pub fn glob_named_in_root(root: &Path, pattern: &str) -> Vec<(String, PathBuf)> 
         .filter_map(|(n, kind)| match kind {
             // The entry's own type (from the directory, no look of its own): a file that is not
             // a link is itself; a directory or a special file is not a match.
-            Some(k) if k.is_file() => Some((dir.join(&n), n)),
+            Some(k) if k.is_file() => {
+                let real = dir.join(&n);
+                Some((n, real))
+            }
             Some(k) if !k.is_symlink() => None,
-            _ => resolve_in_root(root, &format!("{rel}{n}")).ok().filter(|p| p.is_file()).map(|p| (p, n)),
+            _ => resolve_in_root(root, &format!("{rel}{n}")).ok().filter(|p| p.is_file()).map(|p| (n, p)),
         })
-        .map(|(p, n)| (n, p))
         .collect()
 }
 
