@@ -231,13 +231,12 @@ impl AutoRemediations for Store {
         self.read(|c| {
             let (in_selection, selection_key) = selection_filter(c, account_id, &rule.relation_key)?;
             let sql = format!(
-                "SELECT i.pk, i.instance_id, {LEFT_ALONE}
-                   FROM check_results cr JOIN instances i ON i.pk = cr.instance_pk
-                  WHERE cr.account_id = ?1 AND cr.check_id = ?2 AND cr.status = 'NOT_PASS' AND i.freed = 0
+                "SELECT i.pk, i.instance_id, {LEFT_ALONE}{} AND i.freed = 0
                     AND NOT {} {in_selection}
                     AND NOT EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = i.pk AND x.check_id = ?2 AND {})
                   ORDER BY i.pk",
-                crate::whitelists::whitelisted_sql("cr.account_id", "cr.check_id", "cr.instance_pk"),
+                crate::results::failing_from(c),
+                crate::whitelists::whitelisted_sql("r.account_id", "r.check_id", "r.instance_pk"),
                 crate::status_in("x.status", |s| !s.is_terminal())
             );
             let a: Vec<Arg> = args![account_id, rule.check_id, SERVICE_ACTOR, selection_key, rule.created_ms].to_vec();

@@ -785,12 +785,11 @@ mod tests {
                 // Schema 22's keys of the results undone too.
                 match tx.dialect() {
                     crate::sql::Dialect::Sqlite => tx.batch(
-                        "DROP INDEX results_failing; CREATE INDEX results_by_status ON check_results (account_id, check_id, status);
+                        "CREATE INDEX results_by_status ON check_results (account_id, check_id, status);
                          PRAGMA user_version = 7",
                     ),
                     crate::sql::Dialect::Postgres => tx.batch(
-                        "DROP INDEX results_failing;
-                         ALTER TABLE check_results DROP CONSTRAINT check_results_instance_pk_check_id_key;
+                        "ALTER TABLE check_results DROP CONSTRAINT check_results_instance_pk_check_id_key;
                          ALTER TABLE check_results ADD UNIQUE (account_id, check_id, instance_pk);
                          CREATE INDEX results_by_status ON check_results (account_id, check_id, status);
                          UPDATE schema_version SET version = 7",

@@ -363,7 +363,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 22;
+pub const SCHEMA_VERSION: i64 = 23;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -457,6 +457,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
                 );
             }
             c.execute_batch(&format!("{} PRAGMA user_version = 22;", include_str!("migration_22.sql")))?;
+        }
+        if version < 23 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 23;", include_str!("migration_23.sql")))?;
         }
         Ok(())
     })

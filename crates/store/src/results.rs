@@ -277,15 +277,34 @@ impl Store {
     }
 }
 
-/// An item's failing instances: the index of failing results (`results_failing`), in
-/// instance order.
-static FAILING_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// An item's failing results with their instances (`?1` the account, `?2` the item), for a
+/// query to select from and filter further. No index of the results starts with the item
+/// (schema 23): the counters per block of instances say which blocks hold a failing result
+/// (or a whitelisted one, which may be failing too), and only those blocks' instances probe
+/// their result by key, in instance order.
+pub(crate) fn failing_from(c: &Conn) -> String {
+    // SQLite is told the order of the loops, as for a listing (see `block_page`).
+    let (not_indexed, join) = match c.dialect() {
+        Dialect::Sqlite => (" NOT INDEXED", "CROSS JOIN"),
+        Dialect::Postgres => ("", "JOIN"),
+    };
     format!(
-        "SELECT {INSTANCE_COLS} FROM check_results r JOIN instances i ON i.pk = r.instance_pk
-         WHERE r.account_id = ? AND r.check_id = ? AND r.status = 'NOT_PASS' AND NOT {} ORDER BY r.instance_pk",
+        " FROM (SELECT block FROM result_blocks WHERE account_id = ?1 AND check_id = ?2 AND status IN ('NOT_PASS', 'WHITELIST')
+                 GROUP BY block HAVING SUM(n) > 0) b
+          CROSS JOIN instances i{not_indexed} {join} check_results r ON r.instance_pk = i.pk
+         WHERE i.pk >= b.block << {BLOCK_BITS} AND i.pk < (b.block + 1) << {BLOCK_BITS}
+           AND i.account_id = ?1 AND r.check_id = ?2 AND r.status = 'NOT_PASS'"
+    )
+}
+
+/// An item's failing instances that no whitelist exempts, in instance order.
+fn failing_sql(c: &Conn) -> String {
+    format!(
+        "SELECT {INSTANCE_COLS}{} AND NOT {} ORDER BY i.pk",
+        failing_from(c),
         whitelisted_sql("r.account_id", "r.check_id", "r.instance_pk")
     )
-});
+}
 
 impl crate::Results for Store {
     fn aggregate_results(
@@ -373,7 +392,7 @@ impl crate::Results for Store {
     }
 
     fn failing_instances(&self, account_id: &str, check_id: i64) -> Result<Vec<Instance>> {
-        self.read(|c| c.query(&FAILING_SQL, args![account_id, check_id], |r| instance_from(r, 0)))
+        self.read(|c| c.query(&failing_sql(c), args![account_id, check_id], |r| instance_from(r, 0)))
     }
 
     fn result_status(&self, account_id: &str, check_id: i64, instance_pk: i64) -> Result<Option<CheckStatus>> {
@@ -396,30 +415,101 @@ mod tests {
     use super::*;
     use crate::sql::Arg;
     use crate::testutil::store;
+    use crate::NewWhitelist;
 
     fn plan(s: &Store, sql: &str, args: &[Arg]) -> Vec<String> {
         s.read(|c| c.query(&format!("EXPLAIN QUERY PLAN {sql}"), args, |r| r.get::<String>(3))).unwrap()
     }
 
-    /// Since schema 22 no index of the results starts with the item: an item's listing loops
-    /// over a block of instances, each seeking its result by key, and its failing instances
-    /// read the index of failing results. Neither reads the other results of the fleet.
+    crate::testutil::both_backends! {
+        /// The failing instances found through the block counters are those a scan of every
+        /// result finds: across blocks, with another account's instances in the same blocks,
+        /// exemptions, and results that stopped failing.
+        fn an_items_failing_instances_are_those_a_full_scan_finds() {
+            use crate::{Accounts, Instances, Whitelists};
+            let (_d, s) = store();
+            let (a, b) = (s.create_account("a").unwrap().id, s.create_account("b").unwrap().id);
+            // Interleaved, so that the two accounts share blocks.
+            for i in 0..24 {
+                s.upsert_instances(if i % 3 == 0 { &b } else { &a }, &[crate::conformance::host(i)]).unwrap();
+            }
+            let pks = |acct: &str| -> Vec<i64> { s.list_instances(acct).unwrap().iter().map(|i| i.pk).collect() };
+            let (in_a, in_b) = (pks(&a), pks(&b));
+            let mut seed = 7u64;
+            let mut next = || {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed >> 33
+            };
+            for round in 0..3 {
+                for (acct, pks) in [(&a, &in_a), (&b, &in_b)] {
+                    for pk in pks {
+                        for check in [1001, 1002] {
+                            let status = match next() % 3 {
+                                0 => CheckStatus::NotPass,
+                                1 => CheckStatus::Pass,
+                                _ if round == 0 => CheckStatus::NotPass,
+                                _ => continue,
+                            };
+                            crate::conformance::record_result(&s, acct, check, *pk, status);
+                        }
+                    }
+                }
+                if round == 1 {
+                    let exempt = NewWhitelist { check_id: 1001, instance_pks: in_a[..4].to_vec(), ..Default::default() };
+                    s.add_whitelists(&a, &[exempt]).unwrap();
+                }
+                for (acct, check) in [(&a, 1001), (&a, 1002), (&b, 1001), (&b, 1002)] {
+                    let scanned: Vec<i64> = s
+                        .read(|c| {
+                            c.query(
+                                &format!(
+                                    "SELECT r.instance_pk FROM check_results r WHERE r.account_id = ? AND r.check_id = ? AND r.status = 'NOT_PASS' AND NOT {} ORDER BY r.instance_pk",
+                                    whitelisted_sql("r.account_id", "r.check_id", "r.instance_pk")
+                                ),
+                                args![acct, check],
+                                |r| r.get(0),
+                            )
+                        })
+                        .unwrap();
+                    let found: Vec<i64> =
+                        crate::Results::failing_instances(&s, acct, check).unwrap().iter().map(|i| i.pk).collect();
+                    assert_eq!(found, scanned, "round {round}, item {check}");
+                    assert!(!found.is_empty() || round > 0, "round {round}, item {check}: some fail");
+                }
+            }
+        }
+    }
+
+    /// No index of the results starts with the item (schemas 22 and 23): an item's listing
+    /// loops over a block of instances, each seeking its result by key, and its failing
+    /// instances do the same in the blocks whose counters hold a failing result. Neither reads
+    /// the other results of the fleet.
     #[test]
-    fn an_items_results_are_read_through_their_instances_or_the_failing_index() {
+    fn an_items_results_are_read_through_their_instances() {
         let (_d, s) = store();
         let (sql, wh) = s.read(|c| Ok(block_page(c, "a", 1001, 3, &["PASS", "NOT_PASS"], true))).unwrap();
+        let by_instance = |steps: &[String]| {
+            assert!(
+                steps.iter().any(|p| p.starts_with("SEARCH i USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)")),
+                "{steps:?}"
+            );
+            assert!(
+                steps
+                    .iter()
+                    .any(|p| p.contains("SEARCH r USING INDEX") && p.contains("(instance_pk=? AND check_id=?)")),
+                "{steps:?}"
+            );
+        };
         let steps = plan(&s, &sql, &wh.paged(20, 0));
-        assert!(
-            steps.iter().any(|p| p.starts_with("SEARCH i USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)")),
-            "{steps:?}"
-        );
-        assert!(
-            steps.iter().any(|p| p.contains("SEARCH r USING INDEX") && p.contains("(instance_pk=? AND check_id=?)")),
-            "{steps:?}"
-        );
+        by_instance(&steps);
         assert!(!steps.iter().any(|p| p.starts_with("SCAN")), "{steps:?}");
-        let steps = plan(&s, &FAILING_SQL, args!["a", 1001]);
-        assert!(steps.iter().any(|p| p.contains("results_failing (account_id=? AND check_id=?)")), "{steps:?}");
-        assert!(!steps.iter().any(|p| p.starts_with("SCAN") || p.contains("TEMP B-TREE")), "{steps:?}");
+        let steps = plan(&s, &s.read(|c| Ok(failing_sql(c))).unwrap(), args!["a", 1001]);
+        by_instance(&steps);
+        assert!(
+            steps.iter().any(|p| p.contains("result_blocks USING PRIMARY KEY (account_id=? AND check_id=?)")),
+            "{steps:?}"
+        );
+        // Only the block numbers are scanned (and the failing rows sorted).
+        assert!(!steps.iter().any(|p| p.starts_with("SCAN") && p != "SCAN b"), "{steps:?}");
     }
 }

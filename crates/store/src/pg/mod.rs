@@ -328,6 +328,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 22 {
             c.batch(include_str!("migration_22.sql"))?;
         }
+        if version < 23 {
+            c.batch(include_str!("migration_23.sql"))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });
