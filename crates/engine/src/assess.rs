@@ -21,6 +21,11 @@ const PAGE: i64 = 4096;
 /// Instances a reader thread reads and evaluates at a time.
 const PART: usize = 32;
 
+/// Parts read and waiting to be written, at most: the readers stop when the writer is this
+/// far behind. It bounds a run's memory (a demo host's outcomes take about 40 KB: 512 hosts
+/// wait at most, and [`CHUNK`] are being written).
+const QUEUED_PARTS: usize = 16;
+
 use crate::custom::AccountChecks;
 use crate::Engine;
 
@@ -243,7 +248,7 @@ impl Engine {
         let parts: Vec<&[CheckRunDetail]> = pending.chunks(PART).collect();
         let (next, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
         std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel(threads * 2);
+            let (tx, rx) = std::sync::mpsc::sync_channel(QUEUED_PARTS);
             for _ in 0..threads {
                 let (tx, parts, next, stop) = (tx.clone(), &parts, &next, &stop);
                 scope.spawn(move || {
@@ -268,33 +273,19 @@ impl Engine {
         })
     }
 
-    /// Writes the outcomes the readers send, a commit per [`CHUNK`] instances. A chunk is
-    /// committed on a thread of its own while the next is gathered: waiting here for each
-    /// commit would stop the readers as soon as the channel is full (a chunk is more than the
-    /// channel holds). Chunks are still committed one after the other, in order.
+    /// Writes the outcomes the readers send, a commit per [`CHUNK`] instances at most: each
+    /// commit takes what the readers sent while the one before it ran (at least one part), so
+    /// writing starts with the first part read and keeps pace with the readers, who go on
+    /// reading during commits until [`QUEUED_PARTS`] wait.
     fn write_all(&self, run: &CheckRun, rx: Receiver<Vec<(DetailOutcome, Option<i64>)>>) -> store::Result<()> {
-        std::thread::scope(|scope| {
-            let mut committing: Option<std::thread::ScopedJoinHandle<'_, store::Result<()>>> = None;
-            let committed = |handle: Option<std::thread::ScopedJoinHandle<'_, store::Result<()>>>| {
-                handle.map_or(Ok(()), |h| {
-                    h.join().unwrap_or_else(|_| Err(store::StoreError::Db("a commit of a check run panicked".into())))
-                })
-            };
-            let mut batch: Vec<(DetailOutcome, Option<i64>)> = Vec::with_capacity(CHUNK + PART);
-            for outcomes in rx {
-                batch.extend(outcomes);
-                if batch.len() >= CHUNK {
-                    committed(committing.take())?;
-                    let chunk = std::mem::take(&mut batch);
-                    committing = Some(scope.spawn(move || self.write_outcomes(run, chunk)));
-                }
+        while let Ok(mut batch) = rx.recv() {
+            while batch.len() < CHUNK {
+                let Ok(more) = rx.try_recv() else { break };
+                batch.extend(more);
             }
-            committed(committing.take())?;
-            if !batch.is_empty() {
-                self.write_outcomes(run, batch)?;
-            }
-            Ok(())
-        })
+            self.write_outcomes(run, batch)?;
+        }
+        Ok(())
     }
 
     /// Commits the outcomes of some instances of a run, and extends the run's lease.
