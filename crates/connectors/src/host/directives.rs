@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use model::Dialect;
 
 use super::files::{self, Limits};
-use super::paths::{glob_in_root, glob_named_in_root, resolve_in_root};
+use super::paths::{glob_in_root, glob_named_in_root, read_in_root, resolve_in_root};
 
 /// One file of a configuration set.
 #[derive(Debug)]
@@ -92,12 +92,16 @@ fn drop_ins(root: &Path, dirs: &[&str], pending: &Pending) -> Vec<String> {
 pub const MAX_INCLUDE_DEPTH: usize = 8;
 
 fn read(root: &Path, logical: &str, limits: &Limits, pending: &Pending) -> io::Result<Source> {
-    let real = resolve_in_root(root, logical)?;
-    let text = match pending.get(&real) {
-        Some(planned) => Some(planned.clone()),
-        None => {
-            files::read(root, &real, limits).map_err(|e| io::Error::new(e.kind(), Context(logical.to_string(), e)))?
-        }
+    let in_context = |e: io::Error| io::Error::new(e.kind(), Context(logical.to_string(), e));
+    let (real, text) = if pending.is_empty() {
+        read_in_root(root, logical, limits).map_err(in_context)?
+    } else {
+        let real = resolve_in_root(root, logical)?;
+        let text = match pending.get(&real) {
+            Some(planned) => Some(planned.clone()),
+            None => files::read(root, &real, limits).map_err(in_context)?,
+        };
+        (real, text)
     };
     Ok(Source { logical: logical.to_string(), real, text })
 }

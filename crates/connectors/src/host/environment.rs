@@ -5,8 +5,7 @@ use std::path::Path;
 
 use model::{Document, SOURCE};
 
-use super::files;
-use super::paths::resolve_in_root;
+use super::paths::dir_meta_in_root;
 
 /// `limits.core_hard`: the hard core size limit of every user (`*`), as pam_limits reads
 /// limits.conf and then limits.d/*.conf (the last matching line wins; `-` sets hard and soft),
@@ -39,7 +38,7 @@ pub fn root_path(root: &Path, environment: &str, doc: &mut Document) {
         } else if !dir.starts_with('/') {
             Some("relative".to_string())
         } else {
-            match resolve_in_root(root, dir).and_then(|real| files::dir_meta(root, &real)) {
+            match dir_meta_in_root(root, dir) {
                 Ok(None) => Some("missing".to_string()),
                 Err(_) => Some("not a directory".to_string()),
                 Ok(Some((_, uid, _))) if uid != 0 => Some(format!("owner uid {uid}")),

@@ -14,7 +14,9 @@
 //! A check of one instance holds its root open ([`hold_root`]): its reads then reach a path in
 //! one `openat2` that refuses any link and any step out of the root, and take each directory
 //! as the check first opened it — one view of the instance for the check, never a file
-//! outside the root. Changes never use the directories a check kept.
+//! outside the root. Changes never use the directories a check kept. A check's reads of paths
+//! with no link on the way (most) skip the separate resolution: the directory's `openat2` and
+//! the name's `fstatat` already say that no link is there (`paths::read_in_root`).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -200,28 +202,15 @@ fn parent_in(root: &Path, real: &Path, walk: Walk) -> io::Result<Option<(Rc<Owne
         .strip_prefix(root)
         .map_err(|_| io::Error::other(format!("{} is outside the root {}", real.display(), root.display())))?;
     let name = rel.file_name().ok_or_else(|| io::Error::other("no file name"))?.to_os_string();
-    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let root_fd = root_dir(root)?;
     let parent = rel.parent().unwrap_or(Path::new(""));
     // The whole walk in one call when nothing on it is a link (else the walk below says what).
-    if !create && parent.components().all(|c| matches!(c, Component::Normal(_))) {
-        let held = |h: &Held| walk == Walk::Read && h.root == root;
-        if let Some(dir) =
-            HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| held(h)).and_then(|h| h.dirs.get(parent).cloned()))
-        {
-            return Ok(Some((dir, name)));
-        }
-        if let Ok(found) = open_beneath(&root_fd, parent, dir_flags) {
-            let Some(dir) = found.map(Rc::new) else { return Ok(None) };
-            HELD_ROOT.with(|h| {
-                if let Some(h) = h.borrow_mut().as_mut().filter(|h| held(h)) {
-                    h.dirs.insert(parent.to_path_buf(), dir.clone());
-                }
-            });
-            return Ok(Some((dir, name)));
+    if !create {
+        if let Ok(found) = dir_beneath(root, parent, walk)? {
+            return Ok(found.map(|dir| (dir, name)));
         }
     }
-    let mut dir = rustix::io::dup(&*root_fd).map_err(errno)?;
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut dir = rustix::io::dup(&*root_dir(root)?).map_err(errno)?;
     for c in parent.components() {
         let Component::Normal(part) = c else { return Err(Refusal::PathChanged.into_io()) };
         let step = |dir: &OwnedFd| rustix::fs::openat(dir, part, dir_flags | OFlags::NOFOLLOW, Mode::empty());
@@ -239,6 +228,34 @@ fn parent_in(root: &Path, real: &Path, walk: Walk) -> io::Result<Option<(Rc<Owne
         };
     }
     Ok(Some((Rc::new(dir), name)))
+}
+
+/// The directory `rel` (relative to `root`) reached in one `openat2` that refuses any link
+/// (see [`open_beneath`]); for [`Walk::Read`] under a held root, as the check first opened it.
+/// `Ok(None)`: it does not exist (and no link leads there); the inner `Err`: a link is on the
+/// way, or the path is not plain, and the caller walks it one step at a time.
+fn dir_beneath(root: &Path, rel: &Path, walk: Walk) -> io::Result<Result<Option<Rc<OwnedFd>>, Errno>> {
+    if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Ok(Err(Errno::INVAL));
+    }
+    let held = |h: &Held| walk == Walk::Read && h.root == root;
+    if let Some(dir) =
+        HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| held(h)).and_then(|h| h.dirs.get(rel).cloned()))
+    {
+        return Ok(Ok(Some(dir)));
+    }
+    let found = match open_beneath(&*root_dir(root)?, rel, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC) {
+        Ok(found) => found.map(Rc::new),
+        Err(e) => return Ok(Err(e)),
+    };
+    if let Some(dir) = &found {
+        HELD_ROOT.with(|h| {
+            if let Some(h) = h.borrow_mut().as_mut().filter(|h| held(h)) {
+                h.dirs.insert(rel.to_path_buf(), dir.clone());
+            }
+        });
+    }
+    Ok(Ok(found))
 }
 
 /// A directory that cannot be entered without following a link (`ELOOP`), or is not one.
@@ -281,12 +298,17 @@ fn changeable(st: &rustix::fs::Stat) -> io::Result<()> {
 fn open_regular(root: &Path, real: &Path, walk: Walk) -> io::Result<Option<(File, fs::Metadata)>> {
     let Some((dir, name)) = parent_in(root, real, walk)? else { return Ok(None) };
     let Some(st) = stat_in(&dir, &name)? else { return Ok(None) };
+    open_stated(&dir, &name, &st)
+}
+
+/// [`open_regular`] of `name` in `dir`, as `st` (its `fstatat`) found it.
+fn open_stated(dir: &OwnedFd, name: &OsStr, st: &rustix::fs::Stat) -> io::Result<Option<(File, fs::Metadata)>> {
     let kind = FileType::from_raw_mode(st.st_mode);
     if kind != FileType::RegularFile {
         return Err(Refusal::NotRegular(kind_of(kind)).into_io());
     }
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let file = match rustix::fs::openat(&dir, &name, flags, Mode::empty()) {
+    let file = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
         Ok(fd) => File::from(fd),
         Err(Errno::NOENT) => return Ok(None),
         Err(Errno::LOOP) => return Err(Refusal::NotRegular("symbolic link").into_io()),
@@ -304,8 +326,54 @@ pub fn read(root: &Path, real: &Path, limits: &Limits) -> io::Result<Option<Vec<
     Ok(read_with_meta(root, real, limits)?.map(|(data, _)| data))
 }
 
+/// A name's directory, and what `fstatat` found there.
+type Stated = (Rc<OwnedFd>, rustix::fs::Stat);
+
+/// What the name `rel` (plain names, relative to `root`) is, when no link is on the way —
+/// most paths: `Some` of its directory and its `fstatat` (None: absent); `None` when a link is
+/// on the way, for the caller to resolve the path first (see `paths::in_root`). The path's own
+/// check for links would be a second walk of it.
+fn stat_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option<Stated>>> {
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else { return Ok(None) };
+    let dir = match dir_beneath(root, parent, Walk::Read)? {
+        Ok(Some(dir)) => dir,
+        Ok(None) => return Ok(Some(None)),
+        Err(_) => return Ok(None),
+    };
+    match stat_in(&dir, name)? {
+        Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => Ok(None),
+        found => Ok(Some(found.map(|st| (dir, st)))),
+    }
+}
+
+/// [`read`] of a plain path with no link on the way (see [`stat_unlinked`]).
+pub(crate) fn read_unlinked(root: &Path, rel: &Path, limits: &Limits) -> io::Result<Option<Option<Vec<u8>>>> {
+    let Some(found) = stat_unlinked(root, rel)? else { return Ok(None) };
+    let Some((dir, st)) = found else { return Ok(Some(None)) };
+    let name = rel.file_name().unwrap_or_default();
+    let Some(opened) = open_stated(&dir, name, &st)? else { return Ok(Some(None)) };
+    Ok(Some(read_opened(opened, limits)?.map(|(data, _)| data)))
+}
+
+/// [`owner`] of a plain path with no link on the way (see [`stat_unlinked`]).
+pub(crate) fn owner_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option<(u32, u32, u32)>>> {
+    let Some(found) = stat_unlinked(root, rel)? else { return Ok(None) };
+    found.map(|(_, st)| owner_of(&st)).transpose().map(Some)
+}
+
+/// [`dir_meta`] of a plain path with no link on the way (see [`stat_unlinked`]).
+pub(crate) fn dir_meta_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option<(u32, u32, u32)>>> {
+    let Some(found) = stat_unlinked(root, rel)? else { return Ok(None) };
+    found.map(|(_, st)| dir_meta_of(&st, &root.join(rel))).transpose().map(Some)
+}
+
 fn read_with_meta(root: &Path, real: &Path, limits: &Limits) -> io::Result<Option<(Vec<u8>, fs::Metadata)>> {
-    let Some((file, meta)) = open_regular(root, real, Walk::Read)? else { return Ok(None) };
+    let Some(opened) = open_regular(root, real, Walk::Read)? else { return Ok(None) };
+    read_opened(opened, limits)
+}
+
+/// Reads an opened regular file of at most `limits.max_file_bytes`.
+fn read_opened((file, meta): (File, fs::Metadata), limits: &Limits) -> io::Result<Option<(Vec<u8>, fs::Metadata)>> {
     let limit = limits.max_file_bytes;
     if meta.len() > limit {
         return Err(Refusal::TooLarge { size: meta.len(), limit }.into_io());
@@ -329,24 +397,32 @@ pub fn meta(root: &Path, real: &Path) -> io::Result<Option<fs::Metadata>> {
 /// are refused as [`meta`] refuses them.
 pub fn owner(root: &Path, real: &Path) -> io::Result<Option<(u32, u32, u32)>> {
     let Some((dir, name)) = parent_in(root, real, Walk::Read)? else { return Ok(None) };
-    let Some(st) = stat_in(&dir, &name)? else { return Ok(None) };
+    stat_in(&dir, &name)?.map(|st| owner_of(&st)).transpose()
+}
+
+/// A regular file's (mode, uid, gid) from its `fstatat`.
+fn owner_of(st: &rustix::fs::Stat) -> io::Result<(u32, u32, u32)> {
     let kind = FileType::from_raw_mode(st.st_mode);
     if kind != FileType::RegularFile {
         return Err(Refusal::NotRegular(kind_of(kind)).into_io());
     }
-    Ok(Some((st.st_mode & 0o7777, st.st_uid, st.st_gid)))
+    Ok((st.st_mode & 0o7777, st.st_uid, st.st_gid))
 }
 
 /// A directory's (mode, uid, gid), without following a link: None if it does not exist; an
 /// error if something else is there.
 pub fn dir_meta(root: &Path, real: &Path) -> io::Result<Option<(u32, u32, u32)>> {
     let Some((dir, name)) = parent_in(root, real, Walk::Read)? else { return Ok(None) };
-    let Some(st) = stat_in(&dir, &name)? else { return Ok(None) };
+    stat_in(&dir, &name)?.map(|st| dir_meta_of(&st, real)).transpose()
+}
+
+/// A directory's (mode, uid, gid) from its `fstatat` (`real` names it in the error).
+fn dir_meta_of(st: &rustix::fs::Stat, real: &Path) -> io::Result<(u32, u32, u32)> {
     let kind = FileType::from_raw_mode(st.st_mode);
     if kind != FileType::Directory {
         return Err(io::Error::other(format!("{} is a {}, not a directory", real.display(), kind_of(kind))));
     }
-    Ok(Some((st.st_mode & 0o7777, st.st_uid, st.st_gid)))
+    Ok((st.st_mode & 0o7777, st.st_uid, st.st_gid))
 }
 
 /// What a file is now: None if it does not exist.

@@ -367,14 +367,12 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
         }
     }
     for f in MODE_FILES {
-        let real = resolve_in_root(&root, f).map_err(io_err("CheckError", f))?;
-        if let Some(owner) = files::owner(&root, &real).map_err(io_err("CheckError", f))? {
+        if let Some(owner) = paths::owner_in_root(&root, f).map_err(io_err("CheckError", f))? {
             owner_facts(&mut doc, &format!("file:{f}"), owner);
         }
     }
     let read = |f: &str, limits: &Limits| -> Result<Option<String>, ConnectorError> {
-        let real = resolve_in_root(&root, f).map_err(io_err("CheckError", f))?;
-        let bytes = files::read(&root, &real, limits).map_err(io_err("CheckError", f))?;
+        let (_, bytes) = paths::read_in_root(&root, f, limits).map_err(io_err("CheckError", f))?;
         Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
     };
     if let Some(shadow) = read("/etc/shadow", limits)? {
@@ -387,8 +385,7 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
         mounts::fstab_facts(&fstab, &mut doc);
     }
     for d in MODE_DIRS {
-        let real = resolve_in_root(&root, d).map_err(io_err("CheckError", d))?;
-        if let Some(meta) = files::dir_meta(&root, &real).map_err(io_err("CheckError", d))? {
+        if let Some(meta) = paths::dir_meta_in_root(&root, d).map_err(io_err("CheckError", d))? {
             owner_facts(&mut doc, &format!("dir:{d}"), meta);
         }
     }

@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use super::files::{self, Limits};
+
 const MAX_LINKS: usize = 40;
 
 /// Resolves `path` (absolute or relative, always taken inside `root`) to a real path under `root`.
@@ -58,6 +60,43 @@ fn parts(p: &Path) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// `unlinked` of the plain path when it answers (no link on the way: most paths), else
+/// `resolved` of the path [`resolve_in_root`] gives — a walk of its own to look for links
+/// first saved where none is.
+fn in_root<T>(
+    root: &Path,
+    path: &str,
+    unlinked: impl FnOnce(&Path) -> io::Result<Option<T>>,
+    resolved: impl FnOnce(&Path) -> io::Result<T>,
+) -> io::Result<(PathBuf, T)> {
+    let names = parts(Path::new(path));
+    if !names.iter().any(|p| p == "..") {
+        let rel: PathBuf = names.iter().collect();
+        if let Some(found) = unlinked(&rel)? {
+            return Ok((root.join(rel), found));
+        }
+    }
+    let real = resolve_in_root(root, path)?;
+    let found = resolved(&real)?;
+    Ok((real, found))
+}
+
+/// Reads the file `path` names inside the root, following links within it as
+/// [`resolve_in_root`] does: its real path and its content (None: absent).
+pub fn read_in_root(root: &Path, path: &str, limits: &Limits) -> io::Result<(PathBuf, Option<Vec<u8>>)> {
+    in_root(root, path, |rel| files::read_unlinked(root, rel, limits), |real| files::read(root, real, limits))
+}
+
+/// [`files::owner`] of the file `path` names inside the root (links followed within it).
+pub fn owner_in_root(root: &Path, path: &str) -> io::Result<Option<(u32, u32, u32)>> {
+    Ok(in_root(root, path, |rel| files::owner_unlinked(root, rel), |real| files::owner(root, real))?.1)
+}
+
+/// [`files::dir_meta`] of the directory `path` names inside the root (links followed within it).
+pub fn dir_meta_in_root(root: &Path, path: &str) -> io::Result<Option<(u32, u32, u32)>> {
+    Ok(in_root(root, path, |rel| files::dir_meta_unlinked(root, rel), |real| files::dir_meta(root, real))?.1)
 }
 
 /// Expands a glob whose last component may hold `*` and `?` (as sshd's `Include` uses), inside
@@ -122,6 +161,77 @@ fn wildcard(p: &[u8], s: &[u8]) -> bool {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    /// A path read, or its owner looked at, straight from its directory when no link is on
+    /// the way gives what resolving it first gives, for every kind of path: plain, absent,
+    /// through a linked directory, a linked file, a link out of the root, a loop, a FIFO, a
+    /// directory where a file is expected and the reverse — with and without a held root.
+    #[test]
+    fn a_path_reads_the_same_with_or_without_looking_for_links_first() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("etc/alternatives")).unwrap();
+        std::fs::create_dir_all(root.join("etc/cron.d")).unwrap();
+        std::fs::write(root.join("etc/plain"), "plain").unwrap();
+        std::fs::set_permissions(root.join("etc/plain"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::write(root.join("etc/alternatives/my.cnf"), "alt").unwrap();
+        std::fs::write(root.join("passwd"), "inside").unwrap();
+        symlink("/etc/alternatives", root.join("etc/alt")).unwrap();
+        symlink("alternatives/my.cnf", root.join("etc/my.cnf")).unwrap();
+        symlink("../../../../../../passwd", root.join("etc/out")).unwrap();
+        symlink("/etc/loop", root.join("etc/loop")).unwrap();
+        symlink("/etc/cron.d", root.join("etc/cron.link")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("etc/fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let limits = Limits { max_file_bytes: 1 << 20 };
+        let paths = [
+            "/etc/plain",
+            "etc/plain",
+            "/etc/none",
+            "/etc/none/x",
+            "/etc/alt/my.cnf",
+            "/etc/my.cnf",
+            "/etc/out",
+            "/etc/loop",
+            "/etc/fifo",
+            "/etc/cron.d",
+            "/etc/cron.link",
+            "/etc/plain/x",
+            "/../etc/plain",
+            "/",
+        ];
+        let same = |a: io::Result<String>, b: io::Result<String>, what: &str, path: &str| match (a, b) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{what} {path}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{what} {path}"),
+            (a, b) => panic!("{what} {path}: {a:?} against {b:?}"),
+        };
+        for held in [false, true] {
+            let _held = held.then(|| files::hold_root(&root).unwrap());
+            for path in paths {
+                let resolved = || resolve_in_root(&root, path);
+                let read = read_in_root(&root, path, &limits).map(|(real, data)| format!("{real:?} {data:?}"));
+                let want =
+                    resolved().and_then(|real| Ok(format!("{real:?} {:?}", files::read(&root, &real, &limits)?)));
+                same(read, want, "read", path);
+                let owner = owner_in_root(&root, path).map(|o| format!("{o:?}"));
+                let want = resolved().and_then(|real| files::owner(&root, &real)).map(|o| format!("{o:?}"));
+                same(owner, want, "owner", path);
+                let meta = dir_meta_in_root(&root, path).map(|o| format!("{o:?}"));
+                let want = resolved().and_then(|real| files::dir_meta(&root, &real)).map(|o| format!("{o:?}"));
+                same(meta, want, "dir_meta", path);
+            }
+            let (real, data) = read_in_root(&root, "/etc/out", &limits).unwrap();
+            assert_eq!((real, data), (root.join("passwd"), Some(b"inside".to_vec())), "a link out stays inside");
+            assert_eq!(owner_in_root(&root, "/etc/plain").unwrap().map(|o| o.0), Some(0o640));
+        }
+    }
 
     #[test]
     fn symlinks_never_leave_the_root() {
