@@ -283,7 +283,10 @@ impl Engine {
                 let Ok(more) = rx.try_recv() else { break };
                 batch.extend(more);
             }
-            self.write_outcomes(run, batch)?;
+            // A commit that panics fails the run's lease holder as an error would (the run is
+            // taken again when its lease runs out), not the worker thread.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.write_outcomes(run, batch)))
+                .unwrap_or_else(|_| Err(store::StoreError::Db("a commit of a check run panicked".into())))?;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@
 
 use model::{FailureThreshold, RepairValues};
 
-use crate::sql::{args, Arg, Conn};
+use crate::sql::{args, Conn};
 use crate::tasks::{RootLimits, SERVICE_ACTOR};
 use crate::{new_id, now_ms, Result, Store, StoreError};
 
@@ -235,13 +235,16 @@ impl AutoRemediations for Store {
                     AND NOT {} {in_selection}
                     AND NOT EXISTS (SELECT 1 FROM tasks x WHERE x.instance_pk = i.pk AND x.check_id = ?2 AND {})
                   ORDER BY i.pk",
-                crate::results::failing_from(c),
+                crate::results::failing_from(c, "?6", "?7"),
                 crate::whitelists::whitelisted_sql("r.account_id", "r.check_id", "r.instance_pk"),
                 crate::status_in("x.status", |s| !s.is_terminal())
             );
-            let a: Vec<Arg> = args![account_id, rule.check_id, SERVICE_ACTOR, selection_key, rule.created_ms].to_vec();
-            let rows: Vec<(i64, String, Option<String>)> =
-                c.query(&sql, &a, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let mut rows: Vec<(i64, String, Option<String>)> = Vec::new();
+            for block in crate::results::failing_blocks(c, account_id, rule.check_id)? {
+                let (first, next) = crate::results::block_keys(block);
+                let a = args![account_id, rule.check_id, SERVICE_ACTOR, &selection_key, rule.created_ms, first, next];
+                rows.extend(c.query(&sql, a, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?);
+            }
             let mut out = AutoCandidates::default();
             for (pk, instance_id, undone_by) in rows {
                 match undone_by {

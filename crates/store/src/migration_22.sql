@@ -3,10 +3,10 @@
 -- `results_by_status`. A check run writes an instance's results together and instances in
 -- order, so each of its rows lands at the end of the key instead of at one of as many places
 -- as the catalog has items (a B-tree page split in the middle of each); one index entry fewer
--- per result; and an instance's earlier results are one range of the key. An item's failing
--- results keep an index of their own (CHECK_ID repairs, auto-remediation), partial so that
--- passing results, the most, enter no second index. An item's listing goes through its
--- instances (see results.rs).
+-- per result; and an instance's earlier results are one range of the key. An item's listing
+-- goes through its instances (see results.rs). (Schema 22 as first released also built
+-- `results_failing`, an index of the failing results by item, which schema 23 drops: an
+-- upgrade from before 22 no longer builds it.)
 CREATE TABLE check_results_22 (
     id             INTEGER PRIMARY KEY,
     account_id     TEXT NOT NULL,
@@ -30,4 +30,3 @@ INSERT INTO check_results_22 (id, account_id, check_id, instance_pk, status, sta
     FROM check_results ORDER BY instance_pk, check_id;
 DROP TABLE check_results;
 ALTER TABLE check_results_22 RENAME TO check_results;
-CREATE INDEX results_failing ON check_results (account_id, check_id, instance_pk) WHERE status = 'NOT_PASS';

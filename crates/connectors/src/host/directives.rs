@@ -96,7 +96,7 @@ fn read(root: &Path, logical: &str, limits: &Limits, pending: &Pending) -> io::R
     let (real, text) = if pending.is_empty() {
         read_in_root(root, logical, limits).map_err(in_context)?
     } else {
-        let real = resolve_in_root(root, logical)?;
+        let real = resolve_in_root(root, logical).map_err(in_context)?;
         let text = match pending.get(&real) {
             Some(planned) => Some(planned.clone()),
             None => files::read(root, &real, limits).map_err(in_context)?,
