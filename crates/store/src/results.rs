@@ -297,17 +297,24 @@ pub(crate) fn block_keys(block: i64) -> (i64, i64) {
 /// An item's failing results with their instances in one block, for a query to select from
 /// and filter further: `?1` the account, `?2` the item, `first` and `next` the placeholders of
 /// the block's keys ([`block_keys`]). Each of the block's instances probes its result by key,
-/// as a listing's page does (see `block_page`): the range is a parameter, so that PostgreSQL
-/// plans the same nested loop (a range computed in the query, from the blocks, led it to scan
-/// every result instead).
+/// as a listing's page does (see `block_page`), the range being a parameter: with the ranges
+/// computed inside one query from the blocks, PostgreSQL scanned every result. On PostgreSQL
+/// the probe is a lateral subquery with `OFFSET 0` (kept as a subquery): as a plain join it
+/// chose, on 100,000 instances, a parallel scan of every instance for each block (8–10 ms a
+/// block instead of 1.3).
 pub(crate) fn failing_from(c: &Conn, first: &str, next: &str) -> String {
-    let from = match c.dialect() {
-        Dialect::Sqlite => " FROM instances i NOT INDEXED CROSS JOIN check_results r ON r.instance_pk = i.pk",
-        Dialect::Postgres => results_from(c),
-    };
-    format!(
-        "{from} WHERE i.pk >= {first} AND i.pk < {next} AND i.account_id = ?1 AND r.check_id = ?2 AND r.status = 'NOT_PASS'"
-    )
+    let range = format!("i.pk >= {first} AND i.pk < {next} AND i.account_id = ?1");
+    match c.dialect() {
+        Dialect::Sqlite => format!(
+            " FROM instances i NOT INDEXED CROSS JOIN check_results r ON r.instance_pk = i.pk
+             WHERE {range} AND r.check_id = ?2 AND r.status = 'NOT_PASS'"
+        ),
+        Dialect::Postgres => format!(
+            " FROM instances i CROSS JOIN LATERAL
+                (SELECT * FROM check_results r WHERE r.instance_pk = i.pk AND r.check_id = ?2 AND r.status = 'NOT_PASS' OFFSET 0) r
+             WHERE {range}"
+        ),
+    }
 }
 
 /// An item's failing instances in one block (`?3`, `?4` its keys) that no whitelist exempts,
@@ -553,7 +560,8 @@ mod tests {
                 })
                 .unwrap()
                 .join("\n");
-            assert!(!plan.contains("Seq Scan on check_results") && !plan.contains("SCAN r"), "{plan}");
+            let scans = ["Seq Scan on check_results", "Seq Scan on instances", "SCAN r", "SCAN i"];
+            assert!(!scans.iter().any(|scan| plan.contains(scan)), "{plan}");
             assert!(plan.contains("instance_pk"), "{plan}");
         }
     }
