@@ -239,12 +239,12 @@ impl AutoRemediations for Store {
                 crate::whitelists::whitelisted_sql("r.account_id", "r.check_id", "r.instance_pk"),
                 crate::status_in("x.status", |s| !s.is_terminal())
             );
-            let mut rows: Vec<(i64, String, Option<String>)> = Vec::new();
-            for block in crate::results::failing_blocks(c, account_id, rule.check_id)? {
-                let (first, next) = crate::results::block_keys(block);
-                let a = args![account_id, rule.check_id, SERVICE_ACTOR, &selection_key, rule.created_ms, first, next];
-                rows.extend(c.query(&sql, a, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?);
-            }
+            let rows: Vec<(i64, String, Option<String>)> =
+                crate::results::in_failing_blocks(c, account_id, rule.check_id, |first, next| {
+                    let a =
+                        args![account_id, rule.check_id, SERVICE_ACTOR, &selection_key, rule.created_ms, first, next];
+                    c.query(&sql, a, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                })?;
             let mut out = AutoCandidates::default();
             for (pk, instance_id, undone_by) in rows {
                 match undone_by {

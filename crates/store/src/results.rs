@@ -136,6 +136,16 @@ fn result_from(r: &Row) -> Result<ResultRow> {
     })
 }
 
+/// A block's instances with their results on SQLite, which would rather find an account's
+/// instances by its index and sort them: it is told to step through the block's keys (`NOT
+/// INDEXED` leaves it the rowid alone), each probing its result by key.
+const SQLITE_BLOCK_FROM: &str = " FROM instances i NOT INDEXED CROSS JOIN check_results r ON r.instance_pk = i.pk";
+
+/// The first instance key of a block (see `result_blocks`) and the first of the next.
+fn block_keys(block: i64) -> (i64, i64) {
+    (block << BLOCK_BITS, (block + 1) << BLOCK_BITS)
+}
+
 /// The query of a page of an item's results with one of `statuses` in one block of instances
 /// (`LIMIT ? OFFSET ?` last), in instance order or its reverse: each of the block's instances
 /// probes its result by key.
@@ -147,15 +157,14 @@ fn block_page<'a>(
     statuses: &[&'a str],
     reverse: bool,
 ) -> (String, Where<'a>) {
+    let (first, next) = block_keys(block);
     let wh = Where::new(
         "i.account_id = ? AND r.check_id = ? AND i.pk >= ? AND i.pk < ?",
-        [account_id.into(), check_id.into(), (block << BLOCK_BITS).into(), ((block + 1) << BLOCK_BITS).into()],
+        [account_id.into(), check_id.into(), first.into(), next.into()],
     )
     .and_in(COUNTED_STATUS, statuses.iter().copied());
-    // SQLite would rather find the account's instances by its index and sort them: it is told
-    // to step through the block's keys (`NOT INDEXED` leaves it the rowid alone).
     let from = match c.dialect() {
-        Dialect::Sqlite => " FROM instances i NOT INDEXED CROSS JOIN check_results r ON r.instance_pk = i.pk",
+        Dialect::Sqlite => SQLITE_BLOCK_FROM,
         Dialect::Postgres => results_from(c),
     };
     let order = if reverse { "DESC" } else { "ASC" };
@@ -277,38 +286,44 @@ impl Store {
     }
 }
 
-/// The blocks of instances (see `result_blocks`) that hold a failing result of an item, or a
-/// whitelisted one (which may be failing too), in order. No index of the results starts with
-/// the item (schema 23): an item's failing instances are found in these blocks only.
-pub(crate) fn failing_blocks(c: &Conn, account_id: &str, check_id: i64) -> Result<Vec<i64>> {
-    c.query(
+/// The rows `block_rows` gives for each block of instances (see `result_blocks`) that holds a
+/// failing result of an item, or a whitelisted one (which may be failing too), block after
+/// block; it is given the block's first key and the first of the next. No index of the
+/// results starts with the item (schema 23): an item's failing instances are found in these
+/// blocks only.
+pub(crate) fn in_failing_blocks<T>(
+    c: &Conn,
+    account_id: &str,
+    check_id: i64,
+    mut block_rows: impl FnMut(i64, i64) -> Result<Vec<T>>,
+) -> Result<Vec<T>> {
+    let blocks: Vec<i64> = c.query(
         "SELECT block FROM result_blocks WHERE account_id = ? AND check_id = ? AND status IN ('NOT_PASS', 'WHITELIST')
          GROUP BY block HAVING SUM(n) > 0 ORDER BY block",
         args![account_id, check_id],
         |r| r.get(0),
-    )
-}
-
-/// The first instance key of a block and the first of the next.
-pub(crate) fn block_keys(block: i64) -> (i64, i64) {
-    (block << BLOCK_BITS, (block + 1) << BLOCK_BITS)
+    )?;
+    let mut rows = Vec::new();
+    for block in blocks {
+        let (first, next) = block_keys(block);
+        rows.extend(block_rows(first, next)?);
+    }
+    Ok(rows)
 }
 
 /// An item's failing results with their instances in one block, for a query to select from
 /// and filter further: `?1` the account, `?2` the item, `first` and `next` the placeholders of
-/// the block's keys ([`block_keys`]). Each of the block's instances probes its result by key,
-/// as a listing's page does (see `block_page`), the range being a parameter: with the ranges
-/// computed inside one query from the blocks, PostgreSQL scanned every result. On PostgreSQL
+/// the block's keys (see [`in_failing_blocks`]). Each of the block's instances probes its
+/// result by key, as a listing's page does (see `block_page`), the range being a parameter:
+/// with the ranges computed inside one query from the blocks, PostgreSQL scanned every
+/// result. On PostgreSQL
 /// the probe is a lateral subquery with `OFFSET 0` (kept as a subquery): as a plain join it
 /// chose, on 100,000 instances, a parallel scan of every instance for each block (8–10 ms a
 /// block instead of 1.3).
 pub(crate) fn failing_from(c: &Conn, first: &str, next: &str) -> String {
     let range = format!("i.pk >= {first} AND i.pk < {next} AND i.account_id = ?1");
     match c.dialect() {
-        Dialect::Sqlite => format!(
-            " FROM instances i NOT INDEXED CROSS JOIN check_results r ON r.instance_pk = i.pk
-             WHERE {range} AND r.check_id = ?2 AND r.status = 'NOT_PASS'"
-        ),
+        Dialect::Sqlite => format!("{SQLITE_BLOCK_FROM} WHERE {range} AND r.check_id = ?2 AND r.status = 'NOT_PASS'"),
         Dialect::Postgres => format!(
             " FROM instances i CROSS JOIN LATERAL
                 (SELECT * FROM check_results r WHERE r.instance_pk = i.pk AND r.check_id = ?2 AND r.status = 'NOT_PASS' OFFSET 0) r
@@ -415,12 +430,9 @@ impl crate::Results for Store {
     fn failing_instances(&self, account_id: &str, check_id: i64) -> Result<Vec<Instance>> {
         self.read(|c| {
             let sql = failing_sql(c);
-            let mut out = Vec::new();
-            for block in failing_blocks(c, account_id, check_id)? {
-                let (first, next) = block_keys(block);
-                out.extend(c.query(&sql, args![account_id, check_id, first, next], |r| instance_from(r, 0))?);
-            }
-            Ok(out)
+            in_failing_blocks(c, account_id, check_id, |first, next| {
+                c.query(&sql, args![account_id, check_id, first, next], |r| instance_from(r, 0))
+            })
         })
     }
 

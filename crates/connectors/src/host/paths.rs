@@ -12,17 +12,16 @@ const MAX_LINKS: usize = 40;
 
 /// Resolves `path` (absolute or relative, always taken inside `root`) to a real path under `root`.
 pub fn resolve_in_root(root: &Path, path: &str) -> io::Result<PathBuf> {
-    let names = parts(Path::new(path));
     // Most paths hold no link and no `..`: then one `openat2` that refuses links says so, and
     // the path is itself (missing from some point on: the same, as nothing there can be a
     // link). Anything else is resolved step by step below.
-    if !names.iter().any(|p| p == "..") {
-        let rel: PathBuf = names.iter().collect();
+    if let Some(rel) = plain(path) {
         let root_fd = super::files::root_dir(root)?;
         if super::files::open_beneath(&root_fd, &rel, rustix::fs::OFlags::PATH).is_ok() {
             return Ok(root.join(rel));
         }
     }
+    let names = parts(Path::new(path));
     let mut pending: VecDeque<String> = names.into();
     let mut resolved: Vec<String> = Vec::new();
     let mut links = 0;
@@ -62,6 +61,12 @@ fn parts(p: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `path` relative to the root, as plain names, when it has no `..` (which needs resolving).
+fn plain(path: &str) -> Option<PathBuf> {
+    let names = parts(Path::new(path));
+    (!names.iter().any(|p| p == "..")).then(|| names.iter().collect())
+}
+
 /// `unlinked` of the plain path when it answers (no link on the way: most paths), else
 /// `resolved` of the path [`resolve_in_root`] gives — a walk of its own to look for links
 /// first saved where none is.
@@ -71,9 +76,7 @@ fn in_root<T>(
     unlinked: impl FnOnce(&Path) -> io::Result<Option<T>>,
     resolved: impl FnOnce(&Path) -> io::Result<T>,
 ) -> io::Result<(PathBuf, T)> {
-    let names = parts(Path::new(path));
-    if !names.iter().any(|p| p == "..") {
-        let rel: PathBuf = names.iter().collect();
+    if let Some(rel) = plain(path) {
         if let Some(found) = unlinked(&rel)? {
             return Ok((root.join(rel), found));
         }
