@@ -242,6 +242,15 @@ pub struct CheckDef {
     pub repair: Option<RepairDef>,
 }
 
+/// A value an item shows: its field's name, the suffix of the kind of value (`""`,
+/// `" (source)"` or `" (live)"`) and the value.
+type ShownEntry<'a> = (&'a str, &'static str, &'a str);
+
+/// The name an entry is shown under, as bytes (compared without joining the two parts).
+fn shown_key<'a>(e: &ShownEntry<'a>) -> impl Iterator<Item = u8> + 'a {
+    e.0.bytes().chain(e.1.bytes())
+}
+
 fn host() -> String {
     "host".into()
 }
@@ -258,27 +267,47 @@ impl CheckDef {
     /// `name (source)` (the file and line that set it, or that nothing did and the default
     /// applies); on a live system also the value in effect, as `name (live)`.
     pub fn shown_values(&self, doc: &Document) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
         let live = crate::eval::has_live_values(doc);
-        for f in &self.config {
-            match (doc.get(&f.key), &f.default) {
-                (Some(v), _) => {
-                    out.insert(f.name.clone(), v.clone());
-                    if let Some(line) = crate::eval::get_prefixed(doc, SOURCE, &f.key) {
-                        out.insert(format!("{} (source)", f.name), line.clone());
-                    }
+        self.shown_entries(doc, live).map(|(name, suffix, v)| (format!("{name}{suffix}"), v.to_string())).collect()
+    }
+
+    /// [`CheckDef::shown_values`] as the JSON object a result stores, written straight from the
+    /// document (a check writes one per result: no map and no copy of each value). `live`:
+    /// whether the document holds values in effect (looked for once per document).
+    pub fn shown_json(&self, doc: &Document, live: bool) -> String {
+        use serde::ser::{SerializeMap, Serializer};
+        let mut entries: Vec<ShownEntry> = self.shown_entries(doc, live).collect();
+        entries.sort_by(|a, b| shown_key(a).cmp(shown_key(b)));
+        let mut out = Vec::with_capacity(64);
+        let mut json = serde_json::Serializer::new(&mut out);
+        let written = (|| {
+            let mut map = json.serialize_map(None)?;
+            for (i, e) in entries.iter().enumerate() {
+                // Of equal names the last counts, as in the map.
+                if !entries.get(i + 1).is_some_and(|next| shown_key(next).eq(shown_key(e))) {
+                    map.serialize_entry(&format_args!("{}{}", e.0, e.1), e.2)?;
                 }
-                (None, Some(default)) => {
-                    out.insert(f.name.clone(), default.clone());
-                    out.insert(format!("{} (source)", f.name), NOT_SET.to_string());
-                }
-                (None, None) => {}
             }
-            if let Some(v) = live.then(|| crate::eval::get_prefixed(doc, LIVE, &f.key)).flatten() {
-                out.insert(format!("{} (live)", f.name), v.clone());
-            }
-        }
-        out
+            map.end()
+        })();
+        // Strings written to memory: nothing can fail.
+        written.ok().and_then(|()| String::from_utf8(out).ok()).unwrap_or_else(|| "{}".into())
+    }
+
+    /// The entries of [`CheckDef::shown_values`], in the order of the item's fields.
+    fn shown_entries<'a>(&'a self, doc: &'a Document, live: bool) -> impl Iterator<Item = ShownEntry<'a>> {
+        self.config.iter().flat_map(move |f| {
+            let (value, source) = match (doc.get(&f.key), &f.default) {
+                (Some(v), _) => (Some(v.as_str()), crate::eval::get_prefixed(doc, SOURCE, &f.key).map(String::as_str)),
+                (None, Some(default)) => (Some(default.as_str()), Some(NOT_SET)),
+                (None, None) => (None, None),
+            };
+            let in_effect = live.then(|| crate::eval::get_prefixed(doc, LIVE, &f.key)).flatten();
+            let name = f.name.as_str();
+            [(value, ""), (source, " (source)"), (in_effect.map(String::as_str), " (live)")]
+                .into_iter()
+                .filter_map(move |(v, suffix)| v.map(|v| (name, suffix, v)))
+        })
     }
 
     /// How the item's repair takes effect on a live system (None: no repair, or a cloud item).
@@ -624,6 +653,46 @@ mod tests {
             .any(|p| p.kind == ParamType::IpPort && p.usage == model::UsageType::Temp && p.required))));
         for c in all {
             assert!(!c.name.zh.is_empty() && !c.name.en.is_empty(), "{}", c.id);
+        }
+    }
+
+    /// The JSON a result stores is the map of shown values as serde writes it, for every item:
+    /// values set (with and without their source), defaults, values in effect, names shared
+    /// by two fields (the last counts), and values that need escaping.
+    #[test]
+    fn shown_json_is_the_shown_values_as_json() {
+        let c = Catalog::builtin().unwrap();
+        let odd = "a \"quoted\" \\ value\twith\u{1} control, \u{7f} and ü";
+        for item in c.all() {
+            let mut shared = item.clone();
+            if let Some(first) = shared.config.first().cloned() {
+                shared.config.push(ConfigField { key: "other.key".into(), ..first });
+            }
+            for (n, item) in [item, &shared].into_iter().enumerate() {
+                let mut docs = vec![Document::new()];
+                for (i, f) in item.config.iter().enumerate() {
+                    let mut d = docs.last().unwrap().clone();
+                    d.insert(f.key.clone(), if i % 2 == 0 { odd.to_string() } else { format!("v{i}") });
+                    if i % 3 != 1 {
+                        d.insert(format!("{SOURCE}{}", f.key), format!("/etc/x:{i}"));
+                    }
+                    d.insert(format!("{LIVE}{}", f.key), format!("live {i}"));
+                    docs.push(d);
+                }
+                docs.push(
+                    docs.last()
+                        .unwrap()
+                        .iter()
+                        .filter(|(k, _)| !k.starts_with(LIVE))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                );
+                for doc in &docs {
+                    let live = crate::eval::has_live_values(doc);
+                    let expected = serde_json::to_string(&item.shown_values(doc)).unwrap();
+                    assert_eq!(item.shown_json(doc, live), expected, "item {} (variant {n}), {doc:?}", item.id);
+                }
+            }
         }
     }
 

@@ -14,5 +14,5 @@ mod structure;
 pub use def::{
     Catalog, CheckDef, Condition, ConfigField, CustomConfig, CustomValues, LoadError, Op, Policy, RepairDef, Risk,
 };
-pub use eval::{evaluate, live_differences, Outcome};
+pub use eval::{evaluate, has_live_values, live_differences, Outcome};
 pub use structure::{structure, Requirement, Section, Standard};

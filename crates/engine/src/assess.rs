@@ -29,32 +29,27 @@ const QUEUED_PARTS: usize = 16;
 use crate::custom::AccountChecks;
 use crate::Engine;
 
-/// The config values a check item shows, as stored (JSON object name → value).
-pub(crate) fn config_json(check: &CheckDef, doc: &Document) -> String {
-    serde_json::to_string(&check.shown_values(doc)).unwrap_or_else(|_| "{}".into())
-}
-
-/// The result of `check` on `instance`, as the document shows it.
+/// The result of `check` on `instance`, as the document shows it; `live`: whether the
+/// document holds values in effect ([`catalog::has_live_values`], looked for once per
+/// document rather than per result).
 fn result_update(
     check: &CheckDef,
     instance: &Instance,
     status: CheckStatus,
     doc: &Document,
+    live: bool,
     run_id: &str,
 ) -> ResultUpdate {
+    // A file that says one thing while the service runs another: evidence of both (or why
+    // the value in effect could not be read).
+    let differences = if live { catalog::live_differences(check, doc) } else { Vec::new() };
     ResultUpdate {
         check_id: check.id,
         instance_pk: instance.pk,
         vendor: instance.vendor,
         status,
-        // A file that says one thing while the service runs another: evidence of both (or
-        // why the value in effect could not be read).
-        status_message: catalog::live_differences(check, doc)
-            .into_iter()
-            .chain(live_unread(check, doc))
-            .collect::<Vec<_>>()
-            .join("; "),
-        config: config_json(check, doc),
+        status_message: differences.into_iter().chain(live_unread(check, doc)).collect::<Vec<_>>().join("; "),
+        config: check.shown_json(doc, live),
         run_id: run_id.to_string(),
     }
 }
@@ -95,11 +90,12 @@ pub fn evaluate_instance<'a>(
 ) -> (Vec<ResultUpdate>, Vec<(i64, i64)>) {
     let mut results = Vec::new();
     let mut removed = Vec::new();
+    let live = catalog::has_live_values(doc);
     for check in checks {
         let outcome = evaluate(check, doc);
         match outcome.status() {
             None => removed.push((check.id, instance.pk)),
-            Some(status) => results.push(result_update(check, instance, status, doc, run_id)),
+            Some(status) => results.push(result_update(check, instance, status, doc, live, run_id)),
         }
     }
     (results, removed)
@@ -151,7 +147,8 @@ impl Engine {
         run_id: &str,
     ) -> (Outcome, ResultUpdate) {
         let outcome = evaluate(check, doc);
-        let update = result_update(check, instance, outcome.status().unwrap_or(CheckStatus::Pass), doc, run_id);
+        let status = outcome.status().unwrap_or(CheckStatus::Pass);
+        let update = result_update(check, instance, status, doc, catalog::has_live_values(doc), run_id);
         (outcome, update)
     }
 
