@@ -285,6 +285,7 @@ impl crate::CheckRuns for Store {
         self.write(move |tx| {
             counts::lock_whitelisting(tx, &account_id, false)?;
             let mut tally = counts::Tally::default();
+            let mut finished = 0i64;
             for d in &done {
                 let n = tx.execute(&FINISH_DETAIL_SQL, args![d.status.code(), now, now, &d.detail_id, &run_id])?;
                 if n == 0 {
@@ -294,7 +295,10 @@ impl crate::CheckRuns for Store {
                 for (check_id, pk) in &d.removed {
                     counts::delete_result(tx, &account_id, *check_id, *pk, &mut tally)?;
                 }
-                tx.execute("UPDATE check_runs SET finished = finished + 1 WHERE id = ?", args![&run_id])?;
+                finished += 1;
+            }
+            if finished > 0 {
+                tx.execute("UPDATE check_runs SET finished = finished + ? WHERE id = ?", args![finished, &run_id])?;
             }
             tally.apply(tx, &account_id)?;
             // The last instance ends the run, whoever checked it: a worker, or an agent that
