@@ -18,7 +18,7 @@ pub fn run(n: usize, progress: &Progress) -> Result<Value, String> {
     })?;
     let items = catalog::Catalog::builtin().map_err(|e| e.to_string())?.for_asset("host").count();
 
-    let started = Instant::now();
+    let (started, cpu0) = (Instant::now(), svc.cpu_seconds());
     let run = svc.call("SubmitCheck", &[("ScanRange", "FULL")])?;
     let id = run["TaskId"].as_str().unwrap_or_default().to_string();
     svc.wait(Duration::from_secs(3600), || {
@@ -26,7 +26,7 @@ pub fn run(n: usize, progress: &Progress) -> Result<Value, String> {
         progress.say(&format!("assess {n}: {}/{} hosts", p["FinishCount"], p["TotalCount"]));
         Ok(p["StatusCode"] == "2")
     })?;
-    let seconds = started.elapsed().as_secs_f64();
+    let (seconds, cpu) = (started.elapsed().as_secs_f64(), svc.cpu_seconds() - cpu0);
 
     progress.say(&format!("assess {n}: baseline (raw reads)"));
     let started = Instant::now();
@@ -43,6 +43,7 @@ pub fn run(n: usize, progress: &Progress) -> Result<Value, String> {
         "scenario": "assess", "n": n,
         "evaluations_per_s": r3(evaluations / seconds), "evaluations_per_s_per_core": r3(evaluations / seconds / cores),
         "hosts_per_s": r3(n as f64 / seconds), "check_seconds": r3(seconds),
+        "check_server_cpu_seconds": r3(cpu), "server_cpu_ms_per_host": r3(cpu * 1000.0 / n as f64),
         "baseline_hosts_per_s": r3(baseline_hosts), "baseline_bytes_read": bytes, "ratio": r3(n as f64 / seconds / baseline_hosts),
     }))
 }
