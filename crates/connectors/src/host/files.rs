@@ -24,6 +24,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Permissions};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
@@ -126,12 +127,42 @@ thread_local! {
     static HELD_ROOT: RefCell<Option<Held>> = const { RefCell::new(None) };
 }
 
-/// A root held open, and the directories under it opened for reading meanwhile (by their path
-/// relative to the root).
+/// A root held open, and what a check found under it meanwhile, by path relative to the root:
+/// the directories opened for reading, the directories listed, and what `fstatat` found of
+/// names. A check lists whole directory trees (the world-writable walk) and then reads files
+/// in them: each directory is then opened, listed and each name looked at once, and a name
+/// missing from its directory's listing is known to be absent without a look of its own.
 struct Held {
     root: PathBuf,
     fd: Rc<OwnedFd>,
     dirs: HashMap<PathBuf, Rc<OwnedFd>>,
+    listed: HashMap<PathBuf, Rc<Listing>>,
+    stats: HashMap<PathBuf, rustix::fs::Stat>,
+}
+
+/// Directories a held root keeps open at most: a tree of thousands of directories is walked
+/// with each closed after its listing, never with a descriptor held for each.
+const MAX_HELD_DIRS: usize = 256;
+
+/// Names whose `fstatat` a held root keeps, at most (the walk looks at every file of /etc;
+/// the reads that follow want a few dozen of them).
+const MAX_HELD_STATS: usize = 4096;
+
+/// Entries of one directory listed at most: a listing with more is cut there and says so (16
+/// in this crate's tests, so that a small directory is cut).
+pub(crate) const MAX_LISTED: usize = if cfg!(test) { 16 } else { 50_000 };
+
+/// A directory's entries (not `.` and `..`), sorted by name, each with its own type (a link
+/// is a link); `complete` is false when the listing was cut at [`MAX_LISTED`].
+pub(crate) struct Listing {
+    pub entries: Vec<(OsString, FileType)>,
+    pub complete: bool,
+}
+
+impl Listing {
+    fn has(&self, name: &OsStr) -> bool {
+        self.entries.binary_search_by(|(n, _)| n.as_os_str().cmp(name)).is_ok()
+    }
 }
 
 /// Holds the root open on this thread while the guard lives.
@@ -150,7 +181,9 @@ impl Drop for HeldRoot {
 /// anew.
 pub fn hold_root(root: &Path) -> io::Result<HeldRoot> {
     let fd = Rc::new(open_root(root)?);
-    HELD_ROOT.with(|h| *h.borrow_mut() = Some(Held { root: root.to_path_buf(), fd, dirs: HashMap::new() }));
+    let held =
+        Held { root: root.to_path_buf(), fd, dirs: HashMap::new(), listed: HashMap::new(), stats: HashMap::new() };
+    HELD_ROOT.with(|h| *h.borrow_mut() = Some(held));
     Ok(HeldRoot(()))
 }
 
@@ -244,13 +277,16 @@ fn dir_beneath(root: &Path, rel: &Path, walk: Walk) -> io::Result<Result<Option<
     {
         return Ok(Ok(Some(dir)));
     }
+    if walk == Walk::Read && known_absent(root, rel) {
+        return Ok(Ok(None));
+    }
     let found = match open_beneath(&*root_dir(root)?, rel, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC) {
         Ok(found) => found.map(Rc::new),
         Err(e) => return Ok(Err(e)),
     };
     if let Some(dir) = &found {
         HELD_ROOT.with(|h| {
-            if let Some(h) = h.borrow_mut().as_mut().filter(|h| held(h)) {
+            if let Some(h) = h.borrow_mut().as_mut().filter(|h| held(h) && h.dirs.len() < MAX_HELD_DIRS) {
                 h.dirs.insert(rel.to_path_buf(), dir.clone());
             }
         });
@@ -335,15 +371,104 @@ type Stated = (Rc<OwnedFd>, rustix::fs::Stat);
 /// check for links would be a second walk of it.
 fn stat_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option<Stated>>> {
     let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else { return Ok(None) };
+    if known_absent(root, rel) {
+        return Ok(Some(None));
+    }
     let dir = match dir_beneath(root, parent, Walk::Read)? {
         Ok(Some(dir)) => dir,
         Ok(None) => return Ok(Some(None)),
         Err(_) => return Ok(None),
     };
-    match stat_in(&dir, name)? {
+    let held = HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| h.root == root).map(|h| h.stats.get(rel).copied()));
+    let found = match held {
+        Some(Some(st)) => Some(st),
+        _ => {
+            let found = stat_in(&dir, name)?;
+            if let (Some(st), Some(_)) = (found, held) {
+                HELD_ROOT.with(|h| {
+                    if let Some(h) =
+                        h.borrow_mut().as_mut().filter(|h| h.root == root && h.stats.len() < MAX_HELD_STATS)
+                    {
+                        h.stats.insert(rel.to_path_buf(), st);
+                    }
+                });
+            }
+            found
+        }
+    };
+    match found {
         Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => Ok(None),
         found => Ok(Some(found.map(|st| (dir, st)))),
     }
+}
+
+/// Whether `rel` is known to be absent under the root this thread holds: its directory was
+/// listed whole, without it.
+fn known_absent(root: &Path, rel: &Path) -> bool {
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else { return false };
+    HELD_ROOT.with(|h| {
+        h.borrow()
+            .as_ref()
+            .filter(|h| h.root == root)
+            .and_then(|h| h.listed.get(parent))
+            .is_some_and(|l| l.complete && !l.has(name))
+    })
+}
+
+/// The entries of the directory `rel` (plain names, relative to `root`) when no link is on
+/// the way, as [`stat_unlinked`] answers: `Some(None)` when it does not exist, `None` when a
+/// link is on the way (or something else than a directory is there). Under a held root, a
+/// directory is listed once per check.
+pub(crate) fn list_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option<Rc<Listing>>>> {
+    let held = HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| h.root == root).map(|h| h.listed.get(rel).cloned()));
+    if let Some(Some(listing)) = held {
+        return Ok(Some(Some(listing)));
+    }
+    let dir = match dir_beneath(root, rel, Walk::Read)? {
+        Ok(Some(dir)) => dir,
+        Ok(None) => return Ok(Some(None)),
+        Err(_) => return Ok(None),
+    };
+    let listing = Rc::new(read_listing(&dir)?);
+    if held.is_some() {
+        HELD_ROOT.with(|h| {
+            if let Some(h) = h.borrow_mut().as_mut().filter(|h| h.root == root) {
+                h.listed.insert(rel.to_path_buf(), listing.clone());
+            }
+        });
+    }
+    Ok(Some(Some(listing)))
+}
+
+/// The entries of an opened directory. The descriptor is read from where it stands: a held
+/// root's directories are listed once (the listing is kept), and reads only use them as the
+/// base of `openat` and `fstatat`, which never move it.
+fn read_listing(dir: &OwnedFd) -> io::Result<Listing> {
+    let mut buf = Vec::with_capacity(8192);
+    let mut raw = rustix::fs::RawDir::new(dir, buf.spare_capacity_mut());
+    let mut entries = Vec::new();
+    let mut complete = true;
+    while let Some(entry) = raw.next() {
+        let entry = entry.map_err(errno)?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name == "." || name == ".." {
+            continue;
+        }
+        if entries.len() == MAX_LISTED {
+            complete = false;
+            break;
+        }
+        let kind = match entry.file_type() {
+            // Some filesystems do not say in the directory: the name's own look then does.
+            FileType::Unknown => {
+                stat_in(dir, name)?.map_or(FileType::Unknown, |st| FileType::from_raw_mode(st.st_mode))
+            }
+            kind => kind,
+        };
+        entries.push((name.to_os_string(), kind));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Listing { entries, complete })
 }
 
 /// [`read`] of a plain path with no link on the way (see [`stat_unlinked`]).

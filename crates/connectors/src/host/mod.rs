@@ -355,6 +355,9 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
     let root = root_of(t)?;
     let _held = files::hold_root(&root).map_err(io_err("CheckError", "the root"))?;
     let mut doc = Document::new();
+    // First: the walk lists /etc (and the rest of its directories) and looks at each file there,
+    // which the held root keeps; the reads below then open files without another look.
+    walk::world_writable(&root, &mut doc);
     for (dialect, file, prefix) in SOURCES {
         let set = ConfigSet::load(&root, dialect, file, limits).map_err(io_err("CheckError", prefix))?;
         // Drop-in directories have no main file whose presence means anything.
@@ -426,7 +429,6 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
     sudoers::facts(&policy, &mut doc);
     units::enabled_units(&root, &mut doc);
     loose_file_facts(&root, &mut doc).map_err(io_err("CheckError", "the modes of key and drop-in files"))?;
-    walk::world_writable(&root, &mut doc);
     if let Some(status) = read(packages::STATUS, &Limits { max_file_bytes: packages::MAX_STATUS_BYTES })? {
         packages::installed(&status, &mut doc);
     }
@@ -489,9 +491,11 @@ fn loose_file_facts(root: &Path, doc: &mut Document) -> io::Result<()> {
     for (pattern, allowed, key) in LOOSE_FILES {
         let mut found = Vec::new();
         for real in paths::glob_in_root(root, pattern) {
-            if let Some((mode, ..)) = files::owner(root, &real)? {
+            let shown = format!("/{}", real.strip_prefix(root).unwrap_or(&real).display());
+            // The real path has no link on the way: its look is the one the walk kept.
+            if let Some((mode, ..)) = paths::owner_in_root(root, &shown)? {
                 if mode & !allowed != 0 {
-                    found.push(format!("/{}({mode:04o})", real.strip_prefix(root).unwrap_or(&real).display()));
+                    found.push(format!("{shown}({mode:04o})"));
                 }
             }
         }

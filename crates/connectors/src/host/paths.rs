@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use rustix::fs::FileType;
+
 use super::files::{self, Limits};
 
 const MAX_LINKS: usize = 40;
@@ -130,32 +132,65 @@ pub fn glob_named_in_root(root: &Path, pattern: &str) -> Vec<(String, PathBuf)> 
             .map(|p| (name.to_string(), p))
             .collect();
     }
-    let Ok(dir) = resolve_in_root(root, if dir.is_empty() { "/" } else { dir }) else {
+    let Some((dir, entries)) = list_in_root(root, if dir.is_empty() { "/" } else { dir }) else {
         return Vec::new();
     };
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<(String, Option<std::fs::FileType>)> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.file_type().ok()))
-        .filter(|(n, _)| !n.starts_with('.') && wildcard(name.as_bytes(), n.as_bytes()))
-        .collect();
-    names.sort_by(|a, b| a.0.cmp(&b.0));
     let rel = pattern[..pattern.len() - name.len()].to_string();
-    names
+    entries
         .into_iter()
+        .filter(|(n, _)| !n.starts_with('.') && wildcard(name.as_bytes(), n.as_bytes()))
         .filter_map(|(n, kind)| match kind {
             // The entry's own type (from the directory, no look of its own): a file that is not
             // a link is itself; a directory or a special file is not a match.
-            Some(k) if k.is_file() => {
+            FileType::RegularFile => {
                 let real = dir.join(&n);
                 Some((n, real))
             }
-            Some(k) if !k.is_symlink() => None,
-            _ => resolve_in_root(root, &format!("{rel}{n}")).ok().filter(|p| p.is_file()).map(|p| (n, p)),
+            FileType::Symlink | FileType::Unknown => {
+                resolve_in_root(root, &format!("{rel}{n}")).ok().filter(|p| p.is_file()).map(|p| (n, p))
+            }
+            _ => None,
         })
         .collect()
+}
+
+/// The entries of the directory `path` names inside the root (links followed within it), sorted
+/// by name, each with its own type: the directory's real path and its entries (at most
+/// [`files::MAX_LISTED`]); None when there is no directory. A directory with no link on the way
+/// is listed through the held root (once per check); any other is resolved first.
+pub fn list_in_root(root: &Path, path: &str) -> Option<(PathBuf, Vec<(String, FileType)>)> {
+    let named = |entries: &[(std::ffi::OsString, FileType)]| -> Vec<(String, FileType)> {
+        entries.iter().map(|(n, k)| (n.to_string_lossy().into_owned(), *k)).collect()
+    };
+    if let Some(rel) = plain(path) {
+        match files::list_unlinked(root, &rel) {
+            Ok(Some(Some(listing))) => return Some((root.join(rel), named(&listing.entries))),
+            Ok(Some(None)) => return None,
+            _ => {}
+        }
+    }
+    let dir = resolve_in_root(root, path).ok()?;
+    let mut entries: Vec<(String, FileType)> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .take(files::MAX_LISTED)
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.file_type().map_or(FileType::Unknown, kind_of)))
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Some((dir, entries))
+}
+
+/// A standard library's file type as the directory listings here spell it.
+fn kind_of(t: std::fs::FileType) -> FileType {
+    if t.is_symlink() {
+        FileType::Symlink
+    } else if t.is_dir() {
+        FileType::Directory
+    } else if t.is_file() {
+        FileType::RegularFile
+    } else {
+        FileType::Unknown
+    }
 }
 
 fn wildcard(p: &[u8], s: &[u8]) -> bool {
@@ -244,8 +279,47 @@ mod tests {
             Ok(v) => Ok(v.clone()),
             Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
         };
-        for held in [false, true] {
+        let dirs = ["/", "/etc", "/etc/alternatives", "/etc/alt", "/etc/rel", "/etc/none", "/etc/plain", "/etc/fifo"];
+        let globs = ["/etc/*", "/etc/alt/*", "/etc/rel/*.cnf", "/etc/none/*", "/etc/c*", "/*"];
+        let listed = |d: &str| format!("{:?}", list_in_root(&root, d));
+        let globbed = |g: &str| format!("{:?}", glob_named_in_root(&root, g));
+        let (wanted_lists, wanted_globs): (Vec<String>, Vec<String>) =
+            (dirs.iter().map(|d| listed(d)).collect(), globs.iter().map(|g| globbed(g)).collect());
+        // The listing without a held root is what the standard library's reads of the resolved
+        // directory give.
+        let by_std = |d: &str| {
+            let mut names: Vec<String> = std::fs::read_dir(resolve_in_root(&root, d).unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            list_in_root(&root, "/etc/rel").unwrap().1.into_iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            by_std("/etc/rel")
+        );
+        assert_eq!(
+            list_in_root(&root, "/etc").unwrap().1.into_iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            by_std("/etc")
+        );
+        // Held, and held with its directories listed first (as a check's walk does): what the
+        // reads then take from the listings (a name missing from its directory is absent) and
+        // the looks they keep give the same answers.
+        for (held, listed_first) in [(false, false), (true, false), (true, true)] {
             let _held = held.then(|| files::hold_root(&root).unwrap());
+            if listed_first {
+                for d in dirs {
+                    list_in_root(&root, d);
+                }
+                owner_in_root(&root, "/etc/plain").unwrap();
+            }
+            for (d, want) in dirs.iter().zip(&wanted_lists) {
+                assert_eq!(&listed(d), want, "listing {d}");
+            }
+            for (g, want) in globs.iter().zip(&wanted_globs) {
+                assert_eq!(&globbed(g), want, "glob {g}");
+            }
             for (path, [read, owner, meta]) in paths.iter().zip(&wanted) {
                 let got = read_in_root(&root, path, &limits).map(|(real, data)| format!("{real:?} {data:?}"));
                 same(got, again(read), "read", path);
@@ -260,6 +334,28 @@ mod tests {
             assert_eq!((real, data), (root.join("passwd"), Some(b"inside".to_vec())), "a link out stays inside");
             assert_eq!(owner_in_root(&root, "/etc/plain").unwrap().map(|o| o.0), Some(0o640));
         }
+    }
+
+    /// A directory listed only in part (more entries than a listing holds) never makes a name
+    /// past the cut look absent to the reads of a held root.
+    #[test]
+    fn a_listing_cut_short_hides_no_file() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().to_path_buf();
+        std::fs::create_dir_all(root.join("etc/many")).unwrap();
+        let names: Vec<String> = (0..files::MAX_LISTED + 4).map(|i| format!("f{i:03}")).collect();
+        for n in &names {
+            std::fs::write(root.join("etc/many").join(n), n).unwrap();
+        }
+        let _held = files::hold_root(&root).unwrap();
+        let (_, listed) = list_in_root(&root, "/etc/many").unwrap();
+        assert_eq!(listed.len(), files::MAX_LISTED);
+        let limits = Limits { max_file_bytes: 1 << 20 };
+        for n in &names {
+            let (_, data) = read_in_root(&root, &format!("/etc/many/{n}"), &limits).unwrap();
+            assert_eq!(data, Some(n.as_bytes().to_vec()), "{n}");
+        }
+        assert_eq!(read_in_root(&root, "/etc/many/none", &limits).unwrap().1, None);
     }
 
     #[test]

@@ -10,35 +10,25 @@ use std::path::Path;
 
 use model::Document;
 
-use super::paths::resolve_in_root;
+use rustix::fs::FileType;
+
+use super::paths::list_in_root;
 
 const SYSTEM: &str = "/etc/systemd/system";
 
-/// More entries than any real unit directory has: a bound on what one fetch reads.
-const MAX_ENTRIES: usize = 20_000;
-
-fn names(dir: &Path) -> Vec<(String, std::fs::FileType)> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    entries
-        .take(MAX_ENTRIES)
-        .filter_map(|e| e.ok())
-        .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), e.file_type().ok()?)))
-        .collect()
-}
-
 pub fn enabled_units(root: &Path, doc: &mut Document) {
-    let Ok(system) = resolve_in_root(root, SYSTEM) else { return };
+    let Some((system, entries)) = list_in_root(root, SYSTEM) else { return };
     let mut by_unit: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut masked = Vec::new();
-    for (name, kind) in names(&system) {
-        if kind.is_symlink() {
+    for (name, kind) in entries {
+        if kind == FileType::Symlink {
             if std::fs::read_link(system.join(&name)).is_ok_and(|t| t == Path::new("/dev/null")) {
                 masked.push(name);
             }
             continue;
         }
-        if kind.is_dir() && (name.ends_with(".wants") || name.ends_with(".requires")) {
-            for (unit, _) in names(&system.join(&name)) {
+        if kind == FileType::Directory && (name.ends_with(".wants") || name.ends_with(".requires")) {
+            for (unit, _) in list_in_root(root, &format!("{SYSTEM}/{name}")).map(|(_, e)| e).unwrap_or_default() {
                 by_unit.entry(unit).or_default().push(name.clone());
             }
         }

@@ -4,11 +4,12 @@
 //! bounded number of entries, so a huge or hostile tree cannot stall a check (the count then
 //! says it stopped).
 
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use model::Document;
+use rustix::fs::FileType;
 
+use super::files;
 use super::paths::resolve_in_root;
 
 /// Where the walk looks: the whole filesystem is the benchmark's scope, but a check reads
@@ -24,10 +25,16 @@ const SHOWN: usize = 20;
 pub fn world_writable(root: &Path, doc: &mut Document) {
     let mut found = Vec::new();
     let mut seen = 0;
-    let mut stack: Vec<std::path::PathBuf> = DIRS.iter().filter_map(|d| resolve_in_root(root, d).ok()).collect();
+    // Each directory by its real path under the root; below those, nothing is followed.
+    let mut stack: Vec<PathBuf> = DIRS
+        .iter()
+        .filter_map(|d| resolve_in_root(root, d).ok()?.strip_prefix(root).ok().map(Path::to_path_buf))
+        .collect();
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
+        // Listed through the held root (kept for the reads of the check that follow) and never
+        // through a link: a directory swapped for one since its parent was listed is skipped.
+        let Ok(Some(Some(listing))) = files::list_unlinked(root, &dir) else { continue };
+        for (name, kind) in &listing.entries {
             seen += 1;
             if seen > MAX_ENTRIES {
                 stack.clear();
@@ -35,11 +42,14 @@ pub fn world_writable(root: &Path, doc: &mut Document) {
             }
             // The entry's own type, not its target's: a link is neither followed nor judged (its
             // target is). Only files are looked at, by name in their directory.
-            let Ok(kind) = e.file_type() else { continue };
-            if kind.is_dir() {
-                stack.push(e.path());
-            } else if kind.is_file() && e.metadata().is_ok_and(|m| m.mode() & 0o002 != 0) {
-                found.push(format!("/{}", e.path().strip_prefix(root).unwrap_or(&e.path()).display()));
+            let path = dir.join(name);
+            if *kind == FileType::Directory {
+                stack.push(path);
+            } else if *kind == FileType::RegularFile
+                && files::owner_unlinked(root, &path)
+                    .is_ok_and(|o| o.flatten().is_some_and(|(mode, ..)| mode & 0o002 != 0))
+            {
+                found.push(format!("/{}", path.display()));
             }
         }
     }
