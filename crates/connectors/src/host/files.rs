@@ -135,9 +135,18 @@ thread_local! {
 struct Held {
     root: PathBuf,
     fd: Rc<OwnedFd>,
-    dirs: HashMap<PathBuf, Rc<OwnedFd>>,
-    listed: HashMap<PathBuf, Rc<Listing>>,
-    stats: HashMap<PathBuf, rustix::fs::Stat>,
+    dirs: HashMap<OsString, Rc<OwnedFd>>,
+    listed: HashMap<OsString, Rc<Listing>>,
+    stats: HashMap<OsString, rustix::fs::Stat>,
+}
+
+impl Held {
+    /// Whether this is the root `root` (compared as bytes: the paths a check asks for all
+    /// come from the same spelling of the root, and a component-wise comparison per look would
+    /// cost more than the look saved).
+    fn is(&self, root: &Path) -> bool {
+        self.root.as_os_str() == root.as_os_str()
+    }
 }
 
 /// Directories a held root keeps open at most: a tree of thousands of directories is walked
@@ -194,7 +203,7 @@ fn open_root(root: &Path) -> io::Result<OwnedFd> {
 
 /// The root directory: the one this thread holds when it is `root`, else opened now.
 pub(crate) fn root_dir(root: &Path) -> io::Result<Rc<OwnedFd>> {
-    let held = HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| h.root == root).map(|h| h.fd.clone()));
+    let held = HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| h.is(root)).map(|h| h.fd.clone()));
     match held {
         Some(fd) => Ok(fd),
         None => Ok(Rc::new(open_root(root)?)),
@@ -271,9 +280,9 @@ fn dir_beneath(root: &Path, rel: &Path, walk: Walk) -> io::Result<Result<Option<
     if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
         return Ok(Err(Errno::INVAL));
     }
-    let held = |h: &Held| walk == Walk::Read && h.root == root;
+    let held = |h: &Held| walk == Walk::Read && h.is(root);
     if let Some(dir) =
-        HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| held(h)).and_then(|h| h.dirs.get(rel).cloned()))
+        HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| held(h)).and_then(|h| h.dirs.get(rel.as_os_str()).cloned()))
     {
         return Ok(Ok(Some(dir)));
     }
@@ -287,7 +296,7 @@ fn dir_beneath(root: &Path, rel: &Path, walk: Walk) -> io::Result<Result<Option<
     if let Some(dir) = &found {
         HELD_ROOT.with(|h| {
             if let Some(h) = h.borrow_mut().as_mut().filter(|h| held(h) && h.dirs.len() < MAX_HELD_DIRS) {
-                h.dirs.insert(rel.to_path_buf(), dir.clone());
+                h.dirs.insert(rel.as_os_str().to_os_string(), dir.clone());
             }
         });
     }
@@ -379,17 +388,16 @@ fn stat_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option<Stated>>> 
         Ok(None) => return Ok(Some(None)),
         Err(_) => return Ok(None),
     };
-    let held = HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| h.root == root).map(|h| h.stats.get(rel).copied()));
+    let held =
+        HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| h.is(root)).map(|h| h.stats.get(rel.as_os_str()).copied()));
     let found = match held {
         Some(Some(st)) => Some(st),
         _ => {
             let found = stat_in(&dir, name)?;
             if let (Some(st), Some(_)) = (found, held) {
                 HELD_ROOT.with(|h| {
-                    if let Some(h) =
-                        h.borrow_mut().as_mut().filter(|h| h.root == root && h.stats.len() < MAX_HELD_STATS)
-                    {
-                        h.stats.insert(rel.to_path_buf(), st);
+                    if let Some(h) = h.borrow_mut().as_mut().filter(|h| h.is(root) && h.stats.len() < MAX_HELD_STATS) {
+                        h.stats.insert(rel.as_os_str().to_os_string(), st);
                     }
                 });
             }
@@ -409,8 +417,8 @@ fn known_absent(root: &Path, rel: &Path) -> bool {
     HELD_ROOT.with(|h| {
         h.borrow()
             .as_ref()
-            .filter(|h| h.root == root)
-            .and_then(|h| h.listed.get(parent))
+            .filter(|h| h.is(root))
+            .and_then(|h| h.listed.get(parent.as_os_str()))
             .is_some_and(|l| l.complete && !l.has(name))
     })
 }
@@ -420,7 +428,8 @@ fn known_absent(root: &Path, rel: &Path) -> bool {
 /// link is on the way (or something else than a directory is there). Under a held root, a
 /// directory is listed once per check.
 pub(crate) fn list_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option<Rc<Listing>>>> {
-    let held = HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| h.root == root).map(|h| h.listed.get(rel).cloned()));
+    let held =
+        HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| h.is(root)).map(|h| h.listed.get(rel.as_os_str()).cloned()));
     if let Some(Some(listing)) = held {
         return Ok(Some(Some(listing)));
     }
@@ -432,8 +441,8 @@ pub(crate) fn list_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option
     let listing = Rc::new(read_listing(&dir)?);
     if held.is_some() {
         HELD_ROOT.with(|h| {
-            if let Some(h) = h.borrow_mut().as_mut().filter(|h| h.root == root) {
-                h.listed.insert(rel.to_path_buf(), listing.clone());
+            if let Some(h) = h.borrow_mut().as_mut().filter(|h| h.is(root)) {
+                h.listed.insert(rel.as_os_str().to_os_string(), listing.clone());
             }
         });
     }
