@@ -16,7 +16,9 @@
 //! as the check first opened it — one view of the instance for the check, never a file
 //! outside the root. Changes never use the directories a check kept. A check's reads of paths
 //! with no link on the way (most) skip the separate resolution: the directory's `openat2` and
-//! the name's `fstatat` already say that no link is there (`paths::read_in_root`).
+//! the name's `fstatat` already say that no link is there (`paths::read_in_root`). The held
+//! root also keeps each directory a check lists, with the mode and owner of its files: owners
+//! and globs are answered from it, and a name missing from a whole listing is absent.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -128,16 +130,19 @@ thread_local! {
 }
 
 /// A root held open, and what a check found under it meanwhile, by path relative to the root:
-/// the directories opened for reading, the directories listed, and what `fstatat` found of
-/// names. A check lists whole directory trees (the world-writable walk) and then reads files
-/// in them: each directory is then opened, listed and each name looked at once, and a name
-/// missing from its directory's listing is known to be absent without a look of its own.
+/// the directories opened for reading, and the directories listed with the mode and owner of
+/// their files. A check lists whole directory trees (the world-writable walk) and then reads
+/// files in them and looks at their owners: each directory is then listed once, an owner is
+/// taken from the listing, and a name missing from its directory's whole listing is known to
+/// be absent without a look of its own. A file is still looked at (`fstatat`) right before it
+/// is opened: what the listing saw may have been replaced since.
 struct Held {
     root: PathBuf,
     fd: Rc<OwnedFd>,
     dirs: HashMap<OsString, Rc<OwnedFd>>,
     listed: HashMap<OsString, Rc<Listing>>,
-    stats: HashMap<OsString, rustix::fs::Stat>,
+    /// Entries of the listings kept, in all.
+    listed_entries: usize,
 }
 
 impl Held {
@@ -149,28 +154,37 @@ impl Held {
     }
 }
 
-/// Directories a held root keeps open at most: a tree of thousands of directories is walked
-/// with each closed after its listing, never with a descriptor held for each.
-const MAX_HELD_DIRS: usize = 256;
+/// Directories a held root keeps open at most (the reads of a check use a few dozen; a
+/// listing never keeps its directory open).
+const MAX_HELD_DIRS: usize = 64;
 
-/// Names whose `fstatat` a held root keeps, at most (the walk looks at every file of /etc;
-/// the reads that follow want a few dozen of them).
-const MAX_HELD_STATS: usize = 4096;
+/// Entries of the listings a held root keeps, in all: beyond, a listing is used once and not
+/// kept (a hostile tree costs its walk, not memory).
+const MAX_HELD_ENTRIES: usize = 100_000;
 
 /// Entries of one directory listed at most: a listing with more is cut there and says so (16
 /// in this crate's tests, so that a small directory is cut).
 pub(crate) const MAX_LISTED: usize = if cfg!(test) { 16 } else { 50_000 };
 
 /// A directory's entries (not `.` and `..`), sorted by name, each with its own type (a link
-/// is a link); `complete` is false when the listing was cut at [`MAX_LISTED`].
+/// is a link) and, for a regular file, its mode and owner as the listing's `fstatat` found them
+/// (None if that failed); `complete` is false when the listing was cut at [`MAX_LISTED`].
 pub(crate) struct Listing {
-    pub entries: Vec<(OsString, FileType)>,
+    pub entries: Vec<Entry>,
     pub complete: bool,
 }
 
+/// One entry of a [`Listing`].
+pub(crate) struct Entry {
+    pub name: OsString,
+    pub kind: FileType,
+    /// (mode, uid, gid) of a regular file.
+    pub owner: Option<(u32, u32, u32)>,
+}
+
 impl Listing {
-    fn has(&self, name: &OsStr) -> bool {
-        self.entries.binary_search_by(|(n, _)| n.as_os_str().cmp(name)).is_ok()
+    fn get(&self, name: &OsStr) -> Option<&Entry> {
+        self.entries.binary_search_by(|e| e.name.as_os_str().cmp(name)).ok().map(|i| &self.entries[i])
     }
 }
 
@@ -190,8 +204,7 @@ impl Drop for HeldRoot {
 /// anew.
 pub fn hold_root(root: &Path) -> io::Result<HeldRoot> {
     let fd = Rc::new(open_root(root)?);
-    let held =
-        Held { root: root.to_path_buf(), fd, dirs: HashMap::new(), listed: HashMap::new(), stats: HashMap::new() };
+    let held = Held { root: root.to_path_buf(), fd, dirs: HashMap::new(), listed: HashMap::new(), listed_entries: 0 };
     HELD_ROOT.with(|h| *h.borrow_mut() = Some(held));
     Ok(HeldRoot(()))
 }
@@ -388,70 +401,85 @@ fn stat_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option<Stated>>> 
         Ok(None) => return Ok(Some(None)),
         Err(_) => return Ok(None),
     };
-    let held =
-        HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| h.is(root)).map(|h| h.stats.get(rel.as_os_str()).copied()));
-    let found = match held {
-        Some(Some(st)) => Some(st),
-        _ => {
-            let found = stat_in(&dir, name)?;
-            if let (Some(st), Some(_)) = (found, held) {
-                HELD_ROOT.with(|h| {
-                    if let Some(h) = h.borrow_mut().as_mut().filter(|h| h.is(root) && h.stats.len() < MAX_HELD_STATS) {
-                        h.stats.insert(rel.as_os_str().to_os_string(), st);
-                    }
-                });
-            }
-            found
-        }
-    };
-    match found {
+    match stat_in(&dir, name)? {
         Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => Ok(None),
         found => Ok(Some(found.map(|st| (dir, st)))),
     }
 }
 
-/// Whether `rel` is known to be absent under the root this thread holds: its directory was
-/// listed whole, without it.
-fn known_absent(root: &Path, rel: &Path) -> bool {
-    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else { return false };
+/// What the listing of its directory, kept by the root this thread holds, says of `rel`:
+/// None when its directory was not listed (or not whole, for a name it does not hold).
+fn listed_entry<T>(root: &Path, rel: &Path, what: impl FnOnce(&Listing, Option<&Entry>) -> Option<T>) -> Option<T> {
+    let (parent, name) = (rel.parent()?, rel.file_name()?);
     HELD_ROOT.with(|h| {
-        h.borrow()
-            .as_ref()
-            .filter(|h| h.is(root))
-            .and_then(|h| h.listed.get(parent.as_os_str()))
-            .is_some_and(|l| l.complete && !l.has(name))
+        let h = h.borrow();
+        let listing = h.as_ref().filter(|h| h.is(root))?.listed.get(parent.as_os_str())?;
+        what(listing, listing.get(name))
     })
 }
 
-/// The entries of the directory `rel` (plain names, relative to `root`) when no link is on
-/// the way, as [`stat_unlinked`] answers: `Some(None)` when it does not exist, `None` when a
-/// link is on the way (or something else than a directory is there). Under a held root, a
-/// directory is listed once per check.
+/// Whether `rel` is known to be absent under the root this thread holds: its directory was
+/// listed whole, without it.
+fn known_absent(root: &Path, rel: &Path) -> bool {
+    listed_entry(root, rel, |l, e| (l.complete && e.is_none()).then_some(())).is_some()
+}
+
+/// The entries of the directory `rel` (plain names, relative to `root`) reached without
+/// following any link: `Some(None)` when it does not exist, `None` when a link is on the way or
+/// something else than a directory is there. Under a held root, a listing is kept for the rest
+/// of the check (its directory is not: it is closed once read).
 pub(crate) fn list_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option<Rc<Listing>>>> {
     let held =
         HELD_ROOT.with(|h| h.borrow().as_ref().filter(|h| h.is(root)).map(|h| h.listed.get(rel.as_os_str()).cloned()));
     if let Some(Some(listing)) = held {
         return Ok(Some(Some(listing)));
     }
-    let dir = match dir_beneath(root, rel, Walk::Read)? {
-        Ok(Some(dir)) => dir,
-        Ok(None) => return Ok(Some(None)),
-        Err(_) => return Ok(None),
+    if known_absent(root, rel) {
+        return Ok(Some(None));
+    }
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let dir = match open_beneath(&*root_dir(root)?, rel, flags) {
+        Ok(found) => found,
+        // A link on the way, or no `openat2` (an older kernel, a seccomp filter): one directory
+        // at a time, refusing links.
+        Err(_) => match open_dir_stepwise(root, rel)? {
+            Ok(found) => found,
+            Err(_) => return Ok(None),
+        },
     };
+    let Some(dir) = dir else { return Ok(Some(None)) };
     let listing = Rc::new(read_listing(&dir)?);
-    if held.is_some() {
-        HELD_ROOT.with(|h| {
-            if let Some(h) = h.borrow_mut().as_mut().filter(|h| h.is(root)) {
+    HELD_ROOT.with(|h| {
+        if let Some(h) = h.borrow_mut().as_mut().filter(|h| h.is(root)) {
+            if h.listed_entries + listing.entries.len() <= MAX_HELD_ENTRIES {
+                h.listed_entries += listing.entries.len();
                 h.listed.insert(rel.as_os_str().to_os_string(), listing.clone());
             }
-        });
-    }
+        }
+    });
     Ok(Some(Some(listing)))
 }
 
-/// The entries of an opened directory. The descriptor is read from where it stands: a held
-/// root's directories are listed once (the listing is kept), and reads only use them as the
-/// base of `openat` and `fstatat`, which never move it.
+/// The directory `rel` reached from the root one directory at a time, each opened without
+/// following a link: the inner `Err` when a link (or a non-directory) is on the way.
+fn open_dir_stepwise(root: &Path, rel: &Path) -> io::Result<Result<Option<OwnedFd>, Errno>> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let mut dir = rustix::io::dup(&*root_dir(root)?).map_err(errno)?;
+    for c in rel.components() {
+        let Component::Normal(part) = c else { return Ok(Err(Errno::INVAL)) };
+        dir = match rustix::fs::openat(&dir, part, flags, Mode::empty()) {
+            Ok(next) => next,
+            Err(Errno::NOENT) => return Ok(Ok(None)),
+            Err(e @ (Errno::LOOP | Errno::NOTDIR)) => return Ok(Err(e)),
+            Err(e) => return Err(errno(e)),
+        };
+    }
+    Ok(Ok(Some(dir)))
+}
+
+/// The entries of a directory just opened, with the mode and owner of each regular file
+/// looked at through the same descriptor. An entry that cannot be looked at stays in the
+/// listing without them (as the type the directory gave, or unknown).
 fn read_listing(dir: &OwnedFd) -> io::Result<Listing> {
     let mut buf = Vec::with_capacity(8192);
     let mut raw = rustix::fs::RawDir::new(dir, buf.spare_capacity_mut());
@@ -467,16 +495,18 @@ fn read_listing(dir: &OwnedFd) -> io::Result<Listing> {
             complete = false;
             break;
         }
-        let kind = match entry.file_type() {
-            // Some filesystems do not say in the directory: the name's own look then does.
-            FileType::Unknown => {
-                stat_in(dir, name)?.map_or(FileType::Unknown, |st| FileType::from_raw_mode(st.st_mode))
+        let mut kind = entry.file_type();
+        let mut owner = None;
+        // Some filesystems do not say the type in the directory: the name's own look does.
+        if matches!(kind, FileType::RegularFile | FileType::Unknown) {
+            if let Ok(Some(st)) = stat_in(dir, name) {
+                kind = FileType::from_raw_mode(st.st_mode);
+                owner = (kind == FileType::RegularFile).then_some((st.st_mode & 0o7777, st.st_uid, st.st_gid));
             }
-            kind => kind,
-        };
-        entries.push((name.to_os_string(), kind));
+        }
+        entries.push(Entry { name: name.to_os_string(), kind, owner });
     }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Listing { entries, complete })
 }
 
@@ -491,6 +521,10 @@ pub(crate) fn read_unlinked(root: &Path, rel: &Path, limits: &Limits) -> io::Res
 
 /// [`owner`] of a plain path with no link on the way (see [`stat_unlinked`]).
 pub(crate) fn owner_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option<(u32, u32, u32)>>> {
+    // A regular file of a kept listing: its owner as the listing found it.
+    if let Some(owner) = listed_entry(root, rel, |_, e| e.and_then(|e| e.owner)) {
+        return Ok(Some(Some(owner)));
+    }
     let Some(found) = stat_unlinked(root, rel)? else { return Ok(None) };
     found.map(|(_, st)| owner_of(&st)).transpose().map(Some)
 }
@@ -732,6 +766,25 @@ fn random_hex() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without `openat2` a directory is reached one step at a time, never through a link.
+    #[test]
+    fn a_directory_is_reached_step_by_step_without_following_links() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("etc/d")).unwrap();
+        std::os::unix::fs::symlink("/etc/d", root.join("etc/link")).unwrap();
+        fs::write(root.join("etc/file"), "x").unwrap();
+        let got = |rel: &str| match open_dir_stepwise(root, Path::new(rel)).unwrap() {
+            Ok(Some(_)) => "dir",
+            Ok(None) => "absent",
+            Err(_) => "refused",
+        };
+        assert_eq!(
+            ["etc/d", "etc/none/x", "etc/link", "etc/link/x", "etc/file"].map(got),
+            ["dir", "absent", "refused", "refused", "refused"]
+        );
+    }
 
     fn code(e: io::Error) -> &'static str {
         refusal(&e).map(Refusal::code).unwrap_or("other")

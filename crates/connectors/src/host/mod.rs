@@ -355,8 +355,9 @@ fn fetch(t: &Target, limits: &Limits) -> Result<Document, ConnectorError> {
     let root = root_of(t)?;
     let _held = files::hold_root(&root).map_err(io_err("CheckError", "the root"))?;
     let mut doc = Document::new();
-    // First: the walk lists /etc (and the rest of its directories) and looks at each file there,
-    // which the held root keeps; the reads below then open files without another look.
+    // First: the walk lists /etc (and the rest of its directories) with the mode and owner of
+    // each file, which the held root keeps; the globs and owners below come from those
+    // listings, and a name missing from one is absent without a look.
     walk::world_writable(&root, &mut doc);
     for (dialect, file, prefix) in SOURCES {
         let set = ConfigSet::load(&root, dialect, file, limits).map_err(io_err("CheckError", prefix))?;
@@ -492,7 +493,7 @@ fn loose_file_facts(root: &Path, doc: &mut Document) -> io::Result<()> {
         let mut found = Vec::new();
         for real in paths::glob_in_root(root, pattern) {
             let shown = format!("/{}", real.strip_prefix(root).unwrap_or(&real).display());
-            // The real path has no link on the way: its look is the one the walk kept.
+            // The real path has no link on the way: its owner as its directory's listing found it.
             if let Some((mode, ..)) = paths::owner_in_root(root, &shown)? {
                 if mode & !allowed != 0 {
                     found.push(format!("{shown}({mode:04o})"));

@@ -155,16 +155,16 @@ pub fn glob_named_in_root(root: &Path, pattern: &str) -> Vec<(String, PathBuf)> 
 }
 
 /// The entries of the directory `path` names inside the root (links followed within it), sorted
-/// by name, each with its own type: the directory's real path and its entries (at most
-/// [`files::MAX_LISTED`]); None when there is no directory. A directory with no link on the way
-/// is listed through the held root (once per check); any other is resolved first.
+/// by name, each with its own type: the directory's real path and its entries; None when there
+/// is no directory. A directory with no link on the way is listed through the held root (once
+/// per check); any other, and one too large for a listing, is resolved and read as a path.
 pub fn list_in_root(root: &Path, path: &str) -> Option<(PathBuf, Vec<(String, FileType)>)> {
-    let named = |entries: &[(std::ffi::OsString, FileType)]| -> Vec<(String, FileType)> {
-        entries.iter().map(|(n, k)| (n.to_string_lossy().into_owned(), *k)).collect()
-    };
     if let Some(rel) = plain(path) {
         match files::list_unlinked(root, &rel) {
-            Ok(Some(Some(listing))) => return Some((root.join(rel), named(&listing.entries))),
+            Ok(Some(Some(listing))) if listing.complete => {
+                let entries = listing.entries.iter().map(|e| (e.name.to_string_lossy().into_owned(), e.kind)).collect();
+                return Some((root.join(rel), entries));
+            }
             Ok(Some(None)) => return None,
             _ => {}
         }
@@ -173,21 +173,29 @@ pub fn list_in_root(root: &Path, path: &str) -> Option<(PathBuf, Vec<(String, Fi
     let mut entries: Vec<(String, FileType)> = std::fs::read_dir(&dir)
         .ok()?
         .filter_map(|e| e.ok())
-        .take(files::MAX_LISTED)
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.file_type().map_or(FileType::Unknown, kind_of)))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.file_type().map_or(FileType::Unknown, file_type_of)))
         .collect();
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     Some((dir, entries))
 }
 
 /// A standard library's file type as the directory listings here spell it.
-fn kind_of(t: std::fs::FileType) -> FileType {
+fn file_type_of(t: std::fs::FileType) -> FileType {
+    use std::os::unix::fs::FileTypeExt;
     if t.is_symlink() {
         FileType::Symlink
     } else if t.is_dir() {
         FileType::Directory
     } else if t.is_file() {
         FileType::RegularFile
+    } else if t.is_fifo() {
+        FileType::Fifo
+    } else if t.is_socket() {
+        FileType::Socket
+    } else if t.is_char_device() {
+        FileType::CharacterDevice
+    } else if t.is_block_device() {
+        FileType::BlockDevice
     } else {
         FileType::Unknown
     }
@@ -337,7 +345,8 @@ mod tests {
     }
 
     /// A directory listed only in part (more entries than a listing holds) never makes a name
-    /// past the cut look absent to the reads of a held root.
+    /// past the cut look absent to the reads, owners or globs of a held root, and the walk says
+    /// it stopped.
     #[test]
     fn a_listing_cut_short_hides_no_file() {
         let t = tempfile::tempdir().unwrap();
@@ -348,12 +357,18 @@ mod tests {
             std::fs::write(root.join("etc/many").join(n), n).unwrap();
         }
         let _held = files::hold_root(&root).unwrap();
-        let (_, listed) = list_in_root(&root, "/etc/many").unwrap();
-        assert_eq!(listed.len(), files::MAX_LISTED);
+        let cut = files::list_unlinked(&root, Path::new("etc/many")).unwrap().unwrap().unwrap();
+        assert_eq!((cut.entries.len(), cut.complete), (files::MAX_LISTED, false));
+        let mut doc = model::Document::new();
+        super::super::walk::world_writable(&root, &mut doc);
+        assert!(doc["files.world_writable_count"].contains("stopped"), "{doc:?}");
+        // A glob reads the whole directory itself.
+        assert_eq!(glob_in_root(&root, "/etc/many/f*").len(), names.len());
         let limits = Limits { max_file_bytes: 1 << 20 };
         for n in &names {
             let (_, data) = read_in_root(&root, &format!("/etc/many/{n}"), &limits).unwrap();
             assert_eq!(data, Some(n.as_bytes().to_vec()), "{n}");
+            assert!(owner_in_root(&root, &format!("/etc/many/{n}")).unwrap().is_some(), "{n}");
         }
         assert_eq!(read_in_root(&root, "/etc/many/none", &limits).unwrap().1, None);
     }

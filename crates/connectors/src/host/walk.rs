@@ -25,30 +25,33 @@ const SHOWN: usize = 20;
 pub fn world_writable(root: &Path, doc: &mut Document) {
     let mut found = Vec::new();
     let mut seen = 0;
-    // Each directory by its real path under the root; below those, nothing is followed.
+    // Each directory by its real path under the root (/etc walked first); below those, nothing
+    // is followed.
     let mut stack: Vec<PathBuf> = DIRS
         .iter()
+        .rev()
         .filter_map(|d| resolve_in_root(root, d).ok()?.strip_prefix(root).ok().map(Path::to_path_buf))
         .collect();
+    let mut stopped = false;
     while let Some(dir) = stack.pop() {
-        // Listed through the held root (kept for the reads of the check that follow) and never
-        // through a link: a directory swapped for one since its parent was listed is skipped.
+        // Listed through the held root (kept for the reads of the check that follow), with each
+        // file's mode, and never through a link: a directory swapped for one since its parent
+        // was listed is skipped.
         let Ok(Some(Some(listing))) = files::list_unlinked(root, &dir) else { continue };
-        for (name, kind) in &listing.entries {
+        stopped |= !listing.complete;
+        for e in &listing.entries {
             seen += 1;
             if seen > MAX_ENTRIES {
+                stopped = true;
                 stack.clear();
                 break;
             }
             // The entry's own type, not its target's: a link is neither followed nor judged (its
             // target is). Only files are looked at, by name in their directory.
-            let path = dir.join(name);
-            if *kind == FileType::Directory {
+            let path = dir.join(&e.name);
+            if e.kind == FileType::Directory {
                 stack.push(path);
-            } else if *kind == FileType::RegularFile
-                && files::owner_unlinked(root, &path)
-                    .is_ok_and(|o| o.flatten().is_some_and(|(mode, ..)| mode & 0o002 != 0))
-            {
+            } else if e.owner.is_some_and(|(mode, ..)| mode & 0o002 != 0) {
                 found.push(format!("/{}", path.display()));
             }
         }
@@ -59,11 +62,8 @@ pub fn world_writable(root: &Path, doc: &mut Document) {
     if count > SHOWN {
         shown.push(format!("… {} more", count - SHOWN));
     }
-    let count = if seen > MAX_ENTRIES {
-        format!("{count} (the walk stopped after {MAX_ENTRIES} entries)")
-    } else {
-        count.to_string()
-    };
+    let count =
+        if stopped { format!("{count} (the walk stopped after {MAX_ENTRIES} entries)") } else { count.to_string() };
     doc.insert("files.world_writable".into(), shown.join(", "));
     doc.insert("files.world_writable_count".into(), count);
 }
