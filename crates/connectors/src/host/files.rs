@@ -141,8 +141,8 @@ struct Held {
     fd: Rc<OwnedFd>,
     dirs: HashMap<OsString, Rc<OwnedFd>>,
     listed: HashMap<OsString, Rc<Listing>>,
-    /// Entries of the listings kept, in all.
-    listed_entries: usize,
+    /// Bytes of the listings kept (their paths and names), in all.
+    listed_bytes: usize,
 }
 
 impl Held {
@@ -158,9 +158,9 @@ impl Held {
 /// listing never keeps its directory open).
 const MAX_HELD_DIRS: usize = 64;
 
-/// Entries of the listings a held root keeps, in all: beyond, a listing is used once and not
-/// kept (a hostile tree costs its walk, not memory).
-const MAX_HELD_ENTRIES: usize = 100_000;
+/// Bytes of the listings a held root keeps, in all (their paths, their names and a word or
+/// so an entry): beyond, a listing is used once and not kept.
+const MAX_HELD_BYTES: usize = 8 << 20;
 
 /// Entries of one directory listed at most: a listing with more is cut there and says so (16
 /// in this crate's tests, so that a small directory is cut).
@@ -204,7 +204,7 @@ impl Drop for HeldRoot {
 /// anew.
 pub fn hold_root(root: &Path) -> io::Result<HeldRoot> {
     let fd = Rc::new(open_root(root)?);
-    let held = Held { root: root.to_path_buf(), fd, dirs: HashMap::new(), listed: HashMap::new(), listed_entries: 0 };
+    let held = Held { root: root.to_path_buf(), fd, dirs: HashMap::new(), listed: HashMap::new(), listed_bytes: 0 };
     HELD_ROOT.with(|h| *h.borrow_mut() = Some(held));
     Ok(HeldRoot(()))
 }
@@ -440,19 +440,22 @@ pub(crate) fn list_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let dir = match open_beneath(&*root_dir(root)?, rel, flags) {
         Ok(found) => found,
-        // A link on the way, or no `openat2` (an older kernel, a seccomp filter): one directory
-        // at a time, refusing links.
-        Err(_) => match open_dir_stepwise(root, rel)? {
+        // No `openat2` (an older kernel, a seccomp filter): one directory at a time, refusing
+        // links. Anything else (a link on the way, a path too long) is not walked around.
+        Err(Errno::NOSYS | Errno::PERM) => match open_dir_stepwise(root, rel)? {
             Ok(found) => found,
             Err(_) => return Ok(None),
         },
+        Err(Errno::LOOP | Errno::XDEV | Errno::NOTDIR | Errno::AGAIN) => return Ok(None),
+        Err(e) => return Err(errno(e)),
     };
     let Some(dir) = dir else { return Ok(Some(None)) };
     let listing = Rc::new(read_listing(&dir)?);
+    let bytes = rel.as_os_str().len() + listing.entries.iter().map(|e| e.name.len() + 16).sum::<usize>();
     HELD_ROOT.with(|h| {
         if let Some(h) = h.borrow_mut().as_mut().filter(|h| h.is(root)) {
-            if h.listed_entries + listing.entries.len() <= MAX_HELD_ENTRIES {
-                h.listed_entries += listing.entries.len();
+            if h.listed_bytes + bytes <= MAX_HELD_BYTES {
+                h.listed_bytes += bytes;
                 h.listed.insert(rel.as_os_str().to_os_string(), listing.clone());
             }
         }
@@ -464,7 +467,8 @@ pub(crate) fn list_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option
 /// following a link: the inner `Err` when a link (or a non-directory) is on the way.
 fn open_dir_stepwise(root: &Path, rel: &Path) -> io::Result<Result<Option<OwnedFd>, Errno>> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-    let mut dir = rustix::io::dup(&*root_dir(root)?).map_err(errno)?;
+    // A descriptor of its own (a duplicate would share the held root's position in its entries).
+    let mut dir = rustix::fs::openat(&*root_dir(root)?, ".", flags, Mode::empty()).map_err(errno)?;
     for c in rel.components() {
         let Component::Normal(part) = c else { return Ok(Err(Errno::INVAL)) };
         dir = match rustix::fs::openat(&dir, part, flags, Mode::empty()) {
@@ -784,6 +788,12 @@ mod tests {
             ["etc/d", "etc/none/x", "etc/link", "etc/link/x", "etc/file"].map(got),
             ["dir", "absent", "refused", "refused", "refused"]
         );
+        // The root itself, twice under a held root: each listing starts at its first entry.
+        let _held = hold_root(root).unwrap();
+        for _ in 0..2 {
+            let dir = open_dir_stepwise(root, Path::new("")).unwrap().unwrap().unwrap();
+            assert_eq!(read_listing(&dir).unwrap().entries.len(), 1);
+        }
     }
 
     fn code(e: io::Error) -> &'static str {

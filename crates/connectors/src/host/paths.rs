@@ -132,13 +132,13 @@ pub fn glob_named_in_root(root: &Path, pattern: &str) -> Vec<(String, PathBuf)> 
             .map(|p| (name.to_string(), p))
             .collect();
     }
-    let Some((dir, entries)) = list_in_root(root, if dir.is_empty() { "/" } else { dir }) else {
+    let keep = |n: &str| !n.starts_with('.') && wildcard(name.as_bytes(), n.as_bytes());
+    let Some((dir, entries)) = list_in_root(root, if dir.is_empty() { "/" } else { dir }, &keep, usize::MAX) else {
         return Vec::new();
     };
     let rel = pattern[..pattern.len() - name.len()].to_string();
     entries
         .into_iter()
-        .filter(|(n, _)| !n.starts_with('.') && wildcard(name.as_bytes(), n.as_bytes()))
         .filter_map(|(n, kind)| match kind {
             // The entry's own type (from the directory, no look of its own): a file that is not
             // a link is itself; a directory or a special file is not a match.
@@ -154,15 +154,27 @@ pub fn glob_named_in_root(root: &Path, pattern: &str) -> Vec<(String, PathBuf)> 
         .collect()
 }
 
-/// The entries of the directory `path` names inside the root (links followed within it), sorted
-/// by name, each with its own type: the directory's real path and its entries; None when there
-/// is no directory. A directory with no link on the way is listed through the held root (once
-/// per check); any other, and one too large for a listing, is resolved and read as a path.
-pub fn list_in_root(root: &Path, path: &str) -> Option<(PathBuf, Vec<(String, FileType)>)> {
+/// The entries of the directory `path` names inside the root (links followed within it) whose
+/// names `keep` takes, at most `limit` of them, sorted by name, each with its own type: the
+/// directory's real path and those entries; None when there is no directory. A directory with
+/// no link on the way is listed through the held root (once per check); any other, and one too
+/// large for a listing, is resolved and read as a path, entry by entry.
+pub fn list_in_root(
+    root: &Path,
+    path: &str,
+    keep: &dyn Fn(&str) -> bool,
+    limit: usize,
+) -> Option<(PathBuf, Vec<(String, FileType)>)> {
     if let Some(rel) = plain(path) {
         match files::list_unlinked(root, &rel) {
             Ok(Some(Some(listing))) if listing.complete => {
-                let entries = listing.entries.iter().map(|e| (e.name.to_string_lossy().into_owned(), e.kind)).collect();
+                let entries = listing
+                    .entries
+                    .iter()
+                    .map(|e| (e.name.to_string_lossy().into_owned(), e.kind))
+                    .filter(|(n, _)| keep(n))
+                    .take(limit)
+                    .collect();
                 return Some((root.join(rel), entries));
             }
             Ok(Some(None)) => return None,
@@ -174,6 +186,8 @@ pub fn list_in_root(root: &Path, path: &str) -> Option<(PathBuf, Vec<(String, Fi
         .ok()?
         .filter_map(|e| e.ok())
         .map(|e| (e.file_name().to_string_lossy().into_owned(), e.file_type().map_or(FileType::Unknown, file_type_of)))
+        .filter(|(n, _)| keep(n))
+        .take(limit)
         .collect();
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     Some((dir, entries))
@@ -289,7 +303,7 @@ mod tests {
         };
         let dirs = ["/", "/etc", "/etc/alternatives", "/etc/alt", "/etc/rel", "/etc/none", "/etc/plain", "/etc/fifo"];
         let globs = ["/etc/*", "/etc/alt/*", "/etc/rel/*.cnf", "/etc/none/*", "/etc/c*", "/*"];
-        let listed = |d: &str| format!("{:?}", list_in_root(&root, d));
+        let listed = |d: &str| format!("{:?}", list_in_root(&root, d, &|_| true, usize::MAX));
         let globbed = |g: &str| format!("{:?}", glob_named_in_root(&root, g));
         let (wanted_lists, wanted_globs): (Vec<String>, Vec<String>) =
             (dirs.iter().map(|d| listed(d)).collect(), globs.iter().map(|g| globbed(g)).collect());
@@ -304,11 +318,21 @@ mod tests {
             names
         };
         assert_eq!(
-            list_in_root(&root, "/etc/rel").unwrap().1.into_iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            list_in_root(&root, "/etc/rel", &|_| true, usize::MAX)
+                .unwrap()
+                .1
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>(),
             by_std("/etc/rel")
         );
         assert_eq!(
-            list_in_root(&root, "/etc").unwrap().1.into_iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            list_in_root(&root, "/etc", &|_| true, usize::MAX)
+                .unwrap()
+                .1
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>(),
             by_std("/etc")
         );
         // Held, and held with its directories listed first (as a check's walk does): what the
@@ -318,7 +342,7 @@ mod tests {
             let _held = held.then(|| files::hold_root(&root).unwrap());
             if listed_first {
                 for d in dirs {
-                    list_in_root(&root, d);
+                    list_in_root(&root, d, &|_| true, usize::MAX);
                 }
                 owner_in_root(&root, "/etc/plain").unwrap();
             }

@@ -16,8 +16,11 @@ use super::paths::list_in_root;
 
 const SYSTEM: &str = "/etc/systemd/system";
 
+/// More entries than any real unit directory has: a bound on what one fetch reads.
+const MAX_ENTRIES: usize = 20_000;
+
 pub fn enabled_units(root: &Path, doc: &mut Document) {
-    let Some((system, entries)) = list_in_root(root, SYSTEM) else { return };
+    let Some((system, entries)) = list_in_root(root, SYSTEM, &|_| true, MAX_ENTRIES) else { return };
     let mut by_unit: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut masked = Vec::new();
     for (name, kind) in entries {
@@ -28,7 +31,8 @@ pub fn enabled_units(root: &Path, doc: &mut Document) {
             continue;
         }
         if kind == FileType::Directory && (name.ends_with(".wants") || name.ends_with(".requires")) {
-            for (unit, _) in list_in_root(root, &format!("{SYSTEM}/{name}")).map(|(_, e)| e).unwrap_or_default() {
+            let wanted = list_in_root(root, &format!("{SYSTEM}/{name}"), &|_| true, MAX_ENTRIES);
+            for (unit, _) in wanted.map(|(_, e)| e).unwrap_or_default() {
                 by_unit.entry(unit).or_default().push(name.clone());
             }
         }
