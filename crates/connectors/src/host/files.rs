@@ -264,25 +264,12 @@ fn parent_in(root: &Path, real: &Path, walk: Walk) -> io::Result<Option<(Rc<Owne
             return Ok(found.map(|dir| (dir, name)));
         }
     }
-    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let mut dir = rustix::io::dup(&*root_dir(root)?).map_err(errno)?;
-    for c in parent.components() {
-        let Component::Normal(part) = c else { return Err(Refusal::PathChanged.into_io()) };
-        let step = |dir: &OwnedFd| rustix::fs::openat(dir, part, dir_flags | OFlags::NOFOLLOW, Mode::empty());
-        dir = match step(&dir) {
-            Ok(next) => next,
-            Err(Errno::NOENT) if create => {
-                match rustix::fs::mkdirat(&dir, part, Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(errno(e)),
-                }
-                step(&dir).map_err(refused_step)?
-            }
-            Err(Errno::NOENT) => return Ok(None),
-            Err(e) => return Err(refused_step(e)),
-        };
+    match open_dir_stepwise(root, parent, create)? {
+        Ok(Some(dir)) => Ok(Some((Rc::new(dir), name))),
+        Ok(None) => Ok(None),
+        Err(Errno::INVAL) => Err(Refusal::PathChanged.into_io()),
+        Err(e) => Err(refused_step(e)),
     }
-    Ok(Some((Rc::new(dir), name)))
 }
 
 /// The directory `rel` (relative to `root`) reached in one `openat2` that refuses any link
@@ -442,7 +429,7 @@ pub(crate) fn list_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option
         Ok(found) => found,
         // No `openat2` (an older kernel, a seccomp filter): one directory at a time, refusing
         // links. Anything else (a link on the way, a path too long) is not walked around.
-        Err(Errno::NOSYS | Errno::PERM) => match open_dir_stepwise(root, rel)? {
+        Err(Errno::NOSYS | Errno::PERM) => match open_dir_stepwise(root, rel, false)? {
             Ok(found) => found,
             Err(_) => return Ok(None),
         },
@@ -464,14 +451,31 @@ pub(crate) fn list_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option
 }
 
 /// The directory `rel` reached from the root one directory at a time, each opened without
-/// following a link: the inner `Err` when a link (or a non-directory) is on the way.
-fn open_dir_stepwise(root: &Path, rel: &Path) -> io::Result<Result<Option<OwnedFd>, Errno>> {
+/// following a link, the missing ones created when `create`: `Ok(None)` when one is missing
+/// (and not created), the inner `Err` when a link or a non-directory is on the way (`INVAL`: a
+/// name that is not plain).
+fn open_dir_stepwise(root: &Path, rel: &Path, create: bool) -> io::Result<Result<Option<OwnedFd>, Errno>> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
     // A descriptor of its own (a duplicate would share the held root's position in its entries).
     let mut dir = rustix::fs::openat(&*root_dir(root)?, ".", flags, Mode::empty()).map_err(errno)?;
     for c in rel.components() {
         let Component::Normal(part) = c else { return Ok(Err(Errno::INVAL)) };
-        dir = match rustix::fs::openat(&dir, part, flags, Mode::empty()) {
+        let step = |dir: &OwnedFd| rustix::fs::openat(dir, part, flags, Mode::empty());
+        let stepped = match step(&dir) {
+            Err(Errno::NOENT) if create => {
+                match rustix::fs::mkdirat(&dir, part, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(errno(e)),
+                }
+                match step(&dir) {
+                    // Removed again meanwhile: an error, not an absence.
+                    Err(Errno::NOENT) => return Err(errno(Errno::NOENT)),
+                    stepped => stepped,
+                }
+            }
+            stepped => stepped,
+        };
+        dir = match stepped {
             Ok(next) => next,
             Err(Errno::NOENT) => return Ok(Ok(None)),
             Err(e @ (Errno::LOOP | Errno::NOTDIR)) => return Ok(Err(e)),
@@ -779,7 +783,7 @@ mod tests {
         fs::create_dir_all(root.join("etc/d")).unwrap();
         std::os::unix::fs::symlink("/etc/d", root.join("etc/link")).unwrap();
         fs::write(root.join("etc/file"), "x").unwrap();
-        let got = |rel: &str| match open_dir_stepwise(root, Path::new(rel)).unwrap() {
+        let got = |rel: &str| match open_dir_stepwise(root, Path::new(rel), false).unwrap() {
             Ok(Some(_)) => "dir",
             Ok(None) => "absent",
             Err(_) => "refused",
@@ -791,7 +795,7 @@ mod tests {
         // The root itself, twice under a held root: each listing starts at its first entry.
         let _held = hold_root(root).unwrap();
         for _ in 0..2 {
-            let dir = open_dir_stepwise(root, Path::new("")).unwrap().unwrap().unwrap();
+            let dir = open_dir_stepwise(root, Path::new(""), false).unwrap().unwrap().unwrap();
             assert_eq!(read_listing(&dir).unwrap().entries.len(), 1);
         }
     }
