@@ -169,8 +169,8 @@ pub(crate) fn write_result(tx: &Conn, account: &str, u: &ResultUpdate, now: i64,
     write_results(tx, account, std::slice::from_ref(u), now, tally)
 }
 
-/// Writes new results of items on **one** instance (a check run's results of a host) and
-/// tallies their counters.
+/// Writes new results of items on **one** instance by **one** run (a check run's results of a
+/// host) and tallies their counters.
 pub(crate) fn write_results(
     tx: &Conn,
     account: &str,
@@ -179,44 +179,9 @@ pub(crate) fn write_results(
     tally: &mut Tally,
 ) -> Result<()> {
     let Some(first) = results.first() else { return Ok(()) };
-    debug_assert!(results.iter().all(|u| u.instance_pk == first.instance_pk));
+    debug_assert!(results.iter().all(|u| u.instance_pk == first.instance_pk && u.run_id == first.run_id));
     match tx.dialect() {
-        // One writer at a time: the rows read are the rows replaced. The instance's earlier
-        // results are one range of the key (schema 22), read once; a plain write each then
-        // costs SQLite half what an upsert with `RETURNING` does (docs/performance.md).
-        Dialect::Sqlite => {
-            let mut earlier: HashMap<i64, (i64, String, bool)> = HashMap::new();
-            tx.query(
-                "SELECT check_id, id, status, whitelisted FROM check_results WHERE instance_pk = ? AND account_id = ?",
-                args![first.instance_pk, account],
-                |r| {
-                    earlier.insert(r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?));
-                    Ok(())
-                },
-            )?;
-            let mut created: Vec<(&ResultUpdate, bool)> = Vec::new();
-            for u in results {
-                match earlier.remove(&u.check_id) {
-                    Some((id, previous, whitelisted)) => {
-                        tx.execute(
-                            "UPDATE check_results SET prev_status = status, status = ?, status_message = ?, config = ?, last_ms = ?, check_run_id = ?
-                             WHERE id = ?",
-                            args![u.status.as_str(), &u.status_message, &u.config, now, &u.run_id, id],
-                        )?;
-                        result_written(tx, account, u, Some(previous), whitelisted, now, tally)?;
-                    }
-                    None => created.push((u, tally.exempted(tx, account, u.check_id, u.instance_pk, now)?)),
-                }
-            }
-            // New results (a first check writes all of an instance's) go many to a statement.
-            for rows in created.chunks(RESULTS_PER_INSERT) {
-                let a = result_rows_args(account, first.instance_pk, now, rows.iter().map(|(u, w)| (*u, Some(*w))));
-                tx.execute(results_sql(Dialect::Sqlite, rows.len()), &a)?;
-                for (u, whitelisted) in rows {
-                    result_written(tx, account, u, None, *whitelisted, now, tally)?;
-                }
-            }
-        }
+        Dialect::Sqlite => write_results_sqlite(tx, account, results, now, tally)?,
         // Transactions run side by side: the row keeps the status it replaces (`prev_status`),
         // so `RETURNING` says which counter the result leaves, also when another transaction
         // inserted the row meanwhile (the insert then becomes the update). An instance's results
@@ -239,6 +204,141 @@ pub(crate) fn write_results(
         }
     }
     Ok(())
+}
+
+/// SQLite's write of an instance's results. One writer at a time: the rows read are the rows
+/// replaced. A check that finds the results the last write of one run left (the digest says
+/// so: most of a scheduled check's hosts) writes only the instance's row, which then stamps
+/// them (schema 24). Otherwise the instance's earlier results are read once (one range of the key,
+/// schema 22); a changed one is updated by id (a plain write costs SQLite half what an upsert
+/// with `RETURNING` does, docs/performance.md), the unchanged ones get their time and run by
+/// one statement, new ones are inserted many to a statement.
+fn write_results_sqlite(tx: &Conn, account: &str, results: &[ResultUpdate], now: i64, tally: &mut Tally) -> Result<()> {
+    let first = &results[0];
+    let pk = first.instance_pk;
+    let digest = results_digest(results);
+    let (base, seen_run, seen_ms, stored): (Option<String>, Option<String>, Option<i64>, Option<Vec<u8>>) = tx
+        .query_one(
+            "SELECT results_run, results_seen_run, results_seen_ms, results_digest FROM instances WHERE pk = ?",
+            args![pk],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+    if stored.as_ref() == Some(&digest) {
+        tx.execute(
+            "UPDATE instances SET results_seen_run = ?, results_seen_ms = ? WHERE pk = ?",
+            args![&first.run_id, now, pk],
+        )?;
+        for u in results {
+            tally.evaluated(u.check_id, now, &u.run_id);
+        }
+        return Ok(());
+    }
+    let mut earlier: HashMap<i64, Earlier> = HashMap::new();
+    tx.query(
+        "SELECT check_id, id, status, whitelisted, status_message, config, check_run_id FROM check_results
+         WHERE instance_pk = ? AND account_id = ?",
+        args![pk, account],
+        |r| {
+            let e = Earlier {
+                id: r.get(1)?,
+                status: r.get(2)?,
+                whitelisted: r.get(3)?,
+                message: r.get(4)?,
+                config: r.get(5)?,
+                run: r.get(6)?,
+            };
+            earlier.insert(r.get(0)?, e);
+            Ok(())
+        },
+    )?;
+    let mut created: Vec<(&ResultUpdate, bool)> = Vec::new();
+    let mut unchanged = Vec::new();
+    for u in results {
+        match earlier.remove(&u.check_id) {
+            Some(e) => {
+                let same = e.status == u.status.as_str() && e.message == u.status_message && e.config == u.config;
+                if same {
+                    unchanged.push(e.id);
+                } else {
+                    tx.execute(
+                        "UPDATE check_results SET prev_status = status, status = ?, status_message = ?, config = ?, last_ms = ?, check_run_id = ?
+                         WHERE id = ?",
+                        args![u.status.as_str(), &u.status_message, &u.config, now, &u.run_id, e.id],
+                    )?;
+                }
+                result_written(tx, account, u, Some(e.status), e.whitelisted, now, tally)?;
+            }
+            None => created.push((u, tally.exempted(tx, account, u.check_id, u.instance_pk, now)?)),
+        }
+    }
+    stamp(tx, &unchanged, now, &first.run_id)?;
+    // New results (a first check writes all of an instance's) go many to a statement.
+    for rows in created.chunks(RESULTS_PER_INSERT) {
+        let a = result_rows_args(account, pk, now, rows.iter().map(|(u, w)| (*u, Some(*w))));
+        tx.execute(results_sql(Dialect::Sqlite, rows.len()), &a)?;
+        for (u, whitelisted) in rows {
+            result_written(tx, account, u, None, *whitelisted, now, tally)?;
+        }
+    }
+    // The results this write left alone keep what the last run that saw them unchanged gave
+    // them, before the instance's row forgets it.
+    if let (Some(base), Some(seen_run), Some(seen_ms)) = (base, seen_run, seen_ms) {
+        let vouched: Vec<i64> = earlier.values().filter(|e| e.run == base).map(|e| e.id).collect();
+        if seen_run != base {
+            stamp(tx, &vouched, seen_ms, &seen_run)?;
+        }
+    }
+    // The digest vouches for the results this write gave its run: the rows that carry it,
+    // unless an earlier write of the same run left others (a repeat of a run: then none).
+    let digest = Some(digest).filter(|_| earlier.values().all(|e| e.run != first.run_id));
+    let run = digest.as_ref().map(|_| first.run_id.as_str());
+    tx.execute(
+        "UPDATE instances SET results_run = ?, results_seen_run = ?, results_seen_ms = ?, results_digest = ? WHERE pk = ?",
+        args![run, run, digest.as_ref().map(|_| now), digest, pk],
+    )?;
+    Ok(())
+}
+
+/// Gives results (by id) the time and run of a check that found them unchanged.
+fn stamp(tx: &Conn, ids: &[i64], at_ms: i64, run: &str) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let list = serde_json::to_string(ids).map_err(|e| StoreError::Db(e.to_string()))?;
+    tx.execute(
+        "UPDATE check_results SET prev_status = status, last_ms = ?, check_run_id = ? WHERE id IN (SELECT value FROM json_each(?))",
+        args![at_ms, run, list],
+    )?;
+    Ok(())
+}
+
+/// The SHA-256 of an instance's results as written (item, vendor, status, message, shown
+/// values; in item order, each field with its length), which says whether a check found them
+/// unchanged.
+fn results_digest(results: &[ResultUpdate]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&ResultUpdate> = results.iter().collect();
+    sorted.sort_by_key(|u| u.check_id);
+    let mut h = Sha256::new();
+    for u in sorted {
+        h.update(u.check_id.to_le_bytes());
+        h.update(u.vendor.code().to_le_bytes());
+        for field in [u.status.as_str(), &u.status_message, &u.config] {
+            h.update((field.len() as u64).to_le_bytes());
+            h.update(field.as_bytes());
+        }
+    }
+    h.finalize().to_vec()
+}
+
+/// An instance's stored result, as a SQLite write reads it before replacing it.
+struct Earlier {
+    id: i64,
+    status: String,
+    whitelisted: bool,
+    message: String,
+    config: String,
+    run: String,
 }
 
 /// Results written by one statement at most (a statement per result cost SQLite as much again
@@ -344,6 +444,11 @@ pub(crate) fn delete_result(tx: &Conn, account: &str, check: i64, pk: i64, tally
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     if let Some((status, whitelisted, vendor)) = gone {
+        // The instance's results are no longer the whole its digest vouches for.
+        tx.execute(
+            "UPDATE instances SET results_digest = NULL WHERE pk = ? AND results_digest IS NOT NULL",
+            args![pk],
+        )?;
         tally.moved(check, vendor, pk, Some(counted(&status, whitelisted)?), None);
     }
     Ok(())
@@ -724,7 +829,180 @@ mod tests {
         }
     }
 
+    /// Writes results of one instance as a check run does, at a given time.
+    fn write_at(s: &Store, account: &str, updates: Vec<ResultUpdate>, now: i64) {
+        let acct = account.to_string();
+        s.write(move |tx| {
+            let mut tally = Tally::default();
+            write_results(tx, &acct, &updates, now, &mut tally)?;
+            tally.apply(tx, &acct)
+        })
+        .unwrap();
+    }
+
+    fn update(check_id: i64, pk: i64, vendor: Vendor, status: CheckStatus, message: &str, run: &str) -> ResultUpdate {
+        ResultUpdate {
+            check_id,
+            instance_pk: pk,
+            vendor,
+            status,
+            status_message: message.into(),
+            config: format!("{{\"v\":\"{message}\"}}"),
+            run_id: run.into(),
+        }
+    }
+
+    /// Every result as read (listing: status, message, time; aggregate by item: latest time
+    /// and run), keyed by item and instance.
+    type Read = (BTreeMap<(i64, i64), (CheckStatus, String, i64)>, BTreeMap<i64, (i64, String)>);
+
+    fn read_back(s: &Store, account: &str) -> Read {
+        let mut rows = BTreeMap::new();
+        for check in CHECKS {
+            let f = ResultFilter { limit: 1000, ..Default::default() };
+            for r in s.list_results(account, check, &f).unwrap().0 {
+                rows.insert((check, r.instance.pk), (r.status, r.status_message, r.last_ms));
+            }
+        }
+        let latest =
+            s.count_results(account, &[], &[], &[]).unwrap().into_iter().map(|(c, a)| (c, (a.last_ms, a.run_id)));
+        (rows, latest.collect())
+    }
+
+    /// What plain row writes leave: each result as last written, and by item the latest
+    /// time and the greatest run id (as the aggregate reads them).
+    fn model_read(model: &BTreeMap<(i64, i64), (CheckStatus, String, i64, String)>) -> Read {
+        let rows = model.iter().map(|(k, (st, m, at, _))| (*k, (*st, m.clone(), *at))).collect();
+        let mut latest: BTreeMap<i64, (i64, String)> = BTreeMap::new();
+        for ((check, _), (_, _, at, run)) in model {
+            let e = latest.entry(*check).or_insert((i64::MIN, String::new()));
+            e.0 = e.0.max(*at);
+            if *run > e.1 {
+                e.1 = run.clone();
+            }
+        }
+        (rows, latest)
+    }
+
+    /// Random checks of whole instances (mostly finding what the last one found), checks of
+    /// some items, single results (a repair's verification) and deletions: after every step,
+    /// every result reads back as plain row writes would have left it, although a check that
+    /// finds an instance unchanged writes only the instance's row.
+    fn unchanged_checks_read_as_written(seed: u64, steps: usize) {
+        let (_d, s) = store();
+        let (account, pks, vendors) = fleet(&s, "stamps", 3, 2);
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut model: BTreeMap<(i64, i64), (CheckStatus, String, i64, String)> = BTreeMap::new();
+        let pick = |rng: &mut Rng, model: &BTreeMap<_, (CheckStatus, String, i64, String)>, key| match (
+            model.get(&key),
+            rng.below(8),
+        ) {
+            (Some((st, m, _, _)), 0..=5) => (*st, m.clone()),
+            (_, n) => ([CheckStatus::Pass, CheckStatus::NotPass][n % 2], ["", "m"][rng.below(2)].to_string()),
+        };
+        for step in 0..steps {
+            let now = 1_000 + step as i64;
+            let pk = pks[rng.below(pks.len())];
+            let items: Vec<i64> = match rng.below(10) {
+                0..=5 => CHECKS.to_vec(),
+                6 | 7 => CHECKS.iter().copied().filter(|_| rng.below(2) == 0).collect(),
+                8 => vec![CHECKS[rng.below(CHECKS.len())]],
+                _ => {
+                    let check = CHECKS[rng.below(CHECKS.len())];
+                    let acct = account.clone();
+                    s.write(move |tx| {
+                        let mut tally = Tally::default();
+                        delete_result(tx, &acct, check, pk, &mut tally)?;
+                        tally.apply(tx, &acct)
+                    })
+                    .unwrap();
+                    model.remove(&(check, pk));
+                    Vec::new()
+                }
+            };
+            let run = format!("run-{step:04}");
+            let updates: Vec<ResultUpdate> = items
+                .iter()
+                .map(|c| {
+                    let (status, message) = pick(&mut rng, &model, (*c, pk));
+                    model.insert((*c, pk), (status, message.clone(), now, run.clone()));
+                    update(*c, pk, vendors[&pk], status, &message, &run)
+                })
+                .collect();
+            if !updates.is_empty() {
+                write_at(&s, &account, updates, now);
+            }
+            assert_eq!(read_back(&s, &account), model_read(&model), "seed {seed}, step {step}");
+        }
+    }
+
+    #[test]
+    fn unchanged_checks_read_as_written_on_sqlite() {
+        for seed in 1..=20 {
+            unchanged_checks_read_as_written(seed, 60);
+        }
+    }
+
     crate::testutil::both_backends! {
+        fn unchanged_checks_read_as_written_on_either_backend() {
+            unchanged_checks_read_as_written(7, 80);
+        }
+
+        /// A check that finds all of an instance's results as the last one left them writes no
+        /// result row on SQLite, only the instance's: the rows keep the first run's time while
+        /// every read gives the second's. A changed result is written again, and so are the
+        /// others: the stamp then no longer holds for them.
+        fn a_check_that_finds_nothing_changed_writes_no_result_row() {
+            let (_d, s) = store();
+            let (account, pks, vendors) = fleet(&s, "unchanged", 1, 1);
+            let (pk, vendor) = (pks[0], vendors[&pks[0]]);
+            let full = |run: &str, second: CheckStatus| {
+                vec![
+                    update(1001, pk, vendor, CheckStatus::Pass, "", run),
+                    update(1002, pk, vendor, second, "", run),
+                    update(1003, pk, vendor, CheckStatus::Pass, "", run),
+                ]
+            };
+            let raw = |s: &Store| -> Vec<(i64, String)> {
+                s.read(|c| c.query("SELECT last_ms, check_run_id FROM check_results ORDER BY check_id", &[], |r| Ok((r.get(0)?, r.get(1)?))))
+                    .unwrap()
+            };
+            let times = |s: &Store| -> Vec<i64> { read_back(s, &account).0.values().map(|v| v.2).collect() };
+            write_at(&s, &account, full("run-1", CheckStatus::Pass), 100);
+            write_at(&s, &account, full("run-2", CheckStatus::Pass), 200);
+            assert_eq!(times(&s), [200, 200, 200]);
+            assert_eq!(read_back(&s, &account).1[&1002], (200, "run-2".to_string()));
+            let on_sqlite = s.read(|c| Ok(c.dialect() == crate::sql::Dialect::Sqlite)).unwrap();
+            if on_sqlite {
+                assert_eq!(raw(&s), vec![(100, "run-1".to_string()); 3], "the rows were not written");
+            }
+            write_at(&s, &account, full("run-3", CheckStatus::NotPass), 300);
+            assert_eq!(raw(&s), vec![(300, "run-3".to_string()); 3]);
+            let (rows, _) = read_back(&s, &account);
+            assert_eq!(rows[&(1002, pk)], (CheckStatus::NotPass, String::new(), 300));
+            // A repair's verification of one item: the others keep the time the last check
+            // gave them, even once the stamp is gone.
+            write_at(&s, &account, full("run-4", CheckStatus::NotPass), 400);
+            write_at(&s, &account, vec![update(1002, pk, vendor, CheckStatus::Pass, "", "verify")], 500);
+            assert_eq!(times(&s), [400, 500, 400]);
+            write_at(&s, &account, full("run-5", CheckStatus::Pass), 600);
+            assert_eq!(times(&s), [600, 600, 600]);
+            // A check of some items that finds them as the last such check left them is
+            // stamped too; the others keep their time.
+            write_at(&s, &account, vec![update(1002, pk, vendor, CheckStatus::NotPass, "", "run-6")], 700);
+            write_at(&s, &account, vec![update(1002, pk, vendor, CheckStatus::NotPass, "", "run-7")], 800);
+            assert_eq!(times(&s), [600, 800, 600]);
+            if on_sqlite {
+                assert_eq!(raw(&s)[1], (700, "run-6".to_string()), "the row was not written");
+            }
+            // A run that writes the instance twice (items apart): its digest would not vouch for
+            // the items of its first write, so a later check of the second's is written out.
+            write_at(&s, &account, full("run-8", CheckStatus::Pass)[..2].to_vec(), 900);
+            write_at(&s, &account, full("run-8", CheckStatus::Pass)[2..].to_vec(), 1000);
+            write_at(&s, &account, full("run-9", CheckStatus::Pass)[2..].to_vec(), 1100);
+            assert_eq!(times(&s), [900, 900, 1100]);
+        }
+
         fn a_schema_7_database_gets_its_counters_counted_once_by_the_migration() {
             let (place, s) = store();
             let (account, pks, vendors) = fleet(&s, "before", 6, 2);
@@ -756,7 +1034,7 @@ mod tests {
                 NewWhitelist { check_id: 1003, instance_pks: pks[4..].to_vec(), expires_ms: Some(now + 3_600_000), ..Default::default() },
             ];
             s.add_whitelists(&account, &rules).unwrap();
-            // Back to schema 7: what schemas 8 to 22 added is gone.
+            // Back to schema 7: what schemas 8 to 24 added is gone.
             s.write(|tx| {
                 tx.batch(
                     "DROP INDEX whitelist_expiring; DROP TABLE result_counts; DROP TABLE result_latest; DROP TABLE result_blocks;
@@ -780,7 +1058,9 @@ mod tests {
                      DROP INDEX check_runs_to_remediate; ALTER TABLE check_runs DROP COLUMN auto_remediated;
                      DROP INDEX tasks_approved_pos; ALTER TABLE tasks DROP COLUMN approved_pos;
                      DROP TABLE console_sessions; DROP INDEX check_runs_trend; DROP TABLE task_counts; ALTER TABLE check_runs DROP COLUMN summary_pass;
-                     ALTER TABLE check_runs DROP COLUMN summary_fail; ALTER TABLE check_runs DROP COLUMN summary_failing_items;",
+                     ALTER TABLE check_runs DROP COLUMN summary_fail; ALTER TABLE check_runs DROP COLUMN summary_failing_items;
+                     ALTER TABLE instances DROP COLUMN results_run; ALTER TABLE instances DROP COLUMN results_seen_run;
+                     ALTER TABLE instances DROP COLUMN results_seen_ms; ALTER TABLE instances DROP COLUMN results_digest;",
                 )?;
                 // Schema 22's keys of the results undone too.
                 match tx.dialect() {

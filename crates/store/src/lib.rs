@@ -363,7 +363,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 23;
+pub const SCHEMA_VERSION: i64 = 24;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -460,6 +460,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         }
         if version < 23 {
             c.execute_batch(&format!("{} PRAGMA user_version = 23;", include_str!("migration_23.sql")))?;
+        }
+        if version < 24 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 24;", include_str!("migration_24.sql")))?;
         }
         Ok(())
     })

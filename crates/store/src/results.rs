@@ -110,8 +110,16 @@ fn failing_first_sql() -> String {
     format!("CASE {COUNTED_STATUS}{ranks} END")
 }
 
+/// When a result was last checked, and by which run: a check that found all of its instance's
+/// results unchanged stamps the instance's row, not theirs (schema 24), so a result still
+/// carrying the run that wrote them takes the stamp. Needs the instance as `i`.
+const EFFECTIVE_LAST_MS: &str = "CASE WHEN r.check_run_id = i.results_run THEN i.results_seen_ms ELSE r.last_ms END";
+const EFFECTIVE_RUN: &str = "CASE WHEN r.check_run_id = i.results_run THEN i.results_seen_run ELSE r.check_run_id END";
+
 static SELECT_RESULTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!("SELECT r.id, {COUNTED_STATUS}, r.status_message, r.config, r.first_ms, r.last_ms, {INSTANCE_COLS}")
+    format!(
+        "SELECT r.id, {COUNTED_STATUS}, r.status_message, r.config, r.first_ms, {EFFECTIVE_LAST_MS}, {INSTANCE_COLS}"
+    )
 });
 /// Results with their instances, found through the instances (results are keyed by instance
 /// since schema 22): SQLite is told to loop over the instances (`CROSS JOIN` fixes the order),
@@ -255,7 +263,7 @@ impl Store {
             .and_in("i.vendor", vendors.iter().copied())
             .and_in("r.check_id", check_ids.iter().copied());
         let sql = format!(
-            "SELECT r.check_id, {{STATUS}} AS st, COUNT(*), MAX(r.last_ms), MAX(r.check_run_id), MIN(i.vendor), MAX(i.vendor)
+            "SELECT r.check_id, {{STATUS}} AS st, COUNT(*), MAX({EFFECTIVE_LAST_MS}), MAX({EFFECTIVE_RUN}), MIN(i.vendor), MAX(i.vendor)
              {{FROM}}{} GROUP BY r.check_id, st",
             wh.sql()
         );

@@ -331,6 +331,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 23 {
             c.batch(include_str!("migration_23.sql"))?;
         }
+        if version < 24 {
+            c.batch(include_str!("migration_24.sql"))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });
