@@ -66,6 +66,14 @@ impl Store {
                 progress(table, n);
                 report.push((*table, n));
             }
+            // PostgreSQL writes every result and keeps no stamps (schema 24): a result stamped
+            // by a check that found it unchanged gets that check's time and run in its row.
+            to.batch(
+                "UPDATE check_results r SET last_ms = i.results_seen_ms, check_run_id = i.results_seen_run
+                 FROM instances i WHERE r.instance_pk = i.pk AND r.check_run_id = i.results_run;
+                 UPDATE instances SET results_run = NULL, results_seen_run = NULL, results_seen_ms = NULL, results_digest = NULL
+                 WHERE results_run IS NOT NULL",
+            )?;
             // Identities (as the schema declares them) continue after the copied rows.
             let identities: Vec<(String, String)> = to.query(
                 "SELECT table_name, column_name FROM information_schema.columns
@@ -126,6 +134,37 @@ fn copy_table(from: &Conn, to: &Conn, table: &str, columns: &[String]) -> Result
 
 #[cfg(test)]
 mod tests {
+    use crate::counts::tests::{fleet, read_back, update, write_at};
+    use model::CheckStatus;
+
+    /// Results a check found unchanged (stamped on SQLite) read the same after a copy to
+    /// PostgreSQL, where their rows carry the stamp; and a later write there by a run that
+    /// comes back is read with its own time.
+    #[test]
+    fn stamped_results_read_the_same_after_a_copy() {
+        if std::env::var("POSTURE_TEST_DATABASE_URL").is_err() {
+            drop(crate::testing::TestDatabase::create()); // says why, or fails in CI
+            return;
+        }
+        let (_lite_place, lite) = crate::testutil::store();
+        let (account, pks, vendors) = fleet(&lite, "copy", 2, 2);
+        for (run, at) in [("run-1", 100), ("task", 200), ("task", 300)] {
+            for pk in &pks {
+                let items = if run == "task" { &[1002][..] } else { &[1001, 1002, 1003][..] };
+                let u = items.iter().map(|c| update(*c, *pk, vendors[pk], CheckStatus::Pass, "", run)).collect();
+                write_at(&lite, &account, u, at);
+            }
+        }
+        crate::testutil::ON_POSTGRES.set(true);
+        let (_pg_place, pg) = crate::testutil::store();
+        lite.copy_into(&pg, |_, _| {}).unwrap();
+        assert_eq!(read_back(&pg, &account), read_back(&lite, &account));
+        assert_eq!(read_back(&pg, &account).0[&(1002, pks[0])].2, 300);
+        let u = vec![update(1002, pks[0], vendors[&pks[0]], CheckStatus::Pass, "", "task")];
+        write_at(&pg, &account, u, 400);
+        assert_eq!(read_back(&pg, &account).0[&(1002, pks[0])].2, 400);
+    }
+
     /// Every table of the SQLite schema is copied (a table added by a migration and left out
     /// of the list would be lost in a move to PostgreSQL).
     #[test]

@@ -280,17 +280,23 @@ fn write_results_sqlite(tx: &Conn, account: &str, results: &[ResultUpdate], now:
             result_written(tx, account, u, None, *whitelisted, now, tally)?;
         }
     }
-    // The results this write left alone keep what the last run that saw them unchanged gave
-    // them, before the instance's row forgets it.
-    if let (Some(base), Some(seen_run), Some(seen_ms)) = (base, seen_run, seen_ms) {
-        let vouched: Vec<i64> = earlier.values().filter(|e| e.run == base).map(|e| e.id).collect();
-        if seen_run != base {
-            stamp(tx, &vouched, seen_ms, &seen_run)?;
+    // The results this write left alone keep what the last check that found them unchanged
+    // gave them (again, if they carry it already), before the instance's row forgets it. The
+    // digest vouches for the results this write gave its run: none if results it left alone
+    // carry that run too (a run that wrote the instance before, or found it unchanged).
+    let stamped = match (&base, &seen_run, seen_ms) {
+        (Some(base), Some(seen_run), Some(seen_ms)) => {
+            let vouched: Vec<i64> = earlier.values().filter(|e| e.run == *base).map(|e| e.id).collect();
+            stamp(tx, &vouched, seen_ms, seen_run)?;
+            Some((base, seen_run))
         }
-    }
-    // The digest vouches for the results this write gave its run: the rows that carry it,
-    // unless an earlier write of the same run left others (a repeat of a run: then none).
-    let digest = Some(digest).filter(|_| earlier.values().all(|e| e.run != first.run_id));
+        _ => None,
+    };
+    let repeat = earlier.values().any(|e| match stamped {
+        Some((base, seen_run)) if e.run == *base => *seen_run == first.run_id,
+        _ => e.run == first.run_id,
+    });
+    let digest = Some(digest).filter(|_| !repeat);
     let run = digest.as_ref().map(|_| first.run_id.as_str());
     tx.execute(
         "UPDATE instances SET results_run = ?, results_seen_run = ?, results_seen_ms = ?, results_digest = ? WHERE pk = ?",
@@ -576,7 +582,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use model::{CheckStatus, Vendor};
@@ -611,7 +617,12 @@ mod tests {
 
     /// An account of `n` hosts, every `aws_every`-th on AWS and the others on Alibaba Cloud;
     /// returns the account, the hosts' keys and their vendors.
-    fn fleet(s: &Store, name: &str, n: usize, aws_every: usize) -> (String, Vec<i64>, BTreeMap<i64, Vendor>) {
+    pub(crate) fn fleet(
+        s: &Store,
+        name: &str,
+        n: usize,
+        aws_every: usize,
+    ) -> (String, Vec<i64>, BTreeMap<i64, Vendor>) {
         let account = s.create_account(name).unwrap().id;
         let hosts: Vec<NewInstance> = (0..n)
             .map(|i| NewInstance {
@@ -830,7 +841,7 @@ mod tests {
     }
 
     /// Writes results of one instance as a check run does, at a given time.
-    fn write_at(s: &Store, account: &str, updates: Vec<ResultUpdate>, now: i64) {
+    pub(crate) fn write_at(s: &Store, account: &str, updates: Vec<ResultUpdate>, now: i64) {
         let acct = account.to_string();
         s.write(move |tx| {
             let mut tally = Tally::default();
@@ -840,7 +851,14 @@ mod tests {
         .unwrap();
     }
 
-    fn update(check_id: i64, pk: i64, vendor: Vendor, status: CheckStatus, message: &str, run: &str) -> ResultUpdate {
+    pub(crate) fn update(
+        check_id: i64,
+        pk: i64,
+        vendor: Vendor,
+        status: CheckStatus,
+        message: &str,
+        run: &str,
+    ) -> ResultUpdate {
         ResultUpdate {
             check_id,
             instance_pk: pk,
@@ -852,40 +870,50 @@ mod tests {
         }
     }
 
-    /// Every result as read (listing: status, message, time; aggregate by item: latest time
-    /// and run), keyed by item and instance.
-    type Read = (BTreeMap<(i64, i64), (CheckStatus, String, i64)>, BTreeMap<i64, (i64, String)>);
+    /// Every result as read (listing: status, message, time; its run as the aggregates read
+    /// it), keyed by item and instance; and the latest time by item (aggregate).
+    pub(crate) type Read = (BTreeMap<(i64, i64), (CheckStatus, String, i64, String)>, BTreeMap<i64, i64>);
 
-    fn read_back(s: &Store, account: &str) -> Read {
+    pub(crate) fn read_back(s: &Store, account: &str) -> Read {
+        let runs: BTreeMap<(i64, i64), String> = s
+            .read(|c| {
+                c.query(
+                    &format!(
+                        "SELECT r.check_id, r.instance_pk, {} FROM instances i JOIN check_results r ON r.instance_pk = i.pk",
+                        crate::results::EFFECTIVE_RUN
+                    ),
+                    &[],
+                    |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)),
+                )
+            })
+            .unwrap()
+            .into_iter()
+            .collect();
         let mut rows = BTreeMap::new();
         for check in CHECKS {
             let f = ResultFilter { limit: 1000, ..Default::default() };
             for r in s.list_results(account, check, &f).unwrap().0 {
-                rows.insert((check, r.instance.pk), (r.status, r.status_message, r.last_ms));
+                let run = runs[&(check, r.instance.pk)].clone();
+                rows.insert((check, r.instance.pk), (r.status, r.status_message, r.last_ms, run));
             }
         }
-        let latest =
-            s.count_results(account, &[], &[], &[]).unwrap().into_iter().map(|(c, a)| (c, (a.last_ms, a.run_id)));
+        let latest = s.count_results(account, &[], &[], &[]).unwrap().into_iter().map(|(c, a)| (c, a.last_ms));
         (rows, latest.collect())
     }
 
-    /// What plain row writes leave: each result as last written, and by item the latest
-    /// time and the greatest run id (as the aggregate reads them).
+    /// What plain row writes leave: each result as last written, and by item the latest time.
     fn model_read(model: &BTreeMap<(i64, i64), (CheckStatus, String, i64, String)>) -> Read {
-        let rows = model.iter().map(|(k, (st, m, at, _))| (*k, (*st, m.clone(), *at))).collect();
-        let mut latest: BTreeMap<i64, (i64, String)> = BTreeMap::new();
-        for ((check, _), (_, _, at, run)) in model {
-            let e = latest.entry(*check).or_insert((i64::MIN, String::new()));
-            e.0 = e.0.max(*at);
-            if *run > e.1 {
-                e.1 = run.clone();
-            }
+        let mut latest: BTreeMap<i64, i64> = BTreeMap::new();
+        for ((check, _), (_, _, at, _)) in model {
+            let e = latest.entry(*check).or_insert(i64::MIN);
+            *e = (*e).max(*at);
         }
-        (rows, latest)
+        (model.clone(), latest)
     }
 
     /// Random checks of whole instances (mostly finding what the last one found), checks of
-    /// some items, single results (a repair's verification) and deletions: after every step,
+    /// some items, single results (a repair's verification) and deletions, by new runs and
+    /// by runs that come back: after every step,
     /// every result reads back as plain row writes would have left it, although a check that
     /// finds an instance unchanged writes only the instance's row.
     fn unchanged_checks_read_as_written(seed: u64, steps: usize) {
@@ -920,7 +948,11 @@ mod tests {
                     Vec::new()
                 }
             };
-            let run = format!("run-{step:04}");
+            // Some runs come back (a repair's verifications share their task's id).
+            let run = match rng.below(4) {
+                0 => ["task-a", "task-b"][rng.below(2)].to_string(),
+                _ => format!("run-{step:04}"),
+            };
             let updates: Vec<ResultUpdate> = items
                 .iter()
                 .map(|c| {
@@ -971,7 +1003,7 @@ mod tests {
             write_at(&s, &account, full("run-1", CheckStatus::Pass), 100);
             write_at(&s, &account, full("run-2", CheckStatus::Pass), 200);
             assert_eq!(times(&s), [200, 200, 200]);
-            assert_eq!(read_back(&s, &account).1[&1002], (200, "run-2".to_string()));
+            assert_eq!(read_back(&s, &account).0[&(1002, pk)].3, "run-2");
             let on_sqlite = s.read(|c| Ok(c.dialect() == crate::sql::Dialect::Sqlite)).unwrap();
             if on_sqlite {
                 assert_eq!(raw(&s), vec![(100, "run-1".to_string()); 3], "the rows were not written");
@@ -979,7 +1011,7 @@ mod tests {
             write_at(&s, &account, full("run-3", CheckStatus::NotPass), 300);
             assert_eq!(raw(&s), vec![(300, "run-3".to_string()); 3]);
             let (rows, _) = read_back(&s, &account);
-            assert_eq!(rows[&(1002, pk)], (CheckStatus::NotPass, String::new(), 300));
+            assert_eq!(rows[&(1002, pk)], (CheckStatus::NotPass, String::new(), 300, "run-3".to_string()));
             // A repair's verification of one item: the others keep the time the last check
             // gave them, even once the stamp is gone.
             write_at(&s, &account, full("run-4", CheckStatus::NotPass), 400);

@@ -114,7 +114,8 @@ fn failing_first_sql() -> String {
 /// results unchanged stamps the instance's row, not theirs (schema 24), so a result still
 /// carrying the run that wrote them takes the stamp. Needs the instance as `i`.
 const EFFECTIVE_LAST_MS: &str = "CASE WHEN r.check_run_id = i.results_run THEN i.results_seen_ms ELSE r.last_ms END";
-const EFFECTIVE_RUN: &str = "CASE WHEN r.check_run_id = i.results_run THEN i.results_seen_run ELSE r.check_run_id END";
+pub(crate) const EFFECTIVE_RUN: &str =
+    "CASE WHEN r.check_run_id = i.results_run THEN i.results_seen_run ELSE r.check_run_id END";
 
 static SELECT_RESULTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(

@@ -5,7 +5,7 @@
 -- result that still carries `results_run` was last checked then (`EFFECTIVE_LAST_MS` in
 -- results.rs). On SQLite every write of the instance's results sets or clears the digest, a
 -- deletion clears it: it never vouches for rows it did not see written. PostgreSQL writes
--- every result and neither sets nor reads it.
+-- every result and never sets these; `posture store copy` writes SQLite's stamps into the rows.
 ALTER TABLE instances ADD COLUMN results_run TEXT;
 ALTER TABLE instances ADD COLUMN results_seen_run TEXT;
 ALTER TABLE instances ADD COLUMN results_seen_ms BIGINT;
