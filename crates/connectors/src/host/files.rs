@@ -183,6 +183,21 @@ pub(crate) struct Entry {
 }
 
 impl Listing {
+    /// Whether `name` is surely not in the directory: the listing is whole and holds no name a
+    /// case-insensitive filesystem (vfat, exFAT, a casefolded ext4 or f2fs directory) could
+    /// take for it — none equal to it but for ASCII case, and none outside ASCII (Unicode
+    /// folds some of those onto ASCII letters), or `name` itself is not ASCII. Otherwise the
+    /// name is looked up for real.
+    fn lacks(&self, name: &OsStr) -> bool {
+        let name = name.as_bytes();
+        self.complete
+            && name.is_ascii()
+            && !self.entries.iter().any(|e| {
+                let other = e.name.as_bytes();
+                !other.is_ascii() || other.eq_ignore_ascii_case(name)
+            })
+    }
+
     fn get(&self, name: &OsStr) -> Option<&Entry> {
         self.entries.binary_search_by(|e| e.name.as_os_str().cmp(name)).ok().map(|i| &self.entries[i])
     }
@@ -406,9 +421,10 @@ fn listed_entry<T>(root: &Path, rel: &Path, what: impl FnOnce(&Listing, Option<&
 }
 
 /// Whether `rel` is known to be absent under the root this thread holds: its directory was
-/// listed whole, without it.
+/// listed whole, without it (see [`Listing::lacks`]).
 fn known_absent(root: &Path, rel: &Path) -> bool {
-    listed_entry(root, rel, |l, e| (l.complete && e.is_none()).then_some(())).is_some()
+    let name = rel.file_name();
+    listed_entry(root, rel, |l, _| name.filter(|n| l.lacks(n)).map(|_| ())).is_some()
 }
 
 /// The entries of the directory `rel` (plain names, relative to `root`) reached without
@@ -840,6 +856,23 @@ mod tests {
         fs::write(&f, vec![b'#'; 101]).unwrap();
         assert_eq!(code(read(t.path(), &f, &Limits { max_file_bytes: 100 }).unwrap_err()), "ConfigFileTooLarge");
         assert_eq!(read(t.path(), &f, &Limits { max_file_bytes: 101 }).unwrap().unwrap().len(), 101);
+    }
+
+    /// A name is absent by its directory's listing only when no entry could be it on a
+    /// case-insensitive filesystem; otherwise it is looked up.
+    #[test]
+    fn a_listing_says_absent_only_what_no_filesystem_could_find() {
+        let entry = |name: &str| Entry { name: name.into(), kind: FileType::RegularFile, owner: None };
+        let listing = Listing { entries: vec![entry("GRUB.CFG"), entry("issue")], complete: true };
+        assert!(listing.lacks(OsStr::new("motd")));
+        assert!(!listing.lacks(OsStr::new("grub.cfg")), "vfat and casefolded directories find it");
+        assert!(!listing.lacks(OsStr::new("Issue")));
+        assert!(!listing.lacks(OsStr::new("issue")), "present");
+        assert!(!listing.lacks(OsStr::new("m\u{f6}td")), "a name outside ASCII is looked up");
+        let unicode = Listing { entries: vec![entry("\u{212a}ey")], complete: true }; // KELVIN SIGN folds to k
+        assert!(!unicode.lacks(OsStr::new("key")));
+        let cut = Listing { entries: vec![entry("issue")], complete: false };
+        assert!(!cut.lacks(OsStr::new("motd")));
     }
 
     /// A file is read up to the size it had when opened (no read only to find its end), whole
