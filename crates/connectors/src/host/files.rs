@@ -427,6 +427,61 @@ fn known_absent(root: &Path, rel: &Path) -> bool {
     listed_entry(root, rel, |l, _| name.filter(|n| l.lacks(n)).map(|_| ())).is_some()
 }
 
+/// The directory `rel` (plain names, relative to `root`) opened without following any link:
+/// `Some(None)` when it does not exist, `None` when a link is on the way or something else
+/// than a directory is there.
+fn open_dir_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option<OwnedFd>>> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    match open_beneath(&*root_dir(root)?, rel, flags) {
+        Ok(found) => Ok(Some(found)),
+        // No `openat2` (an older kernel, a seccomp filter): one directory at a time, refusing
+        // links. Anything else (a link on the way, a path too long) is not walked around.
+        Err(Errno::NOSYS | Errno::PERM) => Ok(open_dir_stepwise(root, rel, false)?.ok()),
+        Err(Errno::LOOP | Errno::XDEV | Errno::NOTDIR | Errno::AGAIN) => Ok(None),
+        Err(e) => Err(errno(e)),
+    }
+}
+
+/// A directory entry's name and type.
+pub(crate) type Named = (String, FileType);
+
+/// The names and types of the entries of the directory `rel` (plain names, relative to `root`,
+/// reached without following any link) that `keep` accepts, at most `limit` of them, in the
+/// directory's order: for a directory too large to be kept as a listing, or one whose path
+/// was resolved through links first (a link swapped in since then is not followed). `None`
+/// as [`open_dir_unlinked`] says.
+pub(crate) fn scan_unlinked(
+    root: &Path,
+    rel: &Path,
+    keep: &dyn Fn(&str) -> bool,
+    limit: usize,
+) -> io::Result<Option<Option<Vec<Named>>>> {
+    let Some(dir) = open_dir_unlinked(root, rel)? else { return Ok(None) };
+    let Some(dir) = dir else { return Ok(Some(None)) };
+    let mut buf = Vec::with_capacity(8192);
+    let mut raw = rustix::fs::RawDir::new(&dir, buf.spare_capacity_mut());
+    let mut entries = Vec::new();
+    while let Some(entry) = raw.next() {
+        if entries.len() == limit {
+            break;
+        }
+        let entry = entry.map_err(errno)?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name == "." || name == ".." || !keep(&name.to_string_lossy()) {
+            continue;
+        }
+        let mut kind = entry.file_type();
+        // Some filesystems do not say the type in the directory: the name's own look does.
+        if kind == FileType::Unknown {
+            if let Ok(Some(st)) = stat_in(&dir, name) {
+                kind = FileType::from_raw_mode(st.st_mode);
+            }
+        }
+        entries.push((name.to_string_lossy().into_owned(), kind));
+    }
+    Ok(Some(Some(entries)))
+}
+
 /// The entries of the directory `rel` (plain names, relative to `root`) reached without
 /// following any link: `Some(None)` when it does not exist, `None` when a link is on the way or
 /// something else than a directory is there. Under a held root, a listing is kept for the rest
@@ -440,18 +495,7 @@ pub(crate) fn list_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option
     if known_absent(root, rel) {
         return Ok(Some(None));
     }
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let dir = match open_beneath(&*root_dir(root)?, rel, flags) {
-        Ok(found) => found,
-        // No `openat2` (an older kernel, a seccomp filter): one directory at a time, refusing
-        // links. Anything else (a link on the way, a path too long) is not walked around.
-        Err(Errno::NOSYS | Errno::PERM) => match open_dir_stepwise(root, rel, false)? {
-            Ok(found) => found,
-            Err(_) => return Ok(None),
-        },
-        Err(Errno::LOOP | Errno::XDEV | Errno::NOTDIR | Errno::AGAIN) => return Ok(None),
-        Err(e) => return Err(errno(e)),
-    };
+    let Some(dir) = open_dir_unlinked(root, rel)? else { return Ok(None) };
     let Some(dir) = dir else { return Ok(Some(None)) };
     let listing = Rc::new(read_listing(&dir)?);
     let bytes = rel.as_os_str().len() + listing.entries.iter().map(|e| e.name.len() + 16).sum::<usize>();
@@ -856,6 +900,28 @@ mod tests {
         fs::write(&f, vec![b'#'; 101]).unwrap();
         assert_eq!(code(read(t.path(), &f, &Limits { max_file_bytes: 100 }).unwrap_err()), "ConfigFileTooLarge");
         assert_eq!(read(t.path(), &f, &Limits { max_file_bytes: 101 }).unwrap().unwrap().len(), 101);
+    }
+
+    /// A directory scanned from the root is never reached through a link, inside the root or
+    /// out of it (a link swapped in after its path was resolved is not followed).
+    #[test]
+    fn a_scan_never_follows_a_link() {
+        let t = tempfile::tempdir().unwrap();
+        let (root, outside) = (t.path().join("root"), t.path().join("outside"));
+        fs::create_dir_all(root.join("etc/real")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(root.join("etc/real/a.conf"), "").unwrap();
+        fs::write(outside.join("secret"), "").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("etc/out")).unwrap();
+        std::os::unix::fs::symlink("real", root.join("etc/in")).unwrap();
+        let all = |_: &str| true;
+        let found = scan_unlinked(&root, Path::new("etc/real"), &all, 10).unwrap().unwrap().unwrap();
+        assert_eq!(found, vec![("a.conf".to_string(), FileType::RegularFile)]);
+        assert!(scan_unlinked(&root, Path::new("etc/out"), &all, 10).unwrap().is_none());
+        assert!(scan_unlinked(&root, Path::new("etc/in"), &all, 10).unwrap().is_none());
+        assert!(scan_unlinked(&root, Path::new("etc/none"), &all, 10).unwrap().unwrap().is_none());
+        let none = |n: &str| n != "a.conf";
+        assert!(scan_unlinked(&root, Path::new("etc/real"), &none, 10).unwrap().unwrap().unwrap().is_empty());
     }
 
     /// A name is absent by its directory's listing only when no entry could be it on a

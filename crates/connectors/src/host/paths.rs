@@ -181,38 +181,13 @@ pub fn list_in_root(
             _ => {}
         }
     }
+    // Resolved through its links first, then read from the root refusing links: one swapped
+    // in meanwhile is not followed out of the root.
     let dir = resolve_in_root(root, path).ok()?;
-    let mut entries: Vec<(String, FileType)> = std::fs::read_dir(&dir)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.file_type().map_or(FileType::Unknown, file_type_of)))
-        .filter(|(n, _)| keep(n))
-        .take(limit)
-        .collect();
+    let rel = dir.strip_prefix(root).ok()?;
+    let mut entries = files::scan_unlinked(root, rel, keep, limit).ok()???;
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     Some((dir, entries))
-}
-
-/// A standard library's file type as the directory listings here spell it.
-fn file_type_of(t: std::fs::FileType) -> FileType {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_symlink() {
-        FileType::Symlink
-    } else if t.is_dir() {
-        FileType::Directory
-    } else if t.is_file() {
-        FileType::RegularFile
-    } else if t.is_fifo() {
-        FileType::Fifo
-    } else if t.is_socket() {
-        FileType::Socket
-    } else if t.is_char_device() {
-        FileType::CharacterDevice
-    } else if t.is_block_device() {
-        FileType::BlockDevice
-    } else {
-        FileType::Unknown
-    }
 }
 
 fn wildcard(p: &[u8], s: &[u8]) -> bool {
