@@ -187,13 +187,27 @@ pub(crate) fn write_results(
     Ok(())
 }
 
+/// A write whose results hash as the instance's digest says (schema 24): only the instance's
+/// row gets the run and time that found them again; no counter moves.
+fn found_unchanged(tx: &Conn, results: &[ResultUpdate], now: i64, tally: &mut Tally) -> Result<()> {
+    let first = &results[0];
+    tx.execute(
+        "UPDATE instances SET results_seen_run = ?, results_seen_ms = ? WHERE pk = ?",
+        args![&first.run_id, now, first.instance_pk],
+    )?;
+    for u in results {
+        tally.evaluated(u.check_id, now, &u.run_id);
+    }
+    Ok(())
+}
+
 /// PostgreSQL's write of an instance's results, with the instance's row locked. A check whose
 /// results hash as the instance's digest says (schema 24) writes only the instance's row, as
-/// on SQLite. Otherwise the row keeps the status it
-/// replaces (`prev_status`), so `RETURNING` says which counter the result leaves, also when
-/// another transaction inserted the row meanwhile (the insert then becomes the update). An
-/// instance's results go many to a statement (each statement is a round trip), then one
-/// statement settles the instance's row ([`SETTLE_SQL`]).
+/// on SQLite. Otherwise the row keeps the status it replaces (`prev_status`), so `RETURNING`
+/// says which counter the result leaves, also when another transaction inserted the row
+/// meanwhile (the insert then becomes the update). An instance's results go many to a
+/// statement (each statement is a round trip), then one statement settles the instance's row
+/// ([`SETTLE_SQL`]).
 fn write_results_postgres(
     tx: &Conn,
     account: &str,
@@ -208,14 +222,7 @@ fn write_results_postgres(
     let stored: Option<Vec<u8>> =
         tx.value("SELECT results_digest FROM instances WHERE pk = ? FOR UPDATE", args![first.instance_pk])?;
     if stored.as_ref() == Some(&digest) {
-        tx.execute(
-            "UPDATE instances SET results_seen_run = ?, results_seen_ms = ? WHERE pk = ?",
-            args![&first.run_id, now, first.instance_pk],
-        )?;
-        for u in results {
-            tally.evaluated(u.check_id, now, &u.run_id);
-        }
-        return Ok(());
+        return found_unchanged(tx, results, now, tally);
     }
     for rows in results.chunks(RESULTS_PER_INSERT) {
         let a = result_rows_args(account, first.instance_pk, now, rows.iter().map(|u| (u, None)));
@@ -238,9 +245,10 @@ fn write_results_postgres(
 }
 
 /// After PostgreSQL wrote an instance's results (`?1`; `?2` the items written, a JSON array;
-/// `?3` the run; `?4` now; `?5` their digest), in one round trip: the results the write left alone that the stamp vouches for take its time and run;
-/// then the instance keeps the run and digest of this write, or none if results it left alone
-/// carry the same run (see [`write_results_sqlite`], which does the same in steps).
+/// `?3` the run; `?4` now; `?5` their digest), in one round trip: the results the write left
+/// alone that the stamp vouches for take its time and run; then the instance keeps the run and
+/// digest of this write, or none if results it left alone carry the same run (see
+/// [`write_results_sqlite`], which does the same in steps).
 const SETTLE_SQL: &str = "WITH i AS (
         SELECT results_run, results_seen_run, results_seen_ms FROM instances WHERE pk = ?1
     ), covered AS (
@@ -280,14 +288,7 @@ fn write_results_sqlite(tx: &Conn, account: &str, results: &[ResultUpdate], now:
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
     if stored.as_ref() == Some(&digest) {
-        tx.execute(
-            "UPDATE instances SET results_seen_run = ?, results_seen_ms = ? WHERE pk = ?",
-            args![&first.run_id, now, pk],
-        )?;
-        for u in results {
-            tally.evaluated(u.check_id, now, &u.run_id);
-        }
-        return Ok(());
+        return found_unchanged(tx, results, now, tally);
     }
     let mut earlier: HashMap<i64, Earlier> = HashMap::new();
     tx.query(
