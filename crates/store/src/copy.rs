@@ -66,6 +66,14 @@ impl Store {
                 progress(table, n);
                 report.push((*table, n));
             }
+            // PostgreSQL writes every result and keeps no stamps (schema 24): a result stamped
+            // by a check that found it unchanged gets that check's time and run in its row.
+            to.batch(
+                "UPDATE check_results r SET last_ms = i.results_seen_ms, check_run_id = i.results_seen_run
+                 FROM instances i WHERE r.instance_pk = i.pk AND r.check_run_id = i.results_run;
+                 UPDATE instances SET results_run = NULL, results_seen_run = NULL, results_seen_ms = NULL, results_digest = NULL
+                 WHERE results_run IS NOT NULL",
+            )?;
             // Identities (as the schema declares them) continue after the copied rows.
             let identities: Vec<(String, String)> = to.query(
                 "SELECT table_name, column_name FROM information_schema.columns
@@ -129,9 +137,9 @@ mod tests {
     use crate::counts::tests::{fleet, read_back, update, write_at};
     use model::CheckStatus;
 
-    /// Results a check found unchanged (stamped on the instance's row) read the same after a
-    /// copy to PostgreSQL, and a later write there by a run that comes back is read with its
-    /// own time.
+    /// Results a check found unchanged (stamped on SQLite) read the same after a copy to
+    /// PostgreSQL, where their rows carry the stamp; and a later write there by a run that
+    /// comes back is read with its own time.
     #[test]
     fn stamped_results_read_the_same_after_a_copy() {
         if std::env::var("POSTURE_TEST_DATABASE_URL").is_err() {
