@@ -81,13 +81,8 @@ pub fn run(n: usize, duration: u64, poll_s: u64, progress: &Progress) -> Result<
 
     progress.say(&format!("agents {n}: full check"));
     let (cpu0, t0) = (svc.cpu_seconds(), Instant::now());
-    let run = svc.call("SubmitCheck", &[("ScanRange", "FULL")])?;
-    let id = run["TaskId"].as_str().unwrap_or_default().to_string();
-    svc.wait(Duration::from_secs(600), || {
-        let p = svc.call("GetCheckProcess", &[("TaskId", &id)])?;
-        progress.say(&format!("agents {n}: {}/{} checked", p["FinishCount"], p["TotalCount"]));
-        Ok(p["StatusCode"] == "2")
-    })?;
+    let id = svc
+        .full_check(Duration::from_secs(600), |done, all| progress.say(&format!("agents {n}: {done}/{all} checked")))?;
     let check_seconds = t0.elapsed().as_secs_f64();
     let check_cpu = svc.cpu_seconds() - cpu0;
     let failed = svc.call("ListOperationProcessDetail", &[("TaskIds.1", &id), ("StatusCodes.1", "4")])?["PageInfo"]

@@ -47,12 +47,8 @@ pub fn run(n: usize, progress: &Progress) -> Result<Value, String> {
 /// One full check of the fleet, waited for: its wall-clock and the service's CPU seconds.
 fn check(svc: &Service, n: usize, which: &str, progress: &Progress) -> Result<(f64, f64), String> {
     let (started, cpu0) = (Instant::now(), svc.cpu_seconds());
-    let run = svc.call("SubmitCheck", &[("ScanRange", "FULL")])?;
-    let id = run["TaskId"].as_str().unwrap_or_default().to_string();
-    svc.wait(Duration::from_secs(3600), || {
-        let p = svc.call("GetCheckProcess", &[("TaskId", &id)])?;
-        progress.say(&format!("assess {n}, {which} check: {}/{} hosts", p["FinishCount"], p["TotalCount"]));
-        Ok(p["StatusCode"] == "2")
+    svc.full_check(Duration::from_secs(3600), |done, all| {
+        progress.say(&format!("assess {n}, {which} check: {done}/{all} hosts"))
     })?;
     Ok((started.elapsed().as_secs_f64(), svc.cpu_seconds() - cpu0))
 }

@@ -32,12 +32,8 @@ pub fn run(n: usize, duration_s: u64, clients: usize, progress: &Progress) -> Re
     })?;
 
     let started = Instant::now();
-    let run = svc.call("SubmitCheck", &[("ScanRange", "FULL")])?;
-    let id = run["TaskId"].as_str().unwrap_or_default().to_string();
-    svc.wait(Duration::from_secs(6 * 3600), || {
-        let p = svc.call("GetCheckProcess", &[("TaskId", &id)])?;
-        progress.say(&format!("fleet {n}: checked {}/{} hosts", p["FinishCount"], p["TotalCount"]));
-        Ok(p["StatusCode"] == "2")
+    svc.full_check(Duration::from_secs(6 * 3600), |done, all| {
+        progress.say(&format!("fleet {n}: checked {done}/{all} hosts"))
     })?;
     let check_seconds = started.elapsed().as_secs_f64();
     let mut rows = vec![json!({

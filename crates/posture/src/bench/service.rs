@@ -226,6 +226,19 @@ fn cpu_seconds_of(pid: u32) -> f64 {
 }
 
 impl Service {
+    /// Submits a full check (SubmitCheck) and waits up to `limit` until GetCheckProcess says
+    /// it is done, telling `progress` the hosts finished and to do; returns the run's id.
+    pub fn full_check(&self, limit: Duration, mut progress: impl FnMut(&Value, &Value)) -> Result<String, String> {
+        let run = self.call("SubmitCheck", &[("ScanRange", "FULL")])?;
+        let id = run["TaskId"].as_str().unwrap_or_default().to_string();
+        self.wait(limit, || {
+            let p = self.call("GetCheckProcess", &[("TaskId", &id)])?;
+            progress(&p["FinishCount"], &p["TotalCount"]);
+            Ok(p["StatusCode"] == "2")
+        })?;
+        Ok(id)
+    }
+
     /// Polls `f` until it returns true (every 50 ms, up to `limit`).
     pub fn wait(&self, limit: Duration, mut f: impl FnMut() -> Result<bool, String>) -> Result<(), String> {
         let deadline = Instant::now() + limit;
