@@ -761,15 +761,7 @@ pub(crate) mod tests {
                     })
                     .unwrap();
                 }
-                40..=47 => {
-                    let acct = account.clone();
-                    s.write(move |tx| {
-                        let mut tally = Tally::default();
-                        delete_result(tx, &acct, check, pk, &mut tally)?;
-                        tally.apply(tx, &acct)
-                    })
-                    .unwrap();
-                }
+                40..=47 => delete(&s, &account, check, pk),
                 48..=67 => {
                     let now = now_ms();
                     let expires_ms = match rng.below(10) {
@@ -856,6 +848,17 @@ pub(crate) mod tests {
         s.write(move |tx| {
             let mut tally = Tally::default();
             write_results(tx, &acct, &updates, now, &mut tally)?;
+            tally.apply(tx, &acct)
+        })
+        .unwrap();
+    }
+
+    /// Deletes a result as a check whose item stopped applying does.
+    fn delete(s: &Store, account: &str, check: i64, pk: i64) {
+        let acct = account.to_string();
+        s.write(move |tx| {
+            let mut tally = Tally::default();
+            delete_result(tx, &acct, check, pk, &mut tally)?;
             tally.apply(tx, &acct)
         })
         .unwrap();
@@ -983,13 +986,7 @@ pub(crate) mod tests {
                 8 => vec![CHECKS[rng.below(CHECKS.len())]],
                 _ => {
                     let check = CHECKS[rng.below(CHECKS.len())];
-                    let acct = account.clone();
-                    s.write(move |tx| {
-                        let mut tally = Tally::default();
-                        delete_result(tx, &acct, check, pk, &mut tally)?;
-                        tally.apply(tx, &acct)
-                    })
-                    .unwrap();
+                    delete(&s, &account, check, pk);
                     model.remove(&(check, pk));
                     Vec::new()
                 }
@@ -1041,13 +1038,7 @@ pub(crate) mod tests {
                             let status = [CheckStatus::Pass, CheckStatus::NotPass][usize::from(rng.below(6) == 0)];
                             let u = items.iter().map(|c| update(*c, pk, vendors[&pk], status, "", &run)).collect::<Vec<_>>();
                             if rng.below(6) == 0 {
-                                let (acct, check) = (account.clone(), CHECKS[rng.below(CHECKS.len())]);
-                                s.write(move |tx| {
-                                    let mut tally = Tally::default();
-                                    delete_result(tx, &acct, check, pk, &mut tally)?;
-                                    tally.apply(tx, &acct)
-                                })
-                                .unwrap();
+                                delete(s, account, CHECKS[rng.below(CHECKS.len())], pk);
                             } else if !u.is_empty() {
                                 write_at(s, account, u, 1_000 + step);
                             }
