@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Permissions};
 use std::io::{self, Read, Write};
+use std::ops::ControlFlow;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -458,28 +459,39 @@ pub(crate) fn scan_unlinked(
 ) -> io::Result<Option<Option<Vec<Named>>>> {
     let Some(dir) = open_dir_unlinked(root, rel)? else { return Ok(None) };
     let Some(dir) = dir else { return Ok(Some(None)) };
-    let mut buf = Vec::with_capacity(8192);
-    let mut raw = rustix::fs::RawDir::new(&dir, buf.spare_capacity_mut());
     let mut entries = Vec::new();
-    while let Some(entry) = raw.next() {
+    for_each_entry(&dir, |name, mut kind| {
         if entries.len() == limit {
-            break;
+            return ControlFlow::Break(());
         }
+        let shown = name.to_string_lossy();
+        if keep(&shown) {
+            // Some filesystems do not say the type in the directory: the name's own look does.
+            if kind == FileType::Unknown {
+                if let Ok(Some(st)) = stat_in(&dir, name) {
+                    kind = FileType::from_raw_mode(st.st_mode);
+                }
+            }
+            entries.push((shown.into_owned(), kind));
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(Some(Some(entries)))
+}
+
+/// Calls `f` with the name and the directory's word on the type of each entry of `dir` but
+/// `.` and `..`, in the directory's order, until it breaks.
+fn for_each_entry(dir: &OwnedFd, mut f: impl FnMut(&OsStr, FileType) -> ControlFlow<()>) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(8192);
+    let mut raw = rustix::fs::RawDir::new(dir, buf.spare_capacity_mut());
+    while let Some(entry) = raw.next() {
         let entry = entry.map_err(errno)?;
         let name = OsStr::from_bytes(entry.file_name().to_bytes());
-        if name == "." || name == ".." || !keep(&name.to_string_lossy()) {
-            continue;
+        if name != "." && name != ".." && f(name, entry.file_type()).is_break() {
+            break;
         }
-        let mut kind = entry.file_type();
-        // Some filesystems do not say the type in the directory: the name's own look does.
-        if kind == FileType::Unknown {
-            if let Ok(Some(st)) = stat_in(&dir, name) {
-                kind = FileType::from_raw_mode(st.st_mode);
-            }
-        }
-        entries.push((name.to_string_lossy().into_owned(), kind));
     }
-    Ok(Some(Some(entries)))
+    Ok(())
 }
 
 /// The entries of the directory `rel` (plain names, relative to `root`) reached without
@@ -549,21 +561,13 @@ fn open_dir_stepwise(root: &Path, rel: &Path, create: bool) -> io::Result<Result
 /// looked at through the same descriptor. An entry that cannot be looked at stays in the
 /// listing without them (as the type the directory gave, or unknown).
 fn read_listing(dir: &OwnedFd) -> io::Result<Listing> {
-    let mut buf = Vec::with_capacity(8192);
-    let mut raw = rustix::fs::RawDir::new(dir, buf.spare_capacity_mut());
     let mut entries = Vec::new();
     let mut complete = true;
-    while let Some(entry) = raw.next() {
-        let entry = entry.map_err(errno)?;
-        let name = OsStr::from_bytes(entry.file_name().to_bytes());
-        if name == "." || name == ".." {
-            continue;
-        }
+    for_each_entry(dir, |name, mut kind| {
         if entries.len() == MAX_LISTED {
             complete = false;
-            break;
+            return ControlFlow::Break(());
         }
-        let mut kind = entry.file_type();
         let mut owner = None;
         // Some filesystems do not say the type in the directory: the name's own look does.
         if matches!(kind, FileType::RegularFile | FileType::Unknown) {
@@ -573,7 +577,8 @@ fn read_listing(dir: &OwnedFd) -> io::Result<Listing> {
             }
         }
         entries.push(Entry { name: name.to_os_string(), kind, owner });
-    }
+        ControlFlow::Continue(())
+    })?;
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Listing { entries, complete })
 }
