@@ -279,9 +279,14 @@ impl crate::CheckRuns for Store {
         })
     }
 
-    fn finish_details(&self, run: &CheckRun, done: Vec<DetailOutcome>) -> Result<()> {
+    fn finish_details(&self, run: &CheckRun, mut done: Vec<DetailOutcome>) -> Result<()> {
         let (run_id, account_id) = (run.id.clone(), run.account_id.clone());
         let now = now_ms();
+        // In instance order, whatever order the readers finished in: on PostgreSQL a commit
+        // locks its results' rows as it writes them, and two commits over the same instances
+        // (two runs side by side) taking them in different orders deadlocked, failing one whole.
+        // A failed detail writes no result: its place does not matter.
+        done.sort_by_key(|d| d.results.first().map(|u| u.instance_pk).or(d.removed.first().map(|r| r.1)));
         self.write(move |tx| {
             counts::lock_whitelisting(tx, &account_id, false)?;
             let mut tally = counts::Tally::default();
@@ -452,6 +457,74 @@ mod tests {
             let again =
                 s.write(|tx| tx.execute("INSERT INTO accounts (id, name, created_ms) VALUES ('x', 'a', 0), ('x', 'b', 0)", &[]));
             assert_eq!(again, Err(StoreError::Conflict));
+        }
+
+        /// Two runs over the same instances (two nodes, or a full check beside a check of one
+        /// item) commit their outcomes side by side, each in the order its readers finished:
+        /// on PostgreSQL each commit locks its results' rows as it writes them, so commits
+        /// taking them in opposite orders deadlocked, and one failed whole.
+        fn overlapping_runs_commit_side_by_side_in_any_order() {
+            use crate::{Instances, ResultUpdate};
+            use model::{CheckStatus, RunDetailStatus, Vendor};
+            let (_d, s) = store();
+            let account = s.create_account("t").unwrap().id;
+            let hosts: Vec<_> = (0..48).map(crate::conformance::host).collect();
+            s.upsert_instances(&account, &hosts).unwrap();
+            let pks: Vec<i64> = s.list_instances(&account).unwrap().iter().map(|i| i.pk).collect();
+            let s = std::sync::Arc::new(s);
+            for round in 0..4 {
+                // Both runs' details, claimed and planned before either commits.
+                let runs: Vec<(crate::CheckRun, Vec<crate::CheckRunDetail>)> = (0..2)
+                    .map(|_| {
+                        s.create_run(&account, "CHECK_ITEM", "", &[1001, 1002], &pks).unwrap();
+                        let run = s.claim_run(60_000).unwrap().unwrap();
+                        let items: std::sync::Arc<[i64]> = vec![1001, 1002].into();
+                        s.set_run_details(&run, pks.iter().map(|pk| (*pk, items.clone())).collect()).unwrap();
+                        let details = s.pending_details(&run, 0, 100).unwrap().into_iter().map(|(_, d)| d).collect();
+                        (run, details)
+                    })
+                    .collect();
+                let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+                let commits: Vec<_> = runs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, (run, mut details))| {
+                        if n == 1 {
+                            details.reverse();
+                        }
+                        let (s, start) = (s.clone(), start.clone());
+                        std::thread::spawn(move || {
+                            let status = if (round + n) % 2 == 0 { CheckStatus::Pass } else { CheckStatus::NotPass };
+                            let done = details
+                                .iter()
+                                .map(|d| crate::DetailOutcome {
+                                    detail_id: d.id.clone(),
+                                    status: RunDetailStatus::Succeeded,
+                                    results: [1001, 1002]
+                                        .map(|check_id| ResultUpdate {
+                                            check_id,
+                                            instance_pk: d.instance_pk,
+                                            vendor: Vendor::Aliyun,
+                                            status,
+                                            status_message: String::new(),
+                                            config: "{}".into(),
+                                            run_id: run.id.clone(),
+                                        })
+                                        .to_vec(),
+                                    removed: Vec::new(),
+                                })
+                                .collect();
+                            start.wait();
+                            s.finish_details(&run, done)
+                        })
+                    })
+                    .collect();
+                for commit in commits {
+                    commit.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+                }
+            }
+            let agg = crate::Results::aggregate_results(&*s, &account, &[], &[], &[]).unwrap();
+            assert_eq!(agg[&1001].counts.values().sum::<i64>(), pks.len() as i64);
         }
     }
 }
