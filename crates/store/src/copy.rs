@@ -13,6 +13,7 @@ const TABLES: &[&str] = &[
     "access_keys",
     "cloud_accounts",
     "instances",
+    "result_stamps",
     "agent_tokens",
     "agents",
     "check_results",
@@ -66,14 +67,6 @@ impl Store {
                 progress(table, n);
                 report.push((*table, n));
             }
-            // PostgreSQL writes every result and keeps no stamps (schema 24): a result stamped
-            // by a check that found it unchanged gets that check's time and run in its row.
-            to.batch(
-                "UPDATE check_results r SET last_ms = i.results_seen_ms, check_run_id = i.results_seen_run
-                 FROM instances i WHERE r.instance_pk = i.pk AND r.check_run_id = i.results_run;
-                 UPDATE instances SET results_run = NULL, results_seen_run = NULL, results_seen_ms = NULL, results_digest = NULL
-                 WHERE results_run IS NOT NULL",
-            )?;
             // Identities (as the schema declares them) continue after the copied rows.
             let identities: Vec<(String, String)> = to.query(
                 "SELECT table_name, column_name FROM information_schema.columns
@@ -137,9 +130,10 @@ mod tests {
     use crate::counts::tests::{fleet, read_back, update, write_at};
     use model::CheckStatus;
 
-    /// Results a check found unchanged (stamped on SQLite) read the same after a copy to
-    /// PostgreSQL, where their rows carry the stamp; and a later write there by a run that
-    /// comes back is read with its own time.
+    /// Results a check found unchanged (their instance stamped, not their rows) read the same
+    /// after a copy to PostgreSQL, which keeps the stamps as SQLite does; a later write there by
+    /// a run that comes back is read with its own time, and a check there that finds nothing
+    /// changed writes no result row.
     #[test]
     fn stamped_results_read_the_same_after_a_copy() {
         if std::env::var("POSTURE_TEST_DATABASE_URL").is_err() {
@@ -163,6 +157,30 @@ mod tests {
         let u = vec![update(1002, pks[0], vendors[&pks[0]], CheckStatus::Pass, "", "task")];
         write_at(&pg, &account, u, 400);
         assert_eq!(read_back(&pg, &account).0[&(1002, pks[0])].2, 400);
+        let rows = |s: &crate::Store| -> Vec<(i64, String)> {
+            s.read(|c| {
+                c.query("SELECT last_ms, check_run_id FROM check_results ORDER BY id", &[], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+            })
+            .unwrap()
+        };
+        let written = rows(&pg);
+        for (run, at) in [("run-2", 500), ("run-3", 600)] {
+            let u =
+                [1001, 1002, 1003].map(|c| update(c, pks[1], vendors[&pks[1]], CheckStatus::Pass, "", run)).to_vec();
+            write_at(&pg, &account, u, at);
+        }
+        assert_ne!(rows(&pg), written, "run-2 wrote the results the stamp then vouched for");
+        let written = rows(&pg);
+        let u =
+            [1001, 1002, 1003].map(|c| update(c, pks[1], vendors[&pks[1]], CheckStatus::Pass, "", "run-4")).to_vec();
+        write_at(&pg, &account, u, 700);
+        assert_eq!(rows(&pg), written, "found unchanged: no result row written");
+        assert_eq!(
+            read_back(&pg, &account).0[&(1003, pks[1])],
+            (CheckStatus::Pass, String::new(), 700, "run-4".to_string())
+        );
     }
 
     /// Every table of the SQLite schema is copied (a table added by a migration and left out

@@ -45,6 +45,9 @@ pub(crate) struct Tally {
     /// The items of the account with a rule in force, read once per write (most have none, and
     /// a new result of those needs no probe of the rules).
     ruled: Option<BTreeSet<i64>>,
+    /// The items whose rules in force exempt one instance (the last asked about), read once
+    /// for all of its new results: a statement per result was a round trip each on PostgreSQL.
+    exempt: Option<(i64, BTreeSet<i64>)>,
 }
 
 impl Tally {
@@ -90,7 +93,17 @@ impl Tally {
         if !self.ruled.as_ref().is_some_and(|r| r.contains(&check)) {
             return Ok(false);
         }
-        tx.value(&format!("SELECT {}", exempted_at("?1", "?2", "?3", "?4")), args![account, check, pk, now])
+        if self.exempt.as_ref().is_none_or(|(of, _)| *of != pk) {
+            let items = tx.query(
+                "SELECT DISTINCT w.check_id FROM whitelist_rules w WHERE w.account_id = ?1
+                 AND (w.expires_ms IS NULL OR w.expires_ms > ?3)
+                 AND (w.whole_check = 1 OR EXISTS (SELECT 1 FROM whitelist_entries e WHERE e.rule_id = w.id AND e.instance_pk = ?2))",
+                args![account, pk, now],
+                |r| r.get::<i64>(0),
+            )?;
+            self.exempt = Some((pk, items.into_iter().collect()));
+        }
+        Ok(self.exempt.as_ref().is_some_and(|(_, items)| items.contains(&check)))
     }
 
     /// Writes the changes to the counters of `account`.
@@ -171,6 +184,21 @@ pub(crate) fn write_result(tx: &Conn, account: &str, u: &ResultUpdate, now: i64,
 
 /// Writes new results of items on **one** instance by **one** run (a check run's results of a
 /// host) and tallies their counters.
+///
+/// The instance's stamp (`result_stamps`, schema 25) is taken first: it is the SHA-256 of the
+/// results the last write gave one run, that run, and the last run that found them again. A
+/// write whose results hash the same (most hosts of a scheduled check) only moves the stamp;
+/// every read of a result's time and run takes the stamp's for the results still carrying the
+/// run that wrote them (`EFFECTIVE_LAST_MS` in results.rs). Otherwise the instance's earlier
+/// results are read once (one range of the key, schema 22): a changed one is updated by id (a
+/// plain write costs SQLite half what an upsert with `RETURNING` does, docs/performance.md),
+/// the unchanged ones get their time and run by one statement, new ones are inserted many to a
+/// statement.
+///
+/// On PostgreSQL, taking the stamp locks it until the commit: every write of the instance's
+/// results takes it first (deletions too), so the rows read are the rows replaced, as with
+/// SQLite's one writer. Commits of several instances take them in key order (`finish_details`);
+/// nothing else locks a stamp, so no other order can meet it.
 pub(crate) fn write_results(
     tx: &Conn,
     account: &str,
@@ -180,65 +208,23 @@ pub(crate) fn write_results(
 ) -> Result<()> {
     let Some(first) = results.first() else { return Ok(()) };
     debug_assert!(results.iter().all(|u| u.instance_pk == first.instance_pk && u.run_id == first.run_id));
-    match tx.dialect() {
-        Dialect::Sqlite => write_results_sqlite(tx, account, results, now, tally)?,
-        // Transactions run side by side: the row keeps the status it replaces (`prev_status`),
-        // so `RETURNING` says which counter the result leaves, also when another transaction
-        // inserted the row meanwhile (the insert then becomes the update). An instance's results
-        // go many to a statement: each statement is a round trip.
-        Dialect::Postgres => {
-            for rows in results.chunks(RESULTS_PER_INSERT) {
-                let a = result_rows_args(account, first.instance_pk, now, rows.iter().map(|u| (u, None)));
-                let mut replaced: HashMap<i64, (Option<String>, bool)> = HashMap::new();
-                tx.query(results_sql(Dialect::Postgres, rows.len()), &a, |r| {
-                    replaced.insert(r.get(0)?, (r.get(1)?, r.get(2)?));
-                    Ok(())
-                })?;
-                for u in rows {
-                    let (previous, whitelisted) = replaced.remove(&u.check_id).ok_or_else(|| {
-                        StoreError::Db(format!("the write of item {}'s result returned nothing", u.check_id))
-                    })?;
-                    result_written(tx, account, u, previous, whitelisted, now, tally)?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A write whose results hash as the instance's digest says (schema 24): only the instance's
-/// row gets the run and time that found them again; no counter moves.
-fn found_unchanged(tx: &Conn, results: &[ResultUpdate], now: i64, tally: &mut Tally) -> Result<()> {
-    let first = &results[0];
-    tx.execute(
-        "UPDATE instances SET results_seen_run = ?, results_seen_ms = ? WHERE pk = ?",
-        args![&first.run_id, now, first.instance_pk],
-    )?;
-    for u in results {
-        tally.evaluated(u.check_id, now, &u.run_id);
-    }
-    Ok(())
-}
-
-/// SQLite's write of an instance's results. One writer at a time: the rows read are the rows
-/// replaced. A check that finds the results the last write of one run left (the digest says
-/// so: most of a scheduled check's hosts) writes only the instance's row, which then stamps
-/// them (schema 24). Otherwise the instance's earlier results are read once (one range of the key,
-/// schema 22); a changed one is updated by id (a plain write costs SQLite half what an upsert
-/// with `RETURNING` does, docs/performance.md), the unchanged ones get their time and run by
-/// one statement, new ones are inserted many to a statement.
-fn write_results_sqlite(tx: &Conn, account: &str, results: &[ResultUpdate], now: i64, tally: &mut Tally) -> Result<()> {
-    let first = &results[0];
     let pk = first.instance_pk;
     let digest = results_digest(results);
-    let (base, seen_run, seen_ms, stored): (Option<String>, Option<String>, Option<i64>, Option<Vec<u8>>) = tx
-        .query_one(
-            "SELECT results_run, results_seen_run, results_seen_ms, results_digest FROM instances WHERE pk = ?",
-            args![pk],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?;
-    if stored.as_ref() == Some(&digest) {
-        return found_unchanged(tx, results, now, tally);
+    let (base, seen_run, seen_ms, unchanged): (Option<String>, Option<String>, Option<i64>, i64) = tx.query_one(
+        "INSERT INTO result_stamps (instance_pk) VALUES (?1)
+         ON CONFLICT (instance_pk) DO UPDATE SET
+           results_seen_run = CASE WHEN result_stamps.results_digest = ?2 THEN ?3 ELSE result_stamps.results_seen_run END,
+           results_seen_ms = CASE WHEN result_stamps.results_digest = ?2 THEN ?4 ELSE result_stamps.results_seen_ms END
+         RETURNING results_run, results_seen_run, results_seen_ms, CASE WHEN results_digest = ?2 THEN 1 ELSE 0 END",
+        args![pk, &digest, &first.run_id, now],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    if unchanged == 1 {
+        // Found as the last write left them: only the stamp moved, no counter does.
+        for u in results {
+            tally.evaluated(u.check_id, now, &u.run_id);
+        }
+        return Ok(());
     }
     let mut earlier: HashMap<i64, Earlier> = HashMap::new();
     tx.query(
@@ -278,23 +264,22 @@ fn write_results_sqlite(tx: &Conn, account: &str, results: &[ResultUpdate], now:
             None => created.push((u, tally.exempted(tx, account, u.check_id, u.instance_pk, now)?)),
         }
     }
-    stamp(tx, &unchanged, now, &first.run_id)?;
+    stamp(tx, pk, &unchanged, now, &first.run_id)?;
     // New results (a first check writes all of an instance's) go many to a statement.
     for rows in created.chunks(RESULTS_PER_INSERT) {
-        let a = result_rows_args(account, pk, now, rows.iter().map(|(u, w)| (*u, Some(*w))));
-        tx.execute(results_sql(Dialect::Sqlite, rows.len()), &a)?;
+        tx.execute(results_sql(rows.len()), &result_rows_args(account, pk, now, rows))?;
         for (u, whitelisted) in rows {
             result_written(tx, account, u, None, *whitelisted, now, tally)?;
         }
     }
     // The results this write left alone keep what the last check that found them unchanged
-    // gave them (again, if they carry it already), before the instance's row forgets it. The
-    // digest vouches for the results this write gave its run: none if results it left alone
-    // carry that run too (a run that wrote the instance before, or found it unchanged).
+    // gave them (again, if they carry it already), before the stamp forgets it. The digest
+    // vouches for the results this write gave its run: none if results it left alone carry
+    // that run too (a run that wrote the instance before, or found it unchanged).
     let stamped = match (&base, &seen_run, seen_ms) {
         (Some(base), Some(seen_run), Some(seen_ms)) => {
             let vouched: Vec<i64> = earlier.values().filter(|e| e.run == *base).map(|e| e.id).collect();
-            stamp(tx, &vouched, seen_ms, seen_run)?;
+            stamp(tx, pk, &vouched, seen_ms, seen_run)?;
             Some((base, seen_run))
         }
         _ => None,
@@ -306,21 +291,30 @@ fn write_results_sqlite(tx: &Conn, account: &str, results: &[ResultUpdate], now:
     let digest = Some(digest).filter(|_| !repeat);
     let run = digest.as_ref().map(|_| first.run_id.as_str());
     tx.execute(
-        "UPDATE instances SET results_run = ?, results_seen_run = ?, results_seen_ms = ?, results_digest = ? WHERE pk = ?",
+        "UPDATE result_stamps SET results_run = ?, results_seen_run = ?, results_seen_ms = ?, results_digest = ?
+         WHERE instance_pk = ?",
         args![run, run, digest.as_ref().map(|_| now), digest, pk],
     )?;
     Ok(())
 }
 
-/// Gives results (by id) the time and run of a check that found them unchanged.
-fn stamp(tx: &Conn, ids: &[i64], at_ms: i64, run: &str) -> Result<()> {
+/// Gives results of instance `pk` (by id) the time and run of a check that found them
+/// unchanged. The instance narrows the statement to its range of the key: by ids alone,
+/// PostgreSQL joined the list with every result (1.4 ms a write of 200 hosts' results).
+fn stamp(tx: &Conn, pk: i64, ids: &[i64], at_ms: i64, run: &str) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
     let list = serde_json::to_string(ids).map_err(|e| StoreError::Db(e.to_string()))?;
+    let sql = match tx.dialect() {
+        Dialect::Sqlite => "SELECT value FROM json_each(?3)",
+        Dialect::Postgres => "SELECT CAST(value AS BIGINT) FROM json_array_elements_text(CAST(?3 AS JSON))",
+    };
     tx.execute(
-        "UPDATE check_results SET prev_status = status, last_ms = ?, check_run_id = ? WHERE id IN (SELECT value FROM json_each(?))",
-        args![at_ms, run, list],
+        &format!(
+            "UPDATE check_results SET prev_status = status, last_ms = ?1, check_run_id = ?2 WHERE instance_pk = ?4 AND id IN ({sql})"
+        ),
+        args![at_ms, run, list, pk],
     )?;
     Ok(())
 }
@@ -344,7 +338,7 @@ fn results_digest(results: &[ResultUpdate]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-/// An instance's stored result, as a SQLite write reads it before replacing it.
+/// An instance's stored result, as a write reads it before replacing it.
 struct Earlier {
     id: i64,
     status: String,
@@ -354,65 +348,41 @@ struct Earlier {
     run: String,
 }
 
-/// Results written by one statement at most (a statement per result cost SQLite as much again
+/// Results inserted by one statement at most (a statement per result cost SQLite as much again
 /// as the rows themselves, and PostgreSQL a round trip each).
 const RESULTS_PER_INSERT: usize = 32;
 
-/// The statement that writes `rows` (1 to [`RESULTS_PER_INSERT`]) results of one instance: `?1`
-/// account, `?2` instance, `?3` now, then per result (see [`result_rows_args`]) its item,
-/// status, message, config, run and vendor, and on SQLite whether a rule exempts it. SQLite's
-/// inserts new results only (their instance's earlier ones are updated by id); PostgreSQL's is
-/// an upsert that decides the exemption itself and returns each item with the status it
-/// replaced (None: new) and whether a rule exempts it.
-fn results_sql(dialect: Dialect, rows: usize) -> &'static str {
+/// The statement that inserts `rows` (1 to [`RESULTS_PER_INSERT`]) new results of one
+/// instance: `?1` account, `?2` instance, `?3` now, then per result (see [`result_rows_args`])
+/// its item, status, message, config, run, vendor and whether a rule exempts it.
+fn results_sql(rows: usize) -> &'static str {
     // Built once for every size: the text is also the statement cache's key.
-    static BY_SIZE: LazyLock<[Vec<String>; 2]> = LazyLock::new(|| {
-        [Dialect::Sqlite, Dialect::Postgres]
-            .map(|d| (1..=RESULTS_PER_INSERT).map(|n| build_results_sql(d, n)).collect())
-    });
-    let sizes = match dialect {
-        Dialect::Sqlite => &BY_SIZE[0],
-        Dialect::Postgres => &BY_SIZE[1],
-    };
-    &sizes[rows - 1]
+    static BY_SIZE: LazyLock<Vec<String>> = LazyLock::new(|| (1..=RESULTS_PER_INSERT).map(build_results_sql).collect());
+    &BY_SIZE[rows - 1]
 }
 
-fn build_results_sql(dialect: Dialect, rows: usize) -> String {
-    let per_row = if dialect == Dialect::Sqlite { 7 } else { 6 };
+fn build_results_sql(rows: usize) -> String {
+    const PER_ROW: usize = 7;
     let values: Vec<String> = (0..rows)
         .map(|r| {
-            let at = |k: usize| format!("?{}", 4 + per_row * r + k);
-            let whitelisted = match dialect {
-                Dialect::Sqlite => at(6),
-                Dialect::Postgres => format!("CASE WHEN {} THEN 1 ELSE 0 END", exempted_at("?1", &at(0), "?2", "?3")),
-            };
-            format!("(?1, {}, ?2, {}, {}, {}, ?3, ?3, {}, {}, {whitelisted})", at(0), at(1), at(2), at(3), at(4), at(5))
+            let at = |k: usize| format!("?{}", 4 + PER_ROW * r + k);
+            format!("(?1, {}, ?2, {}, {}, {}, ?3, ?3, {}, {}, {})", at(0), at(1), at(2), at(3), at(4), at(5), at(6))
         })
         .collect();
-    let insert = format!(
+    format!(
         "INSERT INTO check_results (account_id, check_id, instance_pk, status, status_message, config, first_ms, last_ms, check_run_id, vendor, whitelisted)
          VALUES {}",
         values.join(", ")
-    );
-    match dialect {
-        Dialect::Sqlite => insert,
-        Dialect::Postgres => format!(
-            "{insert}
-             ON CONFLICT (instance_pk, check_id) DO UPDATE SET
-               prev_status = check_results.status, status = excluded.status, status_message = excluded.status_message,
-               config = excluded.config, last_ms = excluded.last_ms, check_run_id = excluded.check_run_id
-             RETURNING check_id, prev_status, whitelisted"
-        ),
-    }
+    )
 }
 
-/// The arguments of [`results_sql`]: the instance's, then each result's (with whether a rule
-/// exempts it when the caller decided that).
+/// The arguments of [`results_sql`]: the instance's, then each result's with whether a rule
+/// exempts it.
 fn result_rows_args<'a>(
     account: &'a str,
     instance_pk: i64,
     now: i64,
-    rows: impl Iterator<Item = (&'a ResultUpdate, Option<bool>)>,
+    rows: &[(&'a ResultUpdate, bool)],
 ) -> Vec<Arg<'a>> {
     let mut a: Vec<Arg> = vec![account.into(), instance_pk.into(), now.into()];
     for (u, whitelisted) in rows {
@@ -423,8 +393,8 @@ fn result_rows_args<'a>(
             u.config.as_str().into(),
             u.run_id.as_str().into(),
             u.vendor.code().into(),
+            i64::from(*whitelisted).into(),
         ]);
-        a.extend(whitelisted.map(Arg::from));
     }
     a
 }
@@ -451,20 +421,26 @@ fn result_written(
 
 /// Deletes the result of an item on an instance (the item no longer applies to it).
 pub(crate) fn delete_result(tx: &Conn, account: &str, check: i64, pk: i64, tally: &mut Tally) -> Result<()> {
+    // Most items a check finds no longer apply had no result (the item never applied).
+    let exists: bool = tx.value(
+        "SELECT EXISTS (SELECT 1 FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ?)",
+        args![account, check, pk],
+    )?;
+    if !exists {
+        return Ok(());
+    }
+    // The instance's results are no longer the whole its digest vouches for; on PostgreSQL this
+    // also takes its stamp, before any of its rows, as every write of its results does.
+    tx.execute(
+        "INSERT INTO result_stamps (instance_pk) VALUES (?) ON CONFLICT (instance_pk) DO UPDATE SET results_digest = NULL",
+        args![pk],
+    )?;
     let gone: Option<(String, bool, i64)> = tx.query_opt(
         "DELETE FROM check_results WHERE account_id = ? AND check_id = ? AND instance_pk = ? RETURNING status, whitelisted, vendor",
         args![account, check, pk],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     if let Some((status, whitelisted, vendor)) = gone {
-        // The instance's results are no longer the whole its digest vouches for (SQLite only:
-        // PostgreSQL keeps no digest, and a check there never locks an instance's row).
-        if tx.dialect() == Dialect::Sqlite {
-            tx.execute(
-                "UPDATE instances SET results_digest = NULL WHERE pk = ? AND results_digest IS NOT NULL",
-                args![pk],
-            )?;
-        }
         tally.moved(check, vendor, pk, Some(counted(&status, whitelisted)?), None);
     }
     Ok(())
@@ -892,8 +868,9 @@ pub(crate) mod tests {
             .read(|c| {
                 c.query(
                     &format!(
-                        "SELECT r.check_id, r.instance_pk, {} FROM instances i JOIN check_results r ON r.instance_pk = i.pk",
-                        crate::results::EFFECTIVE_RUN
+                        "SELECT r.check_id, r.instance_pk, {} FROM instances i JOIN check_results r ON r.instance_pk = i.pk{}",
+                        crate::results::EFFECTIVE_RUN,
+                        crate::results::STAMPS
                     ),
                     &[],
                     |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)),
@@ -919,7 +896,8 @@ pub(crate) mod tests {
         let kept: Vec<(i64, String, Vec<u8>, i64)> = s
             .read(|c| {
                 c.query(
-                    "SELECT pk, results_run, results_digest, vendor FROM instances WHERE results_digest IS NOT NULL",
+                    "SELECT i.pk, st.results_run, st.results_digest, i.vendor FROM result_stamps st JOIN instances i ON i.pk = st.instance_pk
+                     WHERE st.results_digest IS NOT NULL",
                     &[],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
@@ -1050,7 +1028,7 @@ pub(crate) mod tests {
         }
 
         /// A check that finds all of an instance's results as the last one left them writes no
-        /// result row on SQLite, only the instance's: the rows keep the first run's time while
+        /// result row, only the instance's stamp: the rows keep the first run's time while
         /// every read gives the second's. A changed result is written again, and so are the
         /// others: the stamp then no longer holds for them.
         fn a_check_that_finds_nothing_changed_writes_no_result_row() {
@@ -1073,10 +1051,12 @@ pub(crate) mod tests {
             write_at(&s, &account, full("run-2", CheckStatus::Pass), 200);
             assert_eq!(times(&s), [200, 200, 200]);
             assert_eq!(read_back(&s, &account).0[&(1002, pk)].3, "run-2");
-            let on_sqlite = s.read(|c| Ok(c.dialect() == crate::sql::Dialect::Sqlite)).unwrap();
-            if on_sqlite {
-                assert_eq!(raw(&s), vec![(100, "run-1".to_string()); 3], "the rows were not written");
-            }
+            assert_eq!(raw(&s), vec![(100, "run-1".to_string()); 3], "the rows were not written");
+            // An item the check finds not applying, which had no result: the stamp still holds.
+            delete(&s, &account, 1004, pk);
+            write_at(&s, &account, full("run-2b", CheckStatus::Pass), 250);
+            assert_eq!(raw(&s), vec![(100, "run-1".to_string()); 3], "the rows were not written");
+            assert_eq!(times(&s), [250, 250, 250]);
             write_at(&s, &account, full("run-3", CheckStatus::NotPass), 300);
             assert_eq!(raw(&s), vec![(300, "run-3".to_string()); 3]);
             let (rows, _) = read_back(&s, &account);
@@ -1093,15 +1073,60 @@ pub(crate) mod tests {
             write_at(&s, &account, vec![update(1002, pk, vendor, CheckStatus::NotPass, "", "run-6")], 700);
             write_at(&s, &account, vec![update(1002, pk, vendor, CheckStatus::NotPass, "", "run-7")], 800);
             assert_eq!(times(&s), [600, 800, 600]);
-            if on_sqlite {
-                assert_eq!(raw(&s)[1], (700, "run-6".to_string()), "the row was not written");
-            }
+            assert_eq!(raw(&s)[1], (700, "run-6".to_string()), "the row was not written");
             // A run that writes the instance twice (items apart): its digest would not vouch for
             // the items of its first write, so a later check of the second's is written out.
             write_at(&s, &account, full("run-8", CheckStatus::Pass)[..2].to_vec(), 900);
             write_at(&s, &account, full("run-8", CheckStatus::Pass)[2..].to_vec(), 1000);
             write_at(&s, &account, full("run-9", CheckStatus::Pass)[2..].to_vec(), 1100);
             assert_eq!(times(&s), [900, 900, 1100]);
+        }
+
+        /// Schema 25 moves the stamps from the instances' rows to a table of their own: what a
+        /// schema-24 database read, it still reads, and a check that finds nothing changed
+        /// still writes no result row.
+        fn a_schema_24_databases_stamps_are_kept_by_the_migration() {
+            let (place, s) = store();
+            let (account, pks, vendors) = fleet(&s, "stamped", 3, 2);
+            let check = |run: &str, pk: i64, status| CHECKS.map(|c| update(c, pk, vendors[&pk], status, "", run)).to_vec();
+            for (run, at) in [("run-1", 100), ("run-2", 200)] {
+                for pk in &pks {
+                    write_at(&s, &account, check(run, *pk, CheckStatus::Pass), at);
+                }
+            }
+            // One instance changed since: its stamp vouches for nothing.
+            write_at(&s, &account, check("run-3", pks[0], CheckStatus::NotPass), 300);
+            let before = read_back(&s, &account);
+            assert_eq!(before.0[&(1001, pks[1])], (CheckStatus::Pass, String::new(), 200, "run-2".to_string()));
+            // Back to schema 24.
+            s.write(|tx| {
+                let (blob, version) = match tx.dialect() {
+                    crate::sql::Dialect::Sqlite => ("BLOB", "PRAGMA user_version = 24"),
+                    crate::sql::Dialect::Postgres => ("BYTEA", "UPDATE schema_version SET version = 24"),
+                };
+                tx.batch(&format!(
+                    "ALTER TABLE instances ADD COLUMN results_run TEXT; ALTER TABLE instances ADD COLUMN results_seen_run TEXT;
+                     ALTER TABLE instances ADD COLUMN results_seen_ms BIGINT; ALTER TABLE instances ADD COLUMN results_digest {blob};
+                     UPDATE instances SET results_run = (SELECT results_run FROM result_stamps WHERE instance_pk = pk),
+                       results_seen_run = (SELECT results_seen_run FROM result_stamps WHERE instance_pk = pk),
+                       results_seen_ms = (SELECT results_seen_ms FROM result_stamps WHERE instance_pk = pk),
+                       results_digest = (SELECT results_digest FROM result_stamps WHERE instance_pk = pk);
+                     DROP TABLE result_stamps; {version}"
+                ))
+            })
+            .unwrap();
+            drop(s);
+            let s = crate::testutil::reopen(&place);
+            assert_eq!(read_back(&s, &account), before);
+            assert_digests_hold(&s);
+            let rows = |s: &Store| -> Vec<(i64, String)> {
+                s.read(|c| c.query("SELECT last_ms, check_run_id FROM check_results ORDER BY id", &[], |r| Ok((r.get(0)?, r.get(1)?))))
+                    .unwrap()
+            };
+            let written = rows(&s);
+            write_at(&s, &account, check("run-4", pks[1], CheckStatus::Pass), 400);
+            assert_eq!(rows(&s), written, "found unchanged: no result row written");
+            assert_eq!(read_back(&s, &account).0[&(1002, pks[1])].2, 400);
         }
 
         fn a_schema_7_database_gets_its_counters_counted_once_by_the_migration() {
@@ -1135,7 +1160,7 @@ pub(crate) mod tests {
                 NewWhitelist { check_id: 1003, instance_pks: pks[4..].to_vec(), expires_ms: Some(now + 3_600_000), ..Default::default() },
             ];
             s.add_whitelists(&account, &rules).unwrap();
-            // Back to schema 7: what schemas 8 to 24 added is gone.
+            // Back to schema 7: what schemas 8 to 25 added is gone.
             s.write(|tx| {
                 tx.batch(
                     "DROP INDEX whitelist_expiring; DROP TABLE result_counts; DROP TABLE result_latest; DROP TABLE result_blocks;
@@ -1160,8 +1185,7 @@ pub(crate) mod tests {
                      DROP INDEX tasks_approved_pos; ALTER TABLE tasks DROP COLUMN approved_pos;
                      DROP TABLE console_sessions; DROP INDEX check_runs_trend; DROP TABLE task_counts; ALTER TABLE check_runs DROP COLUMN summary_pass;
                      ALTER TABLE check_runs DROP COLUMN summary_fail; ALTER TABLE check_runs DROP COLUMN summary_failing_items;
-                     ALTER TABLE instances DROP COLUMN results_run; ALTER TABLE instances DROP COLUMN results_seen_run;
-                     ALTER TABLE instances DROP COLUMN results_seen_ms; ALTER TABLE instances DROP COLUMN results_digest;",
+                     DROP TABLE result_stamps;",
                 )?;
                 // Schema 22's keys of the results undone too.
                 match tx.dialect() {

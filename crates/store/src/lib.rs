@@ -363,7 +363,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The schema version this posture writes.
-pub const SCHEMA_VERSION: i64 = 24;
+pub const SCHEMA_VERSION: i64 = 25;
 
 /// Brings the schema up to date in one IMMEDIATE transaction that reads the version inside
 /// it, so two processes opening a new database at once cannot both migrate.
@@ -463,6 +463,9 @@ fn migrate(c: &Connection, sealer: &secrets::Sealer) -> Result<()> {
         }
         if version < 24 {
             c.execute_batch(&format!("{} PRAGMA user_version = 24;", include_str!("migration_24.sql")))?;
+        }
+        if version < 25 {
+            c.execute_batch(&format!("{} PRAGMA user_version = 25;", include_str!("migration_25.sql")))?;
         }
         Ok(())
     })

@@ -111,11 +111,21 @@ fn failing_first_sql() -> String {
 }
 
 /// When a result was last checked, and by which run: a check that found all of its instance's
-/// results unchanged stamps the instance's row, not theirs (schema 24), so a result still
-/// carrying the run that wrote them takes the stamp. Needs the instance as `i`.
-const EFFECTIVE_LAST_MS: &str = "CASE WHEN r.check_run_id = i.results_run THEN i.results_seen_ms ELSE r.last_ms END";
+/// results unchanged stamps the instance (`result_stamps`, schemas 24 and 25), not the results,
+/// so a result still carrying the run that wrote them takes the stamp's. Needs the stamp as
+/// `st` ([`STAMPS`]).
+const EFFECTIVE_LAST_MS: &str = "CASE WHEN r.check_run_id = st.results_run THEN st.results_seen_ms ELSE r.last_ms END";
 pub(crate) const EFFECTIVE_RUN: &str =
-    "CASE WHEN r.check_run_id = i.results_run THEN i.results_seen_run ELSE r.check_run_id END";
+    "CASE WHEN r.check_run_id = st.results_run THEN st.results_seen_run ELSE r.check_run_id END";
+/// The stamp of the instance `i`, as `st` (an instance whose results were never written has
+/// none).
+macro_rules! stamps {
+    () => {
+        " LEFT JOIN result_stamps st ON st.instance_pk = i.pk"
+    };
+}
+#[cfg(test)]
+pub(crate) const STAMPS: &str = stamps!();
 
 static SELECT_RESULTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
@@ -127,8 +137,8 @@ static SELECT_RESULTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
 /// each probing its result of the item by key.
 fn results_from(c: &Conn) -> &'static str {
     match c.dialect() {
-        Dialect::Sqlite => " FROM instances i CROSS JOIN check_results r ON r.instance_pk = i.pk",
-        Dialect::Postgres => " FROM instances i JOIN check_results r ON r.instance_pk = i.pk",
+        Dialect::Sqlite => concat!(" FROM instances i CROSS JOIN check_results r ON r.instance_pk = i.pk", stamps!()),
+        Dialect::Postgres => concat!(" FROM instances i JOIN check_results r ON r.instance_pk = i.pk", stamps!()),
     }
 }
 
@@ -148,7 +158,8 @@ fn result_from(r: &Row) -> Result<ResultRow> {
 /// A block's instances with their results on SQLite, which would rather find an account's
 /// instances by its index and sort them: it is told to step through the block's keys (`NOT
 /// INDEXED` leaves it the rowid alone), each probing its result by key.
-const SQLITE_BLOCK_FROM: &str = " FROM instances i NOT INDEXED CROSS JOIN check_results r ON r.instance_pk = i.pk";
+const SQLITE_BLOCK_FROM: &str =
+    concat!(" FROM instances i NOT INDEXED CROSS JOIN check_results r ON r.instance_pk = i.pk", stamps!());
 
 /// The first instance key of a block (see `result_blocks`) and the first of the next.
 fn block_keys(block: i64) -> (i64, i64) {

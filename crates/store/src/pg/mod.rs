@@ -334,6 +334,9 @@ pub(crate) fn migrate(c: &Conn) -> Result<()> {
         if version < 24 {
             c.batch(include_str!("migration_24.sql"))?;
         }
+        if version < 25 {
+            c.batch(include_str!("migration_25.sql"))?;
+        }
         c.execute("UPDATE schema_version SET version = ?", args![SCHEMA_VERSION])?;
         Ok(())
     });
