@@ -77,7 +77,13 @@ pub(crate) fn live_unread(check: &CheckDef, doc: &Document) -> Option<String> {
 
 /// A detail that could not be checked.
 fn failed(d: &CheckRunDetail) -> DetailOutcome {
-    DetailOutcome { detail_id: d.id.clone(), status: RunDetailStatus::Failed, results: Vec::new(), removed: Vec::new() }
+    DetailOutcome {
+        detail_id: d.id.clone(),
+        instance_pk: d.instance_pk,
+        status: RunDetailStatus::Failed,
+        results: Vec::new(),
+        removed: Vec::new(),
+    }
 }
 
 /// Evaluates check items on a fetched document: the results to store and the items that no

@@ -206,6 +206,7 @@ crate::testutil::both_backends! {
         assert_eq!((rest.len(), rest[0].1.id.clone()), (1, details[1].id.clone()), "the page after the first");
         let outcome = |d: &CheckRunDetail| DetailOutcome {
             detail_id: d.id.clone(),
+            instance_pk: d.instance_pk,
             status: RunDetailStatus::Succeeded,
             results: vec![ResultUpdate {
                 check_id: 1001,

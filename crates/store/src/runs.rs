@@ -63,6 +63,8 @@ pub struct CheckRunDetail {
 pub struct DetailOutcome {
     /// The detail.
     pub detail_id: String,
+    /// Its instance (the order in which a commit writes its outcomes).
+    pub instance_pk: i64,
     /// Succeeded or failed.
     pub status: RunDetailStatus,
     /// Results to store.
@@ -283,10 +285,11 @@ impl crate::CheckRuns for Store {
         let (run_id, account_id) = (run.id.clone(), run.account_id.clone());
         let now = now_ms();
         // In instance order, whatever order the readers finished in: on PostgreSQL a commit
-        // locks its results' rows as it writes them, and two commits over the same instances
-        // (two runs side by side) taking them in different orders deadlocked, failing one whole.
-        // A failed detail writes no result: its place does not matter.
-        done.sort_by_key(|d| d.results.first().map(|u| u.instance_pk).or(d.removed.first().map(|r| r.1)));
+        // locks each detail's row and its instance's results as it writes them, and two commits
+        // over the same instances (two runs side by side, or a run's two lease holders one of
+        // which failed a detail the other checked) taking them in different orders deadlocked,
+        // failing one whole.
+        done.sort_by_key(|d| d.instance_pk);
         self.write(move |tx| {
             counts::lock_whitelisting(tx, &account_id, false)?;
             let mut tally = counts::Tally::default();
@@ -460,9 +463,11 @@ mod tests {
         }
 
         /// Two runs over the same instances (two nodes, or a full check beside a check of one
-        /// item) commit their outcomes side by side, each in the order its readers finished:
-        /// on PostgreSQL each commit locks its results' rows as it writes them, so commits
-        /// taking them in opposite orders deadlocked, and one failed whole.
+        /// item) commit their outcomes side by side, each in the order its readers finished;
+        /// and a run's two lease holders (the first outlived its lease) commit the same details,
+        /// one having failed some that the other checked. On PostgreSQL each commit locks each
+        /// detail's row and its instance's results as it writes them: commits taking them in
+        /// different orders deadlocked, and one failed whole.
         fn overlapping_runs_commit_side_by_side_in_any_order() {
             use crate::{Instances, ResultUpdate};
             use model::{CheckStatus, RunDetailStatus, Vendor};
@@ -472,9 +477,10 @@ mod tests {
             s.upsert_instances(&account, &hosts).unwrap();
             let pks: Vec<i64> = s.list_instances(&account).unwrap().iter().map(|i| i.pk).collect();
             let s = std::sync::Arc::new(s);
-            for round in 0..4 {
-                // Both runs' details, claimed and planned before either commits.
-                let runs: Vec<(crate::CheckRun, Vec<crate::CheckRunDetail>)> = (0..2)
+            for round in 0..8 {
+                // Both commits' details, claimed and planned before either commits: two runs'
+                // (rounds 0-3), or one run's twice (rounds 4-7).
+                let runs: Vec<(crate::CheckRun, Vec<crate::CheckRunDetail>)> = (0..if round < 4 { 2 } else { 1 })
                     .map(|_| {
                         s.create_run(&account, "CHECK_ITEM", "", &[1001, 1002], &pks).unwrap();
                         let run = s.claim_run(60_000).unwrap().unwrap();
@@ -484,12 +490,13 @@ mod tests {
                         (run, details)
                     })
                     .collect();
+                let commits = if round < 4 { runs } else { vec![runs[0].clone(), runs[0].clone()] };
                 let start = std::sync::Arc::new(std::sync::Barrier::new(2));
-                let commits: Vec<_> = runs
+                let commits: Vec<_> = commits
                     .into_iter()
                     .enumerate()
                     .map(|(n, (run, mut details))| {
-                        if n == 1 {
+                        if n == 1 && round < 4 {
                             details.reverse();
                         }
                         let (s, start) = (s.clone(), start.clone());
@@ -497,21 +504,28 @@ mod tests {
                             let status = if (round + n) % 2 == 0 { CheckStatus::Pass } else { CheckStatus::NotPass };
                             let done = details
                                 .iter()
-                                .map(|d| crate::DetailOutcome {
-                                    detail_id: d.id.clone(),
-                                    status: RunDetailStatus::Succeeded,
-                                    results: [1001, 1002]
-                                        .map(|check_id| ResultUpdate {
-                                            check_id,
-                                            instance_pk: d.instance_pk,
-                                            vendor: Vendor::Aliyun,
-                                            status,
-                                            status_message: String::new(),
-                                            config: "{}".into(),
-                                            run_id: run.id.clone(),
-                                        })
-                                        .to_vec(),
-                                    removed: Vec::new(),
+                                .enumerate()
+                                .map(|(k, d)| {
+                                    let failed = round >= 4 && n == 0 && k % 3 == 2;
+                                    crate::DetailOutcome {
+                                        detail_id: d.id.clone(),
+                                        instance_pk: d.instance_pk,
+                                        status: if failed { RunDetailStatus::Failed } else { RunDetailStatus::Succeeded },
+                                        results: if failed { Vec::new() } else {
+                                            [1001, 1002]
+                                                .map(|check_id| ResultUpdate {
+                                                    check_id,
+                                                    instance_pk: d.instance_pk,
+                                                    vendor: Vendor::Aliyun,
+                                                    status,
+                                                    status_message: String::new(),
+                                                    config: "{}".into(),
+                                                    run_id: run.id.clone(),
+                                                })
+                                                .to_vec()
+                                        },
+                                        removed: Vec::new(),
+                                    }
                                 })
                                 .collect();
                             start.wait();
