@@ -183,6 +183,43 @@ crate::testutil::both_backends! {
         assert_eq!(s.submit(&acct, &repair_of(1004, &pks[..1])).unwrap(), SubmitOutcome::TrialUnauthorized);
     }
 
+    /// A repair's last step stores its verification's result while rules are added: on
+    /// PostgreSQL the step locked the account's row and then waited for the whitelisting lock,
+    /// while a rule's write held that lock and waited (its foreign key) for the account's row.
+    fn a_repairs_last_step_and_a_new_whitelist_rule_never_deadlock() {
+        let (_p, s) = store();
+        let acct = account(&s);
+        s.upsert_instances(&acct, &(0..40).map(host).collect::<Vec<_>>()).unwrap();
+        let pks: Vec<i64> = s.list_instances(&acct).unwrap().iter().map(|i| i.pk).collect();
+        for pk in &pks {
+            s.submit(&acct, &repair_of(1001, &[*pk])).unwrap();
+        }
+        let claimed: Vec<Claimed> = pks.iter().map(|_| s.claim_task(60_000).unwrap().unwrap()).collect();
+        std::thread::scope(|scope| {
+            let rules = scope.spawn(|| {
+                for (n, pk) in pks.iter().enumerate() {
+                    let rule = NewWhitelist { check_id: 1002 + (n % 3) as i64, instance_pks: vec![*pk], ..Default::default() };
+                    s.add_whitelists(&acct, &[rule]).unwrap_or_else(|e| panic!("rule {n}: {e}"));
+                }
+            });
+            for c in &claimed {
+                let result = ResultUpdate {
+                    check_id: 1001,
+                    instance_pk: c.task.instance.pk,
+                    vendor: Vendor::Aliyun,
+                    status: CheckStatus::Pass,
+                    status_message: String::new(),
+                    config: "{}".into(),
+                    run_id: c.task.id.clone(),
+                };
+                let extra = Transition { error: Some(("X", "y")), result: Some(&result), ..Default::default() };
+                s.transition(c, TaskStatus::Init, TaskStatus::Fail, extra).unwrap_or_else(|e| panic!("{}: {e}", c.task.id));
+            }
+            rules.join().unwrap();
+        });
+        assert_eq!(s.aggregate_results(&acct, &[], &[], &[1001]).unwrap()[&1001].counts.get("PASS"), Some(&40));
+    }
+
     fn a_check_run_is_claimed_fenced_and_finished_once_per_instance() {
         let (_p, s) = store();
         let acct = account(&s);

@@ -784,6 +784,11 @@ impl crate::TaskQueue for Store {
         self.write(move |tx| {
             let t = &claimed.task;
             let (code, msg) = error.unwrap_or_default();
+            // The whitelisting lock before the account's row, as a rule's write takes them (its
+            // foreign key reads the account's row): the other way round, the two deadlocked.
+            if result.is_some() {
+                counts::lock_whitelisting(tx, &t.account_id, false)?;
+            }
             if to.is_terminal() {
                 lock_account(tx, &t.account_id)?;
             }
@@ -835,7 +840,6 @@ impl crate::TaskQueue for Store {
                 }
             }
             if let Some(r) = &result {
-                counts::lock_whitelisting(tx, &t.account_id, false)?;
                 let mut tally = counts::Tally::default();
                 counts::write_result(tx, &t.account_id, r, now, &mut tally)?;
                 tally.apply(tx, &t.account_id)?;
