@@ -595,6 +595,20 @@ mod tests {
             let scans = ["Seq Scan on check_results", "Seq Scan on instances", "SCAN r", "SCAN i"];
             assert!(!scans.iter().any(|scan| plan.contains(scan)), "{plan}");
             assert!(plan.contains("instance_pk"), "{plan}");
+            // A page of the item's listing, with its instances' stamps.
+            let plan = s
+                .read(|c| {
+                    let (sql, wh) = block_page(c, &a, 1002, found[1] >> BLOCK_BITS, &["PASS", "NOT_PASS"], false);
+                    let a = wh.paged(20, 0);
+                    match c.dialect() {
+                        Dialect::Sqlite => c.query(&format!("EXPLAIN QUERY PLAN {sql}"), &a, |r| r.get::<String>(3)),
+                        Dialect::Postgres => c.query(&format!("EXPLAIN {sql}"), &a, |r| r.get::<String>(0)),
+                    }
+                })
+                .unwrap()
+                .join("\n");
+            let scans = [scans.as_slice(), &["Seq Scan on result_stamps", "SCAN st"]].concat();
+            assert!(!scans.iter().any(|scan| plan.contains(scan)), "{plan}");
         }
     }
 
