@@ -891,6 +891,15 @@ pub(crate) mod tests {
         (rows, latest.collect())
     }
 
+    /// Every result row's own time and run as stored (not as read: the stamps not applied), in
+    /// the order written.
+    pub(crate) fn raw_rows(s: &Store) -> Vec<(i64, String)> {
+        s.read(|c| {
+            c.query("SELECT last_ms, check_run_id FROM check_results ORDER BY id", &[], |r| Ok((r.get(0)?, r.get(1)?)))
+        })
+        .unwrap()
+    }
+
     /// Every instance's digest hashes the results that carry the run it names.
     pub(crate) fn assert_digests_hold(s: &Store) {
         let kept: Vec<(i64, String, Vec<u8>, i64)> = s
@@ -1042,23 +1051,19 @@ pub(crate) mod tests {
                     update(1003, pk, vendor, CheckStatus::Pass, "", run),
                 ]
             };
-            let raw = |s: &Store| -> Vec<(i64, String)> {
-                s.read(|c| c.query("SELECT last_ms, check_run_id FROM check_results ORDER BY check_id", &[], |r| Ok((r.get(0)?, r.get(1)?))))
-                    .unwrap()
-            };
             let times = |s: &Store| -> Vec<i64> { read_back(s, &account).0.values().map(|v| v.2).collect() };
             write_at(&s, &account, full("run-1", CheckStatus::Pass), 100);
             write_at(&s, &account, full("run-2", CheckStatus::Pass), 200);
             assert_eq!(times(&s), [200, 200, 200]);
             assert_eq!(read_back(&s, &account).0[&(1002, pk)].3, "run-2");
-            assert_eq!(raw(&s), vec![(100, "run-1".to_string()); 3], "the rows were not written");
+            assert_eq!(raw_rows(&s), vec![(100, "run-1".to_string()); 3], "the rows were not written");
             // An item the check finds not applying, which had no result: the stamp still holds.
             delete(&s, &account, 1004, pk);
             write_at(&s, &account, full("run-2b", CheckStatus::Pass), 250);
-            assert_eq!(raw(&s), vec![(100, "run-1".to_string()); 3], "the rows were not written");
+            assert_eq!(raw_rows(&s), vec![(100, "run-1".to_string()); 3], "the rows were not written");
             assert_eq!(times(&s), [250, 250, 250]);
             write_at(&s, &account, full("run-3", CheckStatus::NotPass), 300);
-            assert_eq!(raw(&s), vec![(300, "run-3".to_string()); 3]);
+            assert_eq!(raw_rows(&s), vec![(300, "run-3".to_string()); 3]);
             let (rows, _) = read_back(&s, &account);
             assert_eq!(rows[&(1002, pk)], (CheckStatus::NotPass, String::new(), 300, "run-3".to_string()));
             // A repair's verification of one item: the others keep the time the last check
@@ -1073,7 +1078,7 @@ pub(crate) mod tests {
             write_at(&s, &account, vec![update(1002, pk, vendor, CheckStatus::NotPass, "", "run-6")], 700);
             write_at(&s, &account, vec![update(1002, pk, vendor, CheckStatus::NotPass, "", "run-7")], 800);
             assert_eq!(times(&s), [600, 800, 600]);
-            assert_eq!(raw(&s)[1], (700, "run-6".to_string()), "the row was not written");
+            assert_eq!(raw_rows(&s)[1], (700, "run-6".to_string()), "the row was not written");
             // A run that writes the instance twice (items apart): its digest would not vouch for
             // the items of its first write, so a later check of the second's is written out.
             write_at(&s, &account, full("run-8", CheckStatus::Pass)[..2].to_vec(), 900);
@@ -1119,13 +1124,9 @@ pub(crate) mod tests {
             let s = crate::testutil::reopen(&place);
             assert_eq!(read_back(&s, &account), before);
             assert_digests_hold(&s);
-            let rows = |s: &Store| -> Vec<(i64, String)> {
-                s.read(|c| c.query("SELECT last_ms, check_run_id FROM check_results ORDER BY id", &[], |r| Ok((r.get(0)?, r.get(1)?))))
-                    .unwrap()
-            };
-            let written = rows(&s);
+            let written = raw_rows(&s);
             write_at(&s, &account, check("run-4", pks[1], CheckStatus::Pass), 400);
-            assert_eq!(rows(&s), written, "found unchanged: no result row written");
+            assert_eq!(raw_rows(&s), written, "found unchanged: no result row written");
             assert_eq!(read_back(&s, &account).0[&(1002, pks[1])].2, 400);
         }
 
