@@ -254,7 +254,7 @@ pub(crate) fn write_results(
                     unchanged.push(e.id);
                 } else {
                     tx.execute(
-                        "UPDATE check_results SET prev_status = status, status = ?, status_message = ?, config = ?, last_ms = ?, check_run_id = ?
+                        "UPDATE check_results SET status = ?, status_message = ?, config = ?, last_ms = ?, check_run_id = ?
                          WHERE id = ?",
                         args![u.status.as_str(), &u.status_message, &u.config, now, &u.run_id, e.id],
                     )?;
@@ -311,9 +311,7 @@ fn stamp(tx: &Conn, pk: i64, ids: &[i64], at_ms: i64, run: &str) -> Result<()> {
         Dialect::Postgres => "SELECT CAST(value AS BIGINT) FROM json_array_elements_text(CAST(?3 AS JSON))",
     };
     tx.execute(
-        &format!(
-            "UPDATE check_results SET prev_status = status, last_ms = ?1, check_run_id = ?2 WHERE instance_pk = ?4 AND id IN ({sql})"
-        ),
+        &format!("UPDATE check_results SET last_ms = ?1, check_run_id = ?2 WHERE instance_pk = ?4 AND id IN ({sql})"),
         args![at_ms, run, list, pk],
     )?;
     Ok(())

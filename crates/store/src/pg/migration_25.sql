@@ -4,7 +4,8 @@
 -- on `instances` that lock met the inventory's writes and the foreign-key checks of selections
 -- and whitelists, in orders of their own. Here only writers of results take it, each commit's
 -- instances in key order. The columns keep their meaning (see migration 24 and
--- `write_results` in counts.rs).
+-- `write_results` in counts.rs). `check_results.prev_status` is no longer written: only
+-- PostgreSQL's upsert of every result read it, and the stamp's lock replaced that upsert.
 CREATE TABLE result_stamps (
     instance_pk      BIGINT PRIMARY KEY REFERENCES instances(pk),
     results_run      TEXT,
