@@ -95,9 +95,10 @@ impl Tally {
         }
         if self.exempt.as_ref().is_none_or(|(of, _)| *of != pk) {
             let items = tx.query(
-                "SELECT DISTINCT w.check_id FROM whitelist_rules w WHERE w.account_id = ?1
-                 AND (w.expires_ms IS NULL OR w.expires_ms > ?3)
-                 AND (w.whole_check = 1 OR EXISTS (SELECT 1 FROM whitelist_entries e WHERE e.rule_id = w.id AND e.instance_pk = ?2))",
+                &format!(
+                    "SELECT DISTINCT r.check_id FROM whitelist_rules r WHERE r.account_id = ?1 AND {}",
+                    exempted_at("?1", "r.check_id", "?2", "?3")
+                ),
                 args![account, pk, now],
                 |r| r.get::<i64>(0),
             )?;
