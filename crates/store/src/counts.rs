@@ -307,10 +307,10 @@ fn stamp(tx: &Conn, pk: i64, ids: &[i64], at_ms: i64, run: &str) -> Result<()> {
         return Ok(());
     }
     let list = serde_json::to_string(ids).map_err(|e| StoreError::Db(e.to_string()))?;
-    let sql = match tx.dialect() {
-        Dialect::Sqlite => "SELECT value FROM json_each(?3)",
-        Dialect::Postgres => "SELECT CAST(value AS BIGINT) FROM json_array_elements_text(CAST(?3 AS JSON))",
-    };
+    let sql = tx.pick(
+        "SELECT value FROM json_each(?3)",
+        "SELECT CAST(value AS BIGINT) FROM json_array_elements_text(CAST(?3 AS JSON))",
+    );
     tx.execute(
         &format!("UPDATE check_results SET last_ms = ?1, check_run_id = ?2 WHERE instance_pk = ?4 AND id IN ({sql})"),
         args![at_ms, run, list, pk],
@@ -867,9 +867,9 @@ pub(crate) mod tests {
             .read(|c| {
                 c.query(
                     &format!(
-                        "SELECT r.check_id, r.instance_pk, {} FROM instances i JOIN check_results r ON r.instance_pk = i.pk{}",
+                        "SELECT r.check_id, r.instance_pk, {}{}",
                         crate::results::EFFECTIVE_RUN,
-                        crate::results::STAMPS
+                        crate::results::results_from(c)
                     ),
                     &[],
                     |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)),

@@ -113,7 +113,7 @@ fn failing_first_sql() -> String {
 /// When a result was last checked, and by which run: a check that found all of its instance's
 /// results unchanged stamps the instance (`result_stamps`, schemas 24 and 25), not the results,
 /// so a result still carrying the run that wrote them takes the stamp's. Needs the stamp as
-/// `st` ([`STAMPS`]).
+/// `st` (see [`results_from`]).
 const EFFECTIVE_LAST_MS: &str = "CASE WHEN r.check_run_id = st.results_run THEN st.results_seen_ms ELSE r.last_ms END";
 pub(crate) const EFFECTIVE_RUN: &str =
     "CASE WHEN r.check_run_id = st.results_run THEN st.results_seen_run ELSE r.check_run_id END";
@@ -124,8 +124,6 @@ macro_rules! stamps {
         " LEFT JOIN result_stamps st ON st.instance_pk = i.pk"
     };
 }
-#[cfg(test)]
-pub(crate) const STAMPS: &str = stamps!();
 
 static SELECT_RESULTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
@@ -134,8 +132,8 @@ static SELECT_RESULTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
 });
 /// Results with their instances, found through the instances (results are keyed by instance
 /// since schema 22): SQLite is told to loop over the instances (`CROSS JOIN` fixes the order),
-/// each probing its result of the item by key.
-fn results_from(c: &Conn) -> &'static str {
+/// each probing its result of the item by key; and each instance's stamp, as `st`.
+pub(crate) fn results_from(c: &Conn) -> &'static str {
     match c.dialect() {
         Dialect::Sqlite => concat!(" FROM instances i CROSS JOIN check_results r ON r.instance_pk = i.pk", stamps!()),
         Dialect::Postgres => concat!(" FROM instances i JOIN check_results r ON r.instance_pk = i.pk", stamps!()),
