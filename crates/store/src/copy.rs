@@ -127,7 +127,7 @@ fn copy_table(from: &Conn, to: &Conn, table: &str, columns: &[String]) -> Result
 
 #[cfg(test)]
 mod tests {
-    use crate::counts::tests::{fleet, raw_rows, read_back, update, write_at};
+    use crate::counts::tests::{fleet, raw_rows, read_back, update, whole, write_at};
     use model::CheckStatus;
 
     /// Results a check found unchanged (their instance stamped, not their rows) read the same
@@ -159,15 +159,11 @@ mod tests {
         assert_eq!(read_back(&pg, &account).0[&(1002, pks[0])].2, 400);
         let written = raw_rows(&pg);
         for (run, at) in [("run-2", 500), ("run-3", 600)] {
-            let u =
-                [1001, 1002, 1003].map(|c| update(c, pks[1], vendors[&pks[1]], CheckStatus::Pass, "", run)).to_vec();
-            write_at(&pg, &account, u, at);
+            write_at(&pg, &account, whole(pks[1], vendors[&pks[1]], CheckStatus::Pass, run), at);
         }
         assert_ne!(raw_rows(&pg), written, "run-2 wrote the results the stamp then vouched for");
         let written = raw_rows(&pg);
-        let u =
-            [1001, 1002, 1003].map(|c| update(c, pks[1], vendors[&pks[1]], CheckStatus::Pass, "", "run-4")).to_vec();
-        write_at(&pg, &account, u, 700);
+        write_at(&pg, &account, whole(pks[1], vendors[&pks[1]], CheckStatus::Pass, "run-4"), 700);
         assert_eq!(raw_rows(&pg), written, "found unchanged: no result row written");
         assert_eq!(
             read_back(&pg, &account).0[&(1003, pks[1])],

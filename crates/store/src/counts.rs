@@ -858,6 +858,11 @@ pub(crate) mod tests {
         }
     }
 
+    /// A check of every item of [`CHECKS`] on one instance by `run`, all with one status.
+    pub(crate) fn whole(pk: i64, vendor: Vendor, status: CheckStatus, run: &str) -> Vec<ResultUpdate> {
+        CHECKS.map(|c| update(c, pk, vendor, status, "", run)).to_vec()
+    }
+
     /// Every result as read (listing: status, message, time; its run as the aggregates read
     /// it), keyed by item and instance; and the latest time by item (aggregate).
     pub(crate) type Read = (BTreeMap<(i64, i64), (CheckStatus, String, i64, String)>, BTreeMap<i64, i64>);
@@ -1092,7 +1097,7 @@ pub(crate) mod tests {
         fn a_schema_24_databases_stamps_are_kept_by_the_migration() {
             let (place, s) = store();
             let (account, pks, vendors) = fleet(&s, "stamped", 3, 2);
-            let check = |run: &str, pk: i64, status| CHECKS.map(|c| update(c, pk, vendors[&pk], status, "", run)).to_vec();
+            let check = |run: &str, pk: i64, status| whole(pk, vendors[&pk], status, run);
             for (run, at) in [("run-1", 100), ("run-2", 200)] {
                 for pk in &pks {
                     write_at(&s, &account, check(run, *pk, CheckStatus::Pass), at);
