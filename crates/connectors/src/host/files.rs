@@ -19,8 +19,11 @@
 //! the name's `fstatat` already say that no link is there (`paths::read_in_root`). The held
 //! root also keeps each directory a check lists, with the mode and owner of its files: owners
 //! and globs are answered from it, and a name missing from a whole listing is absent.
+//!
+//! Reads change nothing, access times included: files and directories are opened `O_NOATIME`
+//! where the kernel grants it ([`keeping_atime`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Permissions};
@@ -128,6 +131,25 @@ fn errno(e: Errno) -> io::Error {
 thread_local! {
     /// The root this thread holds open (see [`hold_root`]).
     static HELD_ROOT: RefCell<Option<Held>> = const { RefCell::new(None) };
+    /// Whether this thread still asks for `O_NOATIME` (see [`keeping_atime`]).
+    static NOATIME: Cell<bool> = const { Cell::new(true) };
+}
+
+/// `open` with `O_NOATIME` added to `flags` where the kernel grants it, else without: a look at
+/// a host must not change it. Without, reading sets the access time of each file and directory
+/// read (under `relatime`, once a day at least: a daily check would write the inode of every
+/// file it reads, and overwrite the access times an investigation of the host reads). The
+/// kernel grants it to a file's owner and to CAP_FOWNER (a service or agent running as root);
+/// refused once (`EPERM`), this thread stops asking. Not for `O_PATH` (no access is made, and
+/// `openat2` refuses the flag with it).
+fn keeping_atime<T>(flags: OFlags, open: impl Fn(OFlags) -> Result<T, Errno>) -> Result<T, Errno> {
+    if NOATIME.get() {
+        match open(flags | OFlags::NOATIME) {
+            Err(Errno::PERM) => NOATIME.set(false),
+            opened => return opened,
+        }
+    }
+    open(flags)
 }
 
 /// A root held open, and what a check found under it meanwhile, by path relative to the root:
@@ -246,7 +268,9 @@ pub(crate) fn root_dir(root: &Path) -> io::Result<Rc<OwnedFd>> {
 pub(crate) fn open_beneath(dir: &OwnedFd, rel: &Path, flags: OFlags) -> Result<Option<OwnedFd>, Errno> {
     let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-    match rustix::fs::openat2(dir, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve) {
+    let open = |flags| rustix::fs::openat2(dir, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve);
+    let opened = if flags.contains(OFlags::PATH) { open(flags) } else { keeping_atime(flags, open) };
+    match opened {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(e),
@@ -369,7 +393,7 @@ fn open_stated(dir: &OwnedFd, name: &OsStr, st: &rustix::fs::Stat) -> io::Result
         return Err(Refusal::NotRegular(kind_of(kind)).into_io());
     }
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let file = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+    let file = match keeping_atime(flags, |flags| rustix::fs::openat(dir, name, flags, Mode::empty())) {
         Ok(fd) => File::from(fd),
         Err(Errno::NOENT) => return Ok(None),
         Err(Errno::LOOP) => return Err(Refusal::NotRegular("symbolic link").into_io()),
@@ -529,10 +553,11 @@ pub(crate) fn list_unlinked(root: &Path, rel: &Path) -> io::Result<Option<Option
 fn open_dir_stepwise(root: &Path, rel: &Path, create: bool) -> io::Result<Result<Option<OwnedFd>, Errno>> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
     // A descriptor of its own (a duplicate would share the held root's position in its entries).
-    let mut dir = rustix::fs::openat(&*root_dir(root)?, ".", flags, Mode::empty()).map_err(errno)?;
+    let root = root_dir(root)?;
+    let mut dir = keeping_atime(flags, |flags| rustix::fs::openat(&*root, ".", flags, Mode::empty())).map_err(errno)?;
     for c in rel.components() {
         let Component::Normal(part) = c else { return Ok(Err(Errno::INVAL)) };
-        let step = |dir: &OwnedFd| rustix::fs::openat(dir, part, flags, Mode::empty());
+        let step = |dir: &OwnedFd| keeping_atime(flags, |flags| rustix::fs::openat(dir, part, flags, Mode::empty()));
         let stepped = match step(&dir) {
             Err(Errno::NOENT) if create => {
                 match rustix::fs::mkdirat(&dir, part, Mode::from_raw_mode(0o755)) {
@@ -875,6 +900,71 @@ mod tests {
 
     fn code(e: io::Error) -> &'static str {
         refusal(&e).map(Refusal::code).unwrap_or("other")
+    }
+
+    /// A check leaves the access times of what it reads as they were, files and directories,
+    /// by each way a read reaches them; and still reads what it may not keep them of.
+    #[test]
+    fn reads_leave_access_times_alone() {
+        use std::time::{Duration, SystemTime};
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("etc/ssh")).unwrap();
+        let paths = ["etc/ssh/sshd_config", "etc/login.defs", "etc/ssh", "etc", "control"].map(|p| root.join(p));
+        for p in &paths[..2] {
+            fs::write(p, "x\n").unwrap();
+        }
+        fs::write(&paths[4], "x\n").unwrap();
+        // Accessed long before their last change: `relatime` updates such an access time on
+        // the next read.
+        let long_ago = SystemTime::UNIX_EPOCH + Duration::from_secs(946_684_800);
+        for p in &paths {
+            let times = fs::FileTimes::new().set_accessed(long_ago).set_modified(SystemTime::now());
+            File::open(p).unwrap().set_times(times).unwrap();
+        }
+        let accessed = |p: &Path| fs::metadata(p).unwrap().accessed().unwrap();
+        fs::read(&paths[4]).unwrap();
+        if accessed(&paths[4]) == long_ago {
+            eprintln!("this filesystem keeps no access times (noatime): nothing to show");
+            return;
+        }
+        let limits = Limits::default();
+        // A check's reads, under a held root: a listing, a file read through it, and a file
+        // reached by path.
+        {
+            let _held = hold_root(root).unwrap();
+            assert!(list_unlinked(root, Path::new("etc/ssh")).unwrap().unwrap().is_some());
+            assert!(read_unlinked(root, Path::new("etc/ssh/sshd_config"), &limits).unwrap().unwrap().is_some());
+            assert!(read(root, &paths[1], &limits).unwrap().is_some());
+        }
+        // The one-directory-at-a-time walk (no `openat2`).
+        assert!(open_dir_stepwise(root, Path::new("etc/ssh"), false).unwrap().unwrap().is_some());
+        for p in &paths[..4] {
+            assert_eq!(accessed(p), long_ago, "{}", p.display());
+        }
+        // A file of another owner, where the kernel keeps the access time only for the owner and
+        // root: read all the same.
+        assert!(read(Path::new("/"), Path::new("/etc/passwd"), &limits).unwrap().is_some());
+    }
+
+    /// Refused `O_NOATIME` once (as a service not running as root is, for a file it does not
+    /// own), a thread opens without it, and stops asking.
+    #[test]
+    fn a_refused_noatime_is_asked_no_more() {
+        let asked = Cell::new(Vec::new());
+        let open = |flags: OFlags| {
+            let mut a = asked.take();
+            a.push(flags.contains(OFlags::NOATIME));
+            asked.set(a);
+            if flags.contains(OFlags::NOATIME) {
+                Err(Errno::PERM)
+            } else {
+                Ok(flags)
+            }
+        };
+        assert_eq!(keeping_atime(OFlags::RDONLY, open), Ok(OFlags::RDONLY));
+        assert_eq!(keeping_atime(OFlags::RDONLY, open), Ok(OFlags::RDONLY));
+        assert_eq!(asked.take(), [true, false, false]);
     }
 
     #[test]
