@@ -131,7 +131,7 @@ impl crate::Accounts for Store {
         let sealed = self.sealer.seal(&key.id, &key.secret);
         let row = key.clone();
         self.write(move |tx| {
-            let key = row;
+            let key = &row;
             let exists: bool = tx.value("SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?)", args![&key.account_id])?;
             if !exists {
                 return Err(StoreError::NotFound);

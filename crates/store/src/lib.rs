@@ -44,7 +44,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
@@ -124,6 +124,10 @@ pub enum StoreError {
     /// The database cannot be reached (a server that is down, a connection that broke): the
     /// call may be retried; whether a write in flight was committed is not known.
     Unavailable(String),
+    /// PostgreSQL aborted the transaction to break a deadlock or a conflict of concurrent
+    /// transactions (SQLSTATE 40P01, 40001), and did so again on each retry (`Store::write`):
+    /// nothing was written; the call may be retried.
+    Contended(String),
     /// The database failed.
     Db(String),
 }
@@ -146,6 +150,7 @@ impl std::fmt::Display for StoreError {
             StoreError::NotLatest { repair, newer } => write!(f, "{repair} is not the latest change: {newer} stands"),
             StoreError::TokenUsed => f.write_str("the ClientToken was used by another call"),
             StoreError::Unavailable(e) => write!(f, "the database is unavailable: {e}"),
+            StoreError::Contended(e) => write!(f, "aborted by the database, on each of {WRITE_ATTEMPTS} attempts: {e}"),
             StoreError::Db(e) => write!(f, "database: {e}"),
         }
     }
@@ -179,6 +184,10 @@ impl From<rusqlite::Error> for StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 const READERS: usize = 4;
+
+/// Times a write on PostgreSQL is tried when the database aborts it to break a deadlock
+/// (`Store::write`), 20, 40 and 80 ms apart.
+const WRITE_ATTEMPTS: u32 = 4;
 
 /// The writer connection's page cache, in KiB.
 const WRITER_CACHE_KB: i64 = 64 * 1024;
@@ -659,7 +668,7 @@ impl Store {
     /// owns its data; on PostgreSQL, `f` runs in its own transaction on a pooled connection.
     /// Inside an API call that carries a ClientToken, the call's first write also records the
     /// token (see `idempotency`), and inside an audited call, the call's record (`audit`).
-    pub(crate) fn write<T: Send + 'static>(&self, f: impl FnOnce(&Conn) -> Result<T> + Send + 'static) -> Result<T> {
+    pub(crate) fn write<T: Send + 'static>(&self, f: impl Fn(&Conn) -> Result<T> + Send + 'static) -> Result<T> {
         let token = idempotency::take_pending();
         let audit = audit::take_waiting();
         let carried = audit.clone();
@@ -679,7 +688,24 @@ impl Store {
                     Err(StoreError::Db("the store is closed".into()))
                 }
             }
-            Db::Pg(pool) => pool.transaction(f),
+            Db::Pg(pool) => {
+                // A deadlock PostgreSQL broke by aborting this transaction: the same again, a
+                // little later, meets the other transaction committed. Every lock order known
+                // is made consistent (finish_details, transition, add_whitelists); this keeps a
+                // cycle not yet found from failing a commit whole (a check run's would then
+                // wait for its lease to run out).
+                let mut attempt = 1;
+                loop {
+                    match pool.transaction(&f) {
+                        Err(StoreError::Contended(e)) if attempt < WRITE_ATTEMPTS => {
+                            tracing::warn!(error = %e, attempt, "the database aborted a write; retrying it");
+                            std::thread::sleep(Duration::from_millis(10 << attempt));
+                            attempt += 1;
+                        }
+                        done => break done,
+                    }
+                }
+            }
         };
         // A record that did not ride (the write failed, or never reached the committer) waits
         // for the call's next write, or is written alone at the call's end.

@@ -232,7 +232,7 @@ impl crate::CheckRuns for Store {
         let instance_pks = instance_pks.to_vec();
         self.write(move |tx| {
             let id = insert_run(tx, &account_id, &task_type, &source, &check_ids, &instance_pks)?;
-            Ok((account_id, id))
+            Ok((account_id.clone(), id))
         })
         .and_then(|(account_id, id)| self.get_run(&account_id, &id)?.ok_or(StoreError::NotFound))
     }

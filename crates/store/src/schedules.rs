@@ -150,7 +150,7 @@ impl Schedules for Store {
                 return Ok(None);
             }
             let id = insert_run(tx, &account_id, "CHECK_POLICY", SCHEDULE_SOURCE, &check_ids, &[])?;
-            Ok(Some((account_id, id)))
+            Ok(Some((account_id.clone(), id)))
         })?;
         match started {
             Some((account_id, id)) => Ok(Some(self.get_run(&account_id, &id)?.ok_or(StoreError::NotFound)?)),

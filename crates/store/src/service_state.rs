@@ -58,7 +58,7 @@ impl Store {
                         "INSERT INTO accounts (id, name, created_ms) VALUES (?, 'admin', ?)",
                         args![&new_account, now],
                     )?;
-                    new_account
+                    new_account.clone()
                 }
             };
             let key: Option<String> = tx.query_opt(
@@ -81,7 +81,7 @@ impl Store {
                         "INSERT INTO access_keys (id, account_id, secret, sealed_secret, policy, enabled, created_ms) VALUES (?, ?, '', ?, 'Admin', 1, ?)",
                         args![&new_key, &account, &sealed, now],
                     )?;
-                    Some(new_key)
+                    Some(new_key.clone())
                 }
             };
             Ok((account, key, delivered))

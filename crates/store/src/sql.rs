@@ -549,6 +549,9 @@ impl From<postgres::Error> for StoreError {
                 StoreError::Unavailable(e.to_string())
             }
             Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict,
+            Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE => {
+                StoreError::Contended(e.as_db_error().map(|d| d.to_string()).unwrap_or_else(|| e.to_string()))
+            }
             Some(c)
                 if *c == SqlState::FOREIGN_KEY_VIOLATION
                     || *c == SqlState::CHECK_VIOLATION

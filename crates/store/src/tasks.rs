@@ -783,7 +783,7 @@ impl crate::TaskQueue for Store {
         let verification = extra.verification.map(str::to_string);
         self.write(move |tx| {
             let t = &claimed.task;
-            let (code, msg) = error.unwrap_or_default();
+            let (code, msg) = error.clone().unwrap_or_default();
             // The whitelisting lock before the account's row, as a rule's write takes them (its
             // foreign key reads the account's row): the other way round, the two deadlocked.
             if result.is_some() {

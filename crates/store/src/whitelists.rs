@@ -91,7 +91,7 @@ impl crate::Whitelists for Store {
             lock_whitelisting(tx, &account_id, true)?;
             let mut tally = Tally::default();
             let mut ids = Vec::new();
-            for r in rules {
+            for r in &rules {
                 // A rule already expired when made has nothing left to apply at its expiry.
                 let expired = r.expires_ms.is_some_and(|e| e <= now);
                 let id: i64 = tx.value(

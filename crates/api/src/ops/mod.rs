@@ -299,7 +299,7 @@ pub fn db(e: StoreError) -> ApiError {
     }
     tracing::error!(error = %e, error_type = "store", "store call failed");
     match e {
-        StoreError::Unavailable(_) => ApiError::database_unavailable(),
+        StoreError::Unavailable(_) | StoreError::Contended(_) => ApiError::database_unavailable(),
         _ => ApiError::server_error(),
     }
 }
@@ -379,4 +379,23 @@ pub(crate) fn account_view<'a>(
 /// A check item's name in the caller's language.
 pub(crate) fn check_name(ctx: &Ctx, check_id: i64, lang: Lang) -> String {
     ctx.catalog().get(check_id).map(|c| c.name.get(lang).to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database that cannot be reached, or that aborted a write on each retry, is a 503 to
+    /// retry later; any other store failure an opaque 500.
+    #[test]
+    fn store_failures_answer_retry_later_only_when_a_retry_can_succeed() {
+        let answer = |e: StoreError| {
+            let a = db(e);
+            (a.status, a.code)
+        };
+        let later = (503, "ServiceUnavailable".to_string());
+        assert_eq!(answer(StoreError::Unavailable("down".into())), later);
+        assert_eq!(answer(StoreError::Contended("deadlock detected".into())), later);
+        assert_eq!(answer(StoreError::Db("disk I/O error".into())), (500, "ServerError".to_string()));
+    }
 }

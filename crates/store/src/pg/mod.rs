@@ -360,6 +360,51 @@ mod tests {
         crate::Location { data: dir.path().to_path_buf(), database: Some(db.url.clone()), master_key: None, pool: None }
     }
 
+    /// A write PostgreSQL aborts to break a deadlock is tried again, and then commits. The
+    /// other transaction waits 300 ms before closing the cycle, so the write, waiting first,
+    /// reaches its deadlock check first and is the one aborted.
+    #[test]
+    fn a_write_aborted_to_break_a_deadlock_is_tried_again() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{mpsc, Arc, Mutex};
+        let Some(db) = crate::testing::TestDatabase::create() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::connect(&location(&dir, &db)).unwrap();
+        let mut other = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+        other
+            .batch_execute("CREATE TABLE probe (id INT PRIMARY KEY, v INT); INSERT INTO probe VALUES (1, 0), (2, 0)")
+            .unwrap();
+        // Its own deadlock check later than the write's, where the server lets it say so.
+        let _ = other.batch_execute("SET deadlock_timeout = '10s'");
+        let (holds_1, held_1) = mpsc::channel::<()>();
+        let other = std::thread::spawn(move || {
+            let mut tx = other.transaction().unwrap();
+            tx.execute("UPDATE probe SET v = v + 100 WHERE id = 2", &[]).unwrap();
+            held_1.recv().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            tx.execute("UPDATE probe SET v = v + 1000 WHERE id = 1", &[]).unwrap();
+            tx.commit().unwrap();
+        });
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let (counted, holds_1) = (attempts.clone(), Mutex::new(holds_1));
+        // Row 2 is the other's until it commits; row 1 is the write's until it is aborted.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        store
+            .write(move |tx| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tx.execute("UPDATE probe SET v = v + 1 WHERE id = 1", &[])?;
+                let _ = holds_1.lock().unwrap().send(());
+                tx.execute("UPDATE probe SET v = v + 10 WHERE id = 2", &[])?;
+                Ok(())
+            })
+            .unwrap();
+        other.join().unwrap();
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        let v: Vec<i64> =
+            store.read(|c| c.query("SELECT CAST(v AS BIGINT) FROM probe ORDER BY id", &[], |r| r.get(0))).unwrap();
+        assert_eq!(v, [1001, 110], "each committed once");
+    }
+
     #[test]
     fn nodes_opening_a_new_database_together_create_its_schema_once() {
         let Some(db) = crate::testing::TestDatabase::create() else { return };
