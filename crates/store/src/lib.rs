@@ -125,8 +125,8 @@ pub enum StoreError {
     /// call may be retried; whether a write in flight was committed is not known.
     Unavailable(String),
     /// PostgreSQL aborted the transaction to break a deadlock or a conflict of concurrent
-    /// transactions (SQLSTATE 40P01, 40001), and did so again on each retry (`Store::write`):
-    /// nothing was written; the call may be retried.
+    /// transactions (SQLSTATE 40P01, 40001): nothing was written; the call may be retried
+    /// (`Store::write` already tried a write four times).
     Contended(String),
     /// The database failed.
     Db(String),
@@ -150,7 +150,7 @@ impl std::fmt::Display for StoreError {
             StoreError::NotLatest { repair, newer } => write!(f, "{repair} is not the latest change: {newer} stands"),
             StoreError::TokenUsed => f.write_str("the ClientToken was used by another call"),
             StoreError::Unavailable(e) => write!(f, "the database is unavailable: {e}"),
-            StoreError::Contended(e) => write!(f, "aborted by the database, on each of {WRITE_ATTEMPTS} attempts: {e}"),
+            StoreError::Contended(e) => write!(f, "the database aborted the transaction to break a deadlock: {e}"),
             StoreError::Db(e) => write!(f, "database: {e}"),
         }
     }
