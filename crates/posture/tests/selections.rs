@@ -254,6 +254,39 @@ fn client_tokens_make_calls_idempotent() {
     s.err("GetAssetSelectionConfig", &[("BusinessType", "B")], 404, "InvalidBusinessType.NotFound");
 }
 
+/// A call refused after one of its writes committed with its ClientToken answers its refusal,
+/// now and to every retry; a refused SubmitOperationTask keeps no RootTaskId it never created.
+#[test]
+fn a_client_tokens_refusal_is_its_answer() {
+    let s = Server::start(&[]);
+    // DeleteWebhook's write commits (deleting nothing) before the call is refused.
+    let gone = [("WebhookId", "wh-none"), ("ClientToken", "tok-del")];
+    // Not IdempotentProcessing (an answer waited for that never comes), the first time or later.
+    for _ in 0..2 {
+        s.err("DeleteWebhook", &gone, 404, "WebhookNotFound");
+    }
+    s.err(
+        "DeleteWebhook",
+        &[("WebhookId", "wh-other"), ("ClientToken", "tok-del")],
+        400,
+        "IdempotentParameterMismatch",
+    );
+    // A trial account may not repair: the refusal is the answer kept, not a RootTaskId.
+    s.admin("accounts", "set-quota", &["--account", &s.account_id, "--repairs", "unlimited", "--trial", "true"]);
+    let submit = [
+        ("CheckId", "1001"),
+        ("Type", "REPAIR"),
+        ("OperationTaskInstances.1.InstanceId", WEB01),
+        ("ClientToken", "tok-trial"),
+    ];
+    for _ in 0..2 {
+        let answer = s.ok("SubmitOperationTask", &submit);
+        assert_eq!(answer["OperateCode"], "ActionTrialUnauthorized", "{answer}");
+        assert!(answer.get("RootTaskId").is_none(), "{answer}");
+    }
+    assert_eq!(s.ok("ListOperationTask", &[("CheckId", "1001")])["PageInfo"]["TotalCount"], 0);
+}
+
 fn peak_rss_mb(pid_of_port: &str) -> Option<f64> {
     // The server is the posture process listening on our port: find it through /proc.
     for e in std::fs::read_dir("/proc").ok()?.flatten() {

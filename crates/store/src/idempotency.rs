@@ -8,12 +8,14 @@
 //! call does). When the answer is known before the write ([`answer_in_advance`]:
 //! SubmitOperationTask's RootTaskId) the whole answer is kept there; otherwise the row says
 //! "done, answer to follow" (an empty response) until [`keep_idempotent_answer`] fills it in
-//! right after. A call that writes nothing keeps its answer afterwards only.
+//! right after. A call that writes nothing keeps its answer afterwards only. A call refused
+//! after a write of its committed keeps its refusal as its answer (the API does, told so by
+//! [`with_client_token`]).
 //!
 //! [`Store::write`]: crate::Store::write
 //! [`keep_idempotent_answer`]: crate::Idempotency::keep_idempotent_answer
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use crate::sql::{args, Conn};
 use crate::{now_ms, ClientToken, Result, Store, StoreError};
@@ -30,20 +32,32 @@ thread_local! {
     /// The token of the call this thread runs (an operation runs on one thread from start to
     /// answer; the SQLite committer receives it with the write it belongs to).
     static PENDING: RefCell<Option<PendingToken>> = const { RefCell::new(None) };
+    /// Whether a write of the call this thread runs committed with its token.
+    static RECORDED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs `op`, one call of `account_id` that carries `token`, so that its first write records
-/// the token in its own transaction (see the module's documentation).
-pub fn with_client_token<T>(account_id: &str, token: ClientToken, op: impl FnOnce() -> T) -> T {
+/// the token in its own transaction (see the module's documentation); and says whether one of
+/// its writes committed with the token (then this call, not a twin, holds it: an error `op`
+/// returns after that is the call's outcome, and no retry may run it again).
+pub fn with_client_token<T>(account_id: &str, token: ClientToken, op: impl FnOnce() -> T) -> (T, bool) {
     struct Clear;
     impl Drop for Clear {
         fn drop(&mut self) {
             PENDING.with(|p| p.borrow_mut().take());
+            RECORDED.set(false);
         }
     }
     PENDING.with(|p| *p.borrow_mut() = Some(PendingToken { account_id: account_id.to_string(), token, answer: None }));
+    RECORDED.set(false);
     let _clear = Clear;
-    op()
+    let done = op();
+    (done, RECORDED.get())
+}
+
+/// After a write that carried this thread's pending token: it committed.
+pub(crate) fn committed_with_token() {
+    RECORDED.set(true);
 }
 
 /// Within [`with_client_token`]: the call's answer, known before its write, is kept whole by

@@ -102,6 +102,9 @@ pub enum StoreError {
     UnknownInstance(String),
     /// The account's repair authorization does not cover the submission.
     QuotaExhausted,
+    /// The account is a trial, which may look but not repair (`TaskQueue::submit` answers it
+    /// as an outcome; the transaction is rolled back).
+    TrialUnauthorized,
     /// A submission would touch more instances than its account allows one (`TaskQueue::submit`
     /// answers it as an outcome; the transaction is rolled back).
     OverLimit {
@@ -143,6 +146,7 @@ impl std::fmt::Display for StoreError {
             StoreError::IllegalTransition(t) => write!(f, "illegal transition {t}"),
             StoreError::UnknownInstance(id) => write!(f, "unknown instance {id}"),
             StoreError::QuotaExhausted => f.write_str("repair authorization exhausted"),
+            StoreError::TrialUnauthorized => f.write_str("a trial account may not repair"),
             StoreError::OverLimit { instances, max } => {
                 write!(f, "a submission of {instances} instances, over the account's limit of {max}")
             }
@@ -670,6 +674,7 @@ impl Store {
     /// token (see `idempotency`), and inside an audited call, the call's record (`audit`).
     pub(crate) fn write<T: Send + 'static>(&self, f: impl Fn(&Conn) -> Result<T> + Send + 'static) -> Result<T> {
         let token = idempotency::take_pending();
+        let with_token = token.is_some();
         let audit = audit::take_waiting();
         let carried = audit.clone();
         let f = move |tx: &Conn| {
@@ -707,6 +712,9 @@ impl Store {
                 }
             }
         };
+        if with_token && done.is_ok() {
+            idempotency::committed_with_token();
+        }
         // A record that did not ride (the write failed, or never reached the committer) waits
         // for the call's next write, or is written alone at the call's end.
         if let Some(audit) = audit {

@@ -516,7 +516,9 @@ impl crate::TaskQueue for Store {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })?;
             if repair && trial {
-                return Ok(SubmitOutcome::TrialUnauthorized);
+                // Rolled back like the refusals below: the call's ClientToken is not recorded
+                // with SubmitOperationTask's answer in advance (a RootTaskId never created).
+                return Err(StoreError::TrialUnauthorized);
             }
             // Decided in the submission's transaction (on PostgreSQL under the account's lock),
             // so a change of the setting applies to whole submissions. A rollback never waits:
@@ -638,6 +640,7 @@ impl crate::TaskQueue for Store {
         });
         match result {
             Err(StoreError::QuotaExhausted) => Ok(SubmitOutcome::QuotaExhausted),
+            Err(StoreError::TrialUnauthorized) => Ok(SubmitOutcome::TrialUnauthorized),
             Err(StoreError::OverLimit { instances, max }) => Ok(SubmitOutcome::OverInstanceLimit { instances, max }),
             other => other,
         }
@@ -1068,10 +1071,11 @@ mod tests {
                 let b = sc.spawn(|| call(&other, &twin, "{\"RootTaskId\":\"b\"}"));
                 (a.join().unwrap(), b.join().unwrap())
             });
-            let winner = if a.is_ok() { "a" } else { "b" };
+            let winner = if a.0.is_ok() { "a" } else { "b" };
             let mut outcomes = [a, b];
-            outcomes.sort_by_key(|o| o.is_err());
-            assert_eq!(outcomes, [Ok(SubmitOutcome::Created(1)), Err(StoreError::TokenUsed)]);
+            outcomes.sort_by_key(|o| o.0.is_err());
+            // Only the winner's write committed with the token.
+            assert_eq!(outcomes, [(Ok(SubmitOutcome::Created(1)), true), (Err(StoreError::TokenUsed), false)]);
             assert_eq!(s.count_active_tasks().unwrap(), 1, "the twin wrote nothing");
             let kept = crate::Idempotency::idempotent_answer(&s, &acct, "SubmitOperationTask", "t-1").unwrap().unwrap();
             assert_eq!(kept, ("d".to_string(), format!("{{\"RootTaskId\":\"{winner}\"}}")));
@@ -1085,12 +1089,12 @@ mod tests {
             let run = |business: &str| {
                 crate::with_client_token(&acct, token.clone(), || s.create_selection(&acct, business, "instance", "all"))
             };
-            run("A").unwrap();
+            assert!(matches!(run("A"), (Ok(_), true)));
             // Written with the first write, before any answer: a retry finds the call done.
             let kept = s.idempotent_answer(&acct, "CreateAssetSelectionConfig", "t-2").unwrap();
             assert_eq!(kept, Some(("d".to_string(), String::new())));
             // The same token again (a retry that raced past the node's lock): nothing written.
-            assert_eq!(run("B").unwrap_err(), StoreError::TokenUsed);
+            assert_eq!(run("B"), (Err(StoreError::TokenUsed), false));
             assert!(s.selection_by_business_type(&acct, "B").unwrap().is_none());
             // The answer is filled in once, and never replaced.
             s.keep_idempotent_answer(&acct, "CreateAssetSelectionConfig", "t-2", "d", "{\"x\":1}").unwrap();

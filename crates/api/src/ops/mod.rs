@@ -255,25 +255,54 @@ pub fn run(ctx: &Ctx, action: &str, op: Op, p: &Params) -> Result<Value, ApiErro
     let client_token =
         store::ClientToken { action: action.to_string(), token: token.to_string(), digest: digest.clone() };
     let answer = match store::with_client_token(ctx.account_id, client_token, || op(ctx, p)) {
-        Ok(answer) => answer,
+        (Ok(answer), _) => answer,
+        // A write of this call committed with the token, and then the call failed (a deletion
+        // of nothing, a call refused half way): no retry may run it again. A refusal is its
+        // answer, kept for its retries as an answer is; after a server error what it did is not
+        // known, and its retries are answered IdempotentProcessing.
+        (Err(e), true) => {
+            if e.status < 500 {
+                let kept = format!(
+                    "{KEPT_ERROR}{}",
+                    serde_json::json!({"HttpStatus": e.status, "Code": e.code, "Message": e.message})
+                );
+                ctx.store.keep_idempotent_answer(ctx.account_id, action, token, &digest, &kept).map_err(db)?;
+            }
+            return Err(e);
+        }
         // The same token's call on another node got there first: its answer stands.
-        Err(e) => return kept()?.ok_or(e),
+        (Err(e), false) => return kept()?.ok_or(e),
     };
     ctx.store.keep_idempotent_answer(ctx.account_id, action, token, &digest, &answer.to_string()).map_err(db)?;
     Ok(answer)
 }
 
-/// The answer kept for a token, if any. A call whose write recorded the token but whose answer
-/// is not kept yet is finishing on another node (its answer follows within milliseconds) or its
-/// node stopped between its commit and its answer: it is waited for a little, then answered
-/// `IdempotentProcessing`, never run again.
+/// How a kept answer that is a refusal begins (an answer is a JSON object, `{…}`).
+const KEPT_ERROR: &str = "error:";
+
+/// The answer kept for a token, if any (a refusal kept is answered again as the error). A call
+/// whose write recorded the token but whose answer is not kept yet is finishing on another node
+/// (its answer follows within milliseconds) or its node stopped between its commit and its
+/// answer: it is waited for a little, then answered `IdempotentProcessing`, never run again.
 fn kept_answer(ctx: &Ctx, action: &str, token: &str, digest: &str) -> Result<Option<Value>, ApiError> {
     const WAIT: std::time::Duration = std::time::Duration::from_millis(50);
     for _ in 0..40 {
         match ctx.store.idempotent_answer(ctx.account_id, action, token).map_err(db)? {
             Some((kept_digest, _)) if kept_digest != digest => return Err(ApiError::idempotent_mismatch()),
             Some((_, answer)) if answer.is_empty() => std::thread::sleep(WAIT),
-            Some((_, answer)) => return serde_json::from_str(&answer).map(Some).map_err(|_| ApiError::server_error()),
+            Some((_, answer)) => {
+                let Some(error) = answer.strip_prefix(KEPT_ERROR) else {
+                    return serde_json::from_str(&answer).map(Some).map_err(|_| ApiError::server_error());
+                };
+                let e: Value = serde_json::from_str(error).map_err(|_| ApiError::server_error())?;
+                let (Some(status), Some(code), Some(message)) =
+                    (e["HttpStatus"].as_u64(), e["Code"].as_str(), e["Message"].as_str())
+                else {
+                    return Err(ApiError::server_error());
+                };
+                let status = u16::try_from(status).map_err(|_| ApiError::server_error())?;
+                return Err(ApiError { status, code: code.to_string(), message: message.to_string() });
+            }
             None => return Ok(None),
         }
     }
