@@ -3,8 +3,11 @@
 
 use std::fmt;
 
-/// An error answered to a client in the envelope `{RequestId, HostId, Code, Message, Recommend}`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+use serde::{Deserialize, Serialize};
+
+/// An error answered to a client in the envelope `{RequestId, HostId, Code, Message, Recommend}`
+/// (serialised as itself only where a ClientToken keeps a refusal as its answer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     /// HTTP status.
     pub status: u16,

@@ -262,10 +262,7 @@ pub fn run(ctx: &Ctx, action: &str, op: Op, p: &Params) -> Result<Value, ApiErro
         // known, and its retries are answered IdempotentProcessing.
         (Err(e), true) => {
             if e.status < 500 {
-                let kept = format!(
-                    "{KEPT_ERROR}{}",
-                    serde_json::json!({"HttpStatus": e.status, "Code": e.code, "Message": e.message})
-                );
+                let kept = format!("{KEPT_ERROR}{}", serde_json::to_string(&e).map_err(|_| ApiError::server_error())?);
                 ctx.store.keep_idempotent_answer(ctx.account_id, action, token, &digest, &kept).map_err(db)?;
             }
             return Err(e);
@@ -291,17 +288,10 @@ fn kept_answer(ctx: &Ctx, action: &str, token: &str, digest: &str) -> Result<Opt
             Some((kept_digest, _)) if kept_digest != digest => return Err(ApiError::idempotent_mismatch()),
             Some((_, answer)) if answer.is_empty() => std::thread::sleep(WAIT),
             Some((_, answer)) => {
-                let Some(error) = answer.strip_prefix(KEPT_ERROR) else {
+                let Some(refusal) = answer.strip_prefix(KEPT_ERROR) else {
                     return serde_json::from_str(&answer).map(Some).map_err(|_| ApiError::server_error());
                 };
-                let e: Value = serde_json::from_str(error).map_err(|_| ApiError::server_error())?;
-                let (Some(status), Some(code), Some(message)) =
-                    (e["HttpStatus"].as_u64(), e["Code"].as_str(), e["Message"].as_str())
-                else {
-                    return Err(ApiError::server_error());
-                };
-                let status = u16::try_from(status).map_err(|_| ApiError::server_error())?;
-                return Err(ApiError { status, code: code.to_string(), message: message.to_string() });
+                return Err(serde_json::from_str(refusal).unwrap_or_else(|_| ApiError::server_error()));
             }
             None => return Ok(None),
         }
